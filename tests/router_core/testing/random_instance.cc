@@ -1,0 +1,64 @@
+#include "tests/router_core/testing/random_instance.h"
+
+#include <algorithm>
+#include <random>
+#include <string>
+
+#include "absl/strings/str_cat.h"
+
+namespace router::core::testing {
+
+BatchProblem RandomProblem(const RandomInstanceOptions& o) {
+  std::mt19937_64 rng(o.seed);
+  std::uniform_real_distribution<double> unit(0.0, 1.0);
+  BatchProblem p;
+  std::vector<double> strength(o.num_models), price(o.num_models);
+  for (int j = 0; j < o.num_models; ++j) {
+    ModelSpec m;
+    m.name = absl::StrCat("m", j);
+    strength[j] = 0.35 + 0.6 * unit(rng);
+    if (j < o.num_limited) {
+      m.slots = static_cast<int64_t>(o.slot_fraction * o.num_queries);
+      price[j] = 0.0;
+    } else {
+      price[j] = 1e-6 * (0.2 + 30.0 * strength[j] * strength[j] * unit(rng));
+    }
+    p.models.push_back(m);
+  }
+  struct Raw {
+    double hardness, tokens;
+  };
+  std::vector<Raw> raw(o.num_queries);
+  for (Raw& r : raw) r = {unit(rng), 100.0 + 3000.0 * unit(rng)};
+  if (o.adversarial) {
+    std::sort(raw.begin(), raw.end(), [](const Raw& a, const Raw& b) {
+      return a.hardness * a.tokens > b.hardness * b.tokens;
+    });
+  }
+  double dearest_total = 0.0;
+  for (int i = 0; i < o.num_queries; ++i) {
+    Query q;
+    q.id = absl::StrCat("q", i);
+    double dearest = 0.0;
+    for (int j = 0; j < o.num_models; ++j) {
+      const double a =
+          std::clamp(strength[j] - 0.45 * raw[i].hardness + 0.25 * (unit(rng) - 0.5), 0.0, 1.0);
+      q.quality.push_back(a);
+      if (o.with_lower) q.quality_lower.push_back(a * (0.6 + 0.4 * unit(rng)));
+      q.cost.push_back(price[j] * raw[i].tokens);
+      dearest = std::max(dearest, q.cost.back());
+    }
+    dearest_total += dearest;
+    if (o.disallow_probability > 0) {
+      const int keep = static_cast<int>(unit(rng) * o.num_models) % o.num_models;
+      for (int j = 0; j < o.num_models; ++j) {
+        if (j == keep || unit(rng) >= o.disallow_probability) q.allowed.push_back(p.models[j].name);
+      }
+    }
+    p.queries.push_back(std::move(q));
+  }
+  if (o.budget_fraction >= 0) p.budget = o.budget_fraction * dearest_total;
+  return p;
+}
+
+}  // namespace router::core::testing

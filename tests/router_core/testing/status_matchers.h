@@ -1,0 +1,38 @@
+// File: status_matchers.h
+//
+// gMock matchers for absl::Status (Debian's Abseil 20220623 ships none): IsOk() and
+// StatusIs(code, message_matcher).
+
+#ifndef ROUTER_TESTS_ROUTER_CORE_TESTING_STATUS_MATCHERS_H_
+#define ROUTER_TESTS_ROUTER_CORE_TESTING_STATUS_MATCHERS_H_
+
+#include <string>
+
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "gmock/gmock.h"
+
+namespace router::core::testing {
+
+inline const absl::Status& GetStatus(const absl::Status& s) { return s; }
+template <typename T>
+const absl::Status& GetStatus(const absl::StatusOr<T>& s) {
+  return s.status();
+}
+
+MATCHER(IsOk, "is OK") {
+  const absl::Status& s = GetStatus(arg);
+  *result_listener << "status is " << s.ToString();
+  return s.ok();
+}
+
+MATCHER_P2(StatusIs, code, message_matcher, "") {
+  const absl::Status& s = GetStatus(arg);
+  *result_listener << "status is " << s.ToString();
+  return s.code() == code &&
+         ::testing::ExplainMatchResult(message_matcher, std::string(s.message()), result_listener);
+}
+
+}  // namespace router::core::testing
+
+#endif  // ROUTER_TESTS_ROUTER_CORE_TESTING_STATUS_MATCHERS_H_

@@ -1,0 +1,32 @@
+#!/usr/bin/env bash
+# Runs every test the project has, the way CI does:
+#   1. gcc, Release, -Wall -Wextra -Werror: build everything, run all tests;
+#   2. gcc, Debug, ASan + UBSan: build the tests, run them;
+#   3. clang, -Wthread-safety -Werror: build everything (the thread-safety analysis is the check).
+# Build trees: build/ (the README's build), build-asan/, build-clang/. Needs deploy/install-deps.sh.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+JOBS="${JOBS:-$(nproc)}"
+GEN=()
+command -v ninja >/dev/null && GEN=(-G Ninja)
+
+step() { echo; echo "=== $* ==="; }
+
+step "gcc Release -Werror: build and test"
+cmake -S . -B build "${GEN[@]}" -DCMAKE_BUILD_TYPE=Release >/dev/null
+cmake --build build -j "$JOBS"
+ctest --test-dir build --output-on-failure -j "$JOBS"
+
+step "gcc Debug ASan+UBSan: build and test"
+cmake -S . -B build-asan "${GEN[@]}" -DCMAKE_BUILD_TYPE=Debug -DROUTER_SANITIZE=ON \
+  -DROUTER_BUILD_BENCH=OFF >/dev/null
+cmake --build build-asan -j "$JOBS"
+ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=print_stacktrace=1 \
+  ctest --test-dir build-asan --output-on-failure -j "$JOBS"
+
+step "clang -Wthread-safety -Werror: build"
+cmake -S . -B build-clang "${GEN[@]}" -DCMAKE_BUILD_TYPE=Debug -DCMAKE_CXX_COMPILER=clang++ \
+  -DROUTER_THREAD_SAFETY=ON >/dev/null
+cmake --build build-clang -j "$JOBS"
+
+step "all test stages passed"
