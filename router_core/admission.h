@@ -8,9 +8,12 @@
 //   1. Slots: the minimum number of queries that no slot-feasible assignment can place (their
 //      allowed models are all limited and full) are unserved with reason kNoSlot.
 //   2. Budget: the cheapest slot-feasible assignment of the rest is computed exactly (minimum total
-//      cost, ties to higher value). While it costs more than the budget, the served query with the
-//      most expensive assignment in it (ties: the later query) is unserved with reason kNoBudget.
-//      Without slot limits this serves the largest possible number of queries.
+//      cost; ties broken arbitrarily). While it costs more than the budget, the served query with
+//      the most expensive assignment in it (ties: the later query) is unserved with reason
+//      kNoBudget. Without slot limits, or when slot-limited models are free (the usual self-hosted
+//      case), this serves the largest possible number of queries. Known limit: when a slot-limited
+//      model has a cost, a slot freed by an unserved query is not reassigned, so fewer queries than
+//      possible may be served (still feasible).
 //
 // Thread-safety: a pure function.
 

@@ -43,6 +43,8 @@ class TransportState {
       }
     }
     unserved_value_ = -(2.0 * max_abs + 1.0) * (n + 1);
+    // Relaxations smaller than this are rounding noise on sums involving the penalty.
+    tolerance_ = 1e-12 * (2.0 * max_abs + 1.0) * (n + 1);
     for (int i = 0; i < n; ++i) {
       double best = unserved_value_;
       for (int j = 0; j < inst_.num_models; ++j) {
@@ -146,7 +148,7 @@ class TransportState {
         for (int v = 0; v < nodes; ++v) {
           const double w = edge[u * nodes + v];
           if (w == kInf || v == source) continue;
-          if (dist[u] + w < dist[v] - 1e-15) {
+          if (dist[u] + w < dist[v] - tolerance_) {
             dist[v] = dist[u] + w;
             pred[v] = u;
             changed = true;
@@ -159,9 +161,16 @@ class TransportState {
     for (int k = 1; k < nodes; ++k) {
       if (k != source && IsSink(k) && dist[k] < dist[sink]) sink = k;
     }
-    // Collect the queries of the path before moving any, then move them.
+    // Collect the queries of the path before moving any, then move them. Rounding on the large
+    // unserved penalty can in principle close a tiny negative cycle in `pred`; a path longer than
+    // the node count reveals it, and the unit then goes straight to the outside option (still
+    // feasible, at worst not the least-loss move).
     std::vector<std::pair<int, int>> moves;  // (query, destination)
     for (int v = sink; v != source; v = pred[v]) {
+      if (static_cast<int>(moves.size()) >= nodes || pred[v] < 0) {
+        moves.assign(1, {edge_query[source * nodes + kOutside], kOutside});
+        break;
+      }
       moves.push_back({edge_query[pred[v] * nodes + v], v});
     }
     for (const auto& [query, destination] : moves) {
@@ -187,7 +196,7 @@ class TransportState {
         for (int v = 1; v < nodes; ++v) {
           if (u == v || IsSink(v)) continue;
           const HeapEntry* top = Top(u, v);
-          if (top != nullptr && potential[u] - top->loss > potential[v] + 1e-15) {
+          if (top != nullptr && potential[u] - top->loss > potential[v] + tolerance_) {
             potential[v] = potential[u] - top->loss;
             changed = true;
           }
@@ -225,6 +234,7 @@ class TransportState {
   std::vector<int> outside_model_;     // per query: best unlimited allowed model or kUnserved
   std::vector<double> outside_value_;  // its weight, or unserved_value_
   double unserved_value_ = 0.0;
+  double tolerance_ = 0.0;
   std::vector<int64_t> capacity_;
   std::vector<int64_t> count_;
   std::vector<std::vector<HeapEntry>> heaps_;  // [from * num_nodes_ + to]

@@ -136,3 +136,39 @@ TEST(AdmissionTest, FallbackIsAlwaysFeasible) {
 
 }  // namespace
 }  // namespace router::core
+
+namespace router::core {
+namespace {
+
+// Regression: more slot-only queries than slots, with the large unserved penalty, once made the
+// eviction path loop forever (found by the heuristic policies' stress run).
+TEST(TransportTest, OversubscribedSlotOnlyQueriesTerminate) {
+  for (uint64_t seed = 1; seed <= 2000; ++seed) {
+    RandomInstanceOptions o;
+    o.seed = seed;
+    o.num_queries = 20 + static_cast<int>(seed % 120);
+    o.num_models = 4;
+    o.num_limited = 2;
+    o.slot_fraction = 0.01 + 0.001 * static_cast<double>(seed % 40);
+    o.budget_fraction = 0.11;
+    o.disallow_probability = 0.5;
+    o.adversarial = true;
+    const Instance inst = BuildInstance(RandomProblem(o), ValueSource::kQuality);
+    const Admission a = AdmitQueries(inst);
+    ASSERT_TRUE(CheckFeasible(inst, a.fallback).ok()) << "seed " << seed;
+  }
+  RandomInstanceOptions o;
+  o.num_queries = 118;
+  o.num_models = 4;
+  o.num_limited = 2;
+  o.slot_fraction = 0.025664897283956704;
+  o.budget_fraction = 0.11001508953721176;
+  o.disallow_probability = 0.5;
+  o.adversarial = true;
+  o.seed = 756;
+  const Instance inst = BuildInstance(RandomProblem(o), ValueSource::kQuality);
+  EXPECT_TRUE(CheckFeasible(inst, AdmitQueries(inst).fallback).ok());
+}
+
+}  // namespace
+}  // namespace router::core

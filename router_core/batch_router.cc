@@ -1,0 +1,117 @@
+#include "router_core/batch_router.h"
+
+#include <algorithm>
+#include <cmath>
+#include <limits>
+#include <string>
+#include <vector>
+
+#include "absl/strings/str_cat.h"
+#include "router_core/admission.h"
+#include "router_core/cbc_solver.h"
+#include "router_core/heuristic_policies.h"
+#include "router_core/instance.h"
+#include "router_core/lagrangian_solver.h"
+#include "router_core/robust_gamma.h"
+
+namespace router::core {
+namespace {
+
+bool IsExact(PolicyKind policy) {
+  return policy == PolicyKind::kBatch || policy == PolicyKind::kBatchRobust ||
+         policy == PolicyKind::kBatchGamma;
+}
+
+// Fast solver, then CBC from its incumbent while time remains. Works on the served queries only.
+absl::StatusOr<Solution> SolveExact(const BatchProblem& problem, const Instance& served,
+                                    const std::vector<int>& fallback, absl::Time start,
+                                    const BatchRouterOptions& options) {
+  const double gamma = problem.policy == PolicyKind::kBatchGamma ? problem.params.gamma : 0.0;
+  Solution s;
+  if (problem.policy == PolicyKind::kBatchGamma) {
+    GammaResult g = SolveGammaRobust(served, gamma, fallback, problem.relative_gap);
+    s.model_of_query = std::move(g.model_of_query);
+    s.objective = g.objective;
+    s.upper_bound = g.upper_bound;
+    s.method = "lagrangian_gamma";
+  } else {
+    LagrangianResult l = SolveLagrangian(served, fallback);
+    s.model_of_query = std::move(l.model_of_query);
+    s.objective = l.objective;
+    s.upper_bound = l.upper_bound;
+    s.method = "lagrangian";
+  }
+  const absl::Duration left = problem.time_limit - (absl::Now() - start);
+  if (options.use_cbc && served.num_queries > 0 && RelativeGap(s) > problem.relative_gap &&
+      left >= options.min_cbc_time) {
+    CbcOptions cbc_options;
+    cbc_options.time_limit = left;
+    cbc_options.relative_gap = problem.relative_gap;
+    cbc_options.gamma = gamma;
+    cbc_options.incumbent = &s.model_of_query;
+    absl::StatusOr<CbcResult> cbc = SolveWithCbc(served, cbc_options);
+    if (!cbc.ok()) return cbc.status();
+    s.nodes = cbc->nodes;
+    if (!cbc->model_of_query.empty() && cbc->objective > s.objective) {
+      s.model_of_query = std::move(cbc->model_of_query);
+      s.objective = cbc->objective;
+      s.method = "cbc";
+    }
+    s.upper_bound = std::max(s.objective, std::min(s.upper_bound, cbc->best_bound));
+  }
+  // The 1e-9 absorbs floating-point noise between CBC's bound and our recomputed objective.
+  s.status = RelativeGap(s) <= problem.relative_gap + 1e-9 ? SolveStatus::kOptimal
+                                                            : SolveStatus::kFeasible;
+  return s;
+}
+
+}  // namespace
+
+absl::StatusOr<Solution> SolveBatch(const BatchProblem& problem, const BatchRouterOptions& options) {
+  const absl::Time start = absl::Now();
+  if (absl::Status s = ValidateBatchProblem(problem); !s.ok()) return s;
+  const Instance instance = BuildInstance(problem, problem.policy == PolicyKind::kBatchRobust
+                                                       ? ValueSource::kQualityLower
+                                                       : ValueSource::kQuality);
+  const Admission admission = AdmitQueries(instance);
+
+  Solution solution;
+  if (IsExact(problem.policy)) {
+    const Instance served = SelectQueries(instance, admission.served);
+    std::vector<int> fallback;
+    for (int i : admission.served) fallback.push_back(admission.fallback[i]);
+    absl::StatusOr<Solution> exact = SolveExact(problem, served, fallback, start, options);
+    if (!exact.ok()) return exact.status();
+    solution = *std::move(exact);
+    std::vector<int> full(instance.num_queries, kUnserved);
+    for (size_t k = 0; k < admission.served.size(); ++k) {
+      full[admission.served[k]] = solution.model_of_query[k];
+    }
+    solution.model_of_query = std::move(full);
+    solution.unserved_reason = admission.reason;
+  } else {
+    switch (problem.policy) {
+      case PolicyKind::kPerQuery:
+        solution = SolvePerQuery(instance, admission, problem.params.lambda);
+        break;
+      case PolicyKind::kThreshold:
+        solution = SolveThreshold(instance, admission, problem.params.tau);
+        break;
+      case PolicyKind::kNdch:
+        solution = SolveNdch(instance, admission, problem.params.seed);
+        break;
+      default:
+        solution = SolveNdchP(instance, admission);
+        break;
+    }
+  }
+  if (absl::Status s = CheckFeasible(instance, solution.model_of_query); !s.ok()) {
+    return absl::InternalError(absl::StrCat("policy ", PolicyKindName(problem.policy),
+                                            " produced an infeasible answer: ", s.message()));
+  }
+  solution.total_cost = AssignmentCost(instance, solution.model_of_query);
+  solution.solve_time = absl::Now() - start;
+  return solution;
+}
+
+}  // namespace router::core

@@ -1,0 +1,49 @@
+// File: batch_router.h
+//
+// The one entry point that answers a batch: validates the problem, admits the queries that can be
+// served (admission.h), runs the requested policy, and returns an assignment that is feasible by
+// construction and re-checked (CheckFeasible) before it leaves.
+//
+// Exact policies (batch, batch_robust, batch_gamma) are orchestrated under the batch's time limit:
+//   1. the structure-aware fast solver (lagrangian_solver.h; robust_gamma.h for batch_gamma) always
+//      runs to completion and yields a feasible assignment with a proven upper bound;
+//   2. if its gap exceeds `relative_gap` and at least `min_cbc_time` of the time limit remains,
+//      CBC (cbc_solver.h) starts from that incumbent and is stopped by the remaining wall time;
+//   3. the better assignment is returned with the tighter of the two bounds.
+// So the answer time is at most  t_fast + max(0, time_limit - t_fast)  plus CBC's stopping latency,
+// and the gap is always reported. Heuristic policies (per_query, threshold, ndch, ndch_p) return
+// status HEURISTIC without a bound.
+//
+// When no assignment serves every query (the budget cannot pay the cheapest completion, or slots run
+// out), the unserved queries and their reasons are listed in the Solution (see admission.h for the
+// rule); the batch is never silently over budget or over a slot limit.
+//
+// Thread-safety: SolveBatch may be called concurrently from several threads; each call owns its
+// solver state (CBC models included).
+//
+// Errors: INVALID_ARGUMENT from ValidateBatchProblem (names the field); INTERNAL if an answer fails
+// its feasibility check (a bug; never returned as an answer).
+
+#ifndef ROUTER_CORE_BATCH_ROUTER_H_
+#define ROUTER_CORE_BATCH_ROUTER_H_
+
+#include "absl/status/statusor.h"
+#include "absl/time/time.h"
+#include "router_core/problem.h"
+#include "router_core/solution.h"
+
+namespace router::core {
+
+struct BatchRouterOptions {
+  // CBC is skipped when less than this remains of the time limit after the fast solver.
+  absl::Duration min_cbc_time = absl::Milliseconds(2);
+  // Run CBC at all (benchmarks turn it off to measure the fast path alone).
+  bool use_cbc = true;
+};
+
+absl::StatusOr<Solution> SolveBatch(const BatchProblem& problem,
+                                    const BatchRouterOptions& options = {});
+
+}  // namespace router::core
+
+#endif  // ROUTER_CORE_BATCH_ROUTER_H_

@@ -1,0 +1,100 @@
+#!/usr/bin/env bash
+# End-to-end test of the router_solve CLI (run by ctest as router_solve_cli).
+#   usage: router_solve_cli_test.sh ROUTER_SOLVE DEMO_JSON
+set -euo pipefail
+
+if [[ $# -ne 2 ]]; then
+  echo "usage: $0 ROUTER_SOLVE DEMO_JSON" >&2
+  exit 2
+fi
+readonly SOLVE="$1"
+readonly DEMO="$2"
+
+TMP="$(mktemp -d)"
+trap 'rm -rf "${TMP}"' EXIT
+
+passed=0
+failed=0
+pass() { echo "PASS: $1"; passed=$((passed + 1)); }
+fail() {
+  echo "FAIL: $1"
+  if [[ -s "${TMP}/err" ]]; then sed 's/^/  stderr: /' "${TMP}/err"; fi
+  failed=$((failed + 1))
+}
+
+# Runs router_solve with the given arguments; stdout -> $TMP/out, stderr -> $TMP/err, exit -> rc.
+run() {
+  rc=0
+  "${SOLVE}" "$@" >"${TMP}/out" 2>"${TMP}/err" || rc=$?
+}
+
+# 1. The demo solves: exit 0, stdout is one JSON answer covering every query within the budget.
+run --instance "${DEMO}"
+if [[ ${rc} -eq 0 ]] && python3 - "${DEMO}" "${TMP}/out" <<'EOF'
+import json, sys
+problem = json.load(open(sys.argv[1]))
+with open(sys.argv[2]) as f:
+    lines = f.read().splitlines()
+assert len(lines) == 1, f"expected one line on stdout, got {len(lines)}"
+d = json.loads(lines[0])
+assert d["status"] in ("OPTIMAL", "FEASIBLE"), d["status"]
+ids = [q["id"] for q in problem["queries"]]
+assigned = set(d["assignment"])
+unserved = set(d["unserved"])
+assert not (assigned & unserved), "a query is both assigned and unserved"
+assert assigned | unserved == set(ids), "some query is neither assigned nor unserved"
+assert set(d["unserved_reasons"]) == unserved
+names = [m["name"] for m in problem["models"]]
+cost = 0.0
+for q in problem["queries"]:
+    if q["id"] in assigned:
+        m = d["assignment"][q["id"]]
+        assert m in names, m
+        assert not q.get("allowed") or m in q["allowed"], f"{q['id']} -> {m} not allowed"
+        cost += q["cost"][names.index(m)]
+budget = problem.get("budget")
+if budget is not None:
+    assert d["total_cost"] <= budget * (1 + 1e-9), (d["total_cost"], budget)
+    assert cost <= budget * (1 + 1e-9), (cost, budget)
+assert abs(cost - d["total_cost"]) <= 1e-9 * max(1.0, cost), (cost, d["total_cost"])
+for key in ("objective", "upper_bound", "gap", "solve_ms", "nodes", "method", "policy"):
+    assert key in d, key
+assert d["policy"] == problem.get("policy", "batch")
+EOF
+then
+  pass "demo solves"
+else
+  fail "demo solves (exit ${rc})"
+fi
+
+# 2. A batch with a badly typed field: non-zero exit, stderr names the field, stdout empty.
+cat >"${TMP}/bad.json" <<'EOF'
+{"models":[{"name":"m0"},{"name":"m1"}],
+ "queries":[{"id":"q0","quality":[0.8,0.6],"cost":[0.01,"cheap"]}]}
+EOF
+run --instance="${TMP}/bad.json"
+if [[ ${rc} -ne 0 ]] && grep -q 'queries\[0\]\.cost\[1\]' "${TMP}/err" \
+  && [[ ! -s "${TMP}/out" ]]; then
+  pass "bad field is named"
+else
+  fail "bad field is named (exit ${rc})"
+fi
+
+# 3. A missing file: non-zero exit, stderr names the path, stdout empty.
+run --instance "${TMP}/does-not-exist.json"
+if [[ ${rc} -ne 0 ]] && grep -q 'does-not-exist.json' "${TMP}/err" && [[ ! -s "${TMP}/out" ]]; then
+  pass "missing file"
+else
+  fail "missing file (exit ${rc})"
+fi
+
+# 4. No arguments: usage error, exit 2.
+run
+if [[ ${rc} -eq 2 ]] && grep -q '^router_solve: ' "${TMP}/err" && [[ ! -s "${TMP}/out" ]]; then
+  pass "no arguments is a usage error"
+else
+  fail "no arguments is a usage error (exit ${rc})"
+fi
+
+echo "${passed} passed, ${failed} failed"
+[[ ${failed} -eq 0 ]]
