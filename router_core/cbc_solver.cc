@@ -372,8 +372,8 @@ absl::StatusOr<CbcResult> SolveWithCbc(const Instance& instance, const CbcOption
   if (options.incumbent != nullptr &&
       (!has_solution || incumbent_objective > result.objective)) {
     // The incumbent is feasible by validation. CBC should never return worse; if its answer was
-    // rejected or rounds to worse, the incumbent stands, without an optimality claim unless CBC's
-    // bound proves one.
+    // rejected or rounds to worse, the incumbent stands (kFeasible when CBC's own answer was
+    // rejected: nothing proves the incumbent optimal).
     result.model_of_query = *options.incumbent;
     result.objective = incumbent_objective;
     if (result.outcome == CbcOutcome::kInfeasible) {

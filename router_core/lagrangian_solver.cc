@@ -13,6 +13,10 @@ namespace {
 constexpr double kInf = std::numeric_limits<double>::infinity();
 constexpr int kMaxSearchSteps = 60;
 constexpr int kMaxDoublings = 200;
+// The search stops once the best bound is within this relative distance of the lines' minimum (a
+// lower estimate of min h): far below any gap an operator asks for (default 1e-4), and each halving
+// of it costs a few transportation solves.
+constexpr double kBoundTolerance = 1e-6;
 
 // One evaluation of h at lambda.
 struct Probe {
@@ -167,7 +171,7 @@ LagrangianResult SolveLagrangian(const Instance& inst, const std::vector<int>& f
             line_min = lo.bound + slope_lo * (candidate - lo.lambda);
           }
         }
-        if (best_bound.bound - line_min <= 1e-9 * std::max(1.0, std::abs(best_bound.bound)) ||
+        if (best_bound.bound - line_min <= kBoundTolerance * std::max(1.0, std::abs(best_bound.bound)) ||
             hi.lambda - lo.lambda <= 1e-12 * hi.lambda) {
           break;
         }

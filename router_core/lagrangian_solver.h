@@ -12,7 +12,7 @@
 //     h(lambda) = lambda * B + max { sum (value - lambda * cost) x : assignment + slot rows }
 // is a convex, piecewise-linear upper bound whose minimum equals the LP relaxation. lambda is found
 // by a one-dimensional cutting-plane search (intersection of the two supporting lines, bisection as
-// a safeguard), which ends when the bound and the lines' minimum agree to 1e-9.
+// a safeguard), which ends when the bound and the lines' minimum agree to 1e-6 (relative).
 //
 // Primal: the transportation optimum at the smallest lambda found whose assignment fits the budget
 // is feasible; the LP optimum mixes it with the one just below (at most #limited + 1 queries are

@@ -67,11 +67,12 @@ TEST(SolveBatchTest, ExactPoliciesMatchBruteForce) {
   EXPECT_GT(compared, 250);
 }
 
-// Thousands of random and adversarial instances: every policy's answer is feasible, the bound of
+// Random and adversarial instances: every policy's answer is feasible, the bound of
 // every exact policy is at least its objective, and unserved queries only appear when the
 // cheapest completion cannot be paid or placed.
 TEST(SolveBatchTest, EveryPolicyIsAlwaysFeasible) {
-  for (uint64_t seed = 1; seed <= 600; ++seed) {
+  // 300 batches x 7 policies; the heuristics' own test adds thousands more per policy.
+  for (uint64_t seed = 1; seed <= 300; ++seed) {
     BatchProblem p = RandomProblem(Varied(seed, 40, 8));
     p.time_limit = absl::Milliseconds(5);
     p.params.lambda = 100.0 * static_cast<double>(seed % 5);
