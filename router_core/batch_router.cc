@@ -100,9 +100,13 @@ absl::StatusOr<Solution> SolveBatch(const BatchProblem& problem, const BatchRout
       case PolicyKind::kNdch:
         solution = SolveNdch(instance, admission, problem.params.seed);
         break;
-      default:
+      case PolicyKind::kNdchP:
         solution = SolveNdchP(instance, admission);
         break;
+      case PolicyKind::kBatch:
+      case PolicyKind::kBatchRobust:
+      case PolicyKind::kBatchGamma:
+        return absl::InternalError("exact policy reached the heuristic dispatch");
     }
   }
   if (absl::Status s = CheckFeasible(instance, solution.model_of_query); !s.ok()) {

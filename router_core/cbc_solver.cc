@@ -245,20 +245,6 @@ const char* CbcOutcomeName(CbcOutcome outcome) {
   return "UNKNOWN";
 }
 
-double RobustObjective(const Instance& instance, const std::vector<int>& model_of_query,
-                       double gamma) {
-  const double value = AssignmentValue(instance, model_of_query);
-  if (gamma <= 0.0) return value;
-  double loss = 0.0;
-  double remaining = gamma;
-  for (double d : SortedDeviations(instance, model_of_query)) {
-    if (remaining <= 0.0) break;
-    loss += d * std::min(1.0, remaining);
-    remaining -= 1.0;
-  }
-  return value - loss;
-}
-
 absl::StatusOr<CbcResult> SolveWithCbc(const Instance& instance, const CbcOptions& options) {
   const absl::Time start = absl::Now();
   if (absl::Status s = ValidateOptions(instance, options); !s.ok()) return s;

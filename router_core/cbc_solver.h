@@ -97,13 +97,6 @@ struct CbcResult {
 // answered kOptimal with an empty assignment, without calling CBC.
 absl::StatusOr<CbcResult> SolveWithCbc(const Instance& instance, const CbcOptions& options);
 
-// Robust objective of an assignment under budgeted uncertainty: the sum of the values minus the
-// `gamma` largest deviations among the served queries, the fractional part of gamma weighing the
-// next largest one (Bertsimas-Sim). gamma <= 0 gives the plain value. Queries at kUnserved count
-// for nothing.
-double RobustObjective(const Instance& instance, const std::vector<int>& model_of_query,
-                       double gamma);
-
 }  // namespace router::core
 
 #endif  // ROUTER_CORE_CBC_SOLVER_H_

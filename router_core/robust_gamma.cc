@@ -4,8 +4,8 @@
 #include <cmath>
 #include <map>
 
-#include "router_core/cbc_solver.h"
 #include "router_core/lagrangian_solver.h"
+#include "router_core/solution.h"
 
 namespace router::core {
 

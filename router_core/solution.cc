@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <functional>
 
 #include "absl/strings/str_cat.h"
 
@@ -51,6 +52,26 @@ double AssignmentValue(const Instance& instance, const std::vector<int>& model_o
     }
   }
   return total;
+}
+
+double RobustObjective(const Instance& instance, const std::vector<int>& model_of_query,
+                       double gamma) {
+  const double value = AssignmentValue(instance, model_of_query);
+  if (gamma <= 0.0) return value;
+  std::vector<double> deviations;
+  for (int i = 0; i < instance.num_queries; ++i) {
+    const int j = model_of_query[i];
+    if (j != kUnserved) deviations.push_back(instance.deviation[instance.index(i, j)]);
+  }
+  std::sort(deviations.begin(), deviations.end(), std::greater<double>());
+  double loss = 0.0;
+  double remaining = gamma;
+  for (double d : deviations) {
+    if (remaining <= 0.0) break;
+    loss += d * std::min(1.0, remaining);
+    remaining -= 1.0;
+  }
+  return value - loss;
 }
 
 absl::Status CheckFeasible(const Instance& instance, const std::vector<int>& model_of_query) {

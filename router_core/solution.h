@@ -65,6 +65,13 @@ double AssignmentCost(const Instance& instance, const std::vector<int>& model_of
 // Sum of the values of the assigned models.
 double AssignmentValue(const Instance& instance, const std::vector<int>& model_of_query);
 
+// Robust objective of an assignment under budgeted uncertainty: the sum of the values minus the
+// `gamma` largest deviations among the served queries, the fractional part of gamma weighing the
+// next largest one (Bertsimas-Sim). gamma <= 0 gives the plain value. Queries at kUnserved count
+// for nothing.
+double RobustObjective(const Instance& instance, const std::vector<int>& model_of_query,
+                       double gamma);
+
 // OK if the assignment uses only allowed models, respects every slot limit, and its cost is within
 // the budget (up to kBudgetTolerance). INTERNAL otherwise, naming
 // the broken constraint. Every code path runs this before it answers.
