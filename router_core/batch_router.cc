@@ -35,13 +35,14 @@ absl::StatusOr<Solution> SolveExact(const BatchProblem& problem, const Instance&
     s.upper_bound = g.upper_bound;
     s.method = "lagrangian_gamma";
   } else {
-    LagrangianResult l = SolveLagrangian(served, fallback);
+    LagrangianResult l =
+        SolveLagrangian(served, fallback, BoundToleranceFor(problem.relative_gap));
     s.model_of_query = std::move(l.model_of_query);
     s.objective = l.objective;
     s.upper_bound = l.upper_bound;
     s.method = "lagrangian";
   }
-  const absl::Duration left = problem.time_limit - (absl::Now() - start);
+  const absl::Duration left = problem.time_limit - (options.clock->Now() - start);
   if (options.use_cbc && served.num_queries > 0 && RelativeGap(s) > problem.relative_gap &&
       left >= options.min_cbc_time) {
     CbcOptions cbc_options;
@@ -68,7 +69,7 @@ absl::StatusOr<Solution> SolveExact(const BatchProblem& problem, const Instance&
 }  // namespace
 
 absl::StatusOr<Solution> SolveBatch(const BatchProblem& problem, const BatchRouterOptions& options) {
-  const absl::Time start = absl::Now();
+  const absl::Time start = options.clock->Now();
   if (absl::Status s = ValidateBatchProblem(problem); !s.ok()) return s;
   const Instance instance = BuildInstance(problem, problem.policy == PolicyKind::kBatchRobust
                                                        ? ValueSource::kQualityLower
@@ -114,7 +115,7 @@ absl::StatusOr<Solution> SolveBatch(const BatchProblem& problem, const BatchRout
                                             " produced an infeasible answer: ", s.message()));
   }
   solution.total_cost = AssignmentCost(instance, solution.model_of_query);
-  solution.solve_time = absl::Now() - start;
+  solution.solve_time = options.clock->Now() - start;
   return solution;
 }
 

@@ -29,6 +29,7 @@
 
 #include "absl/status/statusor.h"
 #include "absl/time/time.h"
+#include "router_core/clock.h"
 #include "router_core/problem.h"
 #include "router_core/solution.h"
 
@@ -39,6 +40,9 @@ struct BatchRouterOptions {
   absl::Duration min_cbc_time = absl::Milliseconds(2);
   // Run CBC at all (benchmarks turn it off to measure the fast path alone).
   bool use_cbc = true;
+  // Reads the time for the deadline and solve_time. Not owned; must outlive the call. CBC's own
+  // stopping rule reads the wall clock regardless.
+  const Clock* clock = &Clock::Real();
 };
 
 absl::StatusOr<Solution> SolveBatch(const BatchProblem& problem,

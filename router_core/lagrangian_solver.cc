@@ -13,10 +13,6 @@ namespace {
 constexpr double kInf = std::numeric_limits<double>::infinity();
 constexpr int kMaxSearchSteps = 60;
 constexpr int kMaxDoublings = 200;
-// The search stops once the best bound is within this relative distance of the lines' minimum (a
-// lower estimate of min h): far below any gap an operator asks for (default 1e-4), and each halving
-// of it costs a few transportation solves.
-constexpr double kBoundTolerance = 1e-6;
 
 // One evaluation of h at lambda.
 struct Probe {
@@ -96,6 +92,10 @@ void GreedyUpgrade(const Instance& inst, std::vector<int>& x) {
 
 }  // namespace
 
+double BoundToleranceFor(double relative_gap) {
+  return std::clamp(relative_gap / 50.0, 1e-9, 1e-4);
+}
+
 double LagrangianBound(const Instance& inst, double budget_price,
                        const std::vector<double>& slot_price) {
   const double lambda = inst.has_budget() ? budget_price : 0.0;
@@ -115,7 +115,8 @@ double LagrangianBound(const Instance& inst, double budget_price,
   return bound;
 }
 
-LagrangianResult SolveLagrangian(const Instance& inst, const std::vector<int>& feasible_start) {
+LagrangianResult SolveLagrangian(const Instance& inst, const std::vector<int>& feasible_start,
+                                 double bound_tolerance) {
   LagrangianResult result;
   std::vector<double> weight(inst.value.size());
 
@@ -171,7 +172,7 @@ LagrangianResult SolveLagrangian(const Instance& inst, const std::vector<int>& f
             line_min = lo.bound + slope_lo * (candidate - lo.lambda);
           }
         }
-        if (best_bound.bound - line_min <= kBoundTolerance * std::max(1.0, std::abs(best_bound.bound)) ||
+        if (best_bound.bound - line_min <= bound_tolerance * std::max(1.0, std::abs(best_bound.bound)) ||
             hi.lambda - lo.lambda <= 1e-12 * hi.lambda) {
           break;
         }

@@ -12,7 +12,9 @@
 //     h(lambda) = lambda * B + max { sum (value - lambda * cost) x : assignment + slot rows }
 // is a convex, piecewise-linear upper bound whose minimum equals the LP relaxation. lambda is found
 // by a one-dimensional cutting-plane search (intersection of the two supporting lines, bisection as
-// a safeguard), which ends when the bound and the lines' minimum agree to 1e-6 (relative).
+// a safeguard), which ends when the bound and the lines' minimum agree to `bound_tolerance`
+// (relative). Each halving of the tolerance costs about one transportation solve, so callers pass
+// a small fraction of the gap they need rather than a fixed tiny number.
 //
 // Primal: the transportation optimum at the smallest lambda found whose assignment fits the budget
 // is feasible; the LP optimum mixes it with the one just below (at most #limited + 1 queries are
@@ -46,9 +48,18 @@ struct LagrangianResult {
   int iterations = 0;                    // transportation solves
 };
 
+// The default tolerance: far below any gap an operator asks for.
+inline constexpr double kDefaultBoundTolerance = 1e-6;
+
 // `feasible_start` must be a feasible assignment serving every query of `instance` (the admission
 // fallback); it is returned if nothing better is found. Every query of `instance` must be servable.
-LagrangianResult SolveLagrangian(const Instance& instance, const std::vector<int>& feasible_start);
+// `bound_tolerance` > 0.
+LagrangianResult SolveLagrangian(const Instance& instance, const std::vector<int>& feasible_start,
+                                 double bound_tolerance = kDefaultBoundTolerance);
+
+// The tolerance for a caller who needs a relative gap of `relative_gap`: a fiftieth of it (the rest
+// of the gap is left to the rounding of the primal), clamped to [1e-9, 1e-4].
+double BoundToleranceFor(double relative_gap);
 
 // lambda*B + sum_j mu_j*slots_j + sum_i max_j (value_ij - lambda*cost_ij - mu_j): the Lagrangian
 // dual bound at (lambda, mu); lambda is ignored without a budget.

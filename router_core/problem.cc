@@ -1,6 +1,7 @@
 #include "router_core/problem.h"
 
 #include <cmath>
+#include <limits>
 #include <string>
 
 #include "absl/container/flat_hash_map.h"
@@ -25,21 +26,23 @@ absl::Status Invalid(absl::string_view field, absl::string_view what) {
   return absl::InvalidArgumentError(absl::StrCat(field, ": ", what));
 }
 
-// Checks one per-model vector of a query: length, finiteness and range.
-absl::Status CheckVector(const std::vector<double>& values, size_t num_models,
+// Checks one per-model vector of query `query`: length, finiteness and range. Field names are built
+// only on error: validation runs on every batch, and formatting N*M names would cost more than
+// the solve.
+absl::Status CheckVector(const std::vector<double>& values, size_t num_models, size_t query,
                          absl::string_view field, double lo, double hi) {
   if (values.size() != num_models) {
-    return Invalid(field, absl::StrCat("has ", values.size(), " entries, expected one per model (",
-                                       num_models, ")"));
+    return Invalid(absl::StrCat("queries[", query, "].", field),
+                   absl::StrCat("has ", values.size(), " entries, expected one per model (",
+                                num_models, ")"));
   }
   for (size_t j = 0; j < values.size(); ++j) {
     const double v = values[j];
-    const std::string where = absl::StrCat(field, "[", j, "]");
+    if (std::isfinite(v) && v >= lo && v <= hi) continue;
+    const std::string where = absl::StrCat("queries[", query, "].", field, "[", j, "]");
     if (std::isnan(v)) return Invalid(where, "NaN");
     if (std::isinf(v)) return Invalid(where, "infinite");
-    if (v < lo || v > hi) {
-      return Invalid(where, absl::StrCat(v, " is outside [", lo, ", ", hi, "]"));
-    }
+    return Invalid(where, absl::StrCat(v, " is outside [", lo, ", ", hi, "]"));
   }
   return absl::OkStatus();
 }
@@ -82,44 +85,43 @@ absl::Status ValidateBatchProblem(const BatchProblem& problem) {
     if (b < 0) return Invalid("budget", absl::StrCat(b, " is negative"));
   }
   const size_t m = problem.models.size();
-  absl::flat_hash_set<std::string> ids;
+  absl::flat_hash_set<absl::string_view> ids;
+  ids.reserve(problem.queries.size());
   for (size_t i = 0; i < problem.queries.size(); ++i) {
     const Query& q = problem.queries[i];
-    const std::string where = absl::StrCat("queries[", i, "]");
-    if (q.id.empty()) return Invalid(absl::StrCat(where, ".id"), "empty");
+    if (q.id.empty()) return Invalid(absl::StrCat("queries[", i, "].id"), "empty");
     if (!ids.insert(q.id).second) {
-      return Invalid(absl::StrCat(where, ".id"), absl::StrCat("duplicate query id '", q.id, "'"));
+      return Invalid(absl::StrCat("queries[", i, "].id"),
+                     absl::StrCat("duplicate query id '", q.id, "'"));
     }
-    if (absl::Status s = CheckVector(q.quality, m, absl::StrCat(where, ".quality"), 0.0, 1.0);
-        !s.ok()) {
-      return s;
-    }
+    if (absl::Status s = CheckVector(q.quality, m, i, "quality", 0.0, 1.0); !s.ok()) return s;
     if (!q.quality_lower.empty()) {
-      if (absl::Status s =
-              CheckVector(q.quality_lower, m, absl::StrCat(where, ".quality_lower"), 0.0, 1.0);
+      if (absl::Status s = CheckVector(q.quality_lower, m, i, "quality_lower", 0.0, 1.0);
           !s.ok()) {
         return s;
       }
       for (size_t j = 0; j < m; ++j) {
         if (q.quality_lower[j] > q.quality[j]) {
-          return Invalid(absl::StrCat(where, ".quality_lower[", j, "]"),
+          return Invalid(absl::StrCat("queries[", i, "].quality_lower[", j, "]"),
                          absl::StrCat(q.quality_lower[j], " is above quality ", q.quality[j]));
         }
       }
     }
-    if (absl::Status s = CheckVector(q.cost, m, absl::StrCat(where, ".cost"), 0.0,
-                                     std::numeric_limits<double>::max());
+    if (absl::Status s =
+            CheckVector(q.cost, m, i, "cost", 0.0, std::numeric_limits<double>::max());
         !s.ok()) {
       return s;
     }
-    absl::flat_hash_set<std::string> seen;
     for (size_t k = 0; k < q.allowed.size(); ++k) {
-      const std::string field = absl::StrCat(where, ".allowed[", k, "]");
+      const auto field = [&] { return absl::StrCat("queries[", i, "].allowed[", k, "]"); };
       if (!model_index.contains(q.allowed[k])) {
-        return Invalid(field, absl::StrCat("unknown model '", q.allowed[k], "'"));
+        return Invalid(field(), absl::StrCat("unknown model '", q.allowed[k], "'"));
       }
-      if (!seen.insert(q.allowed[k]).second) {
-        return Invalid(field, absl::StrCat("model '", q.allowed[k], "' listed twice"));
+      // Allowed lists are short (at most M): a quadratic scan beats a hash set per query.
+      for (size_t e = 0; e < k; ++e) {
+        if (q.allowed[e] == q.allowed[k]) {
+          return Invalid(field(), absl::StrCat("model '", q.allowed[k], "' listed twice"));
+        }
       }
     }
   }

@@ -27,7 +27,8 @@ GammaResult SolveGammaRobust(const Instance& instance, double gamma,
     for (size_t k = 0; k < shifted.value.size(); ++k) {
       shifted.value[k] = instance.value[k] - std::max(0.0, instance.deviation[k] - theta);
     }
-    const LagrangianResult r = SolveLagrangian(shifted, result.model_of_query);
+    const LagrangianResult r =
+        SolveLagrangian(shifted, result.model_of_query, BoundToleranceFor(relative_gap));
     ++result.evaluations;
     nominal_bound[theta] = r.upper_bound;
     const double robust = RobustObjective(instance, r.model_of_query, gamma);

@@ -61,6 +61,10 @@ class TransportState {
     heaps_.assign(static_cast<size_t>(num_nodes_) * num_nodes_, {});
     at_.assign(n, kOutside);
     stamp_.assign(n, 0);
+    const size_t num_edges = static_cast<size_t>(num_nodes_) * num_nodes_;
+    edge_.assign(num_edges, kInf);
+    edge_query_.assign(num_edges, -1);
+    row_dirty_.assign(num_nodes_, 1);
   }
 
   TransportResult Solve() {
@@ -77,8 +81,8 @@ class TransportState {
       }
       at_[i] = best_node;
       ++count_[best_node];
-      PushEdges(i);
     }
+    BuildHeaps();
     for (int k = 1; k < num_nodes_; ++k) {
       while (count_[k] > capacity_[k]) EvictOne(k);
     }
@@ -97,6 +101,7 @@ class TransportState {
 
   void PushEdges(int i) {
     const int u = at_[i];
+    row_dirty_[u] = 1;
     const double here = NodeValue(i, u);
     for (int v = 0; v < num_nodes_; ++v) {
       if (v == u) continue;
@@ -105,6 +110,31 @@ class TransportState {
       std::vector<HeapEntry>& heap = Heap(u, v);
       heap.push_back({here - there, i, stamp_[i]});
       std::push_heap(heap.begin(), heap.end(), std::greater<>());
+    }
+  }
+
+  // The initial edge heaps, in O(N*K) with one allocation per heap: sizing them first and heapifying
+  // once avoids the reallocation and page-fault churn of N*K individual pushes.
+  void BuildHeaps() {
+    const int n = inst_.num_queries;
+    std::vector<int> size(heaps_.size(), 0);
+    for (int i = 0; i < n; ++i) {
+      for (int v = 0; v < num_nodes_; ++v) {
+        if (v != at_[i] && NodeValue(i, v) != -kInf) ++size[at_[i] * num_nodes_ + v];
+      }
+    }
+    for (size_t e = 0; e < heaps_.size(); ++e) heaps_[e].reserve(size[e]);
+    for (int i = 0; i < n; ++i) {
+      const int u = at_[i];
+      const double here = NodeValue(i, u);
+      for (int v = 0; v < num_nodes_; ++v) {
+        if (v == u) continue;
+        const double there = NodeValue(i, v);
+        if (there != -kInf) Heap(u, v).push_back({here - there, i, stamp_[i]});
+      }
+    }
+    for (std::vector<HeapEntry>& heap : heaps_) {
+      std::make_heap(heap.begin(), heap.end(), std::greater<>());
     }
   }
 
@@ -125,32 +155,31 @@ class TransportState {
   // Moves one unit out of over-full bin `source` along a shortest eviction path.
   void EvictOne(int source) {
     const int nodes = num_nodes_;
-    std::vector<double> edge(static_cast<size_t>(nodes) * nodes, kInf);
-    std::vector<int> edge_query(static_cast<size_t>(nodes) * nodes, -1);
     for (int u = 0; u < nodes; ++u) {
+      if (!row_dirty_[u]) continue;
+      row_dirty_[u] = 0;
       for (int v = 0; v < nodes; ++v) {
         if (u == v) continue;
-        if (const HeapEntry* top = Top(u, v)) {
-          edge[u * nodes + v] = top->loss;
-          edge_query[u * nodes + v] = top->query;
-        }
+        const HeapEntry* top = Top(u, v);
+        edge_[u * nodes + v] = top != nullptr ? top->loss : kInf;
+        edge_query_[u * nodes + v] = top != nullptr ? top->query : -1;
       }
     }
-    std::vector<double> dist(nodes, kInf);
-    std::vector<int> pred(nodes, -1);
-    dist[source] = 0.0;
+    dist_.assign(nodes, kInf);
+    pred_.assign(nodes, -1);
+    dist_[source] = 0.0;
     // Bellman-Ford: losses can be negative after earlier moves, but the residual graph of an
     // optimal flow has no negative cycle, so nodes - 1 rounds suffice.
     for (int round = 0; round + 1 < nodes; ++round) {
       bool changed = false;
       for (int u = 0; u < nodes; ++u) {
-        if (dist[u] == kInf) continue;
+        if (dist_[u] == kInf) continue;
         for (int v = 0; v < nodes; ++v) {
-          const double w = edge[u * nodes + v];
+          const double w = edge_[u * nodes + v];
           if (w == kInf || v == source) continue;
-          if (dist[u] + w < dist[v] - tolerance_) {
-            dist[v] = dist[u] + w;
-            pred[v] = u;
+          if (dist_[u] + w < dist_[v] - tolerance_) {
+            dist_[v] = dist_[u] + w;
+            pred_[v] = u;
             changed = true;
           }
         }
@@ -159,21 +188,22 @@ class TransportState {
     }
     int sink = kOutside;  // always reachable: the over-full bin holds queries, all may go outside
     for (int k = 1; k < nodes; ++k) {
-      if (k != source && IsSink(k) && dist[k] < dist[sink]) sink = k;
+      if (k != source && IsSink(k) && dist_[k] < dist_[sink]) sink = k;
     }
     // Collect the queries of the path before moving any, then move them. Rounding on the large
-    // unserved penalty can in principle close a tiny negative cycle in `pred`; a path longer than
+    // unserved penalty can in principle close a tiny negative cycle in `pred_`; a path longer than
     // the node count reveals it, and the unit then goes straight to the outside option (still
     // feasible, at worst not the least-loss move).
-    std::vector<std::pair<int, int>> moves;  // (query, destination)
-    for (int v = sink; v != source; v = pred[v]) {
-      if (static_cast<int>(moves.size()) >= nodes || pred[v] < 0) {
-        moves.assign(1, {edge_query[source * nodes + kOutside], kOutside});
+    moves_.clear();
+    for (int v = sink; v != source; v = pred_[v]) {
+      if (static_cast<int>(moves_.size()) >= nodes || pred_[v] < 0) {
+        moves_.assign(1, {edge_query_[source * nodes + kOutside], kOutside});
         break;
       }
-      moves.push_back({edge_query[pred[v] * nodes + v], v});
+      moves_.push_back({edge_query_[pred_[v] * nodes + v], v});
     }
-    for (const auto& [query, destination] : moves) {
+    for (const auto& [query, destination] : moves_) {
+      row_dirty_[at_[query]] = 1;  // the query no longer leaves from here
       --count_[at_[query]];
       ++count_[destination];
       at_[query] = destination;
@@ -240,6 +270,16 @@ class TransportState {
   std::vector<std::vector<HeapEntry>> heaps_;  // [from * num_nodes_ + to]
   std::vector<int> at_;
   std::vector<int> stamp_;
+  // Residual graph of the eviction search, cached across units: row u (edges out of node u) only
+  // changes when a query leaves u or edges are pushed from u, which marks it dirty. Rebuilding only
+  // the rows a path touched, instead of all (K+1)^2 edges, is most of the speed at large excess.
+  std::vector<double> edge_;
+  std::vector<int> edge_query_;
+  std::vector<char> row_dirty_;
+  // Scratch of EvictOne, kept to avoid allocating per unit.
+  std::vector<double> dist_;
+  std::vector<int> pred_;
+  std::vector<std::pair<int, int>> moves_;  // (query, destination)
 };
 
 }  // namespace

@@ -7,6 +7,7 @@
 #include "router_core/cbc_solver.h"
 #include "router_core/instance.h"
 #include "tests/router_core/testing/brute_force.h"
+#include "tests/router_core/testing/fake_clock.h"
 #include "tests/router_core/testing/random_instance.h"
 #include "tests/router_core/testing/status_matchers.h"
 
@@ -14,6 +15,7 @@ namespace router::core {
 namespace {
 
 using testing::BruteForce;
+using testing::FakeClock;
 using testing::GammaObjective;
 using testing::IsOk;
 using testing::RandomInstanceOptions;
@@ -118,6 +120,47 @@ TEST(SolveBatchTest, UnpayableBudgetLeavesTheDearestQueriesUnserved) {
 TEST(SolveBatchTest, RejectsInvalidProblems) {
   BatchProblem p;
   EXPECT_THAT(SolveBatch(p), StatusIs(absl::StatusCode::kInvalidArgument, "models: at least one model is required"));
+}
+
+// A clock that moves forward by `step` on every reading: the time limit is spent by the time the
+// fast solver returns.
+class SteppingClock final : public Clock {
+ public:
+  explicit SteppingClock(absl::Duration step) : step_(step) {}
+  absl::Time Now() const override {
+    clock_.Advance(step_);
+    return clock_.Now();
+  }
+
+ private:
+  absl::Duration step_;
+  mutable FakeClock clock_;
+};
+
+TEST(SolveBatchTest, DeadlineAndSolveTimeComeFromTheInjectedClock) {
+  RandomInstanceOptions o;
+  o.seed = 11;
+  o.num_queries = 40;
+  o.num_models = 6;
+  o.num_limited = 2;
+  BatchProblem p = RandomProblem(o);
+  p.relative_gap = 0.0;  // CBC would run if any time were left
+  p.time_limit = absl::Milliseconds(50);
+
+  const SteppingClock late(absl::Milliseconds(60));
+  BatchRouterOptions options;
+  options.clock = &late;
+  absl::StatusOr<Solution> s = SolveBatch(p, options);
+  ASSERT_THAT(s, IsOk());
+  EXPECT_EQ(s->nodes, 0);
+  EXPECT_EQ(s->method, "lagrangian");
+  EXPECT_EQ(s->solve_time, absl::Milliseconds(120));  // two readings: start and end
+
+  const FakeClock frozen;
+  options.clock = &frozen;
+  s = SolveBatch(p, options);
+  ASSERT_THAT(s, IsOk());
+  EXPECT_EQ(s->solve_time, absl::ZeroDuration());
 }
 
 TEST(SolveBatchTest, EmptyBatchIsOptimal) {
