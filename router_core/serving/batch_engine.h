@@ -1,0 +1,100 @@
+// File: batch_engine.h
+//
+// Decides one batch of the service: turns the pending queries (already predicted on arrival) and
+// the deployed pool into a BatchProblem under what the ledger allows, solves it (batch_router.h),
+// commits the assignments to the ledger, and returns one outcome per query.
+//
+// The batch budget is min(avg_cost_cap_usd x batch size, the ledger's paced allowance); either may
+// be absent (unlimited). Slots are the ledger's free slots of each self-hosted model. So every
+// committed batch respects its cap and the free slots (the solver guarantees it; the ledger
+// re-checks it).
+//
+// Per-query outcomes: OK with a model; INVALID_ARGUMENT when the query's allowed list names a model
+// outside the pool or leaves it none; RESOURCE_EXHAUSTED when the batch's budget or free slots
+// could not serve it (admission.h's rule; the message says which); UNAVAILABLE (retryable) for
+// every query of a batch whose commit the ledger refused because the pool changed meanwhile.
+//
+// Thread-safety: RouteBatch is a function of its arguments; the ledger is thread-safe. Concurrent
+// batches may run, but then each commit can be refused by the other's use (see above).
+
+#ifndef ROUTER_CORE_SERVING_BATCH_ENGINE_H_
+#define ROUTER_CORE_SERVING_BATCH_ENGINE_H_
+
+#include <cstdint>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "absl/status/status.h"
+#include "absl/time/time.h"
+#include "absl/types/span.h"
+#include "router_core/batch_router.h"
+#include "router_core/clock.h"
+#include "router_core/problem.h"
+#include "router_core/serving/ledger.h"
+#include "router_core/solution.h"
+
+namespace router::core {
+
+// A query waiting for its batch, with the predictions made when it arrived.
+struct PendingQuery {
+  std::string query_id;
+  // Model names the query may use; empty = the whole pool.
+  std::vector<std::string> allowed;
+  // The models the predictions are for (the estimator's pool at arrival); shared by many queries.
+  std::shared_ptr<const std::vector<std::string>> predicted_models;
+  // Aligned with *predicted_models: quality in [0, 1], lower in [0, quality], cost >= 0.
+  std::vector<double> quality;
+  std::vector<double> quality_lower;
+  std::vector<double> cost_usd;
+  absl::Time arrival;
+};
+
+struct DeployedModel {
+  std::string name;
+  std::optional<int64_t> slots;  // instances x slots per instance; nullopt = API model
+};
+
+struct BatchPolicy {
+  PolicyKind policy = PolicyKind::kBatch;
+  PolicyParams params;
+  // Per-batch cap = avg_cost_cap_usd x batch size. nullopt = no per-batch cap.
+  std::optional<double> avg_cost_cap_usd;
+  absl::Duration time_limit = absl::Milliseconds(20);
+  double relative_gap = 1e-3;
+  // Fallback models listed per answer (allowed models by predicted quality, best first).
+  int max_fallbacks = 2;
+};
+
+struct QueryOutcome {
+  absl::Status status;  // OK, or why the query got no model
+  std::string model;
+  double quality = 0.0;
+  double quality_lower = 0.0;
+  double cost_usd = 0.0;
+  std::string assignment_id;
+  std::vector<std::string> fallbacks;
+};
+
+struct BatchOutcome {
+  std::string batch_id;
+  int64_t size = 0;
+  PolicyKind policy = PolicyKind::kBatch;
+  SolveStatus status = SolveStatus::kHeuristic;
+  double relative_gap = 0.0;  // 0 for heuristics
+  std::string method;
+  absl::Duration solve_time;
+  double budget_usd = -1.0;  // the batch budget; < 0 = unlimited
+  double total_cost_usd = 0.0;
+  std::vector<std::string> binding_constraints;  // "budget", "slots:<model>"
+  std::vector<QueryOutcome> queries;             // aligned with the input
+};
+
+BatchOutcome RouteBatch(absl::Span<const PendingQuery> queries,
+                        absl::Span<const DeployedModel> pool, const BatchPolicy& policy,
+                        Ledger& ledger, const Clock& clock, std::string batch_id);
+
+}  // namespace router::core
+
+#endif  // ROUTER_CORE_SERVING_BATCH_ENGINE_H_

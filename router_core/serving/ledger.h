@@ -1,0 +1,160 @@
+// File: ledger.h
+//
+// The one authority over spend and concurrency slots. Every decision path (batches today, inline
+// decisions later) reads what it may use from here and commits what it used here, so nothing is
+// counted twice and nothing is over-committed.
+//
+// Slots: a self-hosted model has `slots` concurrent slots (instances x slots per instance). Each
+// committed assignment to it holds one slot until Complete() or until its lease expires
+// (`lease_timeout` after the commit), whichever comes first. API models have no slot limit.
+//
+// Spend pacing: a token bucket in USD. It refills at `spend_rate_usd_per_second` up to
+// `spend_burst_usd`, and each commit draws the predicted cost. Complete() reconciles: the bucket
+// is credited the predicted cost and charged the actual cost, so over-predictions come back and
+// under-predictions are paid (the level may go negative; later batches then get no paid budget
+// until it refills). With a zero rate there is no pacing (unlimited).
+//
+// Guarantee: for a Snapshot s taken at time t and a Commit at t of assignments that fit s
+// (per model count <= s.free_slots, summed cost <= s.spend_allowance_usd),
+//     in_use(model) <= slots(model)  and  bucket level >= 0 - (actual - predicted of completions).
+// Commit re-checks against the current state and refuses (FAILED_PRECONDITION) rather than
+// over-commit, so a caller that raced another committer can never break a limit.
+//
+// Thread-safety: all methods may be called concurrently (one mutex). Time comes from the injected
+// clock (not owned; must outlive the ledger).
+//
+// Errors: INVALID_ARGUMENT for bad options or model lists (naming the field); NOT_FOUND for an
+// unknown model or assignment id; FAILED_PRECONDITION for a commit that no longer fits.
+
+#ifndef ROUTER_CORE_SERVING_LEDGER_H_
+#define ROUTER_CORE_SERVING_LEDGER_H_
+
+#include <cstdint>
+#include <deque>
+#include <limits>
+#include <memory>
+#include <optional>
+#include <set>
+#include <string>
+#include <vector>
+
+#include "absl/base/thread_annotations.h"
+#include "absl/container/flat_hash_map.h"
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "absl/synchronization/mutex.h"
+#include "absl/time/time.h"
+#include "absl/types/span.h"
+#include "router_core/clock.h"
+
+namespace router::core {
+
+struct LedgerOptions {
+  // Refill rate of the spend bucket, USD per second. 0 = no pacing. >= 0, finite.
+  double spend_rate_usd_per_second = 0.0;
+  // Bucket capacity, USD; also its level at start. > 0 when pacing, finite.
+  double spend_burst_usd = 1.0;
+  // How long an assignment holds its slot without a Complete(). > 0.
+  absl::Duration lease_timeout = absl::Minutes(5);
+  // Expired-but-not-completed assignments remembered for late reconciliation (oldest forgotten
+  // first). >= 0.
+  int64_t max_expired_remembered = 100'000;
+};
+
+struct LedgerModel {
+  std::string name;
+  std::optional<int64_t> slots;  // nullopt = unlimited (API model); >= 0 otherwise
+};
+
+// What a batch may use right now.
+struct LedgerSnapshot {
+  std::vector<std::string> models;
+  std::vector<std::optional<int64_t>> free_slots;  // per model; nullopt = unlimited
+  // USD the paced bucket allows; +inf without pacing. Never negative.
+  double spend_allowance_usd = std::numeric_limits<double>::infinity();
+};
+
+struct Reservation {
+  std::string model;
+  double predicted_cost_usd = 0.0;  // >= 0, finite
+};
+
+struct CompletionRecord {
+  double recorded_cost_usd = 0.0;  // actual if given, else predicted
+  bool lease_was_active = false;
+};
+
+struct LedgerTotals {
+  double reserved_usd = 0.0;   // predicted cost of assignments still open
+  double recorded_usd = 0.0;   // spend of completed and expired assignments (actual where known)
+  double bucket_level_usd = std::numeric_limits<double>::infinity();
+  int64_t open_assignments = 0;
+};
+
+class Ledger {
+ public:
+  static absl::StatusOr<std::unique_ptr<Ledger>> Create(const LedgerOptions& options,
+                                                        std::vector<LedgerModel> models,
+                                                        const Clock* clock = &Clock::Real());
+
+  // Replaces the model list (names unique, non-empty; slots >= 0). Open assignments keep their
+  // slots; a model whose capacity shrank below its use has no free slot until enough complete.
+  // Assignments of a removed model stay open until completed or expired.
+  absl::Status SetModels(std::vector<LedgerModel> models);
+  // Changes pacing and lease options; the bucket level is clamped to the new burst.
+  absl::Status SetOptions(const LedgerOptions& options);
+
+  // Expires overdue leases, then reports what may be used.
+  LedgerSnapshot Snapshot();
+
+  // Records the assignments, all or nothing; returns one assignment id per reservation, in order.
+  absl::StatusOr<std::vector<std::string>> Commit(absl::Span<const Reservation> reservations);
+
+  // Releases the slot of `assignment_id` (if still held) and reconciles its spend with
+  // `actual_cost_usd` (nullopt = the prediction was right). NOT_FOUND for an unknown or already
+  // completed id.
+  absl::StatusOr<CompletionRecord> Complete(absl::string_view assignment_id,
+                                            std::optional<double> actual_cost_usd);
+
+  // Slots in use per model name (models of the current list only).
+  int64_t InUse(absl::string_view model);
+  LedgerTotals Totals();
+
+ private:
+  struct Open {
+    std::string model;
+    double predicted_cost_usd = 0.0;
+    absl::Time expires;
+  };
+
+  Ledger(const LedgerOptions& options, const Clock* clock, std::string id_prefix)
+      : clock_(clock), id_prefix_(std::move(id_prefix)), options_(options) {}
+
+  void RefillLocked(absl::Time now) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  void ExpireLocked(absl::Time now) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  bool Paced() const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    return options_.spend_rate_usd_per_second > 0;
+  }
+
+  const Clock* const clock_;
+  const std::string id_prefix_;
+  absl::Mutex mu_;
+  LedgerOptions options_ ABSL_GUARDED_BY(mu_);
+  std::vector<LedgerModel> models_ ABSL_GUARDED_BY(mu_);
+  absl::flat_hash_map<std::string, int64_t> in_use_ ABSL_GUARDED_BY(mu_);
+  absl::flat_hash_map<std::string, Open> open_ ABSL_GUARDED_BY(mu_);
+  // Open assignments by expiry time (ordered: lease timeouts may change at runtime).
+  std::set<std::pair<absl::Time, std::string>> expiry_order_ ABSL_GUARDED_BY(mu_);
+  // Expired, not yet completed: id -> predicted cost, for late reconciliation.
+  absl::flat_hash_map<std::string, double> expired_ ABSL_GUARDED_BY(mu_);
+  std::deque<std::string> expired_order_ ABSL_GUARDED_BY(mu_);
+  double bucket_level_ ABSL_GUARDED_BY(mu_) = 0.0;
+  absl::Time last_refill_ ABSL_GUARDED_BY(mu_);
+  double reserved_usd_ ABSL_GUARDED_BY(mu_) = 0.0;
+  double recorded_usd_ ABSL_GUARDED_BY(mu_) = 0.0;
+  uint64_t next_id_ ABSL_GUARDED_BY(mu_) = 0;
+};
+
+}  // namespace router::core
+
+#endif  // ROUTER_CORE_SERVING_LEDGER_H_

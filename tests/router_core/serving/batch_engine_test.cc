@@ -1,0 +1,177 @@
+#include "router_core/serving/batch_engine.h"
+
+#include <memory>
+#include <random>
+#include <string>
+#include <vector>
+
+#include "gmock/gmock.h"
+#include "gtest/gtest.h"
+#include "tests/router_core/testing/fake_clock.h"
+#include "tests/router_core/testing/status_matchers.h"
+
+namespace router::core {
+namespace {
+
+using ::testing::ElementsAre;
+using ::testing::HasSubstr;
+using testing::FakeClock;
+using testing::IsOk;
+using testing::StatusIs;
+
+// Pool: "local" (self-hosted, free, 2 slots, mediocre), "cheap" (API), "strong" (API, dear).
+const std::vector<DeployedModel> kPool = {{"local", 2}, {"cheap", std::nullopt}, {"strong", std::nullopt}};
+
+std::shared_ptr<const std::vector<std::string>> PredictedModels() {
+  static const auto* models =
+      new std::shared_ptr<const std::vector<std::string>>(std::make_shared<const std::vector<std::string>>(
+          std::vector<std::string>{"local", "cheap", "strong"}));
+  return *models;
+}
+
+PendingQuery Pending(std::string id, double q_local, double q_cheap, double q_strong) {
+  PendingQuery p;
+  p.query_id = std::move(id);
+  p.predicted_models = PredictedModels();
+  p.quality = {q_local, q_cheap, q_strong};
+  p.quality_lower = {q_local * 0.9, q_cheap * 0.9, q_strong * 0.9};
+  p.cost_usd = {0.0, 0.001, 0.01};
+  return p;
+}
+
+std::unique_ptr<Ledger> MakeLedger(const FakeClock& clock, LedgerOptions o = {}) {
+  std::vector<LedgerModel> models;
+  for (const DeployedModel& d : kPool) models.push_back({d.name, d.slots});
+  auto l = Ledger::Create(o, models, &clock);
+  EXPECT_THAT(l, IsOk());
+  return *std::move(l);
+}
+
+TEST(BatchEngineTest, RespectsTheCapAndTheFreeSlotsAcrossBatches) {
+  FakeClock clock;
+  auto ledger = MakeLedger(clock);
+  BatchPolicy policy;
+  policy.avg_cost_cap_usd = 0.004;  // 4 queries: 0.016 USD, one strong answer at most
+  std::vector<PendingQuery> batch = {Pending("a", 0.65, 0.6, 0.9), Pending("b", 0.62, 0.6, 0.85),
+                                     Pending("c", 0.55, 0.5, 0.9), Pending("d", 0.75, 0.7, 0.8)};
+  BatchOutcome first = RouteBatch(batch, kPool, policy, *ledger, clock, "b1");
+  ASSERT_EQ(first.queries.size(), 4u);
+  double spent = 0;
+  int local = 0;
+  for (const QueryOutcome& o : first.queries) {
+    ASSERT_THAT(o.status, IsOk());
+    spent += o.cost_usd;
+    local += o.model == "local";
+    EXPECT_FALSE(o.assignment_id.empty());
+  }
+  EXPECT_LE(spent, 0.016 + 1e-12);
+  EXPECT_EQ(local, 2);
+  EXPECT_DOUBLE_EQ(first.budget_usd, 0.016);
+  EXPECT_THAT(first.binding_constraints, ElementsAre("budget", "slots:local"));
+
+  // The two local slots are still held: the next batch cannot use "local".
+  BatchOutcome second = RouteBatch({Pending("e", 0.9, 0.1, 0.1)}, kPool, policy, *ledger, clock, "b2");
+  ASSERT_THAT(second.queries[0].status, IsOk());
+  EXPECT_NE(second.queries[0].model, "local");
+  EXPECT_EQ(ledger->InUse("local"), 2);
+
+  // Completing one local assignment frees its slot for the next batch.
+  for (const QueryOutcome& o : first.queries) {
+    if (o.model == "local") {
+      ASSERT_THAT(ledger->Complete(o.assignment_id, std::nullopt), IsOk());
+      break;
+    }
+  }
+  BatchOutcome third = RouteBatch({Pending("f", 0.9, 0.1, 0.1)}, kPool, policy, *ledger, clock, "b3");
+  EXPECT_EQ(third.queries[0].model, "local");
+}
+
+TEST(BatchEngineTest, BadQueriesGetTheirOwnErrorsAndTheRestAreRouted) {
+  FakeClock clock;
+  auto ledger = MakeLedger(clock);
+  PendingQuery unknown = Pending("x", 0.5, 0.5, 0.5);
+  unknown.allowed = {"cheap", "gpt-9"};
+  PendingQuery ok = Pending("y", 0.5, 0.6, 0.7);
+  ok.allowed = {"cheap", "strong"};
+  BatchOutcome out = RouteBatch({unknown, ok}, kPool, BatchPolicy{}, *ledger, clock, "b");
+  EXPECT_THAT(out.queries[0].status, StatusIs(absl::StatusCode::kInvalidArgument,
+                                              HasSubstr("query.allowed_models[1]: unknown model 'gpt-9'")));
+  ASSERT_THAT(out.queries[1].status, IsOk());
+  EXPECT_EQ(out.queries[1].model, "strong");
+  EXPECT_THAT(out.queries[1].fallbacks, ElementsAre("cheap"));
+}
+
+TEST(BatchEngineTest, QueriesTheBudgetCannotPayAreRefusedNotOverspent) {
+  FakeClock clock;
+  LedgerOptions paced;
+  paced.spend_rate_usd_per_second = 1e-6;
+  paced.spend_burst_usd = 0.0015;  // one "cheap" answer
+  auto ledger = MakeLedger(clock, paced);
+  PendingQuery a = Pending("a", 0.5, 0.6, 0.7), b = Pending("b", 0.5, 0.6, 0.7);
+  a.allowed = b.allowed = {"cheap", "strong"};
+  BatchOutcome out = RouteBatch({a, b}, kPool, BatchPolicy{}, *ledger, clock, "b");
+  int served = 0, refused = 0;
+  for (const QueryOutcome& o : out.queries) {
+    if (o.status.ok()) {
+      ++served;
+    } else {
+      EXPECT_THAT(o.status, StatusIs(absl::StatusCode::kResourceExhausted, HasSubstr("budget")));
+      ++refused;
+    }
+  }
+  EXPECT_EQ(served, 1);
+  EXPECT_EQ(refused, 1);
+  EXPECT_LE(ledger->Totals().reserved_usd, 0.0015);
+}
+
+TEST(BatchEngineTest, AModelAddedAfterPredictionIsNotUsedForThatQuery) {
+  FakeClock clock;
+  std::vector<DeployedModel> pool = kPool;
+  pool.push_back({"new", std::nullopt});
+  std::vector<LedgerModel> models;
+  for (const DeployedModel& d : pool) models.push_back({d.name, d.slots});
+  auto ledger = Ledger::Create(LedgerOptions{}, models, &clock);
+  ASSERT_THAT(ledger, IsOk());
+  BatchOutcome out = RouteBatch({Pending("a", 0.1, 0.2, 0.3)}, pool, BatchPolicy{}, **ledger, clock, "b");
+  ASSERT_THAT(out.queries[0].status, IsOk());
+  EXPECT_NE(out.queries[0].model, "new");
+}
+
+// Random batches against a paced ledger with a per-batch cap: no batch ever exceeds its budget or
+// the free slots, whatever the policy.
+TEST(BatchEngineTest, RandomBatchesNeverBreakCapsOrSlots) {
+  FakeClock clock;
+  LedgerOptions paced;
+  paced.spend_rate_usd_per_second = 0.01;
+  paced.spend_burst_usd = 0.05;
+  paced.lease_timeout = absl::Seconds(3);
+  auto ledger = MakeLedger(clock, paced);
+  std::mt19937_64 rng(7);
+  std::uniform_real_distribution<double> u(0.0, 1.0);
+  const PolicyKind policies[] = {PolicyKind::kBatch, PolicyKind::kBatchRobust, PolicyKind::kPerQuery,
+                                 PolicyKind::kThreshold, PolicyKind::kNdchP};
+  for (int round = 0; round < 60; ++round) {
+    BatchPolicy policy;
+    policy.policy = policies[round % 5];
+    policy.avg_cost_cap_usd = 0.002 + 0.004 * u(rng);
+    std::vector<PendingQuery> batch;
+    const int n = 1 + static_cast<int>(u(rng) * 12);
+    for (int i = 0; i < n; ++i) batch.push_back(Pending(std::to_string(i), u(rng), u(rng), u(rng)));
+    const LedgerSnapshot before = ledger->Snapshot();
+    BatchOutcome out = RouteBatch(batch, kPool, policy, *ledger, clock, "r");
+    double spent = 0;
+    int local = 0;
+    for (const QueryOutcome& o : out.queries) {
+      if (!o.status.ok()) continue;
+      spent += o.cost_usd;
+      local += o.model == "local";
+    }
+    EXPECT_LE(spent, std::min(before.spend_allowance_usd, *policy.avg_cost_cap_usd * n) + 1e-12);
+    EXPECT_LE(local, *before.free_slots[0]);
+    EXPECT_LE(ledger->InUse("local"), 2);
+    clock.Advance(absl::Milliseconds(700));
+  }
+}
+
+}  // namespace
+}  // namespace router::core
