@@ -129,6 +129,7 @@ BatchOutcome RouteBatch(absl::Span<const PendingQuery> queries,
                         Ledger& ledger, const Clock& clock, std::string batch_id) {
   BatchOutcome out;
   out.batch_id = std::move(batch_id);
+  out.started = clock.Now();
   out.size = static_cast<int64_t>(queries.size());
   out.policy = policy.policy;
   out.queries.resize(queries.size());

@@ -79,6 +79,7 @@ struct QueryOutcome {
 
 struct BatchOutcome {
   std::string batch_id;
+  absl::Time started;  // when the batch closed and its decision began
   int64_t size = 0;
   PolicyKind policy = PolicyKind::kBatch;
   SolveStatus status = SolveStatus::kHeuristic;

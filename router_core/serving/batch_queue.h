@@ -66,8 +66,9 @@ class BatchQueue {
   }
   const BatchQueueOptions& options() const { return options_; }
 
-  // `deadline` = absl::InfiniteFuture() when the caller set none.
-  absl::Status Add(T item, absl::Time arrival, absl::Time deadline) {
+  // `deadline` = absl::InfiniteFuture() when the caller set none. Moves from `item` only on
+  // success, so a refused item stays with the caller.
+  absl::Status Add(T&& item, absl::Time arrival, absl::Time deadline) {
     if (closed_) return absl::UnavailableError("the router is shutting down");
     if (static_cast<int64_t>(items_.size()) >= options_.max_queued) {
       return absl::UnavailableError(absl::StrCat("queue full (", options_.max_queued,

@@ -205,6 +205,7 @@ absl::StatusOr<CompletionRecord> Ledger::Complete(absl::string_view assignment_i
     return absl::NotFoundError(
         absl::StrCat("assignment_id: '", assignment_id, "' is unknown or already completed"));
   }
+  record.predicted_cost_usd = predicted;
   record.recorded_cost_usd = actual_cost_usd.value_or(predicted);
   if (Paced()) {
     bucket_level_ = std::min(options_.spend_burst_usd,

@@ -80,6 +80,7 @@ struct Reservation {
 };
 
 struct CompletionRecord {
+  double predicted_cost_usd = 0.0;
   double recorded_cost_usd = 0.0;  // actual if given, else predicted
   bool lease_was_active = false;
 };

@@ -32,7 +32,7 @@ BatchQueue<int> Make(int64_t max_size, absl::Duration delay, int64_t max_queued 
 TEST(BatchQueueTest, ClosesOnSizeAtOnce) {
   FakeClock clock;
   BatchQueue<int> q = Make(3, absl::Milliseconds(10));
-  for (int k = 0; k < 4; ++k) ASSERT_THAT(q.Add(k, clock.Now(), absl::InfiniteFuture()), IsOk());
+  for (int k = 0; k < 4; ++k) ASSERT_THAT(q.Add(int{k}, clock.Now(), absl::InfiniteFuture()), IsOk());
   EXPECT_EQ(q.NextClose(), absl::InfinitePast());
   EXPECT_THAT(q.TakeBatch(clock.Now()), ElementsAre(0, 1, 2));
   // The remaining one waits for its delay.
@@ -82,7 +82,7 @@ TEST(BatchQueueTest, FullOrClosedQueueRefusesWithUnavailable) {
 TEST(BatchQueueTest, ForceTakesWhatIsThereAndRemoveIfDropsItems) {
   FakeClock clock;
   BatchQueue<int> q = Make(10, absl::Seconds(1));
-  for (int k = 0; k < 5; ++k) ASSERT_THAT(q.Add(k, clock.Now(), absl::InfiniteFuture()), IsOk());
+  for (int k = 0; k < 5; ++k) ASSERT_THAT(q.Add(int{k}, clock.Now(), absl::InfiniteFuture()), IsOk());
   EXPECT_THAT(q.RemoveIf([](int v) { return v % 2 == 1; }), ElementsAre(1, 3));
   EXPECT_THAT(q.TakeBatch(clock.Now(), /*force=*/true), ElementsAre(0, 2, 4));
 }

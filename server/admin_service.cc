@@ -1,0 +1,115 @@
+#include "server/admin_service.h"
+
+#include <algorithm>
+
+#include "absl/strings/str_cat.h"
+#include "server/status_util.h"
+
+namespace router::server {
+
+grpc::ServerUnaryReactor* AdminService::Answer(grpc::CallbackServerContext* ctx,
+                                               absl::string_view method, absl::Time start,
+                                               const absl::Status& status) {
+  grpc::ServerUnaryReactor* reactor = ctx->DefaultReactor();
+  if (runtime_->metrics() != nullptr) {
+    runtime_->metrics()->OnRequest(method, static_cast<grpc::StatusCode>(status.code()),
+                                   runtime_->clock().Now() - start);
+  }
+  reactor->Finish(ToGrpcStatus(status));
+  return reactor;
+}
+
+void AdminService::FillStatus(const RuntimeState& state, const std::string& name,
+                              v1::ModelStatus* out) {
+  v1::ModelDeployment* d = out->mutable_deployment();
+  d->set_name(name);
+  for (const ModelDeploymentConfig& m : state.config.models) {
+    if (m.name == name) {
+      d->set_instances(static_cast<int32_t>(m.instances));
+      d->set_slots_per_instance(static_cast<int32_t>(m.slots_per_instance));
+    }
+  }
+  int64_t total = -1;
+  for (const core::DeployedModel& p : state.batch_context->pool) {
+    if (p.name == name && p.slots.has_value()) total = *p.slots;
+  }
+  out->set_slots_total(total);
+  out->set_slots_in_use(runtime_->ledger().InUse(name));
+  const auto& known = state.predictor->models();
+  out->set_in_estimator(std::find(known.begin(), known.end(), name) != known.end());
+}
+
+grpc::ServerUnaryReactor* AdminService::ListModels(grpc::CallbackServerContext* ctx,
+                                                   const v1::ListModelsRequest*,
+                                                   v1::ListModelsResponse* response) {
+  const absl::Time start = runtime_->clock().Now();
+  const std::shared_ptr<const RuntimeState> state = runtime_->state();
+  for (const core::DeployedModel& p : state->batch_context->pool) {
+    FillStatus(*state, p.name, response->add_models());
+  }
+  response->set_config_generation(state->generation);
+  return Answer(ctx, "ListModels", start, absl::OkStatus());
+}
+
+grpc::ServerUnaryReactor* AdminService::UpsertModel(grpc::CallbackServerContext* ctx,
+                                                    const v1::UpsertModelRequest* request,
+                                                    v1::UpsertModelResponse* response) {
+  const absl::Time start = runtime_->clock().Now();
+  ModelDeploymentConfig deployment;
+  deployment.name = request->deployment().name();
+  deployment.instances = request->deployment().instances();
+  deployment.slots_per_instance = request->deployment().slots_per_instance();
+  std::optional<NewModel> new_model;
+  if (request->validation_size() > 0) {
+    NewModel nm;
+    for (const v1::ValidationResult& v : request->validation()) {
+      nm.texts.push_back(v.text());
+      nm.embeddings.emplace_back(v.embedding().begin(), v.embedding().end());
+      nm.scores.push_back(v.score());
+    }
+    if (request->has_input_usd_per_mtok()) nm.input_usd_per_mtok = request->input_usd_per_mtok();
+    if (request->has_output_usd_per_mtok()) nm.output_usd_per_mtok = request->output_usd_per_mtok();
+    if (request->has_mean_cost_usd()) nm.mean_cost_usd = request->mean_cost_usd();
+    new_model = std::move(nm);
+  }
+  absl::StatusOr<uint64_t> generation = runtime_->UpsertModel(deployment, new_model);
+  if (generation.ok()) {
+    FillStatus(*runtime_->state(), deployment.name, response->mutable_model());
+    response->set_config_generation(*generation);
+  }
+  return Answer(ctx, "UpsertModel", start, generation.status());
+}
+
+grpc::ServerUnaryReactor* AdminService::RemoveModel(grpc::CallbackServerContext* ctx,
+                                                    const v1::RemoveModelRequest* request,
+                                                    v1::RemoveModelResponse* response) {
+  const absl::Time start = runtime_->clock().Now();
+  absl::StatusOr<uint64_t> generation = runtime_->RemoveModel(request->name());
+  if (generation.ok()) response->set_config_generation(*generation);
+  return Answer(ctx, "RemoveModel", start, generation.status());
+}
+
+grpc::ServerUnaryReactor* AdminService::GetConfig(grpc::CallbackServerContext* ctx,
+                                                  const v1::GetConfigRequest*,
+                                                  v1::GetConfigResponse* response) {
+  const absl::Time start = runtime_->clock().Now();
+  const std::shared_ptr<const RuntimeState> state = runtime_->state();
+  response->set_yaml(ConfigToYaml(state->config));
+  response->set_config_generation(state->generation);
+  return Answer(ctx, "GetConfig", start, absl::OkStatus());
+}
+
+grpc::ServerUnaryReactor* AdminService::UpdateConfig(grpc::CallbackServerContext* ctx,
+                                                     const v1::UpdateConfigRequest* request,
+                                                     v1::UpdateConfigResponse* response) {
+  const absl::Time start = runtime_->clock().Now();
+  absl::StatusOr<RouterConfig> next = ParseConfigYaml(request->yaml());
+  if (!next.ok()) return Answer(ctx, "UpdateConfig", start, next.status());
+  std::optional<uint64_t> expected;
+  if (request->has_expected_generation()) expected = request->expected_generation();
+  absl::StatusOr<uint64_t> generation = runtime_->UpdateConfig(*next, expected, request->dry_run());
+  if (generation.ok()) response->set_config_generation(*generation);
+  return Answer(ctx, "UpdateConfig", start, generation.status());
+}
+
+}  // namespace router::server

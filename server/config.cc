@@ -1,0 +1,300 @@
+#include "server/config.h"
+
+#include <cmath>
+#include <fstream>
+#include <functional>
+#include <map>
+#include <set>
+#include <type_traits>
+#include <sstream>
+
+#include "absl/strings/str_cat.h"
+#include "yaml-cpp/yaml.h"
+
+namespace router::server {
+namespace {
+
+absl::Status Invalid(absl::string_view path, absl::string_view what) {
+  return absl::InvalidArgumentError(absl::StrCat(path, ": ", what));
+}
+
+// Reads one YAML mapping, remembering which keys were consumed so that unknown keys are reported.
+class MapReader {
+ public:
+  MapReader(const YAML::Node& node, std::string path) : node_(node), path_(std::move(path)) {}
+
+  absl::Status CheckIsMap() const {
+    if (node_.IsNull() || !node_.IsDefined()) return absl::OkStatus();
+    if (!node_.IsMap()) return Invalid(path_.empty() ? "config" : path_, "must be a mapping");
+    return absl::OkStatus();
+  }
+  std::string Path(absl::string_view key) const {
+    return path_.empty() ? std::string(key) : absl::StrCat(path_, ".", key);
+  }
+  // The child node, or an undefined node if absent.
+  YAML::Node Get(absl::string_view key) {
+    seen_.emplace(key);
+    if (!node_.IsMap()) return YAML::Node(YAML::NodeType::Undefined);
+    return node_[std::string(key)];
+  }
+  absl::Status CheckNoUnknownKeys() const {
+    if (!node_.IsMap()) return absl::OkStatus();
+    for (const auto& kv : node_) {
+      const std::string key = kv.first.as<std::string>();
+      if (!seen_.contains(key)) return Invalid(Path(key), "unknown key");
+    }
+    return absl::OkStatus();
+  }
+
+  template <typename T>
+  absl::Status Read(absl::string_view key, T& out) {
+    YAML::Node n = Get(key);
+    if (!n.IsDefined() || n.IsNull()) return absl::OkStatus();
+    if (!n.IsScalar()) return Invalid(Path(key), "must be a scalar");
+    try {
+      out = n.as<T>();
+    } catch (const YAML::Exception&) {
+      return Invalid(Path(key), absl::StrCat("cannot read '", n.Scalar(), "' as ", TypeName<T>()));
+    }
+    return absl::OkStatus();
+  }
+  absl::Status ReadMs(absl::string_view key, absl::Duration& out) {
+    double ms = absl::ToDoubleMilliseconds(out);
+    if (absl::Status s = Read(key, ms); !s.ok()) return s;
+    if (!std::isfinite(ms)) return Invalid(Path(key), "must be finite");
+    out = absl::Microseconds(std::llround(ms * 1000.0));
+    return absl::OkStatus();
+  }
+
+ private:
+  template <typename T>
+  static const char* TypeName() {
+    if constexpr (std::is_same_v<T, bool>) return "a boolean";
+    if constexpr (std::is_integral_v<T>) return "an integer";
+    if constexpr (std::is_floating_point_v<T>) return "a number";
+    return "a string";
+  }
+
+  YAML::Node node_;
+  std::string path_;
+  std::set<std::string, std::less<>> seen_;
+};
+
+#define ROUTER_RETURN_IF_ERROR(expr)        \
+  do {                                      \
+    if (absl::Status _s = (expr); !_s.ok()) \
+      return _s;                            \
+  } while (0)
+
+absl::Status ReadBatching(const YAML::Node& node, core::BatchQueueOptions& b) {
+  MapReader r(node, "batching");
+  ROUTER_RETURN_IF_ERROR(r.CheckIsMap());
+  ROUTER_RETURN_IF_ERROR(r.Read("max_batch_size", b.max_batch_size));
+  ROUTER_RETURN_IF_ERROR(r.ReadMs("max_batch_delay_ms", b.max_batch_delay));
+  ROUTER_RETURN_IF_ERROR(r.Read("max_queued", b.max_queued));
+  ROUTER_RETURN_IF_ERROR(r.ReadMs("solve_margin_ms", b.solve_margin));
+  ROUTER_RETURN_IF_ERROR(r.CheckNoUnknownKeys());
+  if (absl::Status s = core::ValidateBatchQueueOptions(b); !s.ok()) {
+    return absl::InvalidArgumentError(absl::StrCat("batching.", s.message()));
+  }
+  return absl::OkStatus();
+}
+
+absl::Status ReadPolicy(const YAML::Node& node, core::BatchPolicy& p) {
+  MapReader r(node, "policy");
+  ROUTER_RETURN_IF_ERROR(r.CheckIsMap());
+  std::string name(core::PolicyKindName(p.policy));
+  ROUTER_RETURN_IF_ERROR(r.Read("name", name));
+  absl::StatusOr<core::PolicyKind> kind = core::ParsePolicyKind(name);
+  if (!kind.ok()) return Invalid("policy.name", kind.status().message());
+  p.policy = *kind;
+  ROUTER_RETURN_IF_ERROR(r.Read("lambda", p.params.lambda));
+  ROUTER_RETURN_IF_ERROR(r.Read("tau", p.params.tau));
+  ROUTER_RETURN_IF_ERROR(r.Read("gamma", p.params.gamma));
+  ROUTER_RETURN_IF_ERROR(r.ReadMs("time_limit_ms", p.time_limit));
+  ROUTER_RETURN_IF_ERROR(r.Read("relative_gap", p.relative_gap));
+  ROUTER_RETURN_IF_ERROR(r.Read("max_fallbacks", p.max_fallbacks));
+  ROUTER_RETURN_IF_ERROR(r.CheckNoUnknownKeys());
+  if (!std::isfinite(p.params.lambda) || p.params.lambda < 0) return Invalid("policy.lambda", "must be >= 0");
+  if (!(p.params.tau >= 0 && p.params.tau <= 1)) return Invalid("policy.tau", "must be in [0, 1]");
+  if (!std::isfinite(p.params.gamma) || p.params.gamma < 0) return Invalid("policy.gamma", "must be >= 0");
+  if (p.time_limit <= absl::ZeroDuration()) return Invalid("policy.time_limit_ms", "must be > 0");
+  if (!(p.relative_gap >= 0 && p.relative_gap < 1)) return Invalid("policy.relative_gap", "must be in [0, 1)");
+  if (p.max_fallbacks < 0) return Invalid("policy.max_fallbacks", "must be >= 0");
+  return absl::OkStatus();
+}
+
+absl::Status ReadBudget(const YAML::Node& node, RouterConfig& c) {
+  MapReader r(node, "budget");
+  ROUTER_RETURN_IF_ERROR(r.CheckIsMap());
+  double cap = c.policy.avg_cost_cap_usd.value_or(-1.0);
+  ROUTER_RETURN_IF_ERROR(r.Read("avg_cost_cap_usd", cap));
+  if (r.Get("avg_cost_cap_usd").IsDefined() && !r.Get("avg_cost_cap_usd").IsNull()) {
+    if (!std::isfinite(cap) || cap < 0) return Invalid("budget.avg_cost_cap_usd", "must be a finite number >= 0");
+    c.policy.avg_cost_cap_usd = cap;
+  }
+  double per_minute = c.ledger.spend_rate_usd_per_second * 60.0;
+  ROUTER_RETURN_IF_ERROR(r.Read("spend_usd_per_minute", per_minute));
+  if (!std::isfinite(per_minute) || per_minute < 0) return Invalid("budget.spend_usd_per_minute", "must be a finite number >= 0");
+  c.ledger.spend_rate_usd_per_second = per_minute / 60.0;
+  ROUTER_RETURN_IF_ERROR(r.Read("spend_burst_usd", c.ledger.spend_burst_usd));
+  double lease_s = absl::ToDoubleSeconds(c.ledger.lease_timeout);
+  ROUTER_RETURN_IF_ERROR(r.Read("lease_timeout_s", lease_s));
+  if (!std::isfinite(lease_s) || lease_s <= 0) return Invalid("budget.lease_timeout_s", "must be > 0");
+  c.ledger.lease_timeout = absl::Milliseconds(std::llround(lease_s * 1000.0));
+  ROUTER_RETURN_IF_ERROR(r.CheckNoUnknownKeys());
+  if (c.ledger.spend_rate_usd_per_second > 0 &&
+      (!std::isfinite(c.ledger.spend_burst_usd) || c.ledger.spend_burst_usd <= 0)) {
+    return Invalid("budget.spend_burst_usd", "must be > 0 when spend_usd_per_minute is set");
+  }
+  return absl::OkStatus();
+}
+
+absl::Status ReadModels(const YAML::Node& node, std::vector<ModelDeploymentConfig>& models) {
+  if (!node.IsDefined() || node.IsNull()) return absl::OkStatus();
+  if (!node.IsSequence()) return Invalid("models", "must be a list");
+  std::set<std::string> names;
+  for (size_t k = 0; k < node.size(); ++k) {
+    const std::string path = absl::StrCat("models[", k, "]");
+    MapReader r(node[k], path);
+    if (!node[k].IsMap()) return Invalid(path, "must be a mapping");
+    ModelDeploymentConfig m;
+    ROUTER_RETURN_IF_ERROR(r.Read("name", m.name));
+    ROUTER_RETURN_IF_ERROR(r.Read("instances", m.instances));
+    ROUTER_RETURN_IF_ERROR(r.Read("slots_per_instance", m.slots_per_instance));
+    ROUTER_RETURN_IF_ERROR(r.CheckNoUnknownKeys());
+    if (m.name.empty()) return Invalid(absl::StrCat(path, ".name"), "required");
+    if (!names.insert(m.name).second) return Invalid(absl::StrCat(path, ".name"), absl::StrCat("duplicate model '", m.name, "'"));
+    if (m.instances < 0) return Invalid(absl::StrCat(path, ".instances"), "must be >= 0");
+    if (m.slots_per_instance < 0) return Invalid(absl::StrCat(path, ".slots_per_instance"), "must be >= 0");
+    if (m.self_hosted() && (m.instances == 0 || m.slots_per_instance == 0)) {
+      return Invalid(path, "instances and slots_per_instance must both be > 0 for a self-hosted "
+                           "model (both absent or 0 = API model)");
+    }
+    models.push_back(std::move(m));
+  }
+  return absl::OkStatus();
+}
+
+void Emit(YAML::Emitter& out, absl::string_view key, absl::Duration d) {
+  out << YAML::Key << std::string(key) << YAML::Value << absl::ToDoubleMilliseconds(d);
+}
+
+}  // namespace
+
+absl::StatusOr<RouterConfig> ParseConfigYaml(absl::string_view yaml) {
+  YAML::Node root;
+  try {
+    root = YAML::Load(std::string(yaml));
+  } catch (const YAML::Exception& e) {
+    return absl::InvalidArgumentError(absl::StrCat("config: YAML syntax error at line ", e.mark.line + 1,
+                                                   ", column ", e.mark.column + 1, ": ", e.msg));
+  }
+  RouterConfig c;
+  try {
+    MapReader r(root, "");
+    ROUTER_RETURN_IF_ERROR(r.CheckIsMap());
+    ROUTER_RETURN_IF_ERROR(r.Read("listen", c.listen));
+    ROUTER_RETURN_IF_ERROR(r.Read("metrics_listen", c.metrics_listen));
+    ROUTER_RETURN_IF_ERROR(r.Read("estimator", c.estimator));
+    ROUTER_RETURN_IF_ERROR(r.Read("reflection", c.reflection));
+    ROUTER_RETURN_IF_ERROR(ReadBatching(r.Get("batching"), c.batching));
+    ROUTER_RETURN_IF_ERROR(ReadPolicy(r.Get("policy"), c.policy));
+    ROUTER_RETURN_IF_ERROR(ReadBudget(r.Get("budget"), c));
+    MapReader limits(r.Get("limits"), "limits");
+    ROUTER_RETURN_IF_ERROR(limits.CheckIsMap());
+    ROUTER_RETURN_IF_ERROR(limits.Read("max_text_bytes", c.max_text_bytes));
+    ROUTER_RETURN_IF_ERROR(limits.Read("max_batch_request_queries", c.max_batch_request_queries));
+    ROUTER_RETURN_IF_ERROR(limits.CheckNoUnknownKeys());
+    double grace_s = absl::ToDoubleSeconds(c.shutdown_grace);
+    MapReader shutdown(r.Get("shutdown"), "shutdown");
+    ROUTER_RETURN_IF_ERROR(shutdown.CheckIsMap());
+    ROUTER_RETURN_IF_ERROR(shutdown.Read("grace_s", grace_s));
+    ROUTER_RETURN_IF_ERROR(shutdown.CheckNoUnknownKeys());
+    if (!std::isfinite(grace_s) || grace_s < 0) return Invalid("shutdown.grace_s", "must be >= 0");
+    c.shutdown_grace = absl::Milliseconds(std::llround(grace_s * 1000.0));
+    ROUTER_RETURN_IF_ERROR(ReadModels(r.Get("models"), c.models));
+    ROUTER_RETURN_IF_ERROR(r.CheckNoUnknownKeys());
+  } catch (const YAML::Exception& e) {
+    return absl::InvalidArgumentError(absl::StrCat("config: ", e.what()));
+  }
+  if (c.listen.empty()) return Invalid("listen", "required");
+  if (c.max_text_bytes < 1) return Invalid("limits.max_text_bytes", "must be >= 1");
+  if (c.max_batch_request_queries < 1) return Invalid("limits.max_batch_request_queries", "must be >= 1");
+  return c;
+}
+
+absl::StatusOr<RouterConfig> LoadConfigFile(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) return absl::NotFoundError(absl::StrCat("config file '", path, "' cannot be read"));
+  std::stringstream buffer;
+  buffer << in.rdbuf();
+  absl::StatusOr<RouterConfig> c = ParseConfigYaml(buffer.str());
+  if (!c.ok()) return absl::Status(c.status().code(), absl::StrCat(path, ": ", c.status().message()));
+  return c;
+}
+
+std::string ConfigToYaml(const RouterConfig& c) {
+  YAML::Emitter out;
+  out << YAML::BeginMap;
+  out << YAML::Key << "listen" << YAML::Value << c.listen;
+  out << YAML::Key << "metrics_listen" << YAML::Value << c.metrics_listen;
+  out << YAML::Key << "estimator" << YAML::Value << c.estimator;
+  out << YAML::Key << "reflection" << YAML::Value << c.reflection;
+  out << YAML::Key << "batching" << YAML::Value << YAML::BeginMap;
+  out << YAML::Key << "max_batch_size" << YAML::Value << c.batching.max_batch_size;
+  Emit(out, "max_batch_delay_ms", c.batching.max_batch_delay);
+  out << YAML::Key << "max_queued" << YAML::Value << c.batching.max_queued;
+  Emit(out, "solve_margin_ms", c.batching.solve_margin);
+  out << YAML::EndMap;
+  out << YAML::Key << "policy" << YAML::Value << YAML::BeginMap;
+  out << YAML::Key << "name" << YAML::Value << std::string(core::PolicyKindName(c.policy.policy));
+  out << YAML::Key << "lambda" << YAML::Value << c.policy.params.lambda;
+  out << YAML::Key << "tau" << YAML::Value << c.policy.params.tau;
+  out << YAML::Key << "gamma" << YAML::Value << c.policy.params.gamma;
+  Emit(out, "time_limit_ms", c.policy.time_limit);
+  out << YAML::Key << "relative_gap" << YAML::Value << c.policy.relative_gap;
+  out << YAML::Key << "max_fallbacks" << YAML::Value << c.policy.max_fallbacks;
+  out << YAML::EndMap;
+  out << YAML::Key << "budget" << YAML::Value << YAML::BeginMap;
+  if (c.policy.avg_cost_cap_usd.has_value()) {
+    out << YAML::Key << "avg_cost_cap_usd" << YAML::Value << *c.policy.avg_cost_cap_usd;
+  }
+  out << YAML::Key << "spend_usd_per_minute" << YAML::Value << c.ledger.spend_rate_usd_per_second * 60.0;
+  out << YAML::Key << "spend_burst_usd" << YAML::Value << c.ledger.spend_burst_usd;
+  out << YAML::Key << "lease_timeout_s" << YAML::Value << absl::ToDoubleSeconds(c.ledger.lease_timeout);
+  out << YAML::EndMap;
+  out << YAML::Key << "limits" << YAML::Value << YAML::BeginMap;
+  out << YAML::Key << "max_text_bytes" << YAML::Value << c.max_text_bytes;
+  out << YAML::Key << "max_batch_request_queries" << YAML::Value << c.max_batch_request_queries;
+  out << YAML::EndMap;
+  out << YAML::Key << "shutdown" << YAML::Value << YAML::BeginMap;
+  out << YAML::Key << "grace_s" << YAML::Value << absl::ToDoubleSeconds(c.shutdown_grace);
+  out << YAML::EndMap;
+  out << YAML::Key << "models" << YAML::Value << YAML::BeginSeq;
+  for (const ModelDeploymentConfig& m : c.models) {
+    out << YAML::BeginMap << YAML::Key << "name" << YAML::Value << m.name;
+    if (m.self_hosted()) {
+      out << YAML::Key << "instances" << YAML::Value << m.instances;
+      out << YAML::Key << "slots_per_instance" << YAML::Value << m.slots_per_instance;
+    }
+    out << YAML::EndMap;
+  }
+  out << YAML::EndSeq;
+  out << YAML::EndMap;
+  return std::string(out.c_str()) + "\n";
+}
+
+absl::Status CheckRuntimeChange(const RouterConfig& current, const RouterConfig& next) {
+  auto refuse = [](absl::string_view field) {
+    return absl::FailedPreconditionError(
+        absl::StrCat(field, ": cannot change at runtime (edit the file and restart routerd)"));
+  };
+  if (current.listen != next.listen) return refuse("listen");
+  if (current.metrics_listen != next.metrics_listen) return refuse("metrics_listen");
+  if (current.estimator != next.estimator) return refuse("estimator");
+  if (current.reflection != next.reflection) return refuse("reflection");
+  return absl::OkStatus();
+}
+
+}  // namespace router::server

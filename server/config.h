@@ -1,0 +1,74 @@
+// File: config.h
+//
+// routerd's configuration: one YAML document (docs/configuration.md), every field optional with the
+// documented default below. Loaded from --config at start, replaced at runtime through
+// RouterAdmin.UpdateConfig or SIGHUP (re-read the file), validated as a whole before anything is
+// applied, and applied atomically between batches.
+//
+// Startup-only fields (listen, metrics_listen, estimator, reflection) cannot change at runtime;
+// an update that changes one is refused with FAILED_PRECONDITION naming it.
+//
+// Thread-safety: plain values.
+//
+// Errors: INVALID_ARGUMENT naming the field path (`batching.max_batch_size: must be >= 1`), or the
+// YAML line and column of a syntax error; NOT_FOUND for a missing file.
+
+#ifndef ROUTER_SERVER_CONFIG_H_
+#define ROUTER_SERVER_CONFIG_H_
+
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "absl/strings/string_view.h"
+#include "absl/time/time.h"
+#include "router_core/problem.h"
+#include "router_core/serving/batch_engine.h"
+#include "router_core/serving/batch_queue.h"
+#include "router_core/serving/ledger.h"
+
+namespace router::server {
+
+struct ModelDeploymentConfig {
+  std::string name;
+  // Self-hosted: instances x slots_per_instance slots. Both 0 = API model (unlimited).
+  int64_t instances = 0;
+  int64_t slots_per_instance = 0;
+
+  bool self_hosted() const { return instances > 0 || slots_per_instance > 0; }
+};
+
+struct RouterConfig {
+  // Startup-only.
+  std::string listen = "127.0.0.1:50051";
+  std::string metrics_listen = "127.0.0.1:9464";  // empty = no /metrics endpoint
+  std::string estimator;                          // empty = the build's embedded default artifact
+  bool reflection = true;
+
+  // Runtime-changeable.
+  core::BatchQueueOptions batching;  // max_batch_size 64, max_batch_delay 5 ms, 10000 queued
+  core::BatchPolicy policy;          // batch, 20 ms time limit, gap 1e-3, 2 fallbacks
+  core::LedgerOptions ledger;        // no pacing, 5 min leases
+  int64_t max_text_bytes = 1 << 20;
+  int64_t max_batch_request_queries = 4096;
+  absl::Duration shutdown_grace = absl::Seconds(10);
+  // Empty = every model the estimator knows, as API models.
+  std::vector<ModelDeploymentConfig> models;
+};
+
+// Parses and validates a whole document. Unknown keys are errors (a typo must not silently keep a
+// default).
+absl::StatusOr<RouterConfig> ParseConfigYaml(absl::string_view yaml);
+absl::StatusOr<RouterConfig> LoadConfigFile(const std::string& path);
+// Round-trips through ParseConfigYaml.
+std::string ConfigToYaml(const RouterConfig& config);
+
+// OK if `next` differs from `current` only in runtime-changeable fields.
+absl::Status CheckRuntimeChange(const RouterConfig& current, const RouterConfig& next);
+
+}  // namespace router::server
+
+#endif  // ROUTER_SERVER_CONFIG_H_

@@ -1,0 +1,137 @@
+// routerd: the routing service. Usage:
+//   routerd [--config FILE] [--listen ADDR] [--metrics_listen ADDR] [--estimator FILE]
+//           [--check_config]
+// Without --config it runs on the embedded defaults (docs/configuration.md). Flags override the
+// file. SIGTERM/SIGINT: drain and exit 0 (routerd.h); SIGHUP: reload the config file.
+// --check_config validates the configuration (and loads the estimator) and exits.
+
+#include <malloc.h>
+#include <signal.h>
+#include <sys/socket.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <iostream>
+#include <string>
+
+#include "absl/strings/str_cat.h"
+#include "server/config.h"
+#include "server/routerd.h"
+
+namespace {
+
+// Tells systemd (Type=notify) the service state; a no-op outside systemd.
+void NotifySystemd(const char* state) {
+  const char* path = std::getenv("NOTIFY_SOCKET");
+  if (path == nullptr || path[0] == '\0') return;
+  sockaddr_un addr{};
+  addr.sun_family = AF_UNIX;
+  std::strncpy(addr.sun_path, path, sizeof(addr.sun_path) - 1);
+  if (addr.sun_path[0] == '@') addr.sun_path[0] = '\0';  // abstract socket
+  const int fd = socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+  if (fd < 0) return;
+  const socklen_t len = static_cast<socklen_t>(offsetof(sockaddr_un, sun_path) + std::strlen(path));
+  sendto(fd, state, std::strlen(state), 0, reinterpret_cast<sockaddr*>(&addr), len);
+  close(fd);
+}
+
+int Usage(const std::string& problem) {
+  std::cerr << "routerd: " << problem << "\n"
+            << "usage: routerd [--config FILE] [--listen ADDR] [--metrics_listen ADDR] "
+               "[--estimator FILE] [--check_config]\n";
+  return 2;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  std::string config_path, listen, metrics_listen, estimator;
+  bool check_only = false, have_metrics_listen = false;
+  for (int k = 1; k < argc; ++k) {
+    const std::string arg = argv[k];
+    auto value = [&](std::string& out) {
+      if (k + 1 >= argc) return false;
+      out = argv[++k];
+      return true;
+    };
+    if (arg == "--config") {
+      if (!value(config_path)) return Usage("--config needs a file");
+    } else if (arg == "--listen") {
+      if (!value(listen)) return Usage("--listen needs an address");
+    } else if (arg == "--metrics_listen") {
+      if (!value(metrics_listen)) return Usage("--metrics_listen needs an address");
+      have_metrics_listen = true;
+    } else if (arg == "--estimator") {
+      if (!value(estimator)) return Usage("--estimator needs a file");
+    } else if (arg == "--check_config") {
+      check_only = true;
+    } else if (arg == "--help" || arg == "-h") {
+      Usage("help");
+      return 0;
+    } else {
+      return Usage(absl::StrCat("unknown flag '", arg, "'"));
+    }
+  }
+  absl::StatusOr<router::server::RouterConfig> config =
+      config_path.empty() ? router::server::ParseConfigYaml("")
+                          : router::server::LoadConfigFile(config_path);
+  if (!config.ok()) {
+    std::cerr << "routerd: " << config.status().message() << "\n";
+    return 1;
+  }
+  if (!listen.empty()) config->listen = listen;
+  if (have_metrics_listen) config->metrics_listen = metrics_listen;
+  if (!estimator.empty()) config->estimator = estimator;
+
+  // Batches allocate and free the same few hundred KiB again and again; keeping freed memory in the
+  // heap instead of returning it to the kernel avoids page faults on every solve (measured: -13%
+  // fast-path time at N=1024, bench/README.md).
+  mallopt(M_MMAP_THRESHOLD, 64 << 20);
+  mallopt(M_TRIM_THRESHOLD, 256 << 20);
+
+  // Signals are taken by one thread with sigwait, never in a handler; block them everywhere first
+  // so every thread started below inherits the mask.
+  sigset_t signals;
+  sigemptyset(&signals);
+  sigaddset(&signals, SIGTERM);
+  sigaddset(&signals, SIGINT);
+  sigaddset(&signals, SIGHUP);
+  pthread_sigmask(SIG_BLOCK, &signals, nullptr);
+
+  const absl::Duration grace = config->shutdown_grace;
+  absl::StatusOr<std::unique_ptr<router::server::Routerd>> routerd =
+      router::server::Routerd::Start(*std::move(config), config_path);
+  if (!routerd.ok()) {
+    std::cerr << "routerd: " << routerd.status().message() << "\n";
+    return 1;
+  }
+  if (check_only) {
+    (*routerd)->Shutdown(absl::ZeroDuration());
+    std::cout << "routerd: configuration OK\n";
+    return 0;
+  }
+  std::cerr << "routerd " << router::server::RouterdVersion() << ": serving on port "
+            << (*routerd)->port();
+  if ((*routerd)->metrics_port() > 0) std::cerr << ", metrics on port " << (*routerd)->metrics_port();
+  std::cerr << std::endl;
+  NotifySystemd("READY=1");
+  for (;;) {
+    int sig = 0;
+    if (sigwait(&signals, &sig) != 0) continue;
+    if (sig == SIGHUP) {
+      NotifySystemd("RELOADING=1");
+      absl::Status s = (*routerd)->Reload();
+      std::cerr << "routerd: reload " << (s.ok() ? "applied" : std::string(s.message())) << std::endl;
+      NotifySystemd("READY=1");
+      continue;
+    }
+    std::cerr << "routerd: " << strsignal(sig) << ", draining (up to " << grace << ")" << std::endl;
+    NotifySystemd("STOPPING=1");
+    (*routerd)->Shutdown(grace);
+    std::cerr << "routerd: stopped" << std::endl;
+    return 0;
+  }
+}

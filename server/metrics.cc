@@ -1,0 +1,138 @@
+#include "server/metrics.h"
+
+#include <cmath>
+#include <string>
+
+namespace router::server {
+namespace {
+
+const char* CodeName(grpc::StatusCode code) {
+  switch (code) {
+    case grpc::StatusCode::OK: return "OK";
+    case grpc::StatusCode::CANCELLED: return "CANCELLED";
+    case grpc::StatusCode::UNKNOWN: return "UNKNOWN";
+    case grpc::StatusCode::INVALID_ARGUMENT: return "INVALID_ARGUMENT";
+    case grpc::StatusCode::DEADLINE_EXCEEDED: return "DEADLINE_EXCEEDED";
+    case grpc::StatusCode::NOT_FOUND: return "NOT_FOUND";
+    case grpc::StatusCode::ALREADY_EXISTS: return "ALREADY_EXISTS";
+    case grpc::StatusCode::PERMISSION_DENIED: return "PERMISSION_DENIED";
+    case grpc::StatusCode::RESOURCE_EXHAUSTED: return "RESOURCE_EXHAUSTED";
+    case grpc::StatusCode::FAILED_PRECONDITION: return "FAILED_PRECONDITION";
+    case grpc::StatusCode::ABORTED: return "ABORTED";
+    case grpc::StatusCode::OUT_OF_RANGE: return "OUT_OF_RANGE";
+    case grpc::StatusCode::UNIMPLEMENTED: return "UNIMPLEMENTED";
+    case grpc::StatusCode::INTERNAL: return "INTERNAL";
+    case grpc::StatusCode::UNAVAILABLE: return "UNAVAILABLE";
+    case grpc::StatusCode::DATA_LOSS: return "DATA_LOSS";
+    case grpc::StatusCode::UNAUTHENTICATED: return "UNAUTHENTICATED";
+    default: return "OTHER";
+  }
+}
+
+const prometheus::Histogram::BucketBoundaries kSecondsBuckets = {
+    0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5};
+const prometheus::Histogram::BucketBoundaries kSizeBuckets = {1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024};
+const prometheus::Histogram::BucketBoundaries kGapBuckets = {0, 1e-6, 1e-5, 1e-4, 1e-3, 1e-2, 0.05, 0.1};
+const prometheus::Histogram::BucketBoundaries kRatioBuckets = {0.25, 0.5, 0.75, 0.9, 1.0, 1.1, 1.25, 1.5, 2, 4};
+
+}  // namespace
+
+RouterMetrics::RouterMetrics(absl::string_view version)
+    : registry_(std::make_shared<prometheus::Registry>()),
+      requests_(prometheus::BuildCounter().Name("router_requests_total")
+                    .Help("RPCs answered, by method and gRPC status code.").Register(*registry_)),
+      request_duration_(prometheus::BuildHistogram().Name("router_request_duration_seconds")
+                            .Help("Time from an RPC's arrival to its answer, by method.")
+                            .Register(*registry_)),
+      rejected_(prometheus::BuildCounter().Name("router_rejected_total")
+                    .Help("Queries answered without a model, by reason.").Register(*registry_)),
+      assignments_(prometheus::BuildCounter().Name("router_assignments_total")
+                       .Help("Queries routed, by model.").Register(*registry_)),
+      solves_(prometheus::BuildCounter().Name("router_solves_total")
+                  .Help("Batches decided, by solver status.").Register(*registry_)),
+      utilization_(prometheus::BuildGauge().Name("router_model_capacity_utilization_ratio")
+                       .Help("Slots in use over slots deployed, per self-hosted model.")
+                       .Register(*registry_)),
+      batch_size_(prometheus::BuildHistogram().Name("router_batch_size")
+                      .Help("Queries per decided batch.").Register(*registry_).Add({}, kSizeBuckets)),
+      batch_wait_(prometheus::BuildHistogram().Name("router_batch_wait_seconds")
+                      .Help("Wait of a batch's oldest query before the batch closed.")
+                      .Register(*registry_).Add({}, kSecondsBuckets)),
+      solve_duration_(prometheus::BuildHistogram().Name("router_solve_duration_seconds")
+                          .Help("Solve time per batch.").Register(*registry_).Add({}, kSecondsBuckets)),
+      solve_gap_(prometheus::BuildHistogram().Name("router_solve_gap_ratio")
+                     .Help("Certified relative gap per exact batch.").Register(*registry_)
+                     .Add({}, kGapBuckets)),
+      cost_ratio_(prometheus::BuildHistogram().Name("router_predicted_vs_actual_cost_ratio")
+                      .Help("Predicted over actual cost of completed calls with an actual cost.")
+                      .Register(*registry_).Add({}, kRatioBuckets)),
+      predicted_spend_(prometheus::BuildCounter().Name("router_predicted_spend_usd_total")
+                           .Help("Predicted cost reserved by assignments, USD.").Register(*registry_)
+                           .Add({})),
+      recorded_spend_(prometheus::BuildCounter().Name("router_recorded_spend_usd_total")
+                          .Help("Spend recorded by Complete (actual where reported), USD.")
+                          .Register(*registry_).Add({})),
+      queue_depth_(prometheus::BuildGauge().Name("router_queue_depth")
+                       .Help("Queries waiting for a batch.").Register(*registry_).Add({})),
+      budget_remaining_(prometheus::BuildGauge().Name("router_budget_remaining_usd")
+                            .Help("Spend the paced budget allows now, USD (+Inf without pacing).")
+                            .Register(*registry_).Add({})),
+      config_generation_(prometheus::BuildGauge().Name("router_config_generation")
+                             .Help("Generation of the applied runtime configuration.")
+                             .Register(*registry_).Add({})) {
+  prometheus::BuildGauge().Name("router_build_info").Help("Build of this routerd.")
+      .Register(*registry_).Add({{"version", std::string(version)}}).Set(1);
+}
+
+void RouterMetrics::OnRequest(absl::string_view method, grpc::StatusCode code,
+                              absl::Duration elapsed) {
+  requests_.Add({{"method", std::string(method)}, {"code", CodeName(code)}}).Increment();
+  request_duration_.Add({{"method", std::string(method)}}, kSecondsBuckets)
+      .Observe(absl::ToDoubleSeconds(elapsed));
+}
+
+void RouterMetrics::OnRejected(absl::string_view reason) {
+  rejected_.Add({{"reason", std::string(reason)}}).Increment();
+}
+
+void RouterMetrics::OnCompletion(double predicted_usd, double recorded_usd) {
+  recorded_spend_.Increment(recorded_usd);
+  if (recorded_usd > 0) cost_ratio_.Observe(predicted_usd / recorded_usd);
+}
+
+void RouterMetrics::OnConfigGeneration(uint64_t generation) {
+  config_generation_.Set(static_cast<double>(generation));
+}
+
+void RouterMetrics::OnSlots(absl::string_view model, int64_t in_use, int64_t total) {
+  utilization_.Add({{"model", std::string(model)}})
+      .Set(total > 0 ? static_cast<double>(in_use) / static_cast<double>(total) : 0.0);
+}
+
+void RouterMetrics::OnBudgetRemaining(double usd) { budget_remaining_.Set(usd); }
+
+void RouterMetrics::OnBatch(const core::BatchOutcome& outcome, absl::Duration oldest_wait) {
+  batch_size_.Observe(static_cast<double>(outcome.size));
+  batch_wait_.Observe(absl::ToDoubleSeconds(oldest_wait));
+  solve_duration_.Observe(absl::ToDoubleSeconds(outcome.solve_time));
+  solves_.Add({{"status", core::SolveStatusName(outcome.status)}}).Increment();
+  if (outcome.status != core::SolveStatus::kHeuristic && std::isfinite(outcome.relative_gap)) {
+    solve_gap_.Observe(outcome.relative_gap);
+  }
+  for (const core::QueryOutcome& q : outcome.queries) {
+    if (q.status.ok()) {
+      assignments_.Add({{"model", q.model}}).Increment();
+      predicted_spend_.Increment(q.cost_usd);
+    } else if (absl::IsResourceExhausted(q.status)) {
+      OnRejected("budget_or_slots");
+    } else if (absl::IsInvalidArgument(q.status)) {
+      OnRejected("invalid");
+    } else {
+      OnRejected("error");
+    }
+  }
+}
+
+void RouterMetrics::OnQueueDepth(int64_t depth) { queue_depth_.Set(static_cast<double>(depth)); }
+
+}  // namespace router::server

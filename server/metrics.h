@@ -1,0 +1,69 @@
+// File: metrics.h
+//
+// routerd's Prometheus metrics (prefix `router_`, base units, counters ending in _total, bounded
+// labels only: method, code, model, status, reason; never query ids or tenants). References into
+// the registry are cached at construction; recording is lock-free apart from prometheus-cpp's own
+// per-metric atomics. The names are documented in docs/operations.md.
+//
+// Thread-safety: all methods may be called concurrently.
+
+#ifndef ROUTER_SERVER_METRICS_H_
+#define ROUTER_SERVER_METRICS_H_
+
+#include <memory>
+#include <string>
+
+#include "absl/strings/string_view.h"
+#include "absl/time/time.h"
+#include "grpcpp/support/status.h"
+#include "prometheus/counter.h"
+#include "prometheus/family.h"
+#include "prometheus/gauge.h"
+#include "prometheus/histogram.h"
+#include "prometheus/registry.h"
+#include "server/batch_scheduler.h"
+
+namespace router::server {
+
+class RouterMetrics final : public BatchObserver {
+ public:
+  explicit RouterMetrics(absl::string_view version);
+
+  std::shared_ptr<prometheus::Registry> registry() const { return registry_; }
+
+  // One finished RPC (method: Route, RouteStream, RouteBatch, Complete, or an admin method).
+  void OnRequest(absl::string_view method, grpc::StatusCode code, absl::Duration elapsed);
+  // A query refused before it reached a batch: queue_full, shutdown, invalid, cancelled, deadline.
+  void OnRejected(absl::string_view reason);
+  void OnCompletion(double predicted_usd, double recorded_usd);
+  void OnConfigGeneration(uint64_t generation);
+  void OnSlots(absl::string_view model, int64_t in_use, int64_t total);
+  void OnBudgetRemaining(double usd);
+
+  // BatchObserver
+  void OnBatch(const core::BatchOutcome& outcome, absl::Duration oldest_wait) override;
+  void OnQueueDepth(int64_t depth) override;
+
+ private:
+  std::shared_ptr<prometheus::Registry> registry_;
+  prometheus::Family<prometheus::Counter>& requests_;
+  prometheus::Family<prometheus::Histogram>& request_duration_;
+  prometheus::Family<prometheus::Counter>& rejected_;
+  prometheus::Family<prometheus::Counter>& assignments_;
+  prometheus::Family<prometheus::Counter>& solves_;
+  prometheus::Family<prometheus::Gauge>& utilization_;
+  prometheus::Histogram& batch_size_;
+  prometheus::Histogram& batch_wait_;
+  prometheus::Histogram& solve_duration_;
+  prometheus::Histogram& solve_gap_;
+  prometheus::Histogram& cost_ratio_;
+  prometheus::Counter& predicted_spend_;
+  prometheus::Counter& recorded_spend_;
+  prometheus::Gauge& queue_depth_;
+  prometheus::Gauge& budget_remaining_;
+  prometheus::Gauge& config_generation_;
+};
+
+}  // namespace router::server
+
+#endif  // ROUTER_SERVER_METRICS_H_

@@ -1,0 +1,38 @@
+// File: query_intake.h
+//
+// The proto edge of a query: validates a router.v1.Query, predicts it with the current snapshot's
+// predictor (on the handler's thread, so the batch thread only solves), and turns a decided
+// outcome back into a router.v1.Assignment.
+//
+// Errors (INVALID_ARGUMENT, naming the field under `field`, e.g. `query.embedding[3]: not
+// finite`): missing or oversized id; neither text nor embedding; text over the size limit; an
+// embedding of the wrong dimension or with a non-finite value; negative token hints; a repeated
+// or unknown allowed model. Predictor errors keep their code, with the field prefixed.
+//
+// Thread-safety: pure functions over immutable snapshots.
+
+#ifndef ROUTER_SERVER_QUERY_INTAKE_H_
+#define ROUTER_SERVER_QUERY_INTAKE_H_
+
+#include "absl/status/statusor.h"
+#include "absl/strings/string_view.h"
+#include "absl/time/time.h"
+#include "router/v1/router.pb.h"
+#include "router_core/serving/batch_engine.h"
+#include "server/runtime_state.h"
+
+namespace router::server {
+
+inline constexpr size_t kMaxQueryIdBytes = 256;
+
+absl::StatusOr<core::PendingQuery> PrepareQuery(const v1::Query& query, absl::string_view field,
+                                                const RuntimeState& state);
+
+// Fills `out` for a routed query (outcome.status OK). `arrival` is when the query was submitted.
+void FillAssignment(const core::BatchOutcome& batch, const core::QueryOutcome& outcome,
+                    absl::Time arrival, absl::Time batch_closed, absl::Duration lease_timeout,
+                    v1::Assignment* out);
+
+}  // namespace router::server
+
+#endif  // ROUTER_SERVER_QUERY_INTAKE_H_

@@ -1,0 +1,191 @@
+#include "server/router_runtime.h"
+
+#include <algorithm>
+#include <cmath>
+#include <utility>
+
+#include "absl/strings/str_cat.h"
+
+namespace router::server {
+
+absl::StatusOr<std::unique_ptr<RouterRuntime>> RouterRuntime::Create(
+    RouterConfig config, std::shared_ptr<const core::Predictor> predictor,
+    RouterMetrics* metrics, const core::Clock* clock) {
+  absl::StatusOr<std::shared_ptr<const RuntimeState>> state =
+      BuildRuntimeState(std::move(config), std::move(predictor), /*generation=*/1);
+  if (!state.ok()) return state.status();
+  std::unique_ptr<RouterRuntime> runtime(new RouterRuntime(metrics, clock));
+  absl::StatusOr<std::unique_ptr<core::Ledger>> ledger =
+      core::Ledger::Create((*state)->config.ledger, (*state)->LedgerModels(), clock);
+  if (!ledger.ok()) return ledger.status();
+  runtime->ledger_ = *std::move(ledger);
+  absl::StatusOr<std::unique_ptr<BatchScheduler>> scheduler =
+      BatchScheduler::Create((*state)->config.batching, (*state)->batch_context,
+                             runtime->ledger_.get(), clock, metrics);
+  if (!scheduler.ok()) return scheduler.status();
+  runtime->scheduler_ = *std::move(scheduler);
+  {
+    absl::MutexLock lock(&runtime->state_mu_);
+    runtime->state_ = *state;
+  }
+  if (metrics != nullptr) metrics->OnConfigGeneration(1);
+  runtime->PublishLedgerGauges();
+  return runtime;
+}
+
+std::shared_ptr<const RuntimeState> RouterRuntime::state() const {
+  absl::MutexLock lock(&state_mu_);
+  return state_;
+}
+
+absl::StatusOr<uint64_t> RouterRuntime::ApplyLocked(
+    RouterConfig config, std::shared_ptr<const core::Predictor> predictor, bool dry_run) {
+  const std::shared_ptr<const RuntimeState> current = state();
+  if (absl::Status s = CheckRuntimeChange(current->config, config); !s.ok()) return s;
+  absl::StatusOr<std::shared_ptr<const RuntimeState>> next =
+      BuildRuntimeState(std::move(config), std::move(predictor), current->generation + 1);
+  if (!next.ok()) return next.status();
+  if (absl::Status s = core::ValidateBatchQueueOptions((*next)->config.batching); !s.ok()) return s;
+  if (dry_run) return current->generation;
+  // Every piece below was validated; these calls only fail on inputs checked above.
+  if (absl::Status s = ledger_->SetModels((*next)->LedgerModels()); !s.ok()) return s;
+  if (absl::Status s = ledger_->SetOptions((*next)->config.ledger); !s.ok()) return s;
+  if (absl::Status s = scheduler_->SetOptions((*next)->config.batching); !s.ok()) return s;
+  scheduler_->SetContext((*next)->batch_context);
+  {
+    absl::MutexLock lock(&state_mu_);
+    state_ = *next;
+  }
+  if (metrics_ != nullptr) metrics_->OnConfigGeneration((*next)->generation);
+  PublishLedgerGauges();
+  return (*next)->generation;
+}
+
+absl::StatusOr<uint64_t> RouterRuntime::UpdateConfig(const RouterConfig& next,
+                                                     std::optional<uint64_t> expected_generation,
+                                                     bool dry_run) {
+  absl::MutexLock lock(&admin_mu_);
+  const std::shared_ptr<const RuntimeState> current = state();
+  if (expected_generation.has_value() && *expected_generation != current->generation) {
+    return absl::FailedPreconditionError(
+        absl::StrCat("expected_generation: ", *expected_generation, " is stale (current ",
+                     current->generation, "); re-read the config and retry"));
+  }
+  return ApplyLocked(next, current->predictor, dry_run);
+}
+
+absl::StatusOr<uint64_t> RouterRuntime::UpsertModel(const ModelDeploymentConfig& deployment,
+                                                    const std::optional<NewModel>& new_model) {
+  absl::MutexLock lock(&admin_mu_);
+  const std::shared_ptr<const RuntimeState> current = state();
+  if (deployment.name.empty()) return absl::InvalidArgumentError("deployment.name: required");
+  if (deployment.instances < 0 || deployment.slots_per_instance < 0 ||
+      (deployment.self_hosted() && (deployment.instances == 0 || deployment.slots_per_instance == 0))) {
+    return absl::InvalidArgumentError(
+        "deployment: instances and slots_per_instance must both be > 0 (self-hosted) or both 0 "
+        "(API model)");
+  }
+  std::shared_ptr<const core::Predictor> predictor = current->predictor;
+  const std::vector<std::string>& known = predictor->models();
+  const bool is_known = std::find(known.begin(), known.end(), deployment.name) != known.end();
+  if (!is_known) {
+    if (!new_model.has_value() || new_model->scores.empty()) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "validation: model '", deployment.name,
+          "' is unknown to the estimator; send its validation results to add it"));
+    }
+    const NewModel& nm = *new_model;
+    if (!deployment.self_hosted() && !nm.mean_cost_usd.has_value() &&
+        !nm.input_usd_per_mtok.has_value()) {
+      return absl::InvalidArgumentError(
+          "mean_cost_usd: a new API model needs a cost (mean_cost_usd or input_usd_per_mtok)");
+    }
+    core::ModelValidation validation;
+    validation.features.dim = predictor->feature_dim();
+    for (size_t k = 0; k < nm.scores.size(); ++k) {
+      const std::string field = absl::StrCat("validation[", k, "]");
+      if (!(nm.scores[k] >= 0 && nm.scores[k] <= 1)) {
+        return absl::InvalidArgumentError(absl::StrCat(field, ".score: must be in [0, 1]"));
+      }
+      std::vector<float> row;
+      if (k < nm.embeddings.size() && !nm.embeddings[k].empty()) {
+        row = nm.embeddings[k];
+        if (static_cast<int>(row.size()) != predictor->feature_dim()) {
+          return absl::InvalidArgumentError(absl::StrCat(field, ".embedding: expected ",
+                                                         predictor->feature_dim(), " values"));
+        }
+        if (std::any_of(row.begin(), row.end(), [](float v) { return !std::isfinite(v); })) {
+          return absl::InvalidArgumentError(absl::StrCat(field, ".embedding: not finite"));
+        }
+      } else if (k < nm.texts.size() && !nm.texts[k].empty()) {
+        if (!predictor->featurizer().has_value()) {
+          return absl::InvalidArgumentError(absl::StrCat(
+              field, ".text: this estimator works on caller embeddings; send embedding"));
+        }
+        row = predictor->featurizer()->Featurize(nm.texts[k]);
+      } else {
+        return absl::InvalidArgumentError(absl::StrCat(field, ": text or embedding required"));
+      }
+      validation.features.values.insert(validation.features.values.end(), row.begin(), row.end());
+      validation.scores.push_back(nm.scores[k]);
+    }
+    std::unique_ptr<core::QualityEstimator> estimator = predictor->estimator().Clone();
+    if (absl::Status s = estimator->AddModel(deployment.name, validation); !s.ok()) return s;
+    core::CostModel cost_model = predictor->cost_model();
+    core::ModelCost cost;
+    cost.name = deployment.name;
+    cost.input_usd_per_mtok = nm.input_usd_per_mtok;
+    cost.output_usd_per_mtok = nm.output_usd_per_mtok;
+    cost.mean_usd = nm.mean_cost_usd;
+    if (absl::Status s = cost_model.AddModel(std::move(cost)); !s.ok()) return s;
+    absl::StatusOr<core::Predictor> next = core::Predictor::Create(
+        predictor->featurizer(), std::shared_ptr<const core::QualityEstimator>(std::move(estimator)),
+        std::move(cost_model));
+    if (!next.ok()) return next.status();
+    predictor = std::make_shared<const core::Predictor>(*std::move(next));
+  }
+  RouterConfig config = current->config;
+  if (config.models.empty()) {
+    // "Every model" becomes an explicit list before one of them changes.
+    for (const core::DeployedModel& d : current->batch_context->pool) config.models.push_back({d.name, 0, 0});
+  }
+  auto it = std::find_if(config.models.begin(), config.models.end(),
+                         [&](const ModelDeploymentConfig& m) { return m.name == deployment.name; });
+  if (it == config.models.end()) {
+    config.models.push_back(deployment);
+  } else {
+    *it = deployment;
+  }
+  return ApplyLocked(std::move(config), std::move(predictor), /*dry_run=*/false);
+}
+
+absl::StatusOr<uint64_t> RouterRuntime::RemoveModel(const std::string& name) {
+  absl::MutexLock lock(&admin_mu_);
+  const std::shared_ptr<const RuntimeState> current = state();
+  RouterConfig config = current->config;
+  if (config.models.empty()) {
+    for (const core::DeployedModel& d : current->batch_context->pool) config.models.push_back({d.name, 0, 0});
+  }
+  auto it = std::find_if(config.models.begin(), config.models.end(),
+                         [&](const ModelDeploymentConfig& m) { return m.name == name; });
+  if (it == config.models.end()) {
+    return absl::NotFoundError(absl::StrCat("name: model '", name, "' is not in the pool"));
+  }
+  config.models.erase(it);
+  if (config.models.empty()) {
+    return absl::FailedPreconditionError(
+        absl::StrCat("name: '", name, "' is the last model of the pool; add another first"));
+  }
+  return ApplyLocked(std::move(config), current->predictor, /*dry_run=*/false);
+}
+
+void RouterRuntime::PublishLedgerGauges() {
+  if (metrics_ == nullptr) return;
+  const std::shared_ptr<const RuntimeState> current = state();
+  for (const core::DeployedModel& d : current->batch_context->pool) {
+    if (d.slots.has_value()) metrics_->OnSlots(d.name, ledger_->InUse(d.name), *d.slots);
+  }
+  metrics_->OnBudgetRemaining(ledger_->Snapshot().spend_allowance_usd);
+}
+
+}  // namespace router::server

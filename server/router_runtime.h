@@ -1,0 +1,89 @@
+// File: router_runtime.h
+//
+// The running router: the current snapshot (runtime_state.h), the ledger and the batch scheduler,
+// and the admin operations that change them. A change is validated as a whole, then applied in one
+// step: ledger models and options, scheduler options and batch context, then the snapshot swap,
+// so the next batch sees all of it and no batch sees half of it.
+//
+// Thread-safety: all methods may be called concurrently; admin changes are serialized.
+//
+// Errors: INVALID_ARGUMENT naming the field; FAILED_PRECONDITION for a startup-only field or a
+// stale expected_generation; NOT_FOUND for an unknown model; UNIMPLEMENTED when the estimator
+// cannot add an unseen model.
+
+#ifndef ROUTER_SERVER_ROUTER_RUNTIME_H_
+#define ROUTER_SERVER_ROUTER_RUNTIME_H_
+
+#include <cstdint>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "absl/base/thread_annotations.h"
+#include "absl/status/statusor.h"
+#include "absl/synchronization/mutex.h"
+#include "router_core/clock.h"
+#include "router_core/estimate/predictor.h"
+#include "router_core/serving/ledger.h"
+#include "server/batch_scheduler.h"
+#include "server/config.h"
+#include "server/metrics.h"
+#include "server/runtime_state.h"
+
+namespace router::server {
+
+// A model the estimator has not seen: its validation results and its cost.
+struct NewModel {
+  std::vector<std::string> texts;              // featurized, or
+  std::vector<std::vector<float>> embeddings;  // the caller's own vectors (one of the two per row)
+  std::vector<double> scores;                  // per row, in [0, 1]
+  std::optional<double> input_usd_per_mtok;
+  std::optional<double> output_usd_per_mtok;
+  std::optional<double> mean_cost_usd;
+};
+
+class RouterRuntime {
+ public:
+  // `metrics` (may be null) and `clock` must outlive the runtime.
+  static absl::StatusOr<std::unique_ptr<RouterRuntime>> Create(
+      RouterConfig config, std::shared_ptr<const core::Predictor> predictor,
+      RouterMetrics* metrics, const core::Clock* clock = &core::Clock::Real());
+
+  std::shared_ptr<const RuntimeState> state() const;
+  core::Ledger& ledger() { return *ledger_; }
+  BatchScheduler& scheduler() { return *scheduler_; }
+  RouterMetrics* metrics() { return metrics_; }
+  const core::Clock& clock() const { return *clock_; }
+
+  // Replaces the runtime configuration; returns the new generation (the current one for dry_run).
+  absl::StatusOr<uint64_t> UpdateConfig(const RouterConfig& next,
+                                        std::optional<uint64_t> expected_generation,
+                                        bool dry_run);
+  // Adds or updates a model's deployment; `new_model` is required when the estimator lacks it.
+  absl::StatusOr<uint64_t> UpsertModel(const ModelDeploymentConfig& deployment,
+                                       const std::optional<NewModel>& new_model);
+  absl::StatusOr<uint64_t> RemoveModel(const std::string& name);
+
+  // Refreshes the gauges that describe the ledger (slots in use, remaining budget).
+  void PublishLedgerGauges();
+
+ private:
+  RouterRuntime(RouterMetrics* metrics, const core::Clock* clock) : metrics_(metrics), clock_(clock) {}
+  // Validates `config` with `predictor` and applies both. Caller holds admin_mu_.
+  absl::StatusOr<uint64_t> ApplyLocked(RouterConfig config,
+                                       std::shared_ptr<const core::Predictor> predictor,
+                                       bool dry_run) ABSL_EXCLUSIVE_LOCKS_REQUIRED(admin_mu_);
+
+  RouterMetrics* const metrics_;
+  const core::Clock* const clock_;
+  std::unique_ptr<core::Ledger> ledger_;
+  std::unique_ptr<BatchScheduler> scheduler_;
+  absl::Mutex admin_mu_;
+  mutable absl::Mutex state_mu_;
+  std::shared_ptr<const RuntimeState> state_ ABSL_GUARDED_BY(state_mu_);
+};
+
+}  // namespace router::server
+
+#endif  // ROUTER_SERVER_ROUTER_RUNTIME_H_

@@ -1,0 +1,451 @@
+#include "server/router_service.h"
+
+#include <atomic>
+#include <chrono>
+#include <deque>
+#include <memory>
+#include <optional>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "absl/container/flat_hash_set.h"
+#include "absl/strings/str_cat.h"
+#include "absl/synchronization/mutex.h"
+#include "server/query_intake.h"
+#include "server/status_util.h"
+
+namespace router::server {
+namespace {
+
+absl::Time DeadlineOf(const grpc::CallbackServerContext* ctx) {
+  const auto tp = ctx->deadline();
+  if (tp == std::chrono::system_clock::time_point::max()) return absl::InfiniteFuture();
+  return absl::FromChrono(tp);
+}
+
+const char* RejectReason(const absl::Status& s) {
+  switch (s.code()) {
+    case absl::StatusCode::kInvalidArgument: return "invalid";
+    case absl::StatusCode::kUnavailable: return "unavailable";
+    case absl::StatusCode::kCancelled: return "cancelled";
+    case absl::StatusCode::kDeadlineExceeded: return "deadline";
+    case absl::StatusCode::kResourceExhausted: return "budget_or_slots";
+    default: return "error";
+  }
+}
+
+// The answer of one routed query, as an Assignment (outcome OK) or a status.
+absl::Status AnswerOf(RouterRuntime& rt, const core::BatchOutcome& batch, size_t index,
+                      const std::string& query_id, absl::Time arrival, v1::Assignment* out) {
+  const core::QueryOutcome& outcome = batch.queries[index];
+  if (!outcome.status.ok()) return outcome.status;
+  out->set_query_id(query_id);
+  FillAssignment(batch, outcome, arrival, batch.started, rt.state()->config.ledger.lease_timeout,
+                 out);
+  return absl::OkStatus();
+}
+
+// ---- Route ----
+
+class UnaryTask final : public RouteTask {
+ public:
+  UnaryTask(RouterRuntime* rt, grpc::CallbackServerContext* ctx, grpc::ServerUnaryReactor* reactor,
+            v1::RouteResponse* response, absl::Time start)
+      : rt_(rt), ctx_(ctx), reactor_(reactor), response_(response), start_(start) {}
+
+  void Answer(const core::BatchOutcome& batch, size_t index) override {
+    const absl::Status s = AnswerOf(*rt_, batch, index, query_id_, arrival_,
+                                    response_->mutable_assignment());
+    Finish(s);
+  }
+  void Fail(const absl::Status& status) override {
+    if (rt_->metrics() != nullptr) rt_->metrics()->OnRejected(RejectReason(status));
+    Finish(status);
+  }
+  bool Cancelled() const override { return ctx_->IsCancelled(); }
+
+  void Prepare(core::PendingQuery pending, absl::Time deadline) {
+    query_id_ = pending.query_id;
+    query = std::move(pending);
+    this->deadline = deadline;
+  }
+  void set_arrival(absl::Time t) { arrival_ = t; }
+
+ private:
+  void Finish(const absl::Status& s) {
+    if (rt_->metrics() != nullptr) {
+      rt_->metrics()->OnRequest("Route", static_cast<grpc::StatusCode>(s.code()),
+                                rt_->clock().Now() - start_);
+    }
+    reactor_->Finish(ToGrpcStatus(s));  // the last touch of ctx_/reactor_/response_
+  }
+
+  RouterRuntime* const rt_;
+  grpc::CallbackServerContext* const ctx_;
+  grpc::ServerUnaryReactor* const reactor_;
+  v1::RouteResponse* const response_;
+  const absl::Time start_;
+  std::string query_id_;
+  absl::Time arrival_;
+};
+
+// ---- RouteStream ----
+
+class StreamReactor final
+    : public grpc::ServerBidiReactor<v1::RouteStreamRequest, v1::RouteStreamResponse> {
+ public:
+  StreamReactor(RouterRuntime* rt, grpc::CallbackServerContext* ctx)
+      : rt_(rt), ctx_(ctx), start_(rt->clock().Now()) {
+    StartRead(&request_);
+  }
+
+  void OnReadDone(bool ok) override {
+    if (!ok) {
+      Actions a;
+      {
+        absl::MutexLock lock(&mu_);
+        reads_done_ = true;
+        a = NextActionsLocked();
+      }
+      Run(a);
+      return;
+    }
+    Handle(request_.query());
+    StartRead(&request_);
+  }
+
+  void OnWriteDone(bool ok) override {
+    Actions a;
+    {
+      absl::MutexLock lock(&mu_);
+      out_.pop_front();
+      writing_ = false;
+      if (!ok) broken_ = true;
+      if (broken_) out_.clear();
+      a = NextActionsLocked();
+    }
+    Run(a);
+  }
+
+  void OnCancel() override { cancelled_.store(true); }
+  void OnDone() override { delete this; }
+
+  bool cancelled() const { return cancelled_.load(); }
+
+  // A task's answer (or error item). Called from the batch thread.
+  void TaskDone(v1::RouteStreamResponse response) {
+    Actions a;
+    {
+      absl::MutexLock lock(&mu_);
+      --outstanding_;
+      a = DeliverLocked(std::move(response));
+    }
+    Run(a);
+  }
+
+ private:
+  class Task final : public RouteTask {
+   public:
+    Task(StreamReactor* reactor, std::string query_id, absl::Time arrival)
+        : reactor_(reactor), query_id_(std::move(query_id)), arrival_(arrival) {}
+    void Answer(const core::BatchOutcome& batch, size_t index) override {
+      v1::RouteStreamResponse r;
+      const absl::Status s =
+          AnswerOf(*reactor_->rt_, batch, index, query_id_, arrival_, r.mutable_assignment());
+      if (!s.ok()) SetStreamError(query_id_, s, r);
+      reactor_->TaskDone(std::move(r));
+    }
+    void Fail(const absl::Status& status) override {
+      if (reactor_->rt_->metrics() != nullptr) {
+        reactor_->rt_->metrics()->OnRejected(RejectReason(status));
+      }
+      v1::RouteStreamResponse r;
+      SetStreamError(query_id_, status, r);
+      reactor_->TaskDone(std::move(r));
+    }
+    bool Cancelled() const override { return reactor_->cancelled(); }
+
+   private:
+    StreamReactor* const reactor_;
+    const std::string query_id_;
+    const absl::Time arrival_;
+  };
+
+  // What to do once the lock is released: gRPC may run reactions (even OnDone, which deletes the
+  // reactor) before StartWrite or Finish returns, so neither is called under mu_.
+  struct Actions {
+    const v1::RouteStreamResponse* write = nullptr;
+    std::optional<grpc::Status> finish;
+  };
+  void Run(const Actions& a) {
+    if (a.write != nullptr) StartWrite(a.write);
+    if (a.finish.has_value()) Finish(*a.finish);
+  }
+
+  static void SetStreamError(const std::string& query_id, const absl::Status& s,
+                             v1::RouteStreamResponse& r) {
+    r.clear_assignment();
+    v1::QueryError* e = r.mutable_error();
+    e->set_query_id(query_id);
+    e->set_code(static_cast<int32_t>(s.code()));
+    e->set_message(std::string(s.message()));
+  }
+
+  void Handle(const v1::Query& query) {
+    const std::shared_ptr<const RuntimeState> state = rt_->state();
+    absl::StatusOr<core::PendingQuery> pending = PrepareQuery(query, "query", *state);
+    if (!pending.ok()) {
+      if (rt_->metrics() != nullptr) rt_->metrics()->OnRejected("invalid");
+      v1::RouteStreamResponse r;
+      SetStreamError(query.id(), pending.status(), r);
+      Actions a;
+      {
+        absl::MutexLock lock(&mu_);
+        a = DeliverLocked(std::move(r));
+      }
+      Run(a);
+      return;
+    }
+    auto task = std::make_unique<Task>(this, pending->query_id, rt_->clock().Now());
+    task->query = *std::move(pending);
+    task->deadline = DeadlineOf(ctx_);
+    {
+      absl::MutexLock lock(&mu_);
+      ++outstanding_;
+    }
+    TaskPtr owned = std::move(task);
+    if (absl::Status s = rt_->scheduler().Submit(owned); !s.ok()) owned->Fail(s);
+  }
+
+  Actions DeliverLocked(v1::RouteStreamResponse response) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    if (!broken_) out_.push_back(std::move(response));
+    return NextActionsLocked();
+  }
+
+  // Starts the next write if none is in flight (at most one at a time); finishes the stream once
+  // the client half-closed, every task answered and every answer was written.
+  Actions NextActionsLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    Actions a;
+    if (!writing_ && !out_.empty()) {
+      writing_ = true;
+      a.write = &out_.front();  // stays valid: only OnWriteDone pops, after this write completes
+      return a;
+    }
+    if (finished_ || !reads_done_ || outstanding_ > 0 || writing_) return a;
+    finished_ = true;
+    a.finish = cancelled() ? grpc::Status(grpc::StatusCode::CANCELLED, "the client cancelled the stream")
+               : broken_   ? grpc::Status(grpc::StatusCode::UNAVAILABLE, "the stream broke while writing")
+                           : grpc::Status::OK;
+    if (rt_->metrics() != nullptr) {
+      rt_->metrics()->OnRequest("RouteStream", a.finish->error_code(), rt_->clock().Now() - start_);
+    }
+    return a;
+  }
+
+  RouterRuntime* const rt_;
+  grpc::CallbackServerContext* const ctx_;
+  const absl::Time start_;
+  v1::RouteStreamRequest request_;
+  std::atomic<bool> cancelled_{false};
+  absl::Mutex mu_;
+  std::deque<v1::RouteStreamResponse> out_ ABSL_GUARDED_BY(mu_);
+  bool writing_ ABSL_GUARDED_BY(mu_) = false;
+  bool broken_ ABSL_GUARDED_BY(mu_) = false;
+  bool reads_done_ ABSL_GUARDED_BY(mu_) = false;
+  bool finished_ ABSL_GUARDED_BY(mu_) = false;
+  int64_t outstanding_ ABSL_GUARDED_BY(mu_) = 0;
+};
+
+// ---- RouteBatch ----
+
+// Collects the answers of one caller-formed batch; finishes the RPC when the last one is in.
+class BatchCall {
+ public:
+  BatchCall(RouterRuntime* rt, grpc::CallbackServerContext* ctx, grpc::ServerUnaryReactor* reactor,
+            v1::RouteBatchResponse* response, int items, absl::Time start)
+      : rt_(rt), ctx_(ctx), reactor_(reactor), response_(response), start_(start), remaining_(items) {
+    for (int k = 0; k < items; ++k) response_->add_items();
+  }
+
+  class Task final : public RouteTask {
+   public:
+    Task(std::shared_ptr<BatchCall> call, int item, std::string query_id, absl::Time arrival)
+        : call_(std::move(call)), item_(item), query_id_(std::move(query_id)), arrival_(arrival) {}
+    void Answer(const core::BatchOutcome& batch, size_t index) override {
+      v1::RouteBatchItem result;
+      const absl::Status s =
+          AnswerOf(*call_->rt_, batch, index, query_id_, arrival_, result.mutable_assignment());
+      if (!s.ok()) BatchCall::SetError(query_id_, s, result);
+      call_->Done(item_, std::move(result));
+    }
+    void Fail(const absl::Status& status) override {
+      v1::RouteBatchItem result;
+      BatchCall::SetError(query_id_, status, result);
+      call_->Done(item_, std::move(result));
+    }
+    bool Cancelled() const override { return call_->ctx_->IsCancelled(); }
+
+   private:
+    std::shared_ptr<BatchCall> call_;
+    const int item_;
+    const std::string query_id_;
+    const absl::Time arrival_;
+  };
+
+  static void SetError(const std::string& query_id, const absl::Status& s, v1::RouteBatchItem& r) {
+    r.clear_assignment();
+    v1::QueryError* e = r.mutable_error();
+    e->set_query_id(query_id);
+    e->set_code(static_cast<int32_t>(s.code()));
+    e->set_message(std::string(s.message()));
+  }
+
+  void Done(int item, v1::RouteBatchItem result) {
+    bool last = false;
+    {
+      absl::MutexLock lock(&mu_);
+      if (finished_) return;
+      *response_->mutable_items(item) = std::move(result);
+      last = --remaining_ == 0;
+      if (last) finished_ = true;
+    }
+    if (last) FinishRpc(grpc::Status::OK);
+  }
+
+  // Ends the RPC with an error instead of the items (the batch was refused as a whole).
+  void FailAll(const absl::Status& s) {
+    {
+      absl::MutexLock lock(&mu_);
+      if (finished_) return;
+      finished_ = true;
+    }
+    FinishRpc(ToGrpcStatus(s));
+  }
+
+ private:
+  void FinishRpc(const grpc::Status& status) {
+    if (rt_->metrics() != nullptr) {
+      rt_->metrics()->OnRequest("RouteBatch", status.error_code(), rt_->clock().Now() - start_);
+    }
+    reactor_->Finish(status);
+  }
+
+  RouterRuntime* const rt_;
+  grpc::CallbackServerContext* const ctx_;
+  grpc::ServerUnaryReactor* const reactor_;
+  v1::RouteBatchResponse* const response_;
+  const absl::Time start_;
+  absl::Mutex mu_;
+  int remaining_ ABSL_GUARDED_BY(mu_);
+  bool finished_ ABSL_GUARDED_BY(mu_) = false;
+};
+
+}  // namespace
+
+grpc::ServerUnaryReactor* RouterService::Route(grpc::CallbackServerContext* ctx,
+                                               const v1::RouteRequest* request,
+                                               v1::RouteResponse* response) {
+  grpc::ServerUnaryReactor* reactor = ctx->DefaultReactor();
+  const absl::Time start = runtime_->clock().Now();
+  auto task = std::make_unique<UnaryTask>(runtime_, ctx, reactor, response, start);
+  const std::shared_ptr<const RuntimeState> state = runtime_->state();
+  absl::StatusOr<core::PendingQuery> pending = PrepareQuery(request->query(), "query", *state);
+  if (!pending.ok()) {
+    task->Fail(pending.status());
+    return reactor;
+  }
+  task->set_arrival(start);
+  task->Prepare(*std::move(pending), DeadlineOf(ctx));
+  TaskPtr owned = std::move(task);
+  if (absl::Status s = runtime_->scheduler().Submit(owned); !s.ok()) owned->Fail(s);
+  return reactor;
+}
+
+grpc::ServerBidiReactor<v1::RouteStreamRequest, v1::RouteStreamResponse>* RouterService::RouteStream(
+    grpc::CallbackServerContext* ctx) {
+  return new StreamReactor(runtime_, ctx);
+}
+
+grpc::ServerUnaryReactor* RouterService::RouteBatch(grpc::CallbackServerContext* ctx,
+                                                    const v1::RouteBatchRequest* request,
+                                                    v1::RouteBatchResponse* response) {
+  grpc::ServerUnaryReactor* reactor = ctx->DefaultReactor();
+  const absl::Time start = runtime_->clock().Now();
+  const std::shared_ptr<const RuntimeState> state = runtime_->state();
+  const int n = request->queries_size();
+  auto call = std::make_shared<BatchCall>(runtime_, ctx, reactor, response, n, start);
+  if (n == 0 || n > state->config.max_batch_request_queries) {
+    call->FailAll(absl::InvalidArgumentError(
+        absl::StrCat("queries: ", n, " queries; a batch holds 1 to ",
+                     state->config.max_batch_request_queries, " (limits.max_batch_request_queries)")));
+    return reactor;
+  }
+  absl::flat_hash_set<absl::string_view> ids;
+  std::vector<TaskPtr> tasks;
+  std::vector<std::pair<int, absl::Status>> invalid;
+  const absl::Time deadline = DeadlineOf(ctx);
+  for (int k = 0; k < n; ++k) {
+    const v1::Query& q = request->queries(k);
+    const std::string field = absl::StrCat("queries[", k, "]");
+    absl::StatusOr<core::PendingQuery> pending =
+        !q.id().empty() && !ids.insert(q.id()).second
+            ? absl::StatusOr<core::PendingQuery>(absl::InvalidArgumentError(
+                  absl::StrCat(field, ".id: duplicate query id '", q.id(), "'")))
+            : PrepareQuery(q, field, *state);
+    if (!pending.ok()) {
+      invalid.emplace_back(k, pending.status());
+      continue;
+    }
+    auto task = std::make_unique<BatchCall::Task>(call, k, q.id(), start);
+    task->query = *std::move(pending);
+    task->deadline = deadline;
+    tasks.push_back(std::move(task));
+  }
+  // Invalid items are answered first; the RPC finishes when the last valid one is decided.
+  for (auto& [k, status] : invalid) {
+    if (runtime_->metrics() != nullptr) runtime_->metrics()->OnRejected("invalid");
+    v1::RouteBatchItem item;
+    BatchCall::SetError(request->queries(k).id(), status, item);
+    call->Done(k, std::move(item));
+  }
+  if (tasks.empty()) return reactor;
+  if (absl::Status s = runtime_->scheduler().SubmitBatch(tasks); !s.ok()) {
+    call->FailAll(s);
+    for (TaskPtr& t : tasks) t.reset();  // the RPC is answered; the tasks are dropped unanswered
+  }
+  return reactor;
+}
+
+grpc::ServerUnaryReactor* RouterService::Complete(grpc::CallbackServerContext* ctx,
+                                                  const v1::CompleteRequest* request,
+                                                  v1::CompleteResponse* response) {
+  grpc::ServerUnaryReactor* reactor = ctx->DefaultReactor();
+  const absl::Time start = runtime_->clock().Now();
+  absl::Status status;
+  if (request->assignment_id().empty()) {
+    status = absl::InvalidArgumentError("assignment_id: required");
+  } else {
+    std::optional<double> actual;
+    if (request->has_actual_cost_usd()) actual = request->actual_cost_usd();
+    absl::StatusOr<core::CompletionRecord> record =
+        runtime_->ledger().Complete(request->assignment_id(), actual);
+    if (record.ok()) {
+      response->set_recorded_cost_usd(record->recorded_cost_usd);
+      response->set_lease_was_active(record->lease_was_active);
+      if (runtime_->metrics() != nullptr) {
+        runtime_->metrics()->OnCompletion(record->predicted_cost_usd, record->recorded_cost_usd);
+      }
+      runtime_->PublishLedgerGauges();
+    }
+    status = record.status();
+  }
+  if (runtime_->metrics() != nullptr) {
+    runtime_->metrics()->OnRequest("Complete", static_cast<grpc::StatusCode>(status.code()),
+                                   runtime_->clock().Now() - start);
+  }
+  reactor->Finish(ToGrpcStatus(status));
+  return reactor;
+}
+
+}  // namespace router::server

@@ -1,0 +1,127 @@
+#include "server/routerd.h"
+
+#include <exception>
+#include <utility>
+
+#include "absl/strings/str_cat.h"
+#include "grpcpp/ext/proto_server_reflection_plugin.h"
+#include "grpcpp/health_check_service_interface.h"
+#include "grpcpp/resource_quota.h"
+#include "grpcpp/security/server_credentials.h"
+#include "grpcpp/server_builder.h"
+#include "router_core/estimate/artifact.h"
+
+#ifndef ROUTER_DEFAULT_ESTIMATOR
+#error "ROUTER_DEFAULT_ESTIMATOR must be defined by the build"
+#endif
+#ifndef ROUTER_VERSION
+#define ROUTER_VERSION "dev"
+#endif
+
+namespace router::server {
+namespace {
+
+constexpr char kRouterService[] = "router.v1.Router";
+
+}  // namespace
+
+const char* DefaultEstimatorPath() { return ROUTER_DEFAULT_ESTIMATOR; }
+const char* RouterdVersion() { return ROUTER_VERSION; }
+
+absl::StatusOr<std::unique_ptr<Routerd>> Routerd::Start(RouterConfig config,
+                                                        std::string config_path) {
+  std::unique_ptr<Routerd> d(new Routerd());
+  d->config_path_ = std::move(config_path);
+  const std::string artifact_path =
+      config.estimator.empty() ? std::string(DefaultEstimatorPath()) : config.estimator;
+  absl::StatusOr<core::Artifact> artifact = core::ReadArtifactFile(artifact_path);
+  if (!artifact.ok()) {
+    return absl::Status(artifact.status().code(),
+                        absl::StrCat("estimator: ", artifact.status().message()));
+  }
+  absl::StatusOr<core::Predictor> predictor = core::MakePredictor(*std::move(artifact));
+  if (!predictor.ok()) {
+    return absl::Status(predictor.status().code(),
+                        absl::StrCat("estimator '", artifact_path, "': ", predictor.status().message()));
+  }
+  d->metrics_ = std::make_unique<RouterMetrics>(RouterdVersion());
+  const std::string listen = config.listen;
+  const std::string metrics_listen = config.metrics_listen;
+  const bool reflection = config.reflection;
+  absl::StatusOr<std::unique_ptr<RouterRuntime>> runtime = RouterRuntime::Create(
+      std::move(config), std::make_shared<const core::Predictor>(*std::move(predictor)),
+      d->metrics_.get());
+  if (!runtime.ok()) return runtime.status();
+  d->runtime_ = *std::move(runtime);
+  d->router_service_ = std::make_unique<RouterService>(d->runtime_.get());
+  d->admin_service_ = std::make_unique<AdminService>(d->runtime_.get());
+
+  grpc::EnableDefaultHealthCheckService(true);
+  if (reflection) grpc::reflection::InitProtoReflectionServerBuilderPlugin();
+  grpc::ServerBuilder builder;
+  builder.AddListeningPort(listen, grpc::InsecureServerCredentials(), &d->port_);
+  builder.RegisterService(d->router_service_.get());
+  builder.RegisterService(d->admin_service_.get());
+  // The largest legitimate request is a RouteBatch of max_batch_request_queries texts.
+  builder.SetMaxReceiveMessageSize(64 << 20);
+  builder.SetMaxSendMessageSize(16 << 20);
+  builder.AddChannelArgument(GRPC_ARG_KEEPALIVE_TIME_MS, 30000);
+  builder.AddChannelArgument(GRPC_ARG_KEEPALIVE_TIMEOUT_MS, 10000);
+  builder.AddChannelArgument(GRPC_ARG_HTTP2_MIN_RECV_PING_INTERVAL_WITHOUT_DATA_MS, 10000);
+  builder.AddChannelArgument(GRPC_ARG_KEEPALIVE_PERMIT_WITHOUT_CALLS, 1);
+  // A second routerd on the same port must fail to start, not share the port silently.
+  builder.AddChannelArgument(GRPC_ARG_ALLOW_REUSEPORT, 0);
+  grpc::ResourceQuota quota("routerd");
+  quota.Resize(512 << 20);
+  builder.SetResourceQuota(quota);
+  d->server_ = builder.BuildAndStart();
+  if (d->server_ == nullptr) {
+    d->runtime_->scheduler().Stop(absl::Now());
+    return absl::UnavailableError(absl::StrCat("listen: cannot listen on '", listen, "'"));
+  }
+  d->server_->GetHealthCheckService()->SetServingStatus(kRouterService, true);
+  d->server_->GetHealthCheckService()->SetServingStatus("", true);
+
+  if (!metrics_listen.empty()) {
+    try {
+      d->exposer_ = std::make_unique<prometheus::Exposer>(metrics_listen, 1);
+    } catch (const std::exception& e) {
+      d->Shutdown(absl::ZeroDuration());
+      return absl::UnavailableError(
+          absl::StrCat("metrics_listen: cannot listen on '", metrics_listen, "': ", e.what()));
+    }
+    d->exposer_->RegisterCollectable(d->metrics_->registry());
+    d->metrics_port_ = d->exposer_->GetListeningPorts().at(0);
+  }
+  return d;
+}
+
+Routerd::~Routerd() { Shutdown(absl::ZeroDuration()); }
+
+absl::Status Routerd::Reload() {
+  if (config_path_.empty()) {
+    return absl::FailedPreconditionError("routerd was started without --config; nothing to reload");
+  }
+  absl::StatusOr<RouterConfig> next = LoadConfigFile(config_path_);
+  if (!next.ok()) return next.status();
+  return runtime_->UpdateConfig(*next, std::nullopt, /*dry_run=*/false).status();
+}
+
+void Routerd::Shutdown(absl::Duration grace) {
+  if (shut_down_) return;
+  shut_down_ = true;
+  if (server_ != nullptr) {
+    server_->GetHealthCheckService()->SetServingStatus(kRouterService, false);
+    server_->GetHealthCheckService()->SetServingStatus("", false);
+  }
+  runtime_->scheduler().StopAccepting();
+  runtime_->scheduler().Stop(absl::Now() + grace);
+  if (server_ != nullptr) {
+    // Everything queued is answered by now; calls still open (idle streams) are cancelled.
+    server_->Shutdown(std::chrono::system_clock::now() + std::chrono::milliseconds(200));
+    server_->Wait();
+  }
+  exposer_.reset();
+}
+
+}  // namespace router::server

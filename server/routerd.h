@@ -1,0 +1,73 @@
+// File: routerd.h
+//
+// The assembled service: loads the estimator artifact, builds the runtime, starts the gRPC server
+// (Router, RouterAdmin, health, reflection) and the Prometheus endpoint, and shuts them down in the
+// order that loses nothing:
+//   1. health: NOT_SERVING ("" and router.v1.Router), so load balancers stop sending;
+//   2. the scheduler refuses new work (UNAVAILABLE, retryable) and decides what is queued, batch
+//      after batch, until everything is answered or `grace` has passed (the rest: UNAVAILABLE);
+//   3. the gRPC server shuts down (gRPC 1.51 waits for every reactor to finish, which step 2
+//      guarantees), then the metrics endpoint.
+// So a shutdown takes at most grace + the solve of one batch + gRPC's own teardown.
+//
+// Thread-safety: Start, then any thread may call Reload; Shutdown once.
+//
+// Errors: Start returns the config, artifact or listen error with the path or address named.
+
+#ifndef ROUTER_SERVER_ROUTERD_H_
+#define ROUTER_SERVER_ROUTERD_H_
+
+#include <memory>
+#include <string>
+
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "absl/time/time.h"
+#include "grpcpp/server.h"
+#include "prometheus/exposer.h"
+#include "server/admin_service.h"
+#include "server/config.h"
+#include "server/metrics.h"
+#include "server/router_runtime.h"
+#include "server/router_service.h"
+
+namespace router::server {
+
+// The artifact routerd loads when the config names none (set at build time).
+const char* DefaultEstimatorPath();
+// This build's version string (router_build_info).
+const char* RouterdVersion();
+
+class Routerd {
+ public:
+  // `config_path` is what Reload() re-reads (empty: Reload is refused).
+  static absl::StatusOr<std::unique_ptr<Routerd>> Start(RouterConfig config,
+                                                        std::string config_path);
+  ~Routerd();
+
+  int port() const { return port_; }
+  int metrics_port() const { return metrics_port_; }
+  RouterRuntime& runtime() { return *runtime_; }
+
+  // Re-reads the config file and applies it (RouterAdmin.UpdateConfig semantics).
+  absl::Status Reload();
+  void Shutdown(absl::Duration grace);
+
+ private:
+  Routerd() = default;
+
+  std::string config_path_;
+  std::unique_ptr<RouterMetrics> metrics_;
+  std::unique_ptr<RouterRuntime> runtime_;
+  std::unique_ptr<RouterService> router_service_;
+  std::unique_ptr<AdminService> admin_service_;
+  std::unique_ptr<grpc::Server> server_;
+  std::unique_ptr<prometheus::Exposer> exposer_;
+  int port_ = 0;
+  int metrics_port_ = 0;
+  bool shut_down_ = false;
+};
+
+}  // namespace router::server
+
+#endif  // ROUTER_SERVER_ROUTERD_H_

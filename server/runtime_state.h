@@ -1,0 +1,46 @@
+// File: runtime_state.h
+//
+// Everything a request is handled with, as one immutable snapshot: the configuration, the predictor
+// (estimator + featurizer + cost model) and the deployed pool. The admin path builds a new snapshot,
+// validates it as a whole and swaps it in (router_runtime.h); requests and batches in flight keep the
+// snapshot they started with.
+//
+// Thread-safety: immutable after BuildRuntimeState.
+//
+// Errors: INVALID_ARGUMENT naming the config field, e.g. `models[2].name: 'x' is not in the
+// estimator's pool`.
+
+#ifndef ROUTER_SERVER_RUNTIME_STATE_H_
+#define ROUTER_SERVER_RUNTIME_STATE_H_
+
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "router_core/estimate/predictor.h"
+#include "router_core/serving/ledger.h"
+#include "server/batch_scheduler.h"
+#include "server/config.h"
+
+namespace router::server {
+
+struct RuntimeState {
+  RouterConfig config;
+  uint64_t generation = 0;
+  std::shared_ptr<const core::Predictor> predictor;
+  // predictor->models(), shared with every PendingQuery predicted under this snapshot.
+  std::shared_ptr<const std::vector<std::string>> predicted_models;
+  std::shared_ptr<const BatchContext> batch_context;
+
+  // The ledger's view of the pool.
+  std::vector<core::LedgerModel> LedgerModels() const;
+};
+
+absl::StatusOr<std::shared_ptr<const RuntimeState>> BuildRuntimeState(
+    RouterConfig config, std::shared_ptr<const core::Predictor> predictor, uint64_t generation);
+
+}  // namespace router::server
+
+#endif  // ROUTER_SERVER_RUNTIME_STATE_H_
