@@ -207,12 +207,16 @@ absl::StatusOr<RouterConfig> ParseConfigYaml(absl::string_view yaml) {
     ROUTER_RETURN_IF_ERROR(limits.Read("max_batch_request_queries", c.max_batch_request_queries));
     ROUTER_RETURN_IF_ERROR(limits.CheckNoUnknownKeys());
     double grace_s = absl::ToDoubleSeconds(c.shutdown_grace);
+    double drain_s = absl::ToDoubleSeconds(c.shutdown_drain);
     MapReader shutdown(r.Get("shutdown"), "shutdown");
     ROUTER_RETURN_IF_ERROR(shutdown.CheckIsMap());
     ROUTER_RETURN_IF_ERROR(shutdown.Read("grace_s", grace_s));
+    ROUTER_RETURN_IF_ERROR(shutdown.Read("drain_s", drain_s));
     ROUTER_RETURN_IF_ERROR(shutdown.CheckNoUnknownKeys());
     if (!std::isfinite(grace_s) || grace_s < 0) return Invalid("shutdown.grace_s", "must be >= 0");
     c.shutdown_grace = absl::Milliseconds(std::llround(grace_s * 1000.0));
+    if (!std::isfinite(drain_s) || drain_s < 0) return Invalid("shutdown.drain_s", "must be >= 0");
+    c.shutdown_drain = absl::Milliseconds(std::llround(drain_s * 1000.0));
     ROUTER_RETURN_IF_ERROR(ReadModels(r.Get("models"), c.models));
     ROUTER_RETURN_IF_ERROR(r.CheckNoUnknownKeys());
   } catch (const YAML::Exception& e) {
@@ -270,6 +274,7 @@ std::string ConfigToYaml(const RouterConfig& c) {
   out << YAML::EndMap;
   out << YAML::Key << "shutdown" << YAML::Value << YAML::BeginMap;
   out << YAML::Key << "grace_s" << YAML::Value << absl::ToDoubleSeconds(c.shutdown_grace);
+  out << YAML::Key << "drain_s" << YAML::Value << absl::ToDoubleSeconds(c.shutdown_drain);
   out << YAML::EndMap;
   out << YAML::Key << "models" << YAML::Value << YAML::BeginSeq;
   for (const ModelDeploymentConfig& m : c.models) {

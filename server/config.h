@@ -54,6 +54,10 @@ struct RouterConfig {
   core::LedgerOptions ledger;        // no pacing, 5 min leases
   int64_t max_text_bytes = 1 << 20;
   int64_t max_batch_request_queries = 4096;
+  // On SIGTERM: health turns NOT_SERVING, then routerd keeps routing for `shutdown_drain` so load
+  // balancers move traffic away, then refuses new work and answers what is queued within
+  // `shutdown_grace`.
+  absl::Duration shutdown_drain = absl::Seconds(1);
   absl::Duration shutdown_grace = absl::Seconds(10);
   // Empty = every model the estimator knows, as API models.
   std::vector<ModelDeploymentConfig> models;

@@ -101,6 +101,7 @@ int main(int argc, char** argv) {
   sigaddset(&signals, SIGHUP);
   pthread_sigmask(SIG_BLOCK, &signals, nullptr);
 
+  const absl::Duration drain = config->shutdown_drain;
   const absl::Duration grace = config->shutdown_grace;
   absl::StatusOr<std::unique_ptr<router::server::Routerd>> routerd =
       router::server::Routerd::Start(*std::move(config), config_path);
@@ -109,7 +110,7 @@ int main(int argc, char** argv) {
     return 1;
   }
   if (check_only) {
-    (*routerd)->Shutdown(absl::ZeroDuration());
+    (*routerd)->Shutdown(absl::ZeroDuration(), absl::ZeroDuration());
     std::cout << "routerd: configuration OK\n";
     return 0;
   }
@@ -128,9 +129,10 @@ int main(int argc, char** argv) {
       NotifySystemd("READY=1");
       continue;
     }
-    std::cerr << "routerd: " << strsignal(sig) << ", draining (up to " << grace << ")" << std::endl;
+    std::cerr << "routerd: " << strsignal(sig) << ", draining (" << drain << ", then up to "
+              << grace << ")" << std::endl;
     NotifySystemd("STOPPING=1");
-    (*routerd)->Shutdown(grace);
+    (*routerd)->Shutdown(drain, grace);
     std::cerr << "routerd: stopped" << std::endl;
     return 0;
   }

@@ -4,6 +4,7 @@
 #include <utility>
 
 #include "absl/strings/str_cat.h"
+#include "absl/time/clock.h"
 #include "grpcpp/ext/proto_server_reflection_plugin.h"
 #include "grpcpp/health_check_service_interface.h"
 #include "grpcpp/resource_quota.h"
@@ -86,7 +87,7 @@ absl::StatusOr<std::unique_ptr<Routerd>> Routerd::Start(RouterConfig config,
     try {
       d->exposer_ = std::make_unique<prometheus::Exposer>(metrics_listen, 1);
     } catch (const std::exception& e) {
-      d->Shutdown(absl::ZeroDuration());
+      d->Shutdown(absl::ZeroDuration(), absl::ZeroDuration());
       return absl::UnavailableError(
           absl::StrCat("metrics_listen: cannot listen on '", metrics_listen, "': ", e.what()));
     }
@@ -96,7 +97,7 @@ absl::StatusOr<std::unique_ptr<Routerd>> Routerd::Start(RouterConfig config,
   return d;
 }
 
-Routerd::~Routerd() { Shutdown(absl::ZeroDuration()); }
+Routerd::~Routerd() { Shutdown(absl::ZeroDuration(), absl::ZeroDuration()); }
 
 absl::Status Routerd::Reload() {
   if (config_path_.empty()) {
@@ -107,18 +108,23 @@ absl::Status Routerd::Reload() {
   return runtime_->UpdateConfig(*next, std::nullopt, /*dry_run=*/false).status();
 }
 
-void Routerd::Shutdown(absl::Duration grace) {
+void Routerd::Shutdown(absl::Duration drain, absl::Duration grace) {
+  absl::MutexLock lock(&shutdown_mu_);
   if (shut_down_) return;
   shut_down_ = true;
   if (server_ != nullptr) {
     server_->GetHealthCheckService()->SetServingStatus(kRouterService, false);
     server_->GetHealthCheckService()->SetServingStatus("", false);
+    absl::SleepFor(drain);
   }
   runtime_->scheduler().StopAccepting();
-  runtime_->scheduler().Stop(absl::Now() + grace);
+  const absl::Time deadline = absl::Now() + grace;
+  runtime_->scheduler().Stop(deadline);
   if (server_ != nullptr) {
-    // Everything queued is answered by now; calls still open (idle streams) are cancelled.
-    server_->Shutdown(std::chrono::system_clock::now() + std::chrono::milliseconds(200));
+    // Calls received but not yet dispatched to a handler (an overloaded server has many) are still
+    // dispatched until the deadline and answered UNAVAILABLE by the stopped scheduler; only calls
+    // open past the deadline (idle streams) are cancelled by gRPC.
+    server_->Shutdown(absl::ToChronoTime(std::max(deadline, absl::Now() + absl::Milliseconds(200))));
     server_->Wait();
   }
   exposer_.reset();

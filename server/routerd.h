@@ -3,14 +3,16 @@
 // The assembled service: loads the estimator artifact, builds the runtime, starts the gRPC server
 // (Router, RouterAdmin, health, reflection) and the Prometheus endpoint, and shuts them down in the
 // order that loses nothing:
-//   1. health: NOT_SERVING ("" and router.v1.Router), so load balancers stop sending;
+//   1. health: NOT_SERVING ("" and router.v1.Router), so load balancers stop sending; routing goes
+//      on for `shutdown.drain_s` while they notice;
 //   2. the scheduler refuses new work (UNAVAILABLE, retryable) and decides what is queued, batch
 //      after batch, until everything is answered or `grace` has passed (the rest: UNAVAILABLE);
 //   3. the gRPC server shuts down (gRPC 1.51 waits for every reactor to finish, which step 2
 //      guarantees), then the metrics endpoint.
-// So a shutdown takes at most grace + the solve of one batch + gRPC's own teardown.
+// So a shutdown takes at most drain + grace + the solve of one batch + gRPC's own teardown.
 //
-// Thread-safety: Start, then any thread may call Reload; Shutdown once.
+// Thread-safety: after Start, any thread may call Reload and Shutdown; concurrent Shutdown calls
+// wait for the first one, later ones return at once.
 //
 // Errors: Start returns the config, artifact or listen error with the path or address named.
 
@@ -20,7 +22,9 @@
 #include <memory>
 #include <string>
 
+#include "absl/base/thread_annotations.h"
 #include "absl/status/status.h"
+#include "absl/synchronization/mutex.h"
 #include "absl/status/statusor.h"
 #include "absl/time/time.h"
 #include "grpcpp/server.h"
@@ -51,7 +55,8 @@ class Routerd {
 
   // Re-reads the config file and applies it (RouterAdmin.UpdateConfig semantics).
   absl::Status Reload();
-  void Shutdown(absl::Duration grace);
+  // `drain` and `grace` as in the config's shutdown section.
+  void Shutdown(absl::Duration drain, absl::Duration grace);
 
  private:
   Routerd() = default;
@@ -65,7 +70,8 @@ class Routerd {
   std::unique_ptr<prometheus::Exposer> exposer_;
   int port_ = 0;
   int metrics_port_ = 0;
-  bool shut_down_ = false;
+  absl::Mutex shutdown_mu_;
+  bool shut_down_ ABSL_GUARDED_BY(shutdown_mu_) = false;
 };
 
 }  // namespace router::server

@@ -1,0 +1,90 @@
+#include "server/config.h"
+
+#include "gmock/gmock.h"
+#include "gtest/gtest.h"
+#include "tests/router_core/testing/status_matchers.h"
+
+namespace router::server {
+namespace {
+
+using ::testing::HasSubstr;
+using core::testing::IsOk;
+using core::testing::StatusIs;
+
+TEST(ConfigTest, EmptyDocumentGivesTheDocumentedDefaults) {
+  absl::StatusOr<RouterConfig> c = ParseConfigYaml("");
+  ASSERT_THAT(c, IsOk());
+  EXPECT_EQ(c->listen, "127.0.0.1:50051");
+  EXPECT_EQ(c->batching.max_batch_size, 64);
+  EXPECT_EQ(c->batching.max_batch_delay, absl::Milliseconds(5));
+  EXPECT_EQ(c->policy.policy, core::PolicyKind::kBatch);
+  EXPECT_FALSE(c->policy.avg_cost_cap_usd.has_value());
+  EXPECT_EQ(c->ledger.spend_rate_usd_per_second, 0.0);
+  EXPECT_TRUE(c->models.empty());
+}
+
+TEST(ConfigTest, ParsesEveryFieldAndRoundTrips) {
+  const char* yaml = R"(
+listen: 0.0.0.0:7000
+metrics_listen: ""
+estimator: /tmp/e.cbor
+reflection: false
+batching: {max_batch_size: 128, max_batch_delay_ms: 2.5, max_queued: 500, solve_margin_ms: 1}
+policy: {name: batch_gamma, gamma: 3, time_limit_ms: 40, relative_gap: 0.01, max_fallbacks: 1}
+budget: {avg_cost_cap_usd: 0.002, spend_usd_per_minute: 6, spend_burst_usd: 2, lease_timeout_s: 30}
+limits: {max_text_bytes: 1000, max_batch_request_queries: 10}
+shutdown: {grace_s: 3}
+models:
+  - {name: a, instances: 2, slots_per_instance: 4}
+  - {name: b}
+)";
+  absl::StatusOr<RouterConfig> c = ParseConfigYaml(yaml);
+  ASSERT_THAT(c, IsOk());
+  EXPECT_EQ(c->batching.max_batch_delay, absl::Microseconds(2500));
+  EXPECT_EQ(c->policy.policy, core::PolicyKind::kBatchGamma);
+  EXPECT_DOUBLE_EQ(c->ledger.spend_rate_usd_per_second, 0.1);
+  EXPECT_EQ(c->ledger.lease_timeout, absl::Seconds(30));
+  ASSERT_EQ(c->models.size(), 2u);
+  EXPECT_TRUE(c->models[0].self_hosted());
+  EXPECT_FALSE(c->models[1].self_hosted());
+  absl::StatusOr<RouterConfig> again = ParseConfigYaml(ConfigToYaml(*c));
+  ASSERT_THAT(again, IsOk());
+  EXPECT_EQ(ConfigToYaml(*again), ConfigToYaml(*c));
+  EXPECT_EQ(again->policy.avg_cost_cap_usd, 0.002);
+}
+
+TEST(ConfigTest, ErrorsNameTheField) {
+  struct Case {
+    const char* yaml;
+    const char* message;
+  } cases[] = {
+      {"batching: {max_batch_size: 0}", "batching.max_batch_size"},
+      {"batching: {max_batch_size: many}", "batching.max_batch_size: cannot read 'many'"},
+      {"policy: {name: best}", "policy.name"},
+      {"policy: {tau: 2}", "policy.tau"},
+      {"budget: {avg_cost_cap_usd: -1}", "budget.avg_cost_cap_usd"},
+      {"budget: {spend_usd_per_minute: 1, spend_burst_usd: 0}", "budget.spend_burst_usd"},
+      {"models: [{name: a, instances: 2}]", "models[0]: instances and slots_per_instance"},
+      {"models: [{name: a}, {name: a}]", "models[1].name: duplicate"},
+      {"modles: []", "modles: unknown key"},
+      {"batching: [1, 2]", "batching: must be a mapping"},
+      {"listen: [", "YAML syntax error at line"},
+  };
+  for (const Case& c : cases) {
+    EXPECT_THAT(ParseConfigYaml(c.yaml), StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr(c.message)))
+        << c.yaml;
+  }
+  EXPECT_THAT(LoadConfigFile("/nonexistent/routerd.yaml"), StatusIs(absl::StatusCode::kNotFound, HasSubstr("/nonexistent")));
+}
+
+TEST(ConfigTest, StartupOnlyFieldsCannotChangeAtRuntime) {
+  RouterConfig a = *ParseConfigYaml("");
+  RouterConfig b = a;
+  b.batching.max_batch_size = 8;
+  EXPECT_THAT(CheckRuntimeChange(a, b), IsOk());
+  b.listen = "0.0.0.0:1";
+  EXPECT_THAT(CheckRuntimeChange(a, b), StatusIs(absl::StatusCode::kFailedPrecondition, HasSubstr("listen")));
+}
+
+}  // namespace
+}  // namespace router::server
