@@ -1,0 +1,155 @@
+// File: router_plan_main.cc
+//
+// router_plan --scenario FILE
+//
+// Reads a planning scenario in the JSON format of docs/planner.md (FILE "-" = stdin), plans it with
+// CapacityPlanner, routes every sampled batch under the plan and under the uniform and proportional
+// allocations (allocation.h) for a fair comparison, and prints the answer as one line of JSON on
+// stdout. Nothing else goes to stdout.
+//
+// Exit status: 0 planned; 1 unreadable file, invalid or infeasible scenario, or planning failure;
+// 2 usage error. Every error is one line `router_plan: <message>` on stderr.
+
+#include <cerrno>
+#include <cstdio>
+#include <cstring>
+#include <iostream>
+#include <optional>
+#include <string>
+#include <utility>
+
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "absl/strings/match.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/string_view.h"
+#include "absl/strings/strip.h"
+#include "router_core/planner/allocation.h"
+#include "router_core/planner/capacity_planner.h"
+#include "router_core/planner/plan_json.h"
+
+namespace {
+
+constexpr int kExitFailure = 1;
+constexpr int kExitUsage = 2;
+
+constexpr char kUsage[] =
+    "usage: router_plan --scenario FILE\n"
+    "\n"
+    "Plans the instances of every self-hosted model on a GPU budget from a sample of historical\n"
+    "batches (FILE '-' reads stdin) and prints the plan, with the uniform and proportional\n"
+    "baselines, as one line of JSON on stdout. Format: docs/planner.md.\n"
+    "\n"
+    "  --scenario FILE, --scenario=FILE   the scenario to plan (required)\n"
+    "  --help                             this text\n"
+    "\n"
+    "Exit status: 0 planned, 1 bad or infeasible scenario or planning failure, 2 usage error.\n";
+
+int Fail(int code, absl::string_view message) {
+  std::cerr << "router_plan: " << message << std::endl;
+  return code;
+}
+
+// Reads the whole of `path` ("-" = stdin) with C stdio, which reports errors (a directory, EIO)
+// through errno instead of the exceptions std::filebuf may throw.
+absl::StatusOr<std::string> ReadInput(const std::string& path) {
+  const bool is_stdin = path == "-";
+  const std::string name = is_stdin ? std::string("stdin") : absl::StrCat("'", path, "'");
+  errno = 0;
+  std::FILE* file = is_stdin ? stdin : std::fopen(path.c_str(), "rb");
+  if (file == nullptr) {
+    const int err = errno;
+    return absl::NotFoundError(
+        absl::StrCat("cannot open ", name, ": ", err != 0 ? std::strerror(err) : "open failed"));
+  }
+  std::string text;
+  char buffer[1 << 16];
+  size_t n = 0;
+  while ((n = std::fread(buffer, 1, sizeof(buffer), file)) > 0) text.append(buffer, n);
+  const bool failed = std::ferror(file) != 0;
+  const int err = errno;
+  if (!is_stdin) std::fclose(file);
+  if (failed) {
+    return absl::UnavailableError(
+        absl::StrCat("cannot read ", name, ": ", err != 0 ? std::strerror(err) : "read failed"));
+  }
+  return text;
+}
+
+// The status as one line: the message alone for INVALID_ARGUMENT (it names the field), with its
+// code otherwise.
+std::string Describe(const absl::Status& status) {
+  std::string text = status.code() == absl::StatusCode::kInvalidArgument
+                         ? std::string(status.message())
+                         : status.ToString();
+  for (char& c : text) {
+    if (c == '\n' || c == '\r') c = ' ';
+  }
+  return text;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  namespace core = router::core;
+  std::optional<std::string> scenario_path;
+  for (int k = 1; k < argc; ++k) {
+    const absl::string_view arg = argv[k];
+    if (arg == "--help" || arg == "-h") {
+      std::cout << kUsage;
+      return 0;
+    }
+    std::optional<std::string> value;
+    if (arg == "--scenario") {
+      if (k + 1 >= argc) return Fail(kExitUsage, "--scenario needs a FILE (see --help)");
+      value = argv[++k];
+    } else if (absl::StartsWith(arg, "--scenario=")) {
+      value = std::string(absl::StripPrefix(arg, "--scenario="));
+    } else {
+      return Fail(kExitUsage, absl::StrCat("unknown argument '", arg, "' (see --help)"));
+    }
+    if (value->empty()) return Fail(kExitUsage, "--scenario needs a non-empty FILE");
+    if (scenario_path.has_value()) return Fail(kExitUsage, "--scenario given more than once");
+    scenario_path = std::move(value);
+  }
+  if (!scenario_path.has_value()) return Fail(kExitUsage, "missing --scenario FILE (see --help)");
+
+  absl::StatusOr<std::string> text = ReadInput(*scenario_path);
+  if (!text.ok()) return Fail(kExitFailure, text.status().message());
+
+  absl::StatusOr<core::Scenario> scenario = core::ParseScenarioJson(*text);
+  if (!scenario.ok()) return Fail(kExitFailure, Describe(scenario.status()));
+  const core::PlanProblem& problem = scenario->problem;
+
+  absl::StatusOr<core::CapacityPlanner> planner = core::CapacityPlanner::Create();
+  if (!planner.ok()) return Fail(kExitFailure, Describe(planner.status()));
+  absl::StatusOr<core::CapacityPlan> plan = planner->Plan(problem);
+  if (!plan.ok()) return Fail(kExitFailure, Describe(plan.status()));
+
+  absl::StatusOr<core::AllocationEvaluation> evaluation =
+      core::EvaluateAllocation(problem, plan->instances);
+  if (!evaluation.ok()) return Fail(kExitFailure, Describe(evaluation.status()));
+
+  std::optional<core::BaselineReport> baselines;
+  if (scenario->baselines) {
+    absl::StatusOr<std::vector<int64_t>> uniform = core::UniformAllocation(problem);
+    if (!uniform.ok()) return Fail(kExitFailure, Describe(uniform.status()));
+    absl::StatusOr<std::vector<int64_t>> proportional = core::ProportionalAllocation(problem);
+    if (!proportional.ok()) return Fail(kExitFailure, Describe(proportional.status()));
+    absl::StatusOr<core::AllocationEvaluation> uniform_evaluation =
+        core::EvaluateAllocation(problem, *uniform);
+    if (!uniform_evaluation.ok()) return Fail(kExitFailure, Describe(uniform_evaluation.status()));
+    absl::StatusOr<core::AllocationEvaluation> proportional_evaluation =
+        core::EvaluateAllocation(problem, *proportional);
+    if (!proportional_evaluation.ok()) {
+      return Fail(kExitFailure, Describe(proportional_evaluation.status()));
+    }
+    baselines = core::BaselineReport{*std::move(uniform), *uniform_evaluation,
+                                     *std::move(proportional), *proportional_evaluation};
+  }
+
+  std::cout << core::PlanToJson(problem, *plan, *evaluation, baselines) << '\n';
+  std::cout.flush();
+  if (!std::cout) return Fail(kExitFailure, "cannot write the answer to stdout");
+  return 0;
+}

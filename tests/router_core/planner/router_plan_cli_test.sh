@@ -1,0 +1,118 @@
+#!/usr/bin/env bash
+# End-to-end test of the router_plan CLI (run by ctest as router_plan_cli).
+#   usage: router_plan_cli_test.sh ROUTER_PLAN SCENARIO_JSON
+set -euo pipefail
+
+if [[ $# -ne 2 ]]; then
+  echo "usage: $0 ROUTER_PLAN SCENARIO_JSON" >&2
+  exit 2
+fi
+readonly PLAN="$1"
+readonly SCENARIO="$2"
+
+TMP="$(mktemp -d)"
+trap 'rm -rf "${TMP}"' EXIT
+
+passed=0
+failed=0
+pass() { echo "PASS: $1"; passed=$((passed + 1)); }
+fail() {
+  echo "FAIL: $1"
+  if [[ -s "${TMP}/err" ]]; then sed 's/^/  stderr: /' "${TMP}/err"; fi
+  failed=$((failed + 1))
+}
+
+# Runs router_plan with the given arguments; stdout -> $TMP/out, stderr -> $TMP/err, exit -> rc.
+run() {
+  rc=0
+  "${PLAN}" "$@" >"${TMP}/out" 2>"${TMP}/err" || rc=$?
+}
+
+# 1. The example plans: exit 0, one line of JSON, instances within the bounds and the GPU budget,
+#    the same budget for both baselines, and objective <= upper_bound.
+run --scenario "${SCENARIO}"
+if [[ ${rc} -eq 0 ]] && python3 - "${SCENARIO}" "${TMP}/out" <<'PY'
+import json, sys
+s = json.load(open(sys.argv[1]))
+with open(sys.argv[2]) as f:
+    lines = f.read().splitlines()
+assert len(lines) == 1, f"expected one line on stdout, got {len(lines)}"
+d = json.loads(lines[0])
+assert d["status"] in ("OPTIMAL", "FEASIBLE"), d["status"]
+hosted = {m["name"]: m for m in s["models"] if "gpus_per_instance" in m}
+def check(instances, gpus_used, what):
+    assert set(instances) == set(hosted), (what, instances)
+    gpus = 0
+    for name, k in instances.items():
+        m = hosted[name]
+        assert k >= m.get("min_instances", 0), (what, name, k)
+        assert "max_instances" not in m or k <= m["max_instances"], (what, name, k)
+        if m.get("pin") == "off": assert k == 0, (what, name)
+        if m.get("pin") == "on": assert k >= 1, (what, name)
+        gpus += k * m["gpus_per_instance"]
+    assert gpus == gpus_used, (what, gpus, gpus_used)
+    assert gpus <= s["gpu_budget"], (what, gpus, s["gpu_budget"])
+check(d["instances"], d["gpus_used"], "plan")
+for name in ("uniform", "proportional"):
+    check(d["baselines"][name]["instances"], d["baselines"][name]["gpus_used"], name)
+assert d["objective"] <= d["upper_bound"] + 1e-9, (d["objective"], d["upper_bound"])
+n = sum(len(b) for b in s["batches"])
+assert d["num_queries"] == n and d["evaluation"]["unserved"] == 0, d
+cap = s.get("avg_cost_cap")
+if cap is not None:
+    assert d["evaluation"]["total_cost"] <= cap * n * (1 + 1e-9), d["evaluation"]
+# The plan maximizes the same objective the evaluation measures: never worse than a baseline.
+for name in ("uniform", "proportional"):
+    assert d["evaluation"]["objective"] >= d["baselines"][name]["objective"] - 1e-3 * n, name
+PY
+then
+  pass "example plans"
+else
+  fail "example plans (exit ${rc})"
+fi
+
+# 2. A badly typed field: non-zero exit, stderr names the field, stdout empty.
+cat >"${TMP}/bad.json" <<'JSON'
+{"gpu_budget": 8, "models": [{"name": "m0", "gpus_per_instance": 2, "slots_per_instance": 0}],
+ "batches": [[{"id": "q0", "quality": [0.8], "cost": [0.0]}]]}
+JSON
+run --scenario="${TMP}/bad.json"
+if [[ ${rc} -eq 1 ]] && grep -q 'models\[0\]\.slots_per_instance' "${TMP}/err" \
+  && [[ ! -s "${TMP}/out" ]]; then
+  pass "bad field is named"
+else
+  fail "bad field is named (exit ${rc})"
+fi
+
+# 3. An infeasible scenario (a pinned model needs more GPUs than exist): clear error.
+cat >"${TMP}/infeasible.json" <<'JSON'
+{"gpu_budget": 4, "models": [{"name": "big", "gpus_per_instance": 8, "slots_per_instance": 2,
+                              "min_instances": 1}, {"name": "api"}],
+ "batches": [[{"id": "q0", "quality": [0.8, 0.9], "cost": [0.0, 0.01]}]]}
+JSON
+run --scenario "${TMP}/infeasible.json"
+if [[ ${rc} -eq 1 ]] && grep -q 'big.*exceed gpu_budget 4' "${TMP}/err" \
+  && [[ ! -s "${TMP}/out" ]]; then
+  pass "infeasible scenario"
+else
+  fail "infeasible scenario (exit ${rc})"
+fi
+
+# 4. A missing file: non-zero exit, stderr names the path.
+run --scenario "${TMP}/does-not-exist.json"
+if [[ ${rc} -eq 1 ]] && grep -q 'does-not-exist.json' "${TMP}/err" && [[ ! -s "${TMP}/out" ]]; then
+  pass "missing file"
+else
+  fail "missing file (exit ${rc})"
+fi
+
+# 5. No arguments: usage error, exit 2.
+run
+if [[ ${rc} -eq 2 ]] && grep -q '^router_plan: ' "${TMP}/err" && [[ ! -s "${TMP}/out" ]]; then
+  pass "no arguments is a usage error"
+else
+  fail "no arguments is a usage error (exit ${rc})"
+fi
+
+echo "${passed} passed, ${failed} failed"
+[[ ${failed} -eq 0 ]]
