@@ -2,7 +2,10 @@
 
 #include <algorithm>
 
+#include <thread>
+
 #include "absl/strings/str_cat.h"
+#include "router_core/planner/plan_json.h"
 #include "server/status_util.h"
 
 namespace router::server {
@@ -110,6 +113,30 @@ grpc::ServerUnaryReactor* AdminService::UpdateConfig(grpc::CallbackServerContext
   absl::StatusOr<uint64_t> generation = runtime_->UpdateConfig(*next, expected, request->dry_run());
   if (generation.ok()) response->set_config_generation(*generation);
   return Answer(ctx, "UpdateConfig", start, generation.status());
+}
+
+grpc::ServerUnaryReactor* AdminService::PlanInstances(grpc::CallbackServerContext* ctx,
+                                                      const v1::PlanInstancesRequest* request,
+                                                      v1::PlanInstancesResponse* response) {
+  const absl::Time start = runtime_->clock().Now();
+  if (planning_.exchange(true)) {
+    return Answer(ctx, "PlanInstances", start,
+                  absl::ResourceExhaustedError("a plan is already running; retry when it is done"));
+  }
+  grpc::ServerUnaryReactor* reactor = ctx->DefaultReactor();
+  // The reactor, request and response stay valid until Finish; the service outlives the server.
+  std::thread([this, reactor, request, response, start] {
+    absl::StatusOr<std::string> plan = core::PlanScenarioJson(request->scenario_json());
+    if (plan.ok()) response->set_plan_json(*std::move(plan));
+    const absl::Status status = plan.status();
+    if (runtime_->metrics() != nullptr) {
+      runtime_->metrics()->OnRequest("PlanInstances", static_cast<grpc::StatusCode>(status.code()),
+                                     runtime_->clock().Now() - start);
+    }
+    planning_.store(false);
+    reactor->Finish(ToGrpcStatus(status));
+  }).detach();
+  return reactor;
 }
 
 }  // namespace router::server

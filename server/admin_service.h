@@ -1,12 +1,15 @@
 // File: admin_service.h
 //
 // router.v1.RouterAdmin: the model pool and the runtime configuration (router_runtime.h does the
-// work; this adapts protos). Each call is answered inline: admin changes are small and serialized.
+// work; this adapts protos). Each call is answered inline (admin changes are small and
+// serialized), except PlanInstances, which plans on a thread of its own and answers from there.
 //
 // Thread-safety: as the callback API requires.
 
 #ifndef ROUTER_SERVER_ADMIN_SERVICE_H_
 #define ROUTER_SERVER_ADMIN_SERVICE_H_
+
+#include <atomic>
 
 #include "router/v1/router.grpc.pb.h"
 #include "server/router_runtime.h"
@@ -32,6 +35,9 @@ class AdminService final : public v1::RouterAdmin::CallbackService {
   grpc::ServerUnaryReactor* UpdateConfig(grpc::CallbackServerContext* ctx,
                                          const v1::UpdateConfigRequest* request,
                                          v1::UpdateConfigResponse* response) override;
+  grpc::ServerUnaryReactor* PlanInstances(grpc::CallbackServerContext* ctx,
+                                          const v1::PlanInstancesRequest* request,
+                                          v1::PlanInstancesResponse* response) override;
 
  private:
   grpc::ServerUnaryReactor* Answer(grpc::CallbackServerContext* ctx, absl::string_view method,
@@ -39,6 +45,8 @@ class AdminService final : public v1::RouterAdmin::CallbackService {
   void FillStatus(const RuntimeState& state, const std::string& name, v1::ModelStatus* out);
 
   RouterRuntime* const runtime_;
+  // Plans run on their own thread (they take seconds); one at a time.
+  std::atomic<bool> planning_{false};
 };
 
 }  // namespace router::server

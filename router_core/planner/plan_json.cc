@@ -4,6 +4,7 @@
 #include <cmath>
 #include <cstdint>
 #include <initializer_list>
+#include <optional>
 #include <nlohmann/json.hpp>
 #include <string>
 #include <utility>
@@ -330,6 +331,33 @@ std::string PlanToJson(const PlanProblem& problem, const CapacityPlan& plan,
   // Replace invalid UTF-8 (possible in names built outside JSON) instead of throwing.
   return out.dump(/*indent=*/-1, /*indent_char=*/' ', /*ensure_ascii=*/false,
                   OJson::error_handler_t::replace);
+}
+
+absl::StatusOr<std::string> PlanScenarioJson(absl::string_view scenario_text) {
+  absl::StatusOr<Scenario> scenario = ParseScenarioJson(scenario_text);
+  if (!scenario.ok()) return scenario.status();
+  const PlanProblem& problem = scenario->problem;
+  absl::StatusOr<CapacityPlanner> planner = CapacityPlanner::Create();
+  if (!planner.ok()) return planner.status();
+  absl::StatusOr<CapacityPlan> plan = planner->Plan(problem);
+  if (!plan.ok()) return plan.status();
+  absl::StatusOr<AllocationEvaluation> evaluation = EvaluateAllocation(problem, plan->instances);
+  if (!evaluation.ok()) return evaluation.status();
+  std::optional<BaselineReport> baselines;
+  if (scenario->baselines) {
+    absl::StatusOr<std::vector<int64_t>> uniform = UniformAllocation(problem);
+    if (!uniform.ok()) return uniform.status();
+    absl::StatusOr<std::vector<int64_t>> proportional = ProportionalAllocation(problem);
+    if (!proportional.ok()) return proportional.status();
+    absl::StatusOr<AllocationEvaluation> uniform_evaluation = EvaluateAllocation(problem, *uniform);
+    if (!uniform_evaluation.ok()) return uniform_evaluation.status();
+    absl::StatusOr<AllocationEvaluation> proportional_evaluation =
+        EvaluateAllocation(problem, *proportional);
+    if (!proportional_evaluation.ok()) return proportional_evaluation.status();
+    baselines = BaselineReport{*std::move(uniform), *uniform_evaluation, *std::move(proportional),
+                               *proportional_evaluation};
+  }
+  return PlanToJson(problem, *plan, *evaluation, baselines);
 }
 
 }  // namespace router::core

@@ -69,6 +69,11 @@ std::string PlanToJson(const PlanProblem& problem, const CapacityPlan& plan,
                        const AllocationEvaluation& evaluation,
                        const std::optional<BaselineReport>& baselines);
 
+// The whole router_plan job, shared by the CLI and RouterAdmin.PlanInstances: parses the scenario,
+// plans, evaluates the plan (and the baselines when the scenario asks for them) and renders the
+// answer. Errors: those of ParseScenarioJson, CapacityPlanner::Plan and EvaluateAllocation.
+absl::StatusOr<std::string> PlanScenarioJson(absl::string_view scenario_text);
+
 }  // namespace router::core
 
 #endif  // ROUTER_CORE_PLANNER_PLAN_JSON_H_

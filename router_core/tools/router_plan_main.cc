@@ -117,38 +117,9 @@ int main(int argc, char** argv) {
   absl::StatusOr<std::string> text = ReadInput(*scenario_path);
   if (!text.ok()) return Fail(kExitFailure, text.status().message());
 
-  absl::StatusOr<core::Scenario> scenario = core::ParseScenarioJson(*text);
-  if (!scenario.ok()) return Fail(kExitFailure, Describe(scenario.status()));
-  const core::PlanProblem& problem = scenario->problem;
-
-  absl::StatusOr<core::CapacityPlanner> planner = core::CapacityPlanner::Create();
-  if (!planner.ok()) return Fail(kExitFailure, Describe(planner.status()));
-  absl::StatusOr<core::CapacityPlan> plan = planner->Plan(problem);
-  if (!plan.ok()) return Fail(kExitFailure, Describe(plan.status()));
-
-  absl::StatusOr<core::AllocationEvaluation> evaluation =
-      core::EvaluateAllocation(problem, plan->instances);
-  if (!evaluation.ok()) return Fail(kExitFailure, Describe(evaluation.status()));
-
-  std::optional<core::BaselineReport> baselines;
-  if (scenario->baselines) {
-    absl::StatusOr<std::vector<int64_t>> uniform = core::UniformAllocation(problem);
-    if (!uniform.ok()) return Fail(kExitFailure, Describe(uniform.status()));
-    absl::StatusOr<std::vector<int64_t>> proportional = core::ProportionalAllocation(problem);
-    if (!proportional.ok()) return Fail(kExitFailure, Describe(proportional.status()));
-    absl::StatusOr<core::AllocationEvaluation> uniform_evaluation =
-        core::EvaluateAllocation(problem, *uniform);
-    if (!uniform_evaluation.ok()) return Fail(kExitFailure, Describe(uniform_evaluation.status()));
-    absl::StatusOr<core::AllocationEvaluation> proportional_evaluation =
-        core::EvaluateAllocation(problem, *proportional);
-    if (!proportional_evaluation.ok()) {
-      return Fail(kExitFailure, Describe(proportional_evaluation.status()));
-    }
-    baselines = core::BaselineReport{*std::move(uniform), *uniform_evaluation,
-                                     *std::move(proportional), *proportional_evaluation};
-  }
-
-  std::cout << core::PlanToJson(problem, *plan, *evaluation, baselines) << '\n';
+  absl::StatusOr<std::string> answer = core::PlanScenarioJson(*text);
+  if (!answer.ok()) return Fail(kExitFailure, Describe(answer.status()));
+  std::cout << *answer << '\n';
   std::cout.flush();
   if (!std::cout) return Fail(kExitFailure, "cannot write the answer to stdout");
   return 0;

@@ -404,6 +404,23 @@ TEST_F(RouterdTest, HealthIsServingThenNotServingAfterShutdownBegins) {
   EXPECT_EQ(resp.status(), grpc::health::v1::HealthCheckResponse::SERVING);
 }
 
+TEST_F(RouterdTest, PlanInstancesAnswersWithThePlannersJson) {
+  grpc::ClientContext ctx;
+  v1::PlanInstancesRequest req;
+  req.set_scenario_json(R"({"gpu_budget":4,"avg_cost_cap":0.01,"time_limit_ms":2000,
+    "models":[{"name":"local","gpus_per_instance":2,"slots_per_instance":1},{"name":"api"}],
+    "batches":[[{"id":"q0","quality":[0.9,0.5],"cost":[0.0,0.01]},
+                {"id":"q1","quality":[0.8,0.6],"cost":[0.0,0.01]}]]})");
+  v1::PlanInstancesResponse resp;
+  ASSERT_TRUE(admin_->PlanInstances(&ctx, req, &resp).ok());
+  EXPECT_THAT(resp.plan_json(), HasSubstr(R"("instances":{"local":2})"));
+  grpc::ClientContext ctx2;
+  req.set_scenario_json(R"({"gpu_budget":4})");
+  const grpc::Status s = admin_->PlanInstances(&ctx2, req, &resp);
+  EXPECT_EQ(s.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+  EXPECT_THAT(s.error_message(), HasSubstr("models: required field missing"));
+}
+
 // Shutdown under load: every call still gets exactly one answer (routed, or UNAVAILABLE once the
 // scheduler stopped accepting), none hangs.
 TEST_F(RouterdTest, ShutdownUnderLoadLosesNothing) {
