@@ -1,0 +1,219 @@
+#include "router_core/estimate/artifact.h"
+
+#include <cerrno>
+#include <cstdint>
+#include <cstdio>
+#include <cstring>
+#include <exception>
+#include <memory>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "absl/status/status.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
+#include "router_core/estimate/calibrated_classifier.h"
+#include "router_core/estimate/knn_estimator.h"
+#include "router_core/estimate/uniroute_estimator.h"
+
+namespace router::core {
+namespace {
+
+using Json = nlohmann::json;
+
+// CBOR tag 55799, "self-described CBOR" (RFC 8949 section 3.4.6).
+constexpr char kSelfDescribe[] = "\xd9\xd9\xf7";
+
+using EstimatorLoader = absl::StatusOr<std::unique_ptr<QualityEstimator>> (*)(const Json&);
+struct KindLoader {
+  const char* kind;
+  EstimatorLoader load;
+};
+// One line per estimator kind.
+constexpr KindLoader kLoaders[] = {
+    {"knn", &LoadKnnEstimator},
+    {"uniroute", &LoadUniRouteEstimator},
+    {"classifier", &LoadCalibratedClassifier},
+};
+
+absl::Status Invalid(absl::string_view what) {
+  return absl::InvalidArgumentError(absl::StrCat("artifact: ", what));
+}
+
+absl::StatusOr<Artifact> FromDocument(const Json& doc) {
+  if (!doc.is_object()) return Invalid("not a router estimator artifact (not a map)");
+  const auto format = doc.find("format");
+  if (format == doc.end() || *format != kArtifactFormat) {
+    return Invalid(
+        absl::StrCat("not a router estimator artifact (format is not \"", kArtifactFormat, "\")"));
+  }
+  const auto version = doc.find("version");
+  if (version == doc.end() || !version->is_number_integer()) return Invalid("version: missing");
+  if (version->get<int64_t>() != kArtifactVersion) {
+    return Invalid(absl::StrCat("unsupported artifact version ", version->dump(),
+                                " (this build reads ", kArtifactVersion, ")"));
+  }
+  for (const char* key : {"models", "featurizer", "estimator", "cost_model", "provenance"}) {
+    if (!doc.contains(key)) return Invalid(absl::StrCat(key, ": missing"));
+  }
+  const Json& models = doc["models"];
+  if (!models.is_array()) return Invalid("models: expected an array");
+  std::vector<std::string> names;
+  for (const Json& name : models) {
+    if (!name.is_string()) return Invalid("models: expected strings");
+    names.push_back(name.get<std::string>());
+  }
+  const Json& estimator = doc["estimator"];
+  if (!estimator.is_object() || !estimator.contains("kind") || !estimator["kind"].is_string() ||
+      !estimator.contains("state")) {
+    return Invalid("estimator: expected {\"kind\": string, \"state\": ...}");
+  }
+  const std::string kind = estimator["kind"].get<std::string>();
+  EstimatorLoader load = nullptr;
+  std::vector<std::string> known;
+  for (const KindLoader& entry : kLoaders) {
+    known.push_back(entry.kind);
+    if (kind == entry.kind) load = entry.load;
+  }
+  if (load == nullptr) {
+    return Invalid(absl::StrCat("unknown estimator kind '", kind, "' (this build reads ",
+                                absl::StrJoin(known, ", "), ")"));
+  }
+  absl::StatusOr<std::unique_ptr<QualityEstimator>> loaded = load(estimator["state"]);
+  if (!loaded.ok()) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("artifact: estimator state: ", loaded.status().message()));
+  }
+  if ((*loaded)->kind() != kind) {
+    return Invalid(
+        absl::StrCat("estimator: kind '", kind, "' loaded as '", (*loaded)->kind(), "'"));
+  }
+  if ((*loaded)->models() != names) {
+    return Invalid("models: differ from the estimator's pool");
+  }
+
+  std::optional<Featurizer> featurizer;
+  if (!doc["featurizer"].is_null()) {
+    absl::StatusOr<Featurizer> f = Featurizer::FromJson(doc["featurizer"]);
+    if (!f.ok()) return Invalid(f.status().message());
+    if (f->dim() != (*loaded)->feature_dim()) {
+      return Invalid(absl::StrCat("featurizer.dim ", f->dim(), " differs from the estimator's ",
+                                  (*loaded)->feature_dim()));
+    }
+    featurizer = *std::move(f);
+  }
+  absl::StatusOr<CostModel> cost = CostModel::FromJson(doc["cost_model"]);
+  if (!cost.ok()) return Invalid(cost.status().message());
+  for (const std::string& name : names) {
+    if (!cost->IndexOf(name).ok()) {
+      return Invalid(absl::StrCat("cost_model: no entry for pool model '", name, "'"));
+    }
+  }
+  if (!doc["provenance"].is_object()) return Invalid("provenance: expected an object");
+  return Artifact{std::move(featurizer), *std::move(loaded), *std::move(cost), doc["provenance"]};
+}
+
+}  // namespace
+
+absl::StatusOr<std::string> SerializeArtifact(const std::optional<Featurizer>& featurizer,
+                                              const QualityEstimator& estimator,
+                                              const CostModel& cost_model, const Json& provenance) {
+  if (!provenance.is_object()) return Invalid("provenance: expected an object");
+  if (featurizer.has_value() && featurizer->dim() != estimator.feature_dim()) {
+    return Invalid(absl::StrCat("featurizer.dim ", featurizer->dim(),
+                                " differs from the estimator's ", estimator.feature_dim()));
+  }
+  for (const std::string& name : estimator.models()) {
+    if (!cost_model.IndexOf(name).ok()) {
+      return Invalid(absl::StrCat("cost_model: no entry for pool model '", name, "'"));
+    }
+  }
+  const Json doc = {{"format", kArtifactFormat},
+                    {"version", kArtifactVersion},
+                    {"models", estimator.models()},
+                    {"featurizer", featurizer.has_value() ? featurizer->ToJson() : Json(nullptr)},
+                    {"estimator", {{"kind", estimator.kind()}, {"state", estimator.Save()}}},
+                    {"cost_model", cost_model.ToJson()},
+                    {"provenance", provenance}};
+  std::string bytes(kSelfDescribe);
+  try {
+    Json::to_cbor(doc, bytes);
+  } catch (const std::exception& e) {
+    // Only invalid UTF-8 in a string can make the encoder throw.
+    return Invalid(absl::StrCat("cannot encode: ", e.what()));
+  }
+  return bytes;
+}
+
+absl::StatusOr<Artifact> ParseArtifact(absl::string_view bytes) {
+  if (bytes.size() < 3 || bytes.substr(0, 3) != absl::string_view(kSelfDescribe, 3)) {
+    return Invalid("not a router estimator artifact (no CBOR self-describe tag)");
+  }
+  Json doc;
+  try {
+    doc = Json::from_cbor(bytes.begin() + 3, bytes.end(), /*strict=*/true,
+                          /*allow_exceptions=*/true, Json::cbor_tag_handler_t::error);
+  } catch (const std::exception& e) {
+    return Invalid(absl::StrCat("truncated or corrupt CBOR: ", e.what()));
+  }
+  // The loaders report through absl::Status; this guard only keeps a bug in one of them (an
+  // unchecked json access) from escaping as an exception.
+  try {
+    return FromDocument(doc);
+  } catch (const std::exception& e) {
+    return Invalid(absl::StrCat("malformed content: ", e.what()));
+  }
+}
+
+absl::Status WriteArtifactFile(const std::string& path, absl::string_view bytes) {
+  const std::string temp = path + ".tmp";
+  errno = 0;
+  std::FILE* file = std::fopen(temp.c_str(), "wb");
+  if (file == nullptr) {
+    return absl::InternalError(absl::StrCat("cannot create ", temp, ": ", std::strerror(errno)));
+  }
+  const bool written = std::fwrite(bytes.data(), 1, bytes.size(), file) == bytes.size();
+  const bool closed = std::fclose(file) == 0;
+  if (!written || !closed) {
+    std::remove(temp.c_str());
+    return absl::InternalError(absl::StrCat("cannot write ", temp));
+  }
+  if (std::rename(temp.c_str(), path.c_str()) != 0) {
+    const int err = errno;
+    std::remove(temp.c_str());
+    return absl::InternalError(
+        absl::StrCat("cannot rename ", temp, " to ", path, ": ", std::strerror(err)));
+  }
+  return absl::OkStatus();
+}
+
+absl::StatusOr<Artifact> ReadArtifactFile(const std::string& path) {
+  errno = 0;
+  std::FILE* file = std::fopen(path.c_str(), "rb");
+  if (file == nullptr) {
+    const int err = errno;
+    return absl::NotFoundError(absl::StrCat("cannot open artifact ", path, ": ",
+                                            err != 0 ? std::strerror(err) : "open failed"));
+  }
+  std::string bytes;
+  char buffer[1 << 16];
+  size_t n = 0;
+  while ((n = std::fread(buffer, 1, sizeof(buffer), file)) > 0) bytes.append(buffer, n);
+  const bool failed = std::ferror(file) != 0;
+  std::fclose(file);
+  if (failed) return absl::NotFoundError(absl::StrCat("cannot read artifact ", path));
+  absl::StatusOr<Artifact> artifact = ParseArtifact(bytes);
+  if (!artifact.ok()) {
+    return absl::InvalidArgumentError(absl::StrCat(path, ": ", artifact.status().message()));
+  }
+  return artifact;
+}
+
+absl::StatusOr<Predictor> MakePredictor(Artifact artifact) {
+  return Predictor::Create(std::move(artifact.featurizer),
+                           std::shared_ptr<const QualityEstimator>(std::move(artifact.estimator)),
+                           std::move(artifact.cost_model));
+}
+
+}  // namespace router::core

@@ -1,0 +1,72 @@
+// File: artifact.h
+//
+// The estimator file router_train writes and the service loads: one self-describing, versioned
+// document holding everything needed to predict without the training data.
+//
+//   bytes = CBOR self-describe tag (d9 d9 f7, so `file` and CBOR tools recognise it) followed by
+//   one CBOR map (RFC 8949) with the keys
+//     "format"      "router-estimator"
+//     "version"     1 (kArtifactVersion; readers refuse any other)
+//     "models"      the pool, in prediction order (must equal the estimator's)
+//     "featurizer"  Featurizer::ToJson(), or null for an estimator trained on caller embeddings
+//     "estimator"   {"kind": "knn" | "uniroute" | "classifier", "state": QualityEstimator::Save()}
+//     "cost_model"  CostModel::ToJson(): per-model prices and observed costs
+//     "provenance"  free-form object from the writer: dataset, split seed and fractions, part
+//                   sizes, held-out metrics, command line, creation time (router_train fills it)
+// Float arrays inside the states are binary blobs (binary_blob.h); the whole file is deterministic
+// for deterministic inputs (CBOR maps are written in key order).
+//
+// Thread-safety: pure functions.
+//
+// Errors: SerializeArtifact: INVALID_ARGUMENT for a provenance that is not an object or a
+// featurizer whose dimension differs from the estimator's. ParseArtifact / ReadArtifactFile:
+// NOT_FOUND for a missing file; INVALID_ARGUMENT for anything malformed, with the problem named
+// ("not a router estimator artifact", "truncated or corrupt CBOR: ...", "unsupported artifact
+// version 2 (this build reads 1)", "unknown estimator kind 'x'", or the field the estimator,
+// featurizer or cost-model loader rejects). Parser exceptions are caught; none escapes.
+
+#ifndef ROUTER_CORE_ESTIMATE_ARTIFACT_H_
+#define ROUTER_CORE_ESTIMATE_ARTIFACT_H_
+
+#include <memory>
+#include <optional>
+#include <string>
+
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "absl/strings/string_view.h"
+#include "nlohmann/json.hpp"
+#include "router_core/estimate/cost_model.h"
+#include "router_core/estimate/featurizer.h"
+#include "router_core/estimate/predictor.h"
+#include "router_core/estimate/quality_estimator.h"
+
+namespace router::core {
+
+inline constexpr char kArtifactFormat[] = "router-estimator";
+inline constexpr int kArtifactVersion = 1;
+
+struct Artifact {
+  std::optional<Featurizer> featurizer;
+  std::unique_ptr<QualityEstimator> estimator;
+  CostModel cost_model;
+  nlohmann::json provenance;  // an object
+};
+
+absl::StatusOr<std::string> SerializeArtifact(const std::optional<Featurizer>& featurizer,
+                                              const QualityEstimator& estimator,
+                                              const CostModel& cost_model,
+                                              const nlohmann::json& provenance);
+absl::StatusOr<Artifact> ParseArtifact(absl::string_view bytes);
+
+// Writes `bytes` to `path` through a temporary file and a rename, so a crash never leaves a
+// half-written artifact behind. INTERNAL (naming the path) on an I/O error.
+absl::Status WriteArtifactFile(const std::string& path, absl::string_view bytes);
+absl::StatusOr<Artifact> ReadArtifactFile(const std::string& path);
+
+// The artifact's predictor (the estimator moves into shared ownership).
+absl::StatusOr<Predictor> MakePredictor(Artifact artifact);
+
+}  // namespace router::core
+
+#endif  // ROUTER_CORE_ESTIMATE_ARTIFACT_H_

@@ -1,0 +1,213 @@
+#include "router_core/estimate/estimator_support.h"
+
+#include <cmath>
+#include <cstddef>
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "absl/container/flat_hash_set.h"
+#include "absl/status/status.h"
+#include "absl/strings/str_cat.h"
+
+namespace router::core::estimate_internal {
+
+using Json = nlohmann::json;
+
+absl::Status CheckFeatureMatrix(const FeatureMatrix& matrix, absl::string_view what,
+                                int expected_dim) {
+  if (matrix.dim <= 0) {
+    return Invalid(Child(what, "dim"), absl::StrCat("must be > 0, got ", matrix.dim));
+  }
+  if (expected_dim > 0 && matrix.dim != expected_dim) {
+    return Invalid(Child(what, "dim"),
+                   absl::StrCat("expected feature dimension ", expected_dim, ", got ", matrix.dim));
+  }
+  if (matrix.values.size() % static_cast<size_t>(matrix.dim) != 0) {
+    return Invalid(Child(what, "values"),
+                   absl::StrCat(matrix.values.size(), " values are not a whole number of rows of ",
+                                matrix.dim));
+  }
+  for (size_t k = 0; k < matrix.values.size(); ++k) {
+    if (!std::isfinite(matrix.values[k])) {
+      return Invalid(Child(what, "features"),
+                     absl::StrCat("row ", k / static_cast<size_t>(matrix.dim), " column ",
+                                  k % static_cast<size_t>(matrix.dim), " is not finite (",
+                                  matrix.values[k], ")"));
+    }
+  }
+  return absl::OkStatus();
+}
+
+absl::Status CheckFeatureVector(absl::Span<const float> features, int dim) {
+  if (features.size() != static_cast<size_t>(dim)) {
+    return Invalid("features", absl::StrCat("expected dimension ", dim, ", got ", features.size()));
+  }
+  for (size_t k = 0; k < features.size(); ++k) {
+    if (!std::isfinite(features[k])) {
+      return Invalid(Element("features", k), absl::StrCat("not finite (", features[k], ")"));
+    }
+  }
+  return absl::OkStatus();
+}
+
+absl::Status CheckTrainingSet(const TrainingSet& set, absl::string_view what, int expected_dim) {
+  if (absl::Status s = CheckFeatureMatrix(set.features, what, expected_dim); !s.ok()) return s;
+  if (set.features.rows() == 0) return Invalid(what, "no prompts");
+  if (set.models.empty()) return Invalid(Child(what, "models"), "no models");
+  absl::flat_hash_set<std::string> seen;
+  for (size_t j = 0; j < set.models.size(); ++j) {
+    if (set.models[j].empty()) return Invalid(Element(Child(what, "models"), j), "empty name");
+    if (!seen.insert(set.models[j]).second) {
+      return Invalid(Element(Child(what, "models"), j),
+                     absl::StrCat("duplicate model '", set.models[j], "'"));
+    }
+  }
+  const size_t expected = static_cast<size_t>(set.features.rows()) * set.models.size();
+  if (set.labels.size() != expected) {
+    return Invalid(
+        Child(what, "labels"),
+        absl::StrCat("expected ", expected, " (prompts x models), got ", set.labels.size()));
+  }
+  for (size_t k = 0; k < set.labels.size(); ++k) {
+    const double y = set.labels[k];
+    if (!std::isnan(y) && !(y >= 0.0 && y <= 1.0)) {
+      return Invalid(Element(Child(what, "labels"), k),
+                     absl::StrCat("must be in [0, 1] or NaN (missing), got ", y));
+    }
+  }
+  return absl::OkStatus();
+}
+
+absl::Status CheckModelValidation(absl::string_view name, const ModelValidation& validation,
+                                  int dim) {
+  if (name.empty()) return Invalid("name", "empty model name");
+  const std::string what = absl::StrCat("validation of '", name, "'");
+  if (absl::Status s = CheckFeatureMatrix(validation.features, what, dim); !s.ok()) return s;
+  if (validation.scores.size() != static_cast<size_t>(validation.features.rows())) {
+    return Invalid(Child(what, "scores"),
+                   absl::StrCat("expected one per feature row (", validation.features.rows(),
+                                "), got ", validation.scores.size()));
+  }
+  if (validation.scores.empty()) return Invalid(what, "no validation prompts");
+  for (size_t k = 0; k < validation.scores.size(); ++k) {
+    const double y = validation.scores[k];
+    if (!(y >= 0.0 && y <= 1.0)) {
+      return Invalid(Element(Child(what, "scores"), k), absl::StrCat("must be in [0, 1], got ", y));
+    }
+  }
+  return absl::OkStatus();
+}
+
+std::vector<double> NormalizedRow(absl::Span<const float> features) {
+  std::vector<double> out(features.begin(), features.end());
+  double norm2 = 0.0;
+  for (double v : out) norm2 += v * v;
+  if (norm2 > 0.0) {
+    const double inv = 1.0 / std::sqrt(norm2);
+    for (double& v : out) v *= inv;
+  }
+  return out;
+}
+
+double SeededRandom::Normal() {
+  constexpr double kTwoPi = 6.28318530717958647692;
+  // 1 - Uniform() is in (0, 1], so the log is finite.
+  const double u1 = 1.0 - Uniform();
+  const double u2 = Uniform();
+  return std::sqrt(-2.0 * std::log(u1)) * std::cos(kTwoPi * u2);
+}
+
+absl::Status Invalid(absl::string_view field, absl::string_view what) {
+  return absl::InvalidArgumentError(absl::StrCat(field, ": ", what));
+}
+
+std::string Child(absl::string_view path, absl::string_view key) {
+  return path.empty() ? std::string(key) : absl::StrCat(path, ".", key);
+}
+
+std::string Element(absl::string_view path, size_t index) {
+  return absl::StrCat(path, "[", index, "]");
+}
+
+absl::StatusOr<const Json*> Member(const Json& object, absl::string_view path,
+                                   absl::string_view key) {
+  const auto it = object.find(std::string(key));
+  if (it == object.end()) return Invalid(Child(path, key), "required field missing");
+  return &*it;
+}
+
+absl::Status CheckObject(const Json& value, absl::string_view field) {
+  if (!value.is_object()) {
+    return Invalid(field, absl::StrCat("expected an object, got ", value.type_name()));
+  }
+  return absl::OkStatus();
+}
+
+absl::StatusOr<double> GetFiniteNumber(const Json& value, absl::string_view field) {
+  if (!value.is_number()) {
+    return Invalid(field, absl::StrCat("expected a number, got ", value.type_name()));
+  }
+  const double v = value.get<double>();
+  if (!std::isfinite(v)) return Invalid(field, "not finite");
+  return v;
+}
+
+absl::StatusOr<int64_t> GetInteger(const Json& value, absl::string_view field) {
+  if (value.is_number_unsigned()) {
+    const uint64_t v = value.get<uint64_t>();
+    if (v > static_cast<uint64_t>(INT64_MAX)) return Invalid(field, "too large");
+    return static_cast<int64_t>(v);
+  }
+  if (value.is_number_integer()) return value.get<int64_t>();
+  return Invalid(field, absl::StrCat("expected an integer, got ", value.type_name()));
+}
+
+absl::StatusOr<uint64_t> GetUnsigned(const Json& value, absl::string_view field) {
+  if (!value.is_number_unsigned()) {
+    return Invalid(field, absl::StrCat("expected a non-negative integer, got ", value.dump()));
+  }
+  return value.get<uint64_t>();
+}
+
+absl::StatusOr<std::string> GetString(const Json& value, absl::string_view field) {
+  if (!value.is_string()) {
+    return Invalid(field, absl::StrCat("expected a string, got ", value.type_name()));
+  }
+  return value.get<std::string>();
+}
+
+absl::StatusOr<std::vector<double>> GetNumberArray(const Json& value, absl::string_view field,
+                                                   int64_t size) {
+  if (!value.is_array()) {
+    return Invalid(field, absl::StrCat("expected an array of numbers, got ", value.type_name()));
+  }
+  if (size >= 0 && value.size() != static_cast<size_t>(size)) {
+    return Invalid(field, absl::StrCat("expected ", size, " numbers, got ", value.size()));
+  }
+  std::vector<double> out;
+  out.reserve(value.size());
+  for (size_t k = 0; k < value.size(); ++k) {
+    absl::StatusOr<double> v = GetFiniteNumber(value[k], Element(field, k));
+    if (!v.ok()) return v.status();
+    out.push_back(*v);
+  }
+  return out;
+}
+
+absl::StatusOr<std::vector<std::string>> GetStringArray(const Json& value,
+                                                        absl::string_view field) {
+  if (!value.is_array()) {
+    return Invalid(field, absl::StrCat("expected an array of strings, got ", value.type_name()));
+  }
+  std::vector<std::string> out;
+  out.reserve(value.size());
+  for (size_t k = 0; k < value.size(); ++k) {
+    absl::StatusOr<std::string> v = GetString(value[k], Element(field, k));
+    if (!v.ok()) return v.status();
+    out.push_back(*std::move(v));
+  }
+  return out;
+}
+
+}  // namespace router::core::estimate_internal

@@ -1,0 +1,89 @@
+// File: estimator_support.h
+//
+// Helpers shared by the UniRoute and calibrated-classifier estimators: checks of feature matrices
+// and training sets, L2 normalisation, a seeded portable random source, and typed readers for
+// estimator state JSON that name the offending field.
+//
+// Thread-safety: pure functions, except SeededRandom, which is a plain value (one per thread).
+//
+// Errors: INVALID_ARGUMENT, with the field or row named (for example
+// `uniroute.centroids[3]: expected 256 numbers, got 255` or `validation.features row 7: NaN`).
+
+#ifndef ROUTER_CORE_ESTIMATE_ESTIMATOR_SUPPORT_H_
+#define ROUTER_CORE_ESTIMATE_ESTIMATOR_SUPPORT_H_
+
+#include <cstdint>
+#include <random>
+#include <string>
+#include <vector>
+
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "absl/strings/string_view.h"
+#include "absl/types/span.h"
+#include "nlohmann/json.hpp"
+#include "router_core/estimate/quality_estimator.h"
+
+namespace router::core::estimate_internal {
+
+// `matrix` has dim > 0 (or `expected_dim` when that is > 0), a whole number of rows, and only
+// finite values. `what` names the matrix in the message.
+absl::Status CheckFeatureMatrix(const FeatureMatrix& matrix, absl::string_view what,
+                                int expected_dim = 0);
+
+// One query's features: the right dimension and finite.
+absl::Status CheckFeatureVector(absl::Span<const float> features, int dim);
+
+// A well-formed training set: CheckFeatureMatrix, at least one model, names non-empty and unique,
+// labels.size() == rows * models, every label NaN (missing) or in [0, 1].
+absl::Status CheckTrainingSet(const TrainingSet& set, absl::string_view what, int expected_dim = 0);
+
+// A well-formed model name and validation set: non-empty name, CheckFeatureMatrix with `dim`, one
+// score per row, each in [0, 1] (no NaN: a validation set lists only evaluated prompts).
+absl::Status CheckModelValidation(absl::string_view name, const ModelValidation& validation,
+                                  int dim);
+
+// `features` as doubles scaled to unit L2 norm; an all-zero vector stays zero.
+std::vector<double> NormalizedRow(absl::Span<const float> features);
+
+// Seeded, platform-independent randomness: std::mt19937_64 is fully specified by the standard, but
+// the std distributions are not, so draws are derived from its raw output here.
+class SeededRandom {
+ public:
+  explicit SeededRandom(uint64_t seed) : engine_(seed) {}
+  // Uniform in [0, 1), 53 random bits.
+  double Uniform() { return static_cast<double>(engine_() >> 11) * 0x1.0p-53; }
+  // Uniform integer in [0, n), n > 0 (modulo bias below 2^-40 for the sizes used here).
+  uint64_t Below(uint64_t n) { return engine_() % n; }
+  // Standard normal (Box-Muller, one of the pair).
+  double Normal();
+
+ private:
+  std::mt19937_64 engine_;
+};
+
+// --- state JSON readers: `field` is the full path used in messages ---
+
+absl::Status Invalid(absl::string_view field, absl::string_view what);
+std::string Child(absl::string_view path, absl::string_view key);
+std::string Element(absl::string_view path, size_t index);
+
+// The member `key` of `object` (already known to be an object); INVALID_ARGUMENT naming
+// `path.key` when absent.
+absl::StatusOr<const nlohmann::json*> Member(const nlohmann::json& object, absl::string_view path,
+                                             absl::string_view key);
+absl::Status CheckObject(const nlohmann::json& value, absl::string_view field);
+absl::StatusOr<double> GetFiniteNumber(const nlohmann::json& value, absl::string_view field);
+absl::StatusOr<int64_t> GetInteger(const nlohmann::json& value, absl::string_view field);
+// A JSON integer in [0, 2^64) (seeds).
+absl::StatusOr<uint64_t> GetUnsigned(const nlohmann::json& value, absl::string_view field);
+absl::StatusOr<std::string> GetString(const nlohmann::json& value, absl::string_view field);
+// An array of exactly `size` finite numbers (any size when size < 0).
+absl::StatusOr<std::vector<double>> GetNumberArray(const nlohmann::json& value,
+                                                   absl::string_view field, int64_t size = -1);
+absl::StatusOr<std::vector<std::string>> GetStringArray(const nlohmann::json& value,
+                                                        absl::string_view field);
+
+}  // namespace router::core::estimate_internal
+
+#endif  // ROUTER_CORE_ESTIMATE_ESTIMATOR_SUPPORT_H_

@@ -1,0 +1,541 @@
+#include "router_core/estimate/uniroute_estimator.h"
+
+#include <algorithm>
+#include <cmath>
+#include <cstddef>
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "absl/status/status.h"
+#include "absl/strings/str_cat.h"
+#include "router_core/estimate/beta_distribution.h"
+#include "router_core/estimate/estimator_support.h"
+
+namespace router::core {
+namespace {
+
+using Json = nlohmann::json;
+using estimate_internal::Child;
+using estimate_internal::Element;
+using estimate_internal::Invalid;
+
+constexpr int kStateVersion = 1;
+constexpr absl::string_view kRoot = "uniroute";
+
+double SquaredDistance(const double* a, const double* b, int dim) {
+  double d = 0.0;
+  for (int k = 0; k < dim; ++k) {
+    const double diff = a[k] - b[k];
+    d += diff * diff;
+  }
+  return d;
+}
+
+double Dot(const double* a, const double* b, int dim) {
+  double d = 0.0;
+  for (int k = 0; k < dim; ++k) d += a[k] * b[k];
+  return d;
+}
+
+int ArgMax(const std::vector<double>& values) {
+  // Ties go to the lowest index, so the assignment is deterministic.
+  return static_cast<int>(std::max_element(values.begin(), values.end()) - values.begin());
+}
+
+absl::string_view MetricName(ClusterMetric metric) {
+  return metric == ClusterMetric::kCosine ? "cosine" : "euclidean";
+}
+
+// Row-major unit-normalised copy of the features.
+std::vector<double> NormalizedRows(const FeatureMatrix& matrix) {
+  std::vector<double> out;
+  out.reserve(matrix.values.size());
+  for (int64_t i = 0; i < matrix.rows(); ++i) {
+    const std::vector<double> row = estimate_internal::NormalizedRow(matrix.row(i));
+    out.insert(out.end(), row.begin(), row.end());
+  }
+  return out;
+}
+
+// k-means++ seeding followed by Lloyd iterations on unit-normalised rows `x` (n x dim).
+absl::StatusOr<std::vector<std::vector<double>>> KMeans(const std::vector<double>& x, int64_t n,
+                                                        int dim, const UniRouteOptions& options) {
+  const int k_count = options.num_clusters;
+  estimate_internal::SeededRandom random(options.seed);
+  auto point = [&](int64_t i) { return x.data() + i * dim; };
+
+  // k-means++: each next centre is drawn with probability proportional to the squared distance to
+  // the nearest centre chosen so far (Arthur and Vassilvitskii 2007), for both metrics.
+  std::vector<std::vector<double>> centroids;
+  centroids.reserve(static_cast<size_t>(k_count));
+  const int64_t first = static_cast<int64_t>(random.Below(static_cast<uint64_t>(n)));
+  centroids.emplace_back(point(first), point(first) + dim);
+  std::vector<double> nearest2(static_cast<size_t>(n));
+  for (int64_t i = 0; i < n; ++i) nearest2[i] = SquaredDistance(point(i), point(first), dim);
+  while (static_cast<int>(centroids.size()) < k_count) {
+    double total = 0.0;
+    for (double d : nearest2) total += d;
+    if (!(total > 0.0)) {
+      return Invalid("num_clusters",
+                     absl::StrCat(k_count, " exceeds the number of distinct training prompts (",
+                                  centroids.size(), ")"));
+    }
+    const double target = random.Uniform() * total;
+    double cumulative = 0.0;
+    int64_t chosen = -1;
+    for (int64_t i = 0; i < n; ++i) {
+      if (nearest2[i] <= 0.0) continue;
+      chosen = i;  // the last candidate absorbs rounding at the top of the range
+      cumulative += nearest2[i];
+      if (cumulative > target) break;
+    }
+    centroids.emplace_back(point(chosen), point(chosen) + dim);
+    for (int64_t i = 0; i < n; ++i) {
+      nearest2[i] = std::min(nearest2[i], SquaredDistance(point(i), point(chosen), dim));
+    }
+  }
+
+  // Lloyd iterations.
+  std::vector<int> assignment(static_cast<size_t>(n), -1);
+  for (int iteration = 0; iteration < options.max_iterations; ++iteration) {
+    bool changed = false;
+    for (int64_t i = 0; i < n; ++i) {
+      int best = 0;
+      double best_sim = -INFINITY;
+      for (int c = 0; c < k_count; ++c) {
+        const double sim = options.metric == ClusterMetric::kCosine
+                               ? Dot(point(i), centroids[c].data(), dim)
+                               : -0.5 * SquaredDistance(point(i), centroids[c].data(), dim);
+        if (sim > best_sim) {
+          best_sim = sim;
+          best = c;
+        }
+      }
+      if (assignment[i] != best) {
+        assignment[i] = best;
+        changed = true;
+      }
+    }
+    if (!changed) break;
+
+    std::vector<int64_t> size(static_cast<size_t>(k_count), 0);
+    for (int64_t i = 0; i < n; ++i) ++size[assignment[i]];
+    // An emptied cluster takes the point farthest from its own centroid (from a cluster that can
+    // spare it), so K clusters survive and the choice stays deterministic.
+    for (int c = 0; c < k_count; ++c) {
+      if (size[c] > 0) continue;
+      int64_t farthest = -1;
+      double farthest2 = -1.0;
+      for (int64_t i = 0; i < n; ++i) {
+        if (size[assignment[i]] < 2) continue;
+        const double d2 = SquaredDistance(point(i), centroids[assignment[i]].data(), dim);
+        if (d2 > farthest2) {
+          farthest2 = d2;
+          farthest = i;
+        }
+      }
+      --size[assignment[farthest]];
+      assignment[farthest] = c;
+      size[c] = 1;
+    }
+    for (auto& centroid : centroids) std::fill(centroid.begin(), centroid.end(), 0.0);
+    for (int64_t i = 0; i < n; ++i) {
+      double* centroid = centroids[assignment[i]].data();
+      for (int k = 0; k < dim; ++k) centroid[k] += point(i)[k];
+    }
+    for (int c = 0; c < k_count; ++c) {
+      const double inv = 1.0 / static_cast<double>(size[c]);
+      for (double& v : centroids[c]) v *= inv;
+      if (options.metric == ClusterMetric::kCosine) {
+        const double norm = std::sqrt(Dot(centroids[c].data(), centroids[c].data(), dim));
+        // A zero mean (only all-zero rows) stays zero: every unit vector is then equally near.
+        if (norm > 0.0) {
+          for (double& v : centroids[c]) v /= norm;
+        }
+      }
+    }
+  }
+  return centroids;
+}
+
+absl::StatusOr<UniRouteOptions> ParseOptions(const Json& value, absl::string_view path) {
+  if (absl::Status s = estimate_internal::CheckObject(value, path); !s.ok()) return s;
+  UniRouteOptions options;
+  for (auto [key, target] : {std::pair{"num_clusters", &options.num_clusters},
+                             std::pair{"max_iterations", &options.max_iterations}}) {
+    absl::StatusOr<const Json*> member = estimate_internal::Member(value, path, key);
+    if (!member.ok()) return member.status();
+    absl::StatusOr<int64_t> v = estimate_internal::GetInteger(**member, Child(path, key));
+    if (!v.ok()) return v.status();
+    // Range checks are ValidateOptions's; only what an int cannot hold is refused here.
+    if (*v < INT32_MIN || *v > INT32_MAX) return Invalid(Child(path, key), "out of range");
+    *target = static_cast<int>(*v);
+  }
+  for (auto [key, target] : {std::pair{"temperature", &options.temperature},
+                             std::pair{"prior_strength", &options.prior_strength},
+                             std::pair{"lower_quantile", &options.lower_quantile}}) {
+    absl::StatusOr<const Json*> member = estimate_internal::Member(value, path, key);
+    if (!member.ok()) return member.status();
+    absl::StatusOr<double> v = estimate_internal::GetFiniteNumber(**member, Child(path, key));
+    if (!v.ok()) return v.status();
+    *target = *v;
+  }
+  absl::StatusOr<const Json*> metric = estimate_internal::Member(value, path, "metric");
+  if (!metric.ok()) return metric.status();
+  absl::StatusOr<std::string> metric_name =
+      estimate_internal::GetString(**metric, Child(path, "metric"));
+  if (!metric_name.ok()) return metric_name.status();
+  if (*metric_name == "cosine") {
+    options.metric = ClusterMetric::kCosine;
+  } else if (*metric_name == "euclidean") {
+    options.metric = ClusterMetric::kEuclidean;
+  } else {
+    return Invalid(
+        Child(path, "metric"),
+        absl::StrCat("expected \"cosine\" or \"euclidean\", got \"", *metric_name, "\""));
+  }
+  absl::StatusOr<const Json*> seed = estimate_internal::Member(value, path, "seed");
+  if (!seed.ok()) return seed.status();
+  absl::StatusOr<uint64_t> seed_value = estimate_internal::GetUnsigned(**seed, Child(path, "seed"));
+  if (!seed_value.ok()) return seed_value.status();
+  options.seed = *seed_value;
+  // The validator names the option ("num_clusters: ..."); prefix the path to it.
+  if (absl::Status s = ValidateUniRouteOptions(options); !s.ok()) {
+    return absl::InvalidArgumentError(absl::StrCat(path, ".", s.message()));
+  }
+  return options;
+}
+
+}  // namespace
+
+absl::Status ValidateUniRouteOptions(const UniRouteOptions& options) {
+  if (options.num_clusters < 1) {
+    return Invalid("num_clusters", absl::StrCat("must be >= 1, got ", options.num_clusters));
+  }
+  if (options.max_iterations < 1) {
+    return Invalid("max_iterations", absl::StrCat("must be >= 1, got ", options.max_iterations));
+  }
+  if (!(std::isfinite(options.temperature) && options.temperature >= 0.0)) {
+    return Invalid("temperature",
+                   absl::StrCat("must be finite and >= 0, got ", options.temperature));
+  }
+  if (!(std::isfinite(options.prior_strength) && options.prior_strength > 0.0)) {
+    return Invalid("prior_strength",
+                   absl::StrCat("must be finite and > 0, got ", options.prior_strength));
+  }
+  if (!(options.lower_quantile > 0.0 && options.lower_quantile <= 0.5)) {
+    return Invalid("lower_quantile",
+                   absl::StrCat("must be in (0, 0.5], got ", options.lower_quantile));
+  }
+  return absl::OkStatus();
+}
+
+std::vector<double> UniRouteEstimator::Similarities(const std::vector<double>& unit) const {
+  std::vector<double> sims(centroids_.size());
+  for (size_t c = 0; c < centroids_.size(); ++c) {
+    sims[c] = options_.metric == ClusterMetric::kCosine
+                  ? Dot(unit.data(), centroids_[c].data(), dim_)
+                  : -0.5 * SquaredDistance(unit.data(), centroids_[c].data(), dim_);
+  }
+  return sims;
+}
+
+absl::StatusOr<int> UniRouteEstimator::NearestCluster(absl::Span<const float> features) const {
+  if (absl::Status s = estimate_internal::CheckFeatureVector(features, dim_); !s.ok()) return s;
+  return ArgMax(Similarities(estimate_internal::NormalizedRow(features)));
+}
+
+absl::Status UniRouteEstimator::ComputePosterior(ModelStats& stats) const {
+  double total_count = 0.0;
+  double total_success = 0.0;
+  for (size_t c = 0; c < stats.count.size(); ++c) {
+    total_count += stats.count[c];
+    total_success += stats.success[c];
+  }
+  // Smoothed (+1/2, +1/2) so that a model perfect or hopeless on every validation prompt still
+  // gives a proper Beta prior.
+  const double global = (total_success + 0.5) / (total_count + 1.0);
+  const double m = options_.prior_strength;
+  stats.mean.assign(stats.count.size(), 0.0);
+  stats.lower.assign(stats.count.size(), 0.0);
+  for (size_t c = 0; c < stats.count.size(); ++c) {
+    const double a = stats.success[c] + m * global;
+    const double b = std::max(0.0, stats.count[c] - stats.success[c]) + m * (1.0 - global);
+    absl::StatusOr<double> q = BetaQuantile(options_.lower_quantile, a, b);
+    if (!q.ok()) return q.status();
+    stats.mean[c] = a / (a + b);
+    stats.lower[c] = std::min(*q, stats.mean[c]);
+  }
+  return absl::OkStatus();
+}
+
+absl::Status UniRouteEstimator::AppendModel(std::string name, ModelStats stats) {
+  if (absl::Status s = ComputePosterior(stats); !s.ok()) return s;
+  models_.push_back(std::move(name));
+  stats_.push_back(std::move(stats));
+  return absl::OkStatus();
+}
+
+absl::Status UniRouteEstimator::Predict(absl::Span<const float> features,
+                                        absl::Span<QualityEstimate> out) const {
+  if (absl::Status s = estimate_internal::CheckFeatureVector(features, dim_); !s.ok()) return s;
+  if (out.size() != models_.size()) {
+    return Invalid("out", absl::StrCat("expected ", models_.size(),
+                                       " entries (one per model), got ", out.size()));
+  }
+  const std::vector<double> sims = Similarities(estimate_internal::NormalizedRow(features));
+  std::vector<double> weight(sims.size(), 0.0);
+  if (options_.temperature == 0.0) {
+    weight[ArgMax(sims)] = 1.0;
+  } else {
+    const double best = sims[ArgMax(sims)];
+    double total = 0.0;
+    for (size_t c = 0; c < sims.size(); ++c) {
+      weight[c] = std::exp((sims[c] - best) / options_.temperature);
+      total += weight[c];
+    }
+    for (double& w : weight) w /= total;  // total >= 1: the best cluster contributes exp(0)
+  }
+  for (size_t j = 0; j < models_.size(); ++j) {
+    double quality = 0.0;
+    double lower = 0.0;
+    for (size_t c = 0; c < weight.size(); ++c) {
+      quality += weight[c] * stats_[j].mean[c];
+      lower += weight[c] * stats_[j].lower[c];
+    }
+    // Rounding in the weighted sums can step outside the per-cluster order by an ulp.
+    quality = std::clamp(quality, 0.0, 1.0);
+    out[j] = {quality, std::clamp(lower, 0.0, quality)};
+  }
+  return absl::OkStatus();
+}
+
+absl::Status UniRouteEstimator::AddModel(absl::string_view name,
+                                         const ModelValidation& validation) {
+  if (std::find(models_.begin(), models_.end(), name) != models_.end()) {
+    return absl::AlreadyExistsError(absl::StrCat("model '", name, "' is already in the pool"));
+  }
+  if (absl::Status s = estimate_internal::CheckModelValidation(name, validation, dim_); !s.ok()) {
+    return s;
+  }
+  ModelStats stats;
+  stats.count.assign(centroids_.size(), 0.0);
+  stats.success.assign(centroids_.size(), 0.0);
+  for (int64_t i = 0; i < validation.features.rows(); ++i) {
+    const int c =
+        ArgMax(Similarities(estimate_internal::NormalizedRow(validation.features.row(i))));
+    stats.count[c] += 1.0;
+    stats.success[c] += validation.scores[i];
+  }
+  return AppendModel(std::string(name), std::move(stats));
+}
+
+absl::Status UniRouteEstimator::RemoveModel(absl::string_view name) {
+  const auto it = std::find(models_.begin(), models_.end(), name);
+  if (it == models_.end()) {
+    return absl::NotFoundError(absl::StrCat("model '", name, "' is not in the pool"));
+  }
+  const auto index = it - models_.begin();
+  models_.erase(it);
+  stats_.erase(stats_.begin() + index);
+  return absl::OkStatus();
+}
+
+nlohmann::json UniRouteEstimator::Save() const {
+  Json models = Json::array();
+  for (size_t j = 0; j < models_.size(); ++j) {
+    models.push_back(
+        {{"name", models_[j]}, {"count", stats_[j].count}, {"success", stats_[j].success}});
+  }
+  return {
+      {"kind", "uniroute"},
+      {"version", kStateVersion},
+      {"feature_dim", dim_},
+      {"options",
+       {{"num_clusters", options_.num_clusters},
+        {"metric", MetricName(options_.metric)},
+        {"seed", options_.seed},
+        {"max_iterations", options_.max_iterations},
+        {"temperature", options_.temperature},
+        {"prior_strength", options_.prior_strength},
+        {"lower_quantile", options_.lower_quantile}}},
+      {"centroids", centroids_},
+      {"models", std::move(models)},
+  };
+}
+
+std::unique_ptr<QualityEstimator> UniRouteEstimator::Clone() const {
+  return std::unique_ptr<QualityEstimator>(new UniRouteEstimator(*this));
+}
+
+absl::StatusOr<std::unique_ptr<UniRouteEstimator>> FitUniRoute(const FeatureMatrix& cluster_train,
+                                                               const TrainingSet& validation,
+                                                               const UniRouteOptions& options) {
+  if (absl::Status s = ValidateUniRouteOptions(options); !s.ok()) return s;
+  if (absl::Status s = estimate_internal::CheckFeatureMatrix(cluster_train, "cluster_train");
+      !s.ok()) {
+    return s;
+  }
+  const int64_t n = cluster_train.rows();
+  if (options.num_clusters > n) {
+    return Invalid(
+        "num_clusters",
+        absl::StrCat(options.num_clusters, " exceeds the number of training prompts (", n, ")"));
+  }
+  if (absl::Status s =
+          estimate_internal::CheckTrainingSet(validation, "validation", cluster_train.dim);
+      !s.ok()) {
+    return s;
+  }
+  const int dim = cluster_train.dim;
+  absl::StatusOr<std::vector<std::vector<double>>> centroids =
+      KMeans(NormalizedRows(cluster_train), n, dim, options);
+  if (!centroids.ok()) return centroids.status();
+  std::unique_ptr<UniRouteEstimator> estimator(
+      new UniRouteEstimator(dim, options, *std::move(centroids)));
+
+  const int64_t rows = validation.features.rows();
+  std::vector<int> cluster(static_cast<size_t>(rows));
+  for (int64_t i = 0; i < rows; ++i) {
+    cluster[i] = ArgMax(
+        estimator->Similarities(estimate_internal::NormalizedRow(validation.features.row(i))));
+  }
+  for (size_t j = 0; j < validation.models.size(); ++j) {
+    UniRouteEstimator::ModelStats stats;
+    stats.count.assign(static_cast<size_t>(options.num_clusters), 0.0);
+    stats.success.assign(static_cast<size_t>(options.num_clusters), 0.0);
+    for (int64_t i = 0; i < rows; ++i) {
+      const double y = validation.label(i, static_cast<int>(j));
+      if (std::isnan(y)) continue;
+      stats.count[cluster[i]] += 1.0;
+      stats.success[cluster[i]] += y;
+    }
+    if (std::all_of(stats.count.begin(), stats.count.end(), [](double c) { return c == 0.0; })) {
+      return Invalid(Element("validation.models", j),
+                     absl::StrCat("model '", validation.models[j], "' has no labelled prompt"));
+    }
+    if (absl::Status s = estimator->AppendModel(validation.models[j], std::move(stats)); !s.ok()) {
+      return s;
+    }
+  }
+  return estimator;
+}
+
+absl::StatusOr<std::unique_ptr<UniRouteEstimator>> UniRouteEstimator::FromState(const Json& state) {
+  if (absl::Status s = estimate_internal::CheckObject(state, kRoot); !s.ok()) return s;
+  auto member = [&](absl::string_view key) { return estimate_internal::Member(state, kRoot, key); };
+  absl::StatusOr<const Json*> kind = member("kind");
+  if (!kind.ok()) return kind.status();
+  absl::StatusOr<std::string> kind_name =
+      estimate_internal::GetString(**kind, Child(kRoot, "kind"));
+  if (!kind_name.ok()) return kind_name.status();
+  if (*kind_name != "uniroute") {
+    return Invalid(Child(kRoot, "kind"),
+                   absl::StrCat("expected \"uniroute\", got \"", *kind_name, "\""));
+  }
+  absl::StatusOr<const Json*> version = member("version");
+  if (!version.ok()) return version.status();
+  absl::StatusOr<int64_t> version_value =
+      estimate_internal::GetInteger(**version, Child(kRoot, "version"));
+  if (!version_value.ok()) return version_value.status();
+  if (*version_value != kStateVersion) {
+    return Invalid(Child(kRoot, "version"),
+                   absl::StrCat("unsupported version ", *version_value, " (this build reads ",
+                                kStateVersion, ")"));
+  }
+  absl::StatusOr<const Json*> dim_json = member("feature_dim");
+  if (!dim_json.ok()) return dim_json.status();
+  absl::StatusOr<int64_t> dim =
+      estimate_internal::GetInteger(**dim_json, Child(kRoot, "feature_dim"));
+  if (!dim.ok()) return dim.status();
+  if (*dim < 1 || *dim > INT32_MAX) return Invalid(Child(kRoot, "feature_dim"), "out of range");
+
+  absl::StatusOr<const Json*> options_json = member("options");
+  if (!options_json.ok()) return options_json.status();
+  absl::StatusOr<UniRouteOptions> options = ParseOptions(**options_json, Child(kRoot, "options"));
+  if (!options.ok()) return options.status();
+
+  const std::string centroids_field = Child(kRoot, "centroids");
+  absl::StatusOr<const Json*> centroids_json = member("centroids");
+  if (!centroids_json.ok()) return centroids_json.status();
+  if (!(*centroids_json)->is_array() ||
+      (*centroids_json)->size() != static_cast<size_t>(options->num_clusters)) {
+    return Invalid(centroids_field, absl::StrCat("expected an array of options.num_clusters (",
+                                                 options->num_clusters, ") centroids"));
+  }
+  std::vector<std::vector<double>> centroids;
+  for (size_t c = 0; c < (*centroids_json)->size(); ++c) {
+    absl::StatusOr<std::vector<double>> centroid =
+        estimate_internal::GetNumberArray((**centroids_json)[c], Element(centroids_field, c), *dim);
+    if (!centroid.ok()) return centroid.status();
+    centroids.push_back(*std::move(centroid));
+  }
+  std::unique_ptr<UniRouteEstimator> estimator(
+      new UniRouteEstimator(static_cast<int>(*dim), *options, std::move(centroids)));
+
+  const std::string models_field = Child(kRoot, "models");
+  absl::StatusOr<const Json*> models_json = member("models");
+  if (!models_json.ok()) return models_json.status();
+  if (!(*models_json)->is_array()) {
+    return Invalid(models_field,
+                   absl::StrCat("expected an array, got ", (*models_json)->type_name()));
+  }
+  for (size_t j = 0; j < (*models_json)->size(); ++j) {
+    const Json& model = (**models_json)[j];
+    const std::string path = Element(models_field, j);
+    if (absl::Status s = estimate_internal::CheckObject(model, path); !s.ok()) return s;
+    absl::StatusOr<const Json*> name_json = estimate_internal::Member(model, path, "name");
+    if (!name_json.ok()) return name_json.status();
+    absl::StatusOr<std::string> name =
+        estimate_internal::GetString(**name_json, Child(path, "name"));
+    if (!name.ok()) return name.status();
+    if (name->empty()) return Invalid(Child(path, "name"), "empty model name");
+    if (std::find(estimator->models().begin(), estimator->models().end(), *name) !=
+        estimator->models().end()) {
+      return Invalid(Child(path, "name"), absl::StrCat("duplicate model '", *name, "'"));
+    }
+    std::vector<double> count_success[2];
+    const char* keys[2] = {"count", "success"};
+    for (int t = 0; t < 2; ++t) {
+      absl::StatusOr<const Json*> array = estimate_internal::Member(model, path, keys[t]);
+      if (!array.ok()) return array.status();
+      absl::StatusOr<std::vector<double>> values =
+          estimate_internal::GetNumberArray(**array, Child(path, keys[t]), options->num_clusters);
+      if (!values.ok()) return values.status();
+      count_success[t] = *std::move(values);
+    }
+    for (int c = 0; c < options->num_clusters; ++c) {
+      const double n = count_success[0][c];
+      const double s = count_success[1][c];
+      if (!(n >= 0.0 && s >= 0.0 && s <= n)) {
+        return Invalid(Element(Child(path, "success"), c),
+                       absl::StrCat("need 0 <= success <= count, got success ", s, ", count ", n));
+      }
+    }
+    if (absl::Status s = estimator->AppendModel(
+            *std::move(name), {std::move(count_success[0]), std::move(count_success[1]), {}, {}});
+        !s.ok()) {
+      return Invalid(path, s.message());
+    }
+  }
+  return estimator;
+}
+
+absl::StatusOr<std::unique_ptr<QualityEstimator>> LoadUniRouteEstimator(
+    const nlohmann::json& state) {
+  // The typed readers check before every access; the catch is a backstop so that no nlohmann
+  // exception can escape into the service.
+  try {
+    absl::StatusOr<std::unique_ptr<UniRouteEstimator>> estimator =
+        UniRouteEstimator::FromState(state);
+    if (!estimator.ok()) return estimator.status();
+    return std::unique_ptr<QualityEstimator>(*std::move(estimator));
+  } catch (const nlohmann::json::exception& e) {
+    return absl::InvalidArgumentError(absl::StrCat("uniroute: malformed state: ", e.what()));
+  }
+}
+
+}  // namespace router::core

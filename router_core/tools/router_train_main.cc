@@ -1,0 +1,443 @@
+// File: router_train_main.cc
+//
+// router_train --dataset DIR --out FILE [--estimator knn|uniroute] [options]
+// router_train --dataset DIR --evaluate [--estimator ...] [options]
+//
+// Reads a `derived/` dataset folder (dataset.h), splits it by prompt (seeded, identical texts kept
+// together), fits the featurizer's IDF on the train part, fits the estimator, and measures it on
+// the held-out test part: per model Brier, ECE, ROC AUC and lower-bound coverage, and per-query
+// lambda routing (estimator_eval.h). Then it writes the artifact (artifact.h) with those metrics
+// and its provenance. Training labels are the `correct` column.
+//
+//   knn       fitted on the train part (its neighbour sets).
+//   uniroute  clusters fitted on the train part, per-cluster model statistics on the calibration
+//             part (the paper's validation set).
+//
+// --evaluate prints one quality-table row per method instead (the estimator, the task-prior
+// baseline that knows each test prompt's task, and the best single model) and writes no artifact
+// unless --out is also given.
+//
+// Cost used for routing: the cost model (cost_model.h) with the prompt's task as a hint. Realized
+// cost: the dataset's per-call cost (routerbench_subset); for datasets with prices but no per-call
+// cost (llmrouter_nim9) the same price x estimated-token figure; none otherwise (routerdc_7model:
+// the cost figures are then null).
+//
+// Output: progress on stderr; the last stdout line is one JSON object with the held-out metrics.
+// Exit status: 0 done; 1 bad data or failure; 2 usage error. Errors are one line on stderr.
+// The artifact's creation time is SOURCE_DATE_EPOCH when set (reproducible builds), else now.
+
+#include <cerrno>
+#include <cmath>
+#include <cstdint>
+#include <cstdlib>
+#include <iostream>
+#include <limits>
+#include <map>
+#include <memory>
+#include <optional>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "absl/strings/match.h"
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
+#include "absl/strings/str_join.h"
+#include "absl/strings/string_view.h"
+#include "absl/time/clock.h"
+#include "absl/time/time.h"
+#include "nlohmann/json.hpp"
+#include "router_core/estimate/artifact.h"
+#include "router_core/estimate/cost_model.h"
+#include "router_core/estimate/dataset.h"
+#include "router_core/estimate/estimator_eval.h"
+#include "router_core/estimate/featurizer.h"
+#include "router_core/estimate/knn_estimator.h"
+#include "router_core/estimate/uniroute_estimator.h"
+
+namespace {
+
+using router::core::Dataset;
+using router::core::QualityEstimator;
+
+constexpr int kExitFailure = 1;
+constexpr int kExitUsage = 2;
+constexpr double kNaN = std::numeric_limits<double>::quiet_NaN();
+
+constexpr char kUsage[] =
+    "usage: router_train --dataset DIR (--out FILE | --evaluate) [options]\n"
+    "\n"
+    "Trains a quality estimator on a derived/ dataset folder and writes the artifact.\n"
+    "\n"
+    "  --dataset DIR            derived/ folder (prompts.jsonl, labels.csv, models.csv)\n"
+    "  --out FILE               artifact to write (CBOR)\n"
+    "  --evaluate               print quality-table rows (markdown) for the estimator and "
+    "baselines\n"
+    "  --estimator NAME         knn (default) or uniroute\n"
+    "  --seed N                 split seed (default 1)\n"
+    "  --train F --calibration F --test F   split fractions (default 0.6 0.2 0.2)\n"
+    "  --dim D                  featurizer dimension (default 256)\n"
+    "  --idf-bits B             log2 of the featurizer's IDF bins (default 16)\n"
+    "  --k K                    kNN neighbours (default 100)\n"
+    "  --prior-strength A       kNN pull toward the model mean (default 2)\n"
+    "  --bootstrap B            kNN bootstrap resamples (default 50)\n"
+    "  --clusters K             UniRoute clusters (default 20)\n"
+    "  --help                   this text\n"
+    "\n"
+    "Exit status: 0 done, 1 bad data or failure, 2 usage error.\n";
+
+int Fail(int code, absl::string_view message) {
+  std::cerr << "router_train: " << message << std::endl;
+  return code;
+}
+
+void Progress(absl::string_view message) { std::cerr << "router_train: " << message << std::endl; }
+
+struct Flags {
+  std::string dataset;
+  std::string out;
+  bool evaluate = false;
+  std::string estimator = "knn";
+  router::core::SplitOptions split;
+  router::core::FeaturizerOptions featurizer;
+  router::core::KnnOptions knn;
+  router::core::UniRouteOptions uniroute;
+};
+
+template <typename T>
+absl::Status ParseNumber(absl::string_view flag, absl::string_view text, T* out) {
+  bool ok = false;
+  if constexpr (std::is_same_v<T, double>) {
+    ok = absl::SimpleAtod(text, out) && std::isfinite(*out);
+  } else {
+    ok = absl::SimpleAtoi(text, out);
+  }
+  if (!ok) return absl::InvalidArgumentError(absl::StrCat(flag, ": not a number: '", text, "'"));
+  return absl::OkStatus();
+}
+
+// Parses argv; INVALID_ARGUMENT with the message to show for a usage error.
+absl::StatusOr<Flags> ParseFlags(int argc, char** argv) {
+  Flags f;
+  for (int k = 1; k < argc; ++k) {
+    std::string arg = argv[k];
+    if (arg == "--evaluate") {
+      f.evaluate = true;
+      continue;
+    }
+    if (!absl::StartsWith(arg, "--")) {
+      return absl::InvalidArgumentError(absl::StrCat("unexpected argument '", arg, "'"));
+    }
+    std::string value;
+    if (const size_t eq = arg.find('='); eq != std::string::npos) {
+      value = arg.substr(eq + 1);
+      arg.resize(eq);
+    } else {
+      if (k + 1 >= argc) return absl::InvalidArgumentError(absl::StrCat(arg, " needs a value"));
+      value = argv[++k];
+    }
+    absl::Status s;
+    if (arg == "--dataset") {
+      f.dataset = value;
+    } else if (arg == "--out") {
+      f.out = value;
+    } else if (arg == "--estimator") {
+      f.estimator = value;
+    } else if (arg == "--seed") {
+      s = ParseNumber(arg, value, &f.split.seed);
+      f.knn.seed = f.split.seed;
+      f.uniroute.seed = f.split.seed;
+    } else if (arg == "--train") {
+      s = ParseNumber(arg, value, &f.split.train);
+    } else if (arg == "--calibration") {
+      s = ParseNumber(arg, value, &f.split.calibration);
+    } else if (arg == "--test") {
+      s = ParseNumber(arg, value, &f.split.test);
+    } else if (arg == "--dim") {
+      s = ParseNumber(arg, value, &f.featurizer.dim);
+    } else if (arg == "--idf-bits") {
+      s = ParseNumber(arg, value, &f.featurizer.idf_bits);
+    } else if (arg == "--k") {
+      s = ParseNumber(arg, value, &f.knn.k);
+    } else if (arg == "--prior-strength") {
+      s = ParseNumber(arg, value, &f.knn.prior_strength);
+    } else if (arg == "--bootstrap") {
+      s = ParseNumber(arg, value, &f.knn.bootstrap_samples);
+    } else if (arg == "--clusters") {
+      s = ParseNumber(arg, value, &f.uniroute.num_clusters);
+    } else {
+      return absl::InvalidArgumentError(absl::StrCat("unknown flag '", arg, "'"));
+    }
+    if (!s.ok()) return s;
+  }
+  if (f.dataset.empty()) return absl::InvalidArgumentError("missing --dataset DIR");
+  if (f.out.empty() && !f.evaluate) {
+    return absl::InvalidArgumentError("missing --out FILE (or --evaluate)");
+  }
+  if (f.estimator != "knn" && f.estimator != "uniroute") {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "--estimator: expected knn or uniroute, got '", f.estimator, "'",
+        f.estimator == "classifier"
+            ? " (router_train cannot train the classifier yet; artifacts of that kind do load)"
+            : ""));
+  }
+  return f;
+}
+
+router::core::FeatureMatrix Features(const Dataset& data, const std::vector<int64_t>& rows,
+                                     const router::core::Featurizer& featurizer) {
+  router::core::FeatureMatrix m;
+  m.dim = featurizer.dim();
+  m.values.resize(rows.size() * static_cast<size_t>(m.dim));
+  for (size_t r = 0; r < rows.size(); ++r) {
+    featurizer
+        .Featurize(data.prompts[static_cast<size_t>(rows[r])].text,
+                   absl::MakeSpan(m.values.data() + r * static_cast<size_t>(m.dim),
+                                  static_cast<size_t>(m.dim)))
+        .IgnoreError();  // the span has dim() values by construction
+  }
+  return m;
+}
+
+router::core::TrainingSet Training(const Dataset& data, const std::vector<int64_t>& rows,
+                                   router::core::FeatureMatrix features) {
+  router::core::TrainingSet t;
+  t.features = std::move(features);
+  for (const auto& m : data.models) t.models.push_back(m.name);
+  for (const int64_t p : rows) {
+    for (size_t j = 0; j < data.models.size(); ++j) {
+      t.labels.push_back(data.correct[data.at(p, static_cast<int>(j))]);
+    }
+  }
+  return t;
+}
+
+// Held-out predictions on `rows` from a per-prompt quality function.
+template <typename QualityFn>
+absl::StatusOr<router::core::HeldOutPredictions> HeldOut(const Dataset& data,
+                                                         const std::vector<int64_t>& rows,
+                                                         const router::core::CostModel& cost,
+                                                         QualityFn quality) {
+  router::core::HeldOutPredictions h;
+  h.num_prompts = static_cast<int64_t>(rows.size());
+  const size_t m = data.models.size();
+  for (const auto& model : data.models) h.models.push_back(model.name);
+  bool dataset_has_cost = false;
+  for (const double c : data.cost_usd) dataset_has_cost = dataset_has_cost || !std::isnan(c);
+  std::vector<router::core::QualityEstimate> q(m);
+  for (size_t r = 0; r < rows.size(); ++r) {
+    const router::core::DatasetPrompt& prompt = data.prompts[static_cast<size_t>(rows[r])];
+    if (absl::Status s = quality(r, rows[r], absl::MakeSpan(q)); !s.ok()) return s;
+    router::core::CostQuery query;
+    query.text_bytes = static_cast<int64_t>(prompt.text.size());
+    query.task = prompt.task;
+    router::core::CostQuery untasked = query;
+    untasked.task.reset();
+    for (size_t j = 0; j < m; ++j) {
+      const size_t at = data.at(rows[r], static_cast<int>(j));
+      absl::StatusOr<double> predicted = cost.Expected(static_cast<int>(j), query);
+      if (!predicted.ok()) return predicted.status();
+      h.quality.push_back(q[j].quality);
+      h.quality_lower.push_back(q[j].quality_lower);
+      h.predicted_cost.push_back(*predicted);
+      h.correct.push_back(data.correct[at]);
+      double realized = kNaN;
+      if (dataset_has_cost) {
+        realized = data.cost_usd[at];
+      } else if (data.models[j].input_usd_per_mtok.has_value()) {
+        absl::StatusOr<double> estimate = cost.Expected(static_cast<int>(j), untasked);
+        if (!estimate.ok()) return estimate.status();
+        realized = *estimate;
+      }
+      h.realized_cost.push_back(realized);
+    }
+  }
+  return h;
+}
+
+std::string Cell(double v, int digits) {
+  return std::isfinite(v) ? absl::StrFormat("%.*f", digits, v) : std::string("n/a");
+}
+
+std::string TableRow(absl::string_view dataset, absl::string_view method,
+                     const router::core::RoutingEvaluation& r,
+                     const std::vector<router::core::ModelCalibration>& calibration) {
+  double ece = 0.0, brier = 0.0;
+  for (const auto& c : calibration) {
+    ece += c.ece / static_cast<double>(calibration.size());
+    brier += c.brier / static_cast<double>(calibration.size());
+  }
+  return absl::StrCat(
+      "| ", dataset, " | ", method, " | ", r.prompts, " | ", r.best_model, " ",
+      Cell(r.best_accuracy, 3), " | ", Cell(r.argmax_accuracy, 3), " | ",
+      Cell(r.relative_accuracy_at_20, 3), " | ", Cell(r.relative_accuracy_at_50, 3), " | ",
+      Cell(r.relative_accuracy_at_100, 3), " | ",
+      std::isnan(r.qnc) && std::isfinite(r.best_cost) ? std::string("never") : Cell(r.qnc, 3),
+      " | ", Cell(r.deferral_auc, 3), " | ", Cell(brier, 3), " | ", Cell(ece, 3), " |");
+}
+
+std::string CreatedTime() {
+  absl::Time now = absl::Now();
+  if (const char* epoch = std::getenv("SOURCE_DATE_EPOCH"); epoch != nullptr) {
+    int64_t seconds = 0;
+    if (absl::SimpleAtoi(epoch, &seconds)) now = absl::FromUnixSeconds(seconds);
+  }
+  return absl::FormatTime("%Y-%m-%dT%H:%M:%SZ", now, absl::UTCTimeZone());
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  for (int k = 1; k < argc; ++k) {
+    if (absl::string_view(argv[k]) == "--help" || absl::string_view(argv[k]) == "-h") {
+      std::cout << kUsage;
+      return 0;
+    }
+  }
+  absl::StatusOr<Flags> flags = ParseFlags(argc, argv);
+  if (!flags.ok()) return Fail(kExitUsage, absl::StrCat(flags.status().message(), " (see --help)"));
+  // Validate every option before the slow steps, so a typo fails at once.
+  if (absl::Status s = router::core::Featurizer::Create(flags->featurizer).status(); !s.ok()) {
+    return Fail(kExitUsage, absl::StrCat("featurizer ", s.message()));
+  }
+
+  Progress(absl::StrCat("reading ", flags->dataset));
+  absl::StatusOr<Dataset> data = router::core::ReadDataset(flags->dataset);
+  if (!data.ok()) return Fail(kExitFailure, data.status().ToString());
+  absl::StatusOr<router::core::DatasetSplit> split =
+      router::core::SplitDataset(*data, flags->split);
+  if (!split.ok()) return Fail(kExitUsage, split.status().message());
+  Progress(absl::StrCat(data->name, ": ", data->prompts.size(), " prompts, ", data->models.size(),
+                        " models; split train ", split->train.size(), ", calibration ",
+                        split->calibration.size(), ", test ", split->test.size()));
+  if (split->test.empty()) return Fail(kExitUsage, "the test part is empty");
+
+  std::vector<std::string> train_texts;
+  for (const int64_t p : split->train) train_texts.push_back(data->prompts[p].text);
+  Progress("fitting the featurizer's IDF on the train part");
+  absl::StatusOr<router::core::Featurizer> featurizer =
+      router::core::Featurizer::Fit(flags->featurizer, train_texts);
+  if (!featurizer.ok()) return Fail(kExitFailure, featurizer.status().ToString());
+  Progress("featurizing");
+  router::core::FeatureMatrix train_features = Features(*data, split->train, *featurizer);
+  router::core::FeatureMatrix test_features = Features(*data, split->test, *featurizer);
+
+  Progress(absl::StrCat("fitting ", flags->estimator));
+  std::unique_ptr<QualityEstimator> estimator;
+  if (flags->estimator == "knn") {
+    absl::StatusOr<std::unique_ptr<router::core::KnnEstimator>> knn =
+        router::core::KnnEstimator::Fit(Training(*data, split->train, train_features), flags->knn);
+    if (!knn.ok()) return Fail(kExitFailure, knn.status().ToString());
+    estimator = *std::move(knn);
+  } else {
+    if (split->calibration.empty()) return Fail(kExitUsage, "uniroute needs a calibration part");
+    router::core::TrainingSet validation =
+        Training(*data, split->calibration, Features(*data, split->calibration, *featurizer));
+    absl::StatusOr<std::unique_ptr<router::core::UniRouteEstimator>> uniroute =
+        router::core::FitUniRoute(train_features, validation, flags->uniroute);
+    if (!uniroute.ok()) return Fail(kExitFailure, uniroute.status().ToString());
+    estimator = *std::move(uniroute);
+  }
+  absl::StatusOr<router::core::CostModel> cost =
+      router::core::CostModel::Fit(*data, split->train, router::core::CostModelOptions());
+  if (!cost.ok()) return Fail(kExitFailure, cost.status().ToString());
+
+  Progress(absl::StrCat("predicting ", split->test.size(), " held-out prompts"));
+  const int dim = featurizer->dim();
+  absl::StatusOr<router::core::HeldOutPredictions> held =
+      HeldOut(*data, split->test, *cost,
+              [&](size_t r, int64_t, absl::Span<router::core::QualityEstimate> out) {
+                return estimator->Predict(
+                    absl::MakeConstSpan(test_features.values.data() + r * static_cast<size_t>(dim),
+                                        static_cast<size_t>(dim)),
+                    out);
+              });
+  if (!held.ok()) return Fail(kExitFailure, held.status().ToString());
+  absl::StatusOr<std::vector<router::core::ModelCalibration>> calibration =
+      router::core::CalibrationMetrics(*held);
+  absl::StatusOr<router::core::RoutingEvaluation> routing = router::core::EvaluateRouting(*held);
+  if (!calibration.ok()) return Fail(kExitFailure, calibration.status().ToString());
+  if (!routing.ok()) return Fail(kExitFailure, routing.status().ToString());
+
+  nlohmann::json result = {
+      {"dataset", data->name},
+      {"estimator", flags->estimator},
+      {"split",
+       {{"seed", flags->split.seed},
+        {"fractions", {flags->split.train, flags->split.calibration, flags->split.test}},
+        {"train", split->train.size()},
+        {"calibration", split->calibration.size()},
+        {"test", split->test.size()}}},
+      {"models", router::core::CalibrationToJson(*calibration)},
+      {"routing", router::core::RoutingToJson(*routing)}};
+
+  if (flags->evaluate) {
+    // Baseline: the training success rate of each model on the prompt's task (the task is known).
+    std::map<std::string, std::vector<std::pair<double, double>>> task_rates;
+    const size_t m = data->models.size();
+    for (const int64_t p : split->train) {
+      auto& rates = task_rates[data->prompts[p].task];
+      rates.resize(m);
+      for (size_t j = 0; j < m; ++j) {
+        const double y = data->correct[data->at(p, static_cast<int>(j))];
+        if (std::isnan(y)) continue;
+        rates[j].first += y;
+        rates[j].second += 1;
+      }
+    }
+    absl::StatusOr<router::core::HeldOutPredictions> prior =
+        HeldOut(*data, split->test, *cost,
+                [&](size_t, int64_t p, absl::Span<router::core::QualityEstimate> out) {
+                  const auto it = task_rates.find(data->prompts[p].task);
+                  for (size_t j = 0; j < m; ++j) {
+                    const double rate = it == task_rates.end() || it->second[j].second == 0
+                                            ? 0.5
+                                            : it->second[j].first / it->second[j].second;
+                    out[j] = {rate, rate};
+                  }
+                  return absl::OkStatus();
+                });
+    if (!prior.ok()) return Fail(kExitFailure, prior.status().ToString());
+    absl::StatusOr<router::core::RoutingEvaluation> prior_routing =
+        router::core::EvaluateRouting(*prior);
+    absl::StatusOr<std::vector<router::core::ModelCalibration>> prior_calibration =
+        router::core::CalibrationMetrics(*prior);
+    if (!prior_routing.ok() || !prior_calibration.ok()) {
+      return Fail(kExitFailure, "task-prior baseline failed");
+    }
+    std::string method = flags->estimator;
+    if (flags->estimator == "knn") {
+      absl::StrAppend(&method, "-", flags->knn.k, " (D=", dim, ")");
+    } else {
+      absl::StrAppend(&method, " K=", flags->uniroute.num_clusters, " (D=", dim, ")");
+    }
+    std::cout << TableRow(data->name, method, *routing, *calibration) << '\n';
+    std::cout << TableRow(data->name, "task prior (knows the task)", *prior_routing,
+                          *prior_calibration)
+              << '\n';
+    result["task_prior_routing"] = router::core::RoutingToJson(*prior_routing);
+  }
+
+  if (!flags->out.empty()) {
+    std::vector<std::string> args(argv, argv + argc);
+    nlohmann::json provenance = result;
+    provenance["command"] = absl::StrJoin(args, " ");
+    provenance["created"] = CreatedTime();
+    provenance["label"] = "correct";
+    absl::StatusOr<std::string> bytes =
+        router::core::SerializeArtifact(*featurizer, *estimator, *cost, provenance);
+    if (!bytes.ok()) return Fail(kExitFailure, bytes.status().ToString());
+    if (absl::Status s = router::core::WriteArtifactFile(flags->out, *bytes); !s.ok()) {
+      return Fail(kExitFailure, s.ToString());
+    }
+    Progress(absl::StrCat("wrote ", flags->out, " (", bytes->size(), " bytes)"));
+    result["artifact"] = {{"path", flags->out}, {"bytes", bytes->size()}};
+  }
+  std::cout << result.dump() << '\n';
+  std::cout.flush();
+  if (!std::cout) return Fail(kExitFailure, "cannot write to stdout");
+  return 0;
+}

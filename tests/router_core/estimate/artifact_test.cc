@@ -1,0 +1,181 @@
+#include "router_core/estimate/artifact.h"
+
+#include <filesystem>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "gmock/gmock.h"
+#include "gtest/gtest.h"
+#include "router_core/estimate/knn_estimator.h"
+#include "router_core/estimate/uniroute_estimator.h"
+#include "tests/router_core/estimate/real_data.h"
+#include "tests/router_core/testing/status_matchers.h"
+
+namespace router::core {
+namespace {
+
+using ::router::core::testing::IsOk;
+using ::router::core::testing::Real;
+using ::router::core::testing::StatusIs;
+using ::testing::HasSubstr;
+
+const nlohmann::json kProvenance = {{"dataset", "routerbench_subset"}, {"seed", 7}};
+
+// Everything from scratch: the featurizer, the estimator and the cost model.
+std::string TrainAndSerialize() {
+  std::vector<std::string> texts;
+  for (const int64_t p : Real().train_rows) texts.push_back(Real().dataset.prompts[p].text);
+  FeaturizerOptions fo;
+  fo.dim = 64;
+  fo.idf_bits = 10;
+  absl::StatusOr<Featurizer> f = Featurizer::Fit(fo, texts);
+  EXPECT_THAT(f, IsOk());
+  const TrainingSet train = testing::MakeTrainingSet(Real().dataset, Real().train_rows, *f);
+  absl::StatusOr<std::unique_ptr<KnnEstimator>> knn = KnnEstimator::Fit(train, KnnOptions());
+  EXPECT_THAT(knn, IsOk());
+  absl::StatusOr<CostModel> cost =
+      CostModel::Fit(Real().dataset, Real().split.train, CostModelOptions());
+  EXPECT_THAT(cost, IsOk());
+  absl::StatusOr<std::string> bytes = SerializeArtifact(*f, **knn, *cost, kProvenance);
+  EXPECT_THAT(bytes, IsOk());
+  return bytes.value_or("");
+}
+
+const std::string& Bytes() {
+  static const std::string* bytes = new std::string(TrainAndSerialize());
+  return *bytes;
+}
+
+std::vector<ModelPrediction> PredictSome(const Predictor& p) {
+  std::vector<ModelPrediction> all;
+  for (size_t k = 0; k < 40; ++k) {
+    PredictRequest r;
+    r.text = Real().dataset.prompts[Real().test_rows[k]].text;
+    absl::StatusOr<std::vector<ModelPrediction>> out = p.Predict(r);
+    EXPECT_THAT(out, IsOk());
+    all.insert(all.end(), out->begin(), out->end());
+  }
+  return all;
+}
+
+TEST(ArtifactTest, SameTrainingGivesTheSameBytes) {
+  EXPECT_EQ(TrainAndSerialize(), Bytes());
+  EXPECT_EQ(Bytes().substr(0, 3), "\xd9\xd9\xf7");
+}
+
+TEST(ArtifactTest, FileRoundTripGivesIdenticalPredictions) {
+  const std::string path =
+      (std::filesystem::temp_directory_path() / ("artifact_test_" + std::to_string(::getpid())))
+          .string();
+  ASSERT_THAT(WriteArtifactFile(path, Bytes()), IsOk());
+  absl::StatusOr<Artifact> a = ReadArtifactFile(path);
+  std::filesystem::remove(path);
+  ASSERT_THAT(a, IsOk());
+  EXPECT_EQ(a->provenance, kProvenance);
+  EXPECT_EQ(a->estimator->kind(), "knn");
+  absl::StatusOr<Artifact> b = ParseArtifact(Bytes());
+  ASSERT_THAT(b, IsOk());
+  // Serializing what was loaded reproduces the file.
+  absl::StatusOr<std::string> again =
+      SerializeArtifact(a->featurizer, *a->estimator, a->cost_model, a->provenance);
+  ASSERT_THAT(again, IsOk());
+  EXPECT_EQ(*again, Bytes());
+
+  absl::StatusOr<Predictor> pa = MakePredictor(*std::move(a));
+  absl::StatusOr<Predictor> pb = MakePredictor(*std::move(b));
+  ASSERT_THAT(pa, IsOk());
+  ASSERT_THAT(pb, IsOk());
+  const std::vector<ModelPrediction> x = PredictSome(*pa);
+  const std::vector<ModelPrediction> y = PredictSome(*pb);
+  ASSERT_EQ(x.size(), y.size());
+  for (size_t k = 0; k < x.size(); ++k) {
+    EXPECT_EQ(x[k].quality, y[k].quality);
+    EXPECT_EQ(x[k].quality_lower, y[k].quality_lower);
+    EXPECT_EQ(x[k].cost_usd, y[k].cost_usd);
+  }
+}
+
+TEST(ArtifactTest, LoadsAUniRouteEstimatorByKind) {
+  const TrainingSet& train = Real().train;
+  UniRouteOptions o;
+  o.num_clusters = 5;
+  absl::StatusOr<std::unique_ptr<UniRouteEstimator>> uniroute =
+      FitUniRoute(train.features, train, o);
+  ASSERT_THAT(uniroute, IsOk());
+  absl::StatusOr<CostModel> cost =
+      CostModel::Fit(Real().dataset, Real().split.train, CostModelOptions());
+  ASSERT_THAT(cost, IsOk());
+  absl::StatusOr<std::string> bytes =
+      SerializeArtifact(Real().featurizer, **uniroute, *cost, kProvenance);
+  ASSERT_THAT(bytes, IsOk());
+  absl::StatusOr<Artifact> a = ParseArtifact(*bytes);
+  ASSERT_THAT(a, IsOk());
+  EXPECT_EQ(a->estimator->kind(), "uniroute");
+}
+
+TEST(ArtifactTest, MissingFileIsNotFound) {
+  EXPECT_THAT(ReadArtifactFile("/nonexistent/dir/x.cbor"),
+              StatusIs(absl::StatusCode::kNotFound, HasSubstr("/nonexistent/dir/x.cbor")));
+}
+
+TEST(ArtifactTest, TruncatedOrCorruptFilesAreErrorsNamingTheProblem) {
+  const std::string& good = Bytes();
+  for (const size_t size :
+       {size_t{0}, size_t{2}, size_t{3}, size_t{10}, good.size() / 2, good.size() - 1}) {
+    EXPECT_THAT(ParseArtifact(good.substr(0, size)),
+                StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("artifact")))
+        << "truncated to " << size;
+  }
+  EXPECT_THAT(ParseArtifact(good.substr(0, good.size() / 2)),
+              StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("truncated or corrupt CBOR")));
+  EXPECT_THAT(
+      ParseArtifact("{\"format\": \"router-estimator\"}"),
+      StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("not a router estimator artifact")));
+  // Flipping bytes anywhere never crashes: every result is OK or a clear error.
+  for (size_t pos = 3; pos < good.size(); pos += good.size() / 97) {
+    std::string bad = good;
+    bad[pos] = static_cast<char>(bad[pos] ^ 0x5a);
+    const absl::StatusOr<Artifact> a = ParseArtifact(bad);
+    if (!a.ok()) {
+      EXPECT_EQ(a.status().code(), absl::StatusCode::kInvalidArgument) << a.status();
+    }
+  }
+}
+
+// Re-encodes the artifact with `edit` applied to its document.
+template <typename Edit>
+std::string Edited(Edit edit) {
+  nlohmann::json doc = nlohmann::json::from_cbor(Bytes().begin() + 3, Bytes().end());
+  edit(doc);
+  std::string out("\xd9\xd9\xf7");
+  nlohmann::json::to_cbor(doc, out);
+  return out;
+}
+
+TEST(ArtifactTest, WrongVersionFormatKindOrStateAreNamed) {
+  EXPECT_THAT(ParseArtifact(Edited([](nlohmann::json& d) { d["version"] = 2; })),
+              StatusIs(absl::StatusCode::kInvalidArgument,
+                       HasSubstr("unsupported artifact version 2 (this build reads 1)")));
+  EXPECT_THAT(
+      ParseArtifact(Edited([](nlohmann::json& d) { d["format"] = "other"; })),
+      StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("not a router estimator artifact")));
+  EXPECT_THAT(
+      ParseArtifact(Edited([](nlohmann::json& d) { d["estimator"]["kind"] = "forest"; })),
+      StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("unknown estimator kind 'forest'")));
+  EXPECT_THAT(ParseArtifact(Edited([](nlohmann::json& d) { d["estimator"]["kind"] = "uniroute"; })),
+              StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("estimator state")));
+  EXPECT_THAT(ParseArtifact(Edited([](nlohmann::json& d) { d["estimator"]["state"]["dim"] = 3; })),
+              StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("knn.")));
+  EXPECT_THAT(ParseArtifact(Edited([](nlohmann::json& d) { d["featurizer"]["dim"] = 32; })),
+              StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("featurizer")));
+  EXPECT_THAT(ParseArtifact(Edited([](nlohmann::json& d) { d["models"][0] = "someone"; })),
+              StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("models")));
+  EXPECT_THAT(ParseArtifact(Edited([](nlohmann::json& d) { d.erase("cost_model"); })),
+              StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("cost_model: missing")));
+  EXPECT_THAT(ParseArtifact(Edited([](nlohmann::json& d) { d["provenance"] = 3; })),
+              StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("provenance")));
+}
+
+}  // namespace
+}  // namespace router::core
