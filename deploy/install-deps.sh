@@ -11,5 +11,5 @@ $SUDO apt-get install -y -qq --no-install-recommends \
   libgrpc++-dev libgrpc-dev protobuf-compiler-grpc libprotobuf-dev protobuf-compiler grpc-proto \
   libabsl-dev coinor-libcbc-dev prometheus-cpp-dev nlohmann-json3-dev libyaml-cpp-dev \
   libgtest-dev libgmock-dev googletest libbenchmark-dev \
-  python3 python3-grpcio python3-protobuf curl ca-certificates >/dev/null
+  python3 python3-grpcio python3-protobuf curl ca-certificates systemd gnuplot-nox >/dev/null
 echo "install-deps: done"

@@ -106,7 +106,8 @@ grpc::ServerUnaryReactor* AdminService::UpdateConfig(grpc::CallbackServerContext
                                                      const v1::UpdateConfigRequest* request,
                                                      v1::UpdateConfigResponse* response) {
   const absl::Time start = runtime_->clock().Now();
-  absl::StatusOr<RouterConfig> next = ParseConfigYaml(request->yaml());
+  absl::StatusOr<RouterConfig> next =
+      ParseConfigUpdateYaml(request->yaml(), runtime_->state()->config);
   if (!next.ok()) return Answer(ctx, "UpdateConfig", start, next.status());
   std::optional<uint64_t> expected;
   if (request->has_expected_generation()) expected = request->expected_generation();

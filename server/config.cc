@@ -183,6 +183,11 @@ void Emit(YAML::Emitter& out, absl::string_view key, absl::Duration d) {
 }  // namespace
 
 absl::StatusOr<RouterConfig> ParseConfigYaml(absl::string_view yaml) {
+  return ParseConfigUpdateYaml(yaml, RouterConfig{});
+}
+
+absl::StatusOr<RouterConfig> ParseConfigUpdateYaml(absl::string_view yaml,
+                                                   const RouterConfig& current) {
   YAML::Node root;
   try {
     root = YAML::Load(std::string(yaml));
@@ -191,6 +196,10 @@ absl::StatusOr<RouterConfig> ParseConfigYaml(absl::string_view yaml) {
                                                    ", column ", e.mark.column + 1, ": ", e.msg));
   }
   RouterConfig c;
+  c.listen = current.listen;
+  c.metrics_listen = current.metrics_listen;
+  c.estimator = current.estimator;
+  c.reflection = current.reflection;
   try {
     MapReader r(root, "");
     ROUTER_RETURN_IF_ERROR(r.CheckIsMap());
@@ -228,12 +237,13 @@ absl::StatusOr<RouterConfig> ParseConfigYaml(absl::string_view yaml) {
   return c;
 }
 
-absl::StatusOr<RouterConfig> LoadConfigFile(const std::string& path) {
+absl::StatusOr<RouterConfig> LoadConfigFile(const std::string& path, const RouterConfig* current) {
   std::ifstream in(path, std::ios::binary);
   if (!in) return absl::NotFoundError(absl::StrCat("config file '", path, "' cannot be read"));
   std::stringstream buffer;
   buffer << in.rdbuf();
-  absl::StatusOr<RouterConfig> c = ParseConfigYaml(buffer.str());
+  absl::StatusOr<RouterConfig> c = current == nullptr ? ParseConfigYaml(buffer.str())
+                                                      : ParseConfigUpdateYaml(buffer.str(), *current);
   if (!c.ok()) return absl::Status(c.status().code(), absl::StrCat(path, ": ", c.status().message()));
   return c;
 }

@@ -66,7 +66,15 @@ struct RouterConfig {
 // Parses and validates a whole document. Unknown keys are errors (a typo must not silently keep a
 // default).
 absl::StatusOr<RouterConfig> ParseConfigYaml(absl::string_view yaml);
-absl::StatusOr<RouterConfig> LoadConfigFile(const std::string& path);
+// With `current`, parses like ParseConfigUpdateYaml (a reload).
+absl::StatusOr<RouterConfig> LoadConfigFile(const std::string& path,
+                                            const RouterConfig* current = nullptr);
+// For a runtime update: like ParseConfigYaml, except that absent startup-only keys keep the values
+// of `current` (an update need not repeat them; changing one is still refused by
+// CheckRuntimeChange). Absent runtime keys take their defaults: an update replaces the runtime
+// configuration as a whole.
+absl::StatusOr<RouterConfig> ParseConfigUpdateYaml(absl::string_view yaml,
+                                                   const RouterConfig& current);
 // Round-trips through ParseConfigYaml.
 std::string ConfigToYaml(const RouterConfig& config);
 

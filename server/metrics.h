@@ -3,7 +3,7 @@
 // routerd's Prometheus metrics (prefix `router_`, base units, counters ending in _total, bounded
 // labels only: method, code, model, status, reason; never query ids or tenants). References into
 // the registry are cached at construction; recording is lock-free apart from prometheus-cpp's own
-// per-metric atomics. The names are documented in docs/operations.md.
+// per-metric atomics. The names are documented in deploy/README.md.
 //
 // Thread-safety: all methods may be called concurrently.
 
@@ -33,7 +33,8 @@ class RouterMetrics final : public BatchObserver {
 
   // One finished RPC (method: Route, RouteStream, RouteBatch, Complete, or an admin method).
   void OnRequest(absl::string_view method, grpc::StatusCode code, absl::Duration elapsed);
-  // A query refused before it reached a batch: queue_full, shutdown, invalid, cancelled, deadline.
+  // A query answered without a model: invalid, unavailable (queue full or shutting down),
+  // cancelled, deadline, budget_or_slots, error.
   void OnRejected(absl::string_view reason);
   void OnCompletion(double predicted_usd, double recorded_usd);
   void OnConfigGeneration(uint64_t generation);

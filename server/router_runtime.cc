@@ -21,7 +21,7 @@ absl::StatusOr<std::unique_ptr<RouterRuntime>> RouterRuntime::Create(
   runtime->ledger_ = *std::move(ledger);
   absl::StatusOr<std::unique_ptr<BatchScheduler>> scheduler =
       BatchScheduler::Create((*state)->config.batching, (*state)->batch_context,
-                             runtime->ledger_.get(), clock, metrics);
+                             runtime->ledger_.get(), clock, runtime.get());
   if (!scheduler.ok()) return scheduler.status();
   runtime->scheduler_ = *std::move(scheduler);
   {
@@ -177,6 +177,16 @@ absl::StatusOr<uint64_t> RouterRuntime::RemoveModel(const std::string& name) {
         absl::StrCat("name: '", name, "' is the last model of the pool; add another first"));
   }
   return ApplyLocked(std::move(config), current->predictor, /*dry_run=*/false);
+}
+
+void RouterRuntime::OnBatch(const core::BatchOutcome& outcome, absl::Duration oldest_wait) {
+  if (metrics_ == nullptr) return;
+  metrics_->OnBatch(outcome, oldest_wait);
+  PublishLedgerGauges();
+}
+
+void RouterRuntime::OnQueueDepth(int64_t depth) {
+  if (metrics_ != nullptr) metrics_->OnQueueDepth(depth);
 }
 
 void RouterRuntime::PublishLedgerGauges() {

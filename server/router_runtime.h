@@ -43,7 +43,9 @@ struct NewModel {
   std::optional<double> mean_cost_usd;
 };
 
-class RouterRuntime {
+// Also the scheduler's batch observer: forwards to the metrics and refreshes the ledger gauges
+// after every batch.
+class RouterRuntime final : public BatchObserver {
  public:
   // `metrics` (may be null) and `clock` must outlive the runtime.
   static absl::StatusOr<std::unique_ptr<RouterRuntime>> Create(
@@ -67,6 +69,10 @@ class RouterRuntime {
 
   // Refreshes the gauges that describe the ledger (slots in use, remaining budget).
   void PublishLedgerGauges();
+
+  // BatchObserver
+  void OnBatch(const core::BatchOutcome& outcome, absl::Duration oldest_wait) override;
+  void OnQueueDepth(int64_t depth) override;
 
  private:
   RouterRuntime(RouterMetrics* metrics, const core::Clock* clock) : metrics_(metrics), clock_(clock) {}

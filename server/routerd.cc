@@ -103,14 +103,20 @@ absl::Status Routerd::Reload() {
   if (config_path_.empty()) {
     return absl::FailedPreconditionError("routerd was started without --config; nothing to reload");
   }
-  absl::StatusOr<RouterConfig> next = LoadConfigFile(config_path_);
+  const RouterConfig& current = runtime_->state()->config;
+  absl::StatusOr<RouterConfig> next = LoadConfigFile(config_path_, &current);
   if (!next.ok()) return next.status();
+  // Startup-only keys take effect at the next start; flags may have overridden them at this one.
+  next->listen = current.listen;
+  next->metrics_listen = current.metrics_listen;
+  next->estimator = current.estimator;
+  next->reflection = current.reflection;
   return runtime_->UpdateConfig(*next, std::nullopt, /*dry_run=*/false).status();
 }
 
 void Routerd::Shutdown(absl::Duration drain, absl::Duration grace) {
   absl::MutexLock lock(&shutdown_mu_);
-  if (shut_down_) return;
+  if (shut_down_ || runtime_ == nullptr) return;  // nothing started (Start failed early)
   shut_down_ = true;
   if (server_ != nullptr) {
     server_->GetHealthCheckService()->SetServingStatus(kRouterService, false);

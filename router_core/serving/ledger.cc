@@ -144,7 +144,10 @@ absl::StatusOr<std::vector<std::string>> Ledger::Commit(
     ++wanted[r.model];
     total += r.predicted_cost_usd;
   }
-  for (const auto& [name, count] : wanted) {
+  for (const auto& entry : wanted) {
+    // Named copies: clang 14 cannot capture structured bindings in the lambda below.
+    const absl::string_view name = entry.first;
+    const int64_t count = entry.second;
     auto m = std::find_if(models_.begin(), models_.end(),
                           [&](const LedgerModel& lm) { return lm.name == name; });
     if (m == models_.end()) return absl::NotFoundError(absl::StrCat("unknown model '", name, "'"));

@@ -77,6 +77,16 @@ TEST(ConfigTest, ErrorsNameTheField) {
   EXPECT_THAT(LoadConfigFile("/nonexistent/routerd.yaml"), StatusIs(absl::StatusCode::kNotFound, HasSubstr("/nonexistent")));
 }
 
+TEST(ConfigTest, AnUpdateKeepsAbsentStartupFieldsAndResetsAbsentRuntimeFields) {
+  RouterConfig current = *ParseConfigYaml("listen: 0.0.0.0:7000\nbatching: {max_batch_size: 8}");
+  absl::StatusOr<RouterConfig> next = ParseConfigUpdateYaml("batching: {max_queued: 500}", current);
+  ASSERT_THAT(next, IsOk());
+  EXPECT_EQ(next->listen, "0.0.0.0:7000");
+  EXPECT_EQ(next->batching.max_queued, 500);
+  EXPECT_EQ(next->batching.max_batch_size, 64);
+  EXPECT_THAT(CheckRuntimeChange(current, *next), IsOk());
+}
+
 TEST(ConfigTest, StartupOnlyFieldsCannotChangeAtRuntime) {
   RouterConfig a = *ParseConfigYaml("");
   RouterConfig b = a;

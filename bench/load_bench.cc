@@ -1,0 +1,816 @@
+// load_bench: closed-loop load over loopback against routerd and a bare gRPC echo service, both
+// measured in the same run, so the table says what routing costs beyond gRPC itself. Method and
+// results: bench/README.md, "Load benchmark".
+//
+//   load_bench [--routerd ADDR | --config FILE [--estimator FILE]] [--prompts FILE]
+//              [--clients 64,256] [--batch_sizes 64,256] [--delays_ms 1,5] [--stream_window 8]
+//              [--channels 2] [--warmup_s 1] [--duration_s 4] [--lease_timeout_s 2]
+//
+// Without --routerd, routerd runs in this process (router::server::Routerd::Start on the --config
+// file, listening on 127.0.0.1:0): the same code as the binary, without the signal handling of
+// main.cc. The echo service always runs in this process. Batch settings are applied through
+// RouterAdmin.UpdateConfig, and routerd gets its original configuration back at the end.
+//
+// Closed loop: each of C clients keeps a fixed number of queries in flight and sends the next one
+// when an answer arrives. Unary (Route, Echo): one call in flight per client. Stream (RouteStream,
+// EchoStream): one stream per client with --stream_window queries in flight on it. Every query
+// carries a real prompt from routerbench_subset. Latency runs from the moment a client wants to send
+// a query to its answer. Only answers that arrive in the measured window (after the warm-up) count.
+//
+// Output: a Markdown table on stdout (one row per run, printed as it finishes), then, for each
+// client count and delay measured at max_batch_size 256, RouteStream / EchoStream throughput.
+//
+// Exit status: 0 after printing the table; 2 for a bad flag; 1 if a service cannot start or a run
+// fails (a failed RPC or an error answer is only counted in the `errors` column; a stream that ends
+// with an error status is fatal).
+
+#include <algorithm>
+#include <chrono>
+#include <cmath>
+#include <cstddef>
+#include <cstdint>
+#include <cstdio>
+#include <deque>
+#include <fstream>
+#include <functional>
+#include <iostream>
+#include <memory>
+#include <string>
+#include <type_traits>
+#include <utility>
+#include <vector>
+
+#include "absl/base/thread_annotations.h"
+#include "absl/container/flat_hash_map.h"
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_split.h"
+#include "absl/synchronization/blocking_counter.h"
+#include "absl/synchronization/mutex.h"
+#include "absl/time/clock.h"
+#include "absl/time/time.h"
+#include "echo.grpc.pb.h"
+#include "grpcpp/channel.h"
+#include "grpcpp/create_channel.h"
+#include "grpcpp/security/credentials.h"
+#include "grpcpp/security/server_credentials.h"
+#include "grpcpp/server.h"
+#include "grpcpp/server_builder.h"
+#include "nlohmann/json.hpp"
+#include "router/v1/router.grpc.pb.h"
+#include "server/config.h"
+#include "server/routerd.h"
+
+namespace {
+
+namespace v1 = router::v1;
+namespace echo = routerbench::v1;
+
+// ---------------------------------------------------------------------------------------------
+// The echo service: answers each request with `response_bytes` bytes and its id, doing nothing
+// else. The stream reactor keeps reading while it writes (answers queue behind the one write in
+// flight), as RouteStream does, so the two streams differ only in the work routerd does.
+
+class EchoStreamReactor final : public grpc::ServerBidiReactor<echo::EchoRequest, echo::EchoResponse> {
+ public:
+  EchoStreamReactor() { StartRead(&request_); }
+
+  void OnReadDone(bool ok) override {
+    if (!ok) {  // half-close or cancellation: finish once every queued answer is written
+      bool finish = false;
+      {
+        absl::MutexLock lock(&mu_);
+        reads_done_ = true;
+        finish = !writing_;
+      }
+      if (finish) Finish(grpc::Status::OK);
+      return;
+    }
+    const echo::EchoResponse* to_write = nullptr;
+    {
+      absl::MutexLock lock(&mu_);
+      echo::EchoResponse& answer = pending_.emplace_back();
+      answer.set_id(request_.id());
+      answer.mutable_payload()->assign(static_cast<size_t>(request_.response_bytes()), 'x');
+      if (!writing_) {
+        writing_ = true;
+        to_write = &pending_.front();
+      }
+    }
+    // Started outside the lock: a write that completes at once may run OnWriteDone on this thread.
+    if (to_write != nullptr) StartWrite(to_write);
+    StartRead(&request_);
+  }
+
+  void OnWriteDone(bool /*ok: a failed write means the client is gone; its reads fail too*/) override {
+    const echo::EchoResponse* next = nullptr;
+    bool finish = false;
+    {
+      absl::MutexLock lock(&mu_);
+      pending_.pop_front();
+      if (!pending_.empty()) {
+        next = &pending_.front();
+      } else {
+        writing_ = false;
+        finish = reads_done_;
+      }
+    }
+    if (next != nullptr) StartWrite(next);
+    if (finish) Finish(grpc::Status::OK);
+  }
+
+  void OnDone() override { delete this; }
+
+ private:
+  echo::EchoRequest request_;  // only touched by the read chain (one read in flight)
+  absl::Mutex mu_;
+  // Answers not yet written; the front is the one being written. A deque keeps the front's
+  // address stable while answers are appended behind it.
+  std::deque<echo::EchoResponse> pending_ ABSL_GUARDED_BY(mu_);
+  bool writing_ ABSL_GUARDED_BY(mu_) = false;
+  bool reads_done_ ABSL_GUARDED_BY(mu_) = false;
+};
+
+class EchoService final : public echo::Echo::CallbackService {
+ public:
+  grpc::ServerUnaryReactor* Echo(grpc::CallbackServerContext* ctx, const echo::EchoRequest* request,
+                                 echo::EchoResponse* response) override {
+    response->set_id(request->id());
+    response->mutable_payload()->assign(static_cast<size_t>(request->response_bytes()), 'x');
+    grpc::ServerUnaryReactor* reactor = ctx->DefaultReactor();
+    reactor->Finish(grpc::Status::OK);
+    return reactor;
+  }
+  grpc::ServerBidiReactor<echo::EchoRequest, echo::EchoResponse>* EchoStream(
+      grpc::CallbackServerContext* /*ctx*/) override {
+    return new EchoStreamReactor();
+  }
+};
+
+// ---------------------------------------------------------------------------------------------
+// Measurement
+
+// The measured window of one run; answers outside it are not counted.
+struct Window {
+  absl::Time start;
+  absl::Time end;
+};
+
+// What one client saw in the window. Written only by that client's answer path, which gRPC runs
+// one reaction at a time (one call in flight, or one read in flight).
+struct ClientStats {
+  std::vector<double> latency_us;
+  int64_t errors = 0;
+
+  void Record(const Window& w, absl::Time sent, absl::Time answered, bool ok) {
+    if (answered < w.start || answered >= w.end) return;
+    if (ok) {
+      latency_us.push_back(absl::ToDoubleMicroseconds(answered - sent));
+    } else {
+      ++errors;
+    }
+  }
+};
+
+struct RunResult {
+  std::string service;  // Route, RouteStream, Echo, EchoStream
+  int clients = 0;
+  int64_t batch_size = 0;  // 0 for echo
+  double delay_ms = 0;
+  double qps = 0;
+  double p50_ms = 0;
+  double p99_ms = 0;
+  int64_t answers = 0;
+  int64_t errors = 0;
+};
+
+double Percentile(std::vector<double>& v, double q) {
+  if (v.empty()) return 0;
+  const size_t k = std::min(v.size() - 1, static_cast<size_t>(q * static_cast<double>(v.size())));
+  std::nth_element(v.begin(), v.begin() + static_cast<ptrdiff_t>(k), v.end());
+  return v[k];
+}
+
+RunResult Summarize(std::vector<ClientStats>& stats, const Window& w) {
+  RunResult r;
+  std::vector<double> all;
+  for (ClientStats& s : stats) {
+    all.insert(all.end(), s.latency_us.begin(), s.latency_us.end());
+    r.errors += s.errors;
+  }
+  r.answers = static_cast<int64_t>(all.size());
+  r.qps = static_cast<double>(all.size()) / absl::ToDoubleSeconds(w.end - w.start);
+  r.p50_ms = Percentile(all, 0.50) / 1000.0;
+  r.p99_ms = Percentile(all, 0.99) / 1000.0;
+  return r;
+}
+
+// The queries every run sends, cycling through the prompts.
+struct Workload {
+  std::vector<v1::Query> queries;        // text only; each send sets its own id
+  std::vector<std::string> echo_payloads;  // the same queries serialized, for the echo service
+  int32_t response_bytes = 0;            // mean serialized RouteResponse size, measured at start
+
+  const v1::Query& query(uint64_t seq) const { return queries[seq % queries.size()]; }
+  const std::string& payload(uint64_t seq) const { return echo_payloads[seq % queries.size()]; }
+};
+
+absl::StatusOr<Workload> LoadPrompts(const std::string& path) {
+  std::ifstream in(path);
+  if (!in) return absl::NotFoundError(absl::StrCat("prompts file '", path, "' cannot be read"));
+  Workload w;
+  std::string line;
+  for (int line_no = 1; std::getline(in, line); ++line_no) {
+    if (line.empty()) continue;
+    nlohmann::json row = nlohmann::json::parse(line, nullptr, /*allow_exceptions=*/false);
+    if (!row.is_object() || !row.contains("text") || !row["text"].is_string()) {
+      return absl::InvalidArgumentError(absl::StrCat(path, ":", line_no, ": no string \"text\""));
+    }
+    v1::Query& q = w.queries.emplace_back();
+    q.set_text(row["text"].get<std::string>());
+    w.echo_payloads.push_back(q.SerializeAsString());
+  }
+  if (w.queries.empty()) return absl::InvalidArgumentError(absl::StrCat(path, ": no prompts"));
+  return w;
+}
+
+// Ids are "<client>-<seq>": unique per run, so RouteStream answers can be matched.
+std::string QueryId(int client, uint64_t seq) { return absl::StrCat(client, "-", seq); }
+
+// ---------------------------------------------------------------------------------------------
+// Closed-loop unary client: one call in flight; the answer's callback records it and starts the
+// next call until the window ends. Done() is counted down after the last answer.
+
+template <typename Stub, typename Request, typename Response>
+class UnaryClient {
+ public:
+  using Send = std::function<void(Stub*, grpc::ClientContext*, const Request*, Response*,
+                                  std::function<void(grpc::Status)>)>;
+  using Fill = std::function<void(int client, uint64_t seq, Request*)>;
+  using Judge = std::function<bool(const grpc::Status&, const Response&)>;
+
+  UnaryClient(int id, Stub* stub, Send send, Fill fill, Judge judge, const Window* window,
+              absl::BlockingCounter* done)
+      : id_(id), stub_(stub), send_(std::move(send)), fill_(std::move(fill)), judge_(std::move(judge)),
+        window_(window), done_(done) {}
+
+  void Start() { Next(); }
+  ClientStats& stats() { return stats_; }
+
+ private:
+  struct Call {
+    grpc::ClientContext ctx;
+    Request request;
+    Response response;
+    absl::Time sent;
+  };
+
+  void Next() {
+    auto* call = new Call();
+    fill_(id_, seq_++, &call->request);
+    call->ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(30));
+    call->sent = absl::Now();
+    send_(stub_, &call->ctx, &call->request, &call->response, [this, call](grpc::Status status) {
+      const absl::Time now = absl::Now();
+      stats_.Record(*window_, call->sent, now, judge_(status, call->response));
+      delete call;
+      if (now < window_->end) {
+        Next();
+      } else {
+        done_->DecrementCount();
+      }
+    });
+  }
+
+  const int id_;
+  Stub* const stub_;
+  const Send send_;
+  const Fill fill_;
+  const Judge judge_;
+  const Window* const window_;
+  absl::BlockingCounter* const done_;
+  uint64_t seq_ = 0;  // touched by one call chain at a time
+  ClientStats stats_;
+};
+
+// ---------------------------------------------------------------------------------------------
+// Closed-loop stream client: one stream with `window` queries in flight. Each answer is matched to
+// its send time by id, recorded, and replaced by a new query until the window ends; then the client
+// half-closes once every query has its answer and the last write is done.
+
+template <typename Request, typename Response>
+class StreamClient final : public grpc::ClientBidiReactor<Request, Response> {
+ public:
+  using Fill = std::function<void(int client, uint64_t seq, Request*)>;
+  // The answer's query id and whether it is a success.
+  using Judge = std::function<std::pair<std::string, bool>(const Response&)>;
+
+  StreamClient(int id, int window, Fill fill, Judge judge, const Window* measured,
+               absl::BlockingCounter* done)
+      : id_(id), window_(window), fill_(std::move(fill)), judge_(std::move(judge)),
+        measured_(measured), done_(done) {}
+
+  // `start_call` binds this reactor to a new stream (stub->async()->XStream(ctx, this)).
+  void Start(const std::function<void(grpc::ClientContext*, StreamClient*)>& start_call) {
+    start_call(&ctx_, this);
+    const Request* first = nullptr;
+    {
+      absl::MutexLock lock(&mu_);
+      for (int k = 0; k < window_; ++k) EnqueueLocked();
+      writing_ = true;
+      first = &pending_.front();
+    }
+    this->StartWrite(first);
+    this->StartRead(&answer_);
+    this->StartCall();
+  }
+
+  ClientStats& stats() { return stats_; }
+  const grpc::Status& status() const { return status_; }
+
+  void OnWriteDone(bool ok) override {
+    const Request* next = nullptr;
+    bool half_close = false;
+    {
+      absl::MutexLock lock(&mu_);
+      pending_.pop_front();
+      if (!ok) pending_.clear();  // the stream is broken; OnDone reports its status
+      if (!pending_.empty()) {
+        next = &pending_.front();
+      } else {
+        writing_ = false;
+        half_close = ShouldHalfCloseLocked();
+      }
+    }
+    if (next != nullptr) this->StartWrite(next);
+    if (half_close) this->StartWritesDone();
+  }
+
+  void OnReadDone(bool ok) override {
+    if (!ok) return;  // the server ended the stream; OnDone follows
+    const absl::Time now = absl::Now();
+    auto [id, success] = judge_(answer_);
+    const Request* to_write = nullptr;
+    bool half_close = false;
+    {
+      absl::MutexLock lock(&mu_);
+      auto it = in_flight_.find(id);
+      if (it != in_flight_.end()) {
+        stats_.Record(*measured_, it->second, now, success);
+        in_flight_.erase(it);
+      }
+      if (now < measured_->end) {
+        EnqueueLocked();
+        if (!writing_) {
+          writing_ = true;
+          to_write = &pending_.front();
+        }
+      } else {
+        half_close = ShouldHalfCloseLocked();
+      }
+    }
+    if (to_write != nullptr) this->StartWrite(to_write);
+    if (half_close) this->StartWritesDone();
+    this->StartRead(&answer_);
+  }
+
+  void OnDone(const grpc::Status& status) override {
+    status_ = status;
+    done_->DecrementCount();
+  }
+
+ private:
+  void EnqueueLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    Request& r = pending_.emplace_back();
+    const uint64_t seq = seq_++;
+    fill_(id_, seq, &r);
+    in_flight_[QueryId(id_, seq)] = absl::Now();
+  }
+  bool ShouldHalfCloseLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    if (half_closed_ || writing_ || !in_flight_.empty() || absl::Now() < measured_->end) return false;
+    half_closed_ = true;
+    return true;
+  }
+
+  const int id_;
+  const int window_;
+  const Fill fill_;
+  const Judge judge_;
+  const Window* const measured_;
+  absl::BlockingCounter* const done_;
+  grpc::ClientContext ctx_;
+  Response answer_;     // only touched by the read chain
+  ClientStats stats_;   // written under mu_, read after the run
+  grpc::Status status_;
+  absl::Mutex mu_;
+  // Queries not yet written; the front is being written (a deque keeps its address stable).
+  std::deque<Request> pending_ ABSL_GUARDED_BY(mu_);
+  absl::flat_hash_map<std::string, absl::Time> in_flight_ ABSL_GUARDED_BY(mu_);
+  uint64_t seq_ ABSL_GUARDED_BY(mu_) = 0;
+  bool writing_ ABSL_GUARDED_BY(mu_) = false;
+  bool half_closed_ ABSL_GUARDED_BY(mu_) = false;
+};
+
+// ---------------------------------------------------------------------------------------------
+// Runs
+
+struct Options {
+  std::string routerd;  // external address; empty = in-process
+  std::string config = std::string(ROUTER_SOURCE_DIR) + "/deploy/routerd.yaml";
+  std::string estimator;
+  std::string prompts =
+      std::string(ROUTER_SOURCE_DIR) + "/../shared/data/routerbench_subset/derived/prompts.jsonl";
+  std::vector<int> clients = {64, 256};
+  std::vector<int64_t> batch_sizes = {64, 256};
+  std::vector<double> delays_ms = {1, 5};
+  int stream_window = 8;
+  int channels = 2;
+  double warmup_s = 1;
+  double duration_s = 4;
+  double lease_timeout_s = 2;
+};
+
+Window NextWindow(const Options& o) {
+  const absl::Time start = absl::Now() + absl::Seconds(o.warmup_s);
+  return {start, start + absl::Seconds(o.duration_s)};
+}
+
+// One channel per connection: a local subchannel pool keeps channels to the same address from
+// sharing one TCP connection.
+std::vector<std::shared_ptr<grpc::Channel>> MakeChannels(const std::string& address, int n) {
+  std::vector<std::shared_ptr<grpc::Channel>> channels;
+  for (int k = 0; k < n; ++k) {
+    grpc::ChannelArguments args;
+    args.SetInt(GRPC_ARG_USE_LOCAL_SUBCHANNEL_POOL, 1);
+    args.SetMaxReceiveMessageSize(16 << 20);
+    channels.push_back(grpc::CreateCustomChannel(address, grpc::InsecureChannelCredentials(), args));
+  }
+  return channels;
+}
+
+template <typename Stub, typename Request, typename Response>
+RunResult RunUnary(const Options& o, int clients,
+                   const std::vector<std::unique_ptr<Stub>>& stubs,
+                   typename UnaryClient<Stub, Request, Response>::Send send,
+                   typename UnaryClient<Stub, Request, Response>::Fill fill,
+                   typename UnaryClient<Stub, Request, Response>::Judge judge) {
+  const Window window = NextWindow(o);
+  absl::BlockingCounter done(clients);
+  std::vector<std::unique_ptr<UnaryClient<Stub, Request, Response>>> all;
+  for (int c = 0; c < clients; ++c) {
+    all.push_back(std::make_unique<UnaryClient<Stub, Request, Response>>(
+        c, stubs[c % stubs.size()].get(), send, fill, judge, &window, &done));
+  }
+  for (auto& client : all) client->Start();
+  done.Wait();
+  std::vector<ClientStats> stats;
+  for (auto& client : all) stats.push_back(std::move(client->stats()));
+  return Summarize(stats, window);
+}
+
+template <typename Request, typename Response>
+absl::StatusOr<RunResult> RunStream(
+    const Options& o, int clients,
+    std::function<void(int client, grpc::ClientContext*, StreamClient<Request, Response>*)> start_call,
+    typename StreamClient<Request, Response>::Fill fill,
+    typename StreamClient<Request, Response>::Judge judge) {
+  const Window window = NextWindow(o);
+  absl::BlockingCounter done(clients);
+  std::vector<std::unique_ptr<StreamClient<Request, Response>>> all;
+  for (int c = 0; c < clients; ++c) {
+    all.push_back(std::make_unique<StreamClient<Request, Response>>(c, o.stream_window, fill, judge,
+                                                                    &window, &done));
+  }
+  for (int c = 0; c < clients; ++c) {
+    all[c]->Start([&](grpc::ClientContext* ctx, StreamClient<Request, Response>* r) {
+      start_call(c, ctx, r);
+    });
+  }
+  done.Wait();
+  std::vector<ClientStats> stats;
+  for (auto& client : all) {
+    if (!client->status().ok()) {
+      return absl::InternalError(
+          absl::StrCat("a stream ended with code ", static_cast<int>(client->status().error_code()),
+                       ": ", client->status().error_message()));
+    }
+    stats.push_back(std::move(client->stats()));
+  }
+  return Summarize(stats, window);
+}
+
+absl::StatusOr<std::string> GetConfigYaml(v1::RouterAdmin::Stub& admin) {
+  grpc::ClientContext ctx;
+  v1::GetConfigResponse response;
+  const grpc::Status s = admin.GetConfig(&ctx, v1::GetConfigRequest(), &response);
+  if (!s.ok()) return absl::UnavailableError(absl::StrCat("GetConfig: ", s.error_message()));
+  return response.yaml();
+}
+
+absl::Status SetConfigYaml(v1::RouterAdmin::Stub& admin, const std::string& yaml) {
+  grpc::ClientContext ctx;
+  v1::UpdateConfigRequest request;
+  request.set_yaml(yaml);
+  v1::UpdateConfigResponse response;
+  const grpc::Status s = admin.UpdateConfig(&ctx, request, &response);
+  if (!s.ok()) return absl::InvalidArgumentError(absl::StrCat("UpdateConfig: ", s.error_message()));
+  return absl::OkStatus();
+}
+
+// Sets routerd's batching and lease timeout through RouterAdmin, keeping everything else.
+absl::Status ApplyBatching(v1::RouterAdmin::Stub& admin, int64_t batch_size, double delay_ms,
+                           double lease_timeout_s) {
+  absl::StatusOr<std::string> yaml = GetConfigYaml(admin);
+  if (!yaml.ok()) return yaml.status();
+  absl::StatusOr<router::server::RouterConfig> config = router::server::ParseConfigYaml(*yaml);
+  if (!config.ok()) return config.status();
+  config->batching.max_batch_size = batch_size;
+  config->batching.max_batch_delay = absl::Microseconds(std::llround(delay_ms * 1000));
+  config->ledger.lease_timeout = absl::Milliseconds(std::llround(lease_timeout_s * 1000));
+  return SetConfigYaml(admin, router::server::ConfigToYaml(*config));
+}
+
+}  // namespace
+
+namespace {
+
+int Usage(const std::string& problem) {
+  std::cerr << "load_bench: " << problem << "\n"
+            << "usage: load_bench [--routerd ADDR | --config FILE [--estimator FILE]] [--prompts FILE]\n"
+               "                  [--clients 64,256] [--batch_sizes 64,256] [--delays_ms 1,5]\n"
+               "                  [--stream_window 8] [--channels 2] [--warmup_s 1] [--duration_s 4]\n"
+               "                  [--lease_timeout_s 2]\n";
+  return 2;
+}
+
+template <typename T>
+bool ParseNumber(const std::string& text, T* out) {
+  if constexpr (std::is_floating_point_v<T>) {
+    double d = 0;
+    if (!absl::SimpleAtod(text, &d)) return false;
+    *out = static_cast<T>(d);
+    return true;
+  } else {
+    int64_t v = 0;
+    if (!absl::SimpleAtoi(text, &v)) return false;
+    *out = static_cast<T>(v);
+    return true;
+  }
+}
+
+template <typename T>
+bool ParseList(const std::string& text, std::vector<T>* out) {
+  out->clear();
+  for (absl::string_view part : absl::StrSplit(text, ',')) {
+    T v{};
+    if (!ParseNumber(std::string(part), &v) || v <= 0) return false;
+    out->push_back(v);
+  }
+  return !out->empty();
+}
+
+void PrintRow(const RunResult& r) {
+  std::printf("| %s | %d | %s | %s | %.0f | %.2f | %.2f | %lld |\n", r.service.c_str(), r.clients,
+              r.batch_size > 0 ? absl::StrCat(r.batch_size).c_str() : "-",
+              r.batch_size > 0 ? absl::StrCat(r.delay_ms).c_str() : "-", r.qps, r.p50_ms, r.p99_ms,
+              static_cast<long long>(r.errors));
+  std::fflush(stdout);
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  Options o;
+  for (int k = 1; k < argc; ++k) {
+    const std::string arg = argv[k];
+    if (arg == "--help" || arg == "-h") {
+      Usage("help");
+      return 0;
+    }
+    if (k + 1 >= argc) return Usage(absl::StrCat(arg, " needs a value"));
+    const std::string value = argv[++k];
+    bool ok = true;
+    if (arg == "--routerd") {
+      o.routerd = value;
+    } else if (arg == "--config") {
+      o.config = value;
+    } else if (arg == "--estimator") {
+      o.estimator = value;
+    } else if (arg == "--prompts") {
+      o.prompts = value;
+    } else if (arg == "--clients") {
+      ok = ParseList(value, &o.clients);
+    } else if (arg == "--batch_sizes") {
+      ok = ParseList(value, &o.batch_sizes);
+    } else if (arg == "--delays_ms") {
+      ok = ParseList(value, &o.delays_ms);
+    } else if (arg == "--stream_window") {
+      ok = ParseNumber(value, &o.stream_window) && o.stream_window > 0;
+    } else if (arg == "--channels") {
+      ok = ParseNumber(value, &o.channels) && o.channels > 0;
+    } else if (arg == "--warmup_s") {
+      ok = ParseNumber(value, &o.warmup_s) && o.warmup_s >= 0;
+    } else if (arg == "--duration_s") {
+      ok = ParseNumber(value, &o.duration_s) && o.duration_s > 0;
+    } else if (arg == "--lease_timeout_s") {
+      ok = ParseNumber(value, &o.lease_timeout_s) && o.lease_timeout_s > 0;
+    } else {
+      return Usage(absl::StrCat("unknown flag '", arg, "'"));
+    }
+    if (!ok) return Usage(absl::StrCat(arg, ": bad value '", value, "'"));
+  }
+
+  absl::StatusOr<Workload> workload = LoadPrompts(o.prompts);
+  if (!workload.ok()) {
+    std::cerr << "load_bench: " << workload.status().message() << "\n";
+    return 1;
+  }
+
+  // routerd: in-process unless an address is given. Metrics stay on (an ephemeral port), since a
+  // deployed routerd records them on every query too.
+  std::unique_ptr<router::server::Routerd> routerd;
+  std::string routerd_address = o.routerd;
+  if (routerd_address.empty()) {
+    absl::StatusOr<router::server::RouterConfig> config = router::server::LoadConfigFile(o.config);
+    if (!config.ok()) {
+      std::cerr << "load_bench: " << config.status().message() << "\n";
+      return 1;
+    }
+    config->listen = "127.0.0.1:0";
+    config->metrics_listen = "127.0.0.1:0";
+    if (!o.estimator.empty()) config->estimator = o.estimator;
+    absl::StatusOr<std::unique_ptr<router::server::Routerd>> started =
+        router::server::Routerd::Start(*std::move(config), "");
+    if (!started.ok()) {
+      std::cerr << "load_bench: routerd: " << started.status().message() << "\n";
+      return 1;
+    }
+    routerd = *std::move(started);
+    routerd_address = absl::StrCat("127.0.0.1:", routerd->port());
+  }
+
+  EchoService echo_service;
+  grpc::ServerBuilder builder;
+  int echo_port = 0;
+  builder.AddListeningPort("127.0.0.1:0", grpc::InsecureServerCredentials(), &echo_port);
+  builder.RegisterService(&echo_service);
+  std::unique_ptr<grpc::Server> echo_server = builder.BuildAndStart();
+  if (echo_server == nullptr) {
+    std::cerr << "load_bench: the echo server cannot listen on 127.0.0.1\n";
+    return 1;
+  }
+
+  const auto router_channels = MakeChannels(routerd_address, o.channels);
+  const auto echo_channels = MakeChannels(absl::StrCat("127.0.0.1:", echo_port), o.channels);
+  std::vector<std::unique_ptr<v1::Router::Stub>> router_stubs;
+  for (const auto& c : router_channels) router_stubs.push_back(v1::Router::NewStub(c));
+  std::vector<std::unique_ptr<echo::Echo::Stub>> echo_stubs;
+  for (const auto& c : echo_channels) echo_stubs.push_back(echo::Echo::NewStub(c));
+  auto admin = v1::RouterAdmin::NewStub(router_channels[0]);
+
+  absl::StatusOr<std::string> original_yaml = GetConfigYaml(*admin);
+  if (!original_yaml.ok()) {
+    std::cerr << "load_bench: routerd at " << routerd_address << ": "
+              << original_yaml.status().message() << "\n";
+    return 1;
+  }
+
+  // The echo answers are as large as real RouteResponses: measure them on a few real queries.
+  {
+    int64_t bytes = 0;
+    const int samples = 16;
+    for (int k = 0; k < samples; ++k) {
+      grpc::ClientContext ctx;
+      ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(10));
+      v1::RouteRequest request;
+      *request.mutable_query() = workload->query(static_cast<uint64_t>(k));
+      request.mutable_query()->set_id(QueryId(0, static_cast<uint64_t>(k)));
+      v1::RouteResponse response;
+      const grpc::Status s = router_stubs[0]->Route(&ctx, request, &response);
+      if (!s.ok()) {
+        std::cerr << "load_bench: the first Route calls fail: " << s.error_message() << "\n";
+        return 1;
+      }
+      bytes += static_cast<int64_t>(response.ByteSizeLong());
+    }
+    workload->response_bytes = static_cast<int32_t>(bytes / samples);
+  }
+
+  const Workload& w = *workload;
+  auto fill_route = [&w](int client, uint64_t seq, v1::RouteRequest* r) {
+    *r->mutable_query() = w.query(seq);
+    r->mutable_query()->set_id(QueryId(client, seq));
+  };
+  auto fill_route_stream = [&w](int client, uint64_t seq, v1::RouteStreamRequest* r) {
+    *r->mutable_query() = w.query(seq);
+    r->mutable_query()->set_id(QueryId(client, seq));
+  };
+  auto fill_echo = [&w](int client, uint64_t seq, echo::EchoRequest* r) {
+    r->set_id(QueryId(client, seq));
+    r->set_payload(w.payload(seq));
+    r->set_response_bytes(w.response_bytes);
+  };
+  auto send_route = [](v1::Router::Stub* stub, grpc::ClientContext* ctx, const v1::RouteRequest* req,
+                       v1::RouteResponse* resp, std::function<void(grpc::Status)> done) {
+    stub->async()->Route(ctx, req, resp, std::move(done));
+  };
+  auto send_echo = [](echo::Echo::Stub* stub, grpc::ClientContext* ctx, const echo::EchoRequest* req,
+                      echo::EchoResponse* resp, std::function<void(grpc::Status)> done) {
+    stub->async()->Echo(ctx, req, resp, std::move(done));
+  };
+  auto judge_route = [](const grpc::Status& s, const v1::RouteResponse&) { return s.ok(); };
+  auto judge_echo = [](const grpc::Status& s, const echo::EchoResponse&) { return s.ok(); };
+  auto judge_route_stream = [](const v1::RouteStreamResponse& r) {
+    return r.has_assignment() ? std::make_pair(r.assignment().query_id(), true)
+                              : std::make_pair(r.error().query_id(), false);
+  };
+  auto judge_echo_stream = [](const echo::EchoResponse& r) { return std::make_pair(r.id(), true); };
+
+  std::cerr << "load_bench: routerd " << (routerd ? "in-process" : "external") << " at "
+            << routerd_address << "; " << w.queries.size() << " prompts; RouteResponse "
+            << w.response_bytes << " bytes; " << o.channels << " channels; stream window "
+            << o.stream_window << "; warm-up " << o.warmup_s << " s + " << o.duration_s
+            << " s measured per row\n";
+  std::printf("| service | clients | max_batch_size | max_batch_delay ms | queries/s | p50 ms | p99 ms | errors |\n");
+  std::printf("|---|---:|---:|---:|---:|---:|---:|---:|\n");
+
+  // For each client count, the echo rows first, then every routerd setting, so the rows compared
+  // are measured close together in time.
+  struct Ratio {
+    int clients;
+    double delay_ms;
+    double value;
+  };
+  std::vector<Ratio> ratios;
+  for (int clients : o.clients) {
+    RunResult echo_unary = RunUnary<echo::Echo::Stub, echo::EchoRequest, echo::EchoResponse>(
+        o, clients, echo_stubs, send_echo, fill_echo, judge_echo);
+    echo_unary.service = "Echo";
+    echo_unary.clients = clients;
+    PrintRow(echo_unary);
+    absl::StatusOr<RunResult> echo_stream = RunStream<echo::EchoRequest, echo::EchoResponse>(
+        o, clients,
+        [&](int c, grpc::ClientContext* ctx, StreamClient<echo::EchoRequest, echo::EchoResponse>* r) {
+          echo_stubs[c % echo_stubs.size()]->async()->EchoStream(ctx, r);
+        },
+        fill_echo, judge_echo_stream);
+    if (!echo_stream.ok()) {
+      std::cerr << "load_bench: EchoStream: " << echo_stream.status().message() << "\n";
+      return 1;
+    }
+    echo_stream->service = "EchoStream";
+    echo_stream->clients = clients;
+    PrintRow(*echo_stream);
+
+    for (int64_t batch_size : o.batch_sizes) {
+      for (double delay_ms : o.delays_ms) {
+        if (absl::Status s = ApplyBatching(*admin, batch_size, delay_ms, o.lease_timeout_s); !s.ok()) {
+          std::cerr << "load_bench: " << s.message() << "\n";
+          return 1;
+        }
+        RunResult route = RunUnary<v1::Router::Stub, v1::RouteRequest, v1::RouteResponse>(
+            o, clients, router_stubs, send_route, fill_route, judge_route);
+        route.service = "Route";
+        route.clients = clients;
+        route.batch_size = batch_size;
+        route.delay_ms = delay_ms;
+        PrintRow(route);
+        absl::StatusOr<RunResult> stream =
+            RunStream<v1::RouteStreamRequest, v1::RouteStreamResponse>(
+                o, clients,
+                [&](int c, grpc::ClientContext* ctx,
+                    StreamClient<v1::RouteStreamRequest, v1::RouteStreamResponse>* r) {
+                  router_stubs[c % router_stubs.size()]->async()->RouteStream(ctx, r);
+                },
+                fill_route_stream, judge_route_stream);
+        if (!stream.ok()) {
+          std::cerr << "load_bench: RouteStream: " << stream.status().message() << "\n";
+          return 1;
+        }
+        stream->service = "RouteStream";
+        stream->clients = clients;
+        stream->batch_size = batch_size;
+        stream->delay_ms = delay_ms;
+        PrintRow(*stream);
+        if (batch_size == 256 && echo_stream->qps > 0) {
+          ratios.push_back({clients, delay_ms, stream->qps / echo_stream->qps});
+        }
+      }
+    }
+  }
+  for (const Ratio& r : ratios) {
+    std::printf("RouteStream / EchoStream throughput, %d clients, max_batch_size 256, delay %g ms: "
+                "%.2f (target >= 0.5)\n",
+                r.clients, r.delay_ms, r.value);
+  }
+
+  if (absl::Status s = SetConfigYaml(*admin, *original_yaml); !s.ok()) {
+    std::cerr << "load_bench: restoring routerd's configuration: " << s.message() << "\n";
+    return 1;
+  }
+  echo_server->Shutdown(std::chrono::system_clock::now() + std::chrono::seconds(1));
+  if (routerd != nullptr) routerd->Shutdown(absl::ZeroDuration(), absl::Seconds(1));
+  return 0;
+}

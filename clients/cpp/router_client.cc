@@ -1,0 +1,301 @@
+#include "clients/cpp/router_client.h"
+
+#include <algorithm>
+#include <cstdint>
+#include <deque>
+#include <optional>
+#include <string>
+#include <thread>
+#include <utility>
+
+#include "absl/container/flat_hash_map.h"
+#include "absl/strings/str_cat.h"
+#include "absl/synchronization/mutex.h"
+#include "grpcpp/client_context.h"
+#include "grpcpp/create_channel.h"
+#include "grpcpp/support/channel_arguments.h"
+
+namespace router::client {
+
+absl::Status FromGrpcStatus(const grpc::Status& status) {
+  return absl::Status(static_cast<absl::StatusCode>(status.error_code()), status.error_message());
+}
+
+namespace {
+
+// Clamps a duration to the int range gRPC channel arguments take, in milliseconds.
+int ToMillisArg(absl::Duration d) {
+  return static_cast<int>(std::min<int64_t>(absl::ToInt64Milliseconds(d), INT32_MAX));
+}
+
+absl::Status ValidateOptions(const RouterClientOptions& o) {
+  if (o.default_timeout <= absl::ZeroDuration()) {
+    return absl::InvalidArgumentError("default_timeout: must be > 0");
+  }
+  if (o.connect_timeout < absl::ZeroDuration()) {
+    return absl::InvalidArgumentError("connect_timeout: must be >= 0");
+  }
+  if (o.keepalive_time < kMinKeepaliveTime) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("keepalive_time: must be >= ", absl::FormatDuration(kMinKeepaliveTime),
+                     " (routerd answers more frequent pings with GOAWAY too_many_pings)"));
+  }
+  if (o.keepalive_timeout <= absl::ZeroDuration()) {
+    return absl::InvalidArgumentError("keepalive_timeout: must be > 0");
+  }
+  if (o.max_receive_message_bytes <= 0) {
+    return absl::InvalidArgumentError("max_receive_message_bytes: must be > 0");
+  }
+  return absl::OkStatus();
+}
+
+// The queries of one RouteStream that are sent and not yet answered: the writer thread adds, the
+// reading thread takes. By query_id, with a deque per id to keep duplicate ids in send order.
+class InFlight {
+ public:
+  // At most `limit` (>= 1) queries may be unanswered.
+  explicit InFlight(int64_t limit) : limit_(limit) {}
+
+  // Waits until there is room for one more query; false if the stream ended meanwhile.
+  bool AwaitRoom() ABSL_LOCKS_EXCLUDED(mu_) {
+    absl::MutexLock lock(&mu_);
+    mu_.Await(absl::Condition(this, &InFlight::RoomOrEnded));
+    return !ended_;
+  }
+  void Sent(const std::string& id, int64_t index, absl::Time at) ABSL_LOCKS_EXCLUDED(mu_) {
+    absl::MutexLock lock(&mu_);
+    ++count_;
+    by_id_[id].emplace_back(index, at);
+  }
+  // The index and send time of the oldest unanswered query with this id, if any. Every answer
+  // frees room (each query has exactly one), matched or not, so a stray id cannot stall sending.
+  std::optional<std::pair<int64_t, absl::Time>> Answered(const std::string& id)
+      ABSL_LOCKS_EXCLUDED(mu_) {
+    absl::MutexLock lock(&mu_);
+    --count_;
+    auto it = by_id_.find(id);
+    if (it == by_id_.end()) return std::nullopt;
+    std::pair<int64_t, absl::Time> oldest = it->second.front();
+    it->second.pop_front();
+    if (it->second.empty()) by_id_.erase(it);
+    return oldest;
+  }
+  // The server ended the stream: wakes a writer waiting for room.
+  void End() ABSL_LOCKS_EXCLUDED(mu_) {
+    absl::MutexLock lock(&mu_);
+    ended_ = true;
+  }
+
+ private:
+  bool RoomOrEnded() const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) { return ended_ || count_ < limit_; }
+
+  const int64_t limit_;
+  absl::Mutex mu_;
+  int64_t count_ ABSL_GUARDED_BY(mu_) = 0;
+  bool ended_ ABSL_GUARDED_BY(mu_) = false;
+  absl::flat_hash_map<std::string, std::deque<std::pair<int64_t, absl::Time>>> by_id_
+      ABSL_GUARDED_BY(mu_);
+};
+
+const std::string& AnswerQueryId(const v1::RouteStreamResponse& r) {
+  return r.has_assignment() ? r.assignment().query_id() : r.error().query_id();
+}
+
+}  // namespace
+
+absl::StatusOr<std::unique_ptr<RouterClient>> RouterClient::Connect(
+    const std::string& address, const RouterClientOptions& options) {
+  if (address.empty()) return absl::InvalidArgumentError("address: required");
+  if (absl::Status s = ValidateOptions(options); !s.ok()) return s;
+  grpc::ChannelArguments args;
+  args.SetInt(GRPC_ARG_KEEPALIVE_TIME_MS, ToMillisArg(options.keepalive_time));
+  args.SetInt(GRPC_ARG_KEEPALIVE_TIMEOUT_MS, ToMillisArg(options.keepalive_timeout));
+  args.SetMaxReceiveMessageSize(options.max_receive_message_bytes);
+  std::shared_ptr<grpc::ChannelCredentials> credentials =
+      options.credentials != nullptr ? options.credentials : grpc::InsecureChannelCredentials();
+  std::shared_ptr<grpc::Channel> channel = grpc::CreateCustomChannel(address, credentials, args);
+  if (options.connect_timeout > absl::ZeroDuration() &&
+      !channel->WaitForConnected(absl::ToChronoTime(absl::Now() + options.connect_timeout))) {
+    return absl::UnavailableError(absl::StrCat("could not connect to ", address, " within ",
+                                               absl::FormatDuration(options.connect_timeout)));
+  }
+  return FromChannel(std::move(channel), options);
+}
+
+std::unique_ptr<RouterClient> RouterClient::FromChannel(std::shared_ptr<grpc::Channel> channel,
+                                                        const RouterClientOptions& options) {
+  return std::unique_ptr<RouterClient>(new RouterClient(std::move(channel), options));
+}
+
+RouterClient::RouterClient(std::shared_ptr<grpc::Channel> channel,
+                           const RouterClientOptions& options)
+    : options_(options),
+      channel_(std::move(channel)),
+      router_(v1::Router::NewStub(channel_)),
+      admin_(v1::RouterAdmin::NewStub(channel_)),
+      health_(grpc::health::v1::Health::NewStub(channel_)) {}
+
+void RouterClient::SetDeadline(grpc::ClientContext& ctx,
+                               std::optional<absl::Duration> timeout) const {
+  ctx.set_deadline(absl::ToChronoTime(absl::Now() + timeout.value_or(options_.default_timeout)));
+}
+
+absl::StatusOr<v1::Assignment> RouterClient::Route(const v1::Query& query,
+                                                   std::optional<absl::Duration> timeout) const {
+  grpc::ClientContext ctx;
+  SetDeadline(ctx, timeout);
+  v1::RouteRequest request;
+  *request.mutable_query() = query;
+  v1::RouteResponse response;
+  if (grpc::Status s = router_->Route(&ctx, request, &response); !s.ok()) return FromGrpcStatus(s);
+  return std::move(*response.mutable_assignment());
+}
+
+absl::StatusOr<v1::RouteBatchResponse> RouterClient::RouteBatch(
+    absl::Span<const v1::Query> queries, std::optional<absl::Duration> timeout) const {
+  grpc::ClientContext ctx;
+  SetDeadline(ctx, timeout);
+  v1::RouteBatchRequest request;
+  request.mutable_queries()->Reserve(static_cast<int>(queries.size()));
+  for (const v1::Query& q : queries) *request.add_queries() = q;
+  v1::RouteBatchResponse response;
+  if (grpc::Status s = router_->RouteBatch(&ctx, request, &response); !s.ok()) {
+    return FromGrpcStatus(s);
+  }
+  return response;
+}
+
+absl::Status RouterClient::RouteStream(absl::Span<const v1::Query> queries,
+                                       const std::function<void(const StreamAnswer&)>& on_answer,
+                                       const RouteStreamOptions& options) const {
+  if (options.max_in_flight < 1) return absl::InvalidArgumentError("max_in_flight: must be >= 1");
+  grpc::ClientContext ctx;
+  if (options.timeout != absl::InfiniteDuration()) {
+    ctx.set_deadline(absl::ToChronoTime(absl::Now() + options.timeout));
+  }
+  std::unique_ptr<grpc::ClientReaderWriter<v1::RouteStreamRequest, v1::RouteStreamResponse>>
+      stream = router_->RouteStream(&ctx);
+  InFlight in_flight(options.max_in_flight);
+  // The sync API allows one Write and one Read in flight at once, from different threads; writing
+  // on a helper thread keeps the server's answers flowing while later queries are still being sent.
+  std::thread writer([&] {
+    v1::RouteStreamRequest request;
+    for (size_t k = 0; k < queries.size(); ++k) {
+      if (!in_flight.AwaitRoom()) return;
+      *request.mutable_query() = queries[k];
+      // Recorded before the write: the answer may arrive before Write returns.
+      in_flight.Sent(queries[k].id(), static_cast<int64_t>(k), absl::Now());
+      if (!stream->Write(request)) return;  // the stream is over; Finish reports why
+    }
+    stream->WritesDone();
+  });
+  v1::RouteStreamResponse response;
+  while (stream->Read(&response)) {
+    const absl::Time now = absl::Now();
+    const std::optional<std::pair<int64_t, absl::Time>> sent =
+        in_flight.Answered(AnswerQueryId(response));
+    on_answer(StreamAnswer{.response = response,
+                           .index = sent.has_value() ? sent->first : -1,
+                           .latency = sent.has_value() ? now - sent->second : absl::ZeroDuration()});
+  }
+  // Read returned false: the server has ended the call, so a writer waiting for room is woken, a
+  // pending Write fails promptly, and the writer returns; Finish needs both directions done.
+  in_flight.End();
+  writer.join();
+  return FromGrpcStatus(stream->Finish());
+}
+
+absl::StatusOr<v1::CompleteResponse> RouterClient::Complete(
+    const std::string& assignment_id, std::optional<double> actual_cost_usd,
+    std::optional<bool> success, std::optional<absl::Duration> timeout) const {
+  grpc::ClientContext ctx;
+  SetDeadline(ctx, timeout);
+  v1::CompleteRequest request;
+  request.set_assignment_id(assignment_id);
+  if (actual_cost_usd.has_value()) request.set_actual_cost_usd(*actual_cost_usd);
+  if (success.has_value()) request.set_success(*success);
+  v1::CompleteResponse response;
+  if (grpc::Status s = router_->Complete(&ctx, request, &response); !s.ok()) {
+    return FromGrpcStatus(s);
+  }
+  return response;
+}
+
+absl::StatusOr<grpc::health::v1::HealthCheckResponse::ServingStatus> RouterClient::Health(
+    const std::string& service, std::optional<absl::Duration> timeout) const {
+  grpc::ClientContext ctx;
+  SetDeadline(ctx, timeout);
+  grpc::health::v1::HealthCheckRequest request;
+  request.set_service(service);
+  grpc::health::v1::HealthCheckResponse response;
+  if (grpc::Status s = health_->Check(&ctx, request, &response); !s.ok()) {
+    return FromGrpcStatus(s);
+  }
+  return response.status();
+}
+
+absl::StatusOr<v1::ListModelsResponse> RouterClient::ListModels(
+    std::optional<absl::Duration> timeout) const {
+  grpc::ClientContext ctx;
+  SetDeadline(ctx, timeout);
+  v1::ListModelsResponse response;
+  if (grpc::Status s = admin_->ListModels(&ctx, v1::ListModelsRequest(), &response); !s.ok()) {
+    return FromGrpcStatus(s);
+  }
+  return response;
+}
+
+absl::StatusOr<v1::UpsertModelResponse> RouterClient::UpsertModel(
+    const v1::UpsertModelRequest& request, std::optional<absl::Duration> timeout) const {
+  grpc::ClientContext ctx;
+  SetDeadline(ctx, timeout);
+  v1::UpsertModelResponse response;
+  if (grpc::Status s = admin_->UpsertModel(&ctx, request, &response); !s.ok()) {
+    return FromGrpcStatus(s);
+  }
+  return response;
+}
+
+absl::StatusOr<uint64_t> RouterClient::RemoveModel(const std::string& name,
+                                                   std::optional<absl::Duration> timeout) const {
+  grpc::ClientContext ctx;
+  SetDeadline(ctx, timeout);
+  v1::RemoveModelRequest request;
+  request.set_name(name);
+  v1::RemoveModelResponse response;
+  if (grpc::Status s = admin_->RemoveModel(&ctx, request, &response); !s.ok()) {
+    return FromGrpcStatus(s);
+  }
+  return response.config_generation();
+}
+
+absl::StatusOr<v1::GetConfigResponse> RouterClient::GetConfig(
+    std::optional<absl::Duration> timeout) const {
+  grpc::ClientContext ctx;
+  SetDeadline(ctx, timeout);
+  v1::GetConfigResponse response;
+  if (grpc::Status s = admin_->GetConfig(&ctx, v1::GetConfigRequest(), &response); !s.ok()) {
+    return FromGrpcStatus(s);
+  }
+  return response;
+}
+
+absl::StatusOr<uint64_t> RouterClient::UpdateConfig(const std::string& yaml,
+                                                    const UpdateConfigOptions& update,
+                                                    std::optional<absl::Duration> timeout) const {
+  grpc::ClientContext ctx;
+  SetDeadline(ctx, timeout);
+  v1::UpdateConfigRequest request;
+  request.set_yaml(yaml);
+  request.set_dry_run(update.dry_run);
+  if (update.expected_generation.has_value()) {
+    request.set_expected_generation(*update.expected_generation);
+  }
+  v1::UpdateConfigResponse response;
+  if (grpc::Status s = admin_->UpdateConfig(&ctx, request, &response); !s.ok()) {
+    return FromGrpcStatus(s);
+  }
+  return response.config_generation();
+}
+
+}  // namespace router::client

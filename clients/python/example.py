@@ -1,0 +1,54 @@
+"""Routes a few queries through routerd, prints the model pool and the chosen models, and reports
+each request as completed.
+
+    PYTHONPATH=<build>/python:clients/python /usr/bin/python3 clients/python/example.py \
+        [--address 127.0.0.1:50051]
+
+Exits 1 with the status if a call fails.
+"""
+
+import argparse
+import sys
+
+from router_client import RouterClient, RouterError, make_query
+
+PROMPTS = [
+    ("ex-1", "What is the capital of France?"),
+    ("ex-2", "Write a Python function that reverses a linked list."),
+    ("ex-3", "Prove that the square root of 2 is irrational."),
+]
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--address", default="127.0.0.1:50051")
+    args = parser.parse_args()
+    try:
+        with RouterClient(args.address) as client:
+            models = client.list_models()
+            print("models:", ", ".join(m.deployment.name for m in models))
+
+            # One query at a time; each answer names the model and holds an assignment_id.
+            assignments = [client.route(make_query(qid, text)) for qid, text in PROMPTS[:2]]
+            # The same, over one stream (answers may come in any order).
+            for answer in client.route_stream([make_query(*PROMPTS[2])]):
+                if answer.WhichOneof("result") == "error":
+                    print(f"{answer.error.query_id}: error {answer.error.code} "
+                          f"{answer.error.message}")
+                else:
+                    assignments.append(answer.assignment)
+
+            for a in assignments:
+                print(f"{a.query_id} -> {a.model} (predicted quality {a.predicted_quality:.3f}, "
+                      f"cost ${a.predicted_cost_usd:.6f}, batch {a.decision.batch_id})")
+                # ... call the model here, then report what it really cost:
+                done = client.complete(a.assignment_id, actual_cost_usd=a.predicted_cost_usd)
+                print(f"{a.query_id} completed, recorded ${done.recorded_cost_usd:.6f}")
+    except RouterError as e:
+        print(f"example: {e}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

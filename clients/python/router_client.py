@@ -1,0 +1,129 @@
+"""A small Python client for routerd (proto/router/v1/router.proto), for gateways.
+
+Routes queries one at a time, as a caller-formed batch or over one RouteStream, reports
+completions, and lists the model pool.
+
+Requirements: Debian's python3-grpcio and python3-protobuf (run with /usr/bin/python3), and the
+stubs the build generates into <build>/python (the CMake target router_python_stubs), so:
+
+    PYTHONPATH=<build>/python:clients/python /usr/bin/python3 clients/python/example.py
+
+Thread-safety: a RouterClient may be shared by threads (a gRPC channel is thread-safe); make one
+per process and close it (or use it as a context manager) when done.
+
+Errors: a failed call raises RouterError carrying the server's status code and message unchanged
+(router.proto: INVALID_ARGUMENT names the field, UNAVAILABLE is retryable, RESOURCE_EXHAUSTED
+means budget or slots). Per-query errors inside route_batch and route_stream answers are items,
+not exceptions.
+"""
+
+import grpc
+
+try:
+    from router.v1 import router_pb2, router_pb2_grpc
+except ImportError as e:  # the stubs are generated at build time, not checked in
+    raise ImportError(
+        "router.v1 stubs not found: put <build>/python on PYTHONPATH "
+        "(built by the CMake target router_python_stubs)") from e
+
+# routerd refuses keepalive pings more frequent than every 10 s (GOAWAY "too_many_pings").
+MIN_KEEPALIVE_TIME_MS = 10000
+
+
+class RouterError(Exception):
+    """A failed call: `code` is a grpc.StatusCode, `message` the server's status message."""
+
+    def __init__(self, code, message):
+        super().__init__(f"{code.name}: {message}")
+        self.code = code
+        self.message = message
+
+    @property
+    def retryable(self):
+        return self.code == grpc.StatusCode.UNAVAILABLE
+
+
+def _error(rpc_error):
+    """The one mapping from a grpc.RpcError to a RouterError."""
+    return RouterError(rpc_error.code(), rpc_error.details() or "")
+
+
+def make_query(query_id, text="", *, allowed_models=(), embedding=(), input_tokens=0,
+               output_tokens=0, task="", tenant=""):
+    """A router.v1.Query; `query_id` is required and echoed in the answer."""
+    return router_pb2.Query(id=query_id, text=text, allowed_models=list(allowed_models),
+                            embedding=list(embedding), input_tokens=input_tokens,
+                            output_tokens=output_tokens, task=task, tenant=tenant)
+
+
+class RouterClient:
+    """A connection to one routerd.
+
+    address: a gRPC target such as "127.0.0.1:50051".
+    timeout: seconds, the deadline of each unary call made without its own (default 10). routerd
+        also closes a batch early to meet it.
+    keepalive_time_ms: keepalive ping interval, at least MIN_KEEPALIVE_TIME_MS (default 30000).
+    """
+
+    def __init__(self, address, *, timeout=10.0, keepalive_time_ms=30000):
+        if keepalive_time_ms < MIN_KEEPALIVE_TIME_MS:
+            raise ValueError(f"keepalive_time_ms: must be >= {MIN_KEEPALIVE_TIME_MS}")
+        if timeout <= 0:
+            raise ValueError("timeout: must be > 0")
+        self._timeout = timeout
+        self._channel = grpc.insecure_channel(address, options=[
+            ("grpc.keepalive_time_ms", keepalive_time_ms),
+            ("grpc.keepalive_timeout_ms", 10000),
+        ])
+        self._router = router_pb2_grpc.RouterStub(self._channel)
+        self._admin = router_pb2_grpc.RouterAdminStub(self._channel)
+
+    def close(self):
+        self._channel.close()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+    def _call(self, method, request, timeout):
+        try:
+            return method(request, timeout=self._timeout if timeout is None else timeout)
+        except grpc.RpcError as e:
+            raise _error(e) from None
+
+    def route(self, query, timeout=None):
+        """Routes one query (batched by routerd with other traffic); returns its Assignment."""
+        return self._call(self._router.Route, router_pb2.RouteRequest(query=query),
+                          timeout).assignment
+
+    def route_batch(self, queries, timeout=None):
+        """Routes the queries together; returns one RouteBatchItem per query, in order, each
+        holding `assignment` or `error` (check item.WhichOneof("result"))."""
+        request = router_pb2.RouteBatchRequest(queries=list(queries))
+        return list(self._call(self._router.RouteBatch, request, timeout).items)
+
+    def route_stream(self, queries, timeout=None):
+        """Sends the queries (any iterable, consumed lazily by gRPC's sending thread) on one
+        RouteStream and yields each RouteStreamResponse as it arrives (out of order; match by
+        query_id). `timeout` bounds the whole stream; None = no deadline."""
+        requests = (router_pb2.RouteStreamRequest(query=q) for q in queries)
+        try:
+            yield from self._router.RouteStream(requests, timeout=timeout)
+        except grpc.RpcError as e:
+            raise _error(e) from None
+
+    def complete(self, assignment_id, actual_cost_usd=None, success=None, timeout=None):
+        """Reports that the routed request finished; returns the CompleteResponse."""
+        request = router_pb2.CompleteRequest(assignment_id=assignment_id)
+        if actual_cost_usd is not None:
+            request.actual_cost_usd = actual_cost_usd
+        if success is not None:
+            request.success = success
+        return self._call(self._router.Complete, request, timeout)
+
+    def list_models(self, timeout=None):
+        """The model pool: a list of ModelStatus."""
+        return list(self._call(self._admin.ListModels, router_pb2.ListModelsRequest(),
+                               timeout).models)

@@ -1,0 +1,263 @@
+// RouterClient against fake Router and RouterAdmin services on an in-process channel: status
+// conversion, what each call sends, and the RouteStream helper's matching and ending.
+
+#include "clients/cpp/router_client.h"
+
+#include <atomic>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "absl/strings/str_cat.h"
+#include "gmock/gmock.h"
+#include "grpcpp/health_check_service_interface.h"
+#include "grpcpp/server.h"
+#include "grpcpp/server_builder.h"
+#include "gtest/gtest.h"
+#include "tests/router_core/testing/status_matchers.h"
+
+namespace router::client {
+namespace {
+
+using ::router::core::testing::IsOk;
+using ::router::core::testing::StatusIs;
+using ::testing::_;
+using ::testing::HasSubstr;
+
+// Answers Route with the query id as the model, or INVALID_ARGUMENT for an empty text. RouteStream
+// reads every query and answers them in reverse order (an empty text gets an error item), unless
+// a query's text is "abort": then it answers that one and ends the stream with
+// RESOURCE_EXHAUSTED without reading further. With answer_as_read set, it answers each query as
+// soon as it has read it instead.
+class FakeRouter final : public v1::Router::Service {
+ public:
+  grpc::Status Route(grpc::ServerContext*, const v1::RouteRequest* request,
+                     v1::RouteResponse* response) override {
+    if (request->query().text().empty()) {
+      return grpc::Status(grpc::StatusCode::INVALID_ARGUMENT, "query.text: required");
+    }
+    response->mutable_assignment()->set_query_id(request->query().id());
+    response->mutable_assignment()->set_model("m-" + request->query().id());
+    return grpc::Status::OK;
+  }
+
+  grpc::Status RouteStream(
+      grpc::ServerContext*,
+      grpc::ServerReaderWriter<v1::RouteStreamResponse, v1::RouteStreamRequest>* stream) override {
+    std::vector<v1::Query> queries;
+    v1::RouteStreamRequest request;
+    while (stream->Read(&request)) {
+      if (request.query().text() == "abort") {
+        v1::RouteStreamResponse r;
+        r.mutable_assignment()->set_query_id(request.query().id());
+        stream->Write(r);
+        return grpc::Status(grpc::StatusCode::RESOURCE_EXHAUSTED, "budget");
+      }
+      if (answer_as_read) {
+        v1::RouteStreamResponse r;
+        r.mutable_assignment()->set_query_id(request.query().id());
+        stream->Write(r);
+        continue;
+      }
+      queries.push_back(request.query());
+    }
+    for (auto q = queries.rbegin(); q != queries.rend(); ++q) {
+      v1::RouteStreamResponse r;
+      if (q->text().empty()) {
+        r.mutable_error()->set_query_id(q->id());
+        r.mutable_error()->set_code(3);
+      } else {
+        r.mutable_assignment()->set_query_id(q->id());
+      }
+      stream->Write(r);
+    }
+    return grpc::Status::OK;
+  }
+
+  std::atomic<bool> answer_as_read{false};
+
+  // Records the actual cost when given, -1 otherwise.
+  grpc::Status Complete(grpc::ServerContext*, const v1::CompleteRequest* request,
+                        v1::CompleteResponse* response) override {
+    response->set_recorded_cost_usd(request->has_actual_cost_usd() ? request->actual_cost_usd() : -1);
+    response->set_lease_was_active(request->has_success() && request->success());
+    return grpc::Status::OK;
+  }
+};
+
+// UpdateConfig answers the expected generation (or 100 without one), plus 1 unless dry_run.
+class FakeAdmin final : public v1::RouterAdmin::Service {
+ public:
+  grpc::Status UpdateConfig(grpc::ServerContext*, const v1::UpdateConfigRequest* request,
+                            v1::UpdateConfigResponse* response) override {
+    const uint64_t base = request->has_expected_generation() ? request->expected_generation() : 100;
+    response->set_config_generation(request->dry_run() ? base : base + 1);
+    return grpc::Status::OK;
+  }
+};
+
+class RouterClientTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    grpc::EnableDefaultHealthCheckService(true);
+    grpc::ServerBuilder builder;
+    builder.RegisterService(&router_);
+    builder.RegisterService(&admin_);
+    server_ = builder.BuildAndStart();
+    ASSERT_NE(server_, nullptr);
+    client_ = RouterClient::FromChannel(server_->InProcessChannel(grpc::ChannelArguments()), {});
+  }
+  void TearDown() override { server_->Shutdown(); }
+
+  static v1::Query Query(const std::string& id, const std::string& text) {
+    v1::Query q;
+    q.set_id(id);
+    q.set_text(text);
+    return q;
+  }
+
+  FakeRouter router_;
+  FakeAdmin admin_;
+  std::unique_ptr<grpc::Server> server_;
+  std::unique_ptr<RouterClient> client_;
+};
+
+TEST(FromGrpcStatusTest, KeepsCodeAndMessage) {
+  for (int code = 0; code <= 16; ++code) {
+    const absl::Status s =
+        FromGrpcStatus(grpc::Status(static_cast<grpc::StatusCode>(code), code == 0 ? "" : "why"));
+    EXPECT_EQ(static_cast<int>(s.code()), code);
+    EXPECT_EQ(s.message(), code == 0 ? "" : "why");
+  }
+}
+
+TEST(ConnectTest, RefusesBadOptions) {
+  RouterClientOptions frequent_pings;
+  frequent_pings.keepalive_time = absl::Seconds(5);
+  EXPECT_THAT(RouterClient::Connect("127.0.0.1:1", frequent_pings),
+              StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("keepalive_time")));
+  EXPECT_THAT(RouterClient::Connect("", {}),
+              StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("address")));
+  RouterClientOptions no_timeout;
+  no_timeout.default_timeout = absl::ZeroDuration();
+  EXPECT_THAT(RouterClient::Connect("127.0.0.1:1", no_timeout),
+              StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("default_timeout")));
+}
+
+TEST(ConnectTest, NothingListeningIsUnavailable) {
+  // Nothing listens on port 1 of loopback (tcpmux is not run), so connecting is refused.
+  RouterClientOptions options;
+  options.connect_timeout = absl::Milliseconds(200);
+  EXPECT_THAT(RouterClient::Connect("127.0.0.1:1", options),
+              StatusIs(absl::StatusCode::kUnavailable, HasSubstr("127.0.0.1:1")));
+}
+
+TEST_F(RouterClientTest, RouteReturnsTheAssignmentOrTheServerStatus) {
+  absl::StatusOr<v1::Assignment> a = client_->Route(Query("q1", "hi"));
+  ASSERT_THAT(a, IsOk());
+  EXPECT_EQ(a->query_id(), "q1");
+  EXPECT_EQ(a->model(), "m-q1");
+  EXPECT_THAT(client_->Route(Query("q2", "")),
+              StatusIs(absl::StatusCode::kInvalidArgument, "query.text: required"));
+}
+
+TEST_F(RouterClientTest, RouteStreamMatchesOutOfOrderAnswersToTheirQueries) {
+  std::vector<v1::Query> queries;
+  for (int k = 0; k < 50; ++k) {
+    queries.push_back(Query(absl::StrCat("s", k), k == 7 ? "" : "text"));
+  }
+  std::vector<int> seen(queries.size(), 0);
+  std::vector<std::string> order;
+  int errors = 0;
+  const absl::Status s = client_->RouteStream(queries, [&](const StreamAnswer& answer) {
+    ASSERT_GE(answer.index, 0);
+    ASSERT_LT(answer.index, static_cast<int64_t>(queries.size()));
+    ++seen[answer.index];
+    const v1::RouteStreamResponse& r = answer.response;
+    const std::string& id = r.has_assignment() ? r.assignment().query_id() : r.error().query_id();
+    EXPECT_EQ(id, queries[answer.index].id());
+    EXPECT_GE(answer.latency, absl::ZeroDuration());
+    order.push_back(id);
+    if (r.has_error()) ++errors;
+  });
+  EXPECT_THAT(s, IsOk());
+  EXPECT_EQ(seen, std::vector<int>(queries.size(), 1));  // each answer exactly once
+  EXPECT_EQ(errors, 1);
+  ASSERT_FALSE(order.empty());
+  EXPECT_EQ(order.front(), "s49");  // the fake answers in reverse
+}
+
+TEST_F(RouterClientTest, RouteStreamKeepsAtMostMaxInFlightUnanswered) {
+  // A window of one only finishes if each query is sent after the previous answer came back; the
+  // answers then arrive in query order.
+  router_.answer_as_read = true;
+  std::vector<v1::Query> queries;
+  for (int k = 0; k < 20; ++k) queries.push_back(Query(absl::StrCat("w", k), "text"));
+  std::vector<int64_t> indexes;
+  RouteStreamOptions options;
+  options.max_in_flight = 1;
+  EXPECT_THAT(client_->RouteStream(
+                  queries, [&](const StreamAnswer& a) { indexes.push_back(a.index); }, options),
+              IsOk());
+  std::vector<int64_t> expected(queries.size());
+  for (size_t k = 0; k < expected.size(); ++k) expected[k] = static_cast<int64_t>(k);
+  EXPECT_EQ(indexes, expected);
+  options.max_in_flight = 0;
+  EXPECT_THAT(client_->RouteStream(queries, [](const StreamAnswer&) {}, options),
+              StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("max_in_flight")));
+}
+
+TEST_F(RouterClientTest, RouteStreamWithNoQueriesEndsOk) {
+  int answers = 0;
+  EXPECT_THAT(client_->RouteStream({}, [&](const StreamAnswer&) { ++answers; }), IsOk());
+  EXPECT_EQ(answers, 0);
+}
+
+TEST_F(RouterClientTest, RouteStreamEndedByTheServerReturnsItsStatus) {
+  // Many queries after the one that ends the stream: the writer must stop, not hang.
+  std::vector<v1::Query> queries = {Query("a", "abort")};
+  for (int k = 0; k < 2000; ++k) queries.push_back(Query(absl::StrCat("t", k), "text"));
+  int answers = 0;
+  const absl::Status s = client_->RouteStream(queries, [&](const StreamAnswer& answer) {
+    EXPECT_EQ(answer.index, 0);
+    ++answers;
+  });
+  EXPECT_THAT(s, StatusIs(absl::StatusCode::kResourceExhausted, "budget"));
+  EXPECT_EQ(answers, 1);
+}
+
+TEST_F(RouterClientTest, CompleteSendsOnlyWhatIsGiven) {
+  absl::StatusOr<v1::CompleteResponse> r = client_->Complete("a1");
+  ASSERT_THAT(r, IsOk());
+  EXPECT_EQ(r->recorded_cost_usd(), -1);
+  EXPECT_FALSE(r->lease_was_active());
+  r = client_->Complete("a1", 0.5, true);
+  ASSERT_THAT(r, IsOk());
+  EXPECT_EQ(r->recorded_cost_usd(), 0.5);
+  EXPECT_TRUE(r->lease_was_active());
+}
+
+TEST_F(RouterClientTest, HealthReportsServingAndUnknownServices) {
+  absl::StatusOr<grpc::health::v1::HealthCheckResponse::ServingStatus> serving = client_->Health("");
+  ASSERT_THAT(serving, IsOk());
+  EXPECT_EQ(*serving, grpc::health::v1::HealthCheckResponse::SERVING);
+  EXPECT_THAT(client_->Health("no.such.Service"), StatusIs(absl::StatusCode::kNotFound, _));
+}
+
+TEST_F(RouterClientTest, UpdateConfigSendsDryRunAndExpectedGeneration) {
+  auto generation = [&](const UpdateConfigOptions& update) {
+    absl::StatusOr<uint64_t> g = client_->UpdateConfig("x: 1", update);
+    EXPECT_THAT(g, IsOk());
+    return g.value_or(0);
+  };
+  EXPECT_EQ(generation({}), 101u);
+  EXPECT_EQ(generation({.dry_run = true, .expected_generation = std::nullopt}), 100u);
+  EXPECT_EQ(generation({.dry_run = false, .expected_generation = 7}), 8u);
+}
+
+TEST_F(RouterClientTest, UnimplementedAdminCallsKeepTheirCode) {
+  EXPECT_THAT(client_->ListModels(), StatusIs(absl::StatusCode::kUnimplemented, _));
+}
+
+}  // namespace
+}  // namespace router::client
