@@ -1,13 +1,13 @@
 #include "router_core/estimate/featurizer.h"
 
 #include <algorithm>
+#include <array>
 #include <cmath>
 #include <cstdint>
 #include <string>
 #include <utility>
 #include <vector>
 
-#include "absl/container/flat_hash_map.h"
 #include "absl/status/status.h"
 #include "absl/strings/str_cat.h"
 #include "router_core/estimate/binary_blob.h"
@@ -23,15 +23,6 @@ constexpr uint64_t kWordSalt = 0x11;
 constexpr uint64_t kBigramSalt = 0x22;
 constexpr uint64_t kCharSalt = 0x33;
 
-uint64_t Fnv1a(absl::string_view bytes, uint64_t salt) {
-  uint64_t h = kFnvOffset ^ salt;
-  for (const char c : bytes) {
-    h ^= static_cast<uint8_t>(c);
-    h *= kFnvPrime;
-  }
-  return h;
-}
-
 bool IsWordByte(uint8_t c) { return (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c >= 0x80; }
 
 bool IsSpace(uint8_t c) {
@@ -40,19 +31,30 @@ bool IsSpace(uint8_t c) {
 
 uint8_t Lower(uint8_t c) { return (c >= 'A' && c <= 'Z') ? static_cast<uint8_t>(c + 32) : c; }
 
-// The lowercased text that is read: all of it, or its head and tail halves of the cap joined by a
-// space; whitespace runs collapse to one space.
-std::string Normalize(absl::string_view text, int64_t max_bytes) {
+// Calls sink(byte) for each byte of the text that is read, lowercased: all of it, or its head and
+// tail halves of the cap joined by a space; whitespace runs collapse to one space and leading
+// whitespace is dropped. Streaming it, rather than building the normalized string, saves a copy
+// of up to max_bytes per call.
+template <typename Sink>
+void ForEachNormalizedByte(absl::string_view text, int64_t max_bytes, Sink sink) {
   const size_t cap = static_cast<size_t>(max_bytes);
-  std::string out;
-  out.reserve(std::min(text.size(), cap) + 1);
-  auto append = [&out](absl::string_view part) {
+  bool empty = true;
+  bool last_space = false;
+  auto space = [&] {
+    if (!empty && !last_space) {
+      sink(uint8_t{' '});
+      last_space = true;
+    }
+  };
+  auto append = [&](absl::string_view part) {
     for (const char ch : part) {
       const uint8_t c = static_cast<uint8_t>(ch);
       if (IsSpace(c)) {
-        if (!out.empty() && out.back() != ' ') out.push_back(' ');
+        space();
       } else {
-        out.push_back(static_cast<char>(Lower(c)));
+        sink(Lower(c));
+        empty = false;
+        last_space = false;
       }
     }
   };
@@ -60,10 +62,134 @@ std::string Normalize(absl::string_view text, int64_t max_bytes) {
     append(text);
   } else {
     append(text.substr(0, cap / 2));
-    if (!out.empty() && out.back() != ' ') out.push_back(' ');
+    space();
     append(text.substr(text.size() - (cap - cap / 2)));
   }
-  return out;
+}
+
+// Calls add(64-bit term hash) once per term occurrence (words, bigrams, char n-grams; in stream
+// order, which does not matter: only the counts are used). One pass over the normalized bytes:
+// the word hash is extended byte by byte and the last 8 bytes are kept in a shift register for
+// the character n-grams, each hashed with FNV-1a 64 from its first byte, as defined above.
+template <typename Add>
+void ForEachTerm(absl::string_view text, const FeaturizerOptions& o, Add add) {
+  uint64_t word = 0;
+  bool in_word = false;
+  uint64_t previous_word = 0;
+  bool have_previous = false;
+  auto end_word = [&] {
+    add(word);
+    if (o.word_bigrams && have_previous) add(Mix64(previous_word ^ kBigramSalt) ^ word);
+    previous_word = word;
+    have_previous = true;
+    in_word = false;
+  };
+  uint64_t window = 0;  // the last 8 normalized bytes, newest in the low byte
+  int64_t seen = 0;
+  const int n_min = o.char_ngram_min;
+  const int n_max = o.char_ngram_max;
+  ForEachNormalizedByte(text, o.max_text_bytes, [&](uint8_t c) {
+    if (IsWordByte(c)) {
+      if (!in_word) {
+        word = kFnvOffset ^ kWordSalt;
+        in_word = true;
+      }
+      word = (word ^ c) * kFnvPrime;
+    } else if (in_word) {
+      end_word();
+    }
+    window = (window << 8) | c;
+    ++seen;
+    for (int n = n_min; n <= n_max && n <= seen; ++n) {
+      uint64_t h = kFnvOffset ^ (kCharSalt + static_cast<uint64_t>(n));
+      for (int i = n - 1; i >= 0; --i) h = (h ^ ((window >> (8 * i)) & 0xff)) * kFnvPrime;
+      add(h);
+    }
+  });
+  if (in_word) end_word();
+}
+
+double SublinearTf(uint32_t count) { return 1.0 + std::log(static_cast<double>(count)); }
+
+// SublinearTf of the small counts almost every term has, computed once: a libm log per distinct
+// term was a tenth of the featurizer's time. Same function, same values.
+constexpr size_t kTfTableSize = 256;
+const std::array<double, kTfTableSize>& TfTable() {
+  static const std::array<double, kTfTableSize> table = [] {
+    std::array<double, kTfTableSize> t{};
+    for (uint32_t c = 1; c < kTfTableSize; ++c) t[c] = SublinearTf(c);
+    return t;
+  }();
+  return table;
+}
+
+// std::llround for 0 <= x < 2^63 (half away from zero) without the libm call: x - trunc(x) is
+// exact in binary floating point, so the comparison with 0.5 decides exactly as llround does.
+int64_t RoundHalfAway(double x) {
+  const int64_t t = static_cast<int64_t>(x);
+  return x - static_cast<double>(t) >= 0.5 ? t + 1 : t;
+}
+
+// Per-thread scratch of VisitTermCounts: an open-addressing table (linear probing) of fine bin ->
+// count, all-empty between calls, plus the slots one call filled. Kept per thread so that a call
+// allocates nothing once its thread has counted a text of that size; the table is at most 2^18
+// slots (2 MiB, for a 16 KiB text with 8 n-gram lengths), typically 2^13 (64 KiB).
+struct TermTable {
+  struct Slot {
+    uint32_t key = 0;  // fine bin + 1; 0 = empty
+    uint32_t count = 0;
+  };
+  std::vector<Slot> slots;
+  std::vector<uint32_t> used;  // indices into slots
+  std::vector<int64_t> sums;   // Featurize's per-bucket accumulators, dim values
+};
+
+TermTable& ThreadTermTable() {
+  static thread_local TermTable table;
+  return table;
+}
+
+// Calls visit(fine bin, count) once per distinct fine bin of the terms of `text` (in first-seen
+// order), using `table`, which it leaves all-empty again.
+// Cost: O(normalized bytes * (char n-gram lengths + 1)) hashing and table updates.
+template <typename Visit>
+void VisitTermCounts(absl::string_view text, const FeaturizerOptions& o, TermTable& table,
+                     Visit visit) {
+  // Bound the number of term occurrences: per normalized byte at most one n-gram of each length,
+  // and at most one word and one bigram per two bytes (words are separated).
+  const uint64_t bytes = std::min<uint64_t>(text.size(), static_cast<uint64_t>(o.max_text_bytes)) + 1;
+  const uint64_t lengths =
+      o.char_ngram_max > 0 ? static_cast<uint64_t>(o.char_ngram_max - o.char_ngram_min + 1) : 0;
+  const uint64_t terms = std::min(bytes * (lengths + 1), uint64_t{1} << o.idf_bits);
+  // More slots than occurrences, so a free slot always ends a probe; distinct terms are typically
+  // under half the occurrences, so probes stay short, and a small table stays in cache.
+  int log_capacity = 4;
+  while ((uint64_t{1} << log_capacity) <= terms) ++log_capacity;
+  const size_t capacity = size_t{1} << log_capacity;
+  if (table.slots.size() < capacity) table.slots.resize(capacity);
+  const size_t mask = capacity - 1;
+  const int slot_shift = 32 - log_capacity;
+  const int bin_shift = 64 - o.idf_bits;
+  TermTable::Slot* const slots = table.slots.data();
+  table.used.clear();
+  ForEachTerm(text, o, [&](uint64_t hash) {
+    const uint32_t key = static_cast<uint32_t>(Mix64(hash) >> bin_shift) + 1;
+    // Fibonacci hashing spreads the bins over the slots whatever idf_bits and capacity are.
+    size_t s = static_cast<size_t>((key * 0x9e3779b1U) >> slot_shift);
+    while (slots[s].key != key) {
+      if (slots[s].key == 0) {
+        slots[s].key = key;
+        table.used.push_back(static_cast<uint32_t>(s));
+        break;
+      }
+      s = (s + 1) & mask;
+    }
+    ++slots[s].count;
+  });
+  for (const uint32_t s : table.used) {
+    visit(slots[s].key - 1, slots[s].count);
+    slots[s] = TermTable::Slot();
+  }
 }
 
 absl::Status ValidateOptions(const FeaturizerOptions& o) {
@@ -87,60 +213,21 @@ absl::Status ValidateOptions(const FeaturizerOptions& o) {
   return absl::OkStatus();
 }
 
-// Term counts of `text` per fine bin.
-absl::flat_hash_map<uint32_t, uint32_t> CountTerms(absl::string_view text,
-                                                   const FeaturizerOptions& o) {
-  const std::string norm = Normalize(text, o.max_text_bytes);
-  const int shift = 64 - o.idf_bits;
-  absl::flat_hash_map<uint32_t, uint32_t> counts;
-  counts.reserve(norm.size() * 2);
-  auto add = [&](uint64_t hash) { ++counts[static_cast<uint32_t>(Mix64(hash) >> shift)]; };
-
-  uint64_t previous_word = 0;
-  bool have_previous = false;
-  size_t k = 0;
-  while (k < norm.size()) {
-    if (!IsWordByte(static_cast<uint8_t>(norm[k]))) {
-      ++k;
-      continue;
-    }
-    size_t end = k;
-    while (end < norm.size() && IsWordByte(static_cast<uint8_t>(norm[end]))) ++end;
-    const uint64_t word = Fnv1a(absl::string_view(norm).substr(k, end - k), kWordSalt);
-    add(word);
-    if (o.word_bigrams && have_previous) add(Mix64(previous_word ^ kBigramSalt) ^ word);
-    previous_word = word;
-    have_previous = true;
-    k = end;
-  }
-  if (o.char_ngram_max > 0) {
-    for (int n = o.char_ngram_min; n <= o.char_ngram_max; ++n) {
-      const size_t len = static_cast<size_t>(n);
-      for (size_t start = 0; start + len <= norm.size(); ++start) {
-        add(Fnv1a(absl::string_view(norm).substr(start, len), kCharSalt + len));
-      }
-    }
-  }
-  return counts;
-}
-
 }  // namespace
 
 Featurizer::Featurizer(const FeaturizerOptions& options, int64_t num_docs, std::vector<uint32_t> df)
     : options_(options), num_docs_(num_docs), df_(std::move(df)) {
   const size_t bins = size_t{1} << options_.idf_bits;
-  idf_.assign(bins, 1.0f);
-  if (num_docs_ > 0) {
-    for (size_t b = 0; b < bins; ++b) {
-      idf_[b] = static_cast<float>(
-          std::log((1.0 + static_cast<double>(num_docs_)) / (1.0 + static_cast<double>(df_[b]))));
-    }
-  }
-  bucket_.resize(bins);
+  bins_.resize(bins);
   for (size_t b = 0; b < bins; ++b) {
+    bins_[b].idf = num_docs_ > 0 ? static_cast<float>(std::log(
+                                       (1.0 + static_cast<double>(num_docs_)) /
+                                       (1.0 + static_cast<double>(df_[b]))))
+                                 : 1.0f;
     const uint64_t h = Mix64(b ^ 0x5bd1e995ULL);
-    bucket_[b] = static_cast<uint32_t>(((h >> 1) % static_cast<uint64_t>(options_.dim)) << 1) |
-                 static_cast<uint32_t>(h & 1);
+    bins_[b].bucket =
+        static_cast<uint32_t>(((h >> 1) % static_cast<uint64_t>(options_.dim)) << 1) |
+        static_cast<uint32_t>(h & 1);
   }
 }
 
@@ -155,8 +242,9 @@ absl::StatusOr<Featurizer> Featurizer::Fit(const FeaturizerOptions& options,
   if (texts.empty()) return absl::InvalidArgumentError("texts: need at least one to fit IDF");
   if (texts.size() > UINT32_MAX) return absl::InvalidArgumentError("texts: too many");
   std::vector<uint32_t> df(size_t{1} << options.idf_bits, 0);
+  TermTable& table = ThreadTermTable();
   for (const std::string& text : texts) {
-    for (const auto& [bin, count] : CountTerms(text, options)) ++df[bin];
+    VisitTermCounts(text, options, table, [&df](uint32_t bin, uint32_t) { ++df[bin]; });
   }
   return Featurizer(options, static_cast<int64_t>(texts.size()), std::move(df));
 }
@@ -233,16 +321,22 @@ absl::Status Featurizer::Featurize(absl::string_view text, absl::Span<float> out
     return absl::InvalidArgumentError(
         absl::StrCat("features: expected ", options_.dim, " values, got ", out.size()));
   }
-  // Fixed-point accumulation: integer sums do not depend on the order terms come out of the hash
-  // map (which varies between processes), so features are bit-identical on every run.
+  // Fixed-point accumulation: integer sums do not depend on the order the terms are visited in,
+  // so features are bit-identical on every run and for every table layout.
   constexpr double kScale = 16777216.0;  // 2^24: weights < 2^9, at most 2^22 terms, so |sum| < 2^55
-  std::vector<int64_t> sums(out.size(), 0);
-  for (const auto& [bin, count] : CountTerms(text, options_)) {
-    const double weight = (1.0 + std::log(static_cast<double>(count))) * idf_[bin];
-    const int64_t fixed = std::llround(weight * kScale);
-    const uint32_t slot = bucket_[bin];
+  const std::array<double, kTfTableSize>& tf_table = TfTable();
+  TermTable& table = ThreadTermTable();
+  std::vector<int64_t>& sums = table.sums;
+  sums.assign(out.size(), 0);
+  VisitTermCounts(text, options_, table, [&](uint32_t bin, uint32_t count) {
+    const Bin& b = bins_[bin];
+    const float idf = b.idf;
+    if (idf == 0.0f) return;  // a term of every training prompt adds exactly 0
+    const double tf = count < tf_table.size() ? tf_table[count] : SublinearTf(count);
+    const int64_t fixed = RoundHalfAway(tf * idf * kScale);
+    const uint32_t slot = b.bucket;
     sums[slot >> 1] += (slot & 1) != 0 ? fixed : -fixed;
-  }
+  });
   double norm = 0.0;
   for (const int64_t v : sums) norm += static_cast<double>(v) * static_cast<double>(v);
   const double scale = norm > 0.0 ? 1.0 / std::sqrt(norm) : 0.0;

@@ -3,6 +3,8 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdint>
+#include <cstring>
+#include <limits>
 #include <memory>
 #include <string>
 #include <utility>
@@ -16,7 +18,7 @@
 namespace router::core {
 namespace {
 
-// Bootstrap multiplicities are stored as uint16; k beyond this would not fit.
+// Upper bound on k, part of the saved options' contract (artifacts with larger k are refused).
 constexpr int kMaxK = 65535;
 
 absl::Status ValidateOptions(const KnnOptions& o) {
@@ -62,12 +64,111 @@ double MeanOf(absl::Span<const float> scores) {
   return scores.empty() ? 0.0 : sum / static_cast<double>(scores.size());
 }
 
-// Type-7 (linear interpolation) quantile of sorted values.
-double Quantile(const std::vector<double>& sorted, double q) {
-  const double pos = q * static_cast<double>(sorted.size() - 1);
+// Type-7 (linear interpolation) quantile of `values` (reordered): the same value as on the sorted
+// values, found with two O(n) selections instead of a sort.
+double Quantile(absl::Span<double> values, double q) {
+  const double pos = q * static_cast<double>(values.size() - 1);
   const size_t lo = static_cast<size_t>(std::floor(pos));
-  const size_t hi = std::min(lo + 1, sorted.size() - 1);
-  return sorted[lo] + (pos - static_cast<double>(lo)) * (sorted[hi] - sorted[lo]);
+  std::nth_element(values.begin(), values.begin() + static_cast<ptrdiff_t>(lo), values.end());
+  const double at_lo = values[lo];
+  const double at_hi = lo + 1 < values.size()
+                           ? *std::min_element(values.begin() + static_cast<ptrdiff_t>(lo) + 1,
+                                               values.end())
+                           : at_lo;
+  return at_lo + (pos - static_cast<double>(lo)) * (at_hi - at_lo);
+}
+
+// Dot product of two float vectors. kLanes independent partial sums are what lets gcc vectorize
+// without -ffast-math (a single running sum may not be reassociated); they are combined in a fixed
+// tree order, so the result does not depend on the compiler's choices. Always inlined, so that it
+// is compiled for the instruction set of its caller (Similarities below).
+[[gnu::always_inline]] inline float Dot(const float* a, const float* b, int dim) {
+  constexpr int kLanes = 16;  // the reduction below is written for 16
+  float lanes[kLanes] = {};
+  int d = 0;
+  for (; d + kLanes <= dim; d += kLanes) {
+    for (int l = 0; l < kLanes; ++l) lanes[l] += a[d + l] * b[d + l];
+  }
+  for (int l = 0; d < dim; ++d, ++l) lanes[l] += a[d] * b[d];
+  // Spelled out: a loop over the widths made gcc spill the lanes to memory for every point.
+  for (int l = 0; l < 8; ++l) lanes[l] += lanes[l + 8];
+  for (int l = 0; l < 4; ++l) lanes[l] += lanes[l + 4];
+  for (int l = 0; l < 2; ++l) lanes[l] += lanes[l + 2];
+  return lanes[0] + lanes[1];
+}
+
+// sims[p] = similarity of the unit query to stored row p (P rows of dim floats), +0 for -0.
+[[gnu::always_inline]] inline void SimilaritiesBody(const float* points, size_t num,
+                                                    const float* query, int dim, float* sims) {
+  for (size_t p = 0; p < num; ++p) {
+    sims[p] = Dot(points + p * static_cast<size_t>(dim), query, dim) + 0.0f;
+  }
+}
+
+#if defined(__x86_64__) || defined(__i386__)
+// The same code compiled for AVX, chosen at run time where the CPU has it: 8 float lanes per
+// instruction instead of SSE2's 4 halve the scan, which is bound by multiply and add throughput.
+// Results are bit-identical: the lanes and the order of every operation are the same, and AVX does
+// not include FMA, so no multiply can be fused with its add (checked: router_train writes the same
+// artifact either way).
+[[gnu::target("avx")]] void SimilaritiesAvx(const float* points, size_t num, const float* query,
+                                             int dim, float* sims) {
+  SimilaritiesBody(points, num, query, dim, sims);
+}
+#endif
+
+void Similarities(const float* points, size_t num, const float* query, int dim, float* sims) {
+#if defined(__x86_64__) || defined(__i386__)
+  static const bool has_avx = [] {
+    __builtin_cpu_init();
+    return __builtin_cpu_supports("avx") != 0;
+  }();
+  if (has_avx) return SimilaritiesAvx(points, num, query, dim, sims);
+#endif
+  SimilaritiesBody(points, num, query, dim, sims);
+}
+
+// Sort key of point p with similarity sim: ascending keys = descending similarity, then ascending
+// point index (the neighbour order). The float's bits are mapped to an order-preserving unsigned
+// integer and inverted; sim must not be NaN or -0 (callers add +0.0f, which turns -0 into +0).
+uint64_t NeighbourKey(float sim, uint32_t p) {
+  uint32_t bits;
+  std::memcpy(&bits, &sim, sizeof(bits));
+  const uint32_t ascending = (bits & 0x80000000U) != 0 ? ~bits : bits | 0x80000000U;
+  return (uint64_t{~ascending} << 32) | p;
+}
+
+uint32_t KeyPoint(uint64_t key) { return static_cast<uint32_t>(key); }
+
+// Puts the `n` smallest keys, sorted, at the front of `keys`.
+void SelectSmallest(std::vector<uint64_t>& keys, size_t n) {
+  const auto nth = keys.begin() + static_cast<ptrdiff_t>(n);
+  if (n < keys.size()) std::nth_element(keys.begin(), nth, keys.end());
+  std::sort(keys.begin(), nth);
+}
+
+// Per-thread scratch of Predict, reused so a call allocates nothing in the steady state.
+struct PredictScratch {
+  std::vector<float> query;
+  std::vector<float> sims;            // per stored point
+  std::vector<uint64_t> shared_keys;  // NeighbourKey of every point; the best D sorted in front
+  std::vector<uint64_t> own_keys;     // the same over one model's points
+  std::vector<uint32_t> neighbours;   // point indices of one model's neighbours, best first
+  std::vector<double> weights;        // per neighbour
+  std::vector<float> scores;          // per neighbour
+  // The neighbour list the next three were computed for: models with the same neighbours (the
+  // usual case: they share the training prompts) share them.
+  std::vector<uint32_t> resampled;
+  std::vector<double> local_patterns;  // Patterns(n) when n < k
+  std::vector<double> weight_counts;   // n x B: multiplicity * weight of neighbour i in resample b
+  std::vector<double> weight_sums;     // B: per resample, the sum of weight_counts over i
+  std::vector<double> plain;           // B: BootstrapEstimates' unweighted sums
+  std::vector<double> boot;            // per resample
+};
+
+PredictScratch& ThreadScratch() {
+  static thread_local PredictScratch scratch;
+  return scratch;
 }
 
 }  // namespace
@@ -75,15 +176,36 @@ double Quantile(const std::vector<double>& sorted, double q) {
 KnnEstimator::KnnEstimator(int dim, const KnnOptions& options)
     : dim_(dim), options_(options), full_patterns_(Patterns(options.k)) {}
 
-std::vector<uint16_t> KnnEstimator::Patterns(int n) const {
+std::vector<double> KnnEstimator::Patterns(int n) const {
   const size_t size = static_cast<size_t>(n);
-  std::vector<uint16_t> counts(static_cast<size_t>(options_.bootstrap_samples) * size, 0);
+  const size_t samples = static_cast<size_t>(options_.bootstrap_samples);
+  std::vector<double> counts(samples * size, 0.0);
   SplitMix64 rng(Mix64(options_.seed) ^ Mix64(static_cast<uint64_t>(n)));
-  for (int b = 0; b < options_.bootstrap_samples; ++b) {
-    uint16_t* row = counts.data() + static_cast<size_t>(b) * size;
-    for (int draw = 0; draw < n; ++draw) ++row[rng.Below(size)];
+  for (size_t b = 0; b < samples; ++b) {
+    for (int draw = 0; draw < n; ++draw) counts[rng.Below(size) * samples + b] += 1.0;
   }
   return counts;
+}
+
+void KnnEstimator::Reindex() {
+  const size_t num = static_cast<size_t>(num_points());
+  const size_t k = static_cast<size_t>(options_.k);
+  score_at_.assign(model_points_.size() * num, std::numeric_limits<float>::quiet_NaN());
+  shared_.assign(model_points_.size(), false);
+  shared_depth_ = 0;
+  for (size_t j = 0; j < model_points_.size(); ++j) {
+    const ModelPoints& mp = model_points_[j];
+    float* row = score_at_.data() + j * num;
+    for (size_t i = 0; i < mp.points.size(); ++i) row[mp.points[i]] = mp.scores[i];
+    // The k best of j's points are among the best k + (points j lacks) of all points. Worth
+    // walking the shared list only while j has most of the points; a model added with its own
+    // validation prompts selects among those instead.
+    const size_t missing = num - mp.points.size();
+    if (missing <= mp.points.size()) {
+      shared_[j] = true;
+      shared_depth_ = std::max(shared_depth_, static_cast<int64_t>(std::min(num, k + missing)));
+    }
+  }
 }
 
 absl::StatusOr<std::unique_ptr<KnnEstimator>> KnnEstimator::Fit(const TrainingSet& training,
@@ -135,21 +257,64 @@ absl::StatusOr<std::unique_ptr<KnnEstimator>> KnnEstimator::Fit(const TrainingSe
     estimator->names_.push_back(name);
     estimator->model_points_.push_back(std::move(mp));
   }
+  estimator->Reindex();
   return estimator;
 }
 
 double KnnEstimator::Estimate(absl::Span<const double> weights, absl::Span<const float> scores,
-                              const uint16_t* counts, double prior_mean) const {
-  double weighted = 0.0, weight_sum = 0.0, plain = 0.0, n = 0.0;
+                              double prior_mean) const {
+  double weighted = 0.0, weight_sum = 0.0, plain = 0.0;
   for (size_t i = 0; i < scores.size(); ++i) {
-    const double c = counts == nullptr ? 1.0 : counts[i];
-    weighted += c * weights[i] * scores[i];
-    weight_sum += c * weights[i];
-    plain += c * scores[i];
-    n += c;
+    weighted += weights[i] * scores[i];
+    weight_sum += weights[i];
+    plain += scores[i];
   }
+  const double n = static_cast<double>(scores.size());
   const double mean = weight_sum > 0.0 ? weighted / weight_sum : plain / n;
   return (n * mean + options_.prior_strength * prior_mean) / (n + options_.prior_strength);
+}
+
+void KnnEstimator::ResampleWeights(absl::Span<const double> weights, const double* patterns,
+                                   double* weight_counts, double* weight_sums) const {
+  const size_t samples = static_cast<size_t>(options_.bootstrap_samples);
+  std::fill(weight_sums, weight_sums + samples, 0.0);
+  for (size_t i = 0; i < weights.size(); ++i) {
+    const double w = weights[i];
+    const double* c = patterns + i * samples;
+    double* cw = weight_counts + i * samples;
+    for (size_t b = 0; b < samples; ++b) {
+      cw[b] = c[b] * w;
+      weight_sums[b] += cw[b];
+    }
+  }
+}
+
+void KnnEstimator::BootstrapEstimates(absl::Span<const float> scores, const double* patterns,
+                                      const double* weight_counts, const double* weight_sums,
+                                      double prior_mean, double* plain, double* out) const {
+  // The accumulators of all resamples side by side, summed over the neighbours in order: the same
+  // operations in the same order per resample as a loop over resamples, but vectorizable. A zero
+  // score adds exactly +0 to both sums, so skipping it changes nothing.
+  const size_t samples = static_cast<size_t>(options_.bootstrap_samples);
+  double* const weighted = out;  // reused: out[b] is only written after its sums are final
+  std::fill(weighted, weighted + samples, 0.0);
+  std::fill(plain, plain + samples, 0.0);
+  for (size_t i = 0; i < scores.size(); ++i) {
+    const double s = scores[i];
+    if (s == 0.0) continue;
+    const double* c = patterns + i * samples;
+    const double* cw = weight_counts + i * samples;
+    for (size_t b = 0; b < samples; ++b) {
+      weighted[b] += cw[b] * s;
+      plain[b] += c[b] * s;
+    }
+  }
+  // Every resample draws n times, so its total multiplicity is n.
+  const double n = static_cast<double>(scores.size());
+  for (size_t b = 0; b < samples; ++b) {
+    const double mean = weight_sums[b] > 0.0 ? weighted[b] / weight_sums[b] : plain[b] / n;
+    out[b] = (n * mean + options_.prior_strength * prior_mean) / (n + options_.prior_strength);
+  }
 }
 
 absl::Status KnnEstimator::Predict(absl::Span<const float> features,
@@ -163,60 +328,80 @@ absl::Status KnnEstimator::Predict(absl::Span<const float> features,
         absl::StrCat("out: expected ", names_.size(), " entries, got ", out.size()));
   }
   if (absl::Status s = CheckFinite(features, "features"); !s.ok()) return s;
-  std::vector<float> query(features.begin(), features.end());
+  PredictScratch& scratch = ThreadScratch();
+  std::vector<float>& query = scratch.query;
+  query.assign(features.begin(), features.end());
   Normalize(absl::MakeSpan(query));
-  const bool zero = std::all_of(query.begin(), query.end(), [](float v) { return v == 0.0f; });
-
-  const int64_t num = num_points();
-  std::vector<double> sim(static_cast<size_t>(num), 0.0);
-  if (!zero) {
-    for (int64_t p = 0; p < num; ++p) {
-      const float* row = points_.data() + p * dim_;
-      double dot = 0.0;
-      for (int d = 0; d < dim_; ++d) dot += static_cast<double>(row[d]) * query[d];
-      sim[static_cast<size_t>(p)] = dot;
+  if (std::all_of(query.begin(), query.end(), [](float v) { return v == 0.0f; })) {
+    for (size_t j = 0; j < names_.size(); ++j) {
+      const double q = std::clamp(model_points_[j].mean, 0.0, 1.0);
+      out[j] = QualityEstimate{q, q};
     }
+    return absl::OkStatus();
   }
 
-  std::vector<uint32_t> order;
-  std::vector<double> weights;
-  std::vector<float> scores;
-  std::vector<double> boot(static_cast<size_t>(options_.bootstrap_samples));
+  const size_t num = static_cast<size_t>(num_points());
+  std::vector<float>& sims = scratch.sims;
+  sims.resize(num);
+  Similarities(points_.data(), num, query.data(), dim_, sims.data());
+  std::vector<uint64_t>& shared_keys = scratch.shared_keys;
+  if (shared_depth_ > 0) {
+    shared_keys.resize(num);
+    for (size_t p = 0; p < num; ++p) shared_keys[p] = NeighbourKey(sims[p], static_cast<uint32_t>(p));
+    SelectSmallest(shared_keys, static_cast<size_t>(shared_depth_));
+  }
+
+  const size_t k = static_cast<size_t>(options_.k);
+  const size_t samples = static_cast<size_t>(options_.bootstrap_samples);
+  std::vector<uint32_t>& neighbours = scratch.neighbours;
+  std::vector<double>& weights = scratch.weights;
+  std::vector<float>& scores = scratch.scores;
+  std::vector<uint32_t>& resampled = scratch.resampled;
+  resampled.clear();
+  size_t local_n = 0;  // the n of scratch.local_patterns in this call (scratch outlives estimators)
+  std::vector<double>& boot = scratch.boot;
+  boot.resize(samples);
+  scratch.plain.resize(samples);
   for (size_t j = 0; j < names_.size(); ++j) {
     const ModelPoints& mp = model_points_[j];
-    if (zero) {
-      const double q = std::clamp(mp.mean, 0.0, 1.0);
-      out[j] = QualityEstimate{q, q};
-      continue;
+    const size_t n = std::min(mp.points.size(), k);
+    const float* score_at = score_at_.data() + j * num;
+    neighbours.clear();
+    if (shared_[j]) {
+      for (size_t r = 0; neighbours.size() < n; ++r) {
+        const uint32_t p = KeyPoint(shared_keys[r]);
+        if (!std::isnan(score_at[p])) neighbours.push_back(p);
+      }
+    } else {
+      std::vector<uint64_t>& own_keys = scratch.own_keys;
+      own_keys.clear();
+      for (const uint32_t p : mp.points) own_keys.push_back(NeighbourKey(sims[p], p));
+      SelectSmallest(own_keys, n);
+      for (size_t r = 0; r < n; ++r) neighbours.push_back(KeyPoint(own_keys[r]));
     }
-    // Positions into mp.points of the top k by similarity; ties go to the lower point index,
-    // which is the lower position because mp.points is ascending.
-    order.resize(mp.points.size());
-    for (size_t i = 0; i < order.size(); ++i) order[i] = static_cast<uint32_t>(i);
-    const size_t n = std::min(order.size(), static_cast<size_t>(options_.k));
-    auto better = [&](uint32_t a, uint32_t b) {
-      const double sa = sim[mp.points[a]], sb = sim[mp.points[b]];
-      return sa != sb ? sa > sb : a < b;
-    };
-    std::partial_sort(order.begin(), order.begin() + static_cast<ptrdiff_t>(n), order.end(),
-                      better);
-    weights.resize(n);
-    scores.resize(n);
-    for (size_t i = 0; i < n; ++i) {
-      weights[i] = options_.similarity_weighted ? std::max(sim[mp.points[order[i]]], 0.0) : 1.0;
-      scores[i] = mp.scores[order[i]];
+    weights.clear();
+    scores.clear();
+    for (const uint32_t p : neighbours) {
+      weights.push_back(options_.similarity_weighted ? std::max<double>(sims[p], 0.0) : 1.0);
+      scores.push_back(score_at[p]);
     }
-    const double quality = std::clamp(Estimate(weights, scores, nullptr, mp.mean), 0.0, 1.0);
-    const std::vector<uint16_t> local = n == static_cast<size_t>(options_.k)
-                                            ? std::vector<uint16_t>()
-                                            : Patterns(static_cast<int>(n));
-    const uint16_t* patterns =
-        n == static_cast<size_t>(options_.k) ? full_patterns_.data() : local.data();
-    for (size_t b = 0; b < boot.size(); ++b) {
-      boot[b] = Estimate(weights, scores, patterns + b * n, mp.mean);
+    const double quality = std::clamp(Estimate(weights, scores, mp.mean), 0.0, 1.0);
+    if (n != k && n != local_n) {
+      scratch.local_patterns = Patterns(static_cast<int>(n));
+      local_n = n;
     }
-    std::sort(boot.begin(), boot.end());
-    const double lower = std::clamp(Quantile(boot, options_.lower_quantile), 0.0, quality);
+    const double* patterns = n == k ? full_patterns_.data() : scratch.local_patterns.data();
+    if (neighbours != resampled) {
+      resampled = neighbours;
+      scratch.weight_counts.resize(n * samples);
+      scratch.weight_sums.resize(samples);
+      ResampleWeights(weights, patterns, scratch.weight_counts.data(),
+                      scratch.weight_sums.data());
+    }
+    BootstrapEstimates(scores, patterns, scratch.weight_counts.data(), scratch.weight_sums.data(),
+                       mp.mean, scratch.plain.data(), boot.data());
+    const double lower =
+        std::clamp(Quantile(absl::MakeSpan(boot), options_.lower_quantile), 0.0, quality);
     out[j] = QualityEstimate{quality, lower};
   }
   return absl::OkStatus();
@@ -264,6 +449,7 @@ absl::Status KnnEstimator::AddModel(absl::string_view name, const ModelValidatio
   mp.mean = MeanOf(mp.scores);
   names_.emplace_back(name);
   model_points_.push_back(std::move(mp));
+  Reindex();
   return absl::OkStatus();
 }
 
@@ -294,6 +480,7 @@ absl::Status KnnEstimator::RemoveModel(absl::string_view name) {
   for (ModelPoints& mp : model_points_) {
     for (uint32_t& p : mp.points) p = remap[p];
   }
+  Reindex();
   return absl::OkStatus();
 }
 
@@ -418,6 +605,7 @@ absl::StatusOr<std::unique_ptr<QualityEstimator>> LoadKnnEstimator(const nlohman
     estimator->model_points_.push_back(
         KnnEstimator::ModelPoints{*std::move(idx), *std::move(scores), mean->get<double>()});
   }
+  estimator->Reindex();
   return std::unique_ptr<QualityEstimator>(std::move(estimator));
 }
 

@@ -19,8 +19,19 @@
 // validation results gets exactly the predictions it would have had if fitted with the same points
 // from the start. A zero query vector carries no information: quality = lower = mean_j.
 //
-// Cost of Predict: O(P * dim) for the similarities (P stored points) plus, per model,
-// O(P_j) selection and O(bootstrap_samples * k) for the bound.
+// Similarities are float dot products of the stored unit rows with the unit query (16 lanes, so
+// gcc vectorizes them with baseline SSE2, or AVX where the CPU has it, with identical results; the
+// lane sums are combined in a fixed order, so results are deterministic); everything after them
+// is double.
+//
+// Cost of Predict (P stored points, M models, B = bootstrap_samples): P * dim float multiply-adds
+// for the similarities (the stored matrix is P * dim * 4 bytes, read once per call: 2 MB for
+// routerbench_subset, so memory bandwidth bounds it); one O(P) selection of the best D candidates
+// plus an O(D log D) sort, D = max over "shared" models of min(P, k + P - P_j), walked by each
+// shared model (one lacking at most as many points as it has; the rest select among their own
+// P_j points in O(P_j + k log k)); then per model O(k * B) for the bootstrap and O(B) for the
+// quantile. No allocation once the calling thread has predicted with an estimator of this size:
+// each thread keeps O(P + k) scratch (about 30 KB for routerbench_subset).
 //
 // Thread-safety and errors: as QualityEstimator (quality_estimator.h). Fit and LoadKnnEstimator
 // return INVALID_ARGUMENT naming the bad option or field.
@@ -93,18 +104,35 @@ class KnnEstimator final : public QualityEstimator {
   friend absl::StatusOr<std::unique_ptr<QualityEstimator>> LoadKnnEstimator(
       const nlohmann::json& state);
 
-  // (n * weighted mean + prior) / (n + prior) with multiplicities `counts` (nullptr = all 1).
+  // (n * weighted mean + prior) / (n + prior) of the neighbours, each counted once.
   double Estimate(absl::Span<const double> weights, absl::Span<const float> scores,
-                  const uint16_t* counts, double prior_mean) const;
-  // Resampling patterns for a neighbour set of size n: bootstrap_samples x n multiplicities.
-  std::vector<uint16_t> Patterns(int n) const;
+                  double prior_mean) const;
+  // The resampled weights of a neighbour list, which only depend on the neighbours (not on the
+  // model): weight_counts[i * B + b] = patterns[i * B + b] * weights[i] and weight_sums[b] their
+  // sum over i. patterns[i * B + b] is the multiplicity of neighbour i in resample b
+  // (B = bootstrap_samples; the layout makes the loops over b vectorize).
+  void ResampleWeights(absl::Span<const double> weights, const double* patterns,
+                       double* weight_counts, double* weight_sums) const;
+  // Estimate's formula for every resample b, into out[b]; `plain` is scratch. B values each.
+  void BootstrapEstimates(absl::Span<const float> scores, const double* patterns,
+                          const double* weight_counts, const double* weight_sums,
+                          double prior_mean, double* plain, double* out) const;
+  // Resampling patterns for a neighbour set of size n: n x bootstrap_samples multiplicities.
+  std::vector<double> Patterns(int n) const;
+  // Recomputes score_at_, shared_ and shared_depth_ from points_ and model_points_; called after
+  // every change to them.
+  void Reindex();
 
   int dim_;
   KnnOptions options_;
   std::vector<float> points_;  // row-major, normalized
   std::vector<std::string> names_;
   std::vector<ModelPoints> model_points_;  // parallel to names_
-  std::vector<uint16_t> full_patterns_;    // Patterns(k), the usual case, precomputed
+  std::vector<double> full_patterns_;      // Patterns(k), the usual case, precomputed
+  // Derived lookup state (Reindex), not saved:
+  std::vector<float> score_at_;  // M x P: score of model j on point p, NaN where j lacks p
+  std::vector<bool> shared_;     // per model: picks its neighbours from the shared candidates
+  int64_t shared_depth_ = 0;     // D: shared candidates needed, 0 if no model is shared
 };
 
 // Rebuilds an estimator from KnnEstimator::Save() output.

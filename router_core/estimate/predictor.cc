@@ -6,6 +6,7 @@
 #include <utility>
 #include <vector>
 
+#include "absl/container/inlined_vector.h"
 #include "absl/status/status.h"
 #include "absl/strings/str_cat.h"
 
@@ -35,7 +36,9 @@ absl::StatusOr<Predictor> Predictor::Create(std::optional<Featurizer> featurizer
 
 absl::StatusOr<std::vector<ModelPrediction>> Predictor::Predict(
     const PredictRequest& request) const {
-  std::vector<float> features;
+  // Inline capacities cover the default featurizer (256) and pools of up to 16 models without a
+  // heap allocation; larger ones spill to the heap.
+  absl::InlinedVector<float, 256> features;
   absl::Span<const float> input;
   if (request.embedding.has_value()) {
     const absl::Span<const float> embedding = *request.embedding;
@@ -54,12 +57,14 @@ absl::StatusOr<std::vector<ModelPrediction>> Predictor::Predict(
       return absl::FailedPreconditionError(
           "text: this estimator works on caller embeddings only; send `embedding`");
     }
-    features = featurizer_->Featurize(request.text);
+    features.resize(static_cast<size_t>(featurizer_->dim()));
+    // The span has the featurizer's size by construction.
+    featurizer_->Featurize(request.text, absl::MakeSpan(features)).IgnoreError();
     input = features;
   }
 
   const size_t m = models().size();
-  std::vector<QualityEstimate> quality(m);
+  absl::InlinedVector<QualityEstimate, 16> quality(m);
   if (absl::Status s = estimator_->Predict(input, absl::MakeSpan(quality)); !s.ok()) return s;
 
   CostQuery query;

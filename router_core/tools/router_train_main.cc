@@ -56,6 +56,7 @@
 #include "router_core/estimate/estimator_eval.h"
 #include "router_core/estimate/featurizer.h"
 #include "router_core/estimate/knn_estimator.h"
+#include "router_core/estimate/training_data.h"
 #include "router_core/estimate/uniroute_estimator.h"
 
 namespace {
@@ -65,7 +66,6 @@ using router::core::QualityEstimator;
 
 constexpr int kExitFailure = 1;
 constexpr int kExitUsage = 2;
-constexpr double kNaN = std::numeric_limits<double>::quiet_NaN();
 
 constexpr char kUsage[] =
     "usage: router_train --dataset DIR (--out FILE | --evaluate) [options]\n"
@@ -187,77 +187,6 @@ absl::StatusOr<Flags> ParseFlags(int argc, char** argv) {
   return f;
 }
 
-router::core::FeatureMatrix Features(const Dataset& data, const std::vector<int64_t>& rows,
-                                     const router::core::Featurizer& featurizer) {
-  router::core::FeatureMatrix m;
-  m.dim = featurizer.dim();
-  m.values.resize(rows.size() * static_cast<size_t>(m.dim));
-  for (size_t r = 0; r < rows.size(); ++r) {
-    featurizer
-        .Featurize(data.prompts[static_cast<size_t>(rows[r])].text,
-                   absl::MakeSpan(m.values.data() + r * static_cast<size_t>(m.dim),
-                                  static_cast<size_t>(m.dim)))
-        .IgnoreError();  // the span has dim() values by construction
-  }
-  return m;
-}
-
-router::core::TrainingSet Training(const Dataset& data, const std::vector<int64_t>& rows,
-                                   router::core::FeatureMatrix features) {
-  router::core::TrainingSet t;
-  t.features = std::move(features);
-  for (const auto& m : data.models) t.models.push_back(m.name);
-  for (const int64_t p : rows) {
-    for (size_t j = 0; j < data.models.size(); ++j) {
-      t.labels.push_back(data.correct[data.at(p, static_cast<int>(j))]);
-    }
-  }
-  return t;
-}
-
-// Held-out predictions on `rows` from a per-prompt quality function.
-template <typename QualityFn>
-absl::StatusOr<router::core::HeldOutPredictions> HeldOut(const Dataset& data,
-                                                         const std::vector<int64_t>& rows,
-                                                         const router::core::CostModel& cost,
-                                                         QualityFn quality) {
-  router::core::HeldOutPredictions h;
-  h.num_prompts = static_cast<int64_t>(rows.size());
-  const size_t m = data.models.size();
-  for (const auto& model : data.models) h.models.push_back(model.name);
-  bool dataset_has_cost = false;
-  for (const double c : data.cost_usd) dataset_has_cost = dataset_has_cost || !std::isnan(c);
-  std::vector<router::core::QualityEstimate> q(m);
-  for (size_t r = 0; r < rows.size(); ++r) {
-    const router::core::DatasetPrompt& prompt = data.prompts[static_cast<size_t>(rows[r])];
-    if (absl::Status s = quality(r, rows[r], absl::MakeSpan(q)); !s.ok()) return s;
-    router::core::CostQuery query;
-    query.text_bytes = static_cast<int64_t>(prompt.text.size());
-    query.task = prompt.task;
-    router::core::CostQuery untasked = query;
-    untasked.task.reset();
-    for (size_t j = 0; j < m; ++j) {
-      const size_t at = data.at(rows[r], static_cast<int>(j));
-      absl::StatusOr<double> predicted = cost.Expected(static_cast<int>(j), query);
-      if (!predicted.ok()) return predicted.status();
-      h.quality.push_back(q[j].quality);
-      h.quality_lower.push_back(q[j].quality_lower);
-      h.predicted_cost.push_back(*predicted);
-      h.correct.push_back(data.correct[at]);
-      double realized = kNaN;
-      if (dataset_has_cost) {
-        realized = data.cost_usd[at];
-      } else if (data.models[j].input_usd_per_mtok.has_value()) {
-        absl::StatusOr<double> estimate = cost.Expected(static_cast<int>(j), untasked);
-        if (!estimate.ok()) return estimate.status();
-        realized = *estimate;
-      }
-      h.realized_cost.push_back(realized);
-    }
-  }
-  return h;
-}
-
 std::string Cell(double v, int digits) {
   return std::isfinite(v) ? absl::StrFormat("%.*f", digits, v) : std::string("n/a");
 }
@@ -322,20 +251,24 @@ int main(int argc, char** argv) {
       router::core::Featurizer::Fit(flags->featurizer, train_texts);
   if (!featurizer.ok()) return Fail(kExitFailure, featurizer.status().ToString());
   Progress("featurizing");
-  router::core::FeatureMatrix train_features = Features(*data, split->train, *featurizer);
-  router::core::FeatureMatrix test_features = Features(*data, split->test, *featurizer);
+  router::core::FeatureMatrix train_features =
+      router::core::FeaturizeRows(*data, split->train, *featurizer);
+  router::core::FeatureMatrix test_features =
+      router::core::FeaturizeRows(*data, split->test, *featurizer);
 
   Progress(absl::StrCat("fitting ", flags->estimator));
   std::unique_ptr<QualityEstimator> estimator;
   if (flags->estimator == "knn") {
     absl::StatusOr<std::unique_ptr<router::core::KnnEstimator>> knn =
-        router::core::KnnEstimator::Fit(Training(*data, split->train, train_features), flags->knn);
+        router::core::KnnEstimator::Fit(
+            router::core::TrainingRows(*data, split->train, train_features), flags->knn);
     if (!knn.ok()) return Fail(kExitFailure, knn.status().ToString());
     estimator = *std::move(knn);
   } else {
     if (split->calibration.empty()) return Fail(kExitUsage, "uniroute needs a calibration part");
-    router::core::TrainingSet validation =
-        Training(*data, split->calibration, Features(*data, split->calibration, *featurizer));
+    router::core::TrainingSet validation = router::core::TrainingRows(
+        *data, split->calibration,
+        router::core::FeaturizeRows(*data, split->calibration, *featurizer));
     absl::StatusOr<std::unique_ptr<router::core::UniRouteEstimator>> uniroute =
         router::core::FitUniRoute(train_features, validation, flags->uniroute);
     if (!uniroute.ok()) return Fail(kExitFailure, uniroute.status().ToString());
@@ -347,14 +280,14 @@ int main(int argc, char** argv) {
 
   Progress(absl::StrCat("predicting ", split->test.size(), " held-out prompts"));
   const int dim = featurizer->dim();
-  absl::StatusOr<router::core::HeldOutPredictions> held =
-      HeldOut(*data, split->test, *cost,
-              [&](size_t r, int64_t, absl::Span<router::core::QualityEstimate> out) {
-                return estimator->Predict(
-                    absl::MakeConstSpan(test_features.values.data() + r * static_cast<size_t>(dim),
-                                        static_cast<size_t>(dim)),
-                    out);
-              });
+  absl::StatusOr<router::core::HeldOutPredictions> held = router::core::PredictHeldOut(
+      *data, split->test, *cost,
+      [&](size_t r, int64_t, absl::Span<router::core::QualityEstimate> out) {
+        return estimator->Predict(
+            absl::MakeConstSpan(test_features.values.data() + r * static_cast<size_t>(dim),
+                                static_cast<size_t>(dim)),
+            out);
+      });
   if (!held.ok()) return Fail(kExitFailure, held.status().ToString());
   absl::StatusOr<std::vector<router::core::ModelCalibration>> calibration =
       router::core::CalibrationMetrics(*held);
@@ -389,7 +322,7 @@ int main(int argc, char** argv) {
       }
     }
     absl::StatusOr<router::core::HeldOutPredictions> prior =
-        HeldOut(*data, split->test, *cost,
+        router::core::PredictHeldOut(*data, split->test, *cost,
                 [&](size_t, int64_t p, absl::Span<router::core::QualityEstimate> out) {
                   const auto it = task_rates.find(data->prompts[p].task);
                   for (size_t j = 0; j < m; ++j) {

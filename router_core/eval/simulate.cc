@@ -1,0 +1,273 @@
+#include "router_core/eval/simulate.h"
+
+#include <algorithm>
+#include <cmath>
+#include <functional>
+#include <limits>
+#include <numeric>
+#include <random>
+#include <string>
+#include <utility>
+
+#include "absl/strings/str_cat.h"
+#include "router_core/batch_router.h"
+
+namespace router::core::eval {
+namespace {
+
+constexpr double kNaN = std::numeric_limits<double>::quiet_NaN();
+// Bisection steps on log(lambda): the bracket spans at most 1e20, so 60 halvings leave a relative
+// step of about 1e-16 per lambda, finer than any change of the piecewise-constant spend.
+constexpr int kBisectionSteps = 60;
+
+bool HasRealizedCost(const HeldOutPredictions& p) {
+  return std::any_of(p.realized_cost.begin(), p.realized_cost.end(),
+                     [](double c) { return !std::isnan(c); });
+}
+
+// Mean predicted cost over every (prompt, model): the scale lambda is searched on.
+double CostScale(const HeldOutPredictions& p) {
+  double sum = 0.0;
+  for (const double c : p.predicted_cost) sum += c;
+  const double mean = sum / static_cast<double>(std::max<size_t>(1, p.predicted_cost.size()));
+  return mean > 0 ? mean : 1.0;
+}
+
+// Smallest lambda >= 0 with ok(lambda), for ok monotone (false, then true) in lambda.
+absl::StatusOr<double> SmallestLambda(const HeldOutPredictions& p,
+                                      const std::function<absl::StatusOr<bool>(double)>& ok) {
+  absl::StatusOr<bool> at_zero = ok(0.0);
+  if (!at_zero.ok()) return at_zero.status();
+  if (*at_zero) return 0.0;
+  const double scale = 1.0 / CostScale(p);
+  double good = kNaN, bad = kNaN;
+  for (int e = -8; e <= 12; ++e) {
+    const double lambda = scale * std::pow(10.0, e);
+    absl::StatusOr<bool> v = ok(lambda);
+    if (!v.ok()) return v.status();
+    if (*v) {
+      good = lambda;
+      break;
+    }
+    bad = lambda;
+  }
+  if (std::isnan(good)) {
+    return absl::FailedPreconditionError(
+        "even the cheapest per-query choice does not meet the target");
+  }
+  if (std::isnan(bad)) return good;  // ok already at the smallest lambda probed
+  for (int step = 0; step < kBisectionSteps; ++step) {
+    const double mid = std::sqrt(good * bad);
+    absl::StatusOr<bool> v = ok(mid);
+    if (!v.ok()) return v.status();
+    (*v ? good : bad) = mid;
+  }
+  return good;
+}
+
+absl::StatusOr<RunResult> PerQuery(const HeldOutPredictions& p, const Batches& batches,
+                                   double lambda, const SimOptions& options) {
+  PolicyRun run;
+  run.policy = PolicyKind::kPerQuery;
+  run.params.lambda = lambda;
+  return RunPolicy(p, batches, run, options);
+}
+
+}  // namespace
+
+absl::Status ValidateSimOptions(const SimOptions& options) {
+  if (!(options.time_limit > absl::ZeroDuration())) {
+    return absl::InvalidArgumentError("time_limit: must be > 0");
+  }
+  if (!(options.relative_gap >= 0 && options.relative_gap < 1)) {
+    return absl::InvalidArgumentError("relative_gap: must be in [0, 1)");
+  }
+  return absl::OkStatus();
+}
+
+const char* OrderingName(Ordering ordering) {
+  return ordering == Ordering::kRandom ? "random" : "adversarial";
+}
+
+std::vector<int64_t> UsablePrompts(const HeldOutPredictions& p) {
+  const size_t m = p.models.size();
+  const bool has_cost = HasRealizedCost(p);
+  std::vector<int64_t> usable;
+  for (int64_t i = 0; i < p.num_prompts; ++i) {
+    bool ok = true;
+    for (size_t j = 0; j < m; ++j) {
+      const size_t at = static_cast<size_t>(i) * m + j;
+      ok = ok && !std::isnan(p.correct[at]) && (!has_cost || !std::isnan(p.realized_cost[at]));
+    }
+    if (ok) usable.push_back(i);
+  }
+  return usable;
+}
+
+absl::StatusOr<Batches> MakeBatches(const HeldOutPredictions& p, Ordering ordering, int batch_size,
+                                    uint64_t seed) {
+  if (batch_size < 1) return absl::InvalidArgumentError("batch_size: must be >= 1");
+  std::vector<int64_t> order = UsablePrompts(p);
+  if (order.empty()) return absl::FailedPreconditionError("no prompt has every model's label");
+  const size_t m = p.models.size();
+  if (ordering == Ordering::kRandom) {
+    std::mt19937_64 rng(seed);
+    std::shuffle(order.begin(), order.end(), rng);
+  } else {
+    std::vector<double> key(static_cast<size_t>(p.num_prompts), 0.0);
+    for (const int64_t i : order) {
+      double q = 0.0, c = 0.0;
+      for (size_t j = 0; j < m; ++j) {
+        q += p.quality[static_cast<size_t>(i) * m + j] / static_cast<double>(m);
+        c += p.predicted_cost[static_cast<size_t>(i) * m + j] / static_cast<double>(m);
+      }
+      key[static_cast<size_t>(i)] = (1.0 - q) * c;
+    }
+    std::stable_sort(order.begin(), order.end(), [&](int64_t a, int64_t b) {
+      return key[static_cast<size_t>(a)] > key[static_cast<size_t>(b)];
+    });
+  }
+  Batches batches;
+  for (size_t start = 0; start < order.size(); start += static_cast<size_t>(batch_size)) {
+    const size_t end = std::min(order.size(), start + static_cast<size_t>(batch_size));
+    batches.emplace_back(order.begin() + static_cast<std::ptrdiff_t>(start),
+                         order.begin() + static_cast<std::ptrdiff_t>(end));
+  }
+  return batches;
+}
+
+absl::StatusOr<Reference> BestSingleModel(const HeldOutPredictions& p) {
+  const std::vector<int64_t> usable = UsablePrompts(p);
+  if (usable.empty()) return absl::FailedPreconditionError("no prompt has every model's label");
+  const size_t m = p.models.size();
+  const bool has_cost = HasRealizedCost(p);
+  const double n = static_cast<double>(usable.size());
+  std::vector<double> accuracy(m, 0.0), realized(m, 0.0), predicted(m, 0.0);
+  for (const int64_t i : usable) {
+    for (size_t j = 0; j < m; ++j) {
+      const size_t at = static_cast<size_t>(i) * m + j;
+      accuracy[j] += p.correct[at] / n;
+      predicted[j] += p.predicted_cost[at] / n;
+      if (has_cost) realized[j] += p.realized_cost[at] / n;
+    }
+  }
+  Reference r;
+  r.model = static_cast<int>(std::max_element(accuracy.begin(), accuracy.end()) - accuracy.begin());
+  r.accuracy = accuracy[static_cast<size_t>(r.model)];
+  r.predicted_cost = predicted[static_cast<size_t>(r.model)];
+  r.realized_cost = has_cost ? realized[static_cast<size_t>(r.model)] : kNaN;
+  return r;
+}
+
+absl::StatusOr<RunResult> RunPolicy(const HeldOutPredictions& p, const Batches& batches,
+                                    const PolicyRun& run, const SimOptions& options) {
+  if (absl::Status s = ValidateSimOptions(options); !s.ok()) return s;
+  if (run.budget_per_prompt.has_value() &&
+      !(std::isfinite(*run.budget_per_prompt) && *run.budget_per_prompt >= 0)) {
+    return absl::InvalidArgumentError("budget_per_prompt: must be finite and >= 0");
+  }
+  const size_t m = p.models.size();
+  const bool has_cost = HasRealizedCost(p);
+  RunResult r;
+  double correct = 0.0, realized = 0.0, predicted = 0.0;
+  BatchRouterOptions router_options;
+  for (const std::vector<int64_t>& batch : batches) {
+    BatchProblem problem;
+    for (const std::string& name : p.models) problem.models.push_back({name, std::nullopt});
+    for (const int64_t i : batch) {
+      if (i < 0 || i >= p.num_prompts) {
+        return absl::InvalidArgumentError(absl::StrCat("batches: prompt row ", i, " out of range"));
+      }
+      Query q;
+      q.id = absl::StrCat(i);
+      const size_t row = static_cast<size_t>(i) * m;
+      q.quality.assign(p.quality.begin() + row, p.quality.begin() + row + m);
+      q.quality_lower.assign(p.quality_lower.begin() + row, p.quality_lower.begin() + row + m);
+      q.cost.assign(p.predicted_cost.begin() + row, p.predicted_cost.begin() + row + m);
+      problem.queries.push_back(std::move(q));
+    }
+    if (run.budget_per_prompt.has_value()) {
+      problem.budget = *run.budget_per_prompt * static_cast<double>(batch.size());
+    }
+    problem.policy = run.policy;
+    problem.params = run.params;
+    // Gamma counts queries, so a short last batch cannot have more than it holds.
+    problem.params.gamma = std::min(run.params.gamma, static_cast<double>(batch.size()));
+    problem.time_limit = options.time_limit;
+    problem.relative_gap = options.relative_gap;
+    absl::StatusOr<Solution> solution = SolveBatch(problem, router_options);
+    if (!solution.ok()) return solution.status();
+    double spend = 0.0;
+    for (size_t k = 0; k < batch.size(); ++k) {
+      const int j = solution->model_of_query[k];
+      if (j == kUnserved) {
+        ++r.unserved;
+        continue;
+      }
+      const size_t at = static_cast<size_t>(batch[k]) * m + static_cast<size_t>(j);
+      correct += p.correct[at];
+      if (has_cost) realized += p.realized_cost[at];
+      spend += p.predicted_cost[at];
+    }
+    predicted += spend;
+    r.prompts += static_cast<int64_t>(batch.size());
+    r.batch_spend.push_back(spend);
+    r.batch_size.push_back(static_cast<int>(batch.size()));
+    r.solve_ms.push_back(absl::ToDoubleMilliseconds(solution->solve_time));
+  }
+  if (r.prompts == 0) return absl::InvalidArgumentError("batches: no prompt");
+  const double n = static_cast<double>(r.prompts);
+  r.accuracy = correct / n;
+  r.realized_cost = has_cost ? realized / n : kNaN;
+  r.predicted_cost = predicted / n;
+  return r;
+}
+
+int BatchesOverCap(const RunResult& result, double cap_per_prompt) {
+  int over = 0;
+  for (size_t b = 0; b < result.batch_spend.size(); ++b) {
+    const double cap = cap_per_prompt * result.batch_size[b];
+    if (result.batch_spend[b] > cap + 1e-9 * std::max(1.0, cap)) ++over;
+  }
+  return over;
+}
+
+absl::StatusOr<LambdaTuning> TuneLambdaToSpend(const HeldOutPredictions& p, const Batches& batches,
+                                               double target_total_spend,
+                                               const SimOptions& options) {
+  if (!(std::isfinite(target_total_spend) && target_total_spend >= 0)) {
+    return absl::InvalidArgumentError("target_total_spend: must be finite and >= 0");
+  }
+  auto spend = [&](double lambda) -> absl::StatusOr<double> {
+    absl::StatusOr<RunResult> r = PerQuery(p, batches, lambda, options);
+    if (!r.ok()) return r.status();
+    return r->predicted_cost * static_cast<double>(r->prompts);
+  };
+  absl::StatusOr<double> lambda = SmallestLambda(p, [&](double l) -> absl::StatusOr<bool> {
+    absl::StatusOr<double> s = spend(l);
+    if (!s.ok()) return s.status();
+    return *s <= target_total_spend * (1 + 1e-12);
+  });
+  if (!lambda.ok()) return lambda.status();
+  absl::StatusOr<double> total = spend(*lambda);
+  if (!total.ok()) return total.status();
+  return LambdaTuning{*lambda, *total};
+}
+
+absl::StatusOr<LambdaTuning> TuneLambdaUnderCap(const HeldOutPredictions& p, const Batches& batches,
+                                                double cap_per_prompt, const SimOptions& options) {
+  if (!(std::isfinite(cap_per_prompt) && cap_per_prompt >= 0)) {
+    return absl::InvalidArgumentError("cap_per_prompt: must be finite and >= 0");
+  }
+  absl::StatusOr<double> lambda = SmallestLambda(p, [&](double l) -> absl::StatusOr<bool> {
+    absl::StatusOr<RunResult> r = PerQuery(p, batches, l, options);
+    if (!r.ok()) return r.status();
+    return BatchesOverCap(*r, cap_per_prompt) == 0;
+  });
+  if (!lambda.ok()) return lambda.status();
+  absl::StatusOr<RunResult> r = PerQuery(p, batches, *lambda, options);
+  if (!r.ok()) return r.status();
+  return LambdaTuning{*lambda, r->predicted_cost * static_cast<double>(r->prompts)};
+}
+
+}  // namespace router::core::eval

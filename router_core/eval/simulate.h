@@ -1,0 +1,114 @@
+// File: simulate.h
+//
+// Replays held-out predictions (estimator_eval.h's HeldOutPredictions) through router_core's
+// SolveBatch, batch by batch, exactly as the service would route them, and scores the result
+// against the observed outcomes: accuracy, realized cost, and the predicted spend of every batch
+// (the figure a per-batch cap applies to).
+//
+//   Prompts. Only the usable ones: every model labelled and, when the predictions carry realized
+//   costs, every realized cost known (the rule of EvaluateRouting).
+//   Batches. Consecutive chunks of `batch_size` prompts in the chosen order; the last one may be
+//   shorter (its budget scales with its size).
+//     kRandom       a seeded shuffle.
+//     kAdversarial  the expensive, hard prompts first, so they arrive together (BRIEF section 4):
+//                   descending (1 - mean_j quality_ij) * mean_j cost_ij, ties by index.
+//   Budgets. Per prompt in USD; a batch of n prompts gets n times it. The reference scale is the
+//   best single model's mean *predicted* cost (what an operator can set a cap from), while the
+//   reported cost fraction is realized cost over the best model's mean *realized* cost.
+//
+// Lambda tuning of the per-query router (the peer's and the paper's baseline): per-query routing
+// without a budget, argmax_j quality_ij - lambda * cost_ij, has a predicted spend that never
+// increases with lambda, so a bisection on log(lambda) finds
+//   TuneLambdaToSpend   the smallest lambda whose total predicted spend is <= a target (the
+//                       matched-spend arm: never more money than the batch arm);
+//   TuneLambdaUnderCap  the smallest lambda for which no batch's predicted spend exceeds its cap
+//                       (tuned in hindsight on the very batches it is scored on: a best case for
+//                       the per-query router).
+//
+// Thread-safety: pure functions; each call owns its solver state.
+//
+// Errors: INVALID_ARGUMENT for bad options or arguments (naming them); FAILED_PRECONDITION when no
+// prompt is usable, when costs are missing where a figure needs them, or when even the cheapest
+// per-query choice breaks a cap; SolveBatch's errors unchanged.
+
+#ifndef ROUTER_CORE_EVAL_SIMULATE_H_
+#define ROUTER_CORE_EVAL_SIMULATE_H_
+
+#include <cstdint>
+#include <optional>
+#include <vector>
+
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "absl/time/time.h"
+#include "router_core/estimate/estimator_eval.h"
+#include "router_core/problem.h"
+
+namespace router::core::eval {
+
+struct SimOptions {
+  // Per-batch wall-clock allowance of exact policies, > 0. The service's default.
+  absl::Duration time_limit = absl::Milliseconds(50);
+  // Relative MIP gap of exact policies, in [0, 1): 1%, as in the robust-routing paper.
+  double relative_gap = 0.01;
+};
+absl::Status ValidateSimOptions(const SimOptions& options);
+
+enum class Ordering { kRandom, kAdversarial };
+const char* OrderingName(Ordering ordering);
+
+using Batches = std::vector<std::vector<int64_t>>;  // prompt rows of `HeldOutPredictions`
+
+// Usable prompt rows (see the file comment).
+std::vector<int64_t> UsablePrompts(const HeldOutPredictions& p);
+
+// INVALID_ARGUMENT unless batch_size >= 1; FAILED_PRECONDITION when no prompt is usable.
+absl::StatusOr<Batches> MakeBatches(const HeldOutPredictions& p, Ordering ordering, int batch_size,
+                                    uint64_t seed);
+
+// The best single model on the usable prompts (most accurate; ties: lower index).
+struct Reference {
+  int model = 0;
+  double accuracy = 0.0;
+  double realized_cost = 0.0;   // mean per prompt, USD; NaN without realized costs
+  double predicted_cost = 0.0;  // mean per prompt, USD
+};
+absl::StatusOr<Reference> BestSingleModel(const HeldOutPredictions& p);
+
+struct PolicyRun {
+  PolicyKind policy = PolicyKind::kBatch;
+  PolicyParams params;
+  // Per-prompt budget in USD; nullopt = no budget row.
+  std::optional<double> budget_per_prompt;
+};
+
+struct RunResult {
+  int64_t prompts = 0;
+  int64_t unserved = 0;             // counted as wrong answers at no cost
+  double accuracy = 0.0;            // mean observed `correct` of the chosen models
+  double realized_cost = 0.0;       // mean per prompt, USD (NaN without realized costs)
+  double predicted_cost = 0.0;      // mean per prompt, USD
+  std::vector<double> batch_spend;  // predicted spend per batch, USD
+  std::vector<int> batch_size;
+  std::vector<double> solve_ms;  // per batch
+};
+
+absl::StatusOr<RunResult> RunPolicy(const HeldOutPredictions& p, const Batches& batches,
+                                    const PolicyRun& run, const SimOptions& options);
+
+// Batches whose predicted spend exceeds cap_per_prompt x size by more than a relative 1e-9.
+int BatchesOverCap(const RunResult& result, double cap_per_prompt);
+
+struct LambdaTuning {
+  double lambda = 0.0;
+  double total_spend = 0.0;  // predicted, USD, at `lambda`
+};
+absl::StatusOr<LambdaTuning> TuneLambdaToSpend(const HeldOutPredictions& p, const Batches& batches,
+                                               double target_total_spend,
+                                               const SimOptions& options);
+absl::StatusOr<LambdaTuning> TuneLambdaUnderCap(const HeldOutPredictions& p, const Batches& batches,
+                                                double cap_per_prompt, const SimOptions& options);
+
+}  // namespace router::core::eval
+
+#endif  // ROUTER_CORE_EVAL_SIMULATE_H_

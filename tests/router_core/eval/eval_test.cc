@@ -1,0 +1,222 @@
+// Tests of the evaluation harness: curve figures on hand-made curves, seed statistics, lambda
+// tuning, the per-batch cap invariant of every budgeted policy, and a quick end-to-end run on a
+// small synthetic dataset (output shape and the cap invariant of the batch arm).
+
+#include <unistd.h>
+
+#include <algorithm>
+#include <cmath>
+#include <cstdio>
+#include <filesystem>
+#include <fstream>
+#include <random>
+#include <string>
+#include <vector>
+
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
+#include "gmock/gmock.h"
+#include "gtest/gtest.h"
+#include "router_core/estimate/dataset.h"
+#include "router_core/eval/curve.h"
+#include "router_core/eval/experiments.h"
+#include "router_core/eval/simulate.h"
+
+namespace router::core::eval {
+namespace {
+
+TEST(CurveTest, HandMadeCurve) {
+  // Envelope: (0.1, 0.6) -> (0.5, 0.9) -> (1.0, 0.95); (0.3, 0.65) lies under it.
+  const CurveMetrics m =
+      ComputeCurveMetrics({{0.5, 0.9}, {0.1, 0.6}, {1.0, 0.95}, {0.3, 0.65}}, 0.9);
+  ASSERT_EQ(m.envelope.size(), 3u);
+  EXPECT_DOUBLE_EQ(m.qnc, 0.5);
+  EXPECT_DOUBLE_EQ(m.acc_rel_at_50, 1.0);
+  EXPECT_NEAR(m.acc_rel_at_100, 0.95 / 0.9, 1e-12);
+  EXPECT_NEAR(m.auc, (0.4 * 0.75 + 0.5 * 0.925) / 0.9, 1e-12);
+}
+
+TEST(CurveTest, NeverReachesBestModel) {
+  const CurveMetrics m = ComputeCurveMetrics({{0.2, 0.5}, {0.8, 0.7}}, 0.9);
+  EXPECT_TRUE(std::isnan(m.qnc));
+  EXPECT_NEAR(m.acc_rel_at_50, 0.6 / 0.9, 1e-12);
+  EXPECT_TRUE(std::isnan(ComputeCurveMetrics({}, 0.9).auc));
+}
+
+TEST(CurveTest, SpreadAndVerdict) {
+  const Spread s = Summarize({1.0, 2.0, 3.0, std::nan("")});
+  EXPECT_EQ(s.n, 3);
+  EXPECT_DOUBLE_EQ(s.mean, 2.0);
+  EXPECT_DOUBLE_EQ(s.sd, 1.0);
+  EXPECT_EQ(PairedVerdict({1.0, 1.1, 0.9, 1.0, 1.05}), "a > b");
+  EXPECT_EQ(PairedVerdict({-1.0, -1.1, -0.9}), "a < b");
+  EXPECT_EQ(PairedVerdict({1.0, -1.0, 0.5, -0.4}), "tie");
+  EXPECT_EQ(PairedVerdict({5.0}), "tie");
+}
+
+// n prompts, 3 models: cheap/weak, mid, dear/strong; realized cost = predicted cost.
+HeldOutPredictions Synthetic(int n, uint64_t seed) {
+  std::mt19937_64 rng(seed);
+  std::uniform_real_distribution<double> u(0.0, 1.0);
+  HeldOutPredictions p;
+  p.num_prompts = n;
+  p.models = {"cheap", "mid", "dear"};
+  const double base[3] = {1e-4, 1e-3, 5e-3};
+  for (int i = 0; i < n; ++i) {
+    const double hardness = u(rng);
+    for (int j = 0; j < 3; ++j) {
+      const double q =
+          std::clamp(1.0 - hardness * (1.0 - 0.3 * j) + 0.1 * (u(rng) - 0.5), 0.0, 1.0);
+      p.quality.push_back(q);
+      p.quality_lower.push_back(0.8 * q);
+      const double c = base[j] * (0.5 + hardness);
+      p.predicted_cost.push_back(c);
+      p.realized_cost.push_back(c);
+      p.correct.push_back(u(rng) < q ? 1.0 : 0.0);
+    }
+  }
+  return p;
+}
+
+TEST(SimulateTest, EveryBudgetedPolicyMeetsEveryBatchCap) {
+  const HeldOutPredictions p = Synthetic(250, 7);
+  absl::StatusOr<Reference> ref = BestSingleModel(p);
+  ASSERT_TRUE(ref.ok()) << ref.status();
+  for (const Ordering ordering : {Ordering::kRandom, Ordering::kAdversarial}) {
+    absl::StatusOr<Batches> batches = MakeBatches(p, ordering, 100, 3);
+    ASSERT_TRUE(batches.ok()) << batches.status();
+    ASSERT_EQ(batches->size(), 3u);  // 100, 100, 50
+    for (const PolicyKind policy :
+         {PolicyKind::kBatch, PolicyKind::kBatchRobust, PolicyKind::kBatchGamma,
+          PolicyKind::kPerQuery, PolicyKind::kThreshold, PolicyKind::kNdch, PolicyKind::kNdchP}) {
+      for (const double f : {0.1, 0.3, 0.6}) {
+        PolicyRun run;
+        run.policy = policy;
+        run.params.gamma = 10;
+        run.budget_per_prompt = f * ref->predicted_cost;
+        absl::StatusOr<RunResult> r = RunPolicy(p, *batches, run, SimOptions());
+        ASSERT_TRUE(r.ok()) << r.status();
+        EXPECT_EQ(BatchesOverCap(*r, *run.budget_per_prompt), 0)
+            << PolicyKindName(policy) << " f=" << f << " " << OrderingName(ordering);
+        EXPECT_EQ(r->prompts, 250);
+      }
+    }
+  }
+}
+
+TEST(SimulateTest, MatchedSpendTuningFindsTheSmallestLambdaWithinTarget) {
+  const HeldOutPredictions p = Synthetic(200, 11);
+  absl::StatusOr<Batches> batches = MakeBatches(p, Ordering::kRandom, 100, 1);
+  ASSERT_TRUE(batches.ok());
+  absl::StatusOr<Reference> ref = BestSingleModel(p);
+  ASSERT_TRUE(ref.ok());
+  const double target = 0.4 * ref->predicted_cost * 200;
+  absl::StatusOr<LambdaTuning> t = TuneLambdaToSpend(p, *batches, target, SimOptions());
+  ASSERT_TRUE(t.ok()) << t.status();
+  EXPECT_LE(t->total_spend, target * (1 + 1e-9));
+  // Within one query's price step of the target, and a slightly smaller lambda overspends.
+  EXPECT_GE(t->total_spend, target - 2 * 5e-3 * 1.5);
+  PolicyRun run;
+  run.policy = PolicyKind::kPerQuery;
+  run.params.lambda = t->lambda * 0.999;
+  absl::StatusOr<RunResult> r = RunPolicy(p, *batches, run, SimOptions());
+  ASSERT_TRUE(r.ok());
+  EXPECT_GT(r->predicted_cost * 200, target);
+
+  const double cap = 0.3 * ref->predicted_cost;
+  absl::StatusOr<LambdaTuning> safe = TuneLambdaUnderCap(p, *batches, cap, SimOptions());
+  ASSERT_TRUE(safe.ok()) << safe.status();
+  run.params.lambda = safe->lambda;
+  r = RunPolicy(p, *batches, run, SimOptions());
+  ASSERT_TRUE(r.ok());
+  EXPECT_EQ(BatchesOverCap(*r, cap), 0);
+}
+
+// A small derived/ folder: 3 tasks, 3 models with per-call costs.
+std::string WriteDataset() {
+  const std::string dir =
+      (std::filesystem::temp_directory_path() / absl::StrCat("router_eval_test_", getpid()))
+          .string();
+  std::filesystem::create_directories(dir);
+  std::ofstream prompts(dir + "/prompts.jsonl"), labels(dir + "/labels.csv"),
+      models(dir + "/models.csv");
+  models << "model\ncheap\nmid\ndear\n";
+  labels << "prompt_id,model,score,correct,cost_usd\n";
+  const char* tasks[3] = {"math", "code", "chat"};
+  const char* words[6] = {"alpha", "beta", "gamma", "delta", "omega", "sigma"};
+  std::mt19937_64 rng(5);
+  std::uniform_real_distribution<double> u(0.0, 1.0);
+  for (int i = 0; i < 240; ++i) {
+    const int t = i % 3;
+    prompts << absl::StrFormat(
+                   R"({"prompt_id":"p%d","task":"%s","text":"%s question %d about %s and %s"})", i,
+                   tasks[t], tasks[t], i, words[i % 6], words[(i / 6) % 6])
+            << "\n";
+    const double skill[3][3] = {{0.2, 0.5, 0.9}, {0.5, 0.7, 0.8}, {0.7, 0.8, 0.85}};
+    const double price[3] = {1e-4, 6e-4, 4e-3};
+    const char* names[3] = {"cheap", "mid", "dear"};
+    for (int j = 0; j < 3; ++j) {
+      const int y = u(rng) < skill[t][j] ? 1 : 0;
+      labels << absl::StrFormat("p%d,%s,%d,%d,%g\n", i, names[j], y, y,
+                                price[j] * (1 + t) * (0.8 + 0.4 * u(rng)));
+    }
+  }
+  return dir;
+}
+
+TEST(RunEvaluationTest, QuickEndToEnd) {
+  const std::string dir = WriteDataset();
+  absl::StatusOr<Dataset> data = ReadDataset(dir);
+  ASSERT_TRUE(data.ok()) << data.status();
+  EvalConfig config;
+  config.seeds = {1, 2};
+  config.quick = true;
+  config.featurizer.dim = 32;
+  config.knn.k = 20;
+  config.knn.bootstrap_samples = 10;
+  config.uniroute.num_clusters = 4;
+  absl::StatusOr<EvalOutput> out = RunEvaluation(*data, config, [](absl::string_view) {});
+  ASSERT_TRUE(out.ok()) << out.status();
+  std::vector<std::string> names;
+  for (const Table& t : out->tables) {
+    names.push_back(t.name);
+    EXPECT_FALSE(t.rows.empty()) << t.name;
+    for (const auto& row : t.rows) ASSERT_EQ(row.size(), t.header.size()) << t.name;
+    const std::string csv = TableToCsv(t);
+    EXPECT_EQ(static_cast<size_t>(std::count(csv.begin(), csv.end(), '\n')), t.rows.size() + 1);
+    if (t.name == "exp2_batching") {
+      const auto arm = std::find(t.header.begin(), t.header.end(), "arm") - t.header.begin();
+      const auto over =
+          std::find(t.header.begin(), t.header.end(), "batches_over_cap") - t.header.begin();
+      for (const auto& row : t.rows) {
+        if (row[static_cast<size_t>(arm)] == "batch") {
+          EXPECT_EQ(row[static_cast<size_t>(over)], "0");
+        }
+      }
+    }
+  }
+  EXPECT_THAT(names, testing::UnorderedElementsAre("exp1_budget_sweep", "exp1_metrics",
+                                                   "exp2_batching", "exp2_batches",
+                                                   "exp3_robustness", "exp4_unseen_models"));
+  const nlohmann::json& s = out->summary;
+  for (const char* key : {"best_single_model", "qnc", "acc_rel_at_50pct_cost",
+                          "batch_vs_perquery_safe_gain", "exp3_robustness", "exp4_unseen_models"}) {
+    EXPECT_TRUE(s.contains(key)) << key;
+  }
+  EXPECT_TRUE(s["qnc"]["knn"].contains("batch"));
+  EXPECT_TRUE(s["batch_vs_perquery_safe_gain"]["knn/cap=0.5"].contains("verdict"));
+  EXPECT_THAT(out->report_markdown, testing::HasSubstr("### Claims vs ours"));
+  std::filesystem::remove_all(dir);
+}
+
+TEST(RunEvaluationTest, RejectsBadConfig) {
+  EvalConfig config;
+  config.experiments = {7};
+  EXPECT_FALSE(ValidateEvalConfig(config).ok());
+  config.experiments = {1};
+  config.seeds = {1, 1};
+  EXPECT_FALSE(ValidateEvalConfig(config).ok());
+}
+
+}  // namespace
+}  // namespace router::core::eval
