@@ -9,6 +9,7 @@
 #include "absl/status/status.h"
 #include "absl/strings/str_cat.h"
 #include "router_core/estimate/calibration_metrics.h"
+#include "router_core/estimate/deferral_curve.h"
 
 namespace router::core {
 namespace {
@@ -61,42 +62,6 @@ double RocAuc(std::vector<std::pair<double, bool>> scored) {
   }
   if (positives == 0 || negatives == 0) return kNaN;
   return (rank_sum - positives * (positives + 1) / 2) / (positives * negatives);
-}
-
-double Cross(std::pair<double, double> o, std::pair<double, double> a,
-             std::pair<double, double> b) {
-  return (a.first - o.first) * (b.second - o.second) - (a.second - o.second) * (b.first - o.first);
-}
-
-// Upper concave envelope from the leftmost point up to the most accurate one.
-std::vector<std::pair<double, double>> Envelope(std::vector<std::pair<double, double>> points) {
-  std::sort(points.begin(), points.end(), [](const auto& a, const auto& b) {
-    return a.first != b.first ? a.first < b.first : a.second > b.second;
-  });
-  std::vector<std::pair<double, double>> hull;
-  for (const auto& pt : points) {
-    if (!hull.empty() && hull.back().first == pt.first) continue;  // same cost, lower accuracy
-    while (hull.size() >= 2 && Cross(hull[hull.size() - 2], hull.back(), pt) >= 0) hull.pop_back();
-    hull.push_back(pt);
-  }
-  size_t peak = 0;
-  for (size_t k = 1; k < hull.size(); ++k) {
-    if (hull[k].second > hull[peak].second) peak = k;
-  }
-  hull.resize(peak + 1);
-  return hull;
-}
-
-double EnvelopeAt(const std::vector<std::pair<double, double>>& env, double x) {
-  if (x < env.front().first) return kNaN;
-  if (x >= env.back().first) return env.back().second;
-  for (size_t k = 1; k < env.size(); ++k) {
-    if (x <= env[k].first) {
-      const double t = (x - env[k - 1].first) / (env[k].first - env[k - 1].first);
-      return env[k - 1].second + t * (env[k].second - env[k - 1].second);
-    }
-  }
-  return env.back().second;
 }
 
 nlohmann::json Number(double v) { return std::isfinite(v) ? nlohmann::json(v) : nullptr; }
@@ -219,43 +184,13 @@ absl::StatusOr<RoutingEvaluation> EvaluateRouting(const HeldOutPredictions& p) {
   }
   points.push_back(route(0.0, true));
   for (auto& [x, y] : points) x /= r.best_cost;
-  r.envelope = Envelope(std::move(points));
-
+  const CurveMetrics curve = ComputeCurveMetrics(std::move(points), r.best_accuracy);
+  r.envelope = curve.envelope;
   r.relative_accuracy_at_20 = EnvelopeAt(r.envelope, 0.2) / r.best_accuracy;
-  r.relative_accuracy_at_50 = EnvelopeAt(r.envelope, 0.5) / r.best_accuracy;
-  r.relative_accuracy_at_100 = EnvelopeAt(r.envelope, 1.0) / r.best_accuracy;
-
-  r.qnc = kNaN;
-  const auto& env = r.envelope;
-  if (env.front().second >= r.best_accuracy) {
-    r.qnc = env.front().first;
-  } else {
-    for (size_t k = 1; k < env.size(); ++k) {
-      if (env[k].second >= r.best_accuracy) {
-        const double t =
-            (r.best_accuracy - env[k - 1].second) / (env[k].second - env[k - 1].second);
-        r.qnc = env[k - 1].first + t * (env[k].first - env[k - 1].first);
-        break;
-      }
-    }
-  }
-
-  const double x0 = env.front().first;
-  if (x0 >= 1.0) {
-    r.deferral_auc = kNaN;
-  } else {
-    // Trapezoids over the envelope's vertices clipped to [x0, 1]; flat after the last vertex.
-    std::vector<double> xs = {x0};
-    for (const auto& [x, y] : env) {
-      if (x > x0 && x < 1.0) xs.push_back(x);
-    }
-    xs.push_back(1.0);
-    double area = 0.0;
-    for (size_t k = 1; k < xs.size(); ++k) {
-      area += (xs[k] - xs[k - 1]) * (EnvelopeAt(env, xs[k]) + EnvelopeAt(env, xs[k - 1])) / 2.0;
-    }
-    r.deferral_auc = area / (1.0 - x0);
-  }
+  r.relative_accuracy_at_50 = curve.acc_rel_at_50;
+  r.relative_accuracy_at_100 = curve.acc_rel_at_100;
+  r.qnc = curve.qnc;
+  r.deferral_auc = curve.auc;
   return r;
 }
 

@@ -1,8 +1,9 @@
 // File: curve.h
 //
-// Quality-cost curve figures of the evaluation harness (BRIEF section 4), with the conventions of
-// estimator_eval.h so that a policy's figures and the estimator's held-out lambda sweep compare
-// one to one:
+// Quality-cost curve figures of the evaluation harness (BRIEF section 4). The figures themselves
+// (CurvePoints, CurveMetrics, ComputeCurveMetrics, EnvelopeAt) live in
+// router_core/estimate/deferral_curve.h, shared with estimator_eval.h, so that a policy's figures
+// and the estimator's held-out lambda sweep are computed by the same code:
 //   points    (realized mean cost / best single model's mean cost, accuracy), one per operating
 //             point of a policy (a budget, a lambda, a tau)
 //   envelope  upper concave envelope of the points from the cheapest one up to the most accurate
@@ -25,24 +26,9 @@
 #include <utility>
 #include <vector>
 
+#include "router_core/estimate/deferral_curve.h"
+
 namespace router::core::eval {
-
-using CurvePoints = std::vector<std::pair<double, double>>;  // (cost fraction, accuracy)
-
-struct CurveMetrics {
-  CurvePoints envelope;
-  double acc_rel_at_50 = 0.0;
-  double acc_rel_at_100 = 0.0;
-  double qnc = 0.0;
-  double auc = 0.0;
-};
-
-// Figures of `points` against the best single model's accuracy (> 0). Points with a non-finite
-// coordinate are ignored; with none left every figure is NaN and the envelope empty.
-CurveMetrics ComputeCurveMetrics(CurvePoints points, double best_accuracy);
-
-// Envelope value at cost fraction x: NaN below the first vertex, flat after the last.
-double EnvelopeAt(const CurvePoints& envelope, double x);
 
 struct Spread {
   int n = 0;  // finite values summarized
