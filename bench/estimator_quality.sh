@@ -14,7 +14,7 @@ echo "| dataset | method | seed | test prompts | best single model (acc) | argma
 echo "|---|---|---:|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|"
 for dataset in routerbench_subset llmrouter_nim9 routerdc_7model; do
   for seed in "${seeds[@]}"; do
-    for estimator in knn uniroute; do
+    for estimator in knn uniroute classifier; do
       "$build/bin/router_train" --dataset "$data/$dataset/derived" --evaluate --estimator "$estimator" \
           --seed "$seed" 2>/dev/null | grep '^|' |
         if [ "$estimator" = knn ]; then cat; else head -n 1; fi |

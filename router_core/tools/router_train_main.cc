@@ -1,6 +1,6 @@
 // File: router_train_main.cc
 //
-// router_train --dataset DIR --out FILE [--estimator knn|uniroute] [options]
+// router_train --dataset DIR --out FILE [--estimator knn|uniroute|classifier] [options]
 // router_train --dataset DIR --evaluate [--estimator ...] [options]
 //
 // Reads a `derived/` dataset folder (dataset.h), splits it by prompt (seeded, identical texts kept
@@ -12,6 +12,9 @@
 //   knn       fitted on the train part (its neighbour sets).
 //   uniroute  clusters fitted on the train part, per-cluster model statistics on the calibration
 //             part (the paper's validation set).
+//   classifier network trained on the train part, temperatures and histogram buckets fitted on the
+//             calibration part (Dria's held-out calibration split), every option at its default
+//             except the seed, which follows --seed so one flag makes a run reproducible.
 //
 // --evaluate prints one quality-table row per method instead (the estimator, the task-prior
 // baseline that knows each test prompt's task, and the best single model) and writes no artifact
@@ -51,6 +54,7 @@
 #include "absl/time/time.h"
 #include "nlohmann/json.hpp"
 #include "router_core/estimate/artifact.h"
+#include "router_core/estimate/calibrated_classifier.h"
 #include "router_core/estimate/cost_model.h"
 #include "router_core/estimate/dataset.h"
 #include "router_core/estimate/estimator_eval.h"
@@ -76,7 +80,7 @@ constexpr char kUsage[] =
     "  --out FILE               artifact to write (CBOR)\n"
     "  --evaluate               print quality-table rows (markdown) for the estimator and "
     "baselines\n"
-    "  --estimator NAME         knn (default) or uniroute\n"
+    "  --estimator NAME         knn (default), uniroute or classifier\n"
     "  --seed N                 split seed (default 1)\n"
     "  --train F --calibration F --test F   split fractions (default 0.6 0.2 0.2)\n"
     "  --dim D                  featurizer dimension (default 256)\n"
@@ -105,6 +109,7 @@ struct Flags {
   router::core::FeaturizerOptions featurizer;
   router::core::KnnOptions knn;
   router::core::UniRouteOptions uniroute;
+  router::core::ClassifierOptions classifier;
 };
 
 template <typename T>
@@ -150,6 +155,7 @@ absl::StatusOr<Flags> ParseFlags(int argc, char** argv) {
       s = ParseNumber(arg, value, &f.split.seed);
       f.knn.seed = f.split.seed;
       f.uniroute.seed = f.split.seed;
+      f.classifier.seed = f.split.seed;
     } else if (arg == "--train") {
       s = ParseNumber(arg, value, &f.split.train);
     } else if (arg == "--calibration") {
@@ -177,12 +183,9 @@ absl::StatusOr<Flags> ParseFlags(int argc, char** argv) {
   if (f.out.empty() && !f.evaluate) {
     return absl::InvalidArgumentError("missing --out FILE (or --evaluate)");
   }
-  if (f.estimator != "knn" && f.estimator != "uniroute") {
+  if (f.estimator != "knn" && f.estimator != "uniroute" && f.estimator != "classifier") {
     return absl::InvalidArgumentError(absl::StrCat(
-        "--estimator: expected knn or uniroute, got '", f.estimator, "'",
-        f.estimator == "classifier"
-            ? " (router_train cannot train the classifier yet; artifacts of that kind do load)"
-            : ""));
+        "--estimator: expected knn, uniroute or classifier, got '", f.estimator, "'"));
   }
   return f;
 }
@@ -265,14 +268,27 @@ int main(int argc, char** argv) {
     if (!knn.ok()) return Fail(kExitFailure, knn.status().ToString());
     estimator = *std::move(knn);
   } else {
-    if (split->calibration.empty()) return Fail(kExitUsage, "uniroute needs a calibration part");
+    // Both remaining estimators fit their calibration statistics on prompts the first stage never
+    // saw, so an empty calibration part is a usage error rather than a fit failure.
+    if (split->calibration.empty()) {
+      return Fail(kExitUsage, absl::StrCat(flags->estimator, " needs a calibration part"));
+    }
     router::core::TrainingSet validation = router::core::TrainingRows(
         *data, split->calibration,
         router::core::FeaturizeRows(*data, split->calibration, *featurizer));
-    absl::StatusOr<std::unique_ptr<router::core::UniRouteEstimator>> uniroute =
-        router::core::FitUniRoute(train_features, validation, flags->uniroute);
-    if (!uniroute.ok()) return Fail(kExitFailure, uniroute.status().ToString());
-    estimator = *std::move(uniroute);
+    if (flags->estimator == "uniroute") {
+      absl::StatusOr<std::unique_ptr<router::core::UniRouteEstimator>> uniroute =
+          router::core::FitUniRoute(train_features, validation, flags->uniroute);
+      if (!uniroute.ok()) return Fail(kExitFailure, uniroute.status().ToString());
+      estimator = *std::move(uniroute);
+    } else {
+      absl::StatusOr<std::unique_ptr<router::core::CalibratedClassifier>> classifier =
+          router::core::FitCalibratedClassifier(
+              router::core::TrainingRows(*data, split->train, train_features), validation,
+              flags->classifier);
+      if (!classifier.ok()) return Fail(kExitFailure, classifier.status().ToString());
+      estimator = *std::move(classifier);
+    }
   }
   absl::StatusOr<router::core::CostModel> cost =
       router::core::CostModel::Fit(*data, split->train, router::core::CostModelOptions());
@@ -344,8 +360,10 @@ int main(int argc, char** argv) {
     std::string method = flags->estimator;
     if (flags->estimator == "knn") {
       absl::StrAppend(&method, "-", flags->knn.k, " (D=", dim, ")");
-    } else {
+    } else if (flags->estimator == "uniroute") {
       absl::StrAppend(&method, " K=", flags->uniroute.num_clusters, " (D=", dim, ")");
+    } else {
+      absl::StrAppend(&method, " H=", flags->classifier.hidden_units, " (D=", dim, ")");
     }
     std::cout << TableRow(data->name, method, *routing, *calibration) << '\n';
     std::cout << TableRow(data->name, "task prior (knows the task)", *prior_routing,

@@ -404,6 +404,24 @@ TEST_F(RouterdTest, HealthIsServingThenNotServingAfterShutdownBegins) {
   EXPECT_EQ(resp.status(), grpc::health::v1::HealthCheckResponse::SERVING);
 }
 
+// A batch that would wait 10 s for company closes early for a member whose deadline is near.
+TEST_F(RouterdTest, ABatchClosesEarlyForAMembersDeadline) {
+  grpc::ClientContext update_ctx;
+  v1::UpdateConfigRequest update;
+  update.set_yaml("batching: {max_batch_size: 512, max_batch_delay_ms: 10000, solve_margin_ms: 50}");
+  v1::UpdateConfigResponse update_resp;
+  ASSERT_TRUE(admin_->UpdateConfig(&update_ctx, update, &update_resp).ok());
+  grpc::ClientContext ctx;
+  ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(2));
+  v1::RouteRequest req;
+  *req.mutable_query() = MakeQuery("urgent", 0);
+  v1::RouteResponse resp;
+  const grpc::Status s = stub_->Route(&ctx, req, &resp);
+  ASSERT_TRUE(s.ok()) << s.error_message();
+  EXPECT_EQ(resp.assignment().decision().batch_size(), 1);
+  EXPECT_LT(resp.assignment().decision().waited().seconds(), 2);
+}
+
 TEST_F(RouterdTest, PlanInstancesAnswersWithThePlannersJson) {
   grpc::ClientContext ctx;
   v1::PlanInstancesRequest req;
