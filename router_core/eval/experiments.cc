@@ -16,6 +16,9 @@
 #include "router_core/estimate/training_data.h"
 #include "router_core/eval/curve.h"
 #include "router_core/eval/report.h"
+#include "router_core/planner/allocation.h"
+#include "router_core/planner/capacity_planner.h"
+#include "router_core/planner/plan_problem.h"
 
 namespace router::core::eval {
 namespace {
@@ -142,8 +145,10 @@ absl::StatusOr<std::unique_ptr<QualityEstimator>> FitEstimator(
 }
 
 // Test-part predictions of `estimator`, in dataset model order (matched by name).
-absl::StatusOr<HeldOutPredictions> Predict(const Dataset& data, const SeedData& s,
-                                           const QualityEstimator& estimator) {
+absl::StatusOr<HeldOutPredictions> PredictRows(const Dataset& data, const SeedData& s,
+                                               const QualityEstimator& estimator,
+                                               const std::vector<int64_t>& rows,
+                                               const FeatureMatrix& features) {
   std::vector<size_t> index_of;  // dataset model -> estimator output
   for (const auto& model : data.models) {
     const auto& names = estimator.models();
@@ -154,16 +159,21 @@ absl::StatusOr<HeldOutPredictions> Predict(const Dataset& data, const SeedData& 
     index_of.push_back(static_cast<size_t>(it - names.begin()));
   }
   std::vector<QualityEstimate> raw(estimator.models().size());
-  return PredictHeldOut(data, s.split.test, *s.cost,
+  return PredictHeldOut(data, rows, *s.cost,
                         [&](size_t r, int64_t, absl::Span<QualityEstimate> out) -> absl::Status {
                           if (absl::Status st = estimator.Predict(
-                                  s.test.row(static_cast<int64_t>(r)), absl::MakeSpan(raw));
+                                  features.row(static_cast<int64_t>(r)), absl::MakeSpan(raw));
                               !st.ok()) {
                             return st;
                           }
                           for (size_t j = 0; j < out.size(); ++j) out[j] = raw[index_of[j]];
                           return absl::OkStatus();
                         });
+}
+
+absl::StatusOr<HeldOutPredictions> Predict(const Dataset& data, const SeedData& s,
+                                           const QualityEstimator& estimator) {
+  return PredictRows(data, s, estimator, s.split.test, s.test);
 }
 
 absl::StatusOr<HeldOutPredictions> FitAndPredict(const Dataset& data, const EvalConfig& config,
@@ -580,6 +590,294 @@ absl::Status Experiment4(Context& c) {
   return absl::OkStatus();
 }
 
+// ---- experiments 5 and 6: self-hosted capacity ------------------------------------------------
+
+// The paper's instance shapes (GPUs per instance, slots per instance), largest model first: bigger
+// models need more GPUs and serve fewer requests at once.
+constexpr int64_t kShapeGpus[] = {8, 4, 2, 1};
+constexpr int64_t kShapeSlots[] = {2, 4, 8, 16};
+constexpr size_t kSelfHosted = 4;
+// Per-prompt spend cap of experiments 5 and 6, as a fraction of the best single model's mean
+// predicted cost: tight enough that the priced API models cannot absorb every query.
+constexpr double kCapacityCap = 0.3;
+
+// The self-hosted models of one seed: the kSelfHosted most accurate on the train part (what an
+// operator knows before deploying), best first, so the most accurate one gets the largest shape.
+// Fewer when the dataset has fewer than kSelfHosted + 1 models (one API model must remain).
+std::vector<int> SelfHostedModels(const Dataset& data, const SeedData& s) {
+  const size_t m = data.models.size();
+  std::vector<double> acc(m, 0.0), n(m, 0.0);
+  for (const int64_t row : s.split.train) {
+    for (size_t j = 0; j < m; ++j) {
+      const double y = data.correct[data.at(row, static_cast<int>(j))];
+      if (std::isnan(y)) continue;
+      acc[j] += y;
+      n[j] += 1.0;
+    }
+  }
+  std::vector<int> order = AllModels(data);
+  std::stable_sort(order.begin(), order.end(), [&](int a, int b) {
+    const auto mean = [&](int j) {
+      return n[static_cast<size_t>(j)] > 0 ? acc[static_cast<size_t>(j)] / n[static_cast<size_t>(j)]
+                                           : 0.0;
+    };
+    return mean(a) > mean(b);
+  });
+  order.resize(std::min(kSelfHosted, m > 0 ? m - 1 : 0));
+  return order;
+}
+
+// Self-hosted models answer at zero per-query cost (their GPUs are paid for either way).
+HeldOutPredictions ZeroCost(HeldOutPredictions p, const std::vector<int>& self_hosted) {
+  const size_t m = p.models.size();
+  for (int64_t i = 0; i < p.num_prompts; ++i) {
+    for (const int j : self_hosted) {
+      const size_t at = static_cast<size_t>(i) * m + static_cast<size_t>(j);
+      p.predicted_cost[at] = 0.0;
+      if (at < p.realized_cost.size() && !std::isnan(p.realized_cost[at])) p.realized_cost[at] = 0.0;
+    }
+  }
+  return p;
+}
+
+// Per-model slots of every batch for `instances` of the self-hosted models (k-th gets shape k).
+std::vector<std::optional<int64_t>> SlotsFor(size_t m, const std::vector<int>& self_hosted,
+                                             const std::vector<int64_t>& instances) {
+  std::vector<std::optional<int64_t>> slots(m);
+  for (size_t k = 0; k < self_hosted.size(); ++k) {
+    slots[static_cast<size_t>(self_hosted[k])] = instances[k] * kShapeSlots[k];
+  }
+  return slots;
+}
+
+absl::Status Experiment5(Context& c) {
+  Table rows{"exp5_capacity",
+             {"seed", "estimator", "scenario", "slots_per_batch", "arm", "lambda", "accuracy",
+              "acc_rel", "realized_cost_usd", "cost_rel", "unserved", "batches",
+              "batches_over_slots", "batches_over_cap"},
+             {}};
+  std::map<std::string, std::map<std::string, std::vector<double>>> figs;
+  // Threshold arm: the default acceptable quality of PolicyParams (no tuning in hindsight).
+  const double tau = PolicyParams().tau;
+  for (size_t k = 0; k < c.seeds.size(); ++k) {
+    const uint64_t seed = c.seeds[k].seed;
+    const std::string est = "knn";
+    const HeldOutPredictions& priced = c.predictions[k].at(est);
+    absl::StatusOr<Reference> ref = BestSingleModel(priced);
+    if (!ref.ok()) return ref.status();
+    const std::vector<int> hosted = SelfHostedModels(c.data, c.seeds[k]);
+    const HeldOutPredictions p = ZeroCost(priced, hosted);
+    absl::StatusOr<Batches> batches = MakeBatches(p, Ordering::kRandom, kSweepBatch, seed);
+    if (!batches.ok()) return batches.status();
+    const double cap = kCapacityCap * ref->predicted_cost;
+    // Binding: one instance each (2 + 4 + 8 + 16 = 30 slots for a batch of 100). Not binding:
+    // enough instances that every self-hosted model alone could take a whole batch.
+    std::vector<int64_t> one(hosted.size(), 1), many(hosted.size());
+    for (size_t h = 0; h < hosted.size(); ++h) {
+      many[h] = (kSweepBatch + kShapeSlots[h] - 1) / kShapeSlots[h];
+    }
+    for (const auto& [scenario, instances] :
+         {std::pair{std::string("slots_binding"), one},
+          std::pair{std::string("slots_not_binding"), many}}) {
+      c.progress(absl::StrCat("exp5: seed ", seed, " ", scenario));
+      const auto slots = SlotsFor(p.models.size(), hosted, instances);
+      int64_t total_slots = 0;
+      for (size_t h = 0; h < hosted.size(); ++h) total_slots += instances[h] * kShapeSlots[h];
+      PolicyRun batch_run;
+      batch_run.policy = PolicyKind::kBatch;
+      batch_run.budget_per_prompt = cap;
+      batch_run.slots = slots;
+      absl::StatusOr<RunResult> batch = RunPolicy(p, *batches, batch_run, c.config.sim);
+      if (!batch.ok()) return batch.status();
+      // The per-query router knows prices but not slots: its lambda is tuned (without slots) to
+      // the batch arm's total predicted spend, then the feasibility guard enforces slots and cap.
+      absl::StatusOr<LambdaTuning> matched = TuneLambdaToSpend(
+          p, *batches, batch->predicted_cost * static_cast<double>(batch->prompts), c.config.sim);
+      if (!matched.ok()) return matched.status();
+      PolicyRun guarded;
+      guarded.policy = PolicyKind::kPerQuery;
+      guarded.params.lambda = matched->lambda;
+      guarded.budget_per_prompt = cap;
+      guarded.slots = slots;
+      absl::StatusOr<RunResult> per_query = RunPolicy(p, *batches, guarded, c.config.sim);
+      if (!per_query.ok()) return per_query.status();
+      PolicyRun threshold = guarded;
+      threshold.policy = PolicyKind::kThreshold;
+      threshold.params.tau = tau;
+      absl::StatusOr<RunResult> thr = RunPolicy(p, *batches, threshold, c.config.sim);
+      if (!thr.ok()) return thr.status();
+      for (const auto& [arm, lambda, r] :
+           {std::tuple{std::string("batch"), kNaN, &*batch},
+            std::tuple{std::string("per_query_guarded"), matched->lambda, &*per_query},
+            std::tuple{std::string("threshold_guarded"), kNaN, &*thr}}) {
+        rows.rows.push_back({Num(static_cast<double>(seed)), est, scenario,
+                             Num(static_cast<double>(total_slots)), arm, Num(lambda),
+                             Num(r->accuracy), Num(r->accuracy / ref->accuracy),
+                             Num(r->realized_cost), Num(r->realized_cost / ref->realized_cost),
+                             Num(static_cast<double>(r->unserved)),
+                             Num(static_cast<double>(r->batch_spend.size())),
+                             Num(r->batches_over_slots), Num(BatchesOverCap(*r, cap))});
+        figs[scenario][arm + "_accuracy"].push_back(r->accuracy);
+        figs[scenario][arm + "_cost_rel"].push_back(r->realized_cost / ref->realized_cost);
+        figs[scenario][arm + "_batches_over_slots"].push_back(r->batches_over_slots);
+        if (arm != "batch") {
+          figs[scenario]["batch_minus_" + arm + "_points"].push_back(
+              100.0 * (batch->accuracy - r->accuracy));
+        }
+      }
+    }
+  }
+  nlohmann::json& out = c.summary["exp5_capacity"];
+  out["cap_fraction"] = kCapacityCap;
+  out["threshold_tau"] = tau;
+  out["estimator"] = "knn";
+  for (auto& [scenario, figures] : figs) {
+    for (auto& [figure, values] : figures) {
+      out[scenario][figure] =
+          figure.find("_minus_") != std::string::npos ? DiffJson(values) : SpreadJson(values);
+    }
+  }
+  c.tables.push_back(std::move(rows));
+  return absl::OkStatus();
+}
+
+// The allocation problem of experiment 6 on the historical batches `history` of predictions `p`
+// (self-hosted models already at zero cost).
+PlanProblem AllocationProblem(const HeldOutPredictions& p, const Batches& history,
+                              const std::vector<int>& hosted, int64_t gpu_budget, double cap,
+                              absl::Duration time_limit) {
+  PlanProblem problem;
+  const size_t m = p.models.size();
+  for (size_t j = 0; j < m; ++j) {
+    PlanModel model;
+    model.name = p.models[j];
+    problem.models.push_back(std::move(model));
+  }
+  for (size_t h = 0; h < hosted.size(); ++h) {
+    problem.models[static_cast<size_t>(hosted[h])].gpus_per_instance = kShapeGpus[h];
+    problem.models[static_cast<size_t>(hosted[h])].slots_per_instance = kShapeSlots[h];
+  }
+  problem.gpu_budget = gpu_budget;
+  problem.avg_cost_cap = cap;
+  problem.time_limit = time_limit;
+  for (const auto& batch : history) {
+    std::vector<Query> queries;
+    for (const int64_t i : batch) {
+      Query q;
+      q.id = absl::StrCat(i);
+      const size_t row = static_cast<size_t>(i) * m;
+      q.quality.assign(p.quality.begin() + row, p.quality.begin() + row + m);
+      q.quality_lower.assign(p.quality_lower.begin() + row, p.quality_lower.begin() + row + m);
+      q.cost.assign(p.predicted_cost.begin() + row, p.predicted_cost.begin() + row + m);
+      queries.push_back(std::move(q));
+    }
+    problem.batches.push_back(std::move(queries));
+  }
+  return problem;
+}
+
+absl::Status Experiment6(Context& c) {
+  Table rows{"exp6_allocation",
+             {"seed", "estimator", "gpu_budget", "plan", "instances", "gpus_used",
+              "history_predicted_quality", "test_accuracy", "acc_rel", "realized_cost_usd",
+              "unserved", "batches_over_slots"},
+             {}};
+  const std::vector<int64_t> budgets =
+      c.config.quick ? std::vector<int64_t>{16} : std::vector<int64_t>{16, 32};
+  const absl::Duration plan_time = c.config.quick ? absl::Seconds(1) : absl::Seconds(5);
+  std::map<std::string, std::map<std::string, std::vector<double>>> figs;
+  absl::StatusOr<CapacityPlanner> planner = CapacityPlanner::Create();
+  if (!planner.ok()) return planner.status();
+  for (size_t k = 0; k < c.seeds.size(); ++k) {
+    const SeedData& s = c.seeds[k];
+    const std::string est = "knn";
+    // History = the calibration part: the estimator never saw it, so its predictions there are as
+    // (im)precise as in production (kNN's predictions on its own train rows would find the row
+    // itself among the neighbours).
+    absl::StatusOr<std::unique_ptr<QualityEstimator>> estimator =
+        FitEstimator(c.data, c.config, s, est, 1.0, AllModels(c.data));
+    if (!estimator.ok()) return estimator.status();
+    absl::StatusOr<HeldOutPredictions> hist_priced =
+        PredictRows(c.data, s, **estimator, s.split.calibration, s.calibration);
+    if (!hist_priced.ok()) return hist_priced.status();
+    const std::vector<int> hosted = SelfHostedModels(c.data, s);
+    const HeldOutPredictions hist = ZeroCost(*hist_priced, hosted);
+    const HeldOutPredictions test = ZeroCost(c.predictions[k].at(est), hosted);
+    absl::StatusOr<Reference> hist_ref = BestSingleModel(*hist_priced);
+    if (!hist_ref.ok()) return hist_ref.status();
+    absl::StatusOr<Reference> test_ref = BestSingleModel(c.predictions[k].at(est));
+    if (!test_ref.ok()) return test_ref.status();
+    // The cap is set from history, as an operator would.
+    const double cap = kCapacityCap * hist_ref->predicted_cost;
+    absl::StatusOr<Batches> history = MakeBatches(hist, Ordering::kRandom, kSweepBatch, s.seed);
+    if (!history.ok()) return history.status();
+    absl::StatusOr<Batches> test_batches =
+        MakeBatches(test, Ordering::kRandom, kSweepBatch, s.seed + 1);
+    if (!test_batches.ok()) return test_batches.status();
+    for (const int64_t gpus : budgets) {
+      c.progress(absl::StrCat("exp6: seed ", s.seed, " ", gpus, " GPUs"));
+      const PlanProblem problem = AllocationProblem(hist, *history, hosted, gpus, cap, plan_time);
+      absl::StatusOr<std::vector<int64_t>> uniform = UniformAllocation(problem);
+      if (!uniform.ok()) return uniform.status();
+      absl::StatusOr<std::vector<int64_t>> proportional = ProportionalAllocation(problem);
+      if (!proportional.ok()) return proportional.status();
+      absl::StatusOr<CapacityPlan> plan = planner->Plan(problem);
+      if (!plan.ok()) return plan.status();
+      const std::string key = absl::StrCat("gpus=", gpus);
+      std::map<std::string, double> accuracy;
+      for (const auto& [name, instances] : {std::pair{std::string("optimized"), plan->instances},
+                                            std::pair{std::string("uniform"), *uniform},
+                                            std::pair{std::string("proportional"), *proportional}}) {
+        absl::StatusOr<AllocationEvaluation> predicted = EvaluateAllocation(problem, instances);
+        if (!predicted.ok()) return predicted.status();
+        std::vector<int64_t> hosted_instances;
+        std::vector<std::string> shown;
+        for (const int j : hosted) {
+          hosted_instances.push_back(instances[static_cast<size_t>(j)]);
+          shown.push_back(absl::StrCat(c.data.models[static_cast<size_t>(j)].name, "=",
+                                       instances[static_cast<size_t>(j)]));
+        }
+        PolicyRun run;
+        run.policy = PolicyKind::kBatch;
+        run.budget_per_prompt = cap;
+        run.slots = SlotsFor(test.models.size(), hosted, hosted_instances);
+        absl::StatusOr<RunResult> r = RunPolicy(test, *test_batches, run, c.config.sim);
+        if (!r.ok()) return r.status();
+        const int64_t used = GpusUsed(problem, instances);
+        rows.rows.push_back({Num(static_cast<double>(s.seed)), est, Num(static_cast<double>(gpus)),
+                             name, absl::StrJoin(shown, ";"), Num(static_cast<double>(used)),
+                             Num(predicted->mean_quality), Num(r->accuracy),
+                             Num(r->accuracy / test_ref->accuracy), Num(r->realized_cost),
+                             Num(static_cast<double>(r->unserved)), Num(r->batches_over_slots)});
+        accuracy[name] = r->accuracy;
+        figs[key][name + "_test_accuracy"].push_back(r->accuracy);
+        figs[key][name + "_history_predicted_quality"].push_back(predicted->mean_quality);
+        figs[key][name + "_gpus_used"].push_back(static_cast<double>(used));
+      }
+      for (const std::string base : {"uniform", "proportional"}) {
+        figs[key]["optimized_minus_" + base + "_points"].push_back(
+            100.0 * (accuracy["optimized"] - accuracy[base]));
+        figs[key]["optimized_over_" + base + "_rel_gain"].push_back(
+            accuracy["optimized"] / accuracy[base] - 1.0);
+      }
+    }
+  }
+  nlohmann::json& out = c.summary["exp6_allocation"];
+  out["cap_fraction"] = kCapacityCap;
+  out["estimator"] = "knn";
+  out["history"] = "calibration part, random batches of 100";
+  for (auto& [key, figures] : figs) {
+    for (auto& [figure, values] : figures) {
+      out[key][figure] = figure.find("_minus_") != std::string::npos ||
+                                 figure.find("_rel_gain") != std::string::npos
+                             ? DiffJson(values)
+                             : SpreadJson(values);
+    }
+  }
+  c.tables.push_back(std::move(rows));
+  return absl::OkStatus();
+}
+
 }  // namespace
 
 absl::Status ValidateEvalConfig(const EvalConfig& config) {
@@ -591,8 +889,8 @@ absl::Status ValidateEvalConfig(const EvalConfig& config) {
   }
   if (config.experiments.empty()) return absl::InvalidArgumentError("experiments: none selected");
   for (const int e : config.experiments) {
-    if (e < 1 || e > 4) {
-      return absl::InvalidArgumentError(absl::StrCat("experiments: ", e, " not in [1, 4]"));
+    if (e < 1 || e > 6) {
+      return absl::InvalidArgumentError(absl::StrCat("experiments: ", e, " not in [1, 6]"));
     }
   }
   if (absl::Status s = ValidateSimOptions(config.sim); !s.ok()) return s;
@@ -651,8 +949,12 @@ absl::StatusOr<EvalOutput> RunEvaluation(const Dataset& data, const EvalConfig& 
       s = Experiment1(c);
     } else if (e == 2) {
       s = Experiment2(c);
-    } else {
+    } else if (e == 3) {
       s = Experiment3(c);
+    } else if (e == 5) {
+      s = Experiment5(c);
+    } else {
+      s = Experiment6(c);
     }
     if (!s.ok()) return s;
   }

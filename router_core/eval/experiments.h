@@ -11,6 +11,13 @@
 //                       and 100% of the train part
 //   4 unseen models     UniRoute protocol: fit on 2/3 of the models, add the rest from validation
 //                       results; deferral AUC and QNC (estimator_eval.h) vs kNN and vs refitting
+//   5 capacity          the 4 models most accurate on train self-hosted at zero per-query cost with
+//                       the paper's shapes (8/4/2/1 GPUs, 2/4/8/16 slots per instance), the rest
+//                       priced; slots binding (one instance each) and not: batch ILP vs guarded
+//                       per-query (spend-matched lambda) and guarded threshold routing (kNN)
+//   6 allocation        the capacity planner on predicted quality of calibration-part batches vs
+//                       uniform and proportional plans at equal GPU budget (16, 32), each scored by
+//                       routing the test part with its slots (kNN)
 // Per seed: SplitDataset(seed) (0.6 / 0.2 / 0.2), the featurizer's IDF fitted on the train part,
 // kNN fitted on the train part, UniRoute's clusters on the train part and its model statistics on
 // the calibration part; everything is scored on the test part.
@@ -21,8 +28,8 @@
 // Thread-safety: RunEvaluation is a pure function of its arguments apart from calling `progress`.
 //
 // Errors: INVALID_ARGUMENT for a bad config (naming the field); the estimators' and SolveBatch's
-// errors unchanged. A dataset without costs (routerdc_7model) skips experiments 1-3 and says so in
-// the summary and the report.
+// errors unchanged. A dataset without costs (routerdc_7model) skips experiments 1-3, 5 and 6 and
+// says so in the summary and the report.
 
 #ifndef ROUTER_CORE_EVAL_EXPERIMENTS_H_
 #define ROUTER_CORE_EVAL_EXPERIMENTS_H_
@@ -48,7 +55,7 @@ namespace router::core::eval {
 struct EvalConfig {
   // Split seeds, at least one, distinct. Every reported figure is summarized over them.
   std::vector<uint64_t> seeds = {1, 2, 3, 4, 5};
-  // Experiment numbers to run, each in [1, 4].
+  // Experiment numbers to run, each in [1, 6].
   std::set<int> experiments = {1, 2, 3, 4};
   // Fewer grid points, batch size 100 only, one cap, for tests and smoke runs.
   bool quick = false;

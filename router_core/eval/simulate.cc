@@ -167,13 +167,19 @@ absl::StatusOr<RunResult> RunPolicy(const HeldOutPredictions& p, const Batches& 
     return absl::InvalidArgumentError("budget_per_prompt: must be finite and >= 0");
   }
   const size_t m = p.models.size();
+  if (!run.slots.empty() && run.slots.size() != m) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("slots: ", run.slots.size(), " entries for ", m, " models"));
+  }
   const bool has_cost = HasRealizedCost(p);
   RunResult r;
   double correct = 0.0, realized = 0.0, predicted = 0.0;
   BatchRouterOptions router_options;
   for (const std::vector<int64_t>& batch : batches) {
     BatchProblem problem;
-    for (const std::string& name : p.models) problem.models.push_back({name, std::nullopt});
+    for (size_t j = 0; j < m; ++j) {
+      problem.models.push_back({p.models[j], run.slots.empty() ? std::nullopt : run.slots[j]});
+    }
     for (const int64_t i : batch) {
       if (i < 0 || i >= p.num_prompts) {
         return absl::InvalidArgumentError(absl::StrCat("batches: prompt row ", i, " out of range"));
@@ -198,16 +204,24 @@ absl::StatusOr<RunResult> RunPolicy(const HeldOutPredictions& p, const Batches& 
     absl::StatusOr<Solution> solution = SolveBatch(problem, router_options);
     if (!solution.ok()) return solution.status();
     double spend = 0.0;
+    std::vector<int64_t> taken(m, 0);
     for (size_t k = 0; k < batch.size(); ++k) {
       const int j = solution->model_of_query[k];
       if (j == kUnserved) {
         ++r.unserved;
         continue;
       }
+      ++taken[static_cast<size_t>(j)];
       const size_t at = static_cast<size_t>(batch[k]) * m + static_cast<size_t>(j);
       correct += p.correct[at];
       if (has_cost) realized += p.realized_cost[at];
       spend += p.predicted_cost[at];
+    }
+    for (size_t j = 0; j < m && !run.slots.empty(); ++j) {
+      if (run.slots[j].has_value() && taken[j] > *run.slots[j]) {
+        ++r.batches_over_slots;
+        break;
+      }
     }
     predicted += spend;
     r.prompts += static_cast<int64_t>(batch.size());

@@ -80,6 +80,9 @@ struct PolicyRun {
   PolicyParams params;
   // Per-prompt budget in USD; nullopt = no budget row.
   std::optional<double> budget_per_prompt;
+  // Concurrency slots of every batch per model (experiments 5 and 6: self-hosted instances x slots
+  // per instance); nullopt entries are unlimited (API models). Empty = every model unlimited.
+  std::vector<std::optional<int64_t>> slots;
 };
 
 struct RunResult {
@@ -91,6 +94,9 @@ struct RunResult {
   std::vector<double> batch_spend;  // predicted spend per batch, USD
   std::vector<int> batch_size;
   std::vector<double> solve_ms;  // per batch
+  // Batches in which some model took more queries than its slots (re-counted from the solution,
+  // independently of the solver, so the capacity experiments can show it is 0).
+  int batches_over_slots = 0;
 };
 
 absl::StatusOr<RunResult> RunPolicy(const HeldOutPredictions& p, const Batches& batches,

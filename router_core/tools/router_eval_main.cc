@@ -7,6 +7,10 @@
 // spread over seeds), report.md (the dataset's Markdown report) and PNG plots drawn by gnuplot
 // from the CSVs (skipped with a warning when gnuplot is not installed).
 //
+// --merge: experiments can be run separately (5 and 6 are slow to add to a finished 1-4 run); the
+// summary keys of this run replace the old ones, every other key is kept, and the report, which
+// is rendered from the summary alone, covers both. CSVs are per experiment and never collide.
+//
 // Seeds: --seed N --seeds K uses the split seeds N, N+1, ..., N+K-1 (default 1 and 5).
 // Progress goes to stderr; the last stdout line is the summary's path.
 // Exit status: 0 done; 1 bad data or failure; 2 usage error. Errors are one line on stderr.
@@ -25,8 +29,10 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
 #include "absl/strings/string_view.h"
+#include "nlohmann/json.hpp"
 #include "router_core/estimate/dataset.h"
 #include "router_core/eval/experiments.h"
+#include "router_core/eval/report.h"
 
 namespace {
 
@@ -42,7 +48,9 @@ constexpr char kUsage[] =
     "  --out DIR            output folder (created if missing)\n"
     "  --seed N             first split seed (default 1)\n"
     "  --seeds K            number of seeds N..N+K-1 (default 5)\n"
-    "  --experiments LIST   comma-separated experiment numbers 1-4 (default 1,2,3,4)\n"
+    "  --experiments LIST   comma-separated experiment numbers 1-6 (default 1,2,3,4)\n"
+    "  --merge              keep the experiments of an existing --out/summary.json that this\n"
+    "                       run does not redo, and render report.md from the merged summary\n"
     "  --quick              coarse grids, batch size 100 only (smoke runs and tests)\n"
     "  --help               this text\n"
     "\n"
@@ -56,6 +64,7 @@ int Fail(int code, absl::string_view message) {
 struct Flags {
   std::string dataset;
   std::string out;
+  bool merge = false;
   router::core::eval::EvalConfig config;
 };
 
@@ -67,6 +76,10 @@ absl::StatusOr<Flags> ParseFlags(int argc, char** argv) {
     std::string arg = argv[k];
     if (arg == "--quick") {
       f.config.quick = true;
+      continue;
+    }
+    if (arg == "--merge") {
+      f.merge = true;
       continue;
     }
     if (!absl::StartsWith(arg, "--")) {
@@ -191,6 +204,36 @@ int main(int argc, char** argv) {
     }
   }
   const std::string summary = absl::StrCat(flags->out, "/summary.json");
+  if (flags->merge) {
+    std::ifstream old_file(summary);
+    if (old_file) {
+      nlohmann::json old = nlohmann::json::parse(old_file, nullptr, /*allow_exceptions=*/false);
+      if (old.is_discarded() || !old.is_object()) {
+        return Fail(kExitFailure, absl::StrCat(summary, ": not a JSON object; cannot --merge"));
+      }
+      // Seeds and split must agree, or the merged report would mix incomparable runs.
+      if (old.value("seeds", nlohmann::json()) != out->summary["seeds"] ||
+          old.value("quick", false) != out->summary["quick"]) {
+        return Fail(kExitFailure, absl::StrCat(summary, ": other seeds or --quick; cannot --merge"));
+      }
+      // "skipped" is per run: keep the old entries for experiments this run did not redo.
+      nlohmann::json skipped = nlohmann::json::array();
+      for (const auto& e : old.value("skipped", nlohmann::json::array())) {
+        if (!flags->config.experiments.count(e.value("experiment", 0))) skipped.push_back(e);
+      }
+      for (const auto& e : out->summary.value("skipped", nlohmann::json::array())) {
+        skipped.push_back(e);
+      }
+      for (const auto& [key, value] : out->summary.items()) old[key] = value;
+      if (skipped.empty()) {
+        old.erase("skipped");
+      } else {
+        old["skipped"] = skipped;
+      }
+      out->summary = std::move(old);
+      out->report_markdown = router::core::eval::RenderReport(out->summary);
+    }
+  }
   if (absl::Status s = WriteFile(summary, out->summary.dump(2) + "\n"); !s.ok()) {
     return Fail(kExitFailure, s.ToString());
   }

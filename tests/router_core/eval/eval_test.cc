@@ -13,6 +13,7 @@
 #include <string>
 #include <vector>
 
+#include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "gmock/gmock.h"
@@ -206,6 +207,56 @@ TEST(RunEvaluationTest, QuickEndToEnd) {
   EXPECT_TRUE(s["qnc"]["knn"].contains("batch"));
   EXPECT_TRUE(s["batch_vs_perquery_safe_gain"]["knn/cap=0.5"].contains("verdict"));
   EXPECT_THAT(out->report_markdown, testing::HasSubstr("### Claims vs ours"));
+  std::filesystem::remove_all(dir);
+}
+
+TEST(RunEvaluationTest, CapacityAndAllocationRespectSlotsAndGpuBudget) {
+  const std::string dir = WriteDataset();
+  absl::StatusOr<Dataset> data = ReadDataset(dir);
+  ASSERT_TRUE(data.ok()) << data.status();
+  EvalConfig config;
+  config.seeds = {1};
+  config.quick = true;
+  config.experiments = {5, 6};
+  config.featurizer.dim = 32;
+  config.knn.k = 20;
+  config.knn.bootstrap_samples = 10;
+  config.uniroute.num_clusters = 4;
+  absl::StatusOr<EvalOutput> out = RunEvaluation(*data, config, [](absl::string_view) {});
+  ASSERT_TRUE(out.ok()) << out.status();
+  auto column = [](const Table& t, const std::string& name) {
+    const auto at = std::find(t.header.begin(), t.header.end(), name);
+    EXPECT_NE(at, t.header.end()) << name;
+    return static_cast<size_t>(at - t.header.begin());
+  };
+  std::vector<std::string> names;
+  for (const Table& t : out->tables) {
+    names.push_back(t.name);
+    ASSERT_FALSE(t.rows.empty()) << t.name;
+    for (const auto& row : t.rows) ASSERT_EQ(row.size(), t.header.size()) << t.name;
+    if (t.name == "exp5_capacity") {
+      // Every arm, per-query ones included (their guard), stays within the slots of every batch.
+      for (const auto& row : t.rows) {
+        EXPECT_EQ(row[column(t, "batches_over_slots")], "0") << row[column(t, "arm")];
+        EXPECT_EQ(row[column(t, "batches_over_cap")], "0") << row[column(t, "arm")];
+      }
+    }
+    if (t.name == "exp6_allocation") {
+      for (const auto& row : t.rows) {
+        double used = 0, budget = 0;
+        ASSERT_TRUE(absl::SimpleAtod(row[column(t, "gpus_used")], &used));
+        ASSERT_TRUE(absl::SimpleAtod(row[column(t, "gpu_budget")], &budget));
+        EXPECT_LE(used, budget) << row[column(t, "plan")];
+        EXPECT_EQ(row[column(t, "batches_over_slots")], "0");
+      }
+    }
+  }
+  EXPECT_THAT(names, testing::UnorderedElementsAre("exp5_capacity", "exp6_allocation"));
+  EXPECT_TRUE(out->summary["exp5_capacity"]["slots_binding"].contains(
+      "batch_minus_per_query_guarded_points"));
+  EXPECT_TRUE(out->summary["exp6_allocation"]["gpus=16"]["optimized_minus_uniform_points"]
+                  .contains("verdict"));
+  EXPECT_THAT(out->report_markdown, testing::HasSubstr("### 6. Instance allocation"));
   std::filesystem::remove_all(dir);
 }
 
