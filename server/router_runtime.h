@@ -14,6 +14,7 @@
 #ifndef ROUTER_SERVER_ROUTER_RUNTIME_H_
 #define ROUTER_SERVER_ROUTER_RUNTIME_H_
 
+#include <atomic>
 #include <cstdint>
 #include <memory>
 #include <optional>
@@ -67,6 +68,10 @@ class RouterRuntime final : public BatchObserver {
                                        const std::optional<NewModel>& new_model);
   absl::StatusOr<uint64_t> RemoveModel(const std::string& name);
 
+  // Handlers call this for every call they receive; shutdown waits for a quiet period (routerd.h).
+  void NoteArrival() { last_arrival_ns_.store(absl::ToUnixNanos(clock_->Now())); }
+  absl::Time last_arrival() const { return absl::FromUnixNanos(last_arrival_ns_.load()); }
+
   // Refreshes the gauges that describe the ledger (slots in use, remaining budget).
   void PublishLedgerGauges();
 
@@ -83,6 +88,7 @@ class RouterRuntime final : public BatchObserver {
 
   RouterMetrics* const metrics_;
   const core::Clock* const clock_;
+  std::atomic<int64_t> last_arrival_ns_{0};
   std::unique_ptr<core::Ledger> ledger_;
   std::unique_ptr<BatchScheduler> scheduler_;
   absl::Mutex admin_mu_;

@@ -347,6 +347,7 @@ grpc::ServerUnaryReactor* RouterService::Route(grpc::CallbackServerContext* ctx,
                                                const v1::RouteRequest* request,
                                                v1::RouteResponse* response) {
   grpc::ServerUnaryReactor* reactor = ctx->DefaultReactor();
+  runtime_->NoteArrival();
   const absl::Time start = runtime_->clock().Now();
   auto task = std::make_unique<UnaryTask>(runtime_, ctx, reactor, response, start);
   const std::shared_ptr<const RuntimeState> state = runtime_->state();
@@ -364,6 +365,7 @@ grpc::ServerUnaryReactor* RouterService::Route(grpc::CallbackServerContext* ctx,
 
 grpc::ServerBidiReactor<v1::RouteStreamRequest, v1::RouteStreamResponse>* RouterService::RouteStream(
     grpc::CallbackServerContext* ctx) {
+  runtime_->NoteArrival();
   return new StreamReactor(runtime_, ctx);
 }
 
@@ -371,6 +373,7 @@ grpc::ServerUnaryReactor* RouterService::RouteBatch(grpc::CallbackServerContext*
                                                     const v1::RouteBatchRequest* request,
                                                     v1::RouteBatchResponse* response) {
   grpc::ServerUnaryReactor* reactor = ctx->DefaultReactor();
+  runtime_->NoteArrival();
   const absl::Time start = runtime_->clock().Now();
   const std::shared_ptr<const RuntimeState> state = runtime_->state();
   const int n = request->queries_size();
@@ -421,6 +424,7 @@ grpc::ServerUnaryReactor* RouterService::Complete(grpc::CallbackServerContext* c
                                                   const v1::CompleteRequest* request,
                                                   v1::CompleteResponse* response) {
   grpc::ServerUnaryReactor* reactor = ctx->DefaultReactor();
+  runtime_->NoteArrival();
   const absl::Time start = runtime_->clock().Now();
   absl::Status status;
   if (request->assignment_id().empty()) {

@@ -126,6 +126,13 @@ void Routerd::Shutdown(absl::Duration drain, absl::Duration grace) {
   runtime_->scheduler().StopAccepting();
   const absl::Time deadline = absl::Now() + grace;
   runtime_->scheduler().Stop(deadline);
+  // Linger while calls keep arriving (each is answered UNAVAILABLE at once): gRPC's Shutdown kills
+  // the calls it has received but not yet dispatched to a handler with CANCELLED, a status a
+  // gateway does not retry. So the server closes only after a quiet period, or at the deadline.
+  constexpr absl::Duration kQuietPeriod = absl::Milliseconds(200);
+  while (absl::Now() < deadline && absl::Now() - runtime_->last_arrival() < kQuietPeriod) {
+    absl::SleepFor(absl::Milliseconds(10));
+  }
   if (server_ != nullptr) {
     // Calls received but not yet dispatched to a handler (an overloaded server has many) are still
     // dispatched until the deadline and answered UNAVAILABLE by the stopped scheduler; only calls

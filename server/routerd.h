@@ -7,8 +7,9 @@
 //      on for `shutdown.drain_s` while they notice;
 //   2. the scheduler refuses new work (UNAVAILABLE, retryable) and decides what is queued, batch
 //      after batch, until everything is answered or `grace` has passed (the rest: UNAVAILABLE);
-//   3. the gRPC server shuts down (gRPC 1.51 waits for every reactor to finish, which step 2
-//      guarantees), then the metrics endpoint.
+//   3. once no call has arrived for 200 ms (or at the grace deadline), the gRPC server shuts down
+//      (gRPC 1.51 waits for every reactor to finish, which step 2 guarantees), then the metrics
+//      endpoint.
 // So a shutdown takes at most drain + grace + the solve of one batch + gRPC's own teardown.
 //
 // Thread-safety: after Start, any thread may call Reload and Shutdown; concurrent Shutdown calls
