@@ -10,9 +10,7 @@
 // Exit status: 0 planned; 1 unreadable file, invalid or infeasible scenario, or planning failure;
 // 2 usage error. Every error is one line `router_plan: <message>` on stderr.
 
-#include <cerrno>
 #include <cstdio>
-#include <cstring>
 #include <iostream>
 #include <optional>
 #include <string>
@@ -24,9 +22,8 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/string_view.h"
 #include "absl/strings/strip.h"
-#include "router_core/planner/allocation.h"
-#include "router_core/planner/capacity_planner.h"
 #include "router_core/planner/plan_json.h"
+#include "router_core/tools/cli_input.h"
 
 namespace {
 
@@ -48,44 +45,6 @@ constexpr char kUsage[] =
 int Fail(int code, absl::string_view message) {
   std::cerr << "router_plan: " << message << std::endl;
   return code;
-}
-
-// Reads the whole of `path` ("-" = stdin) with C stdio, which reports errors (a directory, EIO)
-// through errno instead of the exceptions std::filebuf may throw.
-absl::StatusOr<std::string> ReadInput(const std::string& path) {
-  const bool is_stdin = path == "-";
-  const std::string name = is_stdin ? std::string("stdin") : absl::StrCat("'", path, "'");
-  errno = 0;
-  std::FILE* file = is_stdin ? stdin : std::fopen(path.c_str(), "rb");
-  if (file == nullptr) {
-    const int err = errno;
-    return absl::NotFoundError(
-        absl::StrCat("cannot open ", name, ": ", err != 0 ? std::strerror(err) : "open failed"));
-  }
-  std::string text;
-  char buffer[1 << 16];
-  size_t n = 0;
-  while ((n = std::fread(buffer, 1, sizeof(buffer), file)) > 0) text.append(buffer, n);
-  const bool failed = std::ferror(file) != 0;
-  const int err = errno;
-  if (!is_stdin) std::fclose(file);
-  if (failed) {
-    return absl::UnavailableError(
-        absl::StrCat("cannot read ", name, ": ", err != 0 ? std::strerror(err) : "read failed"));
-  }
-  return text;
-}
-
-// The status as one line: the message alone for INVALID_ARGUMENT (it names the field), with its
-// code otherwise.
-std::string Describe(const absl::Status& status) {
-  std::string text = status.code() == absl::StatusCode::kInvalidArgument
-                         ? std::string(status.message())
-                         : status.ToString();
-  for (char& c : text) {
-    if (c == '\n' || c == '\r') c = ' ';
-  }
-  return text;
 }
 
 }  // namespace
@@ -114,11 +73,11 @@ int main(int argc, char** argv) {
   }
   if (!scenario_path.has_value()) return Fail(kExitUsage, "missing --scenario FILE (see --help)");
 
-  absl::StatusOr<std::string> text = ReadInput(*scenario_path);
+  absl::StatusOr<std::string> text = router::core::ReadInputFile(*scenario_path);
   if (!text.ok()) return Fail(kExitFailure, text.status().message());
 
   absl::StatusOr<std::string> answer = core::PlanScenarioJson(*text);
-  if (!answer.ok()) return Fail(kExitFailure, Describe(answer.status()));
+  if (!answer.ok()) return Fail(kExitFailure, router::core::DescribeStatus(answer.status()));
   std::cout << *answer << '\n';
   std::cout.flush();
   if (!std::cout) return Fail(kExitFailure, "cannot write the answer to stdout");

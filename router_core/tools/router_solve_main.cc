@@ -8,9 +8,7 @@
 // Exit status: 0 answered; 1 unreadable file, invalid batch or solve failure; 2 usage error.
 // Every error is one line `router_solve: <message>` on stderr.
 
-#include <cerrno>
 #include <cstdio>
-#include <cstring>
 #include <iostream>
 #include <optional>
 #include <string>
@@ -24,6 +22,7 @@
 #include "absl/strings/strip.h"
 #include "router_core/batch_json.h"
 #include "router_core/batch_router.h"
+#include "router_core/tools/cli_input.h"
 
 namespace {
 
@@ -44,44 +43,6 @@ constexpr char kUsage[] =
 int Fail(int code, absl::string_view message) {
   std::cerr << "router_solve: " << message << std::endl;
   return code;
-}
-
-// Reads the whole of `path` ("-" = stdin) with C stdio, which reports errors (a directory, EIO)
-// through errno instead of the exceptions std::filebuf may throw.
-absl::StatusOr<std::string> ReadInput(const std::string& path) {
-  const bool is_stdin = path == "-";
-  const std::string name = is_stdin ? std::string("stdin") : absl::StrCat("'", path, "'");
-  errno = 0;
-  std::FILE* file = is_stdin ? stdin : std::fopen(path.c_str(), "rb");
-  if (file == nullptr) {
-    const int err = errno;
-    return absl::NotFoundError(
-        absl::StrCat("cannot open ", name, ": ", err != 0 ? std::strerror(err) : "open failed"));
-  }
-  std::string text;
-  char buffer[1 << 16];
-  size_t n = 0;
-  while ((n = std::fread(buffer, 1, sizeof(buffer), file)) > 0) text.append(buffer, n);
-  const bool failed = std::ferror(file) != 0;
-  const int err = errno;
-  if (!is_stdin) std::fclose(file);
-  if (failed) {
-    return absl::UnavailableError(
-        absl::StrCat("cannot read ", name, ": ", err != 0 ? std::strerror(err) : "read failed"));
-  }
-  return text;
-}
-
-// The status as one line: the message alone for INVALID_ARGUMENT (it names the field), with its
-// code otherwise.
-std::string Describe(const absl::Status& status) {
-  std::string text = status.code() == absl::StatusCode::kInvalidArgument
-                         ? std::string(status.message())
-                         : status.ToString();
-  for (char& c : text) {
-    if (c == '\n' || c == '\r') c = ' ';
-  }
-  return text;
 }
 
 }  // namespace
@@ -109,14 +70,14 @@ int main(int argc, char** argv) {
   }
   if (!instance.has_value()) return Fail(kExitUsage, "missing --instance FILE (see --help)");
 
-  absl::StatusOr<std::string> text = ReadInput(*instance);
+  absl::StatusOr<std::string> text = router::core::ReadInputFile(*instance);
   if (!text.ok()) return Fail(kExitFailure, text.status().message());
 
   absl::StatusOr<router::core::BatchProblem> problem = router::core::ParseBatchProblemJson(*text);
-  if (!problem.ok()) return Fail(kExitFailure, Describe(problem.status()));
+  if (!problem.ok()) return Fail(kExitFailure, router::core::DescribeStatus(problem.status()));
 
   absl::StatusOr<router::core::Solution> solution = router::core::SolveBatch(*problem);
-  if (!solution.ok()) return Fail(kExitFailure, Describe(solution.status()));
+  if (!solution.ok()) return Fail(kExitFailure, router::core::DescribeStatus(solution.status()));
 
   std::cout << router::core::SolutionToJson(*problem, *solution) << '\n';
   std::cout.flush();
