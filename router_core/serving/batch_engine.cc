@@ -13,77 +13,6 @@ namespace {
 
 constexpr double kInf = std::numeric_limits<double>::infinity();
 
-// Column of each pool model in one prediction vector (-1 = not predicted for it).
-using ColumnMap = std::vector<int>;
-
-ColumnMap MapColumns(const std::vector<std::string>& predicted,
-                     absl::Span<const DeployedModel> pool) {
-  absl::flat_hash_map<absl::string_view, int> index;
-  for (size_t k = 0; k < predicted.size(); ++k) index.emplace(predicted[k], static_cast<int>(k));
-  ColumnMap columns(pool.size(), -1);
-  for (size_t j = 0; j < pool.size(); ++j) {
-    if (auto it = index.find(pool[j].name); it != index.end()) columns[j] = it->second;
-  }
-  return columns;
-}
-
-// Fills `query` (pool order) from `pending`, or says why the query cannot be routed.
-absl::Status BuildQuery(const PendingQuery& pending, const ColumnMap& columns,
-                        absl::Span<const DeployedModel> pool, Query& query) {
-  const size_t m = pool.size();
-  query.id = pending.query_id;
-  query.quality.assign(m, 0.0);
-  query.quality_lower.assign(m, 0.0);
-  query.cost.assign(m, 0.0);
-  std::vector<char> allowed(m, pending.allowed.empty() ? 1 : 0);
-  for (size_t k = 0; k < pending.allowed.size(); ++k) {
-    auto it = std::find_if(pool.begin(), pool.end(),
-                           [&](const DeployedModel& d) { return d.name == pending.allowed[k]; });
-    if (it == pool.end()) {
-      return absl::InvalidArgumentError(absl::StrCat("query.allowed_models[", k, "]: unknown model '",
-                                                     pending.allowed[k], "'"));
-    }
-    allowed[it - pool.begin()] = 1;
-  }
-  for (size_t j = 0; j < m; ++j) {
-    if (columns[j] < 0) {
-      allowed[j] = 0;  // joined the pool after this query was predicted
-      continue;
-    }
-    query.quality[j] = pending.quality[columns[j]];
-    query.quality_lower[j] = pending.quality_lower[columns[j]];
-    query.cost[j] = pending.cost_usd[columns[j]];
-  }
-  for (size_t j = 0; j < m; ++j) {
-    if (allowed[j]) query.allowed.push_back(pool[j].name);
-  }
-  if (query.allowed.empty()) {
-    return absl::InvalidArgumentError(
-        "query.allowed_models: no model of the current pool is allowed and predicted");
-  }
-  return absl::OkStatus();
-}
-
-std::vector<std::string> Fallbacks(const Query& query, int chosen, int max_fallbacks,
-                                   const BatchProblem& problem) {
-  std::vector<int> order;
-  for (size_t j = 0; j < problem.models.size(); ++j) {
-    if (static_cast<int>(j) == chosen) continue;
-    if (std::find(query.allowed.begin(), query.allowed.end(), problem.models[j].name) ==
-        query.allowed.end()) {
-      continue;
-    }
-    order.push_back(static_cast<int>(j));
-  }
-  std::stable_sort(order.begin(), order.end(),
-                   [&](int a, int b) { return query.quality[a] > query.quality[b]; });
-  std::vector<std::string> names;
-  for (size_t k = 0; k < order.size() && static_cast<int>(k) < max_fallbacks; ++k) {
-    names.push_back(problem.models[order[k]].name);
-  }
-  return names;
-}
-
 // The constraints that kept some query from its highest-quality allowed model: the budget when the
 // upgrade would not fit the leftover budget, a model's slots when it is full.
 std::vector<std::string> BindingConstraints(const BatchProblem& problem,
@@ -160,9 +89,9 @@ BatchOutcome RouteBatch(absl::Span<const PendingQuery> queries,
     const PendingQuery& pq = queries[i];
     const std::vector<std::string>* key = pq.predicted_models.get();
     auto it = columns.find(key);
-    if (it == columns.end()) it = columns.emplace(key, MapColumns(*key, pool)).first;
+    if (it == columns.end()) it = columns.emplace(key, MapPredictionColumns(*key, pool)).first;
     Query q;
-    if (absl::Status s = BuildQuery(pq, it->second, pool, q); !s.ok()) {
+    if (absl::Status s = ToPoolQuery(pq, it->second, pool, q); !s.ok()) {
       out.queries[i].status = std::move(s);
       continue;
     }
@@ -220,7 +149,7 @@ BatchOutcome RouteBatch(absl::Span<const PendingQuery> queries,
     o.quality_lower = q.quality_lower[j];
     o.cost_usd = q.cost[j];
     o.assignment_id = (*ids)[r];
-    o.fallbacks = Fallbacks(q, j, policy.max_fallbacks, problem);
+    o.fallbacks = FallbackModels(q, j, policy.max_fallbacks, pool);
   }
   for (size_t k = 0; k < slot_of.size(); ++k) {
     if (solution->model_of_query[k] != kUnserved) continue;

@@ -33,28 +33,10 @@
 #include "router_core/clock.h"
 #include "router_core/problem.h"
 #include "router_core/serving/ledger.h"
+#include "router_core/serving/pool_query.h"
 #include "router_core/solution.h"
 
 namespace router::core {
-
-// A query waiting for its batch, with the predictions made when it arrived.
-struct PendingQuery {
-  std::string query_id;
-  // Model names the query may use; empty = the whole pool.
-  std::vector<std::string> allowed;
-  // The models the predictions are for (the estimator's pool at arrival); shared by many queries.
-  std::shared_ptr<const std::vector<std::string>> predicted_models;
-  // Aligned with *predicted_models: quality in [0, 1], lower in [0, quality], cost >= 0.
-  std::vector<double> quality;
-  std::vector<double> quality_lower;
-  std::vector<double> cost_usd;
-  absl::Time arrival;
-};
-
-struct DeployedModel {
-  std::string name;
-  std::optional<int64_t> slots;  // instances x slots per instance; nullopt = API model
-};
 
 struct BatchPolicy {
   PolicyKind policy = PolicyKind::kBatch;

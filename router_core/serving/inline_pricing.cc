@@ -1,0 +1,240 @@
+#include "router_core/serving/inline_pricing.h"
+
+#include <algorithm>
+#include <cmath>
+#include <limits>
+#include <utility>
+
+namespace router::core {
+namespace {
+
+constexpr double kInf = std::numeric_limits<double>::infinity();
+constexpr double kAbove = 1.0 + 1e-9;
+
+// Indices k (with price[k] finite) on the upper concave hull of the points (cost[k], quality[k] -
+// price[k]), walking `by_cost` (indices by ascending cost): dominated points go, then points on or
+// below the chord of their neighbours. Of equal points the first in `by_cost` stays.
+void UpperHull(absl::Span<const double> cost, absl::Span<const double> quality,
+               absl::Span<const double> price, absl::Span<const int> by_cost,
+               std::vector<int>& hull) {
+  hull.clear();
+  const auto value = [&](int k) { return quality[k] - price[k]; };
+  for (const int k : by_cost) {
+    if (!std::isfinite(price[k])) continue;
+    if (!hull.empty() && cost[k] == cost[hull.back()]) {
+      if (value(k) <= value(hull.back())) continue;
+      hull.pop_back();  // the better of equal-cost points replaces it
+    }
+    if (!hull.empty() && value(k) <= value(hull.back())) continue;
+    while (hull.size() >= 2) {
+      const int a = hull[hull.size() - 2];
+      const int b = hull.back();
+      const double cross = (cost[b] - cost[a]) * (value(k) - value(a)) -
+                           (value(b) - value(a)) * (cost[k] - cost[a]);
+      if (cross < 0) break;
+      hull.pop_back();
+    }
+    hull.push_back(k);
+  }
+}
+
+class DualSolver {
+ public:
+  DualSolver(absl::Span<const WeightedQuery> queries, absl::Span<const double> free_slots,
+             double budget, const PricingOptions& options)
+      : queries_(queries),
+        free_(free_slots),
+        budget_(budget),
+        options_(options),
+        active_(queries.size()),
+        hull_storage_(queries.size()) {
+    prices_.mu.assign(free_.size(), 0.0);
+    for (size_t j = 0; j < free_.size(); ++j) {
+      if (free_[j] < 1.0) prices_.mu[j] = kInf;
+    }
+    RebuildHulls();
+  }
+
+  Prices Solve() {
+    SolveLambda();
+    for (int round = 0; round < options_.slot_price_rounds; ++round) {
+      const std::vector<double> demand = Demand();
+      bool changed = false;
+      for (size_t j = 0; j < free_.size(); ++j) {
+        const double mu = prices_.mu[j];
+        if (!std::isfinite(free_[j]) || std::isinf(mu)) continue;
+        if (demand[j] <= free_[j] && mu == 0.0) continue;
+        SolveSlotPrice(static_cast<int>(j));
+        changed |= prices_.mu[j] != mu;
+      }
+      if (!changed) break;
+      RebuildHulls();
+      SolveLambda();
+    }
+    return std::move(prices_);
+  }
+
+ private:
+  double Price(const PricedQuery& q, int k) const { return prices_.mu[q.models[k]]; }
+
+  // The hull of each query under the current slot prices: its precomputed one while none of its
+  // models is priced.
+  void RebuildHulls() {
+    for (size_t i = 0; i < queries_.size(); ++i) {
+      const PricedQuery& q = *queries_[i].query;
+      bool priced = false;
+      for (const int j : q.models) priced |= prices_.mu[j] != 0.0;
+      if (!priced) {
+        active_[i] = &q.hull;
+        continue;
+      }
+      price_.resize(q.models.size());
+      for (size_t k = 0; k < q.models.size(); ++k) price_[k] = Price(q, static_cast<int>(k));
+      UpperHull(q.cost, q.quality, price_, q.by_cost, hull_storage_[i]);
+      active_[i] = &hull_storage_[i];
+    }
+  }
+
+  // Index into q.models of query i's choice at `lambda` (ties: the cheaper model), or -1.
+  int Choice(size_t i, double lambda) const {
+    const PricedQuery& q = *queries_[i].query;
+    int best = -1;
+    double best_score = -kInf;
+    for (const int k : *active_[i]) {
+      const double score = q.quality[k] - Price(q, k) - lambda * q.cost[k];
+      if (best < 0 || score > best_score) {  // hull order is cost ascending: ties keep the cheaper
+        best = k;
+        best_score = score;
+      }
+    }
+    return best;
+  }
+
+  std::vector<double> Demand() const {
+    std::vector<double> demand(free_.size(), 0.0);
+    for (size_t i = 0; i < queries_.size(); ++i) {
+      const int k = Choice(i, prices_.lambda);
+      if (k >= 0) demand[queries_[i].query->models[k]] += queries_[i].weight;
+    }
+    return demand;
+  }
+
+  // The exact smallest lambda whose spend fits the budget. Along a query's hull the slopes
+  // (value gain per USD) decrease, and at lambda the query climbs every step whose slope exceeds
+  // lambda; so the spend is a step function of lambda, changing only at the slopes. Walk the
+  // slopes from the largest down, adding each step's extra spend, and stop at the first that
+  // would break the budget: lambda is just above that slope (a relative 1e-9, so that rounding in
+  // a - lambda c cannot climb the step). When even the cheapest models overspend, lambda is just
+  // above the largest slope (everyone at their cheapest).
+  void SolveLambda() {
+    prices_.lambda = 0.0;
+    if (!std::isfinite(budget_)) return;
+    double spend = 0.0;
+    steps_.clear();
+    for (size_t i = 0; i < queries_.size(); ++i) {
+      const PricedQuery& q = *queries_[i].query;
+      const std::vector<int>& hull = *active_[i];
+      if (hull.empty()) continue;
+      const double w = queries_[i].weight;
+      spend += w * q.cost[hull[0]];
+      for (size_t t = 1; t < hull.size(); ++t) {
+        const int a = hull[t - 1], b = hull[t];
+        const double gain = (q.quality[b] - Price(q, b)) - (q.quality[a] - Price(q, a));
+        steps_.push_back({gain / (q.cost[b] - q.cost[a]), w * (q.cost[b] - q.cost[a])});
+      }
+    }
+    // A max-heap on the slope: the walk usually stops long before the last step.
+    const auto by_slope = [](const Step& x, const Step& y) { return x.slope < y.slope; };
+    std::make_heap(steps_.begin(), steps_.end(), by_slope);
+    if (spend > budget_) {
+      prices_.lambda = steps_.empty() ? 0.0 : steps_.front().slope * kAbove;
+      return;
+    }
+    for (auto end = steps_.end(); end != steps_.begin(); --end) {
+      std::pop_heap(steps_.begin(), end, by_slope);
+      const Step& step = *(end - 1);
+      spend += step.extra_spend;
+      if (spend > budget_) {
+        prices_.lambda = step.slope * kAbove;
+        return;
+      }
+    }
+  }
+
+  // Closed form: with adv_i = (a_ij - lambda c_ij) - (best other score of query i), query i takes
+  // j iff adv_i > mu_j; sort the advantages and stop where the weights pass free_j.
+  void SolveSlotPrice(int j) {
+    prices_.mu[j] = 0.0;
+    std::vector<std::pair<double, double>> advantages;  // (advantage, weight)
+    double finite_max = 0.0;
+    for (const WeightedQuery& wq : queries_) {
+      const PricedQuery& q = *wq.query;
+      const auto it = std::lower_bound(q.models.begin(), q.models.end(), j);
+      if (it == q.models.end() || *it != j) continue;
+      const int kj = static_cast<int>(it - q.models.begin());
+      double other = -kInf;
+      for (size_t k = 0; k < q.models.size(); ++k) {
+        const double mu = Price(q, static_cast<int>(k));
+        if (static_cast<int>(k) == kj || std::isinf(mu)) continue;
+        other = std::max(other, q.quality[k] - prices_.lambda * q.cost[k] - mu);
+      }
+      const double adv = q.quality[kj] - prices_.lambda * q.cost[kj] - other;
+      if (std::isfinite(adv)) finite_max = std::max(finite_max, adv);
+      advantages.emplace_back(adv, wq.weight);
+    }
+    std::sort(advantages.begin(), advantages.end(),
+              [](const auto& a, const auto& b) { return a.first > b.first; });
+    double taken = 0.0;
+    for (const auto& [adv, weight] : advantages) {
+      taken += weight;
+      if (taken <= free_[j]) continue;
+      // Queries without another model stay whatever the price; push off everyone else.
+      const double at = std::isinf(adv) ? finite_max : std::max(0.0, adv);
+      prices_.mu[j] = at + 1e-12 * (1.0 + at);
+      return;
+    }
+  }
+
+  struct Step {
+    double slope;        // value gain per USD of climbing one hull step
+    double extra_spend;  // weight x cost increase of that step
+  };
+
+  const absl::Span<const WeightedQuery> queries_;
+  const absl::Span<const double> free_;
+  const double budget_;
+  const PricingOptions options_;
+  std::vector<const std::vector<int>*> active_;  // per query: its hull under the current prices
+  std::vector<std::vector<int>> hull_storage_;
+  std::vector<Step> steps_;
+  std::vector<double> price_;  // scratch: slot prices of one query's models
+  Prices prices_;
+};
+
+}  // namespace
+
+PricedQuery MakePricedQuery(absl::Span<const double> quality, absl::Span<const double> cost,
+                            absl::Span<const char> allowed) {
+  PricedQuery q;
+  q.cheapest_cost = kInf;
+  for (size_t j = 0; j < quality.size(); ++j) {
+    if (!allowed[j]) continue;
+    q.models.push_back(static_cast<int>(j));
+    q.quality.push_back(quality[j]);
+    q.cost.push_back(cost[j]);
+    q.cheapest_cost = std::min(q.cheapest_cost, cost[j]);
+  }
+  q.by_cost.resize(q.models.size());
+  for (size_t k = 0; k < q.models.size(); ++k) q.by_cost[k] = static_cast<int>(k);
+  std::stable_sort(q.by_cost.begin(), q.by_cost.end(),
+                   [&](int a, int b) { return q.cost[a] < q.cost[b]; });
+  UpperHull(q.cost, q.quality, std::vector<double>(q.models.size(), 0.0), q.by_cost, q.hull);
+  return q;
+}
+
+Prices SolvePrices(absl::Span<const WeightedQuery> queries, absl::Span<const double> free_slots,
+                   double budget, const PricingOptions& options) {
+  return DualSolver(queries, free_slots, budget, options).Solve();
+}
+
+}  // namespace router::core

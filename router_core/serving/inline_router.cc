@@ -1,0 +1,208 @@
+#include "router_core/serving/inline_router.h"
+
+#include <algorithm>
+#include <cmath>
+#include <limits>
+#include <utility>
+
+#include "absl/strings/str_cat.h"
+#include "router_core/serving/inline_pricing.h"
+#include "router_core/solution.h"
+
+namespace router::core {
+namespace {
+
+constexpr double kInf = std::numeric_limits<double>::infinity();
+
+}  // namespace
+
+absl::Status ValidateInlineOptions(const InlineOptions& options) {
+  if (options.window_arrivals < 1) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("inline.window_arrivals: must be >= 1, got ", options.window_arrivals));
+  }
+  if (options.window_duration <= absl::ZeroDuration()) {
+    return absl::InvalidArgumentError(absl::StrCat("inline.window_duration: must be > 0, got ",
+                                                   absl::FormatDuration(options.window_duration)));
+  }
+  if (options.forecast_horizon < 1 || options.forecast_horizon > 10000) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "inline.forecast_horizon: must be in [1, 10000], got ", options.forecast_horizon));
+  }
+  if (options.slot_price_rounds < 0 || options.slot_price_rounds > 20) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "inline.slot_price_rounds: must be in [0, 20], got ", options.slot_price_rounds));
+  }
+  return absl::OkStatus();
+}
+
+absl::StatusOr<std::unique_ptr<InlineRouter>> InlineRouter::Create(const InlineOptions& options,
+                                                                   Ledger* ledger,
+                                                                   const Clock* clock) {
+  if (absl::Status s = ValidateInlineOptions(options); !s.ok()) return s;
+  if (ledger == nullptr) return absl::InvalidArgumentError("ledger: must not be null");
+  if (clock == nullptr) return absl::InvalidArgumentError("clock: must not be null");
+  return std::unique_ptr<InlineRouter>(new InlineRouter(options, ledger, clock));
+}
+
+absl::Status InlineRouter::SetOptions(const InlineOptions& options) {
+  if (absl::Status s = ValidateInlineOptions(options); !s.ok()) return s;
+  absl::MutexLock lock(&mu_);
+  options_ = options;
+  if (static_cast<int64_t>(recent_.size()) > options.forecast_horizon) {
+    recent_.erase(recent_.begin(), recent_.end() - options.forecast_horizon);
+  }
+  return absl::OkStatus();
+}
+
+InlineDecision InlineRouter::Route(const PendingQuery& query, absl::Span<const DeployedModel> pool,
+                                   const BatchPolicy& policy) {
+  const absl::Time start = clock_->Now();
+  InlineDecision d;
+  Query q;
+  if (absl::Status s = ToPoolQuery(query, MapPredictionColumns(*query.predicted_models, pool), pool, q);
+      !s.ok()) {
+    d.outcome.status = std::move(s);
+    return d;
+  }
+  const size_t m = pool.size();
+  std::vector<char> allowed(m, 0);
+  for (size_t j = 0; j < m; ++j) {
+    allowed[j] = std::find(q.allowed.begin(), q.allowed.end(), pool[j].name) != q.allowed.end();
+  }
+  Recent current{MakePricedQuery(q.quality, q.cost, allowed), absl::Time()};
+
+  absl::MutexLock lock(&mu_);
+  const absl::Time now = clock_->Now();
+  current.arrival = now;
+  if (pool_names_.size() != m ||
+      !std::equal(pool_names_.begin(), pool_names_.end(), pool.begin(),
+                  [](const std::string& a, const DeployedModel& b) { return a == b.name; })) {
+    pool_names_.clear();
+    for (const DeployedModel& model : pool) pool_names_.push_back(model.name);
+    recent_.clear();  // forecasts in another pool order are meaningless
+  }
+  if (!window_open_ || window_.seen >= window_.arrivals ||
+      now - window_.opened >= window_.duration) {
+    window_ = Window{window_.number + 1, now, options_.window_arrivals, options_.window_duration,
+                     0, 0.0};
+    window_open_ = true;
+  }
+  d.window_id = absl::StrCat(id_prefix_, window_.number);
+  d.position_in_window = window_.seen;
+  const double cap = policy.avg_cost_cap_usd.has_value()
+                         ? *policy.avg_cost_cap_usd * static_cast<double>(window_.arrivals)
+                         : kInf;
+  d.window_cap_usd = std::isfinite(cap) ? cap : -1.0;
+
+  // Arrivals the window still expects after this one.
+  int64_t expected = window_.arrivals - window_.seen - 1;
+  if (window_.duration != absl::InfiniteDuration() && !recent_.empty()) {
+    const double span = absl::ToDoubleSeconds(now - recent_.front().arrival);
+    if (span > 0) {
+      const double rate = static_cast<double>(recent_.size()) / span;
+      const double time_left = absl::ToDoubleSeconds(window_.opened + window_.duration - now);
+      expected = std::min<int64_t>(
+          expected, static_cast<int64_t>(std::ceil(rate * std::max(0.0, time_left))));
+    }
+  }
+  d.expected_after = expected;
+
+  const LedgerSnapshot snapshot = ledger_->Snapshot();
+  std::vector<double> free_slots(m, kInf);
+  for (size_t j = 0; j < m; ++j) {
+    if (!pool[j].slots.has_value()) continue;
+    // The ledger is the authority on what is free; a model it does not know gets nothing.
+    auto it = std::find(snapshot.models.begin(), snapshot.models.end(), pool[j].name);
+    const std::optional<int64_t> free = it == snapshot.models.end()
+                                            ? std::optional<int64_t>(0)
+                                            : snapshot.free_slots[it - snapshot.models.begin()];
+    free_slots[j] = static_cast<double>(std::min(*pool[j].slots, free.value_or(*pool[j].slots)));
+  }
+  // What the window may still spend, with CheckFeasible's slack for the rounding of the running
+  // sum (a window whose cap is exactly its cheapest total must not lose its last query to it).
+  const double left =
+      std::max(0.0, std::min(cap - window_.spent_usd, snapshot.spend_allowance_usd)) +
+      (std::isfinite(cap) ? kBudgetTolerance * std::max(1.0, cap) : 0.0);
+
+  // The forecast LP and its prices.
+  std::vector<WeightedQuery> lp;
+  lp.push_back({&current.priced, recent_.empty() ? 1.0 + static_cast<double>(expected) : 1.0});
+  double forecast_cheapest = recent_.empty() ? current.priced.cheapest_cost : 0.0;
+  const double weight =
+      recent_.empty() ? 0.0 : static_cast<double>(expected) / static_cast<double>(recent_.size());
+  for (const Recent& r : recent_) {
+    forecast_cheapest = std::max(forecast_cheapest, r.priced.cheapest_cost);
+    if (weight > 0) lp.push_back({&r.priced, weight});
+  }
+  const double reserve = expected > 0 && std::isfinite(forecast_cheapest)
+                             ? static_cast<double>(expected) * forecast_cheapest
+                             : 0.0;
+  const Prices prices =
+      SolvePrices(lp, free_slots, left, {options_.slot_price_rounds});
+  d.lambda = prices.lambda;
+
+  // The decision: priced choice, then the guard's fallbacks (file comment).
+  int priced = -1, guarded = -1, cheapest = -1;
+  double priced_score = -kInf, guarded_score = -kInf;
+  for (size_t j = 0; j < m; ++j) {
+    if (!allowed[j] || free_slots[j] < 1.0) continue;
+    const double score = q.quality[j] - d.lambda * q.cost[j] - prices.mu[j];
+    const auto better = [&](int incumbent, double incumbent_score) {
+      return incumbent < 0 || score > incumbent_score ||
+             (score == incumbent_score && q.cost[j] < q.cost[incumbent]);
+    };
+    if (better(priced, priced_score)) {
+      priced = static_cast<int>(j);
+      priced_score = score;
+    }
+    if (q.cost[j] <= left - reserve && better(guarded, guarded_score)) {
+      guarded = static_cast<int>(j);
+      guarded_score = score;
+    }
+    if (q.cost[j] <= left &&
+        (cheapest < 0 || q.cost[j] < q.cost[cheapest] ||
+         (q.cost[j] == q.cost[cheapest] && q.quality[j] > q.quality[cheapest]))) {
+      cheapest = static_cast<int>(j);
+    }
+  }
+  const int chosen = guarded >= 0 ? guarded : cheapest;
+  d.guarded = chosen != priced;
+  ++window_.seen;
+  recent_.push_back(std::move(current));
+  while (static_cast<int64_t>(recent_.size()) > options_.forecast_horizon) recent_.pop_front();
+
+  if (chosen < 0) {
+    d.outcome.status = absl::ResourceExhaustedError(
+        priced < 0 ? "every allowed model is out of free slots"
+                   : absl::StrCat("the inline window ", d.window_id, " has ", left,
+                                  " USD left, less than this query's cheapest allowed model (",
+                                  q.cost[priced], " USD and up)"));
+    d.window_spent_usd = window_.spent_usd;
+    d.decision_time = clock_->Now() - start;
+    return d;
+  }
+  const std::vector<Reservation> reservation = {{pool[chosen].name, q.cost[chosen]}};
+  absl::StatusOr<std::vector<std::string>> ids = ledger_->Commit(reservation);
+  if (!ids.ok()) {  // a batch committed the last slot or spend since the snapshot
+    d.outcome.status = absl::UnavailableError(absl::StrCat(
+        "the ledger refused the inline decision (", ids.status().message(), "); retry"));
+    d.window_spent_usd = window_.spent_usd;
+    d.decision_time = clock_->Now() - start;
+    return d;
+  }
+  window_.spent_usd += q.cost[chosen];
+  d.window_spent_usd = window_.spent_usd;
+  d.slot_price = prices.mu[chosen];
+  QueryOutcome& o = d.outcome;
+  o.model = pool[chosen].name;
+  o.quality = q.quality[chosen];
+  o.quality_lower = q.quality_lower[chosen];
+  o.cost_usd = q.cost[chosen];
+  o.assignment_id = std::move((*ids)[0]);
+  o.fallbacks = FallbackModels(q, chosen, policy.max_fallbacks, pool);
+  d.decision_time = clock_->Now() - start;
+  return d;
+}
+
+}  // namespace router::core

@@ -1,0 +1,141 @@
+// File: inline_router.h
+//
+// Inline routing: each query is decided the moment it arrives, with no batch wait, by
+//     argmax_j  a_ij - lambda * c_ij - mu_j    over its allowed models with a free slot,
+// where the prices lambda (spend) and mu_j (slots of model j) are re-solved at every arrival as
+// the duals of the batch LP over the current query plus a forecast of the rest of its window.
+//
+// Windows. Arrivals are grouped into windows of `window_arrivals` decisions, also closed
+// `window_duration` after they opened (whichever comes first). A window's cap is
+//     cap = avg_cost_cap_usd x window_arrivals            (BatchPolicy; none = no window cap)
+// exactly as a batch of that many queries would get; every decision may also spend at most the
+// ledger's paced allowance (ledger.h), like a batch.
+//
+// Forecast. The last `forecast_horizon` arrivals (across windows; cleared when the pool changes)
+// stand for the R arrivals the window still expects after the current one:
+//     R = window_arrivals - seen - 1, and with a finite window_duration at most
+//         rate x time left in the window, the rate measured over the forecast's arrival times.
+// The LP: the current query with weight 1 and each forecast query with weight R / |forecast|
+// (the current query alone stands for the rest while the forecast is empty), spend <= the budget
+// the window has left, uses of model j <= its free slots in the ledger; its duals come from
+// inline_pricing.h (lambda exactly, slot prices in closed form, `slot_price_rounds` rounds).
+//
+// Guard (why no window ever exceeds its cap, whatever the arrival order). With `left` the budget
+// the window has left (and at most the ledger's allowance) and `reserve` = R x the largest
+// cheapest-allowed cost among the forecast queries, the priced choice is taken only if
+//     cost <= left - reserve;
+// otherwise the best-priced model that passes that test; if none does, the query's cheapest
+// allowed model with a free slot when it fits `left` (a query that is here is served before
+// arrivals that are only expected); otherwise RESOURCE_EXHAUSTED. Each decision is committed to
+// the ledger before the next one is made (one mutex), so
+//     spend of a window <= cap  and  in_use(model) <= slots(model)   always.
+//
+// Cost of a decision: inline_pricing.h's bound with H = forecast_horizon + 1, plus O(M) for the
+// choice and one ledger snapshot and commit. Decisions are serialized by the router's mutex.
+//
+// Thread-safety: Route and SetOptions may be called from any thread; decisions are serialized.
+// The ledger and the clock are not owned and must outlive the router.
+//
+// Errors (per decision, in InlineDecision::outcome.status): INVALID_ARGUMENT for the query's
+// allowed list (pool_query.h); RESOURCE_EXHAUSTED when no allowed model has a free slot, or the
+// window's budget (or the paced allowance) cannot pay the cheapest one (the message says which);
+// UNAVAILABLE (retryable) when the ledger refused the commit because a batch committed the same
+// slots or spend since the decision's snapshot. Create: INVALID_ARGUMENT naming the option.
+
+#ifndef ROUTER_CORE_SERVING_INLINE_ROUTER_H_
+#define ROUTER_CORE_SERVING_INLINE_ROUTER_H_
+
+#include <cstdint>
+#include <deque>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "absl/base/thread_annotations.h"
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "absl/synchronization/mutex.h"
+#include "absl/time/time.h"
+#include "absl/types/span.h"
+#include "router_core/clock.h"
+#include "router_core/serving/batch_engine.h"
+#include "router_core/serving/inline_pricing.h"
+#include "router_core/serving/ledger.h"
+#include "router_core/serving/pool_query.h"
+
+namespace router::core {
+
+struct InlineOptions {
+  // Arrivals per window (every query decided, served or refused), >= 1. Default: the
+  // robust-routing paper's batch size.
+  int64_t window_arrivals = 100;
+  // A window also closes this long after it opened, > 0. Default: count only.
+  absl::Duration window_duration = absl::InfiniteDuration();
+  // Recent arrivals kept as the forecast of the rest of a window, in [1, 10000].
+  int forecast_horizon = 100;
+  // Rounds of slot-price updates alternating with lambda, in [0, 20]. 0 ignores slots in the
+  // prices (the guard still only takes models with a free slot).
+  int slot_price_rounds = 3;
+};
+absl::Status ValidateInlineOptions(const InlineOptions& options);
+
+// One inline decision and the prices it was made at.
+struct InlineDecision {
+  QueryOutcome outcome;
+  std::string window_id;
+  int64_t position_in_window = 0;  // 0-based
+  int64_t expected_after = 0;      // R: arrivals the window still expected after this one
+  double lambda = 0.0;             // USD^-1
+  double slot_price = 0.0;         // mu of the chosen model (0 when none was chosen)
+  double window_cap_usd = -1.0;    // < 0 = no window cap
+  double window_spent_usd = 0.0;   // after this decision
+  // True when the guard replaced the priced choice (by a cheaper one, or by a refusal).
+  bool guarded = false;
+  absl::Duration decision_time;  // by the injected clock, from the lock to the commit
+};
+
+class InlineRouter {
+ public:
+  static absl::StatusOr<std::unique_ptr<InlineRouter>> Create(const InlineOptions& options,
+                                                              Ledger* ledger, const Clock* clock);
+
+  // Decides `query` against `pool` now and commits it to the ledger. `policy` gives the window
+  // cap (avg_cost_cap_usd) and max_fallbacks; its solver fields are not used.
+  InlineDecision Route(const PendingQuery& query, absl::Span<const DeployedModel> pool,
+                       const BatchPolicy& policy);
+
+  // Applies from the next window on (the current window keeps its size and cap).
+  absl::Status SetOptions(const InlineOptions& options);
+
+ private:
+  // A recent arrival in pool order: what the forecast is built from.
+  struct Recent {
+    PricedQuery priced;
+    absl::Time arrival;
+  };
+  struct Window {
+    uint64_t number = 0;
+    absl::Time opened;
+    int64_t arrivals = 0;  // capacity, fixed when the window opens
+    absl::Duration duration;
+    int64_t seen = 0;
+    double spent_usd = 0.0;
+  };
+
+  InlineRouter(const InlineOptions& options, Ledger* ledger, const Clock* clock)
+      : ledger_(ledger), clock_(clock), options_(options) {}
+
+  Ledger* const ledger_;
+  const Clock* const clock_;
+  absl::Mutex mu_;
+  InlineOptions options_ ABSL_GUARDED_BY(mu_);
+  Window window_ ABSL_GUARDED_BY(mu_);
+  bool window_open_ ABSL_GUARDED_BY(mu_) = false;
+  std::vector<std::string> pool_names_ ABSL_GUARDED_BY(mu_);
+  std::deque<Recent> recent_ ABSL_GUARDED_BY(mu_);
+  const std::string id_prefix_ = "w";
+};
+
+}  // namespace router::core
+
+#endif  // ROUTER_CORE_SERVING_INLINE_ROUTER_H_

@@ -1,0 +1,421 @@
+#include "router_core/serving/inline_router.h"
+
+#include <algorithm>
+#include <map>
+#include <memory>
+#include <random>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "absl/strings/str_cat.h"
+#include "absl/synchronization/mutex.h"
+#include "gmock/gmock.h"
+#include "gtest/gtest.h"
+#include "tests/router_core/testing/fake_clock.h"
+#include "tests/router_core/testing/status_matchers.h"
+
+namespace router::core {
+namespace {
+
+using ::testing::HasSubstr;
+using testing::FakeClock;
+using testing::IsOk;
+using testing::StatusIs;
+
+// Pool: "local" (self-hosted, free, 2 slots), "cheap", "mid", "strong" (API, dearer and better).
+const std::vector<DeployedModel> kPool = {
+    {"local", 2}, {"cheap", std::nullopt}, {"mid", std::nullopt}, {"strong", std::nullopt}};
+const std::vector<DeployedModel> kApiPool = {
+    {"cheap", std::nullopt}, {"mid", std::nullopt}, {"strong", std::nullopt}};
+
+std::shared_ptr<const std::vector<std::string>> PredictedModels() {
+  static const auto* models = new std::shared_ptr<const std::vector<std::string>>(
+      std::make_shared<const std::vector<std::string>>(
+          std::vector<std::string>{"local", "cheap", "mid", "strong"}));
+  return *models;
+}
+
+// Predictions for the models of PredictedModels(), in that order.
+PendingQuery Pending(std::string id, std::vector<double> quality, std::vector<double> cost) {
+  PendingQuery p;
+  p.query_id = std::move(id);
+  p.predicted_models = PredictedModels();
+  p.quality = std::move(quality);
+  for (double q : p.quality) p.quality_lower.push_back(0.9 * q);
+  p.cost_usd = std::move(cost);
+  return p;
+}
+
+// A query whose stronger models are `hardness`-times more worth their price; `scale` multiplies
+// every cost (long prompts cost more everywhere).
+PendingQuery Random(std::mt19937_64& rng, int id, double scale) {
+  std::uniform_real_distribution<double> u(0.0, 1.0);
+  const double hard = u(rng);
+  return Pending(absl::StrCat("q", id),
+                 {0.5 - 0.3 * hard, 0.6 - 0.3 * hard, 0.75 - 0.2 * hard, 0.9 - 0.05 * hard},
+                 {0.0, 0.001 * scale, 0.004 * scale, 0.02 * scale});
+}
+
+std::unique_ptr<Ledger> MakeLedger(const FakeClock& clock,
+                                   const std::vector<DeployedModel>& pool = kPool) {
+  std::vector<LedgerModel> models;
+  for (const DeployedModel& d : pool) models.push_back({d.name, d.slots});
+  auto ledger = Ledger::Create(LedgerOptions(), models, &clock);
+  EXPECT_THAT(ledger, IsOk());
+  return *std::move(ledger);
+}
+
+std::unique_ptr<InlineRouter> MakeRouter(Ledger& ledger, const FakeClock& clock,
+                                         InlineOptions options = {}) {
+  auto router = InlineRouter::Create(options, &ledger, &clock);
+  EXPECT_THAT(router, IsOk());
+  return *std::move(router);
+}
+
+BatchPolicy Capped(double avg_cost_cap_usd) {
+  BatchPolicy policy;
+  policy.avg_cost_cap_usd = avg_cost_cap_usd;
+  return policy;
+}
+
+// Spend per window id, summed from the decisions (independently of the router's own account).
+struct WindowSpend {
+  std::map<std::string, double> spend;
+  std::map<std::string, int> arrivals;
+  void Add(const InlineDecision& d) {
+    ++arrivals[d.window_id];
+    if (d.outcome.status.ok()) spend[d.window_id] += d.outcome.cost_usd;
+  }
+};
+
+TEST(InlineRouterTest, OptionsAreValidatedNamingTheField) {
+  FakeClock clock;
+  auto ledger = MakeLedger(clock);
+  InlineOptions o;
+  o.window_arrivals = 0;
+  EXPECT_THAT(InlineRouter::Create(o, ledger.get(), &clock),
+              StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("inline.window_arrivals")));
+  o = {};
+  o.window_duration = absl::ZeroDuration();
+  EXPECT_THAT(InlineRouter::Create(o, ledger.get(), &clock),
+              StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("inline.window_duration")));
+  o = {};
+  o.forecast_horizon = 0;
+  EXPECT_THAT(InlineRouter::Create(o, ledger.get(), &clock),
+              StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("inline.forecast_horizon")));
+  o = {};
+  o.slot_price_rounds = -1;
+  EXPECT_THAT(InlineRouter::Create(o, ledger.get(), &clock),
+              StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("inline.slot_price_rounds")));
+  EXPECT_THAT(InlineRouter::Create(InlineOptions(), nullptr, &clock),
+              StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("ledger")));
+}
+
+TEST(InlineRouterTest, WithoutACapTakesTheBestModelAtZeroPrice) {
+  FakeClock clock;
+  auto ledger = MakeLedger(clock, kApiPool);
+  auto router = MakeRouter(*ledger, clock);
+  InlineDecision d =
+      router->Route(Pending("a", {0.5, 0.6, 0.7, 0.9}, {0, 0.001, 0.004, 0.02}), kApiPool, BatchPolicy());
+  ASSERT_THAT(d.outcome.status, IsOk());
+  EXPECT_EQ(d.outcome.model, "strong");
+  EXPECT_EQ(d.lambda, 0.0);
+  EXPECT_EQ(d.window_cap_usd, -1.0);
+  EXPECT_FALSE(d.guarded);
+  EXPECT_FALSE(d.outcome.assignment_id.empty());
+  EXPECT_EQ(ledger->InUse("strong"), 1);
+  EXPECT_DOUBLE_EQ(ledger->Totals().reserved_usd, 0.02);
+}
+
+TEST(InlineRouterTest, AllowedModelsAreHonouredAndBadListsNamed) {
+  FakeClock clock;
+  auto ledger = MakeLedger(clock, kApiPool);
+  auto router = MakeRouter(*ledger, clock);
+  PendingQuery q = Pending("a", {0.5, 0.6, 0.7, 0.9}, {0, 0.001, 0.004, 0.02});
+  q.allowed = {"cheap", "mid"};
+  InlineDecision d = router->Route(q, kApiPool, BatchPolicy());
+  ASSERT_THAT(d.outcome.status, IsOk());
+  EXPECT_EQ(d.outcome.model, "mid");
+  EXPECT_EQ(d.outcome.fallbacks, std::vector<std::string>{"cheap"});
+  // "local" was predicted but is not deployed in this pool: never returned, and naming it is an
+  // error about the query's list.
+  q.allowed = {"local"};
+  d = router->Route(q, kApiPool, BatchPolicy());
+  EXPECT_THAT(d.outcome.status,
+              StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("query.allowed_models[0]")));
+}
+
+TEST(InlineRouterTest, ATightCapRaisesTheSpendPrice) {
+  FakeClock clock;
+  auto ledger = MakeLedger(clock, kApiPool);
+  InlineOptions o;
+  o.window_arrivals = 10;
+  auto router = MakeRouter(*ledger, clock, o);
+  std::mt19937_64 rng(7);
+  std::vector<InlineDecision> decisions;
+  for (int i = 0; i < 30; ++i) decisions.push_back(router->Route(Random(rng, i, 1.0), kApiPool, Capped(0.003)));
+  int strong = 0;
+  for (const InlineDecision& d : decisions) {
+    ASSERT_THAT(d.outcome.status, IsOk());
+    strong += d.outcome.model == "strong";
+  }
+  // At 0.003 USD per query on average, at most one strong answer (0.02) fits a window of 10.
+  EXPECT_LE(strong, 3);
+  EXPECT_GT(decisions.back().lambda, 0.0);
+}
+
+// Whatever the order, a window never spends more than its cap: expensive, hard queries at the end
+// of windows (the forecast saw cheap ones), at the start, or shuffled, under several caps.
+TEST(InlineRouterTest, NoWindowExceedsItsCapWhateverTheArrivalOrder) {
+  for (const double cap : {0.0005, 0.001, 0.003, 0.008, 0.02}) {
+    for (const int order : {0, 1, 2}) {
+      FakeClock clock;
+      auto ledger = MakeLedger(clock, kApiPool);
+      InlineOptions o;
+      o.window_arrivals = 20;
+      o.forecast_horizon = 20;
+      auto router = MakeRouter(*ledger, clock, o);
+      std::mt19937_64 rng(100 + order);
+      WindowSpend windows;
+      for (int w = 0; w < 10; ++w) {
+        std::vector<PendingQuery> queries;
+        for (int i = 0; i < 20; ++i) {
+          // Costs grow tenfold through the window in order 0, shrink in order 1.
+          const double scale = order == 2 ? 1.0 + 9.0 * std::uniform_real_distribution<>(0, 1)(rng)
+                                          : 1.0 + 9.0 * (order == 0 ? i : 19 - i) / 19.0;
+          queries.push_back(Random(rng, w * 20 + i, scale));
+        }
+        for (const PendingQuery& q : queries) windows.Add(router->Route(q, kApiPool, Capped(cap)));
+      }
+      ASSERT_EQ(windows.arrivals.size(), 10u);
+      for (const auto& [id, spend] : windows.spend) {
+        EXPECT_LE(spend, cap * 20 + 1e-12) << "cap " << cap << " order " << order << " " << id;
+        EXPECT_EQ(windows.arrivals[id], 20);
+      }
+    }
+  }
+}
+
+TEST(InlineRouterTest, AWindowWhoseBudgetIsExactlyTheCheapestTotalServesEveryone) {
+  FakeClock clock;
+  auto ledger = MakeLedger(clock, kApiPool);
+  InlineOptions o;
+  o.window_arrivals = 25;
+  auto router = MakeRouter(*ledger, clock, o);
+  std::mt19937_64 rng(3);
+  WindowSpend windows;
+  // Every query's cheapest model costs 0.001; the cap pays exactly that for all 25.
+  for (int i = 0; i < 100; ++i) {
+    InlineDecision d = router->Route(Random(rng, i, 1.0), kApiPool, Capped(0.001));
+    ASSERT_THAT(d.outcome.status, IsOk()) << i;
+    EXPECT_EQ(d.outcome.model, "cheap") << i;
+    windows.Add(d);
+  }
+  ASSERT_EQ(windows.spend.size(), 4u);
+  for (const auto& [id, spend] : windows.spend) EXPECT_NEAR(spend, 0.025, 1e-12) << id;
+}
+
+TEST(InlineRouterTest, ExpensiveArrivalsAtTheEndAreServedOnceTheForecastHasSeenThem) {
+  FakeClock clock;
+  auto ledger = MakeLedger(clock, kApiPool);
+  InlineOptions o;
+  o.window_arrivals = 10;
+  o.forecast_horizon = 10;
+  auto router = MakeRouter(*ledger, clock, o);
+  std::mt19937_64 rng(5);
+  // Each window: 5 short prompts (cheapest 0.001), then 5 long ones (cheapest 0.01); the cap is
+  // the cheapest total, 0.055 per window. The second window's forecast (the first window) knows
+  // long prompts come, so its guard reserves for them and all are served.
+  std::vector<InlineDecision> decisions;
+  for (int w = 0; w < 3; ++w) {
+    for (int i = 0; i < 10; ++i) {
+      decisions.push_back(router->Route(Random(rng, w * 10 + i, i < 5 ? 1.0 : 10.0), kApiPool,
+                                        Capped(0.0055)));
+    }
+  }
+  for (size_t i = 10; i < decisions.size(); ++i) {
+    ASSERT_THAT(decisions[i].outcome.status, IsOk()) << i;
+    EXPECT_EQ(decisions[i].outcome.model, "cheap") << i;
+  }
+  for (const InlineDecision& d : decisions) EXPECT_LE(d.window_spent_usd, 0.055 + 1e-12);
+}
+
+TEST(InlineRouterTest, RefusesWhenTheWindowCannotPayTheCheapestModel) {
+  FakeClock clock;
+  auto ledger = MakeLedger(clock, kApiPool);
+  InlineOptions o;
+  o.window_arrivals = 2;
+  auto router = MakeRouter(*ledger, clock, o);
+  PendingQuery q = Pending("a", {0.5, 0.6, 0.7, 0.9}, {0, 0.004, 0.01, 0.02});
+  q.allowed = {"mid", "strong"};
+  InlineDecision d = router->Route(q, kApiPool, Capped(0.004));  // window: 0.008 < 0.01
+  EXPECT_THAT(d.outcome.status,
+              StatusIs(absl::StatusCode::kResourceExhausted, HasSubstr("USD left")));
+  EXPECT_EQ(d.window_spent_usd, 0.0);
+  EXPECT_EQ(ledger->Totals().open_assignments, 0);
+}
+
+TEST(InlineRouterTest, TakesOnlyFreeSlotsAndPricesThem) {
+  FakeClock clock;
+  auto ledger = MakeLedger(clock);
+  auto router = MakeRouter(*ledger, clock);
+  std::vector<std::string> local_ids;
+  for (int i = 0; i < 6; ++i) {
+    // "local" is free and best for these queries: everyone wants it, it has 2 slots.
+    InlineDecision d = router->Route(Pending(absl::StrCat("q", i), {0.95, 0.6, 0.7, 0.9},
+                                             {0, 0.001, 0.004, 0.02}),
+                                     kPool, Capped(0.005));
+    ASSERT_THAT(d.outcome.status, IsOk());
+    if (d.outcome.model == "local") local_ids.push_back(d.outcome.assignment_id);
+    EXPECT_LE(ledger->InUse("local"), 2);
+  }
+  EXPECT_EQ(local_ids.size(), 2u);
+  ASSERT_THAT(ledger->Complete(local_ids[0], std::nullopt), IsOk());
+  InlineDecision d = router->Route(Pending("again", {0.95, 0.6, 0.7, 0.9}, {0, 0.001, 0.004, 0.02}),
+                                   kPool, Capped(0.005));
+  ASSERT_THAT(d.outcome.status, IsOk());
+  EXPECT_EQ(d.outcome.model, "local");
+  EXPECT_EQ(ledger->InUse("local"), 2);
+}
+
+TEST(InlineRouterTest, AnOversubscribedModelGetsASlotPrice) {
+  FakeClock clock;
+  const std::vector<DeployedModel> pool = {{"local", 3}, {"cheap", std::nullopt},
+                                           {"mid", std::nullopt}, {"strong", std::nullopt}};
+  auto ledger = MakeLedger(clock, pool);
+  InlineOptions o;
+  o.window_arrivals = 50;
+  auto router = MakeRouter(*ledger, clock, o);
+  // Everyone prefers "local" (3 slots) over the rest; 49 more arrivals are expected.
+  InlineDecision d = router->Route(Pending("a", {0.95, 0.6, 0.7, 0.8}, {0, 0.001, 0.004, 0.02}),
+                                   pool, BatchPolicy());
+  ASSERT_THAT(d.outcome.status, IsOk());
+  d = router->Route(Pending("b", {0.95, 0.6, 0.7, 0.8}, {0, 0.001, 0.004, 0.02}), pool,
+                    BatchPolicy());
+  ASSERT_THAT(d.outcome.status, IsOk());
+  EXPECT_EQ(d.outcome.model, "strong");  // local is priced out: its slots are worth more later
+  EXPECT_EQ(d.expected_after, 48);
+}
+
+TEST(InlineRouterTest, TimeWindowsCloseOnTheClock) {
+  FakeClock clock;
+  auto ledger = MakeLedger(clock, kApiPool);
+  InlineOptions o;
+  o.window_arrivals = 1000;
+  o.window_duration = absl::Seconds(1);
+  auto router = MakeRouter(*ledger, clock, o);
+  const PendingQuery q = Pending("a", {0.5, 0.6, 0.7, 0.9}, {0, 0.001, 0.004, 0.02});
+  InlineDecision first = router->Route(q, kApiPool, Capped(0.01));
+  clock.Advance(absl::Milliseconds(100));
+  InlineDecision second = router->Route(q, kApiPool, Capped(0.01));
+  EXPECT_EQ(first.window_id, second.window_id);
+  EXPECT_EQ(second.position_in_window, 1);
+  // 2 arrivals in 100 ms: about 10 per second, so about 9 more are expected in the 900 ms left.
+  EXPECT_EQ(second.expected_after, 9);
+  clock.Advance(absl::Milliseconds(900));
+  InlineDecision third = router->Route(q, kApiPool, Capped(0.01));
+  EXPECT_NE(third.window_id, second.window_id);
+  EXPECT_EQ(third.position_in_window, 0);
+  EXPECT_EQ(third.window_spent_usd, third.outcome.cost_usd);
+}
+
+TEST(InlineRouterTest, OptionsApplyFromTheNextWindow) {
+  FakeClock clock;
+  auto ledger = MakeLedger(clock, kApiPool);
+  InlineOptions o;
+  o.window_arrivals = 3;
+  auto router = MakeRouter(*ledger, clock, o);
+  const PendingQuery q = Pending("a", {0.5, 0.6, 0.7, 0.9}, {0, 0.001, 0.004, 0.02});
+  std::vector<InlineDecision> d;
+  d.push_back(router->Route(q, kApiPool, BatchPolicy()));
+  o.window_arrivals = 2;
+  ASSERT_THAT(router->SetOptions(o), IsOk());
+  for (int i = 0; i < 4; ++i) d.push_back(router->Route(q, kApiPool, BatchPolicy()));
+  EXPECT_EQ(d[2].window_id, d[0].window_id);  // the first window keeps its 3 arrivals
+  EXPECT_EQ(d[2].position_in_window, 2);
+  EXPECT_NE(d[3].window_id, d[0].window_id);
+  EXPECT_EQ(d[4].window_id, d[3].window_id);
+  EXPECT_EQ(d[4].expected_after, 0);
+  o.window_arrivals = 0;
+  EXPECT_THAT(router->SetOptions(o), StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("inline.window_arrivals")));
+}
+
+// Inline decisions and batches share one ledger: every slot and every dollar is counted once.
+TEST(InlineRouterTest, SharesTheLedgerWithBatchesWithoutDoubleCounting) {
+  FakeClock clock;
+  const std::vector<DeployedModel> pool = {{"local", 4}, {"cheap", std::nullopt},
+                                           {"mid", std::nullopt}, {"strong", std::nullopt}};
+  auto ledger = MakeLedger(clock, pool);
+  auto router = MakeRouter(*ledger, clock);
+  std::vector<std::string> ids;
+  double cost = 0;
+  int local = 0;
+  for (int round = 0; round < 3; ++round) {
+    InlineDecision d = router->Route(Pending(absl::StrCat("i", round), {0.95, 0.6, 0.7, 0.8}, {0, 0.001, 0.004, 0.02}),
+                                     pool, BatchPolicy());
+    ASSERT_THAT(d.outcome.status, IsOk());
+    ids.push_back(d.outcome.assignment_id);
+    cost += d.outcome.cost_usd;
+    local += d.outcome.model == "local";
+    std::vector<PendingQuery> batch;
+    for (int k = 0; k < 2; ++k) {
+      batch.push_back(
+          Pending(absl::StrCat("b", round, k), {0.95, 0.6, 0.7, 0.8}, {0, 0.001, 0.004, 0.02}));
+    }
+    BatchOutcome b = RouteBatch(batch, pool, BatchPolicy(), *ledger, clock, "b");
+    for (const QueryOutcome& o : b.queries) {
+      ASSERT_THAT(o.status, IsOk());
+      ids.push_back(o.assignment_id);
+      cost += o.cost_usd;
+      local += o.model == "local";
+    }
+    EXPECT_LE(ledger->InUse("local"), 4);
+  }
+  EXPECT_EQ(local, 4);  // every slot used, none twice
+  EXPECT_EQ(ledger->InUse("local"), 4);
+  EXPECT_EQ(ledger->Totals().open_assignments, 9);
+  EXPECT_NEAR(ledger->Totals().reserved_usd, cost, 1e-12);
+  for (const std::string& id : ids) ASSERT_THAT(ledger->Complete(id, std::nullopt), IsOk());
+  EXPECT_EQ(ledger->InUse("local"), 0);
+  EXPECT_EQ(ledger->Totals().open_assignments, 0);
+  EXPECT_NEAR(ledger->Totals().recorded_usd, cost, 1e-12);
+  EXPECT_THAT(ledger->Complete(ids[0], std::nullopt), StatusIs(absl::StatusCode::kNotFound, HasSubstr(ids[0])));
+}
+
+// Concurrent callers: each gets one decision, the windows keep their caps and the slots hold.
+TEST(InlineRouterTest, ConcurrentDecisionsKeepTheCapsAndSlots) {
+  FakeClock clock;
+  auto ledger = MakeLedger(clock);
+  InlineOptions o;
+  o.window_arrivals = 16;
+  auto router = MakeRouter(*ledger, clock, o);
+  absl::Mutex mu;
+  WindowSpend windows;
+  int served = 0;
+  std::vector<std::thread> threads;
+  for (int t = 0; t < 4; ++t) {
+    threads.emplace_back([&, t] {
+      std::mt19937_64 rng(t);
+      for (int i = 0; i < 200; ++i) {
+        InlineDecision d = router->Route(Random(rng, i, 1.0 + t), kPool, Capped(0.002));
+        absl::MutexLock lock(&mu);
+        windows.Add(d);
+        served += d.outcome.status.ok();
+      }
+    });
+  }
+  for (std::thread& t : threads) t.join();
+  int arrivals = 0;
+  for (const auto& [id, n] : windows.arrivals) {
+    arrivals += n;
+    EXPECT_LE(n, 16) << id;
+  }
+  EXPECT_EQ(arrivals, 800);
+  for (const auto& [id, spend] : windows.spend) EXPECT_LE(spend, 0.032 + 1e-12) << id;
+  EXPECT_LE(ledger->InUse("local"), 2);
+  EXPECT_EQ(ledger->Totals().open_assignments, served);
+}
+
+}  // namespace
+}  // namespace router::core
