@@ -73,6 +73,12 @@ std::unique_ptr<InlineRouter> MakeRouter(Ledger& ledger, const FakeClock& clock,
   return *std::move(router);
 }
 
+InlineOptions Window(int64_t arrivals) {
+  InlineOptions options;
+  options.window_arrivals = arrivals;
+  return options;
+}
+
 BatchPolicy Capped(double avg_cost_cap_usd) {
   BatchPolicy policy;
   policy.avg_cost_cap_usd = avg_cost_cap_usd;
@@ -149,9 +155,7 @@ TEST(InlineRouterTest, AllowedModelsAreHonouredAndBadListsNamed) {
 TEST(InlineRouterTest, ATightCapRaisesTheSpendPrice) {
   FakeClock clock;
   auto ledger = MakeLedger(clock, kApiPool);
-  InlineOptions o;
-  o.window_arrivals = 10;
-  auto router = MakeRouter(*ledger, clock, o);
+  auto router = MakeRouter(*ledger, clock, Window(10));
   std::mt19937_64 rng(7);
   std::vector<InlineDecision> decisions;
   for (int i = 0; i < 30; ++i) decisions.push_back(router->Route(Random(rng, i, 1.0), kApiPool, Capped(0.003)));
@@ -200,9 +204,7 @@ TEST(InlineRouterTest, NoWindowExceedsItsCapWhateverTheArrivalOrder) {
 TEST(InlineRouterTest, AWindowWhoseBudgetIsExactlyTheCheapestTotalServesEveryone) {
   FakeClock clock;
   auto ledger = MakeLedger(clock, kApiPool);
-  InlineOptions o;
-  o.window_arrivals = 25;
-  auto router = MakeRouter(*ledger, clock, o);
+  auto router = MakeRouter(*ledger, clock, Window(25));
   std::mt19937_64 rng(3);
   WindowSpend windows;
   // Every query's cheapest model costs 0.001; the cap pays exactly that for all 25.
@@ -244,9 +246,7 @@ TEST(InlineRouterTest, ExpensiveArrivalsAtTheEndAreServedOnceTheForecastHasSeenT
 TEST(InlineRouterTest, RefusesWhenTheWindowCannotPayTheCheapestModel) {
   FakeClock clock;
   auto ledger = MakeLedger(clock, kApiPool);
-  InlineOptions o;
-  o.window_arrivals = 2;
-  auto router = MakeRouter(*ledger, clock, o);
+  auto router = MakeRouter(*ledger, clock, Window(2));
   PendingQuery q = Pending("a", {0.5, 0.6, 0.7, 0.9}, {0, 0.004, 0.01, 0.02});
   q.allowed = {"mid", "strong"};
   InlineDecision d = router->Route(q, kApiPool, Capped(0.004));  // window: 0.008 < 0.01
@@ -284,9 +284,7 @@ TEST(InlineRouterTest, AnOversubscribedModelGetsASlotPrice) {
   const std::vector<DeployedModel> pool = {{"local", 3}, {"cheap", std::nullopt},
                                            {"mid", std::nullopt}, {"strong", std::nullopt}};
   auto ledger = MakeLedger(clock, pool);
-  InlineOptions o;
-  o.window_arrivals = 50;
-  auto router = MakeRouter(*ledger, clock, o);
+  auto router = MakeRouter(*ledger, clock, Window(50));
   // Everyone prefers "local" (3 slots) over the rest; 49 more arrivals are expected.
   InlineDecision d = router->Route(Pending("a", {0.95, 0.6, 0.7, 0.8}, {0, 0.001, 0.004, 0.02}),
                                    pool, BatchPolicy());
@@ -323,22 +321,18 @@ TEST(InlineRouterTest, TimeWindowsCloseOnTheClock) {
 TEST(InlineRouterTest, OptionsApplyFromTheNextWindow) {
   FakeClock clock;
   auto ledger = MakeLedger(clock, kApiPool);
-  InlineOptions o;
-  o.window_arrivals = 3;
-  auto router = MakeRouter(*ledger, clock, o);
+  auto router = MakeRouter(*ledger, clock, Window(3));
   const PendingQuery q = Pending("a", {0.5, 0.6, 0.7, 0.9}, {0, 0.001, 0.004, 0.02});
   std::vector<InlineDecision> d;
   d.push_back(router->Route(q, kApiPool, BatchPolicy()));
-  o.window_arrivals = 2;
-  ASSERT_THAT(router->SetOptions(o), IsOk());
+  ASSERT_THAT(router->SetOptions(Window(2)), IsOk());
   for (int i = 0; i < 4; ++i) d.push_back(router->Route(q, kApiPool, BatchPolicy()));
   EXPECT_EQ(d[2].window_id, d[0].window_id);  // the first window keeps its 3 arrivals
   EXPECT_EQ(d[2].position_in_window, 2);
   EXPECT_NE(d[3].window_id, d[0].window_id);
   EXPECT_EQ(d[4].window_id, d[3].window_id);
   EXPECT_EQ(d[4].expected_after, 0);
-  o.window_arrivals = 0;
-  EXPECT_THAT(router->SetOptions(o), StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("inline.window_arrivals")));
+  EXPECT_THAT(router->SetOptions(Window(0)), StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("inline.window_arrivals")));
 }
 
 // Inline decisions and batches share one ledger: every slot and every dollar is counted once.
@@ -387,9 +381,7 @@ TEST(InlineRouterTest, SharesTheLedgerWithBatchesWithoutDoubleCounting) {
 TEST(InlineRouterTest, ConcurrentDecisionsKeepTheCapsAndSlots) {
   FakeClock clock;
   auto ledger = MakeLedger(clock);
-  InlineOptions o;
-  o.window_arrivals = 16;
-  auto router = MakeRouter(*ledger, clock, o);
+  auto router = MakeRouter(*ledger, clock, Window(16));
   absl::Mutex mu;
   WindowSpend windows;
   int served = 0;
