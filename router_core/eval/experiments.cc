@@ -37,6 +37,14 @@ nlohmann::json SpreadJson(const std::vector<double>& values) {
   return {{"mean", n(s.mean)}, {"sd", n(s.sd)}, {"min", n(s.min)}, {"max", n(s.max)}, {"n", s.n}};
 }
 
+// Nearest-rank percentile q in (0, 1] of `values` (NaN when empty).
+double Percentile(std::vector<double> values, double q) {
+  if (values.empty()) return kNaN;
+  std::sort(values.begin(), values.end());
+  const auto rank = static_cast<size_t>(std::ceil(q * static_cast<double>(values.size())));
+  return values[std::clamp<size_t>(rank, 1, values.size()) - 1];
+}
+
 nlohmann::json DiffJson(const std::vector<double>& diffs) {
   nlohmann::json j = SpreadJson(diffs);
   j["verdict"] = PairedVerdict(diffs);
@@ -378,6 +386,12 @@ absl::Status Experiment2(Context& c) {
               if (!r.ok()) return r.status();
               arms.push_back({name, lambda, *std::move(r)});
             }
+            // Issue 7's inline router: one decision per arrival, windows = these batches.
+            InlineRun inline_run;
+            inline_run.budget_per_prompt = cap;
+            absl::StatusOr<InlineReplay> inline_replay = RunInline(p, *batches, inline_run);
+            if (!inline_replay.ok()) return inline_replay.status();
+            arms.push_back({"inline", kNaN, inline_replay->result});
             const std::string key =
                 absl::StrCat(est, "/N=", size, "/", OrderingName(ordering), "/cap=", Num(f));
             config_json[key] = {{"estimator", est},
@@ -408,11 +422,20 @@ absl::Status Experiment2(Context& c) {
               diffs[key][absl::StrCat(arm.name, "_accuracy")].push_back(arm.result.accuracy);
               diffs[key][absl::StrCat(arm.name, "_batches_over_cap")].push_back(broken);
               diffs[key][absl::StrCat(arm.name, "_spend_sd_over_cap")].push_back(spread.sd);
-              if (arm.name != "batch") {
+              if (arm.name == "inline") {
+                // The candidate replacing the batch arm: its gap to it, not batch's gain over it.
+                diffs[key]["inline_minus_batch_points"].push_back(
+                    100.0 * (arm.result.accuracy - arms[0].result.accuracy));
+              } else if (arm.name != "batch") {
                 diffs[key][absl::StrCat("batch_minus_", arm.name, "_points")].push_back(
                     100.0 * (arms[0].result.accuracy - arm.result.accuracy));
               }
             }
+            diffs[key]["inline_decision_us_p99"].push_back(
+                Percentile(inline_replay->decision_us, 0.99));
+            diffs[key]["inline_guarded_share"].push_back(
+                static_cast<double>(inline_replay->guarded) /
+                static_cast<double>(inline_replay->result.prompts));
           }
         }
       }
@@ -436,8 +459,26 @@ absl::Status Experiment2(Context& c) {
           DiffJson(diffs[key]["batch_minus_per_query_safe_points"]);
       c.summary["batch_vs_perquery_matched_gain"][absl::StrCat(est, "/cap=", Num(f))] =
           DiffJson(diffs[key]["batch_minus_per_query_matched_points"]);
+      // Issue 7: the inline router against the batch ILP it replaces, same windows and caps.
+      c.summary["inline_minus_batch_pts"][absl::StrCat(est, "/cap=", Num(f))] =
+          DiffJson(diffs[key]["inline_minus_batch_points"]);
+      c.summary["inline_decision_us_p99"][absl::StrCat(est, "/cap=", Num(f))] =
+          SpreadJson(diffs[key]["inline_decision_us_p99"]);
+      const std::string random_key = absl::StrCat(est, "/N=100/random/cap=", Num(f));
+      if (diffs.count(random_key)) {
+        c.summary["inline_minus_batch_pts_random"][absl::StrCat(est, "/cap=", Num(f))] =
+            DiffJson(diffs[random_key]["inline_minus_batch_points"]);
+      }
     }
   }
+  // Every inline window over its cap, summed over the seeds and every adversarial configuration
+  // (estimators, batch sizes, caps): issue 7's guard says 0.
+  double inline_violations = 0.0;
+  for (auto& [key, figures] : diffs) {
+    if (config_json[key]["ordering"] != OrderingName(Ordering::kAdversarial)) continue;
+    for (const double v : figures["inline_batches_over_cap"]) inline_violations += v;
+  }
+  c.summary["inline_cap_violations"] = static_cast<int64_t>(inline_violations);
   c.tables.push_back(std::move(runs));
   c.tables.push_back(std::move(per_batch));
   return absl::OkStatus();
@@ -903,6 +944,7 @@ absl::StatusOr<EvalOutput> RunEvaluation(const Dataset& data, const EvalConfig& 
   if (absl::Status s = ValidateEvalConfig(config); !s.ok()) return s;
   Context c{data, config, progress, {}, {}, {}, {}, {}};
   c.summary["dataset"] = data.name;
+  c.summary["num_models"] = data.models.size();
   c.summary["seeds"] = config.seeds;
   c.summary["quick"] = config.quick;
   c.summary["split"] = {{"train", 0.6}, {"calibration", 0.2}, {"test", 0.2}};

@@ -6,7 +6,13 @@
 //                       fraction of the best single model; QNC, AUC, accuracy at 50% cost (curve.h)
 //   2 batching regimes  batch sizes 100 / 256, random and adversarial order, a hard per-batch cap:
 //                       batch ILP vs per-query routing tuned to the same total spend, tuned to
-//                       never break the cap, and per-query with the feasibility guard
+//                       never break the cap, and per-query with the feasibility guard; and the
+//                       inline router of issue 7 (simulate.h's RunInline: one decision per
+//                       arrival, windows = the batches). Summary, per estimator and cap at N=100
+//                       adversarial: inline_minus_batch_pts (also _random), inline_decision_us_p99
+//                       (per-seed p99 of each Route call's wall time); inline_cap_violations =
+//                       inline windows over their cap, summed over seeds and every adversarial
+//                       configuration
 //   3 robustness        batch vs batch_robust vs batch_gamma with estimators fitted on 10%, 30%
 //                       and 100% of the train part
 //   4 unseen models     UniRoute protocol: fit on 2/3 of the models, add the rest from validation

@@ -1,16 +1,21 @@
 #include "router_core/eval/simulate.h"
 
 #include <algorithm>
+#include <chrono>
 #include <cmath>
 #include <functional>
 #include <limits>
 #include <numeric>
+#include <memory>
 #include <random>
 #include <string>
 #include <utility>
 
 #include "absl/strings/str_cat.h"
 #include "router_core/batch_router.h"
+#include "router_core/clock.h"
+#include "router_core/serving/ledger.h"
+#include "router_core/serving/pool_query.h"
 
 namespace router::core::eval {
 namespace {
@@ -72,6 +77,81 @@ absl::StatusOr<RunResult> PerQuery(const HeldOutPredictions& p, const Batches& b
   run.params.lambda = lambda;
   return RunPolicy(p, batches, run, options);
 }
+
+// INVALID_ARGUMENT for a bad budget or slot list, no batch, an empty batch or a prompt row out of
+// range (the rules RunPolicy and RunInline share).
+absl::Status ValidateRun(const HeldOutPredictions& p, const Batches& batches,
+                         const std::optional<double>& budget_per_prompt,
+                         const std::vector<std::optional<int64_t>>& slots) {
+  if (budget_per_prompt.has_value() &&
+      !(std::isfinite(*budget_per_prompt) && *budget_per_prompt >= 0)) {
+    return absl::InvalidArgumentError("budget_per_prompt: must be finite and >= 0");
+  }
+  if (!slots.empty() && slots.size() != p.models.size()) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("slots: ", slots.size(), " entries for ", p.models.size(), " models"));
+  }
+  if (batches.empty()) return absl::InvalidArgumentError("batches: no prompt");
+  for (size_t b = 0; b < batches.size(); ++b) {
+    if (batches[b].empty()) {
+      return absl::InvalidArgumentError(absl::StrCat("batches[", b, "]: empty"));
+    }
+    for (const int64_t i : batches[b]) {
+      if (i < 0 || i >= p.num_prompts) {
+        return absl::InvalidArgumentError(absl::StrCat("batches: prompt row ", i, " out of range"));
+      }
+    }
+  }
+  return absl::OkStatus();
+}
+
+// Scores the chosen models of a replay against the observed outcomes, batch by batch.
+class Tally {
+ public:
+  Tally(const HeldOutPredictions& p, const std::vector<std::optional<int64_t>>& slots)
+      : p_(p), slots_(slots), has_cost_(HasRealizedCost(p)), taken_(p.models.size(), 0) {}
+
+  void Serve(int64_t prompt, int model) {
+    const size_t at = static_cast<size_t>(prompt) * p_.models.size() + static_cast<size_t>(model);
+    ++taken_[static_cast<size_t>(model)];
+    correct_ += p_.correct[at];
+    if (has_cost_) realized_ += p_.realized_cost[at];
+    spend_ += p_.predicted_cost[at];
+  }
+  void Unserved() { ++r_.unserved; }
+  // Closes a batch of `size` prompts (served and unserved ones) that took `solve_ms`.
+  void EndBatch(int size, double solve_ms) {
+    for (size_t j = 0; j < slots_.size(); ++j) {
+      if (slots_[j].has_value() && taken_[j] > *slots_[j]) {
+        ++r_.batches_over_slots;
+        break;
+      }
+    }
+    std::fill(taken_.begin(), taken_.end(), 0);
+    predicted_ += spend_;
+    r_.prompts += size;
+    r_.batch_spend.push_back(spend_);
+    r_.batch_size.push_back(size);
+    r_.solve_ms.push_back(solve_ms);
+    spend_ = 0.0;
+  }
+  RunResult Finish() {
+    const double n = static_cast<double>(r_.prompts);
+    r_.accuracy = correct_ / n;
+    r_.realized_cost = has_cost_ ? realized_ / n : kNaN;
+    r_.predicted_cost = predicted_ / n;
+    return std::move(r_);
+  }
+
+ private:
+  const HeldOutPredictions& p_;
+  const std::vector<std::optional<int64_t>>& slots_;
+  const bool has_cost_;
+  std::vector<int64_t> taken_;  // per model, in the current batch
+  double spend_ = 0.0;          // predicted, current batch
+  double correct_ = 0.0, realized_ = 0.0, predicted_ = 0.0;
+  RunResult r_;
+};
 
 }  // namespace
 
@@ -162,18 +242,9 @@ absl::StatusOr<Reference> BestSingleModel(const HeldOutPredictions& p) {
 absl::StatusOr<RunResult> RunPolicy(const HeldOutPredictions& p, const Batches& batches,
                                     const PolicyRun& run, const SimOptions& options) {
   if (absl::Status s = ValidateSimOptions(options); !s.ok()) return s;
-  if (run.budget_per_prompt.has_value() &&
-      !(std::isfinite(*run.budget_per_prompt) && *run.budget_per_prompt >= 0)) {
-    return absl::InvalidArgumentError("budget_per_prompt: must be finite and >= 0");
-  }
+  if (absl::Status s = ValidateRun(p, batches, run.budget_per_prompt, run.slots); !s.ok()) return s;
   const size_t m = p.models.size();
-  if (!run.slots.empty() && run.slots.size() != m) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("slots: ", run.slots.size(), " entries for ", m, " models"));
-  }
-  const bool has_cost = HasRealizedCost(p);
-  RunResult r;
-  double correct = 0.0, realized = 0.0, predicted = 0.0;
+  Tally tally(p, run.slots);
   BatchRouterOptions router_options;
   for (const std::vector<int64_t>& batch : batches) {
     BatchProblem problem;
@@ -181,9 +252,6 @@ absl::StatusOr<RunResult> RunPolicy(const HeldOutPredictions& p, const Batches& 
       problem.models.push_back({p.models[j], run.slots.empty() ? std::nullopt : run.slots[j]});
     }
     for (const int64_t i : batch) {
-      if (i < 0 || i >= p.num_prompts) {
-        return absl::InvalidArgumentError(absl::StrCat("batches: prompt row ", i, " out of range"));
-      }
       Query q;
       q.id = absl::StrCat(i);
       const size_t row = static_cast<size_t>(i) * m;
@@ -203,38 +271,106 @@ absl::StatusOr<RunResult> RunPolicy(const HeldOutPredictions& p, const Batches& 
     problem.relative_gap = options.relative_gap;
     absl::StatusOr<Solution> solution = SolveBatch(problem, router_options);
     if (!solution.ok()) return solution.status();
-    double spend = 0.0;
-    std::vector<int64_t> taken(m, 0);
     for (size_t k = 0; k < batch.size(); ++k) {
       const int j = solution->model_of_query[k];
       if (j == kUnserved) {
-        ++r.unserved;
+        tally.Unserved();
+      } else {
+        tally.Serve(batch[k], j);
+      }
+    }
+    tally.EndBatch(static_cast<int>(batch.size()),
+                   absl::ToDoubleMilliseconds(solution->solve_time));
+  }
+  return tally.Finish();
+}
+
+absl::StatusOr<InlineReplay> RunInline(const HeldOutPredictions& p, const Batches& batches,
+                                       const InlineRun& run) {
+  if (absl::Status s = ValidateRun(p, batches, run.budget_per_prompt, run.slots); !s.ok()) return s;
+  const size_t m = p.models.size();
+  std::vector<DeployedModel> pool;
+  std::vector<LedgerModel> ledger_models;
+  for (size_t j = 0; j < m; ++j) {
+    const std::optional<int64_t> slots = run.slots.empty() ? std::nullopt : run.slots[j];
+    pool.push_back({p.models[j], slots});
+    ledger_models.push_back({p.models[j], slots});
+  }
+  const Clock& clock = Clock::Real();
+  absl::StatusOr<std::unique_ptr<Ledger>> ledger =
+      Ledger::Create(LedgerOptions(), std::move(ledger_models), &clock);
+  if (!ledger.ok()) return ledger.status();
+  InlineOptions options = run.options;
+  options.window_arrivals = static_cast<int64_t>(batches.front().size());
+  options.window_duration = absl::InfiniteDuration();
+  absl::StatusOr<std::unique_ptr<InlineRouter>> router =
+      InlineRouter::Create(options, ledger->get(), &clock);
+  if (!router.ok()) return router.status();
+  BatchPolicy policy;
+  policy.avg_cost_cap_usd = run.budget_per_prompt;
+  const auto predicted_models = std::make_shared<const std::vector<std::string>>(p.models);
+
+  InlineReplay out;
+  Tally tally(p, run.slots);
+  for (size_t b = 0; b < batches.size(); ++b) {
+    const std::vector<int64_t>& batch = batches[b];
+    const auto size = static_cast<int64_t>(batch.size());
+    if (size != options.window_arrivals) {
+      // The previous window is full, so the next one opens with this batch's size and cap.
+      options.window_arrivals = size;
+      if (absl::Status s = (*router)->SetOptions(options); !s.ok()) return s;
+    }
+    std::vector<std::string> assignments;
+    double window_us = 0.0;
+    for (size_t k = 0; k < batch.size(); ++k) {
+      const int64_t i = batch[k];
+      const size_t row = static_cast<size_t>(i) * m;
+      PendingQuery query;
+      query.query_id = absl::StrCat(i);
+      query.predicted_models = predicted_models;
+      query.quality.assign(p.quality.begin() + row, p.quality.begin() + row + m);
+      query.quality_lower.assign(p.quality_lower.begin() + row, p.quality_lower.begin() + row + m);
+      query.cost_usd.assign(p.predicted_cost.begin() + row, p.predicted_cost.begin() + row + m);
+      query.arrival = clock.Now();
+      const auto start = std::chrono::steady_clock::now();
+      InlineDecision d = (*router)->Route(query, pool, policy);
+      const double us =
+          std::chrono::duration<double, std::micro>(std::chrono::steady_clock::now() - start)
+              .count();
+      out.decision_us.push_back(us);
+      window_us += us;
+      if (d.guarded) ++out.guarded;
+      const double cap = run.budget_per_prompt.has_value()
+                             ? *run.budget_per_prompt * static_cast<double>(size)
+                             : -1.0;
+      if (d.position_in_window != static_cast<int64_t>(k) ||
+          std::abs(d.window_cap_usd - cap) > 1e-9 * std::max(1.0, std::abs(cap))) {
+        return absl::FailedPreconditionError(
+            absl::StrCat("inline window ", d.window_id, " (arrival ", d.position_in_window,
+                         ", cap ", d.window_cap_usd, ") does not coincide with batch ", b,
+                         " (arrival ", k, ", cap ", cap, ")"));
+      }
+      if (!d.outcome.status.ok()) {
+        if (!absl::IsResourceExhausted(d.outcome.status)) return d.outcome.status;
+        tally.Unserved();
         continue;
       }
-      ++taken[static_cast<size_t>(j)];
-      const size_t at = static_cast<size_t>(batch[k]) * m + static_cast<size_t>(j);
-      correct += p.correct[at];
-      if (has_cost) realized += p.realized_cost[at];
-      spend += p.predicted_cost[at];
-    }
-    for (size_t j = 0; j < m && !run.slots.empty(); ++j) {
-      if (run.slots[j].has_value() && taken[j] > *run.slots[j]) {
-        ++r.batches_over_slots;
-        break;
+      const auto it = std::find(p.models.begin(), p.models.end(), d.outcome.model);
+      if (it == p.models.end()) {
+        return absl::InternalError(
+            absl::StrCat("inline router chose unknown model '", d.outcome.model, "'"));
       }
+      tally.Serve(i, static_cast<int>(it - p.models.begin()));
+      assignments.push_back(std::move(d.outcome.assignment_id));
     }
-    predicted += spend;
-    r.prompts += static_cast<int64_t>(batch.size());
-    r.batch_spend.push_back(spend);
-    r.batch_size.push_back(static_cast<int>(batch.size()));
-    r.solve_ms.push_back(absl::ToDoubleMilliseconds(solution->solve_time));
+    // The window is decided: its queries are served, so their slots come back (see simulate.h).
+    for (const std::string& id : assignments) {
+      if (absl::Status s = (*ledger)->Complete(id, std::nullopt).status(); !s.ok()) return s;
+    }
+    tally.EndBatch(static_cast<int>(size), window_us / 1000.0);
   }
-  if (r.prompts == 0) return absl::InvalidArgumentError("batches: no prompt");
-  const double n = static_cast<double>(r.prompts);
-  r.accuracy = correct / n;
-  r.realized_cost = has_cost ? realized / n : kNaN;
-  r.predicted_cost = predicted / n;
-  return r;
+  out.result = tally.Finish();
+  return out;
 }
 
 int BatchesOverCap(const RunResult& result, double cap_per_prompt) {

@@ -25,11 +25,29 @@
 //                       (tuned in hindsight on the very batches it is scored on: a best case for
 //                       the per-query router).
 //
-// Thread-safety: pure functions; each call owns its solver state.
+// Inline replay (issue 7): RunInline feeds the same batches, prompt by prompt in batch order, to a
+// real InlineRouter (serving/inline_router.h), one decision per arrival with no batch wait:
+//   Windows. A count window of the batch size, so each window is exactly one batch and gets the
+//   batch's cap (budget_per_prompt x its size); before a shorter last batch the router's options
+//   are changed so that its window has that batch's size. The replay checks that the router's
+//   windows coincide with the batches (FAILED_PRECONDITION otherwise).
+//   Ledger. A fresh router and ledger per call, without spend pacing; models unlimited unless the
+//   run gives slots. Every assignment of a window is completed (at its predicted cost) when the
+//   window has been decided, so the next window starts with every slot free, as every batch of
+//   RunPolicy does; spend is unaffected (no pacing).
+//   Scoring. As RunPolicy, from the predictions and outcomes of the chosen models: a query the
+//   router refused (RESOURCE_EXHAUSTED) is unserved; per-window predicted spend and size fill
+//   batch_spend / batch_size, so BatchesOverCap applies unchanged; solve_ms is the window's summed
+//   decision time. The wall time of each Route call (steady clock, in process) is returned too: a
+//   measurement, noisy on a shared machine.
+//
+// Thread-safety: pure functions; each call owns its solver state (and, for RunInline, its router,
+// ledger and clock).
 //
 // Errors: INVALID_ARGUMENT for bad options or arguments (naming them); FAILED_PRECONDITION when no
 // prompt is usable, when costs are missing where a figure needs them, or when even the cheapest
-// per-query choice breaks a cap; SolveBatch's errors unchanged.
+// per-query choice breaks a cap; SolveBatch's errors unchanged. RunInline: InlineRouter::Create's
+// and Ledger::Create's errors, and a decision's error other than RESOURCE_EXHAUSTED, unchanged.
 
 #ifndef ROUTER_CORE_EVAL_SIMULATE_H_
 #define ROUTER_CORE_EVAL_SIMULATE_H_
@@ -43,6 +61,7 @@
 #include "absl/time/time.h"
 #include "router_core/estimate/estimator_eval.h"
 #include "router_core/problem.h"
+#include "router_core/serving/inline_router.h"
 
 namespace router::core::eval {
 
@@ -104,6 +123,25 @@ absl::StatusOr<RunResult> RunPolicy(const HeldOutPredictions& p, const Batches& 
 
 // Batches whose predicted spend exceeds cap_per_prompt x size by more than a relative 1e-9.
 int BatchesOverCap(const RunResult& result, double cap_per_prompt);
+
+struct InlineRun {
+  // Per-prompt cap in USD (a window of n arrivals may spend n times it); nullopt = no cap.
+  std::optional<double> budget_per_prompt;
+  // As PolicyRun::slots: per model, nullopt = unlimited; empty = every model unlimited.
+  std::vector<std::optional<int64_t>> slots;
+  // Forecast and slot-price settings; the window fields are set by the replay (count
+  // windows of the batch size, no time limit).
+  InlineOptions options;
+};
+
+struct InlineReplay {
+  RunResult result;
+  std::vector<double> decision_us;  // wall time of each Route call, microseconds, arrival order
+  int64_t guarded = 0;              // decisions in which the guard replaced the priced choice
+};
+
+absl::StatusOr<InlineReplay> RunInline(const HeldOutPredictions& p, const Batches& batches,
+                                       const InlineRun& run);
 
 struct LambdaTuning {
   double lambda = 0.0;

@@ -9,7 +9,8 @@
 //
 // --merge: experiments can be run separately (5 and 6 are slow to add to a finished 1-4 run); the
 // summary keys of this run replace the old ones, every other key is kept, and the report, which
-// is rendered from the summary alone, covers both. CSVs are per experiment and never collide.
+// is rendered from the summary alone, covers both. CSVs are per experiment and never collide; the
+// plot script draws from the kept CSVs as well.
 //
 // Seeds: --seed N --seeds K uses the split seeds N, N+1, ..., N+K-1 (default 1 and 5).
 // Progress goes to stderr; the last stdout line is the summary's path.
@@ -162,7 +163,7 @@ std::string PlotScript(uint64_t seed, bool has_exp1, bool has_exp2) {
         ", N=100, adversarial order, cap 0.5)'\n",
         "set xlabel 'batch (arrival order)'\nset ylabel 'predicted spend / cap'\n",
         "set key top right\n",
-        "plot for [a in 'batch per_query_matched per_query_safe per_query_guarded'] "
+        "plot for [a in 'batch per_query_matched per_query_safe per_query_guarded inline'] "
         "sprintf(\"< awk -F, '$1==",
         seed,
         " && $2==\\\"knn\\\" && $3==100 && $4==\\\"adversarial\\\" && $5==0.5 && "
@@ -232,6 +233,10 @@ int main(int argc, char** argv) {
       }
       out->summary = std::move(old);
       out->report_markdown = router::core::eval::RenderReport(out->summary);
+      // The plot script covers the kept experiments' CSVs too.
+      has_exp1 =
+          has_exp1 || std::ifstream(absl::StrCat(flags->out, "/exp1_budget_sweep.csv")).good();
+      has_exp2 = has_exp2 || std::ifstream(absl::StrCat(flags->out, "/exp2_batches.csv")).good();
     }
   }
   if (absl::Status s = WriteFile(summary, out->summary.dump(2) + "\n"); !s.ok()) {

@@ -1,6 +1,7 @@
 // Tests of the evaluation harness: curve figures on hand-made curves, seed statistics, lambda
-// tuning, the per-batch cap invariant of every budgeted policy, and a quick end-to-end run on a
-// small synthetic dataset (output shape and the cap invariant of the batch arm).
+// tuning, the per-batch cap invariant of every budgeted policy, the inline replay (its windows'
+// caps on orderings built to break them, slots, result structure), and a quick end-to-end run on a
+// small synthetic dataset (output shape, the cap invariant of the batch and inline arms).
 
 #include <unistd.h>
 
@@ -9,7 +10,9 @@
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
+#include <optional>
 #include <random>
+#include <set>
 #include <string>
 #include <vector>
 
@@ -133,6 +136,133 @@ TEST(SimulateTest, MatchedSpendTuningFindsTheSmallestLambdaWithinTarget) {
   EXPECT_EQ(BatchesOverCap(*r, cap), 0);
 }
 
+// The structure every replay must have: one entry per batch, sizes and spends that add up.
+void ExpectConsistent(const InlineReplay& r, const Batches& batches) {
+  int64_t prompts = 0;
+  double spend = 0.0;
+  ASSERT_EQ(r.result.batch_size.size(), batches.size());
+  ASSERT_EQ(r.result.batch_spend.size(), batches.size());
+  ASSERT_EQ(r.result.solve_ms.size(), batches.size());
+  for (size_t b = 0; b < batches.size(); ++b) {
+    EXPECT_EQ(r.result.batch_size[b], static_cast<int>(batches[b].size())) << b;
+    prompts += static_cast<int64_t>(batches[b].size());
+    spend += r.result.batch_spend[b];
+  }
+  EXPECT_EQ(r.result.prompts, prompts);
+  EXPECT_EQ(r.decision_us.size(), static_cast<size_t>(prompts));
+  EXPECT_NEAR(r.result.predicted_cost * static_cast<double>(prompts), spend, 1e-12);
+  EXPECT_GE(r.result.unserved, 0);
+  EXPECT_LE(r.result.unserved, prompts);
+  EXPECT_GE(r.result.accuracy, 0.0);
+  EXPECT_LE(r.result.accuracy, 1.0);
+  EXPECT_LE(r.guarded, prompts);
+}
+
+TEST(InlineReplayTest, NoWindowOverItsCapInEitherOrder) {
+  const HeldOutPredictions p = Synthetic(250, 7);
+  absl::StatusOr<Reference> ref = BestSingleModel(p);
+  ASSERT_TRUE(ref.ok()) << ref.status();
+  for (const Ordering ordering : {Ordering::kRandom, Ordering::kAdversarial}) {
+    absl::StatusOr<Batches> batches = MakeBatches(p, ordering, 100, 3);
+    ASSERT_TRUE(batches.ok()) << batches.status();
+    ASSERT_EQ(batches->size(), 3u);  // 100, 100, 50: the last window is re-sized
+    for (const double f : {0.1, 0.3, 0.6}) {
+      InlineRun run;
+      run.budget_per_prompt = f * ref->predicted_cost;
+      absl::StatusOr<InlineReplay> r = RunInline(p, *batches, run);
+      ASSERT_TRUE(r.ok()) << r.status();
+      EXPECT_EQ(BatchesOverCap(r->result, *run.budget_per_prompt), 0)
+          << "f=" << f << " " << OrderingName(ordering);
+      ExpectConsistent(*r, *batches);
+    }
+  }
+}
+
+// Every prompt's cheapest model costs exactly kCheap (a power of two, so sums are exact), and the
+// dearer, better models get dearer and better towards the end of each window: the arrivals that
+// would break a cap come last. `hardness` rises within each window.
+HeldOutPredictions CheapestIsExact(int n, double kCheap) {
+  HeldOutPredictions p;
+  p.num_prompts = n;
+  p.models = {"cheap", "mid", "dear"};
+  for (int i = 0; i < n; ++i) {
+    const double hardness = static_cast<double>(i % 50) / 49.0;
+    const double quality[3] = {0.9 - 0.8 * hardness, 0.95 - 0.4 * hardness, 0.99};
+    const double cost[3] = {kCheap, kCheap * (4 + 8 * hardness), kCheap * (20 + 60 * hardness)};
+    for (int j = 0; j < 3; ++j) {
+      p.quality.push_back(quality[j]);
+      p.quality_lower.push_back(0.8 * quality[j]);
+      p.predicted_cost.push_back(cost[j]);
+      p.realized_cost.push_back(cost[j]);
+      p.correct.push_back(j == 2 || i % 3 != 0 ? 1.0 : 0.0);
+    }
+  }
+  return p;
+}
+
+TEST(InlineReplayTest, GuardHoldsWhenExpensiveArrivalsComeLastAndTheCapIsTheCheapestTotal) {
+  constexpr double kCheap = 1.0 / 1024;
+  const HeldOutPredictions p = CheapestIsExact(130, kCheap);
+  // Windows of 50 in index order (each ends with its hardest, dearest prompts), and a last one of
+  // 30.
+  Batches batches(3);
+  for (int64_t i = 0; i < 130; ++i) {
+    batches[static_cast<size_t>(std::min<int64_t>(i / 50, 2))].push_back(i);
+  }
+  ASSERT_EQ(batches[2].size(), 30u);
+  for (const double cap : {kCheap, 1.5 * kCheap, 4 * kCheap, 20 * kCheap}) {
+    InlineRun run;
+    run.budget_per_prompt = cap;
+    absl::StatusOr<InlineReplay> r = RunInline(p, batches, run);
+    ASSERT_TRUE(r.ok()) << r.status();
+    EXPECT_EQ(BatchesOverCap(r->result, cap), 0) << "cap=" << cap / kCheap << " x cheapest";
+    ExpectConsistent(*r, batches);
+    if (cap == kCheap) {
+      // The budget is exactly the cheapest total: the guard keeps it for the arrivals still
+      // expected, so every query is served, by its cheapest model, and each window spends its cap.
+      EXPECT_EQ(r->result.unserved, 0);
+      for (size_t b = 0; b < batches.size(); ++b) {
+        EXPECT_DOUBLE_EQ(r->result.batch_spend[b], kCheap * static_cast<double>(batches[b].size()))
+            << b;
+      }
+    }
+  }
+}
+
+TEST(InlineReplayTest, SlotsAreReleasedBetweenWindowsAndNeverExceeded) {
+  const HeldOutPredictions p = Synthetic(250, 9);
+  absl::StatusOr<Batches> batches = MakeBatches(p, Ordering::kAdversarial, 100, 1);
+  ASSERT_TRUE(batches.ok()) << batches.status();
+  InlineRun run;
+  run.slots = {std::nullopt, 10, 3};  // the cheap model is an unlimited API model
+  absl::StatusOr<InlineReplay> r = RunInline(p, *batches, run);
+  ASSERT_TRUE(r.ok()) << r.status();
+  ExpectConsistent(*r, *batches);
+  EXPECT_EQ(r->result.batches_over_slots, 0);
+  EXPECT_EQ(r->result.unserved, 0);
+  // Without a cap only the slots hold the better models back, and every window gets them all
+  // again: each window spends more than its all-cheapest total (a window after the first would
+  // not if the previous windows' assignments still held the slots).
+  for (size_t b = 0; b < batches->size(); ++b) {
+    double cheapest = 0.0;
+    for (const int64_t i : (*batches)[b]) cheapest += p.predicted_cost[static_cast<size_t>(i) * 3];
+    EXPECT_GT(r->result.batch_spend[b], cheapest * (1 + 1e-9)) << b;
+  }
+}
+
+TEST(InlineReplayTest, RejectsBadArguments) {
+  const HeldOutPredictions p = Synthetic(20, 1);
+  InlineRun run;
+  EXPECT_EQ(RunInline(p, {}, run).status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(RunInline(p, {{0, 1}, {}}, run).status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(RunInline(p, {{0, 20}}, run).status().code(), absl::StatusCode::kInvalidArgument);
+  run.slots = {1, 2};
+  EXPECT_EQ(RunInline(p, {{0, 1}}, run).status().code(), absl::StatusCode::kInvalidArgument);
+  run.slots.clear();
+  run.budget_per_prompt = -1.0;
+  EXPECT_EQ(RunInline(p, {{0, 1}}, run).status().code(), absl::StatusCode::kInvalidArgument);
+}
+
 // A small derived/ folder: 3 tasks, 3 models with per-call costs.
 std::string WriteDataset() {
   const std::string dir =
@@ -185,13 +315,21 @@ TEST(RunEvaluationTest, QuickEndToEnd) {
     for (const auto& row : t.rows) ASSERT_EQ(row.size(), t.header.size()) << t.name;
     const std::string csv = TableToCsv(t);
     EXPECT_EQ(static_cast<size_t>(std::count(csv.begin(), csv.end(), '\n')), t.rows.size() + 1);
+    if (t.name == "exp2_batching" || t.name == "exp2_batches") {
+      const auto arm = std::find(t.header.begin(), t.header.end(), "arm") - t.header.begin();
+      std::set<std::string> arms;
+      for (const auto& row : t.rows) arms.insert(row[static_cast<size_t>(arm)]);
+      EXPECT_THAT(arms, testing::ElementsAre("batch", "inline", "per_query_guarded",
+                                             "per_query_matched", "per_query_safe"))
+          << t.name;
+    }
     if (t.name == "exp2_batching") {
       const auto arm = std::find(t.header.begin(), t.header.end(), "arm") - t.header.begin();
       const auto over =
           std::find(t.header.begin(), t.header.end(), "batches_over_cap") - t.header.begin();
       for (const auto& row : t.rows) {
-        if (row[static_cast<size_t>(arm)] == "batch") {
-          EXPECT_EQ(row[static_cast<size_t>(over)], "0");
+        if (row[static_cast<size_t>(arm)] == "batch" || row[static_cast<size_t>(arm)] == "inline") {
+          EXPECT_EQ(row[static_cast<size_t>(over)], "0") << row[static_cast<size_t>(arm)];
         }
       }
     }
@@ -206,6 +344,27 @@ TEST(RunEvaluationTest, QuickEndToEnd) {
   }
   EXPECT_TRUE(s["qnc"]["knn"].contains("batch"));
   EXPECT_TRUE(s["batch_vs_perquery_safe_gain"]["knn/cap=0.5"].contains("verdict"));
+  // Issue 7: the inline arm's headline figures, per estimator and cap, and no window over its cap.
+  for (const char* est : {"knn", "uniroute"}) {
+    const std::string label = absl::StrCat(est, "/cap=0.5");
+    for (const char* key : {"inline_minus_batch_pts", "inline_minus_batch_pts_random"}) {
+      ASSERT_TRUE(s.contains(key)) << key;
+      const nlohmann::json& diff = s[key][label];
+      EXPECT_EQ(diff.value("n", 0), 2) << key << " " << label;
+      for (const char* field : {"mean", "sd", "min", "max", "verdict"}) {
+        EXPECT_TRUE(diff.contains(field)) << key << " " << label << " " << field;
+      }
+    }
+    ASSERT_TRUE(s.contains("inline_decision_us_p99"));
+    EXPECT_EQ(s["inline_decision_us_p99"][label].value("n", 0), 2) << label;
+    EXPECT_TRUE(s["exp2_batching"][absl::StrCat(est, "/N=100/adversarial/cap=0.5")].contains(
+        "inline_guarded_share"));
+  }
+  ASSERT_TRUE(s.contains("inline_cap_violations"));
+  ASSERT_TRUE(s["inline_cap_violations"].is_number_integer());
+  EXPECT_EQ(s["inline_cap_violations"].get<int64_t>(), 0);
+  EXPECT_THAT(out->report_markdown, testing::HasSubstr("Inline routing vs the batch ILP"));
+  EXPECT_THAT(out->report_markdown, testing::HasSubstr("| issue 7 |"));
   EXPECT_THAT(out->report_markdown, testing::HasSubstr("### Claims vs ours"));
   std::filesystem::remove_all(dir);
 }
