@@ -124,8 +124,9 @@ std::vector<int> AllModels(const Dataset& data) {
   return all;
 }
 
-// Fits `kind` ("knn" or "uniroute") on the given share of the train (and, for UniRoute, of the
-// calibration) part, for the dataset models `models`.
+// Fits `kind` ("knn", "uniroute" or "classifier") on the given share of the train (and, for
+// UniRoute's model statistics and the classifier's calibration, of the calibration) part, for the
+// dataset models `models`.
 absl::StatusOr<std::unique_ptr<QualityEstimator>> FitEstimator(
     const Dataset& data, const EvalConfig& config, const SeedData& s, absl::string_view kind,
     double fraction, const std::vector<int>& models) {
@@ -139,6 +140,16 @@ absl::StatusOr<std::unique_ptr<QualityEstimator>> FitEstimator(
     return std::unique_ptr<QualityEstimator>(*std::move(fitted));
   }
   const std::vector<size_t> cal_pos = Subsample(s.split.calibration.size(), fraction, s.seed + 202);
+  if (kind == "classifier") {
+    ClassifierOptions classifier = config.classifier;
+    classifier.seed = s.seed;
+    absl::StatusOr<std::unique_ptr<CalibratedClassifier>> fitted = FitCalibratedClassifier(
+        Labels(data, s.split.train, train_pos, models, SelectRows(s.train, train_pos)),
+        Labels(data, s.split.calibration, cal_pos, models, SelectRows(s.calibration, cal_pos)),
+        classifier);
+    if (!fitted.ok()) return fitted.status();
+    return std::unique_ptr<QualityEstimator>(*std::move(fitted));
+  }
   UniRouteOptions uniroute = config.uniroute;
   uniroute.seed = s.seed;
   // K-means needs at least K distinct prompts; a small share of a small dataset may have fewer.
@@ -258,7 +269,9 @@ struct Context {
   std::string report;
 };
 
-const std::vector<std::string> kEstimators = {"knn", "uniroute"};
+const std::vector<std::string> kEstimators = {"knn", "uniroute", "classifier"};
+// Experiment 4 adds models to a fitted estimator; the classifier's pool is fixed at training time.
+const std::vector<std::string> kUnseenEstimators = {"knn", "uniroute"};
 
 absl::Status Experiment1(Context& c) {
   Table points{"exp1_budget_sweep",
@@ -573,7 +586,7 @@ absl::Status Experiment4(Context& c) {
     std::vector<std::string> unseen_names;
     for (const int j : unseen) unseen_names.push_back(c.data.models[static_cast<size_t>(j)].name);
 
-    for (const std::string& est : kEstimators) {
+    for (const std::string& est : kUnseenEstimators) {
       absl::StatusOr<std::unique_ptr<QualityEstimator>> partial =
           FitEstimator(c.data, c.config, s, est, 1.0, seen);
       if (!partial.ok()) return partial.status();
@@ -697,73 +710,76 @@ absl::Status Experiment5(Context& c) {
               "acc_rel", "realized_cost_usd", "cost_rel", "unserved", "batches",
               "batches_over_slots", "batches_over_cap"},
              {}};
-  std::map<std::string, std::map<std::string, std::vector<double>>> figs;
+  // [estimator][scenario][figure] -> per-seed values
+  std::map<std::string, std::map<std::string, std::map<std::string, std::vector<double>>>> figs;
   // Threshold arm: the default acceptable quality of PolicyParams (no tuning in hindsight).
   const double tau = PolicyParams().tau;
   for (size_t k = 0; k < c.seeds.size(); ++k) {
-    const uint64_t seed = c.seeds[k].seed;
-    const std::string est = "knn";
-    const HeldOutPredictions& priced = c.predictions[k].at(est);
-    absl::StatusOr<Reference> ref = BestSingleModel(priced);
-    if (!ref.ok()) return ref.status();
-    const std::vector<int> hosted = SelfHostedModels(c.data, c.seeds[k]);
-    const HeldOutPredictions p = ZeroCost(priced, hosted);
-    absl::StatusOr<Batches> batches = MakeBatches(p, Ordering::kRandom, kSweepBatch, seed);
-    if (!batches.ok()) return batches.status();
-    const double cap = kCapacityCap * ref->predicted_cost;
-    // Binding: one instance each (2 + 4 + 8 + 16 = 30 slots for a batch of 100). Not binding:
-    // enough instances that every self-hosted model alone could take a whole batch.
-    std::vector<int64_t> one(hosted.size(), 1), many(hosted.size());
-    for (size_t h = 0; h < hosted.size(); ++h) {
-      many[h] = (kSweepBatch + kShapeSlots[h] - 1) / kShapeSlots[h];
-    }
-    for (const auto& [scenario, instances] :
-         {std::pair{std::string("slots_binding"), one},
-          std::pair{std::string("slots_not_binding"), many}}) {
-      c.progress(absl::StrCat("exp5: seed ", seed, " ", scenario));
-      const auto slots = SlotsFor(p.models.size(), hosted, instances);
-      int64_t total_slots = 0;
-      for (size_t h = 0; h < hosted.size(); ++h) total_slots += instances[h] * kShapeSlots[h];
-      PolicyRun batch_run;
-      batch_run.policy = PolicyKind::kBatch;
-      batch_run.budget_per_prompt = cap;
-      batch_run.slots = slots;
-      absl::StatusOr<RunResult> batch = RunPolicy(p, *batches, batch_run, c.config.sim);
-      if (!batch.ok()) return batch.status();
-      // The per-query router knows prices but not slots: its lambda is tuned (without slots) to
-      // the batch arm's total predicted spend, then the feasibility guard enforces slots and cap.
-      absl::StatusOr<LambdaTuning> matched = TuneLambdaToSpend(
-          p, *batches, batch->predicted_cost * static_cast<double>(batch->prompts), c.config.sim);
-      if (!matched.ok()) return matched.status();
-      PolicyRun guarded;
-      guarded.policy = PolicyKind::kPerQuery;
-      guarded.params.lambda = matched->lambda;
-      guarded.budget_per_prompt = cap;
-      guarded.slots = slots;
-      absl::StatusOr<RunResult> per_query = RunPolicy(p, *batches, guarded, c.config.sim);
-      if (!per_query.ok()) return per_query.status();
-      PolicyRun threshold = guarded;
-      threshold.policy = PolicyKind::kThreshold;
-      threshold.params.tau = tau;
-      absl::StatusOr<RunResult> thr = RunPolicy(p, *batches, threshold, c.config.sim);
-      if (!thr.ok()) return thr.status();
-      for (const auto& [arm, lambda, r] :
-           {std::tuple{std::string("batch"), kNaN, &*batch},
-            std::tuple{std::string("per_query_guarded"), matched->lambda, &*per_query},
-            std::tuple{std::string("threshold_guarded"), kNaN, &*thr}}) {
-        rows.rows.push_back({Num(static_cast<double>(seed)), est, scenario,
-                             Num(static_cast<double>(total_slots)), arm, Num(lambda),
-                             Num(r->accuracy), Num(r->accuracy / ref->accuracy),
-                             Num(r->realized_cost), Num(r->realized_cost / ref->realized_cost),
-                             Num(static_cast<double>(r->unserved)),
-                             Num(static_cast<double>(r->batch_spend.size())),
-                             Num(r->batches_over_slots), Num(BatchesOverCap(*r, cap))});
-        figs[scenario][arm + "_accuracy"].push_back(r->accuracy);
-        figs[scenario][arm + "_cost_rel"].push_back(r->realized_cost / ref->realized_cost);
-        figs[scenario][arm + "_batches_over_slots"].push_back(r->batches_over_slots);
-        if (arm != "batch") {
-          figs[scenario]["batch_minus_" + arm + "_points"].push_back(
-              100.0 * (batch->accuracy - r->accuracy));
+    for (const std::string& est : kEstimators) {
+      const uint64_t seed = c.seeds[k].seed;
+      const HeldOutPredictions& priced = c.predictions[k].at(est);
+      absl::StatusOr<Reference> ref = BestSingleModel(priced);
+      if (!ref.ok()) return ref.status();
+      const std::vector<int> hosted = SelfHostedModels(c.data, c.seeds[k]);
+      const HeldOutPredictions p = ZeroCost(priced, hosted);
+      absl::StatusOr<Batches> batches = MakeBatches(p, Ordering::kRandom, kSweepBatch, seed);
+      if (!batches.ok()) return batches.status();
+      const double cap = kCapacityCap * ref->predicted_cost;
+      // Binding: one instance each (2 + 4 + 8 + 16 = 30 slots for a batch of 100). Not binding:
+      // enough instances that every self-hosted model alone could take a whole batch.
+      std::vector<int64_t> one(hosted.size(), 1), many(hosted.size());
+      for (size_t h = 0; h < hosted.size(); ++h) {
+        many[h] = (kSweepBatch + kShapeSlots[h] - 1) / kShapeSlots[h];
+      }
+      for (const auto& [scenario, instances] :
+           {std::pair{std::string("slots_binding"), one},
+            std::pair{std::string("slots_not_binding"), many}}) {
+        c.progress(absl::StrCat("exp5: seed ", seed, " ", est, " ", scenario));
+        const auto slots = SlotsFor(p.models.size(), hosted, instances);
+        int64_t total_slots = 0;
+        for (size_t h = 0; h < hosted.size(); ++h) total_slots += instances[h] * kShapeSlots[h];
+        PolicyRun batch_run;
+        batch_run.policy = PolicyKind::kBatch;
+        batch_run.budget_per_prompt = cap;
+        batch_run.slots = slots;
+        absl::StatusOr<RunResult> batch = RunPolicy(p, *batches, batch_run, c.config.sim);
+        if (!batch.ok()) return batch.status();
+        // The per-query router knows prices but not slots: its lambda is tuned (without slots) to
+        // the batch arm's total predicted spend, then the feasibility guard enforces slots and cap.
+        absl::StatusOr<LambdaTuning> matched = TuneLambdaToSpend(
+            p, *batches, batch->predicted_cost * static_cast<double>(batch->prompts), c.config.sim);
+        if (!matched.ok()) return matched.status();
+        PolicyRun guarded;
+        guarded.policy = PolicyKind::kPerQuery;
+        guarded.params.lambda = matched->lambda;
+        guarded.budget_per_prompt = cap;
+        guarded.slots = slots;
+        absl::StatusOr<RunResult> per_query = RunPolicy(p, *batches, guarded, c.config.sim);
+        if (!per_query.ok()) return per_query.status();
+        PolicyRun threshold = guarded;
+        threshold.policy = PolicyKind::kThreshold;
+        threshold.params.tau = tau;
+        absl::StatusOr<RunResult> thr = RunPolicy(p, *batches, threshold, c.config.sim);
+        if (!thr.ok()) return thr.status();
+        for (const auto& [arm, lambda, r] :
+             {std::tuple{std::string("batch"), kNaN, &*batch},
+              std::tuple{std::string("per_query_guarded"), matched->lambda, &*per_query},
+              std::tuple{std::string("threshold_guarded"), kNaN, &*thr}}) {
+          rows.rows.push_back({Num(static_cast<double>(seed)), est, scenario,
+                               Num(static_cast<double>(total_slots)), arm, Num(lambda),
+                               Num(r->accuracy), Num(r->accuracy / ref->accuracy),
+                               Num(r->realized_cost), Num(r->realized_cost / ref->realized_cost),
+                               Num(static_cast<double>(r->unserved)),
+                               Num(static_cast<double>(r->batch_spend.size())),
+                               Num(r->batches_over_slots), Num(BatchesOverCap(*r, cap))});
+          auto& fig = figs[est][scenario];
+          fig[arm + "_accuracy"].push_back(r->accuracy);
+          fig[arm + "_cost_rel"].push_back(r->realized_cost / ref->realized_cost);
+          fig[arm + "_batches_over_slots"].push_back(r->batches_over_slots);
+          if (arm != "batch") {
+            fig["batch_minus_" + arm + "_points"].push_back(100.0 *
+                                                            (batch->accuracy - r->accuracy));
+          }
         }
       }
     }
@@ -771,11 +787,13 @@ absl::Status Experiment5(Context& c) {
   nlohmann::json& out = c.summary["exp5_capacity"];
   out["cap_fraction"] = kCapacityCap;
   out["threshold_tau"] = tau;
-  out["estimator"] = "knn";
-  for (auto& [scenario, figures] : figs) {
-    for (auto& [figure, values] : figures) {
-      out[scenario][figure] =
-          figure.find("_minus_") != std::string::npos ? DiffJson(values) : SpreadJson(values);
+  out["estimators"] = kEstimators;
+  for (auto& [est, scenarios] : figs) {
+    for (auto& [scenario, figures] : scenarios) {
+      for (auto& [figure, values] : figures) {
+        out[est][scenario][figure] =
+            figure.find("_minus_") != std::string::npos ? DiffJson(values) : SpreadJson(values);
+      }
     }
   }
   c.tables.push_back(std::move(rows));
@@ -826,93 +844,100 @@ absl::Status Experiment6(Context& c) {
   const std::vector<int64_t> budgets =
       c.config.quick ? std::vector<int64_t>{16} : std::vector<int64_t>{16, 32};
   const absl::Duration plan_time = c.config.quick ? absl::Seconds(1) : absl::Seconds(5);
-  std::map<std::string, std::map<std::string, std::vector<double>>> figs;
+  // [estimator][GPU budget][figure] -> per-seed values
+  std::map<std::string, std::map<std::string, std::map<std::string, std::vector<double>>>> figs;
   absl::StatusOr<CapacityPlanner> planner = CapacityPlanner::Create();
   if (!planner.ok()) return planner.status();
   for (size_t k = 0; k < c.seeds.size(); ++k) {
-    const SeedData& s = c.seeds[k];
-    const std::string est = "knn";
-    // History = the calibration part: the estimator never saw it, so its predictions there are as
-    // (im)precise as in production (kNN's predictions on its own train rows would find the row
-    // itself among the neighbours).
-    absl::StatusOr<std::unique_ptr<QualityEstimator>> estimator =
-        FitEstimator(c.data, c.config, s, est, 1.0, AllModels(c.data));
-    if (!estimator.ok()) return estimator.status();
-    absl::StatusOr<HeldOutPredictions> hist_priced =
-        PredictRows(c.data, s, **estimator, s.split.calibration, s.calibration);
-    if (!hist_priced.ok()) return hist_priced.status();
-    const std::vector<int> hosted = SelfHostedModels(c.data, s);
-    const HeldOutPredictions hist = ZeroCost(*hist_priced, hosted);
-    const HeldOutPredictions test = ZeroCost(c.predictions[k].at(est), hosted);
-    absl::StatusOr<Reference> hist_ref = BestSingleModel(*hist_priced);
-    if (!hist_ref.ok()) return hist_ref.status();
-    absl::StatusOr<Reference> test_ref = BestSingleModel(c.predictions[k].at(est));
-    if (!test_ref.ok()) return test_ref.status();
-    // The cap is set from history, as an operator would.
-    const double cap = kCapacityCap * hist_ref->predicted_cost;
-    absl::StatusOr<Batches> history = MakeBatches(hist, Ordering::kRandom, kSweepBatch, s.seed);
-    if (!history.ok()) return history.status();
-    absl::StatusOr<Batches> test_batches =
-        MakeBatches(test, Ordering::kRandom, kSweepBatch, s.seed + 1);
-    if (!test_batches.ok()) return test_batches.status();
-    for (const int64_t gpus : budgets) {
-      c.progress(absl::StrCat("exp6: seed ", s.seed, " ", gpus, " GPUs"));
-      const PlanProblem problem = AllocationProblem(hist, *history, hosted, gpus, cap, plan_time);
-      absl::StatusOr<std::vector<int64_t>> uniform = UniformAllocation(problem);
-      if (!uniform.ok()) return uniform.status();
-      absl::StatusOr<std::vector<int64_t>> proportional = ProportionalAllocation(problem);
-      if (!proportional.ok()) return proportional.status();
-      absl::StatusOr<CapacityPlan> plan = planner->Plan(problem);
-      if (!plan.ok()) return plan.status();
-      const std::string key = absl::StrCat("gpus=", gpus);
-      std::map<std::string, double> accuracy;
-      for (const auto& [name, instances] : {std::pair{std::string("optimized"), plan->instances},
-                                            std::pair{std::string("uniform"), *uniform},
-                                            std::pair{std::string("proportional"), *proportional}}) {
-        absl::StatusOr<AllocationEvaluation> predicted = EvaluateAllocation(problem, instances);
-        if (!predicted.ok()) return predicted.status();
-        std::vector<int64_t> hosted_instances;
-        std::vector<std::string> shown;
-        for (const int j : hosted) {
-          hosted_instances.push_back(instances[static_cast<size_t>(j)]);
-          shown.push_back(absl::StrCat(c.data.models[static_cast<size_t>(j)].name, "=",
-                                       instances[static_cast<size_t>(j)]));
+    for (const std::string& est : kEstimators) {
+      const SeedData& s = c.seeds[k];
+      // History = the calibration part: the estimator never saw it, so its predictions there are as
+      // (im)precise as in production (kNN's predictions on its own train rows would find the row
+      // itself among the neighbours).
+      absl::StatusOr<std::unique_ptr<QualityEstimator>> estimator =
+          FitEstimator(c.data, c.config, s, est, 1.0, AllModels(c.data));
+      if (!estimator.ok()) return estimator.status();
+      absl::StatusOr<HeldOutPredictions> hist_priced =
+          PredictRows(c.data, s, **estimator, s.split.calibration, s.calibration);
+      if (!hist_priced.ok()) return hist_priced.status();
+      const std::vector<int> hosted = SelfHostedModels(c.data, s);
+      const HeldOutPredictions hist = ZeroCost(*hist_priced, hosted);
+      const HeldOutPredictions test = ZeroCost(c.predictions[k].at(est), hosted);
+      absl::StatusOr<Reference> hist_ref = BestSingleModel(*hist_priced);
+      if (!hist_ref.ok()) return hist_ref.status();
+      absl::StatusOr<Reference> test_ref = BestSingleModel(c.predictions[k].at(est));
+      if (!test_ref.ok()) return test_ref.status();
+      // The cap is set from history, as an operator would.
+      const double cap = kCapacityCap * hist_ref->predicted_cost;
+      absl::StatusOr<Batches> history = MakeBatches(hist, Ordering::kRandom, kSweepBatch, s.seed);
+      if (!history.ok()) return history.status();
+      absl::StatusOr<Batches> test_batches =
+          MakeBatches(test, Ordering::kRandom, kSweepBatch, s.seed + 1);
+      if (!test_batches.ok()) return test_batches.status();
+      for (const int64_t gpus : budgets) {
+        c.progress(absl::StrCat("exp6: seed ", s.seed, " ", est, " ", gpus, " GPUs"));
+        const PlanProblem problem = AllocationProblem(hist, *history, hosted, gpus, cap, plan_time);
+        absl::StatusOr<std::vector<int64_t>> uniform = UniformAllocation(problem);
+        if (!uniform.ok()) return uniform.status();
+        absl::StatusOr<std::vector<int64_t>> proportional = ProportionalAllocation(problem);
+        if (!proportional.ok()) return proportional.status();
+        absl::StatusOr<CapacityPlan> plan = planner->Plan(problem);
+        if (!plan.ok()) return plan.status();
+        const std::string key = absl::StrCat("gpus=", gpus);
+        std::map<std::string, double> accuracy;
+        for (const auto& [name, instances] :
+             {std::pair{std::string("optimized"), plan->instances},
+              std::pair{std::string("uniform"), *uniform},
+              std::pair{std::string("proportional"), *proportional}}) {
+          absl::StatusOr<AllocationEvaluation> predicted = EvaluateAllocation(problem, instances);
+          if (!predicted.ok()) return predicted.status();
+          std::vector<int64_t> hosted_instances;
+          std::vector<std::string> shown;
+          for (const int j : hosted) {
+            hosted_instances.push_back(instances[static_cast<size_t>(j)]);
+            shown.push_back(absl::StrCat(c.data.models[static_cast<size_t>(j)].name, "=",
+                                         instances[static_cast<size_t>(j)]));
+          }
+          PolicyRun run;
+          run.policy = PolicyKind::kBatch;
+          run.budget_per_prompt = cap;
+          run.slots = SlotsFor(test.models.size(), hosted, hosted_instances);
+          absl::StatusOr<RunResult> r = RunPolicy(test, *test_batches, run, c.config.sim);
+          if (!r.ok()) return r.status();
+          const int64_t used = GpusUsed(problem, instances);
+          rows.rows.push_back({Num(static_cast<double>(s.seed)), est,
+                               Num(static_cast<double>(gpus)), name, absl::StrJoin(shown, ";"),
+                               Num(static_cast<double>(used)), Num(predicted->mean_quality),
+                               Num(r->accuracy), Num(r->accuracy / test_ref->accuracy),
+                               Num(r->realized_cost), Num(static_cast<double>(r->unserved)),
+                               Num(r->batches_over_slots)});
+          accuracy[name] = r->accuracy;
+          auto& fig = figs[est][key];
+          fig[name + "_test_accuracy"].push_back(r->accuracy);
+          fig[name + "_history_predicted_quality"].push_back(predicted->mean_quality);
+          fig[name + "_gpus_used"].push_back(static_cast<double>(used));
         }
-        PolicyRun run;
-        run.policy = PolicyKind::kBatch;
-        run.budget_per_prompt = cap;
-        run.slots = SlotsFor(test.models.size(), hosted, hosted_instances);
-        absl::StatusOr<RunResult> r = RunPolicy(test, *test_batches, run, c.config.sim);
-        if (!r.ok()) return r.status();
-        const int64_t used = GpusUsed(problem, instances);
-        rows.rows.push_back({Num(static_cast<double>(s.seed)), est, Num(static_cast<double>(gpus)),
-                             name, absl::StrJoin(shown, ";"), Num(static_cast<double>(used)),
-                             Num(predicted->mean_quality), Num(r->accuracy),
-                             Num(r->accuracy / test_ref->accuracy), Num(r->realized_cost),
-                             Num(static_cast<double>(r->unserved)), Num(r->batches_over_slots)});
-        accuracy[name] = r->accuracy;
-        figs[key][name + "_test_accuracy"].push_back(r->accuracy);
-        figs[key][name + "_history_predicted_quality"].push_back(predicted->mean_quality);
-        figs[key][name + "_gpus_used"].push_back(static_cast<double>(used));
-      }
-      for (const std::string base : {"uniform", "proportional"}) {
-        figs[key]["optimized_minus_" + base + "_points"].push_back(
-            100.0 * (accuracy["optimized"] - accuracy[base]));
-        figs[key]["optimized_over_" + base + "_rel_gain"].push_back(
-            accuracy["optimized"] / accuracy[base] - 1.0);
+        for (const std::string base : {"uniform", "proportional"}) {
+          figs[est][key]["optimized_minus_" + base + "_points"].push_back(
+              100.0 * (accuracy["optimized"] - accuracy[base]));
+          figs[est][key]["optimized_over_" + base + "_rel_gain"].push_back(
+              accuracy["optimized"] / accuracy[base] - 1.0);
+        }
       }
     }
   }
   nlohmann::json& out = c.summary["exp6_allocation"];
   out["cap_fraction"] = kCapacityCap;
-  out["estimator"] = "knn";
+  out["estimators"] = kEstimators;
   out["history"] = "calibration part, random batches of 100";
-  for (auto& [key, figures] : figs) {
-    for (auto& [figure, values] : figures) {
-      out[key][figure] = figure.find("_minus_") != std::string::npos ||
-                                 figure.find("_rel_gain") != std::string::npos
-                             ? DiffJson(values)
-                             : SpreadJson(values);
+  for (auto& [est, budgets_of] : figs) {
+    for (auto& [key, figures] : budgets_of) {
+      for (auto& [figure, values] : figures) {
+        out[est][key][figure] = figure.find("_minus_") != std::string::npos ||
+                                        figure.find("_rel_gain") != std::string::npos
+                                    ? DiffJson(values)
+                                    : SpreadJson(values);
+      }
     }
   }
   c.tables.push_back(std::move(rows));
@@ -936,6 +961,7 @@ absl::Status ValidateEvalConfig(const EvalConfig& config) {
   }
   if (absl::Status s = ValidateSimOptions(config.sim); !s.ok()) return s;
   if (absl::Status s = Featurizer::Create(config.featurizer).status(); !s.ok()) return s;
+  if (absl::Status s = ValidateClassifierOptions(config.classifier); !s.ok()) return s;
   return ValidateUniRouteOptions(config.uniroute);
 }
 
@@ -953,7 +979,7 @@ absl::StatusOr<EvalOutput> RunEvaluation(const Dataset& data, const EvalConfig& 
   std::vector<double> best_accuracy, best_cost;
   std::map<std::string, int> best_names;
   for (const uint64_t seed : config.seeds) {
-    progress(absl::StrCat("seed ", seed, ": split, featurize, fit knn and uniroute"));
+    progress(absl::StrCat("seed ", seed, ": split, featurize, fit knn, uniroute and classifier"));
     absl::StatusOr<SeedData> s = PrepareSeed(data, config, seed);
     if (!s.ok()) return s.status();
     std::map<std::string, HeldOutPredictions> by_estimator;

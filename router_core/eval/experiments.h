@@ -2,8 +2,9 @@
 //
 // The experiments of router_eval (issue 5) on one dataset, run with router_core's own estimators
 // and SolveBatch, each over several split seeds:
-//   1 budget sweep      every policy x estimator (kNN, UniRoute): accuracy vs realized cost as a
-//                       fraction of the best single model; QNC, AUC, accuracy at 50% cost (curve.h)
+//   1 budget sweep      every policy x estimator (kNN, UniRoute, calibrated classifier): accuracy
+//                       vs realized cost as a fraction of the best single model; QNC, AUC,
+//                       accuracy at 50% cost (curve.h)
 //   2 batching regimes  batch sizes 100 / 256, random and adversarial order, a hard per-batch cap:
 //                       batch ILP vs per-query routing tuned to the same total spend, tuned to
 //                       never break the cap, and per-query with the feasibility guard; and the
@@ -20,13 +21,16 @@
 //   5 capacity          the 4 models most accurate on train self-hosted at zero per-query cost with
 //                       the paper's shapes (8/4/2/1 GPUs, 2/4/8/16 slots per instance), the rest
 //                       priced; slots binding (one instance each) and not: batch ILP vs guarded
-//                       per-query (spend-matched lambda) and guarded threshold routing (kNN)
+//                       per-query (spend-matched lambda) and guarded threshold routing, for
+//                       each estimator
 //   6 allocation        the capacity planner on predicted quality of calibration-part batches vs
 //                       uniform and proportional plans at equal GPU budget (16, 32), each scored by
-//                       routing the test part with its slots (kNN)
+//                       routing the test part with its slots, for each estimator
 // Per seed: SplitDataset(seed) (0.6 / 0.2 / 0.2), the featurizer's IDF fitted on the train part,
 // kNN fitted on the train part, UniRoute's clusters on the train part and its model statistics on
-// the calibration part; everything is scored on the test part.
+// the calibration part, the classifier trained on the train part and calibrated on the calibration
+// part; everything is scored on the test part. Experiment 4 leaves the classifier out: its pool is
+// fixed at training time (AddModel is UNIMPLEMENTED).
 //
 // Output: one Table per CSV, a JSON summary with the headline numbers (mean, sd, min, max over
 // seeds; verdicts of paired differences) and a Markdown report of the dataset.
@@ -50,6 +54,7 @@
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
 #include "nlohmann/json.hpp"
+#include "router_core/estimate/calibrated_classifier.h"
 #include "router_core/estimate/dataset.h"
 #include "router_core/estimate/featurizer.h"
 #include "router_core/estimate/knn_estimator.h"
@@ -69,6 +74,7 @@ struct EvalConfig {
   FeaturizerOptions featurizer;
   KnnOptions knn;
   UniRouteOptions uniroute;
+  ClassifierOptions classifier;
 };
 absl::Status ValidateEvalConfig(const EvalConfig& config);
 

@@ -37,6 +37,17 @@ std::string Verdict(const json& diff) {
   return v == "a > b" ? "**win**" : v == "a < b" ? "**loss**" : "tie";
 }
 
+// The estimators whose results `section` of the summary holds (each an object keyed by name).
+std::vector<std::string> EstimatorsIn(const json& section) {
+  std::vector<std::string> out;
+  for (const std::string est : {"knn", "uniroute", "classifier"}) {
+    if (section.is_object() && section.contains(est) && section[est].is_object()) {
+      out.push_back(est);
+    }
+  }
+  return out;
+}
+
 const std::vector<std::string> kPolicies = {"per_query", "threshold",    "ndch",       "ndch_p",
                                             "batch",     "batch_robust", "batch_gamma"};
 
@@ -103,7 +114,7 @@ std::string RenderReport(const json& s) {
         "QNC (cost fraction at which the best model's accuracy is matched; n/a = "
         "never, in every seed) and the area under the deferral curve.\n\n"
         "| estimator | policy | acc_rel @50% cost | QNC | AUC |\n|---|---|---|---|---|\n");
-    for (const std::string est : {"knn", "uniroute"}) {
+    for (const std::string& est : EstimatorsIn(s["exp1_budget_sweep"])) {
       for (const std::string& pol : kPolicies) {
         const json& f = At(s, {"exp1_budget_sweep", est, pol});
         if (f.is_null()) continue;
@@ -226,8 +237,7 @@ std::string RenderReport(const json& s) {
         "### 5. Capacity (self-hosted slots)\n\n"
         "The 4 models most accurate on the train part are self-hosted at zero per-query cost, "
         "best first with the paper's shapes (8, 4, 2, 1 GPUs per instance; 2, 4, 8, 16 slots per "
-        "instance); the rest are priced API models. ",
-        e.value("estimator", std::string("knn")), ", random batches of 100, spend cap ",
+        "instance); the rest are priced API models. Random batches of 100, spend cap ",
         e.value("cap_fraction", 0.0),
         " x the best model's predicted cost per prompt. Slots bind: one instance each (30 slots "
         "per batch); not binding: every self-hosted model could take a whole batch. The per-query "
@@ -235,23 +245,26 @@ std::string RenderReport(const json& s) {
         "enforces slots and cap; threshold uses tau ",
         e.value("threshold_tau", 0.0),
         ". cost_rel = realized cost / best single model's (priced) cost.\n\n"
-        "| scenario | arm | accuracy | cost_rel | batches over slots | batch minus arm (pts) |\n"
-        "|---|---|---|---|---|---|\n");
-    for (const std::string scenario : {"slots_binding", "slots_not_binding"}) {
-      if (!e.contains(scenario)) continue;
-      const json& x = e[scenario];
-      for (const std::string arm : {"batch", "per_query_guarded", "threshold_guarded"}) {
-        const std::string diff = "batch_minus_" + arm + "_points";
-        absl::StrAppend(&md, "| ", scenario, " | ", arm, " | ", Ms(At(x, {arm + "_accuracy"}), 3),
-                        " | ", Ms(At(x, {arm + "_cost_rel"}), 3), " | ",
-                        Ms(At(x, {arm + "_batches_over_slots"}), 1), " | ",
-                        arm == "batch" ? std::string("-")
-                                       : absl::StrCat(Ms(At(x, {diff}), 2), " ",
-                                                      Verdict(At(x, {diff}))),
-                        " |\n");
+        "| estimator | scenario | arm | accuracy | cost_rel | batches over slots | batch minus arm "
+        "(pts) |\n|---|---|---|---|---|---|---|\n");
+    for (const std::string& est : EstimatorsIn(e)) {
+      for (const std::string scenario : {"slots_binding", "slots_not_binding"}) {
+        const json& x = At(e, {est, scenario});
+        if (!x.is_object()) continue;
+        for (const std::string arm : {"batch", "per_query_guarded", "threshold_guarded"}) {
+          const std::string diff = "batch_minus_" + arm + "_points";
+          absl::StrAppend(&md, "| ", est, " | ", scenario, " | ", arm, " | ",
+                          Ms(At(x, {arm + "_accuracy"}), 3), " | ",
+                          Ms(At(x, {arm + "_cost_rel"}), 3), " | ",
+                          Ms(At(x, {arm + "_batches_over_slots"}), 1), " | ",
+                          arm == "batch" ? std::string("-")
+                                         : absl::StrCat(Ms(At(x, {diff}), 2), " ",
+                                                        Verdict(At(x, {diff}))),
+                          " |\n");
+        }
       }
     }
-    absl::StrAppend(&md, "\n");
+    absl::StrAppend(&md, "\n![capacity](exp5_capacity.png)\n\n");
   }
 
   if (s.contains("exp6_allocation")) {
@@ -260,31 +273,33 @@ std::string RenderReport(const json& s) {
         &md,
         "### 6. Instance allocation\n\n"
         "Same self-hosted models and shapes as experiment 5. The capacity planner chooses "
-        "instances under the GPU budget from ",
-        e.value("estimator", std::string("knn")), "'s *predicted* quality and cost on history (",
+        "instances under the GPU budget from each estimator's *predicted* quality and cost on "
+        "history (",
         e.value("history", std::string("?")),
         "), against the uniform and proportional water-filling baselines at the same budget; "
         "each plan is then scored by routing the held-out test part (batch ILP, cap ",
         e.value("cap_fraction", 0.0),
-        " x best model's predicted cost) on realized outcomes.\n\n");
-    for (const auto& [key, x] : e.items()) {
-      if (!x.is_object()) continue;
-      absl::StrAppend(&md,
-                      "| GPUs | plan | history predicted quality | test accuracy | GPUs used |\n"
-                      "|---|---|---|---|---|\n");
-      for (const std::string plan : {"optimized", "uniform", "proportional"}) {
-        absl::StrAppend(&md, "| ", key, " | ", plan, " | ",
-                        Ms(At(x, {plan + "_history_predicted_quality"}), 3), " | ",
-                        Ms(At(x, {plan + "_test_accuracy"}), 3), " | ",
-                        Ms(At(x, {plan + "_gpus_used"}), 1), " |\n");
+        " x best model's predicted cost) on realized outcomes.\n\n"
+        "| estimator | GPUs | plan | history predicted quality | test accuracy | GPUs used |\n"
+        "|---|---|---|---|---|---|\n");
+    std::string verdicts;
+    for (const std::string& est : EstimatorsIn(e)) {
+      for (const auto& [key, x] : e[est].items()) {
+        if (!x.is_object()) continue;
+        for (const std::string plan : {"optimized", "uniform", "proportional"}) {
+          absl::StrAppend(&md, "| ", est, " | ", key, " | ", plan, " | ",
+                          Ms(At(x, {plan + "_history_predicted_quality"}), 3), " | ",
+                          Ms(At(x, {plan + "_test_accuracy"}), 3), " | ",
+                          Ms(At(x, {plan + "_gpus_used"}), 1), " |\n");
+        }
+        for (const std::string base : {"uniform", "proportional"}) {
+          const std::string diff = "optimized_minus_" + base + "_points";
+          absl::StrAppend(&verdicts, "- ", est, ", ", key, ": optimized minus ", base, " ",
+                          Ms(At(x, {diff}), 2), " pts ", Verdict(At(x, {diff})), ".\n");
+        }
       }
-      for (const std::string base : {"uniform", "proportional"}) {
-        const std::string diff = "optimized_minus_" + base + "_points";
-        absl::StrAppend(&md, "\n", key, ": optimized minus ", base, " ", Ms(At(x, {diff}), 2),
-                        " pts ", Verdict(At(x, {diff})), ".\n");
-      }
-      absl::StrAppend(&md, "\n");
     }
+    absl::StrAppend(&md, "\n", verdicts, "\n![allocation](exp6_allocation.png)\n\n");
   }
 
   // Claims side by side.
@@ -293,7 +308,7 @@ std::string RenderReport(const json& s) {
   auto exp2 = [&](const std::string& key, const std::string& figure) -> const json& {
     return At(s, {"exp2_batching", key, figure});
   };
-  for (const std::string est : {"knn", "uniroute"}) {
+  for (const std::string& est : EstimatorsIn(At(s, {"acc_rel_at_50pct_cost"}))) {
     const std::string adv = absl::StrCat(est, "/N=100/adversarial/cap=0.5");
     const std::string rnd = absl::StrCat(est, "/N=100/random/cap=0.5");
     absl::StrAppend(&md,
@@ -334,15 +349,17 @@ std::string RenderReport(const json& s) {
                   " |\n");
   bool allocation_measured = false;
   if (s.contains("exp6_allocation")) {
-    for (const auto& [key, x] : s["exp6_allocation"].items()) {
-      if (!x.is_object()) continue;
-      allocation_measured = true;
-      for (const std::string base : {"uniform", "proportional"}) {
-        const json& gain = At(x, {"optimized_over_" + base + "_rel_gain"});
-        absl::StrAppend(&md,
-                        "| optimized allocation up to +3% (+2.7-3.2%) | Markovic-Voronov et al. | ",
-                        key, ", vs ", base, ": ", Ms(gain, 2, 100.0), "% test accuracy | ",
-                        Verdict(gain), " |\n");
+    for (const std::string& est : EstimatorsIn(s["exp6_allocation"])) {
+      for (const auto& [key, x] : s["exp6_allocation"][est].items()) {
+        if (!x.is_object()) continue;
+        allocation_measured = true;
+        for (const std::string base : {"uniform", "proportional"}) {
+          const json& gain = At(x, {"optimized_over_" + base + "_rel_gain"});
+          absl::StrAppend(
+              &md, "| optimized allocation up to +3% (+2.7-3.2%) | Markovic-Voronov et al. | ",
+              est, ", ", key, ", vs ", base, ": ", Ms(gain, 2, 100.0), "% test accuracy | ",
+              Verdict(gain), " |\n");
+        }
       }
     }
   }

@@ -20,6 +20,7 @@
 #include <cstdlib>
 #include <fstream>
 #include <iostream>
+#include <set>
 #include <string>
 #include <vector>
 
@@ -137,13 +138,33 @@ absl::Status WriteFile(const std::string& path, absl::string_view text) {
   return absl::OkStatus();
 }
 
+// An awk pipeline printing, per group, "group,mean of column 1,mean of column 2,...": the mean over
+// seeds of the CSV `file`'s columns `values` (1-based) for the rows passing `filter`, grouped by
+// the columns `group` joined with a space, one line per group in first-seen order. Cells reading
+// "nan" are left out of their mean.
+std::string MeansBy(absl::string_view file, absl::string_view filter, absl::string_view group,
+                    const std::vector<int>& values) {
+  std::string sums, prints;
+  for (size_t v = 0; v < values.size(); ++v) {
+    absl::StrAppend(&sums, "if ($", values[v], " != \\\"nan\\\") {s", v, "[g] += $", values[v],
+                    "; n", v, "[g]++} ");
+    absl::StrAppend(&prints, " \\\",\\\" (n", v, "[g] ? s", v, "[g] / n", v,
+                    "[g] : \\\"nan\\\")");
+  }
+  return absl::StrCat("< awk -F, 'NR > 1 && ", filter, " {g = ", group,
+                      "; if (!(g in seen)) {seen[g] = 1; order[++k] = g} ", sums,
+                      "} END {for (i = 1; i <= k; i++) {g = order[i]; print g", prints, "}}' ",
+                      file);
+}
+
 // Gnuplot script drawing the PNGs from the CSVs in the output folder (run with it as the working
-// directory). Curves and per-batch spends of the first seed, kNN estimator.
-std::string PlotScript(uint64_t seed, bool has_exp1, bool has_exp2) {
+// directory), for the experiments whose CSV is in `csvs`. Curves and per-batch spends: the first
+// seed; the other plots: means over seeds. kNN estimator.
+std::string PlotScript(uint64_t seed, const std::set<std::string>& csvs) {
   std::string gp =
       "set datafile separator ','\nset terminal pngcairo size 900,600 noenhanced\nset key "
       "bottom right\nset grid\n";
-  if (has_exp1) {
+  if (csvs.count("exp1_budget_sweep")) {
     absl::StrAppend(
         &gp, "set output 'exp1_budget_sweep.png'\n", "set title 'Budget sweep (kNN, seed ", seed,
         ", random batches of 100)'\n",
@@ -156,7 +177,7 @@ std::string PlotScript(uint64_t seed, bool has_exp1, bool has_exp2) {
         "using 6:8 with linespoints title p, 1 with lines dt 2 lc 'black' title 'best model'\n",
         "unset xrange\n");
   }
-  if (has_exp2) {
+  if (csvs.count("exp2_batches")) {
     absl::StrAppend(
         &gp, "set output 'exp2_batches.png'\n",
         "set title 'Per-batch predicted spend / cap (kNN, seed ", seed,
@@ -169,6 +190,50 @@ std::string PlotScript(uint64_t seed, bool has_exp1, bool has_exp2) {
         " && $2==\\\"knn\\\" && $3==100 && $4==\\\"adversarial\\\" && $5==0.5 && "
         "$6==\\\"%s\\\"' exp2_batches.csv\", a) using 7:8 with linespoints title a, 1 with lines "
         "dt 2 lc 'black' title 'cap'\n");
+  }
+  // Bar charts: one cluster per row of the means table, one bar per value column.
+  const std::string bars =
+      "set style data histograms\nset style histogram clustered gap 1\nset style fill solid 0.8 "
+      "border -1\nset key top right\nset xlabel ''\nset auto x\n";
+  if (csvs.count("exp3_robustness")) {
+    absl::StrAppend(
+        &gp, "set output 'exp3_robustness.png'\n",
+        "set title 'Robustness: batch accuracy by share of the train part (kNN, mean over seeds "
+        "and budgets)'\n",
+        "set xlabel 'train fraction'\nset ylabel 'accuracy'\nset key bottom right\n",
+        "plot for [p in 'batch batch_robust batch_gamma'] sprintf(\"",
+        MeansBy("exp3_robustness.csv", "$2 == \\\"knn\\\" && $5 == \\\"%s\\\"", "$3", {6}),
+        " | sort -g\", p) using 1:2 with linespoints title p\n");
+  }
+  if (csvs.count("exp4_unseen_models")) {
+    absl::StrAppend(
+        &gp, "set output 'exp4_unseen_models.png'\n", bars,
+        "set title 'Unseen models: a third of the pool added from validation results (mean over "
+        "seeds)'\nset ylabel 'deferral AUC / argmax accuracy'\nset yrange [0:1]\n",
+        "plot \"", MeansBy("exp4_unseen_models.csv", "1", "$2", {4, 7}),
+        "\" using 2:xtic(1) title 'deferral AUC', '' using 3 title 'argmax accuracy'\n",
+        "unset yrange\n");
+  }
+  if (csvs.count("exp5_capacity")) {
+    absl::StrAppend(
+        &gp, "set output 'exp5_capacity.png'\n", bars,
+        "set title 'Capacity: accuracy with self-hosted slots (kNN, mean over seeds)'\n",
+        "set key top left\nset yrange [0.6:1.05]\n",
+        "set ylabel 'accuracy / best single model accuracy'\n",
+        "plot for [a in 'batch per_query_guarded threshold_guarded'] sprintf(\"",
+        MeansBy("exp5_capacity.csv", "$2 == \\\"knn\\\" && $5 == \\\"%s\\\"", "$3", {8}),
+        "\", a) using 2:xtic(1) title a\nunset yrange\n");
+  }
+  if (csvs.count("exp6_allocation")) {
+    absl::StrAppend(
+        &gp, "set output 'exp6_allocation.png'\n", bars,
+        "set title 'Instance allocation: test accuracy of each plan (kNN, mean over seeds)'\n",
+        "set key top left\nset yrange [0.6:1.05]\n",
+        "set ylabel 'accuracy / best single model accuracy'\n",
+        "plot for [plan in 'optimized uniform proportional'] sprintf(\"",
+        MeansBy("exp6_allocation.csv", "$2 == \\\"knn\\\" && $4 == \\\"%s\\\"",
+                "\\\"GPUs \\\" $3", {9}),
+        "\", plan) using 2:xtic(1) title plan\nunset yrange\n");
   }
   return gp;
 }
@@ -195,10 +260,9 @@ int main(int argc, char** argv) {
       [](absl::string_view m) { std::cerr << "router_eval: " << m << std::endl; });
   if (!out.ok()) return Fail(kExitFailure, out.status().ToString());
 
-  bool has_exp1 = false, has_exp2 = false;
+  std::set<std::string> csvs;  // CSVs in the output folder the plots may draw from
   for (const auto& table : out->tables) {
-    has_exp1 = has_exp1 || table.name == "exp1_budget_sweep";
-    has_exp2 = has_exp2 || table.name == "exp2_batches";
+    csvs.insert(table.name);
     const std::string path = absl::StrCat(flags->out, "/", table.name, ".csv");
     if (absl::Status s = WriteFile(path, router::core::eval::TableToCsv(table)); !s.ok()) {
       return Fail(kExitFailure, s.ToString());
@@ -234,9 +298,10 @@ int main(int argc, char** argv) {
       out->summary = std::move(old);
       out->report_markdown = router::core::eval::RenderReport(out->summary);
       // The plot script covers the kept experiments' CSVs too.
-      has_exp1 =
-          has_exp1 || std::ifstream(absl::StrCat(flags->out, "/exp1_budget_sweep.csv")).good();
-      has_exp2 = has_exp2 || std::ifstream(absl::StrCat(flags->out, "/exp2_batches.csv")).good();
+      for (const std::string name : {"exp1_budget_sweep", "exp2_batches", "exp3_robustness",
+                                     "exp4_unseen_models", "exp5_capacity", "exp6_allocation"}) {
+        if (std::ifstream(absl::StrCat(flags->out, "/", name, ".csv")).good()) csvs.insert(name);
+      }
     }
   }
   if (absl::Status s = WriteFile(summary, out->summary.dump(2) + "\n"); !s.ok()) {
@@ -246,10 +311,9 @@ int main(int argc, char** argv) {
       !s.ok()) {
     return Fail(kExitFailure, s.ToString());
   }
-  if (has_exp1 || has_exp2) {
+  if (!csvs.empty()) {
     const std::string script = absl::StrCat(flags->out, "/plots.gp");
-    if (absl::Status s =
-            WriteFile(script, PlotScript(flags->config.seeds.front(), has_exp1, has_exp2));
+    if (absl::Status s = WriteFile(script, PlotScript(flags->config.seeds.front(), csvs));
         !s.ok()) {
       return Fail(kExitFailure, s.ToString());
     }

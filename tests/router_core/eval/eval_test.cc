@@ -342,10 +342,16 @@ TEST(RunEvaluationTest, QuickEndToEnd) {
                           "batch_vs_perquery_safe_gain", "exp3_robustness", "exp4_unseen_models"}) {
     EXPECT_TRUE(s.contains(key)) << key;
   }
-  EXPECT_TRUE(s["qnc"]["knn"].contains("batch"));
-  EXPECT_TRUE(s["batch_vs_perquery_safe_gain"]["knn/cap=0.5"].contains("verdict"));
+  // Every estimator, the calibrated classifier included, runs experiments 1-3.
+  for (const char* est : {"knn", "uniroute", "classifier"}) {
+    EXPECT_TRUE(s["qnc"][est].contains("batch")) << est;
+    EXPECT_TRUE(s["acc_rel_at_50pct_cost"][est].contains("ndch_p")) << est;
+    EXPECT_TRUE(s["batch_vs_perquery_safe_gain"][absl::StrCat(est, "/cap=0.5")].contains("verdict"))
+        << est;
+    EXPECT_TRUE(s["exp3_robustness"].contains(absl::StrCat(est, "/train=1/budget=0.3"))) << est;
+  }
   // Issue 7: the inline arm's headline figures, per estimator and cap, and no window over its cap.
-  for (const char* est : {"knn", "uniroute"}) {
+  for (const char* est : {"knn", "uniroute", "classifier"}) {
     const std::string label = absl::StrCat(est, "/cap=0.5");
     for (const char* key : {"inline_minus_batch_pts", "inline_minus_batch_pts_random"}) {
       ASSERT_TRUE(s.contains(key)) << key;
@@ -411,10 +417,15 @@ TEST(RunEvaluationTest, CapacityAndAllocationRespectSlotsAndGpuBudget) {
     }
   }
   EXPECT_THAT(names, testing::UnorderedElementsAre("exp5_capacity", "exp6_allocation"));
-  EXPECT_TRUE(out->summary["exp5_capacity"]["slots_binding"].contains(
-      "batch_minus_per_query_guarded_points"));
-  EXPECT_TRUE(out->summary["exp6_allocation"]["gpus=16"]["optimized_minus_uniform_points"]
-                  .contains("verdict"));
+  // Every estimator, the classifier included, runs both experiments.
+  for (const std::string est : {"knn", "uniroute", "classifier"}) {
+    EXPECT_TRUE(out->summary["exp5_capacity"][est]["slots_binding"].contains(
+        "batch_minus_per_query_guarded_points"))
+        << est;
+    EXPECT_TRUE(out->summary["exp6_allocation"][est]["gpus=16"]["optimized_minus_uniform_points"]
+                    .contains("verdict"))
+        << est;
+  }
   EXPECT_THAT(out->report_markdown, testing::HasSubstr("### 6. Instance allocation"));
   std::filesystem::remove_all(dir);
 }
