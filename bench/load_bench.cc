@@ -5,6 +5,7 @@
 //   load_bench [--routerd ADDR | --config FILE [--estimator FILE]] [--prompts FILE]
 //              [--clients 64,256] [--batch_sizes 64,256] [--delays_ms 1,5] [--stream_window 8]
 //              [--channels 2] [--warmup_s 1] [--duration_s 4] [--lease_timeout_s 2]
+//              [--services Echo,EchoStream,RouteInline,Route,RouteStream]
 //
 // Without --routerd, routerd runs in this process (router::server::Routerd::Start on the --config
 // file, listening on 127.0.0.1:0): the same code as the binary, without the signal handling of
@@ -12,13 +13,18 @@
 // RouterAdmin.UpdateConfig, and routerd gets its original configuration back at the end.
 //
 // Closed loop: each of C clients keeps a fixed number of queries in flight and sends the next one
-// when an answer arrives. Unary (Route, Echo): one call in flight per client. Stream (RouteStream,
+// when an answer arrives. Unary (Route, Route in inline mode, Echo): one call in flight per client. Stream (RouteStream,
 // EchoStream): one stream per client with --stream_window queries in flight on it. Every query
 // carries a real prompt from routerbench_subset. Latency runs from the moment a client wants to send
 // a query to its answer. Only answers that arrive in the measured window (after the warm-up) count.
 //
+// Route in inline mode (Query.mode = ROUTING_MODE_INLINE: decided on arrival, no batch wait) runs
+// once per client count, right after the echo rows, since batch settings do not apply to it.
+//
 // Output: a Markdown table on stdout (one row per run, printed as it finishes), then, for each
-// client count and delay measured at max_batch_size 256, RouteStream / EchoStream throughput.
+// client count and delay measured at max_batch_size 256, RouteStream / EchoStream throughput, and
+// for each client count the p50/p99 of Route (inline) next to Echo's from the same run.
+// --services picks the rows (default: all five).
 //
 // Exit status: 0 after printing the table; 2 for a bad flag; 1 if a service cannot start or a run
 // fails (a failed RPC or an error answer is only counted in the `errors` column; a stream that ends
@@ -430,6 +436,12 @@ struct Options {
   double warmup_s = 1;
   double duration_s = 4;
   double lease_timeout_s = 2;
+  // Which rows to run: Echo, EchoStream, RouteInline, Route, RouteStream.
+  std::vector<std::string> services = {"Echo", "EchoStream", "RouteInline", "Route", "RouteStream"};
+
+  bool Runs(absl::string_view service) const {
+    return std::find(services.begin(), services.end(), service) != services.end();
+  }
 };
 
 Window NextWindow(const Options& o) {
@@ -541,7 +553,8 @@ int Usage(const std::string& problem) {
             << "usage: load_bench [--routerd ADDR | --config FILE [--estimator FILE]] [--prompts FILE]\n"
                "                  [--clients 64,256] [--batch_sizes 64,256] [--delays_ms 1,5]\n"
                "                  [--stream_window 8] [--channels 2] [--warmup_s 1] [--duration_s 4]\n"
-               "                  [--lease_timeout_s 2]\n";
+               "                  [--lease_timeout_s 2]\n"
+               "                  [--services Echo,EchoStream,RouteInline,Route,RouteStream]\n";
   return 2;
 }
 
@@ -616,6 +629,13 @@ int main(int argc, char** argv) {
       ok = ParseNumber(value, &o.duration_s) && o.duration_s > 0;
     } else if (arg == "--lease_timeout_s") {
       ok = ParseNumber(value, &o.lease_timeout_s) && o.lease_timeout_s > 0;
+    } else if (arg == "--services") {
+      o.services = absl::StrSplit(value, ',', absl::SkipEmpty());
+      for (const std::string& service : o.services) {
+        ok = ok && (service == "Echo" || service == "EchoStream" || service == "RouteInline" ||
+                    service == "Route" || service == "RouteStream");
+      }
+      ok = ok && !o.services.empty();
     } else {
       return Usage(absl::StrCat("unknown flag '", arg, "'"));
     }
@@ -703,6 +723,11 @@ int main(int argc, char** argv) {
     *r->mutable_query() = w.query(seq);
     r->mutable_query()->set_id(QueryId(client, seq));
   };
+  auto fill_route_inline = [&w](int client, uint64_t seq, v1::RouteRequest* r) {
+    *r->mutable_query() = w.query(seq);
+    r->mutable_query()->set_id(QueryId(client, seq));
+    r->mutable_query()->set_mode(v1::ROUTING_MODE_INLINE);
+  };
   auto fill_route_stream = [&w](int client, uint64_t seq, v1::RouteStreamRequest* r) {
     *r->mutable_query() = w.query(seq);
     r->mutable_query()->set_id(QueryId(client, seq));
@@ -744,39 +769,74 @@ int main(int argc, char** argv) {
     double value;
   };
   std::vector<Ratio> ratios;
+  // Route (inline) next to Echo, per client count.
+  struct InlineVsEcho {
+    int clients;
+    RunResult echo;
+    RunResult route_inline;
+  };
+  std::vector<InlineVsEcho> inline_vs_echo;
   for (int clients : o.clients) {
-    RunResult echo_unary = RunUnary<echo::Echo::Stub, echo::EchoRequest, echo::EchoResponse>(
-        o, clients, echo_stubs, send_echo, fill_echo, judge_echo);
-    echo_unary.service = "Echo";
-    echo_unary.clients = clients;
-    PrintRow(echo_unary);
-    absl::StatusOr<RunResult> echo_stream = RunStream<echo::EchoRequest, echo::EchoResponse>(
-        o, clients,
-        [&](int c, grpc::ClientContext* ctx, StreamClient<echo::EchoRequest, echo::EchoResponse>* r) {
-          echo_stubs[c % echo_stubs.size()]->async()->EchoStream(ctx, r);
-        },
-        fill_echo, judge_echo_stream);
-    if (!echo_stream.ok()) {
-      std::cerr << "load_bench: EchoStream: " << echo_stream.status().message() << "\n";
-      return 1;
+    RunResult echo_unary;
+    if (o.Runs("Echo")) {
+      echo_unary = RunUnary<echo::Echo::Stub, echo::EchoRequest, echo::EchoResponse>(
+          o, clients, echo_stubs, send_echo, fill_echo, judge_echo);
+      echo_unary.service = "Echo";
+      echo_unary.clients = clients;
+      PrintRow(echo_unary);
     }
-    echo_stream->service = "EchoStream";
-    echo_stream->clients = clients;
-    PrintRow(*echo_stream);
+    RunResult echo_stream_result;
+    if (o.Runs("EchoStream")) {
+      absl::StatusOr<RunResult> echo_stream = RunStream<echo::EchoRequest, echo::EchoResponse>(
+          o, clients,
+          [&](int c, grpc::ClientContext* ctx, StreamClient<echo::EchoRequest, echo::EchoResponse>* r) {
+            echo_stubs[c % echo_stubs.size()]->async()->EchoStream(ctx, r);
+          },
+          fill_echo, judge_echo_stream);
+      if (!echo_stream.ok()) {
+        std::cerr << "load_bench: EchoStream: " << echo_stream.status().message() << "\n";
+        return 1;
+      }
+      echo_stream->service = "EchoStream";
+      echo_stream->clients = clients;
+      PrintRow(*echo_stream);
+      echo_stream_result = *echo_stream;
+    }
 
+    if (o.Runs("RouteInline")) {
+      // Batch settings do not apply to inline decisions; the first setting only sets the lease
+      // timeout the Route rows run with, so the ledger holds as many open assignments.
+      if (absl::Status s =
+              ApplyBatching(*admin, o.batch_sizes.front(), o.delays_ms.front(), o.lease_timeout_s);
+          !s.ok()) {
+        std::cerr << "load_bench: " << s.message() << "\n";
+        return 1;
+      }
+      RunResult route_inline = RunUnary<v1::Router::Stub, v1::RouteRequest, v1::RouteResponse>(
+          o, clients, router_stubs, send_route, fill_route_inline, judge_route);
+      route_inline.service = "Route (inline)";
+      route_inline.clients = clients;
+      PrintRow(route_inline);
+      if (o.Runs("Echo")) inline_vs_echo.push_back({clients, echo_unary, route_inline});
+    }
+
+    if (!o.Runs("Route") && !o.Runs("RouteStream")) continue;
     for (int64_t batch_size : o.batch_sizes) {
       for (double delay_ms : o.delays_ms) {
         if (absl::Status s = ApplyBatching(*admin, batch_size, delay_ms, o.lease_timeout_s); !s.ok()) {
           std::cerr << "load_bench: " << s.message() << "\n";
           return 1;
         }
-        RunResult route = RunUnary<v1::Router::Stub, v1::RouteRequest, v1::RouteResponse>(
-            o, clients, router_stubs, send_route, fill_route, judge_route);
-        route.service = "Route";
-        route.clients = clients;
-        route.batch_size = batch_size;
-        route.delay_ms = delay_ms;
-        PrintRow(route);
+        if (o.Runs("Route")) {
+          RunResult route = RunUnary<v1::Router::Stub, v1::RouteRequest, v1::RouteResponse>(
+              o, clients, router_stubs, send_route, fill_route, judge_route);
+          route.service = "Route";
+          route.clients = clients;
+          route.batch_size = batch_size;
+          route.delay_ms = delay_ms;
+          PrintRow(route);
+        }
+        if (!o.Runs("RouteStream")) continue;
         absl::StatusOr<RunResult> stream =
             RunStream<v1::RouteStreamRequest, v1::RouteStreamResponse>(
                 o, clients,
@@ -794,8 +854,8 @@ int main(int argc, char** argv) {
         stream->batch_size = batch_size;
         stream->delay_ms = delay_ms;
         PrintRow(*stream);
-        if (batch_size == 256 && echo_stream->qps > 0) {
-          ratios.push_back({clients, delay_ms, stream->qps / echo_stream->qps});
+        if (batch_size == 256 && echo_stream_result.qps > 0) {
+          ratios.push_back({clients, delay_ms, stream->qps / echo_stream_result.qps});
         }
       }
     }
@@ -804,6 +864,12 @@ int main(int argc, char** argv) {
     std::printf("RouteStream / EchoStream throughput, %d clients, max_batch_size 256, delay %g ms: "
                 "%.2f (target >= 0.5)\n",
                 r.clients, r.delay_ms, r.value);
+  }
+  for (const InlineVsEcho& r : inline_vs_echo) {
+    std::printf("Route (inline) vs Echo, %d clients: p50 %.2f vs %.2f ms, p99 %.2f vs %.2f ms; "
+                "p99 difference %.2f ms (target <= 1 ms)\n",
+                r.clients, r.route_inline.p50_ms, r.echo.p50_ms, r.route_inline.p99_ms,
+                r.echo.p99_ms, r.route_inline.p99_ms - r.echo.p99_ms);
   }
 
   if (absl::Status s = SetConfigYaml(*admin, *original_yaml); !s.ok()) {

@@ -176,6 +176,63 @@ absl::Status ReadModels(const YAML::Node& node, std::vector<ModelDeploymentConfi
   return absl::OkStatus();
 }
 
+absl::Status ReadRouting(const YAML::Node& node, RoutingConfig& routing) {
+  MapReader r(node, "routing");
+  ROUTER_RETURN_IF_ERROR(r.CheckIsMap());
+  std::string default_mode = RoutingModeName(routing.default_mode);
+  ROUTER_RETURN_IF_ERROR(r.Read("default_mode", default_mode));
+  absl::StatusOr<RoutingMode> mode = ParseRoutingMode(default_mode);
+  if (!mode.ok()) return Invalid("routing.default_mode", mode.status().message());
+  routing.default_mode = *mode;
+  const YAML::Node tenants = r.Get("tenant_modes");
+  if (tenants.IsDefined() && !tenants.IsNull()) {
+    if (!tenants.IsMap()) return Invalid("routing.tenant_modes", "must be a mapping of tenant to mode");
+    MapReader t(tenants, "routing.tenant_modes");
+    for (const auto& kv : tenants) {
+      const std::string tenant = kv.first.as<std::string>();
+      if (tenant.empty()) return Invalid("routing.tenant_modes", "a tenant name must not be empty");
+      std::string name;
+      ROUTER_RETURN_IF_ERROR(t.Read(tenant, name));
+      absl::StatusOr<RoutingMode> tenant_mode = ParseRoutingMode(name);
+      if (!tenant_mode.ok()) return Invalid(t.Path(tenant), tenant_mode.status().message());
+      routing.tenant_modes[tenant] = *tenant_mode;
+    }
+  }
+  ROUTER_RETURN_IF_ERROR(r.CheckNoUnknownKeys());
+  return absl::OkStatus();
+}
+
+absl::Status ReadInline(const YAML::Node& node, core::InlineOptions& o) {
+  MapReader r(node, "inline");
+  ROUTER_RETURN_IF_ERROR(r.CheckIsMap());
+  ROUTER_RETURN_IF_ERROR(r.Read("window_arrivals", o.window_arrivals));
+  // Absent or null: windows close by count only.
+  const YAML::Node duration = r.Get("window_duration_ms");
+  if (duration.IsDefined() && !duration.IsNull()) {
+    absl::Duration d = absl::ZeroDuration();
+    ROUTER_RETURN_IF_ERROR(r.ReadMs("window_duration_ms", d));
+    if (d <= absl::ZeroDuration()) {
+      return Invalid("inline.window_duration_ms", "must be > 0 (absent = windows close by count only)");
+    }
+    o.window_duration = d;
+  }
+  ROUTER_RETURN_IF_ERROR(r.Read("forecast_horizon", o.forecast_horizon));
+  ROUTER_RETURN_IF_ERROR(r.Read("slot_price_rounds", o.slot_price_rounds));
+  ROUTER_RETURN_IF_ERROR(r.CheckNoUnknownKeys());
+  if (o.window_arrivals < 1) return Invalid("inline.window_arrivals", "must be >= 1");
+  if (o.forecast_horizon < 1 || o.forecast_horizon > 10000) {
+    return Invalid("inline.forecast_horizon", "must be in [1, 10000]");
+  }
+  if (o.slot_price_rounds < 0 || o.slot_price_rounds > 20) {
+    return Invalid("inline.slot_price_rounds", "must be in [0, 20]");
+  }
+  // The router's own check, for any rule added there later.
+  if (absl::Status s = core::ValidateInlineOptions(o); !s.ok()) {
+    return s;  // its messages already name the field (inline.<option>)
+  }
+  return absl::OkStatus();
+}
+
 void Emit(YAML::Emitter& out, absl::string_view key, absl::Duration d) {
   out << YAML::Key << std::string(key) << YAML::Value << absl::ToDoubleMilliseconds(d);
 }
@@ -210,6 +267,8 @@ absl::StatusOr<RouterConfig> ParseConfigUpdateYaml(absl::string_view yaml,
     ROUTER_RETURN_IF_ERROR(ReadBatching(r.Get("batching"), c.batching));
     ROUTER_RETURN_IF_ERROR(ReadPolicy(r.Get("policy"), c.policy));
     ROUTER_RETURN_IF_ERROR(ReadBudget(r.Get("budget"), c));
+    ROUTER_RETURN_IF_ERROR(ReadRouting(r.Get("routing"), c.routing));
+    ROUTER_RETURN_IF_ERROR(ReadInline(r.Get("inline"), c.inline_options));
     MapReader limits(r.Get("limits"), "limits");
     ROUTER_RETURN_IF_ERROR(limits.CheckIsMap());
     ROUTER_RETURN_IF_ERROR(limits.Read("max_text_bytes", c.max_text_bytes));
@@ -277,6 +336,22 @@ std::string ConfigToYaml(const RouterConfig& c) {
   out << YAML::Key << "spend_usd_per_minute" << YAML::Value << c.ledger.spend_rate_usd_per_second * 60.0;
   out << YAML::Key << "spend_burst_usd" << YAML::Value << c.ledger.spend_burst_usd;
   out << YAML::Key << "lease_timeout_s" << YAML::Value << absl::ToDoubleSeconds(c.ledger.lease_timeout);
+  out << YAML::EndMap;
+  out << YAML::Key << "routing" << YAML::Value << YAML::BeginMap;
+  out << YAML::Key << "default_mode" << YAML::Value << RoutingModeName(c.routing.default_mode);
+  out << YAML::Key << "tenant_modes" << YAML::Value << YAML::BeginMap;
+  for (const auto& [tenant, mode] : c.routing.tenant_modes) {
+    out << YAML::Key << tenant << YAML::Value << RoutingModeName(mode);
+  }
+  out << YAML::EndMap;
+  out << YAML::EndMap;
+  out << YAML::Key << "inline" << YAML::Value << YAML::BeginMap;
+  out << YAML::Key << "window_arrivals" << YAML::Value << c.inline_options.window_arrivals;
+  if (c.inline_options.window_duration != absl::InfiniteDuration()) {
+    Emit(out, "window_duration_ms", c.inline_options.window_duration);
+  }
+  out << YAML::Key << "forecast_horizon" << YAML::Value << c.inline_options.forecast_horizon;
+  out << YAML::Key << "slot_price_rounds" << YAML::Value << c.inline_options.slot_price_rounds;
   out << YAML::EndMap;
   out << YAML::Key << "limits" << YAML::Value << YAML::BeginMap;
   out << YAML::Key << "max_text_bytes" << YAML::Value << c.max_text_bytes;

@@ -28,7 +28,9 @@
 #include "router_core/problem.h"
 #include "router_core/serving/batch_engine.h"
 #include "router_core/serving/batch_queue.h"
+#include "router_core/serving/inline_router.h"
 #include "router_core/serving/ledger.h"
+#include "server/routing_mode.h"
 
 namespace router::server {
 
@@ -52,6 +54,11 @@ struct RouterConfig {
   core::BatchQueueOptions batching;  // max_batch_size 64, max_batch_delay 5 ms, 10000 queued
   core::BatchPolicy policy;          // batch, 20 ms time limit, gap 1e-3, 2 fallbacks
   core::LedgerOptions ledger;        // no pacing, 5 min leases
+  // Which mode decides a query (routing_mode.h): batch by default, per tenant, or per query.
+  RoutingConfig routing;
+  // Inline decisions: windows of 100 arrivals (no time limit), forecast of the last 100 arrivals,
+  // 3 slot-price rounds. Window cap = policy.avg_cost_cap_usd x window size.
+  core::InlineOptions inline_options;
   int64_t max_text_bytes = 1 << 20;
   int64_t max_batch_request_queries = 4096;
   // On SIGTERM: health turns NOT_SERVING, then routerd keeps routing for `shutdown_drain` so load

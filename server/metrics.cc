@@ -31,6 +31,10 @@ const char* CodeName(grpc::StatusCode code) {
 
 const prometheus::Histogram::BucketBoundaries kSecondsBuckets = {
     0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5};
+// Inline decisions take microseconds (issue #7 targets 100 us at p99).
+const prometheus::Histogram::BucketBoundaries kDecisionSecondsBuckets = {
+    0.000001, 0.0000025, 0.000005, 0.00001, 0.000025, 0.00005, 0.0001, 0.00025, 0.0005, 0.001,
+    0.0025, 0.01};
 const prometheus::Histogram::BucketBoundaries kSizeBuckets = {1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024};
 const prometheus::Histogram::BucketBoundaries kGapBuckets = {0, 1e-6, 1e-5, 1e-4, 1e-3, 1e-2, 0.05, 0.1};
 const prometheus::Histogram::BucketBoundaries kRatioBuckets = {0.25, 0.5, 0.75, 0.9, 1.0, 1.1, 1.25, 1.5, 2, 4};
@@ -53,6 +57,26 @@ RouterMetrics::RouterMetrics(absl::string_view version)
       utilization_(prometheus::BuildGauge().Name("router_model_capacity_utilization_ratio")
                        .Help("Slots in use over slots deployed, per self-hosted model.")
                        .Register(*registry_)),
+      decisions_(prometheus::BuildCounter().Name("router_decisions_total")
+                     .Help("Queries decided (routed or refused by the decision), by the mode that "
+                           "decided them: batch or inline.")
+                     .Register(*registry_)),
+      batch_decisions_(decisions_.Add({{"mode", "batch"}})),
+      inline_decisions_(decisions_.Add({{"mode", "inline"}})),
+      inline_decision_duration_(
+          prometheus::BuildHistogram().Name("router_inline_decision_duration_seconds")
+              .Help("Time of one inline decision (prices, choice, ledger commit), excluding "
+                    "prediction.")
+              .Register(*registry_).Add({}, kDecisionSecondsBuckets)),
+      inline_lambda_(prometheus::BuildGauge().Name("router_inline_lambda")
+                         .Help("Spend price (lambda, quality units per USD) of the latest inline "
+                               "decision.")
+                         .Register(*registry_).Add({})),
+      inline_guard_activations_(
+          prometheus::BuildCounter().Name("router_inline_guard_activations_total")
+              .Help("Inline decisions where the window-cap guard replaced the priced choice (by a "
+                    "cheaper model or a refusal).")
+              .Register(*registry_).Add({})),
       batch_size_(prometheus::BuildHistogram().Name("router_batch_size")
                       .Help("Queries per decided batch.").Register(*registry_).Add({}, kSizeBuckets)),
       batch_wait_(prometheus::BuildHistogram().Name("router_batch_wait_seconds")
@@ -111,7 +135,29 @@ void RouterMetrics::OnSlots(absl::string_view model, int64_t in_use, int64_t tot
 
 void RouterMetrics::OnBudgetRemaining(double usd) { budget_remaining_.Set(usd); }
 
+void RouterMetrics::OnInlineDecision(const core::InlineDecision& decision) {
+  inline_decisions_.Increment();
+  inline_decision_duration_.Observe(absl::ToDoubleSeconds(decision.decision_time));
+  if (std::isfinite(decision.lambda)) inline_lambda_.Set(decision.lambda);
+  if (decision.guarded) inline_guard_activations_.Increment();
+  CountOutcome(decision.outcome);
+}
+
+void RouterMetrics::CountOutcome(const core::QueryOutcome& q) {
+  if (q.status.ok()) {
+    assignments_.Add({{"model", q.model}}).Increment();
+    predicted_spend_.Increment(q.cost_usd);
+  } else if (absl::IsResourceExhausted(q.status)) {
+    OnRejected("budget_or_slots");
+  } else if (absl::IsInvalidArgument(q.status)) {
+    OnRejected("invalid");
+  } else {
+    OnRejected("error");
+  }
+}
+
 void RouterMetrics::OnBatch(const core::BatchOutcome& outcome, absl::Duration oldest_wait) {
+  batch_decisions_.Increment(static_cast<double>(outcome.queries.size()));
   batch_size_.Observe(static_cast<double>(outcome.size));
   batch_wait_.Observe(absl::ToDoubleSeconds(oldest_wait));
   solve_duration_.Observe(absl::ToDoubleSeconds(outcome.solve_time));
@@ -119,18 +165,7 @@ void RouterMetrics::OnBatch(const core::BatchOutcome& outcome, absl::Duration ol
   if (outcome.status != core::SolveStatus::kHeuristic && std::isfinite(outcome.relative_gap)) {
     solve_gap_.Observe(outcome.relative_gap);
   }
-  for (const core::QueryOutcome& q : outcome.queries) {
-    if (q.status.ok()) {
-      assignments_.Add({{"model", q.model}}).Increment();
-      predicted_spend_.Increment(q.cost_usd);
-    } else if (absl::IsResourceExhausted(q.status)) {
-      OnRejected("budget_or_slots");
-    } else if (absl::IsInvalidArgument(q.status)) {
-      OnRejected("invalid");
-    } else {
-      OnRejected("error");
-    }
-  }
+  for (const core::QueryOutcome& q : outcome.queries) CountOutcome(q);
 }
 
 void RouterMetrics::OnQueueDepth(int64_t depth) { queue_depth_.Set(static_cast<double>(depth)); }

@@ -1,7 +1,7 @@
 // File: metrics.h
 //
 // routerd's Prometheus metrics (prefix `router_`, base units, counters ending in _total, bounded
-// labels only: method, code, model, status, reason; never query ids or tenants). References into
+// labels only: method, code, model, status, reason, mode; never query ids or tenants). References into
 // the registry are cached at construction; recording is lock-free apart from prometheus-cpp's own
 // per-metric atomics. The names are documented in deploy/README.md.
 //
@@ -21,6 +21,7 @@
 #include "prometheus/gauge.h"
 #include "prometheus/histogram.h"
 #include "prometheus/registry.h"
+#include "router_core/serving/inline_router.h"
 #include "server/batch_scheduler.h"
 
 namespace router::server {
@@ -40,12 +41,18 @@ class RouterMetrics final : public BatchObserver {
   void OnConfigGeneration(uint64_t generation);
   void OnSlots(absl::string_view model, int64_t in_use, int64_t total);
   void OnBudgetRemaining(double usd);
+  // One inline decision (routed or refused by the inline router): counts it under mode="inline",
+  // its decision time, the current lambda, a guard activation, and the assignment or rejection.
+  void OnInlineDecision(const core::InlineDecision& decision);
 
   // BatchObserver
   void OnBatch(const core::BatchOutcome& outcome, absl::Duration oldest_wait) override;
   void OnQueueDepth(int64_t depth) override;
 
  private:
+  // A routed query (assignment and predicted spend) or a query its decision refused (rejected).
+  void CountOutcome(const core::QueryOutcome& outcome);
+
   std::shared_ptr<prometheus::Registry> registry_;
   prometheus::Family<prometheus::Counter>& requests_;
   prometheus::Family<prometheus::Histogram>& request_duration_;
@@ -53,6 +60,12 @@ class RouterMetrics final : public BatchObserver {
   prometheus::Family<prometheus::Counter>& assignments_;
   prometheus::Family<prometheus::Counter>& solves_;
   prometheus::Family<prometheus::Gauge>& utilization_;
+  prometheus::Family<prometheus::Counter>& decisions_;
+  prometheus::Counter& batch_decisions_;
+  prometheus::Counter& inline_decisions_;
+  prometheus::Histogram& inline_decision_duration_;
+  prometheus::Gauge& inline_lambda_;
+  prometheus::Counter& inline_guard_activations_;
   prometheus::Histogram& batch_size_;
   prometheus::Histogram& batch_wait_;
   prometheus::Histogram& solve_duration_;

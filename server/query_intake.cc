@@ -59,6 +59,9 @@ absl::StatusOr<core::PendingQuery> PrepareQuery(const v1::Query& query, absl::st
       }
     }
   }
+  if (absl::StatusOr<std::optional<RoutingMode>> mode = RequestedMode(query, field); !mode.ok()) {
+    return mode.status();
+  }
   if (query.input_tokens() < 0) return Invalid(field, "input_tokens", "must be >= 0");
   if (query.output_tokens() < 0) return Invalid(field, "output_tokens", "must be >= 0");
   core::PendingQuery pending;
@@ -103,6 +106,33 @@ absl::StatusOr<core::PendingQuery> PrepareQuery(const v1::Query& query, absl::st
   return pending;
 }
 
+absl::StatusOr<std::optional<RoutingMode>> RequestedMode(const v1::Query& query,
+                                                         absl::string_view field) {
+  switch (query.mode()) {
+    case v1::ROUTING_MODE_UNSPECIFIED:
+      return std::nullopt;
+    case v1::ROUTING_MODE_BATCH:
+      return RoutingMode::kBatch;
+    case v1::ROUTING_MODE_INLINE:
+      return RoutingMode::kInline;
+    case v1::ROUTING_MODE_AUTO:
+      return RoutingMode::kAuto;
+    default:
+      return Invalid(field, "mode",
+                     absl::StrCat("unknown routing mode ", static_cast<int>(query.mode()),
+                                  " (ROUTING_MODE_BATCH, _INLINE or _AUTO, or unset)"));
+  }
+}
+
+RoutingMode DecidingMode(const v1::Query& query, const RuntimeState& state,
+                         absl::Duration time_left) {
+  absl::StatusOr<std::optional<RoutingMode>> requested = RequestedMode(query, "query");
+  return ResolveRoutingMode(requested.ok() ? *requested : std::nullopt, query.tenant(),
+                            state.config.routing, time_left,
+                            BatchLatency(state.config.batching.max_batch_delay,
+                                         state.config.policy.time_limit));
+}
+
 void FillAssignment(const core::BatchOutcome& batch, const core::QueryOutcome& outcome,
                     absl::Time arrival, absl::Time batch_closed, absl::Duration lease_timeout,
                     v1::Assignment* out) {
@@ -123,6 +153,31 @@ void FillAssignment(const core::BatchOutcome& batch, const core::QueryOutcome& o
   SetDuration(std::max(absl::ZeroDuration(), batch_closed - arrival), d->mutable_waited());
   SetDuration(batch.solve_time, d->mutable_solve_time());
   for (const std::string& b : batch.binding_constraints) d->add_binding_constraints(b);
+  out->set_decision_mode(v1::ROUTING_MODE_BATCH);
+}
+
+void FillInlineAssignment(const std::string& query_id, const core::InlineDecision& decision,
+                          absl::Duration lease_timeout, v1::Assignment* out) {
+  const core::QueryOutcome& outcome = decision.outcome;
+  out->set_query_id(query_id);
+  out->set_model(outcome.model);
+  out->set_predicted_quality(outcome.quality);
+  out->set_predicted_quality_lower(outcome.quality_lower);
+  out->set_predicted_cost_usd(outcome.cost_usd);
+  out->set_assignment_id(outcome.assignment_id);
+  SetDuration(lease_timeout, out->mutable_lease_timeout());
+  for (const std::string& f : outcome.fallbacks) out->add_fallback_models(f);
+  out->set_decision_mode(v1::ROUTING_MODE_INLINE);
+  v1::InlineDecision* d = out->mutable_inline_decision();
+  d->set_lambda_per_usd(decision.lambda);
+  d->set_slot_price(decision.slot_price);
+  d->set_window_id(decision.window_id);
+  d->set_position_in_window(decision.position_in_window);
+  d->set_expected_after(decision.expected_after);
+  d->set_window_cap_usd(decision.window_cap_usd);
+  d->set_window_spent_usd(decision.window_spent_usd);
+  d->set_guarded(decision.guarded);
+  SetDuration(decision.decision_time, d->mutable_decision_time());
 }
 
 }  // namespace router::server

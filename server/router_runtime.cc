@@ -24,6 +24,10 @@ absl::StatusOr<std::unique_ptr<RouterRuntime>> RouterRuntime::Create(
                              runtime->ledger_.get(), clock, runtime.get());
   if (!scheduler.ok()) return scheduler.status();
   runtime->scheduler_ = *std::move(scheduler);
+  absl::StatusOr<std::unique_ptr<core::InlineRouter>> inline_router =
+      core::InlineRouter::Create((*state)->config.inline_options, runtime->ledger_.get(), clock);
+  if (!inline_router.ok()) return inline_router.status();
+  runtime->inline_router_ = *std::move(inline_router);
   {
     absl::MutexLock lock(&runtime->state_mu_);
     runtime->state_ = *state;
@@ -46,12 +50,15 @@ absl::StatusOr<uint64_t> RouterRuntime::ApplyLocked(
       BuildRuntimeState(std::move(config), std::move(predictor), current->generation + 1);
   if (!next.ok()) return next.status();
   if (absl::Status s = core::ValidateBatchQueueOptions((*next)->config.batching); !s.ok()) return s;
+  // Its messages name the field (inline.<option>).
+  if (absl::Status s = core::ValidateInlineOptions((*next)->config.inline_options); !s.ok()) return s;
   if (dry_run) return current->generation;
   // Every piece below was validated; these calls only fail on inputs checked above.
   if (absl::Status s = ledger_->SetModels((*next)->LedgerModels()); !s.ok()) return s;
   if (absl::Status s = ledger_->SetOptions((*next)->config.ledger); !s.ok()) return s;
   if (absl::Status s = scheduler_->SetOptions((*next)->config.batching); !s.ok()) return s;
   scheduler_->SetContext((*next)->batch_context);
+  if (absl::Status s = inline_router_->SetOptions((*next)->config.inline_options); !s.ok()) return s;
   {
     absl::MutexLock lock(&state_mu_);
     state_ = *next;
@@ -177,6 +184,26 @@ absl::StatusOr<uint64_t> RouterRuntime::RemoveModel(const std::string& name) {
         absl::StrCat("name: '", name, "' is the last model of the pool; add another first"));
   }
   return ApplyLocked(std::move(config), current->predictor, /*dry_run=*/false);
+}
+
+absl::StatusOr<core::InlineDecision> RouterRuntime::RouteInline(core::PendingQuery query,
+                                                                const RuntimeState& state) {
+  if (!accepting_inline_.load()) {
+    return absl::UnavailableError("routerd is shutting down; retry on another replica");
+  }
+  query.arrival = clock_->Now();
+  core::InlineDecision decision =
+      inline_router_->Route(query, state.batch_context->pool, state.batch_context->policy);
+  if (metrics_ != nullptr) {
+    metrics_->OnInlineDecision(decision);
+    PublishLedgerGauges();
+  }
+  return decision;
+}
+
+void RouterRuntime::StopAccepting() {
+  accepting_inline_.store(false);
+  scheduler_->StopAccepting();
 }
 
 void RouterRuntime::OnBatch(const core::BatchOutcome& outcome, absl::Duration oldest_wait) {

@@ -1,15 +1,21 @@
 // File: router_runtime.h
 //
-// The running router: the current snapshot (runtime_state.h), the ledger and the batch scheduler,
-// and the admin operations that change them. A change is validated as a whole, then applied in one
-// step: ledger models and options, scheduler options and batch context, then the snapshot swap,
-// so the next batch sees all of it and no batch sees half of it.
+// The running router: the current snapshot (runtime_state.h), the ledger, the two deciders that
+// share it (the batch scheduler and the inline router), and the admin operations that change
+// them. A change is validated as a whole, then applied in one step: ledger models and options,
+// scheduler options and batch context, inline options, then the snapshot swap, so the next batch
+// sees all of it and no batch sees half of it. Inline decisions use the snapshot they are handed
+// (its pool and policy), so each one is also made entirely under one configuration.
 //
-// Thread-safety: all methods may be called concurrently; admin changes are serialized.
+// One ledger: batch commits and inline commits go through the same core::Ledger, so spend and
+// slots are never counted twice, and Complete releases either kind the same way.
+//
+// Thread-safety: all methods may be called concurrently; admin changes are serialized; inline
+// decisions are serialized by the inline router.
 //
 // Errors: INVALID_ARGUMENT naming the field; FAILED_PRECONDITION for a startup-only field or a
 // stale expected_generation; NOT_FOUND for an unknown model; UNIMPLEMENTED when the estimator
-// cannot add an unseen model.
+// cannot add an unseen model; UNAVAILABLE for inline work once StopAccepting was called.
 
 #ifndef ROUTER_SERVER_ROUTER_RUNTIME_H_
 #define ROUTER_SERVER_ROUTER_RUNTIME_H_
@@ -26,6 +32,7 @@
 #include "absl/synchronization/mutex.h"
 #include "router_core/clock.h"
 #include "router_core/estimate/predictor.h"
+#include "router_core/serving/inline_router.h"
 #include "router_core/serving/ledger.h"
 #include "server/batch_scheduler.h"
 #include "server/config.h"
@@ -56,6 +63,7 @@ class RouterRuntime final : public BatchObserver {
   std::shared_ptr<const RuntimeState> state() const;
   core::Ledger& ledger() { return *ledger_; }
   BatchScheduler& scheduler() { return *scheduler_; }
+  core::InlineRouter& inline_router() { return *inline_router_; }
   RouterMetrics* metrics() { return metrics_; }
   const core::Clock& clock() const { return *clock_; }
 
@@ -67,6 +75,17 @@ class RouterRuntime final : public BatchObserver {
   absl::StatusOr<uint64_t> UpsertModel(const ModelDeploymentConfig& deployment,
                                        const std::optional<NewModel>& new_model);
   absl::StatusOr<uint64_t> RemoveModel(const std::string& name);
+
+  // Decides `query` inline now, against `state`'s pool and policy (the snapshot the query was
+  // predicted under), committing to the shared ledger; records the metrics. The decision's own
+  // outcome says whether it routed the query (inline_router.h). UNAVAILABLE (nothing decided) once
+  // StopAccepting was called.
+  absl::StatusOr<core::InlineDecision> RouteInline(core::PendingQuery query,
+                                                   const RuntimeState& state);
+
+  // Shutdown: new work is refused with UNAVAILABLE from now on, batch (the scheduler, which still
+  // decides what is queued) and inline alike.
+  void StopAccepting();
 
   // Handlers call this for every call they receive; shutdown waits for a quiet period (routerd.h).
   void NoteArrival() { last_arrival_ns_.store(absl::ToUnixNanos(clock_->Now())); }
@@ -91,6 +110,8 @@ class RouterRuntime final : public BatchObserver {
   std::atomic<int64_t> last_arrival_ns_{0};
   std::unique_ptr<core::Ledger> ledger_;
   std::unique_ptr<BatchScheduler> scheduler_;
+  std::unique_ptr<core::InlineRouter> inline_router_;
+  std::atomic<bool> accepting_inline_{true};
   absl::Mutex admin_mu_;
   mutable absl::Mutex state_mu_;
   std::shared_ptr<const RuntimeState> state_ ABSL_GUARDED_BY(state_mu_);

@@ -46,6 +46,27 @@ absl::Status AnswerOf(RouterRuntime& rt, const core::BatchOutcome& batch, size_t
   return absl::OkStatus();
 }
 
+// Decides one query inline, on the calling handler thread. OK: `out` holds the assignment.
+// Otherwise the status to answer with; `*refused` is true when nothing was decided (the client
+// cancelled, the deadline passed, routerd is shutting down), false when the decision itself
+// refused the query (already counted by the inline metrics).
+absl::Status DecideInline(RouterRuntime& rt, core::PendingQuery pending, const RuntimeState& state,
+                          absl::Time deadline, bool cancelled, v1::Assignment* out,
+                          bool* refused) {
+  *refused = true;
+  if (cancelled) return absl::CancelledError("the client cancelled the call");
+  if (rt.clock().Now() >= deadline) {
+    return absl::DeadlineExceededError("the deadline passed before the query was decided");
+  }
+  const std::string query_id = pending.query_id;
+  absl::StatusOr<core::InlineDecision> decision = rt.RouteInline(std::move(pending), state);
+  if (!decision.ok()) return decision.status();
+  *refused = false;
+  if (!decision->outcome.status.ok()) return decision->outcome.status;
+  FillInlineAssignment(query_id, *decision, state.config.ledger.lease_timeout, out);
+  return absl::OkStatus();
+}
+
 // ---- Route ----
 
 class UnaryTask final : public RouteTask {
@@ -64,6 +85,18 @@ class UnaryTask final : public RouteTask {
     Finish(status);
   }
   bool Cancelled() const override { return ctx_->IsCancelled(); }
+
+  // Decides the query inline now and answers (instead of being submitted to the scheduler).
+  void DecideNow(core::PendingQuery pending, const RuntimeState& state, absl::Time deadline) {
+    bool refused = false;
+    const absl::Status s = DecideInline(*rt_, std::move(pending), state, deadline, Cancelled(),
+                                        response_->mutable_assignment(), &refused);
+    if (refused) {
+      Fail(s);
+    } else {
+      Finish(s);
+    }
+  }
 
   void Prepare(core::PendingQuery pending, absl::Time deadline) {
     query_id_ = pending.query_id;
@@ -207,9 +240,29 @@ class StreamReactor final
       Run(a);
       return;
     }
-    auto task = std::make_unique<Task>(this, pending->query_id, rt_->clock().Now());
+    const absl::Time now = rt_->clock().Now();
+    const absl::Time deadline = DeadlineOf(ctx_);
+    if (DecidingMode(query, *state, deadline - now) == RoutingMode::kInline) {
+      // Decided and answered at once; it never counts as outstanding.
+      v1::RouteStreamResponse r;
+      bool refused = false;
+      const absl::Status s = DecideInline(*rt_, *std::move(pending), *state, deadline, cancelled(),
+                                          r.mutable_assignment(), &refused);
+      if (!s.ok()) {
+        if (refused && rt_->metrics() != nullptr) rt_->metrics()->OnRejected(RejectReason(s));
+        SetStreamError(query.id(), s, r);
+      }
+      Actions a;
+      {
+        absl::MutexLock lock(&mu_);
+        a = DeliverLocked(std::move(r));
+      }
+      Run(a);
+      return;
+    }
+    auto task = std::make_unique<Task>(this, pending->query_id, now);
     task->query = *std::move(pending);
-    task->deadline = DeadlineOf(ctx_);
+    task->deadline = deadline;
     {
       absl::MutexLock lock(&mu_);
       ++outstanding_;
@@ -356,8 +409,13 @@ grpc::ServerUnaryReactor* RouterService::Route(grpc::CallbackServerContext* ctx,
     task->Fail(pending.status());
     return reactor;
   }
+  const absl::Time deadline = DeadlineOf(ctx);
+  if (DecidingMode(request->query(), *state, deadline - start) == RoutingMode::kInline) {
+    task->DecideNow(*std::move(pending), *state, deadline);
+    return reactor;
+  }
   task->set_arrival(start);
-  task->Prepare(*std::move(pending), DeadlineOf(ctx));
+  task->Prepare(*std::move(pending), deadline);
   TaskPtr owned = std::move(task);
   if (absl::Status s = runtime_->scheduler().Submit(owned); !s.ok()) owned->Fail(s);
   return reactor;

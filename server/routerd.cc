@@ -123,7 +123,7 @@ void Routerd::Shutdown(absl::Duration drain, absl::Duration grace) {
     server_->GetHealthCheckService()->SetServingStatus("", false);
     absl::SleepFor(drain);
   }
-  runtime_->scheduler().StopAccepting();
+  runtime_->StopAccepting();  // batch and inline work alike
   const absl::Time deadline = absl::Now() + grace;
   runtime_->scheduler().Stop(deadline);
   // Linger while calls keep arriving (each is answered UNAVAILABLE at once): gRPC's Shutdown kills

@@ -5,8 +5,9 @@
 // order that loses nothing:
 //   1. health: NOT_SERVING ("" and router.v1.Router), so load balancers stop sending; routing goes
 //      on for `shutdown.drain_s` while they notice;
-//   2. the scheduler refuses new work (UNAVAILABLE, retryable) and decides what is queued, batch
-//      after batch, until everything is answered or `grace` has passed (the rest: UNAVAILABLE);
+//   2. new work is refused (UNAVAILABLE, retryable; inline queries too) and the scheduler decides
+//      what is queued, batch after batch, until everything is answered or `grace` has passed (the
+//      rest: UNAVAILABLE); inline queries are answered on their handler thread, so none is left;
 //   3. once no call has arrived for 200 ms (or at the grace deadline), the gRPC server shuts down
 //      (gRPC 1.51 waits for every reactor to finish, which step 2 guarantees), then the metrics
 //      endpoint.

@@ -46,7 +46,17 @@ absl::Status ValidateOptions(const RouterClientOptions& o) {
   if (o.max_receive_message_bytes <= 0) {
     return absl::InvalidArgumentError("max_receive_message_bytes: must be > 0");
   }
+  if (!v1::RoutingMode_IsValid(o.mode)) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("mode: unknown routing mode ", static_cast<int>(o.mode)));
+  }
   return absl::OkStatus();
+}
+
+// Copies `query` into `out`, with `mode` when the query names none.
+void SetQuery(const v1::Query& query, v1::RoutingMode mode, v1::Query* out) {
+  *out = query;
+  if (out->mode() == v1::ROUTING_MODE_UNSPECIFIED) out->set_mode(mode);
 }
 
 // The queries of one RouteStream that are sent and not yet answered: the writer thread adds, the
@@ -145,7 +155,7 @@ absl::StatusOr<v1::Assignment> RouterClient::Route(const v1::Query& query,
   grpc::ClientContext ctx;
   SetDeadline(ctx, timeout);
   v1::RouteRequest request;
-  *request.mutable_query() = query;
+  SetQuery(query, options_.mode, request.mutable_query());
   v1::RouteResponse response;
   if (grpc::Status s = router_->Route(&ctx, request, &response); !s.ok()) return FromGrpcStatus(s);
   return std::move(*response.mutable_assignment());
@@ -182,7 +192,7 @@ absl::Status RouterClient::RouteStream(absl::Span<const v1::Query> queries,
     v1::RouteStreamRequest request;
     for (size_t k = 0; k < queries.size(); ++k) {
       if (!in_flight.AwaitRoom()) return;
-      *request.mutable_query() = queries[k];
+      SetQuery(queries[k], options_.mode, request.mutable_query());
       // Recorded before the write: the answer may arrive before Write returns.
       in_flight.Sent(queries[k].id(), static_cast<int64_t>(k), absl::Now());
       if (!stream->Write(request)) return;  // the stream is over; Finish reports why

@@ -12,6 +12,7 @@
 //   router::v1::Query query;
 //   query.set_id("q1");
 //   query.set_text("What is 2 + 2?");
+//   query.set_mode(router::v1::ROUTING_MODE_INLINE);  // optional: decided at once, no batch wait
 //   absl::StatusOr<router::v1::Assignment> a = (*client)->Route(query);
 //   if (!a.ok()) return a.status();  // e.g. INVALID_ARGUMENT "query.text: required ..."
 //   ... call a->model() ...
@@ -75,6 +76,12 @@ struct RouterClientOptions {
   int max_receive_message_bytes = 4 << 20;
   // Channel credentials; null means plaintext (routerd listens without TLS, behind the gateway).
   std::shared_ptr<grpc::ChannelCredentials> credentials;
+  // Routing mode sent with every query of Route and RouteStream whose own Query.mode is
+  // ROUTING_MODE_UNSPECIFIED (a query's own mode wins). UNSPECIFIED (the default) sends none:
+  // routerd then uses the tenant's mode or its configured default. RouteBatch is always decided as
+  // a batch. Which mode decided a query is in Assignment.decision_mode; inline answers carry their
+  // prices in Assignment.inline_decision.
+  v1::RoutingMode mode = v1::ROUTING_MODE_UNSPECIFIED;
 };
 
 // One answer of a RouteStream, as handed to the callback.
@@ -111,15 +118,17 @@ class RouterClient {
   static absl::StatusOr<std::unique_ptr<RouterClient>> Connect(const std::string& address,
                                                                const RouterClientOptions& options);
   // Uses an existing channel (for example a server's in-process channel in tests). Of `options`
-  // only default_timeout applies (> 0); the channel was built with its own arguments.
+  // only default_timeout (> 0) and mode apply; the channel was built with its own arguments.
   static std::unique_ptr<RouterClient> FromChannel(std::shared_ptr<grpc::Channel> channel,
                                                    const RouterClientOptions& options);
 
   RouterClient(const RouterClient&) = delete;
   RouterClient& operator=(const RouterClient&) = delete;
 
-  // Router.Route: one query, batched by routerd with other traffic. `timeout` defaults to
-  // options.default_timeout.
+  // Router.Route: one query, batched by routerd with other traffic or decided inline on arrival
+  // (Query.mode, else options.mode, else routerd's tenant or default mode). `timeout` defaults to
+  // options.default_timeout; with ROUTING_MODE_AUTO it also decides the mode (inline when it
+  // leaves routerd no room to wait for a batch).
   absl::StatusOr<v1::Assignment> Route(const v1::Query& query,
                                        std::optional<absl::Duration> timeout = std::nullopt) const;
 

@@ -1,13 +1,17 @@
 // routerctl: a command-line client for routerd (clients/README.md has examples).
 //
 //   routerctl [--address HOST:PORT] [--timeout_ms MS] COMMAND [flags]
-//     route --text T [--id ID] [--allowed m1,m2]    one query; prints the assignment as JSON
+//     route --text T [--id ID] [--allowed m1,m2] [--mode batch|inline|auto]
+//                                                   one query; prints the assignment as JSON, with
+//                                                   the mode that decided it (decision_mode) and,
+//                                                   for inline, its prices (inline_decision)
 //     batch --file F [--text-field text] [--id-field prompt_id]
 //                                                   one RouteBatch; prints one JSON line per item
 //     stream --file F [--text-field text] [--id-field prompt_id] [--max_in_flight 1024]
-//                                                   every record through one RouteStream, at most
+//            [--mode batch|inline|auto]            every record through one RouteStream, at most
 //                                                   max_in_flight unanswered; progress on stderr,
-//                                                   a JSON summary on stdout
+//                                                   a JSON summary on stdout (answers per decision
+//                                                   mode, inline prices)
 //     complete --id ASSIGNMENT_ID [--cost USD] [--success true|false]
 //     health [--service S]                          prints the serving status
 //     models                                        lists the model pool
@@ -19,7 +23,9 @@
 //     model remove --name N
 //
 // --address defaults to 127.0.0.1:50051. --timeout_ms bounds each call (default 10000); for
-// `stream` it bounds the whole stream and is unset (no deadline) by default.
+// `stream` it bounds the whole stream and is unset (no deadline) by default. --mode sets
+// Query.mode (unset: routerd's tenant or default mode; auto: inline when the deadline leaves no
+// room for a batch).
 //
 // Exit codes: 0 success; 1 the call failed (the status code and message go to stderr); 2 bad
 // usage; 3 `health` answered with a status other than SERVING. Per-query errors inside a batch or
@@ -57,9 +63,10 @@ constexpr int kExitNotServing = 3;
 
 constexpr char kUsage[] =
     "usage: routerctl [--address HOST:PORT] [--timeout_ms MS] COMMAND [flags]\n"
-    "  route --text T [--id ID] [--allowed m1,m2]\n"
+    "  route --text T [--id ID] [--allowed m1,m2] [--mode batch|inline|auto]\n"
     "  batch --file F [--text-field text] [--id-field prompt_id]\n"
     "  stream --file F [--text-field text] [--id-field prompt_id] [--max_in_flight N]\n"
+    "         [--mode batch|inline|auto]\n"
     "  complete --id ASSIGNMENT_ID [--cost USD] [--success true|false]\n"
     "  health [--service S]\n"
     "  models\n"
@@ -97,12 +104,14 @@ struct Context {
   std::string address;
   std::optional<absl::Duration> timeout;
 
-  absl::StatusOr<std::unique_ptr<RouterClient>> Connect() const {
+  absl::StatusOr<std::unique_ptr<RouterClient>> Connect(
+      v1::RoutingMode mode = v1::ROUTING_MODE_UNSPECIFIED) const {
     RouterClientOptions options;
     if (timeout.has_value()) {
       options.default_timeout = *timeout;
       options.connect_timeout = *timeout;
     }
+    options.mode = mode;
     return RouterClient::Connect(address, options);
   }
 };
@@ -127,6 +136,13 @@ absl::StatusOr<std::string> Required(const ctl::CommandLine& line, const std::st
   return *value;
 }
 
+// --mode, or UNSPECIFIED when absent.
+absl::StatusOr<v1::RoutingMode> ModeOf(const ctl::CommandLine& line) {
+  std::optional<std::string> value = line.Get("mode");
+  if (!value.has_value()) return v1::ROUTING_MODE_UNSPECIFIED;
+  return ctl::ParseModeFlag(*value);
+}
+
 ctl::JsonlFields FieldsOf(const ctl::CommandLine& line) {
   ctl::JsonlFields fields;
   if (auto f = line.Get("text-field")) fields.text_field = *f;
@@ -135,11 +151,13 @@ ctl::JsonlFields FieldsOf(const ctl::CommandLine& line) {
 }
 
 int RouteCommand(const Context& c) {
-  if (absl::Status s = CheckCommandFlags(c.line, {"text", "id", "allowed"}); !s.ok()) {
+  if (absl::Status s = CheckCommandFlags(c.line, {"text", "id", "allowed", "mode"}); !s.ok()) {
     return Usage(s.message());
   }
   absl::StatusOr<std::string> text = Required(c.line, "text");
   if (!text.ok()) return Usage(text.status().message());
+  absl::StatusOr<v1::RoutingMode> mode = ModeOf(c.line);
+  if (!mode.ok()) return Usage(mode.status().message());
   v1::Query query;
   query.set_text(*text);
   // An id is required by the API; a one-off query gets a unique one.
@@ -149,6 +167,7 @@ int RouteCommand(const Context& c) {
       query.add_allowed_models(std::string(m));
     }
   }
+  query.set_mode(*mode);
   absl::StatusOr<std::unique_ptr<RouterClient>> client = c.Connect();
   if (!client.ok()) return CallFailed(client.status());
   absl::StatusOr<v1::Assignment> assignment = (*client)->Route(query);
@@ -175,15 +194,17 @@ int BatchCommand(const Context& c) {
 
 int StreamCommand(const Context& c) {
   if (absl::Status s =
-          CheckCommandFlags(c.line, {"file", "text-field", "id-field", "max_in_flight"});
+          CheckCommandFlags(c.line, {"file", "text-field", "id-field", "max_in_flight", "mode"});
       !s.ok()) {
     return Usage(s.message());
   }
   absl::StatusOr<std::string> file = Required(c.line, "file");
   if (!file.ok()) return Usage(file.status().message());
+  absl::StatusOr<v1::RoutingMode> mode = ModeOf(c.line);
+  if (!mode.ok()) return Usage(mode.status().message());
   absl::StatusOr<std::vector<v1::Query>> queries = ctl::ReadQueriesJsonl(*file, FieldsOf(c.line));
   if (!queries.ok()) return Usage(queries.status().message());
-  absl::StatusOr<std::unique_ptr<RouterClient>> client = c.Connect();
+  absl::StatusOr<std::unique_ptr<RouterClient>> client = c.Connect(*mode);
   if (!client.ok()) return CallFailed(client.status());
 
   RouteStreamOptions stream_options;

@@ -61,6 +61,27 @@ absl::Status CheckFlags(const CommandLine& line, const absl::flat_hash_set<std::
   return absl::OkStatus();
 }
 
+absl::StatusOr<v1::RoutingMode> ParseModeFlag(absl::string_view value) {
+  if (value == "batch") return v1::ROUTING_MODE_BATCH;
+  if (value == "inline") return v1::ROUTING_MODE_INLINE;
+  if (value == "auto") return v1::ROUTING_MODE_AUTO;
+  return absl::InvalidArgumentError(
+      absl::StrCat("--mode: '", value, "' is not a routing mode (batch, inline or auto)"));
+}
+
+std::string ModeName(v1::RoutingMode mode) {
+  switch (mode) {
+    case v1::ROUTING_MODE_BATCH:
+      return "batch";
+    case v1::ROUTING_MODE_INLINE:
+      return "inline";
+    case v1::ROUTING_MODE_AUTO:
+      return "auto";
+    default:
+      return "unspecified";
+  }
+}
+
 absl::StatusOr<v1::Query> QueryFromJsonLine(absl::string_view line, int64_t line_number,
                                             const JsonlFields& fields) {
   const nlohmann::json record = nlohmann::json::parse(line.begin(), line.end(), nullptr,
@@ -123,8 +144,15 @@ void StreamSummary::Add(const v1::RouteStreamResponse& response, absl::Duration 
   latency_ms_.push_back(absl::ToDoubleMilliseconds(latency));
   if (response.has_assignment()) {
     ++assigned_;
-    ++models_[response.assignment().model()];
-    predicted_spend_usd_ += response.assignment().predicted_cost_usd();
+    const v1::Assignment& a = response.assignment();
+    ++models_[a.model()];
+    ++modes_[ModeName(a.decision_mode())];
+    predicted_spend_usd_ += a.predicted_cost_usd();
+    if (a.decision_mode() == v1::ROUTING_MODE_INLINE) {
+      inline_lambda_.push_back(a.inline_decision().lambda_per_usd());
+      inline_slot_price_max_ = std::max(inline_slot_price_max_, a.inline_decision().slot_price());
+      if (a.inline_decision().guarded()) ++inline_guarded_;
+    }
   } else {
     ++errors_[absl::StatusCodeToString(static_cast<absl::StatusCode>(response.error().code()))];
   }
@@ -139,6 +167,16 @@ nlohmann::json StreamSummary::ToJson(int64_t count, const absl::Status& stream_s
   for (const auto& [code, n] : errors_) out["errors"][code] = n;
   out["models"] = nlohmann::json::object();
   for (const auto& [model, n] : models_) out["models"][model] = n;
+  out["modes"] = nlohmann::json::object();
+  for (const auto& [mode, n] : modes_) out["modes"][mode] = n;
+  out["inline"] = {
+      {"decisions", static_cast<int64_t>(inline_lambda_.size())},
+      {"guarded", inline_guarded_},
+      {"lambda_p50", NearestRankQuantile(inline_lambda_, 0.50)},
+      {"lambda_max", inline_lambda_.empty()
+                         ? 0.0
+                         : *std::max_element(inline_lambda_.begin(), inline_lambda_.end())},
+      {"slot_price_max", inline_slot_price_max_}};
   out["predicted_spend_usd"] = predicted_spend_usd_;
   out["latency_ms"] = {{"p50", NearestRankQuantile(latency_ms_, 0.50)},
                        {"p99", NearestRankQuantile(latency_ms_, 0.99)}};

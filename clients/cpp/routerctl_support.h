@@ -1,7 +1,8 @@
 // File: routerctl_support.h
 //
 // The parts of routerctl that do not talk to routerd, kept apart so they can be tested alone:
-// command-line parsing, reading queries from JSONL files, the stream summary and the progress bar.
+// command-line parsing (including --mode), reading queries from JSONL files, the stream summary and
+// the progress bar.
 //
 // Thread-safety: pure functions; a StreamSummary is not thread-safe (routerctl feeds it from the
 // one thread that reads the stream).
@@ -47,6 +48,11 @@ absl::StatusOr<CommandLine> ParseCommandLine(const std::vector<std::string>& arg
 // INVALID_ARGUMENT naming the first flag of `line` that is not in `allowed`.
 absl::Status CheckFlags(const CommandLine& line, const absl::flat_hash_set<std::string>& allowed);
 
+// The value of --mode: "batch", "inline" or "auto". INVALID_ARGUMENT naming --mode otherwise.
+absl::StatusOr<v1::RoutingMode> ParseModeFlag(absl::string_view value);
+// "batch", "inline", "auto"; "unspecified" for ROUTING_MODE_UNSPECIFIED (and unknown values).
+std::string ModeName(v1::RoutingMode mode);
+
 // Which JSON fields of a JSONL record hold the prompt and its id.
 struct JsonlFields {
   // The prompt text (a string; required).
@@ -75,8 +81,11 @@ class StreamSummary {
   int64_t answered() const { return answered_; }
 
   // {"count", "answered", "assigned", "errors": {code name: n}, "models": {model: n},
-  //  "predicted_spend_usd", "latency_ms": {"p50", "p99"}, "stream_status"}. `count` is the number
-  // of queries sent; latencies cover every answer (assignments and error items).
+  //  "modes": {decision mode: n}, "inline": {"decisions", "guarded", "lambda_p50", "lambda_max",
+  //  "slot_price_max"}, "predicted_spend_usd", "latency_ms": {"p50", "p99"}, "stream_status"}.
+  // `count` is the number of queries sent; latencies cover every answer (assignments and error
+  // items); "modes" counts assignments by the mode that decided them; "inline" summarizes the
+  // prices of the inline ones (zeros without any).
   nlohmann::json ToJson(int64_t count, const absl::Status& stream_status) const;
 
  private:
@@ -84,6 +93,10 @@ class StreamSummary {
   int64_t assigned_ = 0;
   std::map<std::string, int64_t> errors_;
   std::map<std::string, int64_t> models_;
+  std::map<std::string, int64_t> modes_;
+  int64_t inline_guarded_ = 0;
+  std::vector<double> inline_lambda_;
+  double inline_slot_price_max_ = 0;
   double predicted_spend_usd_ = 0;
   std::vector<double> latency_ms_;
 };

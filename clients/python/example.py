@@ -1,5 +1,6 @@
-"""Routes a few queries through routerd, prints the model pool and the chosen models, and reports
-each request as completed.
+"""Routes a few queries through routerd (one of them inline, decided at once without waiting for
+a batch), prints the model pool, the chosen models and the mode that decided each, and reports each
+request as completed.
 
     PYTHONPATH=<build>/python:clients/python /usr/bin/python3 clients/python/example.py \
         [--address 127.0.0.1:50051]
@@ -10,7 +11,7 @@ Exits 1 with the status if a call fails.
 import argparse
 import sys
 
-from router_client import RouterClient, RouterError, make_query
+from router_client import RouterClient, RouterError, make_query, mode_name
 
 PROMPTS = [
     ("ex-1", "What is the capital of France?"),
@@ -28,8 +29,10 @@ def main():
             models = client.list_models()
             print("models:", ", ".join(m.deployment.name for m in models))
 
-            # One query at a time; each answer names the model and holds an assignment_id.
-            assignments = [client.route(make_query(qid, text)) for qid, text in PROMPTS[:2]]
+            # One query at a time; each answer names the model and holds an assignment_id. The
+            # first waits for a batch (routerd's default mode); the second is decided inline.
+            assignments = [client.route(make_query(*PROMPTS[0], mode="batch")),
+                           client.route(make_query(*PROMPTS[1], mode="inline"))]
             # The same, over one stream (answers may come in any order).
             for answer in client.route_stream([make_query(*PROMPTS[2])]):
                 if answer.WhichOneof("result") == "error":
@@ -39,8 +42,15 @@ def main():
                     assignments.append(answer.assignment)
 
             for a in assignments:
+                mode = mode_name(a.decision_mode)
+                if mode == "inline":
+                    d = a.inline_decision
+                    why = (f"inline, lambda {d.lambda_per_usd:.2f}/USD, window {d.window_id} "
+                           f"spent ${d.window_spent_usd:.6f}")
+                else:
+                    why = f"{mode}, batch {a.decision.batch_id}"
                 print(f"{a.query_id} -> {a.model} (predicted quality {a.predicted_quality:.3f}, "
-                      f"cost ${a.predicted_cost_usd:.6f}, batch {a.decision.batch_id})")
+                      f"cost ${a.predicted_cost_usd:.6f}, {why})")
                 # ... call the model here, then report what it really cost:
                 done = client.complete(a.assignment_id, actual_cost_usd=a.predicted_cost_usd)
                 print(f"{a.query_id} completed, recorded ${done.recorded_cost_usd:.6f}")

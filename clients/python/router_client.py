@@ -1,7 +1,10 @@
 """A small Python client for routerd (proto/router/v1/router.proto), for gateways.
 
 Routes queries one at a time, as a caller-formed batch or over one RouteStream, reports
-completions, and lists the model pool.
+completions, and lists the model pool. A query may ask to be decided in batch mode (wait for a
+batch), inline (at once, at the batch problem's prices) or auto (inline when its deadline leaves no
+room for a batch); unset, routerd uses the tenant's mode or its default. Each Assignment says which
+mode decided it (`decision_mode`) and, for inline, its prices (`inline_decision`).
 
 Requirements: Debian's python3-grpcio and python3-protobuf (run with /usr/bin/python3), and the
 stubs the build generates into <build>/python (the CMake target router_python_stubs), so:
@@ -29,6 +32,21 @@ except ImportError as e:  # the stubs are generated at build time, not checked i
 # routerd refuses keepalive pings more frequent than every 10 s (GOAWAY "too_many_pings").
 MIN_KEEPALIVE_TIME_MS = 10000
 
+# Query.mode by name; None or "" = unset (routerd's tenant or default mode).
+MODES = {
+    "batch": router_pb2.ROUTING_MODE_BATCH,
+    "inline": router_pb2.ROUTING_MODE_INLINE,
+    "auto": router_pb2.ROUTING_MODE_AUTO,
+}
+
+
+def mode_name(mode):
+    """"batch", "inline" or "auto" for a router_pb2.RoutingMode value ("unspecified" for none)."""
+    for name, value in MODES.items():
+        if value == mode:
+            return name
+    return "unspecified"
+
 
 class RouterError(Exception):
     """A failed call: `code` is a grpc.StatusCode, `message` the server's status message."""
@@ -49,11 +67,20 @@ def _error(rpc_error):
 
 
 def make_query(query_id, text="", *, allowed_models=(), embedding=(), input_tokens=0,
-               output_tokens=0, task="", tenant=""):
-    """A router.v1.Query; `query_id` is required and echoed in the answer."""
+               output_tokens=0, task="", tenant="", mode=None):
+    """A router.v1.Query; `query_id` is required and echoed in the answer.
+
+    mode: "batch", "inline", "auto" (or a router_pb2.RoutingMode value); None = unset, so
+    routerd uses the tenant's mode or its configured default. ValueError for another name.
+    """
+    if isinstance(mode, str) and mode:
+        if mode not in MODES:
+            raise ValueError(f"mode: {mode!r} is not a routing mode (batch, inline or auto)")
+        mode = MODES[mode]
     return router_pb2.Query(id=query_id, text=text, allowed_models=list(allowed_models),
                             embedding=list(embedding), input_tokens=input_tokens,
-                            output_tokens=output_tokens, task=task, tenant=tenant)
+                            output_tokens=output_tokens, task=task, tenant=tenant,
+                            mode=mode or router_pb2.ROUTING_MODE_UNSPECIFIED)
 
 
 class RouterClient:
@@ -94,7 +121,8 @@ class RouterClient:
             raise _error(e) from None
 
     def route(self, query, timeout=None):
-        """Routes one query (batched by routerd with other traffic); returns its Assignment."""
+        """Routes one query (batched by routerd with other traffic, or decided inline at once,
+        per query.mode); returns its Assignment."""
         return self._call(self._router.Route, router_pb2.RouteRequest(query=query),
                           timeout).assignment
 

@@ -134,8 +134,34 @@ assert set(a["fallback_models"]) <= pool, a
 d = a["decision"]
 assert d["batch_id"] and d["batch_size"] >= 1 and d["policy"], d
 assert d["solver_status"].startswith("SOLVER_STATUS_") and d["solver_status"] != "SOLVER_STATUS_UNSPECIFIED", d
+assert a["decision_mode"] == "ROUTING_MODE_BATCH", a  # routerd's default mode
+assert "inline_decision" not in a, a
 EOF
 then pass "route: prints the assignment as JSON"; else fail "route: prints the assignment as JSON"; fi
+
+ctl route --text "What is the capital of Italy?" --id ri1 --mode inline
+if [[ ${rc} -eq 0 ]] && check_py "${TMP}/out" "${TMP}/models.json" <<'EOF'
+import json, sys
+a = json.loads(open(sys.argv[1]).read())
+pool = {m["deployment"]["name"] for m in json.load(open(sys.argv[2]))["models"]}
+assert a["query_id"] == "ri1" and a["model"] in pool and a["assignment_id"], a
+assert a["decision_mode"] == "ROUTING_MODE_INLINE", a
+assert "decision" not in a, a  # batch facts only for batch decisions
+d = a["inline_decision"]
+for key in ("lambda_per_usd", "slot_price", "window_id", "position_in_window", "expected_after",
+            "window_cap_usd", "window_spent_usd", "guarded", "decision_time"):
+    assert key in d, (key, d)
+assert d["lambda_per_usd"] >= 0 and d["window_id"], d
+assert d["window_spent_usd"] >= a["predicted_cost_usd"], d
+EOF
+then pass "route --mode inline: decided inline, prints the mode and the prices"
+else fail "route --mode inline: decided inline, prints the mode and the prices"; fi
+
+ctl route --text "What is the capital of Spain?" --id rb1 --mode batch
+if [[ ${rc} -eq 0 ]] && grep -q '"decision_mode":"ROUTING_MODE_BATCH"' "${TMP}/out" &&
+   grep -q '"batch_id":"' "${TMP}/out"; then
+  pass "route --mode batch: decided in a batch"
+else fail "route --mode batch: decided in a batch"; fi
 
 ctl route --text "Summarize the French revolution." --id r2 --allowed "${MODEL_B}"
 if [[ ${rc} -eq 0 ]] && check_py "${TMP}/out" "${MODEL_B}" <<'EOF'
@@ -161,7 +187,8 @@ else fail "route: unknown allowed model is INVALID_ARGUMENT naming query.allowed
 # ---- bad usage: exit 2, nothing sent ----------------------------------------------------------
 usage_ok=1
 for args in "" "route" "route --text" "route --text x --bogus 1" "frobnicate" "--timeout_ms abc models" \
-            "stream" "complete" "config" "config set" "model upsert" "model upsert --name m --slots x"; do
+            "stream" "complete" "config" "config set" "model upsert" "model upsert --name m --slots x" \
+            "route --text x --mode fast" "stream --file x --mode INLINE"; do
   # shellcheck disable=SC2086  # word splitting of the argument list is intended
   ctl ${args}
   if [[ ${rc} -ne 2 ]] || ! grep -q "usage:" "${TMP}/err"; then
@@ -241,6 +268,21 @@ else fail "stream: summary counts every answer, models, errors by code, spend, l
 if grep -qF "${STREAM_N}/${STREAM_N} 100%" "${TMP}/err"; then
   pass "stream: progress bar on stderr reaches 100%"
 else fail "stream: progress bar on stderr reaches 100%"; fi
+
+ctl stream --file "${TMP}/stream.jsonl" --mode inline
+if [[ ${rc} -eq 0 ]] && check_py "${TMP}/out" "${STREAM_N}" <<'EOF'
+import json, sys
+s = json.loads(open(sys.argv[1]).read())
+n = int(sys.argv[2])
+assert s["count"] == n and s["answered"] == n, s
+assert s["errors"] == {"INVALID_ARGUMENT": 1}, s
+assert s["modes"] == {"inline": s["assigned"]}, s  # every assignment decided inline
+assert s["inline"]["decisions"] == s["assigned"] > 0, s
+assert 0 <= s["inline"]["lambda_p50"] <= s["inline"]["lambda_max"], s
+assert s["stream_status"] == "OK", s
+EOF
+then pass "stream --mode inline: every answer decided inline, summary with inline prices"
+else fail "stream --mode inline: every answer decided inline, summary with inline prices"; fi
 
 printf '{"qid": "f1", "prompt": "Hello there"}\n{"qid": "f2", "prompt": "General Kenobi"}\n' \
   >"${TMP}/fields.jsonl"
@@ -359,6 +401,9 @@ pool = set(lines[0][len("models: "):].split(", "))
 routed = [re.match(r"(ex-\d) -> (\S+) ", l) for l in lines if " -> " in l]
 assert [m.group(1) for m in routed] == ["ex-1", "ex-2", "ex-3"], lines
 assert all(m.group(2) in pool for m in routed), lines
+modes = {l.split(" -> ")[0]: l for l in lines if " -> " in l}
+assert ", batch, batch " in modes["ex-1"], lines
+assert ", inline, lambda " in modes["ex-2"], lines
 assert sum(1 for l in lines if " completed, recorded $" in l) == 3, lines
 EOF
 then pass "python: example routes, lists models and completes"
@@ -367,7 +412,7 @@ else fail "python: example routes, lists models and completes"; fi
 rc=0
 PYTHONPATH="${STUBS}:${PYCLIENT}" "${PY}" - "127.0.0.1:${PORT}" >"${TMP}/out" 2>"${TMP}/err" <<'EOF' || rc=$?
 import sys
-from router_client import RouterClient, RouterError, make_query
+from router_client import RouterClient, RouterError, make_query, mode_name, router_pb2
 with RouterClient(sys.argv[1]) as c:
     try:
         c.route(make_query("p1", ""))
@@ -378,6 +423,20 @@ with RouterClient(sys.argv[1]) as c:
     assert [i.WhichOneof("result") for i in items] == ["assignment", "error"], items
     answers = list(c.route_stream(make_query(f"p{k}", f"question {k}") for k in range(10, 30)))
     assert sorted(a.assignment.query_id for a in answers) == sorted(f"p{k}" for k in range(10, 30))
+    inline = list(c.route_stream(make_query(f"pi{k}", f"question {k}", mode="inline")
+                                 for k in range(5)))
+    assert len(inline) == 5, inline
+    assert all(mode_name(a.assignment.decision_mode) == "inline" for a in inline), inline
+    assert all(a.assignment.inline_decision.window_id for a in inline), inline
+    answers += inline
+    a = c.route(make_query("pa", "question", mode="auto"), timeout=30)
+    assert mode_name(a.decision_mode) == "batch", a  # 30 s leave room for a batch
+    answers.append(router_pb2.RouteStreamResponse(assignment=a))
+    try:
+        make_query("px", "question", mode="fast")
+        raise SystemExit("an unknown mode was accepted")
+    except ValueError as e:
+        assert "mode" in str(e), e
     for a in answers + [items[0]]:
         c.complete(a.assignment.assignment_id)
 EOF

@@ -4,6 +4,7 @@
 #include "clients/cpp/router_client.h"
 
 #include <atomic>
+#include <map>
 #include <memory>
 #include <string>
 #include <vector>
@@ -24,7 +25,8 @@ using ::router::core::testing::StatusIs;
 using ::testing::_;
 using ::testing::HasSubstr;
 
-// Answers Route with the query id as the model, or INVALID_ARGUMENT for an empty text. RouteStream
+// Answers Route with the query id as the model and the query's mode as the decision mode, or
+// INVALID_ARGUMENT for an empty text. RouteStream (which also echoes the mode)
 // reads every query and answers them in reverse order (an empty text gets an error item), unless
 // a query's text is "abort": then it answers that one and ends the stream with
 // RESOURCE_EXHAUSTED without reading further. With answer_as_read set, it answers each query as
@@ -38,6 +40,8 @@ class FakeRouter final : public v1::Router::Service {
     }
     response->mutable_assignment()->set_query_id(request->query().id());
     response->mutable_assignment()->set_model("m-" + request->query().id());
+    // Echoes the mode received, so tests see what the client sent.
+    response->mutable_assignment()->set_decision_mode(request->query().mode());
     return grpc::Status::OK;
   }
 
@@ -68,6 +72,7 @@ class FakeRouter final : public v1::Router::Service {
         r.mutable_error()->set_code(3);
       } else {
         r.mutable_assignment()->set_query_id(q->id());
+        r.mutable_assignment()->set_decision_mode(q->mode());
       }
       stream->Write(r);
     }
@@ -159,6 +164,44 @@ TEST_F(RouterClientTest, RouteReturnsTheAssignmentOrTheServerStatus) {
   EXPECT_EQ(a->model(), "m-q1");
   EXPECT_THAT(client_->Route(Query("q2", "")),
               StatusIs(absl::StatusCode::kInvalidArgument, "query.text: required"));
+}
+
+TEST(ConnectTest, RefusesAnUnknownMode) {
+  RouterClientOptions options;
+  options.mode = static_cast<v1::RoutingMode>(42);
+  EXPECT_THAT(RouterClient::Connect("127.0.0.1:1", options),
+              StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("mode: unknown routing mode 42")));
+}
+
+TEST_F(RouterClientTest, TheModeOptionFillsQueriesWithoutAMode) {
+  // Without the option the query's own mode (here none) is sent unchanged.
+  absl::StatusOr<v1::Assignment> a = client_->Route(Query("q0", "hi"));
+  ASSERT_THAT(a, IsOk());
+  EXPECT_EQ(a->decision_mode(), v1::ROUTING_MODE_UNSPECIFIED);
+
+  RouterClientOptions options;
+  options.mode = v1::ROUTING_MODE_INLINE;
+  std::unique_ptr<RouterClient> inline_client =
+      RouterClient::FromChannel(server_->InProcessChannel(grpc::ChannelArguments()), options);
+  a = inline_client->Route(Query("q1", "hi"));
+  ASSERT_THAT(a, IsOk());
+  EXPECT_EQ(a->decision_mode(), v1::ROUTING_MODE_INLINE);
+  v1::Query own = Query("q2", "hi");
+  own.set_mode(v1::ROUTING_MODE_AUTO);  // a query's own mode wins
+  a = inline_client->Route(own);
+  ASSERT_THAT(a, IsOk());
+  EXPECT_EQ(a->decision_mode(), v1::ROUTING_MODE_AUTO);
+
+  std::vector<v1::Query> queries = {Query("s0", "text"), own};
+  std::map<std::string, v1::RoutingMode> modes;
+  EXPECT_THAT(inline_client->RouteStream(queries,
+                                         [&](const StreamAnswer& answer) {
+                                           const v1::Assignment& x = answer.response.assignment();
+                                           modes[x.query_id()] = x.decision_mode();
+                                         }),
+              IsOk());
+  EXPECT_EQ(modes, (std::map<std::string, v1::RoutingMode>{{"s0", v1::ROUTING_MODE_INLINE},
+                                                           {"q2", v1::ROUTING_MODE_AUTO}}));
 }
 
 TEST_F(RouterClientTest, RouteStreamMatchesOutOfOrderAnswersToTheirQueries) {

@@ -160,6 +160,54 @@ TEST(StreamSummaryTest, CountsModelsErrorsAndSpend) {
             "UNAVAILABLE: draining");
 }
 
+TEST(ModeFlagTest, ParsesTheThreeModesAndNamesTheFlagOtherwise) {
+  for (auto [name, mode] : {std::pair<const char*, v1::RoutingMode>{"batch", v1::ROUTING_MODE_BATCH},
+                            {"inline", v1::ROUTING_MODE_INLINE},
+                            {"auto", v1::ROUTING_MODE_AUTO}}) {
+    absl::StatusOr<v1::RoutingMode> parsed = ParseModeFlag(name);
+    ASSERT_THAT(parsed, IsOk()) << name;
+    EXPECT_EQ(*parsed, mode);
+    EXPECT_EQ(ModeName(mode), name);
+  }
+  EXPECT_THAT(ParseModeFlag("INLINE"),
+              StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("--mode: 'INLINE'")));
+  EXPECT_THAT(ParseModeFlag(""), StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("--mode")));
+  EXPECT_EQ(ModeName(v1::ROUTING_MODE_UNSPECIFIED), "unspecified");
+}
+
+TEST(StreamSummaryTest, CountsDecisionModesAndSummarizesInlinePrices) {
+  StreamSummary summary;
+  v1::RouteStreamResponse batch;
+  batch.mutable_assignment()->set_model("m1");
+  batch.mutable_assignment()->set_decision_mode(v1::ROUTING_MODE_BATCH);
+  auto inline_answer = [](double lambda, double slot_price, bool guarded) {
+    v1::RouteStreamResponse r;
+    r.mutable_assignment()->set_model("m2");
+    r.mutable_assignment()->set_decision_mode(v1::ROUTING_MODE_INLINE);
+    v1::InlineDecision* d = r.mutable_assignment()->mutable_inline_decision();
+    d->set_lambda_per_usd(lambda);
+    d->set_slot_price(slot_price);
+    d->set_guarded(guarded);
+    return r;
+  };
+  summary.Add(batch, absl::Milliseconds(1));
+  summary.Add(inline_answer(10, 0, false), absl::Milliseconds(1));
+  summary.Add(inline_answer(30, 0.5, true), absl::Milliseconds(1));
+  summary.Add(inline_answer(20, 0.25, false), absl::Milliseconds(1));
+  const nlohmann::json j = summary.ToJson(4, absl::OkStatus());
+  EXPECT_EQ(j["modes"], (nlohmann::json{{"batch", 1}, {"inline", 3}}));
+  EXPECT_EQ(j["inline"]["decisions"], 3);
+  EXPECT_EQ(j["inline"]["guarded"], 1);
+  EXPECT_DOUBLE_EQ(j["inline"]["lambda_p50"].get<double>(), 20);
+  EXPECT_DOUBLE_EQ(j["inline"]["lambda_max"].get<double>(), 30);
+  EXPECT_DOUBLE_EQ(j["inline"]["slot_price_max"].get<double>(), 0.5);
+  // Without inline answers the block is there, with zeros.
+  const nlohmann::json none = StreamSummary().ToJson(0, absl::OkStatus());
+  EXPECT_EQ(none["modes"], nlohmann::json::object());
+  EXPECT_EQ(none["inline"]["decisions"], 0);
+  EXPECT_DOUBLE_EQ(none["inline"]["lambda_max"].get<double>(), 0);
+}
+
 TEST(ProgressBarTest, DrawsTheFraction) {
   EXPECT_EQ(ProgressBar(5, 10, 10), "[#####-----] 5/10  50%");
   EXPECT_EQ(ProgressBar(10, 10, 4), "[####] 10/10 100%");

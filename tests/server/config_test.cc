@@ -21,6 +21,81 @@ TEST(ConfigTest, EmptyDocumentGivesTheDocumentedDefaults) {
   EXPECT_FALSE(c->policy.avg_cost_cap_usd.has_value());
   EXPECT_EQ(c->ledger.spend_rate_usd_per_second, 0.0);
   EXPECT_TRUE(c->models.empty());
+  EXPECT_EQ(c->routing.default_mode, RoutingMode::kBatch);
+  EXPECT_TRUE(c->routing.tenant_modes.empty());
+  const core::InlineOptions defaults;
+  EXPECT_EQ(c->inline_options.window_arrivals, defaults.window_arrivals);
+  EXPECT_EQ(c->inline_options.window_duration, absl::InfiniteDuration());
+  EXPECT_EQ(c->inline_options.forecast_horizon, defaults.forecast_horizon);
+  EXPECT_EQ(c->inline_options.slot_price_rounds, defaults.slot_price_rounds);
+}
+
+TEST(ConfigTest, ParsesRoutingModesAndInlineOptionsAndRoundTrips) {
+  const char* yaml = R"(
+routing:
+  default_mode: auto
+  tenant_modes: {gateway-a: inline, "team b": batch, c: auto}
+inline: {window_arrivals: 50, window_duration_ms: 1000, forecast_horizon: 200, slot_price_rounds: 0}
+)";
+  absl::StatusOr<RouterConfig> c = ParseConfigYaml(yaml);
+  ASSERT_THAT(c, IsOk());
+  EXPECT_EQ(c->routing.default_mode, RoutingMode::kAuto);
+  ASSERT_EQ(c->routing.tenant_modes.size(), 3u);
+  EXPECT_EQ(c->routing.tenant_modes.at("gateway-a"), RoutingMode::kInline);
+  EXPECT_EQ(c->routing.tenant_modes.at("team b"), RoutingMode::kBatch);
+  EXPECT_EQ(c->routing.tenant_modes.at("c"), RoutingMode::kAuto);
+  EXPECT_EQ(c->inline_options.window_arrivals, 50);
+  EXPECT_EQ(c->inline_options.window_duration, absl::Seconds(1));
+  EXPECT_EQ(c->inline_options.forecast_horizon, 200);
+  EXPECT_EQ(c->inline_options.slot_price_rounds, 0);
+  absl::StatusOr<RouterConfig> again = ParseConfigYaml(ConfigToYaml(*c));
+  ASSERT_THAT(again, IsOk()) << ConfigToYaml(*c);
+  EXPECT_EQ(ConfigToYaml(*again), ConfigToYaml(*c));
+  EXPECT_EQ(again->routing.tenant_modes, c->routing.tenant_modes);
+  EXPECT_EQ(again->inline_options.window_duration, absl::Seconds(1));
+  // The defaults round-trip too: no window duration stays "count only".
+  absl::StatusOr<RouterConfig> defaults = ParseConfigYaml(ConfigToYaml(*ParseConfigYaml("")));
+  ASSERT_THAT(defaults, IsOk());
+  EXPECT_EQ(defaults->inline_options.window_duration, absl::InfiniteDuration());
+  EXPECT_TRUE(defaults->routing.tenant_modes.empty());
+}
+
+TEST(ConfigTest, RoutingAndInlineErrorsNameTheField) {
+  struct Case {
+    const char* yaml;
+    const char* message;
+  } cases[] = {
+      {"routing: {default_mode: fast}", "routing.default_mode: unknown routing mode 'fast'"},
+      {"routing: {tenant_modes: {a: inline, b: quick}}", "routing.tenant_modes.b: unknown routing mode 'quick'"},
+      {"routing: {tenant_modes: [a, b]}", "routing.tenant_modes: must be a mapping"},
+      {"routing: {tenant_modes: {a: [inline]}}", "routing.tenant_modes.a: must be a scalar"},
+      {"routing: {default: inline}", "routing.default: unknown key"},
+      {"inline: {window_arrivals: 0}", "inline.window_arrivals: must be >= 1"},
+      {"inline: {window_arrivals: many}", "inline.window_arrivals: cannot read 'many'"},
+      {"inline: {window_duration_ms: 0}", "inline.window_duration_ms: must be > 0"},
+      {"inline: {window_duration_ms: -5}", "inline.window_duration_ms: must be > 0"},
+      {"inline: {forecast_horizon: 0}", "inline.forecast_horizon: must be in [1, 10000]"},
+      {"inline: {forecast_horizon: 10001}", "inline.forecast_horizon: must be in [1, 10000]"},
+      {"inline: {bisection_steps: 24}", "inline.bisection_steps: unknown key"},
+      {"inline: {slot_price_rounds: -1}", "inline.slot_price_rounds: must be in [0, 20]"},
+      {"inline: {slot_price_rounds: 21}", "inline.slot_price_rounds: must be in [0, 20]"},
+      {"inline: {window_duration: 5}", "inline.window_duration: unknown key"},
+      {"inline: 3", "inline: must be a mapping"},
+  };
+  for (const Case& c : cases) {
+    EXPECT_THAT(ParseConfigYaml(c.yaml), StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr(c.message)))
+        << c.yaml;
+  }
+}
+
+TEST(ConfigTest, RoutingAndInlineAreRuntimeChangeable) {
+  RouterConfig a = *ParseConfigYaml("");
+  absl::StatusOr<RouterConfig> b =
+      ParseConfigUpdateYaml("routing: {default_mode: inline}\ninline: {window_arrivals: 10}", a);
+  ASSERT_THAT(b, IsOk());
+  EXPECT_EQ(b->routing.default_mode, RoutingMode::kInline);
+  EXPECT_EQ(b->inline_options.window_arrivals, 10);
+  EXPECT_THAT(CheckRuntimeChange(a, *b), IsOk());
 }
 
 TEST(ConfigTest, ParsesEveryFieldAndRoundTrips) {

@@ -1,5 +1,6 @@
 // End-to-end tests of routerd in process, over loopback TCP: every call answered exactly once
-// under concurrency and cancellations, budget and slot invariants per batch, precise errors for bad
+// under concurrency and cancellations, budget and slot invariants per batch and per inline window,
+// inline and batch decisions sharing one ledger, routing-mode resolution, precise errors for bad
 // input while the server keeps serving, runtime config changes, drain on shutdown, /metrics.
 
 #include "server/routerd.h"
@@ -11,10 +12,12 @@
 
 #include <atomic>
 #include <cmath>
+#include <functional>
 #include <limits>
 #include <map>
 #include <memory>
 #include <random>
+#include <set>
 #include <string>
 #include <thread>
 #include <vector>
@@ -39,12 +42,15 @@ constexpr char kLocal[] = "mistralai/mixtral-8x7b-chat";
 constexpr int kLocalSlots = 6;
 constexpr double kCap = 0.002;
 
-std::string TestConfigYaml(int64_t max_batch_size = 16) {
+// `extra` is appended (routing, inline sections); `cap` <= 0 leaves the budget uncapped.
+std::string TestConfigYaml(int64_t max_batch_size = 16, const std::string& extra = "",
+                           double cap = kCap, double max_batch_delay_ms = 2) {
   return absl::StrCat(R"(
 listen: 127.0.0.1:0
 metrics_listen: 127.0.0.1:0
-batching: {max_batch_size: )", max_batch_size, R"(, max_batch_delay_ms: 2, max_queued: 100000}
-budget: {avg_cost_cap_usd: )", kCap, R"(, lease_timeout_s: 600}
+batching: {max_batch_size: )", max_batch_size, ", max_batch_delay_ms: ", max_batch_delay_ms,
+                      R"(, max_queued: 100000}
+budget: {)", cap > 0 ? absl::StrCat("avg_cost_cap_usd: ", cap, ", ") : "", R"(lease_timeout_s: 600}
 limits: {max_text_bytes: 4096}
 shutdown: {grace_s: 5, drain_s: 0}
 models:
@@ -52,7 +58,7 @@ models:
   - {name: "gpt-3.5-turbo-1106"}
   - {name: "claude-instant-v1"}
   - {name: ")", kLocal, R"(", instances: 2, slots_per_instance: 3}
-)");
+)", extra, "\n");
 }
 
 class RouterdTest : public ::testing::Test {
@@ -86,12 +92,35 @@ class RouterdTest : public ::testing::Test {
     return q;
   }
 
-  grpc::Status RouteOne(const v1::Query& q, v1::RouteResponse* out) {
+  static v1::Query InlineQuery(const std::string& id, int variant) {
+    v1::Query q = MakeQuery(id, variant);
+    q.set_mode(v1::ROUTING_MODE_INLINE);
+    return q;
+  }
+
+  grpc::Status RouteOne(const v1::Query& q, v1::RouteResponse* out,
+                        std::chrono::seconds deadline = std::chrono::seconds(10)) {
     grpc::ClientContext ctx;
-    ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(10));
+    ctx.set_deadline(std::chrono::system_clock::now() + deadline);
     v1::RouteRequest req;
     *req.mutable_query() = q;
     return stub_->Route(&ctx, req, out);
+  }
+
+  // Replaces the runtime configuration (the whole document, as RouterAdmin.UpdateConfig does).
+  grpc::Status UpdateConfig(const std::string& yaml) {
+    grpc::ClientContext ctx;
+    v1::UpdateConfigRequest update;
+    update.set_yaml(yaml);
+    v1::UpdateConfigResponse response;
+    return admin_->UpdateConfig(&ctx, update, &response);
+  }
+
+  grpc::Status Complete(const std::string& assignment_id, v1::CompleteResponse* out) {
+    grpc::ClientContext ctx;
+    v1::CompleteRequest complete;
+    complete.set_assignment_id(assignment_id);
+    return stub_->Complete(&ctx, complete, out);
   }
 
   std::unique_ptr<Routerd> routerd_;
@@ -480,6 +509,454 @@ TEST_F(RouterdTest, ShutdownUnderLoadLosesNothing) {
     }
   }
   EXPECT_GT(ok, 0);
+}
+
+
+// ---- Inline routing (issue #7) ----------------------------------------------------------------
+
+// Starts `n` async Route calls built by `make`; cancels each with probability `cancel_one_in`
+// (0 = never) right after starting it; returns once every callback ran.
+std::vector<std::unique_ptr<AsyncCall>> RouteAsync(v1::Router::Stub& stub, int n,
+                                                   const std::function<v1::Query(int)>& make,
+                                                   int cancel_one_in, uint32_t seed) {
+  std::vector<std::unique_ptr<AsyncCall>> calls;
+  std::atomic<int> done{0};
+  absl::Notification all_done;
+  std::mt19937 rng(seed);
+  for (int k = 0; k < n; ++k) {
+    auto call = std::make_unique<AsyncCall>();
+    *call->request.mutable_query() = make(k);
+    call->ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(60));
+    AsyncCall* raw = call.get();
+    stub.async()->Route(&raw->ctx, &raw->request, &raw->response, [raw, n, &done, &all_done](grpc::Status s) {
+      raw->status = std::move(s);
+      raw->callbacks.fetch_add(1);
+      if (done.fetch_add(1) + 1 == n) all_done.Notify();
+    });
+    if (cancel_one_in > 0 && rng() % cancel_one_in == 0) raw->ctx.TryCancel();
+    calls.push_back(std::move(call));
+  }
+  // Bounded so a lost answer fails the test instead of hanging it (not a timing assertion).
+  EXPECT_TRUE(all_done.WaitForNotificationWithTimeout(absl::Seconds(240)));
+  return calls;
+}
+
+// Thousands of concurrent inline Route calls, a tenth of them cancelled: each gets exactly one
+// answer; every routed one was decided inline within its window's cap; slots hold.
+TEST_F(RouterdTest, InlineRouteAnswersEveryCallExactlyOnceUnderLoadAndCancellation) {
+  constexpr int kCalls = 3000;
+  constexpr int64_t kWindow = 100;  // the default inline.window_arrivals
+  const std::vector<std::unique_ptr<AsyncCall>> calls = RouteAsync(
+      *stub_, kCalls, [](int k) { return InlineQuery(absl::StrCat("i", k), k); }, 10, 7);
+  int ok = 0, cancelled = 0, refused = 0, local = 0;
+  std::map<std::string, std::vector<const v1::Assignment*>> by_window;
+  for (const auto& c : calls) {
+    ASSERT_EQ(c->callbacks.load(), 1);
+    if (c->status.ok()) {
+      ++ok;
+      const v1::Assignment& a = c->response.assignment();
+      EXPECT_EQ(a.query_id(), c->request.query().id());
+      EXPECT_EQ(a.decision_mode(), v1::ROUTING_MODE_INLINE);
+      EXPECT_FALSE(a.has_decision());  // batch facts only for batch decisions
+      ASSERT_TRUE(a.has_inline_decision());
+      const v1::InlineDecision& d = a.inline_decision();
+      EXPECT_DOUBLE_EQ(d.window_cap_usd(), kCap * kWindow);
+      EXPECT_LE(d.window_spent_usd(), d.window_cap_usd() + 1e-9);
+      EXPECT_GE(d.position_in_window(), 0);
+      EXPECT_LT(d.position_in_window(), kWindow);
+      EXPECT_GE(d.lambda_per_usd(), 0);
+      EXPECT_FALSE(a.assignment_id().empty());
+      local += a.model() == kLocal;
+      by_window[d.window_id()].push_back(&a);
+    } else if (c->status.error_code() == grpc::StatusCode::CANCELLED) {
+      ++cancelled;
+    } else {
+      // The window's guard may refuse a query it cannot pay for; nothing else may fail.
+      EXPECT_EQ(c->status.error_code(), grpc::StatusCode::RESOURCE_EXHAUSTED) << c->status.error_message();
+      ++refused;
+    }
+  }
+  EXPECT_EQ(ok + cancelled + refused, kCalls);
+  EXPECT_GT(ok, kCalls / 2);
+  EXPECT_GE(by_window.size(), static_cast<size_t>(ok / kWindow));
+  for (const auto& [id, members] : by_window) {
+    double seen = 0, reported = 0;
+    std::set<int64_t> positions;
+    for (const v1::Assignment* a : members) {
+      seen += a->predicted_cost_usd();
+      reported = std::max(reported, a->inline_decision().window_spent_usd());
+      EXPECT_TRUE(positions.insert(a->inline_decision().position_in_window()).second)
+          << id << " decided two queries at one position";
+    }
+    // What the clients saw is part of what the window spent (a cancelled call may have been
+    // decided too), and neither exceeds the cap.
+    EXPECT_LE(seen, kCap * kWindow + 1e-9) << id;
+    EXPECT_GE(reported + 1e-12, seen) << id;
+  }
+  // A call cancelled after its decision holds its slot without the client seeing it, so the ledger
+  // may hold more than the clients saw, never more than the slots.
+  const int64_t in_use = routerd_->runtime().ledger().InUse(kLocal);
+  EXPECT_LE(local, in_use);
+  EXPECT_LE(in_use, kLocalSlots);
+  EXPECT_GE(routerd_->runtime().ledger().Totals().open_assignments, ok);
+}
+
+// An adversarial order: in every window of 10, five cheap queries come first and five that may
+// only use the most expensive model come last, with a cap of three of those per window. No window
+// ever spends more than its cap; the queries it cannot pay for are refused, not overspent; a model
+// never gets more assignments than it has slots.
+TEST_F(RouterdTest, InlineWindowsNeverExceedTheirCapAndSlotsHold) {
+  constexpr char kExpensive[] = "gpt-4-1106-preview";
+  constexpr char kCheap[] = "claude-instant-v1";
+  // Learn the expensive model's predicted cost for the query text used below (batch mode, no cap).
+  routerd_->Shutdown(absl::ZeroDuration(), absl::Seconds(5));
+  routerd_.reset();
+  Start(TestConfigYaml(16, "", /*cap=*/0));
+  v1::Query probe = MakeQuery("probe", 3);
+  probe.add_allowed_models(kExpensive);
+  v1::RouteResponse out;
+  ASSERT_TRUE(RouteOne(probe, &out).ok());
+  const double expensive_cost = out.assignment().predicted_cost_usd();
+  ASSERT_GT(expensive_cost, 0);
+  constexpr int64_t kWindow = 10;
+  // Window cap = 3 expensive queries (as the YAML prints it: StrCat keeps 6 digits).
+  const double avg_cap = std::stod(absl::StrCat(0.3 * expensive_cost));
+  const double window_cap = avg_cap * kWindow;
+  ASSERT_TRUE(UpdateConfig(TestConfigYaml(16, "inline: {window_arrivals: 10}", avg_cap)).ok());
+
+  std::map<std::string, double> spent;
+  int refused = 0;
+  constexpr int kBudgetQueries = 40;
+  for (int k = 0; k < kBudgetQueries; ++k) {
+    v1::Query q = InlineQuery(absl::StrCat("w", k), 3);
+    q.add_allowed_models(k % kWindow < 5 ? kCheap : kExpensive);
+    const grpc::Status s = RouteOne(q, &out);
+    if (!s.ok()) {
+      EXPECT_EQ(s.error_code(), grpc::StatusCode::RESOURCE_EXHAUSTED) << s.error_message();
+      EXPECT_THAT(s.error_message(), HasSubstr("inline window"));
+      EXPECT_GE(k % kWindow, 5) << "a cheap query was refused";
+      ++refused;
+      continue;
+    }
+    const v1::InlineDecision& d = out.assignment().inline_decision();
+    EXPECT_EQ(d.position_in_window(), k % kWindow);
+    EXPECT_NEAR(d.window_cap_usd(), window_cap, 1e-12);
+    spent[d.window_id()] += out.assignment().predicted_cost_usd();
+    EXPECT_NEAR(d.window_spent_usd(), spent[d.window_id()], 1e-12);
+    EXPECT_LE(spent[d.window_id()], window_cap + 1e-12) << d.window_id();
+  }
+  EXPECT_EQ(spent.size(), static_cast<size_t>(kBudgetQueries / kWindow));
+  // Five expensive arrivals per window against a cap of three: at least two refused per window.
+  EXPECT_GE(refused, 2 * kBudgetQueries / kWindow);
+
+  // Slots: ten queries that may only use the self-hosted model, which has six.
+  int local = 0;
+  for (int k = 0; k < 10; ++k) {
+    v1::Query q = InlineQuery(absl::StrCat("l", k), k);
+    q.add_allowed_models(kLocal);
+    const grpc::Status s = RouteOne(q, &out);
+    if (s.ok()) {
+      EXPECT_EQ(out.assignment().model(), kLocal);
+      ++local;
+    } else {
+      EXPECT_EQ(s.error_code(), grpc::StatusCode::RESOURCE_EXHAUSTED);
+      EXPECT_THAT(s.error_message(), HasSubstr("out of free slots"));
+    }
+  }
+  EXPECT_EQ(local, kLocalSlots);
+  EXPECT_EQ(routerd_->runtime().ledger().InUse(kLocal), kLocalSlots);
+}
+
+// Inline and batch decisions on one server draw on one ledger: slots taken by either are seen by
+// both, the ledger holds exactly the open assignments, and Complete releases exactly one slot per
+// assignment, whichever mode decided it.
+TEST_F(RouterdTest, InlineAndBatchShareTheLedgerWithoutDoubleCounting) {
+  core::Ledger& ledger = routerd_->runtime().ledger();
+  std::vector<std::string> ids;
+  double reserved = 0;
+  auto local_query = [](const std::string& id, v1::RoutingMode mode) {
+    v1::Query q = MakeQuery(id, static_cast<int>(id.size()));
+    q.add_allowed_models(kLocal);
+    q.set_mode(mode);
+    return q;
+  };
+  v1::RouteResponse out;
+  for (int k = 0; k < 2; ++k) {
+    ASSERT_TRUE(RouteOne(local_query(absl::StrCat("in", k), v1::ROUTING_MODE_INLINE), &out).ok());
+    EXPECT_EQ(out.assignment().decision_mode(), v1::ROUTING_MODE_INLINE);
+    ids.push_back(out.assignment().assignment_id());
+    reserved += out.assignment().predicted_cost_usd();
+    ASSERT_TRUE(RouteOne(local_query(absl::StrCat("ba", k), v1::ROUTING_MODE_BATCH), &out).ok());
+    EXPECT_EQ(out.assignment().decision_mode(), v1::ROUTING_MODE_BATCH);
+    EXPECT_FALSE(out.assignment().decision().batch_id().empty());
+    ids.push_back(out.assignment().assignment_id());
+    reserved += out.assignment().predicted_cost_usd();
+  }
+  EXPECT_EQ(ledger.InUse(kLocal), 4);
+  // A caller-formed batch of four sees the two slots left.
+  v1::RouteBatchRequest batch;
+  for (int k = 0; k < 4; ++k) *batch.add_queries() = local_query(absl::StrCat("rb", k), v1::ROUTING_MODE_INLINE);
+  grpc::ClientContext ctx;
+  v1::RouteBatchResponse batch_out;
+  ASSERT_TRUE(stub_->RouteBatch(&ctx, batch, &batch_out).ok());
+  int batch_served = 0;
+  for (const v1::RouteBatchItem& item : batch_out.items()) {
+    if (item.has_assignment()) {
+      EXPECT_EQ(item.assignment().decision_mode(), v1::ROUTING_MODE_BATCH);  // RouteBatch is batch
+      ids.push_back(item.assignment().assignment_id());
+      reserved += item.assignment().predicted_cost_usd();
+      ++batch_served;
+    } else {
+      EXPECT_EQ(item.error().code(), static_cast<int>(grpc::StatusCode::RESOURCE_EXHAUSTED));
+    }
+  }
+  EXPECT_EQ(batch_served, 2);
+  // And the inline router sees that none is left.
+  grpc::Status s = RouteOne(local_query("in-full", v1::ROUTING_MODE_INLINE), &out);
+  EXPECT_EQ(s.error_code(), grpc::StatusCode::RESOURCE_EXHAUSTED);
+  EXPECT_THAT(s.error_message(), HasSubstr("out of free slots"));
+
+  ASSERT_EQ(ids.size(), static_cast<size_t>(kLocalSlots));
+  EXPECT_EQ(std::set<std::string>(ids.begin(), ids.end()).size(), ids.size());
+  EXPECT_EQ(ledger.InUse(kLocal), kLocalSlots);
+  core::LedgerTotals totals = ledger.Totals();
+  EXPECT_EQ(totals.open_assignments, kLocalSlots);
+  EXPECT_NEAR(totals.reserved_usd, reserved, 1e-12);
+  for (size_t k = 0; k < ids.size(); ++k) {
+    v1::CompleteResponse done;
+    ASSERT_TRUE(Complete(ids[k], &done).ok()) << ids[k];
+    EXPECT_TRUE(done.lease_was_active());
+    EXPECT_EQ(ledger.InUse(kLocal), kLocalSlots - static_cast<int64_t>(k) - 1);
+    EXPECT_EQ(ledger.Totals().open_assignments, kLocalSlots - static_cast<int64_t>(k) - 1);
+    EXPECT_EQ(Complete(ids[k], &done).error_code(), grpc::StatusCode::NOT_FOUND);  // once only
+    EXPECT_EQ(ledger.InUse(kLocal), kLocalSlots - static_cast<int64_t>(k) - 1);
+  }
+  EXPECT_NEAR(ledger.Totals().reserved_usd, 0, 1e-12);
+  // The released slots serve inline queries again.
+  EXPECT_TRUE(RouteOne(local_query("in-again", v1::ROUTING_MODE_INLINE), &out).ok());
+  EXPECT_EQ(ledger.InUse(kLocal), 1);
+}
+
+// The same under concurrency: inline and batch calls interleaved on one server. The ledger holds
+// exactly the assignments the clients got, and completing them all empties it.
+TEST_F(RouterdTest, ConcurrentInlineAndBatchCallsKeepTheLedgerExact) {
+  constexpr int kCalls = 600;
+  const std::vector<std::unique_ptr<AsyncCall>> calls = RouteAsync(
+      *stub_, kCalls,
+      [](int k) {
+        v1::Query q = MakeQuery(absl::StrCat("m", k), k);
+        q.add_allowed_models(kLocal);
+        q.add_allowed_models("claude-instant-v1");
+        q.set_mode(k % 2 == 0 ? v1::ROUTING_MODE_INLINE : v1::ROUTING_MODE_BATCH);
+        return q;
+      },
+      /*cancel_one_in=*/0, 11);
+  int ok = 0, local = 0, inline_ok = 0;
+  double reserved = 0;
+  std::vector<std::string> ids;
+  for (const auto& c : calls) {
+    ASSERT_EQ(c->callbacks.load(), 1);
+    if (!c->status.ok()) {
+      // A batch whose commit lost the race for a slot to an inline decision (or the reverse) is
+      // refused as a whole, retryable.
+      EXPECT_EQ(c->status.error_code(), grpc::StatusCode::UNAVAILABLE) << c->status.error_message();
+      continue;
+    }
+    const v1::Assignment& a = c->response.assignment();
+    EXPECT_EQ(a.decision_mode(), c->request.query().mode());
+    ++ok;
+    inline_ok += a.decision_mode() == v1::ROUTING_MODE_INLINE;
+    local += a.model() == kLocal;
+    reserved += a.predicted_cost_usd();
+    ids.push_back(a.assignment_id());
+  }
+  EXPECT_GT(inline_ok, 0);
+  EXPECT_GT(ok - inline_ok, 0);
+  core::Ledger& ledger = routerd_->runtime().ledger();
+  EXPECT_EQ(ledger.InUse(kLocal), local);
+  EXPECT_LE(local, kLocalSlots);
+  EXPECT_EQ(ledger.Totals().open_assignments, ok);
+  EXPECT_NEAR(ledger.Totals().reserved_usd, reserved, 1e-9);
+  EXPECT_EQ(std::set<std::string>(ids.begin(), ids.end()).size(), ids.size());
+  for (const std::string& id : ids) {
+    v1::CompleteResponse done;
+    EXPECT_TRUE(Complete(id, &done).ok()) << id;
+  }
+  EXPECT_EQ(ledger.InUse(kLocal), 0);
+  EXPECT_EQ(ledger.Totals().open_assignments, 0);
+}
+
+// A stream mixing modes: inline queries are answered while an earlier batch-mode query still
+// waits for its batch (60 s delay, so only a full batch of 4 closes it); every query is answered
+// exactly once and the stream ends OK.
+TEST_F(RouterdTest, RouteStreamAnswersInlineQueriesAtOnceBesideBatchedOnes) {
+  ASSERT_TRUE(UpdateConfig(TestConfigYaml(4, "", kCap, /*max_batch_delay_ms=*/60000)).ok());
+  grpc::ClientContext ctx;
+  auto stream = stub_->RouteStream(&ctx);
+  std::map<std::string, int> seen;
+  auto write = [&](const v1::Query& q) {
+    v1::RouteStreamRequest r;
+    *r.mutable_query() = q;
+    return stream->Write(r);
+  };
+  ASSERT_TRUE(write(MakeQuery("b0", 0)));  // the default mode: batch
+  for (int k = 0; k < 10; ++k) ASSERT_TRUE(write(InlineQuery(absl::StrCat("i", k), k)));
+  v1::Query bad = InlineQuery("bad", 0);
+  bad.clear_text();
+  ASSERT_TRUE(write(bad));
+  v1::RouteStreamResponse resp;
+  // b0 cannot be answered before its batch fills, so these eleven are the inline ones.
+  for (int k = 0; k < 11; ++k) {
+    ASSERT_TRUE(stream->Read(&resp));
+    if (resp.has_error()) {
+      EXPECT_EQ(resp.error().query_id(), "bad");
+      EXPECT_EQ(resp.error().code(), static_cast<int>(grpc::StatusCode::INVALID_ARGUMENT));
+      ++seen[resp.error().query_id()];
+      continue;
+    }
+    EXPECT_EQ(resp.assignment().decision_mode(), v1::ROUTING_MODE_INLINE) << resp.assignment().query_id();
+    EXPECT_TRUE(resp.assignment().has_inline_decision());
+    EXPECT_EQ(resp.assignment().query_id().rfind("i", 0), 0u);
+    ++seen[resp.assignment().query_id()];
+  }
+  for (int k = 1; k < 4; ++k) ASSERT_TRUE(write(MakeQuery(absl::StrCat("b", k), k)));
+  stream->WritesDone();
+  int batched = 0;
+  while (stream->Read(&resp)) {
+    ASSERT_TRUE(resp.has_assignment()) << resp.error().message();
+    EXPECT_EQ(resp.assignment().decision_mode(), v1::ROUTING_MODE_BATCH);
+    EXPECT_EQ(resp.assignment().decision().batch_size(), 4);
+    ++seen[resp.assignment().query_id()];
+    ++batched;
+  }
+  EXPECT_TRUE(stream->Finish().ok());
+  EXPECT_EQ(batched, 4);
+  EXPECT_EQ(seen.size(), 15u);
+  for (const auto& [id, n] : seen) EXPECT_EQ(n, 1) << id;
+}
+
+// Query mode > tenant mode > default; AUTO goes inline when the deadline leaves no room for a
+// batch (60 s delay + 20 ms solve here; batches of one close at once) and batch otherwise; a
+// runtime update changes the default; RouteBatch stays batch.
+TEST_F(RouterdTest, ModeResolutionFollowsQueryTenantDefaultAndDeadline) {
+  ASSERT_TRUE(UpdateConfig(TestConfigYaml(1, "routing: {default_mode: batch, tenant_modes: {fast: inline, urgent: auto}}",
+                                          kCap, /*max_batch_delay_ms=*/60000))
+                  .ok());
+  struct Case {
+    const char* tenant;
+    v1::RoutingMode mode;
+    int deadline_s;
+    v1::RoutingMode decided;
+  } cases[] = {
+      {"", v1::ROUTING_MODE_UNSPECIFIED, 10, v1::ROUTING_MODE_BATCH},         // default
+      {"other", v1::ROUTING_MODE_UNSPECIFIED, 10, v1::ROUTING_MODE_BATCH},    // unknown tenant
+      {"fast", v1::ROUTING_MODE_UNSPECIFIED, 10, v1::ROUTING_MODE_INLINE},    // tenant
+      {"fast", v1::ROUTING_MODE_BATCH, 10, v1::ROUTING_MODE_BATCH},           // query over tenant
+      {"other", v1::ROUTING_MODE_INLINE, 10, v1::ROUTING_MODE_INLINE},        // query over default
+      {"urgent", v1::ROUTING_MODE_UNSPECIFIED, 10, v1::ROUTING_MODE_INLINE},  // tenant AUTO, no room
+      {"urgent", v1::ROUTING_MODE_UNSPECIFIED, 120, v1::ROUTING_MODE_BATCH},  // tenant AUTO, room
+      {"", v1::ROUTING_MODE_AUTO, 10, v1::ROUTING_MODE_INLINE},               // query AUTO, no room
+      {"fast", v1::ROUTING_MODE_AUTO, 120, v1::ROUTING_MODE_BATCH},           // query AUTO, room
+  };
+  int k = 0;
+  for (const Case& c : cases) {
+    ++k;
+    v1::Query q = MakeQuery(absl::StrCat("t", k), k);
+    q.set_tenant(c.tenant);
+    q.set_mode(c.mode);
+    v1::RouteResponse out;
+    const grpc::Status s = RouteOne(q, &out, std::chrono::seconds(c.deadline_s));
+    ASSERT_TRUE(s.ok()) << s.error_message();
+    EXPECT_EQ(out.assignment().decision_mode(), c.decided)
+        << "tenant '" << c.tenant << "' mode " << c.mode << " deadline " << c.deadline_s << " s";
+    EXPECT_EQ(out.assignment().has_inline_decision(), c.decided == v1::ROUTING_MODE_INLINE);
+    EXPECT_EQ(out.assignment().has_decision(), c.decided == v1::ROUTING_MODE_BATCH);
+  }
+  v1::Query bad = MakeQuery("bad-mode", 0);
+  bad.set_mode(static_cast<v1::RoutingMode>(42));
+  v1::RouteResponse out;
+  const grpc::Status s = RouteOne(bad, &out);
+  EXPECT_EQ(s.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+  EXPECT_THAT(s.error_message(), HasSubstr("query.mode: unknown routing mode 42"));
+
+  ASSERT_TRUE(UpdateConfig(TestConfigYaml(16, "routing: {default_mode: inline}")).ok());
+  ASSERT_TRUE(RouteOne(MakeQuery("after-update", 1), &out).ok());
+  EXPECT_EQ(out.assignment().decision_mode(), v1::ROUTING_MODE_INLINE);
+  v1::RouteBatchRequest batch;
+  *batch.add_queries() = MakeQuery("rb0", 0);
+  *batch.add_queries() = InlineQuery("rb1", 1);
+  grpc::ClientContext ctx;
+  v1::RouteBatchResponse batch_out;
+  ASSERT_TRUE(stub_->RouteBatch(&ctx, batch, &batch_out).ok());
+  for (const v1::RouteBatchItem& item : batch_out.items()) {
+    ASSERT_TRUE(item.has_assignment()) << item.error().message();
+    EXPECT_EQ(item.assignment().decision_mode(), v1::ROUTING_MODE_BATCH);
+    EXPECT_EQ(item.assignment().decision().batch_size(), 2);
+  }
+}
+
+// Inline options are runtime keys: an update applies to the next window; an invalid one is
+// refused naming the field and changes nothing.
+TEST_F(RouterdTest, InlineOptionsReloadAtRuntimeAndInvalidOnesAreRefused) {
+  grpc::Status s = UpdateConfig(TestConfigYaml(16, "inline: {window_arrivals: 0}"));
+  EXPECT_EQ(s.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+  EXPECT_THAT(s.error_message(), HasSubstr("inline.window_arrivals: must be >= 1"));
+  s = UpdateConfig(TestConfigYaml(16, "inline: {forecast_horizon: 0}"));
+  EXPECT_THAT(s.error_message(), HasSubstr("inline.forecast_horizon"));
+  ASSERT_TRUE(UpdateConfig(TestConfigYaml(16, "inline: {window_arrivals: 5, slot_price_rounds: 1}")).ok());
+  std::set<std::string> windows;
+  for (int k = 0; k < 12; ++k) {
+    v1::RouteResponse out;
+    ASSERT_TRUE(RouteOne(InlineQuery(absl::StrCat("r", k), k), &out).ok());
+    const v1::InlineDecision& d = out.assignment().inline_decision();
+    EXPECT_EQ(d.position_in_window(), k % 5);
+    EXPECT_EQ(d.expected_after(), 5 - k % 5 - 1);
+    EXPECT_DOUBLE_EQ(d.window_cap_usd(), kCap * 5);
+    windows.insert(d.window_id());
+  }
+  EXPECT_EQ(windows.size(), 3u);
+}
+
+// Once shutdown begins, new inline work is refused with UNAVAILABLE exactly like batch work, on
+// Route and on a stream (as an error item; the stream still ends OK).
+TEST_F(RouterdTest, ShutdownRefusesNewInlineWorkWithUnavailable) {
+  routerd_->runtime().StopAccepting();
+  v1::RouteResponse out;
+  grpc::Status s = RouteOne(InlineQuery("late-inline", 0), &out);
+  EXPECT_EQ(s.error_code(), grpc::StatusCode::UNAVAILABLE);
+  EXPECT_THAT(s.error_message(), HasSubstr("shutting down"));
+  s = RouteOne(MakeQuery("late-batch", 0), &out);
+  EXPECT_EQ(s.error_code(), grpc::StatusCode::UNAVAILABLE);
+  grpc::ClientContext ctx;
+  auto stream = stub_->RouteStream(&ctx);
+  v1::RouteStreamRequest r;
+  *r.mutable_query() = InlineQuery("late-stream", 1);
+  ASSERT_TRUE(stream->Write(r));
+  stream->WritesDone();
+  v1::RouteStreamResponse resp;
+  ASSERT_TRUE(stream->Read(&resp));
+  EXPECT_EQ(resp.error().query_id(), "late-stream");
+  EXPECT_EQ(resp.error().code(), static_cast<int>(grpc::StatusCode::UNAVAILABLE));
+  EXPECT_FALSE(stream->Read(&resp));
+  EXPECT_TRUE(stream->Finish().ok());
+  EXPECT_EQ(routerd_->runtime().ledger().Totals().open_assignments, 0);
+}
+
+TEST_F(RouterdTest, InlineMetricsMoveWithInlineTraffic) {
+  const std::string before = HttpGet(routerd_->metrics_port(), "/metrics");
+  const double inline_before = std::max(0.0, MetricValue(before, R"(router_decisions_total{mode="inline"})"));
+  const double batch_before = std::max(0.0, MetricValue(before, R"(router_decisions_total{mode="batch"})"));
+  const double timed_before =
+      std::max(0.0, MetricValue(before, "router_inline_decision_duration_seconds_count"));
+  v1::RouteResponse out;
+  for (int k = 0; k < 5; ++k) ASSERT_TRUE(RouteOne(InlineQuery(absl::StrCat("mi", k), k), &out).ok());
+  ASSERT_TRUE(RouteOne(MakeQuery("mb", 0), &out).ok());
+  const std::string after = HttpGet(routerd_->metrics_port(), "/metrics");
+  EXPECT_EQ(MetricValue(after, R"(router_decisions_total{mode="inline"})"), inline_before + 5);
+  EXPECT_EQ(MetricValue(after, R"(router_decisions_total{mode="batch"})"), batch_before + 1);
+  EXPECT_EQ(MetricValue(after, "router_inline_decision_duration_seconds_count"), timed_before + 5);
+  EXPECT_GE(MetricValue(after, "router_inline_lambda"), 0);
+  EXPECT_GE(MetricValue(after, "router_inline_guard_activations_total"), 0);
 }
 
 }  // namespace
