@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# Regenerates bench/results/: runs router_eval (5 split seeds, experiments 1-6) on every dataset
-# of ../shared/data and assembles bench/results/REPORT.md from the per-dataset reports.
+# Regenerates bench/results/: runs router_eval (SEEDS split seeds, default 20; experiments 1-6) on
+# every dataset of ../shared/data and assembles bench/results/REPORT.md from the per-dataset
+# reports.
 # Experiments 5-6 (capacity, allocation) run as a second pass with --merge, so either pass can be
 # redone alone without clobbering the other's summary keys.
 # Usage: bash bench/run_eval.sh [BUILD_DIR] [DATA_DIR]   (defaults: build, ../shared/data)
@@ -10,6 +11,7 @@ ROOT="$(cd "$(dirname "$0")/.." && pwd)"
 BUILD="${1:-$ROOT/build}"
 DATA="${2:-$ROOT/../shared/data}"
 OUT="$ROOT/bench/results"
+SEEDS="${SEEDS:-20}"
 EVAL="$BUILD/bin/router_eval"
 [ -n "${ASSEMBLE_ONLY:-}" ] || [ -x "$EVAL" ] || { echo "run_eval: $EVAL not built (ninja -C $BUILD router_eval)" >&2; exit 1; }
 mkdir -p "$OUT"
@@ -17,8 +19,8 @@ if [ -z "${ASSEMBLE_ONLY:-}" ]; then
   for dir in "$DATA"/*/derived; do
     name="$(basename "$(dirname "$dir")")"
     echo "run_eval: $name" >&2
-    nice "$EVAL" --dataset "$dir" --out "$OUT/$name" --seed 1 --seeds 5 >/dev/null
-    nice "$EVAL" --dataset "$dir" --out "$OUT/$name" --seed 1 --seeds 5 --experiments 5,6 \
+    nice "$EVAL" --dataset "$dir" --out "$OUT/$name" --seed 1 --seeds "$SEEDS" >/dev/null
+    nice "$EVAL" --dataset "$dir" --out "$OUT/$name" --seed 1 --seeds "$SEEDS" --experiments 5,6 \
       --merge >/dev/null
   done
 fi

@@ -159,8 +159,8 @@ std::string MeansBy(absl::string_view file, absl::string_view filter, absl::stri
 
 // Gnuplot script drawing the PNGs from the CSVs in the output folder (run with it as the working
 // directory), for the experiments whose CSV is in `csvs`. Curves and per-batch spends: the first
-// seed; the other plots: means over seeds. kNN estimator.
-std::string PlotScript(uint64_t seed, const std::set<std::string>& csvs) {
+// seed; the other plots: means over seeds. kNN estimator. `has_cost`: the dataset has costs.
+std::string PlotScript(uint64_t seed, const std::set<std::string>& csvs, bool has_cost) {
   std::string gp =
       "set datafile separator ','\nset terminal pngcairo size 900,600 noenhanced\nset key "
       "bottom right\nset grid\n";
@@ -210,8 +210,10 @@ std::string PlotScript(uint64_t seed, const std::set<std::string>& csvs) {
         &gp, "set output 'exp4_unseen_models.png'\n", bars,
         "set title 'Unseen models: a third of the pool added from validation results (mean over "
         "seeds)'\nset ylabel 'deferral AUC / argmax accuracy'\nset yrange [0:1]\n",
-        "plot \"", MeansBy("exp4_unseen_models.csv", "1", "$2", {4, 7}),
-        "\" using 2:xtic(1) title 'deferral AUC', '' using 3 title 'argmax accuracy'\n",
+        "plot \"", MeansBy("exp4_unseen_models.csv", "1", "$2", {4, 7}), "\" ",
+        // Without costs there is no deferral curve (the AUC column is nan throughout).
+        has_cost ? "using 2:xtic(1) title 'deferral AUC', '' using 3 title 'argmax accuracy'\n"
+                 : "using 3:xtic(1) title 'argmax accuracy'\n",
         "unset yrange\n");
   }
   if (csvs.count("exp5_capacity")) {
@@ -313,7 +315,8 @@ int main(int argc, char** argv) {
   }
   if (!csvs.empty()) {
     const std::string script = absl::StrCat(flags->out, "/plots.gp");
-    if (absl::Status s = WriteFile(script, PlotScript(flags->config.seeds.front(), csvs));
+    if (absl::Status s = WriteFile(script, PlotScript(flags->config.seeds.front(), csvs,
+                                     out->summary.value("has_cost", true)));
         !s.ok()) {
       return Fail(kExitFailure, s.ToString());
     }
