@@ -143,22 +143,40 @@ class DualSolver {
         steps_.push_back({gain / (q.cost[b] - q.cost[a]), w * (q.cost[b] - q.cost[a])});
       }
     }
-    // A max-heap on the slope: the walk usually stops long before the last step.
-    const auto by_slope = [](const Step& x, const Step& y) { return x.slope < y.slope; };
-    std::make_heap(steps_.begin(), steps_.end(), by_slope);
     if (spend > budget_) {
-      prices_.lambda = steps_.empty() ? 0.0 : steps_.front().slope * kAbove;
+      double top = 0.0;
+      for (const Step& step : steps_) top = std::max(top, step.slope);
+      prices_.lambda = top * kAbove;
       return;
     }
-    for (auto end = steps_.end(); end != steps_.begin(); --end) {
-      std::pop_heap(steps_.begin(), end, by_slope);
-      const Step& step = *(end - 1);
-      spend += step.extra_spend;
-      if (spend > budget_) {
-        prices_.lambda = step.slope * kAbove;
-        return;
+    prices_.lambda = BreakingSlope(budget_ - spend) * kAbove;
+  }
+
+  // The walk of SolveLambda without sorting: a weighted quickselect for the slope of the first
+  // step (largest slopes first) at which the summed extra spend exceeds `room`; 0 when every step
+  // fits. Expected O(steps).
+  double BreakingSlope(double room) {
+    auto first = steps_.begin(), last = steps_.end();
+    double taken = 0.0;  // extra spend of the steps known to be climbed (slopes above the range)
+    while (first != last) {
+      const double pivot = (first + (last - first) / 2)->slope;
+      const auto above_end =
+          std::partition(first, last, [pivot](const Step& x) { return x.slope > pivot; });
+      const auto equal_end =
+          std::partition(above_end, last, [pivot](const Step& x) { return x.slope == pivot; });
+      double above = 0.0, equal = 0.0;
+      for (auto it = first; it != above_end; ++it) above += it->extra_spend;
+      for (auto it = above_end; it != equal_end; ++it) equal += it->extra_spend;
+      if (taken + above > room) {
+        last = above_end;
+      } else if (taken + above + equal > room) {
+        return pivot;
+      } else {
+        taken += above + equal;
+        first = equal_end;
       }
     }
+    return 0.0;
   }
 
   // Closed form: with adv_i = (a_ij - lambda c_ij) - (best other score of query i), query i takes
