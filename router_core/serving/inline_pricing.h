@@ -8,15 +8,16 @@
 //          sum_j x_ij = 1, x_ij >= 0 over i's allowed models,
 // found by coordinate descent on the dual: lambda exactly, given the slot prices (the spend of the
 // priced choices argmax_j a_ij - lambda c_ij - mu_j is a non-increasing step function of lambda
-// whose steps are the slopes of each query's upper concave hull in (cost, a - mu); walking the
-// sorted slopes finds the smallest lambda whose spend fits, where a bisection would approach it),
+// whose steps are the slopes of each query's upper concave hull in (cost, a - mu); a weighted
+// quickselect over those slopes finds the smallest lambda whose spend fits, exactly, where a
+// bisection would only approach it),
 // then each slot price in closed form (the smallest mu_j at which the weighted demand for j fits
 // free_j, from the sorted advantages of j over each query's next best model), for a few rounds.
 //
 // Cost: with R rounds, H queries, M models, hull size h (typically 3-5 of M) and B models whose
 // slots bind:
-//     no slot binding:  O(H x h x log(H x h))
-//     otherwise:        O(R x (H x M x (B + log M) + H x h x log(H x h)))
+//     no slot binding:  O(H x h) expected
+//     otherwise:        O(R x H x M x (B + log M)) expected
 // A model with no free slot is priced out (mu = +inf) and never chosen.
 //
 // Thread-safety: values and pure functions.
