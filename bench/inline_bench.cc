@@ -13,6 +13,7 @@
 #include <string>
 #include <vector>
 
+#include "bench/bench_stats.h"
 #include "benchmark/benchmark.h"
 #include "router_core/serving/inline_router.h"
 #include "tests/router_core/testing/random_instance.h"
@@ -20,11 +21,7 @@
 namespace router::core {
 namespace {
 
-double Percentile(std::vector<double> v, double q) {
-  std::sort(v.begin(), v.end());
-  const size_t k = std::min(v.size() - 1, static_cast<size_t>(q * static_cast<double>(v.size())));
-  return v[k];
-}
+using ::router::bench::Percentile;
 
 void BM_InlineDecision(benchmark::State& state) {
   const int m = static_cast<int>(state.range(0));

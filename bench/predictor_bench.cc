@@ -24,6 +24,7 @@
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "absl/strings/str_cat.h"
+#include "bench/bench_stats.h"
 #include "benchmark/benchmark.h"
 #include "nlohmann/json.hpp"
 #include "router_core/estimate/artifact.h"
@@ -99,11 +100,7 @@ absl::StatusOr<const Fixture*> GetFixture(Kind kind) {
   return it->second->get();
 }
 
-double Percentile(std::vector<double> v, double q) {
-  std::sort(v.begin(), v.end());
-  const size_t k = std::min(v.size() - 1, static_cast<size_t>(q * static_cast<double>(v.size())));
-  return v[k];
-}
+using ::router::bench::Percentile;
 
 // Runs `call(i)` for i = 0, 1, ... (the caller cycles its inputs), timing each call.
 template <typename Call>

@@ -10,6 +10,7 @@
 #include <chrono>
 #include <vector>
 
+#include "bench/bench_stats.h"
 #include "benchmark/benchmark.h"
 #include "router_core/admission.h"
 #include "router_core/batch_router.h"
@@ -37,11 +38,7 @@ std::vector<BatchProblem> MakePool(int n, int m) {
   return pool;
 }
 
-double Percentile(std::vector<double> v, double q) {
-  std::sort(v.begin(), v.end());
-  const size_t k = std::min(v.size() - 1, static_cast<size_t>(q * static_cast<double>(v.size())));
-  return v[k];
-}
+using ::router::bench::Percentile;
 
 void Report(benchmark::State& state, const std::vector<double>& ms, const std::vector<double>& gap) {
   state.counters["p50_ms"] = Percentile(ms, 0.5);

@@ -113,12 +113,14 @@ absl::StatusOr<std::vector<ModelCalibration>> CalibrationMetrics(const HeldOutPr
   return out;
 }
 
-absl::StatusOr<RoutingEvaluation> EvaluateRouting(const HeldOutPredictions& p) {
-  if (absl::Status s = Check(p); !s.ok()) return s;
-  const size_t m = p.models.size();
-  bool has_cost = false;
-  for (const double c : p.realized_cost) has_cost = has_cost || !std::isnan(c);
+bool HasRealizedCost(const HeldOutPredictions& p) {
+  return std::any_of(p.realized_cost.begin(), p.realized_cost.end(),
+                     [](double c) { return !std::isnan(c); });
+}
 
+std::vector<int64_t> UsablePrompts(const HeldOutPredictions& p) {
+  const size_t m = p.models.size();
+  const bool has_cost = HasRealizedCost(p);
   std::vector<int64_t> usable;
   for (int64_t i = 0; i < p.num_prompts; ++i) {
     bool ok = true;
@@ -128,6 +130,14 @@ absl::StatusOr<RoutingEvaluation> EvaluateRouting(const HeldOutPredictions& p) {
     }
     if (ok) usable.push_back(i);
   }
+  return usable;
+}
+
+absl::StatusOr<RoutingEvaluation> EvaluateRouting(const HeldOutPredictions& p) {
+  if (absl::Status s = Check(p); !s.ok()) return s;
+  const size_t m = p.models.size();
+  const bool has_cost = HasRealizedCost(p);
+  const std::vector<int64_t> usable = UsablePrompts(p);
   if (usable.empty()) return absl::InvalidArgumentError("no prompt has every model's label");
   RoutingEvaluation r;
   r.prompts = static_cast<int64_t>(usable.size());

@@ -81,6 +81,12 @@ struct RoutingEvaluation {
   std::vector<std::pair<double, double>> envelope;  // (cost fraction, accuracy) vertices
 };
 
+// True when some (prompt, model) of `p` has a realized cost.
+bool HasRealizedCost(const HeldOutPredictions& p);
+// The prompts routing is scored on: every model labelled and, when `p` has realized costs, every
+// realized cost known. Ascending.
+std::vector<int64_t> UsablePrompts(const HeldOutPredictions& p);
+
 absl::StatusOr<std::vector<ModelCalibration>> CalibrationMetrics(const HeldOutPredictions& p);
 absl::StatusOr<RoutingEvaluation> EvaluateRouting(const HeldOutPredictions& p);
 

@@ -821,15 +821,7 @@ PlanProblem AllocationProblem(const HeldOutPredictions& p, const Batches& histor
   problem.time_limit = time_limit;
   for (const auto& batch : history) {
     std::vector<Query> queries;
-    for (const int64_t i : batch) {
-      Query q;
-      q.id = absl::StrCat(i);
-      const size_t row = static_cast<size_t>(i) * m;
-      q.quality.assign(p.quality.begin() + row, p.quality.begin() + row + m);
-      q.quality_lower.assign(p.quality_lower.begin() + row, p.quality_lower.begin() + row + m);
-      q.cost.assign(p.predicted_cost.begin() + row, p.predicted_cost.begin() + row + m);
-      queries.push_back(std::move(q));
-    }
+    for (const int64_t i : batch) queries.push_back(PredictionQuery(p, i));
     problem.batches.push_back(std::move(queries));
   }
   return problem;

@@ -25,11 +25,6 @@ constexpr double kNaN = std::numeric_limits<double>::quiet_NaN();
 // step of about 1e-16 per lambda, finer than any change of the piecewise-constant spend.
 constexpr int kBisectionSteps = 60;
 
-bool HasRealizedCost(const HeldOutPredictions& p) {
-  return std::any_of(p.realized_cost.begin(), p.realized_cost.end(),
-                     [](double c) { return !std::isnan(c); });
-}
-
 // Mean predicted cost over every (prompt, model): the scale lambda is searched on.
 double CostScale(const HeldOutPredictions& p) {
   double sum = 0.0;
@@ -169,19 +164,15 @@ const char* OrderingName(Ordering ordering) {
   return ordering == Ordering::kRandom ? "random" : "adversarial";
 }
 
-std::vector<int64_t> UsablePrompts(const HeldOutPredictions& p) {
+Query PredictionQuery(const HeldOutPredictions& p, int64_t row) {
   const size_t m = p.models.size();
-  const bool has_cost = HasRealizedCost(p);
-  std::vector<int64_t> usable;
-  for (int64_t i = 0; i < p.num_prompts; ++i) {
-    bool ok = true;
-    for (size_t j = 0; j < m; ++j) {
-      const size_t at = static_cast<size_t>(i) * m + j;
-      ok = ok && !std::isnan(p.correct[at]) && (!has_cost || !std::isnan(p.realized_cost[at]));
-    }
-    if (ok) usable.push_back(i);
-  }
-  return usable;
+  const size_t at = static_cast<size_t>(row) * m;
+  Query q;
+  q.id = absl::StrCat(row);
+  q.quality.assign(p.quality.begin() + at, p.quality.begin() + at + m);
+  q.quality_lower.assign(p.quality_lower.begin() + at, p.quality_lower.begin() + at + m);
+  q.cost.assign(p.predicted_cost.begin() + at, p.predicted_cost.begin() + at + m);
+  return q;
 }
 
 absl::StatusOr<Batches> MakeBatches(const HeldOutPredictions& p, Ordering ordering, int batch_size,
@@ -251,15 +242,7 @@ absl::StatusOr<RunResult> RunPolicy(const HeldOutPredictions& p, const Batches& 
     for (size_t j = 0; j < m; ++j) {
       problem.models.push_back({p.models[j], run.slots.empty() ? std::nullopt : run.slots[j]});
     }
-    for (const int64_t i : batch) {
-      Query q;
-      q.id = absl::StrCat(i);
-      const size_t row = static_cast<size_t>(i) * m;
-      q.quality.assign(p.quality.begin() + row, p.quality.begin() + row + m);
-      q.quality_lower.assign(p.quality_lower.begin() + row, p.quality_lower.begin() + row + m);
-      q.cost.assign(p.predicted_cost.begin() + row, p.predicted_cost.begin() + row + m);
-      problem.queries.push_back(std::move(q));
-    }
+    for (const int64_t i : batch) problem.queries.push_back(PredictionQuery(p, i));
     if (run.budget_per_prompt.has_value()) {
       problem.budget = *run.budget_per_prompt * static_cast<double>(batch.size());
     }

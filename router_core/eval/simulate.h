@@ -78,8 +78,8 @@ const char* OrderingName(Ordering ordering);
 
 using Batches = std::vector<std::vector<int64_t>>;  // prompt rows of `HeldOutPredictions`
 
-// Usable prompt rows (see the file comment).
-std::vector<int64_t> UsablePrompts(const HeldOutPredictions& p);
+// Row `row` of `p` as a batch query (id = the row number): its predictions for every model.
+Query PredictionQuery(const HeldOutPredictions& p, int64_t row);
 
 // INVALID_ARGUMENT unless batch_size >= 1; FAILED_PRECONDITION when no prompt is usable.
 absl::StatusOr<Batches> MakeBatches(const HeldOutPredictions& p, Ordering ordering, int batch_size,

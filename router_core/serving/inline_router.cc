@@ -60,16 +60,14 @@ InlineDecision InlineRouter::Route(const PendingQuery& query, absl::Span<const D
   const absl::Time start = clock_->Now();
   InlineDecision d;
   Query q;
-  if (absl::Status s = ToPoolQuery(query, MapPredictionColumns(*query.predicted_models, pool), pool, q);
+  std::vector<char> allowed;
+  if (absl::Status s = ToPoolQuery(query, MapPredictionColumns(*query.predicted_models, pool),
+                                   pool, q, &allowed);
       !s.ok()) {
     d.outcome.status = std::move(s);
     return d;
   }
   const size_t m = pool.size();
-  std::vector<char> allowed(m, 0);
-  for (size_t j = 0; j < m; ++j) {
-    allowed[j] = std::find(q.allowed.begin(), q.allowed.end(), pool[j].name) != q.allowed.end();
-  }
   Recent current{MakePricedQuery(q.quality, q.cost, allowed), absl::Time()};
 
   absl::MutexLock lock(&mu_);

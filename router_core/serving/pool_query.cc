@@ -19,7 +19,8 @@ ColumnMap MapPredictionColumns(const std::vector<std::string>& predicted,
 }
 
 absl::Status ToPoolQuery(const PendingQuery& pending, const ColumnMap& columns,
-                         absl::Span<const DeployedModel> pool, Query& query) {
+                         absl::Span<const DeployedModel> pool, Query& query,
+                         std::vector<char>* allowed_mask) {
   const size_t m = pool.size();
   query.id = pending.query_id;
   query.quality.assign(m, 0.0);
@@ -52,6 +53,7 @@ absl::Status ToPoolQuery(const PendingQuery& pending, const ColumnMap& columns,
     return absl::InvalidArgumentError(
         "query.allowed_models: no model of the current pool is allowed and predicted");
   }
+  if (allowed_mask != nullptr) *allowed_mask = std::move(allowed);
   return absl::OkStatus();
 }
 

@@ -53,9 +53,11 @@ ColumnMap MapPredictionColumns(const std::vector<std::string>& predicted,
 
 // Fills `query` in pool order from `pending` (`columns` from MapPredictionColumns of its
 // predicted_models). A pool model without a prediction (it joined after the query arrived) is not
-// allowed. Errors: see the file comment.
+// allowed. `allowed`, when given, receives the same list as a mask in pool order (1 = allowed).
+// Errors: see the file comment.
 absl::Status ToPoolQuery(const PendingQuery& pending, const ColumnMap& columns,
-                         absl::Span<const DeployedModel> pool, Query& query);
+                         absl::Span<const DeployedModel> pool, Query& query,
+                         std::vector<char>* allowed = nullptr);
 
 // Up to `max_fallbacks` allowed models other than `chosen` (a pool index), by predicted quality,
 // best first (ties: pool order).
