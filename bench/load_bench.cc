@@ -8,8 +8,8 @@
 //              [--services Echo,EchoStream,RouteInline,Route,RouteStream]
 //
 // Without --routerd, routerd runs in this process (router::server::Routerd::Start on the --config
-// file, listening on 127.0.0.1:0): the same code as the binary, without the signal handling of
-// main.cc. The echo service always runs in this process. Batch settings are applied through
+// file, listening on 127.0.0.1:0): the same code as the binary, with the same process settings
+// (server/process_settings.h), without the signal handling of main.cc. The echo service always runs in this process. Batch settings are applied through
 // RouterAdmin.UpdateConfig, and routerd gets its original configuration back at the end.
 //
 // Closed loop: each of C clients keeps a fixed number of queries in flight and sends the next one
@@ -21,7 +21,9 @@
 // Route in inline mode (Query.mode = ROUTING_MODE_INLINE: decided on arrival, no batch wait) runs
 // once per client count, right after the echo rows, since batch settings do not apply to it.
 //
-// Output: a Markdown table on stdout (one row per run, printed as it finishes), then, for each
+// Output: a Markdown table on stdout (one row per run, printed as it finishes; "CPU us/query" is
+// this process's CPU time in the measured window over the answers in it: clients, gRPC on both
+// sides and, in-process, routerd; with --routerd only the clients), then, for each
 // client count and delay measured at max_batch_size 256, RouteStream / EchoStream throughput, and
 // for each client count the p50/p99 of Route (inline) next to Echo's from the same run.
 // --services picks the rows (default: all five).
@@ -36,6 +38,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <cstdio>
+#include <ctime>
 #include <deque>
 #include <fstream>
 #include <functional>
@@ -57,6 +60,7 @@
 #include "absl/synchronization/mutex.h"
 #include "absl/time/clock.h"
 #include "absl/time/time.h"
+#include "bench_stats.h"
 #include "echo.grpc.pb.h"
 #include "grpcpp/channel.h"
 #include "grpcpp/create_channel.h"
@@ -67,6 +71,7 @@
 #include "nlohmann/json.hpp"
 #include "router/v1/router.grpc.pb.h"
 #include "server/config.h"
+#include "server/process_settings.h"
 #include "server/routerd.h"
 
 namespace {
@@ -190,16 +195,27 @@ struct RunResult {
   double p99_ms = 0;
   int64_t answers = 0;
   int64_t errors = 0;
+  // Process CPU time in the window per answer: client + gRPC + (in-process) routerd.
+  double cpu_us_per_query = 0;
 };
 
-double Percentile(std::vector<double>& v, double q) {
-  if (v.empty()) return 0;
-  const size_t k = std::min(v.size() - 1, static_cast<size_t>(q * static_cast<double>(v.size())));
-  std::nth_element(v.begin(), v.begin() + static_cast<ptrdiff_t>(k), v.end());
-  return v[k];
+// CPU time of this whole process (every thread: clients, gRPC, and routerd when in-process).
+double ProcessCpuSeconds() {
+  timespec t{};
+  clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &t);
+  return static_cast<double>(t.tv_sec) + static_cast<double>(t.tv_nsec) * 1e-9;
 }
 
-RunResult Summarize(std::vector<ClientStats>& stats, const Window& w) {
+// The process CPU seconds spent inside the measured window: called right after the clients start,
+// it sleeps until the window opens and until it closes.
+double CpuSecondsOverWindow(const Window& w) {
+  absl::SleepFor(w.start - absl::Now());
+  const double start = ProcessCpuSeconds();
+  absl::SleepFor(w.end - absl::Now());
+  return ProcessCpuSeconds() - start;
+}
+
+RunResult Summarize(std::vector<ClientStats>& stats, const Window& w, double cpu_seconds) {
   RunResult r;
   std::vector<double> all;
   for (ClientStats& s : stats) {
@@ -208,8 +224,11 @@ RunResult Summarize(std::vector<ClientStats>& stats, const Window& w) {
   }
   r.answers = static_cast<int64_t>(all.size());
   r.qps = static_cast<double>(all.size()) / absl::ToDoubleSeconds(w.end - w.start);
-  r.p50_ms = Percentile(all, 0.50) / 1000.0;
-  r.p99_ms = Percentile(all, 0.99) / 1000.0;
+  if (!all.empty()) {
+    r.p50_ms = ::router::bench::Percentile(all, 0.50) / 1000.0;
+    r.p99_ms = ::router::bench::Percentile(all, 0.99) / 1000.0;
+    r.cpu_us_per_query = cpu_seconds * 1e6 / static_cast<double>(all.size());
+  }
   return r;
 }
 
@@ -476,10 +495,11 @@ RunResult RunUnary(const Options& o, int clients,
         c, stubs[c % stubs.size()].get(), send, fill, judge, &window, &done));
   }
   for (auto& client : all) client->Start();
+  const double cpu_seconds = CpuSecondsOverWindow(window);
   done.Wait();
   std::vector<ClientStats> stats;
   for (auto& client : all) stats.push_back(std::move(client->stats()));
-  return Summarize(stats, window);
+  return Summarize(stats, window, cpu_seconds);
 }
 
 template <typename Request, typename Response>
@@ -500,6 +520,7 @@ absl::StatusOr<RunResult> RunStream(
       start_call(c, ctx, r);
     });
   }
+  const double cpu_seconds = CpuSecondsOverWindow(window);
   done.Wait();
   std::vector<ClientStats> stats;
   for (auto& client : all) {
@@ -510,7 +531,7 @@ absl::StatusOr<RunResult> RunStream(
     }
     stats.push_back(std::move(client->stats()));
   }
-  return Summarize(stats, window);
+  return Summarize(stats, window, cpu_seconds);
 }
 
 absl::StatusOr<std::string> GetConfigYaml(v1::RouterAdmin::Stub& admin) {
@@ -585,16 +606,17 @@ bool ParseList(const std::string& text, std::vector<T>* out) {
 }
 
 void PrintRow(const RunResult& r) {
-  std::printf("| %s | %d | %s | %s | %.0f | %.2f | %.2f | %lld |\n", r.service.c_str(), r.clients,
-              r.batch_size > 0 ? absl::StrCat(r.batch_size).c_str() : "-",
+  std::printf("| %s | %d | %s | %s | %.0f | %.2f | %.2f | %.1f | %lld |\n", r.service.c_str(),
+              r.clients, r.batch_size > 0 ? absl::StrCat(r.batch_size).c_str() : "-",
               r.batch_size > 0 ? absl::StrCat(r.delay_ms).c_str() : "-", r.qps, r.p50_ms, r.p99_ms,
-              static_cast<long long>(r.errors));
+              r.cpu_us_per_query, static_cast<long long>(r.errors));
   std::fflush(stdout);
 }
 
 }  // namespace
 
 int main(int argc, char** argv) {
+  router::server::ApplyProcessSettings();
   Options o;
   for (int k = 1; k < argc; ++k) {
     const std::string arg = argv[k];
@@ -758,8 +780,10 @@ int main(int argc, char** argv) {
             << w.response_bytes << " bytes; " << o.channels << " channels; stream window "
             << o.stream_window << "; warm-up " << o.warmup_s << " s + " << o.duration_s
             << " s measured per row\n";
-  std::printf("| service | clients | max_batch_size | max_batch_delay ms | queries/s | p50 ms | p99 ms | errors |\n");
-  std::printf("|---|---:|---:|---:|---:|---:|---:|---:|\n");
+  std::printf(
+      "| service | clients | max_batch_size | max_batch_delay ms | queries/s | p50 ms | p99 ms | "
+      "CPU us/query | errors |\n");
+  std::printf("|---|---:|---:|---:|---:|---:|---:|---:|---:|\n");
 
   // For each client count, the echo rows first, then every routerd setting, so the rows compared
   // are measured close together in time.

@@ -5,7 +5,6 @@
 // file. SIGTERM/SIGINT: drain and exit 0 (routerd.h); SIGHUP: reload the config file.
 // --check_config validates the configuration (and loads the estimator) and exits.
 
-#include <malloc.h>
 #include <signal.h>
 #include <sys/socket.h>
 #include <sys/un.h>
@@ -19,6 +18,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "server/config.h"
+#include "server/process_settings.h"
 #include "server/routerd.h"
 
 namespace {
@@ -86,11 +86,7 @@ int main(int argc, char** argv) {
   if (have_metrics_listen) config->metrics_listen = metrics_listen;
   if (!estimator.empty()) config->estimator = estimator;
 
-  // Batches allocate and free the same few hundred KiB again and again; keeping freed memory in the
-  // heap instead of returning it to the kernel avoids page faults on every solve (measured: -13%
-  // fast-path time at N=1024, bench/README.md).
-  mallopt(M_MMAP_THRESHOLD, 64 << 20);
-  mallopt(M_TRIM_THRESHOLD, 256 << 20);
+  router::server::ApplyProcessSettings();
 
   // Signals are taken by one thread with sigwait, never in a handler; block them everywhere first
   // so every thread started below inherits the mask.
