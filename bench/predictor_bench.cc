@@ -1,15 +1,15 @@
 // Prediction cost benchmark (bench/README.md, "Prediction cost"): what routerd pays per query before
 // routing, on the real prompt texts of routerbench_subset (all 3,178, cycled in file order).
 //
-//   BM_Featurize        Featurizer::Featurize (text -> 256 floats) of the kNN artifact
+//   BM_Featurize        Featurizer::Featurize (text -> 256 floats) of the artifact's featurizer
 //   BM_Estimator        QualityEstimator::Predict on features featurized before timing starts
 //   BM_Predictor        Predictor::Predict on the text: featurize + estimate + cost model, as the
 //                       gRPC handler calls it (server/query_intake.cc)
 //
-// Each runs on the embedded kNN artifact (deploy/models/routerbench_knn.cbor, path from CMake) and
-// on a UniRoute artifact for comparison, read from $ROUTER_UNIROUTE_ARTIFACT (default
-// /tmp/routerbench_uniroute.cbor; bench/README.md gives the router_train command); the UniRoute
-// runs are skipped with an error when that file is missing. Every call is timed on its own
+// Each runs on the embedded default artifact (UniRoute, deploy/models/routerbench_uniroute.cbor,
+// path from CMake) and on a kNN artifact for comparison, read from $ROUTER_KNN_ARTIFACT (default
+// /tmp/routerbench_knn.cbor; bench/README.md gives the router_train command); the kNN runs are
+// skipped with an error when that file is missing. Every call is timed on its own
 // (steady_clock, about 20 ns of overhead); counters p50_us / p99_us are per-call percentiles.
 
 #include <algorithm>
@@ -35,7 +35,7 @@ namespace {
 
 constexpr char kPrompts[] = ROUTER_SOURCE_DIR "/../shared/data/routerbench_subset/derived/prompts.jsonl";
 
-enum Kind : int64_t { kKnn = 0, kUniRoute = 1 };
+enum Kind : int64_t { kEmbedded = 0, kKnn = 1 };
 
 absl::StatusOr<std::vector<std::string>> LoadTexts() {
   std::ifstream in(kPrompts);
@@ -55,9 +55,9 @@ absl::StatusOr<std::vector<std::string>> LoadTexts() {
 }
 
 std::string ArtifactPath(Kind kind) {
-  if (kind == kKnn) return ROUTER_KNN_ARTIFACT;
-  const char* env = std::getenv("ROUTER_UNIROUTE_ARTIFACT");
-  return env != nullptr ? env : "/tmp/routerbench_uniroute.cbor";
+  if (kind == kEmbedded) return ROUTER_EMBEDDED_ARTIFACT;
+  const char* env = std::getenv("ROUTER_KNN_ARTIFACT");
+  return env != nullptr ? env : "/tmp/routerbench_knn.cbor";
 }
 
 // Everything a benchmark needs for one artifact, loaded once per process.
@@ -131,7 +131,7 @@ const Fixture* FixtureOrSkip(benchmark::State& state) {
             .c_str());
     return nullptr;
   }
-  state.SetLabel(state.range(0) == kKnn ? "knn" : "uniroute");
+  state.SetLabel(state.range(0) == kEmbedded ? "embedded uniroute" : "knn");
   return *fixture;
 }
 
@@ -176,9 +176,9 @@ void BM_Predictor(benchmark::State& state) {
 // 2 x 3,178 calls: every prompt twice, so the percentiles cover the whole text-length range.
 constexpr int kIterations = 6356;
 
-BENCHMARK(BM_Featurize)->Arg(kKnn)->Iterations(kIterations)->Unit(benchmark::kMicrosecond);
-BENCHMARK(BM_Estimator)->Arg(kKnn)->Arg(kUniRoute)->Iterations(kIterations)->Unit(benchmark::kMicrosecond);
-BENCHMARK(BM_Predictor)->Arg(kKnn)->Arg(kUniRoute)->Iterations(kIterations)->Unit(benchmark::kMicrosecond);
+BENCHMARK(BM_Featurize)->Arg(kEmbedded)->Arg(kKnn)->Iterations(kIterations)->Unit(benchmark::kMicrosecond);
+BENCHMARK(BM_Estimator)->Arg(kEmbedded)->Arg(kKnn)->Iterations(kIterations)->Unit(benchmark::kMicrosecond);
+BENCHMARK(BM_Predictor)->Arg(kEmbedded)->Arg(kKnn)->Iterations(kIterations)->Unit(benchmark::kMicrosecond);
 
 }  // namespace
 }  // namespace router::core

@@ -52,7 +52,7 @@ struct RouterConfig {
 
   // Runtime-changeable.
   core::BatchQueueOptions batching;  // max_batch_size 64, max_batch_delay 5 ms, 10000 queued
-  core::BatchPolicy policy;          // batch, 20 ms time limit, gap 1e-3, 2 fallbacks
+  core::BatchPolicy policy;          // batch, 20 ms time limit, gap 5e-3, 2 fallbacks
   core::LedgerOptions ledger;        // no pacing, 5 min leases
   // Which mode decides a query (routing_mode.h): batch by default, per tenant, or per query.
   RoutingConfig routing;

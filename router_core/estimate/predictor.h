@@ -8,8 +8,9 @@
 // between batches while old predictors finish; featurizer and cost model are owned copies.
 // Cost of Predict: featurizing the text (featurizer.h) unless an embedding is given, plus the
 // estimator's Predict, plus M cost look-ups (M pool models); the returned vector is its one heap
-// allocation for dim <= 256 and M <= 16 (a `task` hint adds a string copy). routerbench_knn.cbor
-// on its prompts: about 35 us + 75 us at the median (bench/README.md, "Prediction cost").
+// allocation for dim <= 256 and M <= 16 (a `task` hint adds a string copy). On
+// routerbench_subset's prompts (bench/README.md, "Prediction cost"): the embedded UniRoute artifact
+// about 15 us + 3 us at the median, a kNN artifact (k = 100, char 3-5 grams) about 35 us + 75 us.
 //
 // Thread-safety: immutable; Predict is safe to call concurrently.
 //

@@ -49,6 +49,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_join.h"
+#include "absl/strings/str_split.h"
 #include "absl/strings/string_view.h"
 #include "absl/time/clock.h"
 #include "absl/time/time.h"
@@ -85,6 +86,8 @@ constexpr char kUsage[] =
     "  --train F --calibration F --test F   split fractions (default 0.6 0.2 0.2)\n"
     "  --dim D                  featurizer dimension (default 256)\n"
     "  --idf-bits B             log2 of the featurizer's IDF bins (default 16)\n"
+    "  --char-ngrams MIN-MAX    character n-gram lengths in bytes, or off (default 3-5)\n"
+    "  --word-bigrams BOOL      word bigrams as terms: true or false (default true)\n"
     "  --k K                    kNN neighbours (default 100)\n"
     "  --prior-strength A       kNN pull toward the model mean (default 2)\n"
     "  --bootstrap B            kNN bootstrap resamples (default 50)\n"
@@ -121,6 +124,21 @@ absl::Status ParseNumber(absl::string_view flag, absl::string_view text, T* out)
     ok = absl::SimpleAtoi(text, out);
   }
   if (!ok) return absl::InvalidArgumentError(absl::StrCat(flag, ": not a number: '", text, "'"));
+  return absl::OkStatus();
+}
+
+// "MIN-MAX" (byte lengths) or "off"; the featurizer validates the range.
+absl::Status ParseCharNgrams(absl::string_view text, router::core::FeaturizerOptions* out) {
+  if (text == "off") {
+    out->char_ngram_max = 0;
+    return absl::OkStatus();
+  }
+  const std::vector<absl::string_view> parts = absl::StrSplit(text, '-');
+  if (parts.size() != 2 || !absl::SimpleAtoi(parts[0], &out->char_ngram_min) ||
+      !absl::SimpleAtoi(parts[1], &out->char_ngram_max)) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("--char-ngrams: expected MIN-MAX or off, got '", text, "'"));
+  }
   return absl::OkStatus();
 }
 
@@ -166,6 +184,14 @@ absl::StatusOr<Flags> ParseFlags(int argc, char** argv) {
       s = ParseNumber(arg, value, &f.featurizer.dim);
     } else if (arg == "--idf-bits") {
       s = ParseNumber(arg, value, &f.featurizer.idf_bits);
+    } else if (arg == "--char-ngrams") {
+      s = ParseCharNgrams(value, &f.featurizer);
+    } else if (arg == "--word-bigrams") {
+      if (value != "true" && value != "false") {
+        s = absl::InvalidArgumentError(
+            absl::StrCat("--word-bigrams: expected true or false, got '", value, "'"));
+      }
+      f.featurizer.word_bigrams = value == "true";
     } else if (arg == "--k") {
       s = ParseNumber(arg, value, &f.knn.k);
     } else if (arg == "--prior-strength") {
