@@ -24,6 +24,11 @@ expect_exit 2 "--k: not a number" --dataset "$data" --out "$tmp/a.cbor" --k many
 expect_exit 2 "expected knn, uniroute or classifier" --dataset "$data" --out "$tmp/a.cbor" --estimator forest
 expect_exit 2 "featurizer dim" --dataset "$data" --out "$tmp/a.cbor" --dim 0
 expect_exit 2 "must be 1" --dataset "$data" --out "$tmp/a.cbor" --train 0.9
+expect_exit 2 "--char-ngrams: expected MIN-MAX or off, got '3_5'" --dataset "$data" --out "$tmp/a.cbor" \
+    --char-ngrams 3_5
+expect_exit 2 "char_ngram_min/char_ngram_max" --dataset "$data" --out "$tmp/a.cbor" --char-ngrams 5-3
+expect_exit 2 "--word-bigrams: expected true or false, got 'yes'" --dataset "$data" \
+    --out "$tmp/a.cbor" --word-bigrams yes
 expect_exit 1 "not found" --dataset "$tmp/missing" --out "$tmp/a.cbor"
 
 small=(--dataset "$data" --dim 64 --idf-bits 10 --k 10 --bootstrap 10 --seed 3)
@@ -32,6 +37,14 @@ small=(--dataset "$data" --dim 64 --idf-bits 10 --k 10 --bootstrap 10 --seed 3)
 tail -n 1 "$tmp/out" | grep -q '"routing":{' || fail "last stdout line is not the metrics JSON"
 tail -n 1 "$tmp/out" | grep -q '"ece":' || fail "no per-model ece in the metrics"
 grep -q "wrote $tmp/a.cbor" "$tmp/err" || fail "no progress line for the artifact"
+# The featurizer's n-gram flags reach the artifact (the embedded one uses --char-ngrams 4-4). In CBOR
+# a key is followed by its value: small integers are one byte (0x04 = 4), false is 0xf4.
+"$train" "${small[@]}" --char-ngrams 4-4 --word-bigrams false --out "$tmp/ngrams.cbor" >/dev/null \
+    2>"$tmp/err" || fail "training with --char-ngrams 4-4 failed: $(cat "$tmp/err")"
+for field in 'char_ngram_min\x04' 'char_ngram_max\x04' 'word_bigrams\xf4'; do
+  LC_ALL=C grep -aPq "$field" "$tmp/ngrams.cbor" || fail "artifact lacks featurizer $field"
+done
+LC_ALL=C grep -aPq 'char_ngram_min\x03' "$tmp/a.cbor" || fail "default artifact lacks char_ngram_min 3"
 # Same seed and creation time: byte-identical artifact.
 # (The command line is part of the provenance, so both runs write the same path.)
 SOURCE_DATE_EPOCH=0 "$train" "${small[@]}" --out "$tmp/b.cbor" >/dev/null 2>&1 || fail "second run failed"
