@@ -26,7 +26,6 @@
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
-#include "absl/strings/match.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
@@ -35,6 +34,7 @@
 #include "router_core/estimate/dataset.h"
 #include "router_core/eval/experiments.h"
 #include "router_core/eval/report.h"
+#include "router_core/tools/cli_flags.h"
 
 namespace {
 
@@ -74,8 +74,11 @@ absl::StatusOr<Flags> ParseFlags(int argc, char** argv) {
   Flags f;
   uint64_t first_seed = 1;
   int num_seeds = 5;
-  for (int k = 1; k < argc; ++k) {
-    std::string arg = argv[k];
+  const absl::string_view switches[] = {"--quick", "--merge"};
+  absl::StatusOr<std::vector<router::core::CliFlag>> flags =
+      router::core::SplitFlags(argc, argv, switches);
+  if (!flags.ok()) return flags.status();
+  for (const auto& [arg, value] : *flags) {
     if (arg == "--quick") {
       f.config.quick = true;
       continue;
@@ -83,17 +86,6 @@ absl::StatusOr<Flags> ParseFlags(int argc, char** argv) {
     if (arg == "--merge") {
       f.merge = true;
       continue;
-    }
-    if (!absl::StartsWith(arg, "--")) {
-      return absl::InvalidArgumentError(absl::StrCat("unexpected argument '", arg, "'"));
-    }
-    std::string value;
-    if (const size_t eq = arg.find('='); eq != std::string::npos) {
-      value = arg.substr(eq + 1);
-      arg.resize(eq);
-    } else {
-      if (k + 1 >= argc) return absl::InvalidArgumentError(absl::StrCat(arg, " needs a value"));
-      value = argv[++k];
     }
     if (arg == "--dataset") {
       f.dataset = value;

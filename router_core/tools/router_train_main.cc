@@ -44,7 +44,6 @@
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
-#include "absl/strings/match.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
@@ -63,6 +62,7 @@
 #include "router_core/estimate/knn_estimator.h"
 #include "router_core/estimate/training_data.h"
 #include "router_core/estimate/uniroute_estimator.h"
+#include "router_core/tools/cli_flags.h"
 
 namespace {
 
@@ -145,22 +145,14 @@ absl::Status ParseCharNgrams(absl::string_view text, router::core::FeaturizerOpt
 // Parses argv; INVALID_ARGUMENT with the message to show for a usage error.
 absl::StatusOr<Flags> ParseFlags(int argc, char** argv) {
   Flags f;
-  for (int k = 1; k < argc; ++k) {
-    std::string arg = argv[k];
+  const absl::string_view switches[] = {"--evaluate"};
+  absl::StatusOr<std::vector<router::core::CliFlag>> flags =
+      router::core::SplitFlags(argc, argv, switches);
+  if (!flags.ok()) return flags.status();
+  for (const auto& [arg, value] : *flags) {
     if (arg == "--evaluate") {
       f.evaluate = true;
       continue;
-    }
-    if (!absl::StartsWith(arg, "--")) {
-      return absl::InvalidArgumentError(absl::StrCat("unexpected argument '", arg, "'"));
-    }
-    std::string value;
-    if (const size_t eq = arg.find('='); eq != std::string::npos) {
-      value = arg.substr(eq + 1);
-      arg.resize(eq);
-    } else {
-      if (k + 1 >= argc) return absl::InvalidArgumentError(absl::StrCat(arg, " needs a value"));
-      value = argv[++k];
     }
     absl::Status s;
     if (arg == "--dataset") {

@@ -1,0 +1,40 @@
+#include "router_core/tools/cli_flags.h"
+
+#include <algorithm>
+
+#include "absl/status/status.h"
+#include "absl/strings/match.h"
+#include "absl/strings/str_cat.h"
+
+namespace router::core {
+
+absl::StatusOr<std::vector<CliFlag>> SplitFlags(int argc, const char* const* argv,
+                                                absl::Span<const absl::string_view> switches) {
+  std::vector<CliFlag> flags;
+  for (int k = 1; k < argc; ++k) {
+    CliFlag flag{argv[k], ""};
+    if (std::find(switches.begin(), switches.end(), flag.name) != switches.end()) {
+      flags.push_back(std::move(flag));
+      continue;
+    }
+    if (!absl::StartsWith(flag.name, "--")) {
+      return absl::InvalidArgumentError(absl::StrCat("unexpected argument '", flag.name, "'"));
+    }
+    if (const size_t eq = flag.name.find('='); eq != std::string::npos) {
+      flag.value = flag.name.substr(eq + 1);
+      flag.name.resize(eq);
+      if (std::find(switches.begin(), switches.end(), flag.name) != switches.end()) {
+        return absl::InvalidArgumentError(absl::StrCat(flag.name, " takes no value"));
+      }
+    } else {
+      if (k + 1 >= argc) {
+        return absl::InvalidArgumentError(absl::StrCat(flag.name, " needs a value"));
+      }
+      flag.value = argv[++k];
+    }
+    flags.push_back(std::move(flag));
+  }
+  return flags;
+}
+
+}  // namespace router::core

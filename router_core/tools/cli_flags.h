@@ -1,0 +1,37 @@
+// File: cli_flags.h
+//
+// What the training and evaluation tools (router_train, router_eval) share: splitting argv into
+// flags. A flag is "--name=value", "--name value", or a bare "--name" for the names the caller
+// declares as switches (they take no value). Each tool then matches the names it knows and parses
+// the values itself, so the errors name its own flags.
+//
+// Thread-safety: pure.
+//
+// Errors: INVALID_ARGUMENT "unexpected argument 'x'" for an argument that does not start with
+// "--", "--name needs a value" for a valued flag at the end of argv, and "--name takes no value"
+// for "--name=value" where --name is a switch.
+
+#ifndef ROUTER_CORE_TOOLS_CLI_FLAGS_H_
+#define ROUTER_CORE_TOOLS_CLI_FLAGS_H_
+
+#include <string>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "absl/strings/string_view.h"
+#include "absl/types/span.h"
+
+namespace router::core {
+
+struct CliFlag {
+  std::string name;   // with its leading "--"
+  std::string value;  // empty for a switch
+};
+
+// argv[1..argc-1] as flags, in order.
+absl::StatusOr<std::vector<CliFlag>> SplitFlags(int argc, const char* const* argv,
+                                                absl::Span<const absl::string_view> switches);
+
+}  // namespace router::core
+
+#endif  // ROUTER_CORE_TOOLS_CLI_FLAGS_H_
