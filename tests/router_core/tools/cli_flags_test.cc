@@ -31,10 +31,8 @@ TEST(CliFlagsTest, ValuesAfterAnEqualsSignOrAsTheNextArgumentAndBareSwitches) {
 
 TEST(CliFlagsTest, ErrorsNameTheArgument) {
   EXPECT_THAT(Split({"dataset"}).status().message(), HasSubstr("unexpected argument 'dataset'"));
-  EXPECT_THAT(Split({"--seed", "1", "--out"}).status().message(),
-              HasSubstr("--out needs a value"));
-  EXPECT_THAT(Split({"--evaluate=yes"}).status().message(),
-              HasSubstr("--evaluate takes no value"));
+  EXPECT_THAT(Split({"--seed", "1", "--out"}).status().message(), HasSubstr("--out needs a value"));
+  EXPECT_THAT(Split({"--evaluate=yes"}).status().message(), HasSubstr("--evaluate takes no value"));
   EXPECT_EQ(Split({"-x"}).status().code(), absl::StatusCode::kInvalidArgument);
 }
 
