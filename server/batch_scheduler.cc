@@ -45,7 +45,10 @@ absl::Status BatchScheduler::Submit(TaskPtr& task) {
   const absl::Time deadline = task->deadline;
   // Add moves from `task` only on success; a refused task stays with the caller.
   absl::Status s = queue_.Add(std::move(task), now, deadline);
-  if (s.ok()) wake_ = true;
+  // Wake the batch thread only if this arrival makes its batch close earlier than it sleeps until
+  // (the batch is now full, or this query's deadline is nearer). A wake-up per query cost a context
+  // switch per query for nothing: the thread would find the batch not yet due and sleep again.
+  if (s.ok() && queue_.NextClose() < sleeping_until_) wake_ = true;
   return s;
 }
 
@@ -125,7 +128,9 @@ void BatchScheduler::Run() {
     if (stop_) break;  // drained
     if (observer_ != nullptr) observer_->OnQueueDepth(queue_.size());
     wake_ = false;
-    mu_.AwaitWithDeadline(absl::Condition(&wake_), std::min(queue_.NextClose(), hard_deadline_));
+    sleeping_until_ = std::min(queue_.NextClose(), hard_deadline_);
+    mu_.AwaitWithDeadline(absl::Condition(&wake_), sleeping_until_);
+    sleeping_until_ = absl::InfinitePast();
   }
   std::vector<TaskPtr> rest = queue_.TakeBatch(absl::InfiniteFuture(), /*force=*/true);
   while (!rest.empty()) {

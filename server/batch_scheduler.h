@@ -115,6 +115,9 @@ class BatchScheduler {
   bool stop_ ABSL_GUARDED_BY(mu_) = false;
   absl::Time hard_deadline_ ABSL_GUARDED_BY(mu_) = absl::InfiniteFuture();
   bool wake_ ABSL_GUARDED_BY(mu_) = false;
+  // What the batch thread sleeps until; InfinitePast while it is awake (it looks at the queue
+  // before sleeping again, so an arrival then needs no wake-up).
+  absl::Time sleeping_until_ ABSL_GUARDED_BY(mu_) = absl::InfinitePast();
   const std::string batch_prefix_;
   std::atomic<uint64_t> next_batch_{0};
   std::thread thread_;

@@ -75,16 +75,17 @@ class BatchQueue {
                                                  " queries waiting); retry with backoff"));
     }
     items_.push_back(Entry{std::move(item), arrival, deadline});
+    earliest_deadline_ = std::min(earliest_deadline_, deadline);
     return absl::OkStatus();
   }
 
   // When the next batch closes: InfiniteFuture if empty, InfinitePast if it is already due by size.
+  // O(1), so that the caller can ask after every Add whether the close moved earlier.
   absl::Time NextClose() const {
     if (items_.empty()) return absl::InfiniteFuture();
     if (static_cast<int64_t>(items_.size()) >= options_.max_batch_size) return absl::InfinitePast();
-    absl::Time close = items_.front().arrival + options_.max_batch_delay;
-    for (const Entry& e : items_) close = std::min(close, e.deadline - options_.solve_margin);
-    return close;
+    return std::min(items_.front().arrival + options_.max_batch_delay,
+                    earliest_deadline_ - options_.solve_margin);
   }
 
   // The next batch if it is due at `now` (or `force`, for draining), else empty.
@@ -97,6 +98,7 @@ class BatchQueue {
       batch.push_back(std::move(items_.front().item));
       items_.pop_front();
     }
+    RecomputeEarliestDeadline();
     return batch;
   }
 
@@ -118,6 +120,7 @@ class BatchQueue {
       }
     }
     items_ = std::move(kept);
+    RecomputeEarliestDeadline();
     return removed;
   }
 
@@ -129,8 +132,14 @@ class BatchQueue {
   };
   explicit BatchQueue(const BatchQueueOptions& options) : options_(options) {}
 
+  void RecomputeEarliestDeadline() {
+    earliest_deadline_ = absl::InfiniteFuture();
+    for (const Entry& e : items_) earliest_deadline_ = std::min(earliest_deadline_, e.deadline);
+  }
+
   BatchQueueOptions options_;
   std::deque<Entry> items_;
+  absl::Time earliest_deadline_ = absl::InfiniteFuture();  // of items_
   bool closed_ = false;
 };
 

@@ -66,6 +66,24 @@ TEST(BatchQueueTest, ClosesEarlyForAMembersDeadline) {
   EXPECT_THAT(q.TakeBatch(clock.Now()), ElementsAre(1, 2));
 }
 
+TEST(BatchQueueTest, ADeadlineStopsCountingOnceItsItemIsTakenOrRemoved) {
+  FakeClock clock;
+  BatchQueue<int> q = Make(3, absl::Milliseconds(50));
+  ASSERT_THAT(q.Add(1, clock.Now(), clock.Now() + absl::Milliseconds(7)), IsOk());
+  ASSERT_THAT(q.Add(2, clock.Now(), absl::InfiniteFuture()), IsOk());
+  ASSERT_THAT(q.Add(3, clock.Now(), absl::InfiniteFuture()), IsOk());
+  ASSERT_THAT(q.Add(4, clock.Now(), clock.Now() + absl::Milliseconds(20)), IsOk());
+  EXPECT_THAT(q.TakeBatch(clock.Now()), ElementsAre(1, 2, 3));
+  // Item 1's deadline left with it: the next close is item 4's (20 ms - 2 ms margin).
+  EXPECT_EQ(q.NextClose(), clock.Now() + absl::Milliseconds(18));
+  EXPECT_THAT(q.RemoveIf([](int v) { return v == 4; }), ElementsAre(4));
+  ASSERT_THAT(q.Add(5, clock.Now(), absl::InfiniteFuture()), IsOk());
+  EXPECT_EQ(q.NextClose(), clock.Now() + absl::Milliseconds(50));
+  // A later, nearer deadline moves the close earlier again.
+  ASSERT_THAT(q.Add(6, clock.Now(), clock.Now() + absl::Milliseconds(10)), IsOk());
+  EXPECT_EQ(q.NextClose(), clock.Now() + absl::Milliseconds(8));
+}
+
 TEST(BatchQueueTest, FullOrClosedQueueRefusesWithUnavailable) {
   FakeClock clock;
   BatchQueue<int> q = Make(2, absl::Milliseconds(5), /*max_queued=*/2);
