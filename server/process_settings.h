@@ -2,11 +2,9 @@
 //
 // Process-wide settings a routerd process applies once at start, before any thread or gRPC server
 // exists. routerd's main.cc applies them, and so does the load benchmark that runs routerd in its
-// own process, so that both measure the same allocator and locking behaviour.
+// own process, so that both measure the same locking behaviour. (Both also link the same allocator,
+// jemalloc: server/CMakeLists.txt.)
 //
-//   * malloc keeps freed memory instead of returning it to the kernel: batches allocate and free
-//     the same few hundred KiB again and again, and returning it costs page faults on every solve
-//     (measured: -13% fast-path time at N=1024, bench/README.md).
 //   * Abseil's mutex deadlock detection is off. Debian builds Abseil without NDEBUG, so every
 //     absl::Mutex (gRPC's included) records its lock order in a global graph; that cost 15-20% of
 //     the process CPU per query in load_bench (bench/README.md). Tests keep it on: they do not
