@@ -60,34 +60,6 @@ inline: {window_arrivals: 50, window_duration_ms: 1000, forecast_horizon: 200, s
   EXPECT_TRUE(defaults->routing.tenant_modes.empty());
 }
 
-TEST(ConfigTest, RoutingAndInlineErrorsNameTheField) {
-  struct Case {
-    const char* yaml;
-    const char* message;
-  } cases[] = {
-      {"routing: {default_mode: fast}", "routing.default_mode: unknown routing mode 'fast'"},
-      {"routing: {tenant_modes: {a: inline, b: quick}}", "routing.tenant_modes.b: unknown routing mode 'quick'"},
-      {"routing: {tenant_modes: [a, b]}", "routing.tenant_modes: must be a mapping"},
-      {"routing: {tenant_modes: {a: [inline]}}", "routing.tenant_modes.a: must be a scalar"},
-      {"routing: {default: inline}", "routing.default: unknown key"},
-      {"inline: {window_arrivals: 0}", "inline.window_arrivals: must be >= 1"},
-      {"inline: {window_arrivals: many}", "inline.window_arrivals: cannot read 'many'"},
-      {"inline: {window_duration_ms: 0}", "inline.window_duration_ms: must be > 0"},
-      {"inline: {window_duration_ms: -5}", "inline.window_duration_ms: must be > 0"},
-      {"inline: {forecast_horizon: 0}", "inline.forecast_horizon: must be in [1, 10000]"},
-      {"inline: {forecast_horizon: 10001}", "inline.forecast_horizon: must be in [1, 10000]"},
-      {"inline: {bisection_steps: 24}", "inline.bisection_steps: unknown key"},
-      {"inline: {slot_price_rounds: -1}", "inline.slot_price_rounds: must be in [0, 20]"},
-      {"inline: {slot_price_rounds: 21}", "inline.slot_price_rounds: must be in [0, 20]"},
-      {"inline: {window_duration: 5}", "inline.window_duration: unknown key"},
-      {"inline: 3", "inline: must be a mapping"},
-  };
-  for (const Case& c : cases) {
-    EXPECT_THAT(ParseConfigYaml(c.yaml), StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr(c.message)))
-        << c.yaml;
-  }
-}
-
 TEST(ConfigTest, RoutingAndInlineAreRuntimeChangeable) {
   RouterConfig a = *ParseConfigYaml("");
   absl::StatusOr<RouterConfig> b =
@@ -144,6 +116,22 @@ TEST(ConfigTest, ErrorsNameTheField) {
       {"modles: []", "modles: unknown key"},
       {"batching: [1, 2]", "batching: must be a mapping"},
       {"listen: [", "YAML syntax error at line"},
+      {"routing: {default_mode: fast}", "routing.default_mode: unknown routing mode 'fast'"},
+      {"routing: {tenant_modes: {a: inline, b: quick}}", "routing.tenant_modes.b: unknown routing mode 'quick'"},
+      {"routing: {tenant_modes: [a, b]}", "routing.tenant_modes: must be a mapping"},
+      {"routing: {tenant_modes: {a: [inline]}}", "routing.tenant_modes.a: must be a scalar"},
+      {"routing: {default: inline}", "routing.default: unknown key"},
+      {"inline: {window_arrivals: 0}", "inline.window_arrivals: must be >= 1"},
+      {"inline: {window_arrivals: many}", "inline.window_arrivals: cannot read 'many'"},
+      {"inline: {window_duration_ms: 0}", "inline.window_duration_ms: must be > 0"},
+      {"inline: {window_duration_ms: -5}", "inline.window_duration_ms: must be > 0"},
+      {"inline: {forecast_horizon: 0}", "inline.forecast_horizon: must be in [1, 10000]"},
+      {"inline: {forecast_horizon: 10001}", "inline.forecast_horizon: must be in [1, 10000]"},
+      {"inline: {bisection_steps: 24}", "inline.bisection_steps: unknown key"},
+      {"inline: {slot_price_rounds: -1}", "inline.slot_price_rounds: must be in [0, 20]"},
+      {"inline: {slot_price_rounds: 21}", "inline.slot_price_rounds: must be in [0, 20]"},
+      {"inline: {window_duration: 5}", "inline.window_duration: unknown key"},
+      {"inline: 3", "inline: must be a mapping"},
   };
   for (const Case& c : cases) {
     EXPECT_THAT(ParseConfigYaml(c.yaml), StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr(c.message)))

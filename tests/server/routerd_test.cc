@@ -451,6 +451,42 @@ TEST_F(RouterdTest, ABatchClosesEarlyForAMembersDeadline) {
   EXPECT_EQ(resp.assignment().decision().batch_size(), 1);
 }
 
+// The batch thread sleeps until its batch's close; a later arrival with a nearer deadline must wake
+// it (the batch thread is woken only when an arrival moves the close earlier).
+TEST_F(RouterdTest, ANearerDeadlineWakesABatchAlreadyWaiting) {
+  ASSERT_TRUE(UpdateConfig(
+                  "batching: {max_batch_size: 512, max_batch_delay_ms: 10000, solve_margin_ms: 50}")
+                  .ok());
+  AsyncCall patient;
+  *patient.request.mutable_query() = MakeQuery("patient", 0);
+  patient.ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(60));
+  absl::Notification patient_done;
+  stub_->async()->Route(&patient.ctx, &patient.request, &patient.response, [&](grpc::Status s) {
+    patient.status = std::move(s);
+    patient_done.Notify();
+  });
+  // The batch thread publishes the queue depth right before it goes to sleep until the close.
+  int polls = 0;
+  while (MetricValue(HttpGet(routerd_->metrics_port(), "/metrics"), "router_queue_depth") != 1) {
+    if (++polls == 10000) {
+      patient.ctx.TryCancel();
+      patient_done.WaitForNotification();
+      FAIL() << "the patient query never queued";
+    }
+  }
+  v1::RouteResponse urgent;
+  const grpc::Status s = RouteOne(MakeQuery("urgent", 1), &urgent, std::chrono::seconds(2));
+  // Answered before its 2 s deadline, together with the patient query that arrived first.
+  EXPECT_TRUE(s.ok()) << s.error_message();
+  if (!s.ok()) patient.ctx.TryCancel();  // do not leave the call waiting out the 10 s delay
+  patient_done.WaitForNotification();    // the call's state lives on this stack
+  if (!s.ok()) return;
+  EXPECT_EQ(urgent.assignment().decision().batch_size(), 2);
+  ASSERT_TRUE(patient.status.ok()) << patient.status.error_message();
+  EXPECT_EQ(patient.response.assignment().decision().batch_id(),
+            urgent.assignment().decision().batch_id());
+}
+
 TEST_F(RouterdTest, PlanInstancesAnswersWithThePlannersJson) {
   grpc::ClientContext ctx;
   v1::PlanInstancesRequest req;
