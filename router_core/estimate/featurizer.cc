@@ -31,82 +31,101 @@ bool IsSpace(uint8_t c) {
 
 uint8_t Lower(uint8_t c) { return (c >= 'A' && c <= 'Z') ? static_cast<uint8_t>(c + 32) : c; }
 
-// Calls sink(byte) for each byte of the text that is read, lowercased: all of it, or its head and
-// tail halves of the cap joined by a space; whitespace runs collapse to one space and leading
-// whitespace is dropped. Streaming it, rather than building the normalized string, saves a copy
-// of up to max_bytes per call.
-template <typename Sink>
-void ForEachNormalizedByte(absl::string_view text, int64_t max_bytes, Sink sink) {
-  const size_t cap = static_cast<size_t>(max_bytes);
+// The byte classes the normalization and the word split look up, one table each instead of a chain
+// of comparisons per byte.
+struct ByteClasses {
+  std::array<uint8_t, 256> lower{};
+  std::array<bool, 256> space{};
+  std::array<bool, 256> word{};  // of the lowercased byte
+};
+
+const ByteClasses& Classes() {
+  static const ByteClasses classes = [] {
+    ByteClasses c;
+    for (int b = 0; b < 256; ++b) {
+      const uint8_t byte = static_cast<uint8_t>(b);
+      c.lower[b] = Lower(byte);
+      c.space[b] = IsSpace(byte);
+      c.word[b] = IsWordByte(Lower(byte));
+    }
+    return c;
+  }();
+  return classes;
+}
+
+// Writes the bytes of the text that are read, lowercased, to `out` and returns how many: all of
+// it, or its head and tail halves of the cap joined by a space; whitespace runs collapse to one
+// space and leading whitespace is dropped. `out` must hold min(text.size(), max_bytes) + 2 bytes
+// (each byte is stored before the decision to keep it, which keeps the loop free of branches).
+size_t NormalizeInto(absl::string_view text, int64_t max_bytes, uint8_t* out) {
+  const ByteClasses& classes = Classes();
+  size_t n = 0;
   bool empty = true;
   bool last_space = false;
-  auto space = [&] {
-    if (!empty && !last_space) {
-      sink(uint8_t{' '});
-      last_space = true;
-    }
-  };
   auto append = [&](absl::string_view part) {
     for (const char ch : part) {
       const uint8_t c = static_cast<uint8_t>(ch);
-      if (IsSpace(c)) {
-        space();
-      } else {
-        sink(Lower(c));
-        empty = false;
-        last_space = false;
-      }
+      const bool space = classes.space[c];
+      out[n] = space ? uint8_t{' '} : classes.lower[c];
+      n += static_cast<size_t>(!(space && (empty || last_space)));
+      empty = empty && space;
+      last_space = space;
     }
   };
+  const size_t cap = static_cast<size_t>(max_bytes);
   if (text.size() <= cap) {
     append(text);
   } else {
     append(text.substr(0, cap / 2));
-    space();
+    append(" ");
     append(text.substr(text.size() - (cap - cap / 2)));
   }
+  return n;
 }
 
-// Calls add(64-bit term hash) once per term occurrence (words, bigrams, char n-grams; in stream
-// order, which does not matter: only the counts are used). One pass over the normalized bytes:
-// the word hash is extended byte by byte and the last 8 bytes are kept in a shift register for
-// the character n-grams, each hashed with FNV-1a 64 from its first byte, as defined above.
-template <typename Add>
-void ForEachTerm(absl::string_view text, const FeaturizerOptions& o, Add add) {
-  uint64_t word = 0;
-  bool in_word = false;
+// Appends to `bins` the fine bin (the top idf_bits of Mix64(term hash)) of every term occurrence of
+// the normalized bytes, as defined in the file comment: the character n-grams of each length, each
+// hashed with FNV-1a 64 from its first byte, then the words and their bigrams. Order does not
+// matter (only the counts are used); hashing all n-grams of one length in a loop without branches
+// is what makes this fast.
+void AppendTermBins(absl::Span<const uint8_t> text, const FeaturizerOptions& o,
+                    std::vector<uint32_t>& bins) {
+  const int bin_shift = 64 - o.idf_bits;
+  auto bin_of = [bin_shift](uint64_t hash) {
+    return static_cast<uint32_t>(Mix64(hash) >> bin_shift);
+  };
+  const uint8_t* const p = text.data();
+  const size_t n = text.size();
+  if (o.char_ngram_max > 0) {
+    for (int len = o.char_ngram_min; len <= o.char_ngram_max; ++len) {
+      const uint64_t seed = kFnvOffset ^ (kCharSalt + static_cast<uint64_t>(len));
+      const size_t first = bins.size();
+      const size_t count = n >= static_cast<size_t>(len) ? n - static_cast<size_t>(len) + 1 : 0;
+      bins.resize(first + count);
+      uint32_t* const out = bins.data() + first;
+      for (size_t i = 0; i < count; ++i) {
+        uint64_t h = seed;
+        for (int j = 0; j < len; ++j) h = (h ^ p[i + static_cast<size_t>(j)]) * kFnvPrime;
+        out[i] = bin_of(h);
+      }
+    }
+  }
+  const ByteClasses& classes = Classes();
   uint64_t previous_word = 0;
   bool have_previous = false;
-  auto end_word = [&] {
-    add(word);
-    if (o.word_bigrams && have_previous) add(Mix64(previous_word ^ kBigramSalt) ^ word);
+  size_t i = 0;
+  while (true) {
+    while (i < n && !classes.word[p[i]]) ++i;
+    if (i == n) break;
+    uint64_t word = kFnvOffset ^ kWordSalt;
+    for (; i < n && classes.word[p[i]]; ++i) word = (word ^ p[i]) * kFnvPrime;
+    bins.push_back(bin_of(word));
+    if (o.word_bigrams && have_previous) {
+      bins.push_back(bin_of(Mix64(previous_word ^ kBigramSalt) ^ word));
+    }
     previous_word = word;
     have_previous = true;
-    in_word = false;
-  };
-  uint64_t window = 0;  // the last 8 normalized bytes, newest in the low byte
-  int64_t seen = 0;
-  const int n_min = o.char_ngram_min;
-  const int n_max = o.char_ngram_max;
-  ForEachNormalizedByte(text, o.max_text_bytes, [&](uint8_t c) {
-    if (IsWordByte(c)) {
-      if (!in_word) {
-        word = kFnvOffset ^ kWordSalt;
-        in_word = true;
-      }
-      word = (word ^ c) * kFnvPrime;
-    } else if (in_word) {
-      end_word();
-    }
-    window = (window << 8) | c;
-    ++seen;
-    for (int n = n_min; n <= n_max && n <= seen; ++n) {
-      uint64_t h = kFnvOffset ^ (kCharSalt + static_cast<uint64_t>(n));
-      for (int i = n - 1; i >= 0; --i) h = (h ^ ((window >> (8 * i)) & 0xff)) * kFnvPrime;
-      add(h);
-    }
-  });
-  if (in_word) end_word();
+  }
 }
 
 double SublinearTf(uint32_t count) { return 1.0 + std::log(static_cast<double>(count)); }
@@ -130,65 +149,47 @@ int64_t RoundHalfAway(double x) {
   return x - static_cast<double>(t) >= 0.5 ? t + 1 : t;
 }
 
-// Per-thread scratch of VisitTermCounts: an open-addressing table (linear probing) of fine bin ->
-// count, all-empty between calls, plus the slots one call filled. Kept per thread so that a call
-// allocates nothing once its thread has counted a text of that size; the table is at most 2^18
-// slots (2 MiB, for a 16 KiB text with 8 n-gram lengths), typically 2^13 (64 KiB).
-struct TermTable {
-  struct Slot {
-    uint32_t key = 0;  // fine bin + 1; 0 = empty
-    uint32_t count = 0;
-  };
-  std::vector<Slot> slots;
-  std::vector<uint32_t> used;  // indices into slots
-  std::vector<int64_t> sums;   // Featurize's per-bucket accumulators, dim values
+// Per-thread scratch of VisitTermCounts, kept per thread so that a call allocates nothing once its
+// thread has featurized a text of that size: the normalized bytes (<= max_text_bytes + 2), the
+// fine bin of every term occurrence (4 bytes per occurrence, 4 * (L + 1) per byte), and one count
+// per fine bin (4 * 2^idf_bits bytes: 256 KiB at the default 16 bits), all zero between calls.
+struct TermScratch {
+  std::vector<uint8_t> text;
+  std::vector<uint32_t> bins;
+  std::vector<uint32_t> counts;
+  std::vector<uint32_t> distinct;  // fine bins in first-seen order
+  std::vector<int64_t> sums;       // Featurize's per-bucket accumulators, dim values
 };
 
-TermTable& ThreadTermTable() {
-  static thread_local TermTable table;
-  return table;
+TermScratch& ThreadTermScratch() {
+  static thread_local TermScratch scratch;
+  return scratch;
 }
 
 // Calls visit(fine bin, count) once per distinct fine bin of the terms of `text` (in first-seen
-// order), using `table`, which it leaves all-empty again.
-// Cost: O(normalized bytes * (char n-gram lengths + 1)) hashing and table updates.
+// order), using `scratch`, whose counts it leaves all zero again.
+// Cost: O(normalized bytes * (char n-gram lengths + 1)) hashing and direct-indexed count updates,
+// then O(distinct bins) visits; no branch depends on the text except in the word split.
 template <typename Visit>
-void VisitTermCounts(absl::string_view text, const FeaturizerOptions& o, TermTable& table,
+void VisitTermCounts(absl::string_view text, const FeaturizerOptions& o, TermScratch& scratch,
                      Visit visit) {
-  // Bound the number of term occurrences: per normalized byte at most one n-gram of each length,
-  // and at most one word and one bigram per two bytes (words are separated).
-  const uint64_t bytes = std::min<uint64_t>(text.size(), static_cast<uint64_t>(o.max_text_bytes)) + 1;
-  const uint64_t lengths =
-      o.char_ngram_max > 0 ? static_cast<uint64_t>(o.char_ngram_max - o.char_ngram_min + 1) : 0;
-  const uint64_t terms = std::min(bytes * (lengths + 1), uint64_t{1} << o.idf_bits);
-  // More slots than occurrences, so a free slot always ends a probe; distinct terms are typically
-  // under half the occurrences, so probes stay short, and a small table stays in cache.
-  int log_capacity = 4;
-  while ((uint64_t{1} << log_capacity) <= terms) ++log_capacity;
-  const size_t capacity = size_t{1} << log_capacity;
-  if (table.slots.size() < capacity) table.slots.resize(capacity);
-  const size_t mask = capacity - 1;
-  const int slot_shift = 32 - log_capacity;
-  const int bin_shift = 64 - o.idf_bits;
-  TermTable::Slot* const slots = table.slots.data();
-  table.used.clear();
-  ForEachTerm(text, o, [&](uint64_t hash) {
-    const uint32_t key = static_cast<uint32_t>(Mix64(hash) >> bin_shift) + 1;
-    // Fibonacci hashing spreads the bins over the slots whatever idf_bits and capacity are.
-    size_t s = static_cast<size_t>((key * 0x9e3779b1U) >> slot_shift);
-    while (slots[s].key != key) {
-      if (slots[s].key == 0) {
-        slots[s].key = key;
-        table.used.push_back(static_cast<uint32_t>(s));
-        break;
-      }
-      s = (s + 1) & mask;
-    }
-    ++slots[s].count;
-  });
-  for (const uint32_t s : table.used) {
-    visit(slots[s].key - 1, slots[s].count);
-    slots[s] = TermTable::Slot();
+  scratch.text.resize(std::min<size_t>(text.size(), static_cast<size_t>(o.max_text_bytes)) + 2);
+  const size_t n = NormalizeInto(text, o.max_text_bytes, scratch.text.data());
+  scratch.bins.clear();
+  AppendTermBins(absl::MakeConstSpan(scratch.text.data(), n), o, scratch.bins);
+  const size_t bins = size_t{1} << o.idf_bits;
+  if (scratch.counts.size() < bins) scratch.counts.resize(bins, 0);
+  scratch.distinct.resize(scratch.bins.size() + 1);
+  uint32_t* const counts = scratch.counts.data();
+  uint32_t* const distinct = scratch.distinct.data();
+  size_t num_distinct = 0;
+  for (const uint32_t bin : scratch.bins) {
+    distinct[num_distinct] = bin;  // kept only if this is the bin's first occurrence
+    num_distinct += static_cast<size_t>(counts[bin]++ == 0);
+  }
+  for (size_t d = 0; d < num_distinct; ++d) {
+    visit(distinct[d], counts[distinct[d]]);
+    counts[distinct[d]] = 0;
   }
 }
 
@@ -196,8 +197,8 @@ absl::Status ValidateOptions(const FeaturizerOptions& o) {
   if (o.dim < 1 || o.dim > 65536) {
     return absl::InvalidArgumentError(absl::StrCat("dim: expected 1..65536, got ", o.dim));
   }
-  if (o.idf_bits < 8 || o.idf_bits > 24) {
-    return absl::InvalidArgumentError(absl::StrCat("idf_bits: expected 8..24, got ", o.idf_bits));
+  if (o.idf_bits < 8 || o.idf_bits > 20) {
+    return absl::InvalidArgumentError(absl::StrCat("idf_bits: expected 8..20, got ", o.idf_bits));
   }
   if (o.char_ngram_max != 0 &&
       (o.char_ngram_min < 1 || o.char_ngram_min > o.char_ngram_max || o.char_ngram_max > 8)) {
@@ -242,9 +243,9 @@ absl::StatusOr<Featurizer> Featurizer::Fit(const FeaturizerOptions& options,
   if (texts.empty()) return absl::InvalidArgumentError("texts: need at least one to fit IDF");
   if (texts.size() > UINT32_MAX) return absl::InvalidArgumentError("texts: too many");
   std::vector<uint32_t> df(size_t{1} << options.idf_bits, 0);
-  TermTable& table = ThreadTermTable();
+  TermScratch& scratch = ThreadTermScratch();
   for (const std::string& text : texts) {
-    VisitTermCounts(text, options, table, [&df](uint32_t bin, uint32_t) { ++df[bin]; });
+    VisitTermCounts(text, options, scratch, [&df](uint32_t bin, uint32_t) { ++df[bin]; });
   }
   return Featurizer(options, static_cast<int64_t>(texts.size()), std::move(df));
 }
@@ -325,10 +326,10 @@ absl::Status Featurizer::Featurize(absl::string_view text, absl::Span<float> out
   // so features are bit-identical on every run and for every table layout.
   constexpr double kScale = 16777216.0;  // 2^24: weights < 2^9, at most 2^22 terms, so |sum| < 2^55
   const std::array<double, kTfTableSize>& tf_table = TfTable();
-  TermTable& table = ThreadTermTable();
-  std::vector<int64_t>& sums = table.sums;
+  TermScratch& scratch = ThreadTermScratch();
+  std::vector<int64_t>& sums = scratch.sums;
   sums.assign(out.size(), 0);
-  VisitTermCounts(text, options_, table, [&](uint32_t bin, uint32_t count) {
+  VisitTermCounts(text, options_, scratch, [&](uint32_t bin, uint32_t count) {
     const Bin& b = bins_[bin];
     const float idf = b.idf;
     if (idf == 0.0f) return;  // a term of every training prompt adds exactly 0

@@ -19,15 +19,18 @@
 //      whose terms all weigh 0, gives the zero vector.
 // Everything is deterministic across platforms (no std::hash, no locale).
 //
-// Cost: one pass over the B = min(text bytes, max_text_bytes) bytes read, hashing
-// L = char_ngram_max - char_ngram_min + 1 n-grams per byte (about B * (L + 1) term occurrences,
-// each an FNV-1a of <= 8 bytes, a Mix64 and an update of an open-addressing count table), then
-// O(distinct terms + dim). About 20 us for a 1.5 KB prompt with the defaults; no allocation once
-// the calling thread has featurized a text of that size: each thread keeps a count table of the
-// next power of two > B * (L + 1) slots (8 bytes each; 64 KiB for 1.5 KB, at most 2 MiB).
+// Cost: the B = min(text bytes, max_text_bytes) bytes read are normalized into a scratch buffer,
+// then each of the L = char_ngram_max - char_ngram_min + 1 n-gram lengths is hashed over it in a
+// loop without branches, then the words; about B * (L + 1) term occurrences in all, each an FNV-1a
+// of <= 8 bytes and a Mix64, counted in a direct-indexed array of 2^idf_bits counts (no hashing,
+// no probing), then O(distinct terms + dim). About 10 us at p50 on routerbench's prompts (mean
+// 1.5 KB) with the embedded artifact's options (bench/README.md, "Prediction cost"). No allocation
+// once the calling thread has featurized a text of that size: each thread keeps B + 2 bytes of
+// text, 4 * B * (L + 1) bytes of fine bins and 4 * 2^idf_bits bytes of counts (256 KiB at the
+// default idf_bits; at most 4 MiB).
 //
 // Thread-safety: immutable after construction; Featurize is safe to call concurrently (the
-// scratch table is per thread).
+// scratch is per thread).
 //
 // Errors: Create/Fit/FromJson return INVALID_ARGUMENT naming the bad option or field; Featurize
 // returns INVALID_ARGUMENT for an output span of the wrong size. Nothing throws.
@@ -51,8 +54,8 @@ struct FeaturizerOptions {
   // Output dimension, in [1, 65536]. 256 keeps the kNN training matrix of routerbench_subset
   // (about 1,900 prompts) under 2 MiB of floats, and routes as well as 512 there (bench/README.md).
   int dim = 256;
-  // log2 of the number of fine bins IDF is fitted on, in [8, 24]. 2^16 bins = 256 KiB of document
-  // frequencies in the artifact.
+  // log2 of the number of fine bins IDF is fitted on, in [8, 20]. 2^16 bins = 256 KiB of document
+  // frequencies in the artifact (and of per-thread counts while featurizing).
   int idf_bits = 16;
   // Character n-gram lengths in bytes, 1 <= min <= max <= 8; max = 0 turns them off.
   int char_ngram_min = 3;

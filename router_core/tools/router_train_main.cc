@@ -85,7 +85,7 @@ constexpr char kUsage[] =
     "  --seed N                 split seed (default 1)\n"
     "  --train F --calibration F --test F   split fractions (default 0.6 0.2 0.2)\n"
     "  --dim D                  featurizer dimension (default 256)\n"
-    "  --idf-bits B             log2 of the featurizer's IDF bins (default 16)\n"
+    "  --idf-bits B             log2 of the featurizer's IDF bins, 8-20 (default 16)\n"
     "  --char-ngrams MIN-MAX    character n-gram lengths in bytes, or off (default 3-5)\n"
     "  --word-bigrams BOOL      word bigrams as terms: true or false (default true)\n"
     "  --k K                    kNN neighbours (default 100)\n"

@@ -1,11 +1,14 @@
 #include "router_core/estimate/featurizer.h"
 
 #include <cmath>
+#include <cstdint>
+#include <map>
 #include <string>
 #include <vector>
 
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
+#include "router_core/estimate/splitmix.h"
 #include "tests/router_core/estimate/real_data.h"
 #include "tests/router_core/testing/status_matchers.h"
 
@@ -35,6 +38,140 @@ Featurizer Default() {
   absl::StatusOr<Featurizer> f = Featurizer::Create(FeaturizerOptions());
   EXPECT_THAT(f, IsOk());
   return *std::move(f);
+}
+
+// The definition in featurizer.h transcribed for clarity, not speed: normalized string, term
+// hashes, std::map counts, double accumulation. Featurize must agree with it to float precision
+// on any text, whatever the implementation does to be fast.
+class ReferenceFeaturizer {
+ public:
+  ReferenceFeaturizer(const FeaturizerOptions& o, const std::vector<std::string>& fit_texts)
+      : o_(o), num_docs_(static_cast<double>(fit_texts.size())) {
+    for (const std::string& text : fit_texts) {
+      for (const auto& [bin, count] : BinCounts(text)) ++df_[bin];
+    }
+  }
+
+  std::vector<double> Featurize(const std::string& text) const {
+    std::vector<double> v(static_cast<size_t>(o_.dim), 0.0);
+    for (const auto& [bin, count] : BinCounts(text)) {
+      const auto df = df_.find(bin);
+      const float idf = num_docs_ == 0
+                            ? 1.0f
+                            : static_cast<float>(std::log(
+                                  (1.0 + num_docs_) / (1.0 + (df == df_.end() ? 0 : df->second))));
+      const uint64_t h = Mix64(bin ^ 0x5bd1e995ULL);
+      const double sign = (h & 1) != 0 ? 1.0 : -1.0;
+      v[(h >> 1) % static_cast<uint64_t>(o_.dim)] += sign * (1.0 + std::log(count)) * idf;
+    }
+    double norm = 0;
+    for (const double x : v) norm += x * x;
+    for (double& x : v) x = norm > 0 ? x / std::sqrt(norm) : 0.0;
+    return v;
+  }
+
+ private:
+  static uint64_t Fnv1a(uint64_t salt, const std::string& bytes) {
+    uint64_t h = 0xcbf29ce484222325ULL ^ salt;
+    for (const char c : bytes) h = (h ^ static_cast<uint8_t>(c)) * 0x100000001b3ULL;
+    return h;
+  }
+
+  std::string Normalized(const std::string& text) const {
+    const size_t cap = static_cast<size_t>(o_.max_text_bytes);
+    const std::string read = text.size() <= cap ? text
+                                                : text.substr(0, cap / 2) + " " +
+                                                      text.substr(text.size() - (cap - cap / 2));
+    std::string out;
+    for (const char ch : read) {
+      if (std::string(" \t\n\r\f\v").find(ch) != std::string::npos) {
+        if (!out.empty() && out.back() != ' ') out += ' ';
+      } else {
+        out += (ch >= 'A' && ch <= 'Z') ? static_cast<char>(ch + 32) : ch;
+      }
+    }
+    return out;
+  }
+
+  std::map<uint32_t, int> BinCounts(const std::string& text) const {
+    const std::string s = Normalized(text);
+    std::vector<uint64_t> hashes;
+    for (int n = o_.char_ngram_min; o_.char_ngram_max > 0 && n <= o_.char_ngram_max; ++n) {
+      for (size_t i = 0; i + static_cast<size_t>(n) <= s.size(); ++i) {
+        hashes.push_back(
+            Fnv1a(0x33 + static_cast<uint64_t>(n), s.substr(i, static_cast<size_t>(n))));
+      }
+    }
+    auto is_word_byte = [](char c) {
+      return (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || static_cast<uint8_t>(c) >= 0x80;
+    };
+    std::vector<uint64_t> words;
+    for (size_t i = 0; i < s.size();) {
+      if (!is_word_byte(s[i])) {
+        ++i;
+        continue;
+      }
+      size_t end = i;
+      while (end < s.size() && is_word_byte(s[end])) ++end;
+      words.push_back(Fnv1a(0x11, s.substr(i, end - i)));
+      i = end;
+    }
+    for (size_t w = 0; w < words.size(); ++w) {
+      hashes.push_back(words[w]);
+      if (o_.word_bigrams && w > 0) hashes.push_back(Mix64(words[w - 1] ^ 0x22) ^ words[w]);
+    }
+    std::map<uint32_t, int> counts;
+    for (const uint64_t h : hashes) ++counts[static_cast<uint32_t>(Mix64(h) >> (64 - o_.idf_bits))];
+    return counts;
+  }
+
+  FeaturizerOptions o_;
+  double num_docs_;
+  std::map<uint32_t, int> df_;
+};
+
+TEST(FeaturizerTest, MatchesTheReferenceDefinition) {
+  std::vector<std::string> fit_texts;
+  std::vector<std::string> texts = {"",
+                                    " \n ",
+                                    "a",
+                                    "ab",
+                                    "Hello,  World!\t\tHELLO world.",
+                                    "\xff\xfe\x80 caf\xc3\xa9 na\xc3\xafve \x01\x02",
+                                    std::string(300, 'x') + " tail  words " + std::string(50, ' ')};
+  const std::vector<int64_t>& train = Real().train_rows;
+  for (size_t k = 0; k < train.size(); ++k) {
+    (k % 2 == 0 ? fit_texts : texts).push_back(Real().dataset.prompts[train[k]].text);
+  }
+  FeaturizerOptions defaults;
+  FeaturizerOptions fourgrams;
+  fourgrams.char_ngram_min = fourgrams.char_ngram_max = 4;
+  FeaturizerOptions words_only;
+  words_only.char_ngram_max = 0;
+  words_only.idf_bits = 8;  // many collisions in the fine bins
+  FeaturizerOptions wide;   // every n-gram length, no bigrams, a short head and tail
+  wide.char_ngram_min = 1;
+  wide.char_ngram_max = 8;
+  wide.word_bigrams = false;
+  wide.max_text_bytes = 64;
+  wide.dim = 7;
+  for (const FeaturizerOptions& o : {defaults, fourgrams, words_only, wide}) {
+    for (const bool fitted : {false, true}) {
+      SCOPED_TRACE(::testing::Message() << "char n-grams " << o.char_ngram_min << "-"
+                                        << o.char_ngram_max << ", idf fitted " << fitted);
+      absl::StatusOr<Featurizer> f = fitted ? Featurizer::Fit(o, fit_texts) : Featurizer::Create(o);
+      ASSERT_THAT(f, IsOk());
+      const ReferenceFeaturizer reference(o, fitted ? fit_texts : std::vector<std::string>());
+      for (size_t t = 0; t < texts.size(); ++t) {
+        const std::vector<float> got = f->Featurize(texts[t]);
+        const std::vector<double> want = reference.Featurize(texts[t]);
+        ASSERT_EQ(got.size(), want.size());
+        for (size_t k = 0; k < got.size(); ++k) {
+          ASSERT_NEAR(got[k], want[k], 1e-6) << "text " << t << ", component " << k;
+        }
+      }
+    }
+  }
 }
 
 TEST(FeaturizerTest, EmptyAndBlankTextGiveTheZeroVector) {
@@ -118,6 +255,10 @@ TEST(FeaturizerTest, RejectsBadOptionsAndJsonNamingTheField) {
   o.char_ngram_min = 6;
   EXPECT_THAT(Featurizer::Create(o),
               StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("char_ngram_min")));
+  o = FeaturizerOptions();
+  o.idf_bits = 21;  // the per-thread counts would pass 4 MiB
+  EXPECT_THAT(Featurizer::Create(o),
+              StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("idf_bits: expected 8..20")));
   o = FeaturizerOptions();
   o.max_text_bytes = 2;
   EXPECT_THAT(Featurizer::Create(o),
