@@ -8,6 +8,8 @@
 #include <type_traits>
 #include <sstream>
 
+#include "absl/strings/match.h"
+#include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "yaml-cpp/yaml.h"
 
@@ -373,6 +375,23 @@ std::string ConfigToYaml(const RouterConfig& c) {
   out << YAML::EndSeq;
   out << YAML::EndMap;
   return std::string(out.c_str()) + "\n";
+}
+
+absl::StatusOr<std::string> ReplacePort(absl::string_view address, absl::string_view port,
+                                        absl::string_view flag) {
+  int value = 0;
+  if (!absl::SimpleAtoi(port, &value) || value < 0 || value > 65535 ||
+      port.find_first_not_of("0123456789") != absl::string_view::npos) {
+    return absl::InvalidArgumentError(
+        absl::StrCat(flag, ": expected a port number 0..65535, got '", port, "'"));
+  }
+  const size_t colon = address.rfind(':');
+  if (colon == absl::string_view::npos || colon == 0 || absl::StartsWith(address, "unix:") ||
+      address.find(']', colon) != absl::string_view::npos) {
+    return absl::InvalidArgumentError(absl::StrCat(flag, ": the configured address '", address,
+                                                   "' has no port to replace"));
+  }
+  return absl::StrCat(address.substr(0, colon + 1), value);
 }
 
 absl::Status CheckRuntimeChange(const RouterConfig& current, const RouterConfig& next) {

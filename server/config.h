@@ -85,6 +85,13 @@ absl::StatusOr<RouterConfig> ParseConfigUpdateYaml(absl::string_view yaml,
 // Round-trips through ParseConfigYaml.
 std::string ConfigToYaml(const RouterConfig& config);
 
+// `address` ("host:port" or "[v6 host]:port", as in `listen`) with its port replaced by `port`, a
+// decimal in 0..65535 (0 = any free port): what routerd's --port and --metrics_port do to the
+// configured addresses. INVALID_ARGUMENT naming `flag` for a bad port or an address without one
+// (e.g. a unix: socket).
+absl::StatusOr<std::string> ReplacePort(absl::string_view address, absl::string_view port,
+                                        absl::string_view flag);
+
 // OK if `next` differs from `current` only in runtime-changeable fields.
 absl::Status CheckRuntimeChange(const RouterConfig& current, const RouterConfig& next);
 

@@ -1,8 +1,9 @@
 // routerd: the routing service. Usage:
-//   routerd [--config FILE] [--listen ADDR] [--metrics_listen ADDR] [--estimator FILE]
-//           [--check_config]
+//   routerd [--config FILE] [--port N | --listen ADDR] [--metrics_port N | --metrics_listen ADDR]
+//           [--estimator FILE] [--check_config]
 // Without --config it runs on the embedded defaults (docs/configuration.md). Flags override the
-// file. SIGTERM/SIGINT: drain and exit 0 (routerd.h); SIGHUP: reload the config file.
+// file: --port and --metrics_port replace the port of the configured `listen` and `metrics_listen`
+// addresses (0 = any free port), --listen and --metrics_listen the whole address. SIGTERM/SIGINT: drain and exit 0 (routerd.h); SIGHUP: reload the config file.
 // --check_config validates the configuration (and loads the estimator) and exits.
 
 #include <signal.h>
@@ -15,6 +16,7 @@
 #include <cstring>
 #include <iostream>
 #include <string>
+#include <tuple>
 
 #include "absl/strings/str_cat.h"
 #include "server/config.h"
@@ -40,15 +42,15 @@ void NotifySystemd(const char* state) {
 
 int Usage(const std::string& problem) {
   std::cerr << "routerd: " << problem << "\n"
-            << "usage: routerd [--config FILE] [--listen ADDR] [--metrics_listen ADDR] "
-               "[--estimator FILE] [--check_config]\n";
+            << "usage: routerd [--config FILE] [--port N | --listen ADDR] "
+               "[--metrics_port N | --metrics_listen ADDR] [--estimator FILE] [--check_config]\n";
   return 2;
 }
 
 }  // namespace
 
 int main(int argc, char** argv) {
-  std::string config_path, listen, metrics_listen, estimator;
+  std::string config_path, listen, metrics_listen, port, metrics_port, estimator;
   bool check_only = false, have_metrics_listen = false;
   for (int k = 1; k < argc; ++k) {
     const std::string arg = argv[k];
@@ -61,6 +63,10 @@ int main(int argc, char** argv) {
       if (!value(config_path)) return Usage("--config needs a file");
     } else if (arg == "--listen") {
       if (!value(listen)) return Usage("--listen needs an address");
+    } else if (arg == "--port") {
+      if (!value(port)) return Usage("--port needs a port number");
+    } else if (arg == "--metrics_port") {
+      if (!value(metrics_port)) return Usage("--metrics_port needs a port number");
     } else if (arg == "--metrics_listen") {
       if (!value(metrics_listen)) return Usage("--metrics_listen needs an address");
       have_metrics_listen = true;
@@ -75,6 +81,10 @@ int main(int argc, char** argv) {
       return Usage(absl::StrCat("unknown flag '", arg, "'"));
     }
   }
+  if (!port.empty() && !listen.empty()) return Usage("--port and --listen: give one of them");
+  if (!metrics_port.empty() && have_metrics_listen) {
+    return Usage("--metrics_port and --metrics_listen: give one of them");
+  }
   absl::StatusOr<router::server::RouterConfig> config =
       config_path.empty() ? router::server::ParseConfigYaml("")
                           : router::server::LoadConfigFile(config_path);
@@ -84,6 +94,14 @@ int main(int argc, char** argv) {
   }
   if (!listen.empty()) config->listen = listen;
   if (have_metrics_listen) config->metrics_listen = metrics_listen;
+  for (auto [flag, value, address] : {std::tuple{"--port", &port, &config->listen},
+                                      std::tuple{"--metrics_port", &metrics_port,
+                                                 &config->metrics_listen}}) {
+    if (value->empty()) continue;
+    absl::StatusOr<std::string> replaced = router::server::ReplacePort(*address, *value, flag);
+    if (!replaced.ok()) return Usage(std::string(replaced.status().message()));
+    *address = *std::move(replaced);
+  }
   if (!estimator.empty()) config->estimator = estimator;
 
   router::server::ApplyProcessSettings();

@@ -56,7 +56,7 @@ check_py() { "${PY}" - "$@"; }
 start_routerd() {
   for _ in 1 2 3 4 5; do
     PORT="$("${PY}" -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')"
-    "${ROUTERD}" --listen "127.0.0.1:${PORT}" --metrics_listen 127.0.0.1:0 \
+    "${ROUTERD}" --port "${PORT}" --metrics_port 0 \
       --estimator "${ARTIFACT}" >"${TMP}/routerd.log" 2>&1 &
     ROUTERD_PID=$!
     # Bounded so a broken server fails the test instead of hanging it (not a timing assertion).
@@ -197,6 +197,21 @@ for args in "" "route" "route --text" "route --text x --bogus 1" "frobnicate" "-
   fi
 done
 if [[ ${usage_ok} -eq 1 ]]; then pass "bad usage: exit 2 with the usage"; else fail "bad usage: exit 2 with the usage"; fi
+
+# routerd's own flags: a bad port is a usage error naming the flag, before anything starts.
+flags_ok=1
+for args in "--port 70000|--port: expected a port number 0..65535, got '70000'" \
+            "--metrics_port x|--metrics_port: expected a port number" \
+            "--port 1 --listen 127.0.0.1:1|--port and --listen: give one of them"; do
+  # shellcheck disable=SC2086  # word splitting of the argument list is intended
+  rc=0; "${ROUTERD}" ${args%%|*} >"${TMP}/out" 2>"${TMP}/err" || rc=$?
+  if [[ ${rc} -ne 2 ]] || ! grep -qF -- "${args#*|}" "${TMP}/err"; then
+    echo "  'routerd ${args%%|*}' gave exit ${rc}: $(head -1 "${TMP}/err")"
+    flags_ok=0
+  fi
+done
+if [[ ${flags_ok} -eq 1 ]]; then pass "routerd: a bad --port/--metrics_port is exit 2 naming the flag"
+else fail "routerd: a bad --port/--metrics_port is exit 2 naming the flag"; fi
 
 # ---- batch ----------------------------------------------------------------------------------
 cat >"${TMP}/batch.jsonl" <<'EOF'

@@ -1,5 +1,6 @@
 #include "server/config.h"
 
+#include "absl/strings/str_cat.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "tests/router_core/testing/status_matchers.h"
@@ -9,6 +10,7 @@ namespace {
 
 using ::testing::HasSubstr;
 using core::testing::IsOk;
+using core::testing::IsOkAndHolds;
 using core::testing::StatusIs;
 
 TEST(ConfigTest, EmptyDocumentGivesTheDocumentedDefaults) {
@@ -148,6 +150,24 @@ TEST(ConfigTest, AnUpdateKeepsAbsentStartupFieldsAndResetsAbsentRuntimeFields) {
   EXPECT_EQ(next->batching.max_queued, 500);
   EXPECT_EQ(next->batching.max_batch_size, 64);
   EXPECT_THAT(CheckRuntimeChange(current, *next), IsOk());
+}
+
+TEST(ConfigTest, ReplacePortKeepsTheHostAndNamesTheFlagOnErrors) {
+  EXPECT_THAT(ReplacePort("127.0.0.1:50051", "8080", "--port"), IsOkAndHolds("127.0.0.1:8080"));
+  EXPECT_THAT(ReplacePort("[::]:50051", "0", "--port"), IsOkAndHolds("[::]:0"));
+  EXPECT_THAT(ReplacePort("localhost:9464", "65535", "--metrics_port"),
+              IsOkAndHolds("localhost:65535"));
+  for (const char* bad : {"", "x", "-1", "65536", "+80", "80 ", "1e3"}) {
+    EXPECT_THAT(ReplacePort("127.0.0.1:50051", bad, "--port"),
+                StatusIs(absl::StatusCode::kInvalidArgument,
+                         HasSubstr(absl::StrCat("--port: expected a port number 0..65535, got '",
+                                                bad, "'"))));
+  }
+  for (const char* no_port : {"unix:/run/routerd.sock", "[::1]", "localhost", ""}) {
+    EXPECT_THAT(ReplacePort(no_port, "80", "--metrics_port"),
+                StatusIs(absl::StatusCode::kInvalidArgument,
+                         HasSubstr("--metrics_port: the configured address")));
+  }
 }
 
 TEST(ConfigTest, StartupOnlyFieldsCannotChangeAtRuntime) {
