@@ -25,19 +25,42 @@ using estimate_internal::Invalid;
 constexpr int kStateVersion = 1;
 constexpr absl::string_view kRoot = "uniroute";
 
+// Dot products and distances keep kLanes independent partial sums: a single running sum may not be
+// reassociated without -ffast-math, so it runs at one add latency per dimension, while the lanes
+// vectorize. The lanes are combined in a fixed tree order, so the result does not depend on the
+// compiler's choices.
+constexpr int kLanes = 8;
+
+double CombineLanes(double (&lanes)[kLanes]) {
+  for (int l = 0; l < 4; ++l) lanes[l] += lanes[l + 4];
+  for (int l = 0; l < 2; ++l) lanes[l] += lanes[l + 2];
+  return lanes[0] + lanes[1];
+}
+
 double SquaredDistance(const double* a, const double* b, int dim) {
-  double d = 0.0;
-  for (int k = 0; k < dim; ++k) {
-    const double diff = a[k] - b[k];
-    d += diff * diff;
+  double lanes[kLanes] = {};
+  int k = 0;
+  for (; k + kLanes <= dim; k += kLanes) {
+    for (int l = 0; l < kLanes; ++l) {
+      const double diff = a[k + l] - b[k + l];
+      lanes[l] += diff * diff;
+    }
   }
-  return d;
+  for (int l = 0; k < dim; ++k, ++l) {
+    const double diff = a[k] - b[k];
+    lanes[l] += diff * diff;
+  }
+  return CombineLanes(lanes);
 }
 
 double Dot(const double* a, const double* b, int dim) {
-  double d = 0.0;
-  for (int k = 0; k < dim; ++k) d += a[k] * b[k];
-  return d;
+  double lanes[kLanes] = {};
+  int k = 0;
+  for (; k + kLanes <= dim; k += kLanes) {
+    for (int l = 0; l < kLanes; ++l) lanes[l] += a[k + l] * b[k + l];
+  }
+  for (int l = 0; k < dim; ++k, ++l) lanes[l] += a[k] * b[k];
+  return CombineLanes(lanes);
 }
 
 int ArgMax(const std::vector<double>& values) {
