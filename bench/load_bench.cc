@@ -4,7 +4,7 @@
 //
 //   load_bench [--routerd ADDR | --config FILE [--estimator FILE]] [--prompts FILE]
 //              [--clients 64,256] [--batch_sizes 64,256] [--delays_ms 1,5] [--stream_window 8]
-//              [--channels 2] [--warmup_s 1] [--duration_s 4] [--lease_timeout_s 2]
+//              [--channels 2] [--warmup_s 1] [--duration_s 4] [--lease_timeout_s 2] [--pairs 3]
 //              [--services Echo,EchoStream,RouteInline,Route,RouteStream]
 //
 // Without --routerd, routerd runs in this process (router::server::Routerd::Start on the --config
@@ -23,9 +23,13 @@
 //
 // Output: a Markdown table on stdout (one row per run, printed as it finishes; "CPU us/query" is
 // this process's CPU time in the measured window over the answers in it: clients, gRPC on both
-// sides and, in-process, routerd; with --routerd only the clients), then, for each
-// client count and delay measured at max_batch_size 256, RouteStream / EchoStream throughput, and
-// for each client count the p50/p99 of Route (inline) next to Echo's from the same run.
+// sides and, in-process, routerd; with --routerd only the clients). Then, when EchoStream,
+// RouteStream and max_batch_size 256 are all measured, --pairs alternating EchoStream/RouteStream
+// runs per client count and delay at batch 256, in a second table: on a shared VM the machine's
+// speed drifts between rows run seconds apart, and a pair is measured back to back. Last, for
+// each client count and delay at batch 256, RouteStream / EchoStream throughput from the main
+// table and the median (upper middle for an even count) and range over the pairs, and for each
+// client count the p50/p99 of Route (inline) next to Echo's from the same run.
 // --services picks the rows (default: all five).
 //
 // Exit status: 0 after printing the table; 2 for a bad flag; 1 if a service cannot start or a run
@@ -455,6 +459,10 @@ struct Options {
   double warmup_s = 1;
   double duration_s = 4;
   double lease_timeout_s = 2;
+  // Alternating EchoStream / RouteStream pairs per client count and delay at max_batch_size 256,
+  // after the main table: the headline ratio is their median, since on a shared VM the speed of
+  // the machine drifts between rows measured seconds apart. 0 = no pairs.
+  int pairs = 3;
   // Which rows to run: Echo, EchoStream, RouteInline, Route, RouteStream.
   std::vector<std::string> services = {"Echo", "EchoStream", "RouteInline", "Route", "RouteStream"};
 
@@ -574,7 +582,7 @@ int Usage(const std::string& problem) {
             << "usage: load_bench [--routerd ADDR | --config FILE [--estimator FILE]] [--prompts FILE]\n"
                "                  [--clients 64,256] [--batch_sizes 64,256] [--delays_ms 1,5]\n"
                "                  [--stream_window 8] [--channels 2] [--warmup_s 1] [--duration_s 4]\n"
-               "                  [--lease_timeout_s 2]\n"
+               "                  [--lease_timeout_s 2] [--pairs 3]\n"
                "                  [--services Echo,EchoStream,RouteInline,Route,RouteStream]\n";
   return 2;
 }
@@ -649,6 +657,8 @@ int main(int argc, char** argv) {
       ok = ParseNumber(value, &o.warmup_s) && o.warmup_s >= 0;
     } else if (arg == "--duration_s") {
       ok = ParseNumber(value, &o.duration_s) && o.duration_s > 0;
+    } else if (arg == "--pairs") {
+      ok = ParseNumber(value, &o.pairs) && o.pairs >= 0;
     } else if (arg == "--lease_timeout_s") {
       ok = ParseNumber(value, &o.lease_timeout_s) && o.lease_timeout_s > 0;
     } else if (arg == "--services") {
@@ -775,6 +785,38 @@ int main(int argc, char** argv) {
   };
   auto judge_echo_stream = [](const echo::EchoResponse& r) { return std::make_pair(r.id(), true); };
 
+  auto run_echo_stream = [&](int clients) -> absl::StatusOr<RunResult> {
+    absl::StatusOr<RunResult> r = RunStream<echo::EchoRequest, echo::EchoResponse>(
+        o, clients,
+        [&](int c, grpc::ClientContext* ctx, StreamClient<echo::EchoRequest, echo::EchoResponse>* r) {
+          echo_stubs[c % echo_stubs.size()]->async()->EchoStream(ctx, r);
+        },
+        fill_echo, judge_echo_stream);
+    if (r.ok()) {
+      r->service = "EchoStream";
+      r->clients = clients;
+    }
+    return r;
+  };
+  // RouteStream under the batch settings last applied (ApplyBatching), which it reports.
+  auto run_route_stream = [&](int clients, int64_t batch_size,
+                              double delay_ms) -> absl::StatusOr<RunResult> {
+    absl::StatusOr<RunResult> r = RunStream<v1::RouteStreamRequest, v1::RouteStreamResponse>(
+        o, clients,
+        [&](int c, grpc::ClientContext* ctx,
+            StreamClient<v1::RouteStreamRequest, v1::RouteStreamResponse>* r) {
+          router_stubs[c % router_stubs.size()]->async()->RouteStream(ctx, r);
+        },
+        fill_route_stream, judge_route_stream);
+    if (r.ok()) {
+      r->service = "RouteStream";
+      r->clients = clients;
+      r->batch_size = batch_size;
+      r->delay_ms = delay_ms;
+    }
+    return r;
+  };
+
   std::cerr << "load_bench: routerd " << (routerd ? "in-process" : "external") << " at "
             << routerd_address << "; " << w.queries.size() << " prompts; RouteResponse "
             << w.response_bytes << " bytes; " << o.channels << " channels; stream window "
@@ -811,18 +853,11 @@ int main(int argc, char** argv) {
     }
     RunResult echo_stream_result;
     if (o.Runs("EchoStream")) {
-      absl::StatusOr<RunResult> echo_stream = RunStream<echo::EchoRequest, echo::EchoResponse>(
-          o, clients,
-          [&](int c, grpc::ClientContext* ctx, StreamClient<echo::EchoRequest, echo::EchoResponse>* r) {
-            echo_stubs[c % echo_stubs.size()]->async()->EchoStream(ctx, r);
-          },
-          fill_echo, judge_echo_stream);
+      absl::StatusOr<RunResult> echo_stream = run_echo_stream(clients);
       if (!echo_stream.ok()) {
         std::cerr << "load_bench: EchoStream: " << echo_stream.status().message() << "\n";
         return 1;
       }
-      echo_stream->service = "EchoStream";
-      echo_stream->clients = clients;
       PrintRow(*echo_stream);
       echo_stream_result = *echo_stream;
     }
@@ -861,22 +896,11 @@ int main(int argc, char** argv) {
           PrintRow(route);
         }
         if (!o.Runs("RouteStream")) continue;
-        absl::StatusOr<RunResult> stream =
-            RunStream<v1::RouteStreamRequest, v1::RouteStreamResponse>(
-                o, clients,
-                [&](int c, grpc::ClientContext* ctx,
-                    StreamClient<v1::RouteStreamRequest, v1::RouteStreamResponse>* r) {
-                  router_stubs[c % router_stubs.size()]->async()->RouteStream(ctx, r);
-                },
-                fill_route_stream, judge_route_stream);
+        absl::StatusOr<RunResult> stream = run_route_stream(clients, batch_size, delay_ms);
         if (!stream.ok()) {
           std::cerr << "load_bench: RouteStream: " << stream.status().message() << "\n";
           return 1;
         }
-        stream->service = "RouteStream";
-        stream->clients = clients;
-        stream->batch_size = batch_size;
-        stream->delay_ms = delay_ms;
         PrintRow(*stream);
         if (batch_size == 256 && echo_stream_result.qps > 0) {
           ratios.push_back({clients, delay_ms, stream->qps / echo_stream_result.qps});
@@ -884,10 +908,56 @@ int main(int argc, char** argv) {
       }
     }
   }
+  // Paired runs: EchoStream then RouteStream, `pairs` times per client count and delay.
+  struct PairedRatios {
+    int clients;
+    double delay_ms;
+    std::vector<double> values;
+  };
+  std::vector<PairedRatios> paired;
+  const bool pair_runs = o.pairs > 0 && o.Runs("EchoStream") && o.Runs("RouteStream") &&
+                         std::find(o.batch_sizes.begin(), o.batch_sizes.end(), 256) !=
+                             o.batch_sizes.end();
+  if (pair_runs) {
+    std::printf("\nPaired runs at max_batch_size 256 (EchoStream, then RouteStream):\n\n");
+    std::printf(
+        "| service | clients | max_batch_size | max_batch_delay ms | queries/s | p50 ms | p99 ms | "
+        "CPU us/query | errors |\n");
+    std::printf("|---|---:|---:|---:|---:|---:|---:|---:|---:|\n");
+    for (int clients : o.clients) {
+      for (double delay_ms : o.delays_ms) {
+        if (absl::Status s = ApplyBatching(*admin, 256, delay_ms, o.lease_timeout_s); !s.ok()) {
+          std::cerr << "load_bench: " << s.message() << "\n";
+          return 1;
+        }
+        PairedRatios& p = paired.emplace_back(PairedRatios{clients, delay_ms, {}});
+        for (int k = 0; k < o.pairs; ++k) {
+          absl::StatusOr<RunResult> echo_run = run_echo_stream(clients);
+          absl::StatusOr<RunResult> route_run =
+              echo_run.ok() ? run_route_stream(clients, 256, delay_ms) : echo_run;
+          if (!route_run.ok()) {
+            std::cerr << "load_bench: paired runs: " << route_run.status().message() << "\n";
+            return 1;
+          }
+          PrintRow(*echo_run);
+          PrintRow(*route_run);
+          if (echo_run->qps > 0) p.values.push_back(route_run->qps / echo_run->qps);
+        }
+      }
+    }
+    std::printf("\n");
+  }
   for (const Ratio& r : ratios) {
     std::printf("RouteStream / EchoStream throughput, %d clients, max_batch_size 256, delay %g ms: "
-                "%.2f (target >= 0.5)\n",
+                "%.2f in the main table",
                 r.clients, r.delay_ms, r.value);
+    for (PairedRatios& p : paired) {
+      if (p.clients != r.clients || p.delay_ms != r.delay_ms || p.values.empty()) continue;
+      std::sort(p.values.begin(), p.values.end());
+      std::printf("; median of %zu paired runs %.2f (%.2f-%.2f)", p.values.size(),
+                  p.values[p.values.size() / 2], p.values.front(), p.values.back());
+    }
+    std::printf(" (target >= 0.5)\n");
   }
   for (const InlineVsEcho& r : inline_vs_echo) {
     std::printf("Route (inline) vs Echo, %d clients: p50 %.2f vs %.2f ms, p99 %.2f vs %.2f ms; "
