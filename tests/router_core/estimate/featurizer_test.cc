@@ -8,6 +8,7 @@
 
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
+#include "router_core/estimate/ngram_hash.h"
 #include "router_core/estimate/splitmix.h"
 #include "tests/router_core/estimate/real_data.h"
 #include "tests/router_core/testing/status_matchers.h"
@@ -169,6 +170,31 @@ TEST(FeaturizerTest, MatchesTheReferenceDefinition) {
         for (size_t k = 0; k < got.size(); ++k) {
           ASSERT_NEAR(got[k], want[k], 1e-6) << "text " << t << ", component " << k;
         }
+      }
+    }
+  }
+}
+
+TEST(NgramHashTest, TheAvx512KernelMatchesTheScalarOne) {
+  if (!ngram_hash::HaveAvx512()) GTEST_SKIP() << "this CPU has no AVX-512; FineBins is scalar";
+  std::vector<std::string> texts = {std::string(), "abcdefghijklmnopq", std::string(1, '\xff')};
+  for (size_t k = 0; k < 20; ++k)
+    texts.push_back(Real().dataset.prompts[Real().train_rows[k]].text);
+  for (const std::string& text : texts) {
+    const auto* bytes = reinterpret_cast<const uint8_t*>(text.data());
+    for (int len = 1; len <= 8; ++len) {
+      for (const int bin_shift : {44, 48, 56}) {
+        const size_t count = text.size() >= static_cast<size_t>(len) ? text.size() - len + 1 : 0;
+        std::vector<uint32_t> scalar(count), vector(count), dispatched(count);
+        ngram_hash::FineBinsScalar(bytes, count, len, 0x1234 + len, bin_shift, scalar.data());
+        const size_t done =
+            ngram_hash::FineBinsAvx512(bytes, count, len, 0x1234 + len, bin_shift, vector.data());
+        ASSERT_EQ(done, count / 8 * 8);
+        vector.resize(done);
+        ngram_hash::FineBins(bytes, count, len, 0x1234 + len, bin_shift, dispatched.data());
+        EXPECT_EQ(vector, std::vector<uint32_t>(scalar.begin(), scalar.begin() + done))
+            << "len " << len << ", shift " << bin_shift << ", " << count << " n-grams";
+        EXPECT_EQ(dispatched, scalar);
       }
     }
   }
