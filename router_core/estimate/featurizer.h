@@ -21,13 +21,13 @@
 //
 // Cost: the B = min(text bytes, max_text_bytes) bytes read are normalized into a scratch buffer,
 // then each of the L = char_ngram_max - char_ngram_min + 1 n-gram lengths is hashed over it in a
-// loop without branches, then the words; about B * (L + 1) term occurrences in all, each an FNV-1a
-// of <= 8 bytes and a Mix64, counted in a direct-indexed array of 2^idf_bits counts (no hashing,
-// no probing), then O(distinct terms + dim). About 10 us at p50 on routerbench's prompts (mean
-// 1.5 KB) with the embedded artifact's options (bench/README.md, "Prediction cost"). No allocation
-// once the calling thread has featurized a text of that size: each thread keeps B + 2 bytes of
-// text, 4 * B * (L + 1) bytes of fine bins and 4 * 2^idf_bits bytes of counts (256 KiB at the
-// default idf_bits; at most 4 MiB).
+// loop without branches (8 n-grams per instruction with AVX-512, ngram_hash.h), then the words;
+// about B * (L + 1) term occurrences in all, each an FNV-1a of <= 8 bytes and a Mix64, counted in a
+// direct-indexed array of 2^idf_bits counts (no hashing, no probing), then O(distinct terms + dim).
+// 7-10 us at p50 on routerbench's prompts (mean 1.5 KB) with the embedded artifact's options
+// (bench/README.md, "Prediction cost"). No allocation once the calling thread has featurized a
+// text of that size: each thread keeps B + 2 bytes of text, 4 * B * (L + 1) bytes of fine bins and
+// 4 * 2^idf_bits bytes of counts (256 KiB at the default idf_bits; at most 4 MiB).
 //
 // Thread-safety: immutable after construction; Featurize is safe to call concurrently (the
 // scratch is per thread).
