@@ -17,8 +17,8 @@
 namespace router::core {
 namespace {
 
-constexpr uint64_t kFnvOffset = 0xcbf29ce484222325ULL;
-constexpr uint64_t kFnvPrime = 0x100000001b3ULL;
+using ngram_hash::kFnvOffset;
+using ngram_hash::kFnvPrime;
 // Salts keep a word, a bigram and a character n-gram with the same bytes apart.
 constexpr uint64_t kWordSalt = 0x11;
 constexpr uint64_t kBigramSalt = 0x22;

@@ -7,11 +7,6 @@
 #include "router_core/estimate/splitmix.h"
 
 namespace router::core::ngram_hash {
-namespace {
-
-constexpr uint64_t kFnvPrime = 0x100000001b3ULL;
-
-}  // namespace
 
 void FineBinsScalar(const uint8_t* bytes, size_t count, int len, uint64_t seed, int bin_shift,
                     uint32_t* out) {

@@ -17,6 +17,10 @@
 
 namespace router::core::ngram_hash {
 
+// FNV-1a 64: h = offset (^ a salt); per byte h = (h ^ byte) * prime.
+inline constexpr uint64_t kFnvOffset = 0xcbf29ce484222325ULL;
+inline constexpr uint64_t kFnvPrime = 0x100000001b3ULL;
+
 // Writes out[i] = bin of the n-gram bytes[i, i + len) for i < count; bytes must hold
 // count + len - 1 bytes. len in [1, 8], bin_shift in [44, 56] (idf_bits 8..20).
 void FineBins(const uint8_t* bytes, size_t count, int len, uint64_t seed, int bin_shift,
