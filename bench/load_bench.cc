@@ -613,6 +613,13 @@ bool ParseList(const std::string& text, std::vector<T>* out) {
   return !out->empty();
 }
 
+void PrintTableHeader() {
+  std::printf(
+      "| service | clients | max_batch_size | max_batch_delay ms | queries/s | p50 ms | p99 ms | "
+      "CPU us/query | errors |\n");
+  std::printf("|---|---:|---:|---:|---:|---:|---:|---:|---:|\n");
+}
+
 void PrintRow(const RunResult& r) {
   std::printf("| %s | %d | %s | %s | %.0f | %.2f | %.2f | %.1f | %lld |\n", r.service.c_str(),
               r.clients, r.batch_size > 0 ? absl::StrCat(r.batch_size).c_str() : "-",
@@ -822,10 +829,7 @@ int main(int argc, char** argv) {
             << w.response_bytes << " bytes; " << o.channels << " channels; stream window "
             << o.stream_window << "; warm-up " << o.warmup_s << " s + " << o.duration_s
             << " s measured per row\n";
-  std::printf(
-      "| service | clients | max_batch_size | max_batch_delay ms | queries/s | p50 ms | p99 ms | "
-      "CPU us/query | errors |\n");
-  std::printf("|---|---:|---:|---:|---:|---:|---:|---:|---:|\n");
+  PrintTableHeader();
 
   // For each client count, the echo rows first, then every routerd setting, so the rows compared
   // are measured close together in time.
@@ -920,10 +924,7 @@ int main(int argc, char** argv) {
                              o.batch_sizes.end();
   if (pair_runs) {
     std::printf("\nPaired runs at max_batch_size 256 (EchoStream, then RouteStream):\n\n");
-    std::printf(
-        "| service | clients | max_batch_size | max_batch_delay ms | queries/s | p50 ms | p99 ms | "
-        "CPU us/query | errors |\n");
-    std::printf("|---|---:|---:|---:|---:|---:|---:|---:|---:|\n");
+    PrintTableHeader();
     for (int clients : o.clients) {
       for (double delay_ms : o.delays_ms) {
         if (absl::Status s = ApplyBatching(*admin, 256, delay_ms, o.lease_timeout_s); !s.ok()) {

@@ -379,9 +379,10 @@ std::string ConfigToYaml(const RouterConfig& c) {
 
 absl::StatusOr<std::string> ReplacePort(absl::string_view address, absl::string_view port,
                                         absl::string_view flag) {
+  // Digits only: SimpleAtoi alone would also take "+80" and " 80".
   int value = 0;
-  if (!absl::SimpleAtoi(port, &value) || value < 0 || value > 65535 ||
-      port.find_first_not_of("0123456789") != absl::string_view::npos) {
+  if (port.find_first_not_of("0123456789") != absl::string_view::npos ||
+      !absl::SimpleAtoi(port, &value) || value > 65535) {
     return absl::InvalidArgumentError(
         absl::StrCat(flag, ": expected a port number 0..65535, got '", port, "'"));
   }

@@ -3,7 +3,8 @@
 //           [--estimator FILE] [--check_config]
 // Without --config it runs on the embedded defaults (docs/configuration.md). Flags override the
 // file: --port and --metrics_port replace the port of the configured `listen` and `metrics_listen`
-// addresses (0 = any free port), --listen and --metrics_listen the whole address. SIGTERM/SIGINT: drain and exit 0 (routerd.h); SIGHUP: reload the config file.
+// addresses (0 = any free port), --listen and --metrics_listen the whole address.
+// SIGTERM/SIGINT: drain and exit 0 (routerd.h); SIGHUP: reload the config file.
 // --check_config validates the configuration (and loads the estimator) and exits.
 
 #include <signal.h>

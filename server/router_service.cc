@@ -152,7 +152,6 @@ class StreamReactor final
     Actions a;
     {
       absl::MutexLock lock(&mu_);
-      if (spare_.size() < kMaxSpareResponses) spare_.push_back(std::move(out_.front()));
       out_.pop_front();
       writing_ = false;
       if (!ok) broken_ = true;
@@ -166,20 +165,6 @@ class StreamReactor final
   void OnDone() override { delete this; }
 
   bool cancelled() const { return cancelled_.load(); }
-
-  // An empty response to fill: one already written, if any. Reusing them keeps protobuf's strings,
-  // repeated fields and sub-messages allocated (Clear keeps them), so an answer allocates nothing.
-  v1::RouteStreamResponse Response() {
-    v1::RouteStreamResponse r;
-    {
-      absl::MutexLock lock(&mu_);
-      if (spare_.empty()) return r;
-      r = std::move(spare_.back());
-      spare_.pop_back();
-    }
-    r.Clear();
-    return r;
-  }
 
   // A task's answer (or error item). Called from the batch thread.
   void TaskDone(v1::RouteStreamResponse response) {
@@ -198,7 +183,7 @@ class StreamReactor final
     Task(StreamReactor* reactor, std::string query_id, absl::Time arrival)
         : reactor_(reactor), query_id_(std::move(query_id)), arrival_(arrival) {}
     void Answer(const core::BatchOutcome& batch, size_t index) override {
-      v1::RouteStreamResponse r = reactor_->Response();
+      v1::RouteStreamResponse r;
       const absl::Status s =
           AnswerOf(*reactor_->rt_, batch, index, query_id_, arrival_, r.mutable_assignment());
       if (!s.ok()) SetStreamError(query_id_, s, r);
@@ -318,9 +303,6 @@ class StreamReactor final
   std::atomic<bool> cancelled_{false};
   absl::Mutex mu_;
   std::deque<v1::RouteStreamResponse> out_ ABSL_GUARDED_BY(mu_);
-  // Written responses kept for reuse (Response()); at most kMaxSpareResponses.
-  static constexpr size_t kMaxSpareResponses = 16;
-  std::vector<v1::RouteStreamResponse> spare_ ABSL_GUARDED_BY(mu_);
   bool writing_ ABSL_GUARDED_BY(mu_) = false;
   bool broken_ ABSL_GUARDED_BY(mu_) = false;
   bool reads_done_ ABSL_GUARDED_BY(mu_) = false;

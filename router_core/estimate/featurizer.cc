@@ -165,7 +165,9 @@ TermScratch& ThreadTermScratch() {
 // Calls visit(fine bin, count) once per distinct fine bin of the terms of `text` (in first-seen
 // order), using `scratch`, whose counts it leaves all zero again. prefetch(fine bin) is called a
 // few bins ahead of visit(fine bin), for what visit will read: under load the count array and the
-// callers' per-bin tables are out of cache, and a miss per distinct term was a fifth of the time.
+// callers' per-bin tables are out of cache (with a 4 MiB buffer swept between prompts to imitate
+// that, a standalone copy of the featurizer took 17.1 us per prompt without the prefetches and
+// 15.1 us with them).
 // Cost: O(normalized bytes * (char n-gram lengths + 1)) hashing and direct-indexed count updates,
 // then O(distinct bins) visits; no branch depends on the text except in the word split.
 template <typename Prefetch, typename Visit>
