@@ -14,6 +14,7 @@
 #include <vector>
 
 #include "bench/bench_stats.h"
+#include "bench/pending_queries.h"
 #include "benchmark/benchmark.h"
 #include "router_core/serving/inline_router.h"
 #include "tests/router_core/testing/random_instance.h"
@@ -43,16 +44,7 @@ void BM_InlineDecision(benchmark::State& state) {
     pool.push_back({spec.name, spec.slots});
     ledger_models.push_back({spec.name, spec.slots});
   }
-  std::vector<PendingQuery> queries;
-  for (const Query& q : stream.queries) {
-    PendingQuery p;
-    p.query_id = q.id;
-    p.predicted_models = names;
-    p.quality = q.quality;
-    p.quality_lower = q.quality_lower;
-    p.cost_usd = q.cost;
-    queries.push_back(std::move(p));
-  }
+  const std::vector<PendingQuery> queries = bench::PendingQueries(stream, names);
   auto ledger = Ledger::Create(LedgerOptions(), ledger_models);
   InlineOptions options;
   options.window_arrivals = 100;

@@ -13,9 +13,11 @@ namespace {
 
 constexpr double kInf = std::numeric_limits<double>::infinity();
 
-// The constraints that kept some query from its highest-quality allowed model: the budget when the
-// upgrade would not fit the leftover budget, a model's slots when it is full.
+// The constraints that kept some query from its highest-quality allowed model (`allowed`: the
+// queries' masks from ToPoolQuery): the budget when the upgrade would not fit the leftover budget,
+// a model's slots when it is full.
 std::vector<std::string> BindingConstraints(const BatchProblem& problem,
+                                            const std::vector<std::vector<char>>& allowed,
                                             const std::vector<int>& model_of_query,
                                             double total_cost) {
   const size_t m = problem.models.size();
@@ -30,10 +32,7 @@ std::vector<std::string> BindingConstraints(const BatchProblem& problem,
     const Query& q = problem.queries[i];
     const int cur = model_of_query[i];
     for (size_t j = 0; j < m; ++j) {
-      if (static_cast<int>(j) == cur ||
-          std::find(q.allowed.begin(), q.allowed.end(), problem.models[j].name) == q.allowed.end()) {
-        continue;
-      }
+      if (static_cast<int>(j) == cur || !allowed[i][j]) continue;
       if (cur >= 0 && q.quality[j] <= q.quality[cur]) continue;
       const double extra = q.cost[j] - (cur >= 0 ? q.cost[cur] : 0.0);
       if (problem.models[j].slots.has_value() && used[j] >= *problem.models[j].slots) {
@@ -83,7 +82,8 @@ BatchOutcome RouteBatch(absl::Span<const PendingQuery> queries,
   }
 
   // Queries that can enter the problem, and where their answers go.
-  std::vector<size_t> slot_of;  // problem query -> input index
+  std::vector<size_t> slot_of;             // problem query -> input index
+  std::vector<std::vector<char>> allowed;  // problem query -> its allowed mask in pool order
   absl::flat_hash_map<const std::vector<std::string>*, ColumnMap> columns;
   for (size_t i = 0; i < queries.size(); ++i) {
     const PendingQuery& pq = queries[i];
@@ -91,11 +91,13 @@ BatchOutcome RouteBatch(absl::Span<const PendingQuery> queries,
     auto it = columns.find(key);
     if (it == columns.end()) it = columns.emplace(key, MapPredictionColumns(*key, pool)).first;
     Query q;
-    if (absl::Status s = ToPoolQuery(pq, it->second, pool, q); !s.ok()) {
+    std::vector<char> mask;
+    if (absl::Status s = ToPoolQuery(pq, it->second, pool, q, mask); !s.ok()) {
       out.queries[i].status = std::move(s);
       continue;
     }
     problem.queries.push_back(std::move(q));
+    allowed.push_back(std::move(mask));
     slot_of.push_back(i);
   }
   double budget = snapshot.spend_allowance_usd;
@@ -120,7 +122,8 @@ BatchOutcome RouteBatch(absl::Span<const PendingQuery> queries,
   out.method = solution->method;
   out.solve_time = solution->solve_time;
   out.total_cost_usd = solution->total_cost;
-  out.binding_constraints = BindingConstraints(problem, solution->model_of_query, solution->total_cost);
+  out.binding_constraints =
+      BindingConstraints(problem, allowed, solution->model_of_query, solution->total_cost);
 
   std::vector<Reservation> reservations;
   std::vector<size_t> reserved_for;  // problem query of each reservation
@@ -149,7 +152,7 @@ BatchOutcome RouteBatch(absl::Span<const PendingQuery> queries,
     o.quality_lower = q.quality_lower[j];
     o.cost_usd = q.cost[j];
     o.assignment_id = (*ids)[r];
-    o.fallbacks = FallbackModels(q, j, policy.max_fallbacks, pool);
+    o.fallbacks = FallbackModels(q, allowed[k], j, policy.max_fallbacks, pool);
   }
   for (size_t k = 0; k < slot_of.size(); ++k) {
     if (solution->model_of_query[k] != kUnserved) continue;

@@ -61,8 +61,8 @@ InlineDecision InlineRouter::Route(const PendingQuery& query, absl::Span<const D
   InlineDecision d;
   Query q;
   std::vector<char> allowed;
-  if (absl::Status s = ToPoolQuery(query, MapPredictionColumns(*query.predicted_models, pool),
-                                   pool, q, &allowed);
+  if (absl::Status s =
+          ToPoolQuery(query, MapPredictionColumns(*query.predicted_models, pool), pool, q, allowed);
       !s.ok()) {
     d.outcome.status = std::move(s);
     return d;
@@ -198,7 +198,7 @@ InlineDecision InlineRouter::Route(const PendingQuery& query, absl::Span<const D
   o.quality_lower = q.quality_lower[chosen];
   o.cost_usd = q.cost[chosen];
   o.assignment_id = std::move((*ids)[0]);
-  o.fallbacks = FallbackModels(q, chosen, policy.max_fallbacks, pool);
+  o.fallbacks = FallbackModels(q, allowed, chosen, policy.max_fallbacks, pool);
   d.decision_time = clock_->Now() - start;
   return d;
 }

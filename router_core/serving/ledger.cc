@@ -2,10 +2,14 @@
 
 #include <algorithm>
 #include <cmath>
+#include <functional>
 #include <utility>
 
 #include "absl/container/flat_hash_set.h"
+#include "absl/strings/match.h"
+#include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/strip.h"
 
 namespace router::core {
 namespace {
@@ -86,18 +90,48 @@ void Ledger::RefillLocked(absl::Time now) {
   last_refill_ = std::max(last_refill_, now);
 }
 
+int Ledger::InternLocked(absl::string_view name) {
+  const auto [it, added] = name_index_.try_emplace(name, static_cast<int>(names_.size()));
+  if (added) {
+    names_.emplace_back(name);
+    in_use_.push_back(0);
+  }
+  return it->second;
+}
+
+int64_t Ledger::InUseLocked(absl::string_view name) const {
+  const auto it = name_index_.find(name);
+  return it == name_index_.end() ? 0 : in_use_[it->second];
+}
+
+std::optional<uint64_t> Ledger::SequenceOf(absl::string_view assignment_id) const {
+  // Only the canonical decimal this ledger writes, so that one lease has exactly one id:
+  // SimpleAtoi alone would also take "+7", " 7" and "07".
+  if (!absl::ConsumePrefix(&assignment_id, id_prefix_) || assignment_id.empty() ||
+      (assignment_id.size() > 1 && assignment_id[0] == '0') ||
+      !std::all_of(assignment_id.begin(), assignment_id.end(),
+                   [](char c) { return c >= '0' && c <= '9'; })) {
+    return std::nullopt;
+  }
+  uint64_t sequence = 0;
+  if (!absl::SimpleAtoi(assignment_id, &sequence)) return std::nullopt;  // overflow
+  return sequence;
+}
+
 void Ledger::ExpireLocked(absl::Time now) {
-  while (!expiry_order_.empty() && expiry_order_.begin()->first <= now) {
-    const std::string id = expiry_order_.begin()->second;
-    expiry_order_.erase(expiry_order_.begin());
-    auto it = open_.find(id);
-    if (it == open_.end()) continue;
+  const auto later = std::greater<std::pair<absl::Time, uint64_t>>();
+  while (!expiry_heap_.empty() && expiry_heap_.front().first <= now) {
+    const uint64_t sequence = expiry_heap_.front().second;
+    std::pop_heap(expiry_heap_.begin(), expiry_heap_.end(), later);
+    expiry_heap_.pop_back();
+    auto it = open_.find(sequence);
+    if (it == open_.end()) continue;  // completed before it expired
     --in_use_[it->second.model];
     reserved_usd_ -= it->second.predicted_cost_usd;
     recorded_usd_ += it->second.predicted_cost_usd;
     if (options_.max_expired_remembered > 0) {
-      expired_[id] = it->second.predicted_cost_usd;
-      expired_order_.push_back(id);
+      expired_[sequence] = it->second.predicted_cost_usd;
+      expired_order_.push_back(sequence);
       while (static_cast<int64_t>(expired_order_.size()) > options_.max_expired_remembered) {
         expired_.erase(expired_order_.front());
         expired_order_.pop_front();
@@ -118,9 +152,7 @@ LedgerSnapshot Ledger::Snapshot() {
     if (!m.slots.has_value()) {
       snap.free_slots.push_back(std::nullopt);
     } else {
-      auto it = in_use_.find(m.name);
-      const int64_t used = it == in_use_.end() ? 0 : it->second;
-      snap.free_slots.push_back(std::max<int64_t>(0, *m.slots - used));
+      snap.free_slots.push_back(std::max<int64_t>(0, *m.slots - InUseLocked(m.name)));
     }
   }
   if (Paced()) snap.spend_allowance_usd = std::max(0.0, bucket_level_);
@@ -133,7 +165,14 @@ absl::StatusOr<std::vector<std::string>> Ledger::Commit(
   const absl::Time now = clock_->Now();
   RefillLocked(now);
   ExpireLocked(now);
-  absl::flat_hash_map<absl::string_view, int64_t> wanted;
+  // Distinct models wanted, in first-seen order, and which of them each reservation is.
+  struct Wanted {
+    absl::string_view name;
+    int64_t count = 0;
+  };
+  std::vector<Wanted> wanted;
+  absl::flat_hash_map<absl::string_view, size_t> wanted_index;
+  std::vector<size_t> wanted_of(reservations.size());
   double total = 0.0;
   for (size_t k = 0; k < reservations.size(); ++k) {
     const Reservation& r = reservations[k];
@@ -141,23 +180,24 @@ absl::StatusOr<std::vector<std::string>> Ledger::Commit(
       return absl::InvalidArgumentError(
           absl::StrCat("reservations[", k, "].predicted_cost_usd: must be finite and >= 0"));
     }
-    ++wanted[r.model];
+    const auto [it, added] = wanted_index.try_emplace(r.model, wanted.size());
+    if (added) wanted.push_back({r.model});
+    ++wanted[it->second].count;
+    wanted_of[k] = it->second;
     total += r.predicted_cost_usd;
   }
-  for (const auto& entry : wanted) {
-    // Named copies: clang 14 cannot capture structured bindings in the lambda below.
-    const absl::string_view name = entry.first;
-    const int64_t count = entry.second;
+  for (const Wanted& w : wanted) {
     auto m = std::find_if(models_.begin(), models_.end(),
-                          [&](const LedgerModel& lm) { return lm.name == name; });
-    if (m == models_.end()) return absl::NotFoundError(absl::StrCat("unknown model '", name, "'"));
+                          [&](const LedgerModel& lm) { return lm.name == w.name; });
+    if (m == models_.end()) {
+      return absl::NotFoundError(absl::StrCat("unknown model '", w.name, "'"));
+    }
     if (!m->slots.has_value()) continue;
-    auto it = in_use_.find(name);
-    const int64_t used = it == in_use_.end() ? 0 : it->second;
-    if (used + count > *m->slots) {
-      return absl::FailedPreconditionError(absl::StrCat(
-          "model '", name, "': ", count, " slots wanted, ", std::max<int64_t>(0, *m->slots - used),
-          " free"));
+    const int64_t used = InUseLocked(w.name);
+    if (used + w.count > *m->slots) {
+      return absl::FailedPreconditionError(
+          absl::StrCat("model '", w.name, "': ", w.count, " slots wanted, ",
+                       std::max<int64_t>(0, *m->slots - used), " free"));
     }
   }
   // The 1e-12 absorbs summation-order rounding between the solver's budget check and this one.
@@ -165,17 +205,23 @@ absl::StatusOr<std::vector<std::string>> Ledger::Commit(
     return absl::FailedPreconditionError(absl::StrCat(
         "spend: ", total, " USD wanted, ", std::max(0.0, bucket_level_), " USD available"));
   }
+  std::vector<int> model_of_wanted(wanted.size());
+  for (size_t w = 0; w < wanted.size(); ++w) model_of_wanted[w] = InternLocked(wanted[w].name);
   std::vector<std::string> ids;
   ids.reserve(reservations.size());
   const absl::Time expires = now + options_.lease_timeout;
-  for (const Reservation& r : reservations) {
-    std::string id = absl::StrCat(id_prefix_, next_id_++);
-    ++in_use_[r.model];
+  const auto later = std::greater<std::pair<absl::Time, uint64_t>>();
+  for (size_t k = 0; k < reservations.size(); ++k) {
+    const Reservation& r = reservations[k];
+    const int model = model_of_wanted[wanted_of[k]];
+    const uint64_t sequence = next_id_++;
+    ++in_use_[model];
     reserved_usd_ += r.predicted_cost_usd;
     if (Paced()) bucket_level_ -= r.predicted_cost_usd;
-    expiry_order_.emplace(expires, id);
-    open_.emplace(id, Open{r.model, r.predicted_cost_usd, expires});
-    ids.push_back(std::move(id));
+    expiry_heap_.emplace_back(expires, sequence);
+    std::push_heap(expiry_heap_.begin(), expiry_heap_.end(), later);
+    open_.emplace(sequence, Open{model, r.predicted_cost_usd, expires});
+    ids.push_back(absl::StrCat(id_prefix_, sequence));
   }
   return ids;
 }
@@ -191,15 +237,25 @@ absl::StatusOr<CompletionRecord> Ledger::Complete(absl::string_view assignment_i
   ExpireLocked(now);
   CompletionRecord record;
   double predicted = 0.0;
-  if (auto it = open_.find(assignment_id); it != open_.end()) {
+  const std::optional<uint64_t> sequence = SequenceOf(assignment_id);
+  auto it = sequence.has_value() ? open_.find(*sequence) : open_.end();
+  auto e = sequence.has_value() && it == open_.end() ? expired_.find(*sequence) : expired_.end();
+  if (it != open_.end()) {
     predicted = it->second.predicted_cost_usd;
     --in_use_[it->second.model];
     reserved_usd_ -= predicted;
-    expiry_order_.erase({it->second.expires, it->first});
-    open_.erase(it);
+    open_.erase(it);  // its heap entry is skipped when it reaches the top, or dropped below
+    if (expiry_heap_.size() > 2 * open_.size() + 64) {
+      expiry_heap_.clear();
+      for (const auto& [open_sequence, open] : open_) {
+        expiry_heap_.emplace_back(open.expires, open_sequence);
+      }
+      std::make_heap(expiry_heap_.begin(), expiry_heap_.end(),
+                     std::greater<std::pair<absl::Time, uint64_t>>());
+    }
     record.lease_was_active = true;
     recorded_usd_ += actual_cost_usd.value_or(predicted);
-  } else if (auto e = expired_.find(assignment_id); e != expired_.end()) {
+  } else if (e != expired_.end()) {
     predicted = e->second;
     expired_.erase(e);  // its entry in expired_order_ is skipped when it reaches the front
     // Expiry already recorded the predicted cost; replace it with the actual one.
@@ -220,8 +276,7 @@ absl::StatusOr<CompletionRecord> Ledger::Complete(absl::string_view assignment_i
 int64_t Ledger::InUse(absl::string_view model) {
   absl::MutexLock lock(&mu_);
   ExpireLocked(clock_->Now());
-  auto it = in_use_.find(model);
-  return it == in_use_.end() ? 0 : it->second;
+  return InUseLocked(model);
 }
 
 LedgerTotals Ledger::Totals() {

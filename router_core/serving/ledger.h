@@ -23,6 +23,12 @@
 // Thread-safety: all methods may be called concurrently (one mutex). Time comes from the injected
 // clock (not owned; must outlive the ledger).
 //
+// Cost: an assignment id is the ledger's prefix and a sequence number, and open leases are keyed
+// by that number, so a Commit costs O(reservations) hash-map operations on integers (one string
+// hash per reservation, for its model) plus the ids' formatting, and the expiry of a lease O(log
+// open) in a heap. Completed leases leave the heap lazily; it is rebuilt once it holds more than
+// twice the open leases (plus 64), which keeps it O(open) in size and O(1) amortized per Complete.
+//
 // Errors: INVALID_ARGUMENT for bad options or model lists (naming the field); NOT_FOUND for an
 // unknown model or assignment id; FAILED_PRECONDITION for a commit that no longer fits.
 
@@ -34,14 +40,15 @@
 #include <limits>
 #include <memory>
 #include <optional>
-#include <set>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "absl/base/thread_annotations.h"
 #include "absl/container/flat_hash_map.h"
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
+#include "absl/strings/string_view.h"
 #include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
 #include "absl/types/span.h"
@@ -75,7 +82,7 @@ struct LedgerSnapshot {
 };
 
 struct Reservation {
-  std::string model;
+  absl::string_view model;          // read only during Commit
   double predicted_cost_usd = 0.0;  // >= 0, finite
 };
 
@@ -123,7 +130,7 @@ class Ledger {
 
  private:
   struct Open {
-    std::string model;
+    int model;  // index into names_
     double predicted_cost_usd = 0.0;
     absl::Time expires;
   };
@@ -136,19 +143,29 @@ class Ledger {
   bool Paced() const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
     return options_.spend_rate_usd_per_second > 0;
   }
+  // The index of `name` in names_, added if new.
+  int InternLocked(absl::string_view name) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // The slots held by assignments to `name` (0 for a name never committed to).
+  int64_t InUseLocked(absl::string_view name) const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // The sequence number of an id this ledger issued; nullopt for any other string.
+  std::optional<uint64_t> SequenceOf(absl::string_view assignment_id) const;
 
   const Clock* const clock_;
   const std::string id_prefix_;
   absl::Mutex mu_;
   LedgerOptions options_ ABSL_GUARDED_BY(mu_);
   std::vector<LedgerModel> models_ ABSL_GUARDED_BY(mu_);
-  absl::flat_hash_map<std::string, int64_t> in_use_ ABSL_GUARDED_BY(mu_);
-  absl::flat_hash_map<std::string, Open> open_ ABSL_GUARDED_BY(mu_);
-  // Open assignments by expiry time (ordered: lease timeouts may change at runtime).
-  std::set<std::pair<absl::Time, std::string>> expiry_order_ ABSL_GUARDED_BY(mu_);
-  // Expired, not yet completed: id -> predicted cost, for late reconciliation.
-  absl::flat_hash_map<std::string, double> expired_ ABSL_GUARDED_BY(mu_);
-  std::deque<std::string> expired_order_ ABSL_GUARDED_BY(mu_);
+  // Every model name ever committed to (a removed model's leases stay open), and its slots in use.
+  std::vector<std::string> names_ ABSL_GUARDED_BY(mu_);
+  absl::flat_hash_map<std::string, int> name_index_ ABSL_GUARDED_BY(mu_);
+  std::vector<int64_t> in_use_ ABSL_GUARDED_BY(mu_);               // by index into names_
+  absl::flat_hash_map<uint64_t, Open> open_ ABSL_GUARDED_BY(mu_);  // by sequence number
+  // Min-heap of (expires, sequence number) of open leases, and of completed ones not yet popped
+  // (lease timeouts may change at runtime, so commit order is not expiry order).
+  std::vector<std::pair<absl::Time, uint64_t>> expiry_heap_ ABSL_GUARDED_BY(mu_);
+  // Expired, not yet completed: sequence number -> predicted cost, for late reconciliation.
+  absl::flat_hash_map<uint64_t, double> expired_ ABSL_GUARDED_BY(mu_);
+  std::deque<uint64_t> expired_order_ ABSL_GUARDED_BY(mu_);
   double bucket_level_ ABSL_GUARDED_BY(mu_) = 0.0;
   absl::Time last_refill_ ABSL_GUARDED_BY(mu_);
   double reserved_usd_ ABSL_GUARDED_BY(mu_) = 0.0;

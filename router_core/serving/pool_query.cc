@@ -20,14 +20,14 @@ ColumnMap MapPredictionColumns(const std::vector<std::string>& predicted,
 
 absl::Status ToPoolQuery(const PendingQuery& pending, const ColumnMap& columns,
                          absl::Span<const DeployedModel> pool, Query& query,
-                         std::vector<char>* allowed_mask) {
+                         std::vector<char>& allowed) {
   const size_t m = pool.size();
   query.id = pending.query_id;
   query.quality.assign(m, 0.0);
   query.quality_lower.assign(m, 0.0);
   query.cost.assign(m, 0.0);
   query.allowed.clear();
-  std::vector<char> allowed(m, pending.allowed.empty() ? 1 : 0);
+  allowed.assign(m, pending.allowed.empty() ? 1 : 0);
   for (size_t k = 0; k < pending.allowed.size(); ++k) {
     auto it = std::find_if(pool.begin(), pool.end(),
                            [&](const DeployedModel& d) { return d.name == pending.allowed[k]; });
@@ -46,27 +46,25 @@ absl::Status ToPoolQuery(const PendingQuery& pending, const ColumnMap& columns,
     query.quality_lower[j] = pending.quality_lower[columns[j]];
     query.cost[j] = pending.cost_usd[columns[j]];
   }
-  for (size_t j = 0; j < m; ++j) {
-    if (allowed[j]) query.allowed.push_back(pool[j].name);
-  }
-  if (query.allowed.empty()) {
+  const size_t num_allowed = static_cast<size_t>(std::count(allowed.begin(), allowed.end(), 1));
+  if (num_allowed == 0) {
     return absl::InvalidArgumentError(
         "query.allowed_models: no model of the current pool is allowed and predicted");
   }
-  if (allowed_mask != nullptr) *allowed_mask = std::move(allowed);
+  if (num_allowed < m) {
+    for (size_t j = 0; j < m; ++j) {
+      if (allowed[j]) query.allowed.push_back(pool[j].name);
+    }
+  }
   return absl::OkStatus();
 }
 
-std::vector<std::string> FallbackModels(const Query& query, int chosen, int max_fallbacks,
+std::vector<std::string> FallbackModels(const Query& query, const std::vector<char>& allowed,
+                                        int chosen, int max_fallbacks,
                                         absl::Span<const DeployedModel> pool) {
   std::vector<int> order;
   for (size_t j = 0; j < pool.size(); ++j) {
-    if (static_cast<int>(j) == chosen) continue;
-    if (std::find(query.allowed.begin(), query.allowed.end(), pool[j].name) ==
-        query.allowed.end()) {
-      continue;
-    }
-    order.push_back(static_cast<int>(j));
+    if (static_cast<int>(j) != chosen && allowed[j]) order.push_back(static_cast<int>(j));
   }
   std::stable_sort(order.begin(), order.end(),
                    [&](int a, int b) { return query.quality[a] > query.quality[b]; });

@@ -52,16 +52,20 @@ ColumnMap MapPredictionColumns(const std::vector<std::string>& predicted,
                                absl::Span<const DeployedModel> pool);
 
 // Fills `query` in pool order from `pending` (`columns` from MapPredictionColumns of its
-// predicted_models). A pool model without a prediction (it joined after the query arrived) is not
-// allowed. `allowed`, when given, receives the same list as a mask in pool order (1 = allowed).
+// predicted_models), and `allowed` with its allowed models as a mask in pool order (1 = allowed).
+// A pool model without a prediction (it joined after the query arrived) is not allowed.
+// query.allowed lists the allowed names only when some pool model is not allowed; it is left empty
+// (Query's "every model") in the usual case, which spares a batch a copy and a lookup of every
+// model name per query.
 // Errors: see the file comment.
 absl::Status ToPoolQuery(const PendingQuery& pending, const ColumnMap& columns,
                          absl::Span<const DeployedModel> pool, Query& query,
-                         std::vector<char>* allowed = nullptr);
+                         std::vector<char>& allowed);
 
-// Up to `max_fallbacks` allowed models other than `chosen` (a pool index), by predicted quality,
-// best first (ties: pool order).
-std::vector<std::string> FallbackModels(const Query& query, int chosen, int max_fallbacks,
+// Up to `max_fallbacks` models other than `chosen` (a pool index) allowed by `allowed` (the mask
+// from ToPoolQuery), by predicted quality, best first (ties: pool order).
+std::vector<std::string> FallbackModels(const Query& query, const std::vector<char>& allowed,
+                                        int chosen, int max_fallbacks,
                                         absl::Span<const DeployedModel> pool);
 
 }  // namespace router::core

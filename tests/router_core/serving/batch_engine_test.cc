@@ -101,6 +101,16 @@ TEST(BatchEngineTest, BadQueriesGetTheirOwnErrorsAndTheRestAreRouted) {
   EXPECT_THAT(out.queries[1].fallbacks, ElementsAre("cheap"));
 }
 
+TEST(BatchEngineTest, WithEveryModelAllowedTheFallbacksComeFromTheWholePool) {
+  FakeClock clock;
+  auto ledger = MakeLedger(clock);
+  BatchOutcome out =
+      RouteBatch({Pending("a", 0.6, 0.5, 0.7)}, kPool, BatchPolicy{}, *ledger, clock, "b");
+  ASSERT_THAT(out.queries[0].status, IsOk());
+  EXPECT_EQ(out.queries[0].model, "strong");
+  EXPECT_THAT(out.queries[0].fallbacks, ElementsAre("local", "cheap"));
+}
+
 TEST(BatchEngineTest, QueriesTheBudgetCannotPayAreRefusedNotOverspent) {
   FakeClock clock;
   LedgerOptions paced;

@@ -2,6 +2,7 @@
 
 #include <atomic>
 #include <cmath>
+#include <string>
 #include <thread>
 #include <vector>
 
@@ -52,6 +53,74 @@ TEST(LedgerTest, SlotsAreHeldUntilCompleteOrLeaseExpiry) {
   ASSERT_THAT(done, IsOk());
   EXPECT_FALSE(done->lease_was_active);
   EXPECT_DOUBLE_EQ(ledger->Totals().recorded_usd, 0.03);
+}
+
+TEST(LedgerTest, ALeaseTimeoutShortenedAtRuntimeExpiresTheNewerLeaseFirst) {
+  FakeClock clock;
+  LedgerOptions o;
+  o.lease_timeout = absl::Seconds(10);
+  auto ledger = Make(o, clock);
+  auto older = ledger->Commit({{"local", 0.0}});
+  ASSERT_THAT(older, IsOk());
+  o.lease_timeout = absl::Seconds(2);
+  ASSERT_THAT(ledger->SetOptions(o), IsOk());
+  auto newer = ledger->Commit({{"local", 0.0}});
+  ASSERT_THAT(newer, IsOk());
+
+  clock.Advance(absl::Seconds(3));
+  EXPECT_EQ(ledger->InUse("local"), 1);
+  auto done = ledger->Complete((*newer)[0], std::nullopt);
+  ASSERT_THAT(done, IsOk());
+  EXPECT_FALSE(done->lease_was_active);
+  done = ledger->Complete((*older)[0], std::nullopt);
+  ASSERT_THAT(done, IsOk());
+  EXPECT_TRUE(done->lease_was_active);
+}
+
+TEST(LedgerTest, LeasesLeftOpenAmongManyCompletedStillExpireOnTime) {
+  FakeClock clock;
+  LedgerOptions o;
+  o.lease_timeout = absl::Seconds(10);
+  auto ledger = Make(o, clock);
+  std::vector<Reservation> many(500, {"api", 0.001});
+  auto ids = ledger->Commit(many);
+  ASSERT_THAT(ids, IsOk());
+  // Completing all but every 49th lease (odd and even sequence numbers) drops the completed ones
+  // from the expiry order.
+  for (size_t k = 0; k < ids->size(); ++k) {
+    if (k % 49 != 0) {
+      ASSERT_THAT(ledger->Complete((*ids)[k], std::nullopt), IsOk());
+    }
+  }
+  EXPECT_EQ(ledger->Totals().open_assignments, 11);
+  clock.Advance(absl::Seconds(9));
+  EXPECT_EQ(ledger->Totals().open_assignments, 11);
+  clock.Advance(absl::Seconds(1));
+  EXPECT_EQ(ledger->Totals().open_assignments, 0);
+  EXPECT_NEAR(ledger->Totals().reserved_usd, 0.0, 1e-12);
+  auto late = ledger->Complete((*ids)[49], std::nullopt);
+  ASSERT_THAT(late, IsOk());
+  EXPECT_FALSE(late->lease_was_active);
+}
+
+TEST(LedgerTest, AcceptsOnlyTheIdsItIssued) {
+  FakeClock clock;
+  auto ledger = Make(LedgerOptions{}, clock);
+  std::vector<Reservation> eight(8, {"api", 0.001});
+  auto ids = ledger->Commit(eight);
+  ASSERT_THAT(ids, IsOk());
+  const std::string& id = (*ids)[7];
+  const std::string prefix = id.substr(0, id.find_last_not_of("0123456789") + 1);
+  const std::string number = id.substr(prefix.size());
+  ASSERT_FALSE(number.empty());
+  for (const std::string& other :
+       {prefix + "+" + number, prefix + "0" + number, prefix + " " + number, prefix + number + " ",
+        "x" + id, prefix, prefix + "99999999999999999999999"}) {
+    EXPECT_THAT(ledger->Complete(other, std::nullopt),
+                StatusIs(absl::StatusCode::kNotFound, HasSubstr("assignment_id")))
+        << other;
+  }
+  EXPECT_THAT(ledger->Complete(id, std::nullopt), IsOk());
 }
 
 TEST(LedgerTest, PacingRefillsAndReconcilesActualCost) {
