@@ -136,23 +136,21 @@ RoutingMode DecidingMode(const v1::Query& query, const RuntimeState& state,
 namespace {
 
 // What every assignment says, whichever mode decided it.
-void FillRouted(const core::QueryOutcome& outcome, absl::Duration lease_timeout,
-                v1::Assignment* out) {
+void FillRouted(const core::QueryOutcome& outcome, v1::Assignment* out) {
   out->set_model(outcome.model);
   out->set_predicted_quality(outcome.quality);
   out->set_predicted_quality_lower(outcome.quality_lower);
   out->set_predicted_cost_usd(outcome.cost_usd);
   out->set_assignment_id(outcome.assignment_id);
-  SetDuration(lease_timeout, out->mutable_lease_timeout());
+  SetDuration(outcome.lease_timeout, out->mutable_lease_timeout());
   for (const std::string& f : outcome.fallbacks) out->add_fallback_models(f);
 }
 
 }  // namespace
 
 void FillAssignment(const core::BatchOutcome& batch, const core::QueryOutcome& outcome,
-                    absl::Time arrival, absl::Time batch_closed, absl::Duration lease_timeout,
-                    v1::Assignment* out) {
-  FillRouted(outcome, lease_timeout, out);
+                    absl::Time arrival, absl::Time batch_closed, v1::Assignment* out) {
+  FillRouted(outcome, out);
   v1::Decision* d = out->mutable_decision();
   d->set_batch_id(batch.batch_id);
   d->set_batch_size(static_cast<int32_t>(batch.size));
@@ -167,9 +165,9 @@ void FillAssignment(const core::BatchOutcome& batch, const core::QueryOutcome& o
 }
 
 void FillInlineAssignment(const std::string& query_id, const core::InlineDecision& decision,
-                          absl::Duration lease_timeout, v1::Assignment* out) {
+                          v1::Assignment* out) {
   out->set_query_id(query_id);
-  FillRouted(decision.outcome, lease_timeout, out);
+  FillRouted(decision.outcome, out);
   out->set_decision_mode(v1::ROUTING_MODE_INLINE);
   v1::InlineDecision* d = out->mutable_inline_decision();
   d->set_lambda_per_usd(decision.lambda);

@@ -45,12 +45,11 @@ RoutingMode DecidingMode(const v1::Query& query, const RuntimeState& state,
 // Fills `out` for a query routed in a batch (outcome.status OK). `arrival` is when the query was
 // submitted.
 void FillAssignment(const core::BatchOutcome& batch, const core::QueryOutcome& outcome,
-                    absl::Time arrival, absl::Time batch_closed, absl::Duration lease_timeout,
-                    v1::Assignment* out);
+                    absl::Time arrival, absl::Time batch_closed, v1::Assignment* out);
 
 // Fills `out` for a query routed inline (decision.outcome.status OK).
 void FillInlineAssignment(const std::string& query_id, const core::InlineDecision& decision,
-                          absl::Duration lease_timeout, v1::Assignment* out);
+                          v1::Assignment* out);
 
 }  // namespace router::server
 

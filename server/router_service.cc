@@ -36,13 +36,12 @@ const char* RejectReason(const absl::Status& s) {
 }
 
 // The answer of one routed query, as an Assignment (outcome OK) or a status.
-absl::Status AnswerOf(RouterRuntime& rt, const core::BatchOutcome& batch, size_t index,
-                      const std::string& query_id, absl::Time arrival, v1::Assignment* out) {
+absl::Status AnswerOf(const core::BatchOutcome& batch, size_t index, const std::string& query_id,
+                      absl::Time arrival, v1::Assignment* out) {
   const core::QueryOutcome& outcome = batch.queries[index];
   if (!outcome.status.ok()) return outcome.status;
   out->set_query_id(query_id);
-  FillAssignment(batch, outcome, arrival, batch.started, rt.state()->config.ledger.lease_timeout,
-                 out);
+  FillAssignment(batch, outcome, arrival, batch.started, out);
   return absl::OkStatus();
 }
 
@@ -63,7 +62,7 @@ absl::Status DecideInline(RouterRuntime& rt, core::PendingQuery pending, const R
   if (!decision.ok()) return decision.status();
   *refused = false;
   if (!decision->outcome.status.ok()) return decision->outcome.status;
-  FillInlineAssignment(query_id, *decision, state.config.ledger.lease_timeout, out);
+  FillInlineAssignment(query_id, *decision, out);
   return absl::OkStatus();
 }
 
@@ -76,8 +75,8 @@ class UnaryTask final : public RouteTask {
       : rt_(rt), ctx_(ctx), reactor_(reactor), response_(response), start_(start) {}
 
   void Answer(const core::BatchOutcome& batch, size_t index) override {
-    const absl::Status s = AnswerOf(*rt_, batch, index, query_id_, arrival_,
-                                    response_->mutable_assignment());
+    const absl::Status s =
+        AnswerOf(batch, index, query_id_, arrival_, response_->mutable_assignment());
     Finish(s);
   }
   void Fail(const absl::Status& status) override {
@@ -184,8 +183,7 @@ class StreamReactor final
         : reactor_(reactor), query_id_(std::move(query_id)), arrival_(arrival) {}
     void Answer(const core::BatchOutcome& batch, size_t index) override {
       v1::RouteStreamResponse r;
-      const absl::Status s =
-          AnswerOf(*reactor_->rt_, batch, index, query_id_, arrival_, r.mutable_assignment());
+      const absl::Status s = AnswerOf(batch, index, query_id_, arrival_, r.mutable_assignment());
       if (!s.ok()) SetStreamError(query_id_, s, r);
       reactor_->TaskDone(std::move(r));
     }
@@ -328,7 +326,7 @@ class BatchCall {
     void Answer(const core::BatchOutcome& batch, size_t index) override {
       v1::RouteBatchItem result;
       const absl::Status s =
-          AnswerOf(*call_->rt_, batch, index, query_id_, arrival_, result.mutable_assignment());
+          AnswerOf(batch, index, query_id_, arrival_, result.mutable_assignment());
       if (!s.ok()) BatchCall::SetError(query_id_, s, result);
       call_->Done(item_, std::move(result));
     }

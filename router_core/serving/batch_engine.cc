@@ -133,7 +133,8 @@ BatchOutcome RouteBatch(absl::Span<const PendingQuery> queries,
     reservations.push_back({problem.models[j].name, problem.queries[k].cost[j]});
     reserved_for.push_back(k);
   }
-  absl::StatusOr<std::vector<std::string>> ids = ledger.Commit(reservations);
+  absl::Duration lease_timeout;
+  absl::StatusOr<std::vector<std::string>> ids = ledger.Commit(reservations, &lease_timeout);
   if (!ids.ok()) {
     for (size_t i : slot_of) {
       out.queries[i].status = absl::UnavailableError(absl::StrCat(
@@ -152,6 +153,7 @@ BatchOutcome RouteBatch(absl::Span<const PendingQuery> queries,
     o.quality_lower = q.quality_lower[j];
     o.cost_usd = q.cost[j];
     o.assignment_id = (*ids)[r];
+    o.lease_timeout = lease_timeout;
     o.fallbacks = FallbackModels(q, allowed[k], j, policy.max_fallbacks, pool);
   }
   for (size_t k = 0; k < slot_of.size(); ++k) {

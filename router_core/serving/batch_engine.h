@@ -59,6 +59,8 @@ struct QueryOutcome {
   double quality_lower = 0.0;
   double cost_usd = 0.0;
   std::string assignment_id;
+  // How long the assignment holds its slot without a Complete (the ledger's at the commit).
+  absl::Duration lease_timeout;
   std::vector<std::string> fallbacks;
 };
 

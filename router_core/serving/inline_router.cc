@@ -181,7 +181,8 @@ InlineDecision InlineRouter::Route(const PendingQuery& query, absl::Span<const D
     return d;
   }
   const std::vector<Reservation> reservation = {{pool[chosen].name, q.cost[chosen]}};
-  absl::StatusOr<std::vector<std::string>> ids = ledger_->Commit(reservation);
+  absl::Duration lease_timeout;
+  absl::StatusOr<std::vector<std::string>> ids = ledger_->Commit(reservation, &lease_timeout);
   if (!ids.ok()) {  // a batch committed the last slot or spend since the snapshot
     d.outcome.status = absl::UnavailableError(absl::StrCat(
         "the ledger refused the inline decision (", ids.status().message(), "); retry"));
@@ -198,6 +199,7 @@ InlineDecision InlineRouter::Route(const PendingQuery& query, absl::Span<const D
   o.quality_lower = q.quality_lower[chosen];
   o.cost_usd = q.cost[chosen];
   o.assignment_id = std::move((*ids)[0]);
+  o.lease_timeout = lease_timeout;
   o.fallbacks = FallbackModels(q, allowed, chosen, policy.max_fallbacks, pool);
   d.decision_time = clock_->Now() - start;
   return d;

@@ -159,8 +159,8 @@ LedgerSnapshot Ledger::Snapshot() {
   return snap;
 }
 
-absl::StatusOr<std::vector<std::string>> Ledger::Commit(
-    absl::Span<const Reservation> reservations) {
+absl::StatusOr<std::vector<std::string>> Ledger::Commit(absl::Span<const Reservation> reservations,
+                                                        absl::Duration* lease_timeout) {
   absl::MutexLock lock(&mu_);
   const absl::Time now = clock_->Now();
   RefillLocked(now);
@@ -223,6 +223,7 @@ absl::StatusOr<std::vector<std::string>> Ledger::Commit(
     open_.emplace(sequence, Open{model, r.predicted_cost_usd, expires});
     ids.push_back(absl::StrCat(id_prefix_, sequence));
   }
+  if (lease_timeout != nullptr) *lease_timeout = options_.lease_timeout;
   return ids;
 }
 

@@ -116,7 +116,10 @@ class Ledger {
   LedgerSnapshot Snapshot();
 
   // Records the assignments, all or nothing; returns one assignment id per reservation, in order.
-  absl::StatusOr<std::vector<std::string>> Commit(absl::Span<const Reservation> reservations);
+  // `lease_timeout`, when given, receives the lease timeout the assignments got (the options' at
+  // the commit: SetOptions may change it for later commits).
+  absl::StatusOr<std::vector<std::string>> Commit(absl::Span<const Reservation> reservations,
+                                                  absl::Duration* lease_timeout = nullptr);
 
   // Releases the slot of `assignment_id` (if still held) and reconciles its spend with
   // `actual_cost_usd` (nullopt = the prediction was right). NOT_FOUND for an unknown or already

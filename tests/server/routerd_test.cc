@@ -237,6 +237,7 @@ TEST_F(RouterdTest, RouteBatchAnswersInOrderWithPerItemErrors) {
     ASSERT_TRUE(resp.items(k).has_assignment()) << resp.items(k).error().message();
     EXPECT_EQ(resp.items(k).assignment().query_id(), req.queries(k).id());
     EXPECT_EQ(resp.items(k).assignment().decision().batch_size(), 8);
+    EXPECT_EQ(resp.items(k).assignment().lease_timeout().seconds(), 600);  // budget.lease_timeout_s
     spent += resp.items(k).assignment().predicted_cost_usd();
   }
   EXPECT_LE(spent, 8 * kCap + 1e-9);
@@ -602,6 +603,7 @@ TEST_F(RouterdTest, InlineRouteAnswersEveryCallExactlyOnceUnderLoadAndCancellati
       EXPECT_LT(d.position_in_window(), kWindow);
       EXPECT_GE(d.lambda_per_usd(), 0);
       EXPECT_FALSE(a.assignment_id().empty());
+      EXPECT_EQ(a.lease_timeout().seconds(), 600);  // budget.lease_timeout_s
       local += a.model() == kLocal;
       by_window[d.window_id()].push_back(&a);
     } else if (c->status.error_code() == grpc::StatusCode::CANCELLED) {

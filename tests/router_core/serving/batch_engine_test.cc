@@ -111,6 +111,23 @@ TEST(BatchEngineTest, WithEveryModelAllowedTheFallbacksComeFromTheWholePool) {
   EXPECT_THAT(out.queries[0].fallbacks, ElementsAre("local", "cheap"));
 }
 
+TEST(BatchEngineTest, AnswersCarryTheLeaseTimeoutTheirCommitApplied) {
+  FakeClock clock;
+  LedgerOptions o;
+  o.lease_timeout = absl::Seconds(7);
+  auto ledger = MakeLedger(clock, o);
+  BatchOutcome first =
+      RouteBatch({Pending("a", 0.6, 0.5, 0.7)}, kPool, BatchPolicy{}, *ledger, clock, "b1");
+  o.lease_timeout = absl::Seconds(3);
+  ASSERT_THAT(ledger->SetOptions(o), IsOk());
+  BatchOutcome second =
+      RouteBatch({Pending("b", 0.6, 0.5, 0.7)}, kPool, BatchPolicy{}, *ledger, clock, "b2");
+  ASSERT_THAT(first.queries[0].status, IsOk());
+  ASSERT_THAT(second.queries[0].status, IsOk());
+  EXPECT_EQ(first.queries[0].lease_timeout, absl::Seconds(7));
+  EXPECT_EQ(second.queries[0].lease_timeout, absl::Seconds(3));
+}
+
 TEST(BatchEngineTest, QueriesTheBudgetCannotPayAreRefusedNotOverspent) {
   FakeClock clock;
   LedgerOptions paced;

@@ -130,6 +130,7 @@ TEST(InlineRouterTest, WithoutACapTakesTheBestModelAtZeroPrice) {
   EXPECT_EQ(d.window_cap_usd, -1.0);
   EXPECT_FALSE(d.guarded);
   EXPECT_FALSE(d.outcome.assignment_id.empty());
+  EXPECT_EQ(d.outcome.lease_timeout, LedgerOptions().lease_timeout);
   EXPECT_EQ(ledger->InUse("strong"), 1);
   EXPECT_DOUBLE_EQ(ledger->Totals().reserved_usd, 0.02);
 }
