@@ -6,13 +6,15 @@
 #include <utility>
 
 #include "absl/container/flat_hash_set.h"
-#include "absl/strings/match.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/strip.h"
 
 namespace router::core {
 namespace {
+
+// Makes std::push_heap and friends keep the earliest expiry on top of the expiry heap.
+constexpr std::greater<std::pair<absl::Time, uint64_t>> kEarliestOnTop{};
 
 absl::Status ValidateOptions(const LedgerOptions& o) {
   if (!std::isfinite(o.spend_rate_usd_per_second) || o.spend_rate_usd_per_second < 0) {
@@ -119,10 +121,9 @@ std::optional<uint64_t> Ledger::SequenceOf(absl::string_view assignment_id) cons
 }
 
 void Ledger::ExpireLocked(absl::Time now) {
-  const auto later = std::greater<std::pair<absl::Time, uint64_t>>();
   while (!expiry_heap_.empty() && expiry_heap_.front().first <= now) {
     const uint64_t sequence = expiry_heap_.front().second;
-    std::pop_heap(expiry_heap_.begin(), expiry_heap_.end(), later);
+    std::pop_heap(expiry_heap_.begin(), expiry_heap_.end(), kEarliestOnTop);
     expiry_heap_.pop_back();
     auto it = open_.find(sequence);
     if (it == open_.end()) continue;  // completed before it expired
@@ -210,7 +211,6 @@ absl::StatusOr<std::vector<std::string>> Ledger::Commit(absl::Span<const Reserva
   std::vector<std::string> ids;
   ids.reserve(reservations.size());
   const absl::Time expires = now + options_.lease_timeout;
-  const auto later = std::greater<std::pair<absl::Time, uint64_t>>();
   for (size_t k = 0; k < reservations.size(); ++k) {
     const Reservation& r = reservations[k];
     const int model = model_of_wanted[wanted_of[k]];
@@ -219,7 +219,7 @@ absl::StatusOr<std::vector<std::string>> Ledger::Commit(absl::Span<const Reserva
     reserved_usd_ += r.predicted_cost_usd;
     if (Paced()) bucket_level_ -= r.predicted_cost_usd;
     expiry_heap_.emplace_back(expires, sequence);
-    std::push_heap(expiry_heap_.begin(), expiry_heap_.end(), later);
+    std::push_heap(expiry_heap_.begin(), expiry_heap_.end(), kEarliestOnTop);
     open_.emplace(sequence, Open{model, r.predicted_cost_usd, expires});
     ids.push_back(absl::StrCat(id_prefix_, sequence));
   }
@@ -251,8 +251,7 @@ absl::StatusOr<CompletionRecord> Ledger::Complete(absl::string_view assignment_i
       for (const auto& [open_sequence, open] : open_) {
         expiry_heap_.emplace_back(open.expires, open_sequence);
       }
-      std::make_heap(expiry_heap_.begin(), expiry_heap_.end(),
-                     std::greater<std::pair<absl::Time, uint64_t>>());
+      std::make_heap(expiry_heap_.begin(), expiry_heap_.end(), kEarliestOnTop);
     }
     record.lease_was_active = true;
     recorded_usd_ += actual_cost_usd.value_or(predicted);
