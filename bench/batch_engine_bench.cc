@@ -35,7 +35,7 @@ void BM_RouteBatch(benchmark::State& state) {
   o.seed = 11;
   o.num_queries = 4096;
   o.num_models = kModels;
-  o.num_limited = 0;  // slots are set below, per batch rather than per stream
+  o.num_limited = 0;  // every model priced; models 0 and 1 get their slots below
   o.budget_fraction = 0.2;
   const BatchProblem stream = testing::RandomProblem(o);
 

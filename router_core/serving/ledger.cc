@@ -170,6 +170,7 @@ absl::StatusOr<std::vector<std::string>> Ledger::Commit(absl::Span<const Reserva
   struct Wanted {
     absl::string_view name;
     int64_t count = 0;
+    int model = -1;  // index into names_, once the commit is known to fit
   };
   std::vector<Wanted> wanted;
   absl::flat_hash_map<absl::string_view, size_t> wanted_index;
@@ -206,14 +207,13 @@ absl::StatusOr<std::vector<std::string>> Ledger::Commit(absl::Span<const Reserva
     return absl::FailedPreconditionError(absl::StrCat(
         "spend: ", total, " USD wanted, ", std::max(0.0, bucket_level_), " USD available"));
   }
-  std::vector<int> model_of_wanted(wanted.size());
-  for (size_t w = 0; w < wanted.size(); ++w) model_of_wanted[w] = InternLocked(wanted[w].name);
+  for (Wanted& w : wanted) w.model = InternLocked(w.name);
   std::vector<std::string> ids;
   ids.reserve(reservations.size());
   const absl::Time expires = now + options_.lease_timeout;
   for (size_t k = 0; k < reservations.size(); ++k) {
     const Reservation& r = reservations[k];
-    const int model = model_of_wanted[wanted_of[k]];
+    const int model = wanted[wanted_of[k]].model;
     const uint64_t sequence = next_id_++;
     ++in_use_[model];
     reserved_usd_ += r.predicted_cost_usd;
