@@ -1,11 +1,16 @@
 #!/usr/bin/python3
 """The evidence behind the embedded default artifact (deploy/models/README.md): held-out quality of
-each estimator x character n-gram setting over many split seeds, from router_train --evaluate (its
-last stdout line is a JSON object; metrics defined in router_core/estimate/estimator_eval.h).
+each estimator x featurizer setting over many split seeds, from router_train --evaluate (its last
+stdout line is a JSON object; metrics defined in router_core/estimate/estimator_eval.h).
 
-usage: /usr/bin/python3 bench/featurizer_sweep.py [BUILD_DIR] [SEEDS]   (defaults: build, 10)
+usage: /usr/bin/python3 bench/featurizer_sweep.py [BUILD_DIR] [SEEDS] [SWEEP]
+  (defaults: build, 10, char-ngrams)
 
-Prints one Markdown row per dataset x estimator x --char-ngrams: means over seeds 1..SEEDS of the
+SWEEP is what varies:
+  char-ngrams   --char-ngrams 3-5, 4-4 and off (the other options at their defaults)
+  text-bytes    --max-text-bytes 16384 (the default), 2048, 1024 and 512, with --char-ngrams 4-4
+
+Prints one Markdown row per dataset x estimator x setting: means over seeds 1..SEEDS of the
 accuracy relative to the best single model at 50% of its cost, the deferral AUC, the per-model ROC
 AUC and the lower-bound coverage (nominal 0.9), and in how many seeds QNC (matching the best model's
 accuracy at a lower cost) is reached. routerdc_7model has no costs, so its routing columns are n/a.
@@ -19,7 +24,18 @@ import sys
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 BUILD = sys.argv[1] if len(sys.argv) > 1 else os.path.join(ROOT, "build")
 SEEDS = int(sys.argv[2]) if len(sys.argv) > 2 else 10
+SWEEP = sys.argv[3] if len(sys.argv) > 3 else "char-ngrams"
 DATA = os.path.join(ROOT, "..", "shared", "data")
+
+# Per sweep: the column's title and, per row, (the column's value, router_train's flags).
+SWEEPS = {
+    "char-ngrams": ("char n-grams", [(n, ["--char-ngrams", n]) for n in ["3-5", "4-4", "off"]]),
+    "text-bytes": ("max_text_bytes", [(str(b), ["--char-ngrams", "4-4", "--max-text-bytes", str(b)])
+                                      for b in [16384, 2048, 1024, 512]]),
+}
+if SWEEP not in SWEEPS:
+    sys.exit(f"featurizer_sweep.py: SWEEP must be one of {', '.join(SWEEPS)}, got '{SWEEP}'")
+TITLE, SETTINGS = SWEEPS[SWEEP]
 
 
 def mean(values):
@@ -27,25 +43,25 @@ def mean(values):
     return f"{statistics.mean(values):.4f}" if values else "n/a"
 
 
-print("| dataset | estimator | char n-grams | rel. acc @50% cost | deferral AUC | mean ROC AUC "
+print(f"| dataset | estimator | {TITLE} | rel. acc @50% cost | deferral AUC | mean ROC AUC "
       "| mean coverage | QNC reached |")
 print("|---|---|---|---:|---:|---:|---:|---:|")
 for dataset in ["routerbench_subset", "llmrouter_nim9", "routerdc_7model"]:
     for estimator in ["knn", "uniroute"]:
-        for ngrams in ["3-5", "4-4", "off"]:
+        for value, flags in SETTINGS:
             runs = []
             for seed in range(1, SEEDS + 1):
                 out = subprocess.run(
                     [os.path.join(BUILD, "bin", "router_train"), "--dataset",
                      os.path.join(DATA, dataset, "derived"), "--evaluate", "--estimator", estimator,
-                     "--seed", str(seed), "--char-ngrams", ngrams],
+                     "--seed", str(seed)] + flags,
                     capture_output=True, text=True, check=True).stdout
                 runs.append(json.loads(out.strip().splitlines()[-1]))
             routing = [r["routing"] for r in runs]
             models = [m for r in runs for m in r["models"].values()]
             has_cost = routing[0].get("best_cost_usd") is not None
             reached = sum(r.get("qnc") is not None for r in routing)
-            print(f"| {dataset} | {estimator} | {ngrams} "
+            print(f"| {dataset} | {estimator} | {value} "
                   f"| {mean(r.get('relative_accuracy_at_50pct_cost') for r in routing)} "
                   f"| {mean(r.get('deferral_auc') for r in routing)} "
                   f"| {mean(m.get('auc') for m in models)} | {mean(m.get('coverage') for m in models)} "

@@ -1,7 +1,10 @@
-// Prediction cost benchmark (bench/README.md, "Prediction cost"): what routerd pays per query before
-// routing, on the real prompt texts of routerbench_subset (all 3,178, cycled in file order).
+// Prediction cost benchmark (bench/README.md, "Prediction cost"): what routerd pays per query
+// before routing, on the real prompt texts of routerbench_subset (all 3,178, cycled in file order).
 //
 //   BM_Featurize        Featurizer::Featurize (text -> 256 floats) of the artifact's featurizer
+//   BM_FeaturizeEvicted the same, with the L1 and L2 caches swept (2 MiB written, untimed) before
+//                       each call, as under load, where gRPC's work between two queries on a thread
+//                       evicts the featurizer's tables (bench/README.md, "Load benchmark")
 //   BM_Estimator        QualityEstimator::Predict on features featurized before timing starts
 //   BM_Predictor        Predictor::Predict on the text: featurize + estimate + cost model, as the
 //                       gRPC handler calls it (server/query_intake.cc)
@@ -10,7 +13,8 @@
 // path from CMake) and on a kNN artifact for comparison, read from $ROUTER_KNN_ARTIFACT (default
 // /tmp/routerbench_knn.cbor; bench/README.md gives the router_train command); the kNN runs are
 // skipped with an error when that file is missing. Every call is timed on its own
-// (steady_clock, about 20 ns of overhead); counters p50_us / p99_us are per-call percentiles.
+// (steady_clock, about 20 ns of overhead); counters p50_us / p99_us are per-call percentiles,
+// mean_us their mean.
 
 #include <algorithm>
 #include <chrono>
@@ -100,15 +104,18 @@ absl::StatusOr<const Fixture*> GetFixture(Kind kind) {
   return it->second->get();
 }
 
+using ::router::bench::Mean;
 using ::router::bench::Percentile;
 
-// Runs `call(i)` for i = 0, 1, ... (the caller cycles its inputs), timing each call.
-template <typename Call>
-void TimeCalls(benchmark::State& state, Call call) {
+// Runs `call(i)` for i = 0, 1, ... (the caller cycles its inputs), timing each call; `before(i)`
+// runs first, untimed.
+template <typename Call, typename Before>
+void TimeCalls(benchmark::State& state, Call call, Before before) {
   std::vector<double> us;
   us.reserve(static_cast<size_t>(state.max_iterations));
   size_t i = 0;
   for (auto _ : state) {
+    before(i);
     const auto t0 = std::chrono::steady_clock::now();
     const absl::Status s = call(i++);
     const auto t1 = std::chrono::steady_clock::now();
@@ -120,6 +127,12 @@ void TimeCalls(benchmark::State& state, Call call) {
   }
   state.counters["p50_us"] = Percentile(us, 0.5);
   state.counters["p99_us"] = Percentile(us, 0.99);
+  state.counters["mean_us"] = Mean(us);
+}
+
+template <typename Call>
+void TimeCalls(benchmark::State& state, Call call) {
+  TimeCalls(state, call, [](size_t) {});
 }
 
 // Skips the benchmark (with the reason) unless the fixture loads.
@@ -135,16 +148,38 @@ const Fixture* FixtureOrSkip(benchmark::State& state) {
   return *fixture;
 }
 
-void BM_Featurize(benchmark::State& state) {
+// Writes over 2 MiB, twice the 1 MiB L2 of this VM's cores (AMD family 26, Zen 5), so that what
+// the next call reads comes from L3 or memory.
+void EvictCaches() {
+  static std::vector<uint64_t>* sweep = new std::vector<uint64_t>(size_t{2} << 20 >> 3);
+  for (uint64_t& word : *sweep) word += 1;
+  benchmark::ClobberMemory();
+}
+
+// Times the artifact's featurizer on each prompt in turn, running `before(i)` (untimed) first.
+template <typename Before>
+void TimeFeaturize(benchmark::State& state, Before before) {
   const Fixture* f = FixtureOrSkip(state);
   if (f == nullptr) return;
   const Featurizer& featurizer = *f->predictor->featurizer();
   std::vector<float> out(static_cast<size_t>(featurizer.dim()));
-  TimeCalls(state, [&](size_t i) {
-    const absl::Status s = featurizer.Featurize(f->texts[i % f->texts.size()], absl::MakeSpan(out));
-    benchmark::DoNotOptimize(out.data());
-    return s;
-  });
+  TimeCalls(
+      state,
+      [&](size_t i) {
+        const absl::Status s =
+            featurizer.Featurize(f->texts[i % f->texts.size()], absl::MakeSpan(out));
+        benchmark::DoNotOptimize(out.data());
+        return s;
+      },
+      before);
+}
+
+void BM_Featurize(benchmark::State& state) {
+  TimeFeaturize(state, [](size_t) {});
+}
+
+void BM_FeaturizeEvicted(benchmark::State& state) {
+  TimeFeaturize(state, [](size_t) { EvictCaches(); });
 }
 
 void BM_Estimator(benchmark::State& state) {
@@ -177,6 +212,11 @@ void BM_Predictor(benchmark::State& state) {
 constexpr int kIterations = 6356;
 
 BENCHMARK(BM_Featurize)->Arg(kEmbedded)->Arg(kKnn)->Iterations(kIterations)->Unit(benchmark::kMicrosecond);
+BENCHMARK(BM_FeaturizeEvicted)
+    ->Arg(kEmbedded)
+    ->Arg(kKnn)
+    ->Iterations(kIterations)
+    ->Unit(benchmark::kMicrosecond);
 BENCHMARK(BM_Estimator)->Arg(kEmbedded)->Arg(kKnn)->Iterations(kIterations)->Unit(benchmark::kMicrosecond);
 BENCHMARK(BM_Predictor)->Arg(kEmbedded)->Arg(kKnn)->Iterations(kIterations)->Unit(benchmark::kMicrosecond);
 

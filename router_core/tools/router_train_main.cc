@@ -88,6 +88,8 @@ constexpr char kUsage[] =
     "  --idf-bits B             log2 of the featurizer's IDF bins, 8-20 (default 16)\n"
     "  --char-ngrams MIN-MAX    character n-gram lengths in bytes, or off (default 3-5)\n"
     "  --word-bigrams BOOL      word bigrams as terms: true or false (default true)\n"
+    "  --max-text-bytes N       bytes of each text the featurizer reads, its first and last half,\n"
+    "                           16-1048576 (default 16384)\n"
     "  --k K                    kNN neighbours (default 100)\n"
     "  --prior-strength A       kNN pull toward the model mean (default 2)\n"
     "  --bootstrap B            kNN bootstrap resamples (default 50)\n"
@@ -178,6 +180,8 @@ absl::StatusOr<Flags> ParseFlags(int argc, char** argv) {
       s = ParseNumber(arg, value, &f.featurizer.idf_bits);
     } else if (arg == "--char-ngrams") {
       s = ParseCharNgrams(value, &f.featurizer);
+    } else if (arg == "--max-text-bytes") {
+      s = ParseNumber(arg, value, &f.featurizer.max_text_bytes);
     } else if (arg == "--word-bigrams") {
       if (value != "true" && value != "false") {
         s = absl::InvalidArgumentError(

@@ -29,6 +29,10 @@ expect_exit 2 "--char-ngrams: expected MIN-MAX or off, got '3_5'" --dataset "$da
 expect_exit 2 "char_ngram_min/char_ngram_max" --dataset "$data" --out "$tmp/a.cbor" --char-ngrams 5-3
 expect_exit 2 "--word-bigrams: expected true or false, got 'yes'" --dataset "$data" \
     --out "$tmp/a.cbor" --word-bigrams yes
+expect_exit 2 "max_text_bytes: expected 16..1048576, got 8" --dataset "$data" --out "$tmp/a.cbor" \
+    --max-text-bytes 8
+expect_exit 2 "--max-text-bytes: not a number" --dataset "$data" --out "$tmp/a.cbor" \
+    --max-text-bytes 1k
 expect_exit 1 "not found" --dataset "$tmp/missing" --out "$tmp/a.cbor"
 
 small=(--dataset "$data" --dim 64 --idf-bits 10 --k 10 --bootstrap 10 --seed 3)
@@ -37,14 +41,18 @@ small=(--dataset "$data" --dim 64 --idf-bits 10 --k 10 --bootstrap 10 --seed 3)
 tail -n 1 "$tmp/out" | grep -q '"routing":{' || fail "last stdout line is not the metrics JSON"
 tail -n 1 "$tmp/out" | grep -q '"ece":' || fail "no per-model ece in the metrics"
 grep -q "wrote $tmp/a.cbor" "$tmp/err" || fail "no progress line for the artifact"
-# The featurizer's n-gram flags reach the artifact (the embedded one uses --char-ngrams 4-4). In CBOR
-# a key is followed by its value: small integers are one byte (0x04 = 4), false is 0xf4.
-"$train" "${small[@]}" --char-ngrams 4-4 --word-bigrams false --out "$tmp/ngrams.cbor" >/dev/null \
-    2>"$tmp/err" || fail "training with --char-ngrams 4-4 failed: $(cat "$tmp/err")"
-for field in 'char_ngram_min\x04' 'char_ngram_max\x04' 'word_bigrams\xf4'; do
+# The featurizer's flags reach the artifact (the embedded one uses --char-ngrams 4-4
+# --max-text-bytes 1024). In CBOR a key is followed by its value: small integers are one byte (0x04
+# = 4), false is 0xf4, and 1024 / 16384 are 0x19 then two bytes big-endian.
+"$train" "${small[@]}" --char-ngrams 4-4 --word-bigrams false --max-text-bytes 1024 \
+    --out "$tmp/ngrams.cbor" >/dev/null 2>"$tmp/err" ||
+  fail "training with --char-ngrams 4-4 --max-text-bytes 1024 failed: $(cat "$tmp/err")"
+for field in 'char_ngram_min\x04' 'char_ngram_max\x04' 'word_bigrams\xf4' 'max_text_bytes\x19\x04\x00'; do
   LC_ALL=C grep -aPq "$field" "$tmp/ngrams.cbor" || fail "artifact lacks featurizer $field"
 done
 LC_ALL=C grep -aPq 'char_ngram_min\x03' "$tmp/a.cbor" || fail "default artifact lacks char_ngram_min 3"
+LC_ALL=C grep -aPq 'max_text_bytes\x19\x40\x00' "$tmp/a.cbor" ||
+  fail "default artifact lacks max_text_bytes 16384"
 # Same seed and creation time: byte-identical artifact.
 # (The command line is part of the provenance, so both runs write the same path.)
 SOURCE_DATE_EPOCH=0 "$train" "${small[@]}" --out "$tmp/b.cbor" >/dev/null 2>&1 || fail "second run failed"
