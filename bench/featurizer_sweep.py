@@ -9,6 +9,8 @@ usage: /usr/bin/python3 bench/featurizer_sweep.py [BUILD_DIR] [SEEDS] [SWEEP]
 SWEEP is what varies:
   char-ngrams   --char-ngrams 3-5, 4-4 and off (the other options at their defaults)
   text-bytes    --max-text-bytes 16384 (the default), 2048, 1024 and 512, with --char-ngrams 4-4
+  idf-bits      --idf-bits 16 (the default), 14 and 12, with --char-ngrams 4-4 --max-text-bytes 1024
+                (the embedded artifact's options)
 
 Prints one Markdown row per dataset x estimator x setting: means over seeds 1..SEEDS of the
 accuracy relative to the best single model at 50% of its cost, the deferral AUC, the per-model ROC
@@ -32,6 +34,8 @@ SWEEPS = {
     "char-ngrams": ("char n-grams", [(n, ["--char-ngrams", n]) for n in ["3-5", "4-4", "off"]]),
     "text-bytes": ("max_text_bytes", [(str(b), ["--char-ngrams", "4-4", "--max-text-bytes", str(b)])
                                       for b in [16384, 2048, 1024, 512]]),
+    "idf-bits": ("idf_bits", [(str(b), ["--char-ngrams", "4-4", "--max-text-bytes", "1024",
+                                        "--idf-bits", str(b)]) for b in [16, 14, 12]]),
 }
 if SWEEP not in SWEEPS:
     sys.exit(f"featurizer_sweep.py: SWEEP must be one of {', '.join(SWEEPS)}, got '{SWEEP}'")
