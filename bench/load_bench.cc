@@ -333,8 +333,11 @@ template <typename Request, typename Response>
 class StreamClient final : public grpc::ClientBidiReactor<Request, Response> {
  public:
   using Fill = std::function<void(int client, uint64_t seq, Request*)>;
-  // The answer's query id and whether it is a success.
-  using Judge = std::function<std::pair<std::string, bool>(const Response&)>;
+  // Appends to `out` each answer in the message (a RouteStream message may carry several): its
+  // query id and whether it is a success. `out` is the client's, cleared before each call, so
+  // neither service pays an allocation per answer for it.
+  using Judge =
+      std::function<void(const Response&, std::vector<std::pair<std::string, bool>>* out)>;
 
   StreamClient(int id, int window, Fill fill, Judge judge, const Window* measured,
                absl::BlockingCounter* done)
@@ -380,18 +383,21 @@ class StreamClient final : public grpc::ClientBidiReactor<Request, Response> {
   void OnReadDone(bool ok) override {
     if (!ok) return;  // the server ended the stream; OnDone follows
     const absl::Time now = absl::Now();
-    auto [id, success] = judge_(answer_);
+    answers_.clear();
+    judge_(answer_, &answers_);
     const Request* to_write = nullptr;
     bool half_close = false;
     {
       absl::MutexLock lock(&mu_);
-      auto it = in_flight_.find(id);
-      if (it != in_flight_.end()) {
-        stats_.Record(*measured_, it->second, now, success);
-        in_flight_.erase(it);
+      for (const auto& [id, success] : answers_) {
+        auto it = in_flight_.find(id);
+        if (it != in_flight_.end()) {
+          stats_.Record(*measured_, it->second, now, success);
+          in_flight_.erase(it);
+        }
       }
       if (now < measured_->end) {
-        EnqueueLocked();
+        for (size_t k = 0; k < answers_.size(); ++k) EnqueueLocked();  // keep `window` in flight
         if (!writing_) {
           writing_ = true;
           to_write = &pending_.front();
@@ -431,6 +437,7 @@ class StreamClient final : public grpc::ClientBidiReactor<Request, Response> {
   absl::BlockingCounter* const done_;
   grpc::ClientContext ctx_;
   Response answer_;     // only touched by the read chain
+  std::vector<std::pair<std::string, bool>> answers_;  // answer_'s answers; read chain only
   ClientStats stats_;   // written under mu_, read after the run
   grpc::Status status_;
   absl::Mutex mu_;
@@ -786,11 +793,18 @@ int main(int argc, char** argv) {
   };
   auto judge_route = [](const grpc::Status& s, const v1::RouteResponse&) { return s.ok(); };
   auto judge_echo = [](const grpc::Status& s, const echo::EchoResponse&) { return s.ok(); };
-  auto judge_route_stream = [](const v1::RouteStreamResponse& r) {
-    return r.has_assignment() ? std::make_pair(r.assignment().query_id(), true)
-                              : std::make_pair(r.error().query_id(), false);
+  auto judge_route_stream = [](const v1::RouteStreamResponse& r,
+                               std::vector<std::pair<std::string, bool>>* out) {
+    for (const v1::RouteBatchItem& item : r.items()) {
+      out->emplace_back(
+          item.has_assignment() ? item.assignment().query_id() : item.error().query_id(),
+          item.has_assignment());
+    }
   };
-  auto judge_echo_stream = [](const echo::EchoResponse& r) { return std::make_pair(r.id(), true); };
+  auto judge_echo_stream = [](const echo::EchoResponse& r,
+                              std::vector<std::pair<std::string, bool>>* out) {
+    out->emplace_back(r.id(), true);
+  };
 
   auto run_echo_stream = [&](int clients) -> absl::StatusOr<RunResult> {
     absl::StatusOr<RunResult> r = RunStream<echo::EchoRequest, echo::EchoResponse>(

@@ -166,12 +166,12 @@ class StreamReactor final
   bool cancelled() const { return cancelled_.load(); }
 
   // A task's answer (or error item). Called from the batch thread.
-  void TaskDone(v1::RouteStreamResponse response) {
+  void TaskDone(v1::RouteBatchItem answer) {
     Actions a;
     {
       absl::MutexLock lock(&mu_);
       --outstanding_;
-      a = DeliverLocked(std::move(response));
+      a = DeliverLocked(std::move(answer));
     }
     Run(a);
   }
@@ -182,7 +182,7 @@ class StreamReactor final
     Task(StreamReactor* reactor, std::string query_id, absl::Time arrival)
         : reactor_(reactor), query_id_(std::move(query_id)), arrival_(arrival) {}
     void Answer(const core::BatchOutcome& batch, size_t index) override {
-      v1::RouteStreamResponse r;
+      v1::RouteBatchItem r;
       const absl::Status s = AnswerOf(batch, index, query_id_, arrival_, r.mutable_assignment());
       if (!s.ok()) SetStreamError(query_id_, s, r);
       reactor_->TaskDone(std::move(r));
@@ -191,7 +191,7 @@ class StreamReactor final
       if (reactor_->rt_->metrics() != nullptr) {
         reactor_->rt_->metrics()->OnRejected(RejectReason(status));
       }
-      v1::RouteStreamResponse r;
+      v1::RouteBatchItem r;
       SetStreamError(query_id_, status, r);
       reactor_->TaskDone(std::move(r));
     }
@@ -215,7 +215,7 @@ class StreamReactor final
   }
 
   static void SetStreamError(const std::string& query_id, const absl::Status& s,
-                             v1::RouteStreamResponse& r) {
+                             v1::RouteBatchItem& r) {
     r.clear_assignment();
     v1::QueryError* e = r.mutable_error();
     e->set_query_id(query_id);
@@ -228,7 +228,7 @@ class StreamReactor final
     absl::StatusOr<core::PendingQuery> pending = PrepareQuery(query, "query", *state);
     if (!pending.ok()) {
       if (rt_->metrics() != nullptr) rt_->metrics()->OnRejected("invalid");
-      v1::RouteStreamResponse r;
+      v1::RouteBatchItem r;
       SetStreamError(query.id(), pending.status(), r);
       Actions a;
       {
@@ -242,7 +242,7 @@ class StreamReactor final
     const absl::Time deadline = DeadlineOf(ctx_);
     if (DecidingMode(query, *state, deadline - now) == RoutingMode::kInline) {
       // Decided and answered at once; it never counts as outstanding.
-      v1::RouteStreamResponse r;
+      v1::RouteBatchItem r;
       bool refused = false;
       const absl::Status s = DecideInline(*rt_, *std::move(pending), *state, deadline, cancelled(),
                                           r.mutable_assignment(), &refused);
@@ -269,8 +269,14 @@ class StreamReactor final
     if (absl::Status s = rt_->scheduler().Submit(owned); !s.ok()) owned->Fail(s);
   }
 
-  Actions DeliverLocked(v1::RouteStreamResponse response) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
-    if (!broken_) out_.push_back(std::move(response));
+  // Queues `answer`: into the last queued message if that one is not being written yet, else into a
+  // new one. So a stream whose write is in flight sends everything that became ready meanwhile as
+  // one message.
+  Actions DeliverLocked(v1::RouteBatchItem answer) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    if (!broken_) {
+      if (out_.size() <= (writing_ ? 1u : 0u)) out_.emplace_back();
+      *out_.back().add_items() = std::move(answer);
+    }
     return NextActionsLocked();
   }
 

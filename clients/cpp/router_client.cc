@@ -107,7 +107,7 @@ class InFlight {
       ABSL_GUARDED_BY(mu_);
 };
 
-const std::string& AnswerQueryId(const v1::RouteStreamResponse& r) {
+const std::string& AnswerQueryId(const v1::RouteBatchItem& r) {
   return r.has_assignment() ? r.assignment().query_id() : r.error().query_id();
 }
 
@@ -202,11 +202,14 @@ absl::Status RouterClient::RouteStream(absl::Span<const v1::Query> queries,
   v1::RouteStreamResponse response;
   while (stream->Read(&response)) {
     const absl::Time now = absl::Now();
-    const std::optional<std::pair<int64_t, absl::Time>> sent =
-        in_flight.Answered(AnswerQueryId(response));
-    on_answer(StreamAnswer{.response = response,
-                           .index = sent.has_value() ? sent->first : -1,
-                           .latency = sent.has_value() ? now - sent->second : absl::ZeroDuration()});
+    for (const v1::RouteBatchItem& item : response.items()) {
+      const std::optional<std::pair<int64_t, absl::Time>> sent =
+          in_flight.Answered(AnswerQueryId(item));
+      on_answer(
+          StreamAnswer{.item = item,
+                       .index = sent.has_value() ? sent->first : -1,
+                       .latency = sent.has_value() ? now - sent->second : absl::ZeroDuration()});
+    }
   }
   // Read returned false: the server has ended the call, so a writer waiting for room is woken, a
   // pending Write fails promptly, and the writer returns; Finish needs both directions done.

@@ -84,10 +84,11 @@ struct RouterClientOptions {
   v1::RoutingMode mode = v1::ROUTING_MODE_UNSPECIFIED;
 };
 
-// One answer of a RouteStream, as handed to the callback.
+// One answer of a RouteStream, as handed to the callback (a response message may carry several;
+// each is handed over on its own).
 struct StreamAnswer {
   // An assignment, or a per-query error item (the stream goes on after it).
-  const v1::RouteStreamResponse& response;
+  const v1::RouteBatchItem& item;
   // Position of the answered query in the span given to RouteStream; -1 if the answer's query_id
   // matches no query still awaiting its answer.
   int64_t index;

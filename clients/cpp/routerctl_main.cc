@@ -230,7 +230,7 @@ int StreamCommand(const Context& c) {
   const absl::Status status = (*client)->RouteStream(
       *queries,
       [&](const StreamAnswer& answer) {
-        summary.Add(answer.response, answer.latency);
+        summary.Add(answer.item, answer.latency);
         if (tty) draw(false);
       },
       stream_options);

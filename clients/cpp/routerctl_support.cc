@@ -139,12 +139,12 @@ double NearestRankQuantile(std::vector<double> values, double q) {
   return values[index];
 }
 
-void StreamSummary::Add(const v1::RouteStreamResponse& response, absl::Duration latency) {
+void StreamSummary::Add(const v1::RouteBatchItem& answer, absl::Duration latency) {
   ++answered_;
   latency_ms_.push_back(absl::ToDoubleMilliseconds(latency));
-  if (response.has_assignment()) {
+  if (answer.has_assignment()) {
     ++assigned_;
-    const v1::Assignment& a = response.assignment();
+    const v1::Assignment& a = answer.assignment();
     ++models_[a.model()];
     ++modes_[ModeName(a.decision_mode())];
     predicted_spend_usd_ += a.predicted_cost_usd();
@@ -154,7 +154,7 @@ void StreamSummary::Add(const v1::RouteStreamResponse& response, absl::Duration 
       if (a.inline_decision().guarded()) ++inline_guarded_;
     }
   } else {
-    ++errors_[absl::StatusCodeToString(static_cast<absl::StatusCode>(response.error().code()))];
+    ++errors_[absl::StatusCodeToString(static_cast<absl::StatusCode>(answer.error().code()))];
   }
 }
 

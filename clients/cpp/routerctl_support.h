@@ -76,7 +76,7 @@ double NearestRankQuantile(std::vector<double> values, double q);
 // Aggregates the answers of one RouteStream for routerctl's summary.
 class StreamSummary {
  public:
-  void Add(const v1::RouteStreamResponse& response, absl::Duration latency);
+  void Add(const v1::RouteBatchItem& answer, absl::Duration latency);
 
   int64_t answered() const { return answered_; }
 

@@ -134,11 +134,13 @@ class RouterClient:
 
     def route_stream(self, queries, timeout=None):
         """Sends the queries (any iterable, consumed lazily by gRPC's sending thread) on one
-        RouteStream and yields each RouteStreamResponse as it arrives (out of order; match by
-        query_id). `timeout` bounds the whole stream; None = no deadline."""
+        RouteStream and yields each answer (a RouteBatchItem: `assignment` or `error`) as it
+        arrives, out of order (match by query_id); a response message may carry several answers.
+        `timeout` bounds the whole stream; None = no deadline."""
         requests = (router_pb2.RouteStreamRequest(query=q) for q in queries)
         try:
-            yield from self._router.RouteStream(requests, timeout=timeout)
+            for response in self._router.RouteStream(requests, timeout=timeout):
+                yield from response.items
         except grpc.RpcError as e:
             raise _error(e) from None
 

@@ -446,7 +446,7 @@ with RouterClient(sys.argv[1]) as c:
     answers += inline
     a = c.route(make_query("pa", "question", mode="auto"), timeout=30)
     assert mode_name(a.decision_mode) == "batch", a  # 30 s leave room for a batch
-    answers.append(router_pb2.RouteStreamResponse(assignment=a))
+    answers.append(router_pb2.RouteBatchItem(assignment=a))
     try:
         make_query("px", "question", mode="fast")
         raise SystemExit("an unknown mode was accepted")

@@ -53,29 +53,36 @@ class FakeRouter final : public v1::Router::Service {
     while (stream->Read(&request)) {
       if (request.query().text() == "abort") {
         v1::RouteStreamResponse r;
-        r.mutable_assignment()->set_query_id(request.query().id());
+        r.add_items()->mutable_assignment()->set_query_id(request.query().id());
         stream->Write(r);
         return grpc::Status(grpc::StatusCode::RESOURCE_EXHAUSTED, "budget");
       }
       if (answer_as_read) {
         v1::RouteStreamResponse r;
-        r.mutable_assignment()->set_query_id(request.query().id());
+        r.add_items()->mutable_assignment()->set_query_id(request.query().id());
         stream->Write(r);
         continue;
       }
       queries.push_back(request.query());
     }
+    // In reverse, packed three answers to a message (the last one holds what is left), as routerd
+    // packs the answers that wait behind a write.
+    v1::RouteStreamResponse r;
     for (auto q = queries.rbegin(); q != queries.rend(); ++q) {
-      v1::RouteStreamResponse r;
+      v1::RouteBatchItem* item = r.add_items();
       if (q->text().empty()) {
-        r.mutable_error()->set_query_id(q->id());
-        r.mutable_error()->set_code(3);
+        item->mutable_error()->set_query_id(q->id());
+        item->mutable_error()->set_code(3);
       } else {
-        r.mutable_assignment()->set_query_id(q->id());
-        r.mutable_assignment()->set_decision_mode(q->mode());
+        item->mutable_assignment()->set_query_id(q->id());
+        item->mutable_assignment()->set_decision_mode(q->mode());
       }
-      stream->Write(r);
+      if (r.items_size() == 3) {
+        stream->Write(r);
+        r.Clear();
+      }
     }
+    if (r.items_size() > 0) stream->Write(r);
     return grpc::Status::OK;
   }
 
@@ -196,7 +203,7 @@ TEST_F(RouterClientTest, TheModeOptionFillsQueriesWithoutAMode) {
   std::map<std::string, v1::RoutingMode> modes;
   EXPECT_THAT(inline_client->RouteStream(queries,
                                          [&](const StreamAnswer& answer) {
-                                           const v1::Assignment& x = answer.response.assignment();
+                                           const v1::Assignment& x = answer.item.assignment();
                                            modes[x.query_id()] = x.decision_mode();
                                          }),
               IsOk());
@@ -216,7 +223,7 @@ TEST_F(RouterClientTest, RouteStreamMatchesOutOfOrderAnswersToTheirQueries) {
     ASSERT_GE(answer.index, 0);
     ASSERT_LT(answer.index, static_cast<int64_t>(queries.size()));
     ++seen[answer.index];
-    const v1::RouteStreamResponse& r = answer.response;
+    const v1::RouteBatchItem& r = answer.item;
     const std::string& id = r.has_assignment() ? r.assignment().query_id() : r.error().query_id();
     EXPECT_EQ(id, queries[answer.index].id());
     EXPECT_GE(answer.latency, absl::ZeroDuration());

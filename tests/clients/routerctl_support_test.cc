@@ -135,12 +135,12 @@ TEST(NearestRankQuantileTest, MatchesTheDefinition) {
 
 TEST(StreamSummaryTest, CountsModelsErrorsAndSpend) {
   StreamSummary summary;
-  v1::RouteStreamResponse a;
+  v1::RouteBatchItem a;
   a.mutable_assignment()->set_model("m1");
   a.mutable_assignment()->set_predicted_cost_usd(0.25);
-  v1::RouteStreamResponse b = a;
+  v1::RouteBatchItem b = a;
   b.mutable_assignment()->set_model("m2");
-  v1::RouteStreamResponse e;
+  v1::RouteBatchItem e;
   e.mutable_error()->set_code(3);
   summary.Add(a, absl::Milliseconds(1));
   summary.Add(a, absl::Milliseconds(3));
@@ -177,11 +177,11 @@ TEST(ModeFlagTest, ParsesTheThreeModesAndNamesTheFlagOtherwise) {
 
 TEST(StreamSummaryTest, CountsDecisionModesAndSummarizesInlinePrices) {
   StreamSummary summary;
-  v1::RouteStreamResponse batch;
+  v1::RouteBatchItem batch;
   batch.mutable_assignment()->set_model("m1");
   batch.mutable_assignment()->set_decision_mode(v1::ROUTING_MODE_BATCH);
   auto inline_answer = [](double lambda, double slot_price, bool guarded) {
-    v1::RouteStreamResponse r;
+    v1::RouteBatchItem r;
     r.mutable_assignment()->set_model("m2");
     r.mutable_assignment()->set_decision_mode(v1::ROUTING_MODE_INLINE);
     v1::InlineDecision* d = r.mutable_assignment()->mutable_inline_decision();

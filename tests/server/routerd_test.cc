@@ -204,14 +204,17 @@ TEST_F(RouterdTest, StreamAnswersEveryQueryAndKeepsGoingAfterABadOne) {
   v1::RouteStreamResponse resp;
   int errors = 0;
   while (stream->Read(&resp)) {
-    if (resp.has_error()) {
-      ++errors;
-      EXPECT_EQ(resp.error().query_id(), "s17");
-      EXPECT_EQ(resp.error().code(), static_cast<int>(grpc::StatusCode::INVALID_ARGUMENT));
-      EXPECT_THAT(resp.error().message(), HasSubstr("query.text: required"));
-      ++seen[resp.error().query_id()];
-    } else {
-      ++seen[resp.assignment().query_id()];
+    EXPECT_GT(resp.items_size(), 0);  // a message carries at least one answer
+    for (const v1::RouteBatchItem& item : resp.items()) {
+      if (item.has_error()) {
+        ++errors;
+        EXPECT_EQ(item.error().query_id(), "s17");
+        EXPECT_EQ(item.error().code(), static_cast<int>(grpc::StatusCode::INVALID_ARGUMENT));
+        EXPECT_THAT(item.error().message(), HasSubstr("query.text: required"));
+        ++seen[item.error().query_id()];
+      } else {
+        ++seen[item.assignment().query_id()];
+      }
     }
   }
   EXPECT_TRUE(stream->Finish().ok());
@@ -844,28 +847,36 @@ TEST_F(RouterdTest, RouteStreamAnswersInlineQueriesAtOnceBesideBatchedOnes) {
   ASSERT_TRUE(write(bad));
   v1::RouteStreamResponse resp;
   // b0 cannot be answered before its batch fills, so these eleven are the inline ones.
-  for (int k = 0; k < 11; ++k) {
+  int inline_answers = 0;
+  while (inline_answers < 11) {
     ASSERT_TRUE(stream->Read(&resp));
-    if (resp.has_error()) {
-      EXPECT_EQ(resp.error().query_id(), "bad");
-      EXPECT_EQ(resp.error().code(), static_cast<int>(grpc::StatusCode::INVALID_ARGUMENT));
-      ++seen[resp.error().query_id()];
-      continue;
+    for (const v1::RouteBatchItem& item : resp.items()) {
+      ++inline_answers;
+      if (item.has_error()) {
+        EXPECT_EQ(item.error().query_id(), "bad");
+        EXPECT_EQ(item.error().code(), static_cast<int>(grpc::StatusCode::INVALID_ARGUMENT));
+        ++seen[item.error().query_id()];
+        continue;
+      }
+      EXPECT_EQ(item.assignment().decision_mode(), v1::ROUTING_MODE_INLINE)
+          << item.assignment().query_id();
+      EXPECT_TRUE(item.assignment().has_inline_decision());
+      EXPECT_EQ(item.assignment().query_id().rfind("i", 0), 0u);
+      ++seen[item.assignment().query_id()];
     }
-    EXPECT_EQ(resp.assignment().decision_mode(), v1::ROUTING_MODE_INLINE) << resp.assignment().query_id();
-    EXPECT_TRUE(resp.assignment().has_inline_decision());
-    EXPECT_EQ(resp.assignment().query_id().rfind("i", 0), 0u);
-    ++seen[resp.assignment().query_id()];
   }
+  EXPECT_EQ(inline_answers, 11);
   for (int k = 1; k < 4; ++k) ASSERT_TRUE(write(MakeQuery(absl::StrCat("b", k), k)));
   stream->WritesDone();
   int batched = 0;
   while (stream->Read(&resp)) {
-    ASSERT_TRUE(resp.has_assignment()) << resp.error().message();
-    EXPECT_EQ(resp.assignment().decision_mode(), v1::ROUTING_MODE_BATCH);
-    EXPECT_EQ(resp.assignment().decision().batch_size(), 4);
-    ++seen[resp.assignment().query_id()];
-    ++batched;
+    for (const v1::RouteBatchItem& item : resp.items()) {
+      ASSERT_TRUE(item.has_assignment()) << item.error().message();
+      EXPECT_EQ(item.assignment().decision_mode(), v1::ROUTING_MODE_BATCH);
+      EXPECT_EQ(item.assignment().decision().batch_size(), 4);
+      ++seen[item.assignment().query_id()];
+      ++batched;
+    }
   }
   EXPECT_TRUE(stream->Finish().ok());
   EXPECT_EQ(batched, 4);
@@ -973,8 +984,9 @@ TEST_F(RouterdTest, ShutdownRefusesNewInlineWorkWithUnavailable) {
   stream->WritesDone();
   v1::RouteStreamResponse resp;
   ASSERT_TRUE(stream->Read(&resp));
-  EXPECT_EQ(resp.error().query_id(), "late-stream");
-  EXPECT_EQ(resp.error().code(), static_cast<int>(grpc::StatusCode::UNAVAILABLE));
+  ASSERT_EQ(resp.items_size(), 1);
+  EXPECT_EQ(resp.items(0).error().query_id(), "late-stream");
+  EXPECT_EQ(resp.items(0).error().code(), static_cast<int>(grpc::StatusCode::UNAVAILABLE));
   EXPECT_FALSE(stream->Read(&resp));
   EXPECT_TRUE(stream->Finish().ok());
   EXPECT_EQ(routerd_->runtime().ledger().Totals().open_assignments, 0);
