@@ -45,6 +45,15 @@ absl::Status AnswerOf(const core::BatchOutcome& batch, size_t index, const std::
   return absl::OkStatus();
 }
 
+// Makes `r` the error item of `query_id` (RouteStream and RouteBatch answer a refused query so).
+void SetErrorItem(const std::string& query_id, const absl::Status& s, v1::RouteBatchItem& r) {
+  r.clear_assignment();
+  v1::QueryError* e = r.mutable_error();
+  e->set_query_id(query_id);
+  e->set_code(static_cast<int32_t>(s.code()));
+  e->set_message(std::string(s.message()));
+}
+
 // Decides one query inline, on the calling handler thread. OK: `out` holds the assignment.
 // Otherwise the status to answer with; `*refused` is true when nothing was decided (the client
 // cancelled, the deadline passed, routerd is shutting down), false when the decision itself
@@ -184,7 +193,7 @@ class StreamReactor final
     void Answer(const core::BatchOutcome& batch, size_t index) override {
       v1::RouteBatchItem r;
       const absl::Status s = AnswerOf(batch, index, query_id_, arrival_, r.mutable_assignment());
-      if (!s.ok()) SetStreamError(query_id_, s, r);
+      if (!s.ok()) SetErrorItem(query_id_, s, r);
       reactor_->TaskDone(std::move(r));
     }
     void Fail(const absl::Status& status) override {
@@ -192,7 +201,7 @@ class StreamReactor final
         reactor_->rt_->metrics()->OnRejected(RejectReason(status));
       }
       v1::RouteBatchItem r;
-      SetStreamError(query_id_, status, r);
+      SetErrorItem(query_id_, status, r);
       reactor_->TaskDone(std::move(r));
     }
     bool Cancelled() const override { return reactor_->cancelled(); }
@@ -214,22 +223,13 @@ class StreamReactor final
     if (a.finish.has_value()) Finish(*a.finish);
   }
 
-  static void SetStreamError(const std::string& query_id, const absl::Status& s,
-                             v1::RouteBatchItem& r) {
-    r.clear_assignment();
-    v1::QueryError* e = r.mutable_error();
-    e->set_query_id(query_id);
-    e->set_code(static_cast<int32_t>(s.code()));
-    e->set_message(std::string(s.message()));
-  }
-
   void Handle(const v1::Query& query) {
     const std::shared_ptr<const RuntimeState> state = rt_->state();
     absl::StatusOr<core::PendingQuery> pending = PrepareQuery(query, "query", *state);
     if (!pending.ok()) {
       if (rt_->metrics() != nullptr) rt_->metrics()->OnRejected("invalid");
       v1::RouteBatchItem r;
-      SetStreamError(query.id(), pending.status(), r);
+      SetErrorItem(query.id(), pending.status(), r);
       Actions a;
       {
         absl::MutexLock lock(&mu_);
@@ -248,7 +248,7 @@ class StreamReactor final
                                           r.mutable_assignment(), &refused);
       if (!s.ok()) {
         if (refused && rt_->metrics() != nullptr) rt_->metrics()->OnRejected(RejectReason(s));
-        SetStreamError(query.id(), s, r);
+        SetErrorItem(query.id(), s, r);
       }
       Actions a;
       {
@@ -333,12 +333,12 @@ class BatchCall {
       v1::RouteBatchItem result;
       const absl::Status s =
           AnswerOf(batch, index, query_id_, arrival_, result.mutable_assignment());
-      if (!s.ok()) BatchCall::SetError(query_id_, s, result);
+      if (!s.ok()) SetErrorItem(query_id_, s, result);
       call_->Done(item_, std::move(result));
     }
     void Fail(const absl::Status& status) override {
       v1::RouteBatchItem result;
-      BatchCall::SetError(query_id_, status, result);
+      SetErrorItem(query_id_, status, result);
       call_->Done(item_, std::move(result));
     }
     bool Cancelled() const override { return call_->ctx_->IsCancelled(); }
@@ -349,14 +349,6 @@ class BatchCall {
     const std::string query_id_;
     const absl::Time arrival_;
   };
-
-  static void SetError(const std::string& query_id, const absl::Status& s, v1::RouteBatchItem& r) {
-    r.clear_assignment();
-    v1::QueryError* e = r.mutable_error();
-    e->set_query_id(query_id);
-    e->set_code(static_cast<int32_t>(s.code()));
-    e->set_message(std::string(s.message()));
-  }
 
   void Done(int item, v1::RouteBatchItem result) {
     bool last = false;
@@ -471,7 +463,7 @@ grpc::ServerUnaryReactor* RouterService::RouteBatch(grpc::CallbackServerContext*
   for (auto& [k, status] : invalid) {
     if (runtime_->metrics() != nullptr) runtime_->metrics()->OnRejected("invalid");
     v1::RouteBatchItem item;
-    BatchCall::SetError(request->queries(k).id(), status, item);
+    SetErrorItem(request->queries(k).id(), status, item);
     call->Done(k, std::move(item));
   }
   if (tasks.empty()) return reactor;
