@@ -11,11 +11,18 @@ SWEEP is what varies:
   text-bytes    --max-text-bytes 16384 (the default), 2048, 1024 and 512, with --char-ngrams 4-4
   idf-bits      --idf-bits 16 (the default), 14 and 12, with --char-ngrams 4-4 --max-text-bytes 1024
                 (the embedded artifact's options)
+  idf-bits-defaults
+                --idf-bits 16, 14 and 12 with every other option at its default, for the
+                classifier too (the evidence behind the library default)
 
 Prints one Markdown row per dataset x estimator x setting: means over seeds 1..SEEDS of the
 accuracy relative to the best single model at 50% of its cost, the deferral AUC, the per-model ROC
 AUC and the lower-bound coverage (nominal 0.9), and in how many seeds QNC (matching the best model's
 accuracy at a lower cost) is reached. routerdc_7model has no costs, so its routing columns are n/a.
+The last two columns compare each setting with the first one of its sweep on the same split seeds:
+the mean and the standard deviation over seeds of the paired difference in relative accuracy at 50%
+cost and in mean ROC AUC, so a difference can be read against how much it varies from split to
+split.
 """
 import json
 import os
@@ -36,7 +43,10 @@ SWEEPS = {
                                       for b in [16384, 2048, 1024, 512]]),
     "idf-bits": ("idf_bits", [(str(b), ["--char-ngrams", "4-4", "--max-text-bytes", "1024",
                                         "--idf-bits", str(b)]) for b in [16, 14, 12]]),
+    "idf-bits-defaults": ("idf_bits", [(str(b), ["--idf-bits", str(b)]) for b in [16, 14, 12]]),
 }
+ESTIMATORS = (["knn", "uniroute", "classifier"] if SWEEP == "idf-bits-defaults"
+              else ["knn", "uniroute"])
 if SWEEP not in SWEEPS:
     sys.exit(f"featurizer_sweep.py: SWEEP must be one of {', '.join(SWEEPS)}, got '{SWEEP}'")
 TITLE, SETTINGS = SWEEPS[SWEEP]
@@ -47,11 +57,30 @@ def mean(values):
     return f"{statistics.mean(values):.4f}" if values else "n/a"
 
 
+def paired(values, baseline):
+    """Mean (sd) over seeds of values[i] - baseline[i], skipping seeds where either is missing."""
+    diffs = [v - b for v, b in zip(values, baseline) if v is not None and b is not None]
+    if len(diffs) < 2:
+        return "n/a"
+    return f"{statistics.mean(diffs):+.4f} ({statistics.stdev(diffs):.4f})"
+
+
+def seed_metrics(runs):
+    """Per seed: relative accuracy at 50% cost and the mean per-model ROC AUC (None if absent)."""
+    acc, auc = [], []
+    for r in runs:
+        acc.append(r["routing"].get("relative_accuracy_at_50pct_cost"))
+        aucs = [m.get("auc") for m in r["models"].values() if m.get("auc") is not None]
+        auc.append(statistics.mean(aucs) if aucs else None)
+    return acc, auc
+
+
 print(f"| dataset | estimator | {TITLE} | rel. acc @50% cost | deferral AUC | mean ROC AUC "
-      "| mean coverage | QNC reached |")
-print("|---|---|---|---:|---:|---:|---:|---:|")
+      "| mean coverage | QNC reached | vs first: rel. acc @50% | vs first: ROC AUC |")
+print("|---|---|---|---:|---:|---:|---:|---:|---:|---:|")
 for dataset in ["routerbench_subset", "llmrouter_nim9", "routerdc_7model"]:
-    for estimator in ["knn", "uniroute"]:
+    for estimator in ESTIMATORS:
+        first = None
         for value, flags in SETTINGS:
             runs = []
             for seed in range(1, SEEDS + 1):
@@ -65,8 +94,12 @@ for dataset in ["routerbench_subset", "llmrouter_nim9", "routerdc_7model"]:
             models = [m for r in runs for m in r["models"].values()]
             has_cost = routing[0].get("best_cost_usd") is not None
             reached = sum(r.get("qnc") is not None for r in routing)
+            acc, auc = seed_metrics(runs)
+            if first is None:
+                first = (acc, auc)
             print(f"| {dataset} | {estimator} | {value} "
                   f"| {mean(r.get('relative_accuracy_at_50pct_cost') for r in routing)} "
                   f"| {mean(r.get('deferral_auc') for r in routing)} "
                   f"| {mean(m.get('auc') for m in models)} | {mean(m.get('coverage') for m in models)} "
-                  f"| {f'{reached}/{SEEDS}' if has_cost else 'n/a'} |", flush=True)
+                  f"| {f'{reached}/{SEEDS}' if has_cost else 'n/a'} "
+                  f"| {paired(acc, first[0])} | {paired(auc, first[1])} |", flush=True)
