@@ -2,8 +2,10 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstring>
 #include <functional>
 #include <limits>
+#include <string>
 #include <utility>
 #include <vector>
 
@@ -16,6 +18,7 @@
 #include "CoinFinite.hpp"
 #include "CoinPackedMatrix.hpp"
 #include "OsiClpSolverInterface.hpp"
+#include "absl/container/flat_hash_map.h"
 #include "absl/status/status.h"
 #include "absl/strings/str_cat.h"
 #include "router_core/solution.h"
@@ -83,10 +86,45 @@ absl::Status ValidateOptions(const Instance& instance, const CbcOptions& options
   return absl::OkStatus();
 }
 
-// Column layout of the ILP: the x columns of allowed cells query by query, then (gamma > 0 only)
-// theta and one p_i per query.
+// Queries that are interchangeable in the ILP, in groups: without the robust objective, queries
+// with the same allowed models, values and costs (bit for bit) form one group, and the ILP counts
+// how many of a group go to each model instead of deciding query by query. That is the same
+// problem (any counts map to assignments of equal value, cost and slot use, and back), without its
+// symmetry: UniRoute predicts the same qualities and costs for every query of a cluster, and on a
+// batch of such queries CBC branched among equivalent assignments until its time limit. With the
+// robust objective (per-query deviation rows) every query is its own group.
+struct Groups {
+  std::vector<std::vector<int>> queries;  // per group, its queries in increasing order
+};
+
+Groups GroupQueries(const Instance& instance, bool robust) {
+  Groups groups;
+  const int m = instance.num_models;
+  if (robust) {
+    groups.queries.resize(instance.num_queries);
+    for (int i = 0; i < instance.num_queries; ++i) groups.queries[i] = {i};
+    return groups;
+  }
+  absl::flat_hash_map<std::string, int> group_of_row;
+  std::string key(static_cast<size_t>(m) * (2 * sizeof(double) + 1), '\0');
+  for (int i = 0; i < instance.num_queries; ++i) {
+    const size_t cell = static_cast<size_t>(instance.index(i, 0));
+    const size_t doubles = static_cast<size_t>(m) * sizeof(double);
+    std::memcpy(key.data(), instance.value.data() + cell, doubles);
+    std::memcpy(key.data() + doubles, instance.cost.data() + cell, doubles);
+    std::memcpy(key.data() + 2 * doubles, instance.allowed.data() + cell, static_cast<size_t>(m));
+    const auto [it, inserted] =
+        group_of_row.try_emplace(key, static_cast<int>(groups.queries.size()));
+    if (inserted) groups.queries.emplace_back();
+    groups.queries[it->second].push_back(i);
+  }
+  return groups;
+}
+
+// Column layout of the ILP: the x columns (how many of group g go to model j) of allowed cells
+// group by group, then (robust only, where groups are single queries) theta and one p per query.
 struct Layout {
-  std::vector<int> x_query;  // per x column
+  std::vector<int> x_group;  // per x column
   std::vector<int> x_model;  // per x column
   int num_x = 0;
   int theta = -1;
@@ -94,16 +132,17 @@ struct Layout {
   int num_cols = 0;
 };
 
-Layout MakeLayout(const Instance& instance, bool robust) {
+Layout MakeLayout(const Instance& instance, const Groups& groups, bool robust) {
   Layout layout;
-  for (int i = 0; i < instance.num_queries; ++i) {
+  for (int g = 0; g < static_cast<int>(groups.queries.size()); ++g) {
+    const int representative = groups.queries[g].front();
     for (int j = 0; j < instance.num_models; ++j) {
-      if (!instance.is_allowed(i, j)) continue;
-      layout.x_query.push_back(i);
+      if (!instance.is_allowed(representative, j)) continue;
+      layout.x_group.push_back(g);
       layout.x_model.push_back(j);
     }
   }
-  layout.num_x = static_cast<int>(layout.x_query.size());
+  layout.num_x = static_cast<int>(layout.x_group.size());
   layout.num_cols = layout.num_x;
   if (robust) {
     layout.theta = layout.num_cols++;
@@ -115,14 +154,18 @@ Layout MakeLayout(const Instance& instance, bool robust) {
 
 // Loads the ILP into `solver`, building the column-ordered matrix from arrays in one go (appending
 // rows or columns one by one re-packs the matrix each time and is very slow at N*M columns).
-void LoadProblem(const Instance& instance, const Layout& layout, double gamma,
+void LoadProblem(const Instance& instance, const Groups& groups, const Layout& layout, double gamma,
                  OsiClpSolverInterface& solver) {
   const int n = instance.num_queries;
+  const int num_groups = static_cast<int>(groups.queries.size());
   const bool robust = layout.theta >= 0;
 
-  // Rows: one per query (= 1), the budget, one per slot-limited model that can bind, and one
-  // robust row per query.
-  std::vector<double> row_lb(n, 1.0), row_ub(n, 1.0);
+  // Rows: one per group (= its size), the budget, one per slot-limited model that can bind, and
+  // one robust row per query.
+  std::vector<double> row_lb(num_groups), row_ub(num_groups);
+  for (int g = 0; g < num_groups; ++g) {
+    row_lb[g] = row_ub[g] = static_cast<double>(groups.queries[g].size());
+  }
   int budget_row = -1;
   if (instance.has_budget()) {
     budget_row = static_cast<int>(row_lb.size());
@@ -159,12 +202,14 @@ void LoadProblem(const Instance& instance, const Layout& layout, double gamma,
     elements.push_back(coef);
   };
   for (int c = 0; c < layout.num_x; ++c) {
-    const int i = layout.x_query[c];
+    const int g = layout.x_group[c];
+    const int i = groups.queries[g].front();  // the group's queries share this column's data
     const int j = layout.x_model[c];
     const int cell = instance.index(i, j);
     starts.push_back(static_cast<CoinBigIndex>(indices.size()));
-    // Row indices must be increasing within a column: query, budget, slots, robust.
-    add(i, 1.0);
+    col_ub[c] = static_cast<double>(groups.queries[g].size());
+    // Row indices must be increasing within a column: group, budget, slots, robust.
+    add(g, 1.0);
     if (budget_row >= 0 && instance.cost[cell] != 0.0) add(budget_row, instance.cost[cell]);
     if (slot_row[j] >= 0) add(slot_row[j], 1.0);
     if (robust && instance.deviation[cell] != 0.0) {
@@ -202,11 +247,14 @@ void LoadProblem(const Instance& instance, const Layout& layout, double gamma,
 }
 
 // The full column vector of a complete assignment, with theta and p at their optimal values.
-std::vector<double> ColumnValues(const Instance& instance, const Layout& layout, double gamma,
+std::vector<double> ColumnValues(const Instance& instance, const Groups& groups,
+                                 const Layout& layout, double gamma,
                                  const std::vector<int>& model_of_query) {
   std::vector<double> values(layout.num_cols, 0.0);
   for (int c = 0; c < layout.num_x; ++c) {
-    if (model_of_query[layout.x_query[c]] == layout.x_model[c]) values[c] = 1.0;
+    for (const int i : groups.queries[layout.x_group[c]]) {
+      if (model_of_query[i] == layout.x_model[c]) values[c] += 1.0;
+    }
   }
   if (layout.theta >= 0) {
     const double theta = OptimalTheta(SortedDeviations(instance, model_of_query), gamma);
@@ -219,12 +267,19 @@ std::vector<double> ColumnValues(const Instance& instance, const Layout& layout,
   return values;
 }
 
-// Reads the assignment off CBC's best solution by rounding the x columns.
-std::vector<int> ReadAssignment(const Instance& instance, const Layout& layout,
-                                const double* solution) {
+// Reads the assignment off CBC's best solution: each x column, rounded, sends that many of its
+// group's queries (the next ones in order) to its model. Counts that do not add up to a group's
+// size leave queries unserved or are cut short, and the caller rejects the answer.
+std::vector<int> ReadAssignment(const Instance& instance, const Groups& groups,
+                                const Layout& layout, const double* solution) {
   std::vector<int> model_of_query(instance.num_queries, kUnserved);
+  std::vector<size_t> next(groups.queries.size(), 0);
   for (int c = 0; c < layout.num_x; ++c) {
-    if (solution[c] > 0.5) model_of_query[layout.x_query[c]] = layout.x_model[c];
+    const std::vector<int>& members = groups.queries[layout.x_group[c]];
+    size_t& k = next[layout.x_group[c]];
+    for (int64_t count = std::llround(solution[c]); count > 0 && k < members.size(); --count) {
+      model_of_query[members[k++]] = layout.x_model[c];
+    }
   }
   return model_of_query;
 }
@@ -260,10 +315,11 @@ absl::StatusOr<CbcResult> SolveWithCbc(const Instance& instance, const CbcOption
     return result;
   }
 
-  const Layout layout = MakeLayout(instance, gamma > 0.0);
+  const Groups groups = GroupQueries(instance, gamma > 0.0);
+  const Layout layout = MakeLayout(instance, groups, gamma > 0.0);
   OsiClpSolverInterface solver;
   solver.messageHandler()->setLogLevel(0);
-  LoadProblem(instance, layout, gamma, solver);
+  LoadProblem(instance, groups, layout, gamma, solver);
 
   CbcModel model(solver);  // clones `solver`; everything below acts on the clone
   model.setLogLevel(0);
@@ -296,7 +352,7 @@ absl::StatusOr<CbcResult> SolveWithCbc(const Instance& instance, const CbcOption
   if (options.incumbent != nullptr) {
     incumbent_objective = RobustObjective(instance, *options.incumbent, gamma);
     const std::vector<double> values =
-        ColumnValues(instance, layout, gamma, *options.incumbent);
+        ColumnValues(instance, groups, layout, gamma, *options.incumbent);
     // CBC minimizes internally: the objective is given in its (negated) sense. check=true
     // re-solves the LP with the integers fixed, so CBC stores its own consistent values.
     model.setBestSolution(values.data(), layout.num_cols, -incumbent_objective,
@@ -344,7 +400,7 @@ absl::StatusOr<CbcResult> SolveWithCbc(const Instance& instance, const CbcOption
     return absl::InternalError("CBC reports a solution but holds none");
   }
   if (has_solution) {
-    std::vector<int> assignment = ReadAssignment(instance, layout, model.bestSolution());
+    std::vector<int> assignment = ReadAssignment(instance, groups, layout, model.bestSolution());
     const bool serves_all =
         std::find(assignment.begin(), assignment.end(), kUnserved) == assignment.end();
     if (serves_all && CheckFeasible(instance, assignment).ok()) {

@@ -9,6 +9,16 @@
 //                 sum_i x_ij <= slots_j            for every slot-limited model j
 //                 x_ij in {0, 1}
 //
+// Queries with the same allowed models, values and costs (bit for bit) are solved as one group:
+// one general-integer column per group and model, y_gj in [0, n_g], counts how many of the group's
+// n_g queries go to model j, and the group's row is sum_j y_gj = n_g. The optimum is the same (the
+// group's queries are interchangeable), but the model has none of the symmetry of N identical
+// rows: with UniRoute every query of a cluster gets the same predictions, and on such batches the
+// per-query model made CBC branch among equivalent assignments until its time limit (13-22 of
+// about 1,900-2,000 batches per 5 s run of unary Route at 64 clients; 0-2 with groups, and the
+// Route p99 halved: bench/README.md, "Load benchmark"). With gamma > 0 every query is its own
+// group.
+//
 // With CbcOptions::gamma > 0 the objective is the Bertsimas-Sim robust one: the value of the
 // assignment minus its `gamma` largest per-query deviations (Instance::deviation), the fractional
 // part of gamma weighing the next one. It is linear after dualizing the inner minimization:
@@ -25,10 +35,10 @@
 //
 // Thread-safety: SolveWithCbc() is safe to call concurrently: each call creates, owns and destroys
 // its own OsiClpSolverInterface and CbcModel on the calling thread and uses no CBC-internal
-// threads. One model per thread gave 0 wrong answers in 600 concurrent solves, while CbcMain and the
-// C API did not (measurements in docs STACK_AND_STYLE.md, B3; cbc_solver_test keeps a regression).
-// The call blocks for up to about CbcOptions::time_limit (wall clock) plus model building and
-// the incumbent check.
+// threads. One model per thread gave 0 wrong answers in 600 concurrent solves, while CbcMain and
+// the C API did not (measurements in docs STACK_AND_STYLE.md, B3; cbc_solver_test keeps a
+// regression). The call blocks for up to about CbcOptions::time_limit (wall clock) plus model
+// building and the incumbent check.
 //
 // Cost (measured on a loaded 2-core VM, random instances with binding budget and slots, default
 // cut generators): N=100, M=10, gap 1e-4: median 7 ms, slowest of 20 about 170 ms, 16 of 20

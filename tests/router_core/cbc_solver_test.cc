@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <cstdint>
 #include <limits>
+#include <optional>
 #include <thread>
 #include <utility>
 #include <vector>
@@ -112,28 +113,33 @@ TEST(RobustObjectiveTest, MatchesReferenceAndPlainValue) {
   }
 }
 
+// Solves `inst` exactly and checks the answer against enumeration: the optimum, or a proof that
+// nothing serves every query (CBC must not invent an answer). Returns the enumerated optimum.
+std::optional<testing::BruteForceResult> ExpectMatchesBruteForce(const Instance& inst, double gamma,
+                                                                 uint64_t seed) {
+  auto best = BruteForce(inst, gamma);
+  const absl::StatusOr<CbcResult> result =
+      SolveWithCbc(inst, {.time_limit = kNoLimit, .relative_gap = 0.0, .gamma = gamma});
+  EXPECT_THAT(result, IsOk());
+  if (!result.ok()) return best;
+  ExpectWellFormed(inst, *result, gamma);
+  if (!best.has_value()) {
+    EXPECT_EQ(result->outcome, CbcOutcome::kInfeasible) << "seed " << seed;
+    return best;
+  }
+  EXPECT_EQ(result->outcome, CbcOutcome::kOptimal) << "seed " << seed << " gamma " << gamma;
+  EXPECT_NEAR(result->objective, best->objective, 1e-6) << "seed " << seed << " gamma " << gamma;
+  EXPECT_GE(result->best_bound, best->objective - 1e-6) << "seed " << seed;
+  return best;
+}
+
 TEST(CbcSolverTest, OptimalMatchesBruteForce) {
   int checked = 0, infeasible = 0;
   for (uint64_t seed = 1; seed <= 200; ++seed) {
     const Instance inst = RandomInstance(SmallOptions(seed));
     for (double gamma : {0.0, 1.0, 2.5}) {
       if (gamma > 0 && seed % 2 == 0) continue;  // robust runs on half the seeds keep it fast
-      const auto best = BruteForce(inst, gamma);
-      const absl::StatusOr<CbcResult> result =
-          SolveWithCbc(inst, {.time_limit = kNoLimit, .relative_gap = 0.0, .gamma = gamma});
-      ASSERT_THAT(result, IsOk());
-      ExpectWellFormed(inst, *result, gamma);
-      if (!best.has_value()) {
-        // Nothing serves every query: CBC must prove it rather than invent an answer.
-        EXPECT_EQ(result->outcome, CbcOutcome::kInfeasible) << "seed " << seed;
-        ++infeasible;
-        continue;
-      }
-      ++checked;
-      ASSERT_EQ(result->outcome, CbcOutcome::kOptimal) << "seed " << seed << " gamma " << gamma;
-      EXPECT_NEAR(result->objective, best->objective, 1e-6)
-          << "seed " << seed << " gamma " << gamma;
-      EXPECT_GE(result->best_bound, best->objective - 1e-6) << "seed " << seed;
+      ++(ExpectMatchesBruteForce(inst, gamma, seed).has_value() ? checked : infeasible);
     }
   }
   EXPECT_GT(checked, 300) << infeasible << " infeasible";
@@ -195,6 +201,103 @@ TEST(CbcSolverTest, IncumbentIsAcceptedAndNeverBeaten) {
     }
   }
   EXPECT_GT(used, 12);
+}
+
+// A batch of UniRoute predictions repeats rows: every query of a cluster has the same qualities and
+// costs, and the solver counts such queries per model instead of deciding each. Its answers must
+// be those of the per-query problem, with or without an incumbent, and with the robust objective
+// (which keeps every query apart).
+TEST(CbcSolverTest, RepeatedQueriesMatchBruteForce) {
+  int checked = 0;
+  for (uint64_t seed = 1; seed <= 120; ++seed) {
+    RandomInstanceOptions o = SmallOptions(seed);
+    o.num_queries = 7;  // budget and slots sized for 7 queries; the first three rows are repeated
+    const Instance inst = SelectQueries(RandomInstance(o), {0, 1, 0, 2, 1, 0, 2});
+    for (double gamma : {0.0, 1.5}) {
+      const auto best = ExpectMatchesBruteForce(inst, gamma, seed);
+      if (!best.has_value()) continue;
+      ++checked;
+      const std::vector<int> start = CheapestAssignment(inst);
+      if (!ServesAll(start) || !CheckFeasible(inst, start).ok()) continue;
+      const absl::StatusOr<CbcResult> seeded = SolveWithCbc(
+          inst, {.time_limit = kNoLimit, .relative_gap = 0.0, .gamma = gamma, .incumbent = &start});
+      ASSERT_THAT(seeded, IsOk());
+      ExpectWellFormed(inst, *seeded, gamma);
+      EXPECT_NEAR(seeded->objective, best->objective, 1e-6) << "seed " << seed;
+    }
+  }
+  EXPECT_GT(checked, 100);
+}
+
+// 100 queries of two kinds (60 of the first, 40 of the second, interleaved) and two models, with
+// exact binary fractions so that each optimum is known in closed form. Model 0 is the better and
+// dearer one. The kinds differ in one thing at a time (value, cost, or whether model 0 is
+// allowed), so merging queries that differ in anything gives a wrong or infeasible answer.
+struct Kind {
+  double value0, value1, cost0;
+  bool allows_model_0 = true;
+};
+
+Instance TwoKinds(const Kind& first, const Kind& second, double budget, int64_t slots_of_model_0) {
+  Instance inst;
+  inst.num_queries = 100;
+  inst.num_models = 2;
+  inst.slots = {slots_of_model_0, kUnlimited};
+  inst.budget = budget;
+  for (int i = 0; i < inst.num_queries; ++i) {
+    const Kind& k = i % 5 < 3 ? first : second;
+    inst.value.insert(inst.value.end(), {k.value0, k.value1});
+    inst.cost.insert(inst.cost.end(), {k.cost0, 0.125});
+    inst.deviation.insert(inst.deviation.end(), {0.0, 0.0});
+    inst.allowed.insert(inst.allowed.end(), {uint8_t{k.allows_model_0}, uint8_t{1}});
+  }
+  return inst;
+}
+
+int OnModel0(const std::vector<int>& assignment, bool first_kind) {
+  int n = 0;
+  for (int i = 0; i < static_cast<int>(assignment.size()); ++i) {
+    n += static_cast<int>((i % 5 < 3) == first_kind && assignment[i] == 0);
+  }
+  return n;
+}
+
+TEST(CbcSolverTest, LargeBatchOfRepeatedQueriesIsSolvedExactly) {
+  const Kind gains_more{0.875, 0.5, 1.0};   // moving to model 0 gains 0.375 for 0.875 more
+  const Kind gains_less{0.75, 0.625, 1.0};  // gains 0.125 for 0.875 more
+  const Kind costs_more{0.875, 0.5, 1.5};   // gains 0.375 for 1.375 more
+  const Kind not_on_0{0.875, 0.5, 1.0, /*allows_model_0=*/false};
+  const double all_on_1 = 100 * 0.125;
+  struct Case {
+    const char* name;
+    Instance inst;
+    int first_on_0, second_on_0;
+    double objective;
+  };
+  const Case cases[] = {
+      // The budget buys 45 moves to model 0, not 46; the first kind gains more from each.
+      {"budget binds", TwoKinds(gains_more, gains_less, all_on_1 + 45 * 0.875 + 0.25, kUnlimited),
+       45, 0, 45 * 0.875 + 15 * 0.5 + 40 * 0.625},
+      // 40 slots on model 0, the budget loose.
+      {"slots bind", TwoKinds(gains_more, gains_less, 1000.0, 40), 40, 0,
+       40 * 0.875 + 20 * 0.5 + 40 * 0.625},
+      // Same values, the second kind dearer on model 0: the budget goes to the first kind.
+      {"costs differ", TwoKinds(gains_more, costs_more, all_on_1 + 45 * 0.875 + 0.25, kUnlimited),
+       45, 0, 45 * 0.875 + 55 * 0.5},
+      // Same values and costs, the second kind may not use model 0.
+      {"allowed differs", TwoKinds(gains_more, not_on_0, 1000.0, kUnlimited), 60, 0,
+       60 * 0.875 + 40 * 0.5},
+  };
+  for (const Case& c : cases) {
+    const absl::StatusOr<CbcResult> result =
+        SolveWithCbc(c.inst, {.time_limit = kNoLimit, .relative_gap = 0.0});
+    ASSERT_THAT(result, IsOk()) << c.name;
+    ExpectWellFormed(c.inst, *result, 0.0);
+    EXPECT_EQ(result->outcome, CbcOutcome::kOptimal) << c.name;
+    EXPECT_NEAR(result->objective, c.objective, 1e-9) << c.name;
+    EXPECT_EQ(OnModel0(result->model_of_query, /*first_kind=*/true), c.first_on_0) << c.name;
+    EXPECT_EQ(OnModel0(result->model_of_query, /*first_kind=*/false), c.second_on_0) << c.name;
+  }
 }
 
 TEST(CbcSolverTest, IncumbentUnderTinyTimeLimitIsNeverLost) {
