@@ -15,7 +15,7 @@
 // group's queries are interchangeable), but the model has none of the symmetry of N identical
 // rows: with UniRoute every query of a cluster gets the same predictions, and on such batches the
 // per-query model made CBC branch among equivalent assignments until its time limit (13-22 of
-// about 1,900-2,000 batches per 5 s run of unary Route at 64 clients; 0-2 with groups, and the
+// about 1,900-2,000 batches per 5 s run of unary Route at 64 clients; 0-3 with groups, and the
 // Route p99 halved: bench/README.md, "Load benchmark"). With gamma > 0 every query is its own
 // group.
 //
