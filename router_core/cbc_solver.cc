@@ -86,13 +86,9 @@ absl::Status ValidateOptions(const Instance& instance, const CbcOptions& options
   return absl::OkStatus();
 }
 
-// Queries that are interchangeable in the ILP, in groups: without the robust objective, queries
-// with the same allowed models, values and costs (bit for bit) form one group, and the ILP counts
-// how many of a group go to each model instead of deciding query by query. That is the same
-// problem (any counts map to assignments of equal value, cost and slot use, and back), without its
-// symmetry: UniRoute predicts the same qualities and costs for every query of a cluster, and on a
-// batch of such queries CBC branched among equivalent assignments until its time limit. With the
-// robust objective (per-query deviation rows) every query is its own group.
+// The interchangeable queries of the ILP (why: the file comment of cbc_solver.h). Without the
+// robust objective, queries with the same allowed models, values and costs, bit for bit; with it,
+// every query alone, since each has its own deviation row.
 struct Groups {
   std::vector<std::vector<int>> queries;  // per group, its queries in increasing order
 };
