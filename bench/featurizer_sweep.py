@@ -36,20 +36,23 @@ SEEDS = int(sys.argv[2]) if len(sys.argv) > 2 else 10
 SWEEP = sys.argv[3] if len(sys.argv) > 3 else "char-ngrams"
 DATA = os.path.join(ROOT, "..", "shared", "data")
 
-# Per sweep: the column's title and, per row, (the column's value, router_train's flags).
+# Per sweep: the column's title, per row (the column's value, router_train's flags), and the
+# estimators it runs.
+TEXT_ESTIMATORS = ["knn", "uniroute"]
 SWEEPS = {
-    "char-ngrams": ("char n-grams", [(n, ["--char-ngrams", n]) for n in ["3-5", "4-4", "off"]]),
+    "char-ngrams": ("char n-grams", [(n, ["--char-ngrams", n]) for n in ["3-5", "4-4", "off"]],
+                    TEXT_ESTIMATORS),
     "text-bytes": ("max_text_bytes", [(str(b), ["--char-ngrams", "4-4", "--max-text-bytes", str(b)])
-                                      for b in [16384, 2048, 1024, 512]]),
+                                      for b in [16384, 2048, 1024, 512]], TEXT_ESTIMATORS),
     "idf-bits": ("idf_bits", [(str(b), ["--char-ngrams", "4-4", "--max-text-bytes", "1024",
-                                        "--idf-bits", str(b)]) for b in [16, 14, 12]]),
-    "idf-bits-defaults": ("idf_bits", [(str(b), ["--idf-bits", str(b)]) for b in [16, 14, 12]]),
+                                        "--idf-bits", str(b)]) for b in [16, 14, 12]],
+                 TEXT_ESTIMATORS),
+    "idf-bits-defaults": ("idf_bits", [(str(b), ["--idf-bits", str(b)]) for b in [16, 14, 12]],
+                          TEXT_ESTIMATORS + ["classifier"]),
 }
-ESTIMATORS = (["knn", "uniroute", "classifier"] if SWEEP == "idf-bits-defaults"
-              else ["knn", "uniroute"])
 if SWEEP not in SWEEPS:
     sys.exit(f"featurizer_sweep.py: SWEEP must be one of {', '.join(SWEEPS)}, got '{SWEEP}'")
-TITLE, SETTINGS = SWEEPS[SWEEP]
+TITLE, SETTINGS, ESTIMATORS = SWEEPS[SWEEP]
 
 
 def mean(values):

@@ -86,33 +86,30 @@ absl::Status ValidateOptions(const Instance& instance, const CbcOptions& options
   return absl::OkStatus();
 }
 
-// The interchangeable queries of the ILP (why: the file comment of cbc_solver.h). Without the
-// robust objective, queries with the same allowed models, values and costs, bit for bit; with it,
-// every query alone, since each has its own deviation row.
-struct Groups {
-  std::vector<std::vector<int>> queries;  // per group, its queries in increasing order
-};
+// The interchangeable queries of the ILP (why: the file comment of cbc_solver.h), per group its
+// queries in increasing order. Without the robust objective, queries with the same allowed models,
+// values and costs, bit for bit; with it, every query alone, since each has its own deviation row.
+using Groups = std::vector<std::vector<int>>;
 
 Groups GroupQueries(const Instance& instance, bool robust) {
   Groups groups;
-  const int m = instance.num_models;
   if (robust) {
-    groups.queries.resize(instance.num_queries);
-    for (int i = 0; i < instance.num_queries; ++i) groups.queries[i] = {i};
+    groups.resize(instance.num_queries);
+    for (int i = 0; i < instance.num_queries; ++i) groups[i] = {i};
     return groups;
   }
+  const size_t m = static_cast<size_t>(instance.num_models);
+  const size_t doubles = m * sizeof(double);
   absl::flat_hash_map<std::string, int> group_of_row;
-  std::string key(static_cast<size_t>(m) * (2 * sizeof(double) + 1), '\0');
+  std::string key(2 * doubles + m, '\0');
   for (int i = 0; i < instance.num_queries; ++i) {
     const size_t cell = static_cast<size_t>(instance.index(i, 0));
-    const size_t doubles = static_cast<size_t>(m) * sizeof(double);
     std::memcpy(key.data(), instance.value.data() + cell, doubles);
     std::memcpy(key.data() + doubles, instance.cost.data() + cell, doubles);
-    std::memcpy(key.data() + 2 * doubles, instance.allowed.data() + cell, static_cast<size_t>(m));
-    const auto [it, inserted] =
-        group_of_row.try_emplace(key, static_cast<int>(groups.queries.size()));
-    if (inserted) groups.queries.emplace_back();
-    groups.queries[it->second].push_back(i);
+    std::memcpy(key.data() + 2 * doubles, instance.allowed.data() + cell, m);
+    const auto [it, inserted] = group_of_row.try_emplace(key, static_cast<int>(groups.size()));
+    if (inserted) groups.emplace_back();
+    groups[it->second].push_back(i);
   }
   return groups;
 }
@@ -130,8 +127,8 @@ struct Layout {
 
 Layout MakeLayout(const Instance& instance, const Groups& groups, bool robust) {
   Layout layout;
-  for (int g = 0; g < static_cast<int>(groups.queries.size()); ++g) {
-    const int representative = groups.queries[g].front();
+  for (int g = 0; g < static_cast<int>(groups.size()); ++g) {
+    const int representative = groups[g].front();
     for (int j = 0; j < instance.num_models; ++j) {
       if (!instance.is_allowed(representative, j)) continue;
       layout.x_group.push_back(g);
@@ -153,14 +150,14 @@ Layout MakeLayout(const Instance& instance, const Groups& groups, bool robust) {
 void LoadProblem(const Instance& instance, const Groups& groups, const Layout& layout, double gamma,
                  OsiClpSolverInterface& solver) {
   const int n = instance.num_queries;
-  const int num_groups = static_cast<int>(groups.queries.size());
+  const int num_groups = static_cast<int>(groups.size());
   const bool robust = layout.theta >= 0;
 
   // Rows: one per group (= its size), the budget, one per slot-limited model that can bind, and
   // one robust row per query.
   std::vector<double> row_lb(num_groups), row_ub(num_groups);
   for (int g = 0; g < num_groups; ++g) {
-    row_lb[g] = row_ub[g] = static_cast<double>(groups.queries[g].size());
+    row_lb[g] = row_ub[g] = static_cast<double>(groups[g].size());
   }
   int budget_row = -1;
   if (instance.has_budget()) {
@@ -199,11 +196,11 @@ void LoadProblem(const Instance& instance, const Groups& groups, const Layout& l
   };
   for (int c = 0; c < layout.num_x; ++c) {
     const int g = layout.x_group[c];
-    const int i = groups.queries[g].front();  // the group's queries share this column's data
+    const int i = groups[g].front();  // the group's queries share this column's data
     const int j = layout.x_model[c];
     const int cell = instance.index(i, j);
     starts.push_back(static_cast<CoinBigIndex>(indices.size()));
-    col_ub[c] = static_cast<double>(groups.queries[g].size());
+    col_ub[c] = static_cast<double>(groups[g].size());
     // Row indices must be increasing within a column: group, budget, slots, robust.
     add(g, 1.0);
     if (budget_row >= 0 && instance.cost[cell] != 0.0) add(budget_row, instance.cost[cell]);
@@ -248,7 +245,7 @@ std::vector<double> ColumnValues(const Instance& instance, const Groups& groups,
                                  const std::vector<int>& model_of_query) {
   std::vector<double> values(layout.num_cols, 0.0);
   for (int c = 0; c < layout.num_x; ++c) {
-    for (const int i : groups.queries[layout.x_group[c]]) {
+    for (const int i : groups[layout.x_group[c]]) {
       if (model_of_query[i] == layout.x_model[c]) values[c] += 1.0;
     }
   }
@@ -269,9 +266,9 @@ std::vector<double> ColumnValues(const Instance& instance, const Groups& groups,
 std::vector<int> ReadAssignment(const Instance& instance, const Groups& groups,
                                 const Layout& layout, const double* solution) {
   std::vector<int> model_of_query(instance.num_queries, kUnserved);
-  std::vector<size_t> next(groups.queries.size(), 0);
+  std::vector<size_t> next(groups.size(), 0);
   for (int c = 0; c < layout.num_x; ++c) {
-    const std::vector<int>& members = groups.queries[layout.x_group[c]];
+    const std::vector<int>& members = groups[layout.x_group[c]];
     size_t& k = next[layout.x_group[c]];
     for (int64_t count = std::llround(solution[c]); count > 0 && k < members.size(); --count) {
       model_of_query[members[k++]] = layout.x_model[c];

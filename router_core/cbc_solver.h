@@ -15,9 +15,9 @@
 // group's queries are interchangeable), but the model has none of the symmetry of N identical
 // rows: with UniRoute every query of a cluster gets the same predictions, and on such batches the
 // per-query model made CBC branch among equivalent assignments until its time limit (13-22 of
-// about 1,900-2,000 batches per 5 s run of unary Route at 64 clients; 0-3 with groups, and the
-// Route p99 halved: bench/README.md, "Load benchmark"). With gamma > 0 every query is its own
-// group.
+// about 1,900-2,000 batches per 5 s run of unary Route at 64 clients; 0-3 with groups, and that
+// row's p99 about halved: bench/README.md, "Load benchmark"). With gamma > 0 every query is its
+// own group.
 //
 // With CbcOptions::gamma > 0 the objective is the Bertsimas-Sim robust one: the value of the
 // assignment minus its `gamma` largest per-query deviations (Instance::deviation), the fractional
