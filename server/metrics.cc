@@ -52,6 +52,11 @@ RouterMetrics::RouterMetrics(absl::string_view version)
                     .Help("Queries answered without a model, by reason.").Register(*registry_)),
       assignments_(prometheus::BuildCounter().Name("router_assignments_total")
                        .Help("Queries routed, by model.").Register(*registry_)),
+      undelivered_(prometheus::BuildCounter().Name("router_undelivered_assignments_total")
+                       .Help("Assignments whose answer never reached the client (cancelled or "
+                             "past its deadline as it was answered, or a broken stream), by model; "
+                             "their slot and reserved cost were released at once.")
+                       .Register(*registry_)),
       solves_(prometheus::BuildCounter().Name("router_solves_total")
                   .Help("Batches decided, by solver status.").Register(*registry_)),
       utilization_(prometheus::BuildGauge().Name("router_model_capacity_utilization_ratio")
@@ -122,6 +127,10 @@ void RouterMetrics::OnRejected(absl::string_view reason) {
 void RouterMetrics::OnCompletion(double predicted_usd, double recorded_usd) {
   recorded_spend_.Increment(recorded_usd);
   if (recorded_usd > 0) cost_ratio_.Observe(predicted_usd / recorded_usd);
+}
+
+void RouterMetrics::OnUndelivered(absl::string_view model) {
+  undelivered_.Add({{"model", std::string(model)}}).Increment();
 }
 
 void RouterMetrics::OnConfigGeneration(uint64_t generation) {

@@ -38,6 +38,8 @@ class RouterMetrics final : public BatchObserver {
   // cancelled, deadline, budget_or_slots, error.
   void OnRejected(absl::string_view reason);
   void OnCompletion(double predicted_usd, double recorded_usd);
+  // An assignment released because its answer never reached the client (RouterRuntime).
+  void OnUndelivered(absl::string_view model);
   void OnConfigGeneration(uint64_t generation);
   void OnSlots(absl::string_view model, int64_t in_use, int64_t total);
   void OnBudgetRemaining(double usd);
@@ -58,6 +60,7 @@ class RouterMetrics final : public BatchObserver {
   prometheus::Family<prometheus::Histogram>& request_duration_;
   prometheus::Family<prometheus::Counter>& rejected_;
   prometheus::Family<prometheus::Counter>& assignments_;
+  prometheus::Family<prometheus::Counter>& undelivered_;
   prometheus::Family<prometheus::Counter>& solves_;
   prometheus::Family<prometheus::Gauge>& utilization_;
   prometheus::Family<prometheus::Counter>& decisions_;

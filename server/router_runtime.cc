@@ -216,6 +216,13 @@ void RouterRuntime::OnQueueDepth(int64_t depth) {
   if (metrics_ != nullptr) metrics_->OnQueueDepth(depth);
 }
 
+void RouterRuntime::ReleaseUndelivered(absl::string_view assignment_id, absl::string_view model) {
+  // NOT_FOUND only for an id already completed: its client did get it after all (Complete).
+  if (!ledger_->Complete(assignment_id, 0.0).ok()) return;
+  if (metrics_ != nullptr) metrics_->OnUndelivered(model);
+  PublishLedgerGauges();
+}
+
 void RouterRuntime::PublishLedgerGauges() {
   if (metrics_ == nullptr) return;
   const std::shared_ptr<const RuntimeState> current = state();

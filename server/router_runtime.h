@@ -29,6 +29,7 @@
 
 #include "absl/base/thread_annotations.h"
 #include "absl/status/statusor.h"
+#include "absl/strings/string_view.h"
 #include "absl/synchronization/mutex.h"
 #include "router_core/clock.h"
 #include "router_core/estimate/predictor.h"
@@ -93,6 +94,13 @@ class RouterRuntime final : public BatchObserver {
 
   // Refreshes the gauges that describe the ledger (slots in use, remaining budget).
   void PublishLedgerGauges();
+
+  // Releases an assignment whose answer never reached the client (the call was cancelled, or its
+  // deadline passed, while it was being answered; or its stream broke): its slot and reserved cost
+  // are freed now instead of at the lease timeout, with an actual cost of 0 (the model was never
+  // called), and router_undelivered_assignments_total counts it. Nothing for an id the ledger no
+  // longer holds open.
+  void ReleaseUndelivered(absl::string_view assignment_id, absl::string_view model);
 
   // BatchObserver
   void OnBatch(const core::BatchOutcome& outcome, absl::Duration oldest_wait) override;

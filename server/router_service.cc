@@ -75,6 +75,48 @@ absl::Status DecideInline(RouterRuntime& rt, core::PendingQuery pending, const R
   return absl::OkStatus();
 }
 
+// Calls f(assignment) for each assignment of a routing answer: a RouteResponse, or a
+// RouteBatchResponse or RouteStreamResponse (their items).
+template <typename F>
+void ForEachAssignment(const v1::RouteResponse& response, F f) {
+  if (response.has_assignment()) f(response.assignment());
+}
+template <typename Response, typename F>
+void ForEachAssignment(const Response& response, F f) {
+  for (const v1::RouteBatchItem& item : response.items()) {
+    if (item.has_assignment()) f(item.assignment());
+  }
+}
+
+// The reactor of Route and RouteBatch: answers like the default one and, once the call is over,
+// releases its assignments if the answer never reached the client. gRPC then reports the call
+// cancelled: the client cancelled, or its deadline passed, while the answer was being sent. The
+// default reactor would leave their slots and reserved cost held until the lease timeout. (A
+// client that cancels after the answer left the server holds them until then anyway: the server
+// cannot tell.)
+template <typename Response>
+class ReleasingUnaryReactor final : public grpc::ServerUnaryReactor {
+ public:
+  ReleasingUnaryReactor(RouterRuntime* rt, grpc::CallbackServerContext* ctx,
+                        const Response* response)
+      : rt_(rt), ctx_(ctx), response_(response) {}
+
+  // gRPC keeps the response alive until OnDone returns.
+  void OnDone() override {
+    if (ctx_->IsCancelled()) {
+      ForEachAssignment(*response_, [this](const v1::Assignment& a) {
+        rt_->ReleaseUndelivered(a.assignment_id(), a.model());
+      });
+    }
+    delete this;
+  }
+
+ private:
+  RouterRuntime* const rt_;
+  grpc::CallbackServerContext* const ctx_;
+  const Response* const response_;
+};
+
 // ---- Route ----
 
 class UnaryTask final : public RouteTask {
@@ -160,11 +202,18 @@ class StreamReactor final
     Actions a;
     {
       absl::MutexLock lock(&mu_);
-      out_.pop_front();
-      writing_ = false;
+      std::vector<v1::RouteStreamResponse> undelivered;
       if (!ok) broken_ = true;
-      if (broken_) out_.clear();
+      // A failed write and whatever was queued behind it never reach the client.
+      if (broken_) {
+        for (v1::RouteStreamResponse& m : out_) undelivered.push_back(std::move(m));
+        out_.clear();
+      } else {
+        out_.pop_front();
+      }
+      writing_ = false;
       a = NextActionsLocked();
+      a.undelivered = std::move(undelivered);
     }
     Run(a);
   }
@@ -215,10 +264,18 @@ class StreamReactor final
   // What to do once the lock is released: gRPC may run reactions (even OnDone, which deletes the
   // reactor) before StartWrite or Finish returns, so neither is called under mu_.
   struct Actions {
+    // Answers that will never be written (the stream broke): their assignments are released.
+    std::vector<v1::RouteStreamResponse> undelivered;
     const v1::RouteStreamResponse* write = nullptr;
     std::optional<grpc::Status> finish;
   };
   void Run(const Actions& a) {
+    // Before StartWrite and Finish, which may end in OnDone (and delete this) before they return.
+    for (const v1::RouteStreamResponse& m : a.undelivered) {
+      ForEachAssignment(m, [this](const v1::Assignment& assignment) {
+        rt_->ReleaseUndelivered(assignment.assignment_id(), assignment.model());
+      });
+    }
     if (a.write != nullptr) StartWrite(a.write);
     if (a.finish.has_value()) Finish(*a.finish);
   }
@@ -273,10 +330,13 @@ class StreamReactor final
   // new one. So a stream whose write is in flight sends everything that became ready meanwhile as
   // one message.
   Actions DeliverLocked(v1::RouteBatchItem answer) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
-    if (!broken_) {
-      if (out_.size() <= (writing_ ? 1u : 0u)) out_.emplace_back();
-      *out_.back().add_items() = std::move(answer);
+    if (broken_) {
+      Actions a = NextActionsLocked();
+      *a.undelivered.emplace_back().add_items() = std::move(answer);
+      return a;
     }
+    if (out_.size() <= (writing_ ? 1u : 0u)) out_.emplace_back();
+    *out_.back().add_items() = std::move(answer);
     return NextActionsLocked();
   }
 
@@ -395,7 +455,8 @@ class BatchCall {
 grpc::ServerUnaryReactor* RouterService::Route(grpc::CallbackServerContext* ctx,
                                                const v1::RouteRequest* request,
                                                v1::RouteResponse* response) {
-  grpc::ServerUnaryReactor* reactor = ctx->DefaultReactor();
+  grpc::ServerUnaryReactor* reactor =
+      new ReleasingUnaryReactor<v1::RouteResponse>(runtime_, ctx, response);
   runtime_->NoteArrival();
   const absl::Time start = runtime_->clock().Now();
   auto task = std::make_unique<UnaryTask>(runtime_, ctx, reactor, response, start);
@@ -426,7 +487,8 @@ grpc::ServerBidiReactor<v1::RouteStreamRequest, v1::RouteStreamResponse>* Router
 grpc::ServerUnaryReactor* RouterService::RouteBatch(grpc::CallbackServerContext* ctx,
                                                     const v1::RouteBatchRequest* request,
                                                     v1::RouteBatchResponse* response) {
-  grpc::ServerUnaryReactor* reactor = ctx->DefaultReactor();
+  grpc::ServerUnaryReactor* reactor =
+      new ReleasingUnaryReactor<v1::RouteBatchResponse>(runtime_, ctx, response);
   runtime_->NoteArrival();
   const absl::Time start = runtime_->clock().Now();
   const std::shared_ptr<const RuntimeState> state = runtime_->state();

@@ -211,14 +211,25 @@ TEST_F(RouterdTest, EveryCallIsAnsweredExactlyOnceUnderLoadAndCancellation) {
     EXPECT_LE(spent, kCap * members.front()->decision().batch_size() + 1e-9) << id;
   }
   EXPECT_LE(local, kLocalSlots);
-  // A cancellation that races with the answer can leave the server holding the slot of an
-  // assignment the client never received (its lease frees it), so the ledger is compared with the
-  // server's own count of local assignments, and with what the clients received.
-  const int held = routerd_->runtime().ledger().InUse(kLocal);
-  const double assigned =
-      MetricValue(HttpGet(routerd_->metrics_port(), "/metrics"),
-                  absl::StrCat("router_assignments_total{model=\"", kLocal, "\"}"));
-  EXPECT_EQ(held, std::max(assigned, 0.0));  // the series is absent until its first assignment
+  // The ledger holds exactly the local assignments the server made, less those it released because
+  // their answer never reached the client (router_undelivered_assignments_total). Those releases
+  // happen in the calls' OnDone, which may follow the client's own CANCELLED, so this waits for
+  // the two to agree (bounded; not a timing assertion). A cancellation that reaches the server
+  // only after its answer left is not seen there: that slot stays held until its lease expires,
+  // so the ledger may hold more than the clients received.
+  auto series = [](const std::string& metrics, const char* name) {
+    // A series is absent until its first increment.
+    return std::max(0.0, MetricValue(metrics, absl::StrCat(name, "{model=\"", kLocal, "\"}")));
+  };
+  int64_t held = 0;
+  double expected = -1;
+  for (int polls = 0; polls < 10000 && held != expected; ++polls) {
+    const std::string metrics = HttpGet(routerd_->metrics_port(), "/metrics");
+    held = routerd_->runtime().ledger().InUse(kLocal);
+    expected = series(metrics, "router_assignments_total") -
+               series(metrics, "router_undelivered_assignments_total");
+  }
+  EXPECT_EQ(held, expected);
   EXPECT_GE(held, local);
   EXPECT_LE(held - local, cancelled);
   EXPECT_LE(held, kLocalSlots);
