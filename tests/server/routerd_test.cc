@@ -460,9 +460,11 @@ TEST_F(RouterdTest, HealthReportsTheRouterServiceServing) {
 
 // A batch that would wait 10 s for company closes early for a member whose deadline is near.
 TEST_F(RouterdTest, ABatchClosesEarlyForAMembersDeadline) {
+  // The batch closes solve_margin before the deadline; 500 ms leaves the answer time to arrive on a
+  // loaded machine (50 ms once failed while another build ran beside the tests).
   grpc::ClientContext update_ctx;
   v1::UpdateConfigRequest update;
-  update.set_yaml("batching: {max_batch_size: 512, max_batch_delay_ms: 10000, solve_margin_ms: 50}");
+  update.set_yaml("batching: {max_batch_size: 512, max_batch_delay_ms: 10000, solve_margin_ms: 500}");
   v1::UpdateConfigResponse update_resp;
   ASSERT_TRUE(admin_->UpdateConfig(&update_ctx, update, &update_resp).ok());
   grpc::ClientContext ctx;
@@ -480,7 +482,7 @@ TEST_F(RouterdTest, ABatchClosesEarlyForAMembersDeadline) {
 // it (the batch thread is woken only when an arrival moves the close earlier).
 TEST_F(RouterdTest, ANearerDeadlineWakesABatchAlreadyWaiting) {
   ASSERT_TRUE(UpdateConfig(
-                  "batching: {max_batch_size: 512, max_batch_delay_ms: 10000, solve_margin_ms: 50}")
+                  "batching: {max_batch_size: 512, max_batch_delay_ms: 10000, solve_margin_ms: 500}")
                   .ok());
   AsyncCall patient;
   *patient.request.mutable_query() = MakeQuery("patient", 0);
