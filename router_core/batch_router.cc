@@ -13,6 +13,7 @@
 #include "router_core/instance.h"
 #include "router_core/lagrangian_solver.h"
 #include "router_core/robust_gamma.h"
+#include "router_core/small_batch_solver.h"
 
 namespace router::core {
 namespace {
@@ -41,6 +42,23 @@ absl::StatusOr<Solution> SolveExact(const BatchProblem& problem, const Instance&
     s.objective = l.objective;
     s.upper_bound = l.upper_bound;
     s.method = "lagrangian";
+    if (served.num_queries <= options.small_batch_max_queries &&
+        RelativeGap(s) > problem.relative_gap) {
+      const SmallBatchResult small =
+          SolveSmallBatch(served, {s.model_of_query, l.budget_price, l.slot_price},
+                          {.relative_gap = problem.relative_gap,
+                           .max_nodes = options.small_batch_max_nodes,
+                           .deadline = start + problem.time_limit,
+                           .clock = options.clock});
+      s.nodes = small.nodes;
+      if (small.objective > s.objective) {
+        s.model_of_query = small.model_of_query;
+        s.objective = small.objective;
+        s.method = "small_batch";
+      }
+      if (small.finished)
+        s.upper_bound = std::max(s.objective, std::min(s.upper_bound, small.upper_bound));
+    }
   }
   const absl::Duration left = problem.time_limit - (options.clock->Now() - start);
   if (options.use_cbc && served.num_queries > 0 && RelativeGap(s) > problem.relative_gap &&
@@ -52,7 +70,7 @@ absl::StatusOr<Solution> SolveExact(const BatchProblem& problem, const Instance&
     cbc_options.incumbent = &s.model_of_query;
     absl::StatusOr<CbcResult> cbc = SolveWithCbc(served, cbc_options);
     if (!cbc.ok()) return cbc.status();
-    s.nodes = cbc->nodes;
+    s.nodes += cbc->nodes;
     if (!cbc->model_of_query.empty() && cbc->objective > s.objective) {
       s.model_of_query = std::move(cbc->model_of_query);
       s.objective = cbc->objective;

@@ -7,16 +7,20 @@
 // Exact policies (batch, batch_robust, batch_gamma) are orchestrated under the batch's time limit:
 //   1. the structure-aware fast solver (lagrangian_solver.h; robust_gamma.h for batch_gamma) always
 //      runs to completion and yields a feasible assignment with a proven upper bound;
-//   2. if its gap exceeds `relative_gap` and at least `min_cbc_time` of the time limit remains,
-//      CBC (cbc_solver.h) starts from that incumbent and is stopped by the remaining wall time;
-//   3. the better assignment is returned with the tighter of the two bounds.
+//   2. on a batch of at most `small_batch_max_queries` queries whose gap exceeds `relative_gap`
+//      (batch and batch_robust), the small-batch branch and bound (small_batch_solver.h) starts
+//      from that assignment and its prices, within small_batch_max_nodes and the time limit;
+//   3. if the gap still exceeds `relative_gap` and at least `min_cbc_time` of the time limit
+//      remains, CBC (cbc_solver.h) starts from the best assignment so far and is stopped by the
+//      remaining wall time;
+//   4. the best assignment is returned with the tightest of the bounds.
 // So the answer time is at most  t_fast + max(0, time_limit - t_fast)  plus CBC's stopping latency,
 // and the gap is always reported. Heuristic policies (per_query, threshold, ndch, ndch_p) return
 // status HEURISTIC without a bound.
 //
-// When no assignment serves every query (the budget cannot pay the cheapest completion, or slots run
-// out), the unserved queries and their reasons are listed in the Solution (see admission.h for the
-// rule); the batch is never silently over budget or over a slot limit.
+// When no assignment serves every query (the budget cannot pay the cheapest completion, or slots
+// run out), the unserved queries and their reasons are listed in the Solution (see admission.h for
+// the rule); the batch is never silently over budget or over a slot limit.
 //
 // Thread-safety: SolveBatch may be called concurrently from several threads; each call owns its
 // solver state (CBC models included).
@@ -40,6 +44,12 @@ struct BatchRouterOptions {
   absl::Duration min_cbc_time = absl::Milliseconds(2);
   // Run CBC at all (benchmarks turn it off to measure the fast path alone).
   bool use_cbc = true;
+  // Batches of up to this many served queries go through the small-batch search before CBC
+  // (0 = never). The search finishes in microseconds on the 4-13-query batches that used to need
+  // CBC for 1-15 ms (bench/README.md, "Load benchmark"); 32 keeps its worst case bounded by
+  // small_batch_max_nodes (about 0.1-0.3 us per node on 10 models).
+  int small_batch_max_queries = 32;
+  int64_t small_batch_max_nodes = 20000;
   // Reads the time for the deadline and solve_time. Not owned; must outlive the call. CBC's own
   // stopping rule reads the wall clock regardless.
   const Clock* clock = &Clock::Real();

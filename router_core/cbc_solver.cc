@@ -2,7 +2,6 @@
 
 #include <algorithm>
 #include <cmath>
-#include <cstring>
 #include <functional>
 #include <limits>
 #include <string>
@@ -18,7 +17,6 @@
 #include "CoinFinite.hpp"
 #include "CoinPackedMatrix.hpp"
 #include "OsiClpSolverInterface.hpp"
-#include "absl/container/flat_hash_map.h"
 #include "absl/status/status.h"
 #include "absl/strings/str_cat.h"
 #include "router_core/solution.h"
@@ -87,30 +85,14 @@ absl::Status ValidateOptions(const Instance& instance, const CbcOptions& options
 }
 
 // The interchangeable queries of the ILP (why: the file comment of cbc_solver.h), per group its
-// queries in increasing order. Without the robust objective, queries with the same allowed models,
-// values and costs, bit for bit; with it, every query alone, since each has its own deviation row.
+// queries in increasing order: GroupIdenticalQueries without the robust objective; with it, every
+// query alone, since each has its own deviation row.
 using Groups = std::vector<std::vector<int>>;
 
 Groups GroupQueries(const Instance& instance, bool robust) {
-  Groups groups;
-  if (robust) {
-    groups.resize(instance.num_queries);
-    for (int i = 0; i < instance.num_queries; ++i) groups[i] = {i};
-    return groups;
-  }
-  const size_t m = static_cast<size_t>(instance.num_models);
-  const size_t doubles = m * sizeof(double);
-  absl::flat_hash_map<std::string, int> group_of_row;
-  std::string key(2 * doubles + m, '\0');
-  for (int i = 0; i < instance.num_queries; ++i) {
-    const size_t cell = static_cast<size_t>(instance.index(i, 0));
-    std::memcpy(key.data(), instance.value.data() + cell, doubles);
-    std::memcpy(key.data() + doubles, instance.cost.data() + cell, doubles);
-    std::memcpy(key.data() + 2 * doubles, instance.allowed.data() + cell, m);
-    const auto [it, inserted] = group_of_row.try_emplace(key, static_cast<int>(groups.size()));
-    if (inserted) groups.emplace_back();
-    groups[it->second].push_back(i);
-  }
+  if (!robust) return GroupIdenticalQueries(instance);
+  Groups groups(instance.num_queries);
+  for (int i = 0; i < instance.num_queries; ++i) groups[i] = {i};
   return groups;
 }
 

@@ -1,5 +1,8 @@
 #include "router_core/instance.h"
 
+#include <cstring>
+#include <string>
+
 #include "absl/container/flat_hash_map.h"
 
 namespace router::core {
@@ -52,6 +55,24 @@ Instance SelectQueries(const Instance& instance, const std::vector<int>& rows) {
                        instance.allowed.begin() + begin + m);
   }
   return out;
+}
+
+std::vector<std::vector<int>> GroupIdenticalQueries(const Instance& instance) {
+  std::vector<std::vector<int>> groups;
+  const size_t m = static_cast<size_t>(instance.num_models);
+  const size_t doubles = m * sizeof(double);
+  absl::flat_hash_map<std::string, int> group_of_row;
+  std::string key(2 * doubles + m, '\0');
+  for (int i = 0; i < instance.num_queries; ++i) {
+    const size_t cell = static_cast<size_t>(instance.index(i, 0));
+    std::memcpy(key.data(), instance.value.data() + cell, doubles);
+    std::memcpy(key.data() + doubles, instance.cost.data() + cell, doubles);
+    std::memcpy(key.data() + 2 * doubles, instance.allowed.data() + cell, m);
+    const auto [it, inserted] = group_of_row.try_emplace(key, static_cast<int>(groups.size()));
+    if (inserted) groups.emplace_back();
+    groups[it->second].push_back(i);
+  }
+  return groups;
 }
 
 }  // namespace router::core

@@ -52,6 +52,13 @@ Instance BuildInstance(const BatchProblem& problem, ValueSource source);
 // The subset of `instance` made of the queries in `rows` (in that order), same models and budget.
 Instance SelectQueries(const Instance& instance, const std::vector<int>& rows);
 
+// The interchangeable queries of `instance`: those with the same allowed models, values and costs,
+// bit for bit (deviations are not compared). Per group its queries in increasing order; groups in
+// order of their first query. Exact solvers use them to skip the N! equivalent orderings of N
+// identical queries (UniRoute gives every query of a cluster the same predictions).
+// Cost: O(N * M) to hash the rows.
+std::vector<std::vector<int>> GroupIdenticalQueries(const Instance& instance);
+
 }  // namespace router::core
 
 #endif  // ROUTER_CORE_INSTANCE_H_

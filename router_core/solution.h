@@ -51,7 +51,7 @@ struct Solution {
   SolveStatus status = SolveStatus::kHeuristic;
   double total_cost = 0.0;
   absl::Duration solve_time;
-  // Branch-and-bound nodes CBC explored (0 when CBC did not run).
+  // Branch-and-bound nodes explored: the small-batch search's plus CBC's (0 when neither ran).
   int64_t nodes = 0;
   // Which component produced the final assignment, e.g. "lagrangian", "cbc", "per_query".
   std::string method;

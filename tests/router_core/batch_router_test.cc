@@ -69,6 +69,36 @@ TEST(SolveBatchTest, ExactPoliciesMatchBruteForce) {
   EXPECT_GT(compared, 250);
 }
 
+// With CBC off, the small-batch search alone proves the optimum of every small batch, where the
+// fast solver alone leaves some gaps open.
+TEST(SolveBatchTest, SmallBatchSearchClosesTheGapWithoutCbc) {
+  int compared = 0, open_without_search = 0, improved_by_search = 0;
+  for (uint64_t seed = 1; seed <= 300; ++seed) {
+    BatchProblem p = RandomProblem(Varied(seed, 8, 3));
+    p.time_limit = absl::Seconds(10);
+    p.relative_gap = 0.0;
+    p.policy = PolicyKind::kBatch;
+    const auto best = BruteForce(BuildInstance(p, ValueSource::kQuality));
+    if (!best.has_value()) continue;
+    ++compared;
+    BatchRouterOptions options;
+    options.use_cbc = false;
+    absl::StatusOr<Solution> s = SolveBatch(p, options);
+    ASSERT_THAT(s, IsOk());
+    EXPECT_EQ(s->status, SolveStatus::kOptimal) << "seed " << seed;
+    EXPECT_NEAR(s->objective, best->objective, 1e-9) << "seed " << seed;
+    EXPECT_GE(s->upper_bound, best->objective - 1e-9) << "seed " << seed;
+    improved_by_search += s->method == "small_batch";
+    options.small_batch_max_queries = 0;
+    const absl::StatusOr<Solution> fast_only = SolveBatch(p, options);
+    ASSERT_THAT(fast_only, IsOk());
+    open_without_search += fast_only->status != SolveStatus::kOptimal;
+  }
+  EXPECT_GT(compared, 60);
+  EXPECT_GT(open_without_search, 0);
+  EXPECT_GT(improved_by_search, 0);
+}
+
 // Random and adversarial instances: every policy's answer is feasible, the bound of
 // every exact policy is at least its objective, and unserved queries only appear when the
 // cheapest completion cannot be paid or placed.

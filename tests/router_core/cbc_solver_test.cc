@@ -26,6 +26,7 @@ using testing::GammaObjective;
 using testing::IsOk;
 using testing::RandomInstanceOptions;
 using testing::RandomProblem;
+using testing::SmallOptions;
 using testing::StatusIs;
 using ::testing::HasSubstr;
 
@@ -34,24 +35,6 @@ constexpr absl::Duration kNoLimit = absl::Seconds(30);
 
 Instance RandomInstance(const RandomInstanceOptions& o) {
   return BuildInstance(RandomProblem(o), ValueSource::kQuality);
-}
-
-// Small instances across the shapes the generator offers, seeded by `seed`.
-RandomInstanceOptions SmallOptions(uint64_t seed) {
-  RandomInstanceOptions o;
-  o.seed = seed;
-  o.num_queries = 1 + static_cast<int>(seed % 7);
-  o.num_models = 1 + static_cast<int>((seed / 7) % 3);
-  // At least one unlimited model, or nearly every instance is infeasible.
-  o.num_limited = static_cast<int>(seed % o.num_models);
-  o.slot_fraction = 0.25 + 0.2 * static_cast<double>(seed % 4);
-  // The budget is a fraction of the dearest serving; with one model any fraction below 1 is
-  // infeasible, so single-model instances run unbudgeted.
-  const double budgets[] = {-1.0, 0.3, 0.5, 0.8};
-  o.budget_fraction = o.num_models == 1 ? -1.0 : budgets[(seed / 3) % 4];
-  o.disallow_probability = seed % 5 == 0 ? 0.4 : 0.0;
-  o.adversarial = seed % 2 == 1;
-  return o;
 }
 
 // Serves every query at its cheapest allowed model that still has a slot (limited models first

@@ -61,4 +61,21 @@ BatchProblem RandomProblem(const RandomInstanceOptions& o) {
   return p;
 }
 
+RandomInstanceOptions SmallOptions(uint64_t seed) {
+  RandomInstanceOptions o;
+  o.seed = seed;
+  o.num_queries = 1 + static_cast<int>(seed % 7);
+  o.num_models = 1 + static_cast<int>((seed / 7) % 3);
+  // At least one unlimited model, or nearly every instance is infeasible.
+  o.num_limited = static_cast<int>(seed % o.num_models);
+  o.slot_fraction = 0.25 + 0.2 * static_cast<double>(seed % 4);
+  // The budget is a fraction of the dearest serving; with one model any fraction below 1 is
+  // infeasible, so single-model instances run unbudgeted.
+  const double budgets[] = {-1.0, 0.3, 0.5, 0.8};
+  o.budget_fraction = o.num_models == 1 ? -1.0 : budgets[(seed / 3) % 4];
+  o.disallow_probability = seed % 5 == 0 ? 0.4 : 0.0;
+  o.adversarial = seed % 2 == 1;
+  return o;
+}
+
 }  // namespace router::core::testing

@@ -34,6 +34,10 @@ struct RandomInstanceOptions {
 
 BatchProblem RandomProblem(const RandomInstanceOptions& options);
 
+// Small instances across the shapes the generator offers, for comparisons with BruteForce: 1-7
+// queries, 1-3 models, slots, budgets, disallowed models and adversarial order varying with `seed`.
+RandomInstanceOptions SmallOptions(uint64_t seed);
+
 }  // namespace router::core::testing
 
 #endif  // ROUTER_TESTS_ROUTER_CORE_TESTING_RANDOM_INSTANCE_H_
