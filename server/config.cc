@@ -115,6 +115,7 @@ absl::Status ReadPolicy(const YAML::Node& node, core::BatchPolicy& p) {
   ROUTER_RETURN_IF_ERROR(r.Read("gamma", p.params.gamma));
   ROUTER_RETURN_IF_ERROR(r.ReadMs("time_limit_ms", p.time_limit));
   ROUTER_RETURN_IF_ERROR(r.Read("relative_gap", p.relative_gap));
+  ROUTER_RETURN_IF_ERROR(r.Read("small_batch_max_queries", p.small_batch_max_queries));
   ROUTER_RETURN_IF_ERROR(r.Read("max_fallbacks", p.max_fallbacks));
   ROUTER_RETURN_IF_ERROR(r.CheckNoUnknownKeys());
   if (!std::isfinite(p.params.lambda) || p.params.lambda < 0) return Invalid("policy.lambda", "must be >= 0");
@@ -122,6 +123,9 @@ absl::Status ReadPolicy(const YAML::Node& node, core::BatchPolicy& p) {
   if (!std::isfinite(p.params.gamma) || p.params.gamma < 0) return Invalid("policy.gamma", "must be >= 0");
   if (p.time_limit <= absl::ZeroDuration()) return Invalid("policy.time_limit_ms", "must be > 0");
   if (!(p.relative_gap >= 0 && p.relative_gap < 1)) return Invalid("policy.relative_gap", "must be in [0, 1)");
+  if (p.small_batch_max_queries < 0 || p.small_batch_max_queries > 64) {
+    return Invalid("policy.small_batch_max_queries", "must be in [0, 64]");
+  }
   if (p.max_fallbacks < 0) return Invalid("policy.max_fallbacks", "must be >= 0");
   return absl::OkStatus();
 }
@@ -329,6 +333,7 @@ std::string ConfigToYaml(const RouterConfig& c) {
   out << YAML::Key << "gamma" << YAML::Value << c.policy.params.gamma;
   Emit(out, "time_limit_ms", c.policy.time_limit);
   out << YAML::Key << "relative_gap" << YAML::Value << c.policy.relative_gap;
+  out << YAML::Key << "small_batch_max_queries" << YAML::Value << c.policy.small_batch_max_queries;
   out << YAML::Key << "max_fallbacks" << YAML::Value << c.policy.max_fallbacks;
   out << YAML::EndMap;
   out << YAML::Key << "budget" << YAML::Value << YAML::BeginMap;

@@ -112,6 +112,7 @@ BatchOutcome RouteBatch(absl::Span<const PendingQuery> queries,
 
   BatchRouterOptions options;
   options.clock = &clock;
+  options.small_batch_max_queries = policy.small_batch_max_queries;
   absl::StatusOr<Solution> solution = SolveBatch(problem, options);
   if (!solution.ok()) {
     for (size_t i : slot_of) out.queries[i].status = solution.status();

@@ -48,6 +48,9 @@ struct BatchPolicy {
   // predictions (many queries with equal quality) CBC rarely closes it further, so a tighter target
   // spends the whole time_limit on most batches (bench/README.md, "Load benchmark").
   double relative_gap = 5e-3;
+  // Exact policies (batch, batch_robust) solve batches of up to this many queries with the
+  // small-batch search before CBC (batch_router.h); 0 = never.
+  int small_batch_max_queries = 32;
   // Fallback models listed per answer (allowed models by predicted quality, best first).
   int max_fallbacks = 2;
 };

@@ -79,7 +79,7 @@ metrics_listen: ""
 estimator: /tmp/e.cbor
 reflection: false
 batching: {max_batch_size: 128, max_batch_delay_ms: 2.5, max_queued: 500, solve_margin_ms: 1}
-policy: {name: batch_gamma, gamma: 3, time_limit_ms: 40, relative_gap: 0.01, max_fallbacks: 1}
+policy: {name: batch_gamma, gamma: 3, time_limit_ms: 40, relative_gap: 0.01, small_batch_max_queries: 8, max_fallbacks: 1}
 budget: {avg_cost_cap_usd: 0.002, spend_usd_per_minute: 6, spend_burst_usd: 2, lease_timeout_s: 30}
 limits: {max_text_bytes: 1000, max_batch_request_queries: 10}
 shutdown: {grace_s: 3}
@@ -91,6 +91,7 @@ models:
   ASSERT_THAT(c, IsOk());
   EXPECT_EQ(c->batching.max_batch_delay, absl::Microseconds(2500));
   EXPECT_EQ(c->policy.policy, core::PolicyKind::kBatchGamma);
+  EXPECT_EQ(c->policy.small_batch_max_queries, 8);
   EXPECT_DOUBLE_EQ(c->ledger.spend_rate_usd_per_second, 0.1);
   EXPECT_EQ(c->ledger.lease_timeout, absl::Seconds(30));
   ASSERT_EQ(c->models.size(), 2u);
@@ -111,6 +112,8 @@ TEST(ConfigTest, ErrorsNameTheField) {
       {"batching: {max_batch_size: many}", "batching.max_batch_size: cannot read 'many'"},
       {"policy: {name: best}", "policy.name"},
       {"policy: {tau: 2}", "policy.tau"},
+      {"policy: {small_batch_max_queries: 65}",
+       "policy.small_batch_max_queries: must be in [0, 64]"},
       {"budget: {avg_cost_cap_usd: -1}", "budget.avg_cost_cap_usd"},
       {"budget: {spend_usd_per_minute: 1, spend_burst_usd: 0}", "budget.spend_burst_usd"},
       {"models: [{name: a, instances: 2}]", "models[0]: instances and slots_per_instance"},
@@ -119,7 +122,8 @@ TEST(ConfigTest, ErrorsNameTheField) {
       {"batching: [1, 2]", "batching: must be a mapping"},
       {"listen: [", "YAML syntax error at line"},
       {"routing: {default_mode: fast}", "routing.default_mode: unknown routing mode 'fast'"},
-      {"routing: {tenant_modes: {a: inline, b: quick}}", "routing.tenant_modes.b: unknown routing mode 'quick'"},
+      {"routing: {tenant_modes: {a: inline, b: quick}}",
+       "routing.tenant_modes.b: unknown routing mode 'quick'"},
       {"routing: {tenant_modes: [a, b]}", "routing.tenant_modes: must be a mapping"},
       {"routing: {tenant_modes: {a: [inline]}}", "routing.tenant_modes.a: must be a scalar"},
       {"routing: {default: inline}", "routing.default: unknown key"},
