@@ -13,14 +13,24 @@ namespace {
 
 constexpr double kInf = std::numeric_limits<double>::infinity();
 
+// The start's slot prices where they may be used: a price on an unlimited model would lower the
+// bound without the matching mu * slots term, so those (and all, if none were given) are 0.
+std::vector<double> SlotPrices(const Instance& instance, const std::vector<double>& given) {
+  std::vector<double> mu(instance.num_models, 0.0);
+  if (given.size() != mu.size()) return mu;
+  for (int j = 0; j < instance.num_models; ++j) {
+    if (instance.is_limited(j)) mu[j] = std::max(0.0, given[j]);
+  }
+  return mu;
+}
+
 class Search {
  public:
   Search(const Instance& instance, const SmallBatchStart& start, const SmallBatchOptions& options)
       : inst_(instance),
         options_(options),
         lambda_(instance.has_budget() ? start.budget_price : 0.0),
-        mu_(start.slot_price.empty() ? std::vector<double>(instance.num_models, 0.0)
-                                     : start.slot_price),
+        mu_(SlotPrices(instance, start.slot_price)),
         slots_left_(instance.slots),
         assignment_(instance.num_queries, kUnserved),
         best_(start.model_of_query),

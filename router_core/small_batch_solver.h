@@ -55,7 +55,8 @@ struct SmallBatchOptions {
 struct SmallBatchStart {
   std::vector<int> model_of_query;
   double budget_price = 0.0;       // lambda >= 0
-  std::vector<double> slot_price;  // mu_j >= 0 per model; empty = all 0
+  // mu_j >= 0 per model (used on slot-limited models only); empty = all 0.
+  std::vector<double> slot_price;
 };
 
 struct SmallBatchResult {

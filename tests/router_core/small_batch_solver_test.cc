@@ -46,8 +46,9 @@ void ExpectFeasibleAndConsistent(const Instance& inst, const SmallBatchResult& r
   EXPECT_NEAR(r.objective, AssignmentValue(inst, r.model_of_query), 1e-9);
 }
 
-// At relative gap 0 the search is exact, from the fast solver's prices and from zero prices alike
-// (its bounds are valid for any prices).
+// At relative gap 0 the search is exact from the fast solver's prices, from zero prices and from
+// arbitrary ones alike (its bounds are valid for any prices >= 0; prices given for unlimited
+// models are ignored).
 TEST(SmallBatchSolverTest, MatchesBruteForceAtZeroGap) {
   int checked = 0;
   for (uint64_t seed = 1; seed <= 300; ++seed) {
@@ -58,7 +59,9 @@ TEST(SmallBatchSolverTest, MatchesBruteForceAtZeroGap) {
     if (!best.has_value()) continue;
     ++checked;
     const SmallBatchStart unpriced{start->model_of_query, 0.0, {}};
-    for (const SmallBatchStart& s : {*start, unpriced}) {
+    const SmallBatchStart overpriced{start->model_of_query, 1.0,
+                                     std::vector<double>(inst.num_models, 1.0)};
+    for (const SmallBatchStart& s : {*start, unpriced, overpriced}) {
       const SmallBatchResult r = SolveSmallBatch(inst, s);
       ExpectFeasibleAndConsistent(inst, r);
       EXPECT_TRUE(r.finished) << "seed " << seed;
