@@ -5,9 +5,12 @@
 // of them adversarial (hard, expensive queries first). Each iteration solves the next instance of
 // a pool of 50; counters report the median and p99 wall time in ms and the mean and max certified
 // relative gap (upper bound from the solver's own proof, never from a reference solution).
+// BM_SmallBatch compares, on the same small batches, the small-batch search before CBC (the
+// default) with CBC straight after the fast solver (policy.small_batch_max_queries 0).
 
 #include <algorithm>
 #include <chrono>
+#include <string>
 #include <vector>
 
 #include "bench/bench_stats.h"
@@ -52,19 +55,20 @@ void Report(benchmark::State& state, const std::vector<double>& ms, const std::v
   state.counters["gap_max_pct"] = 100.0 * worst;
 }
 
-// Solves the pool's instances with SolveBatch, each first adjusted by `configure`, and reports
-// wall time and certified gap.
+// Solves the pool's instances with SolveBatch(options), each first adjusted by `configure`, and
+// reports wall time and certified gap.
 template <typename Configure>
-void RunSolveBatch(benchmark::State& state, Configure configure) {
-  const auto pool = MakePool(static_cast<int>(state.range(0)), static_cast<int>(state.range(1)));
+void RunSolveBatchOn(benchmark::State& state, const std::vector<BatchProblem>& pool,
+                     Configure configure, const BatchRouterOptions& options) {
   std::vector<double> ms, gap;
+  double objective = 0.0;
   size_t k = 0;
   for (auto _ : state) {
     BatchProblem p = pool[k++ % pool.size()];
     p.relative_gap = 0.005;
     configure(p);
     const auto t0 = std::chrono::steady_clock::now();
-    absl::StatusOr<Solution> s = SolveBatch(p);
+    absl::StatusOr<Solution> s = SolveBatch(p, options);
     const auto t1 = std::chrono::steady_clock::now();
     if (!s.ok()) {
       state.SkipWithError(std::string(s.status().message()).c_str());
@@ -72,8 +76,18 @@ void RunSolveBatch(benchmark::State& state, Configure configure) {
     }
     ms.push_back(std::chrono::duration<double, std::milli>(t1 - t0).count());
     gap.push_back(RelativeGap(*s));
+    objective += s->objective;
   }
   Report(state, ms, gap);
+  // Same pool, same order: comparable between configurations of one benchmark.
+  state.counters["objective_mean"] = objective / static_cast<double>(ms.size());
+}
+
+// The same on a pool of random instances of state.range(0) queries and state.range(1) models.
+template <typename Configure>
+void RunSolveBatch(benchmark::State& state, Configure configure) {
+  const auto pool = MakePool(static_cast<int>(state.range(0)), static_cast<int>(state.range(1)));
+  RunSolveBatchOn(state, pool, configure, BatchRouterOptions());
 }
 
 void BM_FastPath(benchmark::State& state) {
@@ -88,6 +102,26 @@ void BM_FastPathGamma(benchmark::State& state) {
     p.params.gamma = 0.1 * static_cast<double>(p.queries.size());
     p.time_limit = absl::Milliseconds(50);
   });
+}
+
+// Small batches, as a lightly loaded unary Route forms them at a 1 ms delay (4-13 queries), and
+// shaped like UniRoute's predictions: every query is one of `kinds` distinct rows (0 = all
+// distinct). Args: queries, models, kinds, small-batch search on (1) or off (0).
+void BM_SmallBatch(benchmark::State& state) {
+  auto pool = MakePool(static_cast<int>(state.range(0)), static_cast<int>(state.range(1)));
+  const size_t kinds = static_cast<size_t>(state.range(2));
+  if (kinds > 0) {
+    for (BatchProblem& p : pool) {
+      for (size_t i = kinds; i < p.queries.size(); ++i) {
+        p.queries[i] = p.queries[i % kinds];
+        p.queries[i].id = std::to_string(i);
+      }
+    }
+  }
+  BatchRouterOptions options;
+  options.small_batch_max_queries = state.range(3) != 0 ? 32 : 0;
+  RunSolveBatchOn(
+      state, pool, [](BatchProblem& p) { p.time_limit = absl::Milliseconds(20); }, options);
 }
 
 void BM_PlainCbc(benchmark::State& state) {
@@ -122,6 +156,10 @@ void Sizes(benchmark::internal::Benchmark* b) {
 
 BENCHMARK(BM_FastPath)->Apply(Sizes)->Iterations(200)->Unit(benchmark::kMillisecond);
 BENCHMARK(BM_FastPathGamma)->Args({100, 20})->Args({256, 20})->Iterations(50)->Unit(benchmark::kMillisecond);
+BENCHMARK(BM_SmallBatch)
+    ->ArgsProduct({{4, 8, 13, 24}, {11}, {0, 3}, {0, 1}})
+    ->Iterations(200)
+    ->Unit(benchmark::kMillisecond);
 BENCHMARK(BM_PlainCbc)->Apply(Sizes)->Iterations(10)->Unit(benchmark::kMillisecond);
 
 }  // namespace

@@ -45,9 +45,10 @@ struct BatchRouterOptions {
   // Run CBC at all (benchmarks turn it off to measure the fast path alone).
   bool use_cbc = true;
   // Batches of up to this many served queries go through the small-batch search before CBC
-  // (0 = never). The search finishes in microseconds on the 4-13-query batches that used to need
-  // CBC for 1-15 ms (bench/README.md, "Load benchmark"); 32 keeps its worst case bounded by
-  // small_batch_max_nodes (about 0.1-0.3 us per node on 10 models).
+  // (0 = never). On 4-24 queries and 11 models its p99 is 0.05-0.39 ms where CBC's was 2.6-23 ms
+  // (bench/README.md, "Solver benchmark"). In solver_bench the fast solver's gap was never above
+  // 0.5% at 100 queries and more, so 32 covers the sizes that need it; small_batch_max_nodes bounds
+  // the search at about 1.5 ms (29-72 ns per node).
   int small_batch_max_queries = 32;
   int64_t small_batch_max_nodes = 20000;
   // Reads the time for the deadline and solve_time. Not owned; must outlive the call. CBC's own
