@@ -56,8 +56,9 @@ absl::StatusOr<Solution> SolveExact(const BatchProblem& problem, const Instance&
         s.objective = small.objective;
         s.method = "small_batch";
       }
-      if (small.finished)
+      if (small.finished) {
         s.upper_bound = std::max(s.objective, std::min(s.upper_bound, small.upper_bound));
+      }
     }
   }
   const absl::Duration left = problem.time_limit - (options.clock->Now() - start);
