@@ -175,6 +175,7 @@ void BatchScheduler::Decide(std::vector<TaskPtr> tasks) {
                        absl::StrCat(batch_prefix_, next_batch_.fetch_add(1)));
   if (observer_ != nullptr) observer_->OnBatch(outcome, now - oldest);
   for (size_t k = 0; k < live.size(); ++k) live[k]->Answer(outcome, k);
+  for (TaskPtr& t : live) t->Flush();
 }
 
 }  // namespace router::server

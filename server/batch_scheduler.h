@@ -47,6 +47,10 @@ class RouteTask {
   // The query routed (or given its own error) in `batch`; `index` is its outcome in batch.queries.
   virtual void Answer(const core::BatchOutcome& batch, size_t index) = 0;
   virtual void Fail(const absl::Status& status) = 0;
+  // Called once after Answer (never after Fail), when every task of the batch has had its Answer:
+  // a task whose answer shares a channel with others (a stream) may hold it until now, so that
+  // the channel sends them together.
+  virtual void Flush() {}
   // True once the client has gone; the task is then failed with CANCELLED instead of routed.
   virtual bool Cancelled() const = 0;
 

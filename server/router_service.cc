@@ -202,18 +202,16 @@ class StreamReactor final
     Actions a;
     {
       absl::MutexLock lock(&mu_);
-      std::vector<v1::RouteStreamResponse> undelivered;
       if (!ok) broken_ = true;
       // A failed write and whatever was queued behind it never reach the client.
       if (broken_) {
-        for (v1::RouteStreamResponse& m : out_) undelivered.push_back(std::move(m));
+        for (v1::RouteStreamResponse& m : out_) undelivered_.push_back(std::move(m));
         out_.clear();
       } else {
         out_.pop_front();
       }
       writing_ = false;
       a = NextActionsLocked();
-      a.undelivered = std::move(undelivered);
     }
     Run(a);
   }
@@ -223,13 +221,33 @@ class StreamReactor final
 
   bool cancelled() const { return cancelled_.load(); }
 
-  // A task's answer (or error item). Called from the batch thread.
-  void TaskDone(v1::RouteBatchItem answer) {
+  // A task's error item, delivered at once. Called from the batch thread.
+  void TaskFailed(v1::RouteBatchItem item) {
     Actions a;
     {
       absl::MutexLock lock(&mu_);
       --outstanding_;
-      a = DeliverLocked(std::move(answer));
+      a = DeliverLocked(std::move(item));
+    }
+    Run(a);
+  }
+
+  // A task's answer, queued without starting a write: the batch thread stages every answer of a
+  // batch before any write starts, so that a stream with several queries in the batch sends them
+  // as one message. The task stays outstanding (the stream cannot finish) until TaskFlushed.
+  void TaskAnswered(v1::RouteBatchItem answer) {
+    absl::MutexLock lock(&mu_);
+    StageLocked(std::move(answer));
+  }
+
+  // Called once per answered task after the whole batch was staged: starts the write if none is
+  // in flight (a later call for the same stream then finds it writing).
+  void TaskFlushed() {
+    Actions a;
+    {
+      absl::MutexLock lock(&mu_);
+      --outstanding_;
+      a = NextActionsLocked();
     }
     Run(a);
   }
@@ -243,15 +261,16 @@ class StreamReactor final
       v1::RouteBatchItem r;
       const absl::Status s = AnswerOf(batch, index, query_id_, arrival_, r.mutable_assignment());
       if (!s.ok()) SetErrorItem(query_id_, s, r);
-      reactor_->TaskDone(std::move(r));
+      reactor_->TaskAnswered(std::move(r));
     }
+    void Flush() override { reactor_->TaskFlushed(); }
     void Fail(const absl::Status& status) override {
       if (reactor_->rt_->metrics() != nullptr) {
         reactor_->rt_->metrics()->OnRejected(RejectReason(status));
       }
       v1::RouteBatchItem r;
       SetErrorItem(query_id_, status, r);
-      reactor_->TaskDone(std::move(r));
+      reactor_->TaskFailed(std::move(r));
     }
     bool Cancelled() const override { return reactor_->cancelled(); }
 
@@ -328,15 +347,18 @@ class StreamReactor final
 
   // Queues `answer`: into the last queued message if that one is not being written yet, else into a
   // new one. So a stream whose write is in flight sends everything that became ready meanwhile as
-  // one message.
-  Actions DeliverLocked(v1::RouteBatchItem answer) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+  // one message. Once the stream broke, the answer is kept aside to be released.
+  void StageLocked(v1::RouteBatchItem answer) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
     if (broken_) {
-      Actions a = NextActionsLocked();
-      *a.undelivered.emplace_back().add_items() = std::move(answer);
-      return a;
+      *undelivered_.emplace_back().add_items() = std::move(answer);
+      return;
     }
     if (out_.size() <= (writing_ ? 1u : 0u)) out_.emplace_back();
     *out_.back().add_items() = std::move(answer);
+  }
+
+  Actions DeliverLocked(v1::RouteBatchItem answer) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    StageLocked(std::move(answer));
     return NextActionsLocked();
   }
 
@@ -344,6 +366,8 @@ class StreamReactor final
   // the client half-closed, every task answered and every answer was written.
   Actions NextActionsLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
     Actions a;
+    a.undelivered = std::move(undelivered_);
+    undelivered_.clear();
     if (!writing_ && !out_.empty()) {
       writing_ = true;
       a.write = &out_.front();  // stays valid: only OnWriteDone pops, after this write completes
@@ -367,6 +391,8 @@ class StreamReactor final
   std::atomic<bool> cancelled_{false};
   absl::Mutex mu_;
   std::deque<v1::RouteStreamResponse> out_ ABSL_GUARDED_BY(mu_);
+  // Answers that will never be written, until the next Run releases their assignments.
+  std::vector<v1::RouteStreamResponse> undelivered_ ABSL_GUARDED_BY(mu_);
   bool writing_ ABSL_GUARDED_BY(mu_) = false;
   bool broken_ ABSL_GUARDED_BY(mu_) = false;
   bool reads_done_ ABSL_GUARDED_BY(mu_) = false;

@@ -35,8 +35,9 @@
 namespace router::server {
 namespace {
 
-using ::testing::HasSubstr;
 using core::testing::IsOk;
+using ::testing::ElementsAre;
+using ::testing::HasSubstr;
 
 constexpr char kLocal[] = "mistralai/mixtral-8x7b-chat";
 constexpr int kLocalSlots = 6;
@@ -269,6 +270,33 @@ TEST_F(RouterdTest, StreamAnswersEveryQueryAndKeepsGoingAfterABadOne) {
   for (const auto& [id, n] : seen) EXPECT_EQ(n, 1) << id;
 }
 
+// The batch thread stages every answer of a batch before it starts any write, so a stream's
+// queries that share a batch come back as one message, whatever the write timing.
+TEST_F(RouterdTest, AStreamGetsItsAnswersFromOneBatchInOneMessage) {
+  constexpr int kQueries = 8;
+  ASSERT_TRUE(UpdateConfig(TestConfigYaml(kQueries, "", kCap, /*max_batch_delay_ms=*/60000)).ok());
+  for (int round = 0; round < 5; ++round) {
+    grpc::ClientContext ctx;
+    auto stream = stub_->RouteStream(&ctx);
+    for (int k = 0; k < kQueries; ++k) {
+      v1::RouteStreamRequest r;
+      *r.mutable_query() = MakeQuery(absl::StrCat("r", round, "q", k), k);
+      ASSERT_TRUE(stream->Write(r));
+    }
+    stream->WritesDone();
+    std::vector<int> message_sizes;
+    v1::RouteStreamResponse resp;
+    while (stream->Read(&resp)) {
+      message_sizes.push_back(resp.items_size());
+      for (const v1::RouteBatchItem& item : resp.items()) {
+        ASSERT_TRUE(item.has_assignment()) << item.error().message();
+        EXPECT_EQ(item.assignment().decision().batch_size(), kQueries);
+      }
+    }
+    EXPECT_TRUE(stream->Finish().ok());
+    EXPECT_THAT(message_sizes, ElementsAre(kQueries)) << "round " << round;
+  }
+}
 TEST_F(RouterdTest, RouteBatchAnswersInOrderWithPerItemErrors) {
   v1::RouteBatchRequest req;
   for (int k = 0; k < 10; ++k) *req.add_queries() = MakeQuery(absl::StrCat("b", k), k);
