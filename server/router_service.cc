@@ -13,6 +13,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/synchronization/mutex.h"
 #include "server/query_intake.h"
+#include "server/raw_message.h"
 #include "server/status_util.h"
 
 namespace router::server {
@@ -88,23 +89,31 @@ void ForEachAssignment(const Response& response, F f) {
   }
 }
 
-// The reactor of Route and RouteBatch: answers like the default one and, once the call is over,
-// releases its assignments if the answer never reached the client. gRPC then reports the call
-// cancelled: the client cancelled, or its deadline passed, while the answer was being sent. The
-// default reactor would leave their slots and reserved cost held until the lease timeout. (A
-// client that cancels after the answer left the server holds them until then anyway: the server
-// cannot tell.)
-template <typename Response>
-class ReleasingUnaryReactor final : public grpc::ServerUnaryReactor {
+// The reactor of Route and RouteBatch. It owns the call's parsed request and its answer, and
+// serializes the answer into gRPC's buffer when the call finishes OK. Once the call is over, it
+// releases the answer's assignments if the answer never reached the client: gRPC then reports the
+// call cancelled (the client cancelled, or its deadline passed, while the answer was being sent).
+// Otherwise their slots and reserved cost would stay held until the lease timeout. (A client that
+// cancels after the answer left the server holds them until then anyway: the server cannot tell.)
+template <typename Request, typename Response>
+class UnaryCallReactor final : public grpc::ServerUnaryReactor {
  public:
-  ReleasingUnaryReactor(RouterRuntime* rt, grpc::CallbackServerContext* ctx,
-                        const Response* response)
-      : rt_(rt), ctx_(ctx), response_(response) {}
+  UnaryCallReactor(RouterRuntime* rt, grpc::CallbackServerContext* ctx,
+                   grpc::ByteBuffer* raw_answer)
+      : rt_(rt), ctx_(ctx), raw_answer_(raw_answer) {}
 
-  // gRPC keeps the response alive until OnDone returns.
+  Request& request() { return request_; }
+  Response* response() { return &response_; }
+
+  // The last touch of this reactor by its caller: gRPC may run OnDone before this returns.
+  void FinishCall(const grpc::Status& status) {
+    if (status.ok()) SerializeAnswer(response_, *raw_answer_);
+    Finish(status);
+  }
+
   void OnDone() override {
     if (ctx_->IsCancelled()) {
-      ForEachAssignment(*response_, [this](const v1::Assignment& a) {
+      ForEachAssignment(response_, [this](const v1::Assignment& a) {
         rt_->ReleaseUndelivered(a.assignment_id(), a.model());
       });
     }
@@ -114,16 +123,21 @@ class ReleasingUnaryReactor final : public grpc::ServerUnaryReactor {
  private:
   RouterRuntime* const rt_;
   grpc::CallbackServerContext* const ctx_;
-  const Response* const response_;
+  grpc::ByteBuffer* const raw_answer_;  // gRPC's, alive until OnDone
+  Request request_;
+  Response response_;
 };
+
+using RouteReactor = UnaryCallReactor<v1::RouteRequest, v1::RouteResponse>;
+using RouteBatchReactor = UnaryCallReactor<v1::RouteBatchRequest, v1::RouteBatchResponse>;
 
 // ---- Route ----
 
 class UnaryTask final : public RouteTask {
  public:
-  UnaryTask(RouterRuntime* rt, grpc::CallbackServerContext* ctx, grpc::ServerUnaryReactor* reactor,
-            v1::RouteResponse* response, absl::Time start)
-      : rt_(rt), ctx_(ctx), reactor_(reactor), response_(response), start_(start) {}
+  UnaryTask(RouterRuntime* rt, grpc::CallbackServerContext* ctx, RouteReactor* reactor,
+            absl::Time start)
+      : rt_(rt), ctx_(ctx), reactor_(reactor), response_(reactor->response()), start_(start) {}
 
   void Answer(const core::BatchOutcome& batch, size_t index) override {
     const absl::Status s =
@@ -161,12 +175,12 @@ class UnaryTask final : public RouteTask {
       rt_->metrics()->OnRequest("Route", static_cast<grpc::StatusCode>(s.code()),
                                 rt_->clock().Now() - start_);
     }
-    reactor_->Finish(ToGrpcStatus(s));  // the last touch of ctx_/reactor_/response_
+    reactor_->FinishCall(ToGrpcStatus(s));  // the last touch of ctx_/reactor_/response_
   }
 
   RouterRuntime* const rt_;
   grpc::CallbackServerContext* const ctx_;
-  grpc::ServerUnaryReactor* const reactor_;
+  RouteReactor* const reactor_;
   v1::RouteResponse* const response_;
   const absl::Time start_;
   std::string query_id_;
@@ -175,12 +189,11 @@ class UnaryTask final : public RouteTask {
 
 // ---- RouteStream ----
 
-class StreamReactor final
-    : public grpc::ServerBidiReactor<v1::RouteStreamRequest, v1::RouteStreamResponse> {
+class StreamReactor final : public grpc::ServerBidiReactor<grpc::ByteBuffer, grpc::ByteBuffer> {
  public:
   StreamReactor(RouterRuntime* rt, grpc::CallbackServerContext* ctx)
       : rt_(rt), ctx_(ctx), start_(rt->clock().Now()) {
-    StartRead(&request_);
+    StartRead(&raw_request_);
   }
 
   void OnReadDone(bool ok) override {
@@ -194,8 +207,14 @@ class StreamReactor final
       Run(a);
       return;
     }
-    Handle(request_.query());
-    StartRead(&request_);
+    ++messages_read_;
+    if (absl::Status s = ParseRequest(raw_request_, request_); !s.ok()) {
+      Refuse("", absl::InvalidArgumentError(
+                     absl::StrCat("message ", messages_read_, " of the stream: ", s.message())));
+    } else {
+      Handle(request_.query());
+    }
+    StartRead(&raw_request_);
   }
 
   void OnWriteDone(bool ok) override {
@@ -295,23 +314,32 @@ class StreamReactor final
         rt_->ReleaseUndelivered(assignment.assignment_id(), assignment.model());
       });
     }
-    if (a.write != nullptr) StartWrite(a.write);
+    if (a.write != nullptr) {
+      // Only the one write in flight uses raw_answer_ (a.write is set only when none is).
+      SerializeAnswer(*a.write, raw_answer_);
+      StartWrite(&raw_answer_);
+    }
     if (a.finish.has_value()) Finish(*a.finish);
+  }
+
+  // Answers a query refused on arrival with its error item.
+  void Refuse(const std::string& query_id, const absl::Status& status) {
+    if (rt_->metrics() != nullptr) rt_->metrics()->OnRejected("invalid");
+    v1::RouteBatchItem r;
+    SetErrorItem(query_id, status, r);
+    Actions a;
+    {
+      absl::MutexLock lock(&mu_);
+      a = DeliverLocked(std::move(r));
+    }
+    Run(a);
   }
 
   void Handle(const v1::Query& query) {
     const std::shared_ptr<const RuntimeState> state = rt_->state();
     absl::StatusOr<core::PendingQuery> pending = PrepareQuery(query, "query", *state);
     if (!pending.ok()) {
-      if (rt_->metrics() != nullptr) rt_->metrics()->OnRejected("invalid");
-      v1::RouteBatchItem r;
-      SetErrorItem(query.id(), pending.status(), r);
-      Actions a;
-      {
-        absl::MutexLock lock(&mu_);
-        a = DeliverLocked(std::move(r));
-      }
-      Run(a);
+      Refuse(query.id(), pending.status());
       return;
     }
     const absl::Time now = rt_->clock().Now();
@@ -387,7 +415,11 @@ class StreamReactor final
   RouterRuntime* const rt_;
   grpc::CallbackServerContext* const ctx_;
   const absl::Time start_;
+  // Read by one read at a time (each OnReadDone starts the next read last).
+  grpc::ByteBuffer raw_request_;
   v1::RouteStreamRequest request_;
+  int64_t messages_read_ = 0;
+  grpc::ByteBuffer raw_answer_;  // the message being written
   std::atomic<bool> cancelled_{false};
   absl::Mutex mu_;
   std::deque<v1::RouteStreamResponse> out_ ABSL_GUARDED_BY(mu_);
@@ -405,9 +437,14 @@ class StreamReactor final
 // Collects the answers of one caller-formed batch; finishes the RPC when the last one is in.
 class BatchCall {
  public:
-  BatchCall(RouterRuntime* rt, grpc::CallbackServerContext* ctx, grpc::ServerUnaryReactor* reactor,
-            v1::RouteBatchResponse* response, int items, absl::Time start)
-      : rt_(rt), ctx_(ctx), reactor_(reactor), response_(response), start_(start), remaining_(items) {
+  BatchCall(RouterRuntime* rt, grpc::CallbackServerContext* ctx, RouteBatchReactor* reactor,
+            int items, absl::Time start)
+      : rt_(rt),
+        ctx_(ctx),
+        reactor_(reactor),
+        response_(reactor->response()),
+        start_(start),
+        remaining_(items) {
     for (int k = 0; k < items; ++k) response_->add_items();
   }
 
@@ -463,12 +500,12 @@ class BatchCall {
     if (rt_->metrics() != nullptr) {
       rt_->metrics()->OnRequest("RouteBatch", status.error_code(), rt_->clock().Now() - start_);
     }
-    reactor_->Finish(status);
+    reactor_->FinishCall(status);
   }
 
   RouterRuntime* const rt_;
   grpc::CallbackServerContext* const ctx_;
-  grpc::ServerUnaryReactor* const reactor_;
+  RouteBatchReactor* const reactor_;
   v1::RouteBatchResponse* const response_;
   const absl::Time start_;
   absl::Mutex mu_;
@@ -479,13 +516,17 @@ class BatchCall {
 }  // namespace
 
 grpc::ServerUnaryReactor* RouterService::Route(grpc::CallbackServerContext* ctx,
-                                               const v1::RouteRequest* request,
-                                               v1::RouteResponse* response) {
-  grpc::ServerUnaryReactor* reactor =
-      new ReleasingUnaryReactor<v1::RouteResponse>(runtime_, ctx, response);
+                                               const grpc::ByteBuffer* raw_request,
+                                               grpc::ByteBuffer* raw_response) {
+  auto* reactor = new RouteReactor(runtime_, ctx, raw_response);
   runtime_->NoteArrival();
   const absl::Time start = runtime_->clock().Now();
-  auto task = std::make_unique<UnaryTask>(runtime_, ctx, reactor, response, start);
+  auto task = std::make_unique<UnaryTask>(runtime_, ctx, reactor, start);
+  if (absl::Status s = ParseRequest(*raw_request, reactor->request()); !s.ok()) {
+    task->Fail(s);
+    return reactor;
+  }
+  const v1::RouteRequest* request = &reactor->request();
   const std::shared_ptr<const RuntimeState> state = runtime_->state();
   absl::StatusOr<core::PendingQuery> pending = PrepareQuery(request->query(), "query", *state);
   if (!pending.ok()) {
@@ -504,22 +545,28 @@ grpc::ServerUnaryReactor* RouterService::Route(grpc::CallbackServerContext* ctx,
   return reactor;
 }
 
-grpc::ServerBidiReactor<v1::RouteStreamRequest, v1::RouteStreamResponse>* RouterService::RouteStream(
+grpc::ServerBidiReactor<grpc::ByteBuffer, grpc::ByteBuffer>* RouterService::RouteStream(
     grpc::CallbackServerContext* ctx) {
   runtime_->NoteArrival();
   return new StreamReactor(runtime_, ctx);
 }
 
 grpc::ServerUnaryReactor* RouterService::RouteBatch(grpc::CallbackServerContext* ctx,
-                                                    const v1::RouteBatchRequest* request,
-                                                    v1::RouteBatchResponse* response) {
-  grpc::ServerUnaryReactor* reactor =
-      new ReleasingUnaryReactor<v1::RouteBatchResponse>(runtime_, ctx, response);
+                                                    const grpc::ByteBuffer* raw_request,
+                                                    grpc::ByteBuffer* raw_response) {
+  auto* reactor = new RouteBatchReactor(runtime_, ctx, raw_response);
   runtime_->NoteArrival();
   const absl::Time start = runtime_->clock().Now();
   const std::shared_ptr<const RuntimeState> state = runtime_->state();
+  const absl::Status parsed = ParseRequest(*raw_request, reactor->request());
+  const v1::RouteBatchRequest* request = &reactor->request();  // empty if it did not parse
   const int n = request->queries_size();
-  auto call = std::make_shared<BatchCall>(runtime_, ctx, reactor, response, n, start);
+  auto call = std::make_shared<BatchCall>(runtime_, ctx, reactor, n, start);
+  if (!parsed.ok()) {
+    if (runtime_->metrics() != nullptr) runtime_->metrics()->OnRejected("invalid");
+    call->FailAll(parsed);
+    return reactor;
+  }
   if (n == 0 || n > state->config.max_batch_request_queries) {
     call->FailAll(absl::InvalidArgumentError(
         absl::StrCat("queries: ", n, " queries; a batch holds 1 to ",
@@ -563,26 +610,30 @@ grpc::ServerUnaryReactor* RouterService::RouteBatch(grpc::CallbackServerContext*
 }
 
 grpc::ServerUnaryReactor* RouterService::Complete(grpc::CallbackServerContext* ctx,
-                                                  const v1::CompleteRequest* request,
-                                                  v1::CompleteResponse* response) {
+                                                  const grpc::ByteBuffer* raw_request,
+                                                  grpc::ByteBuffer* raw_response) {
   grpc::ServerUnaryReactor* reactor = ctx->DefaultReactor();
   runtime_->NoteArrival();
   const absl::Time start = runtime_->clock().Now();
-  absl::Status status;
-  if (request->assignment_id().empty()) {
+  v1::CompleteRequest request;
+  v1::CompleteResponse response;
+  absl::Status status = ParseRequest(*raw_request, request);
+  if (status.ok() && request.assignment_id().empty()) {
     status = absl::InvalidArgumentError("assignment_id: required");
-  } else {
+  }
+  if (status.ok()) {
     std::optional<double> actual;
-    if (request->has_actual_cost_usd()) actual = request->actual_cost_usd();
+    if (request.has_actual_cost_usd()) actual = request.actual_cost_usd();
     absl::StatusOr<core::CompletionRecord> record =
-        runtime_->ledger().Complete(request->assignment_id(), actual);
+        runtime_->ledger().Complete(request.assignment_id(), actual);
     if (record.ok()) {
-      response->set_recorded_cost_usd(record->recorded_cost_usd);
-      response->set_lease_was_active(record->lease_was_active);
+      response.set_recorded_cost_usd(record->recorded_cost_usd);
+      response.set_lease_was_active(record->lease_was_active);
       if (runtime_->metrics() != nullptr) {
         runtime_->metrics()->OnCompletion(record->predicted_cost_usd, record->recorded_cost_usd);
       }
       runtime_->PublishLedgerGauges();
+      SerializeAnswer(response, *raw_response);
     }
     status = record.status();
   }

@@ -15,6 +15,11 @@
 // was answered, or with CANCELLED after a cancellation, once every task has answered (tasks hold
 // a pointer to the reactor, so it outlives them).
 //
+// Requests arrive and answers leave as raw gRPC byte buffers, parsed and serialized by
+// raw_message.h, so that a request that does not parse gets INVALID_ARGUMENT naming the field (a
+// stream: an error item with an empty query id, and the stream goes on) instead of gRPC's own
+// UNIMPLEMENTED, or a stream silently ended.
+//
 // Thread-safety: as the callback API requires; the runtime is shared.
 
 #ifndef ROUTER_SERVER_ROUTER_SERVICE_H_
@@ -25,20 +30,25 @@
 
 namespace router::server {
 
-class RouterService final : public v1::Router::CallbackService {
+// The four methods of router.v1.Router, each taking and giving raw bytes.
+using RawRouterService = v1::Router::WithRawCallbackMethod_Route<
+    v1::Router::WithRawCallbackMethod_RouteStream<v1::Router::WithRawCallbackMethod_RouteBatch<
+        v1::Router::WithRawCallbackMethod_Complete<v1::Router::Service>>>>;
+
+class RouterService final : public RawRouterService {
  public:
   explicit RouterService(RouterRuntime* runtime) : runtime_(runtime) {}
 
-  grpc::ServerUnaryReactor* Route(grpc::CallbackServerContext* ctx, const v1::RouteRequest* request,
-                                  v1::RouteResponse* response) override;
-  grpc::ServerBidiReactor<v1::RouteStreamRequest, v1::RouteStreamResponse>* RouteStream(
+  grpc::ServerUnaryReactor* Route(grpc::CallbackServerContext* ctx, const grpc::ByteBuffer* request,
+                                  grpc::ByteBuffer* response) override;
+  grpc::ServerBidiReactor<grpc::ByteBuffer, grpc::ByteBuffer>* RouteStream(
       grpc::CallbackServerContext* ctx) override;
   grpc::ServerUnaryReactor* RouteBatch(grpc::CallbackServerContext* ctx,
-                                       const v1::RouteBatchRequest* request,
-                                       v1::RouteBatchResponse* response) override;
+                                       const grpc::ByteBuffer* request,
+                                       grpc::ByteBuffer* response) override;
   grpc::ServerUnaryReactor* Complete(grpc::CallbackServerContext* ctx,
-                                     const v1::CompleteRequest* request,
-                                     v1::CompleteResponse* response) override;
+                                     const grpc::ByteBuffer* request,
+                                     grpc::ByteBuffer* response) override;
 
  private:
   RouterRuntime* const runtime_;

@@ -70,6 +70,7 @@ def make_query(query_id, text="", *, allowed_models=(), embedding=(), input_toke
                output_tokens=0, task="", tenant="", mode=None):
     """A router.v1.Query; `query_id` is required and echoed in the answer.
 
+    text: the prompt, str (sent as UTF-8) or bytes (sent as they are: any bytes are a prompt).
     mode: "batch", "inline", "auto" (or a router_pb2.RoutingMode value); None = unset, so
     routerd uses the tenant's mode or its configured default. ValueError for another name.
     """
@@ -77,6 +78,8 @@ def make_query(query_id, text="", *, allowed_models=(), embedding=(), input_toke
         if mode not in MODES:
             raise ValueError(f"mode: {mode!r} is not a routing mode (batch, inline or auto)")
         mode = MODES[mode]
+    if isinstance(text, str):
+        text = text.encode("utf-8")
     return router_pb2.Query(id=query_id, text=text, allowed_models=list(allowed_models),
                             embedding=list(embedding), input_tokens=input_tokens,
                             output_tokens=output_tokens, task=task, tenant=tenant,

@@ -444,6 +444,9 @@ with RouterClient(sys.argv[1]) as c:
     assert all(mode_name(a.assignment.decision_mode) == "inline" for a in inline), inline
     assert all(a.assignment.inline_decision.window_id for a in inline), inline
     answers += inline
+    raw = c.route(make_query("pb", b"caf\xe9 \xff au lait?"))  # a prompt is any bytes
+    assert raw.query_id == "pb", raw
+    answers.append(router_pb2.RouteBatchItem(assignment=raw))
     a = c.route(make_query("pa", "question", mode="auto"), timeout=30)
     assert mode_name(a.decision_mode) == "batch", a  # 30 s leave room for a batch
     answers.append(router_pb2.RouteBatchItem(assignment=a))
@@ -455,8 +458,8 @@ with RouterClient(sys.argv[1]) as c:
     for a in answers + [items[0]]:
         c.complete(a.assignment.assignment_id)
 EOF
-if [[ ${rc} -eq 0 ]]; then pass "python: errors, batch items and stream answers"
-else fail "python: errors, batch items and stream answers"; fi
+if [[ ${rc} -eq 0 ]]; then pass "python: errors, batch items, stream answers and a prompt that is not UTF-8"
+else fail "python: errors, batch items, stream answers and a prompt that is not UTF-8"; fi
 
 # ---- SIGTERM: routerd drains and exits 0 ----------------------------------------------------
 kill -TERM "${ROUTERD_PID}"

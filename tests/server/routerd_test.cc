@@ -27,6 +27,7 @@
 #include "absl/synchronization/notification.h"
 #include "gmock/gmock.h"
 #include "grpcpp/create_channel.h"
+#include "grpcpp/generic/generic_stub.h"
 #include "gtest/gtest.h"
 #include "health.grpc.pb.h"
 #include "router/v1/router.grpc.pb.h"
@@ -38,6 +39,7 @@ namespace {
 using core::testing::IsOk;
 using ::testing::ElementsAre;
 using ::testing::HasSubstr;
+using ::testing::Pair;
 
 constexpr char kLocal[] = "mistralai/mixtral-8x7b-chat";
 constexpr int kLocalSlots = 6;
@@ -1058,6 +1060,119 @@ TEST_F(RouterdTest, InlineMetricsMoveWithInlineTraffic) {
   EXPECT_EQ(MetricValue(after, "router_inline_decision_duration_seconds_count"), timed_before + 5);
   EXPECT_GE(MetricValue(after, "router_inline_lambda"), 0);
   EXPECT_GE(MetricValue(after, "router_inline_guard_activations_total"), 0);
+}
+
+// A prompt is bytes: one that is not UTF-8 (cut mid-character, or binary) is routed like any other.
+TEST_F(RouterdTest, PromptsThatAreNotUtf8AreRoutedOnEveryMethod) {
+  const std::string text("caf\xe9 \xff\xfe au lait?", 21);
+  v1::Query q = MakeQuery("u0", 0);
+  q.set_text(text);
+  v1::RouteResponse out;
+  const grpc::Status unary = RouteOne(q, &out);
+  ASSERT_TRUE(unary.ok()) << unary.error_message();
+  EXPECT_EQ(out.assignment().query_id(), "u0");
+
+  v1::RouteBatchRequest batch;
+  *batch.add_queries() = MakeQuery("u1", 1);
+  batch.mutable_queries(0)->set_text(text);
+  grpc::ClientContext batch_ctx;
+  v1::RouteBatchResponse batch_out;
+  ASSERT_TRUE(stub_->RouteBatch(&batch_ctx, batch, &batch_out).ok());
+  ASSERT_EQ(batch_out.items_size(), 1);
+  EXPECT_TRUE(batch_out.items(0).has_assignment()) << batch_out.items(0).error().message();
+
+  grpc::ClientContext stream_ctx;
+  auto stream = stub_->RouteStream(&stream_ctx);
+  v1::RouteStreamRequest r;
+  *r.mutable_query() = MakeQuery("u2", 2);
+  r.mutable_query()->set_text(text);
+  ASSERT_TRUE(stream->Write(r));
+  stream->WritesDone();
+  std::vector<std::string> answered;
+  v1::RouteStreamResponse resp;
+  while (stream->Read(&resp)) {
+    for (const v1::RouteBatchItem& item : resp.items()) {
+      EXPECT_TRUE(item.has_assignment()) << item.error().message();
+      answered.push_back(item.assignment().query_id());
+    }
+  }
+  EXPECT_TRUE(stream->Finish().ok());
+  EXPECT_THAT(answered, ElementsAre("u2"));
+}
+
+// Protobuf refuses to parse a string field that is not UTF-8. routerd parses requests itself, so
+// such a request gets INVALID_ARGUMENT naming the field (gRPC's own parsing answered UNIMPLEMENTED,
+// and ended a stream OK with its later queries unanswered), and a stream goes on.
+TEST_F(RouterdTest, AStringFieldThatIsNotUtf8GetsInvalidArgumentNamingIt) {
+  const std::string bad("id\xff", 3);
+  v1::RouteResponse out;
+  grpc::Status s = RouteOne(MakeQuery(bad, 0), &out);
+  EXPECT_EQ(s.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+  EXPECT_THAT(s.error_message(), HasSubstr("query.id: not valid UTF-8"));
+
+  v1::RouteBatchRequest batch;
+  *batch.add_queries() = MakeQuery("b0", 0);
+  *batch.add_queries() = MakeQuery("b1", 1);
+  batch.mutable_queries(1)->add_allowed_models(bad);
+  grpc::ClientContext batch_ctx;
+  v1::RouteBatchResponse batch_out;
+  s = stub_->RouteBatch(&batch_ctx, batch, &batch_out);
+  EXPECT_EQ(s.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+  EXPECT_THAT(s.error_message(), HasSubstr("queries[1].allowed_models[0]: not valid UTF-8"));
+
+  grpc::ClientContext complete_ctx;
+  v1::CompleteRequest complete;
+  complete.set_assignment_id(bad);
+  v1::CompleteResponse complete_out;
+  s = stub_->Complete(&complete_ctx, complete, &complete_out);
+  EXPECT_EQ(s.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+  EXPECT_THAT(s.error_message(), HasSubstr("assignment_id: not valid UTF-8"));
+
+  grpc::ClientContext stream_ctx;
+  auto stream = stub_->RouteStream(&stream_ctx);
+  v1::RouteStreamRequest r;
+  *r.mutable_query() = MakeQuery("s0", 0);
+  ASSERT_TRUE(stream->Write(r));
+  *r.mutable_query() = MakeQuery("s1", 1);
+  r.mutable_query()->set_tenant(bad);
+  ASSERT_TRUE(stream->Write(r));
+  *r.mutable_query() = MakeQuery("s2", 2);
+  ASSERT_TRUE(stream->Write(r));
+  stream->WritesDone();
+  std::map<std::string, std::string> answers;  // query id -> "" or the error message
+  v1::RouteStreamResponse resp;
+  while (stream->Read(&resp)) {
+    for (const v1::RouteBatchItem& item : resp.items()) {
+      if (item.has_error()) {
+        EXPECT_EQ(item.error().code(), static_cast<int>(grpc::StatusCode::INVALID_ARGUMENT));
+        answers[item.error().query_id()] = item.error().message();
+      } else {
+        answers[item.assignment().query_id()] = "";
+      }
+    }
+  }
+  EXPECT_TRUE(stream->Finish().ok());
+  EXPECT_THAT(answers, ElementsAre(Pair("",
+                                        "message 2 of the stream: query.tenant: not valid UTF-8 "
+                                        "(a protobuf string must be; Query.text takes any bytes)"),
+                                   Pair("s0", ""), Pair("s2", "")));
+
+  // Bytes that are no message at all.
+  grpc::GenericStub generic(channel_);
+  grpc::ClientContext raw_ctx;
+  grpc::Slice garbage(std::string("\x0a\xff\xff\xff\xff\x0f"));
+  grpc::ByteBuffer raw_request(&garbage, 1);
+  grpc::ByteBuffer raw_response;
+  absl::Notification done;
+  generic.UnaryCall(&raw_ctx, "/router.v1.Router/Route", grpc::StubOptions(), &raw_request,
+                    &raw_response, [&](grpc::Status status) {
+                      s = std::move(status);
+                      done.Notify();
+                    });
+  done.WaitForNotification();
+  EXPECT_EQ(s.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+  EXPECT_THAT(s.error_message(), HasSubstr("request: not a valid router.v1.RouteRequest message"));
+  EXPECT_TRUE(RouteOne(MakeQuery("after", 0), &out).ok());  // and the server keeps serving
 }
 
 }  // namespace

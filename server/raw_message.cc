@@ -1,0 +1,103 @@
+#include "server/raw_message.h"
+
+#include <cstdint>
+#include <vector>
+
+#include "absl/container/flat_hash_map.h"
+#include "absl/strings/str_cat.h"
+#include "google/protobuf/io/coded_stream.h"
+#include "google/protobuf/stubs/common.h"
+#include "google/protobuf/wire_format_lite.h"
+#include "grpcpp/impl/codegen/proto_utils.h"
+#include "grpcpp/support/proto_buffer_reader.h"
+#include "grpcpp/support/slice.h"
+
+namespace router::server {
+namespace {
+
+using google::protobuf::Descriptor;
+using google::protobuf::FieldDescriptor;
+using google::protobuf::internal::WireFormatLite;
+
+// Walks one message's wire bytes; `prefix` is the path of the message ("" at the top, else
+// "name." or "name[k].").
+std::optional<std::string> FindIn(google::protobuf::io::CodedInputStream& in,
+                                  const Descriptor& type, const std::string& prefix) {
+  absl::flat_hash_map<int, int> occurrences;  // per repeated field: its next index
+  while (const uint32_t tag = in.ReadTag()) {
+    const FieldDescriptor* field = type.FindFieldByNumber(WireFormatLite::GetTagFieldNumber(tag));
+    const bool nested_bytes =
+        field != nullptr &&
+        WireFormatLite::GetTagWireType(tag) == WireFormatLite::WIRETYPE_LENGTH_DELIMITED &&
+        (field->type() == FieldDescriptor::TYPE_STRING ||
+         field->type() == FieldDescriptor::TYPE_MESSAGE);
+    if (!nested_bytes) {
+      if (!WireFormatLite::SkipField(&in, tag)) return std::nullopt;
+      continue;
+    }
+    uint32_t length = 0;
+    std::string bytes;
+    if (!in.ReadVarint32(&length) || !in.ReadString(&bytes, static_cast<int>(length))) {
+      return std::nullopt;
+    }
+    const std::string path =
+        field->is_repeated()
+            ? absl::StrCat(prefix, field->name(), "[", occurrences[field->number()]++, "]")
+            : absl::StrCat(prefix, field->name());
+    if (field->type() == FieldDescriptor::TYPE_STRING) {
+      if (!google::protobuf::internal::IsStructurallyValidUTF8(bytes.data(),
+                                                               static_cast<int>(bytes.size()))) {
+        return path;
+      }
+      continue;
+    }
+    google::protobuf::io::CodedInputStream nested(reinterpret_cast<const uint8_t*>(bytes.data()),
+                                                  static_cast<int>(bytes.size()));
+    if (std::optional<std::string> found = FindIn(nested, *field->message_type(), path + ".")) {
+      return found;
+    }
+  }
+  return std::nullopt;
+}
+
+}  // namespace
+
+std::optional<std::string> FindInvalidUtf8(absl::string_view wire, const Descriptor& type) {
+  google::protobuf::io::CodedInputStream in(reinterpret_cast<const uint8_t*>(wire.data()),
+                                            static_cast<int>(wire.size()));
+  return FindIn(in, type, "");
+}
+
+absl::Status ParseRequest(const grpc::ByteBuffer& raw, google::protobuf::Message& out) {
+  grpc::ByteBuffer buffer(raw);  // shares the slices; the reader needs a non-const buffer
+  {
+    grpc::ProtoBufferReader reader(&buffer);
+    if (reader.status().ok() && out.ParseFromZeroCopyStream(&reader)) return absl::OkStatus();
+  }
+  // Only a request that failed to parse is read a second time, to say why.
+  std::vector<grpc::Slice> slices;
+  std::string wire;
+  if (raw.Dump(&slices).ok()) {
+    for (const grpc::Slice& s : slices) {
+      wire.append(reinterpret_cast<const char*>(s.begin()), s.size());
+    }
+  }
+  out.Clear();
+  if (std::optional<std::string> path = FindInvalidUtf8(wire, *out.GetDescriptor())) {
+    return absl::InvalidArgumentError(
+        absl::StrCat(*path,
+                     ": not valid UTF-8 (a protobuf string must be; Query.text takes any "
+                     "bytes)"));
+  }
+  return absl::InvalidArgumentError(
+      absl::StrCat("request: not a valid ", out.GetDescriptor()->full_name(), " message"));
+}
+
+void SerializeAnswer(const google::protobuf::Message& message, grpc::ByteBuffer& raw) {
+  raw.Clear();  // gRPC's serializer writes only into an empty buffer
+  bool own_buffer = false;
+  // Fails only for a message over 2 GiB, which an answer never is.
+  (void)grpc::SerializationTraits<google::protobuf::Message>::Serialize(message, &raw, &own_buffer);
+}
+
+}  // namespace router::server

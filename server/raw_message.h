@@ -1,0 +1,45 @@
+// File: raw_message.h
+//
+// The Router service's requests and answers as gRPC byte buffers, parsed and serialized here
+// instead of inside gRPC. Why: gRPC 1.51 answers a unary request it cannot parse with
+// UNIMPLEMENTED and an empty message, and on a bidi stream a message it cannot parse looks to the
+// server like the client's half-close, so the stream ended OK with the rest of its queries unread
+// and unanswered (both measured with a proto3 `string` field holding invalid UTF-8, which proto3
+// refuses to parse). Parsed here, such a request gets INVALID_ARGUMENT naming the field, and a
+// stream answers that one message with an error item and keeps reading. Prompts themselves are
+// `bytes` (`Query.text`), so any bytes are a valid prompt.
+//
+// Thread-safety: stateless functions; each call uses only its arguments.
+
+#ifndef ROUTER_SERVER_RAW_MESSAGE_H_
+#define ROUTER_SERVER_RAW_MESSAGE_H_
+
+#include <optional>
+#include <string>
+
+#include "absl/status/status.h"
+#include "absl/strings/string_view.h"
+#include "google/protobuf/descriptor.h"
+#include "google/protobuf/message.h"
+#include "grpcpp/support/byte_buffer.h"
+
+namespace router::server {
+
+// Parses `raw` into `out` (cleared first). INVALID_ARGUMENT when it does not parse:
+// "<path>: not valid UTF-8 ..." when a string field holds invalid UTF-8 (path as in the other
+// errors, e.g. "query.id" or "queries[3].allowed_models[0]"), else "request: not a valid
+// <message type> message".
+absl::Status ParseRequest(const grpc::ByteBuffer& raw, google::protobuf::Message& out);
+
+// Serializes `message` into `raw`, replacing what it held.
+void SerializeAnswer(const google::protobuf::Message& message, grpc::ByteBuffer& raw);
+
+// The path of the first `string` field of `type` (or of a message nested in it) whose value in the
+// wire bytes `wire` is not valid UTF-8; nullopt if there is none, or if the bytes end or break
+// before one is found.
+std::optional<std::string> FindInvalidUtf8(absl::string_view wire,
+                                           const google::protobuf::Descriptor& type);
+
+}  // namespace router::server
+
+#endif  // ROUTER_SERVER_RAW_MESSAGE_H_
