@@ -1,11 +1,12 @@
 #include "server/admin_service.h"
 
 #include <algorithm>
-
+#include <memory>
 #include <thread>
 
 #include "absl/strings/str_cat.h"
 #include "router_core/planner/plan_json.h"
+#include "server/raw_message.h"
 #include "server/status_util.h"
 
 namespace router::server {
@@ -20,6 +21,20 @@ grpc::ServerUnaryReactor* AdminService::Answer(grpc::CallbackServerContext* ctx,
   }
   reactor->Finish(ToGrpcStatus(status));
   return reactor;
+}
+
+template <typename Request, typename Response>
+grpc::ServerUnaryReactor* AdminService::Serve(
+    grpc::CallbackServerContext* ctx, absl::string_view method, const grpc::ByteBuffer* raw_request,
+    grpc::ByteBuffer* raw_response,
+    absl::Status (AdminService::*handle)(const Request&, Response&)) {
+  const absl::Time start = runtime_->clock().Now();
+  Request request;
+  Response response;
+  absl::Status status = ParseRequest(*raw_request, request);
+  if (status.ok()) status = (this->*handle)(request, response);
+  if (status.ok()) SerializeAnswer(response, *raw_response);
+  return Answer(ctx, method, start, status);
 }
 
 void AdminService::FillStatus(const RuntimeState& state, const std::string& name,
@@ -43,92 +58,120 @@ void AdminService::FillStatus(const RuntimeState& state, const std::string& name
 }
 
 grpc::ServerUnaryReactor* AdminService::ListModels(grpc::CallbackServerContext* ctx,
-                                                   const v1::ListModelsRequest*,
-                                                   v1::ListModelsResponse* response) {
-  const absl::Time start = runtime_->clock().Now();
+                                                   const grpc::ByteBuffer* request,
+                                                   grpc::ByteBuffer* response) {
+  return Serve(ctx, "ListModels", request, response, &AdminService::DoListModels);
+}
+
+absl::Status AdminService::DoListModels(const v1::ListModelsRequest&,
+                                        v1::ListModelsResponse& response) {
   const std::shared_ptr<const RuntimeState> state = runtime_->state();
   for (const core::DeployedModel& p : state->batch_context->pool) {
-    FillStatus(*state, p.name, response->add_models());
+    FillStatus(*state, p.name, response.add_models());
   }
-  response->set_config_generation(state->generation);
-  return Answer(ctx, "ListModels", start, absl::OkStatus());
+  response.set_config_generation(state->generation);
+  return absl::OkStatus();
 }
 
 grpc::ServerUnaryReactor* AdminService::UpsertModel(grpc::CallbackServerContext* ctx,
-                                                    const v1::UpsertModelRequest* request,
-                                                    v1::UpsertModelResponse* response) {
-  const absl::Time start = runtime_->clock().Now();
+                                                    const grpc::ByteBuffer* request,
+                                                    grpc::ByteBuffer* response) {
+  return Serve(ctx, "UpsertModel", request, response, &AdminService::DoUpsertModel);
+}
+
+absl::Status AdminService::DoUpsertModel(const v1::UpsertModelRequest& request,
+                                         v1::UpsertModelResponse& response) {
   ModelDeploymentConfig deployment;
-  deployment.name = request->deployment().name();
-  deployment.instances = request->deployment().instances();
-  deployment.slots_per_instance = request->deployment().slots_per_instance();
+  deployment.name = request.deployment().name();
+  deployment.instances = request.deployment().instances();
+  deployment.slots_per_instance = request.deployment().slots_per_instance();
   std::optional<NewModel> new_model;
-  if (request->validation_size() > 0) {
+  if (request.validation_size() > 0) {
     NewModel nm;
-    for (const v1::ValidationResult& v : request->validation()) {
+    for (const v1::ValidationResult& v : request.validation()) {
       nm.texts.push_back(v.text());
       nm.embeddings.emplace_back(v.embedding().begin(), v.embedding().end());
       nm.scores.push_back(v.score());
     }
-    if (request->has_input_usd_per_mtok()) nm.input_usd_per_mtok = request->input_usd_per_mtok();
-    if (request->has_output_usd_per_mtok()) nm.output_usd_per_mtok = request->output_usd_per_mtok();
-    if (request->has_mean_cost_usd()) nm.mean_cost_usd = request->mean_cost_usd();
+    if (request.has_input_usd_per_mtok()) nm.input_usd_per_mtok = request.input_usd_per_mtok();
+    if (request.has_output_usd_per_mtok()) nm.output_usd_per_mtok = request.output_usd_per_mtok();
+    if (request.has_mean_cost_usd()) nm.mean_cost_usd = request.mean_cost_usd();
     new_model = std::move(nm);
   }
   absl::StatusOr<uint64_t> generation = runtime_->UpsertModel(deployment, new_model);
   if (generation.ok()) {
-    FillStatus(*runtime_->state(), deployment.name, response->mutable_model());
-    response->set_config_generation(*generation);
+    FillStatus(*runtime_->state(), deployment.name, response.mutable_model());
+    response.set_config_generation(*generation);
   }
-  return Answer(ctx, "UpsertModel", start, generation.status());
+  return generation.status();
 }
 
 grpc::ServerUnaryReactor* AdminService::RemoveModel(grpc::CallbackServerContext* ctx,
-                                                    const v1::RemoveModelRequest* request,
-                                                    v1::RemoveModelResponse* response) {
-  const absl::Time start = runtime_->clock().Now();
-  absl::StatusOr<uint64_t> generation = runtime_->RemoveModel(request->name());
-  if (generation.ok()) response->set_config_generation(*generation);
-  return Answer(ctx, "RemoveModel", start, generation.status());
+                                                    const grpc::ByteBuffer* request,
+                                                    grpc::ByteBuffer* response) {
+  return Serve(ctx, "RemoveModel", request, response, &AdminService::DoRemoveModel);
+}
+
+absl::Status AdminService::DoRemoveModel(const v1::RemoveModelRequest& request,
+                                         v1::RemoveModelResponse& response) {
+  absl::StatusOr<uint64_t> generation = runtime_->RemoveModel(request.name());
+  if (generation.ok()) response.set_config_generation(*generation);
+  return generation.status();
 }
 
 grpc::ServerUnaryReactor* AdminService::GetConfig(grpc::CallbackServerContext* ctx,
-                                                  const v1::GetConfigRequest*,
-                                                  v1::GetConfigResponse* response) {
-  const absl::Time start = runtime_->clock().Now();
+                                                  const grpc::ByteBuffer* request,
+                                                  grpc::ByteBuffer* response) {
+  return Serve(ctx, "GetConfig", request, response, &AdminService::DoGetConfig);
+}
+
+absl::Status AdminService::DoGetConfig(const v1::GetConfigRequest&,
+                                       v1::GetConfigResponse& response) {
   const std::shared_ptr<const RuntimeState> state = runtime_->state();
-  response->set_yaml(ConfigToYaml(state->config));
-  response->set_config_generation(state->generation);
-  return Answer(ctx, "GetConfig", start, absl::OkStatus());
+  response.set_yaml(ConfigToYaml(state->config));
+  response.set_config_generation(state->generation);
+  return absl::OkStatus();
 }
 
 grpc::ServerUnaryReactor* AdminService::UpdateConfig(grpc::CallbackServerContext* ctx,
-                                                     const v1::UpdateConfigRequest* request,
-                                                     v1::UpdateConfigResponse* response) {
-  const absl::Time start = runtime_->clock().Now();
+                                                     const grpc::ByteBuffer* request,
+                                                     grpc::ByteBuffer* response) {
+  return Serve(ctx, "UpdateConfig", request, response, &AdminService::DoUpdateConfig);
+}
+
+absl::Status AdminService::DoUpdateConfig(const v1::UpdateConfigRequest& request,
+                                          v1::UpdateConfigResponse& response) {
   absl::StatusOr<RouterConfig> next =
-      ParseConfigUpdateYaml(request->yaml(), runtime_->state()->config);
-  if (!next.ok()) return Answer(ctx, "UpdateConfig", start, next.status());
+      ParseConfigUpdateYaml(request.yaml(), runtime_->state()->config);
+  if (!next.ok()) return next.status();
   std::optional<uint64_t> expected;
-  if (request->has_expected_generation()) expected = request->expected_generation();
-  absl::StatusOr<uint64_t> generation = runtime_->UpdateConfig(*next, expected, request->dry_run());
-  if (generation.ok()) response->set_config_generation(*generation);
-  return Answer(ctx, "UpdateConfig", start, generation.status());
+  if (request.has_expected_generation()) expected = request.expected_generation();
+  absl::StatusOr<uint64_t> generation = runtime_->UpdateConfig(*next, expected, request.dry_run());
+  if (generation.ok()) response.set_config_generation(*generation);
+  return generation.status();
 }
 
 grpc::ServerUnaryReactor* AdminService::PlanInstances(grpc::CallbackServerContext* ctx,
-                                                      const v1::PlanInstancesRequest* request,
-                                                      v1::PlanInstancesResponse* response) {
+                                                      const grpc::ByteBuffer* raw_request,
+                                                      grpc::ByteBuffer* raw_response) {
   const absl::Time start = runtime_->clock().Now();
+  auto request = std::make_unique<v1::PlanInstancesRequest>();
+  if (absl::Status s = ParseRequest(*raw_request, *request); !s.ok()) {
+    return Answer(ctx, "PlanInstances", start, s);
+  }
   if (planning_.exchange(true)) {
     return Answer(ctx, "PlanInstances", start,
                   absl::ResourceExhaustedError("a plan is already running; retry when it is done"));
   }
   grpc::ServerUnaryReactor* reactor = ctx->DefaultReactor();
-  // The reactor, request and response stay valid until Finish; the service outlives the server.
-  std::thread([this, reactor, request, response, start] {
+  // The reactor and raw_response stay valid until Finish; the service outlives the server.
+  std::thread([this, reactor, request = std::move(request), raw_response, start] {
     absl::StatusOr<std::string> plan = core::PlanScenarioJson(request->scenario_json());
-    if (plan.ok()) response->set_plan_json(*std::move(plan));
+    if (plan.ok()) {
+      v1::PlanInstancesResponse response;
+      response.set_plan_json(*plan);
+      SerializeAnswer(response, *raw_response);
+    }
     const absl::Status status = plan.status();
     if (runtime_->metrics() != nullptr) {
       runtime_->metrics()->OnRequest("PlanInstances", static_cast<grpc::StatusCode>(status.code()),

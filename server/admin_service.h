@@ -16,33 +16,58 @@
 
 namespace router::server {
 
-class AdminService final : public v1::RouterAdmin::CallbackService {
+// The six methods of router.v1.RouterAdmin, each taking and giving raw bytes (raw_message.h: a
+// request that does not parse gets INVALID_ARGUMENT naming the field).
+using RawRouterAdminService = v1::RouterAdmin::WithRawCallbackMethod_ListModels<
+    v1::RouterAdmin::WithRawCallbackMethod_UpsertModel<
+        v1::RouterAdmin::WithRawCallbackMethod_RemoveModel<
+            v1::RouterAdmin::WithRawCallbackMethod_GetConfig<
+                v1::RouterAdmin::WithRawCallbackMethod_UpdateConfig<
+                    v1::RouterAdmin::WithRawCallbackMethod_PlanInstances<
+                        v1::RouterAdmin::Service>>>>>>;
+
+class AdminService final : public RawRouterAdminService {
  public:
   explicit AdminService(RouterRuntime* runtime) : runtime_(runtime) {}
 
   grpc::ServerUnaryReactor* ListModels(grpc::CallbackServerContext* ctx,
-                                       const v1::ListModelsRequest* request,
-                                       v1::ListModelsResponse* response) override;
+                                       const grpc::ByteBuffer* request,
+                                       grpc::ByteBuffer* response) override;
   grpc::ServerUnaryReactor* UpsertModel(grpc::CallbackServerContext* ctx,
-                                        const v1::UpsertModelRequest* request,
-                                        v1::UpsertModelResponse* response) override;
+                                        const grpc::ByteBuffer* request,
+                                        grpc::ByteBuffer* response) override;
   grpc::ServerUnaryReactor* RemoveModel(grpc::CallbackServerContext* ctx,
-                                        const v1::RemoveModelRequest* request,
-                                        v1::RemoveModelResponse* response) override;
+                                        const grpc::ByteBuffer* request,
+                                        grpc::ByteBuffer* response) override;
   grpc::ServerUnaryReactor* GetConfig(grpc::CallbackServerContext* ctx,
-                                      const v1::GetConfigRequest* request,
-                                      v1::GetConfigResponse* response) override;
+                                      const grpc::ByteBuffer* request,
+                                      grpc::ByteBuffer* response) override;
   grpc::ServerUnaryReactor* UpdateConfig(grpc::CallbackServerContext* ctx,
-                                         const v1::UpdateConfigRequest* request,
-                                         v1::UpdateConfigResponse* response) override;
+                                         const grpc::ByteBuffer* request,
+                                         grpc::ByteBuffer* response) override;
   grpc::ServerUnaryReactor* PlanInstances(grpc::CallbackServerContext* ctx,
-                                          const v1::PlanInstancesRequest* request,
-                                          v1::PlanInstancesResponse* response) override;
+                                          const grpc::ByteBuffer* request,
+                                          grpc::ByteBuffer* response) override;
 
  private:
+  // Parses the request, runs `handle` on it, serializes its response when OK, and answers.
+  template <typename Request, typename Response>
+  grpc::ServerUnaryReactor* Serve(grpc::CallbackServerContext* ctx, absl::string_view method,
+                                  const grpc::ByteBuffer* raw_request,
+                                  grpc::ByteBuffer* raw_response,
+                                  absl::Status (AdminService::*handle)(const Request&, Response&));
   grpc::ServerUnaryReactor* Answer(grpc::CallbackServerContext* ctx, absl::string_view method,
                                    absl::Time start, const absl::Status& status);
   void FillStatus(const RuntimeState& state, const std::string& name, v1::ModelStatus* out);
+
+  absl::Status DoListModels(const v1::ListModelsRequest& request, v1::ListModelsResponse& response);
+  absl::Status DoUpsertModel(const v1::UpsertModelRequest& request,
+                             v1::UpsertModelResponse& response);
+  absl::Status DoRemoveModel(const v1::RemoveModelRequest& request,
+                             v1::RemoveModelResponse& response);
+  absl::Status DoGetConfig(const v1::GetConfigRequest& request, v1::GetConfigResponse& response);
+  absl::Status DoUpdateConfig(const v1::UpdateConfigRequest& request,
+                              v1::UpdateConfigResponse& response);
 
   RouterRuntime* const runtime_;
   // Plans run on their own thread (they take seconds); one at a time.

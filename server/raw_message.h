@@ -1,13 +1,13 @@
 // File: raw_message.h
 //
-// The Router service's requests and answers as gRPC byte buffers, parsed and serialized here
-// instead of inside gRPC. Why: gRPC 1.51 answers a unary request it cannot parse with
-// UNIMPLEMENTED and an empty message, and on a bidi stream a message it cannot parse looks to the
-// server like the client's half-close, so the stream ended OK with the rest of its queries unread
-// and unanswered (both measured with a proto3 `string` field holding invalid UTF-8, which proto3
-// refuses to parse). Parsed here, such a request gets INVALID_ARGUMENT naming the field, and a
-// stream answers that one message with an error item and keeps reading. Prompts themselves are
-// `bytes` (`Query.text`), so any bytes are a valid prompt.
+// The requests and answers of routerd's services (Router and RouterAdmin) as gRPC byte
+// buffers, parsed and serialized here instead of inside gRPC. Why: gRPC 1.51 answers a unary
+// request it cannot parse with UNIMPLEMENTED and an empty message, and on a bidi stream a message
+// it cannot parse looks to the server like the client's half-close, so the stream ended OK with
+// the rest of its queries unread and unanswered (both seen with a proto3 `string` field holding
+// invalid UTF-8, which protobuf refuses to parse). Parsed here, such a request gets
+// INVALID_ARGUMENT naming the field, and a stream answers that one message with an error item and
+// keeps reading. Prompts themselves are `bytes` (`Query.text`), so any bytes are a valid prompt.
 //
 // Thread-safety: stateless functions; each call uses only its arguments.
 

@@ -1120,11 +1120,8 @@ TEST_F(RouterdTest, AStringFieldThatIsNotUtf8GetsInvalidArgumentNamingIt) {
   EXPECT_EQ(s.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
   EXPECT_THAT(s.error_message(), HasSubstr("queries[1].allowed_models[0]: not valid UTF-8"));
 
-  grpc::ClientContext complete_ctx;
-  v1::CompleteRequest complete;
-  complete.set_assignment_id(bad);
   v1::CompleteResponse complete_out;
-  s = stub_->Complete(&complete_ctx, complete, &complete_out);
+  s = Complete(bad, &complete_out);
   EXPECT_EQ(s.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
   EXPECT_THAT(s.error_message(), HasSubstr("assignment_id: not valid UTF-8"));
 
@@ -1156,6 +1153,10 @@ TEST_F(RouterdTest, AStringFieldThatIsNotUtf8GetsInvalidArgumentNamingIt) {
                                         "message 2 of the stream: query.tenant: not valid UTF-8 "
                                         "(a protobuf string must be; Query.text takes any bytes)"),
                                    Pair("s0", ""), Pair("s2", "")));
+
+  s = UpdateConfig("# caf\xe9\nbatching: {max_batch_size: 8}\n");
+  EXPECT_EQ(s.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+  EXPECT_THAT(s.error_message(), HasSubstr("yaml: not valid UTF-8"));
 
   // Bytes that are no message at all.
   grpc::GenericStub generic(channel_);
