@@ -1,10 +1,14 @@
 #include "server/raw_message.h"
 
 #include <cstdint>
+#include <optional>
+#include <string>
 #include <vector>
 
 #include "absl/container/flat_hash_map.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/string_view.h"
+#include "google/protobuf/descriptor.h"
 #include "google/protobuf/io/coded_stream.h"
 #include "google/protobuf/stubs/common.h"
 #include "google/protobuf/wire_format_lite.h"
@@ -26,12 +30,13 @@ std::optional<std::string> FindIn(google::protobuf::io::CodedInputStream& in,
   absl::flat_hash_map<int, int> occurrences;  // per repeated field: its next index
   while (const uint32_t tag = in.ReadTag()) {
     const FieldDescriptor* field = type.FindFieldByNumber(WireFormatLite::GetTagFieldNumber(tag));
-    const bool nested_bytes =
+    // Only a string's bytes are checked, and only a message's bytes can hold a string.
+    const bool may_hold_string =
         field != nullptr &&
         WireFormatLite::GetTagWireType(tag) == WireFormatLite::WIRETYPE_LENGTH_DELIMITED &&
         (field->type() == FieldDescriptor::TYPE_STRING ||
          field->type() == FieldDescriptor::TYPE_MESSAGE);
-    if (!nested_bytes) {
+    if (!may_hold_string) {
       if (!WireFormatLite::SkipField(&in, tag)) return std::nullopt;
       continue;
     }
@@ -60,13 +65,16 @@ std::optional<std::string> FindIn(google::protobuf::io::CodedInputStream& in,
   return std::nullopt;
 }
 
-}  // namespace
-
+// The path of the first `string` field of `type` (or of a message nested in it) whose value in the
+// wire bytes `wire` is not valid UTF-8; nullopt if there is none, or if the bytes end or break
+// before one is found.
 std::optional<std::string> FindInvalidUtf8(absl::string_view wire, const Descriptor& type) {
   google::protobuf::io::CodedInputStream in(reinterpret_cast<const uint8_t*>(wire.data()),
                                             static_cast<int>(wire.size()));
   return FindIn(in, type, "");
 }
+
+}  // namespace
 
 absl::Status ParseRequest(const grpc::ByteBuffer& raw, google::protobuf::Message& out) {
   grpc::ByteBuffer buffer(raw);  // shares the slices; the reader needs a non-const buffer

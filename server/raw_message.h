@@ -14,12 +14,7 @@
 #ifndef ROUTER_SERVER_RAW_MESSAGE_H_
 #define ROUTER_SERVER_RAW_MESSAGE_H_
 
-#include <optional>
-#include <string>
-
 #include "absl/status/status.h"
-#include "absl/strings/string_view.h"
-#include "google/protobuf/descriptor.h"
 #include "google/protobuf/message.h"
 #include "grpcpp/support/byte_buffer.h"
 
@@ -33,12 +28,6 @@ absl::Status ParseRequest(const grpc::ByteBuffer& raw, google::protobuf::Message
 
 // Serializes `message` into `raw`, replacing what it held.
 void SerializeAnswer(const google::protobuf::Message& message, grpc::ByteBuffer& raw);
-
-// The path of the first `string` field of `type` (or of a message nested in it) whose value in the
-// wire bytes `wire` is not valid UTF-8; nullopt if there is none, or if the bytes end or break
-// before one is found.
-std::optional<std::string> FindInvalidUtf8(absl::string_view wire,
-                                           const google::protobuf::Descriptor& type);
 
 }  // namespace router::server
 
