@@ -13,76 +13,16 @@
 #include "router_core/estimate/binary_blob.h"
 #include "router_core/estimate/ngram_hash.h"
 #include "router_core/estimate/splitmix.h"
+#include "router_core/estimate/text_normalize.h"
 
 namespace router::core {
 namespace {
 
 using ngram_hash::kFnvOffset;
-using ngram_hash::kFnvPrime;
 // Salts keep a word, a bigram and a character n-gram with the same bytes apart.
 constexpr uint64_t kWordSalt = 0x11;
 constexpr uint64_t kBigramSalt = 0x22;
 constexpr uint64_t kCharSalt = 0x33;
-
-bool IsWordByte(uint8_t c) { return (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c >= 0x80; }
-
-bool IsSpace(uint8_t c) {
-  return c == ' ' || c == '\t' || c == '\n' || c == '\r' || c == '\f' || c == '\v';
-}
-
-uint8_t Lower(uint8_t c) { return (c >= 'A' && c <= 'Z') ? static_cast<uint8_t>(c + 32) : c; }
-
-// The byte classes the normalization and the word split look up, one table each instead of a chain
-// of comparisons per byte.
-struct ByteClasses {
-  std::array<uint8_t, 256> lower{};
-  std::array<bool, 256> space{};
-  std::array<bool, 256> word{};  // of the lowercased byte
-};
-
-const ByteClasses& Classes() {
-  static const ByteClasses classes = [] {
-    ByteClasses c;
-    for (int b = 0; b < 256; ++b) {
-      const uint8_t byte = static_cast<uint8_t>(b);
-      c.lower[b] = Lower(byte);
-      c.space[b] = IsSpace(byte);
-      c.word[b] = IsWordByte(Lower(byte));
-    }
-    return c;
-  }();
-  return classes;
-}
-
-// Writes the bytes of the text that are read, lowercased, to `out` and returns how many: all of
-// it, or its head and tail halves of the cap joined by a space; whitespace runs collapse to one
-// space and leading whitespace is dropped. `out` must hold min(text.size(), max_bytes) + 2 bytes
-// (each byte is stored before the decision to keep it, which keeps the loop free of branches).
-size_t NormalizeInto(absl::string_view text, int64_t max_bytes, uint8_t* out) {
-  const ByteClasses& classes = Classes();
-  size_t n = 0;
-  bool empty = true;
-  bool last_space = false;
-  auto append = [&](absl::string_view part) {
-    for (const char ch : part) {
-      const uint8_t c = static_cast<uint8_t>(ch);
-      const bool space = classes.space[c];
-      out[n] = space ? uint8_t{' '} : classes.lower[c];
-      n += static_cast<size_t>(!(space && (empty || last_space)));
-      empty = empty && space;
-      last_space = space;
-    }
-  };
-  const size_t cap = static_cast<size_t>(max_bytes);
-  if (text.size() <= cap) {
-    append(text);
-  } else {
-    append(text.substr(0, cap / 2));
-    append(" ");
-    append(text.substr(text.size() - (cap - cap / 2)));
-  }
-  return n;
-}
 
 // Appends to `bins` the fine bin (the top idf_bits of Mix64(term hash)) of every term occurrence of
 // the normalized bytes, as defined in the file comment: the character n-grams of each length, each
@@ -92,9 +32,6 @@ size_t NormalizeInto(absl::string_view text, int64_t max_bytes, uint8_t* out) {
 void AppendTermBins(absl::Span<const uint8_t> text, const FeaturizerOptions& o,
                     std::vector<uint32_t>& bins) {
   const int bin_shift = 64 - o.idf_bits;
-  auto bin_of = [bin_shift](uint64_t hash) {
-    return static_cast<uint32_t>(Mix64(hash) >> bin_shift);
-  };
   const uint8_t* const p = text.data();
   const size_t n = text.size();
   if (o.char_ngram_max > 0) {
@@ -106,22 +43,10 @@ void AppendTermBins(absl::Span<const uint8_t> text, const FeaturizerOptions& o,
       ngram_hash::FineBins(p, count, len, seed, bin_shift, bins.data() + first);
     }
   }
-  const ByteClasses& classes = Classes();
-  uint64_t previous_word = 0;
-  bool have_previous = false;
-  size_t i = 0;
-  while (true) {
-    while (i < n && !classes.word[p[i]]) ++i;
-    if (i == n) break;
-    uint64_t word = kFnvOffset ^ kWordSalt;
-    for (; i < n && classes.word[p[i]]; ++i) word = (word ^ p[i]) * kFnvPrime;
-    bins.push_back(bin_of(word));
-    if (o.word_bigrams && have_previous) {
-      bins.push_back(bin_of(Mix64(previous_word ^ kBigramSalt) ^ word));
-    }
-    previous_word = word;
-    have_previous = true;
-  }
+  const size_t first = bins.size();
+  bins.resize(first + ngram_hash::WordBinsCapacity(n));
+  bins.resize(first + ngram_hash::WordBins(p, n, kFnvOffset ^ kWordSalt, kBigramSalt,
+                                           o.word_bigrams, bin_shift, bins.data() + first));
 }
 
 double SublinearTf(uint32_t count) { return 1.0 + std::log(static_cast<double>(count)); }
@@ -146,7 +71,8 @@ int64_t RoundHalfAway(double x) {
 }
 
 // Per-thread scratch of VisitTermCounts, kept per thread so that a call allocates nothing once its
-// thread has featurized a text of that size: the normalized bytes (<= max_text_bytes + 2), the
+// thread has featurized a text of that size: the normalized bytes (<= max_text_bytes + 2, and the
+// bytes the kernels may write or read past them), the
 // fine bin of every term occurrence (4 bytes per occurrence, 4 * (L + 1) per byte), and one count
 // per fine bin (4 * 2^idf_bits bytes: 256 KiB at the default 16 bits), all zero between calls.
 struct TermScratch {
@@ -169,12 +95,14 @@ TermScratch& ThreadTermScratch() {
 // that, a standalone copy of the featurizer took 17.1 us per prompt without the prefetches and
 // 15.1 us with them).
 // Cost: O(normalized bytes * (char n-gram lengths + 1)) hashing and direct-indexed count updates,
-// then O(distinct bins) visits; no branch depends on the text except in the word split.
+// then O(distinct bins) visits; no branch depends on the text except in the scalar word split.
 template <typename Prefetch, typename Visit>
 void VisitTermCounts(absl::string_view text, const FeaturizerOptions& o, TermScratch& scratch,
                      Prefetch prefetch, Visit visit) {
-  scratch.text.resize(std::min<size_t>(text.size(), static_cast<size_t>(o.max_text_bytes)) + 2);
-  const size_t n = NormalizeInto(text, o.max_text_bytes, scratch.text.data());
+  const size_t max_bytes = static_cast<size_t>(o.max_text_bytes);
+  scratch.text.resize(std::min(text.size(), max_bytes) + 2 +
+                      std::max(text_normalize::kWritePastEnd, ngram_hash::kWordBinsReadPastEnd));
+  const size_t n = text_normalize::NormalizeText(text, max_bytes, scratch.text.data());
   scratch.bins.clear();
   AppendTermBins(absl::MakeConstSpan(scratch.text.data(), n), o, scratch.bins);
   const size_t bins = size_t{1} << o.idf_bits;

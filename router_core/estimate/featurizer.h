@@ -20,16 +20,17 @@
 //      whose terms all weigh 0, gives the zero vector.
 // Everything is deterministic across platforms (no std::hash, no locale).
 //
-// Cost: the B = min(text bytes, max_text_bytes) bytes read are normalized into a scratch buffer,
-// then each of the L = char_ngram_max - char_ngram_min + 1 n-gram lengths is hashed over it in a
-// loop without branches (8 n-grams per instruction with AVX-512, ngram_hash.h), then the words;
-// about B * (L + 1) term occurrences in all, each an FNV-1a of <= 8 bytes and a Mix64, counted in a
-// direct-indexed array of 2^idf_bits counts (no hashing, no probing), then O(distinct terms + dim).
-// About 8 us per prompt (mean) on routerbench's prompts (mean 1.5 KB) with char 4-grams and 8 KiB
-// read from each end, 5.5 us with the embedded artifact's 512 bytes (bench/README.md, "Prediction
-// cost"). No allocation once the calling thread has featurized a text of that size: each thread
-// keeps B + 2 bytes of text, 4 * B * (L + 1) bytes of fine bins and 4 * 2^idf_bits bytes of counts
-// (256 KiB at the default idf_bits; at most 4 MiB).
+// Cost: the B = min(text bytes, max_text_bytes) bytes read are normalized into a scratch buffer
+// (64 bytes per step with AVX-512, text_normalize.h), then each of the L = char_ngram_max -
+// char_ngram_min + 1 n-gram lengths is hashed over it in a loop without branches (8 n-grams per
+// instruction with AVX-512, ngram_hash.h), then the words (8 per instruction with AVX-512); about
+// B * (L + 1) term occurrences in all, each an FNV-1a and a Mix64, counted in a direct-indexed
+// array of 2^idf_bits counts (no hashing, no probing), then O(distinct terms + dim). With the
+// embedded artifact (char 4-grams, 512 bytes from each end) 3.5 us per prompt (mean) on
+// routerbench's prompts (mean 1.5 KB), 4.5 us with the scalar normalization and word split
+// (bench/README.md, "Prediction cost"). No allocation once the calling thread has featurized a
+// text of that size: each thread keeps B + 66 bytes of text, 4 * B * (L + 1) bytes of fine bins
+// and 4 * 2^idf_bits bytes of counts (256 KiB at the default idf_bits; at most 4 MiB).
 //
 // Thread-safety: immutable after construction; Featurize is safe to call concurrently (the
 // scratch is per thread).

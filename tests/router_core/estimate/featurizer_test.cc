@@ -1,5 +1,6 @@
 #include "router_core/estimate/featurizer.h"
 
+#include <algorithm>
 #include <cmath>
 #include <cstdint>
 #include <map>
@@ -10,6 +11,7 @@
 #include "gtest/gtest.h"
 #include "router_core/estimate/ngram_hash.h"
 #include "router_core/estimate/splitmix.h"
+#include "router_core/estimate/text_normalize.h"
 #include "tests/router_core/estimate/real_data.h"
 #include "tests/router_core/testing/status_matchers.h"
 
@@ -195,6 +197,129 @@ TEST(NgramHashTest, TheAvx512KernelMatchesTheScalarOne) {
         EXPECT_EQ(vector, std::vector<uint32_t>(scalar.begin(), scalar.begin() + done))
             << "len " << len << ", shift " << bin_shift << ", " << count << " n-grams";
         EXPECT_EQ(dispatched, scalar);
+      }
+    }
+  }
+}
+
+// Texts that probe the byte scans: chunk boundaries (64 bytes), whitespace runs across them,
+// leading whitespace longer than a chunk, words longer than 8 and than 64 bytes, upper case, bytes
+// >= 0x80 and control bytes, and real prompts.
+std::vector<std::string> ScanTexts() {
+  std::vector<std::string> texts = {std::string(),
+                                    " ",
+                                    "a",
+                                    "Ab1 \xc3\xa9t\xc3\xa9-x",
+                                    std::string(130, ' ') + "Start",
+                                    std::string(63, 'x') + "  \t\n" + std::string(70, 'Y') + " ",
+                                    std::string(200, 'w'),
+                                    "tail word at the end"};
+  SplitMix64 random(7);
+  const std::string alphabet = "aZ09 \t\n\r\f\v.,-_\x80\xff\x01@[`{";
+  for (const size_t size : {1, 63, 64, 65, 127, 128, 129, 500, 1000}) {
+    for (int round = 0; round < 4; ++round) {
+      std::string text;
+      for (size_t k = 0; k < size; ++k) {
+        // Runs make long words and long whitespace as often as short ones.
+        const char c = alphabet[random.Below(alphabet.size())];
+        text.append(1 + random.Below(round == 0 ? 1 : 12), c);
+      }
+      texts.push_back(text);
+    }
+  }
+  for (size_t k = 0; k < 20; ++k)
+    texts.push_back(Real().dataset.prompts[Real().train_rows[k]].text);
+  return texts;
+}
+
+TEST(TextNormalizeTest, LowercasesCollapsesWhitespaceAndJoinsHeadAndTail) {
+  std::vector<uint8_t> out(64 + 2 + text_normalize::kWritePastEnd);
+  auto normalize = [&](absl::string_view text, size_t max_bytes) {
+    const size_t n = text_normalize::NormalizeText(text, max_bytes, out.data());
+    return std::string(out.begin(), out.begin() + static_cast<std::ptrdiff_t>(n));
+  };
+  EXPECT_EQ(normalize(" \t Hello,\n\n  WORLD \xc3\x89 ", 64), "hello, world \xc3\x89 ");
+  EXPECT_EQ(normalize("   ", 64), "");
+  EXPECT_EQ(normalize("ABCDEFGHIJ", 4), "ab ij");
+}
+
+TEST(TextNormalizeTest, TheAvx512KernelMatchesTheScalarOne) {
+  if (!text_normalize::HaveAvx512Vbmi2()) {
+    GTEST_SKIP() << "this CPU has no AVX-512 VBMI2; NormalizeText is scalar";
+  }
+  for (const std::string& text : ScanTexts()) {
+    // From the start, and after a part that leaves whitespace pending or nothing but whitespace.
+    for (const std::string& before : {std::string(), std::string("x "), std::string("  ")}) {
+      std::vector<uint8_t> scalar(before.size() + text.size() + 2 + text_normalize::kWritePastEnd);
+      std::vector<uint8_t> vector = scalar;
+      text_normalize::Progress scalar_progress;
+      text_normalize::AppendScalar(before, scalar.data(), scalar_progress);
+      text_normalize::Progress vector_progress = scalar_progress;
+      std::copy(scalar.begin(), scalar.begin() + 2, vector.begin());
+      text_normalize::AppendScalar(text, scalar.data(), scalar_progress);
+      const size_t done = text_normalize::AppendAvx512(text, vector.data(), vector_progress);
+      ASSERT_EQ(done, text.size() / 64 * 64);
+      text_normalize::AppendScalar(absl::string_view(text).substr(done), vector.data(),
+                                   vector_progress);
+      ASSERT_EQ(vector_progress.written, scalar_progress.written) << text;
+      EXPECT_EQ(vector_progress.empty, scalar_progress.empty);
+      EXPECT_EQ(vector_progress.last_space, scalar_progress.last_space);
+      EXPECT_TRUE(
+          std::equal(scalar.begin(), scalar.begin() + scalar_progress.written, vector.begin()))
+          << text;
+    }
+  }
+}
+
+// FNV-1a 64 spelled out, for the expected bins below.
+uint64_t Fnv(uint64_t seed, absl::string_view bytes) {
+  for (const char c : bytes) seed = (seed ^ static_cast<uint8_t>(c)) * ngram_hash::kFnvPrime;
+  return seed;
+}
+
+TEST(WordBinsTest, WordsAndBigramsAreRunsOfLettersDigitsAndHighBytes) {
+  constexpr uint64_t kSeed = 5;
+  constexpr uint64_t kSalt = 9;
+  constexpr int kShift = 48;
+  const std::string text = "Ab1, \xc3\xa9t\xc3\xa9";  // words "Ab1" and "\xc3\xa9t\xc3\xa9"
+  const uint64_t first = Fnv(kSeed, "Ab1");
+  const uint64_t second = Fnv(kSeed, "\xc3\xa9t\xc3\xa9");
+  auto bin = [](uint64_t h) { return static_cast<uint32_t>(Mix64(h) >> kShift); };
+  std::vector<uint32_t> expected = {bin(first), bin(second), bin(Mix64(first ^ kSalt) ^ second)};
+  std::sort(expected.begin(), expected.end());
+  std::string padded = text + std::string(ngram_hash::kWordBinsReadPastEnd, '\0');
+  const auto* bytes = reinterpret_cast<const uint8_t*>(padded.data());
+  std::vector<uint32_t> out(ngram_hash::WordBinsCapacity(text.size()));
+  out.resize(
+      ngram_hash::WordBinsScalar(bytes, text.size(), kSeed, kSalt, true, kShift, out.data()));
+  std::sort(out.begin(), out.end());
+  EXPECT_EQ(out, expected);
+  out.assign(ngram_hash::WordBinsCapacity(text.size()), 0);
+  out.resize(ngram_hash::WordBins(bytes, text.size(), kSeed, kSalt, false, kShift, out.data()));
+  std::sort(out.begin(), out.end());
+  EXPECT_EQ(out, (std::vector<uint32_t>{std::min(bin(first), bin(second)),
+                                        std::max(bin(first), bin(second))}));
+}
+
+TEST(WordBinsTest, TheAvx512KernelMatchesTheScalarOne) {
+  if (!ngram_hash::HaveAvx512Bw()) GTEST_SKIP() << "this CPU has no AVX-512 BW; WordBins is scalar";
+  for (const std::string& text : ScanTexts()) {
+    const std::string padded = text + std::string(ngram_hash::kWordBinsReadPastEnd, 'x');
+    const auto* bytes = reinterpret_cast<const uint8_t*>(padded.data());
+    for (const bool bigrams : {false, true}) {
+      for (const int bin_shift : {44, 48, 56}) {
+        std::vector<uint32_t> scalar(ngram_hash::WordBinsCapacity(text.size()));
+        std::vector<uint32_t> vector(scalar.size());
+        scalar.resize(ngram_hash::WordBinsScalar(bytes, text.size(), 3, 4, bigrams, bin_shift,
+                                                 scalar.data()));
+        size_t count = 0;
+        ASSERT_TRUE(ngram_hash::WordBinsAvx512(bytes, text.size(), 3, 4, bigrams, bin_shift,
+                                               vector.data(), &count));
+        vector.resize(count);
+        std::sort(scalar.begin(), scalar.end());
+        std::sort(vector.begin(), vector.end());
+        EXPECT_EQ(vector, scalar) << "bigrams " << bigrams << ", shift " << bin_shift << ": "
+                                  << text;
       }
     }
   }
