@@ -53,7 +53,8 @@ double SquaredDistance(const double* a, const double* b, int dim) {
   return CombineLanes(lanes);
 }
 
-double Dot(const double* a, const double* b, int dim) {
+// Always inlined, so that it is compiled for the instruction set of its caller (CosineSimilarities).
+[[gnu::always_inline]] inline double Dot(const double* a, const double* b, int dim) {
   double lanes[kLanes] = {};
   int k = 0;
   for (; k + kLanes <= dim; k += kLanes) {
@@ -61,6 +62,35 @@ double Dot(const double* a, const double* b, int dim) {
   }
   for (int l = 0; k < dim; ++k, ++l) lanes[l] += a[k] * b[k];
   return CombineLanes(lanes);
+}
+
+// sims[c] = Dot(unit, centroids[c]) for every centroid.
+[[gnu::always_inline]] inline void CosineSimilaritiesBody(
+    const double* unit, const std::vector<std::vector<double>>& centroids, int dim, double* sims) {
+  for (size_t c = 0; c < centroids.size(); ++c) sims[c] = Dot(unit, centroids[c].data(), dim);
+}
+
+#if defined(__x86_64__) || defined(__i386__)
+// The same code compiled for AVX, chosen at run time where the CPU has it: 4 double lanes per
+// instruction instead of SSE2's 2 halve the dot products. Results are bit-identical: the lanes and
+// the order of every operation are the same, and AVX does not include FMA, so no multiply can be
+// fused with its add (as in knn_estimator.cc; checked: router_train writes the same artifact).
+[[gnu::target("avx")]] void CosineSimilaritiesAvx(
+    const double* unit, const std::vector<std::vector<double>>& centroids, int dim, double* sims) {
+  CosineSimilaritiesBody(unit, centroids, dim, sims);
+}
+#endif
+
+void CosineSimilarities(const double* unit, const std::vector<std::vector<double>>& centroids,
+                        int dim, double* sims) {
+#if defined(__x86_64__) || defined(__i386__)
+  static const bool has_avx = [] {
+    __builtin_cpu_init();
+    return __builtin_cpu_supports("avx") != 0;
+  }();
+  if (has_avx) return CosineSimilaritiesAvx(unit, centroids, dim, sims);
+#endif
+  CosineSimilaritiesBody(unit, centroids, dim, sims);
 }
 
 int ArgMax(const std::vector<double>& values) {
@@ -258,10 +288,12 @@ absl::Status ValidateUniRouteOptions(const UniRouteOptions& options) {
 
 std::vector<double> UniRouteEstimator::Similarities(const std::vector<double>& unit) const {
   std::vector<double> sims(centroids_.size());
+  if (options_.metric == ClusterMetric::kCosine) {
+    CosineSimilarities(unit.data(), centroids_, dim_, sims.data());
+    return sims;
+  }
   for (size_t c = 0; c < centroids_.size(); ++c) {
-    sims[c] = options_.metric == ClusterMetric::kCosine
-                  ? Dot(unit.data(), centroids_[c].data(), dim_)
-                  : -0.5 * SquaredDistance(unit.data(), centroids_[c].data(), dim_);
+    sims[c] = -0.5 * SquaredDistance(unit.data(), centroids_[c].data(), dim_);
   }
   return sims;
 }
