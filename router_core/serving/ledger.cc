@@ -2,7 +2,6 @@
 
 #include <algorithm>
 #include <cmath>
-#include <functional>
 #include <utility>
 
 #include "absl/container/flat_hash_set.h"
@@ -12,9 +11,6 @@
 
 namespace router::core {
 namespace {
-
-// Makes std::push_heap and friends keep the earliest expiry on top of the expiry heap.
-constexpr std::greater<std::pair<absl::Time, uint64_t>> kEarliestOnTop{};
 
 absl::Status ValidateOptions(const LedgerOptions& o) {
   if (!std::isfinite(o.spend_rate_usd_per_second) || o.spend_rate_usd_per_second < 0) {
@@ -121,10 +117,9 @@ std::optional<uint64_t> Ledger::SequenceOf(absl::string_view assignment_id) cons
 }
 
 void Ledger::ExpireLocked(absl::Time now) {
-  while (!expiry_heap_.empty() && expiry_heap_.front().first <= now) {
-    const uint64_t sequence = expiry_heap_.front().second;
-    std::pop_heap(expiry_heap_.begin(), expiry_heap_.end(), kEarliestOnTop);
-    expiry_heap_.pop_back();
+  while (!expiry_queue_.empty() && expiry_queue_.front().first <= now) {
+    const uint64_t sequence = expiry_queue_.front().second;
+    expiry_queue_.pop_front();
     auto it = open_.find(sequence);
     if (it == open_.end()) continue;  // completed before it expired
     --in_use_[it->second.model];
@@ -218,8 +213,13 @@ absl::StatusOr<std::vector<std::string>> Ledger::Commit(absl::Span<const Reserva
     ++in_use_[model];
     reserved_usd_ += r.predicted_cost_usd;
     if (Paced()) bucket_level_ -= r.predicted_cost_usd;
-    expiry_heap_.emplace_back(expires, sequence);
-    std::push_heap(expiry_heap_.begin(), expiry_heap_.end(), kEarliestOnTop);
+    const std::pair<absl::Time, uint64_t> entry(expires, sequence);
+    if (expiry_queue_.empty() || expiry_queue_.back() < entry) {
+      expiry_queue_.push_back(entry);
+    } else {
+      expiry_queue_.insert(std::upper_bound(expiry_queue_.begin(), expiry_queue_.end(), entry),
+                           entry);
+    }
     open_.emplace(sequence, Open{model, r.predicted_cost_usd, expires});
     ids.push_back(absl::StrCat(id_prefix_, sequence));
   }
@@ -245,13 +245,13 @@ absl::StatusOr<CompletionRecord> Ledger::Complete(absl::string_view assignment_i
     predicted = it->second.predicted_cost_usd;
     --in_use_[it->second.model];
     reserved_usd_ -= predicted;
-    open_.erase(it);  // its heap entry is skipped when it reaches the top, or dropped below
-    if (expiry_heap_.size() > 2 * open_.size() + 64) {
-      expiry_heap_.clear();
+    open_.erase(it);  // its expiry entry is skipped when it reaches the front, or dropped below
+    if (expiry_queue_.size() > 2 * open_.size() + 64) {
+      expiry_queue_.clear();
       for (const auto& [open_sequence, open] : open_) {
-        expiry_heap_.emplace_back(open.expires, open_sequence);
+        expiry_queue_.emplace_back(open.expires, open_sequence);
       }
-      std::make_heap(expiry_heap_.begin(), expiry_heap_.end(), kEarliestOnTop);
+      std::sort(expiry_queue_.begin(), expiry_queue_.end());
     }
     record.lease_was_active = true;
     recorded_usd_ += actual_cost_usd.value_or(predicted);

@@ -163,9 +163,12 @@ class Ledger {
   absl::flat_hash_map<std::string, int> name_index_ ABSL_GUARDED_BY(mu_);
   std::vector<int64_t> in_use_ ABSL_GUARDED_BY(mu_);               // by index into names_
   absl::flat_hash_map<uint64_t, Open> open_ ABSL_GUARDED_BY(mu_);  // by sequence number
-  // Min-heap of (expires, sequence number) of open leases, and of completed ones not yet popped
-  // (lease timeouts may change at runtime, so commit order is not expiry order).
-  std::vector<std::pair<absl::Time, uint64_t>> expiry_heap_ ABSL_GUARDED_BY(mu_);
+  // (expires, sequence number) of open leases, and of completed ones not yet popped, in ascending
+  // order. A commit's leases expire at now + lease_timeout, so they almost always go at the back
+  // (O(1)); only a shorter lease_timeout after SetOptions, or a clock that steps back, inserts
+  // further in (O(size)). A heap paid O(log size) cache misses per lease at commit and at expiry:
+  // a sixth of a 256-query batch's decision with 64,000 open leases.
+  std::deque<std::pair<absl::Time, uint64_t>> expiry_queue_ ABSL_GUARDED_BY(mu_);
   // Expired, not yet completed: sequence number -> predicted cost, for late reconciliation.
   absl::flat_hash_map<uint64_t, double> expired_ ABSL_GUARDED_BY(mu_);
   std::deque<uint64_t> expired_order_ ABSL_GUARDED_BY(mu_);
