@@ -36,8 +36,11 @@ uint32_t Bin(uint64_t hash, int bin_shift) {
 
 size_t WordBinsScalar(const uint8_t* text, size_t n, uint64_t word_seed, uint64_t bigram_salt,
                       bool bigrams, int bin_shift, uint32_t* out) {
-  std::array<bool, 256> word_byte{};
-  for (int b = 0; b < 256; ++b) word_byte[b] = IsWordByte(static_cast<uint8_t>(b));
+  static const std::array<bool, 256> word_byte = [] {
+    std::array<bool, 256> table{};
+    for (int b = 0; b < 256; ++b) table[b] = IsWordByte(static_cast<uint8_t>(b));
+    return table;
+  }();
   size_t count = 0;
   uint64_t previous = 0;
   bool have_previous = false;
@@ -63,6 +66,13 @@ bool HaveAvx512() {
   return have;
 }
 
+bool HaveAvx512Bw() {
+  static const bool have = HaveAvx512() && __builtin_cpu_supports("avx512bw") &&
+                           __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("bmi") &&
+                           __builtin_cpu_supports("bmi2");
+  return have;
+}
+
 // GCC 12 reports the _mm512_undefined_epi32() inside its own AVX-512 intrinsics as maybe
 // uninitialized (GCC bug 105593, fixed in GCC 13).
 #if defined(__GNUC__) && !defined(__clang__)
@@ -70,13 +80,12 @@ bool HaveAvx512() {
 #pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
 #endif
 
+namespace {
+
 // Lane k of every vector is the n-gram at i + k: the j-th byte of 8 consecutive n-grams is one
 // 8-byte load at i + j, widened to 64 bits. Then FNV-1a and Mix64 exactly as in the scalar kernel.
-__attribute__((target("avx512f,avx512dq"))) size_t FineBinsAvx512(const uint8_t* bytes,
-                                                                  size_t count, int len,
-                                                                  uint64_t seed, int bin_shift,
-                                                                  uint32_t* out) {
-  if (!HaveAvx512()) return 0;
+__attribute__((target("avx512f,avx512dq"))) size_t FineBinsAvx512Kernel(
+    const uint8_t* bytes, size_t count, int len, uint64_t seed, int bin_shift, uint32_t* out) {
   const __m512i prime = _mm512_set1_epi64(static_cast<long long>(kFnvPrime));
   const __m512i start = _mm512_set1_epi64(static_cast<long long>(seed));
   const __m512i golden = _mm512_set1_epi64(static_cast<long long>(0x9e3779b97f4a7c15ULL));
@@ -100,15 +109,6 @@ __attribute__((target("avx512f,avx512dq"))) size_t FineBinsAvx512(const uint8_t*
   }
   return i;
 }
-
-bool HaveAvx512Bw() {
-  static const bool have = HaveAvx512() && __builtin_cpu_supports("avx512bw") &&
-                           __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("bmi") &&
-                           __builtin_cpu_supports("bmi2");
-  return have;
-}
-
-namespace {
 
 // Mix64 (splitmix.h) of 8 lanes, then >> bin_shift.
 __attribute__((target("avx512f,avx512dq"))) __m512i BinsOf(__m512i h, __m128i shift) {
@@ -157,16 +157,13 @@ __attribute__((target("avx512f,avx512bw,bmi,bmi2"))) size_t WordSpansAvx512(cons
   return num_starts;
 }
 
-}  // namespace
-
 // Words in groups of 8, one per lane: each lane gathers 8 bytes of its word at a time and steps
 // FNV-1a over them while its word lasts (a masked multiply), so the group costs as many steps as
 // its longest word has bytes. Lane k's bigram pairs it with the lane before (or, for lane 0, the
 // previous group's lane 7).
-__attribute__((target("avx512f,avx512dq,avx512bw,avx512vl,bmi,bmi2"))) bool WordBinsAvx512(
+__attribute__((target("avx512f,avx512dq,avx512bw,avx512vl,bmi,bmi2"))) size_t WordBinsAvx512Kernel(
     const uint8_t* text, size_t n, uint64_t word_seed, uint64_t bigram_salt, bool bigrams,
-    int bin_shift, uint32_t* out, size_t* count) {
-  if (!HaveAvx512Bw()) return false;
+    int bin_shift, uint32_t* out) {
   thread_local std::vector<uint32_t> starts;
   thread_local std::vector<uint32_t> ends;
   if (starts.size() < n / 2 + 1) {
@@ -220,7 +217,22 @@ __attribute__((target("avx512f,avx512dq,avx512bw,avx512vl,bmi,bmi2"))) bool Word
     }
     previous = h;
   }
-  *count = written;
+  return written;
+}
+
+}  // namespace
+
+// The CPU checks stay outside the kernels: code compiled for AVX-512 may use it before its first
+// statement.
+size_t FineBinsAvx512(const uint8_t* bytes, size_t count, int len, uint64_t seed, int bin_shift,
+                      uint32_t* out) {
+  return HaveAvx512() ? FineBinsAvx512Kernel(bytes, count, len, seed, bin_shift, out) : 0;
+}
+
+bool WordBinsAvx512(const uint8_t* text, size_t n, uint64_t word_seed, uint64_t bigram_salt,
+                    bool bigrams, int bin_shift, uint32_t* out, size_t* count) {
+  if (!HaveAvx512Bw()) return false;
+  *count = WordBinsAvx512Kernel(text, n, word_seed, bigram_salt, bigrams, bin_shift, out);
   return true;
 }
 

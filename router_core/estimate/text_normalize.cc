@@ -72,9 +72,10 @@ bool HaveAvx512Vbmi2() {
 // byte is dropped when the byte before it is whitespace too, or when nothing but whitespace came
 // before it; the kept bytes are packed to the front of a register and stored whole (the bytes
 // after them are overwritten by the next step or left past the end).
-__attribute__((target("avx512f,avx512bw,avx512vbmi2,bmi"))) size_t AppendAvx512(
+namespace {
+
+__attribute__((target("avx512f,avx512bw,avx512vbmi2,bmi"))) size_t AppendAvx512Kernel(
     absl::string_view part, uint8_t* out, Progress& progress) {
-  if (!HaveAvx512Vbmi2()) return 0;
   const auto* bytes = reinterpret_cast<const uint8_t*>(part.data());
   size_t n = progress.written;
   bool empty = progress.empty;
@@ -104,6 +105,14 @@ __attribute__((target("avx512f,avx512bw,avx512vbmi2,bmi"))) size_t AppendAvx512(
   }
   progress = {n, empty, last_space != 0};
   return i;
+}
+
+}  // namespace
+
+// The CPU check stays outside the kernel: code compiled for AVX-512 may use it before its first
+// statement.
+size_t AppendAvx512(absl::string_view part, uint8_t* out, Progress& progress) {
+  return HaveAvx512Vbmi2() ? AppendAvx512Kernel(part, out, progress) : 0;
 }
 
 #else
