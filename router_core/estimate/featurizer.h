@@ -28,9 +28,10 @@
 // array of 2^idf_bits counts (no hashing, no probing), then O(distinct terms + dim). With the
 // embedded artifact (char 4-grams, 512 bytes from each end) 3.7 us per prompt (mean) on
 // routerbench's prompts (mean 1.5 KB), 4.7 us with the scalar normalization and word split
-// (bench/README.md, "Prediction cost", session 11). No allocation once the calling thread has featurized a
-// text of that size: each thread keeps B + 66 bytes of text, 4 * B * (L + 1) bytes of fine bins
-// and 4 * 2^idf_bits bytes of counts (256 KiB at the default idf_bits; at most 4 MiB).
+// (bench/README.md, "Prediction cost", session 11). No allocation once the calling thread has
+// featurized a text of that size: each thread keeps B + 66 bytes of text, 4 * B * (L + 1) bytes of
+// fine bins and 2 * 2^idf_bits bytes of counts (128 KiB at the default idf_bits), plus 4 *
+// 2^idf_bits once it featurized a text of 2^16 term occurrences or more (at most 6 MiB in all).
 //
 // Thread-safety: immutable after construction; Featurize is safe to call concurrently (the
 // scratch is per thread).

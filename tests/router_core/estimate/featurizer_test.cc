@@ -177,6 +177,23 @@ TEST(FeaturizerTest, MatchesTheReferenceDefinition) {
   }
 }
 
+// Counts are kept in 16 bits when a text has fewer than 2^16 term occurrences; a longer text with a
+// term far more frequent than that must still weigh it by its true count.
+TEST(FeaturizerTest, ATermSeenMoreThan65535TimesIsCountedExactly) {
+  FeaturizerOptions o;
+  o.char_ngram_min = o.char_ngram_max = 4;
+  o.max_text_bytes = 1 << 20;
+  absl::StatusOr<Featurizer> f = Featurizer::Create(o);
+  ASSERT_THAT(f, IsOk());
+  const ReferenceFeaturizer reference(o, {});
+  for (const std::string& text : {std::string(100'000, 'a') + " b", std::string(30'000, 'a')}) {
+    const std::vector<float> got = f->Featurize(text);
+    const std::vector<double> want = reference.Featurize(text);
+    ASSERT_EQ(got.size(), want.size());
+    for (size_t k = 0; k < got.size(); ++k) ASSERT_NEAR(got[k], want[k], 1e-6) << k;
+  }
+}
+
 TEST(NgramHashTest, TheAvx512KernelMatchesTheScalarOne) {
   if (!ngram_hash::HaveAvx512()) GTEST_SKIP() << "this CPU has no AVX-512; FineBins is scalar";
   std::vector<std::string> texts = {std::string(), "abcdefghijklmnopq", std::string(1, '\xff')};
