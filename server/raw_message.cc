@@ -108,4 +108,24 @@ void SerializeAnswer(const google::protobuf::Message& message, grpc::ByteBuffer&
   (void)grpc::SerializationTraits<google::protobuf::Message>::Serialize(message, &raw, &own_buffer);
 }
 
+void AppendRepeatedEntry(int field_number, const google::protobuf::MessageLite& entry,
+                         std::string& wire) {
+  const size_t size = entry.ByteSizeLong();
+  uint8_t header[10];  // two varint32s of at most 5 bytes each
+  uint8_t* end = google::protobuf::io::CodedOutputStream::WriteVarint32ToArray(
+      WireFormatLite::MakeTag(field_number, WireFormatLite::WIRETYPE_LENGTH_DELIMITED), header);
+  end = google::protobuf::io::CodedOutputStream::WriteVarint32ToArray(static_cast<uint32_t>(size),
+                                                                      end);
+  wire.append(reinterpret_cast<const char*>(header), static_cast<size_t>(end - header));
+  const size_t at = wire.size();
+  wire.resize(at + size);
+  entry.SerializeWithCachedSizesToArray(reinterpret_cast<uint8_t*>(wire.data() + at));
+}
+
+void WireToBuffer(const std::string& wire, grpc::ByteBuffer& raw) {
+  grpc::Slice slice(wire);
+  grpc::ByteBuffer copy(&slice, 1);
+  raw.Swap(&copy);
+}
+
 }  // namespace router::server

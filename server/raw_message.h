@@ -14,8 +14,11 @@
 #ifndef ROUTER_SERVER_RAW_MESSAGE_H_
 #define ROUTER_SERVER_RAW_MESSAGE_H_
 
+#include <string>
+
 #include "absl/status/status.h"
 #include "google/protobuf/message.h"
+#include "google/protobuf/message_lite.h"
 #include "grpcpp/support/byte_buffer.h"
 
 namespace router::server {
@@ -28,6 +31,16 @@ absl::Status ParseRequest(const grpc::ByteBuffer& raw, google::protobuf::Message
 
 // Serializes `message` into `raw`, replacing what it held.
 void SerializeAnswer(const google::protobuf::Message& message, grpc::ByteBuffer& raw);
+
+// Appends `entry`, encoded as one entry of the repeated message field `field_number`, to `wire`.
+// Protobuf encodes a repeated field as the concatenation of its entries, so appending the entries
+// of a message whose only field is that one, in order, gives the message's wire bytes (as
+// RouteStream stages a RouteStreamResponse's items without building the message).
+void AppendRepeatedEntry(int field_number, const google::protobuf::MessageLite& entry,
+                         std::string& wire);
+
+// `raw` becomes a copy of the wire bytes `wire`, replacing what it held.
+void WireToBuffer(const std::string& wire, grpc::ByteBuffer& raw);
 
 }  // namespace router::server
 

@@ -12,6 +12,8 @@
 #include "absl/container/flat_hash_set.h"
 #include "absl/strings/str_cat.h"
 #include "absl/synchronization/mutex.h"
+#include "absl/types/span.h"
+#include "google/protobuf/arena.h"
 #include "server/query_intake.h"
 #include "server/raw_message.h"
 #include "server/status_util.h"
@@ -44,6 +46,13 @@ absl::Status AnswerOf(const core::BatchOutcome& batch, size_t index, const std::
   out->set_query_id(query_id);
   FillAssignment(batch, outcome, arrival, batch.started, out);
   return absl::OkStatus();
+}
+
+// The calling thread's first arena block for building one answer: 4 KiB holds an assignment with
+// its decision, fallbacks and binding constraints (an arena that needs more allocates it).
+absl::Span<char> AnswerScratch() {
+  alignas(8) static thread_local char block[4096];
+  return absl::MakeSpan(block, sizeof(block));
 }
 
 // Makes `r` the error item of `query_id` (RouteStream and RouteBatch answer a refused query so).
@@ -224,7 +233,7 @@ class StreamReactor final : public grpc::ServerBidiReactor<grpc::ByteBuffer, grp
       if (!ok) broken_ = true;
       // A failed write and whatever was queued behind it never reach the client.
       if (broken_) {
-        for (v1::RouteStreamResponse& m : out_) undelivered_.push_back(std::move(m));
+        for (std::string& m : out_) undelivered_.push_back(std::move(m));
         out_.clear();
       } else {
         out_.pop_front();
@@ -241,12 +250,12 @@ class StreamReactor final : public grpc::ServerBidiReactor<grpc::ByteBuffer, grp
   bool cancelled() const { return cancelled_.load(); }
 
   // A task's error item, delivered at once. Called from the batch thread.
-  void TaskFailed(v1::RouteBatchItem item) {
+  void TaskFailed(const v1::RouteBatchItem& item) {
     Actions a;
     {
       absl::MutexLock lock(&mu_);
       --outstanding_;
-      a = DeliverLocked(std::move(item));
+      a = DeliverLocked(item);
     }
     Run(a);
   }
@@ -254,9 +263,9 @@ class StreamReactor final : public grpc::ServerBidiReactor<grpc::ByteBuffer, grp
   // A task's answer, queued without starting a write: the batch thread stages every answer of a
   // batch before any write starts, so that a stream with several queries in the batch sends them
   // as one message. The task stays outstanding (the stream cannot finish) until TaskFlushed.
-  void TaskAnswered(v1::RouteBatchItem answer) {
+  void TaskAnswered(const v1::RouteBatchItem& answer) {
     absl::MutexLock lock(&mu_);
-    StageLocked(std::move(answer));
+    StageLocked(answer);
   }
 
   // Called once per answered task after the whole batch was staged: starts the write if none is
@@ -277,10 +286,13 @@ class StreamReactor final : public grpc::ServerBidiReactor<grpc::ByteBuffer, grp
     Task(StreamReactor* reactor, std::string query_id, absl::Time arrival)
         : reactor_(reactor), query_id_(std::move(query_id)), arrival_(arrival) {}
     void Answer(const core::BatchOutcome& batch, size_t index) override {
-      v1::RouteBatchItem r;
-      const absl::Status s = AnswerOf(batch, index, query_id_, arrival_, r.mutable_assignment());
-      if (!s.ok()) SetErrorItem(query_id_, s, r);
-      reactor_->TaskAnswered(std::move(r));
+      // Built in an arena on this thread's scratch block and staged as wire bytes: the answer's
+      // dozen strings and sub-messages cost no allocation and are freed at once.
+      google::protobuf::Arena arena(AnswerScratch().data(), AnswerScratch().size());
+      auto* r = google::protobuf::Arena::CreateMessage<v1::RouteBatchItem>(&arena);
+      const absl::Status s = AnswerOf(batch, index, query_id_, arrival_, r->mutable_assignment());
+      if (!s.ok()) SetErrorItem(query_id_, s, *r);
+      reactor_->TaskAnswered(*r);
     }
     void Flush() override { reactor_->TaskFlushed(); }
     void Fail(const absl::Status& status) override {
@@ -289,7 +301,7 @@ class StreamReactor final : public grpc::ServerBidiReactor<grpc::ByteBuffer, grp
       }
       v1::RouteBatchItem r;
       SetErrorItem(query_id_, status, r);
-      reactor_->TaskFailed(std::move(r));
+      reactor_->TaskFailed(r);
     }
     bool Cancelled() const override { return reactor_->cancelled(); }
 
@@ -302,21 +314,25 @@ class StreamReactor final : public grpc::ServerBidiReactor<grpc::ByteBuffer, grp
   // What to do once the lock is released: gRPC may run reactions (even OnDone, which deletes the
   // reactor) before StartWrite or Finish returns, so neither is called under mu_.
   struct Actions {
-    // Answers that will never be written (the stream broke): their assignments are released.
-    std::vector<v1::RouteStreamResponse> undelivered;
-    const v1::RouteStreamResponse* write = nullptr;
+    // Messages (wire bytes) that will never be written (the stream broke): their assignments are
+    // released.
+    std::vector<std::string> undelivered;
+    const std::string* write = nullptr;
     std::optional<grpc::Status> finish;
   };
   void Run(const Actions& a) {
     // Before StartWrite and Finish, which may end in OnDone (and delete this) before they return.
-    for (const v1::RouteStreamResponse& m : a.undelivered) {
+    for (const std::string& wire : a.undelivered) {
+      // Parsed back only here, on this rare path; staging keeps nothing else of an answer.
+      v1::RouteStreamResponse m;
+      if (!m.ParseFromString(wire)) continue;  // cannot happen: the bytes were serialized here
       ForEachAssignment(m, [this](const v1::Assignment& assignment) {
         rt_->ReleaseUndelivered(assignment.assignment_id(), assignment.model());
       });
     }
     if (a.write != nullptr) {
       // Only the one write in flight uses raw_answer_ (a.write is set only when none is).
-      SerializeAnswer(*a.write, raw_answer_);
+      WireToBuffer(*a.write, raw_answer_);
       StartWrite(&raw_answer_);
     }
     if (a.finish.has_value()) Finish(*a.finish);
@@ -330,7 +346,7 @@ class StreamReactor final : public grpc::ServerBidiReactor<grpc::ByteBuffer, grp
     Actions a;
     {
       absl::MutexLock lock(&mu_);
-      a = DeliverLocked(std::move(r));
+      a = DeliverLocked(r);
     }
     Run(a);
   }
@@ -357,7 +373,7 @@ class StreamReactor final : public grpc::ServerBidiReactor<grpc::ByteBuffer, grp
       Actions a;
       {
         absl::MutexLock lock(&mu_);
-        a = DeliverLocked(std::move(r));
+        a = DeliverLocked(r);
       }
       Run(a);
       return;
@@ -373,20 +389,22 @@ class StreamReactor final : public grpc::ServerBidiReactor<grpc::ByteBuffer, grp
     if (absl::Status s = rt_->scheduler().Submit(owned); !s.ok()) owned->Fail(s);
   }
 
-  // Queues `answer`: into the last queued message if that one is not being written yet, else into a
-  // new one. So a stream whose write is in flight sends everything that became ready meanwhile as
-  // one message. Once the stream broke, the answer is kept aside to be released.
-  void StageLocked(v1::RouteBatchItem answer) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+  // Queues `answer` as wire bytes of a RouteStreamResponse item: into the last queued message if
+  // that one is not being written yet, else into a new one. So a stream whose write is in flight
+  // sends everything that became ready meanwhile as one message. Once the stream broke, the answer
+  // is kept aside to be released.
+  void StageLocked(const v1::RouteBatchItem& answer) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
     if (broken_) {
-      *undelivered_.emplace_back().add_items() = std::move(answer);
+      AppendRepeatedEntry(v1::RouteStreamResponse::kItemsFieldNumber, answer,
+                          undelivered_.emplace_back());
       return;
     }
     if (out_.size() <= (writing_ ? 1u : 0u)) out_.emplace_back();
-    *out_.back().add_items() = std::move(answer);
+    AppendRepeatedEntry(v1::RouteStreamResponse::kItemsFieldNumber, answer, out_.back());
   }
 
-  Actions DeliverLocked(v1::RouteBatchItem answer) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
-    StageLocked(std::move(answer));
+  Actions DeliverLocked(const v1::RouteBatchItem& answer) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    StageLocked(answer);
     return NextActionsLocked();
   }
 
@@ -422,9 +440,11 @@ class StreamReactor final : public grpc::ServerBidiReactor<grpc::ByteBuffer, grp
   grpc::ByteBuffer raw_answer_;  // the message being written
   std::atomic<bool> cancelled_{false};
   absl::Mutex mu_;
-  std::deque<v1::RouteStreamResponse> out_ ABSL_GUARDED_BY(mu_);
-  // Answers that will never be written, until the next Run releases their assignments.
-  std::vector<v1::RouteStreamResponse> undelivered_ ABSL_GUARDED_BY(mu_);
+  // Messages to write, as RouteStreamResponse wire bytes; the front one is being written when
+  // writing_.
+  std::deque<std::string> out_ ABSL_GUARDED_BY(mu_);
+  // Messages that will never be written, until the next Run releases their assignments.
+  std::vector<std::string> undelivered_ ABSL_GUARDED_BY(mu_);
   bool writing_ ABSL_GUARDED_BY(mu_) = false;
   bool broken_ ABSL_GUARDED_BY(mu_) = false;
   bool reads_done_ ABSL_GUARDED_BY(mu_) = false;
