@@ -1,5 +1,6 @@
 #include "router_core/estimate/estimator_support.h"
 
+#include <algorithm>
 #include <cmath>
 #include <cstddef>
 #include <cstdint>
@@ -99,14 +100,19 @@ absl::Status CheckModelValidation(absl::string_view name, const ModelValidation&
   return absl::OkStatus();
 }
 
-std::vector<double> NormalizedRow(absl::Span<const float> features) {
-  std::vector<double> out(features.begin(), features.end());
+void NormalizeRowInto(absl::Span<const float> features, absl::Span<double> out) {
+  std::copy(features.begin(), features.end(), out.begin());
   double norm2 = 0.0;
   for (double v : out) norm2 += v * v;
   if (norm2 > 0.0) {
     const double inv = 1.0 / std::sqrt(norm2);
     for (double& v : out) v *= inv;
   }
+}
+
+std::vector<double> NormalizedRow(absl::Span<const float> features) {
+  std::vector<double> out(features.size());
+  NormalizeRowInto(features, absl::MakeSpan(out));
   return out;
 }
 

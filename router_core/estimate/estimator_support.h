@@ -45,6 +45,8 @@ absl::Status CheckModelValidation(absl::string_view name, const ModelValidation&
 
 // `features` as doubles scaled to unit L2 norm; an all-zero vector stays zero.
 std::vector<double> NormalizedRow(absl::Span<const float> features);
+// The same into `out` (out.size() == features.size()), for callers that keep the buffer.
+void NormalizeRowInto(absl::Span<const float> features, absl::Span<double> out);
 
 // Seeded, platform-independent randomness: std::mt19937_64 is fully specified by the standard, but
 // the std distributions are not, so draws are derived from its raw output here.

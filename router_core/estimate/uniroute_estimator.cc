@@ -9,6 +9,7 @@
 #include <utility>
 #include <vector>
 
+#include "absl/container/inlined_vector.h"
 #include "absl/status/status.h"
 #include "absl/strings/str_cat.h"
 #include "router_core/estimate/beta_distribution.h"
@@ -93,7 +94,7 @@ void CosineSimilarities(const double* unit, const std::vector<std::vector<double
   CosineSimilaritiesBody(unit, centroids, dim, sims);
 }
 
-int ArgMax(const std::vector<double>& values) {
+int ArgMax(absl::Span<const double> values) {
   // Ties go to the lowest index, so the assignment is deterministic.
   return static_cast<int>(std::max_element(values.begin(), values.end()) - values.begin());
 }
@@ -288,14 +289,18 @@ absl::Status ValidateUniRouteOptions(const UniRouteOptions& options) {
 
 std::vector<double> UniRouteEstimator::Similarities(const std::vector<double>& unit) const {
   std::vector<double> sims(centroids_.size());
+  SimilaritiesInto(unit.data(), sims.data());
+  return sims;
+}
+
+void UniRouteEstimator::SimilaritiesInto(const double* unit, double* sims) const {
   if (options_.metric == ClusterMetric::kCosine) {
-    CosineSimilarities(unit.data(), centroids_, dim_, sims.data());
-    return sims;
+    CosineSimilarities(unit, centroids_, dim_, sims);
+    return;
   }
   for (size_t c = 0; c < centroids_.size(); ++c) {
-    sims[c] = -0.5 * SquaredDistance(unit.data(), centroids_[c].data(), dim_);
+    sims[c] = -0.5 * SquaredDistance(unit, centroids_[c].data(), dim_);
   }
-  return sims;
 }
 
 absl::StatusOr<int> UniRouteEstimator::NearestCluster(absl::Span<const float> features) const {
@@ -341,8 +346,13 @@ absl::Status UniRouteEstimator::Predict(absl::Span<const float> features,
     return Invalid("out", absl::StrCat("expected ", models_.size(),
                                        " entries (one per model), got ", out.size()));
   }
-  const std::vector<double> sims = Similarities(estimate_internal::NormalizedRow(features));
-  std::vector<double> weight(sims.size(), 0.0);
+  // On the stack for the usual sizes (the embedded artifact: 256 features, 20 clusters): a
+  // prediction allocates nothing.
+  absl::InlinedVector<double, 256> unit(features.size());
+  estimate_internal::NormalizeRowInto(features, absl::MakeSpan(unit));
+  absl::InlinedVector<double, 32> sims(centroids_.size());
+  SimilaritiesInto(unit.data(), sims.data());
+  absl::InlinedVector<double, 32> weight(sims.size(), 0.0);
   if (options_.temperature == 0.0) {
     weight[ArgMax(sims)] = 1.0;
   } else {

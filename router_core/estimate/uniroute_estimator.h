@@ -127,6 +127,8 @@ class UniRouteEstimator : public QualityEstimator {
 
   // Similarity of a unit-normalised vector to every centroid (larger = nearer).
   std::vector<double> Similarities(const std::vector<double>& unit) const;
+  // The same into sims[0, clusters), from unit[0, dim).
+  void SimilaritiesInto(const double* unit, double* sims) const;
   // Fills mean and lower from count and success.
   absl::Status ComputePosterior(ModelStats& stats) const;
   // Appends a model whose count and success are set; computes its posterior.
