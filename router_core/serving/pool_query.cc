@@ -66,12 +66,18 @@ std::vector<std::string> FallbackModels(const Query& query, const std::vector<ch
   for (size_t j = 0; j < pool.size(); ++j) {
     if (static_cast<int>(j) != chosen && allowed[j]) order.push_back(static_cast<int>(j));
   }
-  std::stable_sort(order.begin(), order.end(),
-                   [&](int a, int b) { return query.quality[a] > query.quality[b]; });
+  // Only the first max_fallbacks are kept, and pool order breaks ties, so a partial sort gives
+  // what a stable sort by quality would, without the stable sort's buffer (a twelfth of a batch
+  // decision's time with 11 models, batch_engine_bench).
+  const size_t kept = std::min(order.size(), static_cast<size_t>(std::max(0, max_fallbacks)));
+  std::partial_sort(
+      order.begin(), order.begin() + static_cast<std::ptrdiff_t>(kept), order.end(),
+      [&](int a, int b) {
+        return query.quality[a] != query.quality[b] ? query.quality[a] > query.quality[b] : a < b;
+      });
   std::vector<std::string> names;
-  for (size_t k = 0; k < order.size() && static_cast<int>(k) < max_fallbacks; ++k) {
-    names.push_back(pool[order[k]].name);
-  }
+  names.reserve(kept);
+  for (size_t k = 0; k < kept; ++k) names.push_back(pool[order[k]].name);
   return names;
 }
 
