@@ -122,6 +122,35 @@ void AppendRepeatedEntry(int field_number, const google::protobuf::MessageLite& 
   entry.SerializeWithCachedSizesToArray(reinterpret_cast<uint8_t*>(wire.data() + at));
 }
 
+bool ForEachLengthDelimited(absl::string_view wire,
+                            const std::function<void(int, absl::string_view)>& visit) {
+  google::protobuf::io::CodedInputStream in(reinterpret_cast<const uint8_t*>(wire.data()),
+                                            static_cast<int>(wire.size()));
+  while (const uint32_t tag = in.ReadTag()) {
+    if (WireFormatLite::GetTagWireType(tag) != WireFormatLite::WIRETYPE_LENGTH_DELIMITED) {
+      if (!WireFormatLite::SkipField(&in, tag)) return false;
+      continue;
+    }
+    uint32_t length = 0;
+    const void* data = nullptr;
+    int available = 0;
+    if (!in.ReadVarint32(&length) || !in.GetDirectBufferPointer(&data, &available) ||
+        static_cast<uint32_t>(available) < length) {
+      // GetDirectBufferPointer fails at the end of the bytes: only an empty field is left then.
+      if (length == 0 && available == 0) {
+        visit(WireFormatLite::GetTagFieldNumber(tag), absl::string_view());
+        continue;
+      }
+      return false;
+    }
+    visit(WireFormatLite::GetTagFieldNumber(tag),
+          absl::string_view(static_cast<const char*>(data), length));
+    in.Skip(static_cast<int>(length));
+  }
+  // ReadTag returns 0 at the end of the bytes, and for a malformed tag before it.
+  return in.CurrentPosition() == static_cast<int>(wire.size());
+}
+
 void WireToBuffer(const std::string& wire, grpc::ByteBuffer& raw) {
   grpc::Slice slice(wire);
   grpc::ByteBuffer copy(&slice, 1);

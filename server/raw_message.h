@@ -14,9 +14,11 @@
 #ifndef ROUTER_SERVER_RAW_MESSAGE_H_
 #define ROUTER_SERVER_RAW_MESSAGE_H_
 
+#include <functional>
 #include <string>
 
 #include "absl/status/status.h"
+#include "absl/strings/string_view.h"
 #include "google/protobuf/message.h"
 #include "google/protobuf/message_lite.h"
 #include "grpcpp/support/byte_buffer.h"
@@ -41,6 +43,13 @@ void AppendRepeatedEntry(int field_number, const google::protobuf::MessageLite& 
 
 // `raw` becomes a copy of the wire bytes `wire`, replacing what it held.
 void WireToBuffer(const std::string& wire, grpc::ByteBuffer& raw);
+
+// Calls visit(field number, bytes) for each length-delimited field (a string, bytes or message
+// field) in the message whose wire bytes are `wire`, in order, and skips the others. Nothing is
+// checked, UTF-8 included, so bytes routerd wrote are always read back. Returns false if the
+// bytes are malformed (the fields before the fault have been visited).
+bool ForEachLengthDelimited(absl::string_view wire,
+                            const std::function<void(int, absl::string_view)>& visit);
 
 }  // namespace router::server
 

@@ -98,6 +98,28 @@ void ForEachAssignment(const Response& response, F f) {
   }
 }
 
+// Calls f(assignment id, model) for each assignment in a staged RouteStreamResponse's wire bytes
+// (StreamReactor), read back only on the rare path that releases undelivered answers. Staging
+// keeps nothing else of an answer, and a full parse would check UTF-8, which a model name from an
+// artifact or a config file need not have passed; these bytes were written here, so they are read
+// back whole.
+template <typename F>
+void ForEachStagedAssignment(absl::string_view wire, F f) {
+  ForEachLengthDelimited(wire, [&](int field, absl::string_view item) {
+    if (field != v1::RouteStreamResponse::kItemsFieldNumber) return;
+    ForEachLengthDelimited(item, [&](int item_field, absl::string_view assignment) {
+      if (item_field != v1::RouteBatchItem::kAssignmentFieldNumber) return;
+      absl::string_view id;
+      absl::string_view model;
+      ForEachLengthDelimited(assignment, [&](int assignment_field, absl::string_view value) {
+        if (assignment_field == v1::Assignment::kAssignmentIdFieldNumber) id = value;
+        if (assignment_field == v1::Assignment::kModelFieldNumber) model = value;
+      });
+      f(id, model);
+    });
+  });
+}
+
 // The reactor of Route and RouteBatch. It owns the call's parsed request and its answer, and
 // serializes the answer into gRPC's buffer when the call finishes OK. Once the call is over, it
 // releases the answer's assignments if the answer never reached the client: gRPC then reports the
@@ -323,11 +345,8 @@ class StreamReactor final : public grpc::ServerBidiReactor<grpc::ByteBuffer, grp
   void Run(const Actions& a) {
     // Before StartWrite and Finish, which may end in OnDone (and delete this) before they return.
     for (const std::string& wire : a.undelivered) {
-      // Parsed back only here, on this rare path; staging keeps nothing else of an answer.
-      v1::RouteStreamResponse m;
-      if (!m.ParseFromString(wire)) continue;  // cannot happen: the bytes were serialized here
-      ForEachAssignment(m, [this](const v1::Assignment& assignment) {
-        rt_->ReleaseUndelivered(assignment.assignment_id(), assignment.model());
+      ForEachStagedAssignment(wire, [this](absl::string_view id, absl::string_view model) {
+        rt_->ReleaseUndelivered(id, model);
       });
     }
     if (a.write != nullptr) {
