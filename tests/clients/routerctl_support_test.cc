@@ -1,10 +1,13 @@
 #include "clients/cpp/routerctl_support.h"
 
+#include <unistd.h>
+
 #include <cstdio>
 #include <fstream>
 #include <string>
 #include <vector>
 
+#include "absl/strings/str_cat.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "tests/router_core/testing/status_matchers.h"
@@ -94,8 +97,12 @@ TEST(QueryFromJsonLineTest, RefusesBadRecords) {
 
 class ReadQueriesJsonlTest : public ::testing::Test {
  protected:
+  // One file per test and process: ctest runs this binary's tests in parallel processes, which
+  // overwrote one another's shared file (seen in CI: a test read the other's "text": 1).
   void SetUp() override {
-    path_ = ::testing::TempDir() + "/routerctl_support_test.jsonl";
+    path_ = absl::StrCat(::testing::TempDir(), "/routerctl_support_test.",
+                         ::testing::UnitTest::GetInstance()->current_test_info()->name(), ".",
+                         getpid(), ".jsonl");
   }
   void TearDown() override { std::remove(path_.c_str()); }
   void Write(const std::string& content) { std::ofstream(path_) << content; }
@@ -161,9 +168,10 @@ TEST(StreamSummaryTest, CountsModelsErrorsAndSpend) {
 }
 
 TEST(ModeFlagTest, ParsesTheThreeModesAndNamesTheFlagOtherwise) {
-  for (auto [name, mode] : {std::pair<const char*, v1::RoutingMode>{"batch", v1::ROUTING_MODE_BATCH},
-                            {"inline", v1::ROUTING_MODE_INLINE},
-                            {"auto", v1::ROUTING_MODE_AUTO}}) {
+  for (auto [name, mode] :
+       {std::pair<const char*, v1::RoutingMode>{"batch", v1::ROUTING_MODE_BATCH},
+        {"inline", v1::ROUTING_MODE_INLINE},
+        {"auto", v1::ROUTING_MODE_AUTO}}) {
     absl::StatusOr<v1::RoutingMode> parsed = ParseModeFlag(name);
     ASSERT_THAT(parsed, IsOk()) << name;
     EXPECT_EQ(*parsed, mode);
