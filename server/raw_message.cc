@@ -23,55 +23,33 @@ using google::protobuf::Descriptor;
 using google::protobuf::FieldDescriptor;
 using google::protobuf::internal::WireFormatLite;
 
-// Walks one message's wire bytes; `prefix` is the path of the message ("" at the top, else
-// "name." or "name[k].").
-std::optional<std::string> FindIn(google::protobuf::io::CodedInputStream& in,
-                                  const Descriptor& type, const std::string& prefix) {
+// The path of the first `string` field of `type` (or of a message nested in it) whose value in the
+// wire bytes `wire` is not valid UTF-8; nullopt if there is none, or if the bytes break before one
+// is found. `prefix` is the path of the message ("" at the top, else "name." or "name[k].").
+std::optional<std::string> FindInvalidUtf8(absl::string_view wire, const Descriptor& type,
+                                           const std::string& prefix = "") {
+  std::optional<std::string> found;
   absl::flat_hash_map<int, int> occurrences;  // per repeated field: its next index
-  while (const uint32_t tag = in.ReadTag()) {
-    const FieldDescriptor* field = type.FindFieldByNumber(WireFormatLite::GetTagFieldNumber(tag));
+  ForEachLengthDelimited(wire, [&](int number, absl::string_view bytes) {
+    if (found.has_value()) return;
+    const FieldDescriptor* field = type.FindFieldByNumber(number);
     // Only a string's bytes are checked, and only a message's bytes can hold a string.
-    const bool may_hold_string =
-        field != nullptr &&
-        WireFormatLite::GetTagWireType(tag) == WireFormatLite::WIRETYPE_LENGTH_DELIMITED &&
-        (field->type() == FieldDescriptor::TYPE_STRING ||
-         field->type() == FieldDescriptor::TYPE_MESSAGE);
-    if (!may_hold_string) {
-      if (!WireFormatLite::SkipField(&in, tag)) return std::nullopt;
-      continue;
-    }
-    uint32_t length = 0;
-    std::string bytes;
-    if (!in.ReadVarint32(&length) || !in.ReadString(&bytes, static_cast<int>(length))) {
-      return std::nullopt;
+    if (field == nullptr || (field->type() != FieldDescriptor::TYPE_STRING &&
+                             field->type() != FieldDescriptor::TYPE_MESSAGE)) {
+      return;
     }
     const std::string path =
         field->is_repeated()
             ? absl::StrCat(prefix, field->name(), "[", occurrences[field->number()]++, "]")
             : absl::StrCat(prefix, field->name());
-    if (field->type() == FieldDescriptor::TYPE_STRING) {
-      if (!google::protobuf::internal::IsStructurallyValidUTF8(bytes.data(),
-                                                               static_cast<int>(bytes.size()))) {
-        return path;
-      }
-      continue;
+    if (field->type() == FieldDescriptor::TYPE_MESSAGE) {
+      found = FindInvalidUtf8(bytes, *field->message_type(), path + ".");
+    } else if (!google::protobuf::internal::IsStructurallyValidUTF8(
+                   bytes.data(), static_cast<int>(bytes.size()))) {
+      found = path;
     }
-    google::protobuf::io::CodedInputStream nested(reinterpret_cast<const uint8_t*>(bytes.data()),
-                                                  static_cast<int>(bytes.size()));
-    if (std::optional<std::string> found = FindIn(nested, *field->message_type(), path + ".")) {
-      return found;
-    }
-  }
-  return std::nullopt;
-}
-
-// The path of the first `string` field of `type` (or of a message nested in it) whose value in the
-// wire bytes `wire` is not valid UTF-8; nullopt if there is none, or if the bytes end or break
-// before one is found.
-std::optional<std::string> FindInvalidUtf8(absl::string_view wire, const Descriptor& type) {
-  google::protobuf::io::CodedInputStream in(reinterpret_cast<const uint8_t*>(wire.data()),
-                                            static_cast<int>(wire.size()));
-  return FindIn(in, type, "");
+  });
+  return found;
 }
 
 }  // namespace

@@ -99,10 +99,9 @@ void ForEachAssignment(const Response& response, F f) {
 }
 
 // Calls f(assignment id, model) for each assignment in a staged RouteStreamResponse's wire bytes
-// (StreamReactor), read back only on the rare path that releases undelivered answers. Staging
-// keeps nothing else of an answer, and a full parse would check UTF-8, which a model name from an
-// artifact or a config file need not have passed; these bytes were written here, so they are read
-// back whole.
+// (StreamReactor), read back only on the rare path that releases undelivered answers (staging
+// keeps nothing else of an answer). A walk rather than a parse: it checks nothing, UTF-8 included,
+// so it cannot refuse bytes written here.
 template <typename F>
 void ForEachStagedAssignment(absl::string_view wire, F f) {
   ForEachLengthDelimited(wire, [&](int field, absl::string_view item) {

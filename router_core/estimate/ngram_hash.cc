@@ -12,27 +12,27 @@
 
 namespace router::core::ngram_hash {
 
-void FineBinsScalar(const uint8_t* bytes, size_t count, int len, uint64_t seed, int bin_shift,
-                    uint32_t* out) {
-  for (size_t i = 0; i < count; ++i) {
-    uint64_t h = seed;
-    for (int j = 0; j < len; ++j) h = (h ^ bytes[i + static_cast<size_t>(j)]) * kFnvPrime;
-    out[i] = static_cast<uint32_t>(Mix64(h) >> bin_shift);
-  }
-}
-
 namespace {
+
+uint32_t Bin(uint64_t hash, int bin_shift) {
+  return static_cast<uint32_t>(Mix64(hash) >> bin_shift);
+}
 
 bool IsWordByte(uint8_t c) {
   const uint8_t lower = c | 0x20;  // 'A'-'Z' -> 'a'-'z'; nothing else lands in 'a'-'z'
   return (lower >= 'a' && lower <= 'z') || (c >= '0' && c <= '9') || c >= 0x80;
 }
 
-uint32_t Bin(uint64_t hash, int bin_shift) {
-  return static_cast<uint32_t>(Mix64(hash) >> bin_shift);
-}
-
 }  // namespace
+
+void FineBinsScalar(const uint8_t* bytes, size_t count, int len, uint64_t seed, int bin_shift,
+                    uint32_t* out) {
+  for (size_t i = 0; i < count; ++i) {
+    uint64_t h = seed;
+    for (int j = 0; j < len; ++j) h = (h ^ bytes[i + static_cast<size_t>(j)]) * kFnvPrime;
+    out[i] = Bin(h, bin_shift);
+  }
+}
 
 size_t WordBinsScalar(const uint8_t* text, size_t n, uint64_t word_seed, uint64_t bigram_salt,
                       bool bigrams, int bin_shift, uint32_t* out) {
@@ -82,34 +82,6 @@ bool HaveAvx512Bw() {
 
 namespace {
 
-// Lane k of every vector is the n-gram at i + k: the j-th byte of 8 consecutive n-grams is one
-// 8-byte load at i + j, widened to 64 bits. Then FNV-1a and Mix64 exactly as in the scalar kernel.
-__attribute__((target("avx512f,avx512dq"))) size_t FineBinsAvx512Kernel(
-    const uint8_t* bytes, size_t count, int len, uint64_t seed, int bin_shift, uint32_t* out) {
-  const __m512i prime = _mm512_set1_epi64(static_cast<long long>(kFnvPrime));
-  const __m512i start = _mm512_set1_epi64(static_cast<long long>(seed));
-  const __m512i golden = _mm512_set1_epi64(static_cast<long long>(0x9e3779b97f4a7c15ULL));
-  const __m512i mix1 = _mm512_set1_epi64(static_cast<long long>(0xbf58476d1ce4e5b9ULL));
-  const __m512i mix2 = _mm512_set1_epi64(static_cast<long long>(0x94d049bb133111ebULL));
-  const __m128i shift = _mm_cvtsi32_si128(bin_shift);
-  size_t i = 0;
-  for (; i + 8 <= count; i += 8) {
-    __m512i h = start;
-    for (int j = 0; j < len; ++j) {
-      // Reads bytes[i + j, i + j + 8): within the count + len - 1 bytes, as i + 8 <= count.
-      const __m128i eight = _mm_loadl_epi64(reinterpret_cast<const __m128i*>(bytes + i + j));
-      h = _mm512_mullo_epi64(_mm512_xor_si512(h, _mm512_cvtepu8_epi64(eight)), prime);
-    }
-    h = _mm512_add_epi64(h, golden);  // Mix64 (splitmix.h)
-    h = _mm512_mullo_epi64(_mm512_xor_si512(h, _mm512_srli_epi64(h, 30)), mix1);
-    h = _mm512_mullo_epi64(_mm512_xor_si512(h, _mm512_srli_epi64(h, 27)), mix2);
-    h = _mm512_xor_si512(h, _mm512_srli_epi64(h, 31));
-    h = _mm512_srl_epi64(h, shift);
-    _mm256_storeu_si256(reinterpret_cast<__m256i*>(out + i), _mm512_cvtepi64_epi32(h));
-  }
-  return i;
-}
-
 // Mix64 (splitmix.h) of 8 lanes, then >> bin_shift.
 __attribute__((target("avx512f,avx512dq"))) __m512i BinsOf(__m512i h, __m128i shift) {
   h = _mm512_add_epi64(h, _mm512_set1_epi64(static_cast<long long>(0x9e3779b97f4a7c15ULL)));
@@ -119,6 +91,27 @@ __attribute__((target("avx512f,avx512dq"))) __m512i BinsOf(__m512i h, __m128i sh
                          _mm512_set1_epi64(static_cast<long long>(0x94d049bb133111ebULL)));
   h = _mm512_xor_si512(h, _mm512_srli_epi64(h, 31));
   return _mm512_srl_epi64(h, shift);
+}
+
+// Lane k of every vector is the n-gram at i + k: the j-th byte of 8 consecutive n-grams is one
+// 8-byte load at i + j, widened to 64 bits. Then FNV-1a and Mix64 exactly as in the scalar kernel.
+__attribute__((target("avx512f,avx512dq"))) size_t FineBinsAvx512Kernel(
+    const uint8_t* bytes, size_t count, int len, uint64_t seed, int bin_shift, uint32_t* out) {
+  const __m512i prime = _mm512_set1_epi64(static_cast<long long>(kFnvPrime));
+  const __m512i start = _mm512_set1_epi64(static_cast<long long>(seed));
+  const __m128i shift = _mm_cvtsi32_si128(bin_shift);
+  size_t i = 0;
+  for (; i + 8 <= count; i += 8) {
+    __m512i h = start;
+    for (int j = 0; j < len; ++j) {
+      // Reads bytes[i + j, i + j + 8): within the count + len - 1 bytes, as i + 8 <= count.
+      const __m128i eight = _mm_loadl_epi64(reinterpret_cast<const __m128i*>(bytes + i + j));
+      h = _mm512_mullo_epi64(_mm512_xor_si512(h, _mm512_cvtepu8_epi64(eight)), prime);
+    }
+    _mm256_storeu_si256(reinterpret_cast<__m256i*>(out + i),
+                        _mm512_cvtepi64_epi32(BinsOf(h, shift)));
+  }
+  return i;
 }
 
 // Writes the start and the end (one past the last byte) of every word of text[0, n) to `starts` and

@@ -7,8 +7,8 @@
 //     (F, DQ) hashes 8 n-grams per instruction, about 7x faster on routerbench's prompts.
 //   - WordBins: the fine bins of the words of a byte string and of their bigrams; the AVX-512
 //     kernel (F, DQ, BW) finds the words 64 bytes at a time from bit masks and hashes 8 words per
-//     instruction, where the scalar loop hashes one byte at a time and mispredicts a branch at
-//     about every word boundary.
+//     instruction (VL and BMI too), where the scalar loop hashes one byte at a time and branches
+//     at every word boundary.
 //
 // Cost: FineBins: count * (len + 3) 64-bit multiplies (scalar), an eighth of that in vector
 // multiplies. WordBins: one multiply per word byte plus 3 per word and 3 per bigram (scalar); the

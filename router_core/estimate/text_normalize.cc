@@ -68,12 +68,12 @@ bool HaveAvx512Vbmi2() {
   return have;
 }
 
+namespace {
+
 // Per 64 bytes: the whitespace and upper-case masks from two range compares each; a whitespace
 // byte is dropped when the byte before it is whitespace too, or when nothing but whitespace came
 // before it; the kept bytes are packed to the front of a register and stored whole (the bytes
 // after them are overwritten by the next step or left past the end).
-namespace {
-
 __attribute__((target("avx512f,avx512bw,avx512vbmi2,bmi"))) size_t AppendAvx512Kernel(
     absl::string_view part, uint8_t* out, Progress& progress) {
   const auto* bytes = reinterpret_cast<const uint8_t*>(part.data());
