@@ -5,12 +5,13 @@
 #include <functional>
 #include <map>
 #include <set>
-#include <type_traits>
 #include <sstream>
+#include <type_traits>
 
 #include "absl/strings/match.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
+#include "router_core/utf8.h"
 #include "yaml-cpp/yaml.h"
 
 namespace router::server {
@@ -251,6 +252,17 @@ absl::StatusOr<RouterConfig> ParseConfigYaml(absl::string_view yaml) {
 
 absl::StatusOr<RouterConfig> ParseConfigUpdateYaml(absl::string_view yaml,
                                                    const RouterConfig& current) {
+  // Every string of the config can leave as a protobuf string (model names in answers, the whole
+  // text in RouterAdmin.GetConfig), which clients refuse to parse unless it is UTF-8; YAML requires
+  // UTF-8 too, but yaml-cpp passes other bytes through.
+  if (const std::optional<size_t> bad = core::InvalidUtf8Offset(yaml)) {
+    const absl::string_view before = yaml.substr(0, *bad);
+    const size_t line_start = before.rfind('\n');
+    const size_t column = line_start == absl::string_view::npos ? *bad : *bad - line_start - 1;
+    return absl::InvalidArgumentError(absl::StrCat(
+        "config: not valid UTF-8 at line ", std::count(before.begin(), before.end(), '\n') + 1,
+        ", column ", column + 1, " (byte ", *bad, ")"));
+  }
   YAML::Node root;
   try {
     root = YAML::Load(std::string(yaml));

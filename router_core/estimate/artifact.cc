@@ -16,6 +16,7 @@
 #include "router_core/estimate/calibrated_classifier.h"
 #include "router_core/estimate/knn_estimator.h"
 #include "router_core/estimate/uniroute_estimator.h"
+#include "router_core/utf8.h"
 
 namespace router::core {
 namespace {
@@ -39,41 +40,6 @@ constexpr KindLoader kLoaders[] = {
 
 absl::Status Invalid(absl::string_view what) {
   return absl::InvalidArgumentError(absl::StrCat("artifact: ", what));
-}
-
-// RFC 3629 UTF-8: no overlong forms, no surrogates, nothing above U+10FFFF. Model names reach
-// every answer as protobuf strings, which a client refuses to parse unless they are valid UTF-8.
-bool IsValidUtf8(absl::string_view s) {
-  const auto* p = reinterpret_cast<const uint8_t*>(s.data());
-  const size_t n = s.size();
-  size_t i = 0;
-  while (i < n) {
-    const uint8_t lead = p[i];
-    if (lead < 0x80) {
-      ++i;
-      continue;
-    }
-    size_t length = 0;
-    uint32_t code = 0;
-    uint32_t smallest = 0;
-    if ((lead & 0xE0) == 0xC0) {
-      length = 2, code = lead & 0x1F, smallest = 0x80;
-    } else if ((lead & 0xF0) == 0xE0) {
-      length = 3, code = lead & 0x0F, smallest = 0x800;
-    } else if ((lead & 0xF8) == 0xF0) {
-      length = 4, code = lead & 0x07, smallest = 0x10000;
-    } else {
-      return false;
-    }
-    if (n - i < length) return false;
-    for (size_t k = 1; k < length; ++k) {
-      if ((p[i + k] & 0xC0) != 0x80) return false;
-      code = (code << 6) | (p[i + k] & 0x3F);
-    }
-    if (code < smallest || code > 0x10FFFF || (code >= 0xD800 && code <= 0xDFFF)) return false;
-    i += length;
-  }
-  return true;
 }
 
 absl::StatusOr<Artifact> FromDocument(const Json& doc) {

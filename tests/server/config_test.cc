@@ -138,6 +138,11 @@ TEST(ConfigTest, ErrorsNameTheField) {
       {"inline: {slot_price_rounds: 21}", "inline.slot_price_rounds: must be in [0, 20]"},
       {"inline: {window_duration: 5}", "inline.window_duration: unknown key"},
       {"inline: 3", "inline: must be a mapping"},
+      // A model name leaves in every answer as a protobuf string, which must be UTF-8 (Latin-1
+      // here); the error points at the byte.
+      {"batching: {max_batch_size: 8}\nmodels: [{name: caf\xe9}]",
+       "config: not valid UTF-8 at line 2, column 20 (byte 49)"},
+      {"routing: {tenant_modes: {\xed\xa0\x80: inline}}", "not valid UTF-8 at line 1, column 26"},
   };
   for (const Case& c : cases) {
     EXPECT_THAT(ParseConfigYaml(c.yaml), StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr(c.message)))
