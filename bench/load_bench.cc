@@ -9,14 +9,16 @@
 //
 // Without --routerd, routerd runs in this process (router::server::Routerd::Start on the --config
 // file, listening on 127.0.0.1:0): the same code as the binary, with the same process settings
-// (server/process_settings.h), without the signal handling of main.cc. The echo service always runs in this process. Batch settings are applied through
-// RouterAdmin.UpdateConfig, and routerd gets its original configuration back at the end.
+// (server/process_settings.h), without the signal handling of main.cc. The echo service always runs
+// in this process. Batch settings are applied through RouterAdmin.UpdateConfig, and routerd gets
+// its original configuration back at the end.
 //
 // Closed loop: each of C clients keeps a fixed number of queries in flight and sends the next one
-// when an answer arrives. Unary (Route, Route in inline mode, Echo): one call in flight per client. Stream (RouteStream,
-// EchoStream): one stream per client with --stream_window queries in flight on it. Every query
-// carries a real prompt from routerbench_subset. Latency runs from the moment a client wants to send
-// a query to its answer. Only answers that arrive in the measured window (after the warm-up) count.
+// when an answer arrives. Unary (Route, Route in inline mode, Echo): one call in flight per client.
+// Stream (RouteStream, EchoStream): one stream per client with --stream_window queries in flight on
+// it. Every query carries a real prompt from routerbench_subset. Latency runs from the moment a
+// client wants to send a query to its answer. Only answers that arrive in the measured window
+// (after the warm-up) count.
 //
 // Route in inline mode (Query.mode = ROUTING_MODE_INLINE: decided on arrival, no batch wait) runs
 // once per client count, right after the echo rows, since batch settings do not apply to it.
@@ -24,12 +26,13 @@
 // Output: a Markdown table on stdout (one row per run, printed as it finishes; "CPU us/query" is
 // this process's CPU time in the measured window over the answers in it: clients, gRPC on both
 // sides and, in-process, routerd; with --routerd only the clients). Then, when EchoStream,
-// RouteStream and max_batch_size 256 are all measured, --pairs alternating EchoStream/RouteStream
-// runs per client count and delay at batch 256, in a second table: on a shared VM the machine's
-// speed drifts between rows run seconds apart, and a pair is measured back to back. Last, for
-// each client count and delay at batch 256, RouteStream / EchoStream throughput from the main
-// table and the median (upper middle for an even count) and range over the pairs, and for each
-// client count the p50/p99 of Route (inline) next to Echo's from the same run.
+// RouteStream and max_batch_size 256 are all measured, paired runs per client count and delay at
+// batch 256 in a second table: on a shared VM the machine's speed drifts between rows run seconds
+// apart, so --pairs RouteStream runs are each measured between two EchoStream runs (E R E ... R E).
+// Last, for each client count and delay at batch 256, RouteStream / EchoStream throughput from the
+// main table, and the median and range over the paired runs against the echo run before each and
+// against the mean of the echo runs before and after it; and for each client count the p50/p99 of
+// Route (inline) next to Echo's from the same run.
 // --services picks the rows (default: all five).
 //
 // Exit status: 0 after printing the table; 2 for a bad flag; 1 if a service cannot start or a run
@@ -59,6 +62,7 @@
 #include "absl/status/statusor.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
 #include "absl/strings/str_split.h"
 #include "absl/synchronization/blocking_counter.h"
 #include "absl/synchronization/mutex.h"
@@ -466,9 +470,9 @@ struct Options {
   double warmup_s = 1;
   double duration_s = 4;
   double lease_timeout_s = 2;
-  // Alternating EchoStream / RouteStream pairs per client count and delay at max_batch_size 256,
-  // after the main table: the headline ratio is their median, since on a shared VM the speed of
-  // the machine drifts between rows measured seconds apart. 0 = no pairs.
+  // RouteStream runs per client count and delay at max_batch_size 256 after the main table, each
+  // between two EchoStream runs: the headline ratio is their median, since on a shared VM the
+  // speed of the machine drifts between rows measured seconds apart. 0 = no pairs.
   int pairs = 3;
   // Which rows to run: Echo, EchoStream, RouteInline, Route, RouteStream.
   std::vector<std::string> services = {"Echo", "EchoStream", "RouteInline", "Route", "RouteStream"};
@@ -926,18 +930,24 @@ int main(int argc, char** argv) {
       }
     }
   }
-  // Paired runs: EchoStream then RouteStream, `pairs` times per client count and delay.
+  // Paired runs, `pairs` RouteStream runs per client count and delay, each between two EchoStream
+  // runs (E R E R ... R E): a RouteStream run's ratio is against the echo run before it, and
+  // against the mean of the echo runs on both sides, which cancels a drift that is steady over the
+  // three runs.
   struct PairedRatios {
     int clients;
     double delay_ms;
-    std::vector<double> values;
+    std::vector<double> to_previous;
+    std::vector<double> to_both;
   };
   std::vector<PairedRatios> paired;
   const bool pair_runs = o.pairs > 0 && o.Runs("EchoStream") && o.Runs("RouteStream") &&
                          std::find(o.batch_sizes.begin(), o.batch_sizes.end(), 256) !=
                              o.batch_sizes.end();
   if (pair_runs) {
-    std::printf("\nPaired runs at max_batch_size 256 (EchoStream, then RouteStream):\n\n");
+    std::printf(
+        "\nPaired runs at max_batch_size 256 (EchoStream, then RouteStream and EchoStream "
+        "in turn):\n\n");
     PrintTableHeader();
     for (int clients : o.clients) {
       for (double delay_ms : o.delays_ms) {
@@ -945,32 +955,49 @@ int main(int argc, char** argv) {
           std::cerr << "load_bench: " << s.message() << "\n";
           return 1;
         }
-        PairedRatios& p = paired.emplace_back(PairedRatios{clients, delay_ms, {}});
+        PairedRatios& p = paired.emplace_back(PairedRatios{clients, delay_ms, {}, {}});
+        absl::StatusOr<RunResult> previous_echo = run_echo_stream(clients);
+        if (!previous_echo.ok()) {
+          std::cerr << "load_bench: paired runs: " << previous_echo.status().message() << "\n";
+          return 1;
+        }
+        PrintRow(*previous_echo);
         for (int k = 0; k < o.pairs; ++k) {
-          absl::StatusOr<RunResult> echo_run = run_echo_stream(clients);
-          absl::StatusOr<RunResult> route_run =
-              echo_run.ok() ? run_route_stream(clients, 256, delay_ms) : echo_run;
-          if (!route_run.ok()) {
-            std::cerr << "load_bench: paired runs: " << route_run.status().message() << "\n";
+          absl::StatusOr<RunResult> route_run = run_route_stream(clients, 256, delay_ms);
+          absl::StatusOr<RunResult> next_echo =
+              route_run.ok() ? run_echo_stream(clients) : route_run;
+          if (!next_echo.ok()) {
+            std::cerr << "load_bench: paired runs: " << next_echo.status().message() << "\n";
             return 1;
           }
-          PrintRow(*echo_run);
           PrintRow(*route_run);
-          if (echo_run->qps > 0) p.values.push_back(route_run->qps / echo_run->qps);
+          PrintRow(*next_echo);
+          if (previous_echo->qps > 0 && next_echo->qps > 0) {
+            p.to_previous.push_back(route_run->qps / previous_echo->qps);
+            p.to_both.push_back(route_run->qps / (0.5 * (previous_echo->qps + next_echo->qps)));
+          }
+          previous_echo = std::move(next_echo);
         }
       }
     }
     std::printf("\n");
   }
+  // "median (min-max)" of `values`, sorted in place; the upper middle for an even count.
+  const auto summary = [](std::vector<double>& values) {
+    std::sort(values.begin(), values.end());
+    return absl::StrFormat("%.2f (%.2f-%.2f)", values[values.size() / 2], values.front(),
+                           values.back());
+  };
   for (const Ratio& r : ratios) {
     std::printf("RouteStream / EchoStream throughput, %d clients, max_batch_size 256, delay %g ms: "
                 "%.2f in the main table",
                 r.clients, r.delay_ms, r.value);
     for (PairedRatios& p : paired) {
-      if (p.clients != r.clients || p.delay_ms != r.delay_ms || p.values.empty()) continue;
-      std::sort(p.values.begin(), p.values.end());
-      std::printf("; median of %zu paired runs %.2f (%.2f-%.2f)", p.values.size(),
-                  p.values[p.values.size() / 2], p.values.front(), p.values.back());
+      if (p.clients != r.clients || p.delay_ms != r.delay_ms || p.to_both.empty()) continue;
+      std::printf(
+          "; %zu paired runs, median (range) against the echo before %s, against the "
+          "mean of the echoes before and after %s",
+          p.to_both.size(), summary(p.to_previous).c_str(), summary(p.to_both).c_str());
     }
     std::printf(" (target >= 0.5)\n");
   }
