@@ -13,6 +13,7 @@
 #include "router_core/instance.h"
 #include "router_core/lagrangian_solver.h"
 #include "router_core/robust_gamma.h"
+#include "router_core/small_batch_gamma.h"
 #include "router_core/small_batch_solver.h"
 
 namespace router::core {
@@ -23,11 +24,26 @@ bool IsExact(PolicyKind policy) {
          policy == PolicyKind::kBatchGamma;
 }
 
-// Fast solver, then CBC from its incumbent while time remains. Works on the served queries only.
+// Adopts a later stage's assignment when it is better than the one so far.
+void TakeIfBetter(const std::vector<int>& model_of_query, double objective, const char* method,
+                  Solution& s) {
+  if (model_of_query.empty() || objective <= s.objective) return;
+  s.model_of_query = model_of_query;
+  s.objective = objective;
+  s.method = method;
+}
+
+// Fast solver, then (small batches) the small-batch search, then CBC from the best assignment so
+// far while time remains. Works on the served queries only.
 absl::StatusOr<Solution> SolveExact(const BatchProblem& problem, const Instance& served,
                                     const std::vector<int>& fallback, absl::Time start,
                                     const BatchRouterOptions& options) {
   const double gamma = problem.policy == PolicyKind::kBatchGamma ? problem.params.gamma : 0.0;
+  const bool small = served.num_queries <= options.small_batch_max_queries;
+  const SmallBatchOptions search = {.relative_gap = problem.relative_gap,
+                                    .max_nodes = options.small_batch_max_nodes,
+                                    .deadline = start + problem.time_limit,
+                                    .clock = options.clock};
   Solution s;
   if (problem.policy == PolicyKind::kBatchGamma) {
     GammaResult g = SolveGammaRobust(served, gamma, fallback, problem.relative_gap);
@@ -35,6 +51,13 @@ absl::StatusOr<Solution> SolveExact(const BatchProblem& problem, const Instance&
     s.objective = g.objective;
     s.upper_bound = g.upper_bound;
     s.method = "lagrangian_gamma";
+    if (small && RelativeGap(s) > problem.relative_gap) {
+      const SmallBatchGammaResult r = SolveSmallBatchGamma(served, gamma, s.model_of_query, search);
+      s.nodes += r.nodes;
+      TakeIfBetter(r.model_of_query, r.objective, "small_batch_gamma", s);
+      // Proven whether or not the search finished.
+      s.upper_bound = std::max(s.objective, std::min(s.upper_bound, r.upper_bound));
+    }
   } else {
     LagrangianResult l =
         SolveLagrangian(served, fallback, BoundToleranceFor(problem.relative_gap));
@@ -42,23 +65,12 @@ absl::StatusOr<Solution> SolveExact(const BatchProblem& problem, const Instance&
     s.objective = l.objective;
     s.upper_bound = l.upper_bound;
     s.method = "lagrangian";
-    if (served.num_queries <= options.small_batch_max_queries &&
-        RelativeGap(s) > problem.relative_gap) {
-      const SmallBatchResult small =
-          SolveSmallBatch(served, {s.model_of_query, l.budget_price, l.slot_price},
-                          {.relative_gap = problem.relative_gap,
-                           .max_nodes = options.small_batch_max_nodes,
-                           .deadline = start + problem.time_limit,
-                           .clock = options.clock});
-      s.nodes = small.nodes;
-      if (small.objective > s.objective) {
-        s.model_of_query = small.model_of_query;
-        s.objective = small.objective;
-        s.method = "small_batch";
-      }
-      if (small.finished) {
-        s.upper_bound = std::max(s.objective, std::min(s.upper_bound, small.upper_bound));
-      }
+    if (small && RelativeGap(s) > problem.relative_gap) {
+      const SmallBatchResult r =
+          SolveSmallBatch(served, {s.model_of_query, l.budget_price, l.slot_price}, search);
+      s.nodes += r.nodes;
+      TakeIfBetter(r.model_of_query, r.objective, "small_batch", s);
+      if (r.finished) s.upper_bound = std::max(s.objective, std::min(s.upper_bound, r.upper_bound));
     }
   }
   const absl::Duration left = problem.time_limit - (options.clock->Now() - start);
@@ -72,11 +84,7 @@ absl::StatusOr<Solution> SolveExact(const BatchProblem& problem, const Instance&
     absl::StatusOr<CbcResult> cbc = SolveWithCbc(served, cbc_options);
     if (!cbc.ok()) return cbc.status();
     s.nodes += cbc->nodes;
-    if (!cbc->model_of_query.empty() && cbc->objective > s.objective) {
-      s.model_of_query = std::move(cbc->model_of_query);
-      s.objective = cbc->objective;
-      s.method = "cbc";
-    }
+    TakeIfBetter(cbc->model_of_query, cbc->objective, "cbc", s);
     s.upper_bound = std::max(s.objective, std::min(s.upper_bound, cbc->best_bound));
   }
   // The 1e-9 absorbs floating-point noise between CBC's bound and our recomputed objective.

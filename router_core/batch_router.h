@@ -7,9 +7,10 @@
 // Exact policies (batch, batch_robust, batch_gamma) are orchestrated under the batch's time limit:
 //   1. the structure-aware fast solver (lagrangian_solver.h; robust_gamma.h for batch_gamma) always
 //      runs to completion and yields a feasible assignment with a proven upper bound;
-//   2. on a batch of at most `small_batch_max_queries` queries whose gap exceeds `relative_gap`
-//      (batch and batch_robust), the small-batch branch and bound (small_batch_solver.h) starts
-//      from that assignment and its prices, within small_batch_max_nodes and the time limit;
+//   2. on a batch of at most `small_batch_max_queries` queries whose gap exceeds `relative_gap`,
+//      the small-batch branch and bound (small_batch_solver.h; for batch_gamma, that search per
+//      candidate theta, small_batch_gamma.h) starts from that assignment (and its prices),
+//      within small_batch_max_nodes and the time limit;
 //   3. if the gap still exceeds `relative_gap` and at least `min_cbc_time` of the time limit
 //      remains, CBC (cbc_solver.h) starts from the best assignment so far and is stopped by the
 //      remaining wall time;

@@ -131,7 +131,8 @@ class Search {
     const double rest = RemainingBound(gi, p);
     if (rest == -kInf) return;  // infeasible below: no bound to record
     const double bound = value_ + rest;
-    if (bound - best_value_ <= options_.relative_gap * std::abs(bound)) {
+    if (bound <= options_.known_value ||
+        bound - best_value_ <= options_.relative_gap * std::abs(bound)) {
       max_pruned_bound_ = std::max(max_pruned_bound_, bound);
       return;
     }

@@ -12,8 +12,9 @@
 // each query's models tried in decreasing reduced value (value - lambda * cost - mu_j at the
 // root's prices). A node is pruned when the remaining budget cannot pay the cheapest completion,
 // a remaining query has no model with a free slot, or its bound is within `relative_gap` of the
-// incumbent:  bound - incumbent <= relative_gap * |bound|.  The bound is the smaller of two
-// Lagrangian bounds of the remaining subproblem, each valid for any prices >= 0 (weak duality):
+// incumbent,  bound - incumbent <= relative_gap * |bound|,  or at most `known_value`. The bound is
+// the smaller of two Lagrangian bounds of the remaining subproblem, each valid for any prices >= 0
+// (weak duality):
 //     lambda * budget_left + sum_j mu_j * slots_left_j
 //       + sum_{remaining i} max_{j allowed, slots_left_j > 0} (value_ij - lambda * cost_ij - mu_j)
 // at the root's (lambda, mu), which equal the LP bound at the root, and at (0, 0).
@@ -33,6 +34,7 @@
 #define ROUTER_CORE_SMALL_BATCH_SOLVER_H_
 
 #include <cstdint>
+#include <limits>
 #include <vector>
 
 #include "absl/time/time.h"
@@ -44,6 +46,11 @@ namespace router::core {
 struct SmallBatchOptions {
   // Nodes are pruned within this relative gap of the incumbent; >= 0.
   double relative_gap = 0.0;
+  // A value the caller can already reach some other way: nodes whose bound is at most this are
+  // pruned too, since nothing below them would be used (small_batch_gamma.h searches each theta
+  // only for what beats its robust incumbent). The upper bound stays proven; the returned
+  // assignment is within relative_gap of the optimum only if the optimum is above this.
+  double known_value = -std::numeric_limits<double>::infinity();
   // The search gives up after this many nodes (29-72 ns each on 24 queries: see Cost).
   int64_t max_nodes = 20000;
   // ... or at this time of `clock` (not owned; must outlive the call).

@@ -116,6 +116,32 @@ TEST(SmallBatchSolverTest, AnswerIsWithinTheRequestedGap) {
   }
 }
 
+// With a value the caller already has, the search prunes what cannot beat it: at the optimum the
+// bound still holds, with fewer nodes from a poor start (the admission's fallback, zero prices);
+// just below the optimum it still finds the optimum.
+TEST(SmallBatchSolverTest, PrunesWhatCannotBeatAKnownValue) {
+  int saved = 0;
+  for (uint64_t seed = 1; seed <= 200; ++seed) {
+    const Instance inst = SmallInstance(seed);
+    const Admission admission = AdmitQueries(inst);
+    if (static_cast<int>(admission.served.size()) != inst.num_queries) continue;
+    const auto best = BruteForce(inst);
+    ASSERT_TRUE(best.has_value());
+    const SmallBatchStart poor{admission.fallback, 0.0, {}};
+    const SmallBatchResult plain = SolveSmallBatch(inst, poor);
+    const SmallBatchResult known = SolveSmallBatch(inst, poor, {.known_value = best->objective});
+    ExpectFeasibleAndConsistent(inst, known);
+    ASSERT_TRUE(known.finished);
+    EXPECT_LE(known.nodes, plain.nodes) << "seed " << seed;
+    EXPECT_GE(known.upper_bound, best->objective - 1e-9) << "seed " << seed;
+    const SmallBatchResult below =
+        SolveSmallBatch(inst, poor, {.known_value = best->objective - 1e-6});
+    EXPECT_NEAR(below.objective, best->objective, 1e-9) << "seed " << seed;
+    saved += known.nodes < plain.nodes;
+  }
+  EXPECT_GT(saved, 20);
+}
+
 // A 0/1 knapsack of 24 distinct items (model 0 takes an item, model 1 leaves it, for nothing):
 // from zero prices only the budget prunes, so the search needs far more than 256 nodes.
 Instance KnapsackInstance() {

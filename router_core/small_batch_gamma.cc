@@ -1,0 +1,122 @@
+#include "router_core/small_batch_gamma.h"
+
+#include <algorithm>
+#include <cmath>
+#include <limits>
+#include <utility>
+#include <vector>
+
+#include "router_core/lagrangian_solver.h"
+#include "router_core/solution.h"
+
+namespace router::core {
+namespace {
+
+constexpr double kInf = std::numeric_limits<double>::infinity();
+
+struct Candidate {
+  double theta = 0.0;
+  // Best proven bound on N(theta), the nominal optimum at theta.
+  double nominal_bound = kInf;
+  double robust_bound(double gamma) const { return nominal_bound - gamma * theta; }
+};
+
+// {0} and every positive deviation of an allowed cell, each once, ascending.
+std::vector<double> CandidateThetas(const Instance& instance) {
+  std::vector<double> thetas = {0.0};
+  for (size_t k = 0; k < instance.deviation.size(); ++k) {
+    if (instance.allowed[k] && instance.deviation[k] > 0.0) thetas.push_back(instance.deviation[k]);
+  }
+  std::sort(thetas.begin(), thetas.end());
+  thetas.erase(std::unique(thetas.begin(), thetas.end()), thetas.end());
+  return thetas;
+}
+
+// values[k] = value - (deviation - theta)^+: the nominal problem whose optimum is N(theta).
+void ShiftValues(const Instance& instance, double theta, std::vector<double>& values) {
+  for (size_t k = 0; k < values.size(); ++k) {
+    values[k] = instance.value[k] - std::max(0.0, instance.deviation[k] - theta);
+  }
+}
+
+// N(theta) <= sum over queries of their best allowed shifted value (budget and slots dropped).
+double UnconstrainedBound(const Instance& shifted) {
+  double total = 0.0;
+  for (int i = 0; i < shifted.num_queries; ++i) {
+    double best = -kInf;
+    for (int j = 0; j < shifted.num_models; ++j) {
+      if (shifted.is_allowed(i, j)) best = std::max(best, shifted.value[shifted.index(i, j)]);
+    }
+    total += best;
+  }
+  return total;
+}
+
+}  // namespace
+
+SmallBatchGammaResult SolveSmallBatchGamma(const Instance& instance, double gamma,
+                                           const std::vector<int>& start,
+                                           const SmallBatchOptions& options) {
+  SmallBatchGammaResult result;
+  result.model_of_query = start;
+  result.objective = RobustObjective(instance, start, gamma);
+  auto consider = [&](const std::vector<int>& assignment) {
+    const double robust = RobustObjective(instance, assignment, gamma);
+    if (robust > result.objective) {
+      result.objective = robust;
+      result.model_of_query = assignment;
+    }
+  };
+  // Bounds on the robust optimum within this of the incumbent need no more work.
+  auto allowance = [&] { return options.relative_gap * std::abs(result.objective); };
+
+  Instance shifted = instance;
+  std::vector<Candidate> candidates;
+  for (const double theta : CandidateThetas(instance)) {
+    ShiftValues(instance, theta, shifted.value);
+    candidates.push_back({theta, UnconstrainedBound(shifted)});
+  }
+  std::stable_sort(candidates.begin(), candidates.end(),
+                   [gamma](const Candidate& a, const Candidate& b) {
+                     return a.robust_bound(gamma) > b.robust_bound(gamma);
+                   });
+
+  bool stopped = false;
+  for (Candidate& c : candidates) {
+    if (c.robust_bound(gamma) - result.objective <= allowance()) continue;
+    if (options.clock->Now() >= options.deadline) {
+      stopped = true;
+      break;
+    }
+    ShiftValues(instance, c.theta, shifted.value);
+    const LagrangianResult fast =
+        SolveLagrangian(shifted, result.model_of_query, BoundToleranceFor(options.relative_gap));
+    consider(fast.model_of_query);
+    c.nominal_bound = std::min(c.nominal_bound, fast.upper_bound);
+    if (c.robust_bound(gamma) - result.objective <= allowance()) continue;
+
+    SmallBatchOptions search = options;
+    search.relative_gap = 0.0;
+    // Only an assignment whose value at this theta exceeds this can beat the incumbent here.
+    search.known_value = result.objective + gamma * c.theta + allowance();
+    search.max_nodes = options.max_nodes - result.nodes;
+    const SmallBatchResult r = SolveSmallBatch(
+        shifted, {result.model_of_query, fast.budget_price, fast.slot_price}, search);
+    ++result.thetas_searched;
+    result.nodes += r.nodes;
+    consider(r.model_of_query);
+    if (!r.finished) {
+      stopped = true;
+      break;
+    }
+    c.nominal_bound = std::min(c.nominal_bound, r.upper_bound);
+  }
+
+  double bound = result.objective;
+  for (const Candidate& c : candidates) bound = std::max(bound, c.robust_bound(gamma));
+  result.upper_bound = bound;
+  result.finished = !stopped;
+  return result;
+}
+
+}  // namespace router::core
