@@ -13,14 +13,15 @@ constexpr double kAbove = 1.0 + 1e-9;
 
 // Indices k (with price[k] finite) on the upper concave hull of the points (cost[k], quality[k] -
 // price[k]), walking `by_cost` (indices by ascending cost): dominated points go, then points on or
-// below the chord of their neighbours. Of equal points the first in `by_cost` stays.
+// below the chord of their neighbours. Of equal points the first in `by_cost` stays. An empty
+// `price` is all zeros.
 void UpperHull(absl::Span<const double> cost, absl::Span<const double> quality,
                absl::Span<const double> price, absl::Span<const int> by_cost,
                std::vector<int>& hull) {
   hull.clear();
-  const auto value = [&](int k) { return quality[k] - price[k]; };
+  const auto value = [&](int k) { return price.empty() ? quality[k] : quality[k] - price[k]; };
   for (const int k : by_cost) {
-    if (!std::isfinite(price[k])) continue;
+    if (!price.empty() && !std::isfinite(price[k])) continue;
     if (!hull.empty() && cost[k] == cost[hull.back()]) {
       if (value(k) <= value(hull.back())) continue;
       hull.pop_back();  // the better of equal-cost points replaces it
@@ -229,25 +230,52 @@ class DualSolver {
   Prices prices_;
 };
 
+// Fills the fields derived from models, quality and cost.
+void DeriveHull(PricedQuery& q) {
+  q.cheapest_cost = kInf;
+  for (const double c : q.cost) q.cheapest_cost = std::min(q.cheapest_cost, c);
+  q.by_cost.resize(q.models.size());
+  for (size_t k = 0; k < q.models.size(); ++k) q.by_cost[k] = static_cast<int>(k);
+  std::stable_sort(q.by_cost.begin(), q.by_cost.end(),
+                   [&](int a, int b) { return q.cost[a] < q.cost[b]; });
+  UpperHull(q.cost, q.quality, {}, q.by_cost, q.hull);
+}
+
 }  // namespace
 
 PricedQuery MakePricedQuery(absl::Span<const double> quality, absl::Span<const double> cost,
                             absl::Span<const char> allowed) {
   PricedQuery q;
-  q.cheapest_cost = kInf;
   for (size_t j = 0; j < quality.size(); ++j) {
     if (!allowed[j]) continue;
     q.models.push_back(static_cast<int>(j));
     q.quality.push_back(quality[j]);
     q.cost.push_back(cost[j]);
-    q.cheapest_cost = std::min(q.cheapest_cost, cost[j]);
   }
-  q.by_cost.resize(q.models.size());
-  for (size_t k = 0; k < q.models.size(); ++k) q.by_cost[k] = static_cast<int>(k);
-  std::stable_sort(q.by_cost.begin(), q.by_cost.end(),
-                   [&](int a, int b) { return q.cost[a] < q.cost[b]; });
-  UpperHull(q.cost, q.quality, std::vector<double>(q.models.size(), 0.0), q.by_cost, q.hull);
+  DeriveHull(q);
   return q;
+}
+
+void WithoutModels(const PricedQuery& query, absl::Span<const char> excluded, PricedQuery& out) {
+  out.models.clear();
+  out.quality.clear();
+  out.cost.clear();
+  out.cheapest_cost = kInf;
+  std::vector<int> kept(query.models.size(), -1);  // index in `out` of query's k-th model, or -1
+  for (size_t k = 0; k < query.models.size(); ++k) {
+    if (excluded[query.models[k]]) continue;
+    kept[k] = static_cast<int>(out.models.size());
+    out.models.push_back(query.models[k]);
+    out.quality.push_back(query.quality[k]);
+    out.cost.push_back(query.cost[k]);
+    out.cheapest_cost = std::min(out.cheapest_cost, query.cost[k]);
+  }
+  // Filtering keeps query.by_cost's order (cost, then model index), so it needs no sort.
+  out.by_cost.clear();
+  for (const int k : query.by_cost) {
+    if (kept[k] >= 0) out.by_cost.push_back(kept[k]);
+  }
+  UpperHull(out.cost, out.quality, {}, out.by_cost, out.hull);
 }
 
 Prices SolvePrices(absl::Span<const WeightedQuery> queries, absl::Span<const double> free_slots,

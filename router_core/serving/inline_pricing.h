@@ -47,6 +47,13 @@ struct PricedQuery {
 PricedQuery MakePricedQuery(absl::Span<const double> quality, absl::Span<const double> cost,
                             absl::Span<const char> allowed);
 
+// Sets `out` to `query` without the pool models j with `excluded[j]` != 0 (hull and cheapest cost
+// recomputed), reusing out's storage. SolvePrices prices a model without a free slot out (mu =
+// +inf) and then rebuilds the hull of every query that has it, at every call; a caller that
+// prices the same queries repeatedly while the same models are full (inline_router.h: every
+// decision's forecast) passes them through this once per change instead, to the same prices.
+void WithoutModels(const PricedQuery& query, absl::Span<const char> excluded, PricedQuery& out);
+
 struct WeightedQuery {
   const PricedQuery* query = nullptr;  // not owned
   double weight = 1.0;                 // > 0

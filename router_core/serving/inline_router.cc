@@ -68,7 +68,8 @@ InlineDecision InlineRouter::Route(const PendingQuery& query, absl::Span<const D
     return d;
   }
   const size_t m = pool.size();
-  Recent current{MakePricedQuery(q.quality, q.cost, allowed), absl::Time()};
+  Recent current;
+  current.priced = MakePricedQuery(q.quality, q.cost, allowed);
 
   absl::MutexLock lock(&mu_);
   const absl::Time now = clock_->Now();
@@ -117,6 +118,29 @@ InlineDecision InlineRouter::Route(const PendingQuery& query, absl::Span<const D
                                             : snapshot.free_slots[it - snapshot.models.begin()];
     free_slots[j] = static_cast<double>(std::min(*pool[j].slots, free.value_or(*pool[j].slots)));
   }
+  bool full_changed = full_.size() != m;
+  full_.resize(m);
+  for (size_t j = 0; j < m; ++j) {
+    const char full = free_slots[j] < 1.0;
+    full_changed |= full_[j] != full;
+    full_[j] = full;
+  }
+  full_version_ += full_changed;
+  const auto available = [this](Recent& r) -> const PricedQuery* {
+    mu_.AssertHeld();
+    if (r.checked_for != full_version_) {
+      r.checked_for = full_version_;
+      r.has_full_model = std::any_of(r.priced.models.begin(), r.priced.models.end(), [this](int j) {
+        mu_.AssertHeld();
+        return full_[j] != 0;
+      });
+      if (r.has_full_model) {
+        if (r.without_full == nullptr) r.without_full = std::make_unique<PricedQuery>();
+        WithoutModels(r.priced, full_, *r.without_full);
+      }
+    }
+    return r.has_full_model ? r.without_full.get() : &r.priced;
+  };
   // What the window may still spend, with CheckFeasible's slack for the rounding of the running
   // sum (a window whose cap is exactly its cheapest total must not lose its last query to it).
   const double left =
@@ -125,13 +149,13 @@ InlineDecision InlineRouter::Route(const PendingQuery& query, absl::Span<const D
 
   // The forecast LP and its prices.
   std::vector<WeightedQuery> lp;
-  lp.push_back({&current.priced, recent_.empty() ? 1.0 + static_cast<double>(expected) : 1.0});
+  lp.push_back({available(current), recent_.empty() ? 1.0 + static_cast<double>(expected) : 1.0});
   double forecast_cheapest = recent_.empty() ? current.priced.cheapest_cost : 0.0;
   const double weight =
       recent_.empty() ? 0.0 : static_cast<double>(expected) / static_cast<double>(recent_.size());
-  for (const Recent& r : recent_) {
+  for (Recent& r : recent_) {
     forecast_cheapest = std::max(forecast_cheapest, r.priced.cheapest_cost);
-    if (weight > 0) lp.push_back({&r.priced, weight});
+    if (weight > 0) lp.push_back({available(r), weight});
   }
   const double reserve = expected > 0 && std::isfinite(forecast_cheapest)
                              ? static_cast<double>(expected) * forecast_cheapest

@@ -130,6 +130,42 @@ TEST(InlinePricingTest, SlotPricesFitTheDemandIntoFreeSlots) {
   }
 }
 
+// Pricing queries without the full models (as the inline router's forecast does) gives exactly
+// the prices of pricing them whole with those models at zero free slots, binding slots and budget
+// included.
+TEST(InlinePricingTest, QueriesWithoutTheFullModelsPriceTheSame) {
+  std::mt19937_64 rng(6);
+  std::uniform_real_distribution<double> u(0, 1);
+  for (int trial = 0; trial < 40; ++trial) {
+    const std::vector<PricedQuery> qs = RandomQueries(rng, 60, 8);
+    std::vector<double> free(8, kInf);
+    std::vector<char> full(8, 0);
+    for (int j = 0; j < 8; ++j) {
+      const double r = u(rng);
+      if (r < 0.25)
+        free[j] = 0.0, full[j] = 1;
+      else if (r < 0.5)
+        free[j] = std::floor(20 * u(rng)) + 1;
+    }
+    std::vector<PricedQuery> reduced(qs.size());
+    std::vector<WeightedQuery> whole, without;
+    for (size_t i = 0; i < qs.size(); ++i) {
+      WithoutModels(qs[i], full, reduced[i]);
+      for (const int j : reduced[i].models) EXPECT_FALSE(full[j]);
+      const double w = 0.5 + u(rng);
+      whole.push_back({&qs[i], w});
+      without.push_back({&reduced[i], w});
+    }
+    const double budget = trial % 4 == 0 ? kInf : 0.2 + 2.0 * u(rng);
+    PricingOptions o;
+    o.slot_price_rounds = 5;
+    const Prices a = SolvePrices(whole, free, budget, o);
+    const Prices b = SolvePrices(without, free, budget, o);
+    EXPECT_EQ(a.lambda, b.lambda) << trial;
+    EXPECT_EQ(a.mu, b.mu) << trial;
+  }
+}
+
 TEST(InlinePricingTest, WithoutSlotRoundsSlotsAreNotPricedButFullModelsAreOut) {
   std::mt19937_64 rng(5);
   const std::vector<PricedQuery> qs = RandomQueries(rng, 30, 5);

@@ -297,6 +297,32 @@ TEST(InlineRouterTest, AnOversubscribedModelGetsASlotPrice) {
   EXPECT_EQ(d.expected_after, 48);
 }
 
+// The forecast prices the arrivals seen while a model was full without it (inline_pricing.h,
+// WithoutModels); once it has a free slot again they want it again, so its slot is priced for
+// them and the query at hand does not simply take it.
+TEST(InlineRouterTest, AModelThatFreesUpIsBackInTheForecast) {
+  FakeClock clock;
+  const std::vector<DeployedModel> pool = {
+      {"local", 1}, {"cheap", std::nullopt}, {"mid", std::nullopt}, {"strong", std::nullopt}};
+  auto ledger = MakeLedger(clock, pool);
+  auto router = MakeRouter(*ledger, clock, Window(50));
+  const std::vector<double> quality = {0.95, 0.6, 0.7, 0.8};  // everyone prefers "local"
+  const std::vector<double> cost = {0, 0.001, 0.004, 0.02};
+  absl::StatusOr<std::vector<std::string>> held = ledger->Commit({{"local", 0.0}});
+  ASSERT_THAT(held, IsOk());
+  for (const char* id : {"b", "c", "d"}) {
+    const InlineDecision d = router->Route(Pending(id, quality, cost), pool, BatchPolicy());
+    ASSERT_THAT(d.outcome.status, IsOk());
+    EXPECT_EQ(d.outcome.model, "strong") << id;  // local is full
+  }
+  ASSERT_THAT(ledger->Complete((*held)[0], std::nullopt), IsOk());
+  const InlineDecision e = router->Route(Pending("e", quality, cost), pool, BatchPolicy());
+  ASSERT_THAT(e.outcome.status, IsOk());
+  // b, c and d stand for 46 more arrivals that all want the one free slot: it is priced above
+  // what e gains from it (with the forecast still blind to it, e would take it).
+  EXPECT_EQ(e.outcome.model, "strong");
+}
+
 TEST(InlineRouterTest, TimeWindowsCloseOnTheClock) {
   FakeClock clock;
   auto ledger = MakeLedger(clock, kApiPool);
