@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <cmath>
 #include <limits>
+#include <optional>
 #include <utility>
 
 namespace router::core {
@@ -37,6 +38,40 @@ void UpperHull(absl::Span<const double> cost, absl::Span<const double> quality,
     }
     hull.push_back(k);
   }
+}
+
+// A key with a weight: a hull step (slope, extra spend) or a query's advantage for a model
+// (advantage, weight).
+struct Weighted {
+  double key;
+  double weight;
+};
+
+// The key at which the running sum of weights, taken in decreasing key order, first exceeds
+// `room` (equal keys count together); nullopt when the whole sum fits. What a sort and a scan
+// would give, by a weighted quickselect instead: expected O(items). Reorders `items`.
+std::optional<double> KeyWherePassing(std::vector<Weighted>& items, double room) {
+  auto first = items.begin(), last = items.end();
+  double taken = 0.0;  // weight of the items known to come first (keys above the range)
+  while (first != last) {
+    const double pivot = (first + (last - first) / 2)->key;
+    const auto above_end =
+        std::partition(first, last, [pivot](const Weighted& x) { return x.key > pivot; });
+    const auto equal_end =
+        std::partition(above_end, last, [pivot](const Weighted& x) { return x.key == pivot; });
+    double above = 0.0, equal = 0.0;
+    for (auto it = first; it != above_end; ++it) above += it->weight;
+    for (auto it = above_end; it != equal_end; ++it) equal += it->weight;
+    if (taken + above > room) {
+      last = above_end;
+    } else if (taken + above + equal > room) {
+      return pivot;
+    } else {
+      taken += above + equal;
+      first = equal_end;
+    }
+  }
+  return std::nullopt;
 }
 
 class DualSolver {
@@ -146,45 +181,22 @@ class DualSolver {
     }
     if (spend > budget_) {
       double top = 0.0;
-      for (const Step& step : steps_) top = std::max(top, step.slope);
+      for (const Weighted& step : steps_) top = std::max(top, step.key);
       prices_.lambda = top * kAbove;
       return;
     }
     prices_.lambda = BreakingSlope(budget_ - spend) * kAbove;
   }
 
-  // The walk of SolveLambda without sorting: a weighted quickselect for the slope of the first
-  // step (largest slopes first) at which the summed extra spend exceeds `room`; 0 when every step
-  // fits. Expected O(steps).
-  double BreakingSlope(double room) {
-    auto first = steps_.begin(), last = steps_.end();
-    double taken = 0.0;  // extra spend of the steps known to be climbed (slopes above the range)
-    while (first != last) {
-      const double pivot = (first + (last - first) / 2)->slope;
-      const auto above_end =
-          std::partition(first, last, [pivot](const Step& x) { return x.slope > pivot; });
-      const auto equal_end =
-          std::partition(above_end, last, [pivot](const Step& x) { return x.slope == pivot; });
-      double above = 0.0, equal = 0.0;
-      for (auto it = first; it != above_end; ++it) above += it->extra_spend;
-      for (auto it = above_end; it != equal_end; ++it) equal += it->extra_spend;
-      if (taken + above > room) {
-        last = above_end;
-      } else if (taken + above + equal > room) {
-        return pivot;
-      } else {
-        taken += above + equal;
-        first = equal_end;
-      }
-    }
-    return 0.0;
-  }
+  // The first step (largest slopes first) at which the summed extra spend exceeds `room`; 0 when
+  // every step fits.
+  double BreakingSlope(double room) { return KeyWherePassing(steps_, room).value_or(0.0); }
 
   // Closed form: with adv_i = (a_ij - lambda c_ij) - (best other score of query i), query i takes
   // j iff adv_i > mu_j; sort the advantages and stop where the weights pass free_j.
   void SolveSlotPrice(int j) {
     prices_.mu[j] = 0.0;
-    std::vector<std::pair<double, double>> advantages;  // (advantage, weight)
+    advantages_.clear();
     double finite_max = 0.0;
     for (const WeightedQuery& wq : queries_) {
       const PricedQuery& q = *wq.query;
@@ -199,25 +211,14 @@ class DualSolver {
       }
       const double adv = q.quality[kj] - prices_.lambda * q.cost[kj] - other;
       if (std::isfinite(adv)) finite_max = std::max(finite_max, adv);
-      advantages.emplace_back(adv, wq.weight);
+      advantages_.push_back({adv, wq.weight});
     }
-    std::sort(advantages.begin(), advantages.end(),
-              [](const auto& a, const auto& b) { return a.first > b.first; });
-    double taken = 0.0;
-    for (const auto& [adv, weight] : advantages) {
-      taken += weight;
-      if (taken <= free_[j]) continue;
-      // Queries without another model stay whatever the price; push off everyone else.
-      const double at = std::isinf(adv) ? finite_max : std::max(0.0, adv);
-      prices_.mu[j] = at + 1e-12 * (1.0 + at);
-      return;
-    }
+    const std::optional<double> adv = KeyWherePassing(advantages_, free_[j]);
+    if (!adv.has_value()) return;  // the whole demand fits
+    // Queries without another model stay whatever the price; push off everyone else.
+    const double at = std::isinf(*adv) ? finite_max : std::max(0.0, *adv);
+    prices_.mu[j] = at + 1e-12 * (1.0 + at);
   }
-
-  struct Step {
-    double slope;        // value gain per USD of climbing one hull step
-    double extra_spend;  // weight x cost increase of that step
-  };
 
   const absl::Span<const WeightedQuery> queries_;
   const absl::Span<const double> free_;
@@ -225,7 +226,9 @@ class DualSolver {
   const PricingOptions options_;
   std::vector<const std::vector<int>*> active_;  // per query: its hull under the current prices
   std::vector<std::vector<int>> hull_storage_;
-  std::vector<Step> steps_;
+  // Hull steps: key = value gain per USD of climbing the step, weight = weight x cost increase.
+  std::vector<Weighted> steps_;
+  std::vector<Weighted> advantages_;  // SolveSlotPrice's scratch
   std::vector<double> price_;  // scratch: slot prices of one query's models
   Prices prices_;
 };

@@ -12,12 +12,13 @@
 // quickselect over those slopes finds the smallest lambda whose spend fits, exactly, where a
 // bisection would only approach it),
 // then each slot price in closed form (the smallest mu_j at which the weighted demand for j fits
-// free_j, from the sorted advantages of j over each query's next best model), for a few rounds.
+// free_j: where the weights of the advantages of j over each query's next best model, taken in
+// decreasing order, pass free_j; found by the same weighted quickselect), for a few rounds.
 //
 // Cost: with R rounds, H queries, M models, hull size h (typically 3-5 of M) and B models whose
 // slots bind:
 //     no slot binding:  O(H x h) expected
-//     otherwise:        O(R x H x M x (B + log M)) expected
+//     otherwise:        O(R x H x M x B) expected
 // A model with no free slot is priced out (mu = +inf) and never chosen.
 //
 // Thread-safety: values and pure functions.
