@@ -193,7 +193,8 @@ class DualSolver {
   double BreakingSlope(double room) { return KeyWherePassing(steps_, room).value_or(0.0); }
 
   // Closed form: with adv_i = (a_ij - lambda c_ij) - (best other score of query i), query i takes
-  // j iff adv_i > mu_j; sort the advantages and stop where the weights pass free_j.
+  // j iff adv_i > mu_j; mu_j is the advantage at which the weights, largest advantages first,
+  // pass free_j.
   void SolveSlotPrice(int j) {
     prices_.mu[j] = 0.0;
     advantages_.clear();
