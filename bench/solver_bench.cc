@@ -5,8 +5,9 @@
 // of them adversarial (hard, expensive queries first). Each iteration solves the next instance of
 // a pool of 50; counters report the median and p99 wall time in ms and the mean and max certified
 // relative gap (upper bound from the solver's own proof, never from a reference solution).
-// BM_SmallBatch compares, on the same small batches, the small-batch search before CBC (the
-// default) with CBC straight after the fast solver (policy.small_batch_max_queries 0).
+// BM_SmallBatch (and BM_SmallBatchGamma, for batch_gamma) compares, on the same small batches, the
+// small-batch search before CBC (the default) with CBC straight after the fast solver
+// (policy.small_batch_max_queries 0).
 
 #include <algorithm>
 #include <chrono>
@@ -107,7 +108,8 @@ void BM_FastPathGamma(benchmark::State& state) {
 // Small batches, as a lightly loaded unary Route forms them at a 1 ms delay (4-13 queries), and
 // shaped like UniRoute's predictions: every query is one of `kinds` distinct rows (0 = all
 // distinct). Args: queries, models, kinds, small-batch search on (1) or off (0).
-void BM_SmallBatch(benchmark::State& state) {
+template <typename Configure>
+void RunSmallBatch(benchmark::State& state, Configure configure) {
   auto pool = MakePool(static_cast<int>(state.range(0)), static_cast<int>(state.range(1)));
   const size_t kinds = static_cast<size_t>(state.range(2));
   if (kinds > 0) {
@@ -120,8 +122,21 @@ void BM_SmallBatch(benchmark::State& state) {
   }
   BatchRouterOptions options;
   options.small_batch_max_queries = state.range(3) != 0 ? 32 : 0;
-  RunSolveBatchOn(
-      state, pool, [](BatchProblem& p) { p.time_limit = absl::Milliseconds(20); }, options);
+  RunSolveBatchOn(state, pool, configure, options);
+}
+
+void BM_SmallBatch(benchmark::State& state) {
+  RunSmallBatch(state, [](BatchProblem& p) { p.time_limit = absl::Milliseconds(20); });
+}
+
+// The same for batch_gamma, gamma = a quarter of the batch: the small-batch search per candidate
+// theta (small_batch_gamma.h) after the theta grid, or straight to CBC.
+void BM_SmallBatchGamma(benchmark::State& state) {
+  RunSmallBatch(state, [](BatchProblem& p) {
+    p.policy = PolicyKind::kBatchGamma;
+    p.params.gamma = 0.25 * static_cast<double>(p.queries.size());
+    p.time_limit = absl::Milliseconds(20);
+  });
 }
 
 void BM_PlainCbc(benchmark::State& state) {
@@ -158,6 +173,10 @@ BENCHMARK(BM_FastPath)->Apply(Sizes)->Iterations(200)->Unit(benchmark::kMillisec
 BENCHMARK(BM_FastPathGamma)->Args({100, 20})->Args({256, 20})->Iterations(50)->Unit(benchmark::kMillisecond);
 BENCHMARK(BM_SmallBatch)
     ->ArgsProduct({{4, 8, 13, 24}, {11}, {0, 3}, {0, 1}})
+    ->Iterations(200)
+    ->Unit(benchmark::kMillisecond);
+BENCHMARK(BM_SmallBatchGamma)
+    ->ArgsProduct({{4, 8, 13, 24, 32}, {11}, {0, 3}, {0, 1}})
     ->Iterations(200)
     ->Unit(benchmark::kMillisecond);
 BENCHMARK(BM_PlainCbc)->Apply(Sizes)->Iterations(10)->Unit(benchmark::kMillisecond);

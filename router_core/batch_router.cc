@@ -52,7 +52,10 @@ absl::StatusOr<Solution> SolveExact(const BatchProblem& problem, const Instance&
     s.upper_bound = g.upper_bound;
     s.method = "lagrangian_gamma";
     if (small && RelativeGap(s) > problem.relative_gap) {
-      const SmallBatchGammaResult r = SolveSmallBatchGamma(served, gamma, s.model_of_query, search);
+      SmallBatchOptions gamma_search = search;
+      gamma_search.max_nodes = options.small_batch_gamma_max_nodes;
+      const SmallBatchGammaResult r =
+          SolveSmallBatchGamma(served, gamma, s.model_of_query, gamma_search);
       s.nodes += r.nodes;
       TakeIfBetter(r.model_of_query, r.objective, "small_batch_gamma", s);
       // Proven whether or not the search finished.

@@ -18,6 +18,9 @@ struct Candidate {
   double theta = 0.0;
   // Best proven bound on N(theta), the nominal optimum at theta.
   double nominal_bound = kInf;
+  // The fast solver's prices at theta, where the search starts (once the fast solver ran).
+  double budget_price = 0.0;
+  std::vector<double> slot_price;
   double robust_bound(double gamma) const { return nominal_bound - gamma * theta; }
 };
 
@@ -74,34 +77,48 @@ SmallBatchGammaResult SolveSmallBatchGamma(const Instance& instance, double gamm
   std::vector<Candidate> candidates;
   for (const double theta : CandidateThetas(instance)) {
     ShiftValues(instance, theta, shifted.value);
-    candidates.push_back({theta, UnconstrainedBound(shifted)});
+    Candidate& c = candidates.emplace_back();
+    c.theta = theta;
+    c.nominal_bound = UnconstrainedBound(shifted);
   }
-  std::stable_sort(candidates.begin(), candidates.end(),
-                   [gamma](const Candidate& a, const Candidate& b) {
-                     return a.robust_bound(gamma) > b.robust_bound(gamma);
-                   });
 
+  auto open = [&](const Candidate& c) {
+    return c.robust_bound(gamma) - result.objective > allowance();
+  };
+  auto by_bound = [gamma](const Candidate& a, const Candidate& b) {
+    return a.robust_bound(gamma) > b.robust_bound(gamma);
+  };
+  std::stable_sort(candidates.begin(), candidates.end(), by_bound);
   bool stopped = false;
+  // First the fast solver at every open theta: cheap, and the assignments it finds raise the
+  // incumbent, which closes more thetas before any search.
   for (Candidate& c : candidates) {
-    if (c.robust_bound(gamma) - result.objective <= allowance()) continue;
+    if (!open(c)) continue;
     if (options.clock->Now() >= options.deadline) {
       stopped = true;
       break;
     }
     ShiftValues(instance, c.theta, shifted.value);
-    const LagrangianResult fast =
+    LagrangianResult fast =
         SolveLagrangian(shifted, result.model_of_query, BoundToleranceFor(options.relative_gap));
     consider(fast.model_of_query);
     c.nominal_bound = std::min(c.nominal_bound, fast.upper_bound);
-    if (c.robust_bound(gamma) - result.objective <= allowance()) continue;
-
+    c.budget_price = fast.budget_price;
+    c.slot_price = std::move(fast.slot_price);
+  }
+  // Then the search at the thetas still open, the largest bound first.
+  std::stable_sort(candidates.begin(), candidates.end(), by_bound);
+  for (Candidate& c : candidates) {
+    if (stopped) break;
+    if (!open(c)) continue;
+    ShiftValues(instance, c.theta, shifted.value);
     SmallBatchOptions search = options;
     search.relative_gap = 0.0;
     // Only an assignment whose value at this theta exceeds this can beat the incumbent here.
     search.known_value = result.objective + gamma * c.theta + allowance();
     search.max_nodes = options.max_nodes - result.nodes;
-    const SmallBatchResult r = SolveSmallBatch(
-        shifted, {result.model_of_query, fast.budget_price, fast.slot_price}, search);
+    const SmallBatchResult r =
+        SolveSmallBatch(shifted, {result.model_of_query, c.budget_price, c.slot_price}, search);
     ++result.thetas_searched;
     result.nodes += r.nodes;
     consider(r.model_of_query);

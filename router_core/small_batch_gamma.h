@@ -15,10 +15,10 @@
 // optimum with values value_ij - (d_ij - theta)^+: for a fixed assignment the robust value is a
 // concave piecewise-linear function of theta with its breakpoints at that assignment's
 // deviations. So each candidate theta is one nominal problem. Each gets a bound without solving
-// (every query at its best allowed shifted value: budget and slots ignored); the thetas whose
-// bound beats the incumbent by more than the gap, best bound first, get the fast solver (a
-// tighter bound, prices and an assignment), then, if still open, the small-batch search
-// (small_batch_solver.h) told to prune everything that cannot beat the robust incumbent at that
+// (every query at its best allowed shifted value: budget and slots ignored). The thetas whose
+// bound beats the incumbent by more than the gap, best bound first, first all get the fast solver
+// (a tighter bound, prices and an assignment); then those still open get the small-batch search
+// (small_batch_solver.h), told to prune everything that cannot beat the robust incumbent at that
 // theta (known_value = incumbent + gamma * theta + the gap's allowance). Each assignment found
 // is scored by its robust value (RobustObjective), so the incumbent only improves.
 //
