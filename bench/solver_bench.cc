@@ -176,7 +176,7 @@ BENCHMARK(BM_SmallBatch)
     ->Iterations(200)
     ->Unit(benchmark::kMillisecond);
 BENCHMARK(BM_SmallBatchGamma)
-    ->ArgsProduct({{4, 8, 13, 24, 32}, {11}, {0, 3}, {0, 1}})
+    ->ArgsProduct({{4, 8, 13, 24, 32}, {11, 32}, {0, 3}, {0, 1}})
     ->Iterations(200)
     ->Unit(benchmark::kMillisecond);
 BENCHMARK(BM_PlainCbc)->Apply(Sizes)->Iterations(10)->Unit(benchmark::kMillisecond);

@@ -15,21 +15,24 @@
 // optimum with values value_ij - (d_ij - theta)^+: for a fixed assignment the robust value is a
 // concave piecewise-linear function of theta with its breakpoints at that assignment's
 // deviations. So each candidate theta is one nominal problem. Each gets a bound without solving
-// (every query at its best allowed shifted value: budget and slots ignored). The thetas whose
-// bound beats the incumbent by more than the gap, best bound first, first all get the fast solver
-// (a tighter bound, prices and an assignment); then those still open get the small-batch search
-// (small_batch_solver.h), told to prune everything that cannot beat the robust incumbent at that
-// theta (known_value = incumbent + gamma * theta + the gap's allowance). Each assignment found
-// is scored by its robust value (RobustObjective), so the incumbent only improves.
+// (every query at its best allowed shifted value: budget and slots ignored). The theta with the
+// largest bound gets the fast solver, whose prices then bound every other theta without a solve
+// (weak duality: lambda * budget + sum_j mu_j * slots_j + each query's best priced value). The
+// thetas whose bound still beats the incumbent by more than the gap, best bound first, get the
+// fast solver (a tighter bound, prices and an assignment); then those still open get the
+// small-batch search (small_batch_solver.h), told to prune everything that cannot beat the robust
+// incumbent at that theta (known_value = incumbent + gamma * theta + the gap's allowance). Each
+// assignment found is scored by its robust value (RobustObjective), so the incumbent only
+// improves.
 //
 // Result: the upper bound is the largest over all candidate thetas of (the best proven bound on
 // N(theta)) - gamma * theta, always valid. When every open theta was searched to the end
 // (finished), the bound is within relative_gap of the returned robust value. When max_nodes or
 // the deadline stop it first, finished is false and the bound stays valid but looser.
 //
-// Cost: O(T * Q * M) for the T <= Q * M + 1 candidate thetas' bounds (Q queries, M models), plus
-// one fast solve per theta left open and one search of at most the remaining max_nodes for those
-// the fast solver does not close; the nodes of all searches together are at most max_nodes.
+// Cost: O(T * Q * M) for the T <= Q * M + 1 candidate thetas' two bounds (Q queries, M models),
+// plus one fast solve per theta left open and one search of at most the remaining max_nodes for
+// those the fast solver does not close; the nodes of all searches together are at most max_nodes.
 //
 // Thread-safety: a pure function.
 
