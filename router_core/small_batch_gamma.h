@@ -17,13 +17,12 @@
 // deviations. So each candidate theta is one nominal problem. Each gets a bound without solving
 // (every query at its best allowed shifted value: budget and slots ignored). The theta with the
 // largest bound gets the fast solver, whose prices then bound every other theta without a solve
-// (weak duality: lambda * budget + sum_j mu_j * slots_j + each query's best priced value). The
-// thetas whose bound still beats the incumbent by more than the gap, best bound first, get the
-// fast solver (a tighter bound, prices and an assignment); then those still open get the
-// small-batch search (small_batch_solver.h), told to prune everything that cannot beat the robust
-// incumbent at that theta (known_value = incumbent + gamma * theta + the gap's allowance). Each
-// assignment found is scored by its robust value (RobustObjective), so the incumbent only
-// improves.
+// (LagrangianBound, lagrangian_solver.h: valid for any prices, weak duality). The thetas whose
+// bound still beats the incumbent by more than the gap, best bound first, get the fast solver (a
+// tighter bound, prices and an assignment); then those still open get the small-batch search
+// (small_batch_solver.h), told to prune everything that cannot beat the robust incumbent at that
+// theta (known_value = incumbent + gamma * theta + the gap's allowance). Each assignment found is
+// scored by its robust value (RobustObjective), so the incumbent only improves.
 //
 // Result: the upper bound is the largest over all candidate thetas of (the best proven bound on
 // N(theta)) - gamma * theta, always valid. When every open theta was searched to the end
@@ -54,7 +53,6 @@ struct SmallBatchGammaResult {
   bool finished = false;
   double upper_bound = 0.0;  // a proven bound on the robust optimum in every case
   int64_t nodes = 0;
-  int thetas_searched = 0;  // candidate thetas that needed the small-batch search
 };
 
 // `instance` must have every query servable and `start` must be feasible (CheckFeasible); gamma
