@@ -10,7 +10,7 @@
 #include <string>
 #include <vector>
 
-#include "router_core/problem.h"
+#include "router_core/solve/problem.h"
 #include "router_core/serving/pool_query.h"
 
 namespace router::bench {

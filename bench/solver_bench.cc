@@ -16,9 +16,9 @@
 
 #include "bench/bench_stats.h"
 #include "benchmark/benchmark.h"
-#include "router_core/admission.h"
-#include "router_core/batch_router.h"
-#include "router_core/cbc_solver.h"
+#include "router_core/solve/admission.h"
+#include "router_core/solve/solve_batch.h"
+#include "router_core/solve/cbc_solver.h"
 #include "tests/router_core/testing/random_instance.h"
 
 namespace router::core {

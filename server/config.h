@@ -25,7 +25,7 @@
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
 #include "absl/time/time.h"
-#include "router_core/problem.h"
+#include "router_core/solve/problem.h"
 #include "router_core/serving/batch_engine.h"
 #include "router_core/serving/batch_queue.h"
 #include "router_core/serving/inline_router.h"

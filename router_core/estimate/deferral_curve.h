@@ -1,7 +1,7 @@
 // File: deferral_curve.h
 //
 // Quality-cost (deferral) curve figures, shared by the estimators' held-out evaluation
-// (estimator_eval.h) and the evaluation harness (router_core/eval): one point per operating point
+// (estimator_eval.h) and the evaluation harness (bench/eval): one point per operating point
 // of a router (cost fraction of the best single model, accuracy); the upper concave envelope from the
 // cheapest point up to the most accurate one (a router can mix two operating points at random); the
 // envelope's accuracy at cost fractions 0.5 and 1.0 relative to the best model; QNC, the smallest

@@ -5,8 +5,8 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
-#include "router_core/batch_router.h"
-#include "router_core/solution.h"
+#include "router_core/solve/solve_batch.h"
+#include "router_core/solve/solution.h"
 
 namespace router::core {
 

@@ -2,7 +2,7 @@
 //
 // Non-optimized instance allocations (the baselines a capacity plan is compared against) and the
 // one evaluation every allocation goes through, so that comparisons are fair: each sampled batch is
-// routed by SolveBatch (batch_router.h, policy `batch`), exactly as the service would route it with
+// routed by SolveBatch (solve_batch.h, policy `batch`), exactly as the service would route it with
 // those instances, and the predicted quality of the answers is summed.
 //
 // Both baselines are water-filling on GPU shares. Start from the lower bounds lo_j

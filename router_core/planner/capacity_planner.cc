@@ -22,8 +22,8 @@
 #include "absl/container/flat_hash_map.h"
 #include "absl/status/status.h"
 #include "absl/strings/str_cat.h"
-#include "router_core/admission.h"
-#include "router_core/lagrangian_solver.h"
+#include "router_core/solve/admission.h"
+#include "router_core/solve/lagrangian_solver.h"
 #include "router_core/planner/allocation.h"
 
 namespace router::core {

@@ -60,7 +60,7 @@
 #include "absl/status/statusor.h"
 #include "absl/time/time.h"
 #include "router_core/planner/plan_problem.h"
-#include "router_core/solution.h"
+#include "router_core/solve/solution.h"
 
 namespace router::core {
 

@@ -31,8 +31,8 @@
 
 #include "absl/status/status.h"
 #include "absl/time/time.h"
-#include "router_core/instance.h"
-#include "router_core/problem.h"
+#include "router_core/solve/instance.h"
+#include "router_core/solve/problem.h"
 
 namespace router::core {
 

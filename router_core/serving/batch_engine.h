@@ -1,7 +1,7 @@
 // File: batch_engine.h
 //
 // Decides one batch of the service: turns the pending queries (already predicted on arrival) and
-// the deployed pool into a BatchProblem under what the ledger allows, solves it (batch_router.h),
+// the deployed pool into a BatchProblem under what the ledger allows, solves it (solve_batch.h),
 // commits the assignments to the ledger, and returns one outcome per query.
 //
 // The batch budget is min(avg_cost_cap_usd x batch size, the ledger's paced allowance); either may
@@ -29,12 +29,12 @@
 #include "absl/status/status.h"
 #include "absl/time/time.h"
 #include "absl/types/span.h"
-#include "router_core/batch_router.h"
+#include "router_core/solve/solve_batch.h"
 #include "router_core/clock.h"
-#include "router_core/problem.h"
+#include "router_core/solve/problem.h"
 #include "router_core/serving/ledger.h"
 #include "router_core/serving/pool_query.h"
-#include "router_core/solution.h"
+#include "router_core/solve/solution.h"
 
 namespace router::core {
 
@@ -49,7 +49,7 @@ struct BatchPolicy {
   // spends the whole time_limit on most batches (bench/README.md, "Load benchmark").
   double relative_gap = 5e-3;
   // Exact policies (batch, batch_robust) solve batches of up to this many queries with the
-  // small-batch search before CBC (batch_router.h); 0 = never.
+  // small-batch search before CBC (solve_batch.h); 0 = never.
   int small_batch_max_queries = 32;
   // Fallback models listed per answer (allowed models by predicted quality, best first).
   int max_fallbacks = 2;

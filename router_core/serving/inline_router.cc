@@ -7,7 +7,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "router_core/serving/inline_pricing.h"
-#include "router_core/solution.h"
+#include "router_core/solve/solution.h"
 
 namespace router::core {
 namespace {

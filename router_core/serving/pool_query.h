@@ -23,7 +23,7 @@
 #include "absl/status/status.h"
 #include "absl/time/time.h"
 #include "absl/types/span.h"
-#include "router_core/problem.h"
+#include "router_core/solve/problem.h"
 
 namespace router::core {
 

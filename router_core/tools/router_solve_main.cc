@@ -20,8 +20,8 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/string_view.h"
 #include "absl/strings/strip.h"
-#include "router_core/batch_json.h"
-#include "router_core/batch_router.h"
+#include "router_core/solve/batch_json.h"
+#include "router_core/solve/solve_batch.h"
 #include "router_core/tools/cli_input.h"
 
 namespace {

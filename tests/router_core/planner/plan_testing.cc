@@ -8,7 +8,7 @@
 #include <utility>
 
 #include "absl/strings/str_cat.h"
-#include "router_core/instance.h"
+#include "router_core/solve/instance.h"
 #include "tests/router_core/testing/brute_force.h"
 #include "tests/router_core/testing/random_instance.h"
 

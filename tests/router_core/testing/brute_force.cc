@@ -4,7 +4,7 @@
 #include <cmath>
 #include <functional>
 
-#include "router_core/solution.h"
+#include "router_core/solve/solution.h"
 
 namespace router::core::testing {
 

@@ -9,7 +9,7 @@
 #include <optional>
 #include <vector>
 
-#include "router_core/instance.h"
+#include "router_core/solve/instance.h"
 
 namespace router::core::testing {
 

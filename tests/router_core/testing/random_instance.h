@@ -9,8 +9,8 @@
 
 #include <cstdint>
 
-#include "router_core/instance.h"
-#include "router_core/problem.h"
+#include "router_core/solve/instance.h"
+#include "router_core/solve/problem.h"
 
 namespace router::core::testing {
 

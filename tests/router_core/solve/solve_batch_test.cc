@@ -1,0 +1,206 @@
+#include "router_core/solve/solve_batch.h"
+
+#include <cmath>
+
+#include "gmock/gmock.h"
+#include "gtest/gtest.h"
+#include "router_core/solve/cbc_solver.h"
+#include "router_core/solve/instance.h"
+#include "tests/router_core/testing/brute_force.h"
+#include "tests/router_core/testing/fake_clock.h"
+#include "tests/router_core/testing/random_instance.h"
+#include "tests/router_core/testing/status_matchers.h"
+
+namespace router::core {
+namespace {
+
+using testing::BruteForce;
+using testing::FakeClock;
+using testing::GammaObjective;
+using testing::IsOk;
+using testing::RandomInstanceOptions;
+using testing::RandomProblem;
+using testing::StatusIs;
+
+constexpr PolicyKind kAllPolicies[] = {
+    PolicyKind::kBatch,    PolicyKind::kBatchRobust, PolicyKind::kBatchGamma, PolicyKind::kPerQuery,
+    PolicyKind::kThreshold, PolicyKind::kNdch,       PolicyKind::kNdchP,
+};
+
+RandomInstanceOptions Varied(uint64_t seed, int max_queries, int max_models) {
+  RandomInstanceOptions o;
+  o.seed = seed;
+  o.num_queries = 2 + static_cast<int>(seed % (max_queries - 1));
+  o.num_models = 2 + static_cast<int>((seed / 7) % (max_models - 1));
+  o.num_limited = static_cast<int>((seed / 3) % (o.num_models + 1));
+  o.slot_fraction = 0.1 * static_cast<double>(seed % 6);
+  o.budget_fraction = seed % 9 == 0 ? -1.0 : 0.02 + 0.06 * static_cast<double>(seed % 8);
+  o.disallow_probability = seed % 4 == 0 ? 0.35 : 0.0;
+  o.adversarial = seed % 2 == 1;
+  return o;
+}
+
+// Brute force on small instances proves the exact policies optimal, and the reported bounds valid.
+TEST(SolveBatchTest, ExactPoliciesMatchBruteForce) {
+  int compared = 0;
+  for (uint64_t seed = 1; seed <= 300; ++seed) {
+    BatchProblem p = RandomProblem(Varied(seed, 7, 3));
+    p.time_limit = absl::Seconds(10);
+    p.relative_gap = 0.0;
+    p.params.gamma = static_cast<double>(seed % 3) * 0.75;
+    for (PolicyKind policy :
+         {PolicyKind::kBatch, PolicyKind::kBatchRobust, PolicyKind::kBatchGamma}) {
+      p.policy = policy;
+      const Instance inst = BuildInstance(
+          p, policy == PolicyKind::kBatchRobust ? ValueSource::kQualityLower : ValueSource::kQuality);
+      const auto best = BruteForce(inst, policy == PolicyKind::kBatchGamma ? p.params.gamma : 0.0);
+      if (!best.has_value()) continue;  // not every query servable: covered elsewhere
+      absl::StatusOr<Solution> s = SolveBatch(p);
+      ASSERT_THAT(s, IsOk());
+      ++compared;
+      EXPECT_NEAR(s->objective, best->objective, 1e-6)
+          << "seed " << seed << " policy " << PolicyKindName(policy);
+      EXPECT_GE(s->upper_bound, best->objective - 1e-6);
+      EXPECT_EQ(s->status, SolveStatus::kOptimal);
+      const double gamma = policy == PolicyKind::kBatchGamma ? p.params.gamma : 0.0;
+      EXPECT_NEAR(GammaObjective(inst, s->model_of_query, gamma), s->objective, 1e-9);
+    }
+  }
+  EXPECT_GT(compared, 250);
+}
+
+// With CBC off, the small-batch search alone proves the optimum of every small batch, where the
+// fast solver alone leaves some gaps open.
+TEST(SolveBatchTest, SmallBatchSearchClosesTheGapWithoutCbc) {
+  int compared = 0, open_without_search = 0, improved_by_search = 0;
+  for (uint64_t seed = 1; seed <= 300; ++seed) {
+    BatchProblem p = RandomProblem(Varied(seed, 8, 3));
+    p.time_limit = absl::Seconds(10);
+    p.relative_gap = 0.0;
+    p.policy = PolicyKind::kBatch;
+    const auto best = BruteForce(BuildInstance(p, ValueSource::kQuality));
+    if (!best.has_value()) continue;
+    ++compared;
+    BatchRouterOptions options;
+    options.use_cbc = false;
+    absl::StatusOr<Solution> s = SolveBatch(p, options);
+    ASSERT_THAT(s, IsOk());
+    EXPECT_EQ(s->status, SolveStatus::kOptimal) << "seed " << seed;
+    EXPECT_NEAR(s->objective, best->objective, 1e-9) << "seed " << seed;
+    EXPECT_GE(s->upper_bound, best->objective - 1e-9) << "seed " << seed;
+    improved_by_search += s->method == "small_batch";
+    options.small_batch_max_queries = 0;
+    const absl::StatusOr<Solution> fast_only = SolveBatch(p, options);
+    ASSERT_THAT(fast_only, IsOk());
+    open_without_search += fast_only->status != SolveStatus::kOptimal;
+  }
+  EXPECT_GT(compared, 60);
+  EXPECT_GT(open_without_search, 0);
+  EXPECT_GT(improved_by_search, 0);
+}
+
+// Random and adversarial instances: every policy's answer is feasible, the bound of
+// every exact policy is at least its objective, and unserved queries only appear when the
+// cheapest completion cannot be paid or placed.
+TEST(SolveBatchTest, EveryPolicyIsAlwaysFeasible) {
+  // 300 batches x 7 policies; the heuristics' own test adds thousands more per policy.
+  for (uint64_t seed = 1; seed <= 300; ++seed) {
+    BatchProblem p = RandomProblem(Varied(seed, 40, 8));
+    p.time_limit = absl::Milliseconds(5);
+    p.params.lambda = 100.0 * static_cast<double>(seed % 5);
+    p.params.tau = 0.3 + 0.1 * static_cast<double>(seed % 6);
+    p.params.gamma = std::min<double>(static_cast<double>(seed % 4), p.queries.size());
+    p.params.seed = seed;
+    const Instance inst = BuildInstance(p, ValueSource::kQuality);
+    for (PolicyKind policy : kAllPolicies) {
+      p.policy = policy;
+      absl::StatusOr<Solution> s = SolveBatch(p);
+      ASSERT_THAT(s, IsOk()) << "seed " << seed;
+      ASSERT_THAT(CheckFeasible(inst, s->model_of_query), IsOk())
+          << "seed " << seed << " policy " << PolicyKindName(policy);
+      EXPECT_LE(s->total_cost, inst.budget) << "seed " << seed;
+      if (s->status != SolveStatus::kHeuristic) {
+        EXPECT_GE(s->upper_bound, s->objective - 1e-9);
+      }
+      if (inst.num_queries <= 7 && BruteForce(inst).has_value()) {
+        EXPECT_EQ(std::count(s->model_of_query.begin(), s->model_of_query.end(), kUnserved), 0);
+      }
+    }
+  }
+}
+
+TEST(SolveBatchTest, UnpayableBudgetLeavesTheDearestQueriesUnserved) {
+  BatchProblem p;
+  p.models = {{"api", std::nullopt}};
+  for (int i = 0; i < 3; ++i) {
+    Query q;
+    q.id = absl::StrCat("q", i);
+    q.quality = {0.9};
+    q.cost = {1.0 + i};
+    p.queries.push_back(q);
+  }
+  p.budget = 3.5;  // pays q0 + q1 (3.0) but not all three (6.0)
+  absl::StatusOr<Solution> s = SolveBatch(p);
+  ASSERT_THAT(s, IsOk());
+  EXPECT_THAT(s->model_of_query, ::testing::ElementsAre(0, 0, kUnserved));
+  EXPECT_EQ(s->unserved_reason[2], UnservedReason::kNoBudget);
+  EXPECT_DOUBLE_EQ(s->total_cost, 3.0);
+}
+
+TEST(SolveBatchTest, RejectsInvalidProblems) {
+  BatchProblem p;
+  EXPECT_THAT(SolveBatch(p), StatusIs(absl::StatusCode::kInvalidArgument, "models: at least one model is required"));
+}
+
+// A clock that moves forward by `step` on every reading: the time limit is spent by the time the
+// fast solver returns.
+class SteppingClock final : public Clock {
+ public:
+  explicit SteppingClock(absl::Duration step) : step_(step) {}
+  absl::Time Now() const override {
+    clock_.Advance(step_);
+    return clock_.Now();
+  }
+
+ private:
+  absl::Duration step_;
+  mutable FakeClock clock_;
+};
+
+TEST(SolveBatchTest, DeadlineAndSolveTimeComeFromTheInjectedClock) {
+  RandomInstanceOptions o;
+  o.seed = 11;
+  o.num_queries = 40;
+  o.num_models = 6;
+  o.num_limited = 2;
+  BatchProblem p = RandomProblem(o);
+  p.relative_gap = 0.0;  // CBC would run if any time were left
+  p.time_limit = absl::Milliseconds(50);
+
+  const SteppingClock late(absl::Milliseconds(60));
+  BatchRouterOptions options;
+  options.clock = &late;
+  absl::StatusOr<Solution> s = SolveBatch(p, options);
+  ASSERT_THAT(s, IsOk());
+  EXPECT_EQ(s->nodes, 0);
+  EXPECT_EQ(s->method, "lagrangian");
+  EXPECT_EQ(s->solve_time, absl::Milliseconds(120));  // two readings: start and end
+
+  const FakeClock frozen;
+  options.clock = &frozen;
+  s = SolveBatch(p, options);
+  ASSERT_THAT(s, IsOk());
+  EXPECT_EQ(s->solve_time, absl::ZeroDuration());
+}
+
+TEST(SolveBatchTest, EmptyBatchIsOptimal) {
+  BatchProblem p;
+  p.models = {{"m", std::nullopt}};
+  absl::StatusOr<Solution> s = SolveBatch(p);
+  ASSERT_THAT(s, IsOk());
+  EXPECT_TRUE(s->model_of_query.empty());
+  EXPECT_EQ(s->status, SolveStatus::kOptimal);
+}
+
+}  // namespace
+}  // namespace router::core
