@@ -115,6 +115,11 @@ RouterMetrics::RouterMetrics(absl::string_view version)
                              .Register(*registry_).Add({})) {
   prometheus::BuildGauge().Name("router_build_info").Help("Build of this routerd.")
       .Register(*registry_).Add({{"version", std::string(version)}}).Set(1);
+  // Exported from startup on, so alerts and dashboards can rely on it. Only a shared ledger can be
+  // degraded; the in-process ledger never is, so nothing sets it yet and it stays 0.
+  prometheus::BuildGauge().Name("router_ledger_degraded")
+      .Help("1 while the ledger's shared state is unreachable or in doubt, else 0.")
+      .Register(*registry_).Add({});
 }
 
 void RouterMetrics::OnRequest(absl::string_view method, grpc::StatusCode code,
