@@ -11,7 +11,7 @@
 #include <vector>
 
 #include "router_core/solve/problem.h"
-#include "router_core/serving/pool_query.h"
+#include "router_core/serving/pool_view.h"
 
 namespace router::bench {
 
@@ -23,11 +23,10 @@ inline std::vector<core::PendingQuery> PendingQueries(
   std::vector<core::PendingQuery> queries;
   for (const core::Query& q : problem.queries) {
     core::PendingQuery p;
-    p.query_id = q.id;
     p.predicted_models = predicted_models;
-    p.quality = q.quality;
-    p.quality_lower = q.quality_lower;
-    p.cost_usd = q.cost;
+    p.predictions.quality = q.quality;
+    p.predictions.quality_lower = q.quality_lower;
+    p.predictions.cost_usd = q.cost;
     queries.push_back(std::move(p));
   }
   return queries;

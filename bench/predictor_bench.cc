@@ -202,7 +202,7 @@ void BM_Predictor(benchmark::State& state) {
   TimeCalls(state, [&](size_t i) {
     PredictRequest request;
     request.text = f->texts[i % f->texts.size()];
-    absl::StatusOr<std::vector<ModelPrediction>> out = f->predictor->Predict(request);
+    absl::StatusOr<Predictions> out = f->predictor->Predict(request);
     benchmark::DoNotOptimize(out);
     return out.status();
   });

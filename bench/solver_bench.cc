@@ -56,20 +56,21 @@ void Report(benchmark::State& state, const std::vector<double>& ms, const std::v
   state.counters["gap_max_pct"] = 100.0 * worst;
 }
 
-// Solves the pool's instances with SolveBatch(options), each first adjusted by `configure`, and
+// Solves the pool's instances with SolveBatch under `options`, each first adjusted by `configure`, and
 // reports wall time and certified gap.
 template <typename Configure>
 void RunSolveBatchOn(benchmark::State& state, const std::vector<BatchProblem>& pool,
-                     Configure configure, const BatchRouterOptions& options) {
+                     Configure configure, const SolveOptions& options) {
   std::vector<double> ms, gap;
   double objective = 0.0;
   size_t k = 0;
   for (auto _ : state) {
     BatchProblem p = pool[k++ % pool.size()];
-    p.relative_gap = 0.005;
+    p.solve = options;
+    p.solve.relative_gap = 0.005;
     configure(p);
     const auto t0 = std::chrono::steady_clock::now();
-    absl::StatusOr<Solution> s = SolveBatch(p, options);
+    absl::StatusOr<Solution> s = SolveBatch(p);
     const auto t1 = std::chrono::steady_clock::now();
     if (!s.ok()) {
       state.SkipWithError(std::string(s.status().message()).c_str());
@@ -88,11 +89,11 @@ void RunSolveBatchOn(benchmark::State& state, const std::vector<BatchProblem>& p
 template <typename Configure>
 void RunSolveBatch(benchmark::State& state, Configure configure) {
   const auto pool = MakePool(static_cast<int>(state.range(0)), static_cast<int>(state.range(1)));
-  RunSolveBatchOn(state, pool, configure, BatchRouterOptions());
+  RunSolveBatchOn(state, pool, configure, SolveOptions());
 }
 
 void BM_FastPath(benchmark::State& state) {
-  RunSolveBatch(state, [](BatchProblem& p) { p.time_limit = absl::Milliseconds(20); });
+  RunSolveBatch(state, [](BatchProblem& p) { p.solve.time_limit = absl::Milliseconds(20); });
 }
 
 // batch_gamma (Bertsimas-Sim, gamma = 10% of the batch): the theta grid runs up to 40 nominal
@@ -101,7 +102,7 @@ void BM_FastPathGamma(benchmark::State& state) {
   RunSolveBatch(state, [](BatchProblem& p) {
     p.policy = PolicyKind::kBatchGamma;
     p.params.gamma = 0.1 * static_cast<double>(p.queries.size());
-    p.time_limit = absl::Milliseconds(50);
+    p.solve.time_limit = absl::Milliseconds(50);
   });
 }
 
@@ -120,13 +121,13 @@ void RunSmallBatch(benchmark::State& state, Configure configure) {
       }
     }
   }
-  BatchRouterOptions options;
+  SolveOptions options;
   options.small_batch_max_queries = state.range(3) != 0 ? 32 : 0;
   RunSolveBatchOn(state, pool, configure, options);
 }
 
 void BM_SmallBatch(benchmark::State& state) {
-  RunSmallBatch(state, [](BatchProblem& p) { p.time_limit = absl::Milliseconds(20); });
+  RunSmallBatch(state, [](BatchProblem& p) { p.solve.time_limit = absl::Milliseconds(20); });
 }
 
 // The same for batch_gamma, gamma = a quarter of the batch: the small-batch search per candidate
@@ -135,7 +136,7 @@ void BM_SmallBatchGamma(benchmark::State& state) {
   RunSmallBatch(state, [](BatchProblem& p) {
     p.policy = PolicyKind::kBatchGamma;
     p.params.gamma = 0.25 * static_cast<double>(p.queries.size());
-    p.time_limit = absl::Milliseconds(20);
+    p.solve.time_limit = absl::Milliseconds(20);
   });
 }
 

@@ -15,10 +15,8 @@ grpc::ServerUnaryReactor* AdminService::Answer(grpc::CallbackServerContext* ctx,
                                                absl::string_view method, absl::Time start,
                                                const absl::Status& status) {
   grpc::ServerUnaryReactor* reactor = ctx->DefaultReactor();
-  if (runtime_->metrics() != nullptr) {
-    runtime_->metrics()->OnRequest(method, static_cast<grpc::StatusCode>(status.code()),
-                                   runtime_->clock().Now() - start);
-  }
+  runtime_->metrics().OnRequest(method, static_cast<grpc::StatusCode>(status.code()),
+                                runtime_->clock().Now() - start);
   reactor->Finish(ToGrpcStatus(status));
   return reactor;
 }
@@ -48,7 +46,7 @@ void AdminService::FillStatus(const RuntimeState& state, const std::string& name
     }
   }
   int64_t total = -1;
-  for (const core::DeployedModel& p : state.batch_context->pool) {
+  for (const core::DeployedModel& p : state.pool) {
     if (p.name == name && p.slots.has_value()) total = *p.slots;
   }
   out->set_slots_total(total);
@@ -66,7 +64,7 @@ grpc::ServerUnaryReactor* AdminService::ListModels(grpc::CallbackServerContext* 
 absl::Status AdminService::DoListModels(const v1::ListModelsRequest&,
                                         v1::ListModelsResponse& response) {
   const std::shared_ptr<const RuntimeState> state = runtime_->state();
-  for (const core::DeployedModel& p : state->batch_context->pool) {
+  for (const core::DeployedModel& p : state->pool) {
     FillStatus(*state, p.name, response.add_models());
   }
   response.set_config_generation(state->generation);
@@ -173,10 +171,8 @@ grpc::ServerUnaryReactor* AdminService::PlanInstances(grpc::CallbackServerContex
       SerializeAnswer(response, *raw_response);
     }
     const absl::Status status = plan.status();
-    if (runtime_->metrics() != nullptr) {
-      runtime_->metrics()->OnRequest("PlanInstances", static_cast<grpc::StatusCode>(status.code()),
-                                     runtime_->clock().Now() - start);
-    }
+    runtime_->metrics().OnRequest("PlanInstances", static_cast<grpc::StatusCode>(status.code()),
+                                  runtime_->clock().Now() - start);
     planning_.store(false);
     reactor->Finish(ToGrpcStatus(status));
   }).detach();

@@ -116,18 +116,21 @@ absl::Status ReadPolicy(const YAML::Node& node, core::BatchPolicy& p) {
   ROUTER_RETURN_IF_ERROR(r.Read("lambda", p.params.lambda));
   ROUTER_RETURN_IF_ERROR(r.Read("tau", p.params.tau));
   ROUTER_RETURN_IF_ERROR(r.Read("gamma", p.params.gamma));
-  ROUTER_RETURN_IF_ERROR(r.ReadMs("time_limit_ms", p.time_limit));
-  ROUTER_RETURN_IF_ERROR(r.Read("relative_gap", p.relative_gap));
-  ROUTER_RETURN_IF_ERROR(r.Read("small_batch_max_queries", p.small_batch_max_queries));
+  ROUTER_RETURN_IF_ERROR(r.ReadMs("time_limit_ms", p.solve.time_limit));
+  ROUTER_RETURN_IF_ERROR(r.Read("relative_gap", p.solve.relative_gap));
+  ROUTER_RETURN_IF_ERROR(r.Read("small_batch_max_queries", p.solve.small_batch_max_queries));
   ROUTER_RETURN_IF_ERROR(r.Read("max_fallbacks", p.max_fallbacks));
   ROUTER_RETURN_IF_ERROR(r.CheckNoUnknownKeys());
   if (!std::isfinite(p.params.lambda) || p.params.lambda < 0) return Invalid("policy.lambda", "must be >= 0");
   if (!(p.params.tau >= 0 && p.params.tau <= 1)) return Invalid("policy.tau", "must be in [0, 1]");
   if (!std::isfinite(p.params.gamma) || p.params.gamma < 0) return Invalid("policy.gamma", "must be >= 0");
-  if (p.time_limit <= absl::ZeroDuration()) return Invalid("policy.time_limit_ms", "must be > 0");
-  if (!(p.relative_gap >= 0 && p.relative_gap < 1)) return Invalid("policy.relative_gap", "must be in [0, 1)");
-  if (p.small_batch_max_queries < 0 || p.small_batch_max_queries > 64) {
-    return Invalid("policy.small_batch_max_queries", "must be in [0, 64]");
+  if (absl::Status s = core::ValidateSolveOptions(p.solve); !s.ok()) {
+    // The options name their fields; the config's key for the time limit is in milliseconds.
+    const absl::string_view message = s.message();
+    return absl::InvalidArgumentError(
+        absl::StartsWith(message, "time_limit:")
+            ? absl::StrCat("policy.time_limit_ms", message.substr(message.find(':')))
+            : absl::StrCat("policy.", message));
   }
   if (p.max_fallbacks < 0) return Invalid("policy.max_fallbacks", "must be >= 0");
   return absl::OkStatus();
@@ -345,9 +348,10 @@ std::string ConfigToYaml(const RouterConfig& c) {
   out << YAML::Key << "lambda" << YAML::Value << c.policy.params.lambda;
   out << YAML::Key << "tau" << YAML::Value << c.policy.params.tau;
   out << YAML::Key << "gamma" << YAML::Value << c.policy.params.gamma;
-  Emit(out, "time_limit_ms", c.policy.time_limit);
-  out << YAML::Key << "relative_gap" << YAML::Value << c.policy.relative_gap;
-  out << YAML::Key << "small_batch_max_queries" << YAML::Value << c.policy.small_batch_max_queries;
+  Emit(out, "time_limit_ms", c.policy.solve.time_limit);
+  out << YAML::Key << "relative_gap" << YAML::Value << c.policy.solve.relative_gap;
+  out << YAML::Key << "small_batch_max_queries" << YAML::Value
+      << c.policy.solve.small_batch_max_queries;
   out << YAML::Key << "max_fallbacks" << YAML::Value << c.policy.max_fallbacks;
   out << YAML::EndMap;
   out << YAML::Key << "budget" << YAML::Value << YAML::BeginMap;

@@ -1,206 +1,33 @@
 #include "server/metrics.h"
 
-#include <cmath>
-#include <cstdint>
-#include <string>
-
-#include "absl/container/flat_hash_map.h"
-#include "absl/strings/string_view.h"
-
 namespace router::server {
-namespace {
 
-const char* CodeName(grpc::StatusCode code) {
-  switch (code) {
-    case grpc::StatusCode::OK: return "OK";
-    case grpc::StatusCode::CANCELLED: return "CANCELLED";
-    case grpc::StatusCode::UNKNOWN: return "UNKNOWN";
-    case grpc::StatusCode::INVALID_ARGUMENT: return "INVALID_ARGUMENT";
-    case grpc::StatusCode::DEADLINE_EXCEEDED: return "DEADLINE_EXCEEDED";
-    case grpc::StatusCode::NOT_FOUND: return "NOT_FOUND";
-    case grpc::StatusCode::ALREADY_EXISTS: return "ALREADY_EXISTS";
-    case grpc::StatusCode::PERMISSION_DENIED: return "PERMISSION_DENIED";
-    case grpc::StatusCode::RESOURCE_EXHAUSTED: return "RESOURCE_EXHAUSTED";
-    case grpc::StatusCode::FAILED_PRECONDITION: return "FAILED_PRECONDITION";
-    case grpc::StatusCode::ABORTED: return "ABORTED";
-    case grpc::StatusCode::OUT_OF_RANGE: return "OUT_OF_RANGE";
-    case grpc::StatusCode::UNIMPLEMENTED: return "UNIMPLEMENTED";
-    case grpc::StatusCode::INTERNAL: return "INTERNAL";
-    case grpc::StatusCode::UNAVAILABLE: return "UNAVAILABLE";
-    case grpc::StatusCode::DATA_LOSS: return "DATA_LOSS";
-    case grpc::StatusCode::UNAUTHENTICATED: return "UNAUTHENTICATED";
-    default: return "OTHER";
+// Recording nothing is the default of every event.
+void Metrics::OnRequest(absl::string_view, grpc::StatusCode, absl::Duration) {}
+void Metrics::OnRejected(absl::string_view) {}
+void Metrics::OnCompletion(double, double) {}
+void Metrics::OnUndelivered(absl::string_view) {}
+void Metrics::OnConfigGeneration(uint64_t) {}
+void Metrics::OnSlots(absl::string_view, int64_t, int64_t) {}
+void Metrics::OnBudgetRemaining(double) {}
+void Metrics::OnInlineDecision(const core::InlineDecision&) {}
+void Metrics::OnBatch(const core::BatchOutcome&, absl::Duration) {}
+void Metrics::OnQueueDepth(int64_t) {}
+
+const char* RejectReason(const absl::Status& status) {
+  switch (status.code()) {
+    case absl::StatusCode::kInvalidArgument: return "invalid";
+    case absl::StatusCode::kUnavailable: return "unavailable";
+    case absl::StatusCode::kCancelled: return "cancelled";
+    case absl::StatusCode::kDeadlineExceeded: return "deadline";
+    case absl::StatusCode::kResourceExhausted: return "budget_or_slots";
+    default: return "error";
   }
 }
 
-const prometheus::Histogram::BucketBoundaries kSecondsBuckets = {
-    0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5};
-// Inline decisions take microseconds (issue #7 targets 100 us at p99).
-const prometheus::Histogram::BucketBoundaries kDecisionSecondsBuckets = {
-    0.000001, 0.0000025, 0.000005, 0.00001, 0.000025, 0.00005, 0.0001, 0.00025, 0.0005, 0.001,
-    0.0025, 0.01};
-const prometheus::Histogram::BucketBoundaries kSizeBuckets = {1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024};
-const prometheus::Histogram::BucketBoundaries kGapBuckets = {0, 1e-6, 1e-5, 1e-4, 1e-3, 1e-2, 0.05, 0.1};
-const prometheus::Histogram::BucketBoundaries kRatioBuckets = {0.25, 0.5, 0.75, 0.9, 1.0, 1.1, 1.25, 1.5, 2, 4};
-
-}  // namespace
-
-RouterMetrics::RouterMetrics(absl::string_view version)
-    : registry_(std::make_shared<prometheus::Registry>()),
-      requests_(prometheus::BuildCounter().Name("router_requests_total")
-                    .Help("RPCs answered, by method and gRPC status code.").Register(*registry_)),
-      request_duration_(prometheus::BuildHistogram().Name("router_request_duration_seconds")
-                            .Help("Time from an RPC's arrival to its answer, by method.")
-                            .Register(*registry_)),
-      rejected_(prometheus::BuildCounter().Name("router_rejected_total")
-                    .Help("Queries answered without a model, by reason.").Register(*registry_)),
-      assignments_(prometheus::BuildCounter().Name("router_assignments_total")
-                       .Help("Queries routed, by model.").Register(*registry_)),
-      undelivered_(prometheus::BuildCounter().Name("router_undelivered_assignments_total")
-                       .Help("Assignments whose answer never reached the client (cancelled or "
-                             "past its deadline as it was answered, or a broken stream), by model; "
-                             "their slot and reserved cost were released at once.")
-                       .Register(*registry_)),
-      solves_(prometheus::BuildCounter().Name("router_solves_total")
-                  .Help("Batches decided, by solver status.").Register(*registry_)),
-      utilization_(prometheus::BuildGauge().Name("router_model_capacity_utilization_ratio")
-                       .Help("Slots in use over slots deployed, per self-hosted model.")
-                       .Register(*registry_)),
-      decisions_(prometheus::BuildCounter().Name("router_decisions_total")
-                     .Help("Queries decided (routed or refused by the decision), by the mode that "
-                           "decided them: batch or inline.")
-                     .Register(*registry_)),
-      batch_decisions_(decisions_.Add({{"mode", "batch"}})),
-      inline_decisions_(decisions_.Add({{"mode", "inline"}})),
-      inline_decision_duration_(
-          prometheus::BuildHistogram().Name("router_inline_decision_duration_seconds")
-              .Help("Time of one inline decision (prices, choice, ledger commit), excluding "
-                    "prediction.")
-              .Register(*registry_).Add({}, kDecisionSecondsBuckets)),
-      inline_lambda_(prometheus::BuildGauge().Name("router_inline_lambda")
-                         .Help("Spend price (lambda, quality units per USD) of the latest inline "
-                               "decision.")
-                         .Register(*registry_).Add({})),
-      inline_guard_activations_(
-          prometheus::BuildCounter().Name("router_inline_guard_activations_total")
-              .Help("Inline decisions where the window-cap guard replaced the priced choice (by a "
-                    "cheaper model or a refusal).")
-              .Register(*registry_).Add({})),
-      batch_size_(prometheus::BuildHistogram().Name("router_batch_size")
-                      .Help("Queries per decided batch.").Register(*registry_).Add({}, kSizeBuckets)),
-      batch_wait_(prometheus::BuildHistogram().Name("router_batch_wait_seconds")
-                      .Help("Wait of a batch's oldest query before the batch closed.")
-                      .Register(*registry_).Add({}, kSecondsBuckets)),
-      solve_duration_(prometheus::BuildHistogram().Name("router_solve_duration_seconds")
-                          .Help("Solve time per batch.").Register(*registry_).Add({}, kSecondsBuckets)),
-      solve_gap_(prometheus::BuildHistogram().Name("router_solve_gap_ratio")
-                     .Help("Certified relative gap per exact batch.").Register(*registry_)
-                     .Add({}, kGapBuckets)),
-      cost_ratio_(prometheus::BuildHistogram().Name("router_predicted_vs_actual_cost_ratio")
-                      .Help("Predicted over actual cost of completed calls with an actual cost.")
-                      .Register(*registry_).Add({}, kRatioBuckets)),
-      predicted_spend_(prometheus::BuildCounter().Name("router_predicted_spend_usd_total")
-                           .Help("Predicted cost reserved by assignments, USD.").Register(*registry_)
-                           .Add({})),
-      recorded_spend_(prometheus::BuildCounter().Name("router_recorded_spend_usd_total")
-                          .Help("Spend recorded by Complete (actual where reported), USD.")
-                          .Register(*registry_).Add({})),
-      queue_depth_(prometheus::BuildGauge().Name("router_queue_depth")
-                       .Help("Queries waiting for a batch.").Register(*registry_).Add({})),
-      budget_remaining_(prometheus::BuildGauge().Name("router_budget_remaining_usd")
-                            .Help("Spend the paced budget allows now, USD (+Inf without pacing).")
-                            .Register(*registry_).Add({})),
-      config_generation_(prometheus::BuildGauge().Name("router_config_generation")
-                             .Help("Generation of the applied runtime configuration.")
-                             .Register(*registry_).Add({})) {
-  prometheus::BuildGauge().Name("router_build_info").Help("Build of this routerd.")
-      .Register(*registry_).Add({{"version", std::string(version)}}).Set(1);
-  // Exported from startup on, so alerts and dashboards can rely on it. Only a shared ledger can be
-  // degraded; the in-process ledger never is, so nothing sets it yet and it stays 0.
-  prometheus::BuildGauge().Name("router_ledger_degraded")
-      .Help("1 while the ledger's shared state is unreachable or in doubt, else 0.")
-      .Register(*registry_).Add({});
+Metrics& NoMetrics() {
+  static Metrics* const none = new Metrics();
+  return *none;
 }
-
-void RouterMetrics::OnRequest(absl::string_view method, grpc::StatusCode code,
-                              absl::Duration elapsed) {
-  requests_.Add({{"method", std::string(method)}, {"code", CodeName(code)}}).Increment();
-  request_duration_.Add({{"method", std::string(method)}}, kSecondsBuckets)
-      .Observe(absl::ToDoubleSeconds(elapsed));
-}
-
-void RouterMetrics::OnRejected(absl::string_view reason) {
-  rejected_.Add({{"reason", std::string(reason)}}).Increment();
-}
-
-void RouterMetrics::OnCompletion(double predicted_usd, double recorded_usd) {
-  recorded_spend_.Increment(recorded_usd);
-  if (recorded_usd > 0) cost_ratio_.Observe(predicted_usd / recorded_usd);
-}
-
-void RouterMetrics::OnUndelivered(absl::string_view model) {
-  undelivered_.Add({{"model", std::string(model)}}).Increment();
-}
-
-void RouterMetrics::OnConfigGeneration(uint64_t generation) {
-  config_generation_.Set(static_cast<double>(generation));
-}
-
-void RouterMetrics::OnSlots(absl::string_view model, int64_t in_use, int64_t total) {
-  utilization_.Add({{"model", std::string(model)}})
-      .Set(total > 0 ? static_cast<double>(in_use) / static_cast<double>(total) : 0.0);
-}
-
-void RouterMetrics::OnBudgetRemaining(double usd) { budget_remaining_.Set(usd); }
-
-void RouterMetrics::OnInlineDecision(const core::InlineDecision& decision) {
-  inline_decisions_.Increment();
-  inline_decision_duration_.Observe(absl::ToDoubleSeconds(decision.decision_time));
-  if (std::isfinite(decision.lambda)) inline_lambda_.Set(decision.lambda);
-  if (decision.guarded) inline_guard_activations_.Increment();
-  CountOutcome(decision.outcome);
-}
-
-void RouterMetrics::CountOutcome(const core::QueryOutcome& q) {
-  if (q.status.ok()) {
-    assignments_.Add({{"model", q.model}}).Increment();
-    predicted_spend_.Increment(q.cost_usd);
-  } else if (absl::IsResourceExhausted(q.status)) {
-    OnRejected("budget_or_slots");
-  } else if (absl::IsInvalidArgument(q.status)) {
-    OnRejected("invalid");
-  } else {
-    OnRejected("error");
-  }
-}
-
-void RouterMetrics::OnBatch(const core::BatchOutcome& outcome, absl::Duration oldest_wait) {
-  batch_decisions_.Increment(static_cast<double>(outcome.queries.size()));
-  batch_size_.Observe(static_cast<double>(outcome.size));
-  batch_wait_.Observe(absl::ToDoubleSeconds(oldest_wait));
-  solve_duration_.Observe(absl::ToDoubleSeconds(outcome.solve_time));
-  solves_.Add({{"status", core::SolveStatusName(outcome.status)}}).Increment();
-  if (outcome.status != core::SolveStatus::kHeuristic && std::isfinite(outcome.relative_gap)) {
-    solve_gap_.Observe(outcome.relative_gap);
-  }
-  // Routed queries are counted per model once per batch: a labelled Add builds a label map, hashes
-  // it and takes the family's mutex, which once per model per batch does instead of once per query.
-  absl::flat_hash_map<absl::string_view, int64_t> routed;
-  double predicted_usd = 0.0;
-  for (const core::QueryOutcome& q : outcome.queries) {
-    if (q.status.ok()) {
-      ++routed[q.model];
-      predicted_usd += q.cost_usd;
-    } else {
-      CountOutcome(q);
-    }
-  }
-  for (const auto& [model, count] : routed) {
-    assignments_.Add({{"model", std::string(model)}}).Increment(static_cast<double>(count));
-  }
-  if (predicted_usd > 0.0) predicted_spend_.Increment(predicted_usd);
-}
-
-void RouterMetrics::OnQueueDepth(int64_t depth) { queue_depth_.Set(static_cast<double>(depth)); }
 
 }  // namespace router::server

@@ -1,85 +1,56 @@
 // File: metrics.h
 //
-// routerd's Prometheus metrics (prefix `router_`, base units, counters ending in _total, bounded
-// labels only: method, code, model, status, reason, mode; never query ids or tenants). References into
-// the registry are cached at construction; recording is lock-free apart from prometheus-cpp's own
-// per-metric atomics. The names are documented in deploy/README.md.
+// What routerd reports about its work, as one interface with a method per event. The server calls
+// it unconditionally: a routerd built without a metrics endpoint, and every test that does not
+// look at metrics, get NoMetrics(), whose methods do nothing. prometheus_metrics.h is the
+// implementation routerd exports on /metrics.
 //
-// Thread-safety: all methods may be called concurrently.
+// Thread-safety: implementations must accept concurrent calls.
 
 #ifndef ROUTER_SERVER_METRICS_H_
 #define ROUTER_SERVER_METRICS_H_
 
-#include <memory>
-#include <string>
+#include <cstdint>
 
+#include "absl/status/status.h"
 #include "absl/strings/string_view.h"
 #include "absl/time/time.h"
 #include "grpcpp/support/status.h"
-#include "prometheus/counter.h"
-#include "prometheus/family.h"
-#include "prometheus/gauge.h"
-#include "prometheus/histogram.h"
-#include "prometheus/registry.h"
+#include "router_core/serving/batch_engine.h"
 #include "router_core/serving/inline_router.h"
-#include "server/batch_scheduler.h"
 
 namespace router::server {
 
-class RouterMetrics final : public BatchObserver {
+class Metrics {
  public:
-  explicit RouterMetrics(absl::string_view version);
-
-  std::shared_ptr<prometheus::Registry> registry() const { return registry_; }
+  virtual ~Metrics() = default;
 
   // One finished RPC (method: Route, RouteStream, RouteBatch, Complete, or an admin method).
-  void OnRequest(absl::string_view method, grpc::StatusCode code, absl::Duration elapsed);
-  // A query answered without a model: invalid, unavailable (queue full or shutting down),
-  // cancelled, deadline, budget_or_slots, error.
-  void OnRejected(absl::string_view reason);
-  void OnCompletion(double predicted_usd, double recorded_usd);
-  // An assignment released because its answer never reached the client (RouterRuntime).
-  void OnUndelivered(absl::string_view model);
-  void OnConfigGeneration(uint64_t generation);
-  void OnSlots(absl::string_view model, int64_t in_use, int64_t total);
-  void OnBudgetRemaining(double usd);
-  // One inline decision (routed or refused by the inline router): counts it under mode="inline",
-  // its decision time, the current lambda, a guard activation, and the assignment or rejection.
-  void OnInlineDecision(const core::InlineDecision& decision);
-
-  // BatchObserver
-  void OnBatch(const core::BatchOutcome& outcome, absl::Duration oldest_wait) override;
-  void OnQueueDepth(int64_t depth) override;
-
- private:
-  // A routed query (assignment and predicted spend) or a query its decision refused (rejected).
-  void CountOutcome(const core::QueryOutcome& outcome);
-
-  std::shared_ptr<prometheus::Registry> registry_;
-  prometheus::Family<prometheus::Counter>& requests_;
-  prometheus::Family<prometheus::Histogram>& request_duration_;
-  prometheus::Family<prometheus::Counter>& rejected_;
-  prometheus::Family<prometheus::Counter>& assignments_;
-  prometheus::Family<prometheus::Counter>& undelivered_;
-  prometheus::Family<prometheus::Counter>& solves_;
-  prometheus::Family<prometheus::Gauge>& utilization_;
-  prometheus::Family<prometheus::Counter>& decisions_;
-  prometheus::Counter& batch_decisions_;
-  prometheus::Counter& inline_decisions_;
-  prometheus::Histogram& inline_decision_duration_;
-  prometheus::Gauge& inline_lambda_;
-  prometheus::Counter& inline_guard_activations_;
-  prometheus::Histogram& batch_size_;
-  prometheus::Histogram& batch_wait_;
-  prometheus::Histogram& solve_duration_;
-  prometheus::Histogram& solve_gap_;
-  prometheus::Histogram& cost_ratio_;
-  prometheus::Counter& predicted_spend_;
-  prometheus::Counter& recorded_spend_;
-  prometheus::Gauge& queue_depth_;
-  prometheus::Gauge& budget_remaining_;
-  prometheus::Gauge& config_generation_;
+  virtual void OnRequest(absl::string_view method, grpc::StatusCode code,
+                         absl::Duration elapsed);
+  // A query answered without a model before any decision: invalid, unavailable (queue full or
+  // shutting down), cancelled, deadline, error.
+  virtual void OnRejected(absl::string_view reason);
+  // A Complete: the assignment's predicted cost and the cost recorded for it.
+  virtual void OnCompletion(double predicted_usd, double recorded_usd);
+  // An assignment released because its answer never reached the client.
+  virtual void OnUndelivered(absl::string_view model);
+  virtual void OnConfigGeneration(uint64_t generation);
+  virtual void OnSlots(absl::string_view model, int64_t in_use, int64_t total);
+  virtual void OnBudgetRemaining(double usd);
+  // One inline decision (routed or refused by the inline router).
+  virtual void OnInlineDecision(const core::InlineDecision& decision);
+  // One decided batch; `oldest_wait` is how long its oldest query waited for it.
+  virtual void OnBatch(const core::BatchOutcome& outcome, absl::Duration oldest_wait);
+  // Queries waiting for a batch.
+  virtual void OnQueueDepth(int64_t depth);
 };
+
+// The metrics that record nothing; a process-wide singleton, never destroyed.
+Metrics& NoMetrics();
+
+// The `reason` OnRejected reports for a query refused with `status` before any decision.
+const char* RejectReason(const absl::Status& status);
 
 }  // namespace router::server
 

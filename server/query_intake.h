@@ -1,8 +1,8 @@
 // File: query_intake.h
 //
-// The proto edge of a query: validates a router.v1.Query, predicts it with the current snapshot's
-// predictor (on the handler's thread, so the batch thread only solves), resolves the mode that
-// decides it, and turns a decided outcome (batch or inline) back into a router.v1.Assignment.
+// The one intake step of a query, whichever RPC brought it: validates a router.v1.Query once,
+// predicts it with the current snapshot's predictor (on the handler's thread, so the batch thread
+// only solves), and resolves the mode that decides it (routing_mode.h).
 //
 // Errors (INVALID_ARGUMENT, naming the field under `field`, e.g. `query.embedding[3]: not
 // finite`): missing or oversized id; neither text nor embedding; text over the size limit; an
@@ -11,18 +11,21 @@
 // with the field prefixed.
 //
 // Thread-safety: pure functions over immutable snapshots.
+//
+// Cost: O(A x M) for A allowed models and M pool models, plus the prediction (predictor.h).
 
 #ifndef ROUTER_SERVER_QUERY_INTAKE_H_
 #define ROUTER_SERVER_QUERY_INTAKE_H_
 
+#include <cstddef>
+
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
 #include "absl/time/time.h"
+#include "grpcpp/support/callback_common.h"
+#include "grpcpp/server_context.h"
 #include "router/v1/router.pb.h"
-#include <optional>
-
-#include "router_core/serving/batch_engine.h"
-#include "router_core/serving/inline_router.h"
+#include "router_core/serving/pool_view.h"
 #include "server/routing_mode.h"
 #include "server/runtime_state.h"
 
@@ -30,26 +33,18 @@ namespace router::server {
 
 inline constexpr size_t kMaxQueryIdBytes = 256;
 
-absl::StatusOr<core::PendingQuery> PrepareQuery(const v1::Query& query, absl::string_view field,
-                                                const RuntimeState& state);
+// A query taken in: predicted, and the mode (kBatch or kInline) that decides it.
+struct Intake {
+  core::PendingQuery query;
+  RoutingMode mode = RoutingMode::kBatch;
+};
 
-// The mode `query` asks for; nullopt for ROUTING_MODE_UNSPECIFIED.
-absl::StatusOr<std::optional<RoutingMode>> RequestedMode(const v1::Query& query,
-                                                         absl::string_view field);
+// Takes in `query`, which arrived at `now` from a caller with `deadline` (InfiniteFuture = none).
+absl::StatusOr<Intake> TakeIn(const v1::Query& query, absl::string_view field,
+                              const RuntimeState& state, absl::Time now, absl::Time deadline);
 
-// The mode (kBatch or kInline) that decides `query` under `state`'s routing config, for a caller
-// with `time_left` until its deadline (routing_mode.h). `query` passed PrepareQuery.
-RoutingMode DecidingMode(const v1::Query& query, const RuntimeState& state,
-                         absl::Duration time_left);
-
-// Fills `out` for a query routed in a batch (outcome.status OK). `arrival` is when the query was
-// submitted.
-void FillAssignment(const core::BatchOutcome& batch, const core::QueryOutcome& outcome,
-                    absl::Time arrival, absl::Time batch_closed, v1::Assignment* out);
-
-// Fills `out` for a query routed inline (decision.outcome.status OK).
-void FillInlineAssignment(const std::string& query_id, const core::InlineDecision& decision,
-                          v1::Assignment* out);
+// The call's deadline; InfiniteFuture when the client set none.
+absl::Time DeadlineOf(const grpc::CallbackServerContext* ctx);
 
 }  // namespace router::server
 

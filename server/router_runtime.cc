@@ -8,22 +8,29 @@
 
 namespace router::server {
 
+namespace {
+
+constexpr char kShuttingDown[] = "routerd is shutting down; retry on another replica";
+
+}  // namespace
+
+RouterRuntime::RouterRuntime(Metrics* metrics, const core::Clock* clock)
+    : metrics_(metrics),
+      clock_(clock),
+      batch_prefix_(absl::StrCat("b", absl::Hex(absl::ToUnixMicros(clock->Now())), "-")) {}
+
 absl::StatusOr<std::unique_ptr<RouterRuntime>> RouterRuntime::Create(
-    RouterConfig config, std::shared_ptr<const core::Predictor> predictor,
-    RouterMetrics* metrics, const core::Clock* clock) {
+    RouterConfig config, std::shared_ptr<const core::Predictor> predictor, Metrics* metrics,
+    const core::Clock* clock) {
   absl::StatusOr<std::shared_ptr<const RuntimeState>> state =
       BuildRuntimeState(std::move(config), std::move(predictor), /*generation=*/1);
   if (!state.ok()) return state.status();
   std::unique_ptr<RouterRuntime> runtime(new RouterRuntime(metrics, clock));
+  RouterRuntime* rt = runtime.get();
   absl::StatusOr<std::unique_ptr<core::Ledger>> ledger =
       core::Ledger::Create((*state)->config.ledger, (*state)->LedgerModels(), clock);
   if (!ledger.ok()) return ledger.status();
   runtime->ledger_ = *std::move(ledger);
-  absl::StatusOr<std::unique_ptr<BatchScheduler>> scheduler =
-      BatchScheduler::Create((*state)->config.batching, (*state)->batch_context,
-                             runtime->ledger_.get(), clock, runtime.get());
-  if (!scheduler.ok()) return scheduler.status();
-  runtime->scheduler_ = *std::move(scheduler);
   absl::StatusOr<std::unique_ptr<core::InlineRouter>> inline_router =
       core::InlineRouter::Create((*state)->config.inline_options, runtime->ledger_.get(), clock);
   if (!inline_router.ok()) return inline_router.status();
@@ -32,7 +39,17 @@ absl::StatusOr<std::unique_ptr<RouterRuntime>> RouterRuntime::Create(
     absl::MutexLock lock(&runtime->state_mu_);
     runtime->state_ = *state;
   }
-  if (metrics != nullptr) metrics->OnConfigGeneration(1);
+  Scheduler::Options options;
+  options.queue = (*state)->config.batching;
+  options.process = [rt](std::vector<TaskPtr> batch) { rt->ProcessBatch(std::move(batch)); };
+  options.reject = [rt](TaskPtr task, const absl::Status& s) { rt->Refuse(std::move(task), s); };
+  options.on_queue_depth = [rt](int64_t depth) { rt->metrics_->OnQueueDepth(depth); };
+  options.stopping_message = kShuttingDown;
+  options.clock = clock;
+  absl::StatusOr<std::unique_ptr<Scheduler>> scheduler = Scheduler::Create(std::move(options));
+  if (!scheduler.ok()) return scheduler.status();
+  runtime->scheduler_ = *std::move(scheduler);
+  metrics->OnConfigGeneration(1);
   runtime->PublishLedgerGauges();
   return runtime;
 }
@@ -56,14 +73,13 @@ absl::StatusOr<uint64_t> RouterRuntime::ApplyLocked(
   // Every piece below was validated; these calls only fail on inputs checked above.
   if (absl::Status s = ledger_->SetModels((*next)->LedgerModels()); !s.ok()) return s;
   if (absl::Status s = ledger_->SetOptions((*next)->config.ledger); !s.ok()) return s;
-  if (absl::Status s = scheduler_->SetOptions((*next)->config.batching); !s.ok()) return s;
-  scheduler_->SetContext((*next)->batch_context);
+  if (absl::Status s = scheduler_->SetQueueOptions((*next)->config.batching); !s.ok()) return s;
   if (absl::Status s = inline_router_->SetOptions((*next)->config.inline_options); !s.ok()) return s;
   {
     absl::MutexLock lock(&state_mu_);
     state_ = *next;
   }
-  if (metrics_ != nullptr) metrics_->OnConfigGeneration((*next)->generation);
+  metrics_->OnConfigGeneration((*next)->generation);
   PublishLedgerGauges();
   return (*next)->generation;
 }
@@ -154,7 +170,7 @@ absl::StatusOr<uint64_t> RouterRuntime::UpsertModel(const ModelDeploymentConfig&
   RouterConfig config = current->config;
   if (config.models.empty()) {
     // "Every model" becomes an explicit list before one of them changes.
-    for (const core::DeployedModel& d : current->batch_context->pool) config.models.push_back({d.name, 0, 0});
+    for (const core::DeployedModel& d : current->pool) config.models.push_back({d.name, 0, 0});
   }
   auto it = std::find_if(config.models.begin(), config.models.end(),
                          [&](const ModelDeploymentConfig& m) { return m.name == deployment.name; });
@@ -171,7 +187,7 @@ absl::StatusOr<uint64_t> RouterRuntime::RemoveModel(const std::string& name) {
   const std::shared_ptr<const RuntimeState> current = state();
   RouterConfig config = current->config;
   if (config.models.empty()) {
-    for (const core::DeployedModel& d : current->batch_context->pool) config.models.push_back({d.name, 0, 0});
+    for (const core::DeployedModel& d : current->pool) config.models.push_back({d.name, 0, 0});
   }
   auto it = std::find_if(config.models.begin(), config.models.end(),
                          [&](const ModelDeploymentConfig& m) { return m.name == name; });
@@ -186,19 +202,81 @@ absl::StatusOr<uint64_t> RouterRuntime::RemoveModel(const std::string& name) {
   return ApplyLocked(std::move(config), current->predictor, /*dry_run=*/false);
 }
 
-absl::StatusOr<core::InlineDecision> RouterRuntime::RouteInline(core::PendingQuery query,
-                                                                const RuntimeState& state) {
+void RouterRuntime::Dispatch(TaskPtr task, RoutingMode mode, const RuntimeState& state) {
+  if (mode == RoutingMode::kInline) {
+    DecideInline(std::move(task), state);
+    return;
+  }
+  // Schedule takes the task only on success; a refused one is answered here.
+  if (absl::Status s = scheduler_->Schedule(task); !s.ok()) Refuse(std::move(task), s);
+}
+
+absl::Status RouterRuntime::DispatchBatch(std::vector<TaskPtr>& tasks) {
+  return scheduler_->ScheduleBatch(tasks);
+}
+
+void RouterRuntime::Refuse(TaskPtr task, const absl::Status& status) {
+  metrics_->OnRejected(RejectReason(status));
+  AnswerSink& sink = task->sink();
+  if (sink.Deliver(*task, QueryAnswer::Refused(status))) sink.Flush();
+}
+
+void RouterRuntime::DecideInline(TaskPtr task, const RuntimeState& state) {
+  if (task->sink().Cancelled()) {
+    Refuse(std::move(task), absl::CancelledError("the client cancelled the call"));
+    return;
+  }
+  if (clock_->Now() >= task->deadline()) {
+    Refuse(std::move(task),
+           absl::DeadlineExceededError("the deadline passed before the query was decided"));
+    return;
+  }
   if (!accepting_inline_.load()) {
-    return absl::UnavailableError("routerd is shutting down; retry on another replica");
+    Refuse(std::move(task), absl::UnavailableError(kShuttingDown));
+    return;
   }
-  query.arrival = clock_->Now();
-  core::InlineDecision decision =
-      inline_router_->Route(query, state.batch_context->pool, state.batch_context->policy);
-  if (metrics_ != nullptr) {
-    metrics_->OnInlineDecision(decision);
-    PublishLedgerGauges();
+  const core::InlineDecision decision =
+      inline_router_->Route(task->query(), state.pool, state.config.policy);
+  metrics_->OnInlineDecision(decision);
+  PublishLedgerGauges();
+  AnswerSink& sink = task->sink();
+  if (sink.Deliver(*task, QueryAnswer::Inline(decision))) sink.Flush();
+}
+
+void RouterRuntime::ProcessBatch(std::vector<TaskPtr> tasks) {
+  const absl::Time now = clock_->Now();
+  std::vector<TaskPtr> live;
+  std::vector<core::PendingQuery> queries;
+  live.reserve(tasks.size());
+  queries.reserve(tasks.size());
+  absl::Time oldest = now;
+  for (TaskPtr& t : tasks) {
+    if (t->sink().Cancelled()) {
+      Refuse(std::move(t), absl::CancelledError("the client cancelled the call"));
+    } else if (now >= t->deadline()) {
+      Refuse(std::move(t),
+             absl::DeadlineExceededError("the deadline passed before the query's batch closed"));
+    } else {
+      oldest = std::min(oldest, t->arrival());
+      queries.push_back(std::move(t->query()));
+      live.push_back(std::move(t));
+    }
   }
-  return decision;
+  if (live.empty()) return;
+  // The batch is decided entirely under the snapshot current now.
+  const std::shared_ptr<const RuntimeState> current = state();
+  const core::BatchOutcome outcome =
+      core::RouteBatch(queries, current->pool, current->config.policy, *ledger_, *clock_,
+                       absl::StrCat(batch_prefix_, next_batch_.fetch_add(1)));
+  metrics_->OnBatch(outcome, now - oldest);
+  PublishLedgerGauges();
+  // Sinks that hold their answers (a stream) send them once the whole batch is delivered.
+  std::vector<AnswerSink*> to_flush;
+  for (size_t k = 0; k < live.size(); ++k) {
+    AnswerSink* sink = &live[k]->sink();
+    if (sink->Deliver(*live[k], QueryAnswer::Batched(outcome, k))) to_flush.push_back(sink);
+  }
+  for (AnswerSink* sink : to_flush) sink->Flush();
 }
 
 void RouterRuntime::StopAccepting() {
@@ -206,27 +284,18 @@ void RouterRuntime::StopAccepting() {
   scheduler_->StopAccepting();
 }
 
-void RouterRuntime::OnBatch(const core::BatchOutcome& outcome, absl::Duration oldest_wait) {
-  if (metrics_ == nullptr) return;
-  metrics_->OnBatch(outcome, oldest_wait);
-  PublishLedgerGauges();
-}
-
-void RouterRuntime::OnQueueDepth(int64_t depth) {
-  if (metrics_ != nullptr) metrics_->OnQueueDepth(depth);
-}
+void RouterRuntime::StopBatches(absl::Time deadline) { scheduler_->Stop(deadline); }
 
 void RouterRuntime::ReleaseUndelivered(absl::string_view assignment_id, absl::string_view model) {
   // NOT_FOUND only for an id already completed: its client did get it after all (Complete).
   if (!ledger_->Complete(assignment_id, 0.0).ok()) return;
-  if (metrics_ != nullptr) metrics_->OnUndelivered(model);
+  metrics_->OnUndelivered(model);
   PublishLedgerGauges();
 }
 
 void RouterRuntime::PublishLedgerGauges() {
-  if (metrics_ == nullptr) return;
   const std::shared_ptr<const RuntimeState> current = state();
-  for (const core::DeployedModel& d : current->batch_context->pool) {
+  for (const core::DeployedModel& d : current->pool) {
     if (d.slots.has_value()) metrics_->OnSlots(d.name, ledger_->InUse(d.name), *d.slots);
   }
   metrics_->OnBudgetRemaining(ledger_->Snapshot().spend_allowance_usd);

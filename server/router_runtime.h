@@ -1,11 +1,21 @@
 // File: router_runtime.h
 //
 // The running router: the current snapshot (runtime_state.h), the ledger, the two deciders that
-// share it (the batch scheduler and the inline router), and the admin operations that change
-// them. A change is validated as a whole, then applied in one step: ledger models and options,
-// scheduler options and batch context, inline options, then the snapshot swap, so the next batch
-// sees all of it and no batch sees half of it. Inline decisions use the snapshot they are handed
-// (its pool and policy), so each one is also made entirely under one configuration.
+// share it (the batch scheduler with the batch engine, and the inline router), and the admin
+// operations that change them.
+//
+// The decision path: a call takes its queries in (query_intake.h) and hands each as a QueryTask
+// (query_task.h) to Dispatch, which decides it inline at once or queues it for a batch; RouteBatch
+// hands its caller-formed batch to DispatchBatch. The scheduler thread decides each batch with the
+// batch engine (ProcessBatch). Either way the task's answer is delivered to its call's sink
+// exactly once: routed, refused by its decision, or refused before one (cancelled, deadline
+// passed, queue full, shutting down).
+//
+// A change is validated as a whole, then applied in one step: ledger models and options, scheduler
+// options, inline options, then the snapshot swap, so the next batch sees all of it and no batch
+// sees half of it (a batch reads the snapshot once, when it is decided). Inline decisions use the
+// snapshot they are handed (its pool and policy), so each one is also made entirely under one
+// configuration.
 //
 // One ledger: batch commits and inline commits go through the same core::Ledger, so spend and
 // slots are never counted twice, and Complete releases either kind the same way.
@@ -15,7 +25,7 @@
 //
 // Errors: INVALID_ARGUMENT naming the field; FAILED_PRECONDITION for a startup-only field or a
 // stale expected_generation; NOT_FOUND for an unknown model; UNIMPLEMENTED when the estimator
-// cannot add an unseen model; UNAVAILABLE for inline work once StopAccepting was called.
+// cannot add an unseen model. Refusals of queries reach their sinks as answers.
 
 #ifndef ROUTER_SERVER_ROUTER_RUNTIME_H_
 #define ROUTER_SERVER_ROUTER_RUNTIME_H_
@@ -33,11 +43,13 @@
 #include "absl/synchronization/mutex.h"
 #include "router_core/clock.h"
 #include "router_core/estimate/predictor.h"
+#include "router_core/serving/batch_scheduler.h"
 #include "router_core/serving/inline_router.h"
 #include "router_core/serving/ledger.h"
-#include "server/batch_scheduler.h"
 #include "server/config.h"
 #include "server/metrics.h"
+#include "server/query_task.h"
+#include "server/routing_mode.h"
 #include "server/runtime_state.h"
 
 namespace router::server {
@@ -52,21 +64,29 @@ struct NewModel {
   std::optional<double> mean_cost_usd;
 };
 
-// Also the scheduler's batch observer: forwards to the metrics and refreshes the ledger gauges
-// after every batch.
-class RouterRuntime final : public BatchObserver {
+class RouterRuntime {
  public:
-  // `metrics` (may be null) and `clock` must outlive the runtime.
+  using TaskPtr = std::unique_ptr<QueryTask>;
+
+  // `metrics` and `clock` (not owned) must outlive the runtime.
   static absl::StatusOr<std::unique_ptr<RouterRuntime>> Create(
       RouterConfig config, std::shared_ptr<const core::Predictor> predictor,
-      RouterMetrics* metrics, const core::Clock* clock = &core::Clock::Real());
+      Metrics* metrics = &NoMetrics(), const core::Clock* clock = &core::Clock::Real());
 
   std::shared_ptr<const RuntimeState> state() const;
   core::Ledger& ledger() { return *ledger_; }
-  BatchScheduler& scheduler() { return *scheduler_; }
-  core::InlineRouter& inline_router() { return *inline_router_; }
-  RouterMetrics* metrics() { return metrics_; }
+  Metrics& metrics() { return *metrics_; }
   const core::Clock& clock() const { return *clock_; }
+
+  // Decides `task` in `mode` (kBatch or kInline), against `state` (the snapshot it was taken in
+  // under): inline at once on this thread, or queued for its batch. Its answer is delivered to its
+  // sink exactly once, possibly before this returns.
+  void Dispatch(TaskPtr task, RoutingMode mode, const RuntimeState& state);
+  // Queues a caller-formed batch, decided as one batch. On refusal (UNAVAILABLE: queue full or
+  // shutting down) the tasks stay in `tasks`, undelivered, and the caller answers its call.
+  absl::Status DispatchBatch(std::vector<TaskPtr>& tasks);
+  // Delivers `status` to a task that will not be decided, and counts it.
+  void Refuse(TaskPtr task, const absl::Status& status);
 
   // Replaces the runtime configuration; returns the new generation (the current one for dry_run).
   absl::StatusOr<uint64_t> UpdateConfig(const RouterConfig& next,
@@ -77,16 +97,12 @@ class RouterRuntime final : public BatchObserver {
                                        const std::optional<NewModel>& new_model);
   absl::StatusOr<uint64_t> RemoveModel(const std::string& name);
 
-  // Decides `query` inline now, against `state`'s pool and policy (the snapshot the query was
-  // predicted under), committing to the shared ledger; records the metrics. The decision's own
-  // outcome says whether it routed the query (inline_router.h). UNAVAILABLE (nothing decided) once
-  // StopAccepting was called.
-  absl::StatusOr<core::InlineDecision> RouteInline(core::PendingQuery query,
-                                                   const RuntimeState& state);
-
-  // Shutdown: new work is refused with UNAVAILABLE from now on, batch (the scheduler, which still
-  // decides what is queued) and inline alike.
+  // Shutdown: new work is refused with UNAVAILABLE from now on, batch (the scheduler still decides
+  // what is queued) and inline alike.
   void StopAccepting();
+  // Decides what is queued until `deadline`, refuses the rest (UNAVAILABLE), stops the batch
+  // thread.
+  void StopBatches(absl::Time deadline);
 
   // Handlers call this for every call they receive; shutdown waits for a quiet period (routerd.h).
   void NoteArrival() { last_arrival_ns_.store(absl::ToUnixNanos(clock_->Now())); }
@@ -102,27 +118,32 @@ class RouterRuntime final : public BatchObserver {
   // longer holds open.
   void ReleaseUndelivered(absl::string_view assignment_id, absl::string_view model);
 
-  // BatchObserver
-  void OnBatch(const core::BatchOutcome& outcome, absl::Duration oldest_wait) override;
-  void OnQueueDepth(int64_t depth) override;
-
  private:
-  RouterRuntime(RouterMetrics* metrics, const core::Clock* clock) : metrics_(metrics), clock_(clock) {}
+  using Scheduler = core::BatchScheduler<QueryTask>;
+
+  RouterRuntime(Metrics* metrics, const core::Clock* clock);
   // Validates `config` with `predictor` and applies both. Caller holds admin_mu_.
   absl::StatusOr<uint64_t> ApplyLocked(RouterConfig config,
                                        std::shared_ptr<const core::Predictor> predictor,
                                        bool dry_run) ABSL_EXCLUSIVE_LOCKS_REQUIRED(admin_mu_);
+  // The scheduler's callback: decides one batch and delivers every answer.
+  void ProcessBatch(std::vector<TaskPtr> tasks);
+  // Decides `task` inline now and delivers its answer.
+  void DecideInline(TaskPtr task, const RuntimeState& state);
 
-  RouterMetrics* const metrics_;
+  Metrics* const metrics_;
   const core::Clock* const clock_;
+  const std::string batch_prefix_;
+  std::atomic<uint64_t> next_batch_{0};
   std::atomic<int64_t> last_arrival_ns_{0};
   std::unique_ptr<core::Ledger> ledger_;
-  std::unique_ptr<BatchScheduler> scheduler_;
   std::unique_ptr<core::InlineRouter> inline_router_;
   std::atomic<bool> accepting_inline_{true};
   absl::Mutex admin_mu_;
   mutable absl::Mutex state_mu_;
   std::shared_ptr<const RuntimeState> state_ ABSL_GUARDED_BY(state_mu_);
+  // Last: its thread calls back into the members above until it is destroyed.
+  std::unique_ptr<Scheduler> scheduler_;
 };
 
 }  // namespace router::server

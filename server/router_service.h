@@ -1,19 +1,9 @@
 // File: router_service.h
 //
-// router.v1.Router on gRPC's callback API. Handlers validate and predict on their own thread and
-// resolve the query's routing mode (routing_mode.h). A batch-mode query is handed to the batch
-// scheduler and the handler returns; the batch thread answers. An inline-mode query (Route and
-// RouteStream only; RouteBatch is always batch) is decided on the handler thread by the inline
-// router, against the same ledger, and answered before the handler returns. Every call is
-// answered exactly once: by its task (routed, per-query error, cancelled, deadline, shutdown), by
-// its inline decision, or at once when refused (INVALID_ARGUMENT naming the field, UNAVAILABLE
-// when the queue is full or the server drains, batch and inline alike).
-//
-// RouteStream: answers are written in the order they are decided, inline ones as soon as they are
-// read, batched ones as their batches close (one write in flight, the rest queued in the
-// reactor); the server ends the stream with OK once the client half-closed and every query sent
-// was answered, or with CANCELLED after a cancellation, once every task has answered (tasks hold
-// a pointer to the reactor, so it outlives them).
+// router.v1.Router on gRPC's callback API: each method hands its call to the reactor of its shape
+// (route_call.h, route_stream_call.h, route_batch_call.h), which takes its queries in and lets the
+// runtime decide them (router_runtime.h); Complete is answered inline against the ledger. Every
+// call is answered exactly once.
 //
 // Requests arrive and answers leave as raw gRPC byte buffers, parsed and serialized by
 // raw_message.h, so that a request that does not parse gets INVALID_ARGUMENT naming the field (a

@@ -45,7 +45,7 @@ absl::StatusOr<std::unique_ptr<Routerd>> Routerd::Start(RouterConfig config,
     return absl::Status(predictor.status().code(),
                         absl::StrCat("estimator '", artifact_path, "': ", predictor.status().message()));
   }
-  d->metrics_ = std::make_unique<RouterMetrics>(RouterdVersion());
+  d->metrics_ = std::make_unique<PrometheusMetrics>(RouterdVersion());
   const std::string listen = config.listen;
   const std::string metrics_listen = config.metrics_listen;
   const bool reflection = config.reflection;
@@ -77,7 +77,7 @@ absl::StatusOr<std::unique_ptr<Routerd>> Routerd::Start(RouterConfig config,
   builder.SetResourceQuota(quota);
   d->server_ = builder.BuildAndStart();
   if (d->server_ == nullptr) {
-    d->runtime_->scheduler().Stop(absl::Now());
+    d->runtime_->StopBatches(absl::Now());
     return absl::UnavailableError(absl::StrCat("listen: cannot listen on '", listen, "'"));
   }
   d->server_->GetHealthCheckService()->SetServingStatus(kRouterService, true);
@@ -125,7 +125,7 @@ void Routerd::Shutdown(absl::Duration drain, absl::Duration grace) {
   }
   runtime_->StopAccepting();  // batch and inline work alike
   const absl::Time deadline = absl::Now() + grace;
-  runtime_->scheduler().Stop(deadline);
+  runtime_->StopBatches(deadline);
   // Linger while calls keep arriving (each is answered UNAVAILABLE at once): gRPC's Shutdown kills
   // the calls it has received but not yet dispatched to a handler with CANCELLED, a status a
   // gateway does not retry. So the server closes only after a quiet period, or at the deadline.

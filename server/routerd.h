@@ -33,7 +33,7 @@
 #include "prometheus/exposer.h"
 #include "server/admin_service.h"
 #include "server/config.h"
-#include "server/metrics.h"
+#include "server/prometheus_metrics.h"
 #include "server/router_runtime.h"
 #include "server/router_service.h"
 
@@ -64,7 +64,7 @@ class Routerd {
   Routerd() = default;
 
   std::string config_path_;
-  std::unique_ptr<RouterMetrics> metrics_;
+  std::unique_ptr<PrometheusMetrics> metrics_;
   std::unique_ptr<RouterRuntime> runtime_;
   std::unique_ptr<RouterService> router_service_;
   std::unique_ptr<AdminService> admin_service_;

@@ -8,7 +8,7 @@ namespace router::server {
 
 std::vector<core::LedgerModel> RuntimeState::LedgerModels() const {
   std::vector<core::LedgerModel> models;
-  for (const core::DeployedModel& d : batch_context->pool) models.push_back({d.name, d.slots});
+  for (const core::DeployedModel& d : pool) models.push_back({d.name, d.slots});
   return models;
 }
 
@@ -16,10 +16,8 @@ absl::StatusOr<std::shared_ptr<const RuntimeState>> BuildRuntimeState(
     RouterConfig config, std::shared_ptr<const core::Predictor> predictor, uint64_t generation) {
   auto state = std::make_shared<RuntimeState>();
   const std::vector<std::string>& known = predictor->models();
-  auto context = std::make_shared<BatchContext>();
-  context->policy = config.policy;
   if (config.models.empty()) {
-    for (const std::string& name : known) context->pool.push_back({name, std::nullopt});
+    for (const std::string& name : known) state->pool.push_back({name, std::nullopt});
   }
   for (size_t k = 0; k < config.models.size(); ++k) {
     const ModelDeploymentConfig& m = config.models[k];
@@ -31,13 +29,12 @@ absl::StatusOr<std::shared_ptr<const RuntimeState>> BuildRuntimeState(
     }
     core::DeployedModel d{m.name, std::nullopt};
     if (m.self_hosted()) d.slots = m.instances * m.slots_per_instance;
-    context->pool.push_back(std::move(d));
+    state->pool.push_back(std::move(d));
   }
   state->config = std::move(config);
   state->generation = generation;
   state->predictor = std::move(predictor);
   state->predicted_models = std::make_shared<const std::vector<std::string>>(known);
-  state->batch_context = std::move(context);
   return std::shared_ptr<const RuntimeState>(std::move(state));
 }
 

@@ -21,7 +21,7 @@
 #include "absl/status/statusor.h"
 #include "router_core/estimate/predictor.h"
 #include "router_core/serving/ledger.h"
-#include "server/batch_scheduler.h"
+#include "router_core/serving/pool_view.h"
 #include "server/config.h"
 
 namespace router::server {
@@ -32,7 +32,8 @@ struct RuntimeState {
   std::shared_ptr<const core::Predictor> predictor;
   // predictor->models(), shared with every PendingQuery predicted under this snapshot.
   std::shared_ptr<const std::vector<std::string>> predicted_models;
-  std::shared_ptr<const BatchContext> batch_context;
+  // The deployed pool: config.models resolved (or every estimator model, as API models).
+  std::vector<core::DeployedModel> pool;
 
   // The ledger's view of the pool.
   std::vector<core::LedgerModel> LedgerModels() const;

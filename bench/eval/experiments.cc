@@ -966,8 +966,8 @@ absl::StatusOr<EvalOutput> RunEvaluation(const Dataset& data, const EvalConfig& 
   c.summary["seeds"] = config.seeds;
   c.summary["quick"] = config.quick;
   c.summary["split"] = {{"train", 0.6}, {"calibration", 0.2}, {"test", 0.2}};
-  c.summary["sim"] = {{"time_limit_ms", absl::ToDoubleMilliseconds(config.sim.time_limit)},
-                      {"relative_gap", config.sim.relative_gap}};
+  c.summary["sim"] = {{"time_limit_ms", absl::ToDoubleMilliseconds(config.sim.solve.time_limit)},
+                      {"relative_gap", config.sim.solve.relative_gap}};
   std::vector<double> best_accuracy, best_cost;
   std::map<std::string, int> best_names;
   for (const uint64_t seed : config.seeds) {

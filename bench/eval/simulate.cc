@@ -15,7 +15,7 @@
 #include "router_core/solve/solve_batch.h"
 #include "router_core/clock.h"
 #include "router_core/serving/ledger.h"
-#include "router_core/serving/pool_query.h"
+#include "router_core/serving/pool_view.h"
 
 namespace router::core::eval {
 namespace {
@@ -151,13 +151,7 @@ class Tally {
 }  // namespace
 
 absl::Status ValidateSimOptions(const SimOptions& options) {
-  if (!(options.time_limit > absl::ZeroDuration())) {
-    return absl::InvalidArgumentError("time_limit: must be > 0");
-  }
-  if (!(options.relative_gap >= 0 && options.relative_gap < 1)) {
-    return absl::InvalidArgumentError("relative_gap: must be in [0, 1)");
-  }
-  return absl::OkStatus();
+  return ValidateSolveOptions(options.solve);
 }
 
 const char* OrderingName(Ordering ordering) {
@@ -236,7 +230,6 @@ absl::StatusOr<RunResult> RunPolicy(const HeldOutPredictions& p, const Batches& 
   if (absl::Status s = ValidateRun(p, batches, run.budget_per_prompt, run.slots); !s.ok()) return s;
   const size_t m = p.models.size();
   Tally tally(p, run.slots);
-  BatchRouterOptions router_options;
   for (const std::vector<int64_t>& batch : batches) {
     BatchProblem problem;
     for (size_t j = 0; j < m; ++j) {
@@ -250,9 +243,8 @@ absl::StatusOr<RunResult> RunPolicy(const HeldOutPredictions& p, const Batches& 
     problem.params = run.params;
     // Gamma counts queries, so a short last batch cannot have more than it holds.
     problem.params.gamma = std::min(run.params.gamma, static_cast<double>(batch.size()));
-    problem.time_limit = options.time_limit;
-    problem.relative_gap = options.relative_gap;
-    absl::StatusOr<Solution> solution = SolveBatch(problem, router_options);
+    problem.solve = options.solve;
+    absl::StatusOr<Solution> solution = SolveBatch(problem);
     if (!solution.ok()) return solution.status();
     for (size_t k = 0; k < batch.size(); ++k) {
       const int j = solution->model_of_query[k];
@@ -309,11 +301,11 @@ absl::StatusOr<InlineReplay> RunInline(const HeldOutPredictions& p, const Batche
       const int64_t i = batch[k];
       const size_t row = static_cast<size_t>(i) * m;
       PendingQuery query;
-      query.query_id = absl::StrCat(i);
       query.predicted_models = predicted_models;
-      query.quality.assign(p.quality.begin() + row, p.quality.begin() + row + m);
-      query.quality_lower.assign(p.quality_lower.begin() + row, p.quality_lower.begin() + row + m);
-      query.cost_usd.assign(p.predicted_cost.begin() + row, p.predicted_cost.begin() + row + m);
+      Predictions& predicted = query.predictions;
+      predicted.quality.assign(p.quality.begin() + row, p.quality.begin() + row + m);
+      predicted.quality_lower.assign(p.quality_lower.begin() + row, p.quality_lower.begin() + row + m);
+      predicted.cost_usd.assign(p.predicted_cost.begin() + row, p.predicted_cost.begin() + row + m);
       query.arrival = clock.Now();
       const auto start = std::chrono::steady_clock::now();
       InlineDecision d = (*router)->Route(query, pool, policy);

@@ -61,15 +61,15 @@
 #include "absl/time/time.h"
 #include "router_core/estimate/estimator_eval.h"
 #include "router_core/solve/problem.h"
+#include "router_core/solve/solve_options.h"
 #include "router_core/serving/inline_router.h"
 
 namespace router::core::eval {
 
 struct SimOptions {
-  // Per-batch wall-clock allowance of exact policies, > 0. The service's default.
-  absl::Duration time_limit = absl::Milliseconds(50);
-  // Relative MIP gap of exact policies, in [0, 1): 1%, as in the robust-routing paper.
-  double relative_gap = 0.01;
+  // How every batch is solved: routerd's defaults (solve_options.h), so that what the harness
+  // measures is what the service runs.
+  SolveOptions solve;
 };
 absl::Status ValidateSimOptions(const SimOptions& options);
 

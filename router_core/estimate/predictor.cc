@@ -34,7 +34,7 @@ absl::StatusOr<Predictor> Predictor::Create(std::optional<Featurizer> featurizer
                    std::move(cost_index));
 }
 
-absl::StatusOr<std::vector<ModelPrediction>> Predictor::Predict(
+absl::StatusOr<Predictions> Predictor::Predict(
     const PredictRequest& request) const {
   // Inline capacities cover the default featurizer (256) and pools of up to 16 models without a
   // heap allocation; larger ones spill to the heap.
@@ -72,11 +72,16 @@ absl::StatusOr<std::vector<ModelPrediction>> Predictor::Predict(
   query.task = request.task;
   query.input_tokens = request.input_tokens;
   query.output_tokens = request.output_tokens;
-  std::vector<ModelPrediction> out(m);
+  Predictions out;
+  out.quality.resize(m);
+  out.quality_lower.resize(m);
+  out.cost_usd.resize(m);
   for (size_t j = 0; j < m; ++j) {
     absl::StatusOr<double> cost = cost_model_.Expected(cost_index_[j], query);
     if (!cost.ok()) return cost.status();
-    out[j] = ModelPrediction{quality[j].quality, quality[j].quality_lower, *cost};
+    out.quality[j] = quality[j].quality;
+    out.quality_lower[j] = quality[j].quality_lower;
+    out.cost_usd[j] = *cost;
   }
   return out;
 }

@@ -7,10 +7,9 @@
 // Ownership: the estimator is shared (shared_ptr<const>) so the service can swap a new pool in
 // between batches while old predictors finish; featurizer and cost model are owned copies.
 // Cost of Predict: featurizing the text (featurizer.h) unless an embedding is given, plus the
-// estimator's Predict, plus M cost look-ups (M pool models); the returned vector is its one heap
-// allocation for dim <= 256 and M <= 16 (a `task` hint adds a string copy). On
-// routerbench_subset's prompts (bench/README.md, "Prediction cost"): the embedded UniRoute artifact
-// about 15 us + 3 us at the median, a kNN artifact (k = 100, char 3-5 grams) about 35 us + 75 us.
+// estimator's Predict, plus M cost look-ups (M pool models); the returned vectors are its only heap
+// allocations for dim <= 256 and M <= 16 (a `task` hint adds a string copy). Figures in
+// bench/README.md, "Prediction cost".
 //
 // Thread-safety: immutable; Predict is safe to call concurrently.
 //
@@ -48,10 +47,12 @@ struct PredictRequest {
   std::optional<double> output_tokens;
 };
 
-struct ModelPrediction {
-  double quality = 0.0;
-  double quality_lower = 0.0;
-  double cost_usd = 0.0;
+// One query's predictions, one entry per Predictor::models()[j]: the form they keep from the
+// estimator to the decision (serving/pool_view.h reads them in place).
+struct Predictions {
+  std::vector<double> quality;        // in [0, 1]
+  std::vector<double> quality_lower;  // in [0, quality]
+  std::vector<double> cost_usd;       // >= 0
 };
 
 class Predictor {
@@ -67,8 +68,7 @@ class Predictor {
   const QualityEstimator& estimator() const { return *estimator_; }
   const CostModel& cost_model() const { return cost_model_; }
 
-  // One entry per models()[j].
-  absl::StatusOr<std::vector<ModelPrediction>> Predict(const PredictRequest& request) const;
+  absl::StatusOr<Predictions> Predict(const PredictRequest& request) const;
 
  private:
   Predictor(std::optional<Featurizer> featurizer, std::shared_ptr<const QualityEstimator> estimator,

@@ -107,8 +107,7 @@ absl::StatusOr<AllocationEvaluation> EvaluateAllocation(const PlanProblem& probl
   }
   AllocationEvaluation out;
   for (size_t b = 0; b < problem.batches.size(); ++b) {
-    const BatchProblem batch = BatchAt(problem, static_cast<int>(b), instances,
-                                       options.batch_time_limit, options.relative_gap);
+    const BatchProblem batch = BatchAt(problem, static_cast<int>(b), instances, options.solve);
     absl::StatusOr<Solution> solution = SolveBatch(batch);
     if (!solution.ok()) return solution.status();
     const Instance instance = BuildInstance(batch, ValueSource::kQuality);

@@ -48,9 +48,8 @@ absl::StatusOr<std::vector<int64_t>> ProportionalAllocation(const PlanProblem& p
 std::vector<int64_t> ShareAllocation(const PlanProblem& problem, const std::vector<double>& weight);
 
 struct EvaluationOptions {
-  // Time limit and gap of each batch's SolveBatch call: the serving defaults of BatchProblem.
-  absl::Duration batch_time_limit = absl::Milliseconds(50);
-  double relative_gap = 1e-4;
+  // How each batch's SolveBatch call solves: the service's defaults (solve_options.h).
+  SolveOptions solve;
 };
 
 struct AllocationEvaluation {

@@ -99,8 +99,7 @@ absl::Status ValidatePlanProblem(const PlanProblem& problem) {
     }
     // The per-query checks are exactly those of a routed batch; slots and budget are the plan's
     // and were checked above.
-    const BatchProblem batch = BatchAt(problem, static_cast<int>(b), no_instances,
-                                       problem.time_limit, problem.relative_gap);
+    const BatchProblem batch = BatchAt(problem, static_cast<int>(b), no_instances);
     if (absl::Status s = ValidateBatchProblem(batch); !s.ok()) {
       return InBatch(s, static_cast<int>(b));
     }
@@ -161,7 +160,7 @@ std::optional<double> BudgetOf(const PlanProblem& problem, int batch) {
 }  // namespace
 
 BatchProblem BatchAt(const PlanProblem& problem, int batch, const std::vector<int64_t>& instances,
-                     absl::Duration time_limit, double relative_gap) {
+                     const SolveOptions& solve) {
   BatchProblem out;
   for (size_t j = 0; j < problem.models.size(); ++j) {
     out.models.push_back({problem.models[j].name, SlotsOf(problem.models[j], instances[j])});
@@ -169,8 +168,7 @@ BatchProblem BatchAt(const PlanProblem& problem, int batch, const std::vector<in
   out.queries = problem.batches[batch];
   out.budget = BudgetOf(problem, batch);
   out.policy = PolicyKind::kBatch;
-  out.time_limit = time_limit;
-  out.relative_gap = relative_gap;
+  out.solve = solve;
   return out;
 }
 
@@ -179,8 +177,7 @@ std::vector<Instance> BuildBatchInstances(const PlanProblem& problem,
   std::vector<Instance> out;
   out.reserve(problem.batches.size());
   for (size_t b = 0; b < problem.batches.size(); ++b) {
-    out.push_back(BuildInstance(BatchAt(problem, static_cast<int>(b), instances,
-                                        problem.time_limit, problem.relative_gap),
+    out.push_back(BuildInstance(BatchAt(problem, static_cast<int>(b), instances),
                                 ValueSource::kQuality));
   }
   return out;

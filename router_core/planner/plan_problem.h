@@ -100,9 +100,9 @@ int64_t GpusUsed(const PlanProblem& problem, const std::vector<int64_t>& instanc
 
 // The batch problem of sampled batch b under `instances` (one entry per model; API entries are
 // ignored): slots l_j I_j for self-hosted models, 0 for models pinned off, unlimited for the other
-// API models; budget avg_cost_cap * |b|; policy kBatch with the given time limit and gap.
+// API models; budget avg_cost_cap * |b|; policy kBatch solved with `solve`.
 BatchProblem BatchAt(const PlanProblem& problem, int batch, const std::vector<int64_t>& instances,
-                     absl::Duration time_limit, double relative_gap);
+                     const SolveOptions& solve = {});
 
 // The dense form of every sampled batch under `instances` (slots and budget as in BatchAt).
 std::vector<Instance> BuildBatchInstances(const PlanProblem& problem,

@@ -5,37 +5,38 @@
 #include <limits>
 #include <utility>
 
-#include "absl/container/flat_hash_map.h"
 #include "absl/strings/str_cat.h"
+#include "router_core/solve/solve_batch.h"
 
 namespace router::core {
 namespace {
 
 constexpr double kInf = std::numeric_limits<double>::infinity();
 
-// The constraints that kept some query from its highest-quality allowed model (`allowed`: the
-// queries' masks from ToPoolQuery): the budget when the upgrade would not fit the leftover budget,
-// a model's slots when it is full.
-std::vector<std::string> BindingConstraints(const BatchProblem& problem,
-                                            const std::vector<std::vector<char>>& allowed,
+// The constraints that kept some query from its highest-quality allowed model: the budget when the
+// upgrade would not fit the leftover budget, a model's slots when it is full.
+std::vector<std::string> BindingConstraints(const Instance& instance,
+                                            const std::vector<PoolQuery>& rows,
+                                            absl::Span<const DeployedModel> pool,
                                             const std::vector<int>& model_of_query,
                                             double total_cost) {
-  const size_t m = problem.models.size();
+  const int m = instance.num_models;
   std::vector<int64_t> used(m, 0);
   for (int j : model_of_query) {
     if (j >= 0) ++used[j];
   }
   bool budget = false;
   std::vector<char> slots(m, 0);
-  const double left = problem.budget.has_value() ? *problem.budget - total_cost : kInf;
-  for (size_t i = 0; i < problem.queries.size(); ++i) {
-    const Query& q = problem.queries[i];
+  const double left = instance.has_budget() ? instance.budget - total_cost : kInf;
+  for (int i = 0; i < instance.num_queries; ++i) {
+    const PoolQuery& q = rows[i];
     const int cur = model_of_query[i];
-    for (size_t j = 0; j < m; ++j) {
-      if (static_cast<int>(j) == cur || !allowed[i][j]) continue;
-      if (cur >= 0 && q.quality[j] <= q.quality[cur]) continue;
-      const double extra = q.cost[j] - (cur >= 0 ? q.cost[cur] : 0.0);
-      if (problem.models[j].slots.has_value() && used[j] >= *problem.models[j].slots) {
+    for (int j = 0; j < m; ++j) {
+      if (j == cur || !instance.is_allowed(i, j)) continue;
+      if (cur >= 0 && q.quality(j) <= q.quality(cur)) continue;
+      const double extra = instance.cost[instance.index(i, j)] -
+                           (cur >= 0 ? instance.cost[instance.index(i, cur)] : 0.0);
+      if (instance.is_limited(j) && used[j] >= instance.slots[j]) {
         slots[j] = 1;
       } else if (extra > left) {
         budget = true;
@@ -44,8 +45,8 @@ std::vector<std::string> BindingConstraints(const BatchProblem& problem,
   }
   std::vector<std::string> out;
   if (budget) out.push_back("budget");
-  for (size_t j = 0; j < m; ++j) {
-    if (slots[j]) out.push_back(absl::StrCat("slots:", problem.models[j].name));
+  for (int j = 0; j < m; ++j) {
+    if (slots[j]) out.push_back(absl::StrCat("slots:", pool[j].name));
   }
   return out;
 }
@@ -63,57 +64,38 @@ BatchOutcome RouteBatch(absl::Span<const PendingQuery> queries,
   out.queries.resize(queries.size());
 
   const LedgerSnapshot snapshot = ledger.Snapshot();
-  BatchProblem problem;
-  problem.policy = policy.policy;
-  problem.params = policy.params;
-  problem.time_limit = policy.time_limit;
-  problem.relative_gap = policy.relative_gap;
-  for (const DeployedModel& d : pool) {
-    ModelSpec spec{d.name, d.slots};
-    if (d.slots.has_value()) {
-      // The ledger is the authority on what is free; a model it does not know gets nothing.
-      auto it = std::find(snapshot.models.begin(), snapshot.models.end(), d.name);
-      const std::optional<int64_t> free =
-          it == snapshot.models.end() ? std::optional<int64_t>(0)
-                                      : snapshot.free_slots[it - snapshot.models.begin()];
-      spec.slots = std::min(*d.slots, free.value_or(*d.slots));
-    }
-    problem.models.push_back(std::move(spec));
-  }
-
-  // Queries that can enter the problem, and where their answers go.
-  std::vector<size_t> slot_of;             // problem query -> input index
-  std::vector<std::vector<char>> allowed;  // problem query -> its allowed mask in pool order
-  absl::flat_hash_map<const std::vector<std::string>*, ColumnMap> columns;
+  PoolView view(pool);
+  const ValueSource source = ValueSourceFor(policy.policy);
+  Instance instance =
+      view.EmptyInstance(FreeSlots(pool, snapshot), kInf, static_cast<int>(queries.size()));
+  // The queries that enter the instance, in its row order, and where their answers go.
+  std::vector<PoolQuery> rows;
+  std::vector<size_t> slot_of;
+  rows.reserve(queries.size());
+  slot_of.reserve(queries.size());
+  SolveOptions options = policy.solve;
   for (size_t i = 0; i < queries.size(); ++i) {
-    const PendingQuery& pq = queries[i];
-    const std::vector<std::string>* key = pq.predicted_models.get();
-    auto it = columns.find(key);
-    if (it == columns.end()) it = columns.emplace(key, MapPredictionColumns(*key, pool)).first;
-    Query q;
-    std::vector<char> mask;
-    if (absl::Status s = ToPoolQuery(pq, it->second, pool, q, mask); !s.ok()) {
-      out.queries[i].status = std::move(s);
+    absl::StatusOr<PoolQuery> row = view.AppendRow(queries[i], source, instance);
+    if (!row.ok()) {
+      out.queries[i].status = row.status();
       continue;
     }
-    problem.queries.push_back(std::move(q));
-    allowed.push_back(std::move(mask));
+    rows.push_back(*row);
     slot_of.push_back(i);
+    options.deadline = std::min(options.deadline, queries[i].deadline);
   }
   double budget = snapshot.spend_allowance_usd;
   if (policy.avg_cost_cap_usd.has_value()) {
-    budget = std::min(budget, *policy.avg_cost_cap_usd * static_cast<double>(slot_of.size()));
+    budget = std::min(budget, *policy.avg_cost_cap_usd * static_cast<double>(rows.size()));
   }
-  if (std::isfinite(budget)) problem.budget = budget;
-  out.budget_usd = problem.budget.value_or(-1.0);
-  // Problem-level parameters are checked against the number of queries that entered.
-  problem.params.gamma =
-      std::min(problem.params.gamma, static_cast<double>(problem.queries.size()));
+  instance.budget = budget;
+  out.budget_usd = std::isfinite(budget) ? budget : -1.0;
+  // Gamma counts queries, so it is capped by the number that entered.
+  PolicyParams params = policy.params;
+  params.gamma = std::min(params.gamma, static_cast<double>(rows.size()));
 
-  BatchRouterOptions options;
-  options.clock = &clock;
-  options.small_batch_max_queries = policy.small_batch_max_queries;
-  absl::StatusOr<Solution> solution = SolveBatch(problem, options);
+  absl::StatusOr<Solution> solution =
+      SolveInstance(instance, policy.policy, params, options, clock);
   if (!solution.ok()) {
     for (size_t i : slot_of) out.queries[i].status = solution.status();
     return out;
@@ -124,14 +106,14 @@ BatchOutcome RouteBatch(absl::Span<const PendingQuery> queries,
   out.solve_time = solution->solve_time;
   out.total_cost_usd = solution->total_cost;
   out.binding_constraints =
-      BindingConstraints(problem, allowed, solution->model_of_query, solution->total_cost);
+      BindingConstraints(instance, rows, pool, solution->model_of_query, solution->total_cost);
 
   std::vector<Reservation> reservations;
-  std::vector<size_t> reserved_for;  // problem query of each reservation
-  for (size_t k = 0; k < slot_of.size(); ++k) {
+  std::vector<int> reserved_for;  // instance row of each reservation
+  for (int k = 0; k < instance.num_queries; ++k) {
     const int j = solution->model_of_query[k];
     if (j == kUnserved) continue;
-    reservations.push_back({problem.models[j].name, problem.queries[k].cost[j]});
+    reservations.push_back({pool[j].name, rows[k].cost(j)});
     reserved_for.push_back(k);
   }
   absl::Duration lease_timeout;
@@ -144,25 +126,28 @@ BatchOutcome RouteBatch(absl::Span<const PendingQuery> queries,
     }
     return out;
   }
+  const size_t m = pool.size();
   for (size_t r = 0; r < reserved_for.size(); ++r) {
-    const size_t k = reserved_for[r];
+    const int k = reserved_for[r];
     const int j = solution->model_of_query[k];
-    const Query& q = problem.queries[k];
+    const PoolQuery& q = rows[k];
     QueryOutcome& o = out.queries[slot_of[k]];
-    o.model = problem.models[j].name;
-    o.quality = q.quality[j];
-    o.quality_lower = q.quality_lower[j];
-    o.cost_usd = q.cost[j];
+    o.model = pool[j].name;
+    o.quality = q.quality(j);
+    o.quality_lower = q.quality_lower(j);
+    o.cost_usd = q.cost(j);
     o.assignment_id = (*ids)[r];
     o.lease_timeout = lease_timeout;
-    o.fallbacks = FallbackModels(q, allowed[k], j, policy.max_fallbacks, pool);
+    o.fallbacks = FallbackModels(
+        q, absl::MakeConstSpan(instance.allowed).subspan(static_cast<size_t>(k) * m, m), j,
+        policy.max_fallbacks, pool);
   }
-  for (size_t k = 0; k < slot_of.size(); ++k) {
+  for (int k = 0; k < instance.num_queries; ++k) {
     if (solution->model_of_query[k] != kUnserved) continue;
     const bool no_slot = solution->unserved_reason[k] == UnservedReason::kNoSlot;
     out.queries[slot_of[k]].status = absl::ResourceExhaustedError(
         no_slot ? "every allowed model is out of free slots in this batch"
-                : absl::StrCat("the batch budget (", problem.budget.value_or(0.0),
+                : absl::StrCat("the batch budget (", budget,
                                " USD) cannot pay for this query with the rest of its batch"));
   }
   return out;

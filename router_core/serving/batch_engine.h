@@ -1,8 +1,10 @@
 // File: batch_engine.h
 //
-// Decides one batch of the service: turns the pending queries (already predicted on arrival) and
-// the deployed pool into a BatchProblem under what the ledger allows, solves it (solve_batch.h),
-// commits the assignments to the ledger, and returns one outcome per query.
+// Decides one batch of the service: reads the pending queries (already predicted on arrival) in
+// pool order into the dense instance the solver takes (pool_view.h), under what the ledger allows,
+// solves it (SolveInstance, solve_batch.h) by the policy's time limit or the batch's earliest
+// caller deadline, whichever comes first, commits the assignments to the ledger, and returns one
+// outcome per query.
 //
 // The batch budget is min(avg_cost_cap_usd x batch size, the ledger's paced allowance); either may
 // be absent (unlimited). Slots are the ledger's free slots of each self-hosted model. So every
@@ -16,6 +18,9 @@
 //
 // Thread-safety: RouteBatch is a function of its arguments; the ledger is thread-safe. Concurrent
 // batches may run, but then each commit can be refused by the other's use (see above).
+//
+// Cost: O(N x M) to read the batch and to answer it, plus the solve; figures in bench/README.md,
+// "Batch decision cost".
 
 #ifndef ROUTER_CORE_SERVING_BATCH_ENGINE_H_
 #define ROUTER_CORE_SERVING_BATCH_ENGINE_H_
@@ -29,12 +34,12 @@
 #include "absl/status/status.h"
 #include "absl/time/time.h"
 #include "absl/types/span.h"
-#include "router_core/solve/solve_batch.h"
 #include "router_core/clock.h"
-#include "router_core/solve/problem.h"
 #include "router_core/serving/ledger.h"
-#include "router_core/serving/pool_query.h"
+#include "router_core/serving/pool_view.h"
+#include "router_core/solve/problem.h"
 #include "router_core/solve/solution.h"
+#include "router_core/solve/solve_options.h"
 
 namespace router::core {
 
@@ -43,14 +48,9 @@ struct BatchPolicy {
   PolicyParams params;
   // Per-batch cap = avg_cost_cap_usd x batch size. nullopt = no per-batch cap.
   std::optional<double> avg_cost_cap_usd;
-  absl::Duration time_limit = absl::Milliseconds(20);
-  // 0.5%: the fast solver's certified gap is typically 0.1-0.5%, and on a cluster estimator's
-  // predictions (many queries with equal quality) CBC rarely closes it further, so a tighter target
-  // spends the whole time_limit on most batches (bench/README.md, "Load benchmark").
-  double relative_gap = 5e-3;
-  // Exact policies (batch, batch_robust) solve batches of up to this many queries with the
-  // small-batch search before CBC (solve_batch.h); 0 = never.
-  int small_batch_max_queries = 32;
+  // Time limit, gap and search budgets of each batch's solve; the solve's deadline is the earlier
+  // of solve.deadline and the batch's earliest member deadline.
+  SolveOptions solve;
   // Fallback models listed per answer (allowed models by predicted quality, best first).
   int max_fallbacks = 2;
 };

@@ -2,8 +2,8 @@
 //
 // The queue that forms batches from arriving queries, bounded by size and by time, as TF Serving's
 // and Triton's batchers are. It is passive: it never sleeps or reads a clock; the caller passes
-// `now` and waits on its own (the server's batch thread waits until NextClose()). So tests drive it
-// with fake time.
+// `now` and waits on its own (batch_scheduler.h waits until NextClose()). So tests drive it with
+// fake time.
 //
 // A batch closes at the earliest of
 //   (a) the queue holding max_batch_size items             (dispatch at once, as Triton does);
@@ -17,7 +17,7 @@
 //   wait <= min(max_batch_delay, deadline - solve_margin - arrival)
 //          + (items ahead of it / max_batch_size) * (batch solve time).
 //
-// Thread-safety: none; the owner serializes calls (the server holds a mutex around it).
+// Thread-safety: none; the owner serializes calls (batch_scheduler.h holds a mutex around it).
 //
 // Errors: Create: INVALID_ARGUMENT naming the option. Add: UNAVAILABLE when full or closed.
 
@@ -106,23 +106,6 @@ class BatchQueue {
   void Close() { closed_ = true; }
   bool closed() const { return closed_; }
   int64_t size() const { return static_cast<int64_t>(items_.size()); }
-
-  // Removes the items for which `pred` holds (e.g. cancelled by their client) and returns them.
-  template <typename Pred>
-  std::vector<T> RemoveIf(Pred pred) {
-    std::vector<T> removed;
-    std::deque<Entry> kept;
-    for (Entry& e : items_) {
-      if (pred(e.item)) {
-        removed.push_back(std::move(e.item));
-      } else {
-        kept.push_back(std::move(e));
-      }
-    }
-    items_ = std::move(kept);
-    RecomputeEarliestDeadline();
-    return removed;
-  }
 
  private:
   struct Entry {

@@ -248,7 +248,7 @@ void DeriveHull(PricedQuery& q) {
 }  // namespace
 
 PricedQuery MakePricedQuery(absl::Span<const double> quality, absl::Span<const double> cost,
-                            absl::Span<const char> allowed) {
+                            absl::Span<const uint8_t> allowed) {
   PricedQuery q;
   for (size_t j = 0; j < quality.size(); ++j) {
     if (!allowed[j]) continue;

@@ -26,6 +26,7 @@
 #ifndef ROUTER_CORE_SERVING_INLINE_PRICING_H_
 #define ROUTER_CORE_SERVING_INLINE_PRICING_H_
 
+#include <cstdint>
 #include <vector>
 
 #include "absl/types/span.h"
@@ -46,7 +47,7 @@ struct PricedQuery {
 
 // `quality` and `cost` in pool order; `allowed[j]` != 0 for the models the query may use.
 PricedQuery MakePricedQuery(absl::Span<const double> quality, absl::Span<const double> cost,
-                            absl::Span<const char> allowed);
+                            absl::Span<const uint8_t> allowed);
 
 // Sets `out` to `query` without the pool models j with `excluded[j]` != 0 (hull and cheapest cost
 // recomputed), reusing out's storage. SolvePrices prices a model without a free slot out (mu =

@@ -59,17 +59,23 @@ InlineDecision InlineRouter::Route(const PendingQuery& query, absl::Span<const D
                                    const BatchPolicy& policy) {
   const absl::Time start = clock_->Now();
   InlineDecision d;
-  Query q;
-  std::vector<char> allowed;
-  if (absl::Status s =
-          ToPoolQuery(query, MapPredictionColumns(*query.predicted_models, pool), pool, q, allowed);
-      !s.ok()) {
-    d.outcome.status = std::move(s);
+  const size_t m = pool.size();
+  PoolView view(pool);
+  std::vector<uint8_t> allowed(m);
+  absl::StatusOr<PoolQuery> q = view.Resolve(query, absl::MakeSpan(allowed));
+  if (!q.ok()) {
+    d.outcome.status = q.status();
     return d;
   }
-  const size_t m = pool.size();
+  // The query's row: what the prices and the choice read.
+  std::vector<double> quality(m, 0.0), cost(m, 0.0);
+  for (size_t j = 0; j < m; ++j) {
+    if (!allowed[j]) continue;
+    quality[j] = q->quality(static_cast<int>(j));
+    cost[j] = q->cost(static_cast<int>(j));
+  }
   Recent current;
-  current.priced = MakePricedQuery(q.quality, q.cost, allowed);
+  current.priced = MakePricedQuery(quality, cost, allowed);
 
   absl::MutexLock lock(&mu_);
   const absl::Time now = clock_->Now();
@@ -109,14 +115,9 @@ InlineDecision InlineRouter::Route(const PendingQuery& query, absl::Span<const D
 
   const LedgerSnapshot snapshot = ledger_->Snapshot();
   std::vector<double> free_slots(m, kInf);
+  const std::vector<int64_t> free = FreeSlots(pool, snapshot);
   for (size_t j = 0; j < m; ++j) {
-    if (!pool[j].slots.has_value()) continue;
-    // The ledger is the authority on what is free; a model it does not know gets nothing.
-    auto it = std::find(snapshot.models.begin(), snapshot.models.end(), pool[j].name);
-    const std::optional<int64_t> free = it == snapshot.models.end()
-                                            ? std::optional<int64_t>(0)
-                                            : snapshot.free_slots[it - snapshot.models.begin()];
-    free_slots[j] = static_cast<double>(std::min(*pool[j].slots, free.value_or(*pool[j].slots)));
+    if (free[j] != kUnlimited) free_slots[j] = static_cast<double>(free[j]);
   }
   bool full_changed = full_.size() != m;
   full_.resize(m);
@@ -169,22 +170,22 @@ InlineDecision InlineRouter::Route(const PendingQuery& query, absl::Span<const D
   double priced_score = -kInf, guarded_score = -kInf;
   for (size_t j = 0; j < m; ++j) {
     if (!allowed[j] || free_slots[j] < 1.0) continue;
-    const double score = q.quality[j] - d.lambda * q.cost[j] - prices.mu[j];
+    const double score = quality[j] - d.lambda * cost[j] - prices.mu[j];
     const auto better = [&](int incumbent, double incumbent_score) {
       return incumbent < 0 || score > incumbent_score ||
-             (score == incumbent_score && q.cost[j] < q.cost[incumbent]);
+             (score == incumbent_score && cost[j] < cost[incumbent]);
     };
     if (better(priced, priced_score)) {
       priced = static_cast<int>(j);
       priced_score = score;
     }
-    if (q.cost[j] <= left - reserve && better(guarded, guarded_score)) {
+    if (cost[j] <= left - reserve && better(guarded, guarded_score)) {
       guarded = static_cast<int>(j);
       guarded_score = score;
     }
-    if (q.cost[j] <= left &&
-        (cheapest < 0 || q.cost[j] < q.cost[cheapest] ||
-         (q.cost[j] == q.cost[cheapest] && q.quality[j] > q.quality[cheapest]))) {
+    if (cost[j] <= left &&
+        (cheapest < 0 || cost[j] < cost[cheapest] ||
+         (cost[j] == cost[cheapest] && quality[j] > quality[cheapest]))) {
       cheapest = static_cast<int>(j);
     }
   }
@@ -199,12 +200,12 @@ InlineDecision InlineRouter::Route(const PendingQuery& query, absl::Span<const D
         priced < 0 ? "every allowed model is out of free slots"
                    : absl::StrCat("the inline window ", d.window_id, " has ", left,
                                   " USD left, less than this query's cheapest allowed model (",
-                                  q.cost[priced], " USD and up)"));
+                                  cost[priced], " USD and up)"));
     d.window_spent_usd = window_.spent_usd;
     d.decision_time = clock_->Now() - start;
     return d;
   }
-  const std::vector<Reservation> reservation = {{pool[chosen].name, q.cost[chosen]}};
+  const std::vector<Reservation> reservation = {{pool[chosen].name, cost[chosen]}};
   absl::Duration lease_timeout;
   absl::StatusOr<std::vector<std::string>> ids = ledger_->Commit(reservation, &lease_timeout);
   if (!ids.ok()) {  // a batch committed the last slot or spend since the snapshot
@@ -214,17 +215,17 @@ InlineDecision InlineRouter::Route(const PendingQuery& query, absl::Span<const D
     d.decision_time = clock_->Now() - start;
     return d;
   }
-  window_.spent_usd += q.cost[chosen];
+  window_.spent_usd += cost[chosen];
   d.window_spent_usd = window_.spent_usd;
   d.slot_price = prices.mu[chosen];
   QueryOutcome& o = d.outcome;
   o.model = pool[chosen].name;
-  o.quality = q.quality[chosen];
-  o.quality_lower = q.quality_lower[chosen];
-  o.cost_usd = q.cost[chosen];
+  o.quality = q->quality(chosen);
+  o.quality_lower = q->quality_lower(chosen);
+  o.cost_usd = cost[chosen];
   o.assignment_id = std::move((*ids)[0]);
   o.lease_timeout = lease_timeout;
-  o.fallbacks = FallbackModels(q, allowed, chosen, policy.max_fallbacks, pool);
+  o.fallbacks = FallbackModels(*q, allowed, chosen, policy.max_fallbacks, pool);
   d.decision_time = clock_->Now() - start;
   return d;
 }

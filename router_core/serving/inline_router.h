@@ -66,7 +66,7 @@
 #include "router_core/serving/batch_engine.h"
 #include "router_core/serving/inline_pricing.h"
 #include "router_core/serving/ledger.h"
-#include "router_core/serving/pool_query.h"
+#include "router_core/serving/pool_view.h"
 
 namespace router::core {
 

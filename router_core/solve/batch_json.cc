@@ -265,15 +265,15 @@ absl::StatusOr<BatchProblem> FromJson(const Json& root) {
     if (!ms.ok()) return ms.status();
     if (!std::isfinite(*ms)) return Invalid("time_limit_ms", "must be a finite number");
     if (*ms <= 0) return Invalid("time_limit_ms", "must be > 0");
-    problem.time_limit = absl::Milliseconds(*ms);
+    problem.solve.time_limit = absl::Milliseconds(*ms);
     // Below absl's resolution (a quarter nanosecond) the limit rounds to zero.
-    if (problem.time_limit <= absl::ZeroDuration()) return Invalid("time_limit_ms", "must be > 0");
+    if (problem.solve.time_limit <= absl::ZeroDuration()) return Invalid("time_limit_ms", "must be > 0");
   }
 
   if (const Json* gap = Find(root, "relative_gap"); gap != nullptr) {
     absl::StatusOr<double> v = GetNumber(*gap, "relative_gap");
     if (!v.ok()) return v.status();
-    problem.relative_gap = *v;
+    problem.solve.relative_gap = *v;
   }
 
   const Json* queries = Find(root, "queries");

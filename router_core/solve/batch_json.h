@@ -8,8 +8,8 @@
 //    "budget":1.25,                                         // absent or null = unlimited
 //    "policy":"batch",                                      // batch (default), batch_robust, ...
 //    "params":{"lambda":0.0,"tau":0.7,"gamma":0,"seed":0},  // each optional
-//    "time_limit_ms":50,                                    // default 50
-//    "relative_gap":0.0001,                                 // default 1e-4
+//    "time_limit_ms":20,                                    // default: SolveOptions' (20)
+//    "relative_gap":0.005,                                  // default: SolveOptions' (0.005)
 //    "queries":[{"id":"q0","quality":[0.8,0.6],             // required; id, quality, cost required
 //                "quality_lower":[0.7,0.5],"cost":[0.01,0.001],"allowed":["m0","m1"]}]}
 //

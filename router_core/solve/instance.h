@@ -46,6 +46,11 @@ enum class ValueSource {
   kQualityLower,  // value = quality_lower (box robust), deviation = 0
 };
 
+// The predictions a policy optimizes: the lower bound for batch_robust, the quality otherwise.
+inline ValueSource ValueSourceFor(PolicyKind policy) {
+  return policy == PolicyKind::kBatchRobust ? ValueSource::kQualityLower : ValueSource::kQuality;
+}
+
 // Builds the dense form of a problem that passed ValidateBatchProblem().
 Instance BuildInstance(const BatchProblem& problem, ValueSource source);
 

@@ -139,12 +139,7 @@ absl::Status ValidateBatchProblem(const BatchProblem& problem) {
     return Invalid("params.gamma", absl::StrCat(p.gamma, " exceeds the number of queries (",
                                                 problem.queries.size(), ")"));
   }
-  if (problem.time_limit <= absl::ZeroDuration()) return Invalid("time_limit", "must be > 0");
-  if (!std::isfinite(problem.relative_gap) || problem.relative_gap < 0 ||
-      problem.relative_gap >= 1) {
-    return Invalid("relative_gap", "must be in [0, 1)");
-  }
-  return absl::OkStatus();
+  return ValidateSolveOptions(problem.solve);
 }
 
 }  // namespace router::core

@@ -1,8 +1,10 @@
 // File: problem.h
 //
-// The routing problem for one batch, as callers describe it: the model pool, the queries with
-// per-model predictions, the batch budget, the policy and its parameters. Everything a solver or a
-// policy needs, and nothing about where it came from (gRPC, JSON or an evaluation harness).
+// The routing problem for one batch, as a file or a tool describes it: the model pool by name, the
+// queries with their ids and per-model predictions, the batch budget, the policy and its
+// parameters, and the solve options. SolveBatch (solve_batch.h) validates it and solves its dense
+// form (instance.h); the service builds that dense form directly from its pending queries
+// (serving/pool_view.h) and never goes through this type.
 //
 // Thread-safety: plain values; safe to share read-only across threads.
 //
@@ -20,7 +22,7 @@
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
-#include "absl/time/time.h"
+#include "router_core/solve/solve_options.h"
 
 namespace router::core {
 
@@ -79,19 +81,16 @@ struct BatchProblem {
   std::optional<double> budget;
   PolicyKind policy = PolicyKind::kBatch;
   PolicyParams params;
-  // Wall-clock allowance for the whole decision. The fast solver always runs to completion (it is
-  // bounded by O(N*M*log) work, see lagrangian_solver.h); CBC only uses what remains.
-  absl::Duration time_limit = absl::Milliseconds(50);
-  // Exact policies stop improving once (upper_bound - objective) / |upper_bound| <= relative_gap.
-  double relative_gap = 1e-4;
+  // Time limit, gap and search budgets of the solve (solve_options.h).
+  SolveOptions solve;
 };
 
 // OK, or INVALID_ARGUMENT naming the first offending field. Checks: at least one model; model names
 // non-empty and unique; slots >= 0; query ids non-empty and unique; quality/quality_lower/cost
 // lengths equal to the number of models; every number finite; quality and quality_lower in [0, 1];
 // quality_lower <= quality; cost >= 0; allowed names known, not repeated, and not empty after
-// resolution; budget finite and >= 0; policy parameters in range; time_limit > 0;
-// relative_gap in [0, 1).
+// resolution; budget finite and >= 0; policy parameters in range; the solve options in range
+// (ValidateSolveOptions, solve_options.h).
 absl::Status ValidateBatchProblem(const BatchProblem& problem);
 
 }  // namespace router::core

@@ -91,7 +91,7 @@ models:
   ASSERT_THAT(c, IsOk());
   EXPECT_EQ(c->batching.max_batch_delay, absl::Microseconds(2500));
   EXPECT_EQ(c->policy.policy, core::PolicyKind::kBatchGamma);
-  EXPECT_EQ(c->policy.small_batch_max_queries, 8);
+  EXPECT_EQ(c->policy.solve.small_batch_max_queries, 8);
   EXPECT_DOUBLE_EQ(c->ledger.spend_rate_usd_per_second, 0.1);
   EXPECT_EQ(c->ledger.lease_timeout, absl::Seconds(30));
   ASSERT_EQ(c->models.size(), 2u);

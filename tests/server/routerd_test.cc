@@ -513,40 +513,43 @@ TEST_F(RouterdTest, ABatchClosesEarlyForAMembersDeadline) {
   EXPECT_EQ(resp.assignment().decision().batch_size(), 1);
 }
 
-// The batch thread sleeps until its batch's close; a later arrival with a nearer deadline must wake
-// it (the batch thread is woken only when an arrival moves the close earlier).
-TEST_F(RouterdTest, ANearerDeadlineWakesABatchAlreadyWaiting) {
-  ASSERT_TRUE(UpdateConfig(
-                  "batching: {max_batch_size: 512, max_batch_delay_ms: 10000, solve_margin_ms: 500}")
-                  .ok());
-  AsyncCall patient;
-  *patient.request.mutable_query() = MakeQuery("patient", 0);
-  patient.ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(60));
-  absl::Notification patient_done;
-  stub_->async()->Route(&patient.ctx, &patient.request, &patient.response, [&](grpc::Status s) {
-    patient.status = std::move(s);
-    patient_done.Notify();
-  });
-  // The batch thread publishes the queue depth right before it goes to sleep until the close.
-  int polls = 0;
-  while (MetricValue(HttpGet(routerd_->metrics_port(), "/metrics"), "router_queue_depth") != 1) {
-    if (++polls == 10000) {
-      patient.ctx.TryCancel();
-      patient_done.WaitForNotification();
-      FAIL() << "the patient query never queued";
+// Query ids are the callers' own: independent callers that chose the same id and land in one
+// batch are each answered, with their own id, and so are the others in that batch.
+TEST_F(RouterdTest, CallersSharingAQueryIdInOneBatchAreAllAnswered) {
+  for (const int unique : {0, 30}) {
+    const int n = unique + (unique == 0 ? 8 : 2);
+    // Batches close on size only: all n calls are decided together.
+    ASSERT_TRUE(UpdateConfig(absl::StrCat("batching: {max_batch_size: ", n,
+                                          ", max_batch_delay_ms: 60000}\n"
+                                          "budget: {avg_cost_cap_usd: 0.002}"))
+                    .ok());
+    std::vector<std::unique_ptr<AsyncCall>> calls;
+    std::atomic<int> done{0};
+    absl::Notification all_done;
+    for (int k = 0; k < n; ++k) {
+      auto call = std::make_unique<AsyncCall>();
+      *call->request.mutable_query() = MakeQuery(k < unique ? absl::StrCat("u", k) : "1", k);
+      call->ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(30));
+      AsyncCall* raw = call.get();
+      stub_->async()->Route(&raw->ctx, &raw->request, &raw->response,
+                            [raw, n, &done, &all_done](grpc::Status s) {
+                              raw->status = std::move(s);
+                              raw->callbacks.fetch_add(1);
+                              if (done.fetch_add(1) + 1 == n) all_done.Notify();
+                            });
+      calls.push_back(std::move(call));
     }
+    ASSERT_TRUE(all_done.WaitForNotificationWithTimeout(absl::Seconds(60)));
+    std::set<std::string> batches;
+    for (const auto& c : calls) {
+      EXPECT_EQ(c->callbacks.load(), 1);
+      ASSERT_TRUE(c->status.ok()) << c->status.error_message();
+      EXPECT_EQ(c->response.assignment().query_id(), c->request.query().id());
+      EXPECT_EQ(c->response.assignment().decision().batch_size(), n);
+      batches.insert(c->response.assignment().decision().batch_id());
+    }
+    EXPECT_EQ(batches.size(), 1u) << "the calls were meant to share one batch";
   }
-  v1::RouteResponse urgent;
-  const grpc::Status s = RouteOne(MakeQuery("urgent", 1), &urgent, std::chrono::seconds(2));
-  // Answered before its 2 s deadline, together with the patient query that arrived first.
-  EXPECT_TRUE(s.ok()) << s.error_message();
-  if (!s.ok()) patient.ctx.TryCancel();  // do not leave the call waiting out the 10 s delay
-  patient_done.WaitForNotification();    // the call's state lives on this stack
-  if (!s.ok()) return;
-  EXPECT_EQ(urgent.assignment().decision().batch_size(), 2);
-  ASSERT_TRUE(patient.status.ok()) << patient.status.error_message();
-  EXPECT_EQ(patient.response.assignment().decision().batch_id(),
-            urgent.assignment().decision().batch_id());
 }
 
 TEST_F(RouterdTest, PlanInstancesAnswersWithThePlannersJson) {

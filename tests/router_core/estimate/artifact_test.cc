@@ -47,14 +47,14 @@ const std::string& Bytes() {
   return *bytes;
 }
 
-std::vector<ModelPrediction> PredictSome(const Predictor& p) {
-  std::vector<ModelPrediction> all;
+std::vector<Predictions> PredictSome(const Predictor& p) {
+  std::vector<Predictions> all;
   for (size_t k = 0; k < 40; ++k) {
     PredictRequest r;
     r.text = Real().dataset.prompts[Real().test_rows[k]].text;
-    absl::StatusOr<std::vector<ModelPrediction>> out = p.Predict(r);
+    absl::StatusOr<Predictions> out = p.Predict(r);
     EXPECT_THAT(out, IsOk());
-    all.insert(all.end(), out->begin(), out->end());
+    all.push_back(*std::move(out));
   }
   return all;
 }
@@ -86,8 +86,8 @@ TEST(ArtifactTest, FileRoundTripGivesIdenticalPredictions) {
   absl::StatusOr<Predictor> pb = MakePredictor(*std::move(b));
   ASSERT_THAT(pa, IsOk());
   ASSERT_THAT(pb, IsOk());
-  const std::vector<ModelPrediction> x = PredictSome(*pa);
-  const std::vector<ModelPrediction> y = PredictSome(*pb);
+  const std::vector<Predictions> x = PredictSome(*pa);
+  const std::vector<Predictions> y = PredictSome(*pb);
   ASSERT_EQ(x.size(), y.size());
   for (size_t k = 0; k < x.size(); ++k) {
     EXPECT_EQ(x[k].quality, y[k].quality);

@@ -36,25 +36,27 @@ TEST(PredictorTest, TextAndItsEmbeddingGiveTheSamePredictionsInPoolOrder) {
   const std::string& text = Real().dataset.prompts[Real().test_rows[0]].text;
   PredictRequest by_text;
   by_text.text = text;
-  absl::StatusOr<std::vector<ModelPrediction>> a = p.Predict(by_text);
+  absl::StatusOr<Predictions> a = p.Predict(by_text);
   ASSERT_THAT(a, IsOk());
-  ASSERT_EQ(a->size(), p.models().size());
+  ASSERT_EQ(a->quality.size(), p.models().size());
+  ASSERT_EQ(a->quality_lower.size(), p.models().size());
+  ASSERT_EQ(a->cost_usd.size(), p.models().size());
   const std::vector<float> features = Real().featurizer.Featurize(text);
   PredictRequest by_embedding = by_text;
   by_embedding.embedding = absl::MakeConstSpan(features);
-  absl::StatusOr<std::vector<ModelPrediction>> b = p.Predict(by_embedding);
+  absl::StatusOr<Predictions> b = p.Predict(by_embedding);
   ASSERT_THAT(b, IsOk());
-  for (size_t j = 0; j < a->size(); ++j) {
-    EXPECT_EQ((*a)[j].quality, (*b)[j].quality);
-    EXPECT_EQ((*a)[j].quality_lower, (*b)[j].quality_lower);
-    EXPECT_LE((*a)[j].quality_lower, (*a)[j].quality);
-    EXPECT_GT((*a)[j].cost_usd, 0.0);  // routerbench has per-call costs for every model
+  EXPECT_EQ(a->quality, b->quality);
+  EXPECT_EQ(a->quality_lower, b->quality_lower);
+  for (size_t j = 0; j < a->quality.size(); ++j) {
+    EXPECT_LE(a->quality_lower[j], a->quality[j]);
+    EXPECT_GT(a->cost_usd[j], 0.0);  // routerbench has per-call costs for every model
   }
   // The task hint switches the cost to the task mean.
   by_text.task = "mbpp";
-  absl::StatusOr<std::vector<ModelPrediction>> c = p.Predict(by_text);
+  absl::StatusOr<Predictions> c = p.Predict(by_text);
   ASSERT_THAT(c, IsOk());
-  EXPECT_NE((*c)[0].cost_usd, (*a)[0].cost_usd);
+  EXPECT_NE(c->cost_usd[0], a->cost_usd[0]);
 }
 
 TEST(PredictorTest, WrongEmbeddingIsInvalidArgumentNamingTheField) {

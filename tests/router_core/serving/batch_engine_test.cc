@@ -8,6 +8,7 @@
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "tests/router_core/testing/fake_clock.h"
+#include "tests/router_core/testing/random_instance.h"
 #include "tests/router_core/testing/status_matchers.h"
 
 namespace router::core {
@@ -29,13 +30,12 @@ std::shared_ptr<const std::vector<std::string>> PredictedModels() {
   return *models;
 }
 
-PendingQuery Pending(std::string id, double q_local, double q_cheap, double q_strong) {
+PendingQuery Pending(double q_local, double q_cheap, double q_strong) {
   PendingQuery p;
-  p.query_id = std::move(id);
   p.predicted_models = PredictedModels();
-  p.quality = {q_local, q_cheap, q_strong};
-  p.quality_lower = {q_local * 0.9, q_cheap * 0.9, q_strong * 0.9};
-  p.cost_usd = {0.0, 0.001, 0.01};
+  p.predictions.quality = {q_local, q_cheap, q_strong};
+  p.predictions.quality_lower = {q_local * 0.9, q_cheap * 0.9, q_strong * 0.9};
+  p.predictions.cost_usd = {0.0, 0.001, 0.01};
   return p;
 }
 
@@ -52,8 +52,8 @@ TEST(BatchEngineTest, RespectsTheCapAndTheFreeSlotsAcrossBatches) {
   auto ledger = MakeLedger(clock);
   BatchPolicy policy;
   policy.avg_cost_cap_usd = 0.004;  // 4 queries: 0.016 USD, one strong answer at most
-  std::vector<PendingQuery> batch = {Pending("a", 0.65, 0.6, 0.9), Pending("b", 0.62, 0.6, 0.85),
-                                     Pending("c", 0.55, 0.5, 0.9), Pending("d", 0.75, 0.7, 0.8)};
+  std::vector<PendingQuery> batch = {Pending(0.65, 0.6, 0.9), Pending(0.62, 0.6, 0.85),
+                                     Pending(0.55, 0.5, 0.9), Pending(0.75, 0.7, 0.8)};
   BatchOutcome first = RouteBatch(batch, kPool, policy, *ledger, clock, "b1");
   ASSERT_EQ(first.queries.size(), 4u);
   double spent = 0;
@@ -70,7 +70,7 @@ TEST(BatchEngineTest, RespectsTheCapAndTheFreeSlotsAcrossBatches) {
   EXPECT_THAT(first.binding_constraints, ElementsAre("budget", "slots:local"));
 
   // The two local slots are still held: the next batch cannot use "local".
-  BatchOutcome second = RouteBatch({Pending("e", 0.9, 0.1, 0.1)}, kPool, policy, *ledger, clock, "b2");
+  BatchOutcome second = RouteBatch({Pending(0.9, 0.1, 0.1)}, kPool, policy, *ledger, clock, "b2");
   ASSERT_THAT(second.queries[0].status, IsOk());
   EXPECT_NE(second.queries[0].model, "local");
   EXPECT_EQ(ledger->InUse("local"), 2);
@@ -82,16 +82,16 @@ TEST(BatchEngineTest, RespectsTheCapAndTheFreeSlotsAcrossBatches) {
       break;
     }
   }
-  BatchOutcome third = RouteBatch({Pending("f", 0.9, 0.1, 0.1)}, kPool, policy, *ledger, clock, "b3");
+  BatchOutcome third = RouteBatch({Pending(0.9, 0.1, 0.1)}, kPool, policy, *ledger, clock, "b3");
   EXPECT_EQ(third.queries[0].model, "local");
 }
 
 TEST(BatchEngineTest, BadQueriesGetTheirOwnErrorsAndTheRestAreRouted) {
   FakeClock clock;
   auto ledger = MakeLedger(clock);
-  PendingQuery unknown = Pending("x", 0.5, 0.5, 0.5);
+  PendingQuery unknown = Pending(0.5, 0.5, 0.5);
   unknown.allowed = {"cheap", "gpt-9"};
-  PendingQuery ok = Pending("y", 0.5, 0.6, 0.7);
+  PendingQuery ok = Pending(0.5, 0.6, 0.7);
   ok.allowed = {"cheap", "strong"};
   BatchOutcome out = RouteBatch({unknown, ok}, kPool, BatchPolicy{}, *ledger, clock, "b");
   EXPECT_THAT(out.queries[0].status, StatusIs(absl::StatusCode::kInvalidArgument,
@@ -105,7 +105,7 @@ TEST(BatchEngineTest, WithEveryModelAllowedTheFallbacksComeFromTheWholePool) {
   FakeClock clock;
   auto ledger = MakeLedger(clock);
   BatchOutcome out =
-      RouteBatch({Pending("a", 0.6, 0.5, 0.7)}, kPool, BatchPolicy{}, *ledger, clock, "b");
+      RouteBatch({Pending(0.6, 0.5, 0.7)}, kPool, BatchPolicy{}, *ledger, clock, "b");
   ASSERT_THAT(out.queries[0].status, IsOk());
   EXPECT_EQ(out.queries[0].model, "strong");
   EXPECT_THAT(out.queries[0].fallbacks, ElementsAre("local", "cheap"));
@@ -117,11 +117,11 @@ TEST(BatchEngineTest, AnswersCarryTheLeaseTimeoutTheirCommitApplied) {
   o.lease_timeout = absl::Seconds(7);
   auto ledger = MakeLedger(clock, o);
   BatchOutcome first =
-      RouteBatch({Pending("a", 0.6, 0.5, 0.7)}, kPool, BatchPolicy{}, *ledger, clock, "b1");
+      RouteBatch({Pending(0.6, 0.5, 0.7)}, kPool, BatchPolicy{}, *ledger, clock, "b1");
   o.lease_timeout = absl::Seconds(3);
   ASSERT_THAT(ledger->SetOptions(o), IsOk());
   BatchOutcome second =
-      RouteBatch({Pending("b", 0.6, 0.5, 0.7)}, kPool, BatchPolicy{}, *ledger, clock, "b2");
+      RouteBatch({Pending(0.6, 0.5, 0.7)}, kPool, BatchPolicy{}, *ledger, clock, "b2");
   ASSERT_THAT(first.queries[0].status, IsOk());
   ASSERT_THAT(second.queries[0].status, IsOk());
   EXPECT_EQ(first.queries[0].lease_timeout, absl::Seconds(7));
@@ -134,7 +134,7 @@ TEST(BatchEngineTest, QueriesTheBudgetCannotPayAreRefusedNotOverspent) {
   paced.spend_rate_usd_per_second = 1e-6;
   paced.spend_burst_usd = 0.0015;  // one "cheap" answer
   auto ledger = MakeLedger(clock, paced);
-  PendingQuery a = Pending("a", 0.5, 0.6, 0.7), b = Pending("b", 0.5, 0.6, 0.7);
+  PendingQuery a = Pending(0.5, 0.6, 0.7), b = Pending(0.5, 0.6, 0.7);
   a.allowed = b.allowed = {"cheap", "strong"};
   BatchOutcome out = RouteBatch({a, b}, kPool, BatchPolicy{}, *ledger, clock, "b");
   int served = 0, refused = 0;
@@ -159,7 +159,7 @@ TEST(BatchEngineTest, AModelAddedAfterPredictionIsNotUsedForThatQuery) {
   for (const DeployedModel& d : pool) models.push_back({d.name, d.slots});
   auto ledger = Ledger::Create(LedgerOptions{}, models, &clock);
   ASSERT_THAT(ledger, IsOk());
-  BatchOutcome out = RouteBatch({Pending("a", 0.1, 0.2, 0.3)}, pool, BatchPolicy{}, **ledger, clock, "b");
+  BatchOutcome out = RouteBatch({Pending(0.1, 0.2, 0.3)}, pool, BatchPolicy{}, **ledger, clock, "b");
   ASSERT_THAT(out.queries[0].status, IsOk());
   EXPECT_NE(out.queries[0].model, "new");
 }
@@ -183,7 +183,7 @@ TEST(BatchEngineTest, RandomBatchesNeverBreakCapsOrSlots) {
     policy.avg_cost_cap_usd = 0.002 + 0.004 * u(rng);
     std::vector<PendingQuery> batch;
     const int n = 1 + static_cast<int>(u(rng) * 12);
-    for (int i = 0; i < n; ++i) batch.push_back(Pending(std::to_string(i), u(rng), u(rng), u(rng)));
+    for (int i = 0; i < n; ++i) batch.push_back(Pending(u(rng), u(rng), u(rng)));
     const LedgerSnapshot before = ledger->Snapshot();
     BatchOutcome out = RouteBatch(batch, kPool, policy, *ledger, clock, "r");
     double spent = 0;
@@ -198,6 +198,46 @@ TEST(BatchEngineTest, RandomBatchesNeverBreakCapsOrSlots) {
     EXPECT_LE(ledger->InUse("local"), 2);
     clock.Advance(absl::Milliseconds(700));
   }
+}
+
+// The solve ends by the batch's earliest member deadline, whatever the time limit.
+TEST(BatchEngineTest, ABatchIsSolvedByItsEarliestMemberDeadline) {
+  const BatchProblem problem = testing::RandomProblem(testing::LongSearchOptions());
+  std::vector<DeployedModel> pool;
+  std::vector<LedgerModel> models;
+  auto names = std::make_shared<std::vector<std::string>>();
+  for (const ModelSpec& m : problem.models) {
+    pool.push_back({m.name, m.slots});
+    models.push_back({m.name, m.slots});
+    names->push_back(m.name);
+  }
+  std::vector<PendingQuery> batch;
+  for (const Query& q : problem.queries) {
+    PendingQuery p;
+    p.predicted_models = names;
+    p.predictions = {q.quality, q.quality_lower, q.cost};
+    batch.push_back(std::move(p));
+  }
+  BatchPolicy policy;
+  policy.avg_cost_cap_usd = *problem.budget / static_cast<double>(problem.queries.size());
+  policy.solve.time_limit = absl::Seconds(100);
+  policy.solve.relative_gap = 0.0;
+  policy.solve.small_batch_max_nodes = 2'000'000;
+
+  // Every reading of the clock moves it by 1 ms; the search reads it every 256 nodes.
+  const testing::SteppingClock clock(absl::Milliseconds(1));
+  auto unhurried = Ledger::Create(LedgerOptions{}, models, &clock);
+  ASSERT_THAT(unhurried, IsOk());
+  const BatchOutcome slow = RouteBatch(batch, pool, policy, **unhurried, clock, "slow");
+  ASSERT_GT(slow.solve_time, absl::Milliseconds(60)) << "the batch must search long";
+
+  batch[17].deadline = clock.Now() + absl::Milliseconds(30);
+  auto ledger = Ledger::Create(LedgerOptions{}, models, &clock);
+  ASSERT_THAT(ledger, IsOk());
+  const BatchOutcome out = RouteBatch(batch, pool, policy, **ledger, clock, "urgent");
+  EXPECT_LE(out.started + out.solve_time, batch[17].deadline + absl::Milliseconds(2));
+  EXPECT_NE(out.method, "cbc");
+  for (const QueryOutcome& q : out.queries) EXPECT_THAT(q.status, IsOk());
 }
 
 }  // namespace

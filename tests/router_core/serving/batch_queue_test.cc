@@ -76,7 +76,7 @@ TEST(BatchQueueTest, ADeadlineStopsCountingOnceItsItemIsTakenOrRemoved) {
   EXPECT_THAT(q.TakeBatch(clock.Now()), ElementsAre(1, 2, 3));
   // Item 1's deadline left with it: the next close is item 4's (20 ms - 2 ms margin).
   EXPECT_EQ(q.NextClose(), clock.Now() + absl::Milliseconds(18));
-  EXPECT_THAT(q.RemoveIf([](int v) { return v == 4; }), ElementsAre(4));
+  EXPECT_THAT(q.TakeBatch(clock.Now(), /*force=*/true), ElementsAre(4));
   ASSERT_THAT(q.Add(5, clock.Now(), absl::InfiniteFuture()), IsOk());
   EXPECT_EQ(q.NextClose(), clock.Now() + absl::Milliseconds(50));
   // A later, nearer deadline moves the close earlier again.
@@ -97,12 +97,12 @@ TEST(BatchQueueTest, FullOrClosedQueueRefusesWithUnavailable) {
               StatusIs(absl::StatusCode::kUnavailable, HasSubstr("shutting down")));
 }
 
-TEST(BatchQueueTest, ForceTakesWhatIsThereAndRemoveIfDropsItems) {
+TEST(BatchQueueTest, ForceTakesWhatIsThere) {
   FakeClock clock;
   BatchQueue<int> q = Make(10, absl::Seconds(1));
   for (int k = 0; k < 5; ++k) ASSERT_THAT(q.Add(int{k}, clock.Now(), absl::InfiniteFuture()), IsOk());
-  EXPECT_THAT(q.RemoveIf([](int v) { return v % 2 == 1; }), ElementsAre(1, 3));
-  EXPECT_THAT(q.TakeBatch(clock.Now(), /*force=*/true), ElementsAre(0, 2, 4));
+  EXPECT_THAT(q.TakeBatch(clock.Now()), ElementsAre());
+  EXPECT_THAT(q.TakeBatch(clock.Now(), /*force=*/true), ElementsAre(0, 1, 2, 3, 4));
 }
 
 TEST(BatchQueueTest, RejectsBadOptions) {

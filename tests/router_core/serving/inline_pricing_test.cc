@@ -45,7 +45,7 @@ std::vector<PricedQuery> RandomQueries(std::mt19937_64& rng, int n, int m) {
   std::vector<PricedQuery> out;
   for (int i = 0; i < n; ++i) {
     std::vector<double> quality(m), cost(m);
-    std::vector<char> allowed(m, 1);
+    std::vector<uint8_t> allowed(m, 1);
     for (int j = 0; j < m; ++j) {
       quality[j] = std::min(1.0, 0.3 + 0.6 * j / m + 0.2 * u(rng));
       cost[j] = j == 0 ? 0.0 : 0.001 * std::pow(1.6, j) * (0.5 + u(rng));

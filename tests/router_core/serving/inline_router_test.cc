@@ -37,23 +37,21 @@ std::shared_ptr<const std::vector<std::string>> PredictedModels() {
 }
 
 // Predictions for the models of PredictedModels(), in that order.
-PendingQuery Pending(std::string id, std::vector<double> quality, std::vector<double> cost) {
+PendingQuery Pending(std::vector<double> quality, std::vector<double> cost) {
   PendingQuery p;
-  p.query_id = std::move(id);
   p.predicted_models = PredictedModels();
-  p.quality = std::move(quality);
-  for (double q : p.quality) p.quality_lower.push_back(0.9 * q);
-  p.cost_usd = std::move(cost);
+  p.predictions.quality = std::move(quality);
+  for (double q : p.predictions.quality) p.predictions.quality_lower.push_back(0.9 * q);
+  p.predictions.cost_usd = std::move(cost);
   return p;
 }
 
 // A query whose stronger models are `hardness`-times more worth their price; `scale` multiplies
 // every cost (long prompts cost more everywhere).
-PendingQuery Random(std::mt19937_64& rng, int id, double scale) {
+PendingQuery Random(std::mt19937_64& rng, double scale) {
   std::uniform_real_distribution<double> u(0.0, 1.0);
   const double hard = u(rng);
-  return Pending(absl::StrCat("q", id),
-                 {0.5 - 0.3 * hard, 0.6 - 0.3 * hard, 0.75 - 0.2 * hard, 0.9 - 0.05 * hard},
+  return Pending({0.5 - 0.3 * hard, 0.6 - 0.3 * hard, 0.75 - 0.2 * hard, 0.9 - 0.05 * hard},
                  {0.0, 0.001 * scale, 0.004 * scale, 0.02 * scale});
 }
 
@@ -123,7 +121,7 @@ TEST(InlineRouterTest, WithoutACapTakesTheBestModelAtZeroPrice) {
   auto ledger = MakeLedger(clock, kApiPool);
   auto router = MakeRouter(*ledger, clock);
   InlineDecision d =
-      router->Route(Pending("a", {0.5, 0.6, 0.7, 0.9}, {0, 0.001, 0.004, 0.02}), kApiPool, BatchPolicy());
+      router->Route(Pending({0.5, 0.6, 0.7, 0.9}, {0, 0.001, 0.004, 0.02}), kApiPool, BatchPolicy());
   ASSERT_THAT(d.outcome.status, IsOk());
   EXPECT_EQ(d.outcome.model, "strong");
   EXPECT_EQ(d.lambda, 0.0);
@@ -139,7 +137,7 @@ TEST(InlineRouterTest, AllowedModelsAreHonouredAndBadListsNamed) {
   FakeClock clock;
   auto ledger = MakeLedger(clock, kApiPool);
   auto router = MakeRouter(*ledger, clock);
-  PendingQuery q = Pending("a", {0.5, 0.6, 0.7, 0.9}, {0, 0.001, 0.004, 0.02});
+  PendingQuery q = Pending({0.5, 0.6, 0.7, 0.9}, {0, 0.001, 0.004, 0.02});
   q.allowed = {"cheap", "mid"};
   InlineDecision d = router->Route(q, kApiPool, BatchPolicy());
   ASSERT_THAT(d.outcome.status, IsOk());
@@ -159,7 +157,7 @@ TEST(InlineRouterTest, ATightCapRaisesTheSpendPrice) {
   auto router = MakeRouter(*ledger, clock, Window(10));
   std::mt19937_64 rng(7);
   std::vector<InlineDecision> decisions;
-  for (int i = 0; i < 30; ++i) decisions.push_back(router->Route(Random(rng, i, 1.0), kApiPool, Capped(0.003)));
+  for (int i = 0; i < 30; ++i) decisions.push_back(router->Route(Random(rng, 1.0), kApiPool, Capped(0.003)));
   int strong = 0;
   for (const InlineDecision& d : decisions) {
     ASSERT_THAT(d.outcome.status, IsOk());
@@ -189,7 +187,7 @@ TEST(InlineRouterTest, NoWindowExceedsItsCapWhateverTheArrivalOrder) {
           // Costs grow tenfold through the window in order 0, shrink in order 1.
           const double scale = order == 2 ? 1.0 + 9.0 * std::uniform_real_distribution<>(0, 1)(rng)
                                           : 1.0 + 9.0 * (order == 0 ? i : 19 - i) / 19.0;
-          queries.push_back(Random(rng, w * 20 + i, scale));
+          queries.push_back(Random(rng, scale));
         }
         for (const PendingQuery& q : queries) windows.Add(router->Route(q, kApiPool, Capped(cap)));
       }
@@ -210,7 +208,7 @@ TEST(InlineRouterTest, AWindowWhoseBudgetIsExactlyTheCheapestTotalServesEveryone
   WindowSpend windows;
   // Every query's cheapest model costs 0.001; the cap pays exactly that for all 25.
   for (int i = 0; i < 100; ++i) {
-    InlineDecision d = router->Route(Random(rng, i, 1.0), kApiPool, Capped(0.001));
+    InlineDecision d = router->Route(Random(rng, 1.0), kApiPool, Capped(0.001));
     ASSERT_THAT(d.outcome.status, IsOk()) << i;
     EXPECT_EQ(d.outcome.model, "cheap") << i;
     windows.Add(d);
@@ -233,7 +231,7 @@ TEST(InlineRouterTest, ExpensiveArrivalsAtTheEndAreServedOnceTheForecastHasSeenT
   std::vector<InlineDecision> decisions;
   for (int w = 0; w < 3; ++w) {
     for (int i = 0; i < 10; ++i) {
-      decisions.push_back(router->Route(Random(rng, w * 10 + i, i < 5 ? 1.0 : 10.0), kApiPool,
+      decisions.push_back(router->Route(Random(rng, i < 5 ? 1.0 : 10.0), kApiPool,
                                         Capped(0.0055)));
     }
   }
@@ -248,7 +246,7 @@ TEST(InlineRouterTest, RefusesWhenTheWindowCannotPayTheCheapestModel) {
   FakeClock clock;
   auto ledger = MakeLedger(clock, kApiPool);
   auto router = MakeRouter(*ledger, clock, Window(2));
-  PendingQuery q = Pending("a", {0.5, 0.6, 0.7, 0.9}, {0, 0.004, 0.01, 0.02});
+  PendingQuery q = Pending({0.5, 0.6, 0.7, 0.9}, {0, 0.004, 0.01, 0.02});
   q.allowed = {"mid", "strong"};
   InlineDecision d = router->Route(q, kApiPool, Capped(0.004));  // window: 0.008 < 0.01
   EXPECT_THAT(d.outcome.status,
@@ -264,7 +262,7 @@ TEST(InlineRouterTest, TakesOnlyFreeSlotsAndPricesThem) {
   std::vector<std::string> local_ids;
   for (int i = 0; i < 6; ++i) {
     // "local" is free and best for these queries: everyone wants it, it has 2 slots.
-    InlineDecision d = router->Route(Pending(absl::StrCat("q", i), {0.95, 0.6, 0.7, 0.9},
+    InlineDecision d = router->Route(Pending({0.95, 0.6, 0.7, 0.9},
                                              {0, 0.001, 0.004, 0.02}),
                                      kPool, Capped(0.005));
     ASSERT_THAT(d.outcome.status, IsOk());
@@ -273,7 +271,7 @@ TEST(InlineRouterTest, TakesOnlyFreeSlotsAndPricesThem) {
   }
   EXPECT_EQ(local_ids.size(), 2u);
   ASSERT_THAT(ledger->Complete(local_ids[0], std::nullopt), IsOk());
-  InlineDecision d = router->Route(Pending("again", {0.95, 0.6, 0.7, 0.9}, {0, 0.001, 0.004, 0.02}),
+  InlineDecision d = router->Route(Pending({0.95, 0.6, 0.7, 0.9}, {0, 0.001, 0.004, 0.02}),
                                    kPool, Capped(0.005));
   ASSERT_THAT(d.outcome.status, IsOk());
   EXPECT_EQ(d.outcome.model, "local");
@@ -287,10 +285,10 @@ TEST(InlineRouterTest, AnOversubscribedModelGetsASlotPrice) {
   auto ledger = MakeLedger(clock, pool);
   auto router = MakeRouter(*ledger, clock, Window(50));
   // Everyone prefers "local" (3 slots) over the rest; 49 more arrivals are expected.
-  InlineDecision d = router->Route(Pending("a", {0.95, 0.6, 0.7, 0.8}, {0, 0.001, 0.004, 0.02}),
+  InlineDecision d = router->Route(Pending({0.95, 0.6, 0.7, 0.8}, {0, 0.001, 0.004, 0.02}),
                                    pool, BatchPolicy());
   ASSERT_THAT(d.outcome.status, IsOk());
-  d = router->Route(Pending("b", {0.95, 0.6, 0.7, 0.8}, {0, 0.001, 0.004, 0.02}), pool,
+  d = router->Route(Pending({0.95, 0.6, 0.7, 0.8}, {0, 0.001, 0.004, 0.02}), pool,
                     BatchPolicy());
   ASSERT_THAT(d.outcome.status, IsOk());
   EXPECT_EQ(d.outcome.model, "strong");  // local is priced out: its slots are worth more later
@@ -311,12 +309,12 @@ TEST(InlineRouterTest, AModelThatFreesUpIsBackInTheForecast) {
   absl::StatusOr<std::vector<std::string>> held = ledger->Commit({{"local", 0.0}});
   ASSERT_THAT(held, IsOk());
   for (const char* id : {"b", "c", "d"}) {
-    const InlineDecision d = router->Route(Pending(id, quality, cost), pool, BatchPolicy());
+    const InlineDecision d = router->Route(Pending(quality, cost), pool, BatchPolicy());
     ASSERT_THAT(d.outcome.status, IsOk());
     EXPECT_EQ(d.outcome.model, "strong") << id;  // local is full
   }
   ASSERT_THAT(ledger->Complete((*held)[0], std::nullopt), IsOk());
-  const InlineDecision e = router->Route(Pending("e", quality, cost), pool, BatchPolicy());
+  const InlineDecision e = router->Route(Pending(quality, cost), pool, BatchPolicy());
   ASSERT_THAT(e.outcome.status, IsOk());
   // b, c and d stand for 46 more arrivals that all want the one free slot: it is priced above
   // what e gains from it (with the forecast still blind to it, e would take it).
@@ -330,7 +328,7 @@ TEST(InlineRouterTest, TimeWindowsCloseOnTheClock) {
   o.window_arrivals = 1000;
   o.window_duration = absl::Seconds(1);
   auto router = MakeRouter(*ledger, clock, o);
-  const PendingQuery q = Pending("a", {0.5, 0.6, 0.7, 0.9}, {0, 0.001, 0.004, 0.02});
+  const PendingQuery q = Pending({0.5, 0.6, 0.7, 0.9}, {0, 0.001, 0.004, 0.02});
   InlineDecision first = router->Route(q, kApiPool, Capped(0.01));
   clock.Advance(absl::Milliseconds(100));
   InlineDecision second = router->Route(q, kApiPool, Capped(0.01));
@@ -349,7 +347,7 @@ TEST(InlineRouterTest, OptionsApplyFromTheNextWindow) {
   FakeClock clock;
   auto ledger = MakeLedger(clock, kApiPool);
   auto router = MakeRouter(*ledger, clock, Window(3));
-  const PendingQuery q = Pending("a", {0.5, 0.6, 0.7, 0.9}, {0, 0.001, 0.004, 0.02});
+  const PendingQuery q = Pending({0.5, 0.6, 0.7, 0.9}, {0, 0.001, 0.004, 0.02});
   std::vector<InlineDecision> d;
   d.push_back(router->Route(q, kApiPool, BatchPolicy()));
   ASSERT_THAT(router->SetOptions(Window(2)), IsOk());
@@ -373,7 +371,7 @@ TEST(InlineRouterTest, SharesTheLedgerWithBatchesWithoutDoubleCounting) {
   double cost = 0;
   int local = 0;
   for (int round = 0; round < 3; ++round) {
-    InlineDecision d = router->Route(Pending(absl::StrCat("i", round), {0.95, 0.6, 0.7, 0.8}, {0, 0.001, 0.004, 0.02}),
+    InlineDecision d = router->Route(Pending({0.95, 0.6, 0.7, 0.8}, {0, 0.001, 0.004, 0.02}),
                                      pool, BatchPolicy());
     ASSERT_THAT(d.outcome.status, IsOk());
     ids.push_back(d.outcome.assignment_id);
@@ -382,7 +380,7 @@ TEST(InlineRouterTest, SharesTheLedgerWithBatchesWithoutDoubleCounting) {
     std::vector<PendingQuery> batch;
     for (int k = 0; k < 2; ++k) {
       batch.push_back(
-          Pending(absl::StrCat("b", round, k), {0.95, 0.6, 0.7, 0.8}, {0, 0.001, 0.004, 0.02}));
+          Pending({0.95, 0.6, 0.7, 0.8}, {0, 0.001, 0.004, 0.02}));
     }
     BatchOutcome b = RouteBatch(batch, pool, BatchPolicy(), *ledger, clock, "b");
     for (const QueryOutcome& o : b.queries) {
@@ -417,7 +415,7 @@ TEST(InlineRouterTest, ConcurrentDecisionsKeepTheCapsAndSlots) {
     threads.emplace_back([&, t] {
       std::mt19937_64 rng(t);
       for (int i = 0; i < 200; ++i) {
-        InlineDecision d = router->Route(Random(rng, i, 1.0 + t), kPool, Capped(0.002));
+        InlineDecision d = router->Route(Random(rng, 1.0 + t), kPool, Capped(0.002));
         absl::MutexLock lock(&mu);
         windows.Add(d);
         served += d.outcome.status.ok();

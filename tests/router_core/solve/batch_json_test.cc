@@ -56,8 +56,8 @@ TEST(ParseBatchProblemJsonTest, ParsesTheExample) {
   EXPECT_EQ(p->params.tau, 0.6);
   EXPECT_EQ(p->params.gamma, 1.5);
   EXPECT_EQ(p->params.seed, 42u);
-  EXPECT_EQ(p->time_limit, absl::Milliseconds(20));
-  EXPECT_EQ(p->relative_gap, 0.001);
+  EXPECT_EQ(p->solve.time_limit, absl::Milliseconds(20));
+  EXPECT_EQ(p->solve.relative_gap, 0.001);
   ASSERT_EQ(p->queries.size(), 2u);
   const Query& q0 = p->queries[0];
   EXPECT_EQ(q0.id, "q0");
@@ -85,10 +85,11 @@ TEST(ParseBatchProblemJsonTest, AbsentFieldsTakeTheDefaults) {
   EXPECT_EQ(p->params.tau, 0.7);
   EXPECT_EQ(p->params.gamma, 0.0);
   EXPECT_EQ(p->params.seed, 0u);
-  EXPECT_EQ(p->time_limit, absl::Milliseconds(50));
-  EXPECT_EQ(p->time_limit, defaults.time_limit);
-  EXPECT_EQ(p->relative_gap, 1e-4);
-  EXPECT_EQ(p->relative_gap, defaults.relative_gap);
+  // The service's solve options (solve_options.h), as every other binary uses.
+  EXPECT_EQ(p->solve.time_limit, absl::Milliseconds(20));
+  EXPECT_EQ(p->solve.time_limit, defaults.solve.time_limit);
+  EXPECT_EQ(p->solve.relative_gap, 5e-3);
+  EXPECT_EQ(p->solve.relative_gap, defaults.solve.relative_gap);
 }
 
 TEST(ParseBatchProblemJsonTest, NullBudgetAndSlotsMeanUnlimited) {
@@ -107,7 +108,7 @@ TEST(ParseBatchProblemJsonTest, AcceptsIntegralFloatsAsIntegersAndZeroSlots) {
   EXPECT_EQ(p->models[0].slots, 3);
   EXPECT_EQ(p->models[1].slots, 0);
   EXPECT_EQ(p->params.seed, 7u);
-  EXPECT_EQ(p->time_limit, absl::Microseconds(500));
+  EXPECT_EQ(p->solve.time_limit, absl::Microseconds(500));
 }
 
 TEST(ParseBatchProblemJsonTest, ParsesEveryPolicyName) {

@@ -96,7 +96,7 @@ TEST(ValidateBatchProblemTest, NamesTheOffendingField) {
   EXPECT_THAT(ValidateBatchProblem(p), InvalidNaming("params.tau"));
 
   p = TwoModels();
-  p.time_limit = absl::ZeroDuration();
+  p.solve.time_limit = absl::ZeroDuration();
   EXPECT_THAT(ValidateBatchProblem(p), InvalidNaming("time_limit"));
 }
 

@@ -21,6 +21,7 @@ using testing::IsOk;
 using testing::RandomInstanceOptions;
 using testing::RandomProblem;
 using testing::StatusIs;
+using testing::SteppingClock;
 
 constexpr PolicyKind kAllPolicies[] = {
     PolicyKind::kBatch,    PolicyKind::kBatchRobust, PolicyKind::kBatchGamma, PolicyKind::kPerQuery,
@@ -45,8 +46,8 @@ TEST(SolveBatchTest, ExactPoliciesMatchBruteForce) {
   int compared = 0;
   for (uint64_t seed = 1; seed <= 300; ++seed) {
     BatchProblem p = RandomProblem(Varied(seed, 7, 3));
-    p.time_limit = absl::Seconds(10);
-    p.relative_gap = 0.0;
+    p.solve.time_limit = absl::Seconds(10);
+    p.solve.relative_gap = 0.0;
     p.params.gamma = static_cast<double>(seed % 3) * 0.75;
     for (PolicyKind policy :
          {PolicyKind::kBatch, PolicyKind::kBatchRobust, PolicyKind::kBatchGamma}) {
@@ -75,22 +76,21 @@ TEST(SolveBatchTest, SmallBatchSearchClosesTheGapWithoutCbc) {
   int compared = 0, open_without_search = 0, improved_by_search = 0;
   for (uint64_t seed = 1; seed <= 300; ++seed) {
     BatchProblem p = RandomProblem(Varied(seed, 8, 3));
-    p.time_limit = absl::Seconds(10);
-    p.relative_gap = 0.0;
+    p.solve.time_limit = absl::Seconds(10);
+    p.solve.relative_gap = 0.0;
     p.policy = PolicyKind::kBatch;
     const auto best = BruteForce(BuildInstance(p, ValueSource::kQuality));
     if (!best.has_value()) continue;
     ++compared;
-    BatchRouterOptions options;
-    options.use_cbc = false;
-    absl::StatusOr<Solution> s = SolveBatch(p, options);
+    p.solve.use_cbc = false;
+    absl::StatusOr<Solution> s = SolveBatch(p);
     ASSERT_THAT(s, IsOk());
     EXPECT_EQ(s->status, SolveStatus::kOptimal) << "seed " << seed;
     EXPECT_NEAR(s->objective, best->objective, 1e-9) << "seed " << seed;
     EXPECT_GE(s->upper_bound, best->objective - 1e-9) << "seed " << seed;
     improved_by_search += s->method == "small_batch";
-    options.small_batch_max_queries = 0;
-    const absl::StatusOr<Solution> fast_only = SolveBatch(p, options);
+    p.solve.small_batch_max_queries = 0;
+    const absl::StatusOr<Solution> fast_only = SolveBatch(p);
     ASSERT_THAT(fast_only, IsOk());
     open_without_search += fast_only->status != SolveStatus::kOptimal;
   }
@@ -106,7 +106,7 @@ TEST(SolveBatchTest, EveryPolicyIsAlwaysFeasible) {
   // 300 batches x 7 policies; the heuristics' own test adds thousands more per policy.
   for (uint64_t seed = 1; seed <= 300; ++seed) {
     BatchProblem p = RandomProblem(Varied(seed, 40, 8));
-    p.time_limit = absl::Milliseconds(5);
+    p.solve.time_limit = absl::Milliseconds(5);
     p.params.lambda = 100.0 * static_cast<double>(seed % 5);
     p.params.tau = 0.3 + 0.1 * static_cast<double>(seed % 6);
     p.params.gamma = std::min<double>(static_cast<double>(seed % 4), p.queries.size());
@@ -152,21 +152,6 @@ TEST(SolveBatchTest, RejectsInvalidProblems) {
   EXPECT_THAT(SolveBatch(p), StatusIs(absl::StatusCode::kInvalidArgument, "models: at least one model is required"));
 }
 
-// A clock that moves forward by `step` on every reading: the time limit is spent by the time the
-// fast solver returns.
-class SteppingClock final : public Clock {
- public:
-  explicit SteppingClock(absl::Duration step) : step_(step) {}
-  absl::Time Now() const override {
-    clock_.Advance(step_);
-    return clock_.Now();
-  }
-
- private:
-  absl::Duration step_;
-  mutable FakeClock clock_;
-};
-
 TEST(SolveBatchTest, DeadlineAndSolveTimeComeFromTheInjectedClock) {
   RandomInstanceOptions o;
   o.seed = 11;
@@ -174,23 +159,47 @@ TEST(SolveBatchTest, DeadlineAndSolveTimeComeFromTheInjectedClock) {
   o.num_models = 6;
   o.num_limited = 2;
   BatchProblem p = RandomProblem(o);
-  p.relative_gap = 0.0;  // CBC would run if any time were left
-  p.time_limit = absl::Milliseconds(50);
+  p.solve.relative_gap = 0.0;  // CBC would run if any time were left
+  p.solve.time_limit = absl::Milliseconds(50);
 
   const SteppingClock late(absl::Milliseconds(60));
-  BatchRouterOptions options;
-  options.clock = &late;
-  absl::StatusOr<Solution> s = SolveBatch(p, options);
+  absl::StatusOr<Solution> s = SolveBatch(p, late);
   ASSERT_THAT(s, IsOk());
   EXPECT_EQ(s->nodes, 0);
   EXPECT_EQ(s->method, "lagrangian");
   EXPECT_EQ(s->solve_time, absl::Milliseconds(120));  // two readings: start and end
 
   const FakeClock frozen;
-  options.clock = &frozen;
-  s = SolveBatch(p, options);
+  s = SolveBatch(p, frozen);
   ASSERT_THAT(s, IsOk());
   EXPECT_EQ(s->solve_time, absl::ZeroDuration());
+}
+
+// The solve ends by options.deadline when it comes before start + time_limit: the small-batch
+// search stops there and CBC does not start.
+TEST(SolveBatchTest, TheDeadlineEndsTheSolveBeforeTheTimeLimit) {
+  BatchProblem p = RandomProblem(testing::LongSearchOptions());
+  p.solve.relative_gap = 0.0;
+  p.solve.time_limit = absl::Seconds(100);
+  p.solve.small_batch_max_nodes = 2'000'000;
+  const Instance inst = BuildInstance(p, ValueSource::kQuality);
+
+  // Every reading of the clock moves it by 1 ms; the search reads it every 256 nodes.
+  const SteppingClock stepping(absl::Milliseconds(1));
+  absl::StatusOr<Solution> unbounded = SolveInstance(inst, p.policy, p.params, p.solve, stepping);
+  ASSERT_THAT(unbounded, IsOk());
+  ASSERT_GT(unbounded->solve_time, absl::Milliseconds(60)) << "the instance must search long";
+
+  SolveOptions bounded = p.solve;
+  bounded.deadline = stepping.Now() + absl::Milliseconds(30);
+  const absl::Time deadline = bounded.deadline;
+  absl::StatusOr<Solution> s = SolveInstance(inst, p.policy, p.params, bounded, stepping);
+  ASSERT_THAT(s, IsOk());
+  // Ended within two readings of the deadline (the reading that saw it, and the last one).
+  EXPECT_LE(stepping.Now() - absl::Milliseconds(1), deadline + absl::Milliseconds(2));
+  EXPECT_LE(s->solve_time, absl::Milliseconds(33));
+  EXPECT_NE(s->method, "cbc");
+  EXPECT_THAT(CheckFeasible(inst, s->model_of_query), IsOk());
 }
 
 TEST(SolveBatchTest, EmptyBatchIsOptimal) {

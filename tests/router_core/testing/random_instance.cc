@@ -78,4 +78,15 @@ RandomInstanceOptions SmallOptions(uint64_t seed) {
   return o;
 }
 
+RandomInstanceOptions LongSearchOptions() {
+  RandomInstanceOptions o;
+  o.seed = 5;
+  o.num_queries = 32;
+  o.num_models = 8;
+  o.num_limited = 2;
+  o.slot_fraction = 0.2;
+  o.budget_fraction = 0.08;
+  return o;
+}
+
 }  // namespace router::core::testing

@@ -38,6 +38,10 @@ BatchProblem RandomProblem(const RandomInstanceOptions& options);
 // queries, 1-3 models, slots, budgets, disallowed models and adversarial order varying with `seed`.
 RandomInstanceOptions SmallOptions(uint64_t seed);
 
+// An instance of 32 queries and 8 models (2 self-hosted, binding budget) whose exact optimum the
+// small-batch search needs about 20,000 nodes to prove: for tests of what stops a search.
+RandomInstanceOptions LongSearchOptions();
+
 }  // namespace router::core::testing
 
 #endif  // ROUTER_TESTS_ROUTER_CORE_TESTING_RANDOM_INSTANCE_H_

@@ -1,0 +1,88 @@
+#include "server/route_call.h"
+
+#include <memory>
+#include <utility>
+
+#include "router/v1/router.pb.h"
+#include "server/query_answer.h"
+#include "server/query_intake.h"
+#include "server/raw_message.h"
+#include "server/status_util.h"
+
+namespace router::server {
+namespace {
+
+class RouteCall final : public grpc::ServerUnaryReactor, public AnswerSink {
+ public:
+  RouteCall(RouterRuntime* rt, grpc::CallbackServerContext* ctx, grpc::ByteBuffer* raw_response)
+      : rt_(rt), ctx_(ctx), raw_response_(raw_response), start_(rt->clock().Now()) {}
+
+  void Start(const grpc::ByteBuffer& raw_request) {
+    if (absl::Status s = ParseRequest(raw_request, request_); !s.ok()) {
+      Refuse(s);
+      return;
+    }
+    const std::shared_ptr<const RuntimeState> state = rt_->state();
+    absl::StatusOr<Intake> intake =
+        TakeIn(request_.query(), "query", *state, start_, DeadlineOf(ctx_));
+    if (!intake.ok()) {
+      Refuse(intake.status());
+      return;
+    }
+    // The last touch of this call: the answer may finish it before Dispatch returns.
+    rt_->Dispatch(std::make_unique<QueryTask>(this, 0, request_.query().id(),
+                                              std::move(intake->query)),
+                  intake->mode, *state);
+  }
+
+  bool Deliver(const QueryTask& task, const QueryAnswer& answer) override {
+    if (answer.status.ok()) {
+      FillAssignment(answer, task.query_id(), task.arrival(), response_.mutable_assignment());
+    }
+    FinishCall(answer.status);
+    return false;
+  }
+  bool Cancelled() const override { return ctx_->IsCancelled(); }
+
+  void OnDone() override {
+    if (ctx_->IsCancelled() && response_.has_assignment()) {
+      rt_->ReleaseUndelivered(response_.assignment().assignment_id(),
+                              response_.assignment().model());
+    }
+    delete this;
+  }
+
+ private:
+  // Answers a query refused before it became a task.
+  void Refuse(const absl::Status& status) {
+    rt_->metrics().OnRejected(RejectReason(status));
+    FinishCall(status);
+  }
+  // The last touch of this reactor by its caller: gRPC may run OnDone before this returns.
+  void FinishCall(const absl::Status& status) {
+    rt_->metrics().OnRequest("Route", static_cast<grpc::StatusCode>(status.code()),
+                             rt_->clock().Now() - start_);
+    if (status.ok()) SerializeAnswer(response_, *raw_response_);
+    Finish(ToGrpcStatus(status));
+  }
+
+  RouterRuntime* const rt_;
+  grpc::CallbackServerContext* const ctx_;
+  grpc::ByteBuffer* const raw_response_;  // gRPC's, alive until OnDone
+  const absl::Time start_;
+  v1::RouteRequest request_;
+  v1::RouteResponse response_;
+};
+
+}  // namespace
+
+grpc::ServerUnaryReactor* StartRouteCall(RouterRuntime* runtime, grpc::CallbackServerContext* ctx,
+                                         const grpc::ByteBuffer* request,
+                                         grpc::ByteBuffer* response) {
+  runtime->NoteArrival();
+  auto* call = new RouteCall(runtime, ctx, response);
+  call->Start(*request);
+  return call;
+}
+
+}  // namespace router::server

@@ -1,0 +1,262 @@
+#include "server/route_stream_call.h"
+
+#include <atomic>
+#include <deque>
+#include <memory>
+#include <optional>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "absl/base/thread_annotations.h"
+#include "absl/strings/str_cat.h"
+#include "absl/synchronization/mutex.h"
+#include "absl/types/span.h"
+#include "google/protobuf/arena.h"
+#include "router/v1/router.pb.h"
+#include "server/query_answer.h"
+#include "server/query_intake.h"
+#include "server/raw_message.h"
+
+namespace router::server {
+namespace {
+
+// The calling thread's first arena block for building one answer: 4 KiB holds an assignment with
+// its decision, fallbacks and binding constraints (an arena that needs more allocates it).
+absl::Span<char> AnswerScratch() {
+  alignas(8) static thread_local char block[4096];
+  return absl::MakeSpan(block, sizeof(block));
+}
+
+// Calls f(assignment id, model) for each assignment in a staged RouteStreamResponse's wire bytes,
+// read back only on the rare path that releases undelivered answers (staging keeps nothing else
+// of an answer). A walk rather than a parse: it checks nothing, UTF-8 included, so it cannot
+// refuse bytes written here.
+template <typename F>
+void ForEachStagedAssignment(absl::string_view wire, F f) {
+  ForEachLengthDelimited(wire, [&](int field, absl::string_view item) {
+    if (field != v1::RouteStreamResponse::kItemsFieldNumber) return;
+    ForEachLengthDelimited(item, [&](int item_field, absl::string_view assignment) {
+      if (item_field != v1::RouteBatchItem::kAssignmentFieldNumber) return;
+      absl::string_view id;
+      absl::string_view model;
+      ForEachLengthDelimited(assignment, [&](int assignment_field, absl::string_view value) {
+        if (assignment_field == v1::Assignment::kAssignmentIdFieldNumber) id = value;
+        if (assignment_field == v1::Assignment::kModelFieldNumber) model = value;
+      });
+      f(id, model);
+    });
+  });
+}
+
+class RouteStreamCall final : public grpc::ServerBidiReactor<grpc::ByteBuffer, grpc::ByteBuffer>,
+                              public AnswerSink {
+ public:
+  RouteStreamCall(RouterRuntime* rt, grpc::CallbackServerContext* ctx)
+      : rt_(rt), ctx_(ctx), start_(rt->clock().Now()) {
+    StartRead(&raw_request_);
+  }
+
+  void OnReadDone(bool ok) override {
+    if (!ok) {
+      Actions a;
+      {
+        absl::MutexLock lock(&mu_);
+        reads_done_ = true;
+        a = NextActionsLocked();
+      }
+      Run(a);
+      return;
+    }
+    ++messages_read_;
+    if (absl::Status s = ParseRequest(raw_request_, request_); !s.ok()) {
+      Refuse("", absl::InvalidArgumentError(
+                     absl::StrCat("message ", messages_read_, " of the stream: ", s.message())));
+    } else {
+      Handle(request_.query());
+    }
+    StartRead(&raw_request_);
+  }
+
+  void OnWriteDone(bool ok) override {
+    Actions a;
+    {
+      absl::MutexLock lock(&mu_);
+      if (!ok) broken_ = true;
+      // A failed write and whatever was queued behind it never reach the client.
+      if (broken_) {
+        for (std::string& m : out_) undelivered_.push_back(std::move(m));
+        out_.clear();
+      } else {
+        out_.pop_front();
+      }
+      writing_ = false;
+      a = NextActionsLocked();
+    }
+    Run(a);
+  }
+
+  void OnCancel() override { cancelled_.store(true); }
+  void OnDone() override { delete this; }
+
+  // A batch's answers are staged without starting a write, and released by Flush once the whole
+  // batch is delivered, so that a stream with several queries in the batch sends them as one
+  // message. Inline answers and refusals are written at once.
+  bool Deliver(const QueryTask& task, const QueryAnswer& answer) override {
+    // Built in an arena on this thread's scratch block and staged as wire bytes: the answer's
+    // dozen strings and sub-messages cost no allocation and are freed at once.
+    google::protobuf::Arena arena(AnswerScratch().data(), AnswerScratch().size());
+    auto* item = google::protobuf::Arena::CreateMessage<v1::RouteBatchItem>(&arena);
+    FillItem(task, answer, *item);
+    if (answer.batch != nullptr) {
+      absl::MutexLock lock(&mu_);
+      StageLocked(*item);
+      return true;  // the task stays outstanding until Flush
+    }
+    Actions a;
+    {
+      absl::MutexLock lock(&mu_);
+      --outstanding_;
+      a = DeliverLocked(*item);
+    }
+    Run(a);  // may end in OnDone: nothing of this reactor is touched after it
+    return false;
+  }
+
+  void Flush() override {
+    Actions a;
+    {
+      absl::MutexLock lock(&mu_);
+      --outstanding_;
+      a = NextActionsLocked();
+    }
+    Run(a);
+  }
+
+  bool Cancelled() const override { return cancelled_.load(); }
+
+ private:
+  // What to do once the lock is released: gRPC may run reactions (even OnDone, which deletes the
+  // reactor) before StartWrite or Finish returns, so neither is called under mu_.
+  struct Actions {
+    // Messages (wire bytes) that will never be written (the stream broke): their assignments are
+    // released.
+    std::vector<std::string> undelivered;
+    const std::string* write = nullptr;
+    std::optional<grpc::Status> finish;
+  };
+  void Run(const Actions& a) {
+    // Before StartWrite and Finish, which may end in OnDone (and delete this) before they return.
+    for (const std::string& wire : a.undelivered) {
+      ForEachStagedAssignment(wire, [this](absl::string_view id, absl::string_view model) {
+        rt_->ReleaseUndelivered(id, model);
+      });
+    }
+    if (a.write != nullptr) {
+      // Only the one write in flight uses raw_answer_ (a.write is set only when none is).
+      WireToBuffer(*a.write, raw_answer_);
+      StartWrite(&raw_answer_);
+    }
+    if (a.finish.has_value()) Finish(*a.finish);
+  }
+
+  // Answers a query refused before it became a task with its error item.
+  void Refuse(const std::string& query_id, const absl::Status& status) {
+    rt_->metrics().OnRejected(RejectReason(status));
+    v1::RouteBatchItem item;
+    SetErrorItem(query_id, status, item);
+    Actions a;
+    {
+      absl::MutexLock lock(&mu_);
+      a = DeliverLocked(item);
+    }
+    Run(a);
+  }
+
+  void Handle(const v1::Query& query) {
+    const std::shared_ptr<const RuntimeState> state = rt_->state();
+    absl::StatusOr<Intake> intake =
+        TakeIn(query, "query", *state, rt_->clock().Now(), DeadlineOf(ctx_));
+    if (!intake.ok()) {
+      Refuse(query.id(), intake.status());
+      return;
+    }
+    {
+      absl::MutexLock lock(&mu_);
+      ++outstanding_;
+    }
+    rt_->Dispatch(std::make_unique<QueryTask>(this, 0, query.id(), std::move(intake->query)),
+                  intake->mode, *state);
+  }
+
+  // Queues `item` as wire bytes of a RouteStreamResponse item: into the last queued message if
+  // that one is not being written yet, else into a new one. So a stream whose write is in flight
+  // sends everything that became ready meanwhile as one message. Once the stream broke, the item
+  // is kept aside to be released.
+  void StageLocked(const v1::RouteBatchItem& item) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    if (broken_) {
+      AppendRepeatedEntry(v1::RouteStreamResponse::kItemsFieldNumber, item,
+                          undelivered_.emplace_back());
+      return;
+    }
+    if (out_.size() <= (writing_ ? 1u : 0u)) out_.emplace_back();
+    AppendRepeatedEntry(v1::RouteStreamResponse::kItemsFieldNumber, item, out_.back());
+  }
+
+  Actions DeliverLocked(const v1::RouteBatchItem& item) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    StageLocked(item);
+    return NextActionsLocked();
+  }
+
+  // Starts the next write if none is in flight (at most one at a time); finishes the stream once
+  // the client half-closed, every task was delivered and every answer was written.
+  Actions NextActionsLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    Actions a;
+    a.undelivered = std::move(undelivered_);
+    undelivered_.clear();
+    if (!writing_ && !out_.empty()) {
+      writing_ = true;
+      a.write = &out_.front();  // stays valid: only OnWriteDone pops, after this write completes
+      return a;
+    }
+    if (finished_ || !reads_done_ || outstanding_ > 0 || writing_) return a;
+    finished_ = true;
+    a.finish = Cancelled() ? grpc::Status(grpc::StatusCode::CANCELLED, "the client cancelled the stream")
+               : broken_   ? grpc::Status(grpc::StatusCode::UNAVAILABLE, "the stream broke while writing")
+                           : grpc::Status::OK;
+    rt_->metrics().OnRequest("RouteStream", a.finish->error_code(), rt_->clock().Now() - start_);
+    return a;
+  }
+
+  RouterRuntime* const rt_;
+  grpc::CallbackServerContext* const ctx_;
+  const absl::Time start_;
+  // Read by one read at a time (each OnReadDone starts the next read last).
+  grpc::ByteBuffer raw_request_;
+  v1::RouteStreamRequest request_;
+  int64_t messages_read_ = 0;
+  grpc::ByteBuffer raw_answer_;  // the message being written
+  std::atomic<bool> cancelled_{false};
+  absl::Mutex mu_;
+  // Messages to write, as RouteStreamResponse wire bytes; the front one is being written when
+  // writing_.
+  std::deque<std::string> out_ ABSL_GUARDED_BY(mu_);
+  // Messages that will never be written, until the next Run releases their assignments.
+  std::vector<std::string> undelivered_ ABSL_GUARDED_BY(mu_);
+  bool writing_ ABSL_GUARDED_BY(mu_) = false;
+  bool broken_ ABSL_GUARDED_BY(mu_) = false;
+  bool reads_done_ ABSL_GUARDED_BY(mu_) = false;
+  bool finished_ ABSL_GUARDED_BY(mu_) = false;
+  // Tasks dispatched and not yet delivered (for a batch's answer: not yet flushed).
+  int64_t outstanding_ ABSL_GUARDED_BY(mu_) = 0;
+};
+
+}  // namespace
+
+grpc::ServerBidiReactor<grpc::ByteBuffer, grpc::ByteBuffer>* StartRouteStreamCall(
+    RouterRuntime* runtime, grpc::CallbackServerContext* ctx) {
+  runtime->NoteArrival();
+  return new RouteStreamCall(runtime, ctx);
+}
+
+}  // namespace router::server
