@@ -1,10 +1,10 @@
-// Inline decision benchmark (issue 7): the cost of one InlineRouter::Route call in process, with
+// Inline decision benchmark: the cost of one InlineRouter::Route call in process, with
 // the ledger commit, on a stream of random queries shaped like routing data
 // (tests/router_core/testing), windows of 100 arrivals capped at 20% of the dearest spend,
 // forecast horizon H. Arguments: M models, H, and whether a quarter of the models are self-hosted
 // with binding slots (assignments complete 50 arrivals after their decision, so slots recycle).
 // Counters: median and p99 wall time per decision in microseconds, the share of decisions the
-// guard changed, and the share served. Target (issue 7): p99 <= 100 us at M = 20, H = 100.
+// guard changed, and the share served. Target: p99 <= 100 us at M = 20, H = 100.
 
 #include <algorithm>
 #include <chrono>

@@ -51,8 +51,8 @@ struct RouterConfig {
   bool reflection = true;
 
   // Runtime-changeable.
-  core::BatchQueueOptions batching;  // max_batch_size 64, max_batch_delay 5 ms, 10000 queued
-  core::BatchPolicy policy;          // batch, 20 ms time limit, gap 5e-3, 2 fallbacks
+  core::BatchQueueOptions batching;  // batch_queue.h's defaults
+  core::BatchPolicy policy;          // batch_engine.h's and solve_options.h's defaults
   core::LedgerOptions ledger;        // no pacing, 5 min leases
   // Which mode decides a query (routing_mode.h): batch by default, per tenant, or per query.
   RoutingConfig routing;

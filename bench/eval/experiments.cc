@@ -399,7 +399,7 @@ absl::Status Experiment2(Context& c) {
               if (!r.ok()) return r.status();
               arms.push_back({name, lambda, *std::move(r)});
             }
-            // Issue 7's inline router: one decision per arrival, windows = these batches.
+            // The inline router: one decision per arrival, windows = these batches.
             InlineRun inline_run;
             inline_run.budget_per_prompt = cap;
             absl::StatusOr<InlineReplay> inline_replay = RunInline(p, *batches, inline_run);
@@ -463,7 +463,7 @@ absl::Status Experiment2(Context& c) {
     }
     out[key] = entry;
   }
-  // Headline (issue 5): the adversarial, hard-cap regime at the paper's batch size.
+  // Headline: the adversarial, hard-cap regime at the paper's batch size.
   for (const std::string& est : kEstimators) {
     for (const double f : caps) {
       const std::string key = absl::StrCat(est, "/N=100/adversarial/cap=", Num(f));
@@ -472,7 +472,7 @@ absl::Status Experiment2(Context& c) {
           DiffJson(diffs[key]["batch_minus_per_query_safe_points"]);
       c.summary["batch_vs_perquery_matched_gain"][absl::StrCat(est, "/cap=", Num(f))] =
           DiffJson(diffs[key]["batch_minus_per_query_matched_points"]);
-      // Issue 7: the inline router against the batch ILP it replaces, same windows and caps.
+      // The inline router against the batch ILP it replaces, same windows and caps.
       c.summary["inline_minus_batch_pts"][absl::StrCat(est, "/cap=", Num(f))] =
           DiffJson(diffs[key]["inline_minus_batch_points"]);
       c.summary["inline_decision_us_p99"][absl::StrCat(est, "/cap=", Num(f))] =
@@ -485,7 +485,7 @@ absl::Status Experiment2(Context& c) {
     }
   }
   // Every inline window over its cap, summed over the seeds and every adversarial configuration
-  // (estimators, batch sizes, caps): issue 7's guard says 0.
+  // (estimators, batch sizes, caps): the inline guard says 0.
   double inline_violations = 0.0;
   for (auto& [key, figures] : diffs) {
     if (config_json[key]["ordering"] != OrderingName(Ordering::kAdversarial)) continue;

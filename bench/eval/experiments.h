@@ -1,6 +1,6 @@
 // File: experiments.h
 //
-// The experiments of router_eval (issue 5) on one dataset, run with router_core's own estimators
+// The experiments of router_eval on one dataset, run with router_core's own estimators
 // and SolveBatch, each over several split seeds:
 //   1 budget sweep      every policy x estimator (kNN, UniRoute, calibrated classifier): accuracy
 //                       vs realized cost as a fraction of the best single model; QNC, AUC,
@@ -8,7 +8,7 @@
 //   2 batching regimes  batch sizes 100 / 256, random and adversarial order, a hard per-batch cap:
 //                       batch ILP vs per-query routing tuned to the same total spend, tuned to
 //                       never break the cap, and per-query with the feasibility guard; and the
-//                       inline router of issue 7 (simulate.h's RunInline: one decision per
+//                       inline router (simulate.h's RunInline: one decision per
 //                       arrival, windows = the batches). Summary, per estimator and cap at N=100
 //                       adversarial: inline_minus_batch_pts (also _random), inline_decision_us_p99
 //                       (per-seed p99 of each Route call's wall time); inline_cap_violations =

@@ -44,7 +44,7 @@ constexpr int kExitUsage = 2;
 constexpr char kUsage[] =
     "usage: router_eval --dataset DIR --out DIR [options]\n"
     "\n"
-    "Evaluates routing policies and estimators on a derived/ dataset folder (issue 5).\n"
+    "Evaluates routing policies and estimators on a derived/ dataset folder.\n"
     "\n"
     "  --dataset DIR        derived/ folder (prompts.jsonl, labels.csv, models.csv)\n"
     "  --out DIR            output folder (created if missing)\n"

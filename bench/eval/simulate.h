@@ -25,7 +25,7 @@
 //                       (tuned in hindsight on the very batches it is scored on: a best case for
 //                       the per-query router).
 //
-// Inline replay (issue 7): RunInline feeds the same batches, prompt by prompt in batch order, to a
+// Inline replay: RunInline feeds the same batches, prompt by prompt in batch order, to a
 // real InlineRouter (serving/inline_router.h), one decision per arrival with no batch wait:
 //   Windows. A count window of the batch size, so each window is exactly one batch and gets the
 //   batch's cap (budget_per_prompt x its size); before a shorter last batch the router's options

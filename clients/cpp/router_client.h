@@ -56,7 +56,7 @@ namespace router::client {
 absl::Status FromGrpcStatus(const grpc::Status& status);
 
 // routerd refuses keepalive pings more frequent than this
-// (GRPC_ARG_HTTP2_MIN_RECV_PING_INTERVAL_WITHOUT_DATA_MS on the server, STACK_AND_STYLE B1) and
+// (GRPC_ARG_HTTP2_MIN_RECV_PING_INTERVAL_WITHOUT_DATA_MS on the server, server/routerd.cc) and
 // answers them with GOAWAY "too_many_pings", so the client never pings more often.
 inline constexpr absl::Duration kMinKeepaliveTime = absl::Seconds(10);
 

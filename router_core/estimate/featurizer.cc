@@ -96,9 +96,8 @@ TermScratch& ThreadTermScratch() {
 template <typename Count, typename Prefetch, typename Visit>
 void CountAndVisit(absl::Span<const uint32_t> occurrences, Count* counts, uint32_t* distinct,
                    Prefetch prefetch, Visit visit) {
-  // Prefetch distances: with the caches swept before each prompt (predictor_bench's
-  // BM_FeaturizeEvicted, as under load) 32 and 64 took 4.3-4.6 us per prompt where 16 and 8 took
-  // 5.0-5.3; with warm caches 0.05-0.1 us more (2026-11-27).
+  // Prefetch distances, chosen with predictor_bench's BM_FeaturizeEvicted (bench/README.md,
+  // "Prediction cost").
   constexpr size_t kCountAhead = 32;
   constexpr size_t kVisitAhead = 64;
   const size_t num_bins = occurrences.size();
@@ -122,9 +121,7 @@ void CountAndVisit(absl::Span<const uint32_t> occurrences, Count* counts, uint32
 // Calls visit(fine bin, count) once per distinct fine bin of the terms of `text` (in first-seen
 // order), using `scratch`, whose counts it leaves all zero again. prefetch(fine bin) is called
 // some bins ahead of visit(fine bin), for what visit will read: under load the count array and the
-// callers' per-bin tables are out of cache (with a 4 MiB buffer swept between prompts to imitate
-// that, a standalone copy of the featurizer took 17.1 us per prompt without the prefetches and
-// 15.1 us with them).
+// callers' per-bin tables are out of cache (bench/README.md, "Prediction cost").
 // Cost: O(normalized bytes * (char n-gram lengths + 1)) hashing and direct-indexed count updates,
 // then O(distinct bins) visits; no branch depends on the text except in the scalar word split.
 template <typename Prefetch, typename Visit>

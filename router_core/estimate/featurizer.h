@@ -25,10 +25,8 @@
 // char_ngram_min + 1 n-gram lengths is hashed over it in a loop without branches (8 n-grams per
 // instruction with AVX-512, ngram_hash.h), then the words (8 per instruction with AVX-512); about
 // B * (L + 1) term occurrences in all, each an FNV-1a and a Mix64, counted in a direct-indexed
-// array of 2^idf_bits counts (no hashing, no probing), then O(distinct terms + dim). With the
-// embedded artifact (char 4-grams, 512 bytes from each end) 3.5 us per prompt (mean) on
-// routerbench's prompts (mean 1.5 KB), 4.3-4.4 us after other work swept the caches
-// (bench/README.md, "Prediction cost", session 11). No allocation once the calling thread has
+// array of 2^idf_bits counts (no hashing, no probing), then O(distinct terms + dim); figures in
+// bench/README.md, "Prediction cost". No allocation once the calling thread has
 // featurized a text of that size: each thread keeps B + 66 bytes of text, 4 * B * (L + 1) bytes of
 // fine bins and 2 * 2^idf_bits bytes of counts (128 KiB at the default idf_bits), plus 4 *
 // 2^idf_bits once it featurized a text of 2^16 term occurrences or more (at most 6 MiB in all).

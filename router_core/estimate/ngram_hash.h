@@ -4,7 +4,7 @@
 // AVX-512 one that computes exactly the same bins, used when the CPU has the extensions it needs:
 //   - FineBins: the fine bin of every character n-gram of one length in a byte string,
 //     bin = Mix64(FNV-1a 64 of the n-gram's bytes from `seed`) >> bin_shift; the AVX-512 kernel
-//     (F, DQ) hashes 8 n-grams per instruction, about 7x faster on routerbench's prompts.
+//     (F, DQ) hashes 8 n-grams per instruction (bench/README.md, "Prediction cost").
 //   - WordBins: the fine bins of the words of a byte string and of their bigrams; the AVX-512
 //     kernel (F, DQ, BW) finds the words 64 bytes at a time from bit masks and hashes 8 words per
 //     instruction (VL and BMI too), where the scalar loop hashes one byte at a time and branches

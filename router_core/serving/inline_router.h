@@ -33,10 +33,8 @@
 // Cost of a decision: inline_pricing.h's bound with H = forecast_horizon + 1, plus O(M) for the
 // choice and one ledger snapshot and commit. Decisions are serialized by the router's mutex. A
 // model without a free slot is taken out of each forecast query once per change of the set of
-// full models (WithoutModels), not at every decision: self-hosted models that stay full would
-// otherwise make every decision rebuild all H hulls (load_bench's Route (inline) rows, where two
-// self-hosted models stay full: 7-14% less CPU per query in four alternations, bench/README.md,
-// "Inline decisions").
+// full models (WithoutModels), not at every decision, so self-hosted models that stay full do not
+// make every decision rebuild all H hulls. Figures in bench/README.md, "Inline decisions".
 //
 // Thread-safety: Route and SetOptions may be called from any thread; decisions are serialized.
 // The ledger and the clock are not owned and must outlive the router.

@@ -1,8 +1,8 @@
 // File: ledger.h
 //
-// The one authority over spend and concurrency slots. Every decision path (batches today, inline
-// decisions later) reads what it may use from here and commits what it used here, so nothing is
-// counted twice and nothing is over-committed.
+// The one authority over spend and concurrency slots. Every decision path (batches and inline
+// decisions) reads what it may use from here and commits what it used here, so nothing is counted
+// twice and nothing is over-committed.
 //
 // Slots: a self-hosted model has `slots` concurrent slots (instances x slots per instance). Each
 // committed assignment to it holds one slot until Complete() or until its lease expires
@@ -25,9 +25,11 @@
 //
 // Cost: an assignment id is the ledger's prefix and a sequence number, and open leases are keyed
 // by that number, so a Commit costs O(reservations) hash-map operations on integers (one string
-// hash per reservation, for its model) plus the ids' formatting, and the expiry of a lease O(log
-// open) in a heap. Completed leases leave the heap lazily; it is rebuilt once it holds more than
-// twice the open leases (plus 64), which keeps it O(open) in size and O(1) amortized per Complete.
+// hash per reservation, for its model) plus the ids' formatting. Leases wait for their expiry in a
+// queue ordered by expiry time: a commit appends at the back in O(1) (a shorter lease_timeout
+// after SetOptions, or a clock that steps back, inserts in O(open)), expiry pops from the front.
+// Completed leases leave the queue lazily; it is rebuilt once it holds more than twice the open
+// leases (plus 64), which keeps it O(open) in size and O(1) amortized per Complete.
 //
 // Errors: INVALID_ARGUMENT for bad options or model lists (naming the field); NOT_FOUND for an
 // unknown model or assignment id; FAILED_PRECONDITION for a commit that no longer fits.
@@ -175,8 +177,7 @@ class Ledger {
   // (expires, sequence number) of open leases, and of completed ones not yet popped, in ascending
   // order. A commit's leases expire at now + lease_timeout, so they almost always go at the back
   // (O(1)); only a shorter lease_timeout after SetOptions, or a clock that steps back, inserts
-  // further in (O(size)). A heap paid O(log size) cache misses per lease at commit and at expiry:
-  // a sixth of a 256-query batch's decision with 64,000 open leases.
+  // further in (O(size)).
   std::deque<std::pair<absl::Time, uint64_t>> expiry_queue_ ABSL_GUARDED_BY(mu_);
   // Expired, not yet completed: sequence number -> predicted cost, for late reconciliation.
   absl::flat_hash_map<uint64_t, double, SequenceHash> expired_ ABSL_GUARDED_BY(mu_);

@@ -13,11 +13,9 @@
 // one general-integer column per group and model, y_gj in [0, n_g], counts how many of the group's
 // n_g queries go to model j, and the group's row is sum_j y_gj = n_g. The optimum is the same (the
 // group's queries are interchangeable), but the model has none of the symmetry of N identical
-// rows: with UniRoute every query of a cluster gets the same predictions, and on such batches the
-// per-query model made CBC branch among equivalent assignments until its time limit (13-22 of
-// about 1,900-2,000 batches per 5 s run of unary Route at 64 clients; 0-3 with groups, and that
-// row's p99 about halved: bench/README.md, "Load benchmark"). With gamma > 0 every query is its
-// own group.
+// rows: with UniRoute every query of a cluster gets the same predictions, and on such batches a
+// per-query model makes CBC branch among equivalent assignments until its time limit
+// (bench/README.md, "Load benchmark"). With gamma > 0 every query is its own group.
 //
 // With CbcOptions::gamma > 0 the objective is the Bertsimas-Sim robust one: the value of the
 // assignment minus its `gamma` largest per-query deviations (Instance::deviation), the fractional
@@ -35,15 +33,13 @@
 //
 // Thread-safety: SolveWithCbc() is safe to call concurrently: each call creates, owns and destroys
 // its own OsiClpSolverInterface and CbcModel on the calling thread and uses no CBC-internal
-// threads. One model per thread gave 0 wrong answers in 600 concurrent solves, while CbcMain and
-// the C API did not (measurements in docs STACK_AND_STYLE.md, B3; cbc_solver_test keeps a
-// regression). The call blocks for up to about CbcOptions::time_limit (wall clock) plus model
-// building and the incumbent check.
+// threads (CbcMain and CBC's C API are not re-entrant; cbc_solver_test keeps a regression of
+// concurrent solves). The call blocks for up to about CbcOptions::time_limit (wall clock) plus
+// model building and the incumbent check.
 //
-// Cost (measured on a loaded 2-core VM, random instances with binding budget and slots, default
-// cut generators): N=100, M=10, gap 1e-4: median 7 ms, slowest of 20 about 170 ms, 16 of 20
-// proven optimal within 50 ms. The robust model is much harder (gamma=5: 0.03-1 s to 1% gap, and
-// 9 of 10 had no solution within 50 ms), so pass the fast solver's answer as the incumbent.
+// Cost: branch and cut, exponential in the worst case, so bounded by time_limit; the robust model
+// is much harder than the nominal one, so pass the fast solver's answer as the incumbent. Figures
+// in bench/README.md, "Solver benchmark".
 //
 // Errors: INVALID_ARGUMENT for bad options or an infeasible incumbent; INTERNAL if CBC ends in a
 // state it should not reach on this model (abandoned, unbounded). Running out of time is not an

@@ -3,11 +3,8 @@
 // An exact search for small batches of the budgeted-uncertainty (Bertsimas-Sim) robust batch ILP
 // (robust_gamma.h states it). Like small_batch_solver.h for the nominal problem, it exists for
 // latency: on a batch of a few queries the fast solver's theta grid often certifies less than the
-// requested gap, and CBC then runs to its time limit on some batches. A separate routerd on
-// batch_gamma (gamma 3; unary Route, 64 clients, batch 64, 1 ms, 3 s; three alternations,
-// bench/README.md, "Solver benchmark"): batches FEASIBLE at the 20 ms limit 16-24 of 2,155-2,374
-// without this search, 1-5 of 2,515-2,796 with it; solving 0.44-0.54 -> 0.23-0.24 ms per batch;
-// Route's p99 5.9-22.3 -> 3.3-4.4 ms.
+// requested gap, and CBC then runs to its time limit on some batches. Figures in bench/README.md,
+// "Solver benchmark".
 //
 // Bertsimas and Sim (2003) show that the robust optimum is
 //     max over theta in {0} u {d_ij}  of  -gamma * theta + N(theta),

@@ -3,9 +3,9 @@
 // An exact branch and bound for small batches of the nominal batch ILP (lagrangian_solver.h states
 // it; no budgeted-uncertainty term). It exists for latency: on a batch of a few queries the
 // Lagrangian solver's bound is often more than the requested relative gap above the optimum (0.5%
-// of a small objective is less than one query's step between two models), and CBC then needs
-// 1-15 ms to close the gap (bench/README.md, "Load benchmark"); this search closes it in 0.01-0.4
-// ms (p50 to p99 on batches of 4-24 queries and 11 models, bench/README.md, "Solver benchmark").
+// of a small objective is less than one query's step between two models), and CBC is slow to
+// close it; this search closes it in a fraction of CBC's time (bench/README.md, "Solver
+// benchmark").
 //
 // Search: depth first over the queries, group by group (GroupIdenticalQueries, so that the queries
 // of a group take models in non-decreasing rank: each distinct split of a group is visited once),
@@ -24,9 +24,8 @@
 // 0). When it stops early (max_nodes or the deadline), the best assignment found is returned with
 // finished = false and no bound of its own.
 //
-// Cost: O(G * M) per node for G groups and M models, measured at 29-72 ns per node on 24 distinct
-// queries and 2-11 models (a 200,000-node search, once); nodes are at most max_nodes, and the clock
-// is read every 256 nodes.
+// Cost: O(G * M) per node for G groups and M models; nodes are at most max_nodes, and the clock is
+// read every 256 nodes.
 //
 // Thread-safety: a pure function.
 
@@ -51,7 +50,7 @@ struct SmallBatchOptions {
   // only for what beats its robust incumbent). The upper bound stays proven; the returned
   // assignment is within relative_gap of the optimum only if the optimum is above this.
   double known_value = -std::numeric_limits<double>::infinity();
-  // The search gives up after this many nodes (29-72 ns each on 24 queries: see Cost).
+  // The search gives up after this many nodes (see Cost).
   int64_t max_nodes = 20000;
   // ... or at this time of `clock` (not owned; must outlive the call).
   absl::Time deadline = absl::InfiniteFuture();

@@ -613,7 +613,7 @@ TEST_F(RouterdTest, ShutdownUnderLoadLosesNothing) {
 }
 
 
-// ---- Inline routing (issue #7) ----------------------------------------------------------------
+// ---- Inline routing ----------------------------------------------------------------
 
 // Starts `n` async Route calls built by `make`; cancels each with probability `cancel_one_in`
 // (0 = never) right after starting it; returns once every callback ran.

@@ -423,7 +423,7 @@ TEST(CbcSolverTest, TinyTimeLimitNeverReturnsAnInfeasibleAssignment) {
   }
 }
 
-// The CBC re-entrancy regression of STACK_AND_STYLE B3: the same instances solved on several
+// A CBC re-entrancy regression: the same instances solved on several
 // threads at once must give exactly the single-threaded answers.
 TEST(CbcSolverTest, ConcurrentSolvesMatchSingleThreaded) {
   constexpr int kInstances = 8;
