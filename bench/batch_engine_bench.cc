@@ -20,6 +20,7 @@
 #include "bench/pending_queries.h"
 #include "benchmark/benchmark.h"
 #include "router_core/serving/batch_engine.h"
+#include "router_core/serving/local_ledger.h"
 #include "tests/router_core/testing/fake_clock.h"
 #include "tests/router_core/testing/random_instance.h"
 
@@ -54,7 +55,7 @@ void BM_RouteBatch(benchmark::State& state) {
   testing::FakeClock ledger_clock;
   LedgerOptions ledger_options;
   ledger_options.lease_timeout = absl::Seconds(2);
-  auto ledger = Ledger::Create(ledger_options, ledger_models, &ledger_clock);
+  auto ledger = LocalLedger::Create(ledger_options, ledger_models, &ledger_clock);
   if (!ledger.ok()) {
     state.SkipWithError("ledger setup failed");
     return;

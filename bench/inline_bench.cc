@@ -17,6 +17,7 @@
 #include "bench/pending_queries.h"
 #include "benchmark/benchmark.h"
 #include "router_core/serving/inline_router.h"
+#include "router_core/serving/local_ledger.h"
 #include "tests/router_core/testing/random_instance.h"
 
 namespace router::core {
@@ -45,7 +46,7 @@ void BM_InlineDecision(benchmark::State& state) {
     ledger_models.push_back({spec.name, spec.slots});
   }
   const std::vector<PendingQuery> queries = bench::PendingQueries(stream, names);
-  auto ledger = Ledger::Create(LedgerOptions(), ledger_models);
+  auto ledger = LocalLedger::Create(LedgerOptions(), ledger_models);
   InlineOptions options;
   options.window_arrivals = 100;
   options.forecast_horizon = static_cast<int>(state.range(1));

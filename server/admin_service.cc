@@ -35,7 +35,7 @@ grpc::ServerUnaryReactor* AdminService::Serve(
   return Answer(ctx, method, start, status);
 }
 
-void AdminService::FillStatus(const RuntimeState& state, const std::string& name,
+absl::Status AdminService::FillStatus(const RuntimeState& state, const std::string& name,
                               v1::ModelStatus* out) {
   v1::ModelDeployment* d = out->mutable_deployment();
   d->set_name(name);
@@ -50,9 +50,12 @@ void AdminService::FillStatus(const RuntimeState& state, const std::string& name
     if (p.name == name && p.slots.has_value()) total = *p.slots;
   }
   out->set_slots_total(total);
-  out->set_slots_in_use(runtime_->ledger().InUse(name));
+  absl::StatusOr<int64_t> in_use = runtime_->ledger().InUse(name);
+  if (!in_use.ok()) return in_use.status();
+  out->set_slots_in_use(*in_use);
   const auto& known = state.predictor->models();
   out->set_in_estimator(std::find(known.begin(), known.end(), name) != known.end());
+  return absl::OkStatus();
 }
 
 grpc::ServerUnaryReactor* AdminService::ListModels(grpc::CallbackServerContext* ctx,
@@ -65,7 +68,7 @@ absl::Status AdminService::DoListModels(const v1::ListModelsRequest&,
                                         v1::ListModelsResponse& response) {
   const std::shared_ptr<const RuntimeState> state = runtime_->state();
   for (const core::DeployedModel& p : state->pool) {
-    FillStatus(*state, p.name, response.add_models());
+    if (absl::Status s = FillStatus(*state, p.name, response.add_models()); !s.ok()) return s;
   }
   response.set_config_generation(state->generation);
   return absl::OkStatus();
@@ -97,11 +100,9 @@ absl::Status AdminService::DoUpsertModel(const v1::UpsertModelRequest& request,
     new_model = std::move(nm);
   }
   absl::StatusOr<uint64_t> generation = runtime_->UpsertModel(deployment, new_model);
-  if (generation.ok()) {
-    FillStatus(*runtime_->state(), deployment.name, response.mutable_model());
-    response.set_config_generation(*generation);
-  }
-  return generation.status();
+  if (!generation.ok()) return generation.status();
+  response.set_config_generation(*generation);
+  return FillStatus(*runtime_->state(), deployment.name, response.mutable_model());
 }
 
 grpc::ServerUnaryReactor* AdminService::RemoveModel(grpc::CallbackServerContext* ctx,

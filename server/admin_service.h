@@ -58,7 +58,8 @@ class AdminService final : public RawRouterAdminService {
                                   absl::Status (AdminService::*handle)(const Request&, Response&));
   grpc::ServerUnaryReactor* Answer(grpc::CallbackServerContext* ctx, absl::string_view method,
                                    absl::Time start, const absl::Status& status);
-  void FillStatus(const RuntimeState& state, const std::string& name, v1::ModelStatus* out);
+  // UNAVAILABLE when the ledger cannot say what is in use.
+  absl::Status FillStatus(const RuntimeState& state, const std::string& name, v1::ModelStatus* out);
 
   absl::Status DoListModels(const v1::ListModelsRequest& request, v1::ListModelsResponse& response);
   absl::Status DoUpsertModel(const v1::UpsertModelRequest& request,

@@ -27,8 +27,8 @@ absl::StatusOr<std::unique_ptr<RouterRuntime>> RouterRuntime::Create(
   if (!state.ok()) return state.status();
   std::unique_ptr<RouterRuntime> runtime(new RouterRuntime(metrics, clock));
   RouterRuntime* rt = runtime.get();
-  absl::StatusOr<std::unique_ptr<core::Ledger>> ledger =
-      core::Ledger::Create((*state)->config.ledger, (*state)->LedgerModels(), clock);
+  absl::StatusOr<std::unique_ptr<core::LocalLedger>> ledger =
+      core::LocalLedger::Create((*state)->config.ledger, (*state)->LedgerModels(), clock);
   if (!ledger.ok()) return ledger.status();
   runtime->ledger_ = *std::move(ledger);
   absl::StatusOr<std::unique_ptr<core::InlineRouter>> inline_router =
@@ -296,9 +296,14 @@ void RouterRuntime::ReleaseUndelivered(absl::string_view assignment_id, absl::st
 void RouterRuntime::PublishLedgerGauges() {
   const std::shared_ptr<const RuntimeState> current = state();
   for (const core::DeployedModel& d : current->pool) {
-    if (d.slots.has_value()) metrics_->OnSlots(d.name, ledger_->InUse(d.name), *d.slots);
+    if (!d.slots.has_value()) continue;
+    if (absl::StatusOr<int64_t> in_use = ledger_->InUse(d.name); in_use.ok()) {
+      metrics_->OnSlots(d.name, *in_use, *d.slots);
+    }
   }
-  metrics_->OnBudgetRemaining(ledger_->Snapshot().spend_allowance_usd);
+  if (absl::StatusOr<core::LedgerSnapshot> snapshot = ledger_->Snapshot(); snapshot.ok()) {
+    metrics_->OnBudgetRemaining(snapshot->spend_allowance_usd);
+  }
 }
 
 }  // namespace router::server

@@ -46,6 +46,7 @@
 #include "router_core/serving/batch_scheduler.h"
 #include "router_core/serving/inline_router.h"
 #include "router_core/serving/ledger.h"
+#include "router_core/serving/local_ledger.h"
 #include "server/config.h"
 #include "server/metrics.h"
 #include "server/query_task.h"

@@ -14,7 +14,7 @@
 #include "absl/strings/str_cat.h"
 #include "router_core/solve/solve_batch.h"
 #include "router_core/clock.h"
-#include "router_core/serving/ledger.h"
+#include "router_core/serving/local_ledger.h"
 #include "router_core/serving/pool_view.h"
 
 namespace router::core::eval {
@@ -273,7 +273,7 @@ absl::StatusOr<InlineReplay> RunInline(const HeldOutPredictions& p, const Batche
   }
   const Clock& clock = Clock::Real();
   absl::StatusOr<std::unique_ptr<Ledger>> ledger =
-      Ledger::Create(LedgerOptions(), std::move(ledger_models), &clock);
+      LocalLedger::Create(LedgerOptions(), std::move(ledger_models), &clock);
   if (!ledger.ok()) return ledger.status();
   InlineOptions options = run.options;
   options.window_arrivals = static_cast<int64_t>(batches.front().size());

@@ -12,6 +12,35 @@ namespace router::core {
 namespace {
 
 constexpr double kInf = std::numeric_limits<double>::infinity();
+// How long a batch's ledger hold outlasts its time limit: room for answering, and for a solve that
+// overruns its limit; a batch that stalls longer is fenced at its commit.
+constexpr absl::Duration kHoldSlack = absl::Seconds(1);
+
+// What a batch of `instance`'s rows could use at most: per self-hosted pool model, the queries
+// that allow it; in spend, its cap and the sum of each query's dearest allowed model.
+HoldRequest MostTheBatchCanUse(const Instance& instance, absl::Span<const DeployedModel> pool,
+                               double cap, absl::Duration hold_for) {
+  HoldRequest want;
+  want.hold_for = hold_for;
+  double dearest_total = 0.0;
+  std::vector<int64_t> allowing(pool.size(), 0);
+  for (int i = 0; i < instance.num_queries; ++i) {
+    double dearest = 0.0;
+    for (int j = 0; j < instance.num_models; ++j) {
+      if (!instance.is_allowed(i, j)) continue;
+      ++allowing[j];
+      dearest = std::max(dearest, instance.cost[instance.index(i, j)]);
+    }
+    dearest_total += dearest;
+  }
+  want.spend_usd = std::min(cap, dearest_total);
+  for (size_t j = 0; j < pool.size(); ++j) {
+    if (pool[j].slots.has_value()) {
+      want.slots.push_back({pool[j].name, std::min(*pool[j].slots, allowing[j])});
+    }
+  }
+  return want;
+}
 
 // The constraints that kept some query from its highest-quality allowed model: the budget when the
 // upgrade would not fit the leftover budget, a model's slots when it is full.
@@ -63,11 +92,10 @@ BatchOutcome RouteBatch(absl::Span<const PendingQuery> queries,
   out.policy = policy.policy;
   out.queries.resize(queries.size());
 
-  const LedgerSnapshot snapshot = ledger.Snapshot();
   PoolView view(pool);
   const ValueSource source = ValueSourceFor(policy.policy);
-  Instance instance =
-      view.EmptyInstance(FreeSlots(pool, snapshot), kInf, static_cast<int>(queries.size()));
+  // Slots and budget are set once the ledger's hold says what the batch may use.
+  Instance instance = view.EmptyInstance({}, kInf, static_cast<int>(queries.size()));
   // The queries that enter the instance, in its row order, and where their answers go.
   std::vector<PoolQuery> rows;
   std::vector<size_t> slot_of;
@@ -84,10 +112,23 @@ BatchOutcome RouteBatch(absl::Span<const PendingQuery> queries,
     slot_of.push_back(i);
     options.deadline = std::min(options.deadline, queries[i].deadline);
   }
-  double budget = snapshot.spend_allowance_usd;
-  if (policy.avg_cost_cap_usd.has_value()) {
-    budget = std::min(budget, *policy.avg_cost_cap_usd * static_cast<double>(rows.size()));
+  const double cap = policy.avg_cost_cap_usd.has_value()
+                        ? *policy.avg_cost_cap_usd * static_cast<double>(rows.size())
+                        : kInf;
+  const HoldRequest want = MostTheBatchCanUse(instance, pool, cap, options.time_limit + kHoldSlack);
+  absl::StatusOr<LedgerHold> hold = ledger.Hold(want);
+  if (!hold.ok()) {
+    for (size_t i : slot_of) {
+      out.queries[i].status = absl::UnavailableError(
+          absl::StrCat("the ledger could not be reached (", hold.status().message(), "); retry"));
+    }
+    return out;
   }
+  for (size_t j = 0, k = 0; j < pool.size(); ++j) {
+    instance.slots.push_back(pool[j].slots.has_value() ? hold->slots[k++] : kUnlimited);
+  }
+  // A hold short of what was wanted is the paced allowance binding; otherwise only the cap can.
+  const double budget = hold->spend_usd < want.spend_usd ? hold->spend_usd : cap;
   instance.budget = budget;
   out.budget_usd = std::isfinite(budget) ? budget : -1.0;
   // Gamma counts queries, so it is capped by the number that entered.
@@ -97,6 +138,7 @@ BatchOutcome RouteBatch(absl::Span<const PendingQuery> queries,
   absl::StatusOr<Solution> solution =
       SolveInstance(instance, policy.policy, params, options, clock);
   if (!solution.ok()) {
+    ledger.Release(*hold);
     for (size_t i : slot_of) out.queries[i].status = solution.status();
     return out;
   }
@@ -116,13 +158,13 @@ BatchOutcome RouteBatch(absl::Span<const PendingQuery> queries,
     reservations.push_back({pool[j].name, rows[k].cost(j)});
     reserved_for.push_back(k);
   }
-  absl::Duration lease_timeout;
-  absl::StatusOr<std::vector<std::string>> ids = ledger.Commit(reservations, &lease_timeout);
-  if (!ids.ok()) {
+  absl::StatusOr<std::vector<Lease>> leases = ledger.Commit(&*hold, reservations);
+  // A batch that outlived its hold commits only if its assignment still fits what is free.
+  if (absl::IsFailedPrecondition(leases.status())) leases = ledger.Commit(nullptr, reservations);
+  if (!leases.ok()) {
     for (size_t i : slot_of) {
       out.queries[i].status = absl::UnavailableError(absl::StrCat(
-          "the model pool changed while the batch was solved (", ids.status().message(),
-          "); retry"));
+          "the ledger refused the batch's assignment (", leases.status().message(), "); retry"));
     }
     return out;
   }
@@ -136,8 +178,8 @@ BatchOutcome RouteBatch(absl::Span<const PendingQuery> queries,
     o.quality = q.quality(j);
     o.quality_lower = q.quality_lower(j);
     o.cost_usd = q.cost(j);
-    o.assignment_id = (*ids)[r];
-    o.lease_timeout = lease_timeout;
+    o.assignment_id = std::move((*leases)[r].assignment_id);
+    o.lease_timeout = (*leases)[r].lease_timeout;
     o.fallbacks = FallbackModels(
         q, absl::MakeConstSpan(instance.allowed).subspan(static_cast<size_t>(k) * m, m), j,
         policy.max_fallbacks, pool);

@@ -1,23 +1,26 @@
 // File: batch_engine.h
 //
 // Decides one batch of the service: reads the pending queries (already predicted on arrival) in
-// pool order into the dense instance the solver takes (pool_view.h), under what the ledger allows,
-// solves it (SolveInstance, solve_batch.h) by the policy's time limit or the batch's earliest
-// caller deadline, whichever comes first, commits the assignments to the ledger, and returns one
-// outcome per query.
+// pool order into the dense instance the solver takes (pool_view.h), holds in the ledger what the
+// batch may use (ledger.h: hold, decide, commit), solves it (SolveInstance, solve_batch.h) by the
+// policy's time limit or the batch's earliest caller deadline, whichever comes first, commits the
+// assignments against the hold, and returns one outcome per query.
 //
-// The batch budget is min(avg_cost_cap_usd x batch size, the ledger's paced allowance); either may
-// be absent (unlimited). Slots are the ledger's free slots of each self-hosted model. So every
-// committed batch respects its cap and the free slots (the solver guarantees it; the ledger
-// re-checks it).
+// The hold asks for what the batch could use at most: per self-hosted model, the queries that
+// allow it (and at most its deployed slots); in spend, min(avg_cost_cap_usd x batch size, the sum
+// of each query's dearest allowed cost). The batch's slots are what the hold granted, and its
+// budget the cap, or less when the paced allowance granted less. So every committed batch respects
+// its cap and the free slots (the solver guarantees it; the ledger re-checks it), and decisions
+// made meanwhile (inline ones, other batches) cannot take what the batch is deciding with.
 //
 // Per-query outcomes: OK with a model; INVALID_ARGUMENT when the query's allowed list names a model
 // outside the pool or leaves it none; RESOURCE_EXHAUSTED when the batch's budget or free slots
 // could not serve it (admission.h's rule; the message says which); UNAVAILABLE (retryable) for
-// every query of a batch whose commit the ledger refused because the pool changed meanwhile.
+// every query of a batch when the ledger cannot be reached, or refuses the commit (the batch
+// outlived its hold and its assignment no longer fits, or the pool changed meanwhile).
 //
-// Thread-safety: RouteBatch is a function of its arguments; the ledger is thread-safe. Concurrent
-// batches may run, but then each commit can be refused by the other's use (see above).
+// Thread-safety: RouteBatch is a function of its arguments; the ledger is thread-safe, and
+// concurrent batches each decide within their own holds.
 //
 // Cost: O(N x M) to read the batch and to answer it, plus the solve; figures in bench/README.md,
 // "Batch decision cost".

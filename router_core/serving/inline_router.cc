@@ -113,9 +113,16 @@ InlineDecision InlineRouter::Route(const PendingQuery& query, absl::Span<const D
   }
   d.expected_after = expected;
 
-  const LedgerSnapshot snapshot = ledger_->Snapshot();
+  const absl::StatusOr<LedgerSnapshot> snapshot = ledger_->Snapshot();
+  if (!snapshot.ok()) {
+    d.outcome.status = absl::UnavailableError(
+        absl::StrCat("the ledger could not be reached (", snapshot.status().message(), "); retry"));
+    d.window_spent_usd = window_.spent_usd;
+    d.decision_time = clock_->Now() - start;
+    return d;
+  }
   std::vector<double> free_slots(m, kInf);
-  const std::vector<int64_t> free = FreeSlots(pool, snapshot);
+  const std::vector<int64_t> free = FreeSlots(pool, *snapshot);
   for (size_t j = 0; j < m; ++j) {
     if (free[j] != kUnlimited) free_slots[j] = static_cast<double>(free[j]);
   }
@@ -145,7 +152,7 @@ InlineDecision InlineRouter::Route(const PendingQuery& query, absl::Span<const D
   // What the window may still spend, with CheckFeasible's slack for the rounding of the running
   // sum (a window whose cap is exactly its cheapest total must not lose its last query to it).
   const double left =
-      std::max(0.0, std::min(cap - window_.spent_usd, snapshot.spend_allowance_usd)) +
+      std::max(0.0, std::min(cap - window_.spent_usd, snapshot->spend_allowance_usd)) +
       (std::isfinite(cap) ? kBudgetTolerance * std::max(1.0, cap) : 0.0);
 
   // The forecast LP and its prices.
@@ -206,11 +213,10 @@ InlineDecision InlineRouter::Route(const PendingQuery& query, absl::Span<const D
     return d;
   }
   const std::vector<Reservation> reservation = {{pool[chosen].name, cost[chosen]}};
-  absl::Duration lease_timeout;
-  absl::StatusOr<std::vector<std::string>> ids = ledger_->Commit(reservation, &lease_timeout);
-  if (!ids.ok()) {  // a batch committed the last slot or spend since the snapshot
+  absl::StatusOr<std::vector<Lease>> leases = ledger_->Commit(nullptr, reservation);
+  if (!leases.ok()) {  // another replica took the slot or spend since the snapshot
     d.outcome.status = absl::UnavailableError(absl::StrCat(
-        "the ledger refused the inline decision (", ids.status().message(), "); retry"));
+        "the ledger refused the inline decision (", leases.status().message(), "); retry"));
     d.window_spent_usd = window_.spent_usd;
     d.decision_time = clock_->Now() - start;
     return d;
@@ -223,8 +229,8 @@ InlineDecision InlineRouter::Route(const PendingQuery& query, absl::Span<const D
   o.quality = q->quality(chosen);
   o.quality_lower = q->quality_lower(chosen);
   o.cost_usd = cost[chosen];
-  o.assignment_id = std::move((*ids)[0]);
-  o.lease_timeout = lease_timeout;
+  o.assignment_id = std::move((*leases)[0].assignment_id);
+  o.lease_timeout = (*leases)[0].lease_timeout;
   o.fallbacks = FallbackModels(*q, allowed, chosen, policy.max_fallbacks, pool);
   d.decision_time = clock_->Now() - start;
   return d;

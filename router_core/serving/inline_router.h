@@ -40,10 +40,12 @@
 // The ledger and the clock are not owned and must outlive the router.
 //
 // Errors (per decision, in InlineDecision::outcome.status): INVALID_ARGUMENT for the query's
-// allowed list (pool_query.h); RESOURCE_EXHAUSTED when no allowed model has a free slot, or the
+// allowed list (pool_view.h); RESOURCE_EXHAUSTED when no allowed model has a free slot, or the
 // window's budget (or the paced allowance) cannot pay the cheapest one (the message says which);
-// UNAVAILABLE (retryable) when the ledger refused the commit because a batch committed the same
-// slots or spend since the decision's snapshot. Create: INVALID_ARGUMENT naming the option.
+// UNAVAILABLE (retryable) when the ledger cannot be reached, or refused the commit because what
+// the snapshot showed free was taken meanwhile (by another replica of a fleet: in one process,
+// inline decisions are serialized and batches decide within their ledger holds, which the
+// snapshot excludes). Create: INVALID_ARGUMENT naming the option.
 
 #ifndef ROUTER_CORE_SERVING_INLINE_ROUTER_H_
 #define ROUTER_CORE_SERVING_INLINE_ROUTER_H_

@@ -1,8 +1,9 @@
 // File: ledger.h
 //
-// The one authority over spend and concurrency slots. Every decision path (batches and inline
-// decisions) reads what it may use from here and commits what it used here, so nothing is counted
-// twice and nothing is over-committed.
+// The one authority over spend and concurrency slots, as an interface: every decision path (batches
+// and inline decisions) reads what it may use here and commits what it used here, so nothing is
+// counted twice and nothing is over-committed. local_ledger.h keeps it in process memory (one
+// routerd); a shared implementation keeps it for a fleet of replicas.
 //
 // Slots: a self-hosted model has `slots` concurrent slots (instances x slots per instance). Each
 // committed assignment to it holds one slot until Complete() or until its lease expires
@@ -11,57 +12,55 @@
 // Spend pacing: a token bucket in USD. It refills at `spend_rate_usd_per_second` up to
 // `spend_burst_usd`, and each commit draws the predicted cost. Complete() reconciles: the bucket
 // is credited the predicted cost and charged the actual cost, so over-predictions come back and
-// under-predictions are paid (the level may go negative; later batches then get no paid budget
-// until it refills). With a zero rate there is no pacing (unlimited).
+// under-predictions are paid (the level may go negative; later decisions then get no paid budget
+// until it refills). With a zero rate there is no pacing (unlimited). A lease that expires without
+// a Complete keeps its predicted cost charged (the call probably happened); a Complete after the
+// expiry still corrects it to the actual cost.
 //
-// Guarantee: for a Snapshot s taken at time t and a Commit at t of assignments that fit s
-// (per model count <= s.free_slots, summed cost <= s.spend_allowance_usd),
-//     in_use(model) <= slots(model)  and  bucket level >= 0 - (actual - predicted of completions).
-// Commit re-checks against the current state and refuses (FAILED_PRECONDITION) rather than
-// over-commit, so a caller that raced another committer can never break a limit.
+// Holds (hold, decide, commit). A decision that takes time (a batch's solve) first holds what it
+// may use: Hold grants min(wanted, what is free) of the paced spend and of each model's slots, and
+// nobody else can use what a hold holds until it is committed, released or expires. The decision
+// then commits its assignments against its hold, and the rest of the hold is returned. A commit
+// after the hold expired is refused (fenced): a decision that stalled past its hold cannot spend
+// what the ledger may already have given to others. A quick decision (an inline one) commits
+// without a hold: the commit checks and updates in one step against what is free.
 //
-// Thread-safety: all methods may be called concurrently (one mutex). Time comes from the injected
-// clock (not owned; must outlive the ledger).
+// Guarantee: whatever the interleaving of holds, commits, completions and expiries,
+//     in_use(model) + held(model) <= slots(model)  and  committed spend <= the bucket's allowance,
+// because every check and update of a hold or a commit is one atomic step.
 //
-// Cost: an assignment id is the ledger's prefix and a sequence number, and open leases are keyed
-// by that number, so a Commit costs O(reservations) hash-map operations on integers (one string
-// hash per reservation, for its model) plus the ids' formatting. Leases wait for their expiry in a
-// queue ordered by expiry time: a commit appends at the back in O(1) (a shorter lease_timeout
-// after SetOptions, or a clock that steps back, inserts in O(open)), expiry pops from the front.
-// Completed leases leave the queue lazily; it is rebuilt once it holds more than twice the open
-// leases (plus 64), which keeps it O(open) in size and O(1) amortized per Complete.
+// Assignment ids are unguessable (they carry a random tag checked by Complete), so a client
+// cannot complete another caller's lease.
 //
-// Errors: INVALID_ARGUMENT for bad options or model lists (naming the field); NOT_FOUND for an
-// unknown model or assignment id; FAILED_PRECONDITION for a commit that no longer fits.
+// Thread-safety: implementations are thread-safe.
+//
+// Errors: INVALID_ARGUMENT for bad options, model lists or reservations (naming the field);
+// NOT_FOUND for an unknown model or an unknown, already completed or forged assignment id;
+// FAILED_PRECONDITION for a commit without a hold that no longer fits, or for a commit on a hold
+// that has expired (the message says "fenced"); UNAVAILABLE when the ledger cannot be reached (a
+// shared ledger).
 
 #ifndef ROUTER_CORE_SERVING_LEDGER_H_
 #define ROUTER_CORE_SERVING_LEDGER_H_
 
 #include <cstdint>
-#include <deque>
 #include <limits>
-#include <memory>
 #include <optional>
 #include <string>
-#include <utility>
 #include <vector>
 
-#include "absl/base/thread_annotations.h"
-#include "absl/container/flat_hash_map.h"
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
-#include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
 #include "absl/types/span.h"
-#include "router_core/clock.h"
 
 namespace router::core {
 
 struct LedgerOptions {
   // Refill rate of the spend bucket, USD per second. 0 = no pacing. >= 0, finite.
   double spend_rate_usd_per_second = 0.0;
-  // Bucket capacity, USD; also its level at start. > 0 when pacing, finite.
+  // Bucket capacity, USD; also its level at start. > 0 when pacing, finite, never negative.
   double spend_burst_usd = 1.0;
   // How long an assignment holds its slot without a Complete(). > 0.
   absl::Duration lease_timeout = absl::Minutes(5);
@@ -69,13 +68,17 @@ struct LedgerOptions {
   // first). >= 0.
   int64_t max_expired_remembered = 100'000;
 };
+// OK, or INVALID_ARGUMENT naming the first bad field.
+absl::Status ValidateLedgerOptions(const LedgerOptions& options);
 
 struct LedgerModel {
   std::string name;
   std::optional<int64_t> slots;  // nullopt = unlimited (API model); >= 0 otherwise
 };
+// OK, or INVALID_ARGUMENT naming the model: names non-empty and unique, slots >= 0.
+absl::Status ValidateLedgerModels(const std::vector<LedgerModel>& models);
 
-// What a batch may use right now.
+// What a decision may use right now: free slots and spend net of what is in use and held.
 struct LedgerSnapshot {
   std::vector<std::string> models;
   std::vector<std::optional<int64_t>> free_slots;  // per model; nullopt = unlimited
@@ -83,9 +86,41 @@ struct LedgerSnapshot {
   double spend_allowance_usd = std::numeric_limits<double>::infinity();
 };
 
+// What a decision asks to hold before it decides.
+struct HoldRequest {
+  // Most spend the decision may commit, USD; >= 0, +inf = whatever the bucket allows.
+  double spend_usd = std::numeric_limits<double>::infinity();
+  // Slots wanted per model, at most; models not listed are not held (API models need no hold).
+  struct Slots {
+    std::string model;
+    int64_t count = 0;  // >= 0
+  };
+  std::vector<Slots> slots;
+  // How long the hold lasts unless committed or released first; > 0.
+  absl::Duration hold_for = absl::Seconds(1);
+};
+
+// What a hold grants. Value type: commit or release it once.
+struct LedgerHold {
+  std::string id;
+  // Granted spend, USD: min(wanted, the bucket's allowance); +inf without pacing and a request of
+  // +inf.
+  double spend_usd = 0.0;
+  // Granted slots, aligned with the request's `slots`.
+  std::vector<int64_t> slots;
+  absl::Time expires;
+};
+
 struct Reservation {
   absl::string_view model;          // read only during Commit
   double predicted_cost_usd = 0.0;  // >= 0, finite
+};
+
+// One committed assignment.
+struct Lease {
+  std::string assignment_id;
+  // How long it holds its slot without a Complete (the ledger's lease_timeout at the commit).
+  absl::Duration lease_timeout;
 };
 
 struct CompletionRecord {
@@ -99,94 +134,44 @@ struct LedgerTotals {
   double recorded_usd = 0.0;   // spend of completed and expired assignments (actual where known)
   double bucket_level_usd = std::numeric_limits<double>::infinity();
   int64_t open_assignments = 0;
+  int64_t open_holds = 0;
 };
 
 class Ledger {
  public:
-  static absl::StatusOr<std::unique_ptr<Ledger>> Create(const LedgerOptions& options,
-                                                        std::vector<LedgerModel> models,
-                                                        const Clock* clock = &Clock::Real());
+  virtual ~Ledger() = default;
 
-  // Replaces the model list (names unique, non-empty; slots >= 0). Open assignments keep their
-  // slots; a model whose capacity shrank below its use has no free slot until enough complete.
-  // Assignments of a removed model stay open until completed or expired.
-  absl::Status SetModels(std::vector<LedgerModel> models);
+  // Replaces the model list. Open assignments and holds keep their slots; a model whose capacity
+  // shrank below its use has no free slot until enough complete. Assignments of a removed model
+  // stay open until completed or expired.
+  virtual absl::Status SetModels(std::vector<LedgerModel> models) = 0;
   // Changes pacing and lease options; the bucket level is clamped to the new burst.
-  absl::Status SetOptions(const LedgerOptions& options);
+  virtual absl::Status SetOptions(const LedgerOptions& options) = 0;
 
-  // Expires overdue leases, then reports what may be used.
-  LedgerSnapshot Snapshot();
+  // Expires overdue leases and holds, then reports what may be used.
+  virtual absl::StatusOr<LedgerSnapshot> Snapshot() = 0;
 
-  // Records the assignments, all or nothing; returns one assignment id per reservation, in order.
-  // `lease_timeout`, when given, receives the lease timeout the assignments got (the options' at
-  // the commit: SetOptions may change it for later commits).
-  absl::StatusOr<std::vector<std::string>> Commit(absl::Span<const Reservation> reservations,
-                                                  absl::Duration* lease_timeout = nullptr);
+  // Holds what a decision may use (see the file comment). A model the ledger does not know gets
+  // no slot; an unlimited model gets what is asked.
+  virtual absl::StatusOr<LedgerHold> Hold(const HoldRequest& request) = 0;
+  // Records the assignments, all or nothing, one lease per reservation in order. With a hold, the
+  // reservations must fit what it granted (INVALID_ARGUMENT otherwise) and the rest of it is
+  // returned; a hold that expired is refused (FAILED_PRECONDITION, "fenced") and returned. Without
+  // a hold (nullptr), they must fit what is free (FAILED_PRECONDITION otherwise).
+  virtual absl::StatusOr<std::vector<Lease>> Commit(const LedgerHold* hold,
+                                                    absl::Span<const Reservation> reservations) = 0;
+  // Returns a hold that will not be committed. Releasing an expired or unknown hold does nothing.
+  virtual void Release(const LedgerHold& hold) = 0;
 
   // Releases the slot of `assignment_id` (if still held) and reconciles its spend with
-  // `actual_cost_usd` (nullopt = the prediction was right). NOT_FOUND for an unknown or already
-  // completed id.
-  absl::StatusOr<CompletionRecord> Complete(absl::string_view assignment_id,
-                                            std::optional<double> actual_cost_usd);
+  // `actual_cost_usd` (nullopt = the prediction was right). Idempotent in effect: a second
+  // Complete of the same id is NOT_FOUND and changes nothing.
+  virtual absl::StatusOr<CompletionRecord> Complete(absl::string_view assignment_id,
+                                                    std::optional<double> actual_cost_usd) = 0;
 
-  // Slots in use per model name (models of the current list only).
-  int64_t InUse(absl::string_view model);
-  LedgerTotals Totals();
-
- private:
-  struct Open {
-    int model;  // index into names_
-    double predicted_cost_usd = 0.0;
-    absl::Time expires;
-  };
-
-  Ledger(const LedgerOptions& options, const Clock* clock, std::string id_prefix)
-      : clock_(clock), id_prefix_(std::move(id_prefix)), options_(options) {}
-
-  void RefillLocked(absl::Time now) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
-  void ExpireLocked(absl::Time now) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
-  bool Paced() const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
-    return options_.spend_rate_usd_per_second > 0;
-  }
-  // The index of `name` in names_, added if new.
-  int InternLocked(absl::string_view name) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
-  // The slots held by assignments to `name` (0 for a name never committed to).
-  int64_t InUseLocked(absl::string_view name) const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
-  // The sequence number of an id this ledger issued; nullopt for any other string.
-  std::optional<uint64_t> SequenceOf(absl::string_view assignment_id) const;
-
-  const Clock* const clock_;
-  const std::string id_prefix_;
-  absl::Mutex mu_;
-  LedgerOptions options_ ABSL_GUARDED_BY(mu_);
-  std::vector<LedgerModel> models_ ABSL_GUARDED_BY(mu_);
-  // Every model name ever committed to (a removed model's leases stay open), and its slots in use.
-  std::vector<std::string> names_ ABSL_GUARDED_BY(mu_);
-  absl::flat_hash_map<std::string, int> name_index_ ABSL_GUARDED_BY(mu_);
-  std::vector<int64_t> in_use_ ABSL_GUARDED_BY(mu_);               // by index into names_
-  // Hashes a sequence number so that consecutive numbers get consecutive slots (the table's
-  // probe start is the hash without its low 7 bits, which pick the control byte): leases are
-  // committed, expire and are mostly completed in sequence order, so each batch touches a few
-  // runs of adjacent slots instead of one random cache line per lease.
-  struct SequenceHash {
-    size_t operator()(uint64_t sequence) const {
-      return static_cast<size_t>((sequence << 7) | (sequence & 0x7f));
-    }
-  };
-  absl::flat_hash_map<uint64_t, Open, SequenceHash> open_ ABSL_GUARDED_BY(mu_);  // by sequence
-  // (expires, sequence number) of open leases, and of completed ones not yet popped, in ascending
-  // order. A commit's leases expire at now + lease_timeout, so they almost always go at the back
-  // (O(1)); only a shorter lease_timeout after SetOptions, or a clock that steps back, inserts
-  // further in (O(size)).
-  std::deque<std::pair<absl::Time, uint64_t>> expiry_queue_ ABSL_GUARDED_BY(mu_);
-  // Expired, not yet completed: sequence number -> predicted cost, for late reconciliation.
-  absl::flat_hash_map<uint64_t, double, SequenceHash> expired_ ABSL_GUARDED_BY(mu_);
-  std::deque<uint64_t> expired_order_ ABSL_GUARDED_BY(mu_);
-  double bucket_level_ ABSL_GUARDED_BY(mu_) = 0.0;
-  absl::Time last_refill_ ABSL_GUARDED_BY(mu_);
-  double reserved_usd_ ABSL_GUARDED_BY(mu_) = 0.0;
-  double recorded_usd_ ABSL_GUARDED_BY(mu_) = 0.0;
-  uint64_t next_id_ ABSL_GUARDED_BY(mu_) = 0;
+  // Slots in use per model name (committed leases; holds not included).
+  virtual absl::StatusOr<int64_t> InUse(absl::string_view model) = 0;
+  virtual absl::StatusOr<LedgerTotals> Totals() = 0;
 };
 
 }  // namespace router::core

@@ -1,4 +1,5 @@
 #include "router_core/serving/batch_engine.h"
+#include "router_core/serving/local_ledger.h"
 
 #include <memory>
 #include <random>
@@ -42,7 +43,7 @@ PendingQuery Pending(double q_local, double q_cheap, double q_strong) {
 std::unique_ptr<Ledger> MakeLedger(const FakeClock& clock, LedgerOptions o = {}) {
   std::vector<LedgerModel> models;
   for (const DeployedModel& d : kPool) models.push_back({d.name, d.slots});
-  auto l = Ledger::Create(o, models, &clock);
+  auto l = LocalLedger::Create(o, models, &clock);
   EXPECT_THAT(l, IsOk());
   return *std::move(l);
 }
@@ -73,7 +74,7 @@ TEST(BatchEngineTest, RespectsTheCapAndTheFreeSlotsAcrossBatches) {
   BatchOutcome second = RouteBatch({Pending(0.9, 0.1, 0.1)}, kPool, policy, *ledger, clock, "b2");
   ASSERT_THAT(second.queries[0].status, IsOk());
   EXPECT_NE(second.queries[0].model, "local");
-  EXPECT_EQ(ledger->InUse("local"), 2);
+  EXPECT_EQ(ledger->InUse("local").value(), 2);
 
   // Completing one local assignment frees its slot for the next batch.
   for (const QueryOutcome& o : first.queries) {
@@ -148,7 +149,7 @@ TEST(BatchEngineTest, QueriesTheBudgetCannotPayAreRefusedNotOverspent) {
   }
   EXPECT_EQ(served, 1);
   EXPECT_EQ(refused, 1);
-  EXPECT_LE(ledger->Totals().reserved_usd, 0.0015);
+  EXPECT_LE(ledger->Totals()->reserved_usd, 0.0015);
 }
 
 TEST(BatchEngineTest, AModelAddedAfterPredictionIsNotUsedForThatQuery) {
@@ -157,7 +158,7 @@ TEST(BatchEngineTest, AModelAddedAfterPredictionIsNotUsedForThatQuery) {
   pool.push_back({"new", std::nullopt});
   std::vector<LedgerModel> models;
   for (const DeployedModel& d : pool) models.push_back({d.name, d.slots});
-  auto ledger = Ledger::Create(LedgerOptions{}, models, &clock);
+  auto ledger = LocalLedger::Create(LedgerOptions{}, models, &clock);
   ASSERT_THAT(ledger, IsOk());
   BatchOutcome out = RouteBatch({Pending(0.1, 0.2, 0.3)}, pool, BatchPolicy{}, **ledger, clock, "b");
   ASSERT_THAT(out.queries[0].status, IsOk());
@@ -184,7 +185,7 @@ TEST(BatchEngineTest, RandomBatchesNeverBreakCapsOrSlots) {
     std::vector<PendingQuery> batch;
     const int n = 1 + static_cast<int>(u(rng) * 12);
     for (int i = 0; i < n; ++i) batch.push_back(Pending(u(rng), u(rng), u(rng)));
-    const LedgerSnapshot before = ledger->Snapshot();
+    const LedgerSnapshot before = *ledger->Snapshot();
     BatchOutcome out = RouteBatch(batch, kPool, policy, *ledger, clock, "r");
     double spent = 0;
     int local = 0;
@@ -195,7 +196,7 @@ TEST(BatchEngineTest, RandomBatchesNeverBreakCapsOrSlots) {
     }
     EXPECT_LE(spent, std::min(before.spend_allowance_usd, *policy.avg_cost_cap_usd * n) + 1e-12);
     EXPECT_LE(local, *before.free_slots[0]);
-    EXPECT_LE(ledger->InUse("local"), 2);
+    EXPECT_LE(ledger->InUse("local").value(), 2);
     clock.Advance(absl::Milliseconds(700));
   }
 }
@@ -226,13 +227,13 @@ TEST(BatchEngineTest, ABatchIsSolvedByItsEarliestMemberDeadline) {
 
   // Every reading of the clock moves it by 1 ms; the search reads it every 256 nodes.
   const testing::SteppingClock clock(absl::Milliseconds(1));
-  auto unhurried = Ledger::Create(LedgerOptions{}, models, &clock);
+  auto unhurried = LocalLedger::Create(LedgerOptions{}, models, &clock);
   ASSERT_THAT(unhurried, IsOk());
   const BatchOutcome slow = RouteBatch(batch, pool, policy, **unhurried, clock, "slow");
   ASSERT_GT(slow.solve_time, absl::Milliseconds(60)) << "the batch must search long";
 
   batch[17].deadline = clock.Now() + absl::Milliseconds(30);
-  auto ledger = Ledger::Create(LedgerOptions{}, models, &clock);
+  auto ledger = LocalLedger::Create(LedgerOptions{}, models, &clock);
   ASSERT_THAT(ledger, IsOk());
   const BatchOutcome out = RouteBatch(batch, pool, policy, **ledger, clock, "urgent");
   EXPECT_LE(out.started + out.solve_time, batch[17].deadline + absl::Milliseconds(2));

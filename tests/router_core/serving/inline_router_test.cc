@@ -1,4 +1,5 @@
 #include "router_core/serving/inline_router.h"
+#include "router_core/serving/local_ledger.h"
 
 #include <algorithm>
 #include <map>
@@ -59,7 +60,7 @@ std::unique_ptr<Ledger> MakeLedger(const FakeClock& clock,
                                    const std::vector<DeployedModel>& pool = kPool) {
   std::vector<LedgerModel> models;
   for (const DeployedModel& d : pool) models.push_back({d.name, d.slots});
-  auto ledger = Ledger::Create(LedgerOptions(), models, &clock);
+  auto ledger = LocalLedger::Create(LedgerOptions(), models, &clock);
   EXPECT_THAT(ledger, IsOk());
   return *std::move(ledger);
 }
@@ -129,8 +130,8 @@ TEST(InlineRouterTest, WithoutACapTakesTheBestModelAtZeroPrice) {
   EXPECT_FALSE(d.guarded);
   EXPECT_FALSE(d.outcome.assignment_id.empty());
   EXPECT_EQ(d.outcome.lease_timeout, LedgerOptions().lease_timeout);
-  EXPECT_EQ(ledger->InUse("strong"), 1);
-  EXPECT_DOUBLE_EQ(ledger->Totals().reserved_usd, 0.02);
+  EXPECT_EQ(ledger->InUse("strong").value(), 1);
+  EXPECT_DOUBLE_EQ(ledger->Totals()->reserved_usd, 0.02);
 }
 
 TEST(InlineRouterTest, AllowedModelsAreHonouredAndBadListsNamed) {
@@ -252,7 +253,7 @@ TEST(InlineRouterTest, RefusesWhenTheWindowCannotPayTheCheapestModel) {
   EXPECT_THAT(d.outcome.status,
               StatusIs(absl::StatusCode::kResourceExhausted, HasSubstr("USD left")));
   EXPECT_EQ(d.window_spent_usd, 0.0);
-  EXPECT_EQ(ledger->Totals().open_assignments, 0);
+  EXPECT_EQ(ledger->Totals()->open_assignments, 0);
 }
 
 TEST(InlineRouterTest, TakesOnlyFreeSlotsAndPricesThem) {
@@ -267,7 +268,7 @@ TEST(InlineRouterTest, TakesOnlyFreeSlotsAndPricesThem) {
                                      kPool, Capped(0.005));
     ASSERT_THAT(d.outcome.status, IsOk());
     if (d.outcome.model == "local") local_ids.push_back(d.outcome.assignment_id);
-    EXPECT_LE(ledger->InUse("local"), 2);
+    EXPECT_LE(ledger->InUse("local").value(), 2);
   }
   EXPECT_EQ(local_ids.size(), 2u);
   ASSERT_THAT(ledger->Complete(local_ids[0], std::nullopt), IsOk());
@@ -275,7 +276,7 @@ TEST(InlineRouterTest, TakesOnlyFreeSlotsAndPricesThem) {
                                    kPool, Capped(0.005));
   ASSERT_THAT(d.outcome.status, IsOk());
   EXPECT_EQ(d.outcome.model, "local");
-  EXPECT_EQ(ledger->InUse("local"), 2);
+  EXPECT_EQ(ledger->InUse("local").value(), 2);
 }
 
 TEST(InlineRouterTest, AnOversubscribedModelGetsASlotPrice) {
@@ -306,14 +307,15 @@ TEST(InlineRouterTest, AModelThatFreesUpIsBackInTheForecast) {
   auto router = MakeRouter(*ledger, clock, Window(50));
   const std::vector<double> quality = {0.95, 0.6, 0.7, 0.8};  // everyone prefers "local"
   const std::vector<double> cost = {0, 0.001, 0.004, 0.02};
-  absl::StatusOr<std::vector<std::string>> held = ledger->Commit({{"local", 0.0}});
+  const std::vector<Reservation> local = {{"local", 0.0}};
+  absl::StatusOr<std::vector<Lease>> held = ledger->Commit(nullptr, local);
   ASSERT_THAT(held, IsOk());
   for (const char* id : {"b", "c", "d"}) {
     const InlineDecision d = router->Route(Pending(quality, cost), pool, BatchPolicy());
     ASSERT_THAT(d.outcome.status, IsOk());
     EXPECT_EQ(d.outcome.model, "strong") << id;  // local is full
   }
-  ASSERT_THAT(ledger->Complete((*held)[0], std::nullopt), IsOk());
+  ASSERT_THAT(ledger->Complete((*held)[0].assignment_id, std::nullopt), IsOk());
   const InlineDecision e = router->Route(Pending(quality, cost), pool, BatchPolicy());
   ASSERT_THAT(e.outcome.status, IsOk());
   // b, c and d stand for 46 more arrivals that all want the one free slot: it is priced above
@@ -389,16 +391,16 @@ TEST(InlineRouterTest, SharesTheLedgerWithBatchesWithoutDoubleCounting) {
       cost += o.cost_usd;
       local += o.model == "local";
     }
-    EXPECT_LE(ledger->InUse("local"), 4);
+    EXPECT_LE(ledger->InUse("local").value(), 4);
   }
   EXPECT_EQ(local, 4);  // every slot used, none twice
-  EXPECT_EQ(ledger->InUse("local"), 4);
-  EXPECT_EQ(ledger->Totals().open_assignments, 9);
-  EXPECT_NEAR(ledger->Totals().reserved_usd, cost, 1e-12);
+  EXPECT_EQ(ledger->InUse("local").value(), 4);
+  EXPECT_EQ(ledger->Totals()->open_assignments, 9);
+  EXPECT_NEAR(ledger->Totals()->reserved_usd, cost, 1e-12);
   for (const std::string& id : ids) ASSERT_THAT(ledger->Complete(id, std::nullopt), IsOk());
-  EXPECT_EQ(ledger->InUse("local"), 0);
-  EXPECT_EQ(ledger->Totals().open_assignments, 0);
-  EXPECT_NEAR(ledger->Totals().recorded_usd, cost, 1e-12);
+  EXPECT_EQ(ledger->InUse("local").value(), 0);
+  EXPECT_EQ(ledger->Totals()->open_assignments, 0);
+  EXPECT_NEAR(ledger->Totals()->recorded_usd, cost, 1e-12);
   EXPECT_THAT(ledger->Complete(ids[0], std::nullopt), StatusIs(absl::StatusCode::kNotFound, HasSubstr(ids[0])));
 }
 
@@ -430,8 +432,8 @@ TEST(InlineRouterTest, ConcurrentDecisionsKeepTheCapsAndSlots) {
   }
   EXPECT_EQ(arrivals, 800);
   for (const auto& [id, spend] : windows.spend) EXPECT_LE(spend, 0.032 + 1e-12) << id;
-  EXPECT_LE(ledger->InUse("local"), 2);
-  EXPECT_EQ(ledger->Totals().open_assignments, served);
+  EXPECT_LE(ledger->InUse("local").value(), 2);
+  EXPECT_EQ(ledger->Totals()->open_assignments, served);
 }
 
 }  // namespace
