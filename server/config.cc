@@ -150,14 +150,20 @@ absl::Status ReadBudget(const YAML::Node& node, RouterConfig& c) {
   if (!std::isfinite(per_minute) || per_minute < 0) return Invalid("budget.spend_usd_per_minute", "must be a finite number >= 0");
   c.ledger.spend_rate_usd_per_second = per_minute / 60.0;
   ROUTER_RETURN_IF_ERROR(r.Read("spend_burst_usd", c.ledger.spend_burst_usd));
+  ROUTER_RETURN_IF_ERROR(r.Read("max_actual_cost_usd", c.ledger.max_actual_cost_usd));
   double lease_s = absl::ToDoubleSeconds(c.ledger.lease_timeout);
   ROUTER_RETURN_IF_ERROR(r.Read("lease_timeout_s", lease_s));
   if (!std::isfinite(lease_s) || lease_s <= 0) return Invalid("budget.lease_timeout_s", "must be > 0");
   c.ledger.lease_timeout = absl::Milliseconds(std::llround(lease_s * 1000.0));
   ROUTER_RETURN_IF_ERROR(r.CheckNoUnknownKeys());
-  if (c.ledger.spend_rate_usd_per_second > 0 &&
-      (!std::isfinite(c.ledger.spend_burst_usd) || c.ledger.spend_burst_usd <= 0)) {
+  if (!std::isfinite(c.ledger.spend_burst_usd) || c.ledger.spend_burst_usd < 0) {
+    return Invalid("budget.spend_burst_usd", "must be a finite number >= 0");
+  }
+  if (c.ledger.spend_rate_usd_per_second > 0 && c.ledger.spend_burst_usd <= 0) {
     return Invalid("budget.spend_burst_usd", "must be > 0 when spend_usd_per_minute is set");
+  }
+  if (!std::isfinite(c.ledger.max_actual_cost_usd) || c.ledger.max_actual_cost_usd <= 0) {
+    return Invalid("budget.max_actual_cost_usd", "must be a finite number > 0");
   }
   return absl::OkStatus();
 }
@@ -296,6 +302,7 @@ absl::StatusOr<RouterConfig> ParseConfigUpdateYaml(absl::string_view yaml,
     ROUTER_RETURN_IF_ERROR(limits.CheckIsMap());
     ROUTER_RETURN_IF_ERROR(limits.Read("max_text_bytes", c.max_text_bytes));
     ROUTER_RETURN_IF_ERROR(limits.Read("max_batch_request_queries", c.max_batch_request_queries));
+    ROUTER_RETURN_IF_ERROR(limits.Read("max_stream_backlog", c.max_stream_backlog));
     ROUTER_RETURN_IF_ERROR(limits.CheckNoUnknownKeys());
     double grace_s = absl::ToDoubleSeconds(c.shutdown_grace);
     double drain_s = absl::ToDoubleSeconds(c.shutdown_drain);
@@ -316,6 +323,7 @@ absl::StatusOr<RouterConfig> ParseConfigUpdateYaml(absl::string_view yaml,
   if (c.listen.empty()) return Invalid("listen", "required");
   if (c.max_text_bytes < 1) return Invalid("limits.max_text_bytes", "must be >= 1");
   if (c.max_batch_request_queries < 1) return Invalid("limits.max_batch_request_queries", "must be >= 1");
+  if (c.max_stream_backlog < 1) return Invalid("limits.max_stream_backlog", "must be >= 1");
   return c;
 }
 
@@ -360,6 +368,7 @@ std::string ConfigToYaml(const RouterConfig& c) {
   }
   out << YAML::Key << "spend_usd_per_minute" << YAML::Value << c.ledger.spend_rate_usd_per_second * 60.0;
   out << YAML::Key << "spend_burst_usd" << YAML::Value << c.ledger.spend_burst_usd;
+  out << YAML::Key << "max_actual_cost_usd" << YAML::Value << c.ledger.max_actual_cost_usd;
   out << YAML::Key << "lease_timeout_s" << YAML::Value << absl::ToDoubleSeconds(c.ledger.lease_timeout);
   out << YAML::EndMap;
   out << YAML::Key << "routing" << YAML::Value << YAML::BeginMap;
@@ -381,6 +390,7 @@ std::string ConfigToYaml(const RouterConfig& c) {
   out << YAML::Key << "limits" << YAML::Value << YAML::BeginMap;
   out << YAML::Key << "max_text_bytes" << YAML::Value << c.max_text_bytes;
   out << YAML::Key << "max_batch_request_queries" << YAML::Value << c.max_batch_request_queries;
+  out << YAML::Key << "max_stream_backlog" << YAML::Value << c.max_stream_backlog;
   out << YAML::EndMap;
   out << YAML::Key << "shutdown" << YAML::Value << YAML::BeginMap;
   out << YAML::Key << "grace_s" << YAML::Value << absl::ToDoubleSeconds(c.shutdown_grace);

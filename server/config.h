@@ -61,6 +61,10 @@ struct RouterConfig {
   core::InlineOptions inline_options;
   int64_t max_text_bytes = 1 << 20;
   int64_t max_batch_request_queries = 4096;
+  // Queries one RouteStream may have read and not yet answered on the wire (decided or not). At
+  // this many the stream stops reading until its client reads answers: gRPC's flow control then
+  // holds the client back, and nothing is lost or buffered without bound.
+  int64_t max_stream_backlog = 1024;
   // On SIGTERM: health turns NOT_SERVING, then routerd keeps routing for `shutdown_drain` so load
   // balancers move traffic away, then refuses new work and answers what is queued within
   // `shutdown_grace`.

@@ -25,6 +25,11 @@ class RouteBatchCall final : public grpc::ServerUnaryReactor, public AnswerSink 
       : rt_(rt), ctx_(ctx), raw_response_(raw_response), start_(rt->clock().Now()) {}
 
   void Start(const grpc::ByteBuffer& raw_request) {
+    // A call cancelled before its request arrived has nothing to read (its buffer is empty).
+    if (ctx_->IsCancelled()) {
+      FailAll(absl::CancelledError("the client cancelled the call"));
+      return;
+    }
     if (absl::Status s = ParseRequest(raw_request, request_); !s.ok()) {
       rt_->metrics().OnRejected(RejectReason(s));
       FailAll(s);

@@ -18,6 +18,11 @@ class RouteCall final : public grpc::ServerUnaryReactor, public AnswerSink {
       : rt_(rt), ctx_(ctx), raw_response_(raw_response), start_(rt->clock().Now()) {}
 
   void Start(const grpc::ByteBuffer& raw_request) {
+    // A call cancelled before its request arrived has nothing to read (its buffer is empty).
+    if (ctx_->IsCancelled()) {
+      Refuse(absl::CancelledError("the client cancelled the call"));
+      return;
+    }
     if (absl::Status s = ParseRequest(raw_request, request_); !s.ok()) {
       Refuse(s);
       return;
@@ -53,10 +58,13 @@ class RouteCall final : public grpc::ServerUnaryReactor, public AnswerSink {
   }
 
  private:
-  // Answers a query refused before it became a task.
+  // Answers a query refused before it became a task; a call whose client has gone is cancelled,
+  // whatever else was wrong with it.
   void Refuse(const absl::Status& status) {
-    rt_->metrics().OnRejected(RejectReason(status));
-    FinishCall(status);
+    const absl::Status refusal =
+        ctx_->IsCancelled() ? absl::CancelledError("the client cancelled the call") : status;
+    rt_->metrics().OnRejected(RejectReason(refusal));
+    FinishCall(refusal);
   }
   // The last touch of this reactor by its caller: gRPC may run OnDone before this returns.
   void FinishCall(const absl::Status& status) {

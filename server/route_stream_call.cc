@@ -2,6 +2,7 @@
 
 #include <atomic>
 #include <deque>
+#include <numeric>
 #include <memory>
 #include <optional>
 #include <string>
@@ -69,13 +70,28 @@ class RouteStreamCall final : public grpc::ServerBidiReactor<grpc::ByteBuffer, g
       return;
     }
     ++messages_read_;
+    {
+      // Counted before its answer can be delivered, so that the backlog never undercounts.
+      absl::MutexLock lock(&mu_);
+      ++unanswered_;
+    }
     if (absl::Status s = ParseRequest(raw_request_, request_); !s.ok()) {
       Refuse("", absl::InvalidArgumentError(
                      absl::StrCat("message ", messages_read_, " of the stream: ", s.message())));
     } else {
       Handle(request_.query());
     }
-    StartRead(&raw_request_);
+    // Flow control: with max_stream_backlog queries read and not yet answered on the wire, stop
+    // reading until writes bring it down (OnWriteDone resumes).
+    const int64_t limit = rt_->state()->config.max_stream_backlog;
+    bool read = false;
+    {
+      absl::MutexLock lock(&mu_);
+      backlog_limit_ = limit;
+      read = unanswered_ < limit;
+      reading_paused_ = !read;
+    }
+    if (read) StartRead(&raw_request_);
   }
 
   void OnWriteDone(bool ok) override {
@@ -86,9 +102,13 @@ class RouteStreamCall final : public grpc::ServerBidiReactor<grpc::ByteBuffer, g
       // A failed write and whatever was queued behind it never reach the client.
       if (broken_) {
         for (std::string& m : out_) undelivered_.push_back(std::move(m));
+        unanswered_ -= std::accumulate(out_items_.begin(), out_items_.end(), int64_t{0});
         out_.clear();
+        out_items_.clear();
       } else {
+        unanswered_ -= out_items_.front();
         out_.pop_front();
+        out_items_.pop_front();
       }
       writing_ = false;
       a = NextActionsLocked();
@@ -96,7 +116,15 @@ class RouteStreamCall final : public grpc::ServerBidiReactor<grpc::ByteBuffer, g
     Run(a);
   }
 
-  void OnCancel() override { cancelled_.store(true); }
+  void OnCancel() override {
+    cancelled_.store(true);
+    Actions a;
+    {
+      absl::MutexLock lock(&mu_);
+      a = NextActionsLocked();  // a stream paused on its backlog reads no more
+    }
+    Run(a);
+  }
   void OnDone() override { delete this; }
 
   // A batch's answers are staged without starting a write, and released by Flush once the whole
@@ -143,6 +171,7 @@ class RouteStreamCall final : public grpc::ServerBidiReactor<grpc::ByteBuffer, g
     // released.
     std::vector<std::string> undelivered;
     const std::string* write = nullptr;
+    bool resume_reading = false;
     std::optional<grpc::Status> finish;
   };
   void Run(const Actions& a) {
@@ -152,6 +181,7 @@ class RouteStreamCall final : public grpc::ServerBidiReactor<grpc::ByteBuffer, g
         rt_->ReleaseUndelivered(id, model);
       });
     }
+    if (a.resume_reading) StartRead(&raw_request_);
     if (a.write != nullptr) {
       // Only the one write in flight uses raw_answer_ (a.write is set only when none is).
       WireToBuffer(*a.write, raw_answer_);
@@ -197,10 +227,15 @@ class RouteStreamCall final : public grpc::ServerBidiReactor<grpc::ByteBuffer, g
     if (broken_) {
       AppendRepeatedEntry(v1::RouteStreamResponse::kItemsFieldNumber, item,
                           undelivered_.emplace_back());
+      --unanswered_;
       return;
     }
-    if (out_.size() <= (writing_ ? 1u : 0u)) out_.emplace_back();
+    if (out_.size() <= (writing_ ? 1u : 0u)) {
+      out_.emplace_back();
+      out_items_.push_back(0);
+    }
     AppendRepeatedEntry(v1::RouteStreamResponse::kItemsFieldNumber, item, out_.back());
+    ++out_items_.back();
   }
 
   Actions DeliverLocked(const v1::RouteBatchItem& item) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
@@ -214,6 +249,15 @@ class RouteStreamCall final : public grpc::ServerBidiReactor<grpc::ByteBuffer, g
     Actions a;
     a.undelivered = std::move(undelivered_);
     undelivered_.clear();
+    if (reading_paused_) {
+      if (Cancelled() || broken_) {
+        reads_done_ = true;  // nothing more will be read
+        reading_paused_ = false;
+      } else if (unanswered_ <= backlog_limit_ / 2) {
+        reading_paused_ = false;
+        a.resume_reading = true;
+      }
+    }
     if (!writing_ && !out_.empty()) {
       writing_ = true;
       a.write = &out_.front();  // stays valid: only OnWriteDone pops, after this write completes
@@ -239,8 +283,14 @@ class RouteStreamCall final : public grpc::ServerBidiReactor<grpc::ByteBuffer, g
   std::atomic<bool> cancelled_{false};
   absl::Mutex mu_;
   // Messages to write, as RouteStreamResponse wire bytes; the front one is being written when
-  // writing_.
+  // writing_. out_items_: how many answers each holds.
   std::deque<std::string> out_ ABSL_GUARDED_BY(mu_);
+  std::deque<int64_t> out_items_ ABSL_GUARDED_BY(mu_);
+  // Queries read and not yet answered on the wire (or given up: the stream broke), and the
+  // stream's backlog limit (limits.max_stream_backlog); reading is paused at the limit.
+  int64_t unanswered_ ABSL_GUARDED_BY(mu_) = 0;
+  int64_t backlog_limit_ ABSL_GUARDED_BY(mu_) = 1;
+  bool reading_paused_ ABSL_GUARDED_BY(mu_) = false;
   // Messages that will never be written, until the next Run releases their assignments.
   std::vector<std::string> undelivered_ ABSL_GUARDED_BY(mu_);
   bool writing_ ABSL_GUARDED_BY(mu_) = false;

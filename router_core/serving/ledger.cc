@@ -23,6 +23,9 @@ absl::Status ValidateLedgerOptions(const LedgerOptions& o) {
   if (o.max_expired_remembered < 0) {
     return absl::InvalidArgumentError("max_expired_remembered: must be >= 0");
   }
+  if (!std::isfinite(o.max_actual_cost_usd) || o.max_actual_cost_usd <= 0) {
+    return absl::InvalidArgumentError("max_actual_cost_usd: must be a finite number > 0");
+  }
   return absl::OkStatus();
 }
 

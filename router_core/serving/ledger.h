@@ -67,6 +67,10 @@ struct LedgerOptions {
   // Expired-but-not-completed assignments remembered for late reconciliation (oldest forgotten
   // first). >= 0.
   int64_t max_expired_remembered = 100'000;
+  // Largest actual cost Complete accepts for one call, USD (> 0, finite): a bigger one is refused
+  // (INVALID_ARGUMENT) rather than charged, so that one wrong or hostile report cannot exhaust
+  // the paced budget. 10 USD is several times the dearest single call of today's API models.
+  double max_actual_cost_usd = 10.0;
 };
 // OK, or INVALID_ARGUMENT naming the first bad field.
 absl::Status ValidateLedgerOptions(const LedgerOptions& options);
@@ -164,7 +168,8 @@ class Ledger {
   virtual void Release(const LedgerHold& hold) = 0;
 
   // Releases the slot of `assignment_id` (if still held) and reconciles its spend with
-  // `actual_cost_usd` (nullopt = the prediction was right). Idempotent in effect: a second
+  // `actual_cost_usd` (nullopt = the prediction was right; else finite, in [0,
+  // max_actual_cost_usd], or INVALID_ARGUMENT and nothing changes). Idempotent in effect: a second
   // Complete of the same id is NOT_FOUND and changes nothing.
   virtual absl::StatusOr<CompletionRecord> Complete(absl::string_view assignment_id,
                                                     std::optional<double> actual_cost_usd) = 0;

@@ -339,6 +339,14 @@ absl::StatusOr<CompletionRecord> LocalLedger::Complete(absl::string_view assignm
   if (actual_cost_usd.has_value() && (!std::isfinite(*actual_cost_usd) || *actual_cost_usd < 0)) {
     return absl::InvalidArgumentError("actual_cost_usd: must be a finite number >= 0");
   }
+  {
+    absl::MutexLock lock(&mu_);
+    if (actual_cost_usd.has_value() && *actual_cost_usd > options_.max_actual_cost_usd) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("actual_cost_usd: ", *actual_cost_usd, " USD is above the limit of ",
+                       options_.max_actual_cost_usd, " USD per call (budget.max_actual_cost_usd)"));
+    }
+  }
   const absl::Status unknown = absl::NotFoundError(
       absl::StrCat("assignment_id: '", assignment_id, "' is unknown or already completed"));
   const std::optional<std::pair<uint64_t, uint64_t>> id = ParseAssignmentId(assignment_id);

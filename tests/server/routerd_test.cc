@@ -236,6 +236,53 @@ TEST_F(RouterdTest, EveryCallIsAnsweredExactlyOnceUnderLoadAndCancellation) {
   EXPECT_GE(held, local);
   EXPECT_LE(held - local, cancelled);
   EXPECT_LE(held, kLocalSlots);
+  // Every query was valid: a call its client cancelled is counted as cancelled, never as an
+  // invalid request (an empty request buffer is what a call cancelled early leaves behind).
+  const std::string metrics = HttpGet(routerd_->metrics_port(), "/metrics");
+  EXPECT_EQ(MetricValue(metrics, "router_requests_total{method=\"Route\",code=\"INVALID_ARGUMENT\"}"), -1)
+      << "no series: no Route was answered INVALID_ARGUMENT";
+}
+
+// A client that stops reading its answers: the stream stops taking queries once
+// limits.max_stream_backlog are read and unanswered (gRPC's flow control then holds the client's
+// writes back), so no answer message grows past the backlog and every query is answered.
+TEST_F(RouterdTest, AStreamWhoseClientStopsReadingIsFlowControlledAndLosesNothing) {
+  constexpr int kBacklog = 32;
+  ASSERT_TRUE(UpdateConfig(absl::StrCat("limits: {max_stream_backlog: ", kBacklog,
+                                        ", max_text_bytes: 4096}\n"
+                                        "routing: {default_mode: inline}"))
+                  .ok());
+  constexpr int kQueries = 3000;
+  grpc::ClientContext ctx;
+  ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(120));
+  auto stream = stub_->RouteStream(&ctx);
+  std::atomic<int> written{0};
+  std::thread writer([&] {
+    for (int k = 0; k < kQueries; ++k) {
+      v1::RouteStreamRequest req;
+      *req.mutable_query() = MakeQuery(absl::StrCat("s", k), k);
+      if (!stream->Write(req)) break;
+      written.fetch_add(1);
+    }
+    stream->WritesDone();
+  });
+  // Read nothing until the server must have stopped reading (it reads at most kBacklog queries
+  // ahead of the answers read, and transport buffers hold a few hundred more).
+  while (written.load() < 4 * kBacklog) {
+  }
+  int answered = 0;
+  size_t largest = 0;
+  v1::RouteStreamResponse resp;
+  while (stream->Read(&resp)) {
+    largest = std::max<size_t>(largest, resp.items_size());
+    answered += resp.items_size();
+  }
+  writer.join();
+  const grpc::Status s = stream->Finish();
+  ASSERT_TRUE(s.ok()) << s.error_message();
+  EXPECT_EQ(written.load(), kQueries);
+  EXPECT_EQ(answered, kQueries);
+  EXPECT_LE(largest, static_cast<size_t>(kBacklog));
 }
 
 TEST_F(RouterdTest, StreamAnswersEveryQueryAndKeepsGoingAfterABadOne) {

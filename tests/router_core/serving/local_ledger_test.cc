@@ -252,6 +252,27 @@ TEST(LocalLedgerTest, ConcurrentCommitsNeverExceedSlots) {
   EXPECT_EQ(ledger->InUse("local").value(), 2);
 }
 
+// One report of an absurd actual cost must not drain the paced budget: it is refused, and the
+// lease stays open for a correct Complete.
+TEST(LocalLedgerTest, AnActualCostAboveTheLimitIsRefusedAndChangesNothing) {
+  FakeClock clock;
+  LedgerOptions paced;
+  paced.spend_rate_usd_per_second = 0.01;
+  paced.spend_burst_usd = 5.0;
+  paced.max_actual_cost_usd = 2.0;
+  auto ledger = Make(paced, clock);
+  auto ids = CommitIds(*ledger, {{"api", 0.5}});
+  ASSERT_THAT(ids, IsOk());
+  for (const double absurd : {2.000001, 1e300}) {
+    EXPECT_THAT(ledger->Complete((*ids)[0], absurd),
+                StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("max_actual_cost_usd")));
+  }
+  EXPECT_EQ(ledger->Totals()->open_assignments, 1);
+  EXPECT_NEAR(ledger->Snapshot()->spend_allowance_usd, 4.5, 1e-12);
+  ASSERT_THAT(ledger->Complete((*ids)[0], 2.0), IsOk());
+  EXPECT_NEAR(ledger->Snapshot()->spend_allowance_usd, 3.0, 1e-12);
+}
+
 TEST(LocalLedgerTest, AHoldKeepsWhatItHoldsFromOtherDecisionsUntilItsCommit) {
   FakeClock clock;
   auto ledger = Make(LedgerOptions{}, clock);
