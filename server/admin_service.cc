@@ -1,6 +1,7 @@
 #include "server/admin_service.h"
 
 #include <algorithm>
+#include <iostream>
 #include <memory>
 #include <thread>
 
@@ -140,14 +141,20 @@ grpc::ServerUnaryReactor* AdminService::UpdateConfig(grpc::CallbackServerContext
 
 absl::Status AdminService::DoUpdateConfig(const v1::UpdateConfigRequest& request,
                                           v1::UpdateConfigResponse& response) {
-  absl::StatusOr<RouterConfig> next =
-      ParseConfigUpdateYaml(request.yaml(), runtime_->state()->config);
+  const std::shared_ptr<const RuntimeState> current = runtime_->state();
+  absl::StatusOr<RouterConfig> next = ParseConfigUpdateYaml(request.yaml(), current->config);
   if (!next.ok()) return next.status();
   std::optional<uint64_t> expected;
   if (request.has_expected_generation()) expected = request.expected_generation();
   absl::StatusOr<uint64_t> generation = runtime_->UpdateConfig(*next, expected, request.dry_run());
-  if (generation.ok()) response.set_config_generation(*generation);
-  return generation.status();
+  if (!generation.ok()) return generation.status();
+  response.set_config_generation(*generation);
+  if (!request.dry_run()) {
+    for (const std::string& limit : RemovedLimits(current->config, *next)) {
+      std::cerr << "routerd: UpdateConfig removes a limit: " << limit << std::endl;
+    }
+  }
+  return absl::OkStatus();
 }
 
 grpc::ServerUnaryReactor* AdminService::PlanInstances(grpc::CallbackServerContext* ctx,

@@ -183,12 +183,7 @@ absl::Status ReadModels(const YAML::Node& node, std::vector<ModelDeploymentConfi
     ROUTER_RETURN_IF_ERROR(r.CheckNoUnknownKeys());
     if (m.name.empty()) return Invalid(absl::StrCat(path, ".name"), "required");
     if (!names.insert(m.name).second) return Invalid(absl::StrCat(path, ".name"), absl::StrCat("duplicate model '", m.name, "'"));
-    if (m.instances < 0) return Invalid(absl::StrCat(path, ".instances"), "must be >= 0");
-    if (m.slots_per_instance < 0) return Invalid(absl::StrCat(path, ".slots_per_instance"), "must be >= 0");
-    if (m.self_hosted() && (m.instances == 0 || m.slots_per_instance == 0)) {
-      return Invalid(path, "instances and slots_per_instance must both be > 0 for a self-hosted "
-                           "model (both absent or 0 = API model)");
-    }
+    ROUTER_RETURN_IF_ERROR(ValidateDeployment(m, path));
     models.push_back(std::move(m));
   }
   return absl::OkStatus();
@@ -205,15 +200,18 @@ absl::Status ReadRouting(const YAML::Node& node, RoutingConfig& routing) {
   const YAML::Node tenants = r.Get("tenant_modes");
   if (tenants.IsDefined() && !tenants.IsNull()) {
     if (!tenants.IsMap()) return Invalid("routing.tenant_modes", "must be a mapping of tenant to mode");
-    MapReader t(tenants, "routing.tenant_modes");
+    // One pass over the entries: looking each tenant up by name again would cost O(n) per
+    // tenant (yaml-cpp maps are lists), O(n^2) for the section.
     for (const auto& kv : tenants) {
       const std::string tenant = kv.first.as<std::string>();
       if (tenant.empty()) return Invalid("routing.tenant_modes", "a tenant name must not be empty");
-      std::string name;
-      ROUTER_RETURN_IF_ERROR(t.Read(tenant, name));
-      absl::StatusOr<RoutingMode> tenant_mode = ParseRoutingMode(name);
-      if (!tenant_mode.ok()) return Invalid(t.Path(tenant), tenant_mode.status().message());
-      routing.tenant_modes[tenant] = *tenant_mode;
+      const std::string path = absl::StrCat("routing.tenant_modes.", tenant);
+      if (!kv.second.IsScalar()) return Invalid(path, "must be a scalar");
+      absl::StatusOr<RoutingMode> tenant_mode = ParseRoutingMode(kv.second.Scalar());
+      if (!tenant_mode.ok()) return Invalid(path, tenant_mode.status().message());
+      if (!routing.tenant_modes.emplace(tenant, *tenant_mode).second) {
+        return Invalid(path, "listed twice");
+      }
     }
   }
   ROUTER_RETURN_IF_ERROR(r.CheckNoUnknownKeys());
@@ -261,8 +259,29 @@ absl::StatusOr<RouterConfig> ParseConfigYaml(absl::string_view yaml) {
   return ParseConfigUpdateYaml(yaml, RouterConfig{});
 }
 
+absl::Status ValidateDeployment(const ModelDeploymentConfig& m, absl::string_view path) {
+  if (m.instances < 0) return Invalid(absl::StrCat(path, ".instances"), "must be >= 0");
+  if (m.slots_per_instance < 0) {
+    return Invalid(absl::StrCat(path, ".slots_per_instance"), "must be >= 0");
+  }
+  if (m.self_hosted() && (m.instances == 0 || m.slots_per_instance == 0)) {
+    return Invalid(path, "instances and slots_per_instance must both be > 0 for a self-hosted "
+                         "model (both absent or 0 = API model)");
+  }
+  int64_t slots = 0;
+  if (__builtin_mul_overflow(m.instances, m.slots_per_instance, &slots) || slots > kMaxModelSlots) {
+    return Invalid(path, absl::StrCat("instances x slots_per_instance is above ", kMaxModelSlots,
+                                      " slots"));
+  }
+  return absl::OkStatus();
+}
+
 absl::StatusOr<RouterConfig> ParseConfigUpdateYaml(absl::string_view yaml,
                                                    const RouterConfig& current) {
+  if (yaml.size() > kMaxConfigBytes) {
+    return Invalid("config", absl::StrCat(yaml.size(), " bytes is over the limit of ",
+                                          kMaxConfigBytes, " bytes"));
+  }
   // Every string of the config can leave as a protobuf string (model names in answers, the whole
   // text in RouterAdmin.GetConfig), which clients refuse to parse unless it is UTF-8; YAML requires
   // UTF-8 too, but yaml-cpp passes other bytes through.
@@ -330,12 +349,51 @@ absl::StatusOr<RouterConfig> ParseConfigUpdateYaml(absl::string_view yaml,
 absl::StatusOr<RouterConfig> LoadConfigFile(const std::string& path, const RouterConfig* current) {
   std::ifstream in(path, std::ios::binary);
   if (!in) return absl::NotFoundError(absl::StrCat("config file '", path, "' cannot be read"));
-  std::stringstream buffer;
-  buffer << in.rdbuf();
-  absl::StatusOr<RouterConfig> c = current == nullptr ? ParseConfigYaml(buffer.str())
-                                                      : ParseConfigUpdateYaml(buffer.str(), *current);
+  // At most one byte over the limit is read, so that a file without end (/dev/zero) is refused
+  // instead of read forever.
+  std::string text(kMaxConfigBytes + 1, '\0');
+  in.read(text.data(), static_cast<std::streamsize>(text.size()));
+  text.resize(static_cast<size_t>(in.gcount()));
+  if (text.size() > kMaxConfigBytes) {
+    return absl::InvalidArgumentError(absl::StrCat(path, ": config: over the limit of ",
+                                                   kMaxConfigBytes, " bytes"));
+  }
+  // An empty file is what an editor leaves mid-save; read as "every default" it would remove the
+  // budget cap and every slot limit.
+  if (text.find_first_not_of(" \t\r\n") == std::string::npos) {
+    return absl::InvalidArgumentError(
+        absl::StrCat(path, ": config: the file is empty; nothing applied"));
+  }
+  absl::StatusOr<RouterConfig> c = current == nullptr ? ParseConfigYaml(text)
+                                                      : ParseConfigUpdateYaml(text, *current);
   if (!c.ok()) return absl::Status(c.status().code(), absl::StrCat(path, ": ", c.status().message()));
   return c;
+}
+
+std::vector<std::string> RemovedLimits(const RouterConfig& before, const RouterConfig& after) {
+  std::vector<std::string> removed;
+  if (before.policy.avg_cost_cap_usd.has_value() && !after.policy.avg_cost_cap_usd.has_value()) {
+    removed.push_back(absl::StrCat("budget.avg_cost_cap_usd (was ",
+                                   *before.policy.avg_cost_cap_usd, " USD per query)"));
+  }
+  if (before.ledger.spend_rate_usd_per_second > 0 && after.ledger.spend_rate_usd_per_second <= 0) {
+    removed.push_back(absl::StrCat("budget.spend_usd_per_minute (was ",
+                                   before.ledger.spend_rate_usd_per_second * 60.0, ")"));
+  }
+  for (const ModelDeploymentConfig& m : before.models) {
+    if (!m.self_hosted()) continue;
+    auto it = std::find_if(after.models.begin(), after.models.end(),
+                           [&](const ModelDeploymentConfig& n) { return n.name == m.name; });
+    const int64_t slots = m.instances * m.slots_per_instance;
+    if (it == after.models.end()) {
+      if (!after.models.empty()) continue;  // the model left the pool: it routes nothing
+      removed.push_back(absl::StrCat("the slot limit of ", m.name, " (was ", slots,
+                                     "; with no models listed, every model is an API model)"));
+    } else if (!it->self_hosted()) {
+      removed.push_back(absl::StrCat("the slot limit of ", m.name, " (was ", slots, ")"));
+    }
+  }
+  return removed;
 }
 
 std::string ConfigToYaml(const RouterConfig& c) {

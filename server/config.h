@@ -74,10 +74,20 @@ struct RouterConfig {
   std::vector<ModelDeploymentConfig> models;
 };
 
+// Largest config text accepted (a file, or RouterAdmin.UpdateConfig's yaml), bytes.
+inline constexpr size_t kMaxConfigBytes = 1 << 20;
+// Most slots one self-hosted model may have (instances x slots_per_instance).
+inline constexpr int64_t kMaxModelSlots = 1'000'000'000;
+
+// OK, or INVALID_ARGUMENT naming `path` (e.g. `models[2]`): counts >= 0, both > 0 or both 0, and
+// at most kMaxModelSlots slots.
+absl::Status ValidateDeployment(const ModelDeploymentConfig& m, absl::string_view path);
+
 // Parses and validates a whole document. Unknown keys are errors (a typo must not silently keep a
 // default).
 absl::StatusOr<RouterConfig> ParseConfigYaml(absl::string_view yaml);
-// With `current`, parses like ParseConfigUpdateYaml (a reload).
+// With `current`, parses like ParseConfigUpdateYaml (a reload). A file over kMaxConfigBytes or
+// with nothing but whitespace is refused (INVALID_ARGUMENT), however it ends.
 absl::StatusOr<RouterConfig> LoadConfigFile(const std::string& path,
                                             const RouterConfig* current = nullptr);
 // For a runtime update: like ParseConfigYaml, except that absent startup-only keys keep the values
@@ -95,6 +105,10 @@ std::string ConfigToYaml(const RouterConfig& config);
 // (e.g. a unix: socket).
 absl::StatusOr<std::string> ReplacePort(absl::string_view address, absl::string_view port,
                                         absl::string_view flag);
+
+// The limits `after` no longer has that `before` had, each named with its old value: the budget
+// cap, pacing, a self-hosted model's slot limit. For the log of a configuration change.
+std::vector<std::string> RemovedLimits(const RouterConfig& before, const RouterConfig& after);
 
 // OK if `next` differs from `current` only in runtime-changeable fields.
 absl::Status CheckRuntimeChange(const RouterConfig& current, const RouterConfig& next);

@@ -21,6 +21,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "server/config.h"
+#include "server/log_limiter.h"
 #include "server/process_settings.h"
 #include "server/routerd.h"
 
@@ -51,6 +52,8 @@ int Usage(const std::string& problem) {
 }  // namespace
 
 int main(int argc, char** argv) {
+  // A client can make protobuf log an error per request (invalid UTF-8 in a string field).
+  router::server::LimitProtobufLogs();
   std::string config_path, listen, metrics_listen, port, metrics_port, estimator;
   bool check_only = false, have_metrics_listen = false;
   for (int k = 1; k < argc; ++k) {

@@ -102,12 +102,7 @@ absl::StatusOr<uint64_t> RouterRuntime::UpsertModel(const ModelDeploymentConfig&
   absl::MutexLock lock(&admin_mu_);
   const std::shared_ptr<const RuntimeState> current = state();
   if (deployment.name.empty()) return absl::InvalidArgumentError("deployment.name: required");
-  if (deployment.instances < 0 || deployment.slots_per_instance < 0 ||
-      (deployment.self_hosted() && (deployment.instances == 0 || deployment.slots_per_instance == 0))) {
-    return absl::InvalidArgumentError(
-        "deployment: instances and slots_per_instance must both be > 0 (self-hosted) or both 0 "
-        "(API model)");
-  }
+  if (absl::Status s = ValidateDeployment(deployment, "deployment"); !s.ok()) return s;
   std::shared_ptr<const core::Predictor> predictor = current->predictor;
   const std::vector<std::string>& known = predictor->models();
   const bool is_known = std::find(known.begin(), known.end(), deployment.name) != known.end();

@@ -1,6 +1,7 @@
 #include "server/routerd.h"
 
 #include <exception>
+#include <iostream>
 #include <utility>
 
 #include "absl/strings/str_cat.h"
@@ -33,6 +34,11 @@ absl::StatusOr<std::unique_ptr<Routerd>> Routerd::Start(RouterConfig config,
                                                         std::string config_path) {
   std::unique_ptr<Routerd> d(new Routerd());
   d->config_path_ = std::move(config_path);
+  if (!d->config_path_.empty()) {
+    absl::StatusOr<RouterConfig> file = LoadConfigFile(d->config_path_);
+    if (!file.ok()) return file.status();
+    d->file_at_start_ = *std::move(file);
+  }
   const std::string artifact_path =
       config.estimator.empty() ? std::string(DefaultEstimatorPath()) : config.estimator;
   absl::StatusOr<core::Artifact> artifact = core::ReadArtifactFile(artifact_path);
@@ -103,15 +109,35 @@ absl::Status Routerd::Reload() {
   if (config_path_.empty()) {
     return absl::FailedPreconditionError("routerd was started without --config; nothing to reload");
   }
-  const RouterConfig& current = runtime_->state()->config;
-  absl::StatusOr<RouterConfig> next = LoadConfigFile(config_path_, &current);
+  const std::shared_ptr<const RuntimeState> state = runtime_->state();
+  const RouterConfig& current = state->config;
+  absl::StatusOr<RouterConfig> next = LoadConfigFile(config_path_);
   if (!next.ok()) return next.status();
-  // Startup-only keys take effect at the next start; flags may have overridden them at this one.
+  // Startup-only keys take effect only at a start: a file that changes one is refused as a whole,
+  // rather than applied in part. Flags may have overridden them at this start, so the file is
+  // compared with itself as it was then.
+  for (const auto& [key, changed] :
+       {std::pair{"listen", next->listen != file_at_start_.listen},
+        std::pair{"metrics_listen", next->metrics_listen != file_at_start_.metrics_listen},
+        std::pair{"estimator", next->estimator != file_at_start_.estimator},
+        std::pair{"reflection", next->reflection != file_at_start_.reflection}}) {
+    if (changed) {
+      return absl::FailedPreconditionError(absl::StrCat(
+          key, ": a startup-only key changed in ", config_path_,
+          "; restart routerd to apply it (nothing applied)"));
+    }
+  }
   next->listen = current.listen;
   next->metrics_listen = current.metrics_listen;
   next->estimator = current.estimator;
   next->reflection = current.reflection;
-  return runtime_->UpdateConfig(*next, std::nullopt, /*dry_run=*/false).status();
+  absl::StatusOr<uint64_t> generation =
+      runtime_->UpdateConfig(*next, std::nullopt, /*dry_run=*/false);
+  if (!generation.ok()) return generation.status();
+  for (const std::string& limit : RemovedLimits(current, *next)) {
+    std::cerr << "routerd: reload removes a limit: " << limit << std::endl;
+  }
+  return absl::OkStatus();
 }
 
 void Routerd::Shutdown(absl::Duration drain, absl::Duration grace) {

@@ -55,7 +55,10 @@ class Routerd {
   int metrics_port() const { return metrics_port_; }
   RouterRuntime& runtime() { return *runtime_; }
 
-  // Re-reads the config file and applies it (RouterAdmin.UpdateConfig semantics).
+  // Re-reads the config file and applies it (RouterAdmin.UpdateConfig semantics). Refused, and
+  // nothing applied, when the file is empty or changes a startup-only key (FAILED_PRECONDITION
+  // naming the key: it would only take effect at the next start). Each limit the new config
+  // removes is logged.
   absl::Status Reload();
   // `drain` and `grace` as in the config's shutdown section.
   void Shutdown(absl::Duration drain, absl::Duration grace);
@@ -64,6 +67,9 @@ class Routerd {
   Routerd() = default;
 
   std::string config_path_;
+  // The startup-only keys as the config file had them at the start (before flags overrode them),
+  // against which a reload's are compared.
+  RouterConfig file_at_start_;
   std::unique_ptr<PrometheusMetrics> metrics_;
   std::unique_ptr<RouterRuntime> runtime_;
   std::unique_ptr<RouterService> router_service_;

@@ -1,5 +1,10 @@
 #include "server/config.h"
 
+#include <unistd.h>
+
+#include <cstdio>
+#include <fstream>
+
 #include "absl/strings/str_cat.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
@@ -146,12 +151,63 @@ TEST(ConfigTest, ErrorsNameTheField) {
       {"batching: {max_batch_size: 8}\nmodels: [{name: caf\xe9}]",
        "config: not valid UTF-8 at line 2, column 20 (byte 49)"},
       {"routing: {tenant_modes: {\xed\xa0\x80: inline}}", "not valid UTF-8 at line 1, column 26"},
+      {"routing: {tenant_modes: {a: inline, a: batch}}", "routing.tenant_modes.a: listed twice"},
+      // 2^32 x 2^32 overflows an int64 to 0 slots.
+      {"models: [{name: a, instances: 4294967296, slots_per_instance: 4294967296}]",
+       "models[0]: instances x slots_per_instance is above 1000000000 slots"},
+      {"models: [{name: a, instances: 100000, slots_per_instance: 100000}]",
+       "models[0]: instances x slots_per_instance is above"},
   };
   for (const Case& c : cases) {
     EXPECT_THAT(ParseConfigYaml(c.yaml), StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr(c.message)))
         << c.yaml;
   }
   EXPECT_THAT(LoadConfigFile("/nonexistent/routerd.yaml"), StatusIs(absl::StatusCode::kNotFound, HasSubstr("/nonexistent")));
+}
+
+// A large tenant table parses (in one pass over its entries: it used to be quadratic), and text
+// over the size limit is refused before it is parsed.
+TEST(ConfigTest, ManyTenantsParseAndOversizedTextIsRefused) {
+  std::string yaml = "routing:\n  tenant_modes:\n";
+  for (int k = 0; k < 20000; ++k) absl::StrAppend(&yaml, "    tenant-", k, ": inline\n");
+  absl::StatusOr<RouterConfig> c = ParseConfigYaml(yaml);
+  ASSERT_THAT(c, IsOk());
+  EXPECT_EQ(c->routing.tenant_modes.size(), 20000u);
+  EXPECT_EQ(c->routing.tenant_modes.at("tenant-19999"), RoutingMode::kInline);
+  const std::string huge = absl::StrCat("# ", std::string(kMaxConfigBytes, 'x'), "\n");
+  EXPECT_THAT(ParseConfigYaml(huge),
+              StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("over the limit of 1048576")));
+}
+
+// What an editor leaves mid-save must not apply as "every default": an empty file is refused; a
+// file without end is refused once it passes the size limit, not read forever.
+TEST(ConfigTest, EmptyAndEndlessFilesAreRefused) {
+  const std::string path = absl::StrCat(::testing::TempDir(), "/empty_", getpid(), ".yaml");
+  {
+    std::ofstream out(path);
+    out << "\n   \n";
+  }
+  EXPECT_THAT(LoadConfigFile(path),
+              StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("the file is empty")));
+  std::remove(path.c_str());
+  EXPECT_THAT(LoadConfigFile("/dev/zero"),
+              StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("over the limit")));
+}
+
+TEST(ConfigTest, RemovedLimitsNamesEachLimitAChangeRemoves) {
+  const RouterConfig before = *ParseConfigYaml(R"(
+budget: {avg_cost_cap_usd: 0.002, spend_usd_per_minute: 6, spend_burst_usd: 1}
+models: [{name: a, instances: 2, slots_per_instance: 3}, {name: b, instances: 1, slots_per_instance: 1}, {name: c}]
+)");
+  EXPECT_TRUE(RemovedLimits(before, before).empty());
+  const RouterConfig after = *ParseConfigYaml("models: [{name: a}, {name: c}]");
+  EXPECT_THAT(RemovedLimits(before, after),
+              ::testing::ElementsAre(HasSubstr("budget.avg_cost_cap_usd (was 0.002"),
+                                     HasSubstr("budget.spend_usd_per_minute (was 6)"),
+                                     HasSubstr("the slot limit of a (was 6)")));
+  // With no models listed, every estimator model becomes an API model: every slot limit goes.
+  EXPECT_THAT(RemovedLimits(before, *ParseConfigYaml("")),
+              ::testing::Contains(HasSubstr("the slot limit of b (was 1; with no models listed")));
 }
 
 TEST(ConfigTest, AnUpdateKeepsAbsentStartupFieldsAndResetsAbsentRuntimeFields) {

@@ -12,6 +12,7 @@
 
 #include <atomic>
 #include <cmath>
+#include <fstream>
 #include <functional>
 #include <limits>
 #include <map>
@@ -1055,6 +1056,42 @@ TEST_F(RouterdTest, ModeResolutionFollowsQueryTenantDefaultAndDeadline) {
 
 // Inline options are runtime keys: an update applies to the next window; an invalid one is
 // refused naming the field and changes nothing.
+// A reload (SIGHUP) re-reads the file: one emptied mid-save, or one that changes a startup-only
+// key, is refused and changes nothing; a good one applies.
+TEST_F(RouterdTest, AReloadOfAnEmptiedFileOrOfAStartupOnlyChangeIsRefused) {
+  routerd_->Shutdown(absl::ZeroDuration(), absl::Seconds(5));
+  const std::string path = absl::StrCat(::testing::TempDir(), "/reload_", getpid(), ".yaml");
+  const auto write = [&](const std::string& text) {
+    std::ofstream out(path, std::ios::trunc);
+    out << text;
+  };
+  const std::string yaml = TestConfigYaml();
+  write(yaml);
+  absl::StatusOr<RouterConfig> config = LoadConfigFile(path);
+  ASSERT_THAT(config, IsOk());
+  absl::StatusOr<std::unique_ptr<Routerd>> d = Routerd::Start(*std::move(config), path);
+  ASSERT_THAT(d, IsOk());
+  routerd_ = *std::move(d);
+  const uint64_t generation = routerd_->runtime().state()->generation;
+
+  write("");
+  EXPECT_THAT(routerd_->Reload(), core::testing::StatusIs(absl::StatusCode::kInvalidArgument,
+                                                          HasSubstr("the file is empty")));
+  write(absl::StrCat(yaml, "reflection: false\n"));
+  EXPECT_THAT(routerd_->Reload(),
+              core::testing::StatusIs(absl::StatusCode::kFailedPrecondition,
+                                      HasSubstr("reflection: a startup-only key changed")));
+  EXPECT_EQ(routerd_->runtime().state()->generation, generation);
+  EXPECT_EQ(routerd_->runtime().state()->config.policy.avg_cost_cap_usd, kCap);
+  ASSERT_EQ(routerd_->runtime().state()->pool.back().slots, kLocalSlots);
+
+  write(absl::StrCat(yaml, "policy: {max_fallbacks: 1}\n"));
+  ASSERT_THAT(routerd_->Reload(), IsOk());
+  EXPECT_EQ(routerd_->runtime().state()->generation, generation + 1);
+  EXPECT_EQ(routerd_->runtime().state()->config.policy.max_fallbacks, 1);
+  std::remove(path.c_str());
+}
+
 TEST_F(RouterdTest, InlineOptionsReloadAtRuntimeAndInvalidOnesAreRefused) {
   grpc::Status s = UpdateConfig(TestConfigYaml(16, "inline: {window_arrivals: 0}"));
   EXPECT_EQ(s.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
