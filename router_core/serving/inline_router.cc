@@ -13,6 +13,9 @@ namespace router::core {
 namespace {
 
 constexpr double kInf = std::numeric_limits<double>::infinity();
+// How many times a decision is made again when the ledger refused its commit because what its
+// snapshot showed free was taken meanwhile.
+constexpr int kDecisionAttempts = 3;
 
 }  // namespace
 
@@ -113,27 +116,6 @@ InlineDecision InlineRouter::Route(const PendingQuery& query, absl::Span<const D
   }
   d.expected_after = expected;
 
-  const absl::StatusOr<LedgerSnapshot> snapshot = ledger_->Snapshot();
-  if (!snapshot.ok()) {
-    d.outcome.status = absl::UnavailableError(
-        absl::StrCat("the ledger could not be reached (", snapshot.status().message(), "); retry"));
-    d.window_spent_usd = window_.spent_usd;
-    d.decision_time = clock_->Now() - start;
-    return d;
-  }
-  std::vector<double> free_slots(m, kInf);
-  const std::vector<int64_t> free = FreeSlots(pool, *snapshot);
-  for (size_t j = 0; j < m; ++j) {
-    if (free[j] != kUnlimited) free_slots[j] = static_cast<double>(free[j]);
-  }
-  bool full_changed = full_.size() != m;
-  full_.resize(m);
-  for (size_t j = 0; j < m; ++j) {
-    const char full = free_slots[j] < 1.0;
-    full_changed |= full_[j] != full;
-    full_[j] = full;
-  }
-  full_version_ += full_changed;
   const auto available = [this](Recent& r) -> const PricedQuery* {
     mu_.AssertHeld();
     if (r.checked_for != full_version_) {
@@ -149,55 +131,92 @@ InlineDecision InlineRouter::Route(const PendingQuery& query, absl::Span<const D
     }
     return r.has_full_model ? r.without_full.get() : &r.priced;
   };
-  // What the window may still spend, with CheckFeasible's slack for the rounding of the running
-  // sum (a window whose cap is exactly its cheapest total must not lose its last query to it).
-  const double left =
-      std::max(0.0, std::min(cap - window_.spent_usd, snapshot->spend_allowance_usd)) +
-      (std::isfinite(cap) ? kBudgetTolerance * std::max(1.0, cap) : 0.0);
+  // Decide on a snapshot of the ledger, then commit. What the snapshot showed free can be taken
+  // before the commit (a batch's hold, a Complete charging more than predicted, another replica
+  // of a fleet): the commit then fails, and the query is decided again on a fresh snapshot.
+  int chosen = -1, priced = -1;
+  double left = 0.0;
+  Prices prices;
+  absl::StatusOr<std::vector<Lease>> leases = absl::UnknownError("not committed");
+  for (int attempt = 1;; ++attempt) {
+    const absl::StatusOr<LedgerSnapshot> snapshot = ledger_->Snapshot();
+    if (!snapshot.ok()) {
+      d.outcome.status = absl::UnavailableError(absl::StrCat(
+          "the ledger could not be reached (", snapshot.status().message(), "); retry"));
+      d.window_spent_usd = window_.spent_usd;
+      d.decision_time = clock_->Now() - start;
+      return d;
+    }
+    std::vector<double> free_slots(m, kInf);
+    const std::vector<int64_t> free = FreeSlots(pool, *snapshot);
+    for (size_t j = 0; j < m; ++j) {
+      if (free[j] != kUnlimited) free_slots[j] = static_cast<double>(free[j]);
+    }
+    bool full_changed = full_.size() != m;
+    full_.resize(m);
+    for (size_t j = 0; j < m; ++j) {
+      const char full = free_slots[j] < 1.0;
+      full_changed |= full_[j] != full;
+      full_[j] = full;
+    }
+    full_version_ += full_changed;
+    // What the window may still spend, with CheckFeasible's slack for the rounding of the running
+    // sum (a window whose cap is exactly its cheapest total must not lose its last query to it).
+    left = std::max(0.0, std::min(cap - window_.spent_usd, snapshot->spend_allowance_usd)) +
+           (std::isfinite(cap) ? kBudgetTolerance * std::max(1.0, cap) : 0.0);
 
-  // The forecast LP and its prices.
-  std::vector<WeightedQuery> lp;
-  lp.push_back({available(current), recent_.empty() ? 1.0 + static_cast<double>(expected) : 1.0});
-  double forecast_cheapest = recent_.empty() ? current.priced.cheapest_cost : 0.0;
-  const double weight =
-      recent_.empty() ? 0.0 : static_cast<double>(expected) / static_cast<double>(recent_.size());
-  for (Recent& r : recent_) {
-    forecast_cheapest = std::max(forecast_cheapest, r.priced.cheapest_cost);
-    if (weight > 0) lp.push_back({available(r), weight});
-  }
-  const double reserve = expected > 0 && std::isfinite(forecast_cheapest)
-                             ? static_cast<double>(expected) * forecast_cheapest
-                             : 0.0;
-  const Prices prices =
-      SolvePrices(lp, free_slots, left, {options_.slot_price_rounds});
-  d.lambda = prices.lambda;
+    // The forecast LP and its prices.
+    std::vector<WeightedQuery> lp;
+    lp.push_back(
+        {available(current), recent_.empty() ? 1.0 + static_cast<double>(expected) : 1.0});
+    double forecast_cheapest = recent_.empty() ? current.priced.cheapest_cost : 0.0;
+    const double weight =
+        recent_.empty() ? 0.0 : static_cast<double>(expected) / static_cast<double>(recent_.size());
+    for (Recent& r : recent_) {
+      forecast_cheapest = std::max(forecast_cheapest, r.priced.cheapest_cost);
+      if (weight > 0) lp.push_back({available(r), weight});
+    }
+    const double reserve = expected > 0 && std::isfinite(forecast_cheapest)
+                               ? static_cast<double>(expected) * forecast_cheapest
+                               : 0.0;
+    prices = SolvePrices(lp, free_slots, left, {options_.slot_price_rounds});
+    d.lambda = prices.lambda;
 
-  // The decision: priced choice, then the guard's fallbacks (file comment).
-  int priced = -1, guarded = -1, cheapest = -1;
-  double priced_score = -kInf, guarded_score = -kInf;
-  for (size_t j = 0; j < m; ++j) {
-    if (!allowed[j] || free_slots[j] < 1.0) continue;
-    const double score = quality[j] - d.lambda * cost[j] - prices.mu[j];
-    const auto better = [&](int incumbent, double incumbent_score) {
-      return incumbent < 0 || score > incumbent_score ||
-             (score == incumbent_score && cost[j] < cost[incumbent]);
-    };
-    if (better(priced, priced_score)) {
-      priced = static_cast<int>(j);
-      priced_score = score;
+    // The decision: priced choice, then the guard's fallbacks (file comment).
+    int guarded = -1, cheapest = -1;
+    priced = -1;
+    double priced_score = -kInf, guarded_score = -kInf;
+    for (size_t j = 0; j < m; ++j) {
+      if (!allowed[j] || free_slots[j] < 1.0) continue;
+      const double score = quality[j] - d.lambda * cost[j] - prices.mu[j];
+      const auto better = [&](int incumbent, double incumbent_score) {
+        return incumbent < 0 || score > incumbent_score ||
+               (score == incumbent_score && cost[j] < cost[incumbent]);
+      };
+      if (better(priced, priced_score)) {
+        priced = static_cast<int>(j);
+        priced_score = score;
+      }
+      if (cost[j] <= left - reserve && better(guarded, guarded_score)) {
+        guarded = static_cast<int>(j);
+        guarded_score = score;
+      }
+      if (cost[j] <= left &&
+          (cheapest < 0 || cost[j] < cost[cheapest] ||
+           (cost[j] == cost[cheapest] && quality[j] > quality[cheapest]))) {
+        cheapest = static_cast<int>(j);
+      }
     }
-    if (cost[j] <= left - reserve && better(guarded, guarded_score)) {
-      guarded = static_cast<int>(j);
-      guarded_score = score;
-    }
-    if (cost[j] <= left &&
-        (cheapest < 0 || cost[j] < cost[cheapest] ||
-         (cost[j] == cost[cheapest] && quality[j] > quality[cheapest]))) {
-      cheapest = static_cast<int>(j);
+    chosen = guarded >= 0 ? guarded : cheapest;
+    d.guarded = chosen != priced;
+    if (chosen < 0) break;
+    const std::vector<Reservation> reservation = {{pool[chosen].name, cost[chosen]}};
+    leases = ledger_->Commit(nullptr, reservation);
+    if (leases.ok() || !absl::IsFailedPrecondition(leases.status()) ||
+        attempt == kDecisionAttempts) {
+      break;
     }
   }
-  const int chosen = guarded >= 0 ? guarded : cheapest;
-  d.guarded = chosen != priced;
   ++window_.seen;
   recent_.push_back(std::move(current));
   while (static_cast<int64_t>(recent_.size()) > options_.forecast_horizon) recent_.pop_front();
@@ -212,9 +231,7 @@ InlineDecision InlineRouter::Route(const PendingQuery& query, absl::Span<const D
     d.decision_time = clock_->Now() - start;
     return d;
   }
-  const std::vector<Reservation> reservation = {{pool[chosen].name, cost[chosen]}};
-  absl::StatusOr<std::vector<Lease>> leases = ledger_->Commit(nullptr, reservation);
-  if (!leases.ok()) {  // another replica took the slot or spend since the snapshot
+  if (!leases.ok()) {
     d.outcome.status = absl::UnavailableError(absl::StrCat(
         "the ledger refused the inline decision (", leases.status().message(), "); retry"));
     d.window_spent_usd = window_.spent_usd;

@@ -19,7 +19,8 @@
 //
 // Holds (hold, decide, commit). A decision that takes time (a batch's solve) first holds what it
 // may use: Hold grants min(wanted, what is free) of the paced spend and of each model's slots, and
-// nobody else can use what a hold holds until it is committed, released or expires. The decision
+// nobody else can use what a hold holds until it is committed, released or expires; a commit on
+// the hold may spend what it granted even if completions charged the bucket below it meanwhile. The decision
 // then commits its assignments against its hold, and the rest of the hold is returned. A commit
 // after the hold expired is refused (fenced): a decision that stalled past its hold cannot spend
 // what the ledger may already have given to others. A quick decision (an inline one) commits

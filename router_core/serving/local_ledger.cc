@@ -298,12 +298,14 @@ absl::StatusOr<std::vector<Lease>> LocalLedger::Commit(
     }
   }
   if (Paced()) {
+    // Spend a hold granted is the decision's, even if completions charged more than predicted
+    // meanwhile and took the bucket below what holds hold.
     if (held.has_value() && total > held->spend_usd + kSpendSlack) {
       return absl::InvalidArgumentError(absl::StrCat(
           "spend: ", total, " USD committed, the hold granted ", held->spend_usd, " USD"));
     }
     const double allowance = AllowanceLocked();
-    if (total > allowance + kSpendSlack) {
+    if (!held.has_value() && total > allowance + kSpendSlack) {
       return absl::FailedPreconditionError(
           absl::StrCat("spend: ", total, " USD wanted, ", allowance, " USD available"));
     }

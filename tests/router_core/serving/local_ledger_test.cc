@@ -340,6 +340,27 @@ TEST(LocalLedgerTest, ACommitBeyondItsHoldIsRefusedAndTheHoldGivenBack) {
   EXPECT_DOUBLE_EQ(ledger->Snapshot()->spend_allowance_usd, 1.0);
 }
 
+// Spend a hold granted stays the decision's when a completion charges more than predicted and the
+// bucket falls below it meanwhile.
+TEST(LocalLedgerTest, ACommitMaySpendWhatItsHoldGrantedAfterACompletionChargedMore) {
+  FakeClock clock;
+  LedgerOptions paced;
+  paced.spend_rate_usd_per_second = 0.001;
+  paced.spend_burst_usd = 1.0;
+  auto ledger = Make(paced, clock);
+  auto other = CommitIds(*ledger, {{"api", 0.2}});
+  ASSERT_THAT(other, IsOk());
+  absl::StatusOr<LedgerHold> hold = ledger->Hold(Want(0.5, {}));
+  ASSERT_THAT(hold, IsOk());
+  EXPECT_DOUBLE_EQ(hold->spend_usd, 0.5);
+  ASSERT_THAT(ledger->Complete((*other)[0], 0.9), IsOk());  // level 0.8 - 0.7 = 0.1, below 0.5
+  EXPECT_EQ(ledger->Snapshot()->spend_allowance_usd, 0.0);
+  const std::vector<Reservation> spend = {{"api", 0.5}};
+  EXPECT_THAT(ledger->Commit(&*hold, spend), IsOk());
+  EXPECT_THAT(CommitIds(*ledger, {{"api", 0.01}}),
+              StatusIs(absl::StatusCode::kFailedPrecondition, HasSubstr("spend")));
+}
+
 // A decision that stalls past its hold cannot commit on it: what it held may have gone to others.
 TEST(LocalLedgerTest, AnExpiredHoldIsFencedAndWhatItHeldIsFreeAgain) {
   FakeClock clock;
