@@ -1,12 +1,12 @@
 #include "server/admin_service.h"
 
 #include <algorithm>
-#include <iostream>
 #include <memory>
 #include <thread>
 
 #include "absl/strings/str_cat.h"
 #include "router_core/planner/plan_json.h"
+#include "server/log.h"
 #include "server/raw_message.h"
 #include "server/status_util.h"
 
@@ -151,7 +151,8 @@ absl::Status AdminService::DoUpdateConfig(const v1::UpdateConfigRequest& request
   response.set_config_generation(*generation);
   if (!request.dry_run()) {
     for (const std::string& limit : RemovedLimits(current->config, *next)) {
-      std::cerr << "routerd: UpdateConfig removes a limit: " << limit << std::endl;
+      Log("warning", "limit_removed", absl::StrCat("UpdateConfig removes a limit: ", limit),
+          {{"by", std::string("UpdateConfig")}, {"limit", limit}});
     }
   }
   return absl::OkStatus();

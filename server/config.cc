@@ -317,6 +317,15 @@ absl::StatusOr<RouterConfig> ParseConfigUpdateYaml(absl::string_view yaml,
     ROUTER_RETURN_IF_ERROR(ReadBudget(r.Get("budget"), c));
     ROUTER_RETURN_IF_ERROR(ReadRouting(r.Get("routing"), c.routing));
     ROUTER_RETURN_IF_ERROR(ReadInline(r.Get("inline"), c.inline_options));
+    MapReader logging(r.Get("logging"), "logging");
+    ROUTER_RETURN_IF_ERROR(logging.CheckIsMap());
+    std::string log_format = LogFormatName(c.log_format);
+    ROUTER_RETURN_IF_ERROR(logging.Read("format", log_format));
+    absl::StatusOr<LogFormat> format = ParseLogFormat(log_format);
+    if (!format.ok()) return Invalid("logging.format", format.status().message());
+    c.log_format = *format;
+    ROUTER_RETURN_IF_ERROR(logging.Read("decisions", c.log_decisions));
+    ROUTER_RETURN_IF_ERROR(logging.CheckNoUnknownKeys());
     MapReader limits(r.Get("limits"), "limits");
     ROUTER_RETURN_IF_ERROR(limits.CheckIsMap());
     ROUTER_RETURN_IF_ERROR(limits.Read("max_text_bytes", c.max_text_bytes));
@@ -449,6 +458,10 @@ std::string ConfigToYaml(const RouterConfig& c) {
   out << YAML::Key << "max_text_bytes" << YAML::Value << c.max_text_bytes;
   out << YAML::Key << "max_batch_request_queries" << YAML::Value << c.max_batch_request_queries;
   out << YAML::Key << "max_stream_backlog" << YAML::Value << c.max_stream_backlog;
+  out << YAML::EndMap;
+  out << YAML::Key << "logging" << YAML::Value << YAML::BeginMap;
+  out << YAML::Key << "format" << YAML::Value << LogFormatName(c.log_format);
+  out << YAML::Key << "decisions" << YAML::Value << c.log_decisions;
   out << YAML::EndMap;
   out << YAML::Key << "shutdown" << YAML::Value << YAML::BeginMap;
   out << YAML::Key << "grace_s" << YAML::Value << absl::ToDoubleSeconds(c.shutdown_grace);

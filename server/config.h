@@ -30,6 +30,7 @@
 #include "router_core/serving/batch_queue.h"
 #include "router_core/serving/inline_router.h"
 #include "router_core/serving/ledger.h"
+#include "server/log.h"
 #include "server/routing_mode.h"
 
 namespace router::server {
@@ -65,6 +66,12 @@ struct RouterConfig {
   // this many the stream stops reading until its client reads answers: gRPC's flow control then
   // holds the client back, and nothing is lost or buffered without bound.
   int64_t max_stream_backlog = 1024;
+  // routerd's log lines: text or JSON lines (log.h).
+  LogFormat log_format = LogFormat::kText;
+  // One log line per decided query (routed or refused by its decision), with its query id, its
+  // caller's W3C trace id, the model and the decision's facts. Off by default: at full load it is
+  // a line per query.
+  bool log_decisions = false;
   // On SIGTERM: health turns NOT_SERVING, then routerd keeps routing for `shutdown_drain` so load
   // balancers move traffic away, then refuses new work and answers what is queued within
   // `shutdown_grace`.

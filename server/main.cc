@@ -21,6 +21,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "server/config.h"
+#include "server/log.h"
 #include "server/log_limiter.h"
 #include "server/process_settings.h"
 #include "server/routerd.h"
@@ -132,10 +133,16 @@ int main(int argc, char** argv) {
     std::cout << "routerd: configuration OK\n";
     return 0;
   }
-  std::cerr << "routerd " << router::server::RouterdVersion() << ": serving on port "
-            << (*routerd)->port();
-  if ((*routerd)->metrics_port() > 0) std::cerr << ", metrics on port " << (*routerd)->metrics_port();
-  std::cerr << std::endl;
+  using router::server::Log;
+  Log("info", "serving",
+      absl::StrCat("serving on port ", (*routerd)->port(),
+                   (*routerd)->metrics_port() > 0
+                       ? absl::StrCat(", metrics on port ", (*routerd)->metrics_port())
+                       : "",
+                   " (version ", router::server::RouterdVersion(), ")"),
+      {{"version", std::string(router::server::RouterdVersion())},
+       {"port", int64_t{(*routerd)->port()}},
+       {"metrics_port", int64_t{(*routerd)->metrics_port()}}});
   NotifySystemd("READY=1");
   for (;;) {
     int sig = 0;
@@ -143,15 +150,19 @@ int main(int argc, char** argv) {
     if (sig == SIGHUP) {
       NotifySystemd("RELOADING=1");
       absl::Status s = (*routerd)->Reload();
-      std::cerr << "routerd: reload " << (s.ok() ? "applied" : std::string(s.message())) << std::endl;
+      Log(s.ok() ? "info" : "error", "reload",
+          absl::StrCat("reload ", s.ok() ? "applied" : s.message()),
+          {{"code", absl::StatusCodeToString(s.code())}});
       NotifySystemd("READY=1");
       continue;
     }
-    std::cerr << "routerd: " << strsignal(sig) << ", draining (" << drain << ", then up to "
-              << grace << ")" << std::endl;
+    Log("info", "draining",
+        absl::StrCat(strsignal(sig), ", draining (", absl::FormatDuration(drain), ", then up to ",
+                     absl::FormatDuration(grace), ")"),
+        {{"signal", std::string(strsignal(sig))}});
     NotifySystemd("STOPPING=1");
     (*routerd)->Shutdown(drain, grace);
-    std::cerr << "routerd: stopped" << std::endl;
+    Log("info", "stopped", "stopped");
     return 0;
   }
 }

@@ -1,6 +1,10 @@
 #include "server/query_answer.h"
 
 #include <algorithm>
+#include <string>
+
+#include "absl/strings/str_cat.h"
+#include "server/log.h"
 
 namespace router::server {
 namespace {
@@ -53,11 +57,11 @@ void FillInlineDecision(const core::InlineDecision& decision, v1::Assignment* ou
 
 }  // namespace
 
-void FillAssignment(const QueryAnswer& answer, const std::string& query_id, absl::Time arrival,
-                    v1::Assignment* out) {
+void FillAssignment(const QueryTask& task, const QueryAnswer& answer, v1::Assignment* out) {
   const core::QueryOutcome& outcome =
       answer.batch != nullptr ? answer.batch->queries[answer.index] : answer.decision->outcome;
-  out->set_query_id(query_id);
+  out->set_query_id(task.query_id());
+  if (!task.trace_id().empty()) out->set_trace_id(task.trace_id());
   out->set_model(outcome.model);
   out->set_predicted_quality(outcome.quality);
   out->set_predicted_quality_lower(outcome.quality_lower);
@@ -66,7 +70,7 @@ void FillAssignment(const QueryAnswer& answer, const std::string& query_id, absl
   SetDuration(outcome.lease_timeout, out->mutable_lease_timeout());
   for (const std::string& f : outcome.fallbacks) out->add_fallback_models(f);
   if (answer.batch != nullptr) {
-    FillBatchDecision(*answer.batch, arrival, out);
+    FillBatchDecision(*answer.batch, task.arrival(), out);
   } else {
     FillInlineDecision(*answer.decision, out);
   }
@@ -83,9 +87,42 @@ void SetErrorItem(const std::string& query_id, const absl::Status& status,
 
 void FillItem(const QueryTask& task, const QueryAnswer& answer, v1::RouteBatchItem& item) {
   if (answer.status.ok()) {
-    FillAssignment(answer, task.query_id(), task.arrival(), item.mutable_assignment());
+    FillAssignment(task, answer, item.mutable_assignment());
   } else {
     SetErrorItem(task.query_id(), answer.status, item);
+  }
+}
+
+void LogDecision(const QueryTask& task, const QueryAnswer& answer) {
+  const core::QueryOutcome& outcome =
+      answer.batch != nullptr ? answer.batch->queries[answer.index] : answer.decision->outcome;
+  const std::string mode = answer.batch != nullptr ? "batch" : "inline";
+  const std::string decided_by =
+      answer.batch != nullptr ? answer.batch->batch_id : answer.decision->window_id;
+  if (answer.status.ok()) {
+    Log("info", "decision",
+        absl::StrCat("query ", task.query_id(), " -> ", outcome.model, " (", mode, " ", decided_by,
+                     ", ", outcome.cost_usd, " USD", task.trace_id().empty() ? "" : ", trace ",
+                     task.trace_id(), ")"),
+        {{"query_id", task.query_id()},
+         {"trace_id", task.trace_id()},
+         {"mode", mode},
+         {"decided_by", decided_by},
+         {"model", outcome.model},
+         {"cost_usd", outcome.cost_usd},
+         {"quality", outcome.quality},
+         {"assignment_id", outcome.assignment_id},
+         {"code", std::string("OK")}});
+  } else {
+    Log("info", "decision",
+        absl::StrCat("query ", task.query_id(), " refused (", mode, " ", decided_by, "): ",
+                     answer.status.message()),
+        {{"query_id", task.query_id()},
+         {"trace_id", task.trace_id()},
+         {"mode", mode},
+         {"decided_by", decided_by},
+         {"code", absl::StatusCodeToString(answer.status.code())},
+         {"message", std::string(answer.status.message())}});
   }
 }
 

@@ -17,10 +17,13 @@
 
 namespace router::server {
 
-// Fills `out` for a routed answer (answer.status OK) of the query `query_id` that arrived at
-// `arrival`: the model and its predictions, the assignment, and the decision that made it.
-void FillAssignment(const QueryAnswer& answer, const std::string& query_id, absl::Time arrival,
-                    v1::Assignment* out);
+// Fills `out` for the routed answer (answer.status OK) of `task`: the model and its predictions,
+// the assignment, the decision that made it, and the call's trace id.
+void FillAssignment(const QueryTask& task, const QueryAnswer& answer, v1::Assignment* out);
+
+// The one log line of a decided query (logging.decisions): its id, trace id, mode, and the model
+// and decision, or the code and message of its refusal.
+void LogDecision(const QueryTask& task, const QueryAnswer& answer);
 
 // Makes `item` the error item of `query_id` (RouteStream and RouteBatch answer a refused query so).
 void SetErrorItem(const std::string& query_id, const absl::Status& status,

@@ -6,6 +6,7 @@
 #include <utility>
 
 #include "absl/strings/str_cat.h"
+#include "server/trace_context.h"
 
 namespace router::server {
 namespace {
@@ -95,6 +96,15 @@ absl::StatusOr<Intake> TakeIn(const v1::Query& query, absl::string_view field,
                                    BatchLatency(state.config.batching.max_batch_delay,
                                                 state.config.policy.solve.time_limit));
   return intake;
+}
+
+std::string TraceIdOf(const grpc::CallbackServerContext* ctx) {
+  const auto& metadata = ctx->client_metadata();
+  const auto it = metadata.find("traceparent");
+  if (it == metadata.end()) return "";
+  const std::optional<TraceContext> trace =
+      ParseTraceparent(absl::string_view(it->second.data(), it->second.size()));
+  return trace.has_value() ? trace->trace_id : "";
 }
 
 absl::Time DeadlineOf(const grpc::CallbackServerContext* ctx) {

@@ -18,6 +18,7 @@
 #define ROUTER_SERVER_QUERY_INTAKE_H_
 
 #include <cstddef>
+#include <string>
 
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
@@ -45,6 +46,10 @@ absl::StatusOr<Intake> TakeIn(const v1::Query& query, absl::string_view field,
 
 // The call's deadline; InfiniteFuture when the client set none.
 absl::Time DeadlineOf(const grpc::CallbackServerContext* ctx);
+
+// The trace id of the call's W3C `traceparent` metadata (trace_context.h); empty when it has none
+// or an invalid one.
+std::string TraceIdOf(const grpc::CallbackServerContext* ctx);
 
 }  // namespace router::server
 

@@ -74,6 +74,9 @@ class QueryTask {
         query_(std::move(query)) {}
 
   AnswerSink& sink() const { return *sink_; }
+  // The W3C trace id of the call that brought the query; empty when it carried none.
+  const std::string& trace_id() const { return trace_id_; }
+  void set_trace_id(std::string trace_id) { trace_id_ = std::move(trace_id); }
   size_t item() const { return item_; }
   const std::string& query_id() const { return query_id_; }
   absl::Time arrival() const { return arrival_; }
@@ -88,6 +91,7 @@ class QueryTask {
   const absl::Time arrival_;
   const absl::Time deadline_;
   core::PendingQuery query_;
+  std::string trace_id_;
 };
 
 }  // namespace router::server

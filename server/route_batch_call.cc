@@ -52,6 +52,7 @@ class RouteBatchCall final : public grpc::ServerUnaryReactor, public AnswerSink 
     std::vector<RouterRuntime::TaskPtr> tasks;
     std::vector<std::pair<int, absl::Status>> refused;
     const absl::Time deadline = DeadlineOf(ctx_);
+    const std::string trace_id = TraceIdOf(ctx_);
     for (int k = 0; k < n; ++k) {
       const v1::Query& q = request_.queries(k);
       const std::string field = absl::StrCat("queries[", k, "]");
@@ -67,6 +68,7 @@ class RouteBatchCall final : public grpc::ServerUnaryReactor, public AnswerSink 
       }
       tasks.push_back(std::make_unique<QueryTask>(this, static_cast<size_t>(k), q.id(),
                                                   std::move(intake->query)));
+      tasks.back()->set_trace_id(trace_id);
     }
     // Refused items are answered first; the call finishes when the last task is delivered.
     for (auto& [k, status] : refused) {

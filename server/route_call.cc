@@ -34,16 +34,15 @@ class RouteCall final : public grpc::ServerUnaryReactor, public AnswerSink {
       Refuse(intake.status());
       return;
     }
+    auto task =
+        std::make_unique<QueryTask>(this, 0, request_.query().id(), std::move(intake->query));
+    task->set_trace_id(TraceIdOf(ctx_));
     // The last touch of this call: the answer may finish it before Dispatch returns.
-    rt_->Dispatch(std::make_unique<QueryTask>(this, 0, request_.query().id(),
-                                              std::move(intake->query)),
-                  intake->mode, *state);
+    rt_->Dispatch(std::move(task), intake->mode, *state);
   }
 
   bool Deliver(const QueryTask& task, const QueryAnswer& answer) override {
-    if (answer.status.ok()) {
-      FillAssignment(answer, task.query_id(), task.arrival(), response_.mutable_assignment());
-    }
+    if (answer.status.ok()) FillAssignment(task, answer, response_.mutable_assignment());
     FinishCall(answer.status);
     return false;
   }

@@ -54,7 +54,7 @@ class RouteStreamCall final : public grpc::ServerBidiReactor<grpc::ByteBuffer, g
                               public AnswerSink {
  public:
   RouteStreamCall(RouterRuntime* rt, grpc::CallbackServerContext* ctx)
-      : rt_(rt), ctx_(ctx), start_(rt->clock().Now()) {
+      : rt_(rt), ctx_(ctx), start_(rt->clock().Now()), trace_id_(TraceIdOf(ctx)) {
     StartRead(&raw_request_);
   }
 
@@ -215,8 +215,9 @@ class RouteStreamCall final : public grpc::ServerBidiReactor<grpc::ByteBuffer, g
       absl::MutexLock lock(&mu_);
       ++outstanding_;
     }
-    rt_->Dispatch(std::make_unique<QueryTask>(this, 0, query.id(), std::move(intake->query)),
-                  intake->mode, *state);
+    auto task = std::make_unique<QueryTask>(this, 0, query.id(), std::move(intake->query));
+    task->set_trace_id(trace_id_);
+    rt_->Dispatch(std::move(task), intake->mode, *state);
   }
 
   // Queues `item` as wire bytes of a RouteStreamResponse item: into the last queued message if
@@ -275,6 +276,7 @@ class RouteStreamCall final : public grpc::ServerBidiReactor<grpc::ByteBuffer, g
   RouterRuntime* const rt_;
   grpc::CallbackServerContext* const ctx_;
   const absl::Time start_;
+  const std::string trace_id_;  // of the stream's traceparent metadata, for each of its queries
   // Read by one read at a time (each OnReadDone starts the next read last).
   grpc::ByteBuffer raw_request_;
   v1::RouteStreamRequest request_;

@@ -5,6 +5,8 @@
 #include <utility>
 
 #include "absl/strings/str_cat.h"
+#include "server/log.h"
+#include "server/query_answer.h"
 
 namespace router::server {
 
@@ -49,6 +51,7 @@ absl::StatusOr<std::unique_ptr<RouterRuntime>> RouterRuntime::Create(
   absl::StatusOr<std::unique_ptr<Scheduler>> scheduler = Scheduler::Create(std::move(options));
   if (!scheduler.ok()) return scheduler.status();
   runtime->scheduler_ = *std::move(scheduler);
+  SetLogFormat((*state)->config.log_format);
   metrics->OnConfigGeneration(1);
   runtime->PublishLedgerGauges();
   return runtime;
@@ -79,6 +82,7 @@ absl::StatusOr<uint64_t> RouterRuntime::ApplyLocked(
     absl::MutexLock lock(&state_mu_);
     state_ = *next;
   }
+  SetLogFormat((*next)->config.log_format);
   metrics_->OnConfigGeneration((*next)->generation);
   PublishLedgerGauges();
   return (*next)->generation;
@@ -234,8 +238,10 @@ void RouterRuntime::DecideInline(TaskPtr task, const RuntimeState& state) {
       inline_router_->Route(task->query(), state.pool, state.config.policy);
   metrics_->OnInlineDecision(decision);
   PublishLedgerGauges();
+  const QueryAnswer answer = QueryAnswer::Inline(decision);
+  if (state.config.log_decisions) LogDecision(*task, answer);
   AnswerSink& sink = task->sink();
-  if (sink.Deliver(*task, QueryAnswer::Inline(decision))) sink.Flush();
+  if (sink.Deliver(*task, answer)) sink.Flush();
 }
 
 void RouterRuntime::ProcessBatch(std::vector<TaskPtr> tasks) {
@@ -268,8 +274,10 @@ void RouterRuntime::ProcessBatch(std::vector<TaskPtr> tasks) {
   // Sinks that hold their answers (a stream) send them once the whole batch is delivered.
   std::vector<AnswerSink*> to_flush;
   for (size_t k = 0; k < live.size(); ++k) {
+    const QueryAnswer answer = QueryAnswer::Batched(outcome, k);
+    if (current->config.log_decisions) LogDecision(*live[k], answer);
     AnswerSink* sink = &live[k]->sink();
-    if (sink->Deliver(*live[k], QueryAnswer::Batched(outcome, k))) to_flush.push_back(sink);
+    if (sink->Deliver(*live[k], answer)) to_flush.push_back(sink);
   }
   for (AnswerSink* sink : to_flush) sink->Flush();
 }

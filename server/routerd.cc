@@ -1,7 +1,6 @@
 #include "server/routerd.h"
 
 #include <exception>
-#include <iostream>
 #include <utility>
 
 #include "absl/strings/str_cat.h"
@@ -12,6 +11,7 @@
 #include "grpcpp/security/server_credentials.h"
 #include "grpcpp/server_builder.h"
 #include "router_core/estimate/artifact.h"
+#include "server/log.h"
 
 #ifndef ROUTER_DEFAULT_ESTIMATOR
 #error "ROUTER_DEFAULT_ESTIMATOR must be defined by the build"
@@ -135,7 +135,8 @@ absl::Status Routerd::Reload() {
       runtime_->UpdateConfig(*next, std::nullopt, /*dry_run=*/false);
   if (!generation.ok()) return generation.status();
   for (const std::string& limit : RemovedLimits(current, *next)) {
-    std::cerr << "routerd: reload removes a limit: " << limit << std::endl;
+    Log("warning", "limit_removed", absl::StrCat("reload removes a limit: ", limit),
+        {{"by", std::string("reload")}, {"limit", limit}});
   }
   return absl::OkStatus();
 }

@@ -152,6 +152,9 @@ TEST(ConfigTest, ErrorsNameTheField) {
        "config: not valid UTF-8 at line 2, column 20 (byte 49)"},
       {"routing: {tenant_modes: {\xed\xa0\x80: inline}}", "not valid UTF-8 at line 1, column 26"},
       {"routing: {tenant_modes: {a: inline, a: batch}}", "routing.tenant_modes.a: listed twice"},
+      {"logging: {format: xml}", "logging.format: unknown log format 'xml'"},
+      {"logging: {decisions: maybe}", "logging.decisions: cannot read 'maybe'"},
+      {"logging: {level: debug}", "logging.level: unknown key"},
       // 2^32 x 2^32 overflows an int64 to 0 slots.
       {"models: [{name: a, instances: 4294967296, slots_per_instance: 4294967296}]",
        "models[0]: instances x slots_per_instance is above 1000000000 slots"},

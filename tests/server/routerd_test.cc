@@ -23,7 +23,9 @@
 #include <thread>
 #include <vector>
 
+#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_split.h"
 #include "absl/synchronization/mutex.h"
 #include "absl/synchronization/notification.h"
 #include "gmock/gmock.h"
@@ -31,6 +33,7 @@
 #include "grpcpp/generic/generic_stub.h"
 #include "gtest/gtest.h"
 #include "health.grpc.pb.h"
+#include "nlohmann/json.hpp"
 #include "router/v1/router.grpc.pb.h"
 #include "tests/router_core/testing/status_matchers.h"
 
@@ -1056,6 +1059,48 @@ TEST_F(RouterdTest, ModeResolutionFollowsQueryTenantDefaultAndDeadline) {
 
 // Inline options are runtime keys: an update applies to the next window; an invalid one is
 // refused naming the field and changes nothing.
+// A gateway's W3C traceparent reaches the answer (its trace id) and, with logging.decisions, the
+// decision's log line, so a decision can be found from the gateway's trace.
+TEST_F(RouterdTest, TheCallersTraceIdReachesTheAnswerAndTheDecisionLog) {
+  ASSERT_TRUE(UpdateConfig(absl::StrCat(TestConfigYaml(4), "logging: {format: json, decisions: true}"))
+                  .ok());
+  constexpr char kTraceparent[] = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
+  ::testing::internal::CaptureStderr();
+  std::vector<std::string> trace_ids;
+  for (const v1::RoutingMode mode : {v1::ROUTING_MODE_BATCH, v1::ROUTING_MODE_INLINE}) {
+    grpc::ClientContext ctx;
+    ctx.AddMetadata("traceparent", kTraceparent);
+    ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(10));
+    v1::RouteRequest req;
+    *req.mutable_query() = MakeQuery(absl::StrCat("traced-", mode), 0);
+    req.mutable_query()->set_mode(mode);
+    v1::RouteResponse resp;
+    const grpc::Status s = stub_->Route(&ctx, req, &resp);
+    ASSERT_TRUE(s.ok()) << s.error_message();
+    trace_ids.push_back(resp.assignment().trace_id());
+  }
+  v1::RouteResponse untraced;
+  ASSERT_TRUE(RouteOne(MakeQuery("untraced", 1), &untraced).ok());
+  const std::string log = ::testing::internal::GetCapturedStderr();
+  EXPECT_THAT(trace_ids, ElementsAre("4bf92f3577b34da6a3ce929d0e0e4736",
+                                     "4bf92f3577b34da6a3ce929d0e0e4736"));
+  EXPECT_EQ(untraced.assignment().trace_id(), "");
+  std::map<std::string, std::string> mode_of_traced;
+  for (absl::string_view line : absl::StrSplit(log, '\n')) {
+    if (!absl::StartsWith(line, "{")) continue;
+    const nlohmann::json j = nlohmann::json::parse(line);
+    if (j.value("event", "") != "decision") continue;
+    if (j.value("trace_id", "") == "4bf92f3577b34da6a3ce929d0e0e4736") {
+      mode_of_traced[j.value("query_id", "")] = j.value("mode", "");
+      EXPECT_EQ(j.value("code", ""), "OK");
+      EXPECT_FALSE(j.value("model", "").empty());
+    }
+  }
+  EXPECT_THAT(mode_of_traced,
+              ElementsAre(Pair(absl::StrCat("traced-", v1::ROUTING_MODE_BATCH), "batch"),
+                          Pair(absl::StrCat("traced-", v1::ROUTING_MODE_INLINE), "inline")));
+}
+
 // A reload (SIGHUP) re-reads the file: one emptied mid-save, or one that changes a startup-only
 // key, is refused and changes nothing; a good one applies.
 TEST_F(RouterdTest, AReloadOfAnEmptiedFileOrOfAStartupOnlyChangeIsRefused) {
