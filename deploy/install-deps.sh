@@ -1,7 +1,54 @@
 #!/usr/bin/env bash
-# Installs every Debian 12 package needed to build, test and run router (build and runtime).
-# Safe to re-run. Needs root (or sudo) and Debian's package registry.
+# Installs the Debian 12 packages router needs. Safe to re-run. Needs root (or sudo) and Debian's
+# package registry.
+#
+#   install-deps.sh                    everything to build, test and run router, and to build and
+#                                      run its container image (tests/deploy/container_test.sh)
+#   install-deps.sh routerd-build      only what building routerd and routerctl needs, with
+#                                      -DROUTER_BUILD_TESTS=OFF -DROUTER_BUILD_BENCH=OFF (the
+#                                      image's build stage, deploy/Dockerfile)
+#   install-deps.sh routerd-runtime    only the shared libraries routerd and routerctl load (the
+#                                      image's runtime stage)
 set -euo pipefail
+
+# Compilers and the -dev packages routerd and routerctl build against. protobuf-compiler-grpc also
+# brings grpc_python_plugin, which configuring the project needs (clients/CMakeLists.txt).
+ROUTERD_BUILD=(
+  cmake ninja-build g++ make pkg-config
+  libgrpc++-dev libgrpc-dev protobuf-compiler-grpc libprotobuf-dev protobuf-compiler grpc-proto
+  libabsl-dev coinor-libcbc-dev prometheus-cpp-dev nlohmann-json3-dev libyaml-cpp-dev libjemalloc-dev
+)
+# The runtime halves of those -dev packages: `ldd routerd routerctl | dpkg -S` (apt brings their
+# own dependencies: libgrpc29, libssl3, libre2-9, libc-ares2, zlib). The image's build fails if
+# one is missing (deploy/Dockerfile checks ldd).
+ROUTERD_RUNTIME=(
+  libgrpc++1.51 libprotobuf32 libabsl20220623 libyaml-cpp0.7 libjemalloc2
+  libprometheus-cpp-pull1.0 libprometheus-cpp-core1.0 libcivetweb1
+  coinor-libcbc3 coinor-libcgl1 coinor-libclp1 coinor-libosi1v5 coinor-libcoinutils3v5
+)
+# Tests, sanitizer and thread-safety builds, benchmarks and their plots, the clients' end-to-end
+# test (Python), the systemd unit's check, promtool and Prometheus (tests/deploy/).
+TEST_TOOLS=(
+  clang libgtest-dev libgmock-dev googletest libbenchmark-dev
+  python3 python3-grpcio python3-protobuf python3-yaml curl ca-certificates systemd gnuplot-nox
+  prometheus
+)
+# The container test (tests/deploy/container_test.sh): podman with runc (crun refuses these
+# machines' hybrid cgroup layout), catatonit for `podman run --init`, slirp4netns for
+# `--network slirp4netns`, debootstrap for the base image (deploy/make-base-image.sh). uidmap and
+# fuse-overlayfs are what rootless podman needs; as root they go unused.
+CONTAINER_TOOLS=(podman runc catatonit slirp4netns debootstrap uidmap fuse-overlayfs)
+
+case "${1:-all}" in
+  all) packages=("${ROUTERD_BUILD[@]}" "${ROUTERD_RUNTIME[@]}" "${TEST_TOOLS[@]}" "${CONTAINER_TOOLS[@]}") ;;
+  routerd-build) packages=("${ROUTERD_BUILD[@]}") ;;
+  routerd-runtime) packages=("${ROUTERD_RUNTIME[@]}") ;;
+  *)
+    echo "install-deps: unknown package set '$1' (all, routerd-build, routerd-runtime)" >&2
+    exit 2
+    ;;
+esac
+
 SUDO=""
 if [ "$(id -u)" -ne 0 ]; then SUDO="sudo"; fi
 export DEBIAN_FRONTEND=noninteractive
@@ -24,18 +71,12 @@ if dpkg-query -W -f='${Status}' prometheus 2>/dev/null | grep -q 'install ok ins
 fi
 
 $SUDO apt-get update -qq
-$SUDO apt-get install -y -qq --no-install-recommends \
-  cmake ninja-build g++ clang make pkg-config \
-  libgrpc++-dev libgrpc-dev protobuf-compiler-grpc libprotobuf-dev protobuf-compiler grpc-proto \
-  libabsl-dev coinor-libcbc-dev prometheus-cpp-dev nlohmann-json3-dev libyaml-cpp-dev libjemalloc-dev \
-  libgtest-dev libgmock-dev googletest libbenchmark-dev \
-  python3 python3-grpcio python3-protobuf python3-yaml curl ca-certificates systemd gnuplot-nox \
-  prometheus >/dev/null
+$SUDO apt-get install -y -qq --no-install-recommends "${packages[@]}" >/dev/null
 
 # On a systemd machine the package also enabled prometheus.service for the next boot (a server on
 # port 9090). Disabled here when this run installed it; a Prometheus installed before is not touched.
-if [ "$prometheus_was_installed" -eq 0 ] && [ -d /run/systemd/system ]; then
+if [ "${1:-all}" = all ] && [ "$prometheus_was_installed" -eq 0 ] && [ -d /run/systemd/system ]; then
   $SUDO systemctl disable --now prometheus.service >/dev/null 2>&1 ||
     echo "install-deps: could not disable prometheus.service (the tests use their own ports)" >&2
 fi
-echo "install-deps: done"
+echo "install-deps: ${1:-all}: done"
