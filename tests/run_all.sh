@@ -3,7 +3,10 @@
 #   1. gcc, Release, -Wall -Wextra -Werror: build everything, run all tests;
 #   2. gcc, Debug, ASan + UBSan: build the tests, run them;
 #   3. clang, -Wthread-safety -Werror: build everything but the benchmarks (stage 1 builds those);
-#      the thread-safety analysis is the check.
+#      the thread-safety analysis is the check;
+#   4. the container image: deploy/Dockerfile built by podman and run (ctest label `container`,
+#      left out of stages 1 and 2; skipped where podman cannot run containers). Minutes: the first
+#      time it makes the base images and compiles routerd inside the image.
 # Build trees: build/ (the README's build), build-asan/, build-clang/. Needs deploy/install-deps.sh.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -16,18 +19,21 @@ step() { echo; echo "=== $* ==="; }
 step "gcc Release -Werror: build and test"
 cmake -S . -B build "${GEN[@]}" -DCMAKE_BUILD_TYPE=Release >/dev/null
 cmake --build build -j "$JOBS"
-ctest --test-dir build --output-on-failure -j "$JOBS"
+ctest --test-dir build --output-on-failure -j "$JOBS" -LE container
 
 step "gcc Debug ASan+UBSan: build and test"
 cmake -S . -B build-asan "${GEN[@]}" -DCMAKE_BUILD_TYPE=Debug -DROUTER_SANITIZE=ON \
   -DROUTER_BUILD_BENCH=OFF >/dev/null
 cmake --build build-asan -j "$JOBS"
 ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=print_stacktrace=1 \
-  ctest --test-dir build-asan --output-on-failure -j "$JOBS"
+  ctest --test-dir build-asan --output-on-failure -j "$JOBS" -LE container
 
 step "clang -Wthread-safety -Werror: build"
 cmake -S . -B build-clang "${GEN[@]}" -DCMAKE_BUILD_TYPE=Debug -DCMAKE_CXX_COMPILER=clang++ \
   -DROUTER_THREAD_SAFETY=ON -DROUTER_BUILD_BENCH=OFF >/dev/null
 cmake --build build-clang -j "$JOBS"
+
+step "container image: podman build and run"
+ctest --test-dir build --output-on-failure -L container
 
 step "all test stages passed"
