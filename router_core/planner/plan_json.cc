@@ -3,7 +3,6 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdint>
-#include <initializer_list>
 #include <optional>
 #include <nlohmann/json.hpp>
 #include <string>
@@ -11,237 +10,118 @@
 #include <vector>
 
 #include "absl/status/status.h"
-#include "absl/strings/match.h"
-#include "absl/strings/str_cat.h"
-#include "absl/strings/str_join.h"
+#include "router_core/json/json_reader.h"
 
 namespace router::core {
 namespace {
 
 using Json = nlohmann::json;
 
-// Largest integer a double holds exactly; integral floats beyond it are refused as integers.
-constexpr double kMaxExactInteger = 9007199254740992.0;  // 2^53
-
-absl::Status Invalid(absl::string_view field, absl::string_view what) {
-  return absl::InvalidArgumentError(absl::StrCat(field, ": ", what));
-}
-
-absl::Status WrongType(absl::string_view field, absl::string_view what, const Json& value) {
-  return Invalid(field, absl::StrCat("expected ", what, ", got ", value.type_name()));
-}
-
-std::string Child(absl::string_view path, absl::string_view key) {
-  return path.empty() ? std::string(key) : absl::StrCat(path, ".", key);
-}
-
-std::string Element(absl::string_view path, size_t index) {
-  return absl::StrCat(path, "[", index, "]");
-}
-
-absl::Status CheckKeys(const Json& object, absl::string_view path,
-                       std::initializer_list<absl::string_view> known) {
-  for (const auto& [key, value] : object.items()) {
-    if (std::find(known.begin(), known.end(), key) == known.end()) {
-      return Invalid(
-          Child(path, key),
-          absl::StrCat("unknown field (expected one of: ", absl::StrJoin(known, ", "), ")"));
-    }
-  }
-  return absl::OkStatus();
-}
-
-// The member `key` of `object`, or nullptr when absent or null.
-const Json* Find(const Json& object, absl::string_view key) {
-  const auto it = object.find(std::string(key));
-  return it == object.end() || it->is_null() ? nullptr : &*it;
-}
-
-absl::StatusOr<double> GetNumber(const Json& value, absl::string_view field) {
-  if (!value.is_number()) return WrongType(field, "a number", value);
-  return value.get<double>();
-}
-
-absl::StatusOr<std::string> GetString(const Json& value, absl::string_view field) {
-  if (!value.is_string()) return WrongType(field, "a string", value);
-  return value.get<std::string>();
-}
-
-// An integer (possibly negative: the range is ValidatePlanProblem's to judge), written as an
-// integer or an integral float up to 2^53 in magnitude.
-absl::StatusOr<int64_t> GetInteger(const Json& value, absl::string_view field) {
-  if (value.is_number_unsigned()) {
-    const uint64_t v = value.get<uint64_t>();
-    if (v > static_cast<uint64_t>(INT64_MAX)) return Invalid(field, "too large");
-    return static_cast<int64_t>(v);
-  }
-  if (value.is_number_integer()) return value.get<int64_t>();
-  if (value.is_number_float()) {
-    const double v = value.get<double>();
-    if (std::isfinite(v) && std::abs(v) <= kMaxExactInteger && v == std::floor(v)) {
-      return static_cast<int64_t>(v);
-    }
-    return Invalid(field, absl::StrCat("expected an integer, got ", v));
-  }
-  return WrongType(field, "an integer", value);
-}
-
-absl::StatusOr<std::vector<double>> GetNumberArray(const Json& value, absl::string_view field) {
-  if (!value.is_array()) return WrongType(field, "an array of numbers", value);
-  std::vector<double> out;
-  out.reserve(value.size());
-  for (size_t k = 0; k < value.size(); ++k) {
-    absl::StatusOr<double> v = GetNumber(value[k], Element(field, k));
-    if (!v.ok()) return v.status();
-    out.push_back(*v);
-  }
-  return out;
-}
-
-absl::StatusOr<std::vector<std::string>> GetStringArray(const Json& value,
-                                                        absl::string_view field) {
-  if (!value.is_array()) return WrongType(field, "an array of strings", value);
-  std::vector<std::string> out;
-  out.reserve(value.size());
-  for (size_t k = 0; k < value.size(); ++k) {
-    absl::StatusOr<std::string> v = GetString(value[k], Element(field, k));
-    if (!v.ok()) return v.status();
-    out.push_back(*std::move(v));
-  }
-  return out;
-}
-
-absl::StatusOr<PlanModel> ParseModel(const Json& value, absl::string_view path) {
-  if (!value.is_object()) return WrongType(path, "an object", value);
-  if (absl::Status s = CheckKeys(value, path,
-                                 {"name", "gpus_per_instance", "slots_per_instance",
-                                  "min_instances", "max_instances", "pin"});
+absl::StatusOr<PlanModel> ParseModel(const JsonReader& value) {
+  if (absl::Status s = value.CheckKeys({"name", "gpus_per_instance", "slots_per_instance",
+                                        "min_instances", "max_instances", "pin"});
       !s.ok()) {
     return s;
   }
   PlanModel model;
-  const Json* name = Find(value, "name");
-  if (name == nullptr) return Invalid(Child(path, "name"), "required field missing");
-  absl::StatusOr<std::string> n = GetString(*name, Child(path, "name"));
-  if (!n.ok()) return n.status();
-  model.name = *std::move(n);
+  absl::StatusOr<std::string> name = value.Get(&JsonReader::String, "name");
+  if (!name.ok()) return name.status();
+  model.name = *std::move(name);
+  // Integers may be negative here: the range is ValidatePlanProblem's to judge.
   for (auto [key, target] : {std::pair{"gpus_per_instance", &model.gpus_per_instance},
                              std::pair{"slots_per_instance", &model.slots_per_instance},
                              std::pair{"max_instances", &model.max_instances}}) {
-    if (const Json* member = Find(value, key); member != nullptr) {
-      absl::StatusOr<int64_t> v = GetInteger(*member, Child(path, key));
-      if (!v.ok()) return v.status();
-      *target = *v;
+    if (absl::Status s = value.ReadOptional(key, target, &JsonReader::Integer, IntegerSpec{});
+        !s.ok()) {
+      return s;
     }
   }
-  if (const Json* member = Find(value, "min_instances"); member != nullptr) {
-    absl::StatusOr<int64_t> v = GetInteger(*member, Child(path, "min_instances"));
+  if (absl::Status s = value.ReadOptional("min_instances", &model.min_instances,
+                                          &JsonReader::Integer, IntegerSpec{});
+      !s.ok()) {
+    return s;
+  }
+  if (std::optional<JsonReader> pin = value.OptionalMember("pin")) {
+    absl::StatusOr<std::string> v = pin->Enum({"on", "off"});
     if (!v.ok()) return v.status();
-    model.min_instances = *v;
-  }
-  if (const Json* member = Find(value, "pin"); member != nullptr) {
-    absl::StatusOr<std::string> pin = GetString(*member, Child(path, "pin"));
-    if (!pin.ok()) return pin.status();
-    if (*pin == "on") {
-      model.pin = ModelPin::kOn;
-    } else if (*pin == "off") {
-      model.pin = ModelPin::kOff;
-    } else {
-      return Invalid(Child(path, "pin"), absl::StrCat("expected \"on\" or \"off\", got \"", *pin,
-                                                      "\""));
-    }
+    model.pin = *v == "on" ? ModelPin::kOn : ModelPin::kOff;
   }
   return model;
 }
 
-absl::StatusOr<Query> ParseQuery(const Json& value, absl::string_view path) {
-  if (!value.is_object()) return WrongType(path, "an object", value);
-  if (absl::Status s = CheckKeys(value, path, {"id", "quality", "cost", "allowed"}); !s.ok()) {
-    return s;
-  }
+absl::StatusOr<Query> ParseQuery(const JsonReader& value) {
+  if (absl::Status s = value.CheckKeys({"id", "quality", "cost", "allowed"}); !s.ok()) return s;
   Query query;
-  const Json* id = Find(value, "id");
-  if (id == nullptr) return Invalid(Child(path, "id"), "required field missing");
-  absl::StatusOr<std::string> id_value = GetString(*id, Child(path, "id"));
-  if (!id_value.ok()) return id_value.status();
-  query.id = *std::move(id_value);
+  absl::StatusOr<std::string> id = value.Get(&JsonReader::String, "id");
+  if (!id.ok()) return id.status();
+  query.id = *std::move(id);
   for (auto [key, target] :
        {std::pair{"quality", &query.quality}, std::pair{"cost", &query.cost}}) {
-    const std::string field = Child(path, key);
-    const Json* member = Find(value, key);
-    if (member == nullptr) return Invalid(field, "required field missing");
-    absl::StatusOr<std::vector<double>> v = GetNumberArray(*member, field);
+    absl::StatusOr<std::vector<double>> v =
+        value.Get(&JsonReader::NumberArray, key, NumberArraySpec{});
     if (!v.ok()) return v.status();
     *target = *std::move(v);
   }
-  if (const Json* allowed = Find(value, "allowed"); allowed != nullptr) {
-    absl::StatusOr<std::vector<std::string>> v = GetStringArray(*allowed, Child(path, "allowed"));
-    if (!v.ok()) return v.status();
-    query.allowed = *std::move(v);
+  if (absl::Status s = value.ReadOptional("allowed", &query.allowed, &JsonReader::StringArray);
+      !s.ok()) {
+    return s;
   }
   return query;
 }
 
-absl::StatusOr<Scenario> FromJson(const Json& root) {
-  if (!root.is_object()) return WrongType("top level", "an object", root);
-  if (absl::Status s = CheckKeys(root, "",
-                                 {"gpu_budget", "avg_cost_cap", "time_limit_ms", "relative_gap",
-                                  "baselines", "models", "batches"});
+// Members that are null count as absent throughout a scenario.
+absl::StatusOr<Scenario> FromJson(const JsonReader& root) {
+  if (absl::Status s = root.CheckKeys({"gpu_budget", "avg_cost_cap", "time_limit_ms",
+                                       "relative_gap", "baselines", "models", "batches"});
       !s.ok()) {
     return s;
   }
   Scenario scenario;
   PlanProblem& problem = scenario.problem;
 
-  const Json* budget = Find(root, "gpu_budget");
-  if (budget == nullptr) return Invalid("gpu_budget", "required field missing");
-  absl::StatusOr<int64_t> g = GetInteger(*budget, "gpu_budget");
-  if (!g.ok()) return g.status();
-  problem.gpu_budget = *g;
-
-  if (const Json* cap = Find(root, "avg_cost_cap"); cap != nullptr) {
-    absl::StatusOr<double> v = GetNumber(*cap, "avg_cost_cap");
-    if (!v.ok()) return v.status();
-    problem.avg_cost_cap = *v;
+  absl::StatusOr<int64_t> budget = root.Get(&JsonReader::Integer, "gpu_budget", IntegerSpec{});
+  if (!budget.ok()) return budget.status();
+  problem.gpu_budget = *budget;
+  if (absl::Status s = root.ReadOptional("avg_cost_cap", &problem.avg_cost_cap, &JsonReader::Number);
+      !s.ok()) {
+    return s;
   }
-  if (const Json* limit = Find(root, "time_limit_ms"); limit != nullptr) {
-    absl::StatusOr<double> ms = GetNumber(*limit, "time_limit_ms");
+  if (std::optional<JsonReader> limit = root.OptionalMember("time_limit_ms")) {
+    absl::StatusOr<double> ms = limit->Number();
     if (!ms.ok()) return ms.status();
-    if (!std::isfinite(*ms) || *ms <= 0) return Invalid("time_limit_ms", "must be > 0");
+    if (!std::isfinite(*ms) || *ms <= 0) return limit->Error("must be > 0");
     problem.time_limit = absl::Milliseconds(*ms);
     // Below absl's resolution (a quarter nanosecond) the limit rounds to zero.
-    if (problem.time_limit <= absl::ZeroDuration()) return Invalid("time_limit_ms", "must be > 0");
+    if (problem.time_limit <= absl::ZeroDuration()) return limit->Error("must be > 0");
   }
-  if (const Json* gap = Find(root, "relative_gap"); gap != nullptr) {
-    absl::StatusOr<double> v = GetNumber(*gap, "relative_gap");
-    if (!v.ok()) return v.status();
-    problem.relative_gap = *v;
+  if (absl::Status s = root.ReadOptional("relative_gap", &problem.relative_gap, &JsonReader::Number);
+      !s.ok()) {
+    return s;
   }
-  if (const Json* baselines = Find(root, "baselines"); baselines != nullptr) {
-    if (!baselines->is_boolean()) return WrongType("baselines", "a boolean", *baselines);
-    scenario.baselines = baselines->get<bool>();
+  if (absl::Status s = root.ReadOptional("baselines", &scenario.baselines, &JsonReader::Bool);
+      !s.ok()) {
+    return s;
   }
 
-  const Json* models = Find(root, "models");
-  if (models == nullptr) return Invalid("models", "required field missing");
-  if (!models->is_array()) return WrongType("models", "an array", *models);
+  absl::StatusOr<JsonReader> models = root.Member("models");
+  if (!models.ok()) return models.status();
+  if (absl::Status s = models->CheckArray(); !s.ok()) return s;
   for (size_t j = 0; j < models->size(); ++j) {
-    absl::StatusOr<PlanModel> m = ParseModel((*models)[j], Element("models", j));
+    absl::StatusOr<PlanModel> m = ParseModel(models->Element(j));
     if (!m.ok()) return m.status();
     problem.models.push_back(*std::move(m));
   }
 
-  const Json* batches = Find(root, "batches");
-  if (batches == nullptr) return Invalid("batches", "required field missing");
-  if (!batches->is_array()) return WrongType("batches", "an array of batches", *batches);
+  absl::StatusOr<JsonReader> batches = root.Member("batches");
+  if (!batches.ok()) return batches.status();
+  if (absl::Status s = batches->CheckArray("an array of batches"); !s.ok()) return s;
   problem.batches.resize(batches->size());
   for (size_t b = 0; b < batches->size(); ++b) {
-    const Json& batch = (*batches)[b];
-    const std::string path = Element("batches", b);
-    if (!batch.is_array()) return WrongType(path, "an array of queries", batch);
+    const JsonReader batch = batches->Element(b);
+    if (absl::Status s = batch.CheckArray("an array of queries"); !s.ok()) return s;
     problem.batches[b].reserve(batch.size());
     for (size_t i = 0; i < batch.size(); ++i) {
-      absl::StatusOr<Query> q = ParseQuery(batch[i], Element(path, i));
+      absl::StatusOr<Query> q = ParseQuery(batch.Element(i));
       if (!q.ok()) return q.status();
       problem.batches[b].push_back(*std::move(q));
     }
@@ -281,19 +161,10 @@ OJson BaselineJson(const PlanProblem& problem, const std::vector<int64_t>& insta
 }  // namespace
 
 absl::StatusOr<Scenario> ParseScenarioJson(absl::string_view text) {
-  Json root;
-  try {
-    root = Json::parse(text.begin(), text.end());
-  } catch (const Json::parse_error& e) {
-    std::string what = e.what();
-    // Drop the "[json.exception.parse_error.101] " tag; keep the human part.
-    if (absl::StartsWith(what, "[json.exception.")) {
-      const size_t end = what.find("] ");
-      if (end != std::string::npos) what.erase(0, end + 2);
-    }
-    return absl::InvalidArgumentError(absl::StrCat("invalid JSON: ", what));
-  }
-  absl::StatusOr<Scenario> scenario = FromJson(root);
+  absl::StatusOr<Json> root = ParseJsonText(text);
+  if (!root.ok()) return root.status();
+  absl::StatusOr<Scenario> scenario =
+      FromJson(JsonReader(*root, "", JsonReader::Nulls::kNullIsAbsent));
   if (!scenario.ok()) return scenario.status();
   if (absl::Status s = ValidatePlanProblem(scenario->problem); !s.ok()) return s;
   return scenario;

@@ -21,16 +21,12 @@ namespace {
 
 using ::testing::Contains;
 using ::testing::HasSubstr;
+using testing::InvalidNaming;
 using testing::IsOk;
 using ::testing::Not;
 using testing::StatusIs;
 
 using Json = nlohmann::json;
-
-MATCHER_P(InvalidNaming, field, "") {
-  return ::testing::ExplainMatchResult(
-      StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr(field)), arg, result_listener);
-}
 
 // Built field by field: GCC 12 at -O3 warns (falsely) on braced aggregates holding vectors.
 FeatureMatrix Matrix(int dim, std::vector<float> values) {

@@ -18,6 +18,7 @@ namespace {
 
 using ::testing::ElementsAre;
 using ::testing::HasSubstr;
+using testing::InvalidNaming;
 using testing::IsOk;
 using ::testing::StartsWith;
 using testing::StatusIs;
@@ -36,11 +37,6 @@ constexpr char kExample[] = R"json({
     {"id": "q1", "quality": [0.9, 0.4], "cost": [0.02, 0.002]}
   ]
 })json";
-
-MATCHER_P(InvalidNaming, field, "") {
-  return ::testing::ExplainMatchResult(
-      StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr(field)), arg, result_listener);
-}
 
 TEST(ParseBatchProblemJsonTest, ParsesTheExample) {
   absl::StatusOr<BatchProblem> p = ParseBatchProblemJson(kExample);

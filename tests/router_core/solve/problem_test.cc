@@ -9,6 +9,7 @@ namespace router::core {
 namespace {
 
 using ::testing::HasSubstr;
+using testing::InvalidNaming;
 using testing::IsOk;
 using testing::StatusIs;
 
@@ -23,11 +24,6 @@ BatchProblem TwoModels() {
   q.cost = {0.01, 0.001};
   p.queries.push_back(q);
   return p;
-}
-
-MATCHER_P(InvalidNaming, field, "") {
-  return ::testing::ExplainMatchResult(
-      StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr(field)), arg, result_listener);
 }
 
 TEST(ValidateBatchProblemTest, AcceptsAWellFormedBatch) {

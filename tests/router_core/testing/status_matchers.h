@@ -1,7 +1,7 @@
 // File: status_matchers.h
 //
-// gMock matchers for absl::Status (Debian's Abseil 20220623 ships none): IsOk() and
-// StatusIs(code, message_matcher).
+// gMock matchers for absl::Status (Debian's Abseil 20220623 ships none): IsOk(),
+// StatusIs(code, message_matcher), IsOkAndHolds(value_matcher) and InvalidNaming(text).
 
 #ifndef ROUTER_TESTS_ROUTER_CORE_TESTING_STATUS_MATCHERS_H_
 #define ROUTER_TESTS_ROUTER_CORE_TESTING_STATUS_MATCHERS_H_
@@ -40,6 +40,13 @@ MATCHER_P(IsOkAndHolds, value_matcher, "") {
     return false;
   }
   return ::testing::ExplainMatchResult(value_matcher, *arg, result_listener);
+}
+
+// An INVALID_ARGUMENT status (or StatusOr) whose message contains `text` (a field path, say).
+MATCHER_P(InvalidNaming, text, "") {
+  return ::testing::ExplainMatchResult(
+      StatusIs(absl::StatusCode::kInvalidArgument, ::testing::HasSubstr(text)), arg,
+      result_listener);
 }
 
 }  // namespace router::core::testing
