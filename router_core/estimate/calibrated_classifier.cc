@@ -14,7 +14,9 @@
 #include "absl/status/status.h"
 #include "absl/strings/str_cat.h"
 #include "router_core/estimate/beta_distribution.h"
+#include "router_core/estimate/estimator_state.h"
 #include "router_core/estimate/estimator_support.h"
+#include "router_core/json/json_reader.h"
 
 namespace router::core {
 namespace {
@@ -24,8 +26,8 @@ using estimate_internal::Child;
 using estimate_internal::Element;
 using estimate_internal::Invalid;
 
-constexpr int kStateVersion = 1;
-constexpr absl::string_view kRoot = "classifier";
+constexpr estimate_internal::StateLayout kLayout = {
+    .kind = "classifier", .version = 1, .models_key = "outputs"};
 // Bucket prior centres are kept this far inside (0, 1) so that the Beta shapes stay > 0.
 constexpr double kProbabilityFloor = 1e-6;
 
@@ -178,38 +180,27 @@ double FitTemperature(const std::vector<std::pair<double, double>>& pairs) {
   return 1.0 / (0.5 * (lo + hi));
 }
 
-absl::StatusOr<ClassifierOptions> ParseOptions(const Json& value, absl::string_view path) {
-  if (absl::Status s = estimate_internal::CheckObject(value, path); !s.ok()) return s;
+absl::StatusOr<ClassifierOptions> ParseOptions(const JsonReader& value) {
   ClassifierOptions options;
   for (auto [key, target] :
        {std::pair{"hidden_units", &options.hidden_units}, std::pair{"epochs", &options.epochs},
         std::pair{"batch_size", &options.batch_size}, std::pair{"num_bins", &options.num_bins}}) {
-    absl::StatusOr<const Json*> member = estimate_internal::Member(value, path, key);
-    if (!member.ok()) return member.status();
-    absl::StatusOr<int64_t> v = estimate_internal::GetInteger(**member, Child(path, key));
-    if (!v.ok()) return v.status();
-    // Range checks are ValidateOptions's; only what an int cannot hold is refused here.
-    if (*v < INT32_MIN || *v > INT32_MAX) return Invalid(Child(path, key), "out of range");
-    *target = static_cast<int>(*v);
+    if (absl::Status s = estimate_internal::ReadIntOption(value, key, target); !s.ok()) return s;
   }
   for (auto [key, target] : {std::pair{"learning_rate", &options.learning_rate},
                              std::pair{"weight_decay", &options.weight_decay},
                              std::pair{"prior_strength", &options.prior_strength},
                              std::pair{"lower_quantile", &options.lower_quantile}}) {
-    absl::StatusOr<const Json*> member = estimate_internal::Member(value, path, key);
-    if (!member.ok()) return member.status();
-    absl::StatusOr<double> v = estimate_internal::GetFiniteNumber(**member, Child(path, key));
-    if (!v.ok()) return v.status();
-    *target = *v;
+    if (absl::Status s = estimate_internal::ReadNumberOption(value, key, target); !s.ok()) {
+      return s;
+    }
   }
-  absl::StatusOr<const Json*> seed = estimate_internal::Member(value, path, "seed");
-  if (!seed.ok()) return seed.status();
-  absl::StatusOr<uint64_t> seed_value = estimate_internal::GetUnsigned(**seed, Child(path, "seed"));
-  if (!seed_value.ok()) return seed_value.status();
-  options.seed = *seed_value;
-  // The validator names the option ("num_clusters: ..."); prefix the path to it.
-  if (absl::Status s = ValidateClassifierOptions(options); !s.ok()) {
-    return absl::InvalidArgumentError(absl::StrCat(path, ".", s.message()));
+  if (absl::Status s = estimate_internal::ReadSeedOption(value, "seed", &options.seed); !s.ok()) {
+    return s;
+  }
+  if (absl::Status s = estimate_internal::OptionsError(value, ValidateClassifierOptions(options));
+      !s.ok()) {
+    return s;
   }
   return options;
 }
@@ -329,26 +320,22 @@ nlohmann::json CalibratedClassifier::Save() const {
                        {"success", o.success},
                        {"mean_probability", o.mean_probability}});
   }
-  return {
-      {"kind", "classifier"},
-      {"version", kStateVersion},
-      {"feature_dim", dim_},
-      {"options",
-       {{"hidden_units", options_.hidden_units},
-        {"epochs", options_.epochs},
-        {"batch_size", options_.batch_size},
-        {"learning_rate", options_.learning_rate},
-        {"weight_decay", options_.weight_decay},
-        {"seed", options_.seed},
-        {"num_bins", options_.num_bins},
-        {"prior_strength", options_.prior_strength},
-        {"lower_quantile", options_.lower_quantile}}},
-      {"input_mean", input_mean_},
-      {"input_scale", input_scale_},
-      {"hidden_weights", hidden_weights_},
-      {"hidden_bias", hidden_bias_},
-      {"outputs", std::move(outputs)},
-  };
+  Json state = estimate_internal::StateEnvelope(kLayout, dim_,
+                                                {{"hidden_units", options_.hidden_units},
+                                                 {"epochs", options_.epochs},
+                                                 {"batch_size", options_.batch_size},
+                                                 {"learning_rate", options_.learning_rate},
+                                                 {"weight_decay", options_.weight_decay},
+                                                 {"seed", options_.seed},
+                                                 {"num_bins", options_.num_bins},
+                                                 {"prior_strength", options_.prior_strength},
+                                                 {"lower_quantile", options_.lower_quantile}},
+                                                std::move(outputs));
+  state["input_mean"] = input_mean_;
+  state["input_scale"] = input_scale_;
+  state["hidden_weights"] = hidden_weights_;
+  state["hidden_bias"] = hidden_bias_;
+  return state;
 }
 
 std::unique_ptr<QualityEstimator> CalibratedClassifier::Clone() const {
@@ -485,146 +472,94 @@ absl::StatusOr<std::unique_ptr<CalibratedClassifier>> FitCalibratedClassifier(
 
 absl::StatusOr<std::unique_ptr<CalibratedClassifier>> CalibratedClassifier::FromState(
     const Json& state) {
-  if (absl::Status s = estimate_internal::CheckObject(state, kRoot); !s.ok()) return s;
-  auto member = [&](absl::string_view key) { return estimate_internal::Member(state, kRoot, key); };
-  absl::StatusOr<const Json*> kind = member("kind");
-  if (!kind.ok()) return kind.status();
-  absl::StatusOr<std::string> kind_name =
-      estimate_internal::GetString(**kind, Child(kRoot, "kind"));
-  if (!kind_name.ok()) return kind_name.status();
-  if (*kind_name != "classifier") {
-    return Invalid(Child(kRoot, "kind"),
-                   absl::StrCat("expected \"classifier\", got \"", *kind_name, "\""));
-  }
-  absl::StatusOr<const Json*> version = member("version");
-  if (!version.ok()) return version.status();
-  absl::StatusOr<int64_t> version_value =
-      estimate_internal::GetInteger(**version, Child(kRoot, "version"));
-  if (!version_value.ok()) return version_value.status();
-  if (*version_value != kStateVersion) {
-    return Invalid(Child(kRoot, "version"),
-                   absl::StrCat("unsupported version ", *version_value, " (this build reads ",
-                                kStateVersion, ")"));
-  }
-  absl::StatusOr<const Json*> dim_json = member("feature_dim");
-  if (!dim_json.ok()) return dim_json.status();
-  absl::StatusOr<int64_t> dim =
-      estimate_internal::GetInteger(**dim_json, Child(kRoot, "feature_dim"));
-  if (!dim.ok()) return dim.status();
-  if (*dim < 1 || *dim > INT32_MAX) return Invalid(Child(kRoot, "feature_dim"), "out of range");
-  absl::StatusOr<const Json*> options_json = member("options");
-  if (!options_json.ok()) return options_json.status();
-  absl::StatusOr<ClassifierOptions> options = ParseOptions(**options_json, Child(kRoot, "options"));
+  absl::StatusOr<estimate_internal::StateReader> reader =
+      estimate_internal::StateReader::Open(state, kLayout);
+  if (!reader.ok()) return reader.status();
+  absl::StatusOr<ClassifierOptions> options = ParseOptions(reader->options());
   if (!options.ok()) return options.status();
-  const int64_t h = options->hidden_units;
+  const size_t dim = static_cast<size_t>(reader->dim());
+  const size_t h = static_cast<size_t>(options->hidden_units);
+  const JsonReader& root = reader->root();
 
   std::unique_ptr<CalibratedClassifier> classifier(
-      new CalibratedClassifier(static_cast<int>(*dim), *options));
+      new CalibratedClassifier(reader->dim(), *options));
   for (auto [key, target, size] :
-       {std::tuple{"input_mean", &classifier->input_mean_, *dim},
-        std::tuple{"input_scale", &classifier->input_scale_, *dim},
-        std::tuple{"hidden_weights", &classifier->hidden_weights_, h * *dim},
+       {std::tuple{"input_mean", &classifier->input_mean_, dim},
+        std::tuple{"input_scale", &classifier->input_scale_, dim},
+        std::tuple{"hidden_weights", &classifier->hidden_weights_, h * dim},
         std::tuple{"hidden_bias", &classifier->hidden_bias_, h}}) {
-    absl::StatusOr<const Json*> array = member(key);
-    if (!array.ok()) return array.status();
     absl::StatusOr<std::vector<double>> values =
-        estimate_internal::GetNumberArray(**array, Child(kRoot, key), size);
+        root.Get(&JsonReader::NumberArray, key, NumberArraySpec{.size = size, .finite = true});
     if (!values.ok()) return values.status();
     *target = *std::move(values);
   }
   for (size_t k = 0; k < classifier->input_scale_.size(); ++k) {
     if (!(classifier->input_scale_[k] > 0.0)) {
-      return Invalid(Element(Child(kRoot, "input_scale"), k), "must be > 0");
+      return Invalid(Element(root.ChildPath("input_scale"), k), "must be > 0");
     }
   }
 
-  const std::string outputs_field = Child(kRoot, "outputs");
-  absl::StatusOr<const Json*> outputs_json = member("outputs");
-  if (!outputs_json.ok()) return outputs_json.status();
-  if (!(*outputs_json)->is_array()) {
-    return Invalid(outputs_field,
-                   absl::StrCat("expected an array, got ", (*outputs_json)->type_name()));
-  }
-  for (size_t j = 0; j < (*outputs_json)->size(); ++j) {
-    const Json& value = (**outputs_json)[j];
-    const std::string path = Element(outputs_field, j);
-    if (absl::Status s = estimate_internal::CheckObject(value, path); !s.ok()) return s;
-    absl::StatusOr<const Json*> name_json = estimate_internal::Member(value, path, "name");
-    if (!name_json.ok()) return name_json.status();
-    absl::StatusOr<std::string> name =
-        estimate_internal::GetString(**name_json, Child(path, "name"));
-    if (!name.ok()) return name.status();
-    if (name->empty()) return Invalid(Child(path, "name"), "empty model name");
-    if (std::find(classifier->models_.begin(), classifier->models_.end(), *name) !=
-        classifier->models_.end()) {
-      return Invalid(Child(path, "name"), absl::StrCat("duplicate model '", *name, "'"));
-    }
+  absl::Status read = reader->ForEachModel([&](const JsonReader& value, std::string name) {
     Output output;
     for (auto [key, target] :
          {std::pair{"bias", &output.bias}, std::pair{"temperature", &output.temperature}}) {
-      absl::StatusOr<const Json*> number = estimate_internal::Member(value, path, key);
-      if (!number.ok()) return number.status();
-      absl::StatusOr<double> v = estimate_internal::GetFiniteNumber(**number, Child(path, key));
+      absl::StatusOr<double> v = value.Get(&JsonReader::FiniteNumber, key);
       if (!v.ok()) return v.status();
       *target = *v;
     }
-    if (!(output.temperature > 0.0)) return Invalid(Child(path, "temperature"), "must be > 0");
-    absl::StatusOr<const Json*> edges_json = estimate_internal::Member(value, path, "edges");
-    if (!edges_json.ok()) return edges_json.status();
+    if (!(output.temperature > 0.0)) return Invalid(value.ChildPath("temperature"), "must be > 0");
     absl::StatusOr<std::vector<double>> edges =
-        estimate_internal::GetNumberArray(**edges_json, Child(path, "edges"));
+        value.Get(&JsonReader::NumberArray, "edges", NumberArraySpec{.finite = true});
     if (!edges.ok()) return edges.status();
     output.edges = *std::move(edges);
     for (size_t b = 0; b < output.edges.size(); ++b) {
       if (!(output.edges[b] >= 0.0 && output.edges[b] <= 1.0 &&
             (b == 0 || output.edges[b] > output.edges[b - 1]))) {
-        return Invalid(Element(Child(path, "edges"), b),
+        return Invalid(Element(value.ChildPath("edges"), b),
                        "edges must lie in [0, 1] and increase strictly");
       }
     }
-    const int64_t buckets = static_cast<int64_t>(output.edges.size()) + 1;
+    const size_t buckets = output.edges.size() + 1;
     for (auto [key, target, size] :
          {std::tuple{"weights", &output.weights, h}, std::tuple{"count", &output.count, buckets},
           std::tuple{"success", &output.success, buckets},
           std::tuple{"mean_probability", &output.mean_probability, buckets}}) {
-      absl::StatusOr<const Json*> array = estimate_internal::Member(value, path, key);
-      if (!array.ok()) return array.status();
       absl::StatusOr<std::vector<double>> values =
-          estimate_internal::GetNumberArray(**array, Child(path, key), size);
+          value.Get(&JsonReader::NumberArray, key, NumberArraySpec{.size = size, .finite = true});
       if (!values.ok()) return values.status();
       *target = *std::move(values);
     }
-    for (int64_t b = 0; b < buckets; ++b) {
+    for (size_t b = 0; b < buckets; ++b) {
       if (!(output.count[b] >= 0.0 && output.success[b] >= 0.0 &&
             output.success[b] <= output.count[b])) {
-        return Invalid(Element(Child(path, "success"), b),
+        return Invalid(Element(value.ChildPath("success"), b),
                        absl::StrCat("need 0 <= success <= count, got success ", output.success[b],
                                     ", count ", output.count[b]));
       }
       if (!(output.mean_probability[b] >= 0.0 && output.mean_probability[b] <= 1.0)) {
-        return Invalid(Element(Child(path, "mean_probability"), b), "must be in [0, 1]");
+        return Invalid(Element(value.ChildPath("mean_probability"), b), "must be in [0, 1]");
       }
     }
-    if (absl::Status s = classifier->ComputeBuckets(output); !s.ok())
-      return Invalid(path, s.message());
-    classifier->models_.push_back(*std::move(name));
+    if (absl::Status s = classifier->ComputeBuckets(output); !s.ok()) {
+      return value.Error(s.message());
+    }
+    classifier->models_.push_back(std::move(name));
     classifier->outputs_.push_back(std::move(output));
-  }
+    return absl::OkStatus();
+  });
+  if (!read.ok()) return read;
   return classifier;
 }
 
 absl::StatusOr<std::unique_ptr<QualityEstimator>> LoadCalibratedClassifier(
     const nlohmann::json& state) {
-  // The typed readers check before every access; the catch is a backstop so that no nlohmann
-  // exception can escape into the service.
-  try {
-    absl::StatusOr<std::unique_ptr<CalibratedClassifier>> classifier =
-        CalibratedClassifier::FromState(state);
-    if (!classifier.ok()) return classifier.status();
-    return std::unique_ptr<QualityEstimator>(*std::move(classifier));
-  } catch (const nlohmann::json::exception& e) {
-    return absl::InvalidArgumentError(absl::StrCat("classifier: malformed state: ", e.what()));
-  }
+  return estimate_internal::CatchMalformed(
+      kLayout.kind, [&]() -> absl::StatusOr<std::unique_ptr<QualityEstimator>> {
+        absl::StatusOr<std::unique_ptr<CalibratedClassifier>> classifier =
+            CalibratedClassifier::FromState(state);
+        if (!classifier.ok()) return classifier.status();
+        return std::unique_ptr<QualityEstimator>(*std::move(classifier));
+      });
 }
 
 }  // namespace router::core

@@ -13,8 +13,6 @@
 
 namespace router::core::estimate_internal {
 
-using Json = nlohmann::json;
-
 absl::Status CheckFeatureMatrix(const FeatureMatrix& matrix, absl::string_view what,
                                 int expected_dim) {
   if (matrix.dim <= 0) {
@@ -134,86 +132,6 @@ std::string Child(absl::string_view path, absl::string_view key) {
 
 std::string Element(absl::string_view path, size_t index) {
   return absl::StrCat(path, "[", index, "]");
-}
-
-absl::StatusOr<const Json*> Member(const Json& object, absl::string_view path,
-                                   absl::string_view key) {
-  const auto it = object.find(std::string(key));
-  if (it == object.end()) return Invalid(Child(path, key), "required field missing");
-  return &*it;
-}
-
-absl::Status CheckObject(const Json& value, absl::string_view field) {
-  if (!value.is_object()) {
-    return Invalid(field, absl::StrCat("expected an object, got ", value.type_name()));
-  }
-  return absl::OkStatus();
-}
-
-absl::StatusOr<double> GetFiniteNumber(const Json& value, absl::string_view field) {
-  if (!value.is_number()) {
-    return Invalid(field, absl::StrCat("expected a number, got ", value.type_name()));
-  }
-  const double v = value.get<double>();
-  if (!std::isfinite(v)) return Invalid(field, "not finite");
-  return v;
-}
-
-absl::StatusOr<int64_t> GetInteger(const Json& value, absl::string_view field) {
-  if (value.is_number_unsigned()) {
-    const uint64_t v = value.get<uint64_t>();
-    if (v > static_cast<uint64_t>(INT64_MAX)) return Invalid(field, "too large");
-    return static_cast<int64_t>(v);
-  }
-  if (value.is_number_integer()) return value.get<int64_t>();
-  return Invalid(field, absl::StrCat("expected an integer, got ", value.type_name()));
-}
-
-absl::StatusOr<uint64_t> GetUnsigned(const Json& value, absl::string_view field) {
-  if (!value.is_number_unsigned()) {
-    return Invalid(field, absl::StrCat("expected a non-negative integer, got ", value.dump()));
-  }
-  return value.get<uint64_t>();
-}
-
-absl::StatusOr<std::string> GetString(const Json& value, absl::string_view field) {
-  if (!value.is_string()) {
-    return Invalid(field, absl::StrCat("expected a string, got ", value.type_name()));
-  }
-  return value.get<std::string>();
-}
-
-absl::StatusOr<std::vector<double>> GetNumberArray(const Json& value, absl::string_view field,
-                                                   int64_t size) {
-  if (!value.is_array()) {
-    return Invalid(field, absl::StrCat("expected an array of numbers, got ", value.type_name()));
-  }
-  if (size >= 0 && value.size() != static_cast<size_t>(size)) {
-    return Invalid(field, absl::StrCat("expected ", size, " numbers, got ", value.size()));
-  }
-  std::vector<double> out;
-  out.reserve(value.size());
-  for (size_t k = 0; k < value.size(); ++k) {
-    absl::StatusOr<double> v = GetFiniteNumber(value[k], Element(field, k));
-    if (!v.ok()) return v.status();
-    out.push_back(*v);
-  }
-  return out;
-}
-
-absl::StatusOr<std::vector<std::string>> GetStringArray(const Json& value,
-                                                        absl::string_view field) {
-  if (!value.is_array()) {
-    return Invalid(field, absl::StrCat("expected an array of strings, got ", value.type_name()));
-  }
-  std::vector<std::string> out;
-  out.reserve(value.size());
-  for (size_t k = 0; k < value.size(); ++k) {
-    absl::StatusOr<std::string> v = GetString(value[k], Element(field, k));
-    if (!v.ok()) return v.status();
-    out.push_back(*std::move(v));
-  }
-  return out;
 }
 
 }  // namespace router::core::estimate_internal

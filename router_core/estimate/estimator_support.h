@@ -1,8 +1,8 @@
 // File: estimator_support.h
 //
 // Helpers shared by the UniRoute and calibrated-classifier estimators: checks of feature matrices
-// and training sets, L2 normalisation, a seeded portable random source, and typed readers for
-// estimator state JSON that name the offending field.
+// and training sets, L2 normalisation, a seeded portable random source, and the field-path
+// helpers of their messages. (Their saved state is read through estimator_state.h.)
 //
 // Thread-safety: pure functions, except SeededRandom, which is a plain value (one per thread).
 //
@@ -21,7 +21,6 @@
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
 #include "absl/types/span.h"
-#include "nlohmann/json.hpp"
 #include "router_core/estimate/quality_estimator.h"
 
 namespace router::core::estimate_internal {
@@ -64,27 +63,13 @@ class SeededRandom {
   std::mt19937_64 engine_;
 };
 
-// --- state JSON readers: `field` is the full path used in messages ---
+// --- messages: `field` is the full path ---
 
+// INVALID_ARGUMENT "<field>: <what>".
 absl::Status Invalid(absl::string_view field, absl::string_view what);
+// "path.key" ("key" when path is empty) and "path[index]".
 std::string Child(absl::string_view path, absl::string_view key);
 std::string Element(absl::string_view path, size_t index);
-
-// The member `key` of `object` (already known to be an object); INVALID_ARGUMENT naming
-// `path.key` when absent.
-absl::StatusOr<const nlohmann::json*> Member(const nlohmann::json& object, absl::string_view path,
-                                             absl::string_view key);
-absl::Status CheckObject(const nlohmann::json& value, absl::string_view field);
-absl::StatusOr<double> GetFiniteNumber(const nlohmann::json& value, absl::string_view field);
-absl::StatusOr<int64_t> GetInteger(const nlohmann::json& value, absl::string_view field);
-// A JSON integer in [0, 2^64) (seeds).
-absl::StatusOr<uint64_t> GetUnsigned(const nlohmann::json& value, absl::string_view field);
-absl::StatusOr<std::string> GetString(const nlohmann::json& value, absl::string_view field);
-// An array of exactly `size` finite numbers (any size when size < 0).
-absl::StatusOr<std::vector<double>> GetNumberArray(const nlohmann::json& value,
-                                                   absl::string_view field, int64_t size = -1);
-absl::StatusOr<std::vector<std::string>> GetStringArray(const nlohmann::json& value,
-                                                        absl::string_view field);
 
 }  // namespace router::core::estimate_internal
 

@@ -13,13 +13,20 @@
 #include "absl/status/status.h"
 #include "absl/strings/str_cat.h"
 #include "router_core/estimate/binary_blob.h"
+#include "router_core/estimate/estimator_state.h"
+#include "router_core/estimate/estimator_support.h"
 #include "router_core/estimate/splitmix.h"
+#include "router_core/json/json_reader.h"
 
 namespace router::core {
 namespace {
 
 // Upper bound on k, part of the saved options' contract (artifacts with larger k are refused).
 constexpr int kMaxK = 65535;
+
+// The saved state: no version, the dimension under "dim" (up to 2^20), at least one model.
+constexpr estimate_internal::StateLayout kLayout = {
+    .kind = "knn", .dim_key = "dim", .max_dim = 1 << 20, .models_required = true};
 
 absl::Status ValidateOptions(const KnnOptions& o) {
   if (o.k < 1 || o.k > kMaxK) {
@@ -492,17 +499,17 @@ nlohmann::json KnnEstimator::Save() const {
                       {"points", Uint32sToBlob(model_points_[j].points)},
                       {"scores", FloatsToBlob(model_points_[j].scores)}});
   }
-  return {{"kind", "knn"},
-          {"dim", dim_},
-          {"options",
-           {{"k", options_.k},
-            {"prior_strength", options_.prior_strength},
-            {"similarity_weighted", options_.similarity_weighted},
-            {"bootstrap_samples", options_.bootstrap_samples},
-            {"lower_quantile", options_.lower_quantile},
-            {"seed", options_.seed}}},
-          {"points", FloatsToBlob(points_)},
-          {"models", std::move(models)}};
+  nlohmann::json state =
+      estimate_internal::StateEnvelope(kLayout, dim_,
+                                       {{"k", options_.k},
+                                        {"prior_strength", options_.prior_strength},
+                                        {"similarity_weighted", options_.similarity_weighted},
+                                        {"bootstrap_samples", options_.bootstrap_samples},
+                                        {"lower_quantile", options_.lower_quantile},
+                                        {"seed", options_.seed}},
+                                       std::move(models));
+  state["points"] = FloatsToBlob(points_);
+  return state;
 }
 
 std::unique_ptr<QualityEstimator> KnnEstimator::Clone() const {
@@ -510,101 +517,67 @@ std::unique_ptr<QualityEstimator> KnnEstimator::Clone() const {
 }
 
 absl::StatusOr<std::unique_ptr<QualityEstimator>> LoadKnnEstimator(const nlohmann::json& state) {
-  auto invalid = [](absl::string_view field, absl::string_view what) {
-    return absl::InvalidArgumentError(absl::StrCat("knn.", field, ": ", what));
-  };
-  if (!state.is_object()) return invalid("state", "expected an object");
-  const auto kind = state.find("kind");
-  if (kind == state.end() || *kind != "knn") return invalid("kind", "expected \"knn\"");
-  const auto dim = state.find("dim");
-  if (dim == state.end() || !dim->is_number_integer() || dim->get<int64_t>() < 1 ||
-      dim->get<int64_t>() > (1 << 20)) {
-    return invalid("dim", "missing or not an integer in 1..2^20");
-  }
-  const auto opts = state.find("options");
-  if (opts == state.end() || !opts->is_object()) return invalid("options", "missing");
+  absl::StatusOr<estimate_internal::StateReader> reader =
+      estimate_internal::StateReader::Open(state, kLayout);
+  if (!reader.ok()) return reader.status();
+  const JsonReader& opts = reader->options();
   KnnOptions o;
-  auto get_int = [&](const char* key, auto* target) -> absl::Status {
-    const auto it = opts->find(key);
-    if (it == opts->end() || !it->is_number_integer()) {
-      return invalid(absl::StrCat("options.", key), "missing or not an integer");
-    }
-    *target = it->get<std::remove_pointer_t<decltype(target)>>();
-    return absl::OkStatus();
-  };
-  auto get_double = [&](const char* key, double* target) -> absl::Status {
-    const auto it = opts->find(key);
-    if (it == opts->end() || !it->is_number()) {
-      return invalid(absl::StrCat("options.", key), "missing or not a number");
-    }
-    *target = it->get<double>();
-    return absl::OkStatus();
-  };
-  for (absl::Status s : {get_int("k", &o.k), get_int("bootstrap_samples", &o.bootstrap_samples),
-                         get_int("seed", &o.seed), get_double("prior_strength", &o.prior_strength),
-                         get_double("lower_quantile", &o.lower_quantile)}) {
-    if (!s.ok()) return s;
+  for (auto [key, target] :
+       {std::pair{"k", &o.k}, std::pair{"bootstrap_samples", &o.bootstrap_samples}}) {
+    if (absl::Status s = estimate_internal::ReadIntOption(opts, key, target); !s.ok()) return s;
   }
-  const auto weighted = opts->find("similarity_weighted");
-  if (weighted == opts->end() || !weighted->is_boolean()) {
-    return invalid("options.similarity_weighted", "missing or not a boolean");
+  for (auto [key, target] : {std::pair{"prior_strength", &o.prior_strength},
+                             std::pair{"lower_quantile", &o.lower_quantile}}) {
+    if (absl::Status s = estimate_internal::ReadNumberOption(opts, key, target); !s.ok()) return s;
   }
-  o.similarity_weighted = weighted->get<bool>();
-  if (absl::Status s = ValidateOptions(o); !s.ok()) return invalid("options", s.message());
+  if (absl::Status s = estimate_internal::ReadSeedOption(opts, "seed", &o.seed); !s.ok()) return s;
+  absl::StatusOr<bool> weighted = opts.Get(&JsonReader::Bool, "similarity_weighted");
+  if (!weighted.ok()) return weighted.status();
+  o.similarity_weighted = *weighted;
+  if (absl::Status s = estimate_internal::OptionsError(opts, ValidateOptions(o)); !s.ok()) return s;
 
-  auto estimator = std::unique_ptr<KnnEstimator>(new KnnEstimator(dim->get<int>(), o));
-  const auto points = state.find("points");
-  if (points == state.end()) return invalid("points", "missing");
-  absl::StatusOr<std::vector<float>> values = BlobToFloats(*points, "knn.points");
+  auto estimator = std::unique_ptr<KnnEstimator>(new KnnEstimator(reader->dim(), o));
+  const JsonReader& root = reader->root();
+  absl::StatusOr<JsonReader> points = root.Member("points");
+  if (!points.ok()) return points.status();
+  absl::StatusOr<std::vector<float>> values = BlobToFloats(points->json(), points->path());
   if (!values.ok()) return values.status();
   if (values->size() % static_cast<size_t>(estimator->dim_) != 0) {
-    return invalid("points", "size is not a multiple of dim");
+    return points->Error("size is not a multiple of dim");
   }
   estimator->points_ = *std::move(values);
   const uint64_t num = static_cast<uint64_t>(estimator->num_points());
 
-  const auto models = state.find("models");
-  if (models == state.end() || !models->is_array() || models->empty()) {
-    return invalid("models", "missing or empty");
-  }
-  for (size_t j = 0; j < models->size(); ++j) {
-    const nlohmann::json& m = (*models)[j];
-    const std::string field = absl::StrCat("models[", j, "]");
-    if (!m.is_object()) return invalid(field, "expected an object");
-    const auto name = m.find("name");
-    if (name == m.end() || !name->is_string() || name->get<std::string>().empty()) {
-      return invalid(field + ".name", "missing or empty");
+  absl::Status read = reader->ForEachModel([&](const JsonReader& m, std::string name) {
+    absl::StatusOr<double> mean = m.Get(&JsonReader::Number, "mean");
+    if (!mean.ok()) return mean.status();
+    if (!(*mean >= 0 && *mean <= 1)) {
+      return estimate_internal::Invalid(m.ChildPath("mean"),
+                                        absl::StrCat("must be in [0, 1], got ", *mean));
     }
-    if (std::find(estimator->names_.begin(), estimator->names_.end(), name->get<std::string>()) !=
-        estimator->names_.end()) {
-      return invalid(field + ".name", "duplicate");
-    }
-    const auto mean = m.find("mean");
-    if (mean == m.end() || !mean->is_number() || !(mean->get<double>() >= 0) ||
-        !(mean->get<double>() <= 1)) {
-      return invalid(field + ".mean", "missing or outside [0, 1]");
-    }
-    const auto p = m.find("points");
-    const auto s = m.find("scores");
-    if (p == m.end() || s == m.end()) return invalid(field, "missing points or scores");
-    absl::StatusOr<std::vector<uint32_t>> idx = BlobToUint32s(*p, "knn." + field + ".points");
+    absl::StatusOr<JsonReader> p = m.Member("points");
+    if (!p.ok()) return p.status();
+    absl::StatusOr<JsonReader> s = m.Member("scores");
+    if (!s.ok()) return s.status();
+    absl::StatusOr<std::vector<uint32_t>> idx = BlobToUint32s(p->json(), p->path());
     if (!idx.ok()) return idx.status();
-    absl::StatusOr<std::vector<float>> scores =
-        BlobToFloats(*s, "knn." + field + ".scores", idx->size());
+    absl::StatusOr<std::vector<float>> scores = BlobToFloats(s->json(), s->path(), idx->size());
     if (!scores.ok()) return scores.status();
-    if (idx->empty()) return invalid(field + ".points", "empty");
+    if (idx->empty()) return p->Error("empty");
     for (size_t i = 0; i < idx->size(); ++i) {
       if ((*idx)[i] >= num || (i > 0 && (*idx)[i] <= (*idx)[i - 1])) {
-        return invalid(field + ".points", "indices out of range or not ascending");
+        return p->Error("indices out of range or not ascending");
       }
       if (!((*scores)[i] >= 0 && (*scores)[i] <= 1)) {
-        return invalid(field + ".scores", "a score is outside [0, 1]");
+        return s->Error("a score is outside [0, 1]");
       }
     }
-    estimator->names_.push_back(name->get<std::string>());
+    estimator->names_.push_back(std::move(name));
     estimator->model_points_.push_back(
-        KnnEstimator::ModelPoints{*std::move(idx), *std::move(scores), mean->get<double>()});
-  }
+        KnnEstimator::ModelPoints{*std::move(idx), *std::move(scores), *mean});
+    return absl::OkStatus();
+  });
+  if (!read.ok()) return read;
   estimator->Reindex();
   return std::unique_ptr<QualityEstimator>(std::move(estimator));
 }

@@ -13,7 +13,9 @@
 #include "absl/status/status.h"
 #include "absl/strings/str_cat.h"
 #include "router_core/estimate/beta_distribution.h"
+#include "router_core/estimate/estimator_state.h"
 #include "router_core/estimate/estimator_support.h"
+#include "router_core/json/json_reader.h"
 
 namespace router::core {
 namespace {
@@ -23,8 +25,7 @@ using estimate_internal::Child;
 using estimate_internal::Element;
 using estimate_internal::Invalid;
 
-constexpr int kStateVersion = 1;
-constexpr absl::string_view kRoot = "uniroute";
+constexpr estimate_internal::StateLayout kLayout = {.kind = "uniroute", .version = 1};
 
 // Dot products and distances keep kLanes independent partial sums: a single running sum may not be
 // reassociated without -ffast-math, so it runs at one add latency per dimension, while the lanes
@@ -215,50 +216,35 @@ absl::StatusOr<std::vector<std::vector<double>>> KMeans(const std::vector<double
   return centroids;
 }
 
-absl::StatusOr<UniRouteOptions> ParseOptions(const Json& value, absl::string_view path) {
-  if (absl::Status s = estimate_internal::CheckObject(value, path); !s.ok()) return s;
+absl::StatusOr<UniRouteOptions> ParseOptions(const JsonReader& value) {
   UniRouteOptions options;
   for (auto [key, target] : {std::pair{"num_clusters", &options.num_clusters},
                              std::pair{"max_iterations", &options.max_iterations}}) {
-    absl::StatusOr<const Json*> member = estimate_internal::Member(value, path, key);
-    if (!member.ok()) return member.status();
-    absl::StatusOr<int64_t> v = estimate_internal::GetInteger(**member, Child(path, key));
-    if (!v.ok()) return v.status();
-    // Range checks are ValidateOptions's; only what an int cannot hold is refused here.
-    if (*v < INT32_MIN || *v > INT32_MAX) return Invalid(Child(path, key), "out of range");
-    *target = static_cast<int>(*v);
+    if (absl::Status s = estimate_internal::ReadIntOption(value, key, target); !s.ok()) return s;
   }
   for (auto [key, target] : {std::pair{"temperature", &options.temperature},
                              std::pair{"prior_strength", &options.prior_strength},
                              std::pair{"lower_quantile", &options.lower_quantile}}) {
-    absl::StatusOr<const Json*> member = estimate_internal::Member(value, path, key);
-    if (!member.ok()) return member.status();
-    absl::StatusOr<double> v = estimate_internal::GetFiniteNumber(**member, Child(path, key));
-    if (!v.ok()) return v.status();
-    *target = *v;
+    if (absl::Status s = estimate_internal::ReadNumberOption(value, key, target); !s.ok()) {
+      return s;
+    }
   }
-  absl::StatusOr<const Json*> metric = estimate_internal::Member(value, path, "metric");
+  absl::StatusOr<std::string> metric = value.Get(&JsonReader::String, "metric");
   if (!metric.ok()) return metric.status();
-  absl::StatusOr<std::string> metric_name =
-      estimate_internal::GetString(**metric, Child(path, "metric"));
-  if (!metric_name.ok()) return metric_name.status();
-  if (*metric_name == "cosine") {
+  if (*metric == "cosine") {
     options.metric = ClusterMetric::kCosine;
-  } else if (*metric_name == "euclidean") {
+  } else if (*metric == "euclidean") {
     options.metric = ClusterMetric::kEuclidean;
   } else {
-    return Invalid(
-        Child(path, "metric"),
-        absl::StrCat("expected \"cosine\" or \"euclidean\", got \"", *metric_name, "\""));
+    return Invalid(value.ChildPath("metric"),
+                   absl::StrCat("expected \"cosine\" or \"euclidean\", got \"", *metric, "\""));
   }
-  absl::StatusOr<const Json*> seed = estimate_internal::Member(value, path, "seed");
-  if (!seed.ok()) return seed.status();
-  absl::StatusOr<uint64_t> seed_value = estimate_internal::GetUnsigned(**seed, Child(path, "seed"));
-  if (!seed_value.ok()) return seed_value.status();
-  options.seed = *seed_value;
-  // The validator names the option ("num_clusters: ..."); prefix the path to it.
-  if (absl::Status s = ValidateUniRouteOptions(options); !s.ok()) {
-    return absl::InvalidArgumentError(absl::StrCat(path, ".", s.message()));
+  if (absl::Status s = estimate_internal::ReadSeedOption(value, "seed", &options.seed); !s.ok()) {
+    return s;
+  }
+  if (absl::Status s = estimate_internal::OptionsError(value, ValidateUniRouteOptions(options));
+      !s.ok()) {
+    return s;
   }
   return options;
 }
@@ -415,21 +401,17 @@ nlohmann::json UniRouteEstimator::Save() const {
     models.push_back(
         {{"name", models_[j]}, {"count", stats_[j].count}, {"success", stats_[j].success}});
   }
-  return {
-      {"kind", "uniroute"},
-      {"version", kStateVersion},
-      {"feature_dim", dim_},
-      {"options",
-       {{"num_clusters", options_.num_clusters},
-        {"metric", MetricName(options_.metric)},
-        {"seed", options_.seed},
-        {"max_iterations", options_.max_iterations},
-        {"temperature", options_.temperature},
-        {"prior_strength", options_.prior_strength},
-        {"lower_quantile", options_.lower_quantile}}},
-      {"centroids", centroids_},
-      {"models", std::move(models)},
-  };
+  Json state = estimate_internal::StateEnvelope(kLayout, dim_,
+                                                {{"num_clusters", options_.num_clusters},
+                                                 {"metric", MetricName(options_.metric)},
+                                                 {"seed", options_.seed},
+                                                 {"max_iterations", options_.max_iterations},
+                                                 {"temperature", options_.temperature},
+                                                 {"prior_strength", options_.prior_strength},
+                                                 {"lower_quantile", options_.lower_quantile}},
+                                                std::move(models));
+  state["centroids"] = centroids_;
+  return state;
 }
 
 std::unique_ptr<QualityEstimator> UniRouteEstimator::Clone() const {
@@ -490,117 +472,67 @@ absl::StatusOr<std::unique_ptr<UniRouteEstimator>> FitUniRoute(const FeatureMatr
 }
 
 absl::StatusOr<std::unique_ptr<UniRouteEstimator>> UniRouteEstimator::FromState(const Json& state) {
-  if (absl::Status s = estimate_internal::CheckObject(state, kRoot); !s.ok()) return s;
-  auto member = [&](absl::string_view key) { return estimate_internal::Member(state, kRoot, key); };
-  absl::StatusOr<const Json*> kind = member("kind");
-  if (!kind.ok()) return kind.status();
-  absl::StatusOr<std::string> kind_name =
-      estimate_internal::GetString(**kind, Child(kRoot, "kind"));
-  if (!kind_name.ok()) return kind_name.status();
-  if (*kind_name != "uniroute") {
-    return Invalid(Child(kRoot, "kind"),
-                   absl::StrCat("expected \"uniroute\", got \"", *kind_name, "\""));
-  }
-  absl::StatusOr<const Json*> version = member("version");
-  if (!version.ok()) return version.status();
-  absl::StatusOr<int64_t> version_value =
-      estimate_internal::GetInteger(**version, Child(kRoot, "version"));
-  if (!version_value.ok()) return version_value.status();
-  if (*version_value != kStateVersion) {
-    return Invalid(Child(kRoot, "version"),
-                   absl::StrCat("unsupported version ", *version_value, " (this build reads ",
-                                kStateVersion, ")"));
-  }
-  absl::StatusOr<const Json*> dim_json = member("feature_dim");
-  if (!dim_json.ok()) return dim_json.status();
-  absl::StatusOr<int64_t> dim =
-      estimate_internal::GetInteger(**dim_json, Child(kRoot, "feature_dim"));
-  if (!dim.ok()) return dim.status();
-  if (*dim < 1 || *dim > INT32_MAX) return Invalid(Child(kRoot, "feature_dim"), "out of range");
-
-  absl::StatusOr<const Json*> options_json = member("options");
-  if (!options_json.ok()) return options_json.status();
-  absl::StatusOr<UniRouteOptions> options = ParseOptions(**options_json, Child(kRoot, "options"));
+  absl::StatusOr<estimate_internal::StateReader> reader =
+      estimate_internal::StateReader::Open(state, kLayout);
+  if (!reader.ok()) return reader.status();
+  absl::StatusOr<UniRouteOptions> options = ParseOptions(reader->options());
   if (!options.ok()) return options.status();
+  const int dim = reader->dim();
 
-  const std::string centroids_field = Child(kRoot, "centroids");
-  absl::StatusOr<const Json*> centroids_json = member("centroids");
+  absl::StatusOr<JsonReader> centroids_json = reader->root().Member("centroids");
   if (!centroids_json.ok()) return centroids_json.status();
-  if (!(*centroids_json)->is_array() ||
-      (*centroids_json)->size() != static_cast<size_t>(options->num_clusters)) {
-    return Invalid(centroids_field, absl::StrCat("expected an array of options.num_clusters (",
-                                                 options->num_clusters, ") centroids"));
+  if (!centroids_json->json().is_array() ||
+      centroids_json->size() != static_cast<size_t>(options->num_clusters)) {
+    return centroids_json->Error(absl::StrCat("expected an array of options.num_clusters (",
+                                              options->num_clusters, ") centroids"));
   }
   std::vector<std::vector<double>> centroids;
-  for (size_t c = 0; c < (*centroids_json)->size(); ++c) {
+  for (size_t c = 0; c < centroids_json->size(); ++c) {
     absl::StatusOr<std::vector<double>> centroid =
-        estimate_internal::GetNumberArray((**centroids_json)[c], Element(centroids_field, c), *dim);
+        centroids_json->Element(c).NumberArray({.size = static_cast<size_t>(dim), .finite = true});
     if (!centroid.ok()) return centroid.status();
     centroids.push_back(*std::move(centroid));
   }
   std::unique_ptr<UniRouteEstimator> estimator(
-      new UniRouteEstimator(static_cast<int>(*dim), *options, std::move(centroids)));
+      new UniRouteEstimator(dim, *options, std::move(centroids)));
 
-  const std::string models_field = Child(kRoot, "models");
-  absl::StatusOr<const Json*> models_json = member("models");
-  if (!models_json.ok()) return models_json.status();
-  if (!(*models_json)->is_array()) {
-    return Invalid(models_field,
-                   absl::StrCat("expected an array, got ", (*models_json)->type_name()));
-  }
-  for (size_t j = 0; j < (*models_json)->size(); ++j) {
-    const Json& model = (**models_json)[j];
-    const std::string path = Element(models_field, j);
-    if (absl::Status s = estimate_internal::CheckObject(model, path); !s.ok()) return s;
-    absl::StatusOr<const Json*> name_json = estimate_internal::Member(model, path, "name");
-    if (!name_json.ok()) return name_json.status();
-    absl::StatusOr<std::string> name =
-        estimate_internal::GetString(**name_json, Child(path, "name"));
-    if (!name.ok()) return name.status();
-    if (name->empty()) return Invalid(Child(path, "name"), "empty model name");
-    if (std::find(estimator->models().begin(), estimator->models().end(), *name) !=
-        estimator->models().end()) {
-      return Invalid(Child(path, "name"), absl::StrCat("duplicate model '", *name, "'"));
-    }
-    std::vector<double> count_success[2];
-    const char* keys[2] = {"count", "success"};
-    for (int t = 0; t < 2; ++t) {
-      absl::StatusOr<const Json*> array = estimate_internal::Member(model, path, keys[t]);
-      if (!array.ok()) return array.status();
-      absl::StatusOr<std::vector<double>> values =
-          estimate_internal::GetNumberArray(**array, Child(path, keys[t]), options->num_clusters);
-      if (!values.ok()) return values.status();
-      count_success[t] = *std::move(values);
-    }
+  const NumberArraySpec per_cluster = {.size = static_cast<size_t>(options->num_clusters),
+                                       .finite = true};
+  absl::Status read = reader->ForEachModel([&](const JsonReader& model, std::string name) {
+    absl::StatusOr<std::vector<double>> count =
+        model.Get(&JsonReader::NumberArray, "count", per_cluster);
+    if (!count.ok()) return count.status();
+    absl::StatusOr<std::vector<double>> success =
+        model.Get(&JsonReader::NumberArray, "success", per_cluster);
+    if (!success.ok()) return success.status();
     for (int c = 0; c < options->num_clusters; ++c) {
-      const double n = count_success[0][c];
-      const double s = count_success[1][c];
+      const double n = (*count)[c];
+      const double s = (*success)[c];
       if (!(n >= 0.0 && s >= 0.0 && s <= n)) {
-        return Invalid(Element(Child(path, "success"), c),
+        return Invalid(Element(model.ChildPath("success"), c),
                        absl::StrCat("need 0 <= success <= count, got success ", s, ", count ", n));
       }
     }
-    if (absl::Status s = estimator->AppendModel(
-            *std::move(name), {std::move(count_success[0]), std::move(count_success[1]), {}, {}});
+    if (absl::Status s = estimator->AppendModel(std::move(name),
+                                                {*std::move(count), *std::move(success), {}, {}});
         !s.ok()) {
-      return Invalid(path, s.message());
+      return model.Error(s.message());
     }
-  }
+    return absl::OkStatus();
+  });
+  if (!read.ok()) return read;
   return estimator;
 }
 
 absl::StatusOr<std::unique_ptr<QualityEstimator>> LoadUniRouteEstimator(
     const nlohmann::json& state) {
-  // The typed readers check before every access; the catch is a backstop so that no nlohmann
-  // exception can escape into the service.
-  try {
-    absl::StatusOr<std::unique_ptr<UniRouteEstimator>> estimator =
-        UniRouteEstimator::FromState(state);
-    if (!estimator.ok()) return estimator.status();
-    return std::unique_ptr<QualityEstimator>(*std::move(estimator));
-  } catch (const nlohmann::json::exception& e) {
-    return absl::InvalidArgumentError(absl::StrCat("uniroute: malformed state: ", e.what()));
-  }
+  return estimate_internal::CatchMalformed(
+      kLayout.kind, [&]() -> absl::StatusOr<std::unique_ptr<QualityEstimator>> {
+        absl::StatusOr<std::unique_ptr<UniRouteEstimator>> estimator =
+            UniRouteEstimator::FromState(state);
+        if (!estimator.ok()) return estimator.status();
+        return std::unique_ptr<QualityEstimator>(*std::move(estimator));
+      });
 }
 
 }  // namespace router::core

@@ -61,8 +61,9 @@ absl::StatusOr<Json> ParseJsonText(absl::string_view text) {
   if (!root.is_discarded()) return root;
   ParseErrorRecorder recorder;
   Json::sax_parse(text.begin(), text.end(), &recorder);
-  return absl::InvalidArgumentError(absl::StrCat(
-      "invalid JSON: ", recorder.message().empty() ? std::string("parse error") : recorder.message()));
+  const std::string& message = recorder.message();
+  return absl::InvalidArgumentError(
+      absl::StrCat("invalid JSON: ", message.empty() ? "parse error" : message));
 }
 
 absl::Status JsonReader::Error(absl::string_view what) const {
@@ -87,9 +88,8 @@ absl::Status JsonReader::CheckKeys(std::initializer_list<absl::string_view> allo
   if (absl::Status s = CheckObject(); !s.ok()) return s;
   for (const auto& [key, value] : value_->items()) {
     if (std::find(allowed.begin(), allowed.end(), key) == allowed.end()) {
-      return absl::InvalidArgumentError(absl::StrCat(ChildPath(key),
-                                                     ": unknown field (expected one of: ",
-                                                     absl::StrJoin(allowed, ", "), ")"));
+      return absl::InvalidArgumentError(absl::StrCat(
+          ChildPath(key), ": unknown field (expected one of: ", absl::StrJoin(allowed, ", "), ")"));
     }
   }
   return absl::OkStatus();

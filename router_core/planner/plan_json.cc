@@ -3,8 +3,8 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdint>
-#include <optional>
 #include <nlohmann/json.hpp>
+#include <optional>
 #include <string>
 #include <utility>
 #include <vector>
@@ -82,7 +82,8 @@ absl::StatusOr<Scenario> FromJson(const JsonReader& root) {
   absl::StatusOr<int64_t> budget = root.Get(&JsonReader::Integer, "gpu_budget", IntegerSpec{});
   if (!budget.ok()) return budget.status();
   problem.gpu_budget = *budget;
-  if (absl::Status s = root.ReadOptional("avg_cost_cap", &problem.avg_cost_cap, &JsonReader::Number);
+  if (absl::Status s =
+          root.ReadOptional("avg_cost_cap", &problem.avg_cost_cap, &JsonReader::Number);
       !s.ok()) {
     return s;
   }
@@ -94,7 +95,8 @@ absl::StatusOr<Scenario> FromJson(const JsonReader& root) {
     // Below absl's resolution (a quarter nanosecond) the limit rounds to zero.
     if (problem.time_limit <= absl::ZeroDuration()) return limit->Error("must be > 0");
   }
-  if (absl::Status s = root.ReadOptional("relative_gap", &problem.relative_gap, &JsonReader::Number);
+  if (absl::Status s =
+          root.ReadOptional("relative_gap", &problem.relative_gap, &JsonReader::Number);
       !s.ok()) {
     return s;
   }

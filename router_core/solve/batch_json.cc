@@ -44,7 +44,8 @@ absl::StatusOr<Query> ParseQuery(const JsonReader& value) {
   // Required per-model vectors.
   for (auto [key, target] :
        {std::pair{"quality", &query.quality}, std::pair{"cost", &query.cost}}) {
-    absl::StatusOr<std::vector<double>> v = value.Get(&JsonReader::NumberArray, key, NumberArraySpec{});
+    absl::StatusOr<std::vector<double>> v =
+        value.Get(&JsonReader::NumberArray, key, NumberArraySpec{});
     if (!v.ok()) return v.status();
     *target = *std::move(v);
   }
@@ -114,7 +115,8 @@ absl::StatusOr<BatchProblem> FromJson(const JsonReader& root) {
     if (problem.solve.time_limit <= absl::ZeroDuration()) return limit->Error("must be > 0");
   }
 
-  if (absl::Status s = root.ReadOptional("relative_gap", &problem.solve.relative_gap, &JsonReader::Number);
+  if (absl::Status s =
+          root.ReadOptional("relative_gap", &problem.solve.relative_gap, &JsonReader::Number);
       !s.ok()) {
     return s;
   }

@@ -1,6 +1,8 @@
 #include "router_core/estimate/artifact.h"
 
 #include <filesystem>
+#include <fstream>
+#include <iterator>
 #include <memory>
 #include <string>
 #include <vector>
@@ -112,6 +114,23 @@ TEST(ArtifactTest, LoadsAUniRouteEstimatorByKind) {
   absl::StatusOr<Artifact> a = ParseArtifact(*bytes);
   ASSERT_THAT(a, IsOk());
   EXPECT_EQ(a->estimator->kind(), "uniroute");
+}
+
+// The shipped artifact loads and writes back to its own bytes: the state formats are unchanged.
+TEST(ArtifactTest, TheDeployedArtifactLoadsAndReserializesToTheSameBytes) {
+  const std::string path =
+      std::string(ROUTER_SOURCE_DIR) + "/deploy/models/routerbench_uniroute.cbor";
+  std::ifstream in(path, std::ios::binary);
+  ASSERT_TRUE(in.good()) << path;
+  const std::string bytes((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  absl::StatusOr<Artifact> artifact = ParseArtifact(bytes);
+  ASSERT_THAT(artifact, IsOk());
+  EXPECT_EQ(artifact->estimator->kind(), "uniroute");
+  absl::StatusOr<std::string> again = SerializeArtifact(artifact->featurizer, *artifact->estimator,
+                                                        artifact->cost_model, artifact->provenance);
+  ASSERT_THAT(again, IsOk());
+  EXPECT_TRUE(*again == bytes) << "re-serialized " << again->size() << " bytes, file has "
+                               << bytes.size();
 }
 
 TEST(ArtifactTest, MissingFileIsNotFound) {

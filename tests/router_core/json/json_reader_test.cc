@@ -36,7 +36,8 @@ TEST(ParseJsonTextTest, ParsesAndReportsTheParserMessageWithItsByte) {
   EXPECT_THAT(std::string(bad.status().message()), HasSubstr("(byte 7)"));
   EXPECT_THAT(std::string(bad.status().message()), ::testing::Not(HasSubstr("[json.exception")));
   // Overflow is the parser's out_of_range, not a parse_error; it is still a status.
-  EXPECT_THAT(ParseJsonText("1e999"), InvalidNaming("invalid JSON: number overflow parsing '1e999'"));
+  EXPECT_THAT(ParseJsonText("1e999"),
+              InvalidNaming("invalid JSON: number overflow parsing '1e999'"));
   EXPECT_THAT(ParseJsonText(""), InvalidNaming("invalid JSON: "));
 }
 
@@ -64,7 +65,8 @@ TEST(JsonReaderTest, ARootPathPrefixesChildren) {
   const Json array = Json::array();
   EXPECT_THAT(JsonReader(array, "uniroute").CheckObject(),
               InvalidNaming("uniroute: expected an object, got array"));
-  EXPECT_THAT(JsonReader(array).CheckObject(), InvalidNaming("top level: expected an object, got array"));
+  EXPECT_THAT(JsonReader(array).CheckObject(),
+              InvalidNaming("top level: expected an object, got array"));
 }
 
 TEST(JsonReaderTest, UnknownKeysAreNamedWithTheAllowedList) {
@@ -102,12 +104,15 @@ TEST(JsonReaderTest, ScalarsCheckTheirType) {
   const Json json = Parse(R"({"n": 1.5, "s": "x", "b": true, "arr": []})");
   const JsonReader root(json);
   EXPECT_THAT(root.Get(&JsonReader::Number, "n"), IsOkAndHolds(1.5));
-  EXPECT_THAT(root.Get(&JsonReader::Number, "s"), InvalidNaming("s: expected a number, got string"));
+  EXPECT_THAT(root.Get(&JsonReader::Number, "s"),
+              InvalidNaming("s: expected a number, got string"));
   EXPECT_THAT(root.Get(&JsonReader::String, "s"), IsOkAndHolds(std::string("x")));
-  EXPECT_THAT(root.Get(&JsonReader::String, "b"), InvalidNaming("b: expected a string, got boolean"));
+  EXPECT_THAT(root.Get(&JsonReader::String, "b"),
+              InvalidNaming("b: expected a string, got boolean"));
   EXPECT_THAT(root.Get(&JsonReader::Bool, "b"), IsOkAndHolds(true));
   EXPECT_THAT(root.Get(&JsonReader::Bool, "n"), InvalidNaming("n: expected a boolean, got number"));
-  EXPECT_THAT(root.Get(&JsonReader::Member, "arr", "x"), InvalidNaming("arr: expected an object, got array"));
+  EXPECT_THAT(root.Get(&JsonReader::Member, "arr", "x"),
+              InvalidNaming("arr: expected an object, got array"));
   EXPECT_THAT(root.Get(&JsonReader::CheckArray, "n", "an array of queries"),
               InvalidNaming("n: expected an array of queries, got number"));
 }
@@ -135,7 +140,8 @@ TEST(JsonReaderTest, IntegersWithRangesAndIntegralFloats) {
               InvalidNaming("big: expected an integer, got 3e+300"));
   EXPECT_THAT(root.Get(&JsonReader::Integer, "s", IntegerSpec{}),
               InvalidNaming("s: expected an integer, got string"));
-  EXPECT_THAT(root.Get(&JsonReader::Integer, "huge", IntegerSpec{}), InvalidNaming("huge: too large"));
+  EXPECT_THAT(root.Get(&JsonReader::Integer, "huge", IntegerSpec{}),
+              InvalidNaming("huge: too large"));
   EXPECT_THAT(root.Get(&JsonReader::Integer, "neg", IntegerSpec{}), IsOkAndHolds(-1));
   EXPECT_THAT(root.Get(&JsonReader::Integer, "neg", IntegerSpec{.min = 0}),
               InvalidNaming("neg: expected a non-negative integer, got -1"));
@@ -191,8 +197,9 @@ TEST(JsonReaderTest, ArraysCheckSizeAndElements) {
   EXPECT_THAT(root.Get(&JsonReader::StringArray, "o"),
               InvalidNaming("s.o: expected an array of strings, got object"));
   const Json with_nan = {{"v", {1.0, std::nan("")}}};
-  EXPECT_THAT(JsonReader(with_nan).Get(&JsonReader::NumberArray, "v", NumberArraySpec{.finite = true}),
-              InvalidNaming("v[1]: not finite"));
+  EXPECT_THAT(
+      JsonReader(with_nan).Get(&JsonReader::NumberArray, "v", NumberArraySpec{.finite = true}),
+      InvalidNaming("v[1]: not finite"));
   EXPECT_TRUE(JsonReader(with_nan).Get(&JsonReader::NumberArray, "v", NumberArraySpec{}).ok());
 }
 
