@@ -9,12 +9,6 @@
 #include <utility>
 #include <vector>
 
-#include "CbcHeuristic.hpp"
-#include "CbcModel.hpp"
-#include "CglClique.hpp"
-#include "CglGomory.hpp"
-#include "CglKnapsackCover.hpp"
-#include "CglProbing.hpp"
 #include "ClpSimplex.hpp"
 #include "CoinFinite.hpp"
 #include "CoinPackedMatrix.hpp"
@@ -22,17 +16,15 @@
 #include "absl/container/flat_hash_map.h"
 #include "absl/status/status.h"
 #include "absl/strings/str_cat.h"
-#include "router_core/solve/admission.h"
-#include "router_core/solve/lagrangian_solver.h"
 #include "router_core/planner/allocation.h"
+#include "router_core/solve/admission.h"
+#include "router_core/solve/cbc_model.h"
+#include "router_core/solve/lagrangian_solver.h"
 
 namespace router::core {
 namespace {
 
 constexpr double kInf = std::numeric_limits<double>::infinity();
-
-// As in cbc_solver.cc: CBC's default (1e-5) could stop it short of the optimum when the gap is 0.
-constexpr double kCutoffIncrement = 1e-9;
 
 // Whether model j can take queries in some plan: API models unless pinned off, self-hosted models
 // that can get an instance.
@@ -393,34 +385,12 @@ absl::StatusOr<ExactResult> SolveExact(const PlanProblem& problem, const Instanc
   solver.messageHandler()->setLogLevel(0);
   LoadJointModel(jm, solver);
 
-  CbcModel model(solver);  // clones `solver`; everything below acts on the clone
-  model.setLogLevel(0);
-  model.solver()->messageHandler()->setLogLevel(0);
-  model.setUseElapsedTime(true);
-  model.setMaximumSeconds(absl::ToDoubleSeconds(time_limit));
-  model.setAllowableFractionGap(problem.relative_gap);
-  model.setCutoffIncrement(kCutoffIncrement);
-  model.setNumberThreads(0);
-  // The generators and the heuristic are copied by the model. Clique reports go to stdout whatever
-  // the log level unless switched off.
-  CglProbing probing;
-  probing.setUsingObjective(true);
-  probing.setMaxPass(3);
-  probing.setMaxProbe(100);
-  CglGomory gomory;
-  CglKnapsackCover knapsack;
-  CglClique clique;
-  clique.setStarCliqueReport(false);
-  clique.setRowCliqueReport(false);
-  model.addCutGenerator(&probing, -1, "Probing");
-  model.addCutGenerator(&gomory, -1, "Gomory");
-  model.addCutGenerator(&knapsack, -1, "KnapsackCover");
-  model.addCutGenerator(&clique, -1, "Clique");
-  CbcRounding rounding(model);
-  model.addHeuristic(&rounding);
-
+  CbcRunOptions run_options;
+  run_options.time_limit = time_limit;
+  run_options.relative_gap = problem.relative_gap;
+  std::vector<double> values;
   if (incumbent.has_value()) {
-    std::vector<double> values(jm.num_cols, 0.0);
+    values.assign(jm.num_cols, 0.0);
     for (size_t j = 0; j < jm.instance_col.size(); ++j) {
       if (jm.instance_col[j] >= 0) {
         values[jm.instance_col[j]] = static_cast<double>(incumbent->instances[j]);
@@ -432,37 +402,28 @@ absl::StatusOr<ExactResult> SolveExact(const PlanProblem& problem, const Instanc
         values[c] = 1.0;
       }
     }
-    // CBC minimizes internally, so the objective goes in negated; check=true re-solves the LP with
-    // the integers fixed so CBC stores consistent values.
-    model.setBestSolution(values.data(), jm.num_cols, -incumbent->objective, /*check=*/true);
+    run_options.incumbent = values;
+    run_options.incumbent_objective = incumbent->objective;
   }
-
-  model.branchAndBound();
+  absl::StatusOr<CbcRun> run = RunCbc(solver, run_options);
+  if (!run.ok()) return run.status();
 
   ExactResult result;
-  result.nodes = model.getNodeCount();
-  // With status 0, isProvenInfeasible() is also true when isContinuousUnbounded() is.
-  switch (model.status()) {
-    case 0:
-      if (model.isContinuousUnbounded()) {
-        return absl::InternalError("CBC reports the plan LP as unbounded");
-      }
-      if (!model.isProvenOptimal() && model.isProvenInfeasible()) {
-        result.infeasible = true;
-        return result;
-      }
+  result.nodes = run->nodes;
+  switch (run->status) {
+    case CbcRunStatus::kUnbounded:
+      return absl::InternalError("CBC reports the plan LP as unbounded");
+    case CbcRunStatus::kInfeasible:
+      result.infeasible = true;
+      return result;
+    case CbcRunStatus::kOptimal:
+    case CbcRunStatus::kUnproven:
+    case CbcRunStatus::kStopped:
       break;
-    case 1:
-      break;
-    default:
-      return absl::InternalError(absl::StrCat("CBC ended with status ", model.status(),
-                                              ", secondary status ", model.secondaryStatus()));
   }
-  const double bound = model.getBestPossibleObjValue();
-  // CBC keeps "no bound" as +-COIN_DBL_MAX or 1e50-like sentinels.
-  if (std::abs(bound) < 1e30) result.bound = bound;
-  const double* x = model.bestSolution();
-  if (x == nullptr) return result;
+  if (run->best_bound.has_value()) result.bound = *run->best_bound;
+  if (run->solution.empty()) return result;
+  const double* x = run->solution.data();
 
   Candidate plan;
   plan.instances.assign(problem.models.size(), 0);

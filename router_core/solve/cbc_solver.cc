@@ -8,27 +8,18 @@
 #include <utility>
 #include <vector>
 
-#include "CbcHeuristic.hpp"
-#include "CbcModel.hpp"
-#include "CglClique.hpp"
-#include "CglGomory.hpp"
-#include "CglKnapsackCover.hpp"
-#include "CglProbing.hpp"
 #include "CoinFinite.hpp"
 #include "CoinPackedMatrix.hpp"
 #include "OsiClpSolverInterface.hpp"
 #include "absl/status/status.h"
 #include "absl/strings/str_cat.h"
+#include "router_core/solve/cbc_model.h"
 #include "router_core/solve/solution.h"
 
 namespace router::core {
 namespace {
 
 constexpr double kInf = std::numeric_limits<double>::infinity();
-
-// CBC only looks for solutions better than the incumbent by this much (its default is 1e-5, which
-// would let it stop short of the optimum on close objectives when relative_gap is 0).
-constexpr double kCutoffIncrement = 1e-9;
 
 // The per-query deviations of an assignment (served queries only), largest first.
 std::vector<double> SortedDeviations(const Instance& instance,
@@ -296,86 +287,52 @@ absl::StatusOr<CbcResult> SolveWithCbc(const Instance& instance, const CbcOption
   solver.messageHandler()->setLogLevel(0);
   LoadProblem(instance, groups, layout, gamma, solver);
 
-  CbcModel model(solver);  // clones `solver`; everything below acts on the clone
-  model.setLogLevel(0);
-  model.solver()->messageHandler()->setLogLevel(0);
-  model.setUseElapsedTime(true);
-  model.setMaximumSeconds(absl::ToDoubleSeconds(options.time_limit));
-  model.setAllowableFractionGap(options.relative_gap);
-  model.setCutoffIncrement(kCutoffIncrement);
-  model.setNumberThreads(0);
-
-  // The generators and the heuristic are copied by the model, so locals are fine. Clique reports
-  // go to stdout whatever the log level unless switched off.
-  CglProbing probing;
-  probing.setUsingObjective(true);
-  probing.setMaxPass(3);
-  probing.setMaxProbe(100);
-  CglGomory gomory;
-  CglKnapsackCover knapsack;
-  CglClique clique;
-  clique.setStarCliqueReport(false);
-  clique.setRowCliqueReport(false);
-  model.addCutGenerator(&probing, -1, "Probing");
-  model.addCutGenerator(&gomory, -1, "Gomory");
-  model.addCutGenerator(&knapsack, -1, "KnapsackCover");
-  model.addCutGenerator(&clique, -1, "Clique");
-  CbcRounding rounding(model);
-  model.addHeuristic(&rounding);
-
+  CbcRunOptions run_options;
+  run_options.time_limit = options.time_limit;
+  run_options.relative_gap = options.relative_gap;
   double incumbent_objective = -kInf;
+  std::vector<double> incumbent_values;
   if (options.incumbent != nullptr) {
     incumbent_objective = RobustObjective(instance, *options.incumbent, gamma);
-    const std::vector<double> values =
-        ColumnValues(instance, groups, layout, gamma, *options.incumbent);
-    // CBC minimizes internally: the objective is given in its (negated) sense. check=true
-    // re-solves the LP with the integers fixed, so CBC stores its own consistent values.
-    model.setBestSolution(values.data(), layout.num_cols, -incumbent_objective,
-                          /*check=*/true);
+    incumbent_values = ColumnValues(instance, groups, layout, gamma, *options.incumbent);
+    run_options.incumbent = incumbent_values;
+    run_options.incumbent_objective = incumbent_objective;
   }
+  absl::StatusOr<CbcRun> run = RunCbc(solver, run_options);
+  if (!run.ok()) return run.status();
 
-  model.branchAndBound();
-
-  // Order of the checks counts: with status 0, isProvenInfeasible() is also true when
-  // isContinuousUnbounded() is.
   bool has_solution = false;
-  switch (model.status()) {
-    case 0:
-      if (model.isProvenOptimal()) {
-        result.outcome = CbcOutcome::kOptimal;
-        has_solution = true;
-      } else if (model.isContinuousUnbounded()) {
-        // Every column is bounded or penalized, so this means a bug in the model.
-        return absl::InternalError("CBC reports the LP relaxation as unbounded");
-      } else if (model.isProvenInfeasible()) {
-        result.outcome = CbcOutcome::kInfeasible;
-      } else {
-        return absl::InternalError(absl::StrCat("CBC finished with secondary status ",
-                                                model.secondaryStatus()));
-      }
+  switch (run->status) {
+    case CbcRunStatus::kOptimal:
+      result.outcome = CbcOutcome::kOptimal;
+      has_solution = true;
       break;
-    case 1:
-      has_solution = model.bestSolution() != nullptr;
+    case CbcRunStatus::kUnbounded:
+      // Every column is bounded or penalized, so this means a bug in the model.
+      return absl::InternalError("CBC reports the LP relaxation as unbounded");
+    case CbcRunStatus::kInfeasible:
+      result.outcome = CbcOutcome::kInfeasible;
+      break;
+    case CbcRunStatus::kUnproven:
+      return absl::InternalError(
+          absl::StrCat("CBC finished with secondary status ", run->secondary_status));
+    case CbcRunStatus::kStopped:
+      has_solution = !run->solution.empty();
       result.outcome = has_solution ? CbcOutcome::kFeasible : CbcOutcome::kNoSolution;
       break;
-    default:
-      return absl::InternalError(absl::StrCat("CBC ended with status ", model.status(),
-                                              ", secondary status ", model.secondaryStatus()));
   }
-  result.nodes = model.getNodeCount();
+  result.nodes = run->nodes;
   if (result.outcome == CbcOutcome::kInfeasible) {
     result.best_bound = -kInf;
-  } else {
-    const double bound = model.getBestPossibleObjValue();
-    // CBC keeps "no bound" as +-COIN_DBL_MAX or 1e50-like sentinels.
-    if (std::abs(bound) < 1e30) result.best_bound = bound;
+  } else if (run->best_bound.has_value()) {
+    result.best_bound = *run->best_bound;
   }
 
-  if (has_solution && model.bestSolution() == nullptr) {
+  if (has_solution && run->solution.empty()) {
     return absl::InternalError("CBC reports a solution but holds none");
   }
   if (has_solution) {
-    std::vector<int> assignment = ReadAssignment(instance, groups, layout, model.bestSolution());
+    std::vector<int> assignment = ReadAssignment(instance, groups, layout, run->solution.data());
     const bool serves_all =
         std::find(assignment.begin(), assignment.end(), kUnserved) == assignment.end();
     if (serves_all && CheckFeasible(instance, assignment).ok()) {
