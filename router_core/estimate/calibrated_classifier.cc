@@ -182,18 +182,21 @@ double FitTemperature(const std::vector<std::pair<double, double>>& pairs) {
 
 absl::StatusOr<ClassifierOptions> ParseOptions(const JsonReader& value) {
   ClassifierOptions options;
-  for (auto [key, target] :
-       {std::pair{"hidden_units", &options.hidden_units}, std::pair{"epochs", &options.epochs},
-        std::pair{"batch_size", &options.batch_size}, std::pair{"num_bins", &options.num_bins}}) {
-    if (absl::Status s = estimate_internal::ReadIntOption(value, key, target); !s.ok()) return s;
+  if (absl::Status s =
+          estimate_internal::ReadIntOptions(value, {{"hidden_units", &options.hidden_units},
+                                                    {"epochs", &options.epochs},
+                                                    {"batch_size", &options.batch_size},
+                                                    {"num_bins", &options.num_bins}});
+      !s.ok()) {
+    return s;
   }
-  for (auto [key, target] : {std::pair{"learning_rate", &options.learning_rate},
-                             std::pair{"weight_decay", &options.weight_decay},
-                             std::pair{"prior_strength", &options.prior_strength},
-                             std::pair{"lower_quantile", &options.lower_quantile}}) {
-    if (absl::Status s = estimate_internal::ReadNumberOption(value, key, target); !s.ok()) {
-      return s;
-    }
+  if (absl::Status s = estimate_internal::ReadNumberOptions(
+          value, {{"learning_rate", &options.learning_rate},
+                  {"weight_decay", &options.weight_decay},
+                  {"prior_strength", &options.prior_strength},
+                  {"lower_quantile", &options.lower_quantile}});
+      !s.ok()) {
+    return s;
   }
   if (absl::Status s = estimate_internal::ReadSeedOption(value, "seed", &options.seed); !s.ok()) {
     return s;
@@ -529,13 +532,12 @@ absl::StatusOr<std::unique_ptr<CalibratedClassifier>> CalibratedClassifier::From
       if (!values.ok()) return values.status();
       *target = *std::move(values);
     }
+    if (absl::Status s = estimate_internal::CheckSuccessCounts(value.ChildPath("success"),
+                                                               output.count, output.success);
+        !s.ok()) {
+      return s;
+    }
     for (size_t b = 0; b < buckets; ++b) {
-      if (!(output.count[b] >= 0.0 && output.success[b] >= 0.0 &&
-            output.success[b] <= output.count[b])) {
-        return Invalid(Element(value.ChildPath("success"), b),
-                       absl::StrCat("need 0 <= success <= count, got success ", output.success[b],
-                                    ", count ", output.count[b]));
-      }
       if (!(output.mean_probability[b] >= 0.0 && output.mean_probability[b] <= 1.0)) {
         return Invalid(Element(value.ChildPath("mean_probability"), b), "must be in [0, 1]");
       }
@@ -553,13 +555,8 @@ absl::StatusOr<std::unique_ptr<CalibratedClassifier>> CalibratedClassifier::From
 
 absl::StatusOr<std::unique_ptr<QualityEstimator>> LoadCalibratedClassifier(
     const nlohmann::json& state) {
-  return estimate_internal::CatchMalformed(
-      kLayout.kind, [&]() -> absl::StatusOr<std::unique_ptr<QualityEstimator>> {
-        absl::StatusOr<std::unique_ptr<CalibratedClassifier>> classifier =
-            CalibratedClassifier::FromState(state);
-        if (!classifier.ok()) return classifier.status();
-        return std::unique_ptr<QualityEstimator>(*std::move(classifier));
-      });
+  return estimate_internal::CatchMalformed(kLayout.kind,
+                                           [&] { return CalibratedClassifier::FromState(state); });
 }
 
 }  // namespace router::core

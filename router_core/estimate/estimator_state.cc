@@ -73,19 +73,23 @@ absl::Status StateReader::ForEachModel(
   return absl::OkStatus();
 }
 
-absl::Status ReadIntOption(const JsonReader& options, absl::string_view key, int* target) {
-  absl::StatusOr<int64_t> v =
-      options.Get(&JsonReader::Integer, key,
-                  IntegerSpec{.min = INT32_MIN, .max = INT32_MAX, .integral_floats = false});
-  if (!v.ok()) return v.status();
-  *target = static_cast<int>(*v);
+absl::Status ReadIntOptions(const JsonReader& options, OptionFields<int> fields) {
+  for (const auto& [key, target] : fields) {
+    absl::StatusOr<int64_t> v =
+        options.Get(&JsonReader::Integer, key,
+                    IntegerSpec{.min = INT32_MIN, .max = INT32_MAX, .integral_floats = false});
+    if (!v.ok()) return v.status();
+    *target = static_cast<int>(*v);
+  }
   return absl::OkStatus();
 }
 
-absl::Status ReadNumberOption(const JsonReader& options, absl::string_view key, double* target) {
-  absl::StatusOr<double> v = options.Get(&JsonReader::FiniteNumber, key);
-  if (!v.ok()) return v.status();
-  *target = *v;
+absl::Status ReadNumberOptions(const JsonReader& options, OptionFields<double> fields) {
+  for (const auto& [key, target] : fields) {
+    absl::StatusOr<double> v = options.Get(&JsonReader::FiniteNumber, key);
+    if (!v.ok()) return v.status();
+    *target = *v;
+  }
   return absl::OkStatus();
 }
 
@@ -101,14 +105,20 @@ absl::Status OptionsError(const JsonReader& options, const absl::Status& status)
   return absl::InvalidArgumentError(absl::StrCat(options.name(), ".", status.message()));
 }
 
-absl::StatusOr<std::unique_ptr<QualityEstimator>> CatchMalformed(
-    absl::string_view kind,
-    absl::FunctionRef<absl::StatusOr<std::unique_ptr<QualityEstimator>>()> load) {
-  try {
-    return load();
-  } catch (const nlohmann::json::exception& e) {
-    return absl::InvalidArgumentError(absl::StrCat(kind, ": malformed state: ", e.what()));
+absl::Status CheckSuccessCounts(absl::string_view success_field, absl::Span<const double> count,
+                                absl::Span<const double> success) {
+  for (size_t k = 0; k < count.size() && k < success.size(); ++k) {
+    if (!(count[k] >= 0.0 && success[k] >= 0.0 && success[k] <= count[k])) {
+      return absl::InvalidArgumentError(absl::StrCat(success_field, "[", k,
+                                                     "]: need 0 <= success <= count, got success ",
+                                                     success[k], ", count ", count[k]));
+    }
   }
+  return absl::OkStatus();
+}
+
+absl::Status MalformedState(absl::string_view kind, const std::exception& e) {
+  return absl::InvalidArgumentError(absl::StrCat(kind, ": malformed state: ", e.what()));
 }
 
 }  // namespace router::core::estimate_internal

@@ -24,6 +24,8 @@
 #define ROUTER_CORE_ESTIMATE_ESTIMATOR_STATE_H_
 
 #include <cstdint>
+#include <exception>
+#include <initializer_list>
 #include <memory>
 #include <optional>
 #include <string>
@@ -33,6 +35,7 @@
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
+#include "absl/types/span.h"
 #include "nlohmann/json.hpp"
 #include "router_core/estimate/quality_estimator.h"
 #include "router_core/json/json_reader.h"
@@ -82,22 +85,39 @@ class StateReader {
   JsonReader models_;
 };
 
-// Option readers: the member `key` of `options` (required) into `*target`. Ints are JSON integers
-// that fit an int (range checks are the options validator's); numbers must be finite; seeds are
-// integers in [0, 2^64).
-absl::Status ReadIntOption(const JsonReader& options, absl::string_view key, int* target);
-absl::Status ReadNumberOption(const JsonReader& options, absl::string_view key, double* target);
+// Option readers: each member `key` of `options` (required) into its target, in order, stopping at
+// the first error. Ints are JSON integers that fit an int (range checks are the options
+// validator's); numbers must be finite; seeds are integers in [0, 2^64).
+template <typename T>
+using OptionFields = std::initializer_list<std::pair<absl::string_view, T*>>;
+absl::Status ReadIntOptions(const JsonReader& options, OptionFields<int> fields);
+absl::Status ReadNumberOptions(const JsonReader& options, OptionFields<double> fields);
 absl::Status ReadSeedOption(const JsonReader& options, absl::string_view key, uint64_t* target);
 // The options validator's error (which names the option: "k: ...") under the options' path
 // ("knn.options.k: ..."); OK stays OK.
 absl::Status OptionsError(const JsonReader& options, const absl::Status& status);
 
-// Runs `load`; an nlohmann exception escaping it becomes INVALID_ARGUMENT
+// Per-bucket (or per-cluster) statistics: 0 <= success[k] <= count[k] for every k (same sizes),
+// else INVALID_ARGUMENT naming `success_field`[k].
+absl::Status CheckSuccessCounts(absl::string_view success_field, absl::Span<const double> count,
+                                absl::Span<const double> success);
+
+// Runs `load` (returning absl::StatusOr<std::unique_ptr<E>>, E a QualityEstimator) and returns
+// its estimator as a QualityEstimator; an nlohmann exception escaping it becomes INVALID_ARGUMENT
 // "<kind>: malformed state: <what>" (the readers check before every access; this is a backstop
 // so that none can escape into the service).
-absl::StatusOr<std::unique_ptr<QualityEstimator>> CatchMalformed(
-    absl::string_view kind,
-    absl::FunctionRef<absl::StatusOr<std::unique_ptr<QualityEstimator>>()> load);
+absl::Status MalformedState(absl::string_view kind, const std::exception& e);
+template <typename Load>
+absl::StatusOr<std::unique_ptr<QualityEstimator>> CatchMalformed(absl::string_view kind,
+                                                                 Load load) {
+  try {
+    auto estimator = load();
+    if (!estimator.ok()) return estimator.status();
+    return std::unique_ptr<QualityEstimator>(*std::move(estimator));
+  } catch (const nlohmann::json::exception& e) {
+    return MalformedState(kind, e);
+  }
+}
 
 }  // namespace router::core::estimate_internal
 

@@ -522,13 +522,15 @@ absl::StatusOr<std::unique_ptr<QualityEstimator>> LoadKnnEstimator(const nlohman
   if (!reader.ok()) return reader.status();
   const JsonReader& opts = reader->options();
   KnnOptions o;
-  for (auto [key, target] :
-       {std::pair{"k", &o.k}, std::pair{"bootstrap_samples", &o.bootstrap_samples}}) {
-    if (absl::Status s = estimate_internal::ReadIntOption(opts, key, target); !s.ok()) return s;
+  if (absl::Status s = estimate_internal::ReadIntOptions(
+          opts, {{"k", &o.k}, {"bootstrap_samples", &o.bootstrap_samples}});
+      !s.ok()) {
+    return s;
   }
-  for (auto [key, target] : {std::pair{"prior_strength", &o.prior_strength},
-                             std::pair{"lower_quantile", &o.lower_quantile}}) {
-    if (absl::Status s = estimate_internal::ReadNumberOption(opts, key, target); !s.ok()) return s;
+  if (absl::Status s = estimate_internal::ReadNumberOptions(
+          opts, {{"prior_strength", &o.prior_strength}, {"lower_quantile", &o.lower_quantile}});
+      !s.ok()) {
+    return s;
   }
   if (absl::Status s = estimate_internal::ReadSeedOption(opts, "seed", &o.seed); !s.ok()) return s;
   absl::StatusOr<bool> weighted = opts.Get(&JsonReader::Bool, "similarity_weighted");

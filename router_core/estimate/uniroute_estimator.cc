@@ -218,16 +218,18 @@ absl::StatusOr<std::vector<std::vector<double>>> KMeans(const std::vector<double
 
 absl::StatusOr<UniRouteOptions> ParseOptions(const JsonReader& value) {
   UniRouteOptions options;
-  for (auto [key, target] : {std::pair{"num_clusters", &options.num_clusters},
-                             std::pair{"max_iterations", &options.max_iterations}}) {
-    if (absl::Status s = estimate_internal::ReadIntOption(value, key, target); !s.ok()) return s;
+  if (absl::Status s = estimate_internal::ReadIntOptions(
+          value,
+          {{"num_clusters", &options.num_clusters}, {"max_iterations", &options.max_iterations}});
+      !s.ok()) {
+    return s;
   }
-  for (auto [key, target] : {std::pair{"temperature", &options.temperature},
-                             std::pair{"prior_strength", &options.prior_strength},
-                             std::pair{"lower_quantile", &options.lower_quantile}}) {
-    if (absl::Status s = estimate_internal::ReadNumberOption(value, key, target); !s.ok()) {
-      return s;
-    }
+  if (absl::Status s = estimate_internal::ReadNumberOptions(
+          value, {{"temperature", &options.temperature},
+                  {"prior_strength", &options.prior_strength},
+                  {"lower_quantile", &options.lower_quantile}});
+      !s.ok()) {
+    return s;
   }
   absl::StatusOr<std::string> metric = value.Get(&JsonReader::String, "metric");
   if (!metric.ok()) return metric.status();
@@ -505,13 +507,10 @@ absl::StatusOr<std::unique_ptr<UniRouteEstimator>> UniRouteEstimator::FromState(
     absl::StatusOr<std::vector<double>> success =
         model.Get(&JsonReader::NumberArray, "success", per_cluster);
     if (!success.ok()) return success.status();
-    for (int c = 0; c < options->num_clusters; ++c) {
-      const double n = (*count)[c];
-      const double s = (*success)[c];
-      if (!(n >= 0.0 && s >= 0.0 && s <= n)) {
-        return Invalid(Element(model.ChildPath("success"), c),
-                       absl::StrCat("need 0 <= success <= count, got success ", s, ", count ", n));
-      }
+    if (absl::Status s =
+            estimate_internal::CheckSuccessCounts(model.ChildPath("success"), *count, *success);
+        !s.ok()) {
+      return s;
     }
     if (absl::Status s = estimator->AppendModel(std::move(name),
                                                 {*std::move(count), *std::move(success), {}, {}});
@@ -526,13 +525,8 @@ absl::StatusOr<std::unique_ptr<UniRouteEstimator>> UniRouteEstimator::FromState(
 
 absl::StatusOr<std::unique_ptr<QualityEstimator>> LoadUniRouteEstimator(
     const nlohmann::json& state) {
-  return estimate_internal::CatchMalformed(
-      kLayout.kind, [&]() -> absl::StatusOr<std::unique_ptr<QualityEstimator>> {
-        absl::StatusOr<std::unique_ptr<UniRouteEstimator>> estimator =
-            UniRouteEstimator::FromState(state);
-        if (!estimator.ok()) return estimator.status();
-        return std::unique_ptr<QualityEstimator>(*std::move(estimator));
-      });
+  return estimate_internal::CatchMalformed(kLayout.kind,
+                                           [&] { return UniRouteEstimator::FromState(state); });
 }
 
 }  // namespace router::core

@@ -43,7 +43,7 @@ TEST(StateReaderTest, ReadsWhatTheEnvelopeWrote) {
   ASSERT_THAT(reader, IsOk());
   EXPECT_EQ(reader->dim(), 4);
   int k = 0;
-  ASSERT_THAT(ReadIntOption(reader->options(), "k", &k), IsOk());
+  ASSERT_THAT(ReadIntOptions(reader->options(), {{"k", &k}}), IsOk());
   EXPECT_EQ(k, 1);
   std::vector<std::string> names;
   std::vector<std::string> paths;
@@ -112,18 +112,27 @@ TEST(OptionReadersTest, CheckTypesAndRanges) {
   int i = 0;
   double f = 0;
   uint64_t seed = 0;
-  EXPECT_THAT(ReadIntOption(reader, "i", &i), InvalidNaming("demo.options.i: must be in ["));
-  EXPECT_THAT(ReadIntOption(reader, "f", &i),
+  EXPECT_THAT(ReadIntOptions(reader, {{"i", &i}}), InvalidNaming("demo.options.i: must be in ["));
+  EXPECT_THAT(ReadIntOptions(reader, {{"f", &i}}),
               InvalidNaming("demo.options.f: expected an integer, got 1.5"));
-  EXPECT_THAT(ReadNumberOption(reader, "s", &f),
+  EXPECT_THAT(ReadNumberOptions(reader, {{"s", &f}}),
               InvalidNaming("demo.options.s: expected a number, got string"));
-  EXPECT_THAT(ReadNumberOption(reader, "missing", &f),
+  EXPECT_THAT(ReadNumberOptions(reader, {{"missing", &f}}),
               InvalidNaming("demo.options.missing: required field missing"));
   EXPECT_THAT(ReadSeedOption(reader, "seed", &seed),
               InvalidNaming("demo.options.seed: expected a non-negative integer, got -1"));
   EXPECT_THAT(OptionsError(reader, absl::InvalidArgumentError("k: expected 1..9, got 0")),
               InvalidNaming("demo.options.k: expected 1..9, got 0"));
   EXPECT_THAT(OptionsError(reader, absl::OkStatus()), IsOk());
+}
+
+TEST(CheckSuccessCountsTest, NamesTheFirstBadEntry) {
+  const std::vector<double> count = {2, 3, 1};
+  EXPECT_THAT(CheckSuccessCounts("m.success", count, std::vector<double>{1, 3, 0}), IsOk());
+  EXPECT_THAT(CheckSuccessCounts("m.success", count, std::vector<double>{1, 4, 2}),
+              InvalidNaming("m.success[1]: need 0 <= success <= count, got success 4, count 3"));
+  EXPECT_THAT(CheckSuccessCounts("m.success", std::vector<double>{-1}, std::vector<double>{-1}),
+              InvalidNaming("m.success[0]"));
 }
 
 TEST(CatchMalformedTest, TurnsAnEscapedJsonExceptionIntoInvalidArgument) {
