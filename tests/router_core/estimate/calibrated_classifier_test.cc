@@ -25,37 +25,15 @@ using ::testing::Contains;
 using ::testing::HasSubstr;
 using testing::InvalidNaming;
 using testing::IsOk;
+using testing::Matrix;
 using ::testing::Not;
+using testing::PredictRow;
+using testing::Set;
 using testing::StatusIs;
 
 using Json = nlohmann::json;
 
-// Built field by field: GCC 12 at -O3 warns (falsely) on braced aggregates holding vectors.
-FeatureMatrix Matrix(int dim, std::vector<float> values) {
-  FeatureMatrix m;
-  m.dim = dim;
-  m.values = std::move(values);
-  return m;
-}
-
-TrainingSet Set(FeatureMatrix features, std::vector<std::string> models,
-                std::vector<double> labels) {
-  TrainingSet set;
-  set.features = std::move(features);
-  set.models = std::move(models);
-  set.labels = std::move(labels);
-  return set;
-}
-
-const testing::RouterbenchSplits& Data() {
-  const absl::StatusOr<testing::RouterbenchSplits>& data = testing::Routerbench();
-  // Real data is required: a missing dataset is a failure, never a skip.
-  if (!data.ok()) {
-    ADD_FAILURE() << "routerbench_subset: " << data.status();
-    std::abort();
-  }
-  return *data;
-}
+const testing::RouterbenchSplits& Data() { return testing::RouterbenchOrDie(); }
 
 // The quality tests' classifier: the whole training split, a network lighter than the defaults
 // (16 hidden units, 10 epochs: 4x less work, for the Debug ASan run of CI) that calibrates as well
@@ -65,13 +43,8 @@ const CalibratedClassifier& Fitted() {
     ClassifierOptions options;
     options.hidden_units = 16;
     options.epochs = 10;
-    absl::StatusOr<std::unique_ptr<CalibratedClassifier>> c =
-        FitCalibratedClassifier(Data().train, Data().calibration, options);
-    if (!c.ok()) {
-      ADD_FAILURE() << c.status();
-      std::abort();
-    }
-    return c->release();
+    return testing::ReleaseOrDie(
+        FitCalibratedClassifier(Data().train, Data().calibration, options));
   }();
   return *fitted;
 }
@@ -87,30 +60,14 @@ ClassifierOptions SmallOptions() {
 
 const CalibratedClassifier& Small() {
   static const CalibratedClassifier* const small = [] {
-    absl::StatusOr<std::unique_ptr<CalibratedClassifier>> c = FitCalibratedClassifier(
-        testing::Head(Data().train, 600), Data().calibration, SmallOptions());
-    if (!c.ok()) {
-      ADD_FAILURE() << c.status();
-      std::abort();
-    }
-    return c->release();
+    return testing::ReleaseOrDie(FitCalibratedClassifier(testing::Head(Data().train, 600),
+                                                         Data().calibration, SmallOptions()));
   }();
   return *small;
 }
 
-std::vector<QualityEstimate> PredictRow(const QualityEstimator& e, absl::Span<const float> row) {
-  std::vector<QualityEstimate> out(e.models().size());
-  const absl::Status s = e.Predict(row, absl::MakeSpan(out));
-  EXPECT_THAT(s, IsOk());
-  return out;
-}
-
 std::vector<std::vector<QualityEstimate>> PredictTest(const QualityEstimator& e) {
-  std::vector<std::vector<QualityEstimate>> out;
-  for (int64_t i = 0; i < Data().test.features.rows(); ++i) {
-    out.push_back(PredictRow(e, Data().test.features.row(i)));
-  }
-  return out;
+  return testing::PredictRows(e, Data().test.features);
 }
 
 TEST(CalibratedClassifierRealDataTest, HeldOutPredictionsAreValidAndEceIsBelowFivePercent) {
@@ -118,48 +75,12 @@ TEST(CalibratedClassifierRealDataTest, HeldOutPredictionsAreValidAndEceIsBelowFi
   EXPECT_EQ(c.kind(), "classifier");
   EXPECT_EQ(c.feature_dim(), testing::kTestFeatureDim);
   EXPECT_EQ(c.models(), Data().train.models);
-  const TrainingSet& test = Data().test;
-  const int m = static_cast<int>(test.models.size());
-  const auto predictions = PredictTest(c);
-  for (const auto& row : predictions) {
-    for (const QualityEstimate& q : row) {
-      ASSERT_TRUE(std::isfinite(q.quality) && std::isfinite(q.quality_lower));
-      ASSERT_GE(q.quality_lower, 0.0);
-      ASSERT_LE(q.quality_lower, q.quality);
-      ASSERT_LE(q.quality, 1.0);
-    }
-  }
-  std::vector<double> p;
-  std::vector<double> y;
-  double routed = 0.0;
-  double routed_count = 0.0;
-  std::vector<double> model_sum(m, 0.0);
-  std::vector<double> model_count(m, 0.0);
-  for (int64_t i = 0; i < test.features.rows(); ++i) {
-    int best = 0;
-    for (int j = 0; j < m; ++j) {
-      if (predictions[i][j].quality > predictions[i][best].quality) best = j;
-      if (std::isnan(test.label(i, j))) continue;
-      p.push_back(predictions[i][j].quality);
-      y.push_back(test.label(i, j));
-      model_sum[j] += test.label(i, j);
-      model_count[j] += 1.0;
-    }
-    if (!std::isnan(test.label(i, best))) {
-      routed += test.label(i, best);
-      routed_count += 1.0;
-    }
-  }
-  // Test split, pooled over the 11 models, 10 equal-width bins (measured 0.017).
-  absl::StatusOr<double> ece = ExpectedCalibrationError(p, y, 10);
-  ASSERT_THAT(ece, IsOk());
-  EXPECT_LT(*ece, 0.05);
+  const testing::HeldOutQuality held_out = testing::EvaluateHeldOut(PredictTest(c), Data().test);
+  EXPECT_LT(held_out.ece, 0.05);
   // argmax-quality routing stays near the best single model (measured 0.868 against 0.889; the
   // step-shaped bucket estimates lose some ranking within a bucket) and far above the average
   // model (about 0.68).
-  double best_single = 0.0;
-  for (int j = 0; j < m; ++j) best_single = std::max(best_single, model_sum[j] / model_count[j]);
-  EXPECT_GT(routed / routed_count, best_single - 0.05);
+  EXPECT_GT(held_out.routed_accuracy, held_out.best_single_accuracy - 0.05);
 }
 
 TEST(CalibratedClassifierRealDataTest, LowerBoundsMostlyHoldOnHeldOutBuckets) {

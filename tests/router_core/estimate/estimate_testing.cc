@@ -17,6 +17,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
 #include "nlohmann/json.hpp"
+#include "router_core/estimate/calibration_metrics.h"
 
 namespace router::core::testing {
 namespace {
@@ -218,6 +219,95 @@ ModelValidation ValidationOf(const TrainingSet& set, int model) {
     const auto row = set.features.row(i);
     out.features.values.insert(out.features.values.end(), row.begin(), row.end());
     out.scores.push_back(y);
+  }
+  return out;
+}
+
+const RouterbenchSplits& RouterbenchOrDie() {
+  const absl::StatusOr<RouterbenchSplits>& data = Routerbench();
+  if (!data.ok()) {
+    ADD_FAILURE() << "routerbench_subset: " << data.status();
+    std::abort();
+  }
+  return *data;
+}
+
+FeatureMatrix Matrix(int dim, std::vector<float> values) {
+  FeatureMatrix m;
+  m.dim = dim;
+  m.values = std::move(values);
+  return m;
+}
+
+TrainingSet Set(FeatureMatrix features, std::vector<std::string> models,
+                std::vector<double> labels) {
+  TrainingSet set;
+  set.features = std::move(features);
+  set.models = std::move(models);
+  set.labels = std::move(labels);
+  return set;
+}
+
+ModelValidation Validation(FeatureMatrix features, std::vector<double> scores) {
+  ModelValidation v;
+  v.features = std::move(features);
+  v.scores = std::move(scores);
+  return v;
+}
+
+std::vector<QualityEstimate> PredictRow(const QualityEstimator& e, absl::Span<const float> row) {
+  std::vector<QualityEstimate> out(e.models().size());
+  const absl::Status s = e.Predict(row, absl::MakeSpan(out));
+  EXPECT_TRUE(s.ok()) << s;
+  return out;
+}
+
+std::vector<std::vector<QualityEstimate>> PredictRows(const QualityEstimator& e,
+                                                      const FeatureMatrix& features) {
+  std::vector<std::vector<QualityEstimate>> out;
+  for (int64_t i = 0; i < features.rows(); ++i) out.push_back(PredictRow(e, features.row(i)));
+  return out;
+}
+
+HeldOutQuality EvaluateHeldOut(const std::vector<std::vector<QualityEstimate>>& predictions,
+                               const TrainingSet& test) {
+  const int m = static_cast<int>(test.models.size());
+  std::vector<double> p;
+  std::vector<double> y;
+  double routed = 0.0;
+  double routed_count = 0.0;
+  std::vector<double> model_sum(m, 0.0);
+  std::vector<double> model_count(m, 0.0);
+  for (int64_t i = 0; i < test.features.rows(); ++i) {
+    const std::vector<QualityEstimate>& row = predictions[static_cast<size_t>(i)];
+    int best = 0;
+    for (int j = 0; j < m; ++j) {
+      const QualityEstimate& q = row[static_cast<size_t>(j)];
+      if (!(std::isfinite(q.quality) && std::isfinite(q.quality_lower) && q.quality_lower >= 0.0 &&
+            q.quality_lower <= q.quality && q.quality <= 1.0)) {
+        ADD_FAILURE() << "row " << i << " model " << j << ": quality " << q.quality << ", lower "
+                      << q.quality_lower;
+        return {};
+      }
+      if (q.quality > row[static_cast<size_t>(best)].quality) best = j;
+      if (std::isnan(test.label(i, j))) continue;
+      p.push_back(q.quality);
+      y.push_back(test.label(i, j));
+      model_sum[j] += test.label(i, j);
+      model_count[j] += 1.0;
+    }
+    if (!std::isnan(test.label(i, best))) {
+      routed += test.label(i, best);
+      routed_count += 1.0;
+    }
+  }
+  HeldOutQuality out;
+  absl::StatusOr<double> ece = ExpectedCalibrationError(p, y, 10);
+  EXPECT_TRUE(ece.ok()) << ece.status();
+  out.ece = ece.ok() ? *ece : 1.0;
+  out.routed_accuracy = routed / routed_count;
+  for (int j = 0; j < m; ++j) {
+    out.best_single_accuracy = std::max(out.best_single_accuracy, model_sum[j] / model_count[j]);
   }
   return out;
 }

@@ -10,16 +10,23 @@
 //
 // A missing or malformed data directory is an error, never a skip: the tests must run on real data.
 //
+// Also the estimator tests' shared helpers: field-by-field builders, fitting or dying, predicting
+// every row, and the held-out quality figures of a set of predictions.
+//
 // Thread-safety: Routerbench() loads once behind a function-local static.
 
 #ifndef ROUTER_TESTS_ROUTER_CORE_ESTIMATE_ESTIMATE_TESTING_H_
 #define ROUTER_TESTS_ROUTER_CORE_ESTIMATE_ESTIMATE_TESTING_H_
 
 #include <cstdint>
+#include <cstdlib>
+#include <memory>
 #include <string>
 #include <vector>
 
 #include "absl/status/statusor.h"
+#include "absl/types/span.h"
+#include "gtest/gtest.h"
 #include "router_core/estimate/quality_estimator.h"
 
 namespace router::core::testing {
@@ -35,6 +42,43 @@ struct RouterbenchSplits {
 
 // routerbench_subset with kTestFeatureDim features and kTestSplitSeed, loaded once.
 const absl::StatusOr<RouterbenchSplits>& Routerbench();
+
+// Routerbench(), or a test failure and abort: real data is required, a missing dataset is a
+// failure, never a skip.
+const RouterbenchSplits& RouterbenchOrDie();
+
+// The estimator of a fit that must succeed (else a test failure and abort), released for a
+// function-local static.
+template <typename Estimator>
+const Estimator* ReleaseOrDie(absl::StatusOr<std::unique_ptr<Estimator>> fitted) {
+  if (!fitted.ok()) {
+    ADD_FAILURE() << fitted.status();
+    std::abort();
+  }
+  return fitted->release();
+}
+
+// Built field by field: GCC 12 at -O3 warns (falsely) on braced aggregates holding vectors.
+FeatureMatrix Matrix(int dim, std::vector<float> values);
+TrainingSet Set(FeatureMatrix features, std::vector<std::string> models,
+                std::vector<double> labels);
+ModelValidation Validation(FeatureMatrix features, std::vector<double> scores);
+
+// `e`'s estimates for one feature row (a test failure if Predict fails), and for every row.
+std::vector<QualityEstimate> PredictRow(const QualityEstimator& e, absl::Span<const float> row);
+std::vector<std::vector<QualityEstimate>> PredictRows(const QualityEstimator& e,
+                                                      const FeatureMatrix& features);
+
+// Held-out figures of predictions[i][j] (row i of `test`, model j); every estimate must satisfy
+// 0 <= lower <= quality <= 1 and be finite (a test failure names the first that does not).
+struct HeldOutQuality {
+  double ece = 0.0;  // pooled over the labelled cells, 10 equal-width bins
+  // Mean label of argmax-quality routing, over the rows whose chosen model has a label.
+  double routed_accuracy = 0.0;
+  double best_single_accuracy = 0.0;  // the best model's mean label
+};
+HeldOutQuality EvaluateHeldOut(const std::vector<std::vector<QualityEstimate>>& predictions,
+                               const TrainingSet& test);
 
 // Loads `derived_dir` (a `derived/` folder) and splits it with `seed`.
 absl::StatusOr<RouterbenchSplits> LoadSplits(const std::string& derived_dir, uint64_t seed);

@@ -23,55 +23,22 @@ using ::testing::Contains;
 using ::testing::HasSubstr;
 using testing::InvalidNaming;
 using testing::IsOk;
+using testing::Matrix;
 using ::testing::Not;
+using testing::PredictRow;
+using testing::Set;
 using testing::StatusIs;
+using testing::Validation;
 
 using Json = nlohmann::json;
 
-// Built field by field: GCC 12 at -O3 warns (falsely) on braced aggregates holding vectors.
-FeatureMatrix Matrix(int dim, std::vector<float> values) {
-  FeatureMatrix m;
-  m.dim = dim;
-  m.values = std::move(values);
-  return m;
-}
-
-TrainingSet Set(FeatureMatrix features, std::vector<std::string> models,
-                std::vector<double> labels) {
-  TrainingSet set;
-  set.features = std::move(features);
-  set.models = std::move(models);
-  set.labels = std::move(labels);
-  return set;
-}
-
-ModelValidation Validation(FeatureMatrix features, std::vector<double> scores) {
-  ModelValidation v;
-  v.features = std::move(features);
-  v.scores = std::move(scores);
-  return v;
-}
-
-const testing::RouterbenchSplits& Data() {
-  const absl::StatusOr<testing::RouterbenchSplits>& data = testing::Routerbench();
-  // Real data is required: a missing dataset is a failure, never a skip.
-  if (!data.ok()) {
-    ADD_FAILURE() << "routerbench_subset: " << data.status();
-    std::abort();
-  }
-  return *data;
-}
+const testing::RouterbenchSplits& Data() { return testing::RouterbenchOrDie(); }
 
 // The estimator fitted on the real training and calibration splits with default options.
 const UniRouteEstimator& Fitted() {
   static const UniRouteEstimator* const fitted = [] {
-    absl::StatusOr<std::unique_ptr<UniRouteEstimator>> e =
-        FitUniRoute(Data().train.features, Data().calibration, UniRouteOptions{});
-    if (!e.ok()) {
-      ADD_FAILURE() << e.status();
-      std::abort();
-    }
-    return e->release();
+    return testing::ReleaseOrDie(
+        FitUniRoute(Data().train.features, Data().calibration, UniRouteOptions{}));
   }();
   return *fitted;
 }
@@ -83,32 +50,14 @@ constexpr int64_t kSmallTrainRows = 600;
 
 const UniRouteEstimator& Small() {
   static const UniRouteEstimator* const small = [] {
-    absl::StatusOr<std::unique_ptr<UniRouteEstimator>> e =
-        FitUniRoute(testing::Head(Data().train, kSmallTrainRows).features, Data().calibration,
-                    UniRouteOptions{});
-    if (!e.ok()) {
-      ADD_FAILURE() << e.status();
-      std::abort();
-    }
-    return e->release();
+    return testing::ReleaseOrDie(FitUniRoute(testing::Head(Data().train, kSmallTrainRows).features,
+                                             Data().calibration, UniRouteOptions{}));
   }();
   return *small;
 }
 
-std::vector<QualityEstimate> PredictRow(const QualityEstimator& e, absl::Span<const float> row) {
-  std::vector<QualityEstimate> out(e.models().size());
-  const absl::Status s = e.Predict(row, absl::MakeSpan(out));
-  EXPECT_THAT(s, IsOk());
-  return out;
-}
-
-// Predictions of `e` on every test prompt, keyed by model name.
 std::vector<std::vector<QualityEstimate>> PredictTest(const QualityEstimator& e) {
-  std::vector<std::vector<QualityEstimate>> out;
-  for (int64_t i = 0; i < Data().test.features.rows(); ++i) {
-    out.push_back(PredictRow(e, Data().test.features.row(i)));
-  }
-  return out;
+  return testing::PredictRows(e, Data().test.features);
 }
 
 int IndexOf(const std::vector<std::string>& names, const std::string& name) {
@@ -121,47 +70,11 @@ TEST(UniRouteRealDataTest, HeldOutPredictionsAreValidCalibratedAndRouteWell) {
   EXPECT_EQ(e.feature_dim(), testing::kTestFeatureDim);
   EXPECT_EQ(e.models(), Data().train.models);
   EXPECT_EQ(e.num_clusters(), UniRouteOptions{}.num_clusters);
-  const TrainingSet& test = Data().test;
-  const int m = static_cast<int>(test.models.size());
-  const auto predictions = PredictTest(e);
-  for (const auto& row : predictions) {
-    for (const QualityEstimate& q : row) {
-      ASSERT_TRUE(std::isfinite(q.quality) && std::isfinite(q.quality_lower));
-      ASSERT_GE(q.quality_lower, 0.0);
-      ASSERT_LE(q.quality_lower, q.quality);
-      ASSERT_LE(q.quality, 1.0);
-    }
-  }
-  std::vector<double> p;
-  std::vector<double> y;
-  double routed = 0.0;
-  double routed_count = 0.0;
-  std::vector<double> model_sum(m, 0.0);
-  std::vector<double> model_count(m, 0.0);
-  for (int64_t i = 0; i < test.features.rows(); ++i) {
-    int best = 0;
-    for (int j = 0; j < m; ++j) {
-      if (predictions[i][j].quality > predictions[i][best].quality) best = j;
-      if (std::isnan(test.label(i, j))) continue;
-      p.push_back(predictions[i][j].quality);
-      y.push_back(test.label(i, j));
-      model_sum[j] += test.label(i, j);
-      model_count[j] += 1.0;
-    }
-    if (!std::isnan(test.label(i, best))) {
-      routed += test.label(i, best);
-      routed_count += 1.0;
-    }
-  }
-  // Pooled over models, 10 equal-width bins. Measured 0.008 with this split.
-  absl::StatusOr<double> ece = ExpectedCalibrationError(p, y, 10);
-  ASSERT_THAT(ece, IsOk());
-  EXPECT_LT(*ece, 0.05);
+  const testing::HeldOutQuality held_out = testing::EvaluateHeldOut(PredictTest(e), Data().test);
+  EXPECT_LT(held_out.ece, 0.05);
   // argmax-quality routing keeps (within noise: 600 test prompts) the best single model's accuracy
   // (measured 0.884 against 0.889); far above the average model's (about 0.68).
-  double best_single = 0.0;
-  for (int j = 0; j < m; ++j) best_single = std::max(best_single, model_sum[j] / model_count[j]);
-  EXPECT_GT(routed / routed_count, best_single - 0.03);
+  EXPECT_GT(held_out.routed_accuracy, held_out.best_single_accuracy - 0.03);
 }
 
 TEST(UniRouteRealDataTest, AddingAModelEqualsFittingWithItFromTheStart) {

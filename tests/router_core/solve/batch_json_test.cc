@@ -21,7 +21,6 @@ using ::testing::HasSubstr;
 using testing::InvalidNaming;
 using testing::IsOk;
 using ::testing::StartsWith;
-using testing::StatusIs;
 
 // The example of the format (batch_json.h), with two queries so that gamma fits.
 constexpr char kExample[] = R"json({

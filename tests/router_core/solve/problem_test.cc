@@ -8,10 +8,8 @@
 namespace router::core {
 namespace {
 
-using ::testing::HasSubstr;
 using testing::InvalidNaming;
 using testing::IsOk;
-using testing::StatusIs;
 
 BatchProblem TwoModels() {
   BatchProblem p;
