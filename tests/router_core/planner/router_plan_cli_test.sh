@@ -3,30 +3,11 @@
 #   usage: router_plan_cli_test.sh ROUTER_PLAN SCENARIO_JSON
 set -euo pipefail
 
-if [[ $# -ne 2 ]]; then
-  echo "usage: $0 ROUTER_PLAN SCENARIO_JSON" >&2
-  exit 2
-fi
-readonly PLAN="$1"
+# shellcheck source=../tools/cli_testing.sh
+source "$(dirname "$0")/../tools/cli_testing.sh"
+cli_test_args 2 "ROUTER_PLAN SCENARIO_JSON" "$@"
+readonly TOOL="$1"
 readonly SCENARIO="$2"
-
-TMP="$(mktemp -d)"
-trap 'rm -rf "${TMP}"' EXIT
-
-passed=0
-failed=0
-pass() { echo "PASS: $1"; passed=$((passed + 1)); }
-fail() {
-  echo "FAIL: $1"
-  if [[ -s "${TMP}/err" ]]; then sed 's/^/  stderr: /' "${TMP}/err"; fi
-  failed=$((failed + 1))
-}
-
-# Runs router_plan with the given arguments; stdout -> $TMP/out, stderr -> $TMP/err, exit -> rc.
-run() {
-  rc=0
-  "${PLAN}" "$@" >"${TMP}/out" 2>"${TMP}/err" || rc=$?
-}
 
 # 1. The example plans: exit 0, one line of JSON, instances within the bounds and the GPU budget,
 #    the same budget for both baselines, and objective <= upper_bound.
@@ -98,21 +79,7 @@ else
   fail "infeasible scenario (exit ${rc})"
 fi
 
-# 4. A missing file: non-zero exit, stderr names the path.
-run --scenario "${TMP}/does-not-exist.json"
-if [[ ${rc} -eq 1 ]] && grep -q 'does-not-exist.json' "${TMP}/err" && [[ ! -s "${TMP}/out" ]]; then
-  pass "missing file"
-else
-  fail "missing file (exit ${rc})"
-fi
-
-# 5. No arguments: usage error, exit 2.
-run
-if [[ ${rc} -eq 2 ]] && grep -q '^router_plan: ' "${TMP}/err" && [[ ! -s "${TMP}/out" ]]; then
-  pass "no arguments is a usage error"
-else
-  fail "no arguments is a usage error (exit ${rc})"
-fi
-
-echo "${passed} passed, ${failed} failed"
-[[ ${failed} -eq 0 ]]
+# Missing file, then no arguments (cli_testing.sh).
+check_missing_file --scenario
+check_no_arguments router_plan
+finish

@@ -3,30 +3,11 @@
 #   usage: router_solve_cli_test.sh ROUTER_SOLVE DEMO_JSON
 set -euo pipefail
 
-if [[ $# -ne 2 ]]; then
-  echo "usage: $0 ROUTER_SOLVE DEMO_JSON" >&2
-  exit 2
-fi
-readonly SOLVE="$1"
+# shellcheck source=../tools/cli_testing.sh
+source "$(dirname "$0")/../tools/cli_testing.sh"
+cli_test_args 2 "ROUTER_SOLVE DEMO_JSON" "$@"
+readonly TOOL="$1"
 readonly DEMO="$2"
-
-TMP="$(mktemp -d)"
-trap 'rm -rf "${TMP}"' EXIT
-
-passed=0
-failed=0
-pass() { echo "PASS: $1"; passed=$((passed + 1)); }
-fail() {
-  echo "FAIL: $1"
-  if [[ -s "${TMP}/err" ]]; then sed 's/^/  stderr: /' "${TMP}/err"; fi
-  failed=$((failed + 1))
-}
-
-# Runs router_solve with the given arguments; stdout -> $TMP/out, stderr -> $TMP/err, exit -> rc.
-run() {
-  rc=0
-  "${SOLVE}" "$@" >"${TMP}/out" 2>"${TMP}/err" || rc=$?
-}
 
 # 1. The demo solves: exit 0, stdout is one JSON answer covering every query within the budget.
 run --instance "${DEMO}"
@@ -80,21 +61,7 @@ else
   fail "bad field is named (exit ${rc})"
 fi
 
-# 3. A missing file: non-zero exit, stderr names the path, stdout empty.
-run --instance "${TMP}/does-not-exist.json"
-if [[ ${rc} -ne 0 ]] && grep -q 'does-not-exist.json' "${TMP}/err" && [[ ! -s "${TMP}/out" ]]; then
-  pass "missing file"
-else
-  fail "missing file (exit ${rc})"
-fi
-
-# 4. No arguments: usage error, exit 2.
-run
-if [[ ${rc} -eq 2 ]] && grep -q '^router_solve: ' "${TMP}/err" && [[ ! -s "${TMP}/out" ]]; then
-  pass "no arguments is a usage error"
-else
-  fail "no arguments is a usage error (exit ${rc})"
-fi
-
-echo "${passed} passed, ${failed} failed"
-[[ ${failed} -eq 0 ]]
+# Missing file, then no arguments (cli_testing.sh).
+check_missing_file --instance
+check_no_arguments router_solve
+finish

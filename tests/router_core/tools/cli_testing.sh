@@ -1,0 +1,60 @@
+# Shared by the end-to-end tests of the JSON-in, JSON-out tools (router_solve_cli_test.sh,
+# router_plan_cli_test.sh); sourced, not run. Sourcing it makes TMP (a temporary folder removed on
+# exit) and the pass/fail counters. The test then calls:
+#   cli_test_args N "ARG1 ARG2" "$@"   exit 2 with a usage line unless there are N arguments
+#   run ARGS...                        "${TOOL}" ARGS: stdout -> $TMP/out, stderr -> $TMP/err,
+#                                      exit status -> rc (TOOL is set by the test)
+#   pass NAME / fail NAME              count a check (fail prints the tool's stderr)
+#   check_missing_file FLAG            FLAG on a missing file: exit 1 naming it, stdout empty
+#   check_no_arguments NAME            no arguments: exit 2, stderr starts with "NAME: "
+#   finish                             print "N passed, N failed"; false if any failed
+
+TMP="$(mktemp -d)"
+trap 'rm -rf "${TMP}"' EXIT
+
+passed=0
+failed=0
+pass() { echo "PASS: $1"; passed=$((passed + 1)); }
+fail() {
+  echo "FAIL: $1"
+  if [[ -s "${TMP}/err" ]]; then sed 's/^/  stderr: /' "${TMP}/err"; fi
+  failed=$((failed + 1))
+}
+
+cli_test_args() {
+  local want="$1" names="$2"
+  shift 2
+  if [[ $# -ne ${want} ]]; then
+    echo "usage: $0 ${names}" >&2
+    exit 2
+  fi
+}
+
+run() {
+  rc=0
+  "${TOOL}" "$@" >"${TMP}/out" 2>"${TMP}/err" || rc=$?
+}
+
+check_missing_file() {
+  run "$1" "${TMP}/does-not-exist.json"
+  if [[ ${rc} -eq 1 ]] && grep -q 'does-not-exist.json' "${TMP}/err" && [[ ! -s "${TMP}/out" ]]
+  then
+    pass "missing file"
+  else
+    fail "missing file (exit ${rc})"
+  fi
+}
+
+check_no_arguments() {
+  run
+  if [[ ${rc} -eq 2 ]] && grep -q "^$1: " "${TMP}/err" && [[ ! -s "${TMP}/out" ]]; then
+    pass "no arguments is a usage error"
+  else
+    fail "no arguments is a usage error (exit ${rc})"
+  fi
+}
+
+finish() {
+  echo "${passed} passed, ${failed} failed"
+  [[ ${failed} -eq 0 ]]
+}
