@@ -300,14 +300,7 @@ absl::Status CalibratedClassifier::AddModel(absl::string_view name,
 }
 
 absl::Status CalibratedClassifier::RemoveModel(absl::string_view name) {
-  const auto it = std::find(models_.begin(), models_.end(), name);
-  if (it == models_.end()) {
-    return absl::NotFoundError(absl::StrCat("model '", name, "' is not in the pool"));
-  }
-  const auto index = it - models_.begin();
-  models_.erase(it);
-  outputs_.erase(outputs_.begin() + index);
-  return absl::OkStatus();
+  return estimate_internal::RemoveFromPool(name, models_, outputs_);
 }
 
 nlohmann::json CalibratedClassifier::Save() const {

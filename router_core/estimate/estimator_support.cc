@@ -122,6 +122,15 @@ double SeededRandom::Normal() {
   return std::sqrt(-2.0 * std::log(u1)) * std::cos(kTwoPi * u2);
 }
 
+absl::Status ModelNotInPool(absl::string_view name) {
+  return absl::NotFoundError(absl::StrCat("model '", name, "' is not in the pool"));
+}
+
+absl::Status CheckNotInPool(absl::string_view name, const std::vector<std::string>& models) {
+  if (std::find(models.begin(), models.end(), name) == models.end()) return absl::OkStatus();
+  return absl::AlreadyExistsError(absl::StrCat("model '", name, "' is already in the pool"));
+}
+
 absl::Status Invalid(absl::string_view field, absl::string_view what) {
   return absl::InvalidArgumentError(absl::StrCat(field, ": ", what));
 }

@@ -1,6 +1,6 @@
 // File: estimator_support.h
 //
-// Helpers shared by the UniRoute and calibrated-classifier estimators: checks of feature matrices
+// Helpers shared by the estimators (kNN uses the pool helpers): checks of feature matrices
 // and training sets, L2 normalisation, a seeded portable random source, and the field-path
 // helpers of their messages. (Their saved state is read through estimator_state.h.)
 //
@@ -12,6 +12,7 @@
 #ifndef ROUTER_CORE_ESTIMATE_ESTIMATOR_SUPPORT_H_
 #define ROUTER_CORE_ESTIMATE_ESTIMATOR_SUPPORT_H_
 
+#include <algorithm>
 #include <cstdint>
 #include <random>
 #include <string>
@@ -62,6 +63,23 @@ class SeededRandom {
  private:
   std::mt19937_64 engine_;
 };
+
+absl::Status ModelNotInPool(absl::string_view name);
+// OK when `name` is not in `models`, else ALREADY_EXISTS "model 'x' is already in the pool".
+absl::Status CheckNotInPool(absl::string_view name, const std::vector<std::string>& models);
+
+// Removes model `name` from `models` and its entry from the parallel `per_model`; NOT_FOUND
+// "model 'x' is not in the pool" when absent. O(models).
+template <typename T>
+absl::Status RemoveFromPool(absl::string_view name, std::vector<std::string>& models,
+                            std::vector<T>& per_model) {
+  const auto it = std::find(models.begin(), models.end(), name);
+  if (it == models.end()) return ModelNotInPool(name);
+  const auto index = it - models.begin();
+  models.erase(it);
+  per_model.erase(per_model.begin() + index);
+  return absl::OkStatus();
+}
 
 // --- messages: `field` is the full path ---
 

@@ -416,9 +416,7 @@ absl::Status KnnEstimator::Predict(absl::Span<const float> features,
 
 absl::Status KnnEstimator::AddModel(absl::string_view name, const ModelValidation& validation) {
   if (name.empty()) return absl::InvalidArgumentError("name: empty");
-  if (std::find(names_.begin(), names_.end(), name) != names_.end()) {
-    return absl::AlreadyExistsError(absl::StrCat("model '", name, "' is already in the pool"));
-  }
+  if (absl::Status s = estimate_internal::CheckNotInPool(name, names_); !s.ok()) return s;
   const FeatureMatrix& f = validation.features;
   if (f.dim != dim_) {
     return absl::InvalidArgumentError(
@@ -461,13 +459,9 @@ absl::Status KnnEstimator::AddModel(absl::string_view name, const ModelValidatio
 }
 
 absl::Status KnnEstimator::RemoveModel(absl::string_view name) {
-  const auto it = std::find(names_.begin(), names_.end(), name);
-  if (it == names_.end()) {
-    return absl::NotFoundError(absl::StrCat("model '", name, "' is not in the pool"));
+  if (absl::Status s = estimate_internal::RemoveFromPool(name, names_, model_points_); !s.ok()) {
+    return s;
   }
-  const size_t j = static_cast<size_t>(it - names_.begin());
-  names_.erase(names_.begin() + static_cast<ptrdiff_t>(j));
-  model_points_.erase(model_points_.begin() + static_cast<ptrdiff_t>(j));
 
   // Compact: keep referenced points in their order, so tie-breaking by index is unchanged.
   const int64_t num = num_points();

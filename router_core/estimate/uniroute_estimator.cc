@@ -368,9 +368,7 @@ absl::Status UniRouteEstimator::Predict(absl::Span<const float> features,
 
 absl::Status UniRouteEstimator::AddModel(absl::string_view name,
                                          const ModelValidation& validation) {
-  if (std::find(models_.begin(), models_.end(), name) != models_.end()) {
-    return absl::AlreadyExistsError(absl::StrCat("model '", name, "' is already in the pool"));
-  }
+  if (absl::Status s = estimate_internal::CheckNotInPool(name, models_); !s.ok()) return s;
   if (absl::Status s = estimate_internal::CheckModelValidation(name, validation, dim_); !s.ok()) {
     return s;
   }
@@ -387,14 +385,7 @@ absl::Status UniRouteEstimator::AddModel(absl::string_view name,
 }
 
 absl::Status UniRouteEstimator::RemoveModel(absl::string_view name) {
-  const auto it = std::find(models_.begin(), models_.end(), name);
-  if (it == models_.end()) {
-    return absl::NotFoundError(absl::StrCat("model '", name, "' is not in the pool"));
-  }
-  const auto index = it - models_.begin();
-  models_.erase(it);
-  stats_.erase(stats_.begin() + index);
-  return absl::OkStatus();
+  return estimate_internal::RemoveFromPool(name, models_, stats_);
 }
 
 nlohmann::json UniRouteEstimator::Save() const {
