@@ -182,23 +182,17 @@ double FitTemperature(const std::vector<std::pair<double, double>>& pairs) {
 
 absl::StatusOr<ClassifierOptions> ParseOptions(const JsonReader& value) {
   ClassifierOptions options;
-  if (absl::Status s =
-          estimate_internal::ReadIntOptions(value, {{"hidden_units", &options.hidden_units},
-                                                    {"epochs", &options.epochs},
-                                                    {"batch_size", &options.batch_size},
-                                                    {"num_bins", &options.num_bins}});
+  if (absl::Status s = estimate_internal::ReadOptions(value,
+                                                      {{"hidden_units", &options.hidden_units},
+                                                       {"epochs", &options.epochs},
+                                                       {"batch_size", &options.batch_size},
+                                                       {"num_bins", &options.num_bins}},
+                                                      {{"learning_rate", &options.learning_rate},
+                                                       {"weight_decay", &options.weight_decay},
+                                                       {"prior_strength", &options.prior_strength},
+                                                       {"lower_quantile", &options.lower_quantile}},
+                                                      &options.seed);
       !s.ok()) {
-    return s;
-  }
-  if (absl::Status s = estimate_internal::ReadNumberOptions(
-          value, {{"learning_rate", &options.learning_rate},
-                  {"weight_decay", &options.weight_decay},
-                  {"prior_strength", &options.prior_strength},
-                  {"lower_quantile", &options.lower_quantile}});
-      !s.ok()) {
-    return s;
-  }
-  if (absl::Status s = estimate_internal::ReadSeedOption(value, "seed", &options.seed); !s.ok()) {
     return s;
   }
   if (absl::Status s = estimate_internal::OptionsError(value, ValidateClassifierOptions(options));

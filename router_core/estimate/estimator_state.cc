@@ -100,6 +100,13 @@ absl::Status ReadSeedOption(const JsonReader& options, absl::string_view key, ui
   return absl::OkStatus();
 }
 
+absl::Status ReadOptions(const JsonReader& options, OptionFields<int> ints,
+                         OptionFields<double> numbers, uint64_t* seed) {
+  if (absl::Status s = ReadIntOptions(options, ints); !s.ok()) return s;
+  if (absl::Status s = ReadNumberOptions(options, numbers); !s.ok()) return s;
+  return ReadSeedOption(options, "seed", seed);
+}
+
 absl::Status OptionsError(const JsonReader& options, const absl::Status& status) {
   if (status.ok()) return status;
   return absl::InvalidArgumentError(absl::StrCat(options.name(), ".", status.message()));

@@ -93,6 +93,9 @@ using OptionFields = std::initializer_list<std::pair<absl::string_view, T*>>;
 absl::Status ReadIntOptions(const JsonReader& options, OptionFields<int> fields);
 absl::Status ReadNumberOptions(const JsonReader& options, OptionFields<double> fields);
 absl::Status ReadSeedOption(const JsonReader& options, absl::string_view key, uint64_t* target);
+// All three at once: the ints, the numbers, then "seed" into `*seed`.
+absl::Status ReadOptions(const JsonReader& options, OptionFields<int> ints,
+                         OptionFields<double> numbers, uint64_t* seed);
 // The options validator's error (which names the option: "k: ...") under the options' path
 // ("knn.options.k: ..."); OK stays OK.
 absl::Status OptionsError(const JsonReader& options, const absl::Status& status);

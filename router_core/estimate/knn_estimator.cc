@@ -516,17 +516,12 @@ absl::StatusOr<std::unique_ptr<QualityEstimator>> LoadKnnEstimator(const nlohman
   if (!reader.ok()) return reader.status();
   const JsonReader& opts = reader->options();
   KnnOptions o;
-  if (absl::Status s = estimate_internal::ReadIntOptions(
-          opts, {{"k", &o.k}, {"bootstrap_samples", &o.bootstrap_samples}});
+  if (absl::Status s = estimate_internal::ReadOptions(
+          opts, {{"k", &o.k}, {"bootstrap_samples", &o.bootstrap_samples}},
+          {{"prior_strength", &o.prior_strength}, {"lower_quantile", &o.lower_quantile}}, &o.seed);
       !s.ok()) {
     return s;
   }
-  if (absl::Status s = estimate_internal::ReadNumberOptions(
-          opts, {{"prior_strength", &o.prior_strength}, {"lower_quantile", &o.lower_quantile}});
-      !s.ok()) {
-    return s;
-  }
-  if (absl::Status s = estimate_internal::ReadSeedOption(opts, "seed", &o.seed); !s.ok()) return s;
   absl::StatusOr<bool> weighted = opts.Get(&JsonReader::Bool, "similarity_weighted");
   if (!weighted.ok()) return weighted.status();
   o.similarity_weighted = *weighted;

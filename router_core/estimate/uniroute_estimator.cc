@@ -218,16 +218,13 @@ absl::StatusOr<std::vector<std::vector<double>>> KMeans(const std::vector<double
 
 absl::StatusOr<UniRouteOptions> ParseOptions(const JsonReader& value) {
   UniRouteOptions options;
-  if (absl::Status s = estimate_internal::ReadIntOptions(
+  if (absl::Status s = estimate_internal::ReadOptions(
           value,
-          {{"num_clusters", &options.num_clusters}, {"max_iterations", &options.max_iterations}});
-      !s.ok()) {
-    return s;
-  }
-  if (absl::Status s = estimate_internal::ReadNumberOptions(
-          value, {{"temperature", &options.temperature},
-                  {"prior_strength", &options.prior_strength},
-                  {"lower_quantile", &options.lower_quantile}});
+          {{"num_clusters", &options.num_clusters}, {"max_iterations", &options.max_iterations}},
+          {{"temperature", &options.temperature},
+           {"prior_strength", &options.prior_strength},
+           {"lower_quantile", &options.lower_quantile}},
+          &options.seed);
       !s.ok()) {
     return s;
   }
@@ -240,9 +237,6 @@ absl::StatusOr<UniRouteOptions> ParseOptions(const JsonReader& value) {
   } else {
     return Invalid(value.ChildPath("metric"),
                    absl::StrCat("expected \"cosine\" or \"euclidean\", got \"", *metric, "\""));
-  }
-  if (absl::Status s = estimate_internal::ReadSeedOption(value, "seed", &options.seed); !s.ok()) {
-    return s;
   }
   if (absl::Status s = estimate_internal::OptionsError(value, ValidateUniRouteOptions(options));
       !s.ok()) {
