@@ -196,6 +196,13 @@ struct Toy {
   TrainingSet validation =
       Set(Matrix(2, {1.0f, 0.0f, 0.95f, 0.05f, 0.9f, 0.1f, 0.0f, 1.0f, 0.05f, 0.95f}), {"a", "b"},
           {1, 1, 1, 1, 0, 1, 0, 1, 0, 0.5});
+
+  // Two clusters with the default options otherwise.
+  absl::StatusOr<std::unique_ptr<UniRouteEstimator>> FitTwoClusters() const {
+    UniRouteOptions options;
+    options.num_clusters = 2;
+    return FitUniRoute(train, validation, options);
+  }
 };
 
 TEST(UniRouteToyTest, PosteriorShrinksTowardTheModelsGlobalRate) {
@@ -328,10 +335,7 @@ TEST(UniRouteToyTest, RejectsBadTrainingData) {
 
 TEST(UniRouteToyTest, RejectsBadQueriesAndPoolChanges) {
   Toy toy;
-  UniRouteOptions options;
-  options.num_clusters = 2;
-  absl::StatusOr<std::unique_ptr<UniRouteEstimator>> e =
-      FitUniRoute(toy.train, toy.validation, options);
+  absl::StatusOr<std::unique_ptr<UniRouteEstimator>> e = toy.FitTwoClusters();
   ASSERT_THAT(e, IsOk());
   std::vector<QualityEstimate> out(2);
   EXPECT_THAT((*e)->Predict(std::vector<float>{1, 0, 0}, absl::MakeSpan(out)),
@@ -371,10 +375,7 @@ TEST(UniRouteToyTest, RejectsBadQueriesAndPoolChanges) {
 
 TEST(UniRouteToyTest, LoadRejectsMalformedStateNamingTheField) {
   Toy toy;
-  UniRouteOptions options;
-  options.num_clusters = 2;
-  absl::StatusOr<std::unique_ptr<UniRouteEstimator>> e =
-      FitUniRoute(toy.train, toy.validation, options);
+  absl::StatusOr<std::unique_ptr<UniRouteEstimator>> e = toy.FitTwoClusters();
   ASSERT_THAT(e, IsOk());
   const Json good = (*e)->Save();
   ASSERT_THAT(LoadUniRouteEstimator(good), IsOk());
