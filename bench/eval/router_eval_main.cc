@@ -235,11 +235,9 @@ std::string PlotScript(uint64_t seed, const std::set<std::string>& csvs, bool ha
 }  // namespace
 
 int main(int argc, char** argv) {
-  for (int k = 1; k < argc; ++k) {
-    if (absl::string_view(argv[k]) == "--help" || absl::string_view(argv[k]) == "-h") {
-      std::cout << kUsage;
-      return 0;
-    }
+  if (router::core::HelpRequested(argc, argv)) {
+    std::cout << kUsage;
+    return 0;
   }
   absl::StatusOr<Flags> flags = ParseFlags(argc, argv);
   if (!flags.ok()) return Fail(kExitUsage, absl::StrCat(flags.status().message(), " (see --help)"));

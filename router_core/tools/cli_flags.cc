@@ -37,4 +37,12 @@ absl::StatusOr<std::vector<CliFlag>> SplitFlags(int argc, const char* const* arg
   return flags;
 }
 
+bool HelpRequested(int argc, const char* const* argv) {
+  for (int k = 1; k < argc; ++k) {
+    const absl::string_view arg = argv[k];
+    if (arg == "--help" || arg == "-h") return true;
+  }
+  return false;
+}
+
 }  // namespace router::core

@@ -28,6 +28,9 @@ struct CliFlag {
   std::string value;  // empty for a switch
 };
 
+// Whether any of argv[1..argc-1] is "--help" or "-h" (which wins over every other argument).
+bool HelpRequested(int argc, const char* const* argv);
+
 // argv[1..argc-1] as flags, in order.
 absl::StatusOr<std::vector<CliFlag>> SplitFlags(int argc, const char* const* argv,
                                                 absl::Span<const absl::string_view> switches);

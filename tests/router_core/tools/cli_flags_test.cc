@@ -42,5 +42,16 @@ TEST(CliFlagsTest, NoArgumentsGiveNoFlags) {
   EXPECT_TRUE(flags->empty());
 }
 
+TEST(CliFlagsTest, HelpIsRequestedByEitherSpellingAnywhere) {
+  const std::vector<const char*> plain = {"tool", "--dataset", "d/"};
+  const std::vector<const char*> late = {"tool", "--dataset", "d/", "-h"};
+  const std::vector<const char*> as_value = {"tool", "--out", "--help"};
+  const std::vector<const char*> similar = {"tool", "--helpful", "-hh"};
+  EXPECT_FALSE(HelpRequested(static_cast<int>(plain.size()), plain.data()));
+  EXPECT_TRUE(HelpRequested(static_cast<int>(late.size()), late.data()));
+  EXPECT_TRUE(HelpRequested(static_cast<int>(as_value.size()), as_value.data()));
+  EXPECT_FALSE(HelpRequested(static_cast<int>(similar.size()), similar.data()));
+}
+
 }  // namespace
 }  // namespace router::core
