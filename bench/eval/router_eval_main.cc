@@ -235,10 +235,7 @@ std::string PlotScript(uint64_t seed, const std::set<std::string>& csvs, bool ha
 }  // namespace
 
 int main(int argc, char** argv) {
-  if (router::core::HelpRequested(argc, argv)) {
-    std::cout << kUsage;
-    return 0;
-  }
+  if (router::core::PrintUsageIfAsked(argc, argv, kUsage)) return 0;
   absl::StatusOr<Flags> flags = ParseFlags(argc, argv);
   if (!flags.ok()) return Fail(kExitUsage, absl::StrCat(flags.status().message(), " (see --help)"));
   std::cerr << "router_eval: reading " << flags->dataset << std::endl;

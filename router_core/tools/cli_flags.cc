@@ -1,6 +1,7 @@
 #include "router_core/tools/cli_flags.h"
 
 #include <algorithm>
+#include <iostream>
 
 #include "absl/status/status.h"
 #include "absl/strings/match.h"
@@ -43,6 +44,12 @@ bool HelpRequested(int argc, const char* const* argv) {
     if (arg == "--help" || arg == "-h") return true;
   }
   return false;
+}
+
+bool PrintUsageIfAsked(int argc, const char* const* argv, absl::string_view usage) {
+  if (!HelpRequested(argc, argv)) return false;
+  std::cout << usage;
+  return true;
 }
 
 }  // namespace router::core

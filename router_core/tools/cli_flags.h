@@ -5,7 +5,7 @@
 // declares as switches (they take no value). Each tool then matches the names it knows and parses
 // the values itself, so the errors name its own flags.
 //
-// Thread-safety: pure.
+// Thread-safety: pure, except PrintUsageIfAsked, which writes stdout.
 //
 // Errors: INVALID_ARGUMENT "unexpected argument 'x'" for an argument that does not start with
 // "--", "--name needs a value" for a valued flag at the end of argv, and "--name takes no value"
@@ -30,6 +30,8 @@ struct CliFlag {
 
 // Whether any of argv[1..argc-1] is "--help" or "-h" (which wins over every other argument).
 bool HelpRequested(int argc, const char* const* argv);
+// When HelpRequested, prints `usage` on stdout and returns true (the tool then exits 0).
+bool PrintUsageIfAsked(int argc, const char* const* argv, absl::string_view usage);
 
 // argv[1..argc-1] as flags, in order.
 absl::StatusOr<std::vector<CliFlag>> SplitFlags(int argc, const char* const* argv,

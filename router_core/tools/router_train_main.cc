@@ -245,10 +245,7 @@ std::string CreatedTime() {
 }  // namespace
 
 int main(int argc, char** argv) {
-  if (router::core::HelpRequested(argc, argv)) {
-    std::cout << kUsage;
-    return 0;
-  }
+  if (router::core::PrintUsageIfAsked(argc, argv, kUsage)) return 0;
   absl::StatusOr<Flags> flags = ParseFlags(argc, argv);
   if (!flags.ok()) return Fail(kExitUsage, absl::StrCat(flags.status().message(), " (see --help)"));
   // Validate every option before the slow steps, so a typo fails at once.
