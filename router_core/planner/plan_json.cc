@@ -11,6 +11,7 @@
 
 #include "absl/status/status.h"
 #include "router_core/json/json_reader.h"
+#include "router_core/solve/query_json.h"
 
 namespace router::core {
 namespace {
@@ -47,26 +48,6 @@ absl::StatusOr<PlanModel> ParseModel(const JsonReader& value) {
     model.pin = *v == "on" ? ModelPin::kOn : ModelPin::kOff;
   }
   return model;
-}
-
-absl::StatusOr<Query> ParseQuery(const JsonReader& value) {
-  if (absl::Status s = value.CheckKeys({"id", "quality", "cost", "allowed"}); !s.ok()) return s;
-  Query query;
-  absl::StatusOr<std::string> id = value.Get(&JsonReader::String, "id");
-  if (!id.ok()) return id.status();
-  query.id = *std::move(id);
-  for (auto [key, target] :
-       {std::pair{"quality", &query.quality}, std::pair{"cost", &query.cost}}) {
-    absl::StatusOr<std::vector<double>> v =
-        value.Get(&JsonReader::NumberArray, key, NumberArraySpec{});
-    if (!v.ok()) return v.status();
-    *target = *std::move(v);
-  }
-  if (absl::Status s = value.ReadOptional("allowed", &query.allowed, &JsonReader::StringArray);
-      !s.ok()) {
-    return s;
-  }
-  return query;
 }
 
 // Members that are null count as absent throughout a scenario.
@@ -123,7 +104,7 @@ absl::StatusOr<Scenario> FromJson(const JsonReader& root) {
     if (absl::Status s = batch.CheckArray("an array of queries"); !s.ok()) return s;
     problem.batches[b].reserve(batch.size());
     for (size_t i = 0; i < batch.size(); ++i) {
-      absl::StatusOr<Query> q = ParseQuery(batch.Element(i));
+      absl::StatusOr<Query> q = ReadQueryJson(batch.Element(i), QualityLower::kRefused);
       if (!q.ok()) return q.status();
       problem.batches[b].push_back(*std::move(q));
     }

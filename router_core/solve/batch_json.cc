@@ -12,6 +12,7 @@
 #include "absl/status/status.h"
 #include "absl/time/time.h"
 #include "router_core/json/json_reader.h"
+#include "router_core/solve/query_json.h"
 
 namespace router::core {
 namespace {
@@ -30,35 +31,6 @@ absl::StatusOr<ModelSpec> ParseModel(const JsonReader& value) {
     model.slots = *v;
   }
   return model;
-}
-
-absl::StatusOr<Query> ParseQuery(const JsonReader& value) {
-  if (absl::Status s = value.CheckKeys({"id", "quality", "quality_lower", "cost", "allowed"});
-      !s.ok()) {
-    return s;
-  }
-  Query query;
-  absl::StatusOr<std::string> id = value.Get(&JsonReader::String, "id");
-  if (!id.ok()) return id.status();
-  query.id = *std::move(id);
-  // Required per-model vectors.
-  for (auto [key, target] :
-       {std::pair{"quality", &query.quality}, std::pair{"cost", &query.cost}}) {
-    absl::StatusOr<std::vector<double>> v =
-        value.Get(&JsonReader::NumberArray, key, NumberArraySpec{});
-    if (!v.ok()) return v.status();
-    *target = *std::move(v);
-  }
-  if (absl::Status s = value.ReadOptional("quality_lower", &query.quality_lower,
-                                          &JsonReader::NumberArray, NumberArraySpec{});
-      !s.ok()) {
-    return s;
-  }
-  if (absl::Status s = value.ReadOptional("allowed", &query.allowed, &JsonReader::StringArray);
-      !s.ok()) {
-    return s;
-  }
-  return query;
 }
 
 absl::Status ParseParams(const JsonReader& value, PolicyParams& params) {
@@ -126,7 +98,7 @@ absl::StatusOr<BatchProblem> FromJson(const JsonReader& root) {
   if (absl::Status s = queries->CheckArray(); !s.ok()) return s;
   problem.queries.reserve(queries->size());
   for (size_t i = 0; i < queries->size(); ++i) {
-    absl::StatusOr<Query> q = ParseQuery(queries->Element(i));
+    absl::StatusOr<Query> q = ReadQueryJson(queries->Element(i), QualityLower::kAccepted);
     if (!q.ok()) return q.status();
     problem.queries.push_back(*std::move(q));
   }
