@@ -312,18 +312,26 @@ std::string WriteDataset() {
   return dir;
 }
 
-TEST(RunEvaluationTest, QuickEndToEnd) {
-  const std::string dir = WriteDataset();
-  absl::StatusOr<Dataset> data = ReadDataset(dir);
-  ASSERT_TRUE(data.ok()) << data.status();
+// A quick evaluation on a small featurizer and light estimators (seconds, also under ASan):
+// `seeds`, and `experiments` (EvalConfig's default set when empty).
+absl::StatusOr<EvalOutput> RunQuick(const Dataset& data, std::vector<uint64_t> seeds,
+                                    std::set<int> experiments = {}) {
   EvalConfig config;
-  config.seeds = {1, 2};
+  config.seeds = std::move(seeds);
   config.quick = true;
+  if (!experiments.empty()) config.experiments = std::move(experiments);
   config.featurizer.dim = 32;
   config.knn.k = 20;
   config.knn.bootstrap_samples = 10;
   config.uniroute.num_clusters = 4;
-  absl::StatusOr<EvalOutput> out = RunEvaluation(*data, config, [](absl::string_view) {});
+  return RunEvaluation(data, config, [](absl::string_view) {});
+}
+
+TEST(RunEvaluationTest, QuickEndToEnd) {
+  const std::string dir = WriteDataset();
+  absl::StatusOr<Dataset> data = ReadDataset(dir);
+  ASSERT_TRUE(data.ok()) << data.status();
+  absl::StatusOr<EvalOutput> out = RunQuick(*data, {1, 2});
   ASSERT_TRUE(out.ok()) << out.status();
   std::vector<std::string> names;
   for (const Table& t : out->tables) {
@@ -396,15 +404,7 @@ TEST(RunEvaluationTest, CapacityAndAllocationRespectSlotsAndGpuBudget) {
   const std::string dir = WriteDataset();
   absl::StatusOr<Dataset> data = ReadDataset(dir);
   ASSERT_TRUE(data.ok()) << data.status();
-  EvalConfig config;
-  config.seeds = {1};
-  config.quick = true;
-  config.experiments = {5, 6};
-  config.featurizer.dim = 32;
-  config.knn.k = 20;
-  config.knn.bootstrap_samples = 10;
-  config.uniroute.num_clusters = 4;
-  absl::StatusOr<EvalOutput> out = RunEvaluation(*data, config, [](absl::string_view) {});
+  absl::StatusOr<EvalOutput> out = RunQuick(*data, {1}, {5, 6});
   ASSERT_TRUE(out.ok()) << out.status();
   auto column = [](const Table& t, const std::string& name) {
     const auto at = std::find(t.header.begin(), t.header.end(), name);
