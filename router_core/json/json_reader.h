@@ -137,6 +137,30 @@ class JsonReader {
     return ((*member).*get)(std::forward<Args>(args)...);
   }
 
+  // This array (else WrongType(`expected`)) with each element read by
+  // `parse(const JsonReader&) -> absl::StatusOr<T>`, stopping at the first error; ArrayOf does
+  // the same for the required member `key`.
+  template <typename Parse>
+  auto Elements(Parse parse, absl::string_view expected = "an array") const
+      -> absl::StatusOr<std::vector<typename decltype(parse(*this))::value_type>> {
+    if (absl::Status s = CheckArray(expected); !s.ok()) return s;
+    std::vector<typename decltype(parse(*this))::value_type> out;
+    out.reserve(size());
+    for (size_t i = 0; i < size(); ++i) {
+      auto element = parse(Element(i));
+      if (!element.ok()) return element.status();
+      out.push_back(*std::move(element));
+    }
+    return out;
+  }
+  template <typename Parse>
+  auto ArrayOf(absl::string_view key, Parse parse, absl::string_view expected = "an array") const
+      -> decltype(Elements(parse, expected)) {
+    absl::StatusOr<JsonReader> array = Member(key);
+    if (!array.ok()) return array.status();
+    return array->Elements(parse, expected);
+  }
+
   // An optional member (as OptionalMember(key)) read with `get` into `*target` when present;
   // `*target` is left as it was when absent.
   template <typename T, typename Getter, typename... Args>

@@ -86,29 +86,20 @@ absl::StatusOr<Scenario> FromJson(const JsonReader& root) {
     return s;
   }
 
-  absl::StatusOr<JsonReader> models = root.Member("models");
+  absl::StatusOr<std::vector<PlanModel>> models = root.ArrayOf("models", ParseModel);
   if (!models.ok()) return models.status();
-  if (absl::Status s = models->CheckArray(); !s.ok()) return s;
-  for (size_t j = 0; j < models->size(); ++j) {
-    absl::StatusOr<PlanModel> m = ParseModel(models->Element(j));
-    if (!m.ok()) return m.status();
-    problem.models.push_back(*std::move(m));
-  }
+  problem.models = *std::move(models);
 
-  absl::StatusOr<JsonReader> batches = root.Member("batches");
+  absl::StatusOr<std::vector<std::vector<Query>>> batches = root.ArrayOf(
+      "batches",
+      [](const JsonReader& batch) {
+        return batch.Elements(
+            [](const JsonReader& q) { return ReadQueryJson(q, QualityLower::kRefused); },
+            "an array of queries");
+      },
+      "an array of batches");
   if (!batches.ok()) return batches.status();
-  if (absl::Status s = batches->CheckArray("an array of batches"); !s.ok()) return s;
-  problem.batches.resize(batches->size());
-  for (size_t b = 0; b < batches->size(); ++b) {
-    const JsonReader batch = batches->Element(b);
-    if (absl::Status s = batch.CheckArray("an array of queries"); !s.ok()) return s;
-    problem.batches[b].reserve(batch.size());
-    for (size_t i = 0; i < batch.size(); ++i) {
-      absl::StatusOr<Query> q = ReadQueryJson(batch.Element(i), QualityLower::kRefused);
-      if (!q.ok()) return q.status();
-      problem.batches[b].push_back(*std::move(q));
-    }
-  }
+  problem.batches = *std::move(batches);
   return scenario;
 }
 

@@ -50,14 +50,9 @@ absl::StatusOr<BatchProblem> FromJson(const JsonReader& root) {
   }
   BatchProblem problem;
 
-  absl::StatusOr<JsonReader> models = root.Member("models");
+  absl::StatusOr<std::vector<ModelSpec>> models = root.ArrayOf("models", ParseModel);
   if (!models.ok()) return models.status();
-  if (absl::Status s = models->CheckArray(); !s.ok()) return s;
-  for (size_t j = 0; j < models->size(); ++j) {
-    absl::StatusOr<ModelSpec> m = ParseModel(models->Element(j));
-    if (!m.ok()) return m.status();
-    problem.models.push_back(*std::move(m));
-  }
+  problem.models = *std::move(models);
 
   if (std::optional<JsonReader> budget = root.OptionalMember("budget", /*null_is_absent=*/true)) {
     absl::StatusOr<double> v = budget->Number();
@@ -93,15 +88,10 @@ absl::StatusOr<BatchProblem> FromJson(const JsonReader& root) {
     return s;
   }
 
-  absl::StatusOr<JsonReader> queries = root.Member("queries");
+  absl::StatusOr<std::vector<Query>> queries = root.ArrayOf(
+      "queries", [](const JsonReader& q) { return ReadQueryJson(q, QualityLower::kAccepted); });
   if (!queries.ok()) return queries.status();
-  if (absl::Status s = queries->CheckArray(); !s.ok()) return s;
-  problem.queries.reserve(queries->size());
-  for (size_t i = 0; i < queries->size(); ++i) {
-    absl::StatusOr<Query> q = ReadQueryJson(queries->Element(i), QualityLower::kAccepted);
-    if (!q.ok()) return q.status();
-    problem.queries.push_back(*std::move(q));
-  }
+  problem.queries = *std::move(queries);
   return problem;
 }
 

@@ -203,6 +203,21 @@ TEST(JsonReaderTest, ArraysCheckSizeAndElements) {
   EXPECT_TRUE(JsonReader(with_nan).Get(&JsonReader::NumberArray, "v", NumberArraySpec{}).ok());
 }
 
+TEST(JsonReaderTest, ArraysOfParsedElementsStopAtTheFirstError) {
+  const Json json = Parse(R"({"xs": [1, 2, 3], "bad": [1, "two", null], "o": {}})");
+  const JsonReader root(json);
+  auto number = [](const JsonReader& e) { return e.Number(); };
+  EXPECT_THAT(root.ArrayOf("xs", number), IsOkAndHolds(ElementsAre(1.0, 2.0, 3.0)));
+  EXPECT_THAT(root.ArrayOf("bad", number), InvalidNaming("bad[1]: expected a number, got string"));
+  EXPECT_THAT(root.ArrayOf("o", number, "an array of batches"),
+              InvalidNaming("o: expected an array of batches, got object"));
+  EXPECT_THAT(root.ArrayOf("missing", number), InvalidNaming("missing: required field missing"));
+  const Json nested = Parse(R"([[1], [2, {}]])");
+  EXPECT_THAT(
+      JsonReader(nested, "b").Elements([&](const JsonReader& row) { return row.Elements(number); }),
+      InvalidNaming("b[1][1]: expected a number, got object"));
+}
+
 TEST(JsonReaderTest, NonArraysHaveNoElementsAndNonObjectsNoOptionalMembers) {
   const Json json = Parse(R"("text")");
   const JsonReader root(json);
