@@ -12,14 +12,8 @@ readonly SCENARIO="$2"
 # 1. The example plans: exit 0, one line of JSON, instances within the bounds and the GPU budget,
 #    the same budget for both baselines, and objective <= upper_bound.
 run --scenario "${SCENARIO}"
-if [[ ${rc} -eq 0 ]] && python3 - "${SCENARIO}" "${TMP}/out" <<'PY'
-import json, sys
-s = json.load(open(sys.argv[1]))
-with open(sys.argv[2]) as f:
-    lines = f.read().splitlines()
-assert len(lines) == 1, f"expected one line on stdout, got {len(lines)}"
-d = json.loads(lines[0])
-assert d["status"] in ("OPTIMAL", "FEASIBLE"), d["status"]
+if [[ ${rc} -eq 0 ]] && check_answer "${SCENARIO}" <<'PY'
+s = inp
 hosted = {m["name"]: m for m in s["models"] if "gpus_per_instance" in m}
 def check(instances, gpus_used, what):
     assert set(instances) == set(hosted), (what, instances)

@@ -11,14 +11,8 @@ readonly DEMO="$2"
 
 # 1. The demo solves: exit 0, stdout is one JSON answer covering every query within the budget.
 run --instance "${DEMO}"
-if [[ ${rc} -eq 0 ]] && python3 - "${DEMO}" "${TMP}/out" <<'EOF'
-import json, sys
-problem = json.load(open(sys.argv[1]))
-with open(sys.argv[2]) as f:
-    lines = f.read().splitlines()
-assert len(lines) == 1, f"expected one line on stdout, got {len(lines)}"
-d = json.loads(lines[0])
-assert d["status"] in ("OPTIMAL", "FEASIBLE"), d["status"]
+if [[ ${rc} -eq 0 ]] && check_answer "${DEMO}" <<'EOF'
+problem = inp
 ids = [q["id"] for q in problem["queries"]]
 assigned = set(d["assignment"])
 unserved = set(d["unserved"])

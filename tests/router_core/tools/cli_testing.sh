@@ -5,6 +5,9 @@
 #   run ARGS...                        "${TOOL}" ARGS: stdout -> $TMP/out, stderr -> $TMP/err,
 #                                      exit status -> rc (TOOL is set by the test)
 #   pass NAME / fail NAME              count a check (fail prints the tool's stderr)
+#   check_answer INPUT <<'PY' ... PY   the Python check on stdin, run after a prologue that loads
+#                                      INPUT as `inp` and the tool's stdout, which must be one line
+#                                      of JSON with status OPTIMAL or FEASIBLE, as `d`
 #   check_missing_file FLAG            FLAG on a missing file: exit 1 naming it, stdout empty
 #   check_no_arguments NAME            no arguments: exit 2, stderr starts with "NAME: "
 #   finish                             print "N passed, N failed"; false if any failed
@@ -33,6 +36,19 @@ cli_test_args() {
 run() {
   rc=0
   "${TOOL}" "$@" >"${TMP}/out" 2>"${TMP}/err" || rc=$?
+}
+
+check_answer() {
+  local prologue
+  prologue='import json, sys
+inp = json.load(open(sys.argv[1]))
+with open(sys.argv[2]) as f:
+    lines = f.read().splitlines()
+assert len(lines) == 1, f"expected one line on stdout, got {len(lines)}"
+d = json.loads(lines[0])
+assert d["status"] in ("OPTIMAL", "FEASIBLE"), d["status"]'
+  python3 -c "${prologue}
+$(cat)" "$1" "${TMP}/out"
 }
 
 check_missing_file() {
