@@ -5,14 +5,12 @@ set -euo pipefail
 
 # shellcheck source=../tools/cli_testing.sh
 source "$(dirname "$0")/../tools/cli_testing.sh"
-cli_test_args 2 "ROUTER_PLAN SCENARIO_JSON" "$@"
-readonly TOOL="$1"
-readonly SCENARIO="$2"
+cli_test_init "ROUTER_PLAN SCENARIO_JSON" "$@"
 
 # 1. The example plans: exit 0, one line of JSON, instances within the bounds and the GPU budget,
 #    the same budget for both baselines, and objective <= upper_bound.
-run --scenario "${SCENARIO}"
-if [[ ${rc} -eq 0 ]] && check_answer "${SCENARIO}" <<'PY'
+run --scenario "${INPUT}"
+if [[ ${rc} -eq 0 ]] && check_answer "${INPUT}" <<'PY'
 s = inp
 hosted = {m["name"]: m for m in s["models"] if "gpus_per_instance" in m}
 def check(instances, gpus_used, what):

@@ -5,13 +5,11 @@ set -euo pipefail
 
 # shellcheck source=../tools/cli_testing.sh
 source "$(dirname "$0")/../tools/cli_testing.sh"
-cli_test_args 2 "ROUTER_SOLVE DEMO_JSON" "$@"
-readonly TOOL="$1"
-readonly DEMO="$2"
+cli_test_init "ROUTER_SOLVE DEMO_JSON" "$@"
 
 # 1. The demo solves: exit 0, stdout is one JSON answer covering every query within the budget.
-run --instance "${DEMO}"
-if [[ ${rc} -eq 0 ]] && check_answer "${DEMO}" <<'EOF'
+run --instance "${INPUT}"
+if [[ ${rc} -eq 0 ]] && check_answer "${INPUT}" <<'EOF'
 problem = inp
 ids = [q["id"] for q in problem["queries"]]
 assigned = set(d["assignment"])

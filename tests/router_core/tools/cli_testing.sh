@@ -1,9 +1,10 @@
 # Shared by the end-to-end tests of the JSON-in, JSON-out tools (router_solve_cli_test.sh,
 # router_plan_cli_test.sh); sourced, not run. Sourcing it makes TMP (a temporary folder removed on
 # exit) and the pass/fail counters. The test then calls:
-#   cli_test_args N "ARG1 ARG2" "$@"   exit 2 with a usage line unless there are N arguments
+#   cli_test_init "TOOL_NAME INPUT_NAME" "$@"   exactly two arguments (else exit 2 with a usage
+#                                      line): the tool's path as TOOL, its input file as INPUT
 #   run ARGS...                        "${TOOL}" ARGS: stdout -> $TMP/out, stderr -> $TMP/err,
-#                                      exit status -> rc (TOOL is set by the test)
+#                                      exit status -> rc
 #   pass NAME / fail NAME              count a check (fail prints the tool's stderr)
 #   check_answer INPUT <<'PY' ... PY   the Python check on stdin, run after a prologue that loads
 #                                      INPUT as `inp` and the tool's stdout, which must be one line
@@ -24,13 +25,15 @@ fail() {
   failed=$((failed + 1))
 }
 
-cli_test_args() {
-  local want="$1" names="$2"
-  shift 2
-  if [[ $# -ne ${want} ]]; then
+cli_test_init() {
+  local names="$1"
+  shift
+  if [[ $# -ne 2 ]]; then
     echo "usage: $0 ${names}" >&2
     exit 2
   fi
+  readonly TOOL="$1"
+  readonly INPUT="$2"
 }
 
 run() {
