@@ -58,10 +58,8 @@ constexpr char kUsage[] =
     "\n"
     "Exit status: 0 done, 1 bad data or failure, 2 usage error.\n";
 
-int Fail(int code, absl::string_view message) {
-  std::cerr << "router_eval: " << message << std::endl;
-  return code;
-}
+constexpr absl::string_view kTool = "router_eval";
+using router::core::ToolError;
 
 struct Flags {
   std::string dataset;
@@ -237,24 +235,25 @@ std::string PlotScript(uint64_t seed, const std::set<std::string>& csvs, bool ha
 int main(int argc, char** argv) {
   if (router::core::PrintUsageIfAsked(argc, argv, kUsage)) return 0;
   absl::StatusOr<Flags> flags = ParseFlags(argc, argv);
-  if (!flags.ok()) return Fail(kExitUsage, absl::StrCat(flags.status().message(), " (see --help)"));
+  if (!flags.ok())
+    return ToolError(kTool, kExitUsage, absl::StrCat(flags.status().message(), " (see --help)"));
   std::cerr << "router_eval: reading " << flags->dataset << std::endl;
   absl::StatusOr<router::core::Dataset> data = router::core::ReadDataset(flags->dataset);
-  if (!data.ok()) return Fail(kExitFailure, data.status().ToString());
+  if (!data.ok()) return ToolError(kTool, kExitFailure, data.status().ToString());
   if (std::system(absl::StrCat("mkdir -p '", flags->out, "'").c_str()) != 0) {
-    return Fail(kExitFailure, absl::StrCat("cannot create ", flags->out));
+    return ToolError(kTool, kExitFailure, absl::StrCat("cannot create ", flags->out));
   }
   absl::StatusOr<router::core::eval::EvalOutput> out = router::core::eval::RunEvaluation(
       *data, flags->config,
       [](absl::string_view m) { std::cerr << "router_eval: " << m << std::endl; });
-  if (!out.ok()) return Fail(kExitFailure, out.status().ToString());
+  if (!out.ok()) return ToolError(kTool, kExitFailure, out.status().ToString());
 
   std::set<std::string> csvs;  // CSVs in the output folder the plots may draw from
   for (const auto& table : out->tables) {
     csvs.insert(table.name);
     const std::string path = absl::StrCat(flags->out, "/", table.name, ".csv");
     if (absl::Status s = WriteFile(path, router::core::eval::TableToCsv(table)); !s.ok()) {
-      return Fail(kExitFailure, s.ToString());
+      return ToolError(kTool, kExitFailure, s.ToString());
     }
   }
   const std::string summary = absl::StrCat(flags->out, "/summary.json");
@@ -263,12 +262,14 @@ int main(int argc, char** argv) {
     if (old_file) {
       nlohmann::json old = nlohmann::json::parse(old_file, nullptr, /*allow_exceptions=*/false);
       if (old.is_discarded() || !old.is_object()) {
-        return Fail(kExitFailure, absl::StrCat(summary, ": not a JSON object; cannot --merge"));
+        return ToolError(kTool, kExitFailure,
+                         absl::StrCat(summary, ": not a JSON object; cannot --merge"));
       }
       // Seeds and split must agree, or the merged report would mix incomparable runs.
       if (old.value("seeds", nlohmann::json()) != out->summary["seeds"] ||
           old.value("quick", false) != out->summary["quick"]) {
-        return Fail(kExitFailure, absl::StrCat(summary, ": other seeds or --quick; cannot --merge"));
+        return ToolError(kTool, kExitFailure,
+                         absl::StrCat(summary, ": other seeds or --quick; cannot --merge"));
       }
       // "skipped" is per run: keep the old entries for experiments this run did not redo.
       nlohmann::json skipped = nlohmann::json::array();
@@ -294,18 +295,18 @@ int main(int argc, char** argv) {
     }
   }
   if (absl::Status s = WriteFile(summary, out->summary.dump(2) + "\n"); !s.ok()) {
-    return Fail(kExitFailure, s.ToString());
+    return ToolError(kTool, kExitFailure, s.ToString());
   }
   if (absl::Status s = WriteFile(absl::StrCat(flags->out, "/report.md"), out->report_markdown);
       !s.ok()) {
-    return Fail(kExitFailure, s.ToString());
+    return ToolError(kTool, kExitFailure, s.ToString());
   }
   if (!csvs.empty()) {
     const std::string script = absl::StrCat(flags->out, "/plots.gp");
     if (absl::Status s = WriteFile(script, PlotScript(flags->config.seeds.front(), csvs,
                                      out->summary.value("has_cost", true)));
         !s.ok()) {
-      return Fail(kExitFailure, s.ToString());
+      return ToolError(kTool, kExitFailure, s.ToString());
     }
     // Plots are a convenience: the CSVs and the report stand without them.
     if (std::system(absl::StrCat("cd '", flags->out, "' && gnuplot plots.gp").c_str()) != 0) {

@@ -38,6 +38,15 @@ absl::StatusOr<std::vector<CliFlag>> SplitFlags(int argc, const char* const* arg
   return flags;
 }
 
+void ToolMessage(absl::string_view tool, absl::string_view message) {
+  std::cerr << tool << ": " << message << std::endl;
+}
+
+int ToolError(absl::string_view tool, int exit_code, absl::string_view message) {
+  ToolMessage(tool, message);
+  return exit_code;
+}
+
 bool HelpRequested(int argc, const char* const* argv) {
   for (int k = 1; k < argc; ++k) {
     const absl::string_view arg = argv[k];

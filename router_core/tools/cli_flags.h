@@ -5,7 +5,7 @@
 // declares as switches (they take no value). Each tool then matches the names it knows and parses
 // the values itself, so the errors name its own flags.
 //
-// Thread-safety: pure, except PrintUsageIfAsked, which writes stdout.
+// Thread-safety: pure, except PrintUsageIfAsked (stdout), ToolMessage and ToolError (stderr).
 //
 // Errors: INVALID_ARGUMENT "unexpected argument 'x'" for an argument that does not start with
 // "--", "--name needs a value" for a valued flag at the end of argv, and "--name takes no value"
@@ -27,6 +27,11 @@ struct CliFlag {
   std::string name;   // with its leading "--"
   std::string value;  // empty for a switch
 };
+
+// "<tool>: <message>" as one line on stderr; ToolError also returns `exit_code` (for
+// `return ToolError(...)` in a main).
+void ToolMessage(absl::string_view tool, absl::string_view message);
+int ToolError(absl::string_view tool, int exit_code, absl::string_view message);
 
 // Whether any of argv[1..argc-1] is "--help" or "-h" (which wins over every other argument).
 bool HelpRequested(int argc, const char* const* argv);

@@ -98,12 +98,10 @@ constexpr char kUsage[] =
     "\n"
     "Exit status: 0 done, 1 bad data or failure, 2 usage error.\n";
 
-int Fail(int code, absl::string_view message) {
-  std::cerr << "router_train: " << message << std::endl;
-  return code;
-}
+constexpr absl::string_view kTool = "router_train";
+using router::core::ToolError;
 
-void Progress(absl::string_view message) { std::cerr << "router_train: " << message << std::endl; }
+void Progress(absl::string_view message) { router::core::ToolMessage(kTool, message); }
 
 struct Flags {
   std::string dataset;
@@ -247,29 +245,30 @@ std::string CreatedTime() {
 int main(int argc, char** argv) {
   if (router::core::PrintUsageIfAsked(argc, argv, kUsage)) return 0;
   absl::StatusOr<Flags> flags = ParseFlags(argc, argv);
-  if (!flags.ok()) return Fail(kExitUsage, absl::StrCat(flags.status().message(), " (see --help)"));
+  if (!flags.ok())
+    return ToolError(kTool, kExitUsage, absl::StrCat(flags.status().message(), " (see --help)"));
   // Validate every option before the slow steps, so a typo fails at once.
   if (absl::Status s = router::core::Featurizer::Create(flags->featurizer).status(); !s.ok()) {
-    return Fail(kExitUsage, absl::StrCat("featurizer ", s.message()));
+    return ToolError(kTool, kExitUsage, absl::StrCat("featurizer ", s.message()));
   }
 
   Progress(absl::StrCat("reading ", flags->dataset));
   absl::StatusOr<Dataset> data = router::core::ReadDataset(flags->dataset);
-  if (!data.ok()) return Fail(kExitFailure, data.status().ToString());
+  if (!data.ok()) return ToolError(kTool, kExitFailure, data.status().ToString());
   absl::StatusOr<router::core::DatasetSplit> split =
       router::core::SplitDataset(*data, flags->split);
-  if (!split.ok()) return Fail(kExitUsage, split.status().message());
+  if (!split.ok()) return ToolError(kTool, kExitUsage, split.status().message());
   Progress(absl::StrCat(data->name, ": ", data->prompts.size(), " prompts, ", data->models.size(),
                         " models; split train ", split->train.size(), ", calibration ",
                         split->calibration.size(), ", test ", split->test.size()));
-  if (split->test.empty()) return Fail(kExitUsage, "the test part is empty");
+  if (split->test.empty()) return ToolError(kTool, kExitUsage, "the test part is empty");
 
   std::vector<std::string> train_texts;
   for (const int64_t p : split->train) train_texts.push_back(data->prompts[p].text);
   Progress("fitting the featurizer's IDF on the train part");
   absl::StatusOr<router::core::Featurizer> featurizer =
       router::core::Featurizer::Fit(flags->featurizer, train_texts);
-  if (!featurizer.ok()) return Fail(kExitFailure, featurizer.status().ToString());
+  if (!featurizer.ok()) return ToolError(kTool, kExitFailure, featurizer.status().ToString());
   Progress("featurizing");
   router::core::FeatureMatrix train_features =
       router::core::FeaturizeRows(*data, split->train, *featurizer);
@@ -282,13 +281,14 @@ int main(int argc, char** argv) {
     absl::StatusOr<std::unique_ptr<router::core::KnnEstimator>> knn =
         router::core::KnnEstimator::Fit(
             router::core::TrainingRows(*data, split->train, train_features), flags->knn);
-    if (!knn.ok()) return Fail(kExitFailure, knn.status().ToString());
+    if (!knn.ok()) return ToolError(kTool, kExitFailure, knn.status().ToString());
     estimator = *std::move(knn);
   } else {
     // Both remaining estimators fit their calibration statistics on prompts the first stage never
     // saw, so an empty calibration part is a usage error rather than a fit failure.
     if (split->calibration.empty()) {
-      return Fail(kExitUsage, absl::StrCat(flags->estimator, " needs a calibration part"));
+      return ToolError(kTool, kExitUsage,
+                       absl::StrCat(flags->estimator, " needs a calibration part"));
     }
     router::core::TrainingSet validation = router::core::TrainingRows(
         *data, split->calibration,
@@ -296,20 +296,20 @@ int main(int argc, char** argv) {
     if (flags->estimator == "uniroute") {
       absl::StatusOr<std::unique_ptr<router::core::UniRouteEstimator>> uniroute =
           router::core::FitUniRoute(train_features, validation, flags->uniroute);
-      if (!uniroute.ok()) return Fail(kExitFailure, uniroute.status().ToString());
+      if (!uniroute.ok()) return ToolError(kTool, kExitFailure, uniroute.status().ToString());
       estimator = *std::move(uniroute);
     } else {
       absl::StatusOr<std::unique_ptr<router::core::CalibratedClassifier>> classifier =
           router::core::FitCalibratedClassifier(
               router::core::TrainingRows(*data, split->train, train_features), validation,
               flags->classifier);
-      if (!classifier.ok()) return Fail(kExitFailure, classifier.status().ToString());
+      if (!classifier.ok()) return ToolError(kTool, kExitFailure, classifier.status().ToString());
       estimator = *std::move(classifier);
     }
   }
   absl::StatusOr<router::core::CostModel> cost =
       router::core::CostModel::Fit(*data, split->train, router::core::CostModelOptions());
-  if (!cost.ok()) return Fail(kExitFailure, cost.status().ToString());
+  if (!cost.ok()) return ToolError(kTool, kExitFailure, cost.status().ToString());
 
   Progress(absl::StrCat("predicting ", split->test.size(), " held-out prompts"));
   const int dim = featurizer->dim();
@@ -321,12 +321,12 @@ int main(int argc, char** argv) {
                                 static_cast<size_t>(dim)),
             out);
       });
-  if (!held.ok()) return Fail(kExitFailure, held.status().ToString());
+  if (!held.ok()) return ToolError(kTool, kExitFailure, held.status().ToString());
   absl::StatusOr<std::vector<router::core::ModelCalibration>> calibration =
       router::core::CalibrationMetrics(*held);
   absl::StatusOr<router::core::RoutingEvaluation> routing = router::core::EvaluateRouting(*held);
-  if (!calibration.ok()) return Fail(kExitFailure, calibration.status().ToString());
-  if (!routing.ok()) return Fail(kExitFailure, routing.status().ToString());
+  if (!calibration.ok()) return ToolError(kTool, kExitFailure, calibration.status().ToString());
+  if (!routing.ok()) return ToolError(kTool, kExitFailure, routing.status().ToString());
 
   nlohmann::json result = {
       {"dataset", data->name},
@@ -366,13 +366,13 @@ int main(int argc, char** argv) {
                   }
                   return absl::OkStatus();
                 });
-    if (!prior.ok()) return Fail(kExitFailure, prior.status().ToString());
+    if (!prior.ok()) return ToolError(kTool, kExitFailure, prior.status().ToString());
     absl::StatusOr<router::core::RoutingEvaluation> prior_routing =
         router::core::EvaluateRouting(*prior);
     absl::StatusOr<std::vector<router::core::ModelCalibration>> prior_calibration =
         router::core::CalibrationMetrics(*prior);
     if (!prior_routing.ok() || !prior_calibration.ok()) {
-      return Fail(kExitFailure, "task-prior baseline failed");
+      return ToolError(kTool, kExitFailure, "task-prior baseline failed");
     }
     std::string method = flags->estimator;
     if (flags->estimator == "knn") {
@@ -397,15 +397,15 @@ int main(int argc, char** argv) {
     provenance["label"] = "correct";
     absl::StatusOr<std::string> bytes =
         router::core::SerializeArtifact(*featurizer, *estimator, *cost, provenance);
-    if (!bytes.ok()) return Fail(kExitFailure, bytes.status().ToString());
+    if (!bytes.ok()) return ToolError(kTool, kExitFailure, bytes.status().ToString());
     if (absl::Status s = router::core::WriteArtifactFile(flags->out, *bytes); !s.ok()) {
-      return Fail(kExitFailure, s.ToString());
+      return ToolError(kTool, kExitFailure, s.ToString());
     }
     Progress(absl::StrCat("wrote ", flags->out, " (", bytes->size(), " bytes)"));
     result["artifact"] = {{"path", flags->out}, {"bytes", bytes->size()}};
   }
   std::cout << result.dump() << '\n';
   std::cout.flush();
-  if (!std::cout) return Fail(kExitFailure, "cannot write to stdout");
+  if (!std::cout) return ToolError(kTool, kExitFailure, "cannot write to stdout");
   return 0;
 }
