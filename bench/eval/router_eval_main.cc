@@ -235,8 +235,9 @@ std::string PlotScript(uint64_t seed, const std::set<std::string>& csvs, bool ha
 int main(int argc, char** argv) {
   if (router::core::PrintUsageIfAsked(argc, argv, kUsage)) return 0;
   absl::StatusOr<Flags> flags = ParseFlags(argc, argv);
-  if (!flags.ok())
+  if (!flags.ok()) {
     return ToolError(kTool, kExitUsage, absl::StrCat(flags.status().message(), " (see --help)"));
+  }
   std::cerr << "router_eval: reading " << flags->dataset << std::endl;
   absl::StatusOr<router::core::Dataset> data = router::core::ReadDataset(flags->dataset);
   if (!data.ok()) return ToolError(kTool, kExitFailure, data.status().ToString());

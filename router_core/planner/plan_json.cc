@@ -68,17 +68,7 @@ absl::StatusOr<Scenario> FromJson(const JsonReader& root) {
       !s.ok()) {
     return s;
   }
-  if (std::optional<JsonReader> limit = root.OptionalMember("time_limit_ms")) {
-    absl::StatusOr<double> ms = limit->Number();
-    if (!ms.ok()) return ms.status();
-    if (!std::isfinite(*ms) || *ms <= 0) return limit->Error("must be > 0");
-    problem.time_limit = absl::Milliseconds(*ms);
-    // Below absl's resolution (a quarter nanosecond) the limit rounds to zero.
-    if (problem.time_limit <= absl::ZeroDuration()) return limit->Error("must be > 0");
-  }
-  if (absl::Status s =
-          root.ReadOptional("relative_gap", &problem.relative_gap, &JsonReader::Number);
-      !s.ok()) {
+  if (absl::Status s = ReadSolveLimits(root, &problem.time_limit, &problem.relative_gap); !s.ok()) {
     return s;
   }
   if (absl::Status s = root.ReadOptional("baselines", &scenario.baselines, &JsonReader::Bool);

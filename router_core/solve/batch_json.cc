@@ -72,19 +72,7 @@ absl::StatusOr<BatchProblem> FromJson(const JsonReader& root) {
     if (absl::Status s = ParseParams(*params, problem.params); !s.ok()) return s;
   }
 
-  if (std::optional<JsonReader> limit = root.OptionalMember("time_limit_ms")) {
-    absl::StatusOr<double> ms = limit->Number();
-    if (!ms.ok()) return ms.status();
-    if (!std::isfinite(*ms)) return limit->Error("must be a finite number");
-    if (*ms <= 0) return limit->Error("must be > 0");
-    problem.solve.time_limit = absl::Milliseconds(*ms);
-    // Below absl's resolution (a quarter nanosecond) the limit rounds to zero.
-    if (problem.solve.time_limit <= absl::ZeroDuration()) return limit->Error("must be > 0");
-  }
-
-  if (absl::Status s =
-          root.ReadOptional("relative_gap", &problem.solve.relative_gap, &JsonReader::Number);
-      !s.ok()) {
+  if (absl::Status s = ReadSolveLimits(root, &problem.solve.time_limit, &problem.solve.relative_gap); !s.ok()) {
     return s;
   }
 

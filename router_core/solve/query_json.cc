@@ -1,5 +1,7 @@
 #include "router_core/solve/query_json.h"
 
+#include <cmath>
+#include <optional>
 #include <string>
 #include <utility>
 #include <vector>
@@ -38,6 +40,21 @@ absl::StatusOr<Query> ReadQueryJson(const JsonReader& value, QualityLower lower)
     return s;
   }
   return query;
+}
+
+absl::Status ReadSolveLimits(const JsonReader& object, absl::Duration* time_limit,
+                             double* relative_gap) {
+  if (std::optional<JsonReader> limit = object.OptionalMember("time_limit_ms")) {
+    absl::StatusOr<double> ms = limit->Number();
+    if (!ms.ok()) return ms.status();
+    if (!std::isfinite(*ms)) return limit->Error("must be a finite number");
+    if (*ms <= 0) return limit->Error("must be > 0");
+    const absl::Duration d = absl::Milliseconds(*ms);
+    // Below absl's resolution (a quarter nanosecond) the limit rounds to zero.
+    if (d <= absl::ZeroDuration()) return limit->Error("must be > 0");
+    *time_limit = d;
+  }
+  return object.ReadOptional("relative_gap", relative_gap, &JsonReader::Number);
 }
 
 }  // namespace router::core

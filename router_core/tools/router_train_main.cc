@@ -245,8 +245,9 @@ std::string CreatedTime() {
 int main(int argc, char** argv) {
   if (router::core::PrintUsageIfAsked(argc, argv, kUsage)) return 0;
   absl::StatusOr<Flags> flags = ParseFlags(argc, argv);
-  if (!flags.ok())
+  if (!flags.ok()) {
     return ToolError(kTool, kExitUsage, absl::StrCat(flags.status().message(), " (see --help)"));
+  }
   // Validate every option before the slow steps, so a typo fails at once.
   if (absl::Status s = router::core::Featurizer::Create(flags->featurizer).status(); !s.ok()) {
     return ToolError(kTool, kExitUsage, absl::StrCat("featurizer ", s.message()));
