@@ -21,12 +21,10 @@
 namespace router::core {
 namespace {
 
-using ::testing::Contains;
 using ::testing::HasSubstr;
 using testing::InvalidNaming;
 using testing::IsOk;
 using testing::Matrix;
-using ::testing::Not;
 using testing::PredictRow;
 using testing::Set;
 using testing::StatusIs;
@@ -122,32 +120,8 @@ TEST(CalibratedClassifierRealDataTest, CannotAddAModel) {
 }
 
 TEST(CalibratedClassifierRealDataTest, RemovedModelIsNeverReturned) {
-  std::unique_ptr<QualityEstimator> c = Small().Clone();
-  const std::string removed = "claude-v1";
-  const auto before = PredictTest(*c);
-  const int removed_index = static_cast<int>(
-      std::find(c->models().begin(), c->models().end(), removed) - c->models().begin());
-  ASSERT_THAT(c->RemoveModel(removed), IsOk());
-  EXPECT_THAT(c->models(), Not(Contains(removed)));
-  EXPECT_EQ(c->models().size(), Data().train.models.size() - 1);
-  EXPECT_THAT(c->RemoveModel(removed), StatusIs(absl::StatusCode::kNotFound, HasSubstr(removed)));
-  std::vector<QualityEstimate> full(Data().train.models.size());
-  EXPECT_THAT(c->Predict(Data().test.features.row(0), absl::MakeSpan(full)), InvalidNaming("out"));
-  const auto after = PredictTest(*c);
-  for (size_t i = 0; i < after.size(); ++i) {
-    ASSERT_EQ(after[i].size(), c->models().size());
-    for (size_t j = 0; j < after[i].size(); ++j) {
-      const int old = static_cast<int>(j) < removed_index ? static_cast<int>(j) : j + 1;
-      ASSERT_EQ(after[i][j].quality, before[i][old].quality);
-      ASSERT_EQ(after[i][j].quality_lower, before[i][old].quality_lower);
-    }
-  }
-  const Json saved = c->Save();
-  EXPECT_THAT(saved.dump(), Not(HasSubstr(removed)));
-  absl::StatusOr<std::unique_ptr<QualityEstimator>> loaded = LoadCalibratedClassifier(saved);
-  ASSERT_THAT(loaded, IsOk());
-  EXPECT_THAT((*loaded)->models(), Not(Contains(removed)));
-  EXPECT_THAT(Small().models(), Contains(removed));
+  testing::ExpectRemovalContract(Small(), "claude-v1", Data().test.features,
+                                 &LoadCalibratedClassifier);
 }
 
 TEST(CalibratedClassifierRealDataTest, DeterministicUnderAFixedSeed) {

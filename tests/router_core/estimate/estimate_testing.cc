@@ -16,6 +16,7 @@
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
+#include "gmock/gmock.h"
 #include "nlohmann/json.hpp"
 #include "router_core/estimate/calibration_metrics.h"
 
@@ -310,6 +311,44 @@ HeldOutQuality EvaluateHeldOut(const std::vector<std::vector<QualityEstimate>>& 
     out.best_single_accuracy = std::max(out.best_single_accuracy, model_sum[j] / model_count[j]);
   }
   return out;
+}
+
+void ExpectRemovalContract(const QualityEstimator& original, const std::string& removed,
+                           const FeatureMatrix& features, EstimatorLoader load) {
+  using ::testing::Contains;
+  using ::testing::Not;
+  std::unique_ptr<QualityEstimator> e = original.Clone();
+  const std::vector<std::string> names = e->models();
+  const auto removed_at = std::find(names.begin(), names.end(), removed);
+  ASSERT_NE(removed_at, names.end()) << removed;
+  const size_t removed_index = static_cast<size_t>(removed_at - names.begin());
+  const auto before = PredictRows(*e, features);
+  ASSERT_TRUE(e->RemoveModel(removed).ok());
+  EXPECT_THAT(e->models(), Not(Contains(removed)));
+  EXPECT_EQ(e->models().size(), names.size() - 1);
+  const absl::Status again = e->RemoveModel(removed);
+  EXPECT_EQ(again.code(), absl::StatusCode::kNotFound) << again;
+  EXPECT_THAT(std::string(again.message()), ::testing::HasSubstr(removed));
+  std::vector<QualityEstimate> full(names.size());
+  const absl::Status wrong_size = e->Predict(features.row(0), absl::MakeSpan(full));
+  EXPECT_EQ(wrong_size.code(), absl::StatusCode::kInvalidArgument) << wrong_size;
+  EXPECT_THAT(std::string(wrong_size.message()), ::testing::HasSubstr("out"));
+  const auto after = PredictRows(*e, features);
+  for (size_t i = 0; i < after.size(); ++i) {
+    ASSERT_EQ(after[i].size(), e->models().size());
+    for (size_t j = 0; j < after[i].size(); ++j) {
+      const size_t old = j < removed_index ? j : j + 1;
+      ASSERT_EQ(after[i][j].quality, before[i][old].quality) << "row " << i << " model " << j;
+      ASSERT_EQ(after[i][j].quality_lower, before[i][old].quality_lower)
+          << "row " << i << " model " << j;
+    }
+  }
+  const nlohmann::json saved = e->Save();
+  EXPECT_THAT(saved.dump(), Not(::testing::HasSubstr(removed)));
+  absl::StatusOr<std::unique_ptr<QualityEstimator>> loaded = load(saved);
+  ASSERT_TRUE(loaded.ok()) << loaded.status();
+  EXPECT_THAT((*loaded)->models(), Not(Contains(removed)));
+  EXPECT_THAT(original.models(), Contains(removed));
 }
 
 }  // namespace router::core::testing

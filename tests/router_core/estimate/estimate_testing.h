@@ -27,6 +27,7 @@
 #include "absl/status/statusor.h"
 #include "absl/types/span.h"
 #include "gtest/gtest.h"
+#include "nlohmann/json.hpp"
 #include "router_core/estimate/quality_estimator.h"
 
 namespace router::core::testing {
@@ -79,6 +80,15 @@ struct HeldOutQuality {
 };
 HeldOutQuality EvaluateHeldOut(const std::vector<std::vector<QualityEstimate>>& predictions,
                                const TrainingSet& test);
+
+// The pool contract of RemoveModel, on a clone of `original` (which must hold `removed`):
+// the model leaves models(), a second removal is NOT_FOUND, Predict refuses the old output size,
+// every remaining model predicts on `features` exactly as before, and neither Save() nor the
+// estimator `load` rebuilds from it knows the model; `original` still has it.
+using EstimatorLoader =
+    absl::StatusOr<std::unique_ptr<QualityEstimator>> (*)(const nlohmann::json& state);
+void ExpectRemovalContract(const QualityEstimator& original, const std::string& removed,
+                           const FeatureMatrix& features, EstimatorLoader load);
 
 // Loads `derived_dir` (a `derived/` folder) and splits it with `seed`.
 absl::StatusOr<RouterbenchSplits> LoadSplits(const std::string& derived_dir, uint64_t seed);

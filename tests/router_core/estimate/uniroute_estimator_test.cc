@@ -19,12 +19,10 @@
 namespace router::core {
 namespace {
 
-using ::testing::Contains;
 using ::testing::HasSubstr;
 using testing::InvalidNaming;
 using testing::IsOk;
 using testing::Matrix;
-using ::testing::Not;
 using testing::PredictRow;
 using testing::Set;
 using testing::StatusIs;
@@ -112,33 +110,8 @@ TEST(UniRouteRealDataTest, AddingAModelEqualsFittingWithItFromTheStart) {
 }
 
 TEST(UniRouteRealDataTest, RemovedModelIsNeverReturned) {
-  std::unique_ptr<QualityEstimator> e = Small().Clone();
-  const std::string removed = "gpt-4-1106-preview";
-  const auto before = PredictTest(*e);
-  const int removed_index = IndexOf(e->models(), removed);
-  ASSERT_THAT(e->RemoveModel(removed), IsOk());
-  EXPECT_THAT(e->models(), Not(Contains(removed)));
-  EXPECT_EQ(e->models().size(), Data().train.models.size() - 1);
-  EXPECT_THAT(e->RemoveModel(removed), StatusIs(absl::StatusCode::kNotFound, HasSubstr(removed)));
-
-  std::vector<QualityEstimate> full(Data().train.models.size());
-  EXPECT_THAT(e->Predict(Data().test.features.row(0), absl::MakeSpan(full)), InvalidNaming("out"));
-  const auto after = PredictTest(*e);
-  for (size_t i = 0; i < after.size(); ++i) {
-    ASSERT_EQ(after[i].size(), e->models().size());
-    for (size_t j = 0; j < after[i].size(); ++j) {
-      const int old = static_cast<int>(j) < removed_index ? static_cast<int>(j) : j + 1;
-      ASSERT_EQ(after[i][j].quality, before[i][old].quality);
-    }
-  }
-  // Neither the saved state nor an estimator loaded from it knows the model.
-  const Json saved = e->Save();
-  EXPECT_THAT(saved.dump(), Not(HasSubstr(removed)));
-  absl::StatusOr<std::unique_ptr<QualityEstimator>> loaded = LoadUniRouteEstimator(saved);
-  ASSERT_THAT(loaded, IsOk());
-  EXPECT_THAT((*loaded)->models(), Not(Contains(removed)));
-  // The original is unaffected by edits to its clone.
-  EXPECT_THAT(Small().models(), Contains(removed));
+  testing::ExpectRemovalContract(Small(), "gpt-4-1106-preview", Data().test.features,
+                                 &LoadUniRouteEstimator);
 }
 
 TEST(UniRouteRealDataTest, DeterministicUnderAFixedSeed) {
