@@ -10,6 +10,7 @@
 
 #include "absl/status/status.h"
 #include "absl/strings/str_cat.h"
+#include "router_core/json/json_reader.h"
 
 namespace router::core {
 namespace {
@@ -55,13 +56,6 @@ absl::Status ValidateModel(const ModelCost& m, absl::string_view path) {
     }
   }
   return absl::OkStatus();
-}
-
-std::optional<double> OptionalNumber(const nlohmann::json& object, const char* key) {
-  const auto it = object.find(key);
-  if (it == object.end() || it->is_null()) return std::nullopt;
-  // A present non-number becomes NaN, which validation then rejects with the field name.
-  return it->is_number() ? it->get<double>() : std::nan("");
 }
 
 }  // namespace
@@ -183,54 +177,49 @@ nlohmann::json CostModel::ToJson() const {
 }
 
 absl::StatusOr<CostModel> CostModel::FromJson(const nlohmann::json& json) {
-  if (!json.is_object()) return absl::InvalidArgumentError("cost_model: expected an object");
-  const auto opts = json.find("options");
-  if (opts == json.end() || !opts->is_object()) {
-    return absl::InvalidArgumentError("cost_model.options: missing");
-  }
+  const JsonReader root(json, "cost_model");
+  absl::StatusOr<JsonReader> opts = root.Member("options");
+  if (!opts.ok()) return opts.status();
   CostModelOptions o;
-  const auto min_task = opts->find("min_task_samples");
-  if (min_task == opts->end() || !min_task->is_number_integer()) {
-    return absl::InvalidArgumentError("cost_model.options.min_task_samples: missing");
-  }
-  o.min_task_samples = static_cast<int>(std::clamp<int64_t>(min_task->get<int64_t>(), -1, 1 << 30));
+  absl::StatusOr<int64_t> min_task =
+      opts->Get(&JsonReader::Integer, "min_task_samples", IntegerSpec{.integral_floats = false});
+  if (!min_task.ok()) return min_task.status();
+  // The range is Create's to judge; this only keeps the value an int.
+  o.min_task_samples = static_cast<int>(std::clamp<int64_t>(*min_task, -1, 1 << 30));
   for (auto [key, target] : {std::pair{"bytes_per_token", &o.bytes_per_token},
                              std::pair{"default_output_tokens", &o.default_output_tokens}}) {
-    const std::optional<double> v = OptionalNumber(*opts, key);
-    if (!v.has_value()) {
-      return absl::InvalidArgumentError(absl::StrCat("cost_model.options.", key, ": missing"));
-    }
+    absl::StatusOr<double> v = opts->Get(&JsonReader::Number, key);
+    if (!v.ok()) return v.status();
     *target = *v;
   }
-  const auto models = json.find("models");
-  if (models == json.end() || !models->is_array()) {
-    return absl::InvalidArgumentError("cost_model.models: missing");
-  }
-  std::vector<ModelCost> parsed;
-  for (size_t j = 0; j < models->size(); ++j) {
-    const nlohmann::json& m = (*models)[j];
-    const std::string path = absl::StrCat("cost_model.models[", j, "]");
-    if (!m.is_object()) return absl::InvalidArgumentError(path + ": expected an object");
-    ModelCost mc;
-    const auto name = m.find("name");
-    if (name == m.end() || !name->is_string()) {
-      return absl::InvalidArgumentError(path + ".name: missing");
-    }
-    mc.name = name->get<std::string>();
-    mc.input_usd_per_mtok = OptionalNumber(m, "input_usd_per_mtok");
-    mc.output_usd_per_mtok = OptionalNumber(m, "output_usd_per_mtok");
-    mc.mean_usd = OptionalNumber(m, "mean_usd");
-    if (const auto tasks = m.find("task_mean_usd"); tasks != m.end()) {
-      if (!tasks->is_object()) {
-        return absl::InvalidArgumentError(path + ".task_mean_usd: expected an object");
-      }
-      for (const auto& [task, value] : tasks->items()) {
-        mc.task_mean_usd[task] = value.is_number() ? value.get<double>() : std::nan("");
-      }
-    }
-    parsed.push_back(std::move(mc));
-  }
-  absl::StatusOr<CostModel> cost = Create(std::move(parsed), o);
+  absl::StatusOr<std::vector<ModelCost>> parsed =
+      root.ArrayOf("models", [](const JsonReader& m) -> absl::StatusOr<ModelCost> {
+        ModelCost mc;
+        absl::StatusOr<std::string> name = m.Get(&JsonReader::String, "name");
+        if (!name.ok()) return name.status();
+        mc.name = *std::move(name);
+        // Absent or null: not priced that way. Ranges are Create's to judge.
+        for (auto [key, target] : {std::pair{"input_usd_per_mtok", &mc.input_usd_per_mtok},
+                                   std::pair{"output_usd_per_mtok", &mc.output_usd_per_mtok},
+                                   std::pair{"mean_usd", &mc.mean_usd}}) {
+          if (std::optional<JsonReader> v = m.OptionalMember(key, /*null_is_absent=*/true)) {
+            absl::StatusOr<double> number = v->Number();
+            if (!number.ok()) return number.status();
+            *target = *number;
+          }
+        }
+        if (std::optional<JsonReader> tasks = m.OptionalMember("task_mean_usd")) {
+          if (absl::Status s = tasks->CheckObject(); !s.ok()) return s;
+          for (const auto& [task, value] : tasks->json().items()) {
+            absl::StatusOr<double> number = JsonReader(value, tasks->ChildPath(task)).Number();
+            if (!number.ok()) return number.status();
+            mc.task_mean_usd[task] = *number;
+          }
+        }
+        return mc;
+      });
+  if (!parsed.ok()) return parsed.status();
+  absl::StatusOr<CostModel> cost = Create(*std::move(parsed), o);
   if (!cost.ok()) {
     return absl::InvalidArgumentError(absl::StrCat("cost_model.", cost.status().message()));
   }

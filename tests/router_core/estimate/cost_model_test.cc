@@ -81,6 +81,17 @@ TEST(CostModelTest, JsonRoundTripAndErrors) {
   EXPECT_THAT(CostModel::FromJson(j), StatusIs(absl::StatusCode::kInvalidArgument,
                                                HasSubstr("models[0].input_usd_per_mtok")));
   j = c.ToJson();
+  j["models"][0]["input_usd_per_mtok"] = "cheap";
+  EXPECT_THAT(CostModel::FromJson(j),
+              StatusIs(absl::StatusCode::kInvalidArgument,
+                       HasSubstr("cost_model.models[0].input_usd_per_mtok: expected a number, "
+                                 "got string")));
+  j = c.ToJson();
+  j["options"].erase("bytes_per_token");
+  EXPECT_THAT(CostModel::FromJson(j),
+              StatusIs(absl::StatusCode::kInvalidArgument,
+                       HasSubstr("cost_model.options.bytes_per_token: required field missing")));
+  j = c.ToJson();
   j["models"][1]["name"] = "priced";
   EXPECT_THAT(CostModel::FromJson(j),
               StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("duplicate")));
