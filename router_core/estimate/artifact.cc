@@ -16,6 +16,7 @@
 #include "router_core/estimate/calibrated_classifier.h"
 #include "router_core/estimate/knn_estimator.h"
 #include "router_core/estimate/uniroute_estimator.h"
+#include "router_core/json/json_reader.h"
 #include "router_core/utf8.h"
 
 namespace router::core {
@@ -49,25 +50,26 @@ absl::StatusOr<Artifact> FromDocument(const Json& doc) {
     return Invalid(
         absl::StrCat("not a router estimator artifact (format is not \"", kArtifactFormat, "\")"));
   }
-  const auto version = doc.find("version");
-  if (version == doc.end() || !version->is_number_integer()) return Invalid("version: missing");
-  if (version->get<int64_t>() != kArtifactVersion) {
-    return Invalid(absl::StrCat("unsupported artifact version ", version->dump(),
-                                " (this build reads ", kArtifactVersion, ")"));
+  const JsonReader root(doc, "artifact");
+  absl::StatusOr<int64_t> version =
+      root.Get(&JsonReader::Integer, "version", IntegerSpec{.integral_floats = false});
+  if (!version.ok()) return version.status();
+  if (*version != kArtifactVersion) {
+    return Invalid(absl::StrCat("unsupported artifact version ", *version, " (this build reads ",
+                                kArtifactVersion, ")"));
   }
   for (const char* key : {"models", "featurizer", "estimator", "cost_model", "provenance"}) {
-    if (!doc.contains(key)) return Invalid(absl::StrCat(key, ": missing"));
-  }
-  const Json& models = doc["models"];
-  if (!models.is_array()) return Invalid("models: expected an array");
-  std::vector<std::string> names;
-  for (const Json& name : models) {
-    if (!name.is_string()) return Invalid("models: expected strings");
-    names.push_back(name.get<std::string>());
-    if (!IsValidUtf8(names.back())) {
-      return Invalid(absl::StrCat("models[", names.size() - 1, "]: not valid UTF-8"));
+    if (absl::StatusOr<JsonReader> member = root.Member(key); !member.ok()) {
+      return member.status();
     }
   }
+  absl::StatusOr<std::vector<std::string>> names =
+      root.ArrayOf("models", [](const JsonReader& name) -> absl::StatusOr<std::string> {
+        absl::StatusOr<std::string> text = name.String();
+        if (text.ok() && !IsValidUtf8(*text)) return name.Error("not valid UTF-8");
+        return text;
+      });
+  if (!names.ok()) return names.status();
   const Json& estimator = doc["estimator"];
   if (!estimator.is_object() || !estimator.contains("kind") || !estimator["kind"].is_string() ||
       !estimator.contains("state")) {
@@ -93,7 +95,7 @@ absl::StatusOr<Artifact> FromDocument(const Json& doc) {
     return Invalid(
         absl::StrCat("estimator: kind '", kind, "' loaded as '", (*loaded)->kind(), "'"));
   }
-  if ((*loaded)->models() != names) {
+  if ((*loaded)->models() != *names) {
     return Invalid("models: differ from the estimator's pool");
   }
 
@@ -109,7 +111,7 @@ absl::StatusOr<Artifact> FromDocument(const Json& doc) {
   }
   absl::StatusOr<CostModel> cost = CostModel::FromJson(doc["cost_model"]);
   if (!cost.ok()) return Invalid(cost.status().message());
-  for (const std::string& name : names) {
+  for (const std::string& name : *names) {
     if (!cost->IndexOf(name).ok()) {
       return Invalid(absl::StrCat("cost_model: no entry for pool model '", name, "'"));
     }

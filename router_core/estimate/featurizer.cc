@@ -14,6 +14,7 @@
 #include "router_core/estimate/ngram_hash.h"
 #include "router_core/estimate/splitmix.h"
 #include "router_core/estimate/text_normalize.h"
+#include "router_core/json/json_reader.h"
 
 namespace router::core {
 namespace {
@@ -217,49 +218,39 @@ nlohmann::json Featurizer::ToJson() const {
 }
 
 absl::StatusOr<Featurizer> Featurizer::FromJson(const nlohmann::json& json) {
-  if (!json.is_object()) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("featurizer: expected an object, got ", json.type_name()));
-  }
+  const JsonReader root(json, "featurizer");
+  if (absl::Status s = root.CheckObject(); !s.ok()) return s;
   FeaturizerOptions o;
   int64_t num_docs = 0;
+  // Ranges are ValidateOptions's; these bounds only keep the values ints.
   for (auto [key, target] : {std::pair{"dim", &o.dim}, std::pair{"idf_bits", &o.idf_bits},
                              std::pair{"char_ngram_min", &o.char_ngram_min},
                              std::pair{"char_ngram_max", &o.char_ngram_max}}) {
-    const auto it = json.find(key);
-    if (it == json.end() || !it->is_number_integer()) {
-      return absl::InvalidArgumentError(
-          absl::StrCat("featurizer.", key, ": missing or not an integer"));
-    }
-    const int64_t v = it->get<int64_t>();
-    if (v < -1 || v > 1 << 20) {
-      return absl::InvalidArgumentError(absl::StrCat("featurizer.", key, ": out of range: ", v));
-    }
-    *target = static_cast<int>(v);
+    absl::StatusOr<int64_t> v =
+        root.Get(&JsonReader::Integer, key,
+                 IntegerSpec{.min = -1, .max = 1 << 20, .integral_floats = false});
+    if (!v.ok()) return v.status();
+    *target = static_cast<int>(*v);
   }
   for (auto [key, target] :
        {std::pair{"max_text_bytes", &o.max_text_bytes}, std::pair{"num_docs", &num_docs}}) {
-    const auto it = json.find(key);
-    if (it == json.end() || !it->is_number_integer() || it->get<int64_t>() < 0) {
-      return absl::InvalidArgumentError(
-          absl::StrCat("featurizer.", key, ": missing or not a non-negative integer"));
-    }
-    *target = it->get<int64_t>();
+    absl::StatusOr<int64_t> v =
+        root.Get(&JsonReader::Integer, key, IntegerSpec{.min = 0, .integral_floats = false});
+    if (!v.ok()) return v.status();
+    *target = *v;
   }
-  const auto bigrams = json.find("word_bigrams");
-  if (bigrams == json.end() || !bigrams->is_boolean()) {
-    return absl::InvalidArgumentError("featurizer.word_bigrams: missing or not a boolean");
-  }
-  o.word_bigrams = bigrams->get<bool>();
+  absl::StatusOr<bool> bigrams = root.Get(&JsonReader::Bool, "word_bigrams");
+  if (!bigrams.ok()) return bigrams.status();
+  o.word_bigrams = *bigrams;
   if (absl::Status s = ValidateOptions(o); !s.ok()) {
     return absl::InvalidArgumentError(absl::StrCat("featurizer.", s.message()));
   }
   std::vector<uint32_t> df;
   if (num_docs > 0) {
-    const auto it = json.find("df");
-    if (it == json.end()) return absl::InvalidArgumentError("featurizer.df: missing");
+    absl::StatusOr<JsonReader> blob = root.Member("df");
+    if (!blob.ok()) return blob.status();
     absl::StatusOr<std::vector<uint32_t>> values =
-        BlobToUint32s(*it, "featurizer.df", size_t{1} << o.idf_bits);
+        BlobToUint32s(blob->json(), blob->path(), size_t{1} << o.idf_bits);
     if (!values.ok()) return values.status();
     for (const uint32_t v : *values) {
       if (v > num_docs) {

@@ -194,9 +194,10 @@ TEST(ArtifactTest, WrongVersionFormatKindOrStateAreNamed) {
   // the forms refused): Latin-1 is refused, naming the entry.
   EXPECT_THAT(ParseArtifact(Edited([](nlohmann::json& d) { d["models"][1] = "caf\xe9"; })),
               StatusIs(absl::StatusCode::kInvalidArgument,
-                       HasSubstr("artifact: models[1]: not valid UTF-8")));
+                       HasSubstr("artifact.models[1]: not valid UTF-8")));
   EXPECT_THAT(ParseArtifact(Edited([](nlohmann::json& d) { d.erase("cost_model"); })),
-              StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("cost_model: missing")));
+              StatusIs(absl::StatusCode::kInvalidArgument,
+                       HasSubstr("artifact.cost_model: required field missing")));
   EXPECT_THAT(ParseArtifact(Edited([](nlohmann::json& d) { d["provenance"] = 3; })),
               StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("provenance")));
 }
