@@ -73,6 +73,11 @@ TEST(PlanJsonTest, ErrorsNameTheField) {
       {R"({"gpu_budget": 4.5, "models": [{"name": "m"}], "batches": []})",
        "gpu_budget: expected an integer, got 4.5"},
       {R"({"gpu_budget": 4, )", "invalid JSON: "},
+      // The parser's overflow is an error naming the literal and its byte, never an exception.
+      {R"({"gpu_budget": 1e999, "models": [], "batches": []})",
+       "invalid JSON: number overflow parsing '1e999' (byte 20)"},
+      {R"({"gpu_budget": 4, "models": [{"name": "m", "pin": "maybe"}], "batches": []})",
+       R"(models[0].pin: expected "on" or "off", got "maybe")"},
   };
   for (const auto& [text, message] : cases) {
     SCOPED_TRACE(message);
