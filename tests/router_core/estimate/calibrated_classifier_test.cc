@@ -134,12 +134,7 @@ TEST(CalibratedClassifierRealDataTest, DeterministicUnderAFixedSeed) {
       FitCalibratedClassifier(train, Data().calibration, options);
   ASSERT_THAT(a, IsOk());
   ASSERT_THAT(b, IsOk());
-  EXPECT_EQ((*a)->Save().dump(), (*b)->Save().dump());
-  const auto pa = PredictTest(**a);
-  const auto pb = PredictTest(**b);
-  for (size_t i = 0; i < pa.size(); ++i) {
-    for (size_t j = 0; j < pa[i].size(); ++j) ASSERT_EQ(pa[i][j].quality, pb[i][j].quality);
-  }
+  testing::ExpectIdentical(**a, **b, Data().test.features);
   options.seed = 6;
   absl::StatusOr<std::unique_ptr<CalibratedClassifier>> c =
       FitCalibratedClassifier(train, Data().calibration, options);
@@ -152,15 +147,7 @@ TEST(CalibratedClassifierRealDataTest, SaveLoadRoundTripIsExact) {
   absl::StatusOr<std::unique_ptr<QualityEstimator>> loaded =
       LoadCalibratedClassifier(Json::parse(saved.dump()));
   ASSERT_THAT(loaded, IsOk());
-  EXPECT_EQ((*loaded)->Save().dump(), saved.dump());
-  const auto want = PredictTest(Small());
-  const auto got = PredictTest(**loaded);
-  for (size_t i = 0; i < want.size(); ++i) {
-    for (size_t j = 0; j < want[i].size(); ++j) {
-      ASSERT_EQ(got[i][j].quality, want[i][j].quality);
-      ASSERT_EQ(got[i][j].quality_lower, want[i][j].quality_lower);
-    }
-  }
+  testing::ExpectIdentical(**loaded, Small(), Data().test.features);
 }
 
 // Constant features: the network can only learn each model's base rate, every calibration prompt

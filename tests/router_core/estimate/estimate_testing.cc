@@ -313,6 +313,21 @@ HeldOutQuality EvaluateHeldOut(const std::vector<std::vector<QualityEstimate>>& 
   return out;
 }
 
+void ExpectIdentical(const QualityEstimator& a, const QualityEstimator& b,
+                     const FeatureMatrix& features) {
+  EXPECT_EQ(a.Save().dump(), b.Save().dump());
+  const auto pa = PredictRows(a, features);
+  const auto pb = PredictRows(b, features);
+  ASSERT_EQ(pa.size(), pb.size());
+  for (size_t i = 0; i < pa.size(); ++i) {
+    ASSERT_EQ(pa[i].size(), pb[i].size()) << "row " << i;
+    for (size_t j = 0; j < pa[i].size(); ++j) {
+      ASSERT_EQ(pa[i][j].quality, pb[i][j].quality) << "row " << i << " model " << j;
+      ASSERT_EQ(pa[i][j].quality_lower, pb[i][j].quality_lower) << "row " << i << " model " << j;
+    }
+  }
+}
+
 void ExpectRemovalContract(const QualityEstimator& original, const std::string& removed,
                            const FeatureMatrix& features, EstimatorLoader load) {
   using ::testing::Contains;

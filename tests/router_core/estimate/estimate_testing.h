@@ -81,6 +81,11 @@ struct HeldOutQuality {
 HeldOutQuality EvaluateHeldOut(const std::vector<std::vector<QualityEstimate>>& predictions,
                                const TrainingSet& test);
 
+// `a` and `b` are the same estimator: equal saved state and bit-identical estimates (quality and
+// lower bound) on every row of `features`.
+void ExpectIdentical(const QualityEstimator& a, const QualityEstimator& b,
+                     const FeatureMatrix& features);
+
 // The pool contract of RemoveModel, on a clone of `original` (which must hold `removed`):
 // the model leaves models(), a second removal is NOT_FOUND, Predict refuses the old output size,
 // every remaining model predicts on `features` exactly as before, and neither Save() nor the
