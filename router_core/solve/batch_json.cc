@@ -72,7 +72,9 @@ absl::StatusOr<BatchProblem> FromJson(const JsonReader& root) {
     if (absl::Status s = ParseParams(*params, problem.params); !s.ok()) return s;
   }
 
-  if (absl::Status s = ReadSolveLimits(root, &problem.solve.time_limit, &problem.solve.relative_gap); !s.ok()) {
+  if (absl::Status s =
+          ReadSolveLimits(root, &problem.solve.time_limit, &problem.solve.relative_gap);
+      !s.ok()) {
     return s;
   }
 
