@@ -71,14 +71,13 @@ Query MakeQuery(const std::string& id, std::vector<double> quality, std::vector<
 }
 
 PlanProblem RandomScenario(const RandomScenarioOptions& o) {
-  RandomInstanceOptions r;
-  r.num_queries = o.num_batches * o.queries_per_batch;
-  r.num_models = o.num_models;
-  r.num_limited = o.num_self_hosted;
-  r.budget_fraction = -1.0;
-  r.disallow_probability = o.disallow_probability;
-  r.with_lower = false;
-  r.seed = o.seed;
+  const RandomInstanceOptions r = {.num_queries = o.num_batches * o.queries_per_batch,
+                                   .num_models = o.num_models,
+                                   .num_limited = o.num_self_hosted,
+                                   .budget_fraction = -1.0,
+                                   .disallow_probability = o.disallow_probability,
+                                   .with_lower = false,
+                                   .seed = o.seed};
   const BatchProblem pool = RandomProblem(r);
 
   std::mt19937_64 rng(o.seed * 7919 + 13);

@@ -147,14 +147,13 @@ TEST(CbcSolverTest, BoundIsValidAtDefaultGap) {
 TEST(CbcSolverTest, IncumbentIsAcceptedAndNeverBeaten) {
   int used = 0;
   for (uint64_t seed = 1; seed <= 25; ++seed) {
-    RandomInstanceOptions o;
-    o.seed = seed;
-    o.num_queries = 8;
-    o.num_models = 3;
-    o.num_limited = 2;
-    o.slot_fraction = 0.3;
-    o.budget_fraction = 0.5;
-    o.adversarial = seed % 2 == 0;
+    const RandomInstanceOptions o = {.num_queries = 8,
+                                     .num_models = 3,
+                                     .num_limited = 2,
+                                     .slot_fraction = 0.3,
+                                     .budget_fraction = 0.5,
+                                     .adversarial = seed % 2 == 0,
+                                     .seed = seed};
     const Instance inst = RandomInstance(o);
     const std::vector<int> start = CheapestAssignment(inst);
     if (!ServesAll(start) || !CheckFeasible(inst, start).ok()) continue;
@@ -284,13 +283,12 @@ TEST(CbcSolverTest, LargeBatchOfRepeatedQueriesIsSolvedExactly) {
 }
 
 TEST(CbcSolverTest, IncumbentUnderTinyTimeLimitIsNeverLost) {
-  RandomInstanceOptions o;
-  o.seed = 7;
-  o.num_queries = 300;
-  o.num_models = 10;
-  o.num_limited = 4;
-  o.slot_fraction = 0.05;
-  o.budget_fraction = 0.35;
+  const RandomInstanceOptions o = {.num_queries = 300,
+                                   .num_models = 10,
+                                   .num_limited = 4,
+                                   .slot_fraction = 0.05,
+                                   .budget_fraction = 0.35,
+                                   .seed = 7};
   const Instance inst = RandomInstance(o);
   const std::vector<int> start = CheapestAssignment(inst);
   ASSERT_TRUE(ServesAll(start));
@@ -403,14 +401,13 @@ TEST(CbcSolverTest, AnswerOverBudgetWithinCbcToleranceIsNotReturned) {
 
 TEST(CbcSolverTest, TinyTimeLimitNeverReturnsAnInfeasibleAssignment) {
   for (uint64_t seed = 1; seed <= 3; ++seed) {
-    RandomInstanceOptions o;
-    o.seed = seed;
-    o.num_queries = 300;
-    o.num_models = 10;
-    o.num_limited = 4;
-    o.slot_fraction = 0.05;
-    o.budget_fraction = 0.35;
-    o.disallow_probability = 0.2;
+    const RandomInstanceOptions o = {.num_queries = 300,
+                                     .num_models = 10,
+                                     .num_limited = 4,
+                                     .slot_fraction = 0.05,
+                                     .budget_fraction = 0.35,
+                                     .disallow_probability = 0.2,
+                                     .seed = seed};
     const Instance inst = RandomInstance(o);
     for (absl::Duration limit : {absl::Microseconds(1), absl::Milliseconds(5)}) {
       const absl::StatusOr<CbcResult> result = SolveWithCbc(inst, {.time_limit = limit});
@@ -430,14 +427,13 @@ TEST(CbcSolverTest, ConcurrentSolvesMatchSingleThreaded) {
   constexpr int kThreads = 4;
   std::vector<Instance> instances;
   for (uint64_t seed = 1000; static_cast<int>(instances.size()) < kInstances; ++seed) {
-    RandomInstanceOptions o;
-    o.seed = seed;
-    o.num_queries = 30;
-    o.num_models = 4;
-    o.num_limited = 2;
-    o.slot_fraction = 0.2;
-    o.budget_fraction = 0.3;
-    o.adversarial = seed % 2 == 0;
+    const RandomInstanceOptions o = {.num_queries = 30,
+                                     .num_models = 4,
+                                     .num_limited = 2,
+                                     .slot_fraction = 0.2,
+                                     .budget_fraction = 0.3,
+                                     .adversarial = seed % 2 == 0,
+                                     .seed = seed};
     Instance inst = RandomInstance(o);
     // Only instances with a serving assignment: an infeasible one would test nothing.
     const std::vector<int> cheapest = CheapestAssignment(inst);

@@ -144,13 +144,12 @@ TEST(HeuristicPoliciesTest, EveryPolicyIsFeasibleOnRandomInstances) {
 
 TEST(HeuristicPoliciesTest, PerQueryIsThePlainArgmaxWhenNothingBinds) {
   for (uint64_t seed = 1; seed <= 300; ++seed) {
-    RandomInstanceOptions o;
-    o.seed = seed;
-    o.num_queries = 20;
-    o.num_models = 2 + static_cast<int>(seed % 5);
-    o.num_limited = 0;
-    o.budget_fraction = -1;
-    o.disallow_probability = seed % 2 == 0 ? 0.4 : 0.0;
+    const RandomInstanceOptions o = {.num_queries = 20,
+                                     .num_models = 2 + static_cast<int>(seed % 5),
+                                     .num_limited = 0,
+                                     .budget_fraction = -1,
+                                     .disallow_probability = seed % 2 == 0 ? 0.4 : 0.0,
+                                     .seed = seed};
     const Instance inst = BuildInstance(RandomProblem(o), ValueSource::kQuality);
     const Admission adm = AdmitQueries(inst);
     const double lambda = 1000.0 * static_cast<double>(seed % 7);

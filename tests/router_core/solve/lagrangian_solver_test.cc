@@ -59,14 +59,13 @@ TEST(LagrangianSolverTest, WithoutBindingBudgetItIsExact) {
 
 TEST(LagrangianSolverTest, GapIsSmallOnRealisticBatches) {
   for (uint64_t seed = 1; seed <= 10; ++seed) {
-    RandomInstanceOptions o;
-    o.seed = seed;
-    o.num_queries = 256;
-    o.num_models = 20;
-    o.num_limited = 6;
-    o.slot_fraction = 0.04;
-    o.budget_fraction = 0.2;
-    o.adversarial = seed % 2 == 0;
+    const RandomInstanceOptions o = {.num_queries = 256,
+                                     .num_models = 20,
+                                     .num_limited = 6,
+                                     .slot_fraction = 0.04,
+                                     .budget_fraction = 0.2,
+                                     .adversarial = seed % 2 == 0,
+                                     .seed = seed};
     const Instance inst = BuildInstance(RandomProblem(o), ValueSource::kQuality);
     const Admission admission = AdmitQueries(inst);
     ASSERT_EQ(admission.served.size(), 256u);

@@ -153,11 +153,8 @@ TEST(SolveBatchTest, RejectsInvalidProblems) {
 }
 
 TEST(SolveBatchTest, DeadlineAndSolveTimeComeFromTheInjectedClock) {
-  RandomInstanceOptions o;
-  o.seed = 11;
-  o.num_queries = 40;
-  o.num_models = 6;
-  o.num_limited = 2;
+  const RandomInstanceOptions o = {
+      .num_queries = 40, .num_models = 6, .num_limited = 2, .seed = 11};
   BatchProblem p = RandomProblem(o);
   p.solve.relative_gap = 0.0;  // CBC would run if any time were left
   p.solve.time_limit = absl::Milliseconds(50);

@@ -69,13 +69,12 @@ TEST(TransportTest, MatchesBruteForceAndDualCertifiesIt) {
 
 TEST(TransportTest, LargeInstanceIsFeasibleAndDualIsTight) {
   for (uint64_t seed = 1; seed <= 20; ++seed) {
-    RandomInstanceOptions o;
-    o.seed = seed;
-    o.num_queries = 300;
-    o.num_models = 12;
-    o.num_limited = 5;
-    o.slot_fraction = 0.05;
-    o.disallow_probability = 0.2;
+    const RandomInstanceOptions o = {.num_queries = 300,
+                                     .num_models = 12,
+                                     .num_limited = 5,
+                                     .slot_fraction = 0.05,
+                                     .disallow_probability = 0.2,
+                                     .seed = seed};
     const Instance inst = NoBudget(BuildInstance(RandomProblem(o), ValueSource::kQuality));
     const TransportResult result = SolveTransport(inst, inst.value);
     ASSERT_TRUE(CheckFeasible(inst, result.model_of_query).ok());
@@ -144,28 +143,26 @@ namespace {
 // eviction path loop forever (found by the heuristic policies' stress run).
 TEST(TransportTest, OversubscribedSlotOnlyQueriesTerminate) {
   for (uint64_t seed = 1; seed <= 2000; ++seed) {
-    RandomInstanceOptions o;
-    o.seed = seed;
-    o.num_queries = 20 + static_cast<int>(seed % 120);
-    o.num_models = 4;
-    o.num_limited = 2;
-    o.slot_fraction = 0.01 + 0.001 * static_cast<double>(seed % 40);
-    o.budget_fraction = 0.11;
-    o.disallow_probability = 0.5;
-    o.adversarial = true;
+    const RandomInstanceOptions o = {.num_queries = 20 + static_cast<int>(seed % 120),
+                                     .num_models = 4,
+                                     .num_limited = 2,
+                                     .slot_fraction = 0.01 + 0.001 * static_cast<double>(seed % 40),
+                                     .budget_fraction = 0.11,
+                                     .disallow_probability = 0.5,
+                                     .adversarial = true,
+                                     .seed = seed};
     const Instance inst = BuildInstance(RandomProblem(o), ValueSource::kQuality);
     const Admission a = AdmitQueries(inst);
     ASSERT_TRUE(CheckFeasible(inst, a.fallback).ok()) << "seed " << seed;
   }
-  RandomInstanceOptions o;
-  o.num_queries = 118;
-  o.num_models = 4;
-  o.num_limited = 2;
-  o.slot_fraction = 0.025664897283956704;
-  o.budget_fraction = 0.11001508953721176;
-  o.disallow_probability = 0.5;
-  o.adversarial = true;
-  o.seed = 756;
+  const RandomInstanceOptions o = {.num_queries = 118,
+                                   .num_models = 4,
+                                   .num_limited = 2,
+                                   .slot_fraction = 0.025664897283956704,
+                                   .budget_fraction = 0.11001508953721176,
+                                   .disallow_probability = 0.5,
+                                   .adversarial = true,
+                                   .seed = 756};
   const Instance inst = BuildInstance(RandomProblem(o), ValueSource::kQuality);
   EXPECT_TRUE(CheckFeasible(inst, AdmitQueries(inst).fallback).ok());
 }

@@ -79,13 +79,12 @@ RandomInstanceOptions SmallOptions(uint64_t seed) {
 }
 
 RandomInstanceOptions LongSearchOptions() {
-  RandomInstanceOptions o;
-  o.seed = 5;
-  o.num_queries = 32;
-  o.num_models = 8;
-  o.num_limited = 2;
-  o.slot_fraction = 0.2;
-  o.budget_fraction = 0.08;
+  const RandomInstanceOptions o = {.num_queries = 32,
+                                   .num_models = 8,
+                                   .num_limited = 2,
+                                   .slot_fraction = 0.2,
+                                   .budget_fraction = 0.08,
+                                   .seed = 5};
   return o;
 }
 
