@@ -31,7 +31,8 @@ void LimitedProtobufLog(google::protobuf::LogLevel level, const char* filename, 
                         const std::string& message) {
   static LogLimiter* const limiter = new LogLimiter(10, absl::Minutes(1));
   const char* const levels[] = {"INFO", "WARNING", "ERROR", "FATAL"};
-  const char* name = level >= 0 && level < 4 ? levels[level] : "LOG";
+  const int index = static_cast<int>(level);
+  const char* name = index >= 0 && index < 4 ? levels[index] : "LOG";
   if (std::optional<std::string> out = limiter->Admit(
           absl::StrCat("[libprotobuf ", name, " ", filename, ":", line, "] ", message))) {
     std::fprintf(stderr, "%s\n", out->c_str());
