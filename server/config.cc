@@ -249,6 +249,83 @@ absl::Status ReadInline(const YAML::Node& node, core::InlineOptions& o) {
   return absl::OkStatus();
 }
 
+// A list of non-empty strings without duplicates at `path`; absent or null keeps `out`.
+absl::Status ReadStringList(const YAML::Node& node, const std::string& path,
+                            std::vector<std::string>& out) {
+  if (!node.IsDefined() || node.IsNull()) return absl::OkStatus();
+  if (!node.IsSequence()) return Invalid(path, "must be a list of strings");
+  std::vector<std::string> values;
+  for (size_t k = 0; k < node.size(); ++k) {
+    const std::string item = absl::StrCat(path, "[", k, "]");
+    if (!node[k].IsScalar()) return Invalid(item, "must be a string");
+    std::string value = node[k].as<std::string>();
+    if (value.empty()) return Invalid(item, "must not be empty");
+    if (std::find(values.begin(), values.end(), value) != values.end()) {
+      return Invalid(item, absl::StrCat("'", value, "' listed twice"));
+    }
+    values.push_back(std::move(value));
+  }
+  out = std::move(values);
+  return absl::OkStatus();
+}
+
+// A header routerd reads: empty (none) or a lower-case HTTP field name.
+absl::Status CheckHeaderToRead(const std::string& name, absl::string_view path) {
+  if (name.empty()) return absl::OkStatus();
+  for (char c : name) {
+    const bool ok = (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') ||
+                    absl::string_view("!#$%&'*+-.^_`|~").find(c) != absl::string_view::npos;
+    if (!ok) {
+      return Invalid(path, absl::StrCat("'", name, "' is not a lower-case HTTP header name "
+                                        "(letters a-z, digits and !#$%&'*+-.^_`|~)"));
+    }
+  }
+  return absl::OkStatus();
+}
+
+absl::Status ReadGateway(const YAML::Node& node, GatewayConfig& g) {
+  MapReader r(node, "gateway");
+  ROUTER_RETURN_IF_ERROR(r.CheckIsMap());
+  ROUTER_RETURN_IF_ERROR(r.Read("listen", g.listen));
+  ROUTER_RETURN_IF_ERROR(r.Read("model_header", g.options.model_header));
+  ROUTER_RETURN_IF_ERROR(r.Read("route_all", g.route_all));
+  ROUTER_RETURN_IF_ERROR(r.Read("tenant_header", g.tenant_header));
+  ROUTER_RETURN_IF_ERROR(r.Read("skip_header", g.skip_header));
+  ROUTER_RETURN_IF_ERROR(ReadStringList(r.Get("models"), "gateway.models", g.models));
+  ROUTER_RETURN_IF_ERROR(r.ReadMs("decision_timeout_ms", g.decision_timeout));
+  double retry_after_s = absl::ToDoubleSeconds(g.retry_after);
+  ROUTER_RETURN_IF_ERROR(r.Read("retry_after_s", retry_after_s));
+  ROUTER_RETURN_IF_ERROR(r.Read("ensure_stream_usage", g.ensure_stream_usage));
+  ROUTER_RETURN_IF_ERROR(r.Read("remove_accept_encoding", g.remove_accept_encoding));
+  MapReader request(r.Get("request"), "gateway.request");
+  ROUTER_RETURN_IF_ERROR(request.CheckIsMap());
+  ROUTER_RETURN_IF_ERROR(request.Read("max_body_bytes", g.options.request.max_body_bytes));
+  ROUTER_RETURN_IF_ERROR(ReadStringList(request.Get("routing_aliases"),
+                                        "gateway.request.routing_aliases",
+                                        g.options.request.routing_aliases));
+  ROUTER_RETURN_IF_ERROR(request.CheckNoUnknownKeys());
+  MapReader usage(r.Get("usage"), "gateway.usage");
+  ROUTER_RETURN_IF_ERROR(usage.CheckIsMap());
+  ROUTER_RETURN_IF_ERROR(usage.Read("max_json_body_bytes", g.options.usage.max_json_body_bytes));
+  ROUTER_RETURN_IF_ERROR(usage.Read("max_sse_event_bytes", g.options.usage.max_sse_event_bytes));
+  ROUTER_RETURN_IF_ERROR(usage.CheckNoUnknownKeys());
+  ROUTER_RETURN_IF_ERROR(r.CheckNoUnknownKeys());
+  // The options name their fields as the keys under gateway: do (request.max_body_bytes, ...).
+  if (absl::Status s = gateway::ValidateGatewayOptions(g.options); !s.ok()) {
+    return absl::InvalidArgumentError(absl::StrCat("gateway.", s.message()));
+  }
+  ROUTER_RETURN_IF_ERROR(CheckHeaderToRead(g.tenant_header, "gateway.tenant_header"));
+  ROUTER_RETURN_IF_ERROR(CheckHeaderToRead(g.skip_header, "gateway.skip_header"));
+  if (g.decision_timeout <= absl::ZeroDuration() || g.decision_timeout > absl::Seconds(60)) {
+    return Invalid("gateway.decision_timeout_ms", "must be in (0, 60000]");
+  }
+  if (!std::isfinite(retry_after_s) || retry_after_s < 0 || retry_after_s > 86400) {
+    return Invalid("gateway.retry_after_s", "must be in [0, 86400]");
+  }
+  g.retry_after = absl::Milliseconds(std::llround(retry_after_s * 1000.0));
+  return absl::OkStatus();
+}
+
 void Emit(YAML::Emitter& out, absl::string_view key, absl::Duration d) {
   out << YAML::Key << std::string(key) << YAML::Value << absl::ToDoubleMilliseconds(d);
 }
@@ -256,7 +333,10 @@ void Emit(YAML::Emitter& out, absl::string_view key, absl::Duration d) {
 }  // namespace
 
 absl::StatusOr<RouterConfig> ParseConfigYaml(absl::string_view yaml) {
-  return ParseConfigUpdateYaml(yaml, RouterConfig{});
+  // A lasting default instance: a temporary here makes gcc 12 -O3 warn (maybe-uninitialized)
+  // about the destruction of its map.
+  static const RouterConfig* const defaults = new RouterConfig();
+  return ParseConfigUpdateYaml(yaml, *defaults);
 }
 
 absl::Status ValidateDeployment(const ModelDeploymentConfig& m, absl::string_view path) {
@@ -305,6 +385,7 @@ absl::StatusOr<RouterConfig> ParseConfigUpdateYaml(absl::string_view yaml,
   c.metrics_listen = current.metrics_listen;
   c.estimator = current.estimator;
   c.reflection = current.reflection;
+  c.gateway.listen = current.gateway.listen;
   try {
     MapReader r(root, "");
     ROUTER_RETURN_IF_ERROR(r.CheckIsMap());
@@ -344,6 +425,7 @@ absl::StatusOr<RouterConfig> ParseConfigUpdateYaml(absl::string_view yaml,
     if (!std::isfinite(drain_s) || drain_s < 0) return Invalid("shutdown.drain_s", "must be >= 0");
     c.shutdown_drain = absl::Milliseconds(std::llround(drain_s * 1000.0));
     ROUTER_RETURN_IF_ERROR(ReadModels(r.Get("models"), c.models));
+    ROUTER_RETURN_IF_ERROR(ReadGateway(r.Get("gateway"), c.gateway));
     ROUTER_RETURN_IF_ERROR(r.CheckNoUnknownKeys());
   } catch (const YAML::Exception& e) {
     return absl::InvalidArgumentError(absl::StrCat("config: ", e.what()));
@@ -477,6 +559,28 @@ std::string ConfigToYaml(const RouterConfig& c) {
     out << YAML::EndMap;
   }
   out << YAML::EndSeq;
+  const GatewayConfig& g = c.gateway;
+  out << YAML::Key << "gateway" << YAML::Value << YAML::BeginMap;
+  out << YAML::Key << "listen" << YAML::Value << g.listen;
+  out << YAML::Key << "model_header" << YAML::Value << g.options.model_header;
+  out << YAML::Key << "route_all" << YAML::Value << g.route_all;
+  out << YAML::Key << "tenant_header" << YAML::Value << g.tenant_header;
+  out << YAML::Key << "skip_header" << YAML::Value << g.skip_header;
+  out << YAML::Key << "models" << YAML::Value << YAML::Flow << g.models;
+  Emit(out, "decision_timeout_ms", g.decision_timeout);
+  out << YAML::Key << "retry_after_s" << YAML::Value << absl::ToDoubleSeconds(g.retry_after);
+  out << YAML::Key << "ensure_stream_usage" << YAML::Value << g.ensure_stream_usage;
+  out << YAML::Key << "remove_accept_encoding" << YAML::Value << g.remove_accept_encoding;
+  out << YAML::Key << "request" << YAML::Value << YAML::BeginMap;
+  out << YAML::Key << "max_body_bytes" << YAML::Value << g.options.request.max_body_bytes;
+  out << YAML::Key << "routing_aliases" << YAML::Value << YAML::Flow
+      << g.options.request.routing_aliases;
+  out << YAML::EndMap;
+  out << YAML::Key << "usage" << YAML::Value << YAML::BeginMap;
+  out << YAML::Key << "max_json_body_bytes" << YAML::Value << g.options.usage.max_json_body_bytes;
+  out << YAML::Key << "max_sse_event_bytes" << YAML::Value << g.options.usage.max_sse_event_bytes;
+  out << YAML::EndMap;
+  out << YAML::EndMap;
   out << YAML::EndMap;
   return std::string(out.c_str()) + "\n";
 }
@@ -508,6 +612,7 @@ absl::Status CheckRuntimeChange(const RouterConfig& current, const RouterConfig&
   if (current.metrics_listen != next.metrics_listen) return refuse("metrics_listen");
   if (current.estimator != next.estimator) return refuse("estimator");
   if (current.reflection != next.reflection) return refuse("reflection");
+  if (current.gateway.listen != next.gateway.listen) return refuse("gateway.listen");
   return absl::OkStatus();
 }
 

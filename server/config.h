@@ -5,8 +5,8 @@
 // RouterAdmin.UpdateConfig or SIGHUP (re-read the file), validated as a whole before anything is
 // applied, and applied atomically between batches.
 //
-// Startup-only fields (listen, metrics_listen, estimator, reflection) cannot change at runtime;
-// an update that changes one is refused with FAILED_PRECONDITION naming it.
+// Startup-only fields (listen, metrics_listen, estimator, reflection, gateway.listen) cannot change
+// at runtime; an update that changes one is refused with FAILED_PRECONDITION naming it.
 //
 // Thread-safety: plain values.
 //
@@ -30,6 +30,7 @@
 #include "router_core/serving/batch_queue.h"
 #include "router_core/serving/inline_router.h"
 #include "router_core/serving/ledger.h"
+#include "server/gateway/gateway_options.h"
 #include "server/log.h"
 #include "server/routing_mode.h"
 
@@ -42,6 +43,34 @@ struct ModelDeploymentConfig {
   int64_t slots_per_instance = 0;
 
   bool self_hosted() const { return instances > 0 || slots_per_instance > 0; }
+};
+
+// The Envoy external processor (ext_proc_call.h, docs/envoy_ext_proc.md): served on `listen`
+// always, and also on its own listener when `gateway.listen` is set.
+struct GatewayConfig {
+  // Startup-only. An extra address serving only envoy.service.ext_proc.v3.ExternalProcessor and
+  // health (as the Inference Extension's endpoint picker serves ext_proc on 9002). Empty = none.
+  std::string listen;
+  // Body limits, routing aliases ({"auto"}) and the model header (x-gateway-model-name).
+  gateway::GatewayOptions options;
+  // Route every request, whatever its `model` names (not only the routing aliases).
+  bool route_all = false;
+  // The request header whose value is the tenant (Query.tenant). Empty = the body's `user`.
+  std::string tenant_header;
+  // Requests carrying this header (any value) pass through unrouted. Empty = none.
+  std::string skip_header;
+  // The models a gateway request may be routed to (Query.allowed_models); each in the pool.
+  // Empty = the whole pool.
+  std::vector<std::string> models;
+  // A routed request's decision deadline (Query deadline), > 0, at most 60 s. Keep it below
+  // Envoy's message_timeout.
+  absl::Duration decision_timeout = absl::Milliseconds(500);
+  // The `retry-after` of 429 and 503 answers, >= 0, at most one day.
+  absl::Duration retry_after = absl::Seconds(1);
+  // Set stream_options.include_usage in streamed requests so that their last event has usage.
+  bool ensure_stream_usage = true;
+  // Remove `accept-encoding` from routed requests, so the response can be read for usage.
+  bool remove_accept_encoding = true;
 };
 
 struct RouterConfig {
@@ -79,6 +108,8 @@ struct RouterConfig {
   absl::Duration shutdown_grace = absl::Seconds(10);
   // Empty = every model the estimator knows, as API models.
   std::vector<ModelDeploymentConfig> models;
+  // The Envoy external processor (`gateway:`); all but gateway.listen runtime-changeable.
+  GatewayConfig gateway;
 };
 
 // Largest config text accepted (a file, or RouterAdmin.UpdateConfig's yaml), bytes.

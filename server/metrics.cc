@@ -13,6 +13,9 @@ void Metrics::OnBudgetRemaining(double) {}
 void Metrics::OnInlineDecision(const core::InlineDecision&) {}
 void Metrics::OnBatch(const core::BatchOutcome&, absl::Duration) {}
 void Metrics::OnQueueDepth(int64_t) {}
+void Metrics::OnExtProcStreamStarted() {}
+void Metrics::OnExtProcStreamEnded(absl::string_view) {}
+void Metrics::OnExtProcImmediateResponse(int) {}
 
 const char* RejectReason(const absl::Status& status) {
   switch (status.code()) {

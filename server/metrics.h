@@ -44,6 +44,11 @@ class Metrics {
   virtual void OnBatch(const core::BatchOutcome& outcome, absl::Duration oldest_wait);
   // Queries waiting for a batch.
   virtual void OnQueueDepth(int64_t depth);
+  // Envoy ext_proc streams (ext_proc_call.h): one opened; one ended, with its outcome (a bounded
+  // set of names, ext_proc_call.h); a local reply (immediate response) sent, with its HTTP status.
+  virtual void OnExtProcStreamStarted();
+  virtual void OnExtProcStreamEnded(absl::string_view outcome);
+  virtual void OnExtProcImmediateResponse(int http_status);
 };
 
 // The metrics that record nothing; a process-wide singleton, never destroyed.

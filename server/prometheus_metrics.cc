@@ -112,7 +112,19 @@ PrometheusMetrics::PrometheusMetrics(absl::string_view version)
                             .Register(*registry_).Add({})),
       config_generation_(prometheus::BuildGauge().Name("router_config_generation")
                              .Help("Generation of the applied runtime configuration.")
-                             .Register(*registry_).Add({})) {
+                             .Register(*registry_).Add({})),
+      ext_proc_streams_(prometheus::BuildCounter().Name("router_ext_proc_streams_total")
+                            .Help("Envoy ext_proc streams ended, by outcome: completed, "
+                                  "completed_without_usage, released, unknown_assignment, "
+                                  "not_routed, refused, protocol_error, abandoned.")
+                            .Register(*registry_)),
+      ext_proc_open_streams_(prometheus::BuildGauge().Name("router_ext_proc_open_streams")
+                                 .Help("Envoy ext_proc streams open now.")
+                                 .Register(*registry_).Add({})),
+      ext_proc_immediate_responses_(
+          prometheus::BuildCounter().Name("router_ext_proc_immediate_responses_total")
+              .Help("Local replies sent to Envoy instead of routing, by HTTP status code.")
+              .Register(*registry_)) {
   prometheus::BuildGauge().Name("router_build_info").Help("Build of this routerd.")
       .Register(*registry_).Add({{"version", std::string(version)}}).Set(1);
   // Exported from startup on, so alerts and dashboards can rely on it. Only a shared ledger can be
@@ -202,5 +214,16 @@ void PrometheusMetrics::OnBatch(const core::BatchOutcome& outcome, absl::Duratio
 }
 
 void PrometheusMetrics::OnQueueDepth(int64_t depth) { queue_depth_.Set(static_cast<double>(depth)); }
+
+void PrometheusMetrics::OnExtProcStreamStarted() { ext_proc_open_streams_.Increment(); }
+
+void PrometheusMetrics::OnExtProcStreamEnded(absl::string_view outcome) {
+  ext_proc_open_streams_.Decrement();
+  ext_proc_streams_.Add({{"outcome", std::string(outcome)}}).Increment();
+}
+
+void PrometheusMetrics::OnExtProcImmediateResponse(int http_status) {
+  ext_proc_immediate_responses_.Add({{"code", std::to_string(http_status)}}).Increment();
+}
 
 }  // namespace router::server

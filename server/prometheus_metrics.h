@@ -44,6 +44,9 @@ class PrometheusMetrics final : public Metrics {
   void OnInlineDecision(const core::InlineDecision& decision) override;
   void OnBatch(const core::BatchOutcome& outcome, absl::Duration oldest_wait) override;
   void OnQueueDepth(int64_t depth) override;
+  void OnExtProcStreamStarted() override;
+  void OnExtProcStreamEnded(absl::string_view outcome) override;
+  void OnExtProcImmediateResponse(int http_status) override;
 
  private:
   // A routed query (assignment and predicted spend) or a query its decision refused (rejected).
@@ -73,6 +76,9 @@ class PrometheusMetrics final : public Metrics {
   prometheus::Gauge& queue_depth_;
   prometheus::Gauge& budget_remaining_;
   prometheus::Gauge& config_generation_;
+  prometheus::Family<prometheus::Counter>& ext_proc_streams_;
+  prometheus::Gauge& ext_proc_open_streams_;
+  prometheus::Family<prometheus::Counter>& ext_proc_immediate_responses_;
 };
 
 }  // namespace router::server

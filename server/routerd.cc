@@ -24,6 +24,7 @@ namespace router::server {
 namespace {
 
 constexpr char kRouterService[] = "router.v1.Router";
+constexpr char kExtProcService[] = "envoy.service.ext_proc.v3.ExternalProcessor";
 
 }  // namespace
 
@@ -53,6 +54,7 @@ absl::StatusOr<std::unique_ptr<Routerd>> Routerd::Start(RouterConfig config,
   }
   d->metrics_ = std::make_unique<PrometheusMetrics>(RouterdVersion());
   const std::string listen = config.listen;
+  const std::string gateway_listen = config.gateway.listen;
   const std::string metrics_listen = config.metrics_listen;
   const bool reflection = config.reflection;
   absl::StatusOr<std::unique_ptr<RouterRuntime>> runtime = RouterRuntime::Create(
@@ -62,6 +64,7 @@ absl::StatusOr<std::unique_ptr<Routerd>> Routerd::Start(RouterConfig config,
   d->runtime_ = *std::move(runtime);
   d->router_service_ = std::make_unique<RouterService>(d->runtime_.get());
   d->admin_service_ = std::make_unique<AdminService>(d->runtime_.get());
+  d->ext_proc_service_ = std::make_unique<ExtProcService>(d->runtime_.get());
 
   grpc::EnableDefaultHealthCheckService(true);
   if (reflection) grpc::reflection::InitProtoReflectionServerBuilderPlugin();
@@ -69,6 +72,7 @@ absl::StatusOr<std::unique_ptr<Routerd>> Routerd::Start(RouterConfig config,
   builder.AddListeningPort(listen, grpc::InsecureServerCredentials(), &d->port_);
   builder.RegisterService(d->router_service_.get());
   builder.RegisterService(d->admin_service_.get());
+  builder.RegisterService(d->ext_proc_service_.get());
   // The largest legitimate request is a RouteBatch of max_batch_request_queries texts.
   builder.SetMaxReceiveMessageSize(64 << 20);
   builder.SetMaxSendMessageSize(16 << 20);
@@ -88,6 +92,27 @@ absl::StatusOr<std::unique_ptr<Routerd>> Routerd::Start(RouterConfig config,
   }
   d->server_->GetHealthCheckService()->SetServingStatus(kRouterService, true);
   d->server_->GetHealthCheckService()->SetServingStatus("", true);
+
+  if (!gateway_listen.empty()) {
+    // Its own server: a grpc::Service is registered with one server only.
+    d->gateway_ext_proc_service_ = std::make_unique<ExtProcService>(d->runtime_.get());
+    grpc::ServerBuilder gateway_builder;
+    gateway_builder.AddListeningPort(gateway_listen, grpc::InsecureServerCredentials(),
+                                     &d->ext_proc_port_);
+    gateway_builder.RegisterService(d->gateway_ext_proc_service_.get());
+    gateway_builder.SetMaxReceiveMessageSize(64 << 20);  // a request body up to its 1 GiB limit
+    gateway_builder.SetMaxSendMessageSize(64 << 20);     // is refused by routerd, not by gRPC
+    gateway_builder.AddChannelArgument(GRPC_ARG_ALLOW_REUSEPORT, 0);
+    d->gateway_server_ = gateway_builder.BuildAndStart();
+    if (d->gateway_server_ == nullptr) {
+      d->Shutdown(absl::ZeroDuration(), absl::ZeroDuration());
+      return absl::UnavailableError(
+          absl::StrCat("gateway.listen: cannot listen on '", gateway_listen, "'"));
+    }
+    d->gateway_server_->GetHealthCheckService()->SetServingStatus(kExtProcService, true);
+    d->gateway_server_->GetHealthCheckService()->SetServingStatus("", true);
+  }
+  d->server_->GetHealthCheckService()->SetServingStatus(kExtProcService, true);
 
   if (!metrics_listen.empty()) {
     try {
@@ -131,6 +156,7 @@ absl::Status Routerd::Reload() {
   next->metrics_listen = current.metrics_listen;
   next->estimator = current.estimator;
   next->reflection = current.reflection;
+  next->gateway.listen = current.gateway.listen;
   absl::StatusOr<uint64_t> generation =
       runtime_->UpdateConfig(*next, std::nullopt, /*dry_run=*/false);
   if (!generation.ok()) return generation.status();
@@ -145,11 +171,13 @@ void Routerd::Shutdown(absl::Duration drain, absl::Duration grace) {
   absl::MutexLock lock(&shutdown_mu_);
   if (shut_down_ || runtime_ == nullptr) return;  // nothing started (Start failed early)
   shut_down_ = true;
-  if (server_ != nullptr) {
-    server_->GetHealthCheckService()->SetServingStatus(kRouterService, false);
-    server_->GetHealthCheckService()->SetServingStatus("", false);
-    absl::SleepFor(drain);
+  if (server_ != nullptr) server_->GetHealthCheckService()->SetServingStatus(kRouterService, false);
+  for (grpc::Server* server : {server_.get(), gateway_server_.get()}) {
+    if (server == nullptr) continue;
+    server->GetHealthCheckService()->SetServingStatus(kExtProcService, false);
+    server->GetHealthCheckService()->SetServingStatus("", false);
   }
+  if (server_ != nullptr) absl::SleepFor(drain);
   runtime_->StopAccepting();  // batch and inline work alike
   const absl::Time deadline = absl::Now() + grace;
   runtime_->StopBatches(deadline);
@@ -164,8 +192,11 @@ void Routerd::Shutdown(absl::Duration drain, absl::Duration grace) {
     // Calls received but not yet dispatched to a handler (an overloaded server has many) are still
     // dispatched until the deadline and answered UNAVAILABLE by the stopped scheduler; only calls
     // open past the deadline (idle streams) are cancelled by gRPC.
-    server_->Shutdown(absl::ToChronoTime(std::max(deadline, absl::Now() + absl::Milliseconds(200))));
+    const absl::Time stop = std::max(deadline, absl::Now() + absl::Milliseconds(200));
+    server_->Shutdown(absl::ToChronoTime(stop));
+    if (gateway_server_ != nullptr) gateway_server_->Shutdown(absl::ToChronoTime(stop));
     server_->Wait();
+    if (gateway_server_ != nullptr) gateway_server_->Wait();
   }
   exposer_.reset();
 }

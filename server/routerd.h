@@ -1,16 +1,18 @@
 // File: routerd.h
 //
 // The assembled service: loads the estimator artifact, builds the runtime, starts the gRPC server
-// (Router, RouterAdmin, health, reflection) and the Prometheus endpoint, and shuts them down in the
-// order that loses nothing:
+// (Router, RouterAdmin, Envoy's ExternalProcessor, health, reflection), a second one serving only
+// ExternalProcessor and health when gateway.listen is set, and the Prometheus endpoint, and shuts
+// them down in the order that loses nothing:
 //   1. health: NOT_SERVING ("" and router.v1.Router), so load balancers stop sending; routing goes
 //      on for `shutdown.drain_s` while they notice;
 //   2. new work is refused (UNAVAILABLE, retryable; inline queries too) and the scheduler decides
 //      what is queued, batch after batch, until everything is answered or `grace` has passed (the
 //      rest: UNAVAILABLE); inline queries are answered on their handler thread, so none is left;
-//   3. once no call has arrived for 200 ms (or at the grace deadline), the gRPC server shuts down
-//      (gRPC 1.51 waits for every reactor to finish, which step 2 guarantees), then the metrics
-//      endpoint.
+//   3. once no call has arrived for 200 ms (or at the grace deadline), the gRPC servers shut down
+//      (gRPC 1.51 waits for every reactor to finish, which step 2 guarantees for queries; Envoy
+//      ext_proc streams still open at the grace deadline are cancelled, which releases their
+//      assignments), then the metrics endpoint.
 // So a shutdown takes at most drain + grace + the solve of one batch + gRPC's own teardown.
 //
 // Thread-safety: after Start, any thread may call Reload and Shutdown; concurrent Shutdown calls
@@ -33,6 +35,7 @@
 #include "prometheus/exposer.h"
 #include "server/admin_service.h"
 #include "server/config.h"
+#include "server/ext_proc_call.h"
 #include "server/prometheus_metrics.h"
 #include "server/router_runtime.h"
 #include "server/router_service.h"
@@ -53,6 +56,8 @@ class Routerd {
 
   int port() const { return port_; }
   int metrics_port() const { return metrics_port_; }
+  // The port of gateway.listen; 0 when it is not set.
+  int ext_proc_port() const { return ext_proc_port_; }
   RouterRuntime& runtime() { return *runtime_; }
 
   // Re-reads the config file and applies it (RouterAdmin.UpdateConfig semantics). Refused, and
@@ -74,10 +79,14 @@ class Routerd {
   std::unique_ptr<RouterRuntime> runtime_;
   std::unique_ptr<RouterService> router_service_;
   std::unique_ptr<AdminService> admin_service_;
+  std::unique_ptr<ExtProcService> ext_proc_service_;
+  std::unique_ptr<ExtProcService> gateway_ext_proc_service_;  // gateway.listen's (one per server)
   std::unique_ptr<grpc::Server> server_;
+  std::unique_ptr<grpc::Server> gateway_server_;
   std::unique_ptr<prometheus::Exposer> exposer_;
   int port_ = 0;
   int metrics_port_ = 0;
+  int ext_proc_port_ = 0;
   absl::Mutex shutdown_mu_;
   bool shut_down_ ABSL_GUARDED_BY(shutdown_mu_) = false;
 };

@@ -31,6 +31,14 @@ absl::StatusOr<std::shared_ptr<const RuntimeState>> BuildRuntimeState(
     if (m.self_hosted()) d.slots = m.instances * m.slots_per_instance;
     state->pool.push_back(std::move(d));
   }
+  const std::vector<std::string>& gateway_models = config.gateway.models;
+  for (size_t k = 0; k < gateway_models.size(); ++k) {
+    if (std::none_of(state->pool.begin(), state->pool.end(),
+                     [&](const core::DeployedModel& d) { return d.name == gateway_models[k]; })) {
+      return absl::InvalidArgumentError(absl::StrCat("gateway.models[", k, "]: '",
+                                                     gateway_models[k], "' is not in the pool"));
+    }
+  }
   state->config = std::move(config);
   state->generation = generation;
   state->predictor = std::move(predictor);
