@@ -139,10 +139,14 @@ int main(int argc, char** argv) {
                    (*routerd)->metrics_port() > 0
                        ? absl::StrCat(", metrics on port ", (*routerd)->metrics_port())
                        : "",
+                   (*routerd)->ext_proc_port() > 0
+                       ? absl::StrCat(", Envoy ext_proc also on port ", (*routerd)->ext_proc_port())
+                       : "",
                    " (version ", router::server::RouterdVersion(), ")"),
       {{"version", std::string(router::server::RouterdVersion())},
        {"port", int64_t{(*routerd)->port()}},
-       {"metrics_port", int64_t{(*routerd)->metrics_port()}}});
+       {"metrics_port", int64_t{(*routerd)->metrics_port()}},
+       {"ext_proc_port", int64_t{(*routerd)->ext_proc_port()}}});
   NotifySystemd("READY=1");
   for (;;) {
     int sig = 0;

@@ -1,9 +1,9 @@
 """Tests of clients/python/ext_proc_harness.py (run by ctest as ext_proc_harness).
 
 Its command line, and its side of the ext_proc protocol against small fake processors defined
-here (routerd's ExternalProcessor service does not exist yet): the one that rewrites the model the
-way the service is designed to, one that answers with an immediate response, one that closes the
-stream cleanly, one that breaks the protocol, and no processor at all.
+here: the one that rewrites the model the way routerd does, one that answers with an immediate
+response, one that closes the stream cleanly, one that breaks the protocol, and no processor at
+all. ext_proc_routerd_test.py runs the harness against routerd itself.
 
     PYTHONPATH=<build>/python:clients/python /usr/bin/python3 tests/clients/ext_proc_harness_test.py
 """

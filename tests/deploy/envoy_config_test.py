@@ -1,5 +1,5 @@
-"""Checks deploy/envoy/envoy.yaml against what routerd's ext_proc design expects
-(docs/envoy_ext_proc.md) and against deploy/routerd.yaml. Envoy itself is in neither Debian nor
+"""Checks deploy/envoy/envoy.yaml against what routerd's ext_proc service expects
+(docs/envoy_ext_proc.md) and against deploy/routerd.yaml (its `gateway:` section). Envoy itself is in neither Debian nor
 npm, so this reads the file; it does not run Envoy (deploy/envoy/README.md says what else was
 checked).
 
@@ -15,6 +15,7 @@ import yaml
 
 MODEL_HEADER = "x-gateway-model-name"     # server/gateway GatewayOptions::model_header default
 MAX_BODY_BYTES = 4 << 20                  # server/gateway RequestBodyOptions::max_body_bytes default
+DECISION_TIMEOUT_MS = 500                 # server/config.h GatewayConfig::decision_timeout default
 EXPECTED_MODE = {"request_header_mode": "SEND", "request_body_mode": "BUFFERED",
                  "request_trailer_mode": "SKIP", "response_header_mode": "SEND",
                  "response_body_mode": "STREAMED", "response_trailer_mode": "SKIP"}
@@ -43,6 +44,7 @@ class EnvoyConfigTest(unittest.TestCase):
         cls.hcm = hcm["typed_config"]
         cls.filters = cls.hcm["http_filters"]
         cls.clusters = {c["name"]: c for c in cls.config["static_resources"]["clusters"]}
+        cls.gateway = cls.routerd.get("gateway") or {}
 
     def ext_proc(self):
         [f] = [f for f in self.filters if f["name"] == "envoy.filters.http.ext_proc"]
@@ -69,6 +71,9 @@ class EnvoyConfigTest(unittest.TestCase):
             "time_limit_ms"] + self.routerd["batching"]["solve_margin_ms"]
         timeout = seconds(ext["message_timeout"])
         self.assertGreater(timeout, 10 * batch / 1000.0)
+        # routerd answers (504 at worst) before Envoy gives up on the message.
+        self.assertGreater(timeout * 1000,
+                           self.gateway.get("decision_timeout_ms", DECISION_TIMEOUT_MS))
         self.assertGreaterEqual(seconds(ext["max_message_timeout"]), timeout)
 
     def test_routerd_cluster_speaks_http2(self):
@@ -89,12 +94,14 @@ class EnvoyConfigTest(unittest.TestCase):
         seen = set()
         for route in model_routes:
             [header] = route["match"]["headers"]
-            self.assertEqual(header["name"], MODEL_HEADER)
+            self.assertEqual(header["name"], self.gateway.get("model_header", MODEL_HEADER))
             model = header["string_match"]["exact"]
             self.assertIn(model, routerd_models, "a route for a model routerd does not know")
             self.assertNotIn(model, seen, "two routes for one model")
             seen.add(model)
             self.assertIn(route["route"]["cluster"], self.clusters)
+        # routerd chooses among exactly the models routed here (gateway.models).
+        self.assertEqual(set(self.gateway.get("models") or []), seen)
         # The fallback refuses, with an OpenAI-style body.
         self.assertEqual(fallback["match"], {"prefix": "/"})
         self.assertEqual(fallback["direct_response"]["status"], 404)
@@ -102,7 +109,8 @@ class EnvoyConfigTest(unittest.TestCase):
         self.assertEqual(body["error"]["code"], "model_not_found")
 
     def test_buffer_limit_is_within_routerd_body_limit(self):
-        self.assertLessEqual(self.listener["per_connection_buffer_limit_bytes"], MAX_BODY_BYTES)
+        limit = (self.gateway.get("request") or {}).get("max_body_bytes", MAX_BODY_BYTES)
+        self.assertLessEqual(self.listener["per_connection_buffer_limit_bytes"], limit)
 
 
 if __name__ == "__main__":

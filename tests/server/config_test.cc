@@ -160,6 +160,24 @@ TEST(ConfigTest, ErrorsNameTheField) {
        "models[0]: instances x slots_per_instance is above 1000000000 slots"},
       {"models: [{name: a, instances: 100000, slots_per_instance: 100000}]",
        "models[0]: instances x slots_per_instance is above"},
+      {"gateway: {model_header: X-Model}", "gateway.model_header: \"X-Model\" is not a lower-case"},
+      {"gateway: {model_header: content-length}", "gateway.model_header: \"content-length\""},
+      {"gateway: {request: {max_body_bytes: 0}}", "gateway.request.max_body_bytes: must be in [1,"},
+      {"gateway: {request: {routing_aliases: []}}", "gateway.request.routing_aliases: at least one"},
+      {"gateway: {request: {routing_aliases: [auto, auto]}}",
+       "gateway.request.routing_aliases[1]: 'auto' listed twice"},
+      {"gateway: {request: {routing_aliases: [\"\"]}}",
+       "gateway.request.routing_aliases[0]: must not be empty"},
+      {"gateway: {usage: {max_sse_event_bytes: -1}}", "gateway.usage.max_sse_event_bytes"},
+      {"gateway: {usage: {max_json_body: 5}}", "gateway.usage.max_json_body: unknown key"},
+      {"gateway: {decision_timeout_ms: 0}", "gateway.decision_timeout_ms: must be in (0, 60000]"},
+      {"gateway: {retry_after_s: -1}", "gateway.retry_after_s: must be in [0, 86400]"},
+      {"gateway: {tenant_header: \"X Tenant\"}", "gateway.tenant_header: 'X Tenant' is not"},
+      {"gateway: {skip_header: Skip}", "gateway.skip_header: 'Skip' is not"},
+      {"gateway: {models: [a, a]}", "gateway.models[1]: 'a' listed twice"},
+      {"gateway: {models: a}", "gateway.models: must be a list"},
+      {"gateway: {route_all: maybe}", "gateway.route_all: cannot read 'maybe'"},
+      {"gateway: {listen_port: 9002}", "gateway.listen_port: unknown key"},
   };
   for (const Case& c : cases) {
     EXPECT_THAT(ParseConfigYaml(c.yaml), StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr(c.message)))
@@ -239,6 +257,69 @@ TEST(ConfigTest, ReplacePortKeepsTheHostAndNamesTheFlagOnErrors) {
                 StatusIs(absl::StatusCode::kInvalidArgument,
                          HasSubstr("--metrics_port: the configured address")));
   }
+}
+
+TEST(ConfigTest, TheGatewaySectionHasDocumentedDefaultsAndRoundTrips) {
+  const RouterConfig d = *ParseConfigYaml("");
+  EXPECT_EQ(d.gateway.listen, "");
+  EXPECT_EQ(d.gateway.options.model_header, "x-gateway-model-name");
+  EXPECT_EQ(d.gateway.options.request.routing_aliases, std::vector<std::string>{"auto"});
+  EXPECT_EQ(d.gateway.options.request.max_body_bytes, 4 << 20);
+  EXPECT_EQ(d.gateway.options.usage.max_json_body_bytes, 4 << 20);
+  EXPECT_EQ(d.gateway.options.usage.max_sse_event_bytes, 256 << 10);
+  EXPECT_FALSE(d.gateway.route_all);
+  EXPECT_EQ(d.gateway.decision_timeout, absl::Milliseconds(500));
+  EXPECT_EQ(d.gateway.retry_after, absl::Seconds(1));
+  EXPECT_TRUE(d.gateway.ensure_stream_usage);
+  EXPECT_TRUE(d.gateway.remove_accept_encoding);
+  EXPECT_TRUE(d.gateway.models.empty());
+  absl::StatusOr<RouterConfig> c = ParseConfigYaml(R"(
+gateway:
+  listen: 127.0.0.1:9002
+  model_header: x-ai-eg-model
+  route_all: true
+  tenant_header: x-tenant
+  skip_header: x-skip
+  models: [a, b]
+  decision_timeout_ms: 250
+  retry_after_s: 2.5
+  ensure_stream_usage: false
+  remove_accept_encoding: false
+  request: {max_body_bytes: 1000, routing_aliases: [auto, router]}
+  usage: {max_json_body_bytes: 2000, max_sse_event_bytes: 300}
+)");
+  ASSERT_THAT(c, IsOk());
+  const GatewayConfig& g = c->gateway;
+  EXPECT_EQ(g.listen, "127.0.0.1:9002");
+  EXPECT_EQ(g.options.model_header, "x-ai-eg-model");
+  EXPECT_TRUE(g.route_all);
+  EXPECT_EQ(g.tenant_header, "x-tenant");
+  EXPECT_EQ(g.skip_header, "x-skip");
+  EXPECT_EQ(g.models, (std::vector<std::string>{"a", "b"}));
+  EXPECT_EQ(g.decision_timeout, absl::Milliseconds(250));
+  EXPECT_EQ(g.retry_after, absl::Milliseconds(2500));
+  EXPECT_FALSE(g.ensure_stream_usage);
+  EXPECT_FALSE(g.remove_accept_encoding);
+  EXPECT_EQ(g.options.request.max_body_bytes, 1000);
+  EXPECT_EQ(g.options.request.routing_aliases, (std::vector<std::string>{"auto", "router"}));
+  EXPECT_EQ(g.options.usage.max_json_body_bytes, 2000);
+  EXPECT_EQ(g.options.usage.max_sse_event_bytes, 300);
+  absl::StatusOr<RouterConfig> again = ParseConfigYaml(ConfigToYaml(*c));
+  ASSERT_THAT(again, IsOk()) << ConfigToYaml(*c);
+  EXPECT_EQ(ConfigToYaml(*again), ConfigToYaml(*c));
+  EXPECT_EQ(ConfigToYaml(*ParseConfigYaml(ConfigToYaml(d))), ConfigToYaml(d));
+  // gateway.listen is startup-only; the rest of the section changes at runtime.
+  RouterConfig next = *c;
+  next.gateway.models = {"a"};
+  next.gateway.route_all = false;
+  EXPECT_THAT(CheckRuntimeChange(*c, next), IsOk());
+  next.gateway.listen = "127.0.0.1:9003";
+  EXPECT_THAT(CheckRuntimeChange(*c, next),
+              StatusIs(absl::StatusCode::kFailedPrecondition, HasSubstr("gateway.listen")));
+  // An update that leaves gateway.listen out keeps it.
+  absl::StatusOr<RouterConfig> update = ParseConfigUpdateYaml("gateway: {route_all: true}", *c);
+  ASSERT_THAT(update, IsOk());
+  EXPECT_EQ(update->gateway.listen, "127.0.0.1:9002");
 }
 
 TEST(ConfigTest, StartupOnlyFieldsCannotChangeAtRuntime) {
