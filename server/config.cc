@@ -314,6 +314,11 @@ absl::Status ReadGateway(const YAML::Node& node, GatewayConfig& g) {
   if (absl::Status s = gateway::ValidateGatewayOptions(g.options); !s.ok()) {
     return absl::InvalidArgumentError(absl::StrCat("gateway.", s.message()));
   }
+  if (g.options.request.max_body_bytes > kMaxGatewayBodyBytes) {
+    return Invalid("gateway.request.max_body_bytes",
+                   absl::StrCat("must be at most ", kMaxGatewayBodyBytes,
+                                " (a body is one gRPC message; routerd takes messages up to 64 MiB)"));
+  }
   ROUTER_RETURN_IF_ERROR(CheckHeaderToRead(g.tenant_header, "gateway.tenant_header"));
   ROUTER_RETURN_IF_ERROR(CheckHeaderToRead(g.skip_header, "gateway.skip_header"));
   if (g.decision_timeout <= absl::ZeroDuration() || g.decision_timeout > absl::Seconds(60)) {

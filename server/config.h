@@ -45,6 +45,11 @@ struct ModelDeploymentConfig {
   bool self_hosted() const { return instances > 0 || slots_per_instance > 0; }
 };
 
+// routerd's gRPC servers send and receive messages up to 64 MiB; a BUFFERED request body is one
+// message, so gateway.request.max_body_bytes is at most this (room left for the rest of it).
+inline constexpr int64_t kMaxGrpcMessageBytes = int64_t{64} << 20;
+inline constexpr int64_t kMaxGatewayBodyBytes = kMaxGrpcMessageBytes - (int64_t{64} << 10);
+
 // The Envoy external processor (ext_proc_call.h, docs/envoy_ext_proc.md): served on `listen`
 // always, and also on its own listener when `gateway.listen` is set.
 struct GatewayConfig {

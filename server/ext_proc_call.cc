@@ -45,14 +45,22 @@ enum class Outcome {
 
 const char* OutcomeName(Outcome o) {
   switch (o) {
-    case Outcome::kCompletedActual: return "completed_actual";
-    case Outcome::kCompletedPredicted: return "completed_predicted";
-    case Outcome::kReleased: return "released";
-    case Outcome::kUnknownAssignment: return "unknown_assignment";
-    case Outcome::kNotRouted: return "not_routed";
-    case Outcome::kRefused: return "refused";
-    case Outcome::kProtocolError: return "protocol_error";
-    case Outcome::kAbandoned: return "abandoned";
+    case Outcome::kCompletedActual:
+      return "completed_actual";
+    case Outcome::kCompletedPredicted:
+      return "completed_predicted";
+    case Outcome::kReleased:
+      return "released";
+    case Outcome::kUnknownAssignment:
+      return "unknown_assignment";
+    case Outcome::kNotRouted:
+      return "not_routed";
+    case Outcome::kRefused:
+      return "refused";
+    case Outcome::kProtocolError:
+      return "protocol_error";
+    case Outcome::kAbandoned:
+      return "abandoned";
   }
   return "abandoned";
 }
@@ -70,13 +78,20 @@ enum class Phase {
 
 const char* KindName(ep::ProcessingRequest::RequestCase c) {
   switch (c) {
-    case ep::ProcessingRequest::kRequestHeaders: return "request_headers";
-    case ep::ProcessingRequest::kResponseHeaders: return "response_headers";
-    case ep::ProcessingRequest::kRequestBody: return "request_body";
-    case ep::ProcessingRequest::kResponseBody: return "response_body";
-    case ep::ProcessingRequest::kRequestTrailers: return "request_trailers";
-    case ep::ProcessingRequest::kResponseTrailers: return "response_trailers";
-    case ep::ProcessingRequest::REQUEST_NOT_SET: return "an empty message";
+    case ep::ProcessingRequest::kRequestHeaders:
+      return "request_headers";
+    case ep::ProcessingRequest::kResponseHeaders:
+      return "response_headers";
+    case ep::ProcessingRequest::kRequestBody:
+      return "request_body";
+    case ep::ProcessingRequest::kResponseBody:
+      return "response_body";
+    case ep::ProcessingRequest::kRequestTrailers:
+      return "request_trailers";
+    case ep::ProcessingRequest::kResponseTrailers:
+      return "response_trailers";
+    case ep::ProcessingRequest::REQUEST_NOT_SET:
+      return "an empty message";
   }
   return "an unknown kind";
 }
@@ -150,8 +165,8 @@ ep::ProcessingResponse Misconfigured(const std::string& message, int* http_statu
   ep::ImmediateResponse* ir = r.mutable_immediate_response();
   ir->mutable_status()->set_code(envoy::type::v3::InternalServerError);
   SetHeader(ir->mutable_headers(), "content-type", "application/json");
-  ir->set_body(gateway::OpenAiErrorBody(message, "server_error", "gateway_misconfigured",
-                                        std::nullopt));
+  ir->set_body(
+      gateway::OpenAiErrorBody(message, "server_error", "gateway_misconfigured", std::nullopt));
   ir->set_details(Details("gateway_misconfigured"));
   *http_status = 500;
   return r;
@@ -253,8 +268,8 @@ class ExtProcCall final : public grpc::ServerBidiReactor<grpc::ByteBuffer, grpc:
       // Envoy can no longer take the answer: cancelled, half-closed, failed or broken.
       const bool dead = gone_.load() || reads_done_ || fail_.has_value() || broken_;
       if (answer.status.ok()) {
-        const core::QueryOutcome& q =
-            answer.batch != nullptr ? answer.batch->queries[answer.index] : answer.decision->outcome;
+        const core::QueryOutcome& q = answer.batch != nullptr ? answer.batch->queries[answer.index]
+                                                              : answer.decision->outcome;
         assignment_ = Assignment{q.assignment_id, q.model, q.cost_usd};
         if (dead) {
           SettleLocked(/*release=*/true, std::nullopt, /*undelivered=*/true);
@@ -312,7 +327,8 @@ class ExtProcCall final : public grpc::ServerBidiReactor<grpc::ByteBuffer, grpc:
     if (finished_) return;
     if (!writing_ && !out_.empty() && !broken_) {
       writing_ = true;
-      a.write = &out_.front().buffer;  // stays valid: only OnWriteDone pops, after this write completes
+      a.write =
+          &out_.front().buffer;  // stays valid: only OnWriteDone pops, after this write completes
       return;
     }
     if (writing_ || task_outstanding_ || a.task != nullptr) return;
@@ -349,6 +365,12 @@ class ExtProcCall final : public grpc::ServerBidiReactor<grpc::ByteBuffer, grpc:
     while (out_.size() > (writing_ ? 1u : 0u)) out_.pop_back();
   }
 
+  // A message of a kind not expected now: the stream fails naming it.
+  void ViolationLocked(absl::string_view why) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    FailLocked(absl::StrCat("message ", messages_read_, " (", KindName(request_.request_case()),
+                            "): ", why));
+  }
+
   void Queue(const ep::ProcessingResponse& r, bool routed = false)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
     Outgoing& o = out_.emplace_back();
@@ -376,27 +398,25 @@ class ExtProcCall final : public grpc::ServerBidiReactor<grpc::ByteBuffer, grpc:
   void HandleLocked(Actions& a) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
     const ep::ProcessingRequest& req = request_;
     const auto kind = req.request_case();
-    auto violation = [&](absl::string_view why) {
-      FailLocked(absl::StrCat("message ", messages_read_, " (", KindName(kind), "): ", why));
-    };
     if (messages_read_ == 1 && req.observability_mode()) {
-      violation("observability_mode is not supported: routerd must answer to route");
-      return;
+      return ViolationLocked("observability_mode is not supported: routerd must answer to route");
     }
     switch (kind) {
       case ep::ProcessingRequest::kRequestHeaders:
-        if (phase_ != Phase::kRequestHeaders) return violation("request headers were already sent");
+        if (phase_ != Phase::kRequestHeaders) {
+          return ViolationLocked("request headers were already sent");
+        }
         return OnRequestHeadersLocked(req);
       case ep::ProcessingRequest::kRequestBody:
         if (phase_ != Phase::kRequestBody) {
-          return violation(phase_ == Phase::kRequestHeaders
-                               ? "the request headers come first"
-                               : "the request body already ended");
+          return ViolationLocked(phase_ == Phase::kRequestHeaders
+                                     ? "the request headers come first"
+                                     : "the request body already ended");
         }
         return OnRequestBodyLocked(req.request_body(), a);
       case ep::ProcessingRequest::kRequestTrailers: {
         if (phase_ == Phase::kRequestHeaders || phase_ == Phase::kDeciding) {
-          return violation("unexpected before the request is answered");
+          return ViolationLocked("unexpected before the request is answered");
         }
         if (phase_ == Phase::kRequestBody) {
           // The body's answers are sent; the rewritten body cannot follow in a trailers answer.
@@ -410,22 +430,22 @@ class ExtProcCall final : public grpc::ServerBidiReactor<grpc::ByteBuffer, grpc:
       }
       case ep::ProcessingRequest::kResponseHeaders:
         if (phase_ == Phase::kRequestHeaders || phase_ == Phase::kDeciding) {
-          return violation("the request was not answered yet");
+          return ViolationLocked("the request was not answered yet");
         }
         if (phase_ != Phase::kRequestBody && phase_ != Phase::kResponseHeaders) {
-          return violation("response headers were already sent");
+          return ViolationLocked("response headers were already sent");
         }
         return OnResponseHeadersLocked(req.response_headers());
       case ep::ProcessingRequest::kResponseBody:
         if (phase_ == Phase::kRequestHeaders || phase_ == Phase::kRequestBody ||
             phase_ == Phase::kDeciding) {
-          return violation("the request was not answered yet");
+          return ViolationLocked("the request was not answered yet");
         }
         return OnResponseBodyLocked(req.response_body());
       case ep::ProcessingRequest::kResponseTrailers: {
         if (phase_ == Phase::kRequestHeaders || phase_ == Phase::kRequestBody ||
             phase_ == Phase::kDeciding) {
-          return violation("the request was not answered yet");
+          return ViolationLocked("the request was not answered yet");
         }
         if (phase_ == Phase::kResponseBody) EndResponseLocked();  // the body ended before them
         ep::ProcessingResponse r;
@@ -433,7 +453,7 @@ class ExtProcCall final : public grpc::ServerBidiReactor<grpc::ByteBuffer, grpc:
         return Queue(r);
       }
       case ep::ProcessingRequest::REQUEST_NOT_SET:
-        return violation("no request_headers, request_body, response_headers, ... set");
+        return ViolationLocked("no request_headers, request_body, response_headers, ... set");
     }
   }
 
@@ -442,9 +462,9 @@ class ExtProcCall final : public grpc::ServerBidiReactor<grpc::ByteBuffer, grpc:
     const GatewayConfig& g = gateway();
     const std::optional<std::string> method = FindHeader(h, ":method");
     const std::optional<std::string> path = FindHeader(h, ":path");
-    absl::StatusOr<gateway::OpenAiEndpoint> endpoint =
-        path.has_value() ? gateway::EndpointFromPath(*path)
-                         : absl::NotFoundError("no :path header");
+    absl::StatusOr<gateway::OpenAiEndpoint> endpoint = path.has_value()
+                                                           ? gateway::EndpointFromPath(*path)
+                                                           : absl::NotFoundError("no :path header");
     const bool skip = !g.skip_header.empty() && FindHeader(h, g.skip_header).has_value();
     ep::ProcessingResponse r;
     ep::CommonResponse* common = r.mutable_request_headers()->mutable_response();
@@ -462,20 +482,20 @@ class ExtProcCall final : public grpc::ServerBidiReactor<grpc::ByteBuffer, grpc:
     if (req.has_protocol_config()) {
       const ep::ProtocolConfiguration& pc = req.protocol_config();
       if (pc.request_body_mode() != Mode::BUFFERED && pc.request_body_mode() != Mode::STREAMED) {
-        ep::ProcessingResponse m = Misconfigured(
-            absl::StrCat("the gateway sends request bodies to routerd in mode ",
-                         BodyModeName(pc.request_body_mode()),
-                         "; routing needs request_body_mode BUFFERED (or STREAMED)"),
-            &http);
+        ep::ProcessingResponse m =
+            Misconfigured(absl::StrCat("the gateway sends request bodies to routerd in mode ",
+                                       BodyModeName(pc.request_body_mode()),
+                                       "; routing needs request_body_mode BUFFERED (or STREAMED)"),
+                          &http);
         return QueueImmediateLocked(m, http);
       }
       response_body_off_ = pc.response_body_mode() == Mode::NONE;
     }
     if (h.end_of_stream()) {
-      ep::ProcessingResponse m = Immediate(
-          gateway::BodyError(gateway::BodyErrorKind::kNotJson, "",
-                             absl::StrCat("a request to ", *path, " needs a JSON body")),
-          g.retry_after, &http);
+      ep::ProcessingResponse m =
+          Immediate(gateway::BodyError(gateway::BodyErrorKind::kNotJson, "",
+                                       absl::StrCat("a request to ", *path, " needs a JSON body")),
+                    g.retry_after, &http);
       return QueueImmediateLocked(m, http);
     }
     if (const std::optional<std::string> length = FindHeader(h, "content-length")) {
@@ -504,7 +524,8 @@ class ExtProcCall final : public grpc::ServerBidiReactor<grpc::ByteBuffer, grpc:
     phase_ = Phase::kRequestBody;
   }
 
-  void OnRequestBodyLocked(const ep::HttpBody& body, Actions& a) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+  void OnRequestBodyLocked(const ep::HttpBody& body, Actions& a)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
     const GatewayConfig& g = gateway();
     if (absl::Status s = accumulator_->Append(body.body()); !s.ok()) return RefuseLocked(s);
     if (!body.end_of_stream()) {
@@ -527,6 +548,7 @@ class ExtProcCall final : public grpc::ServerBidiReactor<grpc::ByteBuffer, grpc:
       common->set_clear_route_cache(true);
       if (chunks_held_ > 0) common->mutable_body_mutation()->set_body(accumulator_->body());
       Queue(r);
+      accumulator_.reset();
       phase_ = Phase::kResponseHeaders;
       outcome_ = Outcome::kNotRouted;
       return;
@@ -578,6 +600,7 @@ class ExtProcCall final : public grpc::ServerBidiReactor<grpc::ByteBuffer, grpc:
     fields["model"].set_string_value(assignment_->model);
     fields["predicted_cost_usd"].set_number_value(assignment_->predicted_cost_usd);
     Queue(r, /*routed=*/true);
+    accumulator_.reset();  // the body is not needed any more
     phase_ = Phase::kResponseHeaders;
   }
 

@@ -75,8 +75,9 @@
 namespace router::server {
 
 // Process, taking and giving raw bytes (parsed in the reactor, as raw_message.h explains).
-using RawExtProcService = envoy::service::ext_proc::v3::ExternalProcessor::WithRawCallbackMethod_Process<
-    envoy::service::ext_proc::v3::ExternalProcessor::Service>;
+using RawExtProcService =
+    envoy::service::ext_proc::v3::ExternalProcessor::WithRawCallbackMethod_Process<
+        envoy::service::ext_proc::v3::ExternalProcessor::Service>;
 
 class ExtProcService final : public RawExtProcService {
  public:

@@ -73,9 +73,10 @@ absl::StatusOr<std::unique_ptr<Routerd>> Routerd::Start(RouterConfig config,
   builder.RegisterService(d->router_service_.get());
   builder.RegisterService(d->admin_service_.get());
   builder.RegisterService(d->ext_proc_service_.get());
-  // The largest legitimate request is a RouteBatch of max_batch_request_queries texts.
-  builder.SetMaxReceiveMessageSize(64 << 20);
-  builder.SetMaxSendMessageSize(16 << 20);
+  // The largest legitimate requests are a RouteBatch of max_batch_request_queries texts and an
+  // ext_proc request body (gateway.request.max_body_bytes), which is also sent back rewritten.
+  builder.SetMaxReceiveMessageSize(kMaxGrpcMessageBytes);
+  builder.SetMaxSendMessageSize(kMaxGrpcMessageBytes);
   builder.AddChannelArgument(GRPC_ARG_KEEPALIVE_TIME_MS, 30000);
   builder.AddChannelArgument(GRPC_ARG_KEEPALIVE_TIMEOUT_MS, 10000);
   builder.AddChannelArgument(GRPC_ARG_HTTP2_MIN_RECV_PING_INTERVAL_WITHOUT_DATA_MS, 10000);
@@ -100,8 +101,8 @@ absl::StatusOr<std::unique_ptr<Routerd>> Routerd::Start(RouterConfig config,
     gateway_builder.AddListeningPort(gateway_listen, grpc::InsecureServerCredentials(),
                                      &d->ext_proc_port_);
     gateway_builder.RegisterService(d->gateway_ext_proc_service_.get());
-    gateway_builder.SetMaxReceiveMessageSize(64 << 20);  // a request body up to its 1 GiB limit
-    gateway_builder.SetMaxSendMessageSize(64 << 20);     // is refused by routerd, not by gRPC
+    gateway_builder.SetMaxReceiveMessageSize(kMaxGrpcMessageBytes);
+    gateway_builder.SetMaxSendMessageSize(kMaxGrpcMessageBytes);
     gateway_builder.AddChannelArgument(GRPC_ARG_ALLOW_REUSEPORT, 0);
     d->gateway_server_ = gateway_builder.BuildAndStart();
     if (d->gateway_server_ == nullptr) {

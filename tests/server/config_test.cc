@@ -163,6 +163,8 @@ TEST(ConfigTest, ErrorsNameTheField) {
       {"gateway: {model_header: X-Model}", "gateway.model_header: \"X-Model\" is not a lower-case"},
       {"gateway: {model_header: content-length}", "gateway.model_header: \"content-length\""},
       {"gateway: {request: {max_body_bytes: 0}}", "gateway.request.max_body_bytes: must be in [1,"},
+      {"gateway: {request: {max_body_bytes: 67108864}}",
+       "gateway.request.max_body_bytes: must be at most 67043328"},
       {"gateway: {request: {routing_aliases: []}}", "gateway.request.routing_aliases: at least one"},
       {"gateway: {request: {routing_aliases: [auto, auto]}}",
        "gateway.request.routing_aliases[1]: 'auto' listed twice"},

@@ -6,11 +6,6 @@
 // 2,000 concurrent streams with random aborts after which every assignment was completed or
 // released exactly once and the ledger holds nothing.
 
-#include <arpa/inet.h>
-#include <netinet/in.h>
-#include <sys/socket.h>
-#include <unistd.h>
-
 #include <atomic>
 #include <chrono>
 #include <functional>
@@ -37,6 +32,7 @@
 #include "nlohmann/json.hpp"
 #include "server/routerd.h"
 #include "tests/router_core/testing/status_matchers.h"
+#include "tests/server/http_get.h"
 
 namespace router::server {
 namespace {
@@ -62,9 +58,11 @@ models:
   - {name: "gpt-4-1106-preview"}
   - {name: "gpt-3.5-turbo-1106"}
   - {name: "claude-instant-v1"}
-  - {name: ")", kLocal, R"(", instances: 2, slots_per_instance: 3}
+  - {name: ")",
+                      kLocal, R"(", instances: 2, slots_per_instance: 3}
 gateway: {listen: "127.0.0.1:0", tenant_header: x-tenant, skip_header: x-skip-router}
-)", extra, "\n");
+)",
+                      extra, "\n");
 }
 
 // --- Envoy's messages ------------------------------------------------------------------------
@@ -75,10 +73,10 @@ void AddHeader(ep::HttpHeaders* h, const std::string& key, const std::string& va
   v->set_raw_value(value);
 }
 
-ep::ProcessingRequest RequestHeaders(const std::string& path, size_t body_bytes,
-                                     Mode::BodySendMode body_mode = Mode::BUFFERED,
-                                     const std::vector<std::pair<std::string, std::string>>& extra = {},
-                                     const std::string& method = "POST", bool end_of_stream = false) {
+ep::ProcessingRequest RequestHeaders(
+    const std::string& path, size_t body_bytes, Mode::BodySendMode body_mode = Mode::BUFFERED,
+    const std::vector<std::pair<std::string, std::string>>& extra = {},
+    const std::string& method = "POST", bool end_of_stream = false) {
   ep::ProcessingRequest r;
   ep::HttpHeaders* h = r.mutable_request_headers();
   AddHeader(h, ":method", method);
@@ -130,11 +128,15 @@ std::string ChatBody(const std::string& model, const std::string& prompt, bool s
 }
 
 std::string JsonResponse(const std::string& model, std::optional<std::pair<int, int>> usage) {
-  nlohmann::json body = {{"id", "chatcmpl-1"}, {"object", "chat.completion"}, {"model", model},
-                         {"choices", {{{"index", 0}, {"message", {{"role", "assistant"},
-                                                                  {"content", "Carbon dioxide."}}}}}}};
+  nlohmann::json body = {
+      {"id", "chatcmpl-1"},
+      {"object", "chat.completion"},
+      {"model", model},
+      {"choices",
+       {{{"index", 0}, {"message", {{"role", "assistant"}, {"content", "Carbon dioxide."}}}}}}};
   if (usage) {
-    body["usage"] = {{"prompt_tokens", usage->first}, {"completion_tokens", usage->second},
+    body["usage"] = {{"prompt_tokens", usage->first},
+                     {"completion_tokens", usage->second},
                      {"total_tokens", usage->first + usage->second}};
   }
   return body.dump();
@@ -144,16 +146,18 @@ std::string JsonResponse(const std::string& model, std::optional<std::pair<int, 
 std::string SseResponse(const std::string& model, std::optional<std::pair<int, int>> usage) {
   std::string out;
   for (const char* word : {"Carbon", " dioxide", "."}) {
-    nlohmann::json e = {{"object", "chat.completion.chunk"}, {"model", model},
+    nlohmann::json e = {{"object", "chat.completion.chunk"},
+                        {"model", model},
                         {"choices", {{{"index", 0}, {"delta", {{"content", word}}}}}}};
     if (usage) e["usage"] = nullptr;
     out += "data: " + e.dump() + "\n\n";
   }
   if (usage) {
-    nlohmann::json e = {{"object", "chat.completion.chunk"}, {"model", model},
-                        {"choices", nlohmann::json::array()},
-                        {"usage", {{"prompt_tokens", usage->first},
-                                   {"completion_tokens", usage->second}}}};
+    nlohmann::json e = {
+        {"object", "chat.completion.chunk"},
+        {"model", model},
+        {"choices", nlohmann::json::array()},
+        {"usage", {{"prompt_tokens", usage->first}, {"completion_tokens", usage->second}}}};
     out += "data: " + e.dump() + "\n\n";
   }
   return out + "data: [DONE]\n\n";
@@ -237,24 +241,7 @@ class EnvoyStream {
   std::unique_ptr<grpc::ClientReaderWriter<ep::ProcessingRequest, ep::ProcessingResponse>> rw_;
 };
 
-std::string HttpGet(int port, const std::string& path) {
-  const int fd = socket(AF_INET, SOCK_STREAM, 0);
-  sockaddr_in addr{};
-  addr.sin_family = AF_INET;
-  addr.sin_port = htons(static_cast<uint16_t>(port));
-  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  if (connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) != 0) {
-    close(fd);
-    return "";
-  }
-  const std::string request = absl::StrCat("GET ", path, " HTTP/1.0\r\nHost: localhost\r\n\r\n");
-  (void)!write(fd, request.data(), request.size());
-  std::string body;
-  char buf[4096];
-  for (ssize_t n; (n = read(fd, buf, sizeof(buf))) > 0;) body.append(buf, static_cast<size_t>(n));
-  close(fd);
-  return body;
-}
+using testing::HttpGet;
 
 class ExtProcTest : public ::testing::Test {
  protected:
@@ -279,9 +266,11 @@ class ExtProcTest : public ::testing::Test {
   // RouterAdmin.UpsertModel does): the shipped estimator's models have per-call costs only.
   void AddPricedModel() {
     NewModel nm;
-    const char* texts[] = {"Which gas do plants absorb?", "Write a haiku about rain.",
+    const char* texts[] = {"Which gas do plants absorb?",
+                           "Write a haiku about rain.",
                            "Prove that there are infinitely many primes.",
-                           "Translate 'good morning' into French.", "What is 17 times 23?",
+                           "Translate 'good morning' into French.",
+                           "What is 17 times 23?",
                            "Summarize the plot of Hamlet in two sentences."};
     for (int k = 0; k < 24; ++k) {
       nm.texts.push_back(absl::StrCat(texts[k % 6], " (", k, ")"));
@@ -338,8 +327,9 @@ class ExtProcTest : public ::testing::Test {
 
   // Plays the request phase of a routed or passed-through request with a buffered body; returns
   // the answer to the body.
-  std::optional<ep::ProcessingResponse> SendRequest(EnvoyStream& s, const std::string& body,
-                                                    const std::vector<std::pair<std::string, std::string>>& extra = {}) {
+  std::optional<ep::ProcessingResponse> SendRequest(
+      EnvoyStream& s, const std::string& body,
+      const std::vector<std::pair<std::string, std::string>>& extra = {}) {
     std::optional<ep::ProcessingResponse> h =
         s.Exchange(RequestHeaders("/v1/chat/completions", body.size(), Mode::BUFFERED, extra));
     EXPECT_TRUE(h.has_value());
@@ -391,12 +381,14 @@ TEST_F(ExtProcTest, AnAliasIsRoutedAndTheResponseUsageCompletesItAtTheModelsPric
   std::optional<ep::ProcessingResponse> rh = s.Exchange(ResponseHeaders(200, "application/json"));
   ASSERT_TRUE(rh.has_value());
   ASSERT_TRUE(rh->has_response_headers()) << rh->DebugString();
-  EXPECT_EQ(SetHeaderValue(rh->response_headers().response().header_mutation(),
-                           "x-gateway-model-name"), kPriced);
+  EXPECT_EQ(
+      SetHeaderValue(rh->response_headers().response().header_mutation(), "x-gateway-model-name"),
+      kPriced);
   EXPECT_FALSE(rh->has_mode_override());
   const std::string response = JsonResponse(kPriced, std::pair{1000, 500});
   const size_t cut = response.find("\"usage\"") + 4;  // a chunk boundary inside the usage key
-  std::optional<ep::ProcessingResponse> c1 = s.Exchange(ResponseBody(response.substr(0, cut), false));
+  std::optional<ep::ProcessingResponse> c1 =
+      s.Exchange(ResponseBody(response.substr(0, cut), false));
   ASSERT_TRUE(c1.has_value() && c1->has_response_body());
   EXPECT_FALSE(c1->response_body().response().has_body_mutation());  // unchanged
   EXPECT_EQ(Totals().open_assignments, 1);
@@ -412,8 +404,9 @@ TEST_F(ExtProcTest, AnAliasIsRoutedAndTheResponseUsageCompletesItAtTheModelsPric
 
 TEST_F(ExtProcTest, StreamedBodiesAreRoutedWhateverTheChunkBoundaries) {
   SetGateway({kPriced, "gpt-3.5-turbo-1106"});
-  const std::string body = ChatBody("auto", "Caf\xc3\xa9 au lait: \\\"quoted\\\" \xe2\x82\xac and more",
-                                    false, R"("temperature":0.25)");
+  const std::string body =
+      ChatBody("auto", "Caf\xc3\xa9 au lait: \\\"quoted\\\" \xe2\x82\xac and more", false,
+               R"("temperature":0.25)");
   // Every split into two chunks (inside keys, strings, escapes and UTF-8 characters), and some
   // three-chunk splits.
   std::vector<std::vector<size_t>> splits;
@@ -424,7 +417,8 @@ TEST_F(ExtProcTest, StreamedBodiesAreRoutedWhateverTheChunkBoundaries) {
     splits.push_back({std::min(a, b), std::max(a, b)});
   }
   for (const std::vector<size_t>& cuts : splits) {
-    SCOPED_TRACE(absl::StrCat("cuts at ", cuts[0], cuts.size() > 1 ? absl::StrCat(", ", cuts[1]) : ""));
+    SCOPED_TRACE(
+        absl::StrCat("cuts at ", cuts[0], cuts.size() > 1 ? absl::StrCat(", ", cuts[1]) : ""));
     EnvoyStream s(stub_.get());
     std::optional<ep::ProcessingResponse> h =
         s.Exchange(RequestHeaders("/v1/chat/completions", body.size(), Mode::STREAMED));
@@ -456,7 +450,8 @@ TEST_F(ExtProcTest, StreamedBodiesAreRoutedWhateverTheChunkBoundaries) {
     nlohmann::json parsed = nlohmann::json::parse(forwarded);
     EXPECT_EQ(parsed["model"], model);
     EXPECT_TRUE(model == kPriced || model == "gpt-3.5-turbo-1106") << model;
-    EXPECT_EQ(parsed["messages"][0]["content"], nlohmann::json::parse(body)["messages"][0]["content"]);
+    EXPECT_EQ(parsed["messages"][0]["content"],
+              nlohmann::json::parse(body)["messages"][0]["content"]);
     EXPECT_EQ(parsed["temperature"], 0.25);
     // A response without usage: completed at the predicted cost.
     ASSERT_TRUE(s.Exchange(ResponseHeaders(200, "application/json")).has_value());
@@ -551,11 +546,15 @@ TEST_F(ExtProcTest, BadBodiesGetA400WithAJsonErrorAtOnce) {
   struct Case {
     std::string body, code;
   };
-  for (const Case& c : {Case{"{\"model\": \"auto\", \"messages\": [", "invalid_json"},
-                        Case{"not json at all", "invalid_json"},
-                        Case{R"({"model":"auto","messages":[{"role":"user","content":[{"type":"image_url","image_url":{"url":"x"}}]}]})", "no_prompt"},
-                        Case{R"({"model":"auto","messages":"hello"})", "invalid_request"},
-                        Case{R"({"messages":[{"role":"user","content":"hi"}]})", "invalid_request"}}) {
+  for (
+      const Case& c :
+      {Case{"{\"model\": \"auto\", \"messages\": [", "invalid_json"},
+       Case{"not json at all", "invalid_json"},
+       Case{
+           R"({"model":"auto","messages":[{"role":"user","content":[{"type":"image_url","image_url":{"url":"x"}}]}]})",
+           "no_prompt"},
+       Case{R"({"model":"auto","messages":"hello"})", "invalid_request"},
+       Case{R"({"messages":[{"role":"user","content":"hi"}]})", "invalid_request"}}) {
     SCOPED_TRACE(c.body);
     EnvoyStream s(stub_.get());
     ExpectImmediate(SendRequest(s, c.body), 400, c.code);
@@ -594,9 +593,8 @@ TEST_F(ExtProcTest, ABudgetRefusalIsA429WithRetryAfter) {
     c.gateway.retry_after = absl::Seconds(3);
   });
   EnvoyStream s(stub_.get());
-  ep::ImmediateResponse ir =
-      ExpectImmediate(SendRequest(s, ChatBody("auto", "Explain quantum tunnelling.")), 429,
-                      "resource_exhausted");
+  ep::ImmediateResponse ir = ExpectImmediate(
+      SendRequest(s, ChatBody("auto", "Explain quantum tunnelling.")), 429, "resource_exhausted");
   EXPECT_EQ(SetHeaderValue(ir.headers(), "retry-after"), "3");
   EXPECT_TRUE(s.Ended().ok());
   EXPECT_EQ(Totals().open_assignments, 0);
@@ -615,9 +613,9 @@ TEST_F(ExtProcTest, DrainingIsA503WithRetryAfter) {
 TEST_F(ExtProcTest, ThePromptRefusedByIntakeIsA400) {
   SetGateway({}, [](RouterConfig& c) { c.max_text_bytes = 16; });
   EnvoyStream s(stub_.get());
-  ep::ImmediateResponse ir = ExpectImmediate(
-      SendRequest(s, ChatBody("auto", "a prompt longer than sixteen bytes")), 400,
-      "invalid_argument");
+  ep::ImmediateResponse ir =
+      ExpectImmediate(SendRequest(s, ChatBody("auto", "a prompt longer than sixteen bytes")), 400,
+                      "invalid_argument");
   EXPECT_THAT(ir.body(), HasSubstr("limits.max_text_bytes"));
 }
 
@@ -646,7 +644,8 @@ TEST_F(ExtProcTest, StreamedResponsesCompleteFromTheLastEventsUsage) {
   std::optional<ep::ProcessingResponse> b = SendRequest(s, ChatBody("auto", "Tell a story", true));
   ASSERT_TRUE(b.has_value() && b->has_request_body()) << b->DebugString();
   // The request asked for no usage: routerd asks for it so that the last event carries it.
-  nlohmann::json forwarded = nlohmann::json::parse(b->request_body().response().body_mutation().body());
+  nlohmann::json forwarded =
+      nlohmann::json::parse(b->request_body().response().body_mutation().body());
   EXPECT_EQ(forwarded["stream_options"]["include_usage"], true);
   ASSERT_TRUE(s.Exchange(ResponseHeaders(200, "text/event-stream; charset=utf-8")).has_value());
   const std::string sse = SseResponse(kPriced, std::pair{321, 123});
@@ -673,7 +672,8 @@ TEST_F(ExtProcTest, AModelWithoutTokenPricesIsCompletedAtItsPredictedCost) {
   ASSERT_TRUE(b.has_value() && b->has_request_body());
   const double predicted = MetadataNumber(*b, "predicted_cost_usd");
   ASSERT_TRUE(s.Exchange(ResponseHeaders(200, "application/json")).has_value());
-  ASSERT_TRUE(s.Exchange(ResponseBody(JsonResponse("gpt-3.5-turbo-1106", std::pair{100, 100}), true)));
+  ASSERT_TRUE(
+      s.Exchange(ResponseBody(JsonResponse("gpt-3.5-turbo-1106", std::pair{100, 100}), true)));
   EXPECT_EQ(Totals().open_assignments, 0);
   EXPECT_NEAR(Totals().recorded_usd - recorded_before, predicted, 1e-12);
   EXPECT_TRUE(s.Close().ok());
@@ -808,7 +808,10 @@ class ScriptedStream final
  public:
   ScriptedStream(ep::ExternalProcessor::Stub* stub, std::vector<ep::ProcessingRequest> script,
                  int stop_event, Stop stop, std::function<void()> on_done)
-      : script_(std::move(script)), stop_event_(stop_event), stop_(stop), on_done_(std::move(on_done)) {
+      : script_(std::move(script)),
+        stop_event_(stop_event),
+        stop_(stop),
+        on_done_(std::move(on_done)) {
     ctx_.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(120));
     stub->async()->Process(&ctx_, this);
     StartCall();
@@ -911,9 +914,10 @@ TEST_F(ExtProcTest, TwoThousandConcurrentStreamsWithRandomAbortsSettleEveryAssig
     const int kind = static_cast<int>(rng() % 10);  // 0: bad body, 1: named model, else alias
     const bool stream_response = rng() % 2 == 0;
     const std::string model = kind == 1 ? "gpt-4-1106-preview" : "auto";
-    const std::string body = kind == 0 ? "{\"model\":\"auto\",\"messages\":[" :
-                             ChatBody(model, absl::StrCat("Question ", k, ": which gas do plants absorb?"),
-                                      stream_response);
+    const std::string body =
+        kind == 0 ? "{\"model\":\"auto\",\"messages\":["
+                  : ChatBody(model, absl::StrCat("Question ", k, ": which gas do plants absorb?"),
+                             stream_response);
     std::vector<ep::ProcessingRequest> script;
     const bool chunked = rng() % 3 == 0;
     script.push_back(RequestHeaders("/v1/chat/completions", body.size(),
@@ -931,9 +935,11 @@ TEST_F(ExtProcTest, TwoThousandConcurrentStreamsWithRandomAbortsSettleEveryAssig
     const std::optional<std::pair<int, int>> usage =
         with_usage ? std::optional(plans[k].usage) : std::nullopt;
     const int status = rng() % 20 == 0 ? 500 : 200;
-    script.push_back(ResponseHeaders(status, stream_response ? "text/event-stream" : "application/json"));
+    script.push_back(
+        ResponseHeaders(status, stream_response ? "text/event-stream" : "application/json"));
     // The model the response names does not matter to routerd.
-    const std::string response = stream_response ? SseResponse("m", usage) : JsonResponse("m", usage);
+    const std::string response =
+        stream_response ? SseResponse("m", usage) : JsonResponse("m", usage);
     // Cut before the usage event: a stop after the first half never sees the usage.
     const size_t half = std::min(response.size() / 2, response.find("\"usage\":{"));
     script.push_back(ResponseBody(response.substr(0, half), false));
@@ -944,10 +950,11 @@ TEST_F(ExtProcTest, TwoThousandConcurrentStreamsWithRandomAbortsSettleEveryAssig
     const int stop_event = rng() % 3 == 0 ? -1 : static_cast<int>(rng() % (events - 1));
     const Stop stop = rng() % 2 == 0 ? Stop::kCancel : Stop::kHalfClose;
     if (stop_event == 0 && stop == Stop::kCancel) ++cancelled_before_sending;
-    streams.push_back(std::make_unique<ScriptedStream>(
-        stubs[k % stubs.size()].get(), std::move(script), stop_event, stop, [&] {
-          if (done.fetch_add(1) + 1 == kStreams) all_done.Notify();
-        }));
+    streams.push_back(std::make_unique<ScriptedStream>(stubs[k % stubs.size()].get(),
+                                                       std::move(script), stop_event, stop, [&] {
+                                                         if (done.fetch_add(1) + 1 == kStreams)
+                                                           all_done.Notify();
+                                                       }));
   }
   ASSERT_TRUE(all_done.WaitForNotificationWithTimeout(absl::Seconds(240)));
   ASSERT_TRUE(AllStreamsEnded());
@@ -985,7 +992,8 @@ TEST_F(ExtProcTest, TwoThousandConcurrentStreamsWithRandomAbortsSettleEveryAssig
   const double completed = Outcome("completed_actual") + Outcome("completed_predicted");
   const double released = Outcome("released");
   EXPECT_EQ(Totals().open_assignments, 0);
-  EXPECT_EQ(Metric(absl::StrCat("router_model_capacity_utilization_ratio{model=\"", kLocal, "\"}")), 0);
+  EXPECT_EQ(Metric(absl::StrCat("router_model_capacity_utilization_ratio{model=\"", kLocal, "\"}")),
+            0);
   EXPECT_EQ(completed + released, assignments);  // every assignment settled, none twice
   EXPECT_EQ(Outcome("unknown_assignment"), 0);
   EXPECT_EQ(completed, played_out_routed);

@@ -5,11 +5,6 @@
 
 #include "server/routerd.h"
 
-#include <arpa/inet.h>
-#include <netinet/in.h>
-#include <sys/socket.h>
-#include <unistd.h>
-
 #include <atomic>
 #include <cmath>
 #include <fstream>
@@ -36,6 +31,7 @@
 #include "nlohmann/json.hpp"
 #include "router/v1/router.grpc.pb.h"
 #include "tests/router_core/testing/status_matchers.h"
+#include "tests/server/http_get.h"
 
 namespace router::server {
 namespace {
@@ -145,24 +141,7 @@ struct AsyncCall {
   std::atomic<int> callbacks{0};
 };
 
-std::string HttpGet(int port, const std::string& path) {
-  const int fd = socket(AF_INET, SOCK_STREAM, 0);
-  sockaddr_in addr{};
-  addr.sin_family = AF_INET;
-  addr.sin_port = htons(static_cast<uint16_t>(port));
-  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  if (connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) != 0) {
-    close(fd);
-    return "";
-  }
-  const std::string request = absl::StrCat("GET ", path, " HTTP/1.0\r\nHost: localhost\r\n\r\n");
-  (void)!write(fd, request.data(), request.size());
-  std::string body;
-  char buf[4096];
-  for (ssize_t n; (n = read(fd, buf, sizeof(buf))) > 0;) body.append(buf, static_cast<size_t>(n));
-  close(fd);
-  return body;
-}
+using testing::HttpGet;
 
 double MetricValue(const std::string& text, const std::string& series) {
   const size_t at = text.find("\n" + series + " ");
