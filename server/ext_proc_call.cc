@@ -37,6 +37,7 @@ enum class Outcome {
   kCompletedPredicted,  // completed at the predicted cost (no usage, or no token prices)
   kReleased,            // released: the stream ended before a usable response
   kUnknownAssignment,   // the ledger no longer held the assignment when it was settled
+  kLedgerError,         // the ledger could not settle it (a shared ledger out of reach)
   kNotRouted,           // passed through: path, method, skip header or a named model
   kRefused,             // answered with an immediate response
   kProtocolError,       // ended with INVALID_ARGUMENT before any assignment
@@ -53,6 +54,8 @@ const char* OutcomeName(Outcome o) {
       return "released";
     case Outcome::kUnknownAssignment:
       return "unknown_assignment";
+    case Outcome::kLedgerError:
+      return "ledger_error";
     case Outcome::kNotRouted:
       return "not_routed";
     case Outcome::kRefused:
@@ -694,7 +697,9 @@ class ExtProcCall final : public grpc::ServerBidiReactor<grpc::ByteBuffer, grpc:
     absl::StatusOr<core::CompletionRecord> record =
         rt_->ledger().Complete(assignment_->id, release ? std::optional<double>(0.0) : cost);
     if (!record.ok()) {
-      outcome_ = Outcome::kUnknownAssignment;
+      // The lease then ends at its timeout, its predicted cost charged (ledger.h).
+      outcome_ = absl::IsNotFound(record.status()) ? Outcome::kUnknownAssignment
+                                                   : Outcome::kLedgerError;
       return;
     }
     if (release) {

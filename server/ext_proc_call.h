@@ -47,8 +47,8 @@
 // OpenAI-style JSON body, never a gRPC error (which Envoy would turn into an opaque 500).
 //
 // Metrics: router_ext_proc_open_streams, router_ext_proc_streams_total{outcome} (one per stream:
-// completed_actual, completed_predicted, released, unknown_assignment, not_routed, refused,
-// protocol_error, abandoned), router_ext_proc_immediate_responses_total{code}, and
+// completed_actual, completed_predicted, released, unknown_assignment, ledger_error, not_routed,
+// refused, protocol_error, abandoned), router_ext_proc_immediate_responses_total{code}, and
 // router_requests_total{method="Process"}.
 //
 // Thread-safety: as gRPC's callback API requires. Reactions (reads, writes) come from gRPC's

@@ -114,9 +114,9 @@ PrometheusMetrics::PrometheusMetrics(absl::string_view version)
                              .Help("Generation of the applied runtime configuration.")
                              .Register(*registry_).Add({})),
       ext_proc_streams_(prometheus::BuildCounter().Name("router_ext_proc_streams_total")
-                            .Help("Envoy ext_proc streams ended, by outcome: completed, "
-                                  "completed_without_usage, released, unknown_assignment, "
-                                  "not_routed, refused, protocol_error, abandoned.")
+                            .Help("Envoy ext_proc streams ended, by outcome: completed_actual, "
+                                  "completed_predicted, released, unknown_assignment, "
+                                  "ledger_error, not_routed, refused, protocol_error, abandoned.")
                             .Register(*registry_)),
       ext_proc_open_streams_(prometheus::BuildGauge().Name("router_ext_proc_open_streams")
                                  .Help("Envoy ext_proc streams open now.")

@@ -292,7 +292,11 @@ class ExtProcTest : public ::testing::Test {
     ASSERT_THAT(routerd_->runtime().UpdateConfig(c, std::nullopt, false), IsOk());
   }
 
-  core::LedgerTotals Totals() { return routerd_->runtime().ledger().Totals(); }
+  core::LedgerTotals Totals() {
+    absl::StatusOr<core::LedgerTotals> totals = routerd_->runtime().ledger().Totals();
+    EXPECT_THAT(totals, IsOk());
+    return totals.ok() ? *totals : core::LedgerTotals{};
+  }
 
   std::string Scrape() { return HttpGet(routerd_->metrics_port(), "/metrics"); }
   // The value of one series ("name{labels}" as exported), 0 when absent.
