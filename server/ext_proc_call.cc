@@ -187,10 +187,6 @@ class ExtProcCall final : public grpc::ServerBidiReactor<grpc::ByteBuffer, grpc:
   explicit ExtProcCall(RouterRuntime* rt)
       : rt_(rt), start_(rt->clock().Now()), state_(rt->state()) {
     rt_->metrics().OnExtProcStreamStarted();
-    {
-      absl::MutexLock lock(&mu_);
-      reading_ = true;
-    }
     StartRead(&raw_in_);
   }
 
@@ -199,7 +195,6 @@ class ExtProcCall final : public grpc::ServerBidiReactor<grpc::ByteBuffer, grpc:
     if (!ok) {
       {
         absl::MutexLock lock(&mu_);
-        reading_ = false;
         reads_done_ = true;
         gone_.store(true);
         NextActionsLocked(a);
@@ -210,7 +205,9 @@ class ExtProcCall final : public grpc::ServerBidiReactor<grpc::ByteBuffer, grpc:
     absl::Status parsed = ParseRequest(raw_in_, request_);
     {
       absl::MutexLock lock(&mu_);
-      reading_ = false;
+      // Until the next read is started (or not), the stream is not finished: a decision delivered
+      // inside Dispatch below must not end it before this reaction is done with it.
+      handling_ = true;
       ++messages_read_;
       if (!finished_ && phase_ != Phase::kClosed && !fail_.has_value()) {
         if (!parsed.ok()) {
@@ -219,14 +216,20 @@ class ExtProcCall final : public grpc::ServerBidiReactor<grpc::ByteBuffer, grpc:
           HandleLocked(a);
         }
       }
-      // Keep one read in flight while the stream goes on, so its end is seen at once.
-      if (!finished_ && phase_ != Phase::kClosed && !fail_.has_value()) {
-        reading_ = true;
-        a.read = true;
-      }
       NextActionsLocked(a);
     }
-    Run(a);
+    Run(a);  // may dispatch the query, whose decision may be delivered before Dispatch returns
+    Actions next;
+    {
+      absl::MutexLock lock(&mu_);
+      handling_ = false;
+      // Keep one read in flight while the stream goes on, so its end is seen at once.
+      if (!finished_ && phase_ != Phase::kClosed && !fail_.has_value() && !broken_) {
+        next.read = true;
+      }
+      NextActionsLocked(next);
+    }
+    Run(next);
   }
 
   void OnWriteDone(bool ok) override {
@@ -334,7 +337,7 @@ class ExtProcCall final : public grpc::ServerBidiReactor<grpc::ByteBuffer, grpc:
           &out_.front().buffer;  // stays valid: only OnWriteDone pops, after this write completes
       return;
     }
-    if (writing_ || task_outstanding_ || a.task != nullptr) return;
+    if (writing_ || task_outstanding_ || handling_ || a.task != nullptr) return;
     const bool over = reads_done_ || phase_ == Phase::kClosed || fail_.has_value() || broken_;
     if (!over) return;
     finished_ = true;
@@ -728,7 +731,7 @@ class ExtProcCall final : public grpc::ServerBidiReactor<grpc::ByteBuffer, grpc:
   int64_t messages_read_ ABSL_GUARDED_BY(mu_) = 0;
   // Answers to write, serialized; the front one is being written when writing_.
   std::deque<Outgoing> out_ ABSL_GUARDED_BY(mu_);
-  bool reading_ ABSL_GUARDED_BY(mu_) = false;
+  bool handling_ ABSL_GUARDED_BY(mu_) = false;  // in OnReadDone, until its next read is started
   bool writing_ ABSL_GUARDED_BY(mu_) = false;
   bool reads_done_ ABSL_GUARDED_BY(mu_) = false;
   bool broken_ ABSL_GUARDED_BY(mu_) = false;
