@@ -699,6 +699,11 @@ class ExtProcCall final : public grpc::ServerBidiReactor<grpc::ByteBuffer, grpc:
     settled_ = true;
     absl::StatusOr<core::CompletionRecord> record =
         rt_->ledger().Complete(assignment_->id, release ? std::optional<double>(0.0) : cost);
+    if (!release && cost.has_value() && absl::IsInvalidArgument(record.status())) {
+      // A cost above budget.max_actual_cost_usd: the ledger changed nothing; the prediction stays.
+      cost.reset();
+      record = rt_->ledger().Complete(assignment_->id, std::nullopt);
+    }
     if (!record.ok()) {
       // The lease then ends at its timeout, its predicted cost charged (ledger.h).
       outcome_ = absl::IsNotFound(record.status()) ? Outcome::kUnknownAssignment
