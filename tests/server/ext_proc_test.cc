@@ -33,6 +33,7 @@
 #include "server/routerd.h"
 #include "tests/router_core/testing/status_matchers.h"
 #include "tests/server/http_get.h"
+#include "tests/server/routerd_fixture.h"
 
 namespace router::server {
 namespace {
@@ -243,21 +244,13 @@ class EnvoyStream {
 
 using testing::HttpGet;
 
-class ExtProcTest : public ::testing::Test {
+class ExtProcTest : public testing::RouterdFixture {
  protected:
   void SetUp() override { Start(ConfigYaml()); }
-  void TearDown() override {
-    if (routerd_ != nullptr) routerd_->Shutdown(absl::ZeroDuration(), absl::Seconds(5));
-  }
 
   void Start(const std::string& yaml) {
-    absl::StatusOr<RouterConfig> config = ParseConfigYaml(yaml);
-    ASSERT_THAT(config, IsOk());
-    absl::StatusOr<std::unique_ptr<Routerd>> d = Routerd::Start(*std::move(config), "");
-    ASSERT_THAT(d, IsOk());
-    routerd_ = *std::move(d);
-    channel_ = grpc::CreateChannel(absl::StrCat("127.0.0.1:", routerd_->port()),
-                                   grpc::InsecureChannelCredentials());
+    StartRouterd(yaml);
+    if (HasFatalFailure()) return;
     stub_ = ep::ExternalProcessor::NewStub(channel_);
     AddPricedModel();
   }
@@ -341,8 +334,6 @@ class ExtProcTest : public ::testing::Test {
     return s.Exchange(RequestBody(body, true));
   }
 
-  std::unique_ptr<Routerd> routerd_;
-  std::shared_ptr<grpc::Channel> channel_;
   std::unique_ptr<ep::ExternalProcessor::Stub> stub_;
 };
 

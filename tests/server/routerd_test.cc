@@ -32,6 +32,7 @@
 #include "router/v1/router.grpc.pb.h"
 #include "tests/router_core/testing/status_matchers.h"
 #include "tests/server/http_get.h"
+#include "tests/server/routerd_fixture.h"
 
 namespace router::server {
 namespace {
@@ -64,21 +65,13 @@ models:
 )", extra, "\n");
 }
 
-class RouterdTest : public ::testing::Test {
+class RouterdTest : public testing::RouterdFixture {
  protected:
   void SetUp() override { Start(TestConfigYaml()); }
-  void TearDown() override {
-    if (routerd_ != nullptr) routerd_->Shutdown(absl::ZeroDuration(), absl::Seconds(5));
-  }
 
   void Start(const std::string& yaml) {
-    absl::StatusOr<RouterConfig> config = ParseConfigYaml(yaml);
-    ASSERT_THAT(config, IsOk());
-    absl::StatusOr<std::unique_ptr<Routerd>> d = Routerd::Start(*std::move(config), "");
-    ASSERT_THAT(d, IsOk());
-    routerd_ = *std::move(d);
-    channel_ = grpc::CreateChannel(absl::StrCat("127.0.0.1:", routerd_->port()),
-                                   grpc::InsecureChannelCredentials());
+    StartRouterd(yaml);
+    if (HasFatalFailure()) return;
     stub_ = v1::Router::NewStub(channel_);
     admin_ = v1::RouterAdmin::NewStub(channel_);
   }
@@ -126,8 +119,6 @@ class RouterdTest : public ::testing::Test {
     return stub_->Complete(&ctx, complete, out);
   }
 
-  std::unique_ptr<Routerd> routerd_;
-  std::shared_ptr<grpc::Channel> channel_;
   std::unique_ptr<v1::Router::Stub> stub_;
   std::unique_ptr<v1::RouterAdmin::Stub> admin_;
 };
