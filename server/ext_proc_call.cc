@@ -22,6 +22,7 @@
 #include "server/gateway/usage_reader.h"
 #include "server/query_intake.h"
 #include "server/raw_message.h"
+#include "server/trace_context.h"
 
 namespace router::server {
 namespace {
@@ -523,6 +524,7 @@ class ExtProcCall final : public grpc::ServerBidiReactor<grpc::ByteBuffer, grpc:
     accumulator_.emplace(*std::move(acc));
     if (!g.tenant_header.empty()) tenant_ = FindHeader(h, g.tenant_header);
     request_id_ = FindHeader(h, "x-request-id").value_or("");
+    trace_id_ = TraceIdOf(FindHeader(h, "traceparent").value_or(""));
     if (g.remove_accept_encoding) {
       common->mutable_header_mutation()->add_remove_headers("accept-encoding");
     }
@@ -578,6 +580,7 @@ class ExtProcCall final : public grpc::ServerBidiReactor<grpc::ByteBuffer, grpc:
     task_outstanding_ = true;
     phase_ = Phase::kDeciding;
     a.task = std::make_unique<QueryTask>(this, 0, query.id(), std::move(intake->query));
+    a.task->set_trace_id(trace_id_);
     a.mode = intake->mode;
   }
 
@@ -605,6 +608,7 @@ class ExtProcCall final : public grpc::ServerBidiReactor<grpc::ByteBuffer, grpc:
     fields["assignment_id"].set_string_value(assignment_->id);
     fields["model"].set_string_value(assignment_->model);
     fields["predicted_cost_usd"].set_number_value(assignment_->predicted_cost_usd);
+    if (!trace_id_.empty()) fields["trace_id"].set_string_value(trace_id_);
     Queue(r, /*routed=*/true);
     accumulator_.reset();  // the body is not needed any more
     phase_ = Phase::kResponseHeaders;
@@ -749,6 +753,7 @@ class ExtProcCall final : public grpc::ServerBidiReactor<grpc::ByteBuffer, grpc:
   int64_t chunks_held_ ABSL_GUARDED_BY(mu_) = 0;
   std::optional<std::string> tenant_ ABSL_GUARDED_BY(mu_);
   std::string request_id_ ABSL_GUARDED_BY(mu_);
+  std::string trace_id_ ABSL_GUARDED_BY(mu_);  // of the request's traceparent header; "" if none
   bool request_stream_ ABSL_GUARDED_BY(mu_) = false;
   bool response_body_off_ ABSL_GUARDED_BY(mu_) = false;
   // The assignment and its settlement (exactly once).

@@ -21,7 +21,9 @@
 //                     (query_intake.h) and dispatched (router_runtime.h); the answer, written when
 //                     the decision is delivered, rewrites the body's `model`, sets the model
 //                     header and content-length, clears the route cache and carries dynamic
-//                     metadata router.{assignment_id, model, predicted_cost_usd}. A refusal: 429
+//                     metadata router.{assignment_id, model, predicted_cost_usd, trace_id}
+//                     (trace_id: that of the request's W3C traceparent header, trace_context.h,
+//                     also in the decision's log line; absent without a valid one). A refusal: 429
 //                     (budget, slots) or 503 (draining, queue full) with retry-after, 504 (no
 //                     decision before gateway.decision_timeout), 400 (the prompt refused).
 //   response_headers  a routed request: a non-2xx status releases the assignment at once; a 2xx

@@ -102,9 +102,7 @@ std::string TraceIdOf(const grpc::CallbackServerContext* ctx) {
   const auto& metadata = ctx->client_metadata();
   const auto it = metadata.find("traceparent");
   if (it == metadata.end()) return "";
-  const std::optional<TraceContext> trace =
-      ParseTraceparent(absl::string_view(it->second.data(), it->second.size()));
-  return trace.has_value() ? trace->trace_id : "";
+  return TraceIdOf(absl::string_view(it->second.data(), it->second.size()));
 }
 
 absl::Time DeadlineOf(const grpc::CallbackServerContext* ctx) {

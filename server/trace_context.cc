@@ -1,6 +1,7 @@
 #include "server/trace_context.h"
 
 #include <algorithm>
+#include <utility>
 
 #include "absl/strings/str_cat.h"
 
@@ -44,6 +45,11 @@ std::optional<TraceContext> ParseTraceparent(absl::string_view value) {
     return std::nullopt;
   }
   return t;
+}
+
+std::string TraceIdOf(absl::string_view traceparent) {
+  std::optional<TraceContext> trace = ParseTraceparent(traceparent);
+  return trace.has_value() ? std::move(trace->trace_id) : "";
 }
 
 }  // namespace router::server

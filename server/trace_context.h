@@ -33,6 +33,10 @@ struct TraceContext {
 // the specification asks.
 std::optional<TraceContext> ParseTraceparent(absl::string_view value);
 
+// The trace id of a `traceparent` value (ParseTraceparent); empty when the value is to be ignored
+// (an absent header read as ""). What routerd carries into a decision's log line and answer.
+std::string TraceIdOf(absl::string_view traceparent);
+
 }  // namespace router::server
 
 #endif  // ROUTER_SERVER_TRACE_CONTEXT_H_

@@ -630,6 +630,55 @@ TEST_F(ExtProcTest, TheOwnListenerServesExtProcToo) {
   EXPECT_EQ(Totals().open_assignments, 0);
 }
 
+TEST_F(ExtProcTest, TheTraceparentHeadersTraceIdReachesTheDecisionLogAndTheMetadata) {
+  SetGateway({kPriced}, [](RouterConfig& c) {
+    c.log_decisions = true;
+    c.log_format = LogFormat::kJson;
+  });
+  constexpr char kTraceId[] = "4bf92f3577b34da6a3ce929d0e0e4736";
+  const std::string traceparent = absl::StrCat("00-", kTraceId, "-00f067aa0ba902b7-01");
+  struct Case {
+    std::string query_id, traceparent, trace_id;
+  };
+  const std::vector<Case> cases = {
+      {"traced", traceparent, kTraceId},
+      {"badly-traced", absl::StrCat("00-", kTraceId, "-0000000000000000-01"), ""},  // zero parent
+      {"untraced", "", ""}};
+  ::testing::internal::CaptureStderr();
+  std::map<std::string, std::string> metadata_trace_id;
+  for (const Case& c : cases) {
+    std::vector<std::pair<std::string, std::string>> headers = {{"x-request-id", c.query_id}};
+    if (!c.traceparent.empty()) headers.emplace_back("traceparent", c.traceparent);
+    EnvoyStream s(stub_.get());
+    std::optional<ep::ProcessingResponse> b =
+        SendRequest(s, ChatBody("auto", "Which gas do plants absorb?"), headers);
+    ASSERT_TRUE(b.has_value() && b->has_request_body()) << (b ? b->DebugString() : "ended");
+    EXPECT_EQ(MetadataString(*b, "model"), kPriced);
+    metadata_trace_id[c.query_id] = MetadataString(*b, "trace_id");
+    const auto& router = b->dynamic_metadata().fields().at("router").struct_value().fields();
+    EXPECT_EQ(router.contains("trace_id"), !c.trace_id.empty()) << c.query_id;
+    s.Cancel();
+    s.FinishCancelled();
+  }
+  ASSERT_TRUE(AllStreamsEnded());
+  const std::string log = ::testing::internal::GetCapturedStderr();
+  std::map<std::string, std::string> logged_trace_id;
+  for (absl::string_view line : absl::StrSplit(log, '\n')) {
+    if (!absl::StartsWith(line, "{")) continue;
+    const nlohmann::json j = nlohmann::json::parse(line);
+    if (j.value("event", "") != "decision") continue;
+    EXPECT_EQ(j.value("code", ""), "OK") << line;
+    logged_trace_id[j.value("query_id", "")] = j.value("trace_id", "");
+  }
+  for (const Case& c : cases) {
+    SCOPED_TRACE(c.query_id);
+    ASSERT_TRUE(logged_trace_id.contains(c.query_id)) << log;
+    EXPECT_EQ(logged_trace_id[c.query_id], c.trace_id);
+    EXPECT_EQ(metadata_trace_id[c.query_id], c.trace_id);
+  }
+  EXPECT_EQ(Totals().open_assignments, 0);
+}
+
 // --- Response phase -------------------------------------------------------------------------
 
 TEST_F(ExtProcTest, StreamedResponsesCompleteFromTheLastEventsUsage) {

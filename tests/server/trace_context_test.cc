@@ -38,7 +38,12 @@ TEST(TraceContextTest, RefusesWhatTheSpecificationSaysToIgnore) {
            "cc-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01x",     // future, no dash
        }) {
     EXPECT_FALSE(ParseTraceparent(bad).has_value()) << bad;
+    EXPECT_EQ(TraceIdOf(bad), "") << bad;
   }
+}
+
+TEST(TraceContextTest, TraceIdOfIsTheTraceIdOfAValidValue) {
+  EXPECT_EQ(TraceIdOf(kValid), "4bf92f3577b34da6a3ce929d0e0e4736");
 }
 
 }  // namespace
