@@ -1,10 +1,11 @@
 // End-to-end tests of routerd's Envoy external processor (server/ext_proc_call.h), in process over
 // loopback TCP, with a client built from our ext_proc protos playing Envoy's side of each stream:
 // buffered and streamed request bodies (chunk boundaries anywhere in the JSON), named models passed
-// through, aliases routed, bad bodies, budget refusals, draining, usage from JSON and server-sent
-// event responses priced at the model's token prices, aborts and half-closes in every phase, and
-// 2,000 concurrent streams with random aborts after which every assignment was completed or
-// released exactly once and the ledger holds nothing.
+// through, aliases routed, bad bodies, budget and slot refusals, draining, the traceparent header's
+// trace id in the decision log, usage from JSON and server-sent event responses priced at the
+// model's token prices, aborts and half-closes in every phase, and 2,000 concurrent streams with
+// random aborts after which every assignment was completed or released exactly once and the ledger
+// holds nothing.
 
 #include <atomic>
 #include <chrono>
@@ -595,6 +596,51 @@ TEST_F(ExtProcTest, ABudgetRefusalIsA429WithRetryAfter) {
   EXPECT_EQ(Totals().open_assignments, 0);
 }
 
+TEST_F(ExtProcTest, FullSlotsAreA429WithRetryAfterUntilAStreamReleasesOne) {
+  SetGateway({kLocal});  // 2 instances x 3 slots
+  constexpr int kSlots = 6;
+  std::vector<std::unique_ptr<EnvoyStream>> holders;
+  for (int k = 0; k < kSlots; ++k) {
+    holders.push_back(std::make_unique<EnvoyStream>(stub_.get()));
+    std::optional<ep::ProcessingResponse> b =
+        SendRequest(*holders.back(), ChatBody("auto", absl::StrCat("Question ", k)));
+    ASSERT_TRUE(b.has_value() && b->has_request_body()) << (b ? b->DebugString() : "ended");
+    EXPECT_EQ(MetadataString(*b, "model"), kLocal);
+  }
+  EXPECT_EQ(Totals().open_assignments, kSlots);
+  {
+    EnvoyStream s(stub_.get());
+    ep::ImmediateResponse ir = ExpectImmediate(SendRequest(s, ChatBody("auto", "One too many")),
+                                               429, "resource_exhausted");
+    EXPECT_EQ(SetHeaderValue(ir.headers(), "retry-after"), "1");
+    EXPECT_THAT(ir.body(), HasSubstr("slots"));
+    EXPECT_TRUE(s.Ended().ok());
+  }
+  // The client of one holder goes away: its slot is free again at once.
+  holders.front()->Cancel();
+  holders.front()->FinishCancelled();
+  const absl::Time until = absl::Now() + absl::Seconds(30);
+  while (Totals().open_assignments != kSlots - 1 && absl::Now() < until) {
+    absl::SleepFor(absl::Milliseconds(5));
+  }
+  {
+    EnvoyStream s(stub_.get());
+    std::optional<ep::ProcessingResponse> b = SendRequest(s, ChatBody("auto", "Now there is room"));
+    ASSERT_TRUE(b.has_value() && b->has_request_body()) << (b ? b->DebugString() : "ended");
+    EXPECT_EQ(MetadataString(*b, "model"), kLocal);
+    s.Cancel();
+    s.FinishCancelled();
+  }
+  for (size_t k = 1; k < holders.size(); ++k) {
+    holders[k]->Cancel();
+    holders[k]->FinishCancelled();
+  }
+  ASSERT_TRUE(AllStreamsEnded());
+  EXPECT_EQ(Totals().open_assignments, 0);
+  EXPECT_EQ(Outcome("released"), kSlots + 1);
+  EXPECT_EQ(Metric("router_ext_proc_immediate_responses_total{code=\"429\"}"), 1);
+}
+
 TEST_F(ExtProcTest, DrainingIsA503WithRetryAfter) {
   routerd_->runtime().StopAccepting();
   EnvoyStream s(stub_.get());
@@ -750,32 +796,39 @@ TEST_F(ExtProcTest, AnAbortInEveryPhaseReleasesTheAssignmentExactlyOnce) {
   SetGateway({kPriced});
   const std::string body = ChatBody("auto", "Which gas do plants absorb?");
   const std::string response = JsonResponse(kPriced, std::pair{50, 60});
-  // The messages of a whole exchange; an abort comes after the answer to message `k`.
-  const std::vector<ep::ProcessingRequest> script = {
+  // The messages of a whole exchange (`buffered`), and of one cut inside a STREAMED request body
+  // (between two chunks: no query was made yet); an abort comes after the answer to message `k`.
+  const std::vector<ep::ProcessingRequest> buffered = {
       RequestHeaders("/v1/chat/completions", body.size()), RequestBody(body, true),
       ResponseHeaders(200, "application/json"), ResponseBody(response.substr(0, 40), false)};
+  const std::vector<ep::ProcessingRequest> streamed = {
+      RequestHeaders("/v1/chat/completions", body.size(), Mode::STREAMED),
+      RequestBody(body.substr(0, body.size() / 2), false)};
   double released = 0, abandoned = 0;
-  for (Stop stop : {Stop::kCancel, Stop::kHalfClose}) {
-    for (size_t k = 0; k < script.size(); ++k) {
-      SCOPED_TRACE(absl::StrCat(stop == Stop::kCancel ? "cancel" : "half-close", " after ", k));
-      EnvoyStream s(stub_.get());
-      for (size_t m = 0; m <= k; ++m) ASSERT_TRUE(s.Exchange(script[m]).has_value());
-      (k >= 1 ? released : abandoned) += 1;
-      if (stop == Stop::kCancel) {
-        s.Cancel();
-        EXPECT_EQ(s.FinishCancelled().error_code(), grpc::StatusCode::CANCELLED);
-      } else {
-        EXPECT_TRUE(s.Close().ok());
+  for (const std::vector<ep::ProcessingRequest>* script : {&buffered, &streamed}) {
+    for (Stop stop : {Stop::kCancel, Stop::kHalfClose}) {
+      for (size_t k = 0; k < script->size(); ++k) {
+        SCOPED_TRACE(absl::StrCat(script == &buffered ? "buffered, " : "streamed, ",
+                                  stop == Stop::kCancel ? "cancel" : "half-close", " after ", k));
+        EnvoyStream s(stub_.get());
+        for (size_t m = 0; m <= k; ++m) ASSERT_TRUE(s.Exchange((*script)[m]).has_value());
+        (script == &buffered && k >= 1 ? released : abandoned) += 1;
+        if (stop == Stop::kCancel) {
+          s.Cancel();
+          EXPECT_EQ(s.FinishCancelled().error_code(), grpc::StatusCode::CANCELLED);
+        } else {
+          EXPECT_TRUE(s.Close().ok());
+        }
+        ASSERT_TRUE(AllStreamsEnded());
+        EXPECT_EQ(Totals().open_assignments, 0);
       }
-      ASSERT_TRUE(AllStreamsEnded());
-      EXPECT_EQ(Totals().open_assignments, 0);
     }
   }
   // Between sending the body and its answer: the decision is delivered to a stream that is gone.
   for (Stop stop : {Stop::kCancel, Stop::kHalfClose}) {
     EnvoyStream s(stub_.get());
-    ASSERT_TRUE(s.Exchange(script[0]).has_value());
-    ASSERT_TRUE(s.Write(script[1]));
+    ASSERT_TRUE(s.Exchange(buffered[0]).has_value());
+    ASSERT_TRUE(s.Write(buffered[1]));
     if (stop == Stop::kCancel) {
       s.Cancel();
       s.FinishCancelled();
