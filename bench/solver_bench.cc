@@ -26,17 +26,19 @@ namespace {
 
 constexpr int kPool = 50;
 
-std::vector<BatchProblem> MakePool(int n, int m) {
+// Half of the pool adversarial, or all of it; seeds from first_seed on.
+std::vector<BatchProblem> MakePool(int n, int m, int first_seed = 1000,
+                                   bool all_adversarial = false) {
   std::vector<BatchProblem> pool;
   for (int s = 0; s < kPool; ++s) {
     testing::RandomInstanceOptions o;
-    o.seed = 1000 + s;
+    o.seed = first_seed + s;
     o.num_queries = n;
     o.num_models = m;
     o.num_limited = m / 4;
     o.slot_fraction = 0.5 / o.num_limited;  // self-hosted could take half the batch
     o.budget_fraction = 0.2;
-    o.adversarial = s % 2 == 1;
+    o.adversarial = all_adversarial || s % 2 == 1;
     pool.push_back(testing::RandomProblem(o));
   }
   return pool;
@@ -56,10 +58,10 @@ void Report(benchmark::State& state, const std::vector<double>& ms, const std::v
   state.counters["gap_max_pct"] = 100.0 * worst;
 }
 
-// Solves the pool's instances with SolveBatch under `options`, each first adjusted by `configure`, and
-// reports wall time and certified gap.
+// Solves the pool's instances with SolveBatch under `options`, each first adjusted by `configure`,
+// reports wall time and certified gap, and returns the wall times in ms.
 template <typename Configure>
-void RunSolveBatchOn(benchmark::State& state, const std::vector<BatchProblem>& pool,
+std::vector<double> RunSolveBatchOn(benchmark::State& state, const std::vector<BatchProblem>& pool,
                      Configure configure, const SolveOptions& options) {
   std::vector<double> ms, gap;
   double objective = 0.0;
@@ -74,7 +76,7 @@ void RunSolveBatchOn(benchmark::State& state, const std::vector<BatchProblem>& p
     const auto t1 = std::chrono::steady_clock::now();
     if (!s.ok()) {
       state.SkipWithError(std::string(s.status().message()).c_str());
-      return;
+      return {};
     }
     ms.push_back(std::chrono::duration<double, std::milli>(t1 - t0).count());
     gap.push_back(RelativeGap(*s));
@@ -83,6 +85,7 @@ void RunSolveBatchOn(benchmark::State& state, const std::vector<BatchProblem>& p
   Report(state, ms, gap);
   // Same pool, same order: comparable between configurations of one benchmark.
   state.counters["objective_mean"] = objective / static_cast<double>(ms.size());
+  return ms;
 }
 
 // The same on a pool of random instances of state.range(0) queries and state.range(1) models.
@@ -164,6 +167,37 @@ void BM_PlainCbc(benchmark::State& state) {
   Report(state, ms, gap);
 }
 
+// Deadlines: every decision must leave by its time limit (plus 1 ms), whatever the gap or the
+// policy. Args: queries, models, time limit in ms, relative gap in parts per million, policy (0
+// batch, 1 batch_gamma with gamma = 10% of the batch), pool (0 the usual pool, half adversarial;
+// 1 a pool of 50 other seeds, all adversarial). Reports the wall time of SolveBatch, its worst
+// overrun of the limit and how many decisions overran it by more than 1 ms.
+void BM_Deadline(benchmark::State& state) {
+  const int n = static_cast<int>(state.range(0));
+  const int m = static_cast<int>(state.range(1));
+  const std::vector<BatchProblem> pool =
+      state.range(5) == 0 ? MakePool(n, m) : MakePool(n, m, 5000, /*all_adversarial=*/true);
+  const absl::Duration limit = absl::Milliseconds(state.range(2));
+  const std::vector<double> ms = RunSolveBatchOn(
+      state, pool,
+      [&](BatchProblem& p) {
+        p.solve.time_limit = limit;
+        p.solve.relative_gap = static_cast<double>(state.range(3)) * 1e-6;
+        if (state.range(4) == 1) {
+          p.policy = PolicyKind::kBatchGamma;
+          p.params.gamma = 0.1 * static_cast<double>(p.queries.size());
+        }
+      },
+      SolveOptions());
+  if (ms.empty()) return;
+  const double worst = *std::max_element(ms.begin(), ms.end());
+  state.counters["max_ms"] = worst;
+  state.counters["worst_over_limit_ms"] = worst - absl::ToDoubleMilliseconds(limit);
+  state.counters["over_limit_plus_1ms"] = static_cast<double>(
+      std::count_if(ms.begin(), ms.end(),
+                    [&](double t) { return t > absl::ToDoubleMilliseconds(limit) + 1.0; }));
+}
+
 void Sizes(benchmark::internal::Benchmark* b) {
   for (int n : {100, 256, 1024}) {
     for (int m : {11, 20, 32}) b->Args({n, m});
@@ -179,6 +213,11 @@ BENCHMARK(BM_SmallBatch)
 BENCHMARK(BM_SmallBatchGamma)
     ->ArgsProduct({{4, 8, 13, 24, 32}, {11, 32}, {0, 3}, {0, 1}})
     ->Iterations(200)
+    ->Unit(benchmark::kMillisecond);
+BENCHMARK(BM_Deadline)
+    ->ArgsProduct({{256}, {20}, {10, 20}, {0, 5000}, {0, 1}, {0, 1}})
+    ->ArgsProduct({{1024}, {32}, {10, 20}, {0, 5000}, {0, 1}, {0, 1}})
+    ->Iterations(50)
     ->Unit(benchmark::kMillisecond);
 BENCHMARK(BM_PlainCbc)->Apply(Sizes)->Iterations(10)->Unit(benchmark::kMillisecond);
 

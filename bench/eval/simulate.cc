@@ -20,6 +20,20 @@
 namespace router::core::eval {
 namespace {
 
+// The clock of a replay: real time for the solve times it reports, but a wait for a decision
+// never times out. A replay judges decisions, not the machine's load at the time: on the real
+// clock a busy machine would cut a solve short and answer with the admission's assignment, so the
+// figures would change from run to run. The policy's own stages still stop on their time limit.
+class ReplayClock final : public Clock {
+ public:
+  absl::Time Now() const override { return absl::Now(); }
+  bool AwaitWithDeadline(absl::Mutex& mu, const absl::Condition& condition,
+                         absl::Time) const override ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu) {
+    mu.Await(condition);
+    return true;
+  }
+};
+
 constexpr double kNaN = std::numeric_limits<double>::quiet_NaN();
 // Bisection steps on log(lambda): the bracket spans at most 1e20, so 60 halvings leave a relative
 // step of about 1e-16 per lambda, finer than any change of the piecewise-constant spend.
@@ -244,7 +258,8 @@ absl::StatusOr<RunResult> RunPolicy(const HeldOutPredictions& p, const Batches& 
     // Gamma counts queries, so a short last batch cannot have more than it holds.
     problem.params.gamma = std::min(run.params.gamma, static_cast<double>(batch.size()));
     problem.solve = options.solve;
-    absl::StatusOr<Solution> solution = SolveBatch(problem);
+    const ReplayClock replay_clock;
+    absl::StatusOr<Solution> solution = SolveBatch(problem, replay_clock);
     if (!solution.ok()) return solution.status();
     for (size_t k = 0; k < batch.size(); ++k) {
       const int j = solution->model_of_query[k];

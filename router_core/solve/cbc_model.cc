@@ -2,6 +2,7 @@
 
 #include <cmath>
 
+#include "CbcEventHandler.hpp"
 #include "CbcHeuristic.hpp"
 #include "CbcModel.hpp"
 #include "CglClique.hpp"
@@ -18,6 +19,17 @@ namespace {
 // CBC only looks for solutions better than the incumbent by this much (its default is 1e-5, which
 // would let it stop short of the optimum on close objectives when relative_gap is 0).
 constexpr double kCutoffIncrement = 1e-9;
+
+// Asks CBC to stop at its next event once `stop` is notified. CBC clones the handler.
+class StopHandler : public CbcEventHandler {
+ public:
+  explicit StopHandler(const absl::Notification* stop) : stop_(stop) {}
+  CbcAction event(CbcEvent) override { return stop_->HasBeenNotified() ? stop : noAction; }
+  CbcEventHandler* clone() const override { return new StopHandler(*this); }
+
+ private:
+  const absl::Notification* stop_;
+};
 
 }  // namespace
 
@@ -49,6 +61,11 @@ absl::StatusOr<CbcRun> RunCbc(const OsiClpSolverInterface& loaded, const CbcRunO
   CbcRounding rounding(model);
   model.addHeuristic(&rounding);
 
+  if (options.stop != nullptr) {
+    const StopHandler handler(options.stop);
+    model.passInEventHandler(&handler);
+  }
+
   if (!options.incumbent.empty()) {
     // CBC minimizes internally: the objective is given in its (negated) sense. check=true
     // re-solves the LP with the integers fixed, so CBC stores its own consistent values.
@@ -75,7 +92,8 @@ absl::StatusOr<CbcRun> RunCbc(const OsiClpSolverInterface& loaded, const CbcRunO
         run.status = CbcRunStatus::kUnproven;
       }
       break;
-    case 1:
+    case 1:  // a limit
+    case 5:  // the stop handler
       run.status = CbcRunStatus::kStopped;
       break;
     default:

@@ -13,6 +13,8 @@
 //   - time_limit is wall-clock (elapsed) time; relative_gap is CBC's allowable fraction gap; CBC
 //     runs single-threaded and only accepts solutions better than the incumbent by 1e-9 (its
 //     default 1e-5 could stop it short of the optimum when the gap is 0).
+//   - `stop`, when given and notified, ends the search at CBC's next event (a node, a solution, a
+//     round of cuts), as the time limit would: the status is kStopped.
 //   - `incumbent`, when non-empty, is a feasible solution in column space (num_cols values) with
 //     objective `incumbent_objective` (maximization sense); CBC re-solves the LP with its integers
 //     fixed and starts from it.
@@ -22,7 +24,7 @@
 // CBC's tolerances: callers check it against their own.
 //
 // Errors: INTERNAL "CBC ended with status S, secondary status T" when CBC stops for any reason
-// other than finishing or hitting a limit (status 0 or 1).
+// other than finishing, hitting a limit or being stopped (status 0, 1 or 5).
 //
 // Thread-safety: each call builds its own CbcModel; concurrent calls on different `loaded`
 // objects are safe. Cost: CBC's (exponential in the worst case), bounded by time_limit.
@@ -36,6 +38,7 @@
 
 #include "absl/status/statusor.h"
 #include "absl/time/time.h"
+#include "absl/synchronization/notification.h"
 #include "absl/types/span.h"
 
 class OsiClpSolverInterface;
@@ -50,6 +53,8 @@ struct CbcRunOptions {
   // A feasible starting solution (num_cols values) and its objective, or empty.
   absl::Span<const double> incumbent = {};
   double incumbent_objective = 0.0;
+  // Ends the search early when notified (not owned; must outlive the call), or nullptr.
+  const absl::Notification* stop = nullptr;
 };
 
 enum class CbcRunStatus {

@@ -290,6 +290,7 @@ absl::StatusOr<CbcResult> SolveWithCbc(const Instance& instance, const CbcOption
   CbcRunOptions run_options;
   run_options.time_limit = options.time_limit;
   run_options.relative_gap = options.relative_gap;
+  run_options.stop = options.stop;
   double incumbent_objective = -kInf;
   std::vector<double> incumbent_values;
   if (options.incumbent != nullptr) {

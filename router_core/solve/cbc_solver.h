@@ -53,6 +53,7 @@
 #include <vector>
 
 #include "absl/status/statusor.h"
+#include "absl/synchronization/notification.h"
 #include "absl/time/time.h"
 #include "router_core/solve/instance.h"
 
@@ -78,6 +79,9 @@ struct CbcOptions {
   // Optional feasible start, one model index per query (every query served). Not owned; must
   // outlive the call. The answer is never worse than it.
   const std::vector<int>* incumbent = nullptr;
+  // When notified, CBC stops at its next event, as on its time limit (not owned; must outlive
+  // the call). nullptr: only the time limit stops it.
+  const absl::Notification* stop = nullptr;
 };
 
 struct CbcResult {

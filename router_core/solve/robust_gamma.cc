@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <limits>
 #include <map>
 
 #include "router_core/solve/lagrangian_solver.h"
@@ -11,7 +12,8 @@ namespace router::core {
 
 GammaResult SolveGammaRobust(const Instance& instance, double gamma,
                              const std::vector<int>& feasible_start, double relative_gap,
-                             int max_evaluations) {
+                             int max_evaluations, const absl::Notification* stop) {
+  auto stopped = [stop] { return stop != nullptr && stop->HasBeenNotified(); };
   GammaResult result;
   result.model_of_query = feasible_start;
   result.objective = RobustObjective(instance, feasible_start, gamma);
@@ -28,7 +30,7 @@ GammaResult SolveGammaRobust(const Instance& instance, double gamma,
       shifted.value[k] = instance.value[k] - std::max(0.0, instance.deviation[k] - theta);
     }
     const LagrangianResult r =
-        SolveLagrangian(shifted, result.model_of_query, BoundToleranceFor(relative_gap));
+        SolveLagrangian(shifted, result.model_of_query, BoundToleranceFor(relative_gap), stop);
     ++result.evaluations;
     nominal_bound[theta] = r.upper_bound;
     const double robust = RobustObjective(instance, r.model_of_query, gamma);
@@ -44,7 +46,13 @@ GammaResult SolveGammaRobust(const Instance& instance, double gamma,
     return result;
   }
   constexpr int kGrid = 8;
-  for (int g = 0; g <= kGrid; ++g) evaluate(max_dev * g / kGrid);
+  for (int g = 0; g <= kGrid; ++g) {
+    if (stopped()) {
+      result.upper_bound = std::numeric_limits<double>::infinity();
+      return result;
+    }
+    evaluate(max_dev * g / kGrid);
+  }
   // Bound of each interval (t0, t1]: UB(t1) - gamma*t0; the point theta = 0: UB(0).
   auto worst_interval = [&](double* bound) {
     *bound = nominal_bound.begin()->second;
@@ -60,7 +68,7 @@ GammaResult SolveGammaRobust(const Instance& instance, double gamma,
   };
   double bound = 0.0;
   double left = worst_interval(&bound);
-  while (result.evaluations < max_evaluations && left >= 0 &&
+  while (result.evaluations < max_evaluations && left >= 0 && !stopped() &&
          bound - result.objective > relative_gap * std::max(1e-12, std::abs(bound))) {
     const double right = nominal_bound.upper_bound(left)->first;
     evaluate(0.5 * (left + right));

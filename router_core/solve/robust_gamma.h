@@ -16,12 +16,18 @@
 //
 // Cost: at most max_evaluations fast nominal solves.
 //
+// Stopping: when `stop` (optional, not owned) is notified, the search ends after the current
+// nominal solve with the best assignment found; the bound is +infinity if the grid was not
+// complete.
+//
 // Thread-safety: a pure function.
 
 #ifndef ROUTER_CORE_SOLVE_ROBUST_GAMMA_H_
 #define ROUTER_CORE_SOLVE_ROBUST_GAMMA_H_
 
 #include <vector>
+
+#include "absl/synchronization/notification.h"
 
 #include "router_core/solve/instance.h"
 
@@ -35,10 +41,12 @@ struct GammaResult {
   int evaluations = 0;
 };
 
+inline constexpr int kDefaultGammaEvaluations = 40;
+
 // Same contract as SolveLagrangian: `feasible_start` feasible and serving every query.
 GammaResult SolveGammaRobust(const Instance& instance, double gamma,
                              const std::vector<int>& feasible_start, double relative_gap,
-                             int max_evaluations = 40);
+                             int max_evaluations = kDefaultGammaEvaluations, const absl::Notification* stop = nullptr);
 
 }  // namespace router::core
 

@@ -98,25 +98,6 @@ class FakeClock final : public Clock {
   mutable std::vector<std::pair<absl::Mutex*, absl::Time>> waiters_ ABSL_GUARDED_BY(mu_);
 };
 
-// A clock that moves forward by `step` on every reading, for code that must stop by a deadline:
-// each time it looks at the clock, time has passed.
-class SteppingClock final : public Clock {
- public:
-  explicit SteppingClock(absl::Duration step) : step_(step) {}
-  absl::Time Now() const override {
-    clock_.Advance(step_);
-    return clock_.Now();
-  }
-  bool AwaitWithDeadline(absl::Mutex& mu, const absl::Condition& condition,
-                         absl::Time deadline) const override ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu) {
-    return clock_.AwaitWithDeadline(mu, condition, deadline);
-  }
-
- private:
-  const absl::Duration step_;
-  mutable FakeClock clock_;
-};
-
 }  // namespace router::core::testing
 
 #endif  // ROUTER_TESTS_ROUTER_CORE_TESTING_FAKE_CLOCK_H_
