@@ -99,6 +99,17 @@ void BM_FastPath(benchmark::State& state) {
   RunSolveBatch(state, [](BatchProblem& p) { p.solve.time_limit = absl::Milliseconds(20); });
 }
 
+// The fast path's own certificate on fifty all-adversarial batches (other seeds than the pool of
+// BM_FastPath), with no time pressure and no CBC: the gap it proves by itself.
+void BM_FastPathAdversarial(benchmark::State& state) {
+  const auto pool = MakePool(static_cast<int>(state.range(0)), static_cast<int>(state.range(1)),
+                             5000, /*all_adversarial=*/true);
+  SolveOptions options;
+  options.use_cbc = false;
+  options.time_limit = absl::Seconds(10);
+  RunSolveBatchOn(state, pool, [](BatchProblem&) {}, options);
+}
+
 // batch_gamma (Bertsimas-Sim, gamma = 10% of the batch): the theta grid runs up to 40 nominal
 // fast solves, then CBC on the robust model while time remains (time limit 50 ms).
 void BM_FastPathGamma(benchmark::State& state) {
@@ -214,6 +225,7 @@ BENCHMARK(BM_SmallBatchGamma)
     ->ArgsProduct({{4, 8, 13, 24, 32}, {11, 32}, {0, 3}, {0, 1}})
     ->Iterations(200)
     ->Unit(benchmark::kMillisecond);
+BENCHMARK(BM_FastPathAdversarial)->Apply(Sizes)->Iterations(50)->Unit(benchmark::kMillisecond);
 BENCHMARK(BM_Deadline)
     ->ArgsProduct({{256}, {20}, {10, 20}, {0, 5000}, {0, 1}, {0, 1}})
     ->ArgsProduct({{1024}, {32}, {10, 20}, {0, 5000}, {0, 1}, {0, 1}})
