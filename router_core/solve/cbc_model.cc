@@ -3,6 +3,8 @@
 #include <cmath>
 
 #include "CbcEventHandler.hpp"
+#include "ClpEventHandler.hpp"
+#include "ClpSimplex.hpp"
 #include "CbcHeuristic.hpp"
 #include "CbcModel.hpp"
 #include "CglClique.hpp"
@@ -26,6 +28,18 @@ class StopHandler : public CbcEventHandler {
   explicit StopHandler(const absl::Notification* stop) : stop_(stop) {}
   CbcAction event(CbcEvent) override { return stop_->HasBeenNotified() ? stop : noAction; }
   CbcEventHandler* clone() const override { return new StopHandler(*this); }
+
+ private:
+  const absl::Notification* stop_;
+};
+
+// The same for Clp's simplex iterations (an LP solve inside CBC, which reports no CBC event):
+// 0 ends the solve with status 5.
+class LpStopHandler : public ClpEventHandler {
+ public:
+  explicit LpStopHandler(const absl::Notification* stop) : stop_(stop) {}
+  int event(Event) override { return stop_->HasBeenNotified() ? 0 : -1; }
+  ClpEventHandler* clone() const override { return new LpStopHandler(*this); }
 
  private:
   const absl::Notification* stop_;
@@ -64,6 +78,10 @@ absl::StatusOr<CbcRun> RunCbc(const OsiClpSolverInterface& loaded, const CbcRunO
   if (options.stop != nullptr) {
     const StopHandler handler(options.stop);
     model.passInEventHandler(&handler);
+    if (auto* clp = dynamic_cast<OsiClpSolverInterface*>(model.solver()); clp != nullptr) {
+      const LpStopHandler lp_handler(options.stop);
+      clp->getModelPtr()->passInEventHandler(&lp_handler);
+    }
   }
 
   if (!options.incumbent.empty()) {

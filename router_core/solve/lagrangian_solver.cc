@@ -116,8 +116,7 @@ double LagrangianBound(const Instance& inst, double budget_price,
 }
 
 LagrangianResult SolveLagrangian(const Instance& inst, const std::vector<int>& feasible_start,
-                                 double bound_tolerance, const absl::Notification* stop) {
-  auto stopped = [stop] { return stop != nullptr && stop->HasBeenNotified(); };
+                                 double bound_tolerance, const Deadline& deadline) {
   LagrangianResult result;
   std::vector<double> weight(inst.value.size());
 
@@ -149,7 +148,7 @@ LagrangianResult SolveLagrangian(const Instance& inst, const std::vector<int>& f
     double lambda = positive > 0 ? positive / mean_cost : 1.0;
     Probe hi = Evaluate(inst, lambda, weight);
     ++result.iterations;
-    for (int d = 0; d < kMaxDoublings && !Fits(inst, hi) && !stopped(); ++d) {
+    for (int d = 0; d < kMaxDoublings && !Fits(inst, hi) && !deadline.Passed(); ++d) {
       lo = std::move(hi);
       lambda *= 2.0;
       hi = Evaluate(inst, lambda, weight);
@@ -159,7 +158,7 @@ LagrangianResult SolveLagrangian(const Instance& inst, const std::vector<int>& f
     if (hi.bound < best_bound.bound) best_bound = hi;
     consider_primal(hi);
     if (Fits(inst, hi)) {
-      for (int step = 0; step < kMaxSearchSteps && !stopped(); ++step) {
+      for (int step = 0; step < kMaxSearchSteps && !deadline.Passed(); ++step) {
         // h is convex with slope B - cost; the two supporting lines meet at lambda_x.
         const double slope_lo = inst.budget - lo.cost;  // < 0
         const double slope_hi = inst.budget - hi.cost;  // >= 0

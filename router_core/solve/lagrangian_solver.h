@@ -28,8 +28,8 @@
 // Cost: O(I * T) with I <= 60 search steps (typically 10-20) and T the transportation cost
 // (transport.h), plus O(N*M log(N*M)) for the greedy pass.
 //
-// Stopping: when `stop` (optional, not owned) is notified, the search ends after the current
-// transportation solve and returns what it has, still feasible, with the bound of the prices found.
+// Stopping: once `deadline` has passed, the search ends after the current transportation solve
+// and returns what it has, still feasible, with the bound of the prices found.
 //
 // Thread-safety: a pure function.
 
@@ -38,7 +38,7 @@
 
 #include <vector>
 
-#include "absl/synchronization/notification.h"
+#include "router_core/solve/deadline.h"
 
 #include "router_core/solve/instance.h"
 
@@ -61,7 +61,7 @@ inline constexpr double kDefaultBoundTolerance = 1e-6;
 // `bound_tolerance` > 0.
 LagrangianResult SolveLagrangian(const Instance& instance, const std::vector<int>& feasible_start,
                                  double bound_tolerance = kDefaultBoundTolerance,
-                                 const absl::Notification* stop = nullptr);
+                                 const Deadline& deadline = Deadline());
 
 // The tolerance for a caller who needs a relative gap of `relative_gap`: a fiftieth of it (the rest
 // of the gap is left to the rounding of the primal), clamped to [1e-9, 1e-4].

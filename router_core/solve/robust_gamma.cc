@@ -2,7 +2,6 @@
 
 #include <algorithm>
 #include <cmath>
-#include <limits>
 #include <map>
 
 #include "router_core/solve/lagrangian_solver.h"
@@ -12,8 +11,7 @@ namespace router::core {
 
 GammaResult SolveGammaRobust(const Instance& instance, double gamma,
                              const std::vector<int>& feasible_start, double relative_gap,
-                             int max_evaluations, const absl::Notification* stop) {
-  auto stopped = [stop] { return stop != nullptr && stop->HasBeenNotified(); };
+                             int max_evaluations, const Deadline& deadline) {
   GammaResult result;
   result.model_of_query = feasible_start;
   result.objective = RobustObjective(instance, feasible_start, gamma);
@@ -30,7 +28,7 @@ GammaResult SolveGammaRobust(const Instance& instance, double gamma,
       shifted.value[k] = instance.value[k] - std::max(0.0, instance.deviation[k] - theta);
     }
     const LagrangianResult r =
-        SolveLagrangian(shifted, result.model_of_query, BoundToleranceFor(relative_gap), stop);
+        SolveLagrangian(shifted, result.model_of_query, BoundToleranceFor(relative_gap), deadline);
     ++result.evaluations;
     nominal_bound[theta] = r.upper_bound;
     const double robust = RobustObjective(instance, r.model_of_query, gamma);
@@ -45,13 +43,18 @@ GammaResult SolveGammaRobust(const Instance& instance, double gamma,
     result.upper_bound = nominal_bound.begin()->second;
     return result;
   }
+  // theta = max_dev first: its nominal bound (values unshifted) bounds the robust optimum by
+  // itself, so a search cut short by the deadline still has a finite bound. Then 0, which with
+  // max_dev makes the intervals below cover [0, max_dev], then the grid in between.
   constexpr int kGrid = 8;
-  for (int g = 0; g <= kGrid; ++g) {
-    if (stopped()) {
-      result.upper_bound = std::numeric_limits<double>::infinity();
-      return result;
-    }
+  evaluate(max_dev);
+  for (int g = 0; g < kGrid; ++g) {
+    if (deadline.Passed()) break;
     evaluate(max_dev * g / kGrid);
+  }
+  if (nominal_bound.begin()->first > 0.0) {
+    result.upper_bound = std::max(nominal_bound.rbegin()->second, result.objective);
+    return result;
   }
   // Bound of each interval (t0, t1]: UB(t1) - gamma*t0; the point theta = 0: UB(0).
   auto worst_interval = [&](double* bound) {
@@ -68,7 +71,7 @@ GammaResult SolveGammaRobust(const Instance& instance, double gamma,
   };
   double bound = 0.0;
   double left = worst_interval(&bound);
-  while (result.evaluations < max_evaluations && left >= 0 && !stopped() &&
+  while (result.evaluations < max_evaluations && left >= 0 && !deadline.Passed() &&
          bound - result.objective > relative_gap * std::max(1e-12, std::abs(bound))) {
     const double right = nominal_bound.upper_bound(left)->first;
     evaluate(0.5 * (left + right));

@@ -16,9 +16,9 @@
 //
 // Cost: at most max_evaluations fast nominal solves.
 //
-// Stopping: when `stop` (optional, not owned) is notified, the search ends after the current
-// nominal solve with the best assignment found; the bound is +infinity if the grid was not
-// complete.
+// Stopping: once `deadline` has passed, the search ends after the current nominal solve (itself
+// cut short) with the best assignment found and the bound of the thetas evaluated (theta = max d,
+// evaluated first, bounds the robust optimum by itself).
 //
 // Thread-safety: a pure function.
 
@@ -27,7 +27,7 @@
 
 #include <vector>
 
-#include "absl/synchronization/notification.h"
+#include "router_core/solve/deadline.h"
 
 #include "router_core/solve/instance.h"
 
@@ -46,7 +46,7 @@ inline constexpr int kDefaultGammaEvaluations = 40;
 // Same contract as SolveLagrangian: `feasible_start` feasible and serving every query.
 GammaResult SolveGammaRobust(const Instance& instance, double gamma,
                              const std::vector<int>& feasible_start, double relative_gap,
-                             int max_evaluations = kDefaultGammaEvaluations, const absl::Notification* stop = nullptr);
+                             int max_evaluations = kDefaultGammaEvaluations, const Deadline& deadline = Deadline());
 
 }  // namespace router::core
 

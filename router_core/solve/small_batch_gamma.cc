@@ -111,8 +111,7 @@ SmallBatchGammaResult SolveSmallBatchGamma(const Instance& instance, double gamm
   // incumbent, which closes more thetas before any search.
   for (Candidate& c : candidates) {
     if (!open(c) || c.fast_solved) continue;
-    if (options.clock->Now() >= options.deadline ||
-        (options.stop != nullptr && options.stop->HasBeenNotified())) {
+    if (options.clock->Now() >= options.deadline) {
       stopped = true;
       break;
     }

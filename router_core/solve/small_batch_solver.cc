@@ -117,8 +117,7 @@ class Search {
     if (stopped_) return;
     ++nodes_;
     if (nodes_ > options_.max_nodes ||
-        (nodes_ % 256 == 0 && (options_.clock->Now() >= options_.deadline ||
-                               (options_.stop != nullptr && options_.stop->HasBeenNotified())))) {
+        (nodes_ % 256 == 0 && options_.clock->Now() >= options_.deadline)) {
       stopped_ = true;
       return;
     }

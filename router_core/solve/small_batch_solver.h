@@ -37,7 +37,6 @@
 #include <vector>
 
 #include "absl/time/time.h"
-#include "absl/synchronization/notification.h"
 #include "router_core/clock.h"
 #include "router_core/solve/instance.h"
 
@@ -56,8 +55,6 @@ struct SmallBatchOptions {
   // ... or at this time of `clock` (not owned; must outlive the call).
   absl::Time deadline = absl::InfiniteFuture();
   const Clock* clock = &Clock::Real();
-  // ... or when this is notified (not owned; must outlive the call), or nullptr.
-  const absl::Notification* stop = nullptr;
 };
 
 // A feasible assignment that serves every query, and the prices of a Lagrangian bound (the fast

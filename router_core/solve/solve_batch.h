@@ -7,41 +7,42 @@
 // for a batch described by names and ids (problem.h: router_solve's JSON, the planner): it
 // validates the description, builds its instance, and calls SolveInstance.
 //
-// The answer leaves by the solve's end,
-//     end = min(start + options.time_limit, options.deadline),
-// whatever the policy, the batch size or the gap: the policy runs on a solving thread of its own,
-// and the caller waits for it on `clock` only until `end`. If it has not finished, the caller
-// answers with the best assignment it has published so far (or, if none, the admission's cheapest
-// feasible one with the trivial bound, method "admission") and tells it to stop; the thread ends
-// at its next check (a transportation solve, a search node, a CBC event), owning all it reads.
-//
-// Exact policies (batch, batch_robust, batch_gamma) run, on that thread:
-//   1. the structure-aware fast solver (lagrangian_solver.h; robust_gamma.h for batch_gamma),
-//      which yields a feasible assignment with a proven upper bound;
+// Exact policies (batch, batch_robust, batch_gamma) are orchestrated until the solve's end,
+//     end = min(start + options.time_limit, options.deadline):
+//   1. the structure-aware fast solver (lagrangian_solver.h; robust_gamma.h for batch_gamma)
+//      yields a feasible assignment with a proven upper bound; it checks `end` between its
+//      transportation solves and hands back what it has once `end` has passed;
 //   2. on a batch of at most `small_batch_max_queries` served queries whose gap exceeds
 //      `relative_gap`, the small-batch branch and bound (small_batch_solver.h; for batch_gamma,
 //      that search per candidate theta, small_batch_gamma.h) starts from that assignment (and its
 //      prices), within its node budget and `end`;
 //   3. if the gap still exceeds `relative_gap` and at least `min_cbc_time` remains before `end`,
-//      CBC (cbc_solver.h) starts from the best assignment so far and is stopped at `end`;
+//      CBC (cbc_solver.h) starts from the best assignment so far, on a thread of its own with its
+//      own copy of the served queries; the caller waits for it on `clock` until `end` only, then
+//      goes on without it and tells it to stop (CBC ends at its next event). CBC does not start
+//      while an abandoned run is still ending anywhere in the process;
 //   4. the best assignment is returned with the tightest of the bounds.
-// The gap is always reported. Heuristic policies (per_query, threshold, ndch, ndch_p) return status
-// HEURISTIC without a bound.
+// So an exact decision leaves by `end` plus one transportation solve or 256 search nodes (figures
+// in bench/README.md, "Deadlines"), and the gap is always reported. When no time is left at the
+// start (`end` <= start), every policy answers at once with the admission's cheapest feasible
+// assignment (method "admission"; for exact policies with the trivial bound, every query at its
+// best value). Heuristic policies (per_query, threshold, ndch, ndch_p) return status HEURISTIC
+// without a bound.
 //
 // When no assignment serves every query (the budget cannot pay the cheapest completion, or slots
 // run out), the unserved queries and their reasons are listed in the Solution (see admission.h for
 // the rule); the batch is never silently over budget or over a slot limit.
 //
-// Thread-safety: both functions may be called concurrently from several threads; each call starts
-// one solving thread that owns its copy of the instance and its solver state (CBC models
-// included). The clock is not owned and is read only by the calling thread.
+// Thread-safety: both functions may be called concurrently from several threads; each call owns
+// its solver state; a CBC run owns its thread, its copy of the served queries and its model. The
+// clock is not owned and is read only by the calling thread.
 //
 // Errors: SolveBatch: INVALID_ARGUMENT from ValidateBatchProblem (names the field). Both: INTERNAL
 // if an answer fails its feasibility check (a bug; never returned as an answer);
-// RESOURCE_EXHAUSTED if the solving thread cannot be started.
+// RESOURCE_EXHAUSTED if CBC's thread cannot be started.
 //
-// Cost: at most until `end`, plus O(N*M) to copy the instance for the solving thread; figures in
-// bench/README.md, "Solver benchmark" and "Deadlines".
+// Cost: the fast solver's (lagrangian_solver.h), at most until `end`; figures in bench/README.md,
+// "Solver benchmark" and "Deadlines".
 
 #ifndef ROUTER_CORE_SOLVE_SOLVE_BATCH_H_
 #define ROUTER_CORE_SOLVE_SOLVE_BATCH_H_
