@@ -4,10 +4,12 @@
 #include <cmath>
 #include <fstream>
 #include <functional>
+#include <limits>
 #include <map>
 #include <optional>
 #include <set>
 #include <sstream>
+#include <tuple>
 #include <type_traits>
 
 #include "absl/strings/match.h"
@@ -68,6 +70,14 @@ class MapReader {
     if (absl::Status s = Read(key, ms); !s.ok()) return s;
     if (!std::isfinite(ms)) return Invalid(Path(key), "must be finite");
     out = absl::Microseconds(std::llround(ms * 1000.0));
+    return absl::OkStatus();
+  }
+  // A duration in seconds, finite and >= 0.
+  absl::Status ReadSeconds(absl::string_view key, absl::Duration& out) {
+    double s = absl::ToDoubleSeconds(out);
+    if (absl::Status st = Read(key, s); !st.ok()) return st;
+    if (!std::isfinite(s) || s < 0) return Invalid(Path(key), "must be a finite number >= 0");
+    out = absl::Milliseconds(std::llround(s * 1000.0));
     return absl::OkStatus();
   }
 
@@ -164,6 +174,101 @@ absl::Status ReadBudget(const YAML::Node& node, RouterConfig& c) {
   }
   if (!std::isfinite(c.ledger.max_actual_cost_usd) || c.ledger.max_actual_cost_usd <= 0) {
     return Invalid("budget.max_actual_cost_usd", "must be a finite number > 0");
+  }
+  return absl::OkStatus();
+}
+
+absl::Status ReadTls(const YAML::Node& node, TlsConfig& t) {
+  MapReader r(node, "tls");
+  ROUTER_RETURN_IF_ERROR(r.CheckIsMap());
+  ROUTER_RETURN_IF_ERROR(r.Read("cert_file", t.cert_file));
+  ROUTER_RETURN_IF_ERROR(r.Read("key_file", t.key_file));
+  ROUTER_RETURN_IF_ERROR(r.Read("client_ca_file", t.client_ca_file));
+  ROUTER_RETURN_IF_ERROR(r.CheckNoUnknownKeys());
+  if (t.cert_file.empty() != t.key_file.empty()) {
+    return Invalid(t.cert_file.empty() ? "tls.cert_file" : "tls.key_file",
+                   "tls.cert_file and tls.key_file go together (both set = TLS, neither = none)");
+  }
+  if (!t.client_ca_file.empty() && t.cert_file.empty()) {
+    return Invalid("tls.client_ca_file", "needs tls.cert_file and tls.key_file (client "
+                                         "certificates are only asked for over TLS)");
+  }
+  return absl::OkStatus();
+}
+
+absl::Status ReadAdmin(const YAML::Node& node, AdminConfig& a) {
+  MapReader r(node, "admin");
+  ROUTER_RETURN_IF_ERROR(r.CheckIsMap());
+  ROUTER_RETURN_IF_ERROR(r.Read("listen", a.listen));
+  ROUTER_RETURN_IF_ERROR(r.Read("token_file", a.token_file));
+  ROUTER_RETURN_IF_ERROR(r.Read("allow_unauthenticated", a.allow_unauthenticated));
+  const YAML::Node ids = r.Get("allowed_identities");
+  if (ids.IsDefined() && !ids.IsNull()) {
+    if (!ids.IsSequence()) return Invalid("admin.allowed_identities", "must be a list of identities");
+    a.allowed_identities.clear();
+    for (size_t k = 0; k < ids.size(); ++k) {
+      const std::string path = absl::StrCat("admin.allowed_identities[", k, "]");
+      if (!ids[k].IsScalar() || ids[k].Scalar().empty()) {
+        return Invalid(path, "must be a non-empty string (a certificate's CN or SAN)");
+      }
+      if (std::find(a.allowed_identities.begin(), a.allowed_identities.end(), ids[k].Scalar()) !=
+          a.allowed_identities.end()) {
+        return Invalid(path, absl::StrCat("'", ids[k].Scalar(), "' listed twice"));
+      }
+      a.allowed_identities.push_back(ids[k].Scalar());
+    }
+  }
+  return r.CheckNoUnknownKeys();
+}
+
+absl::Status ReadGrpc(const YAML::Node& node, GrpcServerConfig& g) {
+  MapReader r(node, "grpc");
+  ROUTER_RETURN_IF_ERROR(r.CheckIsMap());
+  ROUTER_RETURN_IF_ERROR(r.Read("max_concurrent_streams", g.max_concurrent_streams));
+  ROUTER_RETURN_IF_ERROR(r.Read("max_receive_message_bytes", g.max_receive_message_bytes));
+  ROUTER_RETURN_IF_ERROR(r.Read("max_send_message_bytes", g.max_send_message_bytes));
+  ROUTER_RETURN_IF_ERROR(r.ReadMs("min_ping_interval_ms", g.min_ping_interval));
+  ROUTER_RETURN_IF_ERROR(r.Read("max_ping_strikes", g.max_ping_strikes));
+  ROUTER_RETURN_IF_ERROR(r.ReadSeconds("max_connection_idle_s", g.max_connection_idle));
+  ROUTER_RETURN_IF_ERROR(r.ReadSeconds("max_connection_age_s", g.max_connection_age));
+  ROUTER_RETURN_IF_ERROR(r.CheckNoUnknownKeys());
+  // gRPC takes these as C ints (milliseconds for the durations).
+  constexpr int64_t kMaxInt = std::numeric_limits<int32_t>::max();
+  for (const auto& [key, value, low] :
+       {std::tuple{"grpc.max_concurrent_streams", g.max_concurrent_streams, int64_t{1}},
+        std::tuple{"grpc.max_receive_message_bytes", g.max_receive_message_bytes, int64_t{1}},
+        std::tuple{"grpc.max_send_message_bytes", g.max_send_message_bytes, int64_t{1}},
+        std::tuple{"grpc.min_ping_interval_ms", absl::ToInt64Milliseconds(g.min_ping_interval),
+                   int64_t{0}},
+        std::tuple{"grpc.max_ping_strikes", g.max_ping_strikes, int64_t{0}},
+        std::tuple{"grpc.max_connection_idle_s", absl::ToInt64Milliseconds(g.max_connection_idle),
+                   int64_t{0}},
+        std::tuple{"grpc.max_connection_age_s", absl::ToInt64Milliseconds(g.max_connection_age),
+                   int64_t{0}}}) {
+    if (value < low || value > kMaxInt) {
+      const bool duration = !absl::EndsWith(key, "streams") && !absl::EndsWith(key, "bytes") &&
+                            !absl::EndsWith(key, "strikes");
+      return Invalid(key, absl::StrCat("must be in [", low, ", ", kMaxInt, "]",
+                                       duration ? " milliseconds" : ""));
+    }
+  }
+  return absl::OkStatus();
+}
+
+// Rules across the tls, admin and api sections.
+absl::Status CheckSecurity(const RouterConfig& c) {
+  if (!c.admin.allowed_identities.empty() && c.tls.client_ca_file.empty()) {
+    return Invalid("admin.allowed_identities",
+                   "needs tls.client_ca_file (identities come from verified client certificates)");
+  }
+  if (c.admin.allow_unauthenticated &&
+      (!c.admin.token_file.empty() || !c.admin.allowed_identities.empty())) {
+    return Invalid("admin.allow_unauthenticated",
+                   "cannot be true with admin.token_file or admin.allowed_identities");
+  }
+  // Port 0 twice is two different free ports.
+  if (!c.admin.listen.empty() && c.admin.listen == c.listen && !absl::EndsWith(c.listen, ":0")) {
+    return Invalid("admin.listen", "must differ from listen (empty = RouterAdmin on listen)");
   }
   return absl::OkStatus();
 }
@@ -386,11 +491,7 @@ absl::StatusOr<RouterConfig> ParseConfigUpdateYaml(absl::string_view yaml,
                                                    ", column ", e.mark.column + 1, ": ", e.msg));
   }
   RouterConfig c;
-  c.listen = current.listen;
-  c.metrics_listen = current.metrics_listen;
-  c.estimator = current.estimator;
-  c.reflection = current.reflection;
-  c.gateway.listen = current.gateway.listen;
+  CopyStartupKeys(current, c);
   try {
     MapReader r(root, "");
     ROUTER_RETURN_IF_ERROR(r.CheckIsMap());
@@ -398,6 +499,14 @@ absl::StatusOr<RouterConfig> ParseConfigUpdateYaml(absl::string_view yaml,
     ROUTER_RETURN_IF_ERROR(r.Read("metrics_listen", c.metrics_listen));
     ROUTER_RETURN_IF_ERROR(r.Read("estimator", c.estimator));
     ROUTER_RETURN_IF_ERROR(r.Read("reflection", c.reflection));
+    ROUTER_RETURN_IF_ERROR(r.ReadSeconds("credentials_reload_s", c.credentials_reload));
+    ROUTER_RETURN_IF_ERROR(ReadTls(r.Get("tls"), c.tls));
+    ROUTER_RETURN_IF_ERROR(ReadAdmin(r.Get("admin"), c.admin));
+    MapReader api(r.Get("api"), "api");
+    ROUTER_RETURN_IF_ERROR(api.CheckIsMap());
+    ROUTER_RETURN_IF_ERROR(api.Read("token_file", c.api_token_file));
+    ROUTER_RETURN_IF_ERROR(api.CheckNoUnknownKeys());
+    ROUTER_RETURN_IF_ERROR(ReadGrpc(r.Get("grpc"), c.grpc));
     ROUTER_RETURN_IF_ERROR(ReadBatching(r.Get("batching"), c.batching));
     ROUTER_RETURN_IF_ERROR(ReadPolicy(r.Get("policy"), c.policy));
     ROUTER_RETURN_IF_ERROR(ReadBudget(r.Get("budget"), c));
@@ -417,6 +526,8 @@ absl::StatusOr<RouterConfig> ParseConfigUpdateYaml(absl::string_view yaml,
     ROUTER_RETURN_IF_ERROR(limits.Read("max_text_bytes", c.max_text_bytes));
     ROUTER_RETURN_IF_ERROR(limits.Read("max_batch_request_queries", c.max_batch_request_queries));
     ROUTER_RETURN_IF_ERROR(limits.Read("max_stream_backlog", c.max_stream_backlog));
+    ROUTER_RETURN_IF_ERROR(limits.Read("max_queued_per_tenant", c.max_queued_per_tenant));
+    ROUTER_RETURN_IF_ERROR(limits.Read("max_queries_per_connection", c.max_queries_per_connection));
     ROUTER_RETURN_IF_ERROR(limits.CheckNoUnknownKeys());
     double grace_s = absl::ToDoubleSeconds(c.shutdown_grace);
     double drain_s = absl::ToDoubleSeconds(c.shutdown_drain);
@@ -439,6 +550,22 @@ absl::StatusOr<RouterConfig> ParseConfigUpdateYaml(absl::string_view yaml,
   if (c.max_text_bytes < 1) return Invalid("limits.max_text_bytes", "must be >= 1");
   if (c.max_batch_request_queries < 1) return Invalid("limits.max_batch_request_queries", "must be >= 1");
   if (c.max_stream_backlog < 1) return Invalid("limits.max_stream_backlog", "must be >= 1");
+  if (c.max_queued_per_tenant < 0) {
+    return Invalid("limits.max_queued_per_tenant", "must be >= 0 (0 = no bound)");
+  }
+  if (c.max_queries_per_connection < 0) {
+    return Invalid("limits.max_queries_per_connection", "must be >= 0 (0 = no bound)");
+  }
+  ROUTER_RETURN_IF_ERROR(CheckSecurity(c));
+  const int64_t message_bytes =
+      std::min(c.grpc.max_receive_message_bytes, c.grpc.max_send_message_bytes);
+  if (c.gateway.options.request.max_body_bytes > message_bytes - kGatewayMessageOverheadBytes) {
+    return Invalid("gateway.request.max_body_bytes",
+                   absl::StrCat("must be at most ", message_bytes - kGatewayMessageOverheadBytes,
+                                " (a body is one gRPC message each way: the smaller of "
+                                "grpc.max_receive_message_bytes and grpc.max_send_message_bytes, "
+                                "less ", kGatewayMessageOverheadBytes, ")"));
+  }
   return c;
 }
 
@@ -499,6 +626,36 @@ std::string ConfigToYaml(const RouterConfig& c) {
   out << YAML::Key << "metrics_listen" << YAML::Value << c.metrics_listen;
   out << YAML::Key << "estimator" << YAML::Value << c.estimator;
   out << YAML::Key << "reflection" << YAML::Value << c.reflection;
+  out << YAML::Key << "credentials_reload_s" << YAML::Value
+      << absl::ToDoubleSeconds(c.credentials_reload);
+  out << YAML::Key << "tls" << YAML::Value << YAML::BeginMap;
+  out << YAML::Key << "cert_file" << YAML::Value << c.tls.cert_file;
+  out << YAML::Key << "key_file" << YAML::Value << c.tls.key_file;
+  out << YAML::Key << "client_ca_file" << YAML::Value << c.tls.client_ca_file;
+  out << YAML::EndMap;
+  out << YAML::Key << "admin" << YAML::Value << YAML::BeginMap;
+  out << YAML::Key << "listen" << YAML::Value << c.admin.listen;
+  out << YAML::Key << "token_file" << YAML::Value << c.admin.token_file;
+  out << YAML::Key << "allowed_identities" << YAML::Value << YAML::Flow << YAML::BeginSeq;
+  for (const std::string& id : c.admin.allowed_identities) out << id;
+  out << YAML::EndSeq;
+  out << YAML::Key << "allow_unauthenticated" << YAML::Value << c.admin.allow_unauthenticated;
+  out << YAML::EndMap;
+  out << YAML::Key << "api" << YAML::Value << YAML::BeginMap;
+  out << YAML::Key << "token_file" << YAML::Value << c.api_token_file;
+  out << YAML::EndMap;
+  out << YAML::Key << "grpc" << YAML::Value << YAML::BeginMap;
+  out << YAML::Key << "max_concurrent_streams" << YAML::Value << c.grpc.max_concurrent_streams;
+  out << YAML::Key << "max_receive_message_bytes" << YAML::Value
+      << c.grpc.max_receive_message_bytes;
+  out << YAML::Key << "max_send_message_bytes" << YAML::Value << c.grpc.max_send_message_bytes;
+  Emit(out, "min_ping_interval_ms", c.grpc.min_ping_interval);
+  out << YAML::Key << "max_ping_strikes" << YAML::Value << c.grpc.max_ping_strikes;
+  out << YAML::Key << "max_connection_idle_s" << YAML::Value
+      << absl::ToDoubleSeconds(c.grpc.max_connection_idle);
+  out << YAML::Key << "max_connection_age_s" << YAML::Value
+      << absl::ToDoubleSeconds(c.grpc.max_connection_age);
+  out << YAML::EndMap;
   out << YAML::Key << "batching" << YAML::Value << YAML::BeginMap;
   out << YAML::Key << "max_batch_size" << YAML::Value << c.batching.max_batch_size;
   Emit(out, "max_batch_delay_ms", c.batching.max_batch_delay);
@@ -545,6 +702,8 @@ std::string ConfigToYaml(const RouterConfig& c) {
   out << YAML::Key << "max_text_bytes" << YAML::Value << c.max_text_bytes;
   out << YAML::Key << "max_batch_request_queries" << YAML::Value << c.max_batch_request_queries;
   out << YAML::Key << "max_stream_backlog" << YAML::Value << c.max_stream_backlog;
+  out << YAML::Key << "max_queued_per_tenant" << YAML::Value << c.max_queued_per_tenant;
+  out << YAML::Key << "max_queries_per_connection" << YAML::Value << c.max_queries_per_connection;
   out << YAML::EndMap;
   out << YAML::Key << "logging" << YAML::Value << YAML::BeginMap;
   out << YAML::Key << "format" << YAML::Value << LogFormatName(c.log_format);
@@ -609,16 +768,61 @@ absl::StatusOr<std::string> ReplacePort(absl::string_view address, absl::string_
 }
 
 absl::Status CheckRuntimeChange(const RouterConfig& current, const RouterConfig& next) {
-  auto refuse = [](absl::string_view field) {
+  if (std::optional<std::string> key = ChangedStartupKey(current, next)) {
     return absl::FailedPreconditionError(
-        absl::StrCat(field, ": cannot change at runtime (edit the file and restart routerd)"));
-  };
-  if (current.listen != next.listen) return refuse("listen");
-  if (current.metrics_listen != next.metrics_listen) return refuse("metrics_listen");
-  if (current.estimator != next.estimator) return refuse("estimator");
-  if (current.reflection != next.reflection) return refuse("reflection");
-  if (current.gateway.listen != next.gateway.listen) return refuse("gateway.listen");
+        absl::StrCat(*key, ": cannot change at runtime (edit the file and restart routerd)"));
+  }
   return absl::OkStatus();
+}
+
+std::optional<std::string> ChangedStartupKey(const RouterConfig& a, const RouterConfig& b) {
+  const GrpcServerConfig& ga = a.grpc;
+  const GrpcServerConfig& gb = b.grpc;
+  for (const auto& [key, changed] : {
+           std::pair{"listen", a.listen != b.listen},
+           std::pair{"metrics_listen", a.metrics_listen != b.metrics_listen},
+           std::pair{"estimator", a.estimator != b.estimator},
+           std::pair{"reflection", a.reflection != b.reflection},
+           std::pair{"gateway.listen", a.gateway.listen != b.gateway.listen},
+           std::pair{"credentials_reload_s", a.credentials_reload != b.credentials_reload},
+           std::pair{"tls.cert_file", a.tls.cert_file != b.tls.cert_file},
+           std::pair{"tls.key_file", a.tls.key_file != b.tls.key_file},
+           std::pair{"tls.client_ca_file", a.tls.client_ca_file != b.tls.client_ca_file},
+           std::pair{"admin.listen", a.admin.listen != b.admin.listen},
+           std::pair{"admin.token_file", a.admin.token_file != b.admin.token_file},
+           std::pair{"admin.allowed_identities",
+                     a.admin.allowed_identities != b.admin.allowed_identities},
+           std::pair{"admin.allow_unauthenticated",
+                     a.admin.allow_unauthenticated != b.admin.allow_unauthenticated},
+           std::pair{"api.token_file", a.api_token_file != b.api_token_file},
+           std::pair{"grpc.max_concurrent_streams",
+                     ga.max_concurrent_streams != gb.max_concurrent_streams},
+           std::pair{"grpc.max_receive_message_bytes",
+                     ga.max_receive_message_bytes != gb.max_receive_message_bytes},
+           std::pair{"grpc.max_send_message_bytes",
+                     ga.max_send_message_bytes != gb.max_send_message_bytes},
+           std::pair{"grpc.min_ping_interval_ms", ga.min_ping_interval != gb.min_ping_interval},
+           std::pair{"grpc.max_ping_strikes", ga.max_ping_strikes != gb.max_ping_strikes},
+           std::pair{"grpc.max_connection_idle_s",
+                     ga.max_connection_idle != gb.max_connection_idle},
+           std::pair{"grpc.max_connection_age_s", ga.max_connection_age != gb.max_connection_age},
+       }) {
+    if (changed) return std::string(key);
+  }
+  return std::nullopt;
+}
+
+void CopyStartupKeys(const RouterConfig& from, RouterConfig& to) {
+  to.listen = from.listen;
+  to.metrics_listen = from.metrics_listen;
+  to.estimator = from.estimator;
+  to.reflection = from.reflection;
+  to.gateway.listen = from.gateway.listen;
+  to.credentials_reload = from.credentials_reload;
+  to.tls = from.tls;
+  to.admin = from.admin;
+  to.api_token_file = from.api_token_file;
+  to.grpc = from.grpc;
 }
 
 }  // namespace router::server

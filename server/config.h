@@ -5,8 +5,11 @@
 // RouterAdmin.UpdateConfig or SIGHUP (re-read the file), validated as a whole before anything is
 // applied, and applied atomically between batches.
 //
-// Startup-only fields (listen, metrics_listen, estimator, reflection, gateway.listen) cannot change
-// at runtime; an update that changes one is refused with FAILED_PRECONDITION naming it.
+// Startup-only fields (listen, metrics_listen, estimator, reflection, gateway.listen,
+// credentials_reload_s and the tls, admin, api and grpc sections) cannot change at runtime; an
+// update that changes one is refused with FAILED_PRECONDITION naming it. The files the tls, admin
+// and api sections name are re-read without a restart (routerd.h): their paths are startup-only,
+// their contents are not.
 //
 // Thread-safety: plain values.
 //
@@ -45,10 +48,13 @@ struct ModelDeploymentConfig {
   bool self_hosted() const { return instances > 0 || slots_per_instance > 0; }
 };
 
-// routerd's gRPC servers send and receive messages up to 64 MiB; a BUFFERED request body is one
-// message, so gateway.request.max_body_bytes is at most this (room left for the rest of it).
+// routerd's gRPC servers send and receive messages up to 64 MiB unless the grpc section says
+// otherwise; a BUFFERED request body is one message, and goes back rewritten in one, so
+// gateway.request.max_body_bytes is at most this (room left for the rest of it), and at most the
+// smaller of grpc.max_receive_message_bytes and grpc.max_send_message_bytes less that room.
 inline constexpr int64_t kMaxGrpcMessageBytes = int64_t{64} << 20;
-inline constexpr int64_t kMaxGatewayBodyBytes = kMaxGrpcMessageBytes - (int64_t{64} << 10);
+inline constexpr int64_t kGatewayMessageOverheadBytes = int64_t{64} << 10;
+inline constexpr int64_t kMaxGatewayBodyBytes = kMaxGrpcMessageBytes - kGatewayMessageOverheadBytes;
 
 // The Envoy external processor (ext_proc_call.h, docs/envoy_ext_proc.md): served on `listen`
 // always, and also on its own listener when `gateway.listen` is set.
@@ -78,12 +84,52 @@ struct GatewayConfig {
   bool remove_accept_encoding = true;
 };
 
+// TLS on the gRPC listeners (key `tls`). Off while cert_file is empty.
+struct TlsConfig {
+  std::string cert_file;       // PEM certificate chain, the server's first
+  std::string key_file;        // PEM private key of that certificate; required with cert_file
+  std::string client_ca_file;  // PEM CA bundle; set = every client must present a certificate
+                               // it signed (mTLS)
+
+  bool enabled() const { return !cert_file.empty(); }
+};
+
+// Who may call RouterAdmin, and where it is served (key `admin`). With none of token_file,
+// allowed_identities and allow_unauthenticated, every RouterAdmin call is refused.
+struct AdminConfig {
+  std::string listen;      // empty = RouterAdmin on `listen`; else only on this address
+  std::string token_file;  // the bearer token (`authorization: Bearer <token>` metadata)
+  // Client-certificate identities (subject CN or a subject alternative name, exact) allowed
+  // without a token; needs tls.client_ca_file.
+  std::vector<std::string> allowed_identities;
+  bool allow_unauthenticated = false;  // open to anyone who reaches it (tests, development)
+};
+
+// The gRPC server's own limits (key `grpc`), applied to every listener.
+struct GrpcServerConfig {
+  int64_t max_concurrent_streams = 1000;             // per connection (HTTP/2 setting)
+  // A RouteBatch of 4096 long texts fits, and an ext_proc body of gateway.request.max_body_bytes.
+  int64_t max_receive_message_bytes = kMaxGrpcMessageBytes;
+  int64_t max_send_message_bytes = kMaxGrpcMessageBytes;  // ext_proc sends a body back rewritten
+  absl::Duration min_ping_interval = absl::Seconds(10);  // a client pinging more often is a strike
+  int64_t max_ping_strikes = 2;                      // strikes before GOAWAY too_many_pings
+  absl::Duration max_connection_idle = absl::ZeroDuration();  // zero = no limit
+  absl::Duration max_connection_age = absl::ZeroDuration();   // zero = no limit
+};
+
 struct RouterConfig {
   // Startup-only.
   std::string listen = "127.0.0.1:50051";
   std::string metrics_listen = "127.0.0.1:9464";  // empty = no /metrics endpoint
   std::string estimator;                          // empty = the build's embedded default artifact
   bool reflection = true;
+  TlsConfig tls;
+  AdminConfig admin;
+  std::string api_token_file;  // key api.token_file: empty = Router calls need no token
+  GrpcServerConfig grpc;
+  // How often the tls, admin and api files are checked for new contents (key
+  // credentials_reload_s); zero = only on SIGHUP.
+  absl::Duration credentials_reload = absl::Seconds(10);
 
   // Runtime-changeable.
   core::BatchQueueOptions batching;  // batch_queue.h's defaults
@@ -100,6 +146,11 @@ struct RouterConfig {
   // this many the stream stops reading until its client reads answers: gRPC's flow control then
   // holds the client back, and nothing is lost or buffered without bound.
   int64_t max_stream_backlog = 1024;
+  // Batch-mode queries of one tenant (Query.tenant) admitted and not yet answered; more are
+  // refused with UNAVAILABLE and a retry hint. Zero = no bound (batching.max_queued still holds).
+  int64_t max_queued_per_tenant = 0;
+  // Queries of one connection (any mode) admitted and not yet answered; zero = no bound.
+  int64_t max_queries_per_connection = 0;
   // routerd's log lines: text or JSON lines (log.h).
   LogFormat log_format = LogFormat::kText;
   // One log line per decided query (routed or refused by its decision), with its query id, its
@@ -155,6 +206,12 @@ std::vector<std::string> RemovedLimits(const RouterConfig& before, const RouterC
 
 // OK if `next` differs from `current` only in runtime-changeable fields.
 absl::Status CheckRuntimeChange(const RouterConfig& current, const RouterConfig& next);
+
+// The path of the first startup-only key (e.g. `tls.cert_file`) whose value differs between `a`
+// and `b`; nullopt when they agree on all of them.
+std::optional<std::string> ChangedStartupKey(const RouterConfig& a, const RouterConfig& b);
+// Copies every startup-only field of `from` into `to`.
+void CopyStartupKeys(const RouterConfig& from, RouterConfig& to);
 
 }  // namespace router::server
 

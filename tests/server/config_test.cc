@@ -333,5 +333,131 @@ TEST(ConfigTest, StartupOnlyFieldsCannotChangeAtRuntime) {
   EXPECT_THAT(CheckRuntimeChange(a, b), StatusIs(absl::StatusCode::kFailedPrecondition, HasSubstr("listen")));
 }
 
+TEST(ConfigTest, SecurityAndServerLimitsHaveDocumentedDefaults) {
+  absl::StatusOr<RouterConfig> c = ParseConfigYaml("");
+  ASSERT_THAT(c, IsOk());
+  EXPECT_FALSE(c->tls.enabled());
+  EXPECT_TRUE(c->admin.listen.empty());
+  EXPECT_TRUE(c->admin.token_file.empty());
+  EXPECT_TRUE(c->admin.allowed_identities.empty());
+  EXPECT_FALSE(c->admin.allow_unauthenticated);
+  EXPECT_TRUE(c->api_token_file.empty());
+  EXPECT_EQ(c->credentials_reload, absl::Seconds(10));
+  EXPECT_EQ(c->grpc.max_concurrent_streams, 1000);
+  EXPECT_EQ(c->grpc.max_receive_message_bytes, 64 << 20);
+  EXPECT_EQ(c->grpc.max_send_message_bytes, 64 << 20);
+  EXPECT_EQ(c->grpc.min_ping_interval, absl::Seconds(10));
+  EXPECT_EQ(c->grpc.max_ping_strikes, 2);
+  EXPECT_EQ(c->grpc.max_connection_idle, absl::ZeroDuration());
+  EXPECT_EQ(c->grpc.max_connection_age, absl::ZeroDuration());
+  EXPECT_EQ(c->max_queued_per_tenant, 0);
+  EXPECT_EQ(c->max_queries_per_connection, 0);
+}
+
+TEST(ConfigTest, ParsesSecuritySectionsAndRoundTripsWithoutSecrets) {
+  const char* yaml = R"(
+listen: 0.0.0.0:50051
+credentials_reload_s: 2.5
+tls: {cert_file: /etc/r/server.pem, key_file: /etc/r/server.key, client_ca_file: /etc/r/ca.pem}
+admin:
+  listen: 127.0.0.1:50052
+  token_file: /etc/r/admin.token
+  allowed_identities: [ops.example, "CN with spaces"]
+api: {token_file: /etc/r/api.token}
+gateway: {request: {max_body_bytes: 65536}}
+grpc: {max_concurrent_streams: 64, max_receive_message_bytes: 1048576, max_send_message_bytes: 131072,
+       min_ping_interval_ms: 20000, max_ping_strikes: 0, max_connection_idle_s: 300,
+       max_connection_age_s: 3600}
+limits: {max_queued_per_tenant: 500, max_queries_per_connection: 2000}
+)";
+  absl::StatusOr<RouterConfig> c = ParseConfigYaml(yaml);
+  ASSERT_THAT(c, IsOk());
+  EXPECT_TRUE(c->tls.enabled());
+  EXPECT_EQ(c->tls.client_ca_file, "/etc/r/ca.pem");
+  EXPECT_EQ(c->admin.listen, "127.0.0.1:50052");
+  EXPECT_THAT(c->admin.allowed_identities, ::testing::ElementsAre("ops.example", "CN with spaces"));
+  EXPECT_EQ(c->api_token_file, "/etc/r/api.token");
+  EXPECT_EQ(c->credentials_reload, absl::Milliseconds(2500));
+  EXPECT_EQ(c->grpc.max_concurrent_streams, 64);
+  EXPECT_EQ(c->grpc.max_ping_strikes, 0);
+  EXPECT_EQ(c->grpc.max_connection_age, absl::Hours(1));
+  EXPECT_EQ(c->max_queued_per_tenant, 500);
+  EXPECT_EQ(c->max_queries_per_connection, 2000);
+  const std::string dumped = ConfigToYaml(*c);
+  absl::StatusOr<RouterConfig> again = ParseConfigYaml(dumped);
+  ASSERT_THAT(again, IsOk()) << dumped;
+  EXPECT_EQ(ConfigToYaml(*again), dumped);
+  EXPECT_FALSE(ChangedStartupKey(*c, *again).has_value());
+}
+
+TEST(ConfigTest, SecurityErrorsNameTheKey) {
+  const std::pair<const char*, const char*> cases[] = {
+      {"tls: {cert_file: a.pem}", "tls.key_file: tls.cert_file and tls.key_file go together"},
+      {"tls: {key_file: a.key}", "tls.cert_file: tls.cert_file and tls.key_file go together"},
+      {"tls: {client_ca_file: ca.pem}", "tls.client_ca_file: needs tls.cert_file"},
+      {"tls: {cert_file: a, key_file: b, bogus: 1}", "tls.bogus: unknown key"},
+      {"admin: {allowed_identities: [x]}", "admin.allowed_identities: needs tls.client_ca_file"},
+      {"admin: {allowed_identities: x}", "admin.allowed_identities: must be a list"},
+      {"admin: {allowed_identities: [a, a]}", "admin.allowed_identities[1]: 'a' listed twice"},
+      {"admin: {allowed_identities: ['']}", "admin.allowed_identities[0]: must be a non-empty"},
+      {"admin: {allow_unauthenticated: true, token_file: t}",
+       "admin.allow_unauthenticated: cannot be true with admin.token_file"},
+      {"listen: 127.0.0.1:5\nadmin: {listen: 127.0.0.1:5}", "admin.listen: must differ from listen"},
+      {"api: {token: x}", "api.token: unknown key"},
+      {"grpc: {max_concurrent_streams: 0}", "grpc.max_concurrent_streams: must be in [1, 2147483647]"},
+      {"grpc: {max_receive_message_bytes: 4294967296}", "grpc.max_receive_message_bytes: must be in"},
+      {"grpc: {max_ping_strikes: -1}", "grpc.max_ping_strikes: must be in [0,"},
+      // The default 4 MiB ext_proc body does not fit a 1 MiB message, nor 65536 bytes a 128 KiB one.
+      {"grpc: {max_send_message_bytes: 1048576}",
+       "gateway.request.max_body_bytes: must be at most 983040 (a body is one gRPC message"},
+      {"grpc: {max_receive_message_bytes: 131072}\ngateway: {request: {max_body_bytes: 65537}}",
+       "gateway.request.max_body_bytes: must be at most 65536"},
+      {"grpc: {max_connection_age_s: -1}", "grpc.max_connection_age_s: must be a finite number >= 0"},
+      {"grpc: {min_ping_interval_ms: 1e12}", "grpc.min_ping_interval_ms: must be in [0, 2147483647] milliseconds"},
+      {"credentials_reload_s: -1", "credentials_reload_s: must be a finite number >= 0"},
+      {"limits: {max_queued_per_tenant: -1}", "limits.max_queued_per_tenant: must be >= 0"},
+      {"limits: {max_queries_per_connection: -2}", "limits.max_queries_per_connection: must be >= 0"},
+  };
+  for (const auto& [yaml, error] : cases) {
+    EXPECT_THAT(ParseConfigYaml(yaml), StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr(error)))
+        << yaml;
+  }
+}
+
+TEST(ConfigTest, SecurityAndServerLimitKeysAreStartupOnlyAndKeptByUpdates) {
+  const RouterConfig current = *ParseConfigYaml(R"(
+tls: {cert_file: s.pem, key_file: s.key, client_ca_file: ca.pem}
+admin: {listen: 127.0.0.1:9, token_file: t, allowed_identities: [ops]}
+api: {token_file: a}
+grpc: {max_concurrent_streams: 7}
+credentials_reload_s: 1
+)");
+  // An update that leaves them out keeps them.
+  absl::StatusOr<RouterConfig> next = ParseConfigUpdateYaml("limits: {max_queued_per_tenant: 3}", current);
+  ASSERT_THAT(next, IsOk());
+  EXPECT_THAT(CheckRuntimeChange(current, *next), IsOk());
+  EXPECT_EQ(next->admin.token_file, "t");
+  EXPECT_EQ(next->grpc.max_concurrent_streams, 7);
+  EXPECT_EQ(next->max_queued_per_tenant, 3);
+  // Changing one is refused, naming it.
+  for (const auto& [yaml, key] : std::vector<std::pair<std::string, std::string>>{
+           {"tls: {cert_file: other.pem}", "tls.cert_file"},
+           {"tls: {client_ca_file: other.pem}", "tls.client_ca_file"},
+           {"admin: {listen: 127.0.0.1:10}", "admin.listen"},
+           {"admin: {token_file: u}", "admin.token_file"},
+           {"admin: {allowed_identities: [ops, more]}", "admin.allowed_identities"},
+           {"api: {token_file: b}", "api.token_file"},
+           {"grpc: {max_concurrent_streams: 8}", "grpc.max_concurrent_streams"},
+           {"grpc: {max_ping_strikes: 5}", "grpc.max_ping_strikes"},
+           {"credentials_reload_s: 2", "credentials_reload_s"}}) {
+    absl::StatusOr<RouterConfig> changed = ParseConfigUpdateYaml(yaml, current);
+    ASSERT_THAT(changed, IsOk()) << yaml;
+    EXPECT_THAT(CheckRuntimeChange(current, *changed),
+                StatusIs(absl::StatusCode::kFailedPrecondition, HasSubstr(key + ":")))
+        << yaml;
+    EXPECT_EQ(ChangedStartupKey(current, *changed), key) << yaml;
+  }
+}
+
 }  // namespace
 }  // namespace router::server
