@@ -11,7 +11,9 @@
 // file, listening on 127.0.0.1:0): the same code as the binary, with the same process settings
 // (server/process_settings.h), without the signal handling of main.cc. The echo service always runs
 // in this process. Batch settings are applied through RouterAdmin.UpdateConfig, and routerd gets
-// its original configuration back at the end.
+// its original configuration back at the end. The in-process routerd runs without TLS or tokens,
+// with RouterAdmin open to the benchmark; an external one (--routerd) must serve plaintext and
+// let this process call RouterAdmin (admin.allow_unauthenticated, on a test machine).
 //
 // Closed loop: each of C clients keeps a fixed number of queries in flight and sends the next one
 // when an answer arrives. Unary (Route, Route in inline mode, Echo): one call in flight per client.
@@ -710,6 +712,12 @@ int main(int argc, char** argv) {
     }
     config->listen = "127.0.0.1:0";
     config->metrics_listen = "127.0.0.1:0";
+    // The benchmark's own loopback routerd, driven over plaintext: no TLS, no tokens, and its
+    // RouterAdmin open (to this process's clients only) for the batch settings.
+    config->tls = {};
+    config->api_token_file.clear();
+    config->admin = {};
+    config->admin.allow_unauthenticated = true;
     if (!o.estimator.empty()) config->estimator = o.estimator;
     absl::StatusOr<std::unique_ptr<router::server::Routerd>> started =
         router::server::Routerd::Start(*std::move(config), "");

@@ -17,19 +17,22 @@ ROUTERD_BUILD=(
   cmake ninja-build g++ make pkg-config
   libgrpc++-dev libgrpc-dev protobuf-compiler-grpc libprotobuf-dev protobuf-compiler grpc-proto
   libabsl-dev coinor-libcbc-dev prometheus-cpp-dev nlohmann-json3-dev libyaml-cpp-dev libjemalloc-dev
+  libssl-dev
 )
 # The runtime halves of those -dev packages: `ldd routerd routerctl | dpkg -S` (apt brings their
-# own dependencies: libgrpc29, libssl3, libre2-9, libc-ares2, zlib). The image's build fails if
-# one is missing (deploy/Dockerfile checks ldd).
+# own dependencies: libgrpc29, libre2-9, libc-ares2, zlib). routerd links OpenSSL itself (certificate
+# checks, token hashing), hence libssl3. The image's build fails if one is missing (deploy/Dockerfile
+# checks ldd).
 ROUTERD_RUNTIME=(
-  libgrpc++1.51 libprotobuf32 libabsl20220623 libyaml-cpp0.7 libjemalloc2
+  libgrpc++1.51 libprotobuf32 libabsl20220623 libyaml-cpp0.7 libjemalloc2 libssl3
   libprometheus-cpp-pull1.0 libprometheus-cpp-core1.0 libcivetweb1
   coinor-libcbc3 coinor-libcgl1 coinor-libclp1 coinor-libosi1v5 coinor-libcoinutils3v5
 )
 # Tests, sanitizer and thread-safety builds, benchmarks and their plots, the clients' end-to-end
-# test (Python), the systemd unit's check, promtool and Prometheus (tests/deploy/).
+# test (Python), the systemd unit's check, promtool and Prometheus (tests/deploy/), the openssl
+# command (docs/security.md makes certificates and tokens with it).
 TEST_TOOLS=(
-  clang libgtest-dev libgmock-dev googletest libbenchmark-dev
+  clang openssl libgtest-dev libgmock-dev googletest libbenchmark-dev
   python3 python3-grpcio python3-protobuf python3-yaml curl ca-certificates systemd gnuplot-nox
   prometheus
 )

@@ -30,7 +30,8 @@ grpc::ServerUnaryReactor* AdminService::Serve(
   const absl::Time start = runtime_->clock().Now();
   Request request;
   Response response;
-  absl::Status status = ParseRequest(*raw_request, request);
+  absl::Status status = authorizer_->Check(*ctx);
+  if (status.ok()) status = ParseRequest(*raw_request, request);
   if (status.ok()) status = (this->*handle)(request, response);
   if (status.ok()) SerializeAnswer(response, *raw_response);
   return Answer(ctx, method, start, status);
@@ -162,6 +163,9 @@ grpc::ServerUnaryReactor* AdminService::PlanInstances(grpc::CallbackServerContex
                                                       const grpc::ByteBuffer* raw_request,
                                                       grpc::ByteBuffer* raw_response) {
   const absl::Time start = runtime_->clock().Now();
+  if (absl::Status s = authorizer_->Check(*ctx); !s.ok()) {
+    return Answer(ctx, "PlanInstances", start, s);
+  }
   auto request = std::make_unique<v1::PlanInstancesRequest>();
   if (absl::Status s = ParseRequest(*raw_request, *request); !s.ok()) {
     return Answer(ctx, "PlanInstances", start, s);

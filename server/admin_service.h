@@ -3,6 +3,8 @@
 // router.v1.RouterAdmin: the model pool and the runtime configuration (router_runtime.h does the
 // work; this adapts protos). Each call is answered inline (admin changes are small and
 // serialized), except PlanInstances, which plans on a thread of its own and answers from there.
+// Every call is first authorized (call_auth.h): refused calls get UNAUTHENTICATED or
+// PERMISSION_DENIED and change nothing.
 //
 // Thread-safety: as the callback API requires.
 
@@ -12,6 +14,7 @@
 #include <atomic>
 
 #include "router/v1/router.grpc.pb.h"
+#include "server/call_auth.h"
 #include "server/router_runtime.h"
 
 namespace router::server {
@@ -28,7 +31,9 @@ using RawRouterAdminService = v1::RouterAdmin::WithRawCallbackMethod_ListModels<
 
 class AdminService final : public RawRouterAdminService {
  public:
-  explicit AdminService(RouterRuntime* runtime) : runtime_(runtime) {}
+  // `authorizer` (not owned) must outlive the service.
+  AdminService(RouterRuntime* runtime, const CallAuthorizer* authorizer)
+      : runtime_(runtime), authorizer_(authorizer) {}
 
   grpc::ServerUnaryReactor* ListModels(grpc::CallbackServerContext* ctx,
                                        const grpc::ByteBuffer* request,
@@ -71,6 +76,7 @@ class AdminService final : public RawRouterAdminService {
                               v1::UpdateConfigResponse& response);
 
   RouterRuntime* const runtime_;
+  const CallAuthorizer* const authorizer_;
   // Plans run on their own thread (they take seconds); one at a time.
   std::atomic<bool> planning_{false};
 };

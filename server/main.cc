@@ -4,7 +4,8 @@
 // Without --config it runs on the embedded defaults (docs/configuration.md). Flags override the
 // file: --port and --metrics_port replace the port of the configured `listen` and `metrics_listen`
 // addresses (0 = any free port), --listen and --metrics_listen the whole address.
-// SIGTERM/SIGINT: drain and exit 0 (routerd.h); SIGHUP: reload the config file.
+// SIGTERM/SIGINT: drain and exit 0 (routerd.h); SIGHUP: reload the config file and re-read the
+// credential files (certificates, tokens).
 // --check_config validates the configuration (and loads the estimator) and exits.
 
 #include <signal.h>
@@ -157,6 +158,8 @@ int main(int argc, char** argv) {
       Log(s.ok() ? "info" : "error", "reload",
           absl::StrCat("reload ", s.ok() ? "applied" : s.message()),
           {{"code", absl::StatusCodeToString(s.code())}});
+      // Logs each credential file it refuses; the old contents stay in use.
+      (void)(*routerd)->ReloadCredentials(/*log_repeats=*/true);
       NotifySystemd("READY=1");
       continue;
     }

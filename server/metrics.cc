@@ -16,6 +16,8 @@ void Metrics::OnQueueDepth(int64_t) {}
 void Metrics::OnExtProcStreamStarted() {}
 void Metrics::OnExtProcStreamEnded(absl::string_view) {}
 void Metrics::OnExtProcImmediateResponse(int) {}
+void Metrics::OnCredentialReloadFailure(absl::string_view) {}
+void Metrics::OnServedCertificateExpiry(absl::Time) {}
 
 const char* RejectReason(const absl::Status& status) {
   switch (status.code()) {

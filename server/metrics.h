@@ -49,6 +49,11 @@ class Metrics {
   virtual void OnExtProcStreamStarted();
   virtual void OnExtProcStreamEnded(absl::string_view outcome);
   virtual void OnExtProcImmediateResponse(int http_status);
+  // New contents of a credential file were refused (`credential`: tls, admin_token, api_token);
+  // the old ones stay in use.
+  virtual void OnCredentialReloadFailure(absl::string_view credential);
+  // The notAfter of the TLS certificate served to new connections.
+  virtual void OnServedCertificateExpiry(absl::Time not_after);
 };
 
 // The metrics that record nothing; a process-wide singleton, never destroyed.

@@ -124,7 +124,19 @@ PrometheusMetrics::PrometheusMetrics(absl::string_view version)
       ext_proc_immediate_responses_(
           prometheus::BuildCounter().Name("router_ext_proc_immediate_responses_total")
               .Help("Local replies sent to Envoy instead of routing, by HTTP status code.")
+              .Register(*registry_)),
+      credential_reload_failures_(
+          prometheus::BuildCounter().Name("router_credential_reload_failures_total")
+              .Help("Reloads that refused new contents of a credential file (the old stay in "
+                    "use), by credential: tls, admin_token, api_token.")
+              .Register(*registry_)),
+      certificate_expiry_(
+          prometheus::BuildGauge().Name("router_tls_certificate_expiry_timestamp_seconds")
+              .Help("notAfter of the TLS certificate served to new connections, Unix seconds.")
               .Register(*registry_)) {
+  for (const char* credential : {"tls", "admin_token", "api_token"}) {
+    credential_reload_failures_.Add({{"credential", credential}});
+  }
   prometheus::BuildGauge().Name("router_build_info").Help("Build of this routerd.")
       .Register(*registry_).Add({{"version", std::string(version)}}).Set(1);
   // Exported from startup on, so alerts and dashboards can rely on it. Only a shared ledger can be
@@ -224,6 +236,14 @@ void PrometheusMetrics::OnExtProcStreamEnded(absl::string_view outcome) {
 
 void PrometheusMetrics::OnExtProcImmediateResponse(int http_status) {
   ext_proc_immediate_responses_.Add({{"code", std::to_string(http_status)}}).Increment();
+}
+
+void PrometheusMetrics::OnCredentialReloadFailure(absl::string_view credential) {
+  credential_reload_failures_.Add({{"credential", std::string(credential)}}).Increment();
+}
+
+void PrometheusMetrics::OnServedCertificateExpiry(absl::Time not_after) {
+  certificate_expiry_.Add({}).Set(absl::ToDoubleSeconds(not_after - absl::UnixEpoch()));
 }
 
 }  // namespace router::server

@@ -47,6 +47,8 @@ class PrometheusMetrics final : public Metrics {
   void OnExtProcStreamStarted() override;
   void OnExtProcStreamEnded(absl::string_view outcome) override;
   void OnExtProcImmediateResponse(int http_status) override;
+  void OnCredentialReloadFailure(absl::string_view credential) override;
+  void OnServedCertificateExpiry(absl::Time not_after) override;
 
  private:
   // A routed query (assignment and predicted spend) or a query its decision refused (rejected).
@@ -79,6 +81,9 @@ class PrometheusMetrics final : public Metrics {
   prometheus::Family<prometheus::Counter>& ext_proc_streams_;
   prometheus::Gauge& ext_proc_open_streams_;
   prometheus::Family<prometheus::Counter>& ext_proc_immediate_responses_;
+  prometheus::Family<prometheus::Counter>& credential_reload_failures_;
+  // Its one series appears with the first certificate served (routerd without TLS has none).
+  prometheus::Family<prometheus::Gauge>& certificate_expiry_;
 };
 
 }  // namespace router::server

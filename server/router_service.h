@@ -10,12 +10,16 @@
 // stream: an error item with an empty query id, and the stream goes on) instead of gRPC's own
 // UNIMPLEMENTED, or a stream silently ended.
 //
+// With an authorizer (api.token_file), every call is first authorized (call_auth.h); a refused
+// call gets UNAUTHENTICATED or PERMISSION_DENIED and none of its queries is taken in.
+//
 // Thread-safety: as the callback API requires; the runtime is shared.
 
 #ifndef ROUTER_SERVER_ROUTER_SERVICE_H_
 #define ROUTER_SERVER_ROUTER_SERVICE_H_
 
 #include "router/v1/router.grpc.pb.h"
+#include "server/call_auth.h"
 #include "server/router_runtime.h"
 
 namespace router::server {
@@ -27,7 +31,9 @@ using RawRouterService = v1::Router::WithRawCallbackMethod_Route<
 
 class RouterService final : public RawRouterService {
  public:
-  explicit RouterService(RouterRuntime* runtime) : runtime_(runtime) {}
+  // `authorizer` (not owned, outlives the service) may be null: every call is let in.
+  explicit RouterService(RouterRuntime* runtime, const CallAuthorizer* authorizer = nullptr)
+      : runtime_(runtime), authorizer_(authorizer) {}
 
   grpc::ServerUnaryReactor* Route(grpc::CallbackServerContext* ctx, const grpc::ByteBuffer* request,
                                   grpc::ByteBuffer* response) override;
@@ -41,7 +47,11 @@ class RouterService final : public RawRouterService {
                                      grpc::ByteBuffer* response) override;
 
  private:
+  // The authorizer's refusal of the call `ctx` (counted under `method`), or OK.
+  absl::Status Authorize(grpc::CallbackServerContext* ctx, absl::string_view method);
+
   RouterRuntime* const runtime_;
+  const CallAuthorizer* const authorizer_;
 };
 
 }  // namespace router::server

@@ -3,6 +3,7 @@
 #include <exception>
 #include <utility>
 
+#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
 #include "grpcpp/ext/proto_server_reflection_plugin.h"
@@ -25,6 +26,68 @@ namespace {
 
 constexpr char kRouterService[] = "router.v1.Router";
 constexpr char kExtProcService[] = "envoy.service.ext_proc.v3.ExternalProcessor";
+
+// The `grpc` section's limits, and the settings every listener shares.
+void ApplyServerLimits(const GrpcServerConfig& g, absl::Duration shutdown_grace,
+                       grpc::ServerBuilder& builder) {
+  const auto ms = [](absl::Duration d) { return static_cast<int>(absl::ToInt64Milliseconds(d)); };
+  builder.SetMaxReceiveMessageSize(static_cast<int>(g.max_receive_message_bytes));
+  builder.SetMaxSendMessageSize(static_cast<int>(g.max_send_message_bytes));
+  builder.AddChannelArgument(GRPC_ARG_MAX_CONCURRENT_STREAMS,
+                             static_cast<int>(g.max_concurrent_streams));
+  builder.AddChannelArgument(GRPC_ARG_KEEPALIVE_TIME_MS, 30000);
+  builder.AddChannelArgument(GRPC_ARG_KEEPALIVE_TIMEOUT_MS, 10000);
+  // Keepalive enforcement: a client pinging more often than this (without data) gets a strike;
+  // past max_ping_strikes its connection is closed with GOAWAY too_many_pings.
+  builder.AddChannelArgument(GRPC_ARG_HTTP2_MIN_RECV_PING_INTERVAL_WITHOUT_DATA_MS,
+                             ms(g.min_ping_interval));
+  builder.AddChannelArgument(GRPC_ARG_HTTP2_MAX_PING_STRIKES, static_cast<int>(g.max_ping_strikes));
+  builder.AddChannelArgument(GRPC_ARG_KEEPALIVE_PERMIT_WITHOUT_CALLS, 1);
+  if (g.max_connection_idle > absl::ZeroDuration()) {
+    builder.AddChannelArgument(GRPC_ARG_MAX_CONNECTION_IDLE_MS, ms(g.max_connection_idle));
+  }
+  if (g.max_connection_age > absl::ZeroDuration()) {
+    builder.AddChannelArgument(GRPC_ARG_MAX_CONNECTION_AGE_MS, ms(g.max_connection_age));
+    // Calls open at the age limit get the shutdown grace to finish.
+    builder.AddChannelArgument(GRPC_ARG_MAX_CONNECTION_AGE_GRACE_MS, ms(shutdown_grace));
+  }
+  // A second routerd on the same port must fail to start, not share the port silently.
+  builder.AddChannelArgument(GRPC_ARG_ALLOW_REUSEPORT, 0);
+}
+
+bool IsLocalAddress(absl::string_view address) {
+  return absl::StartsWith(address, "127.") || absl::StartsWith(address, "[::1]:") ||
+         absl::StartsWith(address, "localhost:") || absl::StartsWith(address, "unix:");
+}
+
+// Logs what the configuration leaves open beyond this machine.
+void WarnAboutExposure(const RouterConfig& c) {
+  const std::string& admin_address = c.admin.listen.empty() ? c.listen : c.admin.listen;
+  if (!c.tls.enabled()) {
+    if (!c.admin.token_file.empty() && !IsLocalAddress(admin_address)) {
+      std::cerr << "routerd: warning: admin.token_file is set but " << admin_address
+                << " serves without TLS: the token crosses the network in clear" << std::endl;
+    }
+    if (!c.api_token_file.empty() && !IsLocalAddress(c.listen)) {
+      std::cerr << "routerd: warning: api.token_file is set but " << c.listen
+                << " serves without TLS: the token crosses the network in clear" << std::endl;
+    }
+  }
+  if (c.admin.allow_unauthenticated && !IsLocalAddress(admin_address)) {
+    std::cerr << "routerd: warning: admin.allow_unauthenticated: anyone who reaches "
+              << admin_address << " can change the budget and the model pool" << std::endl;
+  }
+}
+
+const char* OutcomeVerb(ReloadOutcome outcome) {
+  switch (outcome) {
+    case ReloadOutcome::kUnchanged: return "unchanged";
+    case ReloadOutcome::kReplaced: return "replaced";
+    case ReloadOutcome::kRejected: return "refused";
+    case ReloadOutcome::kRejectedAgain: return "still refused";
+  }
+  return "?";
+}
 
 }  // namespace
 
@@ -53,68 +116,83 @@ absl::StatusOr<std::unique_ptr<Routerd>> Routerd::Start(RouterConfig config,
                         absl::StrCat("estimator '", artifact_path, "': ", predictor.status().message()));
   }
   d->metrics_ = std::make_unique<PrometheusMetrics>(RouterdVersion());
-  const std::string listen = config.listen;
-  const std::string gateway_listen = config.gateway.listen;
-  const std::string metrics_listen = config.metrics_listen;
-  const bool reflection = config.reflection;
+  if (absl::Status s = d->LoadCredentials(config); !s.ok()) return s;
+  const RouterConfig startup = config;  // the startup-only keys, for the servers below
   absl::StatusOr<std::unique_ptr<RouterRuntime>> runtime = RouterRuntime::Create(
       std::move(config), std::make_shared<const core::Predictor>(*std::move(predictor)),
       d->metrics_.get());
   if (!runtime.ok()) return runtime.status();
   d->runtime_ = *std::move(runtime);
-  d->router_service_ = std::make_unique<RouterService>(d->runtime_.get());
-  d->admin_service_ = std::make_unique<AdminService>(d->runtime_.get());
+  d->router_service_ =
+      std::make_unique<RouterService>(d->runtime_.get(), d->api_authorizer_.get());
+  d->admin_service_ =
+      std::make_unique<AdminService>(d->runtime_.get(), d->admin_authorizer_.get());
   d->ext_proc_service_ = std::make_unique<ExtProcService>(d->runtime_.get());
 
   grpc::EnableDefaultHealthCheckService(true);
-  if (reflection) grpc::reflection::InitProtoReflectionServerBuilderPlugin();
-  grpc::ServerBuilder builder;
-  builder.AddListeningPort(listen, grpc::InsecureServerCredentials(), &d->port_);
-  builder.RegisterService(d->router_service_.get());
-  builder.RegisterService(d->admin_service_.get());
-  builder.RegisterService(d->ext_proc_service_.get());
-  // The largest legitimate requests are a RouteBatch of max_batch_request_queries texts and an
-  // ext_proc request body (gateway.request.max_body_bytes), which is also sent back rewritten.
-  builder.SetMaxReceiveMessageSize(kMaxGrpcMessageBytes);
-  builder.SetMaxSendMessageSize(kMaxGrpcMessageBytes);
-  builder.AddChannelArgument(GRPC_ARG_KEEPALIVE_TIME_MS, 30000);
-  builder.AddChannelArgument(GRPC_ARG_KEEPALIVE_TIMEOUT_MS, 10000);
-  builder.AddChannelArgument(GRPC_ARG_HTTP2_MIN_RECV_PING_INTERVAL_WITHOUT_DATA_MS, 10000);
-  builder.AddChannelArgument(GRPC_ARG_KEEPALIVE_PERMIT_WITHOUT_CALLS, 1);
-  // A second routerd on the same port must fail to start, not share the port silently.
-  builder.AddChannelArgument(GRPC_ARG_ALLOW_REUSEPORT, 0);
-  grpc::ResourceQuota quota("routerd");
-  quota.Resize(512 << 20);
-  builder.SetResourceQuota(quota);
-  d->server_ = builder.BuildAndStart();
+  if (startup.reflection) grpc::reflection::InitProtoReflectionServerBuilderPlugin();
+  const bool separate_admin = !startup.admin.listen.empty();
+  {
+    grpc::ServerBuilder builder;
+    ApplyServerLimits(startup.grpc, startup.shutdown_grace, builder);
+    builder.AddListeningPort(startup.listen, d->ListenerCredentials(), &d->port_);
+    builder.RegisterService(d->router_service_.get());
+    if (!separate_admin) builder.RegisterService(d->admin_service_.get());
+    builder.RegisterService(d->ext_proc_service_.get());
+    grpc::ResourceQuota quota("routerd");
+    quota.Resize(512 << 20);
+    builder.SetResourceQuota(quota);
+    d->server_ = builder.BuildAndStart();
+  }
   if (d->server_ == nullptr) {
     d->runtime_->StopBatches(absl::Now());
-    return absl::UnavailableError(absl::StrCat("listen: cannot listen on '", listen, "'"));
+    return absl::UnavailableError(absl::StrCat("listen: cannot listen on '", startup.listen, "'"));
   }
   d->server_->GetHealthCheckService()->SetServingStatus(kRouterService, true);
   d->server_->GetHealthCheckService()->SetServingStatus("", true);
+  if (separate_admin) {
+    grpc::ServerBuilder builder;
+    ApplyServerLimits(startup.grpc, startup.shutdown_grace, builder);
+    builder.AddListeningPort(startup.admin.listen, d->ListenerCredentials(), &d->admin_port_);
+    builder.RegisterService(d->admin_service_.get());
+    grpc::ResourceQuota quota("routerd-admin");
+    quota.Resize(64 << 20);
+    builder.SetResourceQuota(quota);
+    d->admin_server_ = builder.BuildAndStart();
+    if (d->admin_server_ == nullptr) {
+      d->Shutdown(absl::ZeroDuration(), absl::ZeroDuration());
+      return absl::UnavailableError(
+          absl::StrCat("admin.listen: cannot listen on '", startup.admin.listen, "'"));
+    }
+  }
+  WarnAboutExposure(startup);
+  if (startup.credentials_reload > absl::ZeroDuration() &&
+      (d->tls_ != nullptr || d->admin_token_ != nullptr || d->api_token_ != nullptr)) {
+    Routerd* raw = d.get();
+    d->watcher_ = std::thread(
+        [raw, interval = startup.credentials_reload] { raw->WatchCredentials(interval); });
+  }
 
-  if (!gateway_listen.empty()) {
+  if (!startup.gateway.listen.empty()) {
     // Its own server: a grpc::Service is registered with one server only.
     d->gateway_ext_proc_service_ = std::make_unique<ExtProcService>(d->runtime_.get());
     grpc::ServerBuilder gateway_builder;
-    gateway_builder.AddListeningPort(gateway_listen, grpc::InsecureServerCredentials(),
+    ApplyServerLimits(startup.grpc, startup.shutdown_grace, gateway_builder);
+    gateway_builder.AddListeningPort(startup.gateway.listen, d->ListenerCredentials(),
                                      &d->ext_proc_port_);
     gateway_builder.RegisterService(d->gateway_ext_proc_service_.get());
-    gateway_builder.SetMaxReceiveMessageSize(kMaxGrpcMessageBytes);
-    gateway_builder.SetMaxSendMessageSize(kMaxGrpcMessageBytes);
-    gateway_builder.AddChannelArgument(GRPC_ARG_ALLOW_REUSEPORT, 0);
     d->gateway_server_ = gateway_builder.BuildAndStart();
     if (d->gateway_server_ == nullptr) {
       d->Shutdown(absl::ZeroDuration(), absl::ZeroDuration());
       return absl::UnavailableError(
-          absl::StrCat("gateway.listen: cannot listen on '", gateway_listen, "'"));
+          absl::StrCat("gateway.listen: cannot listen on '", startup.gateway.listen, "'"));
     }
     d->gateway_server_->GetHealthCheckService()->SetServingStatus(kExtProcService, true);
     d->gateway_server_->GetHealthCheckService()->SetServingStatus("", true);
   }
   d->server_->GetHealthCheckService()->SetServingStatus(kExtProcService, true);
 
+  const std::string& metrics_listen = startup.metrics_listen;
   if (!metrics_listen.empty()) {
     try {
       d->exposer_ = std::make_unique<prometheus::Exposer>(metrics_listen, 1);
@@ -131,6 +209,86 @@ absl::StatusOr<std::unique_ptr<Routerd>> Routerd::Start(RouterConfig config,
 
 Routerd::~Routerd() { Shutdown(absl::ZeroDuration(), absl::ZeroDuration()); }
 
+absl::Status Routerd::LoadCredentials(const RouterConfig& config) {
+  if (config.tls.enabled()) {
+    absl::StatusOr<std::unique_ptr<TlsCertificates>> tls = TlsCertificates::Create(config.tls);
+    if (!tls.ok()) return tls.status();
+    tls_ = *std::move(tls);
+    metrics_->OnServedCertificateExpiry(tls_->not_after());
+  }
+  if (!config.admin.token_file.empty()) {
+    absl::StatusOr<std::unique_ptr<TokenFile>> token =
+        TokenFile::Load("admin.token_file", config.admin.token_file);
+    if (!token.ok()) return token.status();
+    admin_token_ = *std::move(token);
+  }
+  if (!config.api_token_file.empty()) {
+    absl::StatusOr<std::unique_ptr<TokenFile>> token =
+        TokenFile::Load("api.token_file", config.api_token_file);
+    if (!token.ok()) return token.status();
+    api_token_ = *std::move(token);
+  }
+  admin_authorizer_ = std::make_unique<CallAuthorizer>(CallAuthorizer::Options{
+      .service = "RouterAdmin",
+      .open = config.admin.allow_unauthenticated,
+      .token = admin_token_.get(),
+      .allowed_identities = config.admin.allowed_identities,
+      .configured_by = "admin.token_file or admin.allowed_identities"});
+  if (api_token_ != nullptr) {
+    api_authorizer_ = std::make_unique<CallAuthorizer>(CallAuthorizer::Options{
+        .service = "Router",
+        .open = false,
+        .token = api_token_.get(),
+        .allowed_identities = {},
+        .configured_by = "api.token_file"});
+  }
+  return absl::OkStatus();
+}
+
+std::shared_ptr<grpc::ServerCredentials> Routerd::ListenerCredentials() {
+  return tls_ != nullptr ? tls_->NewServerCredentials() : grpc::InsecureServerCredentials();
+}
+
+absl::Status Routerd::ReloadCredentials(bool log_repeats) {
+  absl::MutexLock lock(&reload_credentials_mu_);
+  absl::Status first;
+  auto report = [&](const char* credential, const ReloadResult& r) {
+    if (r.outcome == ReloadOutcome::kRejected) metrics_->OnCredentialReloadFailure(credential);
+    if (r.outcome == ReloadOutcome::kRejected ||
+        (log_repeats && r.outcome == ReloadOutcome::kRejectedAgain)) {
+      std::cerr << "routerd: " << credential << ": new contents " << OutcomeVerb(r.outcome)
+                << ", the old ones stay in use: " << r.error.message() << std::endl;
+    }
+    if (first.ok()) first = r.error;
+  };
+  if (tls_ != nullptr) {
+    const ReloadResult r = tls_->Reload();
+    if (r.outcome == ReloadOutcome::kReplaced) {
+      metrics_->OnServedCertificateExpiry(tls_->not_after());
+      std::cerr << "routerd: tls: new connections get the certificate " << tls_->subject()
+                << " (valid until " << absl::FormatTime(tls_->not_after(), absl::UTCTimeZone())
+                << ")" << std::endl;
+    }
+    report("tls", r);
+  }
+  for (const auto& [credential, token] :
+       {std::pair{"admin_token", admin_token_.get()}, std::pair{"api_token", api_token_.get()}}) {
+    if (token == nullptr) continue;
+    const ReloadResult r = token->Reload();
+    if (r.outcome == ReloadOutcome::kReplaced) {
+      std::cerr << "routerd: " << token->key() << ": the new token is in use" << std::endl;
+    }
+    report(credential, r);
+  }
+  return first;
+}
+
+void Routerd::WatchCredentials(absl::Duration interval) {
+  while (!stop_watching_.WaitForNotificationWithTimeout(interval)) {
+    (void)ReloadCredentials(/*log_repeats=*/false);
+  }
+}
+
 absl::Status Routerd::Reload() {
   if (config_path_.empty()) {
     return absl::FailedPreconditionError("routerd was started without --config; nothing to reload");
@@ -142,22 +300,12 @@ absl::Status Routerd::Reload() {
   // Startup-only keys take effect only at a start: a file that changes one is refused as a whole,
   // rather than applied in part. Flags may have overridden them at this start, so the file is
   // compared with itself as it was then.
-  for (const auto& [key, changed] :
-       {std::pair{"listen", next->listen != file_at_start_.listen},
-        std::pair{"metrics_listen", next->metrics_listen != file_at_start_.metrics_listen},
-        std::pair{"estimator", next->estimator != file_at_start_.estimator},
-        std::pair{"reflection", next->reflection != file_at_start_.reflection}}) {
-    if (changed) {
-      return absl::FailedPreconditionError(absl::StrCat(
-          key, ": a startup-only key changed in ", config_path_,
-          "; restart routerd to apply it (nothing applied)"));
-    }
+  if (std::optional<std::string> key = ChangedStartupKey(*next, file_at_start_)) {
+    return absl::FailedPreconditionError(absl::StrCat(
+        *key, ": a startup-only key changed in ", config_path_,
+        "; restart routerd to apply it (nothing applied)"));
   }
-  next->listen = current.listen;
-  next->metrics_listen = current.metrics_listen;
-  next->estimator = current.estimator;
-  next->reflection = current.reflection;
-  next->gateway.listen = current.gateway.listen;
+  CopyStartupKeys(current, *next);
   absl::StatusOr<uint64_t> generation =
       runtime_->UpdateConfig(*next, std::nullopt, /*dry_run=*/false);
   if (!generation.ok()) return generation.status();
@@ -172,6 +320,8 @@ void Routerd::Shutdown(absl::Duration drain, absl::Duration grace) {
   absl::MutexLock lock(&shutdown_mu_);
   if (shut_down_ || runtime_ == nullptr) return;  // nothing started (Start failed early)
   shut_down_ = true;
+  stop_watching_.Notify();
+  if (watcher_.joinable()) watcher_.join();
   if (server_ != nullptr) server_->GetHealthCheckService()->SetServingStatus(kRouterService, false);
   for (grpc::Server* server : {server_.get(), gateway_server_.get()}) {
     if (server == nullptr) continue;
@@ -198,6 +348,11 @@ void Routerd::Shutdown(absl::Duration drain, absl::Duration grace) {
     if (gateway_server_ != nullptr) gateway_server_->Shutdown(absl::ToChronoTime(stop));
     server_->Wait();
     if (gateway_server_ != nullptr) gateway_server_->Wait();
+  }
+  if (admin_server_ != nullptr) {
+    // Admin calls answer at once, except a plan, which ends within its own time limit.
+    admin_server_->Shutdown(absl::ToChronoTime(absl::Now() + absl::Milliseconds(200)));
+    admin_server_->Wait();
   }
   exposer_.reset();
 }

@@ -2,8 +2,9 @@
 //
 // The assembled service: loads the estimator artifact, builds the runtime, starts the gRPC server
 // (Router, RouterAdmin, Envoy's ExternalProcessor, health, reflection), a second one serving only
-// ExternalProcessor and health when gateway.listen is set, and the Prometheus endpoint, and shuts
-// them down in the order that loses nothing:
+// ExternalProcessor and health when gateway.listen is set, the admin server when `admin.listen` is
+// set (then RouterAdmin is served there only, with health and reflection), and the Prometheus
+// endpoint, and shuts them down in the order that loses nothing:
 //   1. health: NOT_SERVING ("" and router.v1.Router), so load balancers stop sending; routing goes
 //      on for `shutdown.drain_s` while they notice;
 //   2. new work is refused (UNAVAILABLE, retryable; inline queries too) and the scheduler decides
@@ -12,33 +13,46 @@
 //   3. once no call has arrived for 200 ms (or at the grace deadline), the gRPC servers shut down
 //      (gRPC 1.51 waits for every reactor to finish, which step 2 guarantees for queries; Envoy
 //      ext_proc streams still open at the grace deadline are cancelled, which releases their
-//      assignments), then the metrics endpoint.
+//      assignments), then the admin server, then the metrics endpoint.
 // So a shutdown takes at most drain + grace + the solve of one batch + gRPC's own teardown.
 //
-// Thread-safety: after Start, any thread may call Reload and Shutdown; concurrent Shutdown calls
-// wait for the first one, later ones return at once.
+// Transport security and authorization (docs/configuration.md, "Transport security"): with `tls`,
+// every listener serves TLS (tls_credentials.h) and, with a client CA, requires client
+// certificates; RouterAdmin calls, and Router calls with api.token_file, are authorized by
+// call_auth.h. The credential files' contents are re-read on ReloadCredentials (SIGHUP) and every
+// `credentials_reload_s` by a thread of routerd's own; new contents that fail their checks are
+// refused (logged, counted in router_credential_reload_failures_total) and the old ones stay.
+// The gRPC server limits of the `grpc` section apply to every listener.
 //
-// Errors: Start returns the config, artifact or listen error with the path or address named.
+// Thread-safety: after Start, any thread may call Reload, ReloadCredentials and Shutdown;
+// concurrent Shutdown calls wait for the first one, later ones return at once.
+//
+// Errors: Start returns the config, artifact, credential file or listen error with the path or
+// address named.
 
 #ifndef ROUTER_SERVER_ROUTERD_H_
 #define ROUTER_SERVER_ROUTERD_H_
 
 #include <memory>
 #include <string>
+#include <thread>
 
 #include "absl/base/thread_annotations.h"
 #include "absl/status/status.h"
-#include "absl/synchronization/mutex.h"
 #include "absl/status/statusor.h"
+#include "absl/synchronization/mutex.h"
+#include "absl/synchronization/notification.h"
 #include "absl/time/time.h"
 #include "grpcpp/server.h"
 #include "prometheus/exposer.h"
 #include "server/admin_service.h"
+#include "server/call_auth.h"
 #include "server/config.h"
 #include "server/ext_proc_call.h"
 #include "server/prometheus_metrics.h"
 #include "server/router_runtime.h"
 #include "server/router_service.h"
+#include "server/tls_credentials.h"
 
 namespace router::server {
 
@@ -58,6 +72,8 @@ class Routerd {
   int metrics_port() const { return metrics_port_; }
   // The port of gateway.listen; 0 when it is not set.
   int ext_proc_port() const { return ext_proc_port_; }
+  // The admin listener's port; 0 without admin.listen.
+  int admin_port() const { return admin_port_; }
   RouterRuntime& runtime() { return *runtime_; }
 
   // Re-reads the config file and applies it (RouterAdmin.UpdateConfig semantics). Refused, and
@@ -65,6 +81,11 @@ class Routerd {
   // naming the key: it would only take effect at the next start). Each limit the new config
   // removes is logged.
   absl::Status Reload();
+  // Re-reads the credential files (tls.*, admin.token_file, api.token_file). Contents that pass
+  // their checks replace the ones in use (new TLS connections get the new certificate; open ones
+  // keep theirs); refused contents are logged and counted once per new contents (again in the log
+  // when `log_repeats`), and the old ones stay. Returns the first refusal, or OK.
+  absl::Status ReloadCredentials(bool log_repeats);
   // `drain` and `grace` as in the config's shutdown section.
   void Shutdown(absl::Duration drain, absl::Duration grace);
 
@@ -75,7 +96,20 @@ class Routerd {
   // The startup-only keys as the config file had them at the start (before flags overrode them),
   // against which a reload's are compared.
   RouterConfig file_at_start_;
+  // Loads the credential files and builds the authorizers.
+  absl::Status LoadCredentials(const RouterConfig& config);
+  // Checks the credential files every `interval` until Shutdown.
+  void WatchCredentials(absl::Duration interval);
+  // Credentials for one more listener: TLS (its own fetcher) or plaintext.
+  std::shared_ptr<grpc::ServerCredentials> ListenerCredentials();
+
   std::unique_ptr<PrometheusMetrics> metrics_;
+  // Credentials outlive the servers and services that use them.
+  std::unique_ptr<TlsCertificates> tls_;  // null without TLS
+  std::unique_ptr<TokenFile> admin_token_;
+  std::unique_ptr<TokenFile> api_token_;
+  std::unique_ptr<CallAuthorizer> admin_authorizer_;
+  std::unique_ptr<CallAuthorizer> api_authorizer_;  // null without api.token_file
   std::unique_ptr<RouterRuntime> runtime_;
   std::unique_ptr<RouterService> router_service_;
   std::unique_ptr<AdminService> admin_service_;
@@ -83,10 +117,15 @@ class Routerd {
   std::unique_ptr<ExtProcService> gateway_ext_proc_service_;  // gateway.listen's (one per server)
   std::unique_ptr<grpc::Server> server_;
   std::unique_ptr<grpc::Server> gateway_server_;
+  std::unique_ptr<grpc::Server> admin_server_;  // null without admin.listen
   std::unique_ptr<prometheus::Exposer> exposer_;
   int port_ = 0;
+  int admin_port_ = 0;
   int metrics_port_ = 0;
   int ext_proc_port_ = 0;
+  absl::Mutex reload_credentials_mu_;
+  absl::Notification stop_watching_;
+  std::thread watcher_;
   absl::Mutex shutdown_mu_;
   bool shut_down_ ABSL_GUARDED_BY(shutdown_mu_) = false;
 };

@@ -33,6 +33,7 @@
 #include "tests/router_core/testing/status_matchers.h"
 #include "tests/server/http_get.h"
 #include "tests/server/routerd_fixture.h"
+#include "tests/server/testing/metrics_scrape.h"
 
 namespace router::server {
 namespace {
@@ -57,6 +58,7 @@ batching: {max_batch_size: )", max_batch_size, ", max_batch_delay_ms: ", max_bat
 budget: {)", cap > 0 ? absl::StrCat("avg_cost_cap_usd: ", cap, ", ") : "", R"(lease_timeout_s: 600}
 limits: {max_text_bytes: 4096}
 shutdown: {grace_s: 5, drain_s: 0}
+admin: {allow_unauthenticated: true}
 models:
   - {name: "gpt-4-1106-preview"}
   - {name: "gpt-3.5-turbo-1106"}
@@ -133,12 +135,7 @@ struct AsyncCall {
 };
 
 using testing::HttpGet;
-
-double MetricValue(const std::string& text, const std::string& series) {
-  const size_t at = text.find("\n" + series + " ");
-  if (at == std::string::npos) return -1;
-  return std::stod(text.substr(at + series.size() + 2));
-}
+using testing::MetricValue;
 
 TEST_F(RouterdTest, EveryCallIsAnsweredExactlyOnceUnderLoadAndCancellation) {
   constexpr int kCalls = 3000;

@@ -48,8 +48,10 @@ TEXTS = [
 
 
 def config_yaml(lease_s, fallbacks):
+    # RouterAdmin (UpdateConfig, ListModels) open to this test only: routerd allows that on loopback.
     return f"""listen: 127.0.0.1:0
 metrics_listen: ""
+admin: {{allow_unauthenticated: true}}
 batching: {{max_batch_size: 32, max_batch_delay_ms: 2}}
 policy: {{max_fallbacks: {fallbacks}}}
 budget: {{avg_cost_cap_usd: 0.003, spend_usd_per_minute: 60, spend_burst_usd: 5, lease_timeout_s: {lease_s}}}
