@@ -185,8 +185,9 @@ std::atomic<uint64_t> next_stream_id{0};
 class ExtProcCall final : public grpc::ServerBidiReactor<grpc::ByteBuffer, grpc::ByteBuffer>,
                           public AnswerSink {
  public:
-  explicit ExtProcCall(RouterRuntime* rt)
-      : rt_(rt), start_(rt->clock().Now()), state_(rt->state()) {
+  // `peer`: the connection's peer address (limits.max_queries_per_connection).
+  ExtProcCall(RouterRuntime* rt, std::string peer)
+      : rt_(rt), peer_(std::move(peer)), start_(rt->clock().Now()), state_(rt->state()) {
     rt_->metrics().OnExtProcStreamStarted();
     StartRead(&raw_in_);
   }
@@ -575,11 +576,19 @@ class ExtProcCall final : public grpc::ServerBidiReactor<grpc::ByteBuffer, grpc:
     if (parsed->max_output_tokens.has_value()) query.set_output_tokens(*parsed->max_output_tokens);
     for (const std::string& m : g.models) query.add_allowed_models(m);
     const absl::Time now = rt_->clock().Now();
-    absl::StatusOr<Intake> intake = TakeIn(query, "query", *state_, now, now + g.decision_timeout);
+    // Admitted under the same tenant and connection bounds as Router calls (admission.h).
+    const std::string connection =
+        state_->config.max_queries_per_connection > 0 ? peer_ : std::string();
+    absl::StatusOr<Intake> intake = TakeIn(
+        query, "query", *state_, now, now + g.decision_timeout,
+        [&](const v1::Query& q, RoutingMode mode) {
+          return rt_->Admit(*state_, q.tenant(), connection, mode, /*check_queue=*/true);
+        });
     if (!intake.ok()) return RefuseLocked(intake.status());
     task_outstanding_ = true;
     phase_ = Phase::kDeciding;
-    a.task = std::make_unique<QueryTask>(this, 0, query.id(), std::move(intake->query));
+    a.task = std::make_unique<QueryTask>(this, 0, query.id(), std::move(intake->query),
+                                         std::move(intake->ticket));
     a.task->set_trace_id(trace_id_);
     a.mode = intake->mode;
   }
@@ -725,6 +734,7 @@ class ExtProcCall final : public grpc::ServerBidiReactor<grpc::ByteBuffer, grpc:
   }
 
   RouterRuntime* const rt_;
+  const std::string peer_;
   const absl::Time start_;
   // The snapshot the stream is handled under (gateway options, pool, predictor, prices).
   const std::shared_ptr<const RuntimeState> state_;
@@ -766,9 +776,9 @@ class ExtProcCall final : public grpc::ServerBidiReactor<grpc::ByteBuffer, grpc:
 }  // namespace
 
 grpc::ServerBidiReactor<grpc::ByteBuffer, grpc::ByteBuffer>* ExtProcService::Process(
-    grpc::CallbackServerContext*) {
+    grpc::CallbackServerContext* ctx) {
   runtime_->NoteArrival();
-  return new ExtProcCall(runtime_);
+  return new ExtProcCall(runtime_, ctx->peer());
 }
 
 }  // namespace router::server

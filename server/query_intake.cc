@@ -37,7 +37,8 @@ absl::StatusOr<std::optional<RoutingMode>> RequestedMode(const v1::Query& query,
 }  // namespace
 
 absl::StatusOr<Intake> TakeIn(const v1::Query& query, absl::string_view field,
-                              const RuntimeState& state, absl::Time now, absl::Time deadline) {
+                              const RuntimeState& state, absl::Time now, absl::Time deadline,
+                              AdmitFn admit) {
   if (query.id().empty()) return Invalid(field, "id", "required");
   if (query.id().size() > kMaxQueryIdBytes) {
     return Invalid(field, "id", absl::StrCat("longer than ", kMaxQueryIdBytes, " bytes"));
@@ -74,6 +75,13 @@ absl::StatusOr<Intake> TakeIn(const v1::Query& query, absl::string_view field,
     pending.allowed.push_back(name);
   }
 
+  intake.mode = ResolveRoutingMode(*requested, query.tenant(), state.config.routing, deadline - now,
+                                   BatchLatency(state.config.batching.max_batch_delay,
+                                                state.config.policy.solve.time_limit));
+  absl::StatusOr<AdmissionTicket> ticket = admit(query, intake.mode);
+  if (!ticket.ok()) return ticket.status();
+  intake.ticket = *std::move(ticket);
+
   // The predictor checks the embedding (its dimension and values) and names what is wrong.
   core::PredictRequest request;
   request.text = query.text();
@@ -92,9 +100,6 @@ absl::StatusOr<Intake> TakeIn(const v1::Query& query, absl::string_view field,
   pending.predictions = *std::move(predictions);
   pending.arrival = now;
   pending.deadline = deadline;
-  intake.mode = ResolveRoutingMode(*requested, query.tenant(), state.config.routing, deadline - now,
-                                   BatchLatency(state.config.batching.max_batch_delay,
-                                                state.config.policy.solve.time_limit));
   return intake;
 }
 

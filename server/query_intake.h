@@ -1,14 +1,15 @@
 // File: query_intake.h
 //
 // The one intake step of a query, whichever RPC brought it: validates a router.v1.Query once,
-// predicts it with the current snapshot's predictor (on the handler's thread, so the batch thread
-// only solves), and resolves the mode that decides it (routing_mode.h).
+// resolves the mode that decides it (routing_mode.h), admits it (admission.h: the caller's
+// check, made before the prediction so that a refusal costs little), and predicts it with the
+// current snapshot's predictor (on the handler's thread, so the batch thread only solves).
 //
 // Errors (INVALID_ARGUMENT, naming the field under `field`, e.g. `query.embedding[3]: not
 // finite`): missing or oversized id; neither text nor embedding; text over the size limit; an
 // embedding of the wrong dimension or with a non-finite value; negative token hints; a repeated
 // or unknown allowed model; a routing mode outside the enum. Predictor errors keep their code,
-// with the field prefixed.
+// with the field prefixed. The admission's refusal is returned as it is.
 //
 // Thread-safety: pure functions over immutable snapshots.
 //
@@ -20,6 +21,7 @@
 #include <cstddef>
 #include <string>
 
+#include "absl/functional/function_ref.h"
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
 #include "absl/time/time.h"
@@ -27,6 +29,7 @@
 #include "grpcpp/server_context.h"
 #include "router/v1/router.pb.h"
 #include "router_core/serving/pool_view.h"
+#include "server/admission.h"
 #include "server/routing_mode.h"
 #include "server/runtime_state.h"
 
@@ -34,15 +37,22 @@ namespace router::server {
 
 inline constexpr size_t kMaxQueryIdBytes = 256;
 
-// A query taken in: predicted, and the mode (kBatch or kInline) that decides it.
+// A query taken in: predicted, the mode (kBatch or kInline) that decides it, and its place under
+// the admission bounds (for its task to hold until it is answered).
 struct Intake {
   core::PendingQuery query;
   RoutingMode mode = RoutingMode::kBatch;
+  AdmissionTicket ticket;
 };
+
+// Admits a validated query that `mode` will decide, or says why not.
+using AdmitFn =
+    absl::FunctionRef<absl::StatusOr<AdmissionTicket>(const v1::Query& query, RoutingMode mode)>;
 
 // Takes in `query`, which arrived at `now` from a caller with `deadline` (InfiniteFuture = none).
 absl::StatusOr<Intake> TakeIn(const v1::Query& query, absl::string_view field,
-                              const RuntimeState& state, absl::Time now, absl::Time deadline);
+                              const RuntimeState& state, absl::Time now, absl::Time deadline,
+                              AdmitFn admit);
 
 // The call's deadline; InfiniteFuture when the client set none.
 absl::Time DeadlineOf(const grpc::CallbackServerContext* ctx);

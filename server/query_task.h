@@ -25,6 +25,7 @@
 #include "router_core/serving/batch_engine.h"
 #include "router_core/serving/inline_router.h"
 #include "router_core/serving/pool_view.h"
+#include "server/admission.h"
 
 namespace router::server {
 
@@ -64,14 +65,17 @@ class AnswerSink {
 class QueryTask {
  public:
   // `sink` (not owned) outlives the task until the task's answer is delivered; `item` is the
-  // query's place in its call (RouteBatch: its index in the request; otherwise 0).
-  QueryTask(AnswerSink* sink, size_t item, std::string query_id, core::PendingQuery query)
+  // query's place in its call (RouteBatch: its index in the request; otherwise 0); `ticket` is
+  // held until the task is destroyed.
+  QueryTask(AnswerSink* sink, size_t item, std::string query_id, core::PendingQuery query,
+            AdmissionTicket ticket = {})
       : sink_(sink),
         item_(item),
         query_id_(std::move(query_id)),
         arrival_(query.arrival),
         deadline_(query.deadline),
-        query_(std::move(query)) {}
+        query_(std::move(query)),
+        ticket_(std::move(ticket)) {}
 
   AnswerSink& sink() const { return *sink_; }
   // The W3C trace id of the call that brought the query; empty when it carried none.
@@ -92,6 +96,7 @@ class QueryTask {
   const absl::Time deadline_;
   core::PendingQuery query_;
   std::string trace_id_;
+  AdmissionTicket ticket_;
 };
 
 }  // namespace router::server

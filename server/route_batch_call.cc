@@ -53,6 +53,8 @@ class RouteBatchCall final : public grpc::ServerUnaryReactor, public AnswerSink 
     std::vector<std::pair<int, absl::Status>> refused;
     const absl::Time deadline = DeadlineOf(ctx_);
     const std::string trace_id = TraceIdOf(ctx_);
+    const std::string connection =
+        state->config.max_queries_per_connection > 0 ? ctx_->peer() : std::string();
     for (int k = 0; k < n; ++k) {
       const v1::Query& q = request_.queries(k);
       const std::string field = absl::StrCat("queries[", k, "]");
@@ -61,13 +63,18 @@ class RouteBatchCall final : public grpc::ServerUnaryReactor, public AnswerSink 
                                     absl::StrCat(field, ".id: duplicate query id '", q.id(), "'")));
         continue;
       }
-      absl::StatusOr<Intake> intake = TakeIn(q, field, *state, start_, deadline);
+      absl::StatusOr<Intake> intake = TakeIn(
+          q, field, *state, start_, deadline, [&](const v1::Query& query, RoutingMode mode) {
+            // The queue bounds the batch as a whole when it is queued (DispatchBatch).
+            return rt_->Admit(*state, query.tenant(), connection, mode, /*check_queue=*/false);
+          });
       if (!intake.ok()) {
         refused.emplace_back(k, intake.status());
         continue;
       }
       tasks.push_back(std::make_unique<QueryTask>(this, static_cast<size_t>(k), q.id(),
-                                                  std::move(intake->query)));
+                                                  std::move(intake->query),
+                                                  std::move(intake->ticket)));
       tasks.back()->set_trace_id(trace_id);
     }
     // Refused items are answered first; the call finishes when the last task is delivered.
@@ -121,6 +128,7 @@ class RouteBatchCall final : public grpc::ServerUnaryReactor, public AnswerSink 
       if (finished_) return;
       finished_ = true;
     }
+    AddRetryHint(*ctx_, s);
     FinishCall(ToGrpcStatus(s));
   }
 

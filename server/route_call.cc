@@ -28,14 +28,20 @@ class RouteCall final : public grpc::ServerUnaryReactor, public AnswerSink {
       return;
     }
     const std::shared_ptr<const RuntimeState> state = rt_->state();
-    absl::StatusOr<Intake> intake =
-        TakeIn(request_.query(), "query", *state, start_, DeadlineOf(ctx_));
+    const std::string connection =
+        state->config.max_queries_per_connection > 0 ? ctx_->peer() : std::string();
+    absl::StatusOr<Intake> intake = TakeIn(
+        request_.query(), "query", *state, start_, DeadlineOf(ctx_),
+        [&](const v1::Query& q, RoutingMode mode) {
+          return rt_->Admit(*state, q.tenant(), connection, mode, /*check_queue=*/true);
+        });
     if (!intake.ok()) {
       Refuse(intake.status());
       return;
     }
     auto task =
-        std::make_unique<QueryTask>(this, 0, request_.query().id(), std::move(intake->query));
+        std::make_unique<QueryTask>(this, 0, request_.query().id(), std::move(intake->query),
+                                    std::move(intake->ticket));
     task->set_trace_id(TraceIdOf(ctx_));
     // The last touch of this call: the answer may finish it before Dispatch returns.
     rt_->Dispatch(std::move(task), intake->mode, *state);
@@ -70,6 +76,7 @@ class RouteCall final : public grpc::ServerUnaryReactor, public AnswerSink {
     rt_->metrics().OnRequest("Route", static_cast<grpc::StatusCode>(status.code()),
                              rt_->clock().Now() - start_);
     if (status.ok()) SerializeAnswer(response_, *raw_response_);
+    AddRetryHint(*ctx_, status);
     Finish(ToGrpcStatus(status));
   }
 

@@ -205,8 +205,14 @@ class RouteStreamCall final : public grpc::ServerBidiReactor<grpc::ByteBuffer, g
 
   void Handle(const v1::Query& query) {
     const std::shared_ptr<const RuntimeState> state = rt_->state();
-    absl::StatusOr<Intake> intake =
-        TakeIn(query, "query", *state, rt_->clock().Now(), DeadlineOf(ctx_));
+    if (state->config.max_queries_per_connection > 0 && connection_.empty()) {
+      connection_ = ctx_->peer();
+    }
+    absl::StatusOr<Intake> intake = TakeIn(
+        query, "query", *state, rt_->clock().Now(), DeadlineOf(ctx_),
+        [&](const v1::Query& q, RoutingMode mode) {
+          return rt_->Admit(*state, q.tenant(), connection_, mode, /*check_queue=*/true);
+        });
     if (!intake.ok()) {
       Refuse(query.id(), intake.status());
       return;
@@ -215,7 +221,8 @@ class RouteStreamCall final : public grpc::ServerBidiReactor<grpc::ByteBuffer, g
       absl::MutexLock lock(&mu_);
       ++outstanding_;
     }
-    auto task = std::make_unique<QueryTask>(this, 0, query.id(), std::move(intake->query));
+    auto task = std::make_unique<QueryTask>(this, 0, query.id(), std::move(intake->query),
+                                            std::move(intake->ticket));
     task->set_trace_id(trace_id_);
     rt_->Dispatch(std::move(task), intake->mode, *state);
   }
@@ -281,6 +288,7 @@ class RouteStreamCall final : public grpc::ServerBidiReactor<grpc::ByteBuffer, g
   grpc::ByteBuffer raw_request_;
   v1::RouteStreamRequest request_;
   int64_t messages_read_ = 0;
+  std::string connection_;  // the peer address, once limits.max_queries_per_connection needs it
   grpc::ByteBuffer raw_answer_;  // the message being written
   std::atomic<bool> cancelled_{false};
   absl::Mutex mu_;

@@ -7,6 +7,7 @@
 #include "absl/strings/str_cat.h"
 #include "server/log.h"
 #include "server/query_answer.h"
+#include "server/status_util.h"
 
 namespace router::server {
 
@@ -201,17 +202,56 @@ absl::StatusOr<uint64_t> RouterRuntime::RemoveModel(const std::string& name) {
   return ApplyLocked(std::move(config), current->predictor, /*dry_run=*/false);
 }
 
+absl::StatusOr<AdmissionTicket> RouterRuntime::Admit(const RuntimeState& state,
+                                                     absl::string_view tenant,
+                                                     absl::string_view connection,
+                                                     RoutingMode mode, bool check_queue) {
+  if (!accepting_inline_.load()) return absl::UnavailableError(kShuttingDown);
+  const bool queued = mode == RoutingMode::kBatch;
+  if (queued && check_queue) {
+    const int64_t depth = scheduler_->NumQueued();
+    if (depth >= state.config.batching.max_queued) {
+      return WithRetryHint(
+          absl::UnavailableError(absl::StrCat("queue full (", depth,
+                                              " queries waiting; batching.max_queued)")),
+          RetryAfter(state, depth));
+    }
+  }
+  const Admission::Bounds bounds{.per_tenant = state.config.max_queued_per_tenant,
+                                 .per_connection = state.config.max_queries_per_connection};
+  absl::StatusOr<AdmissionTicket> ticket = admission_.Admit(tenant, queued, connection, bounds);
+  if (!ticket.ok()) {
+    const int64_t ahead = std::max(queued ? admission_.TenantCount(tenant) : 0,
+                                   admission_.ConnectionCount(connection));
+    return WithRetryHint(ticket.status(), RetryAfter(state, ahead));
+  }
+  return ticket;
+}
+
+absl::Duration RouterRuntime::RetryAfter(const RuntimeState& state, int64_t queued) {
+  const core::BatchQueueOptions& b = state.config.batching;
+  const absl::Duration per_batch = b.max_batch_delay + state.config.policy.solve.time_limit;
+  return std::min(per_batch * (queued / b.max_batch_size + 1), absl::Seconds(10));
+}
+
 void RouterRuntime::Dispatch(TaskPtr task, RoutingMode mode, const RuntimeState& state) {
   if (mode == RoutingMode::kInline) {
     DecideInline(std::move(task), state);
     return;
   }
   // Schedule takes the task only on success; a refused one is answered here.
-  if (absl::Status s = scheduler_->Schedule(task); !s.ok()) Refuse(std::move(task), s);
+  if (absl::Status s = scheduler_->Schedule(task); !s.ok()) {
+    Refuse(std::move(task), accepting_inline_.load()
+                                ? WithRetryHint(s, RetryAfter(state, state.config.batching.max_queued))
+                                : s);
+  }
 }
 
 absl::Status RouterRuntime::DispatchBatch(std::vector<TaskPtr>& tasks) {
-  return scheduler_->ScheduleBatch(tasks);
+  absl::Status s = scheduler_->ScheduleBatch(tasks);
+  if (s.ok() || !accepting_inline_.load()) return s;
+  const std::shared_ptr<const RuntimeState> current = state();
+  return WithRetryHint(s, RetryAfter(*current, current->config.batching.max_queued));
 }
 
 void RouterRuntime::Refuse(TaskPtr task, const absl::Status& status) {

@@ -47,6 +47,7 @@
 #include "router_core/serving/inline_router.h"
 #include "router_core/serving/ledger.h"
 #include "router_core/serving/local_ledger.h"
+#include "server/admission.h"
 #include "server/config.h"
 #include "server/metrics.h"
 #include "server/query_task.h"
@@ -79,12 +80,26 @@ class RouterRuntime {
   Metrics& metrics() { return *metrics_; }
   const core::Clock& clock() const { return *clock_; }
 
+  // Admits one query of `tenant` from `connection` (its peer address; may be empty when
+  // limits.max_queries_per_connection is 0), to be decided in `mode`, before its prediction
+  // (admission.h). Refused with UNAVAILABLE while shutting down, and with UNAVAILABLE and a retry
+  // hint (status_util.h) when its tenant's or connection's bound is reached or, for a batch-mode
+  // query when `check_queue` (RouteBatch's queries are bounded as a whole when queued), when the
+  // batch queue is full.
+  absl::StatusOr<AdmissionTicket> Admit(const RuntimeState& state, absl::string_view tenant,
+                                        absl::string_view connection, RoutingMode mode,
+                                        bool check_queue);
+  // The retry hint of an overloaded routerd with `queued` queries ahead: how long they take to
+  // drain, (queued / max_batch_size + 1) x (max_batch_delay + policy time limit), at most 10 s.
+  static absl::Duration RetryAfter(const RuntimeState& state, int64_t queued);
+
   // Decides `task` in `mode` (kBatch or kInline), against `state` (the snapshot it was taken in
   // under): inline at once on this thread, or queued for its batch. Its answer is delivered to its
   // sink exactly once, possibly before this returns.
   void Dispatch(TaskPtr task, RoutingMode mode, const RuntimeState& state);
-  // Queues a caller-formed batch, decided as one batch. On refusal (UNAVAILABLE: queue full or
-  // shutting down) the tasks stay in `tasks`, undelivered, and the caller answers its call.
+  // Queues a caller-formed batch, decided as one batch. On refusal (UNAVAILABLE: queue full, with
+  // a retry hint, or shutting down) the tasks stay in `tasks`, undelivered, and the caller answers
+  // its call.
   absl::Status DispatchBatch(std::vector<TaskPtr>& tasks);
   // Delivers `status` to a task that will not be decided, and counts it.
   void Refuse(TaskPtr task, const absl::Status& status);
@@ -104,6 +119,9 @@ class RouterRuntime {
   // Decides what is queued until `deadline`, refuses the rest (UNAVAILABLE), stops the batch
   // thread.
   void StopBatches(absl::Time deadline);
+
+  // Queries waiting for a batch (queued, or in caller-formed batches not yet decided).
+  int64_t NumQueued() { return scheduler_->NumQueued(); }
 
   // Handlers call this for every call they receive; shutdown waits for a quiet period (routerd.h).
   void NoteArrival() { last_arrival_ns_.store(absl::ToUnixNanos(clock_->Now())); }
@@ -140,6 +158,7 @@ class RouterRuntime {
   std::unique_ptr<core::Ledger> ledger_;
   std::unique_ptr<core::InlineRouter> inline_router_;
   std::atomic<bool> accepting_inline_{true};
+  Admission admission_;
   absl::Mutex admin_mu_;
   mutable absl::Mutex state_mu_;
   std::shared_ptr<const RuntimeState> state_ ABSL_GUARDED_BY(state_mu_);
