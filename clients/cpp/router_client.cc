@@ -3,12 +3,17 @@
 #include <algorithm>
 #include <cstdint>
 #include <deque>
+#include <fstream>
 #include <optional>
+#include <sstream>
 #include <string>
 #include <thread>
 #include <utility>
 
 #include "absl/container/flat_hash_map.h"
+#include "absl/strings/ascii.h"
+#include "absl/strings/cord.h"
+#include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/synchronization/mutex.h"
 #include "grpcpp/client_context.h"
@@ -23,9 +28,29 @@ absl::Status FromGrpcStatus(const grpc::Status& status) {
 
 namespace {
 
+// Where a status carries routerd's retry hint (milliseconds, decimal).
+constexpr char kRetryAfterPayload[] = "type.router.v1/retry-after-ms";
+
+// A failed call's status, with the retry hint of its trailers.
+absl::Status CallStatus(const grpc::Status& status, const grpc::ClientContext& ctx) {
+  absl::Status s = FromGrpcStatus(status);
+  const auto& trailers = ctx.GetServerTrailingMetadata();
+  if (auto it = trailers.find("grpc-retry-pushback-ms"); it != trailers.end()) {
+    int64_t ms = 0;
+    if (absl::SimpleAtoi(absl::string_view(it->second.data(), it->second.size()), &ms) && ms >= 0) {
+      s.SetPayload(kRetryAfterPayload, absl::Cord(absl::StrCat(ms)));
+    }
+  }
+  return s;
+}
+
 // Clamps a duration to the int range gRPC channel arguments take, in milliseconds.
 int ToMillisArg(absl::Duration d) {
   return static_cast<int>(std::min<int64_t>(absl::ToInt64Milliseconds(d), INT32_MAX));
+}
+
+bool TlsWanted(const RouterClientOptions::Tls& tls) {
+  return tls.enabled || !tls.ca_file.empty() || !tls.cert_file.empty() || !tls.server_name.empty();
 }
 
 absl::Status ValidateOptions(const RouterClientOptions& o) {
@@ -50,7 +75,49 @@ absl::Status ValidateOptions(const RouterClientOptions& o) {
     return absl::InvalidArgumentError(
         absl::StrCat("mode: unknown routing mode ", static_cast<int>(o.mode)));
   }
+  if (o.tls.cert_file.empty() != o.tls.key_file.empty()) {
+    return absl::InvalidArgumentError("tls.cert_file and tls.key_file: give both or neither");
+  }
+  if (o.credentials != nullptr && TlsWanted(o.tls)) {
+    return absl::InvalidArgumentError("credentials and tls: give one of them");
+  }
+  for (char c : o.bearer_token) {
+    if (c < 0x21 || c > 0x7e) {
+      return absl::InvalidArgumentError(
+          "bearer_token: must be printable ASCII without spaces (a metadata value)");
+    }
+  }
   return absl::OkStatus();
+}
+
+absl::StatusOr<std::string> ReadFile(absl::string_view field, const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) return absl::NotFoundError(absl::StrCat(field, " '", path, "': cannot be read"));
+  std::stringstream text;
+  text << in.rdbuf();
+  return text.str();
+}
+
+// The channel credentials `o` asks for: its own, TLS, or plaintext.
+absl::StatusOr<std::shared_ptr<grpc::ChannelCredentials>> MakeCredentials(
+    const RouterClientOptions& o) {
+  if (o.credentials != nullptr) return o.credentials;
+  if (!TlsWanted(o.tls)) return grpc::InsecureChannelCredentials();
+  grpc::SslCredentialsOptions ssl;
+  if (!o.tls.ca_file.empty()) {
+    absl::StatusOr<std::string> ca = ReadFile("tls.ca_file", o.tls.ca_file);
+    if (!ca.ok()) return ca.status();
+    ssl.pem_root_certs = *std::move(ca);
+  }
+  if (!o.tls.cert_file.empty()) {
+    absl::StatusOr<std::string> cert = ReadFile("tls.cert_file", o.tls.cert_file);
+    if (!cert.ok()) return cert.status();
+    absl::StatusOr<std::string> key = ReadFile("tls.key_file", o.tls.key_file);
+    if (!key.ok()) return key.status();
+    ssl.pem_cert_chain = *std::move(cert);
+    ssl.pem_private_key = *std::move(key);
+  }
+  return grpc::SslCredentials(ssl);
 }
 
 // Copies `query` into `out`, with `mode` when the query names none.
@@ -121,9 +188,12 @@ absl::StatusOr<std::unique_ptr<RouterClient>> RouterClient::Connect(
   args.SetInt(GRPC_ARG_KEEPALIVE_TIME_MS, ToMillisArg(options.keepalive_time));
   args.SetInt(GRPC_ARG_KEEPALIVE_TIMEOUT_MS, ToMillisArg(options.keepalive_timeout));
   args.SetMaxReceiveMessageSize(options.max_receive_message_bytes);
-  std::shared_ptr<grpc::ChannelCredentials> credentials =
-      options.credentials != nullptr ? options.credentials : grpc::InsecureChannelCredentials();
-  std::shared_ptr<grpc::Channel> channel = grpc::CreateCustomChannel(address, credentials, args);
+  if (!options.tls.server_name.empty()) {
+    args.SetSslTargetNameOverride(options.tls.server_name);
+  }
+  absl::StatusOr<std::shared_ptr<grpc::ChannelCredentials>> credentials = MakeCredentials(options);
+  if (!credentials.ok()) return credentials.status();
+  std::shared_ptr<grpc::Channel> channel = grpc::CreateCustomChannel(address, *credentials, args);
   if (options.connect_timeout > absl::ZeroDuration() &&
       !channel->WaitForConnected(absl::ToChronoTime(absl::Now() + options.connect_timeout))) {
     return absl::UnavailableError(absl::StrCat("could not connect to ", address, " within ",
@@ -148,6 +218,30 @@ RouterClient::RouterClient(std::shared_ptr<grpc::Channel> channel,
 void RouterClient::SetDeadline(grpc::ClientContext& ctx,
                                std::optional<absl::Duration> timeout) const {
   ctx.set_deadline(absl::ToChronoTime(absl::Now() + timeout.value_or(options_.default_timeout)));
+  SetToken(ctx);
+}
+
+void RouterClient::SetToken(grpc::ClientContext& ctx) const {
+  if (!options_.bearer_token.empty()) {
+    ctx.AddMetadata("authorization", absl::StrCat("Bearer ", options_.bearer_token));
+  }
+}
+
+std::optional<absl::Duration> RetryAfter(const absl::Status& status) {
+  const auto payload = status.GetPayload(kRetryAfterPayload);  // an absl::optional here
+  int64_t ms = 0;
+  if (!payload.has_value() || !absl::SimpleAtoi(std::string(*payload), &ms)) return std::nullopt;
+  return absl::Milliseconds(ms);
+}
+
+absl::StatusOr<std::string> ReadTokenFile(const std::string& path) {
+  absl::StatusOr<std::string> text = ReadFile("token file", path);
+  if (!text.ok()) return text.status();
+  const absl::string_view token = absl::StripAsciiWhitespace(*text);
+  if (token.empty()) {
+    return absl::InvalidArgumentError(absl::StrCat("token file '", path, "': holds no token"));
+  }
+  return std::string(token);
 }
 
 absl::StatusOr<v1::Assignment> RouterClient::Route(const v1::Query& query,
@@ -157,7 +251,9 @@ absl::StatusOr<v1::Assignment> RouterClient::Route(const v1::Query& query,
   v1::RouteRequest request;
   SetQuery(query, options_.mode, request.mutable_query());
   v1::RouteResponse response;
-  if (grpc::Status s = router_->Route(&ctx, request, &response); !s.ok()) return FromGrpcStatus(s);
+  if (grpc::Status s = router_->Route(&ctx, request, &response); !s.ok()) {
+    return CallStatus(s, ctx);
+  }
   return std::move(*response.mutable_assignment());
 }
 
@@ -170,7 +266,7 @@ absl::StatusOr<v1::RouteBatchResponse> RouterClient::RouteBatch(
   for (const v1::Query& q : queries) *request.add_queries() = q;
   v1::RouteBatchResponse response;
   if (grpc::Status s = router_->RouteBatch(&ctx, request, &response); !s.ok()) {
-    return FromGrpcStatus(s);
+    return CallStatus(s, ctx);
   }
   return response;
 }
@@ -183,6 +279,7 @@ absl::Status RouterClient::RouteStream(absl::Span<const v1::Query> queries,
   if (options.timeout != absl::InfiniteDuration()) {
     ctx.set_deadline(absl::ToChronoTime(absl::Now() + options.timeout));
   }
+  SetToken(ctx);
   std::unique_ptr<grpc::ClientReaderWriter<v1::RouteStreamRequest, v1::RouteStreamResponse>>
       stream = router_->RouteStream(&ctx);
   InFlight in_flight(options.max_in_flight);

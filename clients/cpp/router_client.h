@@ -28,8 +28,11 @@
 // Errors: each call's error is the server's gRPC status (see the conventions in router.proto:
 // INVALID_ARGUMENT names the field, UNAVAILABLE is retryable, RESOURCE_EXHAUSTED means budget or
 // slots), DEADLINE_EXCEEDED when the call's timeout passed, or UNAVAILABLE when routerd cannot be
-// reached. Connect itself returns INVALID_ARGUMENT for bad options and UNAVAILABLE when the channel
-// did not become ready within connect_timeout.
+// reached; UNAUTHENTICATED or PERMISSION_DENIED when routerd refuses the call's credentials.
+// Connect itself returns INVALID_ARGUMENT for bad options, NOT_FOUND for a TLS or token file it
+// cannot read, and UNAVAILABLE when the channel did not become ready within connect_timeout (also
+// when the TLS handshake fails: an untrusted server certificate, or a client certificate routerd
+// refuses).
 
 #ifndef ROUTER_CLIENTS_CPP_ROUTER_CLIENT_H_
 #define ROUTER_CLIENTS_CPP_ROUTER_CLIENT_H_
@@ -55,6 +58,12 @@ namespace router::client {
 // The one mapping from a gRPC status to an absl::Status (the code numbering is identical).
 absl::Status FromGrpcStatus(const grpc::Status& status);
 
+// The retry hint of a failed Route or RouteBatch: how long routerd asked the caller to wait
+// before retrying when it refused the call for overload (UNAVAILABLE with its
+// `grpc-retry-pushback-ms` trailer); nullopt without one (also for a refusal while routerd shuts
+// down: retry on another replica).
+std::optional<absl::Duration> RetryAfter(const absl::Status& status);
+
 // routerd refuses keepalive pings more frequent than this
 // (GRPC_ARG_HTTP2_MIN_RECV_PING_INTERVAL_WITHOUT_DATA_MS on the server, server/routerd.cc) and
 // answers them with GOAWAY "too_many_pings", so the client never pings more often.
@@ -74,8 +83,23 @@ struct RouterClientOptions {
   // Largest answer accepted (a RouteBatch answer of 4096 items is about 2 MiB). Same as routerd's
   // send limit.
   int max_receive_message_bytes = 4 << 20;
-  // Channel credentials; null means plaintext (routerd listens without TLS, behind the gateway).
+  // Channel credentials, for a setup the fields below cannot express; null = built from `tls`
+  // (plaintext when it is off). Setting both this and `tls` is INVALID_ARGUMENT.
   std::shared_ptr<grpc::ChannelCredentials> credentials;
+  // TLS to routerd (its `tls` config section). Off: plaintext.
+  struct Tls {
+    bool enabled = false;        // also implied by any file below
+    std::string ca_file;         // PEM roots to verify routerd's certificate; empty = the system's
+    std::string cert_file;       // this client's certificate chain, for mTLS (tls.client_ca_file)
+    std::string key_file;        // its private key; required with cert_file
+    // The name checked against routerd's certificate when it differs from the address's host
+    // (e.g. connecting to an IP whose certificate names a DNS name); empty = the host.
+    std::string server_name;
+  } tls;
+  // Sent as `authorization: Bearer <token>` metadata on every call (admin.token_file for
+  // RouterAdmin, api.token_file for Router). Empty = none. Never logged. Over plaintext it crosses
+  // the network in clear: use it with TLS beyond loopback.
+  std::string bearer_token;
   // Routing mode sent with every query of Route and RouteStream whose own Query.mode is
   // ROUTING_MODE_UNSPECIFIED (a query's own mode wins). UNSPECIFIED (the default) sends none:
   // routerd then uses the tenant's mode or its configured default. RouteBatch is always decided as
@@ -83,6 +107,11 @@ struct RouterClientOptions {
   // prices in Assignment.inline_decision.
   v1::RoutingMode mode = v1::ROUTING_MODE_UNSPECIFIED;
 };
+
+// The token a token file holds (surrounding whitespace and the final newline dropped), as routerd
+// reads admin.token_file and api.token_file. NOT_FOUND for an unreadable file, INVALID_ARGUMENT
+// for one without a token (neither message contains the file's contents).
+absl::StatusOr<std::string> ReadTokenFile(const std::string& path);
 
 // One answer of a RouteStream, as handed to the callback (a response message may carry several;
 // each is handed over on its own).
@@ -119,7 +148,8 @@ class RouterClient {
   static absl::StatusOr<std::unique_ptr<RouterClient>> Connect(const std::string& address,
                                                                const RouterClientOptions& options);
   // Uses an existing channel (for example a server's in-process channel in tests). Of `options`
-  // only default_timeout (> 0) and mode apply; the channel was built with its own arguments.
+  // only default_timeout (> 0), mode and bearer_token apply; the channel was built with its own
+  // arguments.
   static std::unique_ptr<RouterClient> FromChannel(std::shared_ptr<grpc::Channel> channel,
                                                    const RouterClientOptions& options);
 
@@ -184,8 +214,10 @@ class RouterClient {
  private:
   RouterClient(std::shared_ptr<grpc::Channel> channel, const RouterClientOptions& options);
 
-  // Sets the call's deadline: `timeout` if given, else options_.default_timeout.
+  // Sets the call's deadline (`timeout` if given, else options_.default_timeout) and its
+  // credentials metadata.
   void SetDeadline(grpc::ClientContext& ctx, std::optional<absl::Duration> timeout) const;
+  void SetToken(grpc::ClientContext& ctx) const;
 
   const RouterClientOptions options_;
   const std::shared_ptr<grpc::Channel> channel_;

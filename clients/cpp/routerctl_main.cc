@@ -22,6 +22,13 @@
 //     model upsert --name N [--instances I --slots S]
 //     model remove --name N
 //
+// Connection flags (every command): --tls (TLS with the system's roots), --ca_file PEM (TLS,
+// verifying routerd with these roots), --cert_file PEM --key_file PEM (a client certificate, for
+// routerd's mTLS), --server_name NAME (the name routerd's certificate must carry, when the
+// address's host is not it), --token_file FILE (sent as `authorization: Bearer <token>`: the admin
+// token for RouterAdmin commands, api.token_file's for Router ones; a file, so the token shows in
+// no process list).
+//
 // --address defaults to 127.0.0.1:50051. --timeout_ms bounds each call (default 10000); for
 // `stream` it bounds the whole stream and is unset (no deadline) by default. --mode sets
 // Query.mode (unset: routerd's tenant or default mode; auto: inline when the deadline leaves no
@@ -62,7 +69,9 @@ constexpr int kExitUsage = 2;
 constexpr int kExitNotServing = 3;
 
 constexpr char kUsage[] =
-    "usage: routerctl [--address HOST:PORT] [--timeout_ms MS] COMMAND [flags]\n"
+    "usage: routerctl [--address HOST:PORT] [--timeout_ms MS] [--tls] [--ca_file PEM]\n"
+    "                 [--cert_file PEM --key_file PEM] [--server_name NAME] [--token_file FILE]\n"
+    "                 COMMAND [flags]\n"
     "  route --text T [--id ID] [--allowed m1,m2] [--mode batch|inline|auto]\n"
     "  batch --file F [--text-field text] [--id-field prompt_id]\n"
     "  stream --file F [--text-field text] [--id-field prompt_id] [--max_in_flight N]\n"
@@ -112,13 +121,25 @@ struct Context {
       options.connect_timeout = *timeout;
     }
     options.mode = mode;
+    options.tls.enabled = line.Get("tls").has_value();
+    options.tls.ca_file = line.Get("ca_file").value_or("");
+    options.tls.cert_file = line.Get("cert_file").value_or("");
+    options.tls.key_file = line.Get("key_file").value_or("");
+    options.tls.server_name = line.Get("server_name").value_or("");
+    if (std::optional<std::string> token_file = line.Get("token_file")) {
+      absl::StatusOr<std::string> token = ReadTokenFile(*token_file);
+      if (!token.ok()) return token.status();
+      options.bearer_token = *std::move(token);
+    }
     return RouterClient::Connect(address, options);
   }
 };
 
 // Flags every command accepts.
 const absl::flat_hash_set<std::string>& GlobalFlags() {
-  static const auto* flags = new absl::flat_hash_set<std::string>{"address", "timeout_ms"};
+  static const auto* flags = new absl::flat_hash_set<std::string>{
+      "address", "timeout_ms", "tls", "ca_file", "cert_file", "key_file", "server_name",
+      "token_file"};
   return *flags;
 }
 
@@ -375,7 +396,7 @@ int ModelRemoveCommand(const Context& c) {
 }
 
 int Run(const std::vector<std::string>& args) {
-  absl::StatusOr<ctl::CommandLine> line = ctl::ParseCommandLine(args, {"dry-run", "help"});
+  absl::StatusOr<ctl::CommandLine> line = ctl::ParseCommandLine(args, {"dry-run", "help", "tls"});
   if (!line.ok()) return Usage(line.status().message());
   if (line->Get("help").has_value()) {
     std::cout << kUsage;

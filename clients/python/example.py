@@ -3,7 +3,11 @@ a batch), prints the model pool, the chosen models and the mode that decided eac
 request as completed.
 
     PYTHONPATH=<build>/python:clients/python /usr/bin/python3 clients/python/example.py \
-        [--address 127.0.0.1:50051]
+        [--address 127.0.0.1:50051] [--ca_file CA.pem [--cert_file C.pem --key_file C.key]]
+        [--token_file admin.token]
+
+With --ca_file it speaks TLS to routerd (and presents a client certificate when given one); with
+--token_file it sends the token (listing the models is a RouterAdmin call, which needs it).
 
 Exits 1 with the status if a call fails.
 """
@@ -23,9 +27,14 @@ PROMPTS = [
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--address", default="127.0.0.1:50051")
+    parser.add_argument("--ca_file")
+    parser.add_argument("--cert_file")
+    parser.add_argument("--key_file")
+    parser.add_argument("--token_file")
     args = parser.parse_args()
     try:
-        with RouterClient(args.address) as client:
+        with RouterClient(args.address, ca_file=args.ca_file, cert_file=args.cert_file,
+                          key_file=args.key_file, token_file=args.token_file) as client:
             models = client.list_models()
             print("models:", ", ".join(m.deployment.name for m in models))
 

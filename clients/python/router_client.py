@@ -16,8 +16,13 @@ per process and close it (or use it as a context manager) when done.
 
 Errors: a failed call raises RouterError carrying the server's status code and message unchanged
 (router.proto: INVALID_ARGUMENT names the field, UNAVAILABLE is retryable, RESOURCE_EXHAUSTED
-means budget or slots). Per-query errors inside route_batch and route_stream answers are items,
-not exceptions.
+means budget or slots, UNAUTHENTICATED / PERMISSION_DENIED mean missing or refused credentials),
+and for an overloaded routerd the retry hint it sent (RouterError.retry_after_ms). Per-query
+errors inside route_batch and route_stream answers are items, not exceptions.
+
+Security: TLS (with a CA bundle to verify routerd, and a client certificate for routerd's mTLS)
+and a bearer token (sent as `authorization: Bearer <token>` on every call) are options of
+RouterClient; see its docstring.
 """
 
 import grpc
@@ -49,12 +54,15 @@ def mode_name(mode):
 
 
 class RouterError(Exception):
-    """A failed call: `code` is a grpc.StatusCode, `message` the server's status message."""
+    """A failed call: `code` is a grpc.StatusCode, `message` the server's status message, and
+    `retry_after_ms` routerd's retry hint (its `grpc-retry-pushback-ms` trailer when overloaded;
+    None without one)."""
 
-    def __init__(self, code, message):
+    def __init__(self, code, message, retry_after_ms=None):
         super().__init__(f"{code.name}: {message}")
         self.code = code
         self.message = message
+        self.retry_after_ms = retry_after_ms
 
     @property
     def retryable(self):
@@ -63,7 +71,27 @@ class RouterError(Exception):
 
 def _error(rpc_error):
     """The one mapping from a grpc.RpcError to a RouterError."""
-    return RouterError(rpc_error.code(), rpc_error.details() or "")
+    retry_after_ms = None
+    trailers = getattr(rpc_error, "trailing_metadata", lambda: None)() or ()
+    for key, value in trailers:
+        if key == "grpc-retry-pushback-ms" and str(value).isdigit():
+            retry_after_ms = int(value)
+    return RouterError(rpc_error.code(), rpc_error.details() or "", retry_after_ms)
+
+
+def read_token_file(path):
+    """The token a token file holds (surrounding whitespace dropped), as routerd reads it.
+    ValueError for a file without one (the message never contains the file's contents)."""
+    with open(path, "rb") as f:
+        token = f.read().strip().decode("ascii", errors="replace")
+    if not token:
+        raise ValueError(f"token file {path!r}: holds no token")
+    return token
+
+
+def _read(path):
+    with open(path, "rb") as f:
+        return f.read()
 
 
 def make_query(query_id, text="", *, allowed_models=(), embedding=(), input_tokens=0,
@@ -93,18 +121,44 @@ class RouterClient:
     timeout: seconds, the deadline of each unary call made without its own (default 10). routerd
         also closes a batch early to meet it.
     keepalive_time_ms: keepalive ping interval, at least MIN_KEEPALIVE_TIME_MS (default 30000).
+    tls: True for TLS (implied by ca_file, cert_file and server_name); False = plaintext.
+    ca_file: PEM roots that verify routerd's certificate (None = the system's).
+    cert_file, key_file: this client's certificate and key, for routerd's mTLS (both or neither).
+    server_name: the name routerd's certificate must carry when the address's host is not it.
+    token, token_file: the bearer token (or a file holding it) sent on every call as
+        `authorization: Bearer <token>` (admin.token_file for RouterAdmin calls, api.token_file for
+        Router calls). Over plaintext it crosses the network in clear.
     """
 
-    def __init__(self, address, *, timeout=10.0, keepalive_time_ms=30000):
+    def __init__(self, address, *, timeout=10.0, keepalive_time_ms=30000, tls=False,
+                 ca_file=None, cert_file=None, key_file=None, server_name=None, token=None,
+                 token_file=None):
         if keepalive_time_ms < MIN_KEEPALIVE_TIME_MS:
             raise ValueError(f"keepalive_time_ms: must be >= {MIN_KEEPALIVE_TIME_MS}")
         if timeout <= 0:
             raise ValueError("timeout: must be > 0")
+        if (cert_file is None) != (key_file is None):
+            raise ValueError("cert_file and key_file: give both or neither")
+        if token is not None and token_file is not None:
+            raise ValueError("token and token_file: give one of them")
+        if token_file is not None:
+            token = read_token_file(token_file)
+        self._metadata = (("authorization", f"Bearer {token}"),) if token else ()
         self._timeout = timeout
-        self._channel = grpc.insecure_channel(address, options=[
+        options = [
             ("grpc.keepalive_time_ms", keepalive_time_ms),
             ("grpc.keepalive_timeout_ms", 10000),
-        ])
+        ]
+        if tls or ca_file or cert_file or server_name:
+            if server_name:
+                options.append(("grpc.ssl_target_name_override", server_name))
+            credentials = grpc.ssl_channel_credentials(
+                root_certificates=_read(ca_file) if ca_file else None,
+                private_key=_read(key_file) if key_file else None,
+                certificate_chain=_read(cert_file) if cert_file else None)
+            self._channel = grpc.secure_channel(address, credentials, options=options)
+        else:
+            self._channel = grpc.insecure_channel(address, options=options)
         self._router = router_pb2_grpc.RouterStub(self._channel)
         self._admin = router_pb2_grpc.RouterAdminStub(self._channel)
 
@@ -119,7 +173,8 @@ class RouterClient:
 
     def _call(self, method, request, timeout):
         try:
-            return method(request, timeout=self._timeout if timeout is None else timeout)
+            return method(request, timeout=self._timeout if timeout is None else timeout,
+                          metadata=self._metadata)
         except grpc.RpcError as e:
             raise _error(e) from None
 
@@ -142,7 +197,8 @@ class RouterClient:
         `timeout` bounds the whole stream; None = no deadline."""
         requests = (router_pb2.RouteStreamRequest(query=q) for q in queries)
         try:
-            for response in self._router.RouteStream(requests, timeout=timeout):
+            for response in self._router.RouteStream(requests, timeout=timeout,
+                                                     metadata=self._metadata):
                 yield from response.items
         except grpc.RpcError as e:
             raise _error(e) from None

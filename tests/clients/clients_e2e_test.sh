@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # End to end test of routerctl and the Python client against a real routerd process (run by ctest
-# as clients_e2e).
+# as clients_e2e), in the secure setup of deploy/README.md: TLS, client certificates and an admin
+# token, made with its openssl commands.
 #   usage: clients_e2e_test.sh ROUTERD ROUTERCTL ARTIFACT PYTHON_STUBS_DIR PYTHON_CLIENT_DIR
 # Exits 77 (skipped) when the estimator artifact does not exist.
 set -euo pipefail
@@ -43,8 +44,56 @@ fail() {
   failed=$((failed + 1))
 }
 
-# Runs routerctl against the server; stdout -> $TMP/out, stderr -> $TMP/err, exit -> rc.
+# ---- The secure setup of deploy/README.md ("Transport security"), with its openssl commands: a
+# CA, a server certificate, a client certificate, an admin token. routerd serves TLS, requires
+# client certificates, and RouterAdmin needs the token.
+PKI="${TMP}/pki"
+mkdir -p "${PKI}"
+make_pki() (
+  set -e
+  cd "${PKI}"
+  openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -days 3650 \
+    -subj "/CN=routerd CA" -keyout ca.key -out ca.pem
+  # $1: the files' name; $2: the certificate's subject CN; $3: its extensions.
+  issue() {
+    openssl req -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -subj "/CN=$2" \
+      -keyout "$1.key" -out "$1.csr"
+    printf '%b\n' "$3" >"$1.ext"
+    openssl x509 -req -in "$1.csr" -CA ca.pem -CAkey ca.key -CAcreateserial -days 90 \
+      -extfile "$1.ext" -out "$1.pem"
+  }
+  issue server routerd 'subjectAltName=DNS:localhost,IP:127.0.0.1\nextendedKeyUsage=serverAuth'
+  issue client routerctl-ops 'extendedKeyUsage=clientAuth'
+  issue server2 routerd-renewed 'subjectAltName=DNS:localhost,IP:127.0.0.1\nextendedKeyUsage=serverAuth'
+  openssl rand -hex 32 >admin.token
+  openssl rand -hex 32 >wrong.token
+  chmod 0600 ./*.key admin.token
+)
+if ! make_pki >"${TMP}/openssl.log" 2>&1; then
+  echo "FAIL: the openssl commands of deploy/README.md"; sed 's/^/  openssl: /' "${TMP}/openssl.log"
+  exit 1
+fi
+cat >"${TMP}/routerd.yaml" <<EOF_YAML
+listen: 127.0.0.1:0
+reflection: false
+tls:
+  cert_file: ${PKI}/server.pem
+  key_file: ${PKI}/server.key
+  client_ca_file: ${PKI}/ca.pem
+admin:
+  token_file: ${PKI}/admin.token
+EOF_YAML
+readonly TLS_ARGS=(--ca_file "${PKI}/ca.pem" --cert_file "${PKI}/client.pem"
+                   --key_file "${PKI}/client.key" --server_name localhost)
+
+# Runs routerctl against the server with TLS, the client certificate and the admin token; stdout
+# -> $TMP/out, stderr -> $TMP/err, exit -> rc. ctl_as runs it with only the flags given.
 ctl() {
+  rc=0
+  "${CTL}" --address "127.0.0.1:${PORT}" "${TLS_ARGS[@]}" --token_file "${PKI}/admin.token" "$@" \
+    >"${TMP}/out" 2>"${TMP}/err" || rc=$?
+}
+ctl_as() {
   rc=0
   "${CTL}" --address "127.0.0.1:${PORT}" "$@" >"${TMP}/out" 2>"${TMP}/err" || rc=$?
 }
@@ -56,13 +105,14 @@ check_py() { "${PY}" - "$@"; }
 start_routerd() {
   for _ in 1 2 3 4 5; do
     PORT="$("${PY}" -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')"
-    "${ROUTERD}" --port "${PORT}" --metrics_port 0 \
+    "${ROUTERD}" --config "${TMP}/routerd.yaml" --port "${PORT}" --metrics_port 0 \
       --estimator "${ARTIFACT}" >"${TMP}/routerd.log" 2>&1 &
     ROUTERD_PID=$!
     # Bounded so a broken server fails the test instead of hanging it (not a timing assertion).
     for _ in $(seq 1 300); do
       if ! kill -0 "${ROUTERD_PID}" 2>/dev/null; then break; fi
-      if "${CTL}" --address "127.0.0.1:${PORT}" --timeout_ms 1000 health >/dev/null 2>&1; then
+      if "${CTL}" --address "127.0.0.1:${PORT}" "${TLS_ARGS[@]}" --timeout_ms 1000 health \
+        >/dev/null 2>&1; then
         return 0
       fi
       sleep 0.1
@@ -407,7 +457,8 @@ else fail "model remove: twice is NOT_FOUND, exit 1"; fi
 # ---- Python client --------------------------------------------------------------------------
 rc=0
 PYTHONPATH="${STUBS}" "${PY}" "${PYCLIENT}/example.py" --address "127.0.0.1:${PORT}" \
-  >"${TMP}/out" 2>"${TMP}/err" || rc=$?
+  --ca_file "${PKI}/ca.pem" --cert_file "${PKI}/client.pem" --key_file "${PKI}/client.key" \
+  --token_file "${PKI}/admin.token" >"${TMP}/out" 2>"${TMP}/err" || rc=$?
 if [[ ${rc} -eq 0 ]] && check_py "${TMP}/out" <<'EOF'
 import re, sys
 lines = open(sys.argv[1]).read().splitlines()
@@ -425,10 +476,12 @@ then pass "python: example routes, lists models and completes"
 else fail "python: example routes, lists models and completes"; fi
 
 rc=0
-PYTHONPATH="${STUBS}:${PYCLIENT}" "${PY}" - "127.0.0.1:${PORT}" >"${TMP}/out" 2>"${TMP}/err" <<'EOF' || rc=$?
+PYTHONPATH="${STUBS}:${PYCLIENT}" "${PY}" - "127.0.0.1:${PORT}" "${PKI}" >"${TMP}/out" 2>"${TMP}/err" <<'EOF' || rc=$?
 import sys
 from router_client import RouterClient, RouterError, make_query, mode_name, router_pb2
-with RouterClient(sys.argv[1]) as c:
+pki = sys.argv[2]
+with RouterClient(sys.argv[1], ca_file=f"{pki}/ca.pem", cert_file=f"{pki}/client.pem",
+                  key_file=f"{pki}/client.key", server_name="localhost") as c:
     try:
         c.route(make_query("p1", ""))
         raise SystemExit("an empty query was routed")
@@ -460,6 +513,93 @@ with RouterClient(sys.argv[1]) as c:
 EOF
 if [[ ${rc} -eq 0 ]]; then pass "python: errors, batch items, stream answers and a prompt that is not UTF-8"
 else fail "python: errors, batch items, stream answers and a prompt that is not UTF-8"; fi
+
+# ---- Transport security and authorization ---------------------------------------------------
+ctl_as --token_file "${PKI}/admin.token" --timeout_ms 2000 health
+if [[ ${rc} -eq 1 ]] && grep -q "UNAVAILABLE" "${TMP}/err"; then
+  pass "tls: a plaintext client is refused"
+else fail "tls: a plaintext client is refused"; fi
+
+ctl_as --ca_file "${PKI}/ca.pem" --server_name localhost --timeout_ms 2000 health
+if [[ ${rc} -eq 1 ]] && grep -q "UNAVAILABLE" "${TMP}/err"; then
+  pass "mtls: a client without a certificate is refused"
+else fail "mtls: a client without a certificate is refused"; fi
+
+ctl_as "${TLS_ARGS[@]}" models
+if [[ ${rc} -eq 1 ]] && grep -q "UNAUTHENTICATED" "${TMP}/err"; then
+  pass "admin: without a token, UNAUTHENTICATED, exit 1"
+else fail "admin: without a token, UNAUTHENTICATED, exit 1"; fi
+
+ctl_as "${TLS_ARGS[@]}" --token_file "${PKI}/wrong.token" config get
+if [[ ${rc} -eq 1 ]] && grep -q "PERMISSION_DENIED" "${TMP}/err" &&
+   ! grep -qF "$(cat "${PKI}/wrong.token")" "${TMP}/err"; then
+  pass "admin: a wrong token is PERMISSION_DENIED and not echoed"
+else fail "admin: a wrong token is PERMISSION_DENIED and not echoed"; fi
+
+ctl_as "${TLS_ARGS[@]}" route --text "Is a token needed to route?" --id sec1
+if [[ ${rc} -eq 0 ]]; then pass "router: no token needed without api.token_file"
+else fail "router: no token needed without api.token_file"; fi
+
+rc=0
+PYTHONPATH="${STUBS}:${PYCLIENT}" "${PY}" - "127.0.0.1:${PORT}" "${PKI}" >"${TMP}/out" 2>"${TMP}/err" <<'EOF' || rc=$?
+import sys
+from router_client import RouterClient, RouterError
+pki = sys.argv[2]
+tls = dict(ca_file=f"{pki}/ca.pem", cert_file=f"{pki}/client.pem", key_file=f"{pki}/client.key",
+           server_name="localhost")
+with RouterClient(sys.argv[1], token_file=f"{pki}/wrong.token", **tls) as c:
+    try:
+        c.list_models()
+        raise SystemExit("a wrong token was accepted")
+    except RouterError as e:
+        assert e.code.name == "PERMISSION_DENIED", e
+with RouterClient(sys.argv[1], token_file=f"{pki}/admin.token", **tls) as c:
+    assert len(c.list_models()) >= 2
+# An overload refusal's retry hint (its grpc-retry-pushback-ms trailer) reaches RouterError.
+import grpc
+from router_client import _error
+class Refused(grpc.RpcError):
+    def code(self): return grpc.StatusCode.UNAVAILABLE
+    def details(self): return "queue full; retry in 120 ms"
+    def trailing_metadata(self): return (("grpc-retry-pushback-ms", "120"),)
+e = _error(Refused())
+assert e.retryable and e.retry_after_ms == 120, e
+EOF
+if [[ ${rc} -eq 0 ]]; then pass "python: TLS with a client certificate; tokens; the retry hint"
+else fail "python: TLS with a client certificate; tokens; the retry hint"; fi
+
+# The subject of the certificate routerd serves to a new connection.
+served_subject() {
+  openssl s_client -connect "127.0.0.1:${PORT}" -servername localhost -CAfile "${PKI}/ca.pem" \
+    -cert "${PKI}/client.pem" -key "${PKI}/client.key" </dev/null 2>/dev/null |
+    openssl x509 -noout -subject 2>/dev/null
+}
+# Polls (bounded) until routerd serves the certificate whose CN is $1.
+await_subject() {
+  for _ in $(seq 1 100); do
+    if served_subject | grep -q "CN = $1\$"; then return 0; fi
+    sleep 0.1
+  done
+  return 1
+}
+if await_subject routerd; then pass "tls: serves the server certificate"
+else fail "tls: serves the server certificate"; fi
+# A new certificate without its key (the old key does not match it) is refused on SIGHUP; the
+# old certificate stays.
+cp "${PKI}/server2.pem" "${PKI}/server.pem"
+kill -HUP "${ROUTERD_PID}"
+for _ in $(seq 1 100); do
+  if grep -q "tls: new contents refused" "${TMP}/routerd.log"; then break; fi
+  sleep 0.1
+done
+if grep -q "tls: new contents refused.*does not match" "${TMP}/routerd.log" && await_subject routerd; then
+  pass "tls reload: a certificate without its key is refused, the old one stays"
+else fail "tls reload: a certificate without its key is refused, the old one stays"; fi
+# With its key, the renewed certificate is served from the next connection on.
+cp "${PKI}/server2.key" "${PKI}/server.key"
+kill -HUP "${ROUTERD_PID}"
+if await_subject routerd-renewed; then pass "tls reload: SIGHUP serves the renewed certificate"
+else fail "tls reload: SIGHUP serves the renewed certificate"; fi
 
 # ---- SIGTERM: routerd drains and exits 0 ----------------------------------------------------
 kill -TERM "${ROUTERD_PID}"

@@ -10,12 +10,16 @@
 #include <vector>
 
 #include "absl/strings/str_cat.h"
+#include "absl/synchronization/mutex.h"
 #include "gmock/gmock.h"
 #include "grpcpp/health_check_service_interface.h"
+#include "grpcpp/security/credentials.h"
+#include "grpcpp/security/server_credentials.h"
 #include "grpcpp/server.h"
 #include "grpcpp/server_builder.h"
 #include "gtest/gtest.h"
 #include "tests/router_core/testing/status_matchers.h"
+#include "tests/server/testing/test_pki.h"
 
 namespace router::client {
 namespace {
@@ -26,17 +30,21 @@ using ::testing::_;
 using ::testing::HasSubstr;
 
 // Answers Route with the query id as the model and the query's mode as the decision mode, or
-// INVALID_ARGUMENT for an empty text. RouteStream (which also echoes the mode)
+// INVALID_ARGUMENT for an empty text, or UNAVAILABLE with a 250 ms retry hint for the text "busy". RouteStream (which also echoes the mode)
 // reads every query and answers them in reverse order (an empty text gets an error item), unless
 // a query's text is "abort": then it answers that one and ends the stream with
 // RESOURCE_EXHAUSTED without reading further. With answer_as_read set, it answers each query as
 // soon as it has read it instead.
 class FakeRouter final : public v1::Router::Service {
  public:
-  grpc::Status Route(grpc::ServerContext*, const v1::RouteRequest* request,
+  grpc::Status Route(grpc::ServerContext* ctx, const v1::RouteRequest* request,
                      v1::RouteResponse* response) override {
     if (request->query().text().empty()) {
       return grpc::Status(grpc::StatusCode::INVALID_ARGUMENT, "query.text: required");
+    }
+    if (request->query().text() == "busy") {
+      ctx->AddTrailingMetadata("grpc-retry-pushback-ms", "250");
+      return grpc::Status(grpc::StatusCode::UNAVAILABLE, "queue full; retry in 250 ms");
     }
     response->mutable_assignment()->set_query_id(request->query().id());
     response->mutable_assignment()->set_model("m-" + request->query().id());
@@ -156,6 +164,113 @@ TEST(ConnectTest, RefusesBadOptions) {
               StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("default_timeout")));
 }
 
+TEST(ConnectTest, RefusesBadSecurityOptions) {
+  RouterClientOptions half;
+  half.tls.cert_file = "client.pem";
+  EXPECT_THAT(RouterClient::Connect("127.0.0.1:1", half),
+              StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("tls.cert_file and tls.key_file")));
+  RouterClientOptions both;
+  both.credentials = grpc::InsecureChannelCredentials();
+  both.tls.enabled = true;
+  EXPECT_THAT(RouterClient::Connect("127.0.0.1:1", both),
+              StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("credentials and tls")));
+  RouterClientOptions spaced;
+  spaced.bearer_token = "two words";
+  EXPECT_THAT(RouterClient::Connect("127.0.0.1:1", spaced),
+              StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("bearer_token")));
+  RouterClientOptions missing;
+  missing.tls.ca_file = "/nonexistent/ca.pem";
+  EXPECT_THAT(RouterClient::Connect("127.0.0.1:1", missing),
+              StatusIs(absl::StatusCode::kNotFound, HasSubstr("tls.ca_file '/nonexistent/ca.pem'")));
+}
+
+// Records what each Route call brought: its authorization metadata and its client certificate's
+// common name.
+class RecordingRouter final : public v1::Router::Service {
+ public:
+  grpc::Status Route(grpc::ServerContext* ctx, const v1::RouteRequest* request,
+                     v1::RouteResponse* response) override {
+    absl::MutexLock lock(&mu_);
+    auto it = ctx->client_metadata().find("authorization");
+    authorization_ =
+        it == ctx->client_metadata().end() ? "" : std::string(it->second.data(), it->second.size());
+    client_cn_.clear();
+    for (const grpc::string_ref& v : ctx->auth_context()->FindPropertyValues("x509_common_name")) {
+      client_cn_.assign(v.data(), v.size());
+    }
+    response->mutable_assignment()->set_query_id(request->query().id());
+    return grpc::Status::OK;
+  }
+  std::pair<std::string, std::string> Last() {
+    absl::MutexLock lock(&mu_);
+    return {authorization_, client_cn_};
+  }
+
+ private:
+  absl::Mutex mu_;
+  std::string authorization_ ABSL_GUARDED_BY(mu_);
+  std::string client_cn_ ABSL_GUARDED_BY(mu_);
+};
+
+TEST(SecureConnectTest, TlsWithAClientCertificateAndABearerTokenReachTheServer) {
+  server::testing::TestPki pki("test CA");
+  const server::testing::IssuedCertificate server_cert = pki.Issue("routerd");
+  const server::testing::IssuedCertificate client_cert = pki.Issue("gateway-7");
+  const std::string dir = server::testing::MakeTempDir("router_client_test");
+  const std::string ca = dir + "/ca.pem", cert = dir + "/client.pem", key = dir + "/client.key",
+                    token_file = dir + "/token";
+  server::testing::WriteFileAtomically(ca, pki.ca_pem());
+  server::testing::WriteFileAtomically(cert, client_cert.cert_pem);
+  server::testing::WriteFileAtomically(key, client_cert.key_pem);
+  server::testing::WriteFileAtomically(token_file, "  the-token-0123456789abcdef\n");
+
+  grpc::SslServerCredentialsOptions ssl(GRPC_SSL_REQUEST_AND_REQUIRE_CLIENT_CERTIFICATE_AND_VERIFY);
+  ssl.pem_root_certs = pki.ca_pem();
+  ssl.pem_key_cert_pairs.push_back({server_cert.key_pem, server_cert.cert_pem});
+  RecordingRouter router;
+  grpc::ServerBuilder builder;
+  int port = 0;
+  builder.AddListeningPort("127.0.0.1:0", grpc::SslServerCredentials(ssl), &port);
+  builder.RegisterService(&router);
+  std::unique_ptr<grpc::Server> server = builder.BuildAndStart();
+  ASSERT_NE(server, nullptr);
+
+  absl::StatusOr<std::string> token = ReadTokenFile(token_file);
+  ASSERT_THAT(token, IsOk());
+  EXPECT_EQ(*token, "the-token-0123456789abcdef");
+  RouterClientOptions options;
+  options.connect_timeout = absl::Seconds(10);
+  options.tls.ca_file = ca;
+  options.tls.cert_file = cert;
+  options.tls.key_file = key;
+  options.tls.server_name = "localhost";  // the certificate names localhost and 127.0.0.1
+  options.bearer_token = *token;
+  absl::StatusOr<std::unique_ptr<RouterClient>> client =
+      RouterClient::Connect(absl::StrCat("127.0.0.1:", port), options);
+  ASSERT_THAT(client, IsOk());
+  v1::Query query;
+  query.set_id("q1");
+  query.set_text("hi");
+  ASSERT_THAT((*client)->Route(query), IsOk());
+  EXPECT_EQ(router.Last().first, "Bearer the-token-0123456789abcdef");
+  EXPECT_EQ(router.Last().second, "gateway-7");
+
+  // Without the client certificate the handshake fails; plaintext does not connect either.
+  RouterClientOptions no_cert = options;
+  no_cert.tls.cert_file.clear();
+  no_cert.tls.key_file.clear();
+  no_cert.connect_timeout = absl::Milliseconds(500);
+  EXPECT_THAT(RouterClient::Connect(absl::StrCat("127.0.0.1:", port), no_cert),
+              StatusIs(absl::StatusCode::kUnavailable, HasSubstr("could not connect")));
+  RouterClientOptions plaintext;
+  plaintext.connect_timeout = absl::Milliseconds(500);
+  EXPECT_THAT(RouterClient::Connect(absl::StrCat("127.0.0.1:", port), plaintext),
+              StatusIs(absl::StatusCode::kUnavailable, HasSubstr("could not connect")));
+  server->Shutdown();
+  server::testing::RemoveTree(dir);
+  EXPECT_THAT(ReadTokenFile(token_file), StatusIs(absl::StatusCode::kNotFound, HasSubstr("token file")));
+}
+
 TEST(ConnectTest, NothingListeningIsUnavailable) {
   // Nothing listens on port 1 of loopback (tcpmux is not run), so connecting is refused.
   RouterClientOptions options;
@@ -171,6 +286,10 @@ TEST_F(RouterClientTest, RouteReturnsTheAssignmentOrTheServerStatus) {
   EXPECT_EQ(a->model(), "m-q1");
   EXPECT_THAT(client_->Route(Query("q2", "")),
               StatusIs(absl::StatusCode::kInvalidArgument, "query.text: required"));
+  EXPECT_EQ(RetryAfter(client_->Route(Query("q2", "")).status()), std::nullopt);
+  const absl::Status busy = client_->Route(Query("q3", "busy")).status();
+  EXPECT_THAT(busy, StatusIs(absl::StatusCode::kUnavailable, HasSubstr("retry in 250 ms")));
+  EXPECT_EQ(RetryAfter(busy), absl::Milliseconds(250));
 }
 
 TEST(ConnectTest, RefusesAnUnknownMode) {
