@@ -255,8 +255,9 @@ absl::Status ReadGrpc(const YAML::Node& node, GrpcServerConfig& g) {
   return absl::OkStatus();
 }
 
-// Rules across the tls, admin and api sections.
-absl::Status CheckSecurity(const RouterConfig& c) {
+}  // namespace
+
+absl::Status CheckSecurityKeys(const RouterConfig& c) {
   if (!c.admin.allowed_identities.empty() && c.tls.client_ca_file.empty()) {
     return Invalid("admin.allowed_identities",
                    "needs tls.client_ca_file (identities come from verified client certificates)");
@@ -266,12 +267,21 @@ absl::Status CheckSecurity(const RouterConfig& c) {
     return Invalid("admin.allow_unauthenticated",
                    "cannot be true with admin.token_file or admin.allowed_identities");
   }
+  const std::string& admin_address = c.admin.listen.empty() ? c.listen : c.admin.listen;
+  if (c.admin.allow_unauthenticated && !IsLoopbackAddress(admin_address)) {
+    return Invalid("admin.allow_unauthenticated",
+                   absl::StrCat("RouterAdmin would be open to anyone who reaches '", admin_address,
+                                "'; allowed only on a loopback address (set admin.listen to one, "
+                                "or use admin.token_file)"));
+  }
   // Port 0 twice is two different free ports.
   if (!c.admin.listen.empty() && c.admin.listen == c.listen && !absl::EndsWith(c.listen, ":0")) {
     return Invalid("admin.listen", "must differ from listen (empty = RouterAdmin on listen)");
   }
   return absl::OkStatus();
 }
+
+namespace {
 
 absl::Status ReadModels(const YAML::Node& node, std::vector<ModelDeploymentConfig>& models) {
   if (!node.IsDefined() || node.IsNull()) return absl::OkStatus();
@@ -556,7 +566,7 @@ absl::StatusOr<RouterConfig> ParseConfigUpdateYaml(absl::string_view yaml,
   if (c.max_queries_per_connection < 0) {
     return Invalid("limits.max_queries_per_connection", "must be >= 0 (0 = no bound)");
   }
-  ROUTER_RETURN_IF_ERROR(CheckSecurity(c));
+  ROUTER_RETURN_IF_ERROR(CheckSecurityKeys(c));
   const int64_t message_bytes =
       std::min(c.grpc.max_receive_message_bytes, c.grpc.max_send_message_bytes);
   if (c.gateway.options.request.max_body_bytes > message_bytes - kGatewayMessageOverheadBytes) {
@@ -765,6 +775,11 @@ absl::StatusOr<std::string> ReplacePort(absl::string_view address, absl::string_
                                                    "' has no port to replace"));
   }
   return absl::StrCat(address.substr(0, colon + 1), value);
+}
+
+bool IsLoopbackAddress(absl::string_view address) {
+  return absl::StartsWith(address, "127.") || absl::StartsWith(address, "[::1]:") ||
+         absl::StartsWith(address, "localhost:") || absl::StartsWith(address, "unix:");
 }
 
 absl::Status CheckRuntimeChange(const RouterConfig& current, const RouterConfig& next) {

@@ -102,7 +102,9 @@ struct AdminConfig {
   // Client-certificate identities (subject CN or a subject alternative name, exact) allowed
   // without a token; needs tls.client_ca_file.
   std::vector<std::string> allowed_identities;
-  bool allow_unauthenticated = false;  // open to anyone who reaches it (tests, development)
+  // Open to anyone who reaches it: refused unless RouterAdmin is served on a loopback address
+  // (admin.listen, else listen), so it never faces a network (tests, development).
+  bool allow_unauthenticated = false;
 };
 
 // The gRPC server's own limits (key `grpc`), applied to every listener.
@@ -203,6 +205,14 @@ absl::StatusOr<std::string> ReplacePort(absl::string_view address, absl::string_
 // The limits `after` no longer has that `before` had, each named with its old value: the budget
 // cap, pacing, a self-hosted model's slot limit. For the log of a configuration change.
 std::vector<std::string> RemovedLimits(const RouterConfig& before, const RouterConfig& after);
+
+// The rules across the tls, admin and api sections (part of parsing; again at start, after flags
+// changed the addresses): INVALID_ARGUMENT naming the key.
+absl::Status CheckSecurityKeys(const RouterConfig& c);
+
+// Whether `address` (as in `listen`) is reachable from this machine only: 127.x.x.x, [::1],
+// localhost, or a unix: socket.
+bool IsLoopbackAddress(absl::string_view address);
 
 // OK if `next` differs from `current` only in runtime-changeable fields.
 absl::Status CheckRuntimeChange(const RouterConfig& current, const RouterConfig& next);

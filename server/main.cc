@@ -1,9 +1,10 @@
 // routerd: the routing service. Usage:
 //   routerd [--config FILE] [--port N | --listen ADDR] [--metrics_port N | --metrics_listen ADDR]
-//           [--estimator FILE] [--check_config]
+//           [--admin_port N] [--estimator FILE] [--check_config]
 // Without --config it runs on the embedded defaults (docs/configuration.md). Flags override the
-// file: --port and --metrics_port replace the port of the configured `listen` and `metrics_listen`
-// addresses (0 = any free port), --listen and --metrics_listen the whole address.
+// file: --port, --metrics_port and --admin_port replace the port of the configured `listen`,
+// `metrics_listen` and `admin.listen` addresses (0 = any free port), --listen and --metrics_listen
+// the whole address.
 // SIGTERM/SIGINT: drain and exit 0 (routerd.h); SIGHUP: reload the config file and re-read the
 // credential files (certificates, tokens).
 // --check_config validates the configuration (and loads the estimator) and exits.
@@ -47,7 +48,8 @@ void NotifySystemd(const char* state) {
 int Usage(const std::string& problem) {
   std::cerr << "routerd: " << problem << "\n"
             << "usage: routerd [--config FILE] [--port N | --listen ADDR] "
-               "[--metrics_port N | --metrics_listen ADDR] [--estimator FILE] [--check_config]\n";
+               "[--metrics_port N | --metrics_listen ADDR] [--admin_port N] [--estimator FILE] "
+               "[--check_config]\n";
   return 2;
 }
 
@@ -56,7 +58,7 @@ int Usage(const std::string& problem) {
 int main(int argc, char** argv) {
   // A client can make protobuf log an error per request (invalid UTF-8 in a string field).
   router::server::LimitProtobufLogs();
-  std::string config_path, listen, metrics_listen, port, metrics_port, estimator;
+  std::string config_path, listen, metrics_listen, port, metrics_port, admin_port, estimator;
   bool check_only = false, have_metrics_listen = false;
   for (int k = 1; k < argc; ++k) {
     const std::string arg = argv[k];
@@ -73,6 +75,8 @@ int main(int argc, char** argv) {
       if (!value(port)) return Usage("--port needs a port number");
     } else if (arg == "--metrics_port") {
       if (!value(metrics_port)) return Usage("--metrics_port needs a port number");
+    } else if (arg == "--admin_port") {
+      if (!value(admin_port)) return Usage("--admin_port needs a port number");
     } else if (arg == "--metrics_listen") {
       if (!value(metrics_listen)) return Usage("--metrics_listen needs an address");
       have_metrics_listen = true;
@@ -100,9 +104,14 @@ int main(int argc, char** argv) {
   }
   if (!listen.empty()) config->listen = listen;
   if (have_metrics_listen) config->metrics_listen = metrics_listen;
+  if (!admin_port.empty() && config->admin.listen.empty()) {
+    return Usage("--admin_port: the config sets no admin.listen (RouterAdmin is on `listen`)");
+  }
   for (auto [flag, value, address] : {std::tuple{"--port", &port, &config->listen},
                                       std::tuple{"--metrics_port", &metrics_port,
-                                                 &config->metrics_listen}}) {
+                                                 &config->metrics_listen},
+                                      std::tuple{"--admin_port", &admin_port,
+                                                 &config->admin.listen}}) {
     if (value->empty()) continue;
     absl::StatusOr<std::string> replaced = router::server::ReplacePort(*address, *value, flag);
     if (!replaced.ok()) return Usage(std::string(replaced.status().message()));
@@ -143,11 +152,15 @@ int main(int argc, char** argv) {
                    (*routerd)->ext_proc_port() > 0
                        ? absl::StrCat(", Envoy ext_proc also on port ", (*routerd)->ext_proc_port())
                        : "",
+                   (*routerd)->admin_port() > 0
+                       ? absl::StrCat(", RouterAdmin on port ", (*routerd)->admin_port())
+                       : "",
                    " (version ", router::server::RouterdVersion(), ")"),
       {{"version", std::string(router::server::RouterdVersion())},
        {"port", int64_t{(*routerd)->port()}},
        {"metrics_port", int64_t{(*routerd)->metrics_port()}},
-       {"ext_proc_port", int64_t{(*routerd)->ext_proc_port()}}});
+       {"ext_proc_port", int64_t{(*routerd)->ext_proc_port()}},
+       {"admin_port", int64_t{(*routerd)->admin_port()}}});
   NotifySystemd("READY=1");
   for (;;) {
     int sig = 0;

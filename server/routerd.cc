@@ -55,27 +55,18 @@ void ApplyServerLimits(const GrpcServerConfig& g, absl::Duration shutdown_grace,
   builder.AddChannelArgument(GRPC_ARG_ALLOW_REUSEPORT, 0);
 }
 
-bool IsLocalAddress(absl::string_view address) {
-  return absl::StartsWith(address, "127.") || absl::StartsWith(address, "[::1]:") ||
-         absl::StartsWith(address, "localhost:") || absl::StartsWith(address, "unix:");
-}
-
 // Logs what the configuration leaves open beyond this machine.
 void WarnAboutExposure(const RouterConfig& c) {
   const std::string& admin_address = c.admin.listen.empty() ? c.listen : c.admin.listen;
   if (!c.tls.enabled()) {
-    if (!c.admin.token_file.empty() && !IsLocalAddress(admin_address)) {
+    if (!c.admin.token_file.empty() && !IsLoopbackAddress(admin_address)) {
       std::cerr << "routerd: warning: admin.token_file is set but " << admin_address
                 << " serves without TLS: the token crosses the network in clear" << std::endl;
     }
-    if (!c.api_token_file.empty() && !IsLocalAddress(c.listen)) {
+    if (!c.api_token_file.empty() && !IsLoopbackAddress(c.listen)) {
       std::cerr << "routerd: warning: api.token_file is set but " << c.listen
                 << " serves without TLS: the token crosses the network in clear" << std::endl;
     }
-  }
-  if (c.admin.allow_unauthenticated && !IsLocalAddress(admin_address)) {
-    std::cerr << "routerd: warning: admin.allow_unauthenticated: anyone who reaches "
-              << admin_address << " can change the budget and the model pool" << std::endl;
   }
 }
 
@@ -96,6 +87,8 @@ const char* RouterdVersion() { return ROUTER_VERSION; }
 
 absl::StatusOr<std::unique_ptr<Routerd>> Routerd::Start(RouterConfig config,
                                                         std::string config_path) {
+  // Flags may have moved the listeners since the file was checked.
+  if (absl::Status s = CheckSecurityKeys(config); !s.ok()) return s;
   std::unique_ptr<Routerd> d(new Routerd());
   d->config_path_ = std::move(config_path);
   if (!d->config_path_.empty()) {

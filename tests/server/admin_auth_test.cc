@@ -216,6 +216,13 @@ TEST_F(AdminAuthTest, WithNoAdminCredentialsConfiguredRouterAdminIsClosedUnlessO
   routerd_->Shutdown(absl::ZeroDuration(), absl::Seconds(5));
   Start("admin: {allow_unauthenticated: true}\n");
   EXPECT_TRUE(ListModels("").ok());
+  // A flag that moves the listener off loopback (--listen) cannot expose the open RouterAdmin.
+  absl::StatusOr<RouterConfig> config = ParseConfigYaml("admin: {allow_unauthenticated: true}");
+  ASSERT_THAT(config, IsOk());
+  config->listen = "0.0.0.0:0";
+  EXPECT_THAT(Routerd::Start(*std::move(config), "").status(),
+              StatusIs(absl::StatusCode::kInvalidArgument,
+                       HasSubstr("admin.allow_unauthenticated: RouterAdmin would be open")));
 }
 
 TEST_F(AdminAuthTest, WithAdminListenRouterAdminIsServedThereOnly) {

@@ -403,6 +403,10 @@ TEST(ConfigTest, SecurityErrorsNameTheKey) {
       {"admin: {allow_unauthenticated: true, token_file: t}",
        "admin.allow_unauthenticated: cannot be true with admin.token_file"},
       {"listen: 127.0.0.1:5\nadmin: {listen: 127.0.0.1:5}", "admin.listen: must differ from listen"},
+      {"listen: 0.0.0.0:5\nadmin: {allow_unauthenticated: true}",
+       "admin.allow_unauthenticated: RouterAdmin would be open to anyone who reaches '0.0.0.0:5'"},
+      {"admin: {listen: '[::]:7', allow_unauthenticated: true}",
+       "allowed only on a loopback address"},
       {"api: {token: x}", "api.token: unknown key"},
       {"grpc: {max_concurrent_streams: 0}", "grpc.max_concurrent_streams: must be in [1, 2147483647]"},
       {"grpc: {max_receive_message_bytes: 4294967296}", "grpc.max_receive_message_bytes: must be in"},
@@ -421,6 +425,22 @@ TEST(ConfigTest, SecurityErrorsNameTheKey) {
   for (const auto& [yaml, error] : cases) {
     EXPECT_THAT(ParseConfigYaml(yaml), StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr(error)))
         << yaml;
+  }
+}
+
+TEST(ConfigTest, AnOpenRouterAdminIsAllowedOnLoopbackOnly) {
+  EXPECT_THAT(ParseConfigYaml("admin: {allow_unauthenticated: true}"), IsOk());
+  EXPECT_THAT(ParseConfigYaml("listen: 0.0.0.0:1\nadmin: {listen: 127.0.0.1:2, "
+                              "allow_unauthenticated: true}"),
+              IsOk());
+  EXPECT_THAT(ParseConfigYaml("listen: 0.0.0.0:1\nadmin: {listen: unix:/run/r.sock, "
+                              "allow_unauthenticated: true}"),
+              IsOk());
+  for (const char* address : {"127.0.0.1:1", "[::1]:1", "localhost:1", "unix:/x"}) {
+    EXPECT_TRUE(IsLoopbackAddress(address)) << address;
+  }
+  for (const char* address : {"0.0.0.0:1", "[::]:1", "10.0.0.1:1", "routerd:1", "128.0.0.1:1"}) {
+    EXPECT_FALSE(IsLoopbackAddress(address)) << address;
   }
 }
 
