@@ -30,7 +30,7 @@ ROUTERD_RUNTIME=(
 )
 # Tests, sanitizer and thread-safety builds, benchmarks and their plots, the clients' end-to-end
 # test (Python), the systemd unit's check, promtool and Prometheus (tests/deploy/), the openssl
-# command (docs/security.md makes certificates and tokens with it).
+# command (deploy/README.md, "Transport security", makes certificates and tokens with it).
 TEST_TOOLS=(
   clang openssl libgtest-dev libgmock-dev googletest libbenchmark-dev
   python3 python3-grpcio python3-protobuf python3-yaml curl ca-certificates systemd gnuplot-nox

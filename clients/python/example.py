@@ -3,11 +3,12 @@ a batch), prints the model pool, the chosen models and the mode that decided eac
 request as completed.
 
     PYTHONPATH=<build>/python:clients/python /usr/bin/python3 clients/python/example.py \
-        [--address 127.0.0.1:50051] [--ca_file CA.pem [--cert_file C.pem --key_file C.key]]
-        [--token_file admin.token]
+        [--address 127.0.0.1:50051] [--admin_address 127.0.0.1:50052]
+        [--ca_file CA.pem [--cert_file C.pem --key_file C.key]] [--token_file admin.token]
 
-With --ca_file it speaks TLS to routerd (and presents a client certificate when given one); with
---token_file it sends the token (listing the models is a RouterAdmin call, which needs it).
+Listing the models is a RouterAdmin call: it goes to --admin_address (routerd's admin.listen;
+default: --address) with the token of --token_file. With --ca_file the example speaks TLS to
+routerd (and presents a client certificate when given one).
 
 Exits 1 with the status if a call fails.
 """
@@ -27,17 +28,19 @@ PROMPTS = [
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--address", default="127.0.0.1:50051")
+    parser.add_argument("--admin_address")
     parser.add_argument("--ca_file")
     parser.add_argument("--cert_file")
     parser.add_argument("--key_file")
     parser.add_argument("--token_file")
     args = parser.parse_args()
     try:
-        with RouterClient(args.address, ca_file=args.ca_file, cert_file=args.cert_file,
-                          key_file=args.key_file, token_file=args.token_file) as client:
-            models = client.list_models()
+        security = dict(ca_file=args.ca_file, cert_file=args.cert_file, key_file=args.key_file,
+                        token_file=args.token_file)
+        with RouterClient(args.admin_address or args.address, **security) as admin:
+            models = admin.list_models()
             print("models:", ", ".join(m.deployment.name for m in models))
-
+        with RouterClient(args.address, **security) as client:
             # One query at a time; each answer names the model and holds an assignment_id. The
             # first waits for a batch (routerd's default mode); the second is decided inline.
             assignments = [client.route(make_query(*PROMPTS[0], mode="batch")),

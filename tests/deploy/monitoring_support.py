@@ -96,7 +96,8 @@ class Routerd:
     def __init__(self, procs, routerd, config, artifact, tmp):
         self.log_path = os.path.join(tmp, "routerd.log")
         self.proc = procs.start([routerd, "--config", config, "--estimator", artifact,
-                                 "--port", "0", "--metrics_port", "0"], self.log_path)
+                                 "--port", "0", "--metrics_port", "0", "--admin_port", "0"],
+                                self.log_path)
 
         def ready():
             if self.proc.poll() is not None:

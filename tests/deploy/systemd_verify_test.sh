@@ -1,7 +1,7 @@
 #!/bin/bash
-# deploy/routerd.service passes `systemd-analyze verify`, its sandbox keeps the exposure score of
-# `systemd-analyze security` at or below 1.5 (of 10), and its stop timeout covers the config's
-# shutdown drain and grace.
+# deploy/routerd.service, with its drop-ins (deploy/routerd.service.d/), passes `systemd-analyze
+# verify`, its sandbox keeps the exposure score of `systemd-analyze security` at or below 1.5 (of
+# 10), and its stop timeout covers the config's shutdown drain and grace.
 #
 # verify checks that ExecStart's binary exists, and /usr/local/bin/routerd is not installed on a
 # build machine, so the unit is verified as a copy whose ExecStart names the routerd just built:
@@ -19,6 +19,10 @@ command -v systemd-analyze >/dev/null || fail "systemd-analyze missing (deploy/i
 grep -q '^ExecStart=/usr/local/bin/routerd ' "$unit" || fail "$unit: ExecStart is not /usr/local/bin/routerd"
 sed "s#^ExecStart=/usr/local/bin/routerd #ExecStart=$routerd #" "$unit" >"$tmp/routerd.service"
 grep -q "^ExecStart=$routerd " "$tmp/routerd.service" || fail "ExecStart was not rewritten"
+# The secure setup's drop-in (deploy/routerd.service.d/), verified and scored with the unit.
+if [ -d "$unit.d" ]; then
+  cp -r "$unit.d" "$tmp/routerd.service.d"
+fi
 
 systemd-analyze verify "$tmp/routerd.service" >"$tmp/verify" 2>&1 ||
   fail "systemd-analyze verify: $(cat "$tmp/verify")"
