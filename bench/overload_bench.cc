@@ -1,0 +1,366 @@
+// overload_bench: what routerd does with more Route traffic than it can decide. Method and
+// results: bench/README.md, "Overload".
+//
+//   overload_bench [--config FILE] [--prompts FILE] [--factors 1,5] [--capacity_clients 64]
+//                  [--duration_s 5] [--channels 8] [--deadline_ms 10000]
+//                  [--max_batch_size 64] [--max_batch_delay_ms 2] [--max_queued 1024]
+//                  [--time_limit_ms T] [--relative_gap G] [--small_batch_max_queries N]
+//                  [--avg_cost_cap_usd C]
+//
+// routerd runs in this process on the --config file (listening on 127.0.0.1:0, plaintext, no
+// metrics endpoint, with the batching flags above and the policy and budget flags given), as
+// load_bench runs it. The policy flags make the decisions the bottleneck (a binding budget and a
+// tight gap make CBC use its whole time limit per batch), the overload the queue bounds are for;
+// without them, on a small machine, gRPC's own per-call work saturates the CPU first.
+//
+// 1. Capacity: a closed loop of --capacity_clients clients, each with one batch-mode Route in
+//    flight, for --duration_s: the answers per second it gets (OK or refused by a decision) are
+//    the capacity C.
+// 2. For each factor f: an open loop offering f x C Route calls per second, evenly spaced, for
+//    --duration_s, over --channels connections, each call with a --deadline_ms deadline. A call's
+//    latency runs from the moment it was due (not when the sender got to it), so a late sender
+//    shows as latency. Calls are admitted (answered OK, or RESOURCE_EXHAUSTED by their batch's
+//    budget) or refused (UNAVAILABLE: queue full); the table gives each group's share and
+//    latency percentiles, and how many refusals carried the retry hint (grpc-retry-pushback-ms).
+//
+// Output: a Markdown table on stdout, one row per factor. Exit status: 0 after printing it; 2 for
+// a bad flag; 1 if routerd cannot start.
+
+#include <algorithm>
+#include <cmath>
+#include <atomic>
+#include <cstdint>
+#include <fstream>
+#include <functional>
+#include <iostream>
+#include <map>
+#include <memory>
+#include <optional>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
+#include "absl/strings/str_split.h"
+#include "absl/synchronization/mutex.h"
+#include "absl/time/clock.h"
+#include "absl/time/time.h"
+#include "bench_stats.h"
+#include "grpcpp/create_channel.h"
+#include "nlohmann/json.hpp"
+#include "router/v1/router.grpc.pb.h"
+#include "server/process_settings.h"
+#include "server/routerd.h"
+
+namespace {
+
+namespace v1 = router::v1;
+
+struct Options {
+  std::string config = std::string(ROUTER_SOURCE_DIR) + "/deploy/routerd.yaml";
+  std::string prompts =
+      std::string(ROUTER_SOURCE_DIR) + "/../shared/data/routerbench_subset/derived/prompts.jsonl";
+  std::vector<double> factors = {1, 5};
+  int capacity_clients = 64;
+  double duration_s = 5;
+  int channels = 8;
+  int64_t deadline_ms = 10000;
+  int64_t max_batch_size = 64;
+  double max_batch_delay_ms = 2;
+  int64_t max_queued = 1024;
+  std::optional<double> time_limit_ms, relative_gap, avg_cost_cap_usd;
+  std::optional<int> small_batch_max_queries;
+};
+
+int Usage(const std::string& problem) {
+  std::cerr << "overload_bench: " << problem << "\n"
+            << "usage: overload_bench [--config FILE] [--prompts FILE] [--factors 1,5]\n"
+               "       [--capacity_clients 64] [--duration_s 5] [--channels 8] "
+               "[--deadline_ms 10000]\n"
+               "       [--max_batch_size 64] [--max_batch_delay_ms 2] [--max_queued 1024]\n"
+               "       [--time_limit_ms T] [--relative_gap G] [--small_batch_max_queries N]\n"
+               "       [--avg_cost_cap_usd C]\n";
+  return 2;
+}
+
+absl::StatusOr<std::vector<std::string>> LoadTexts(const std::string& path) {
+  std::ifstream in(path);
+  if (!in) return absl::NotFoundError(absl::StrCat("prompts file '", path, "' cannot be read"));
+  std::vector<std::string> texts;
+  for (std::string line; std::getline(in, line);) {
+    if (line.empty()) continue;
+    nlohmann::json row = nlohmann::json::parse(line, nullptr, /*allow_exceptions=*/false);
+    if (row.is_object() && row.contains("text") && row["text"].is_string()) {
+      texts.push_back(row["text"].get<std::string>());
+    }
+  }
+  if (texts.empty()) return absl::InvalidArgumentError(absl::StrCat(path, ": no prompts"));
+  return texts;
+}
+
+// One Route call and what became of it.
+struct Call {
+  grpc::ClientContext ctx;
+  v1::RouteRequest request;
+  v1::RouteResponse response;
+  absl::Time due;
+  absl::Duration latency;
+  grpc::StatusCode code = grpc::StatusCode::OK;
+  bool hinted = false;
+};
+
+class Calls {
+ public:
+  explicit Calls(const std::vector<std::string>& texts) : texts_(texts) {}
+
+  // Starts a batch-mode Route due at `due` on `stub`; `done` runs after it is recorded.
+  void Start(v1::Router::Stub& stub, absl::Time due, absl::Duration deadline,
+             std::function<void()> done = nullptr) {
+    auto call = std::make_unique<Call>();
+    Call* c = call.get();
+    const uint64_t seq = next_.fetch_add(1);
+    c->request.mutable_query()->set_id(absl::StrCat("o", seq));
+    c->request.mutable_query()->set_text(texts_[seq % texts_.size()]);
+    c->request.mutable_query()->set_mode(v1::ROUTING_MODE_BATCH);
+    c->due = due;
+    c->ctx.set_deadline(absl::ToChronoTime(due + deadline));
+    {
+      absl::MutexLock lock(&mu_);
+      ++outstanding_;
+      calls_.push_back(std::move(call));
+    }
+    stub.async()->Route(&c->ctx, &c->request, &c->response,
+                        [this, c, done = std::move(done)](grpc::Status s) {
+                          c->latency = absl::Now() - c->due;
+                          c->code = s.error_code();
+                          c->hinted = c->ctx.GetServerTrailingMetadata().count(
+                                          "grpc-retry-pushback-ms") > 0;
+                          {
+                            absl::MutexLock lock(&mu_);
+                            --outstanding_;
+                          }
+                          if (done) done();
+                        });
+  }
+
+  // Waits until every started call is answered.
+  void AwaitAll() {
+    absl::MutexLock lock(&mu_);
+    mu_.Await(absl::Condition(
+        +[](int64_t* n) { return *n == 0; }, &outstanding_));
+  }
+
+  // Calls started at or after `from` (all answered).
+  std::vector<const Call*> Since(absl::Time from) {
+    absl::MutexLock lock(&mu_);
+    std::vector<const Call*> out;
+    for (const auto& c : calls_) {
+      if (c->due >= from) out.push_back(c.get());
+    }
+    return out;
+  }
+
+ private:
+  const std::vector<std::string>& texts_;
+  std::atomic<uint64_t> next_{0};
+  absl::Mutex mu_;
+  int64_t outstanding_ ABSL_GUARDED_BY(mu_) = 0;
+  std::vector<std::unique_ptr<Call>> calls_ ABSL_GUARDED_BY(mu_);
+};
+
+bool Admitted(grpc::StatusCode code) {
+  return code == grpc::StatusCode::OK || code == grpc::StatusCode::RESOURCE_EXHAUSTED;
+}
+
+double Ms(absl::Duration d) { return absl::ToDoubleMilliseconds(d); }
+
+// Closed loop: the rate of admitted answers per second.
+double MeasureCapacity(const std::vector<std::unique_ptr<v1::Router::Stub>>& stubs,
+                       const std::vector<std::string>& texts, const Options& o) {
+  Calls calls(texts);
+  const absl::Time start = absl::Now();
+  const absl::Time end = start + absl::Seconds(o.duration_s);
+  const absl::Duration deadline = absl::Milliseconds(o.deadline_ms);
+  std::function<void(int)> loop = [&](int client) {
+    if (absl::Now() >= end) return;
+    calls.Start(*stubs[client % stubs.size()], absl::Now(), deadline, [&, client] { loop(client); });
+  };
+  for (int k = 0; k < o.capacity_clients; ++k) loop(k);
+  calls.AwaitAll();
+  int64_t admitted = 0;
+  for (const Call* c : calls.Since(start)) admitted += Admitted(c->code);
+  return static_cast<double>(admitted) / o.duration_s;
+}
+
+void OpenLoop(double factor, double capacity,
+              const std::vector<std::unique_ptr<v1::Router::Stub>>& stubs,
+              const std::vector<std::string>& texts, const Options& o) {
+  Calls calls(texts);
+  const double rate = factor * capacity;
+  const int64_t n = static_cast<int64_t>(rate * o.duration_s);
+  const absl::Time start = absl::Now() + absl::Milliseconds(50);
+  const absl::Duration deadline = absl::Milliseconds(o.deadline_ms);
+  for (int64_t k = 0; k < n; ++k) {
+    const absl::Time due = start + absl::Seconds(static_cast<double>(k) / rate);
+    const absl::Duration wait = due - absl::Now();
+    if (wait > absl::ZeroDuration()) absl::SleepFor(wait);
+    calls.Start(*stubs[k % stubs.size()], due, deadline);
+  }
+  calls.AwaitAll();
+  std::vector<double> admitted_ms, refused_ms;
+  std::map<grpc::StatusCode, int64_t> other;
+  int64_t hinted = 0;
+  for (const Call* c : calls.Since(start)) {
+    if (Admitted(c->code)) {
+      admitted_ms.push_back(Ms(c->latency));
+    } else if (c->code == grpc::StatusCode::UNAVAILABLE) {
+      refused_ms.push_back(Ms(c->latency));
+      hinted += c->hinted;
+    } else {
+      ++other[c->code];
+    }
+  }
+  const double total = static_cast<double>(n);
+  auto pct = [](const std::vector<double>& v, double q) {
+    return v.empty() ? 0.0 : router::bench::Percentile(v, q);
+  };
+  std::string others;
+  for (const auto& [code, count] : other) absl::StrAppend(&others, code, ":", count, " ");
+  std::cout << absl::StrFormat(
+                   "| %.0f | %.0f | %d | %.1f%% | %.1f | %.1f | %.1f | %.1f%% | %.2f | %.2f | "
+                   "%d/%d | %s |",
+                   factor, rate, n, 100.0 * admitted_ms.size() / total, pct(admitted_ms, 0.5),
+                   pct(admitted_ms, 0.9), pct(admitted_ms, 0.99),
+                   100.0 * refused_ms.size() / total, pct(refused_ms, 0.5),
+                   pct(refused_ms, 0.99), hinted, refused_ms.size(),
+                   others.empty() ? "-" : others)
+            << std::endl;
+}
+
+template <typename T>
+bool ParseList(const std::string& value, std::vector<T>* out) {
+  out->clear();
+  for (absl::string_view part : absl::StrSplit(value, ',', absl::SkipEmpty())) {
+    double v = 0;
+    if (!absl::SimpleAtod(part, &v) || v <= 0) return false;
+    out->push_back(static_cast<T>(v));
+  }
+  return !out->empty();
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  router::server::ApplyProcessSettings();
+  Options o;
+  for (int k = 1; k < argc; ++k) {
+    const std::string arg = argv[k];
+    if (arg == "--help" || arg == "-h") {
+      Usage("help");
+      return 0;
+    }
+    if (k + 1 >= argc) return Usage(absl::StrCat(arg, " needs a value"));
+    const std::string value = argv[++k];
+    bool ok = true;
+    double number = 0;
+    const bool is_number = absl::SimpleAtod(value, &number) && number > 0;
+    if (arg == "--config") {
+      o.config = value;
+    } else if (arg == "--prompts") {
+      o.prompts = value;
+    } else if (arg == "--factors") {
+      ok = ParseList(value, &o.factors);
+    } else if (arg == "--capacity_clients") {
+      ok = is_number;
+      o.capacity_clients = static_cast<int>(number);
+    } else if (arg == "--duration_s") {
+      ok = is_number;
+      o.duration_s = number;
+    } else if (arg == "--channels") {
+      ok = is_number;
+      o.channels = static_cast<int>(number);
+    } else if (arg == "--deadline_ms") {
+      ok = is_number;
+      o.deadline_ms = static_cast<int64_t>(number);
+    } else if (arg == "--max_batch_size") {
+      ok = is_number;
+      o.max_batch_size = static_cast<int64_t>(number);
+    } else if (arg == "--max_batch_delay_ms") {
+      ok = is_number;
+      o.max_batch_delay_ms = number;
+    } else if (arg == "--max_queued") {
+      ok = is_number;
+      o.max_queued = static_cast<int64_t>(number);
+    } else if (arg == "--time_limit_ms") {
+      ok = is_number;
+      o.time_limit_ms = number;
+    } else if (arg == "--relative_gap") {
+      ok = is_number;
+      o.relative_gap = number;
+    } else if (arg == "--avg_cost_cap_usd") {
+      ok = is_number;
+      o.avg_cost_cap_usd = number;
+    } else if (arg == "--small_batch_max_queries") {
+      ok = absl::SimpleAtod(value, &number) && number >= 0;
+      o.small_batch_max_queries = static_cast<int>(number);
+    } else {
+      return Usage(absl::StrCat("unknown flag '", arg, "'"));
+    }
+    if (!ok) return Usage(absl::StrCat(arg, ": bad value '", value, "'"));
+  }
+  absl::StatusOr<std::vector<std::string>> texts = LoadTexts(o.prompts);
+  if (!texts.ok()) {
+    std::cerr << "overload_bench: " << texts.status().message() << "\n";
+    return 1;
+  }
+  absl::StatusOr<router::server::RouterConfig> config = router::server::LoadConfigFile(o.config);
+  if (!config.ok()) {
+    std::cerr << "overload_bench: " << config.status().message() << "\n";
+    return 1;
+  }
+  // The benchmark's own loopback routerd: plaintext, no /metrics, RouterAdmin open to it only.
+  config->listen = "127.0.0.1:0";
+  config->metrics_listen = "";
+  config->tls = {};
+  config->api_token_file.clear();
+  config->admin = {};
+  config->admin.allow_unauthenticated = true;
+  config->batching.max_batch_size = o.max_batch_size;
+  config->batching.max_batch_delay = absl::Microseconds(std::llround(o.max_batch_delay_ms * 1000));
+  config->batching.max_queued = o.max_queued;
+  if (o.time_limit_ms) config->policy.solve.time_limit = absl::Milliseconds(*o.time_limit_ms);
+  if (o.relative_gap) config->policy.solve.relative_gap = *o.relative_gap;
+  if (o.small_batch_max_queries) {
+    config->policy.solve.small_batch_max_queries = *o.small_batch_max_queries;
+  }
+  if (o.avg_cost_cap_usd) config->policy.avg_cost_cap_usd = *o.avg_cost_cap_usd;
+  absl::StatusOr<std::unique_ptr<router::server::Routerd>> routerd =
+      router::server::Routerd::Start(*std::move(config), "");
+  if (!routerd.ok()) {
+    std::cerr << "overload_bench: routerd: " << routerd.status().message() << "\n";
+    return 1;
+  }
+  std::vector<std::unique_ptr<v1::Router::Stub>> stubs;
+  for (int c = 0; c < o.channels; ++c) {
+    grpc::ChannelArguments args;
+    args.SetInt("grpc.use_local_subchannel_pool", 1);  // a connection per channel
+    stubs.push_back(v1::Router::NewStub(grpc::CreateCustomChannel(
+        absl::StrCat("127.0.0.1:", (*routerd)->port()), grpc::InsecureChannelCredentials(),
+        args)));
+  }
+  const double capacity = MeasureCapacity(stubs, *texts, o);
+  std::cout << absl::StrFormat(
+                   "capacity: %.0f admitted Route calls/s (closed loop, %d clients, %.0f s); "
+                   "max_batch_size %d, max_batch_delay_ms %.1f, max_queued %d\n\n",
+                   capacity, o.capacity_clients, o.duration_s, o.max_batch_size,
+                   o.max_batch_delay_ms, o.max_queued)
+            << "| factor | offered/s | calls | admitted | admitted p50 ms | p90 ms | p99 ms | "
+               "refused | refused p50 ms | p99 ms | with hint | other |\n"
+            << "|---|---|---|---|---|---|---|---|---|---|---|---|" << std::endl;
+  for (double factor : o.factors) OpenLoop(factor, capacity, stubs, *texts, o);
+  (*routerd)->Shutdown(absl::ZeroDuration(), absl::Seconds(10));
+  return 0;
+}
