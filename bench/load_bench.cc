@@ -70,6 +70,7 @@
 #include "absl/synchronization/mutex.h"
 #include "absl/time/clock.h"
 #include "absl/time/time.h"
+#include "bench_routerd.h"
 #include "bench_stats.h"
 #include "echo.grpc.pb.h"
 #include "grpcpp/channel.h"
@@ -710,14 +711,8 @@ int main(int argc, char** argv) {
       std::cerr << "load_bench: " << config.status().message() << "\n";
       return 1;
     }
-    config->listen = "127.0.0.1:0";
-    config->metrics_listen = "127.0.0.1:0";
-    // The benchmark's own loopback routerd, driven over plaintext: no TLS, no tokens, and its
-    // RouterAdmin open (to this process's clients only) for the batch settings.
-    config->tls = {};
-    config->api_token_file.clear();
-    config->admin = {};
-    config->admin.allow_unauthenticated = true;
+    // Loopback and plaintext, RouterAdmin open to this process for the batch settings.
+    router::bench::ForInProcessBenchmark(*config, "127.0.0.1:0");
     if (!o.estimator.empty()) config->estimator = o.estimator;
     absl::StatusOr<std::unique_ptr<router::server::Routerd>> started =
         router::server::Routerd::Start(*std::move(config), "");

@@ -48,6 +48,7 @@
 #include "absl/synchronization/mutex.h"
 #include "absl/time/clock.h"
 #include "absl/time/time.h"
+#include "bench_routerd.h"
 #include "bench_stats.h"
 #include "grpcpp/create_channel.h"
 #include "nlohmann/json.hpp"
@@ -321,13 +322,7 @@ int main(int argc, char** argv) {
     std::cerr << "overload_bench: " << config.status().message() << "\n";
     return 1;
   }
-  // The benchmark's own loopback routerd: plaintext, no /metrics, RouterAdmin open to it only.
-  config->listen = "127.0.0.1:0";
-  config->metrics_listen = "";
-  config->tls = {};
-  config->api_token_file.clear();
-  config->admin = {};
-  config->admin.allow_unauthenticated = true;
+  router::bench::ForInProcessBenchmark(*config, /*metrics_listen=*/"");
   config->batching.max_batch_size = o.max_batch_size;
   config->batching.max_batch_delay = absl::Microseconds(std::llround(o.max_batch_delay_ms * 1000));
   config->batching.max_queued = o.max_queued;
