@@ -1,6 +1,7 @@
 #include "server/routerd.h"
 
 #include <exception>
+#include <tuple>
 #include <utility>
 
 #include "absl/strings/match.h"
@@ -59,13 +60,14 @@ void ApplyServerLimits(const GrpcServerConfig& g, absl::Duration shutdown_grace,
 void WarnAboutExposure(const RouterConfig& c) {
   const std::string& admin_address = c.admin.listen.empty() ? c.listen : c.admin.listen;
   if (!c.tls.enabled()) {
-    if (!c.admin.token_file.empty() && !IsLoopbackAddress(admin_address)) {
-      std::cerr << "routerd: warning: admin.token_file is set but " << admin_address
-                << " serves without TLS: the token crosses the network in clear" << std::endl;
-    }
-    if (!c.api_token_file.empty() && !IsLoopbackAddress(c.listen)) {
-      std::cerr << "routerd: warning: api.token_file is set but " << c.listen
-                << " serves without TLS: the token crosses the network in clear" << std::endl;
+    for (const auto& [key, file, address] :
+         {std::tuple{"admin.token_file", &c.admin.token_file, &admin_address},
+          std::tuple{"api.token_file", &c.api_token_file, &c.listen}}) {
+      if (file->empty() || IsLoopbackAddress(*address)) continue;
+      Log("warning", "token_in_clear",
+          absl::StrCat("warning: ", key, " is set but ", *address,
+                       " serves without TLS: the token crosses the network in clear"),
+          {{"key", std::string(key)}, {"address", *address}});
     }
   }
 }
@@ -249,8 +251,10 @@ absl::Status Routerd::ReloadCredentials(bool log_repeats) {
     if (r.outcome == ReloadOutcome::kRejected) metrics_->OnCredentialReloadFailure(credential);
     if (r.outcome == ReloadOutcome::kRejected ||
         (log_repeats && r.outcome == ReloadOutcome::kRejectedAgain)) {
-      std::cerr << "routerd: " << credential << ": new contents " << OutcomeVerb(r.outcome)
-                << ", the old ones stay in use: " << r.error.message() << std::endl;
+      Log("error", "credential_refused",
+          absl::StrCat(credential, ": new contents ", OutcomeVerb(r.outcome),
+                       ", the old ones stay in use: ", r.error.message()),
+          {{"credential", std::string(credential)}, {"reason", std::string(r.error.message())}});
     }
     if (first.ok()) first = r.error;
   };
@@ -258,9 +262,11 @@ absl::Status Routerd::ReloadCredentials(bool log_repeats) {
     const ReloadResult r = tls_->Reload();
     if (r.outcome == ReloadOutcome::kReplaced) {
       metrics_->OnServedCertificateExpiry(tls_->not_after());
-      std::cerr << "routerd: tls: new connections get the certificate " << tls_->subject()
-                << " (valid until " << absl::FormatTime(tls_->not_after(), absl::UTCTimeZone())
-                << ")" << std::endl;
+      const std::string until = absl::FormatTime(tls_->not_after(), absl::UTCTimeZone());
+      Log("info", "certificate_replaced",
+          absl::StrCat("tls: new connections get the certificate ", tls_->subject(),
+                       " (valid until ", until, ")"),
+          {{"subject", tls_->subject()}, {"not_after", until}});
     }
     report("tls", r);
   }
@@ -269,7 +275,8 @@ absl::Status Routerd::ReloadCredentials(bool log_repeats) {
     if (token == nullptr) continue;
     const ReloadResult r = token->Reload();
     if (r.outcome == ReloadOutcome::kReplaced) {
-      std::cerr << "routerd: " << token->key() << ": the new token is in use" << std::endl;
+      Log("info", "token_replaced", absl::StrCat(token->key(), ": the new token is in use"),
+          {{"key", token->key()}});
     }
     report(credential, r);
   }
