@@ -1,14 +1,18 @@
 #include "server/routerd.h"
 
 #include <exception>
+#include <memory>
 #include <tuple>
 #include <utility>
+#include <vector>
 
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
 #include "grpcpp/ext/proto_server_reflection_plugin.h"
 #include "grpcpp/health_check_service_interface.h"
+#include "grpcpp/impl/server_builder_option.h"
+#include "grpcpp/impl/server_builder_plugin.h"
 #include "grpcpp/resource_quota.h"
 #include "grpcpp/security/server_credentials.h"
 #include "grpcpp/server_builder.h"
@@ -28,9 +32,30 @@ namespace {
 constexpr char kRouterService[] = "router.v1.Router";
 constexpr char kExtProcService[] = "envoy.service.ext_proc.v3.ExternalProcessor";
 
-// The `grpc` section's limits, and the settings every listener shares.
-void ApplyServerLimits(const GrpcServerConfig& g, absl::Duration shutdown_grace,
+// Serves gRPC's reflection service on one server (`on`) or keeps it off that server. Not gRPC's
+// InitProtoReflectionServerBuilderPlugin: that adds reflection to every server the process builds
+// from then on and cannot be undone, so a second Routerd in the process (tests, benchmarks) with
+// `reflection: false` would still serve it; a plugin registered that way is removed here too.
+class ReflectionOption final : public grpc::ServerBuilderOption {
+ public:
+  explicit ReflectionOption(bool on) : on_(on) {}
+  void UpdateArguments(grpc::ChannelArguments*) override {}
+  void UpdatePlugins(std::vector<std::unique_ptr<grpc::ServerBuilderPlugin>>* plugins) override {
+    // The name gRPC's ProtoServerReflectionPlugin gives itself.
+    std::erase_if(*plugins, [](const std::unique_ptr<grpc::ServerBuilderPlugin>& p) {
+      return p->name() == "proto_server_reflection";
+    });
+    if (on_) plugins->push_back(std::make_unique<grpc::reflection::ProtoServerReflectionPlugin>());
+  }
+
+ private:
+  const bool on_;
+};
+
+// The `grpc` section's limits, reflection, and the settings every listener shares.
+void ApplyServerLimits(const GrpcServerConfig& g, bool reflection, absl::Duration shutdown_grace,
                        grpc::ServerBuilder& builder) {
+  builder.SetOption(std::make_unique<ReflectionOption>(reflection));
   const auto ms = [](absl::Duration d) { return static_cast<int>(absl::ToInt64Milliseconds(d)); };
   builder.SetMaxReceiveMessageSize(static_cast<int>(g.max_receive_message_bytes));
   builder.SetMaxSendMessageSize(static_cast<int>(g.max_send_message_bytes));
@@ -125,11 +150,10 @@ absl::StatusOr<std::unique_ptr<Routerd>> Routerd::Start(RouterConfig config,
   d->ext_proc_service_ = std::make_unique<ExtProcService>(d->runtime_.get());
 
   grpc::EnableDefaultHealthCheckService(true);
-  if (startup.reflection) grpc::reflection::InitProtoReflectionServerBuilderPlugin();
   const bool separate_admin = !startup.admin.listen.empty();
   {
     grpc::ServerBuilder builder;
-    ApplyServerLimits(startup.grpc, startup.shutdown_grace, builder);
+    ApplyServerLimits(startup.grpc, startup.reflection, startup.shutdown_grace, builder);
     builder.AddListeningPort(startup.listen, d->ListenerCredentials(), &d->port_);
     builder.RegisterService(d->router_service_.get());
     if (!separate_admin) builder.RegisterService(d->admin_service_.get());
@@ -147,7 +171,7 @@ absl::StatusOr<std::unique_ptr<Routerd>> Routerd::Start(RouterConfig config,
   d->server_->GetHealthCheckService()->SetServingStatus("", true);
   if (separate_admin) {
     grpc::ServerBuilder builder;
-    ApplyServerLimits(startup.grpc, startup.shutdown_grace, builder);
+    ApplyServerLimits(startup.grpc, startup.reflection, startup.shutdown_grace, builder);
     builder.AddListeningPort(startup.admin.listen, d->ListenerCredentials(), &d->admin_port_);
     builder.RegisterService(d->admin_service_.get());
     grpc::ResourceQuota quota("routerd-admin");
@@ -172,7 +196,7 @@ absl::StatusOr<std::unique_ptr<Routerd>> Routerd::Start(RouterConfig config,
     // Its own server: a grpc::Service is registered with one server only.
     d->gateway_ext_proc_service_ = std::make_unique<ExtProcService>(d->runtime_.get());
     grpc::ServerBuilder gateway_builder;
-    ApplyServerLimits(startup.grpc, startup.shutdown_grace, gateway_builder);
+    ApplyServerLimits(startup.grpc, /*reflection=*/false, startup.shutdown_grace, gateway_builder);
     gateway_builder.AddListeningPort(startup.gateway.listen, d->ListenerCredentials(),
                                      &d->ext_proc_port_);
     gateway_builder.RegisterService(d->gateway_ext_proc_service_.get());

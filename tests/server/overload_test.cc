@@ -4,7 +4,8 @@
 // UNAVAILABLE and a retry hint (the `grpc-retry-pushback-ms` trailer and "retry in N ms" in the
 // message; inside RouteBatch and RouteStream answers, in the item's message). Every call is
 // answered exactly once. Batches are held open (a 60 s batch delay, 120 s deadlines) so that the
-// counts do not depend on timing; shutting routerd down decides what was admitted.
+// counts do not depend on timing; shutting routerd down decides what was admitted. Also the other
+// listener limits a test can see without timing: the `grpc` message sizes, and `reflection`.
 
 #include <atomic>
 #include <map>
@@ -20,6 +21,8 @@
 #include "absl/time/time.h"
 #include "gmock/gmock.h"
 #include "grpcpp/create_channel.h"
+#include "grpcpp/generic/generic_stub.h"
+#include "grpcpp/support/byte_buffer.h"
 #include "gtest/gtest.h"
 #include "router/v1/router.grpc.pb.h"
 #include "server/admission.h"
@@ -87,12 +90,14 @@ class OverloadTest : public ::testing::Test {
   }
 
   // Batches close only when full (`max_batch_size`) or after a minute.
-  void Start(int64_t max_batch_size, int64_t max_queued, const std::string& limits) {
+  // `more`: further top-level YAML.
+  void Start(int64_t max_batch_size, int64_t max_queued, const std::string& limits,
+             const std::string& more = "") {
     const std::string yaml = absl::StrCat(
         "listen: 127.0.0.1:0\nmetrics_listen: ''\nshutdown: {grace_s: 10, drain_s: 0}\n"
         "batching: {max_batch_size: ",
         max_batch_size, ", max_batch_delay_ms: 60000, max_queued: ", max_queued,
-        "}\nlimits: {", limits, "}\n");
+        "}\nlimits: {", limits, "}\n", more, "\n");
     absl::StatusOr<RouterConfig> config = ParseConfigYaml(yaml);
     ASSERT_THAT(config, IsOk()) << yaml;
     absl::StatusOr<std::unique_ptr<Routerd>> d = Routerd::Start(*std::move(config), "");
@@ -325,6 +330,93 @@ TEST_F(OverloadTest, RefusedQueriesInsideABatchOrAStreamCarryTheHintInTheirMessa
   }
   EXPECT_EQ(assigned, 5);
   EXPECT_TRUE(stream->Finish().ok());
+}
+
+
+// The `grpc` section's message sizes reach the server: a request over max_receive_message_bytes
+// and an answer over max_send_message_bytes fail with RESOURCE_EXHAUSTED, and routerd keeps
+// serving calls that fit.
+TEST_F(OverloadTest, MessagesOverTheSizeLimitsFailAndCallsThatFitAreServed) {
+  // The gateway's body limit must fit both sizes (config.h), hence its 64 KiB here.
+  Start(/*max_batch_size=*/1, /*max_queued=*/100000, "",
+        "grpc: {max_receive_message_bytes: 1048576, max_send_message_bytes: 131072}\n"
+        "gateway: {request: {max_body_bytes: 65536}}");
+  auto stub = v1::Router::NewStub(NewConnection());
+  auto route = [&stub](const std::string& text, v1::RouteResponse* response) {
+    grpc::ClientContext ctx;
+    ctx.set_deadline(absl::ToChronoTime(absl::Now() + absl::Seconds(60)));
+    v1::RouteRequest request;
+    request.mutable_query()->set_id("q");
+    request.mutable_query()->set_text(text);
+    return stub->Route(&ctx, request, response);
+  };
+  v1::RouteResponse one;
+  EXPECT_EQ(route(std::string(1100000, 'a'), &one).error_code(),
+            grpc::StatusCode::RESOURCE_EXHAUSTED);
+  ASSERT_TRUE(route("Name a prime.", &one).ok());
+  // Enough queries that their answers pass 128 KiB while the request stays under 1 MiB.
+  const size_t per_answer = one.ByteSizeLong();
+  ASSERT_GT(per_answer, 40u);
+  const int n = static_cast<int>(2 * 131072 / per_answer);
+  ASSERT_LE(n, 4096);
+  grpc::ClientContext ctx;
+  ctx.set_deadline(absl::ToChronoTime(absl::Now() + absl::Seconds(60)));
+  v1::RouteBatchRequest batch;
+  for (int k = 0; k < n; ++k) {
+    v1::Query* q = batch.add_queries();
+    q->set_id(absl::StrCat(k));
+    q->set_text("Name a prime.");
+  }
+  ASSERT_LT(batch.ByteSizeLong(), 1048576u);
+  v1::RouteBatchResponse response;
+  EXPECT_EQ(stub->RouteBatch(&ctx, batch, &response).error_code(),
+            grpc::StatusCode::RESOURCE_EXHAUSTED);
+  EXPECT_TRUE(route("What is the capital of Spain?", &one).ok());
+}
+
+// A ServerReflectionRequest asking for the service list (field 7, list_services, empty), sent
+// as a unary call on the reflection service's streaming method: OK with an answer when
+// reflection is on, UNIMPLEMENTED when it is off.
+grpc::Status ListServices(const std::shared_ptr<grpc::Channel>& channel, std::string* answer) {
+  grpc::GenericStub stub(channel);
+  grpc::ClientContext ctx;
+  ctx.set_deadline(absl::ToChronoTime(absl::Now() + absl::Seconds(30)));
+  const std::string request("\x3a\x00", 2);
+  grpc::Slice slice(request);
+  grpc::ByteBuffer in(&slice, 1), out;
+  absl::Notification done;
+  grpc::Status status;
+  stub.UnaryCall(&ctx, "/grpc.reflection.v1alpha.ServerReflection/ServerReflectionInfo", {}, &in,
+                 &out, [&](grpc::Status s) {
+                   status = std::move(s);
+                   done.Notify();
+                 });
+  done.WaitForNotification();
+  std::vector<grpc::Slice> slices;
+  if (status.ok() && out.Dump(&slices).ok()) {
+    for (const grpc::Slice& s : slices) {
+      answer->append(reinterpret_cast<const char*>(s.begin()), s.size());
+    }
+  }
+  return status;
+}
+
+// Both orders in one process: reflection is per server, not process-wide.
+TEST_F(OverloadTest, ReflectionIsServedUnlessTurnedOff) {
+  std::string answer;
+  for (const bool on : {false, true, false}) {
+    Start(/*max_batch_size=*/1, /*max_queued=*/1000, "", on ? "" : "reflection: false");
+    answer.clear();
+    const grpc::Status s = ListServices(NewConnection(), &answer);
+    if (on) {
+      EXPECT_TRUE(s.ok()) << s.error_message();
+      EXPECT_THAT(answer, HasSubstr("router.v1.Router"));
+    } else {
+      EXPECT_EQ(s.error_code(), grpc::StatusCode::UNIMPLEMENTED) << s.error_message();
+    }
+    routerd_->Shutdown(absl::ZeroDuration(), absl::Seconds(10));
+    routerd_.reset();
+  }
 }
 
 }  // namespace
