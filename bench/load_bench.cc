@@ -49,12 +49,10 @@
 #include <cstdio>
 #include <ctime>
 #include <deque>
-#include <fstream>
 #include <functional>
 #include <iostream>
 #include <memory>
 #include <string>
-#include <type_traits>
 #include <utility>
 #include <vector>
 
@@ -62,7 +60,6 @@
 #include "absl/container/flat_hash_map.h"
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
-#include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_split.h"
@@ -79,7 +76,6 @@
 #include "grpcpp/security/server_credentials.h"
 #include "grpcpp/server.h"
 #include "grpcpp/server_builder.h"
-#include "nlohmann/json.hpp"
 #include "router/v1/router.grpc.pb.h"
 #include "server/config.h"
 #include "server/process_settings.h"
@@ -254,21 +250,14 @@ struct Workload {
 };
 
 absl::StatusOr<Workload> LoadPrompts(const std::string& path) {
-  std::ifstream in(path);
-  if (!in) return absl::NotFoundError(absl::StrCat("prompts file '", path, "' cannot be read"));
+  absl::StatusOr<std::vector<std::string>> texts = router::bench::LoadPromptTexts(path);
+  if (!texts.ok()) return texts.status();
   Workload w;
-  std::string line;
-  for (int line_no = 1; std::getline(in, line); ++line_no) {
-    if (line.empty()) continue;
-    nlohmann::json row = nlohmann::json::parse(line, nullptr, /*allow_exceptions=*/false);
-    if (!row.is_object() || !row.contains("text") || !row["text"].is_string()) {
-      return absl::InvalidArgumentError(absl::StrCat(path, ":", line_no, ": no string \"text\""));
-    }
+  for (std::string& text : *texts) {
     v1::Query& q = w.queries.emplace_back();
-    q.set_text(row["text"].get<std::string>());
+    q.set_text(std::move(text));
     w.echo_payloads.push_back(q.SerializeAsString());
   }
-  if (w.queries.empty()) return absl::InvalidArgumentError(absl::StrCat(path, ": no prompts"));
   return w;
 }
 
@@ -601,32 +590,6 @@ int Usage(const std::string& problem) {
   return 2;
 }
 
-template <typename T>
-bool ParseNumber(const std::string& text, T* out) {
-  if constexpr (std::is_floating_point_v<T>) {
-    double d = 0;
-    if (!absl::SimpleAtod(text, &d)) return false;
-    *out = static_cast<T>(d);
-    return true;
-  } else {
-    int64_t v = 0;
-    if (!absl::SimpleAtoi(text, &v)) return false;
-    *out = static_cast<T>(v);
-    return true;
-  }
-}
-
-template <typename T>
-bool ParseList(const std::string& text, std::vector<T>* out) {
-  out->clear();
-  for (absl::string_view part : absl::StrSplit(text, ',')) {
-    T v{};
-    if (!ParseNumber(std::string(part), &v) || v <= 0) return false;
-    out->push_back(v);
-  }
-  return !out->empty();
-}
-
 void PrintTableHeader() {
   std::printf(
       "| service | clients | max_batch_size | max_batch_delay ms | queries/s | p50 ms | p99 ms | "
@@ -665,23 +628,23 @@ int main(int argc, char** argv) {
     } else if (arg == "--prompts") {
       o.prompts = value;
     } else if (arg == "--clients") {
-      ok = ParseList(value, &o.clients);
+      ok = router::bench::ParseList(value, &o.clients);
     } else if (arg == "--batch_sizes") {
-      ok = ParseList(value, &o.batch_sizes);
+      ok = router::bench::ParseList(value, &o.batch_sizes);
     } else if (arg == "--delays_ms") {
-      ok = ParseList(value, &o.delays_ms);
+      ok = router::bench::ParseList(value, &o.delays_ms);
     } else if (arg == "--stream_window") {
-      ok = ParseNumber(value, &o.stream_window) && o.stream_window > 0;
+      ok = router::bench::ParseNumber(value, &o.stream_window) && o.stream_window > 0;
     } else if (arg == "--channels") {
-      ok = ParseNumber(value, &o.channels) && o.channels > 0;
+      ok = router::bench::ParseNumber(value, &o.channels) && o.channels > 0;
     } else if (arg == "--warmup_s") {
-      ok = ParseNumber(value, &o.warmup_s) && o.warmup_s >= 0;
+      ok = router::bench::ParseNumber(value, &o.warmup_s) && o.warmup_s >= 0;
     } else if (arg == "--duration_s") {
-      ok = ParseNumber(value, &o.duration_s) && o.duration_s > 0;
+      ok = router::bench::ParseNumber(value, &o.duration_s) && o.duration_s > 0;
     } else if (arg == "--pairs") {
-      ok = ParseNumber(value, &o.pairs) && o.pairs >= 0;
+      ok = router::bench::ParseNumber(value, &o.pairs) && o.pairs >= 0;
     } else if (arg == "--lease_timeout_s") {
-      ok = ParseNumber(value, &o.lease_timeout_s) && o.lease_timeout_s > 0;
+      ok = router::bench::ParseNumber(value, &o.lease_timeout_s) && o.lease_timeout_s > 0;
     } else if (arg == "--services") {
       o.services = absl::StrSplit(value, ',', absl::SkipEmpty());
       for (const std::string& service : o.services) {

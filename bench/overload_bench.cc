@@ -30,7 +30,6 @@
 #include <cmath>
 #include <atomic>
 #include <cstdint>
-#include <fstream>
 #include <functional>
 #include <iostream>
 #include <map>
@@ -41,17 +40,14 @@
 #include <vector>
 
 #include "absl/status/statusor.h"
-#include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
-#include "absl/strings/str_split.h"
 #include "absl/synchronization/mutex.h"
 #include "absl/time/clock.h"
 #include "absl/time/time.h"
 #include "bench_routerd.h"
 #include "bench_stats.h"
 #include "grpcpp/create_channel.h"
-#include "nlohmann/json.hpp"
 #include "router/v1/router.grpc.pb.h"
 #include "server/process_settings.h"
 #include "server/routerd.h"
@@ -85,21 +81,6 @@ int Usage(const std::string& problem) {
                "       [--time_limit_ms T] [--relative_gap G] [--small_batch_max_queries N]\n"
                "       [--avg_cost_cap_usd C]\n";
   return 2;
-}
-
-absl::StatusOr<std::vector<std::string>> LoadTexts(const std::string& path) {
-  std::ifstream in(path);
-  if (!in) return absl::NotFoundError(absl::StrCat("prompts file '", path, "' cannot be read"));
-  std::vector<std::string> texts;
-  for (std::string line; std::getline(in, line);) {
-    if (line.empty()) continue;
-    nlohmann::json row = nlohmann::json::parse(line, nullptr, /*allow_exceptions=*/false);
-    if (row.is_object() && row.contains("text") && row["text"].is_string()) {
-      texts.push_back(row["text"].get<std::string>());
-    }
-  }
-  if (texts.empty()) return absl::InvalidArgumentError(absl::StrCat(path, ": no prompts"));
-  return texts;
 }
 
 // One Route call and what became of it.
@@ -241,17 +222,6 @@ void OpenLoop(double factor, double capacity,
             << std::endl;
 }
 
-template <typename T>
-bool ParseList(const std::string& value, std::vector<T>* out) {
-  out->clear();
-  for (absl::string_view part : absl::StrSplit(value, ',', absl::SkipEmpty())) {
-    double v = 0;
-    if (!absl::SimpleAtod(part, &v) || v <= 0) return false;
-    out->push_back(static_cast<T>(v));
-  }
-  return !out->empty();
-}
-
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -266,53 +236,44 @@ int main(int argc, char** argv) {
     if (k + 1 >= argc) return Usage(absl::StrCat(arg, " needs a value"));
     const std::string value = argv[++k];
     bool ok = true;
-    double number = 0;
-    const bool is_number = absl::SimpleAtod(value, &number) && number > 0;
+    const auto positive = [&value](auto* out) {
+      return router::bench::ParseNumber(value, out) && *out > 0;
+    };
     if (arg == "--config") {
       o.config = value;
     } else if (arg == "--prompts") {
       o.prompts = value;
     } else if (arg == "--factors") {
-      ok = ParseList(value, &o.factors);
+      ok = router::bench::ParseList(value, &o.factors);
     } else if (arg == "--capacity_clients") {
-      ok = is_number;
-      o.capacity_clients = static_cast<int>(number);
+      ok = positive(&o.capacity_clients);
     } else if (arg == "--duration_s") {
-      ok = is_number;
-      o.duration_s = number;
+      ok = positive(&o.duration_s);
     } else if (arg == "--channels") {
-      ok = is_number;
-      o.channels = static_cast<int>(number);
+      ok = positive(&o.channels);
     } else if (arg == "--deadline_ms") {
-      ok = is_number;
-      o.deadline_ms = static_cast<int64_t>(number);
+      ok = positive(&o.deadline_ms);
     } else if (arg == "--max_batch_size") {
-      ok = is_number;
-      o.max_batch_size = static_cast<int64_t>(number);
+      ok = positive(&o.max_batch_size);
     } else if (arg == "--max_batch_delay_ms") {
-      ok = is_number;
-      o.max_batch_delay_ms = number;
+      ok = positive(&o.max_batch_delay_ms);
     } else if (arg == "--max_queued") {
-      ok = is_number;
-      o.max_queued = static_cast<int64_t>(number);
+      ok = positive(&o.max_queued);
     } else if (arg == "--time_limit_ms") {
-      ok = is_number;
-      o.time_limit_ms = number;
+      ok = positive(&o.time_limit_ms.emplace());
     } else if (arg == "--relative_gap") {
-      ok = is_number;
-      o.relative_gap = number;
+      ok = positive(&o.relative_gap.emplace());
     } else if (arg == "--avg_cost_cap_usd") {
-      ok = is_number;
-      o.avg_cost_cap_usd = number;
+      ok = positive(&o.avg_cost_cap_usd.emplace());
     } else if (arg == "--small_batch_max_queries") {
-      ok = absl::SimpleAtod(value, &number) && number >= 0;
-      o.small_batch_max_queries = static_cast<int>(number);
+      ok = router::bench::ParseNumber(value, &o.small_batch_max_queries.emplace()) &&
+           *o.small_batch_max_queries >= 0;
     } else {
       return Usage(absl::StrCat("unknown flag '", arg, "'"));
     }
     if (!ok) return Usage(absl::StrCat(arg, ": bad value '", value, "'"));
   }
-  absl::StatusOr<std::vector<std::string>> texts = LoadTexts(o.prompts);
+  absl::StatusOr<std::vector<std::string>> texts = router::bench::LoadPromptTexts(o.prompts);
   if (!texts.ok()) {
     std::cerr << "overload_bench: " << texts.status().message() << "\n";
     return 1;
