@@ -1,3 +1,4 @@
+#include "server/refused_call.h"
 #include "server/ext_proc_call.h"
 
 #include <atomic>
@@ -777,6 +778,13 @@ class ExtProcCall final : public grpc::ServerBidiReactor<grpc::ByteBuffer, grpc:
 
 grpc::ServerBidiReactor<grpc::ByteBuffer, grpc::ByteBuffer>* ExtProcService::Process(
     grpc::CallbackServerContext* ctx) {
+  if (authorizer_ != nullptr) {
+    if (absl::Status s = authorizer_->Check(*ctx); !s.ok()) {
+      runtime_->metrics().OnRequest("Process", static_cast<grpc::StatusCode>(s.code()),
+                                    absl::ZeroDuration());
+      return RefusedStream(s);
+    }
+  }
   runtime_->NoteArrival();
   return new ExtProcCall(runtime_, ctx->peer());
 }

@@ -72,6 +72,7 @@
 #include "envoy/service/ext_proc/v3/external_processor.grpc.pb.h"
 #include "grpcpp/support/byte_buffer.h"
 #include "grpcpp/support/server_callback.h"
+#include "server/call_auth.h"
 #include "server/router_runtime.h"
 
 namespace router::server {
@@ -83,14 +84,19 @@ using RawExtProcService =
 
 class ExtProcService final : public RawExtProcService {
  public:
-  // `runtime` (not owned) must outlive the server this service is registered with.
-  explicit ExtProcService(RouterRuntime* runtime) : runtime_(runtime) {}
+  // `runtime` and `authorizer` (not owned) must outlive the server this service is registered
+  // with. With an authorizer (api.token_file), a stream whose call does not pass it is finished at
+  // once with UNAUTHENTICATED or PERMISSION_DENIED (Envoy sends the token as the gRPC service's
+  // initial metadata, `authorization: Bearer ...`; docs/envoy_ext_proc.md).
+  ExtProcService(RouterRuntime* runtime, const CallAuthorizer* authorizer)
+      : runtime_(runtime), authorizer_(authorizer) {}
 
   grpc::ServerBidiReactor<grpc::ByteBuffer, grpc::ByteBuffer>* Process(
       grpc::CallbackServerContext* ctx) override;
 
  private:
   RouterRuntime* const runtime_;
+  const CallAuthorizer* const authorizer_;
 };
 
 }  // namespace router::server

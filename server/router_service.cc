@@ -3,28 +3,13 @@
 #include <optional>
 
 #include "server/raw_message.h"
+#include "server/refused_call.h"
 #include "server/route_batch_call.h"
 #include "server/route_call.h"
 #include "server/route_stream_call.h"
 #include "server/status_util.h"
 
 namespace router::server {
-namespace {
-
-// A RouteStream refused before it reads anything: finished at once with `status`.
-class RefusedStream final : public grpc::ServerBidiReactor<grpc::ByteBuffer, grpc::ByteBuffer> {
- public:
-  explicit RefusedStream(const absl::Status& status) { Finish(ToGrpcStatus(status)); }
-  void OnDone() override { delete this; }
-};
-
-grpc::ServerUnaryReactor* Refused(grpc::CallbackServerContext* ctx, const absl::Status& status) {
-  grpc::ServerUnaryReactor* reactor = ctx->DefaultReactor();
-  reactor->Finish(ToGrpcStatus(status));
-  return reactor;
-}
-
-}  // namespace
 
 absl::Status RouterService::Authorize(grpc::CallbackServerContext* ctx, absl::string_view method) {
   if (authorizer_ == nullptr) return absl::OkStatus();
@@ -39,27 +24,27 @@ absl::Status RouterService::Authorize(grpc::CallbackServerContext* ctx, absl::st
 grpc::ServerUnaryReactor* RouterService::Route(grpc::CallbackServerContext* ctx,
                                                const grpc::ByteBuffer* request,
                                                grpc::ByteBuffer* response) {
-  if (absl::Status s = Authorize(ctx, "Route"); !s.ok()) return Refused(ctx, s);
+  if (absl::Status s = Authorize(ctx, "Route"); !s.ok()) return RefusedUnary(ctx, s);
   return StartRouteCall(runtime_, ctx, request, response);
 }
 
 grpc::ServerBidiReactor<grpc::ByteBuffer, grpc::ByteBuffer>* RouterService::RouteStream(
     grpc::CallbackServerContext* ctx) {
-  if (absl::Status s = Authorize(ctx, "RouteStream"); !s.ok()) return new RefusedStream(s);
+  if (absl::Status s = Authorize(ctx, "RouteStream"); !s.ok()) return RefusedStream(s);
   return StartRouteStreamCall(runtime_, ctx);
 }
 
 grpc::ServerUnaryReactor* RouterService::RouteBatch(grpc::CallbackServerContext* ctx,
                                                     const grpc::ByteBuffer* request,
                                                     grpc::ByteBuffer* response) {
-  if (absl::Status s = Authorize(ctx, "RouteBatch"); !s.ok()) return Refused(ctx, s);
+  if (absl::Status s = Authorize(ctx, "RouteBatch"); !s.ok()) return RefusedUnary(ctx, s);
   return StartRouteBatchCall(runtime_, ctx, request, response);
 }
 
 grpc::ServerUnaryReactor* RouterService::Complete(grpc::CallbackServerContext* ctx,
                                                   const grpc::ByteBuffer* raw_request,
                                                   grpc::ByteBuffer* raw_response) {
-  if (absl::Status s = Authorize(ctx, "Complete"); !s.ok()) return Refused(ctx, s);
+  if (absl::Status s = Authorize(ctx, "Complete"); !s.ok()) return RefusedUnary(ctx, s);
   grpc::ServerUnaryReactor* reactor = ctx->DefaultReactor();
   runtime_->NoteArrival();
   const absl::Time start = runtime_->clock().Now();

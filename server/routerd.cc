@@ -147,7 +147,8 @@ absl::StatusOr<std::unique_ptr<Routerd>> Routerd::Start(RouterConfig config,
       std::make_unique<RouterService>(d->runtime_.get(), d->api_authorizer_.get());
   d->admin_service_ =
       std::make_unique<AdminService>(d->runtime_.get(), d->admin_authorizer_.get());
-  d->ext_proc_service_ = std::make_unique<ExtProcService>(d->runtime_.get());
+  d->ext_proc_service_ =
+      std::make_unique<ExtProcService>(d->runtime_.get(), d->api_authorizer_.get());
 
   grpc::EnableDefaultHealthCheckService(true);
   const bool separate_admin = !startup.admin.listen.empty();
@@ -194,7 +195,8 @@ absl::StatusOr<std::unique_ptr<Routerd>> Routerd::Start(RouterConfig config,
 
   if (!startup.gateway.listen.empty()) {
     // Its own server: a grpc::Service is registered with one server only.
-    d->gateway_ext_proc_service_ = std::make_unique<ExtProcService>(d->runtime_.get());
+    d->gateway_ext_proc_service_ =
+        std::make_unique<ExtProcService>(d->runtime_.get(), d->api_authorizer_.get());
     grpc::ServerBuilder gateway_builder;
     ApplyServerLimits(startup.grpc, /*reflection=*/false, startup.shutdown_grace, gateway_builder);
     gateway_builder.AddListeningPort(startup.gateway.listen, d->ListenerCredentials(),

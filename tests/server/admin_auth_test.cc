@@ -9,6 +9,8 @@
 #include <fstream>
 #include <memory>
 #include <string>
+#include <tuple>
+#include <utility>
 
 #include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
@@ -16,6 +18,7 @@
 #include "grpcpp/create_channel.h"
 #include "grpcpp/security/credentials.h"
 #include "gtest/gtest.h"
+#include "envoy/service/ext_proc/v3/external_processor.grpc.pb.h"
 #include "health.grpc.pb.h"
 #include "router/v1/router.grpc.pb.h"
 #include "server/call_auth.h"
@@ -291,6 +294,41 @@ TEST_F(AdminAuthTest, ApiTokenClosesTheRouterApiButNotHealth) {
     }
     EXPECT_TRUE(stream->Finish().ok());
   }
+}
+
+// Envoy's ext_proc on the API listener is a way to routing decisions too: with api.token_file it
+// takes the API token (Envoy's grpc_service initial_metadata) and refuses a stream without it.
+TEST_F(AdminAuthTest, ApiTokenClosesEnvoysExtProcToo) {
+  Start(absl::StrCat("admin: {token_file: '", admin_token_file_, "'}\napi: {token_file: '",
+                     api_token_file_, "'}\n"));
+  auto stub = envoy::service::ext_proc::v3::ExternalProcessor::NewStub(Channel(routerd_->port()));
+  auto headers_only = [&](const std::string& authorization) {
+    grpc::ClientContext ctx;
+    if (!authorization.empty()) ctx.AddMetadata("authorization", authorization);
+    auto stream = stub->Process(&ctx);
+    envoy::service::ext_proc::v3::ProcessingRequest request;
+    auto* headers = request.mutable_request_headers();
+    headers->set_end_of_stream(true);
+    auto* path = headers->mutable_headers()->add_headers();
+    path->set_key(":path");
+    path->set_raw_value("/v1/models");
+    stream->Write(request);
+    stream->WritesDone();
+    envoy::service::ext_proc::v3::ProcessingResponse response;
+    const bool answered = stream->Read(&response);
+    while (stream->Read(&response)) {
+    }
+    return std::make_pair(answered, stream->Finish());
+  };
+  auto [answered, status] = headers_only("");
+  EXPECT_FALSE(answered);
+  EXPECT_EQ(status.error_code(), grpc::StatusCode::UNAUTHENTICATED);
+  std::tie(answered, status) = headers_only("Bearer not-the-api-token-0123456");
+  EXPECT_FALSE(answered);
+  EXPECT_EQ(status.error_code(), grpc::StatusCode::PERMISSION_DENIED);
+  std::tie(answered, status) = headers_only(absl::StrCat("Bearer ", kApiToken));
+  EXPECT_TRUE(answered);
+  EXPECT_TRUE(status.ok()) << status.error_message();
 }
 
 TEST_F(AdminAuthTest, TokensReloadAndABadNewTokenFileKeepsTheOldToken) {
