@@ -17,10 +17,7 @@
 namespace router::core {
 namespace {
 
-using ::router::core::testing::IsOk;
 using ::router::core::testing::Real;
-using ::router::core::testing::StatusIs;
-using ::testing::HasSubstr;
 
 const nlohmann::json kProvenance = {{"dataset", "routerbench_subset"}, {"seed", 7}};
 

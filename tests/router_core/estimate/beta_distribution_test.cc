@@ -9,8 +9,6 @@
 namespace router::core {
 namespace {
 
-using ::testing::HasSubstr;
-using testing::StatusIs;
 
 double Quantile(double p, double a, double b) {
   absl::StatusOr<double> q = BetaQuantile(p, a, b);

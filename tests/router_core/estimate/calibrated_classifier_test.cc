@@ -21,13 +21,9 @@
 namespace router::core {
 namespace {
 
-using ::testing::HasSubstr;
-using testing::InvalidNaming;
-using testing::IsOk;
 using testing::Matrix;
 using testing::PredictRow;
 using testing::Set;
-using testing::StatusIs;
 
 using Json = nlohmann::json;
 

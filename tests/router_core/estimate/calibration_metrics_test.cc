@@ -10,10 +10,7 @@
 namespace router::core {
 namespace {
 
-using ::testing::HasSubstr;
-using testing::IsOk;
 using ::testing::Not;
-using testing::StatusIs;
 
 MATCHER_P(EceIs, expected, "") {
   if (!arg.ok()) {

@@ -11,11 +11,8 @@
 namespace router::core {
 namespace {
 
-using ::router::core::testing::IsOk;
 using ::router::core::testing::Real;
-using ::router::core::testing::StatusIs;
 using ::testing::DoubleEq;
-using ::testing::HasSubstr;
 
 CostModel Make() {
   ModelCost priced{"priced", 0.2, 0.4, std::nullopt, {}};

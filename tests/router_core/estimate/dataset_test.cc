@@ -15,9 +15,6 @@
 namespace router::core {
 namespace {
 
-using ::router::core::testing::IsOk;
-using ::router::core::testing::StatusIs;
-using ::testing::HasSubstr;
 
 const std::string kRouterbench = std::string(ROUTER_DATA_DIR) + "/routerbench_subset/derived";
 

@@ -10,10 +10,7 @@
 namespace router::core {
 namespace {
 
-using ::router::core::testing::IsOk;
-using ::router::core::testing::StatusIs;
 using ::testing::DoubleNear;
-using ::testing::HasSubstr;
 
 // Two models: "big" (cost 1, always right) and "small" (cost 0.1, right on the first half).
 HeldOutPredictions TwoModels(bool informative) {

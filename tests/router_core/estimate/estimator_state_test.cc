@@ -13,8 +13,6 @@ namespace router::core::estimate_internal {
 namespace {
 
 using Json = nlohmann::json;
-using ::router::core::testing::InvalidNaming;
-using ::router::core::testing::IsOk;
 using ::testing::ElementsAre;
 
 constexpr StateLayout kVersioned = {.kind = "demo", .version = 2};

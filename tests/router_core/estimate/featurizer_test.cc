@@ -18,12 +18,9 @@
 namespace router::core {
 namespace {
 
-using ::router::core::testing::IsOk;
 using ::router::core::testing::Real;
-using ::router::core::testing::StatusIs;
 using ::testing::Each;
 using ::testing::Eq;
-using ::testing::HasSubstr;
 
 double Norm(const std::vector<float>& v) {
   double s = 0;

@@ -13,10 +13,7 @@
 namespace router::core {
 namespace {
 
-using ::router::core::testing::IsOk;
 using ::router::core::testing::Real;
-using ::router::core::testing::StatusIs;
-using ::testing::HasSubstr;
 
 KnnOptions Options() {
   KnnOptions o;

@@ -13,10 +13,7 @@
 namespace router::core {
 namespace {
 
-using ::router::core::testing::IsOk;
 using ::router::core::testing::Real;
-using ::router::core::testing::StatusIs;
-using ::testing::HasSubstr;
 
 Predictor Make() {
   absl::StatusOr<std::unique_ptr<KnnEstimator>> knn = KnnEstimator::Fit(Real().train, KnnOptions());

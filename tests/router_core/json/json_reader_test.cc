@@ -14,10 +14,7 @@ namespace router::core {
 namespace {
 
 using Json = nlohmann::json;
-using ::router::core::testing::InvalidNaming;
-using ::router::core::testing::IsOkAndHolds;
 using ::testing::ElementsAre;
-using ::testing::HasSubstr;
 using ::testing::StartsWith;
 
 Json Parse(absl::string_view text) {

@@ -14,11 +14,8 @@ namespace router::core {
 namespace {
 
 using testing::Api;
-using testing::IsOk;
 using testing::MakeQuery;
 using testing::SelfHosted;
-using testing::StatusIs;
-using ::testing::HasSubstr;
 
 // Three self-hosted models and an API model; batches large enough that no bound caps the shares.
 PlanProblem Scenario(int64_t gpu_budget) {

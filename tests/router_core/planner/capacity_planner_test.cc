@@ -24,13 +24,10 @@ namespace {
 using testing::Api;
 using testing::CheckPlan;
 using testing::EnumerateOptimum;
-using testing::IsOk;
 using testing::MakeQuery;
 using testing::RandomScenario;
 using testing::RandomScenarioOptions;
 using testing::SelfHosted;
-using testing::StatusIs;
-using ::testing::HasSubstr;
 
 CapacityPlanner MakePlanner(const PlannerOptions& options = {}) {
   absl::StatusOr<CapacityPlanner> planner = CapacityPlanner::Create(options);

@@ -12,9 +12,6 @@
 namespace router::core {
 namespace {
 
-using testing::IsOk;
-using testing::StatusIs;
-using ::testing::HasSubstr;
 
 constexpr char kScenario[] = R"({
   "gpu_budget": 12, "avg_cost_cap": 0.002, "time_limit_ms": 2000, "relative_gap": 0.001,

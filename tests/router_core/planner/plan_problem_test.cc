@@ -17,11 +17,8 @@ namespace router::core {
 namespace {
 
 using testing::Api;
-using testing::IsOk;
 using testing::MakeQuery;
 using testing::SelfHosted;
-using testing::StatusIs;
-using ::testing::HasSubstr;
 
 PlanProblem Valid() {
   PlanProblem p;

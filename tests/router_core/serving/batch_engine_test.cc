@@ -16,10 +16,7 @@ namespace router::core {
 namespace {
 
 using ::testing::ElementsAre;
-using ::testing::HasSubstr;
 using testing::FakeClock;
-using testing::IsOk;
-using testing::StatusIs;
 
 // Pool: "local" (self-hosted, free, 2 slots, mediocre), "cheap" (API), "strong" (API, dear).
 const std::vector<DeployedModel> kPool = {{"local", 2}, {"cheap", std::nullopt}, {"strong", std::nullopt}};

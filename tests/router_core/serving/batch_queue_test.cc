@@ -12,11 +12,8 @@ namespace router::core {
 namespace {
 
 using ::testing::ElementsAre;
-using ::testing::HasSubstr;
 using ::testing::IsEmpty;
 using testing::FakeClock;
-using testing::IsOk;
-using testing::StatusIs;
 
 BatchQueue<int> Make(int64_t max_size, absl::Duration delay, int64_t max_queued = 100) {
   BatchQueueOptions o;

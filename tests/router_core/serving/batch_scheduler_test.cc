@@ -17,11 +17,8 @@ namespace router::core {
 namespace {
 
 using ::testing::ElementsAre;
-using ::testing::HasSubstr;
 using ::testing::IsEmpty;
 using testing::FakeClock;
-using testing::IsOk;
-using testing::StatusIs;
 
 struct FakeTask {
   int id = 0;

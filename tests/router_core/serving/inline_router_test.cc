@@ -19,10 +19,7 @@
 namespace router::core {
 namespace {
 
-using ::testing::HasSubstr;
 using testing::FakeClock;
-using testing::IsOk;
-using testing::StatusIs;
 
 // Pool: "local" (self-hosted, free, 2 slots), "cheap", "mid", "strong" (API, dearer and better).
 const std::vector<DeployedModel> kPool = {

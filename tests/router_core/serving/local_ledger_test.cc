@@ -14,10 +14,7 @@
 namespace router::core {
 namespace {
 
-using ::testing::HasSubstr;
 using testing::FakeClock;
-using testing::IsOk;
-using testing::StatusIs;
 
 std::vector<LedgerModel> Pool() { return {{"local", 2}, {"api", std::nullopt}}; }
 

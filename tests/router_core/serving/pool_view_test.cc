@@ -12,10 +12,7 @@ namespace router::core {
 namespace {
 
 using ::testing::ElementsAre;
-using ::testing::HasSubstr;
 using ::testing::IsEmpty;
-using testing::IsOk;
-using testing::StatusIs;
 
 std::vector<DeployedModel> Pool() {
   return {

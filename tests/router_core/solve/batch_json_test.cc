@@ -17,9 +17,6 @@ namespace router::core {
 namespace {
 
 using ::testing::ElementsAre;
-using ::testing::HasSubstr;
-using testing::InvalidNaming;
-using testing::IsOk;
 using ::testing::StartsWith;
 
 // The example of the format (batch_json.h), with two queries so that gamma fits.

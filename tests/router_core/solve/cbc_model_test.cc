@@ -13,7 +13,6 @@ namespace router::core {
 namespace {
 
 using ::testing::ElementsAre;
-using testing::IsOk;
 
 // max sum_k value_k x_k  s.t.  sum_k weight_k x_k <= capacity, x binary (and `min_items` <= sum x).
 void LoadKnapsack(const std::vector<double>& value, const std::vector<double>& weight,

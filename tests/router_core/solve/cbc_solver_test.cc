@@ -23,12 +23,9 @@ namespace {
 
 using testing::BruteForce;
 using testing::GammaObjective;
-using testing::IsOk;
 using testing::RandomInstanceOptions;
 using testing::RandomProblem;
 using testing::SmallOptions;
-using testing::StatusIs;
-using ::testing::HasSubstr;
 
 // Generous enough that small instances always finish: these tests check answers, not speed.
 constexpr absl::Duration kNoLimit = absl::Seconds(30);

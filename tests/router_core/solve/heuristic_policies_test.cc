@@ -22,7 +22,6 @@ namespace {
 
 using ::testing::ElementsAre;
 using ::testing::ElementsAreArray;
-using testing::IsOk;
 using testing::RandomInstanceOptions;
 using testing::RandomProblem;
 

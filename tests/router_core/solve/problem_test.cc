@@ -8,8 +8,6 @@
 namespace router::core {
 namespace {
 
-using testing::InvalidNaming;
-using testing::IsOk;
 
 BatchProblem TwoModels() {
   BatchProblem p;

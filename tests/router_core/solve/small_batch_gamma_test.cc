@@ -22,7 +22,6 @@ namespace {
 using testing::BruteForce;
 using testing::ExpectFinishedWithinGap;
 using testing::GammaObjective;
-using testing::IsOk;
 using testing::RandomProblem;
 using testing::SmallOptions;
 

@@ -22,7 +22,6 @@ namespace {
 
 using testing::BruteForce;
 using testing::ExpectFinishedWithinGap;
-using testing::IsOk;
 using testing::RandomInstanceOptions;
 using testing::RandomProblem;
 using testing::SmallOptions;

@@ -20,10 +20,8 @@ namespace {
 using testing::BruteForce;
 using testing::FakeClock;
 using testing::GammaObjective;
-using testing::IsOk;
 using testing::RandomInstanceOptions;
 using testing::RandomProblem;
-using testing::StatusIs;
 
 constexpr PolicyKind kAllPolicies[] = {
     PolicyKind::kBatch,    PolicyKind::kBatchRobust, PolicyKind::kBatchGamma, PolicyKind::kPerQuery,
