@@ -22,7 +22,6 @@ namespace router::core {
 namespace {
 
 using Json = nlohmann::json;
-using estimate_internal::Child;
 using estimate_internal::Element;
 using estimate_internal::Invalid;
 
@@ -218,15 +217,8 @@ absl::Status ValidateClassifierOptions(const ClassifierOptions& options) {
     return Invalid("weight_decay",
                    absl::StrCat("must be finite and >= 0, got ", options.weight_decay));
   }
-  if (!(std::isfinite(options.prior_strength) && options.prior_strength > 0.0)) {
-    return Invalid("prior_strength",
-                   absl::StrCat("must be finite and > 0, got ", options.prior_strength));
-  }
-  if (!(options.lower_quantile > 0.0 && options.lower_quantile <= 0.5)) {
-    return Invalid("lower_quantile",
-                   absl::StrCat("must be in (0, 0.5], got ", options.lower_quantile));
-  }
-  return absl::OkStatus();
+  return estimate_internal::ValidatePosteriorOptions(options.prior_strength,
+                                                    options.lower_quantile);
 }
 
 std::vector<double> CalibratedClassifier::Hidden(absl::Span<const float> features) const {
@@ -269,10 +261,10 @@ absl::Status CalibratedClassifier::ComputeBuckets(Output& output) const {
 
 absl::Status CalibratedClassifier::Predict(absl::Span<const float> features,
                                            absl::Span<QualityEstimate> out) const {
-  if (absl::Status s = estimate_internal::CheckFeatureVector(features, dim_); !s.ok()) return s;
-  if (out.size() != models_.size()) {
-    return Invalid("out", absl::StrCat("expected ", models_.size(),
-                                       " entries (one per model), got ", out.size()));
+  if (absl::Status s =
+          estimate_internal::CheckPredictArguments(features, dim_, out.size(), models_.size());
+      !s.ok()) {
+    return s;
   }
   const std::vector<double> hidden = Hidden(features);
   for (size_t j = 0; j < outputs_.size(); ++j) {

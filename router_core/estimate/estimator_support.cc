@@ -50,6 +50,26 @@ absl::Status CheckFeatureVector(absl::Span<const float> features, int dim) {
   return absl::OkStatus();
 }
 
+absl::Status CheckPredictArguments(absl::Span<const float> features, int dim, size_t out_size,
+                                   size_t num_models) {
+  if (absl::Status s = CheckFeatureVector(features, dim); !s.ok()) return s;
+  if (out_size != num_models) {
+    return Invalid("out", absl::StrCat("expected ", num_models, " entries (one per model), got ",
+                                       out_size));
+  }
+  return absl::OkStatus();
+}
+
+absl::Status ValidatePosteriorOptions(double prior_strength, double lower_quantile) {
+  if (!(std::isfinite(prior_strength) && prior_strength > 0.0)) {
+    return Invalid("prior_strength", absl::StrCat("must be finite and > 0, got ", prior_strength));
+  }
+  if (!(lower_quantile > 0.0 && lower_quantile <= 0.5)) {
+    return Invalid("lower_quantile", absl::StrCat("must be in (0, 0.5], got ", lower_quantile));
+  }
+  return absl::OkStatus();
+}
+
 absl::Status CheckTrainingSet(const TrainingSet& set, absl::string_view what, int expected_dim) {
   if (absl::Status s = CheckFeatureMatrix(set.features, what, expected_dim); !s.ok()) return s;
   if (set.features.rows() == 0) return Invalid(what, "no prompts");

@@ -33,6 +33,15 @@ absl::Status CheckFeatureMatrix(const FeatureMatrix& matrix, absl::string_view w
 
 // One query's features: the right dimension and finite.
 absl::Status CheckFeatureVector(absl::Span<const float> features, int dim);
+// Predict's arguments: CheckFeatureVector, then one output entry per model
+// (`out: expected 3 entries (one per model), got 2`).
+absl::Status CheckPredictArguments(absl::Span<const float> features, int dim, size_t out_size,
+                                   size_t num_models);
+
+// The options of a Beta posterior with a prior pseudo-count and a lower quantile (UniRoute's and
+// the classifier's): prior_strength finite and > 0, lower_quantile in (0, 0.5]. The message names
+// the option as the options validators do (`prior_strength: must be finite and > 0, got 0`).
+absl::Status ValidatePosteriorOptions(double prior_strength, double lower_quantile);
 
 // A well-formed training set: CheckFeatureMatrix, at least one model, names non-empty and unique,
 // labels.size() == rows * models, every label NaN (missing) or in [0, 1].

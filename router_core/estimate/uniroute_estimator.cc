@@ -21,7 +21,6 @@ namespace router::core {
 namespace {
 
 using Json = nlohmann::json;
-using estimate_internal::Child;
 using estimate_internal::Element;
 using estimate_internal::Invalid;
 
@@ -258,15 +257,8 @@ absl::Status ValidateUniRouteOptions(const UniRouteOptions& options) {
     return Invalid("temperature",
                    absl::StrCat("must be finite and >= 0, got ", options.temperature));
   }
-  if (!(std::isfinite(options.prior_strength) && options.prior_strength > 0.0)) {
-    return Invalid("prior_strength",
-                   absl::StrCat("must be finite and > 0, got ", options.prior_strength));
-  }
-  if (!(options.lower_quantile > 0.0 && options.lower_quantile <= 0.5)) {
-    return Invalid("lower_quantile",
-                   absl::StrCat("must be in (0, 0.5], got ", options.lower_quantile));
-  }
-  return absl::OkStatus();
+  return estimate_internal::ValidatePosteriorOptions(options.prior_strength,
+                                                    options.lower_quantile);
 }
 
 std::vector<double> UniRouteEstimator::Similarities(const std::vector<double>& unit) const {
@@ -323,10 +315,10 @@ absl::Status UniRouteEstimator::AppendModel(std::string name, ModelStats stats) 
 
 absl::Status UniRouteEstimator::Predict(absl::Span<const float> features,
                                         absl::Span<QualityEstimate> out) const {
-  if (absl::Status s = estimate_internal::CheckFeatureVector(features, dim_); !s.ok()) return s;
-  if (out.size() != models_.size()) {
-    return Invalid("out", absl::StrCat("expected ", models_.size(),
-                                       " entries (one per model), got ", out.size()));
+  if (absl::Status s =
+          estimate_internal::CheckPredictArguments(features, dim_, out.size(), models_.size());
+      !s.ok()) {
+    return s;
   }
   // On the stack for the usual sizes (the embedded artifact: 256 features, 20 clusters): a
   // prediction allocates nothing.
