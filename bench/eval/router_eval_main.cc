@@ -39,7 +39,6 @@
 namespace {
 
 constexpr int kExitFailure = 1;
-constexpr int kExitUsage = 2;
 
 constexpr char kUsage[] =
     "usage: router_eval --dataset DIR --out DIR [options]\n"
@@ -230,35 +229,29 @@ std::string PlotScript(uint64_t seed, const std::set<std::string>& csvs, bool ha
   return gp;
 }
 
-}  // namespace
-
-int main(int argc, char** argv) {
-  if (router::core::PrintUsageIfAsked(argc, argv, kUsage)) return 0;
-  absl::StatusOr<Flags> flags = ParseFlags(argc, argv);
-  if (!flags.ok()) {
-    return ToolError(kTool, kExitUsage, absl::StrCat(flags.status().message(), " (see --help)"));
-  }
-  std::cerr << "router_eval: reading " << flags->dataset << std::endl;
-  absl::StatusOr<router::core::Dataset> data = router::core::ReadDataset(flags->dataset);
+// The tool once its flags are parsed.
+int Run(const Flags& flags) {
+  std::cerr << "router_eval: reading " << flags.dataset << std::endl;
+  absl::StatusOr<router::core::Dataset> data = router::core::ReadDataset(flags.dataset);
   if (!data.ok()) return ToolError(kTool, kExitFailure, data.status().ToString());
-  if (std::system(absl::StrCat("mkdir -p '", flags->out, "'").c_str()) != 0) {
-    return ToolError(kTool, kExitFailure, absl::StrCat("cannot create ", flags->out));
+  if (std::system(absl::StrCat("mkdir -p '", flags.out, "'").c_str()) != 0) {
+    return ToolError(kTool, kExitFailure, absl::StrCat("cannot create ", flags.out));
   }
   absl::StatusOr<router::core::eval::EvalOutput> out = router::core::eval::RunEvaluation(
-      *data, flags->config,
+      *data, flags.config,
       [](absl::string_view m) { std::cerr << "router_eval: " << m << std::endl; });
   if (!out.ok()) return ToolError(kTool, kExitFailure, out.status().ToString());
 
   std::set<std::string> csvs;  // CSVs in the output folder the plots may draw from
   for (const auto& table : out->tables) {
     csvs.insert(table.name);
-    const std::string path = absl::StrCat(flags->out, "/", table.name, ".csv");
+    const std::string path = absl::StrCat(flags.out, "/", table.name, ".csv");
     if (absl::Status s = WriteFile(path, router::core::eval::TableToCsv(table)); !s.ok()) {
       return ToolError(kTool, kExitFailure, s.ToString());
     }
   }
-  const std::string summary = absl::StrCat(flags->out, "/summary.json");
-  if (flags->merge) {
+  const std::string summary = absl::StrCat(flags.out, "/summary.json");
+  if (flags.merge) {
     std::ifstream old_file(summary);
     if (old_file) {
       nlohmann::json old = nlohmann::json::parse(old_file, nullptr, /*allow_exceptions=*/false);
@@ -275,7 +268,7 @@ int main(int argc, char** argv) {
       // "skipped" is per run: keep the old entries for experiments this run did not redo.
       nlohmann::json skipped = nlohmann::json::array();
       for (const auto& e : old.value("skipped", nlohmann::json::array())) {
-        if (!flags->config.experiments.count(e.value("experiment", 0))) skipped.push_back(e);
+        if (!flags.config.experiments.count(e.value("experiment", 0))) skipped.push_back(e);
       }
       for (const auto& e : out->summary.value("skipped", nlohmann::json::array())) {
         skipped.push_back(e);
@@ -291,29 +284,35 @@ int main(int argc, char** argv) {
       // The plot script covers the kept experiments' CSVs too.
       for (const std::string name : {"exp1_budget_sweep", "exp2_batches", "exp3_robustness",
                                      "exp4_unseen_models", "exp5_capacity", "exp6_allocation"}) {
-        if (std::ifstream(absl::StrCat(flags->out, "/", name, ".csv")).good()) csvs.insert(name);
+        if (std::ifstream(absl::StrCat(flags.out, "/", name, ".csv")).good()) csvs.insert(name);
       }
     }
   }
   if (absl::Status s = WriteFile(summary, out->summary.dump(2) + "\n"); !s.ok()) {
     return ToolError(kTool, kExitFailure, s.ToString());
   }
-  if (absl::Status s = WriteFile(absl::StrCat(flags->out, "/report.md"), out->report_markdown);
+  if (absl::Status s = WriteFile(absl::StrCat(flags.out, "/report.md"), out->report_markdown);
       !s.ok()) {
     return ToolError(kTool, kExitFailure, s.ToString());
   }
   if (!csvs.empty()) {
-    const std::string script = absl::StrCat(flags->out, "/plots.gp");
-    if (absl::Status s = WriteFile(script, PlotScript(flags->config.seeds.front(), csvs,
-                                     out->summary.value("has_cost", true)));
+    const std::string script = absl::StrCat(flags.out, "/plots.gp");
+    if (absl::Status s = WriteFile(script, PlotScript(flags.config.seeds.front(), csvs,
+                                                      out->summary.value("has_cost", true)));
         !s.ok()) {
       return ToolError(kTool, kExitFailure, s.ToString());
     }
     // Plots are a convenience: the CSVs and the report stand without them.
-    if (std::system(absl::StrCat("cd '", flags->out, "' && gnuplot plots.gp").c_str()) != 0) {
+    if (std::system(absl::StrCat("cd '", flags.out, "' && gnuplot plots.gp").c_str()) != 0) {
       std::cerr << "router_eval: warning: gnuplot failed or is not installed; no PNGs" << std::endl;
     }
   }
   std::cout << summary << std::endl;
   return 0;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  return router::core::RunFlagTool<Flags>(kTool, kUsage, argc, argv, ParseFlags, Run);
 }

@@ -113,6 +113,8 @@ struct Flags {
   router::core::KnnOptions knn;
   router::core::UniRouteOptions uniroute;
   router::core::ClassifierOptions classifier;
+  // The whole command line, for the artifact's provenance.
+  std::string command;
 };
 
 template <typename T>
@@ -145,6 +147,7 @@ absl::Status ParseCharNgrams(absl::string_view text, router::core::FeaturizerOpt
 // Parses argv; INVALID_ARGUMENT with the message to show for a usage error.
 absl::StatusOr<Flags> ParseFlags(int argc, char** argv) {
   Flags f;
+  f.command = absl::StrJoin(argv, argv + argc, " ");
   const absl::string_view switches[] = {"--evaluate"};
   absl::StatusOr<std::vector<router::core::CliFlag>> flags =
       router::core::SplitFlags(argc, argv, switches);
@@ -240,24 +243,17 @@ std::string CreatedTime() {
   return absl::FormatTime("%Y-%m-%dT%H:%M:%SZ", now, absl::UTCTimeZone());
 }
 
-}  // namespace
-
-int main(int argc, char** argv) {
-  if (router::core::PrintUsageIfAsked(argc, argv, kUsage)) return 0;
-  absl::StatusOr<Flags> flags = ParseFlags(argc, argv);
-  if (!flags.ok()) {
-    return ToolError(kTool, kExitUsage, absl::StrCat(flags.status().message(), " (see --help)"));
-  }
+// The tool once its flags are parsed.
+int Run(const Flags& flags) {
   // Validate every option before the slow steps, so a typo fails at once.
-  if (absl::Status s = router::core::Featurizer::Create(flags->featurizer).status(); !s.ok()) {
+  if (absl::Status s = router::core::Featurizer::Create(flags.featurizer).status(); !s.ok()) {
     return ToolError(kTool, kExitUsage, absl::StrCat("featurizer ", s.message()));
   }
 
-  Progress(absl::StrCat("reading ", flags->dataset));
-  absl::StatusOr<Dataset> data = router::core::ReadDataset(flags->dataset);
+  Progress(absl::StrCat("reading ", flags.dataset));
+  absl::StatusOr<Dataset> data = router::core::ReadDataset(flags.dataset);
   if (!data.ok()) return ToolError(kTool, kExitFailure, data.status().ToString());
-  absl::StatusOr<router::core::DatasetSplit> split =
-      router::core::SplitDataset(*data, flags->split);
+  absl::StatusOr<router::core::DatasetSplit> split = router::core::SplitDataset(*data, flags.split);
   if (!split.ok()) return ToolError(kTool, kExitUsage, split.status().message());
   Progress(absl::StrCat(data->name, ": ", data->prompts.size(), " prompts, ", data->models.size(),
                         " models; split train ", split->train.size(), ", calibration ",
@@ -268,7 +264,7 @@ int main(int argc, char** argv) {
   for (const int64_t p : split->train) train_texts.push_back(data->prompts[p].text);
   Progress("fitting the featurizer's IDF on the train part");
   absl::StatusOr<router::core::Featurizer> featurizer =
-      router::core::Featurizer::Fit(flags->featurizer, train_texts);
+      router::core::Featurizer::Fit(flags.featurizer, train_texts);
   if (!featurizer.ok()) return ToolError(kTool, kExitFailure, featurizer.status().ToString());
   Progress("featurizing");
   router::core::FeatureMatrix train_features =
@@ -276,12 +272,12 @@ int main(int argc, char** argv) {
   router::core::FeatureMatrix test_features =
       router::core::FeaturizeRows(*data, split->test, *featurizer);
 
-  Progress(absl::StrCat("fitting ", flags->estimator));
+  Progress(absl::StrCat("fitting ", flags.estimator));
   std::unique_ptr<QualityEstimator> estimator;
-  if (flags->estimator == "knn") {
+  if (flags.estimator == "knn") {
     absl::StatusOr<std::unique_ptr<router::core::KnnEstimator>> knn =
         router::core::KnnEstimator::Fit(
-            router::core::TrainingRows(*data, split->train, train_features), flags->knn);
+            router::core::TrainingRows(*data, split->train, train_features), flags.knn);
     if (!knn.ok()) return ToolError(kTool, kExitFailure, knn.status().ToString());
     estimator = *std::move(knn);
   } else {
@@ -289,21 +285,21 @@ int main(int argc, char** argv) {
     // saw, so an empty calibration part is a usage error rather than a fit failure.
     if (split->calibration.empty()) {
       return ToolError(kTool, kExitUsage,
-                       absl::StrCat(flags->estimator, " needs a calibration part"));
+                       absl::StrCat(flags.estimator, " needs a calibration part"));
     }
     router::core::TrainingSet validation = router::core::TrainingRows(
         *data, split->calibration,
         router::core::FeaturizeRows(*data, split->calibration, *featurizer));
-    if (flags->estimator == "uniroute") {
+    if (flags.estimator == "uniroute") {
       absl::StatusOr<std::unique_ptr<router::core::UniRouteEstimator>> uniroute =
-          router::core::FitUniRoute(train_features, validation, flags->uniroute);
+          router::core::FitUniRoute(train_features, validation, flags.uniroute);
       if (!uniroute.ok()) return ToolError(kTool, kExitFailure, uniroute.status().ToString());
       estimator = *std::move(uniroute);
     } else {
       absl::StatusOr<std::unique_ptr<router::core::CalibratedClassifier>> classifier =
           router::core::FitCalibratedClassifier(
               router::core::TrainingRows(*data, split->train, train_features), validation,
-              flags->classifier);
+              flags.classifier);
       if (!classifier.ok()) return ToolError(kTool, kExitFailure, classifier.status().ToString());
       estimator = *std::move(classifier);
     }
@@ -331,17 +327,17 @@ int main(int argc, char** argv) {
 
   nlohmann::json result = {
       {"dataset", data->name},
-      {"estimator", flags->estimator},
+      {"estimator", flags.estimator},
       {"split",
-       {{"seed", flags->split.seed},
-        {"fractions", {flags->split.train, flags->split.calibration, flags->split.test}},
+       {{"seed", flags.split.seed},
+        {"fractions", {flags.split.train, flags.split.calibration, flags.split.test}},
         {"train", split->train.size()},
         {"calibration", split->calibration.size()},
         {"test", split->test.size()}}},
       {"models", router::core::CalibrationToJson(*calibration)},
       {"routing", router::core::RoutingToJson(*routing)}};
 
-  if (flags->evaluate) {
+  if (flags.evaluate) {
     // Baseline: the training success rate of each model on the prompt's task (the task is known).
     std::map<std::string, std::vector<std::pair<double, double>>> task_rates;
     const size_t m = data->models.size();
@@ -375,13 +371,13 @@ int main(int argc, char** argv) {
     if (!prior_routing.ok() || !prior_calibration.ok()) {
       return ToolError(kTool, kExitFailure, "task-prior baseline failed");
     }
-    std::string method = flags->estimator;
-    if (flags->estimator == "knn") {
-      absl::StrAppend(&method, "-", flags->knn.k, " (D=", dim, ")");
-    } else if (flags->estimator == "uniroute") {
-      absl::StrAppend(&method, " K=", flags->uniroute.num_clusters, " (D=", dim, ")");
+    std::string method = flags.estimator;
+    if (flags.estimator == "knn") {
+      absl::StrAppend(&method, "-", flags.knn.k, " (D=", dim, ")");
+    } else if (flags.estimator == "uniroute") {
+      absl::StrAppend(&method, " K=", flags.uniroute.num_clusters, " (D=", dim, ")");
     } else {
-      absl::StrAppend(&method, " H=", flags->classifier.hidden_units, " (D=", dim, ")");
+      absl::StrAppend(&method, " H=", flags.classifier.hidden_units, " (D=", dim, ")");
     }
     std::cout << TableRow(data->name, method, *routing, *calibration) << '\n';
     std::cout << TableRow(data->name, "task prior (knows the task)", *prior_routing,
@@ -390,23 +386,28 @@ int main(int argc, char** argv) {
     result["task_prior_routing"] = router::core::RoutingToJson(*prior_routing);
   }
 
-  if (!flags->out.empty()) {
-    std::vector<std::string> args(argv, argv + argc);
+  if (!flags.out.empty()) {
     nlohmann::json provenance = result;
-    provenance["command"] = absl::StrJoin(args, " ");
+    provenance["command"] = flags.command;
     provenance["created"] = CreatedTime();
     provenance["label"] = "correct";
     absl::StatusOr<std::string> bytes =
         router::core::SerializeArtifact(*featurizer, *estimator, *cost, provenance);
     if (!bytes.ok()) return ToolError(kTool, kExitFailure, bytes.status().ToString());
-    if (absl::Status s = router::core::WriteArtifactFile(flags->out, *bytes); !s.ok()) {
+    if (absl::Status s = router::core::WriteArtifactFile(flags.out, *bytes); !s.ok()) {
       return ToolError(kTool, kExitFailure, s.ToString());
     }
-    Progress(absl::StrCat("wrote ", flags->out, " (", bytes->size(), " bytes)"));
-    result["artifact"] = {{"path", flags->out}, {"bytes", bytes->size()}};
+    Progress(absl::StrCat("wrote ", flags.out, " (", bytes->size(), " bytes)"));
+    result["artifact"] = {{"path", flags.out}, {"bytes", bytes->size()}};
   }
   std::cout << result.dump() << '\n';
   std::cout.flush();
   if (!std::cout) return ToolError(kTool, kExitFailure, "cannot write to stdout");
   return 0;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  return router::core::RunFlagTool<Flags>(kTool, kUsage, argc, argv, ParseFlags, Run);
 }
