@@ -8,6 +8,7 @@
 #include <random>
 #include <utility>
 
+#include "absl/functional/function_ref.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_join.h"
@@ -273,6 +274,25 @@ const std::vector<std::string> kEstimators = {"knn", "uniroute", "classifier"};
 // Experiment 4 adds models to a fitted estimator; the classifier's pool is fixed at training time.
 const std::vector<std::string> kUnseenEstimators = {"knn", "uniroute"};
 
+// Calls `run` for every seed (by its index k in c.seeds) and every estimator of kEstimators,
+// seed-major, with the seed's held-out predictions of that estimator and their best single model;
+// stops at the first error.
+absl::Status ForEachSeedAndEstimator(
+    const Context& c,
+    absl::FunctionRef<absl::Status(size_t k, const std::string& est, const HeldOutPredictions& p,
+                                   const Reference* ref)>
+        run) {
+  for (size_t k = 0; k < c.seeds.size(); ++k) {
+    for (const std::string& est : kEstimators) {
+      const HeldOutPredictions& p = c.predictions[k].at(est);
+      absl::StatusOr<Reference> ref = BestSingleModel(p);
+      if (!ref.ok()) return ref.status();
+      if (absl::Status s = run(k, est, p, &*ref); !s.ok()) return s;
+    }
+  }
+  return absl::OkStatus();
+}
+
 absl::Status Experiment1(Context& c) {
   Table points{"exp1_budget_sweep",
                {"seed", "estimator", "policy", "knob", "value", "cost_rel", "accuracy", "acc_rel",
@@ -283,45 +303,43 @@ absl::Status Experiment1(Context& c) {
                 {}};
   // [estimator][policy][figure] -> per-seed values
   std::map<std::string, std::map<std::string, std::map<std::string, std::vector<double>>>> fig;
-  for (size_t k = 0; k < c.seeds.size(); ++k) {
+  auto run = [&](size_t k, const std::string& est, const HeldOutPredictions& p,
+                 const Reference* ref) -> absl::Status {
     const uint64_t seed = c.seeds[k].seed;
-    for (const std::string& est : kEstimators) {
-      const HeldOutPredictions& p = c.predictions[k].at(est);
-      absl::StatusOr<Reference> ref = BestSingleModel(p);
-      if (!ref.ok()) return ref.status();
-      absl::StatusOr<Batches> batches = MakeBatches(p, Ordering::kRandom, kSweepBatch, seed);
-      if (!batches.ok()) return batches.status();
-      c.progress(absl::StrCat("exp1: seed ", seed, " ", est));
-      for (const PolicyKind policy : AllPolicies()) {
-        const std::string name(PolicyKindName(policy));
-        CurvePoints curve;
-        for (const SweepPoint& sp : SweepPoints(policy, *ref, c.config.quick)) {
-          absl::StatusOr<RunResult> r = RunPolicy(p, *batches, sp.run, c.config.sim);
-          if (!r.ok()) return r.status();
-          const double cost_rel = r->realized_cost / ref->realized_cost;
-          curve.emplace_back(cost_rel, r->accuracy);
-          points.rows.push_back({Num(static_cast<double>(seed)), est, name, sp.knob, Num(sp.value),
-                                 Num(cost_rel), Num(r->accuracy), Num(r->accuracy / ref->accuracy),
-                                 Num(r->predicted_cost / ref->predicted_cost),
-                                 Num(static_cast<double>(r->unserved))});
-        }
-        const CurveMetrics m = ComputeCurveMetrics(curve, ref->accuracy);
-        metrics.rows.push_back({Num(static_cast<double>(seed)), est, name, Num(m.qnc), Num(m.auc),
-                                Num(m.acc_rel_at_50), Num(m.acc_rel_at_100)});
-        fig[est][name]["qnc"].push_back(m.qnc);
-        fig[est][name]["auc"].push_back(m.auc);
-        fig[est][name]["acc_rel_at_50"].push_back(m.acc_rel_at_50);
+    absl::StatusOr<Batches> batches = MakeBatches(p, Ordering::kRandom, kSweepBatch, seed);
+    if (!batches.ok()) return batches.status();
+    c.progress(absl::StrCat("exp1: seed ", seed, " ", est));
+    for (const PolicyKind policy : AllPolicies()) {
+      const std::string name(PolicyKindName(policy));
+      CurvePoints curve;
+      for (const SweepPoint& sp : SweepPoints(policy, *ref, c.config.quick)) {
+        absl::StatusOr<RunResult> r = RunPolicy(p, *batches, sp.run, c.config.sim);
+        if (!r.ok()) return r.status();
+        const double cost_rel = r->realized_cost / ref->realized_cost;
+        curve.emplace_back(cost_rel, r->accuracy);
+        points.rows.push_back({Num(static_cast<double>(seed)), est, name, sp.knob, Num(sp.value),
+                               Num(cost_rel), Num(r->accuracy), Num(r->accuracy / ref->accuracy),
+                               Num(r->predicted_cost / ref->predicted_cost),
+                               Num(static_cast<double>(r->unserved))});
       }
-      // The estimator's own held-out lambda sweep (estimator_eval.h), one prompt at a time
-      // without batches: the per-query policy must agree with it.
-      absl::StatusOr<RoutingEvaluation> routing = EvaluateRouting(p);
-      if (!routing.ok()) return routing.status();
-      metrics.rows.push_back({Num(static_cast<double>(seed)), est, "estimator_eval_lambda_sweep",
-                              Num(routing->qnc), Num(routing->deferral_auc),
-                              Num(routing->relative_accuracy_at_50),
-                              Num(routing->relative_accuracy_at_100)});
+      const CurveMetrics m = ComputeCurveMetrics(curve, ref->accuracy);
+      metrics.rows.push_back({Num(static_cast<double>(seed)), est, name, Num(m.qnc), Num(m.auc),
+                              Num(m.acc_rel_at_50), Num(m.acc_rel_at_100)});
+      fig[est][name]["qnc"].push_back(m.qnc);
+      fig[est][name]["auc"].push_back(m.auc);
+      fig[est][name]["acc_rel_at_50"].push_back(m.acc_rel_at_50);
     }
-  }
+    // The estimator's own held-out lambda sweep (estimator_eval.h), one prompt at a time
+    // without batches: the per-query policy must agree with it.
+    absl::StatusOr<RoutingEvaluation> routing = EvaluateRouting(p);
+    if (!routing.ok()) return routing.status();
+    metrics.rows.push_back({Num(static_cast<double>(seed)), est, "estimator_eval_lambda_sweep",
+                            Num(routing->qnc), Num(routing->deferral_auc),
+                            Num(routing->relative_accuracy_at_50),
+                            Num(routing->relative_accuracy_at_100)});
+    return absl::OkStatus();
+  };
+  if (absl::Status s = ForEachSeedAndEstimator(c, run); !s.ok()) return s;
   nlohmann::json& out = c.summary["exp1_budget_sweep"];
   for (auto& [est, policies] : fig) {
     for (auto& [policy, figures] : policies) {
@@ -355,105 +373,103 @@ absl::Status Experiment2(Context& c) {
   // [config key][arm pair] -> per-seed accuracy differences in points; over-cap counts.
   std::map<std::string, std::map<std::string, std::vector<double>>> diffs;
   std::map<std::string, nlohmann::json> config_json;
-  for (size_t k = 0; k < c.seeds.size(); ++k) {
+  auto run = [&](size_t k, const std::string& est, const HeldOutPredictions& p,
+                 const Reference* ref) -> absl::Status {
     const uint64_t seed = c.seeds[k].seed;
-    for (const std::string& est : kEstimators) {
-      const HeldOutPredictions& p = c.predictions[k].at(est);
-      absl::StatusOr<Reference> ref = BestSingleModel(p);
-      if (!ref.ok()) return ref.status();
-      for (const int size : sizes) {
-        for (const Ordering ordering : {Ordering::kRandom, Ordering::kAdversarial}) {
-          absl::StatusOr<Batches> batches = MakeBatches(p, ordering, size, seed);
-          if (!batches.ok()) return batches.status();
-          for (const double f : caps) {
-            c.progress(absl::StrCat("exp2: seed ", seed, " ", est, " N=", size, " ",
-                                    OrderingName(ordering), " cap ", f));
-            const double cap = f * ref->predicted_cost;
-            PolicyRun batch_run;
-            batch_run.policy = PolicyKind::kBatch;
-            batch_run.budget_per_prompt = cap;
-            absl::StatusOr<RunResult> batch = RunPolicy(p, *batches, batch_run, c.config.sim);
-            if (!batch.ok()) return batch.status();
-            const double batch_total = batch->predicted_cost * static_cast<double>(batch->prompts);
-            absl::StatusOr<LambdaTuning> matched =
-                TuneLambdaToSpend(p, *batches, batch_total, c.config.sim);
-            if (!matched.ok()) return matched.status();
-            absl::StatusOr<LambdaTuning> safe = TuneLambdaUnderCap(p, *batches, cap, c.config.sim);
-            if (!safe.ok()) return safe.status();
-            struct Arm {
-              std::string name;
-              double lambda;
-              RunResult result;
-            };
-            std::vector<Arm> arms;
-            arms.push_back({"batch", kNaN, *batch});
-            for (const auto& [name, lambda, guarded] :
-                 {std::tuple{"per_query_matched", matched->lambda, false},
-                  std::tuple{"per_query_safe", safe->lambda, false},
-                  std::tuple{"per_query_guarded", matched->lambda, true}}) {
-              PolicyRun run;
-              run.policy = PolicyKind::kPerQuery;
-              run.params.lambda = lambda;
-              if (guarded) run.budget_per_prompt = cap;
-              absl::StatusOr<RunResult> r = RunPolicy(p, *batches, run, c.config.sim);
-              if (!r.ok()) return r.status();
-              arms.push_back({name, lambda, *std::move(r)});
-            }
-            // The inline router: one decision per arrival, windows = these batches.
-            InlineRun inline_run;
-            inline_run.budget_per_prompt = cap;
-            absl::StatusOr<InlineReplay> inline_replay = RunInline(p, *batches, inline_run);
-            if (!inline_replay.ok()) return inline_replay.status();
-            arms.push_back({"inline", kNaN, inline_replay->result});
-            const std::string key =
-                absl::StrCat(est, "/N=", size, "/", OrderingName(ordering), "/cap=", Num(f));
-            config_json[key] = {{"estimator", est},
-                                {"batch_size", size},
-                                {"ordering", OrderingName(ordering)},
-                                {"cap_fraction", f}};
-            for (const Arm& arm : arms) {
-              std::vector<double> over_cap;
-              for (size_t b = 0; b < arm.result.batch_spend.size(); ++b) {
-                over_cap.push_back(arm.result.batch_spend[b] / (cap * arm.result.batch_size[b]));
-              }
-              const Spread spread = Summarize(over_cap);
-              const int broken = BatchesOverCap(arm.result, cap);
-              runs.rows.push_back(
-                  {Num(static_cast<double>(seed)), est, Num(size), OrderingName(ordering), Num(f),
-                   arm.name, Num(arm.lambda), Num(arm.result.accuracy),
-                   Num(arm.result.accuracy / ref->accuracy),
-                   Num(arm.result.realized_cost / ref->realized_cost),
-                   Num(arm.result.predicted_cost / ref->predicted_cost), Num(spread.sd),
-                   Num(spread.max), Num(static_cast<double>(over_cap.size())), Num(broken)});
-              if (k == 0) {
-                for (size_t b = 0; b < over_cap.size(); ++b) {
-                  per_batch.rows.push_back({Num(static_cast<double>(seed)), est, Num(size),
-                                            OrderingName(ordering), Num(f), arm.name,
-                                            Num(static_cast<double>(b)), Num(over_cap[b])});
-                }
-              }
-              diffs[key][absl::StrCat(arm.name, "_accuracy")].push_back(arm.result.accuracy);
-              diffs[key][absl::StrCat(arm.name, "_batches_over_cap")].push_back(broken);
-              diffs[key][absl::StrCat(arm.name, "_spend_sd_over_cap")].push_back(spread.sd);
-              if (arm.name == "inline") {
-                // The candidate replacing the batch arm: its gap to it, not batch's gain over it.
-                diffs[key]["inline_minus_batch_points"].push_back(
-                    100.0 * (arm.result.accuracy - arms[0].result.accuracy));
-              } else if (arm.name != "batch") {
-                diffs[key][absl::StrCat("batch_minus_", arm.name, "_points")].push_back(
-                    100.0 * (arms[0].result.accuracy - arm.result.accuracy));
-              }
-            }
-            diffs[key]["inline_decision_us_p99"].push_back(
-                Percentile(inline_replay->decision_us, 0.99));
-            diffs[key]["inline_guarded_share"].push_back(
-                static_cast<double>(inline_replay->guarded) /
-                static_cast<double>(inline_replay->result.prompts));
+    for (const int size : sizes) {
+      for (const Ordering ordering : {Ordering::kRandom, Ordering::kAdversarial}) {
+        absl::StatusOr<Batches> batches = MakeBatches(p, ordering, size, seed);
+        if (!batches.ok()) return batches.status();
+        for (const double f : caps) {
+          c.progress(absl::StrCat("exp2: seed ", seed, " ", est, " N=", size, " ",
+                                  OrderingName(ordering), " cap ", f));
+          const double cap = f * ref->predicted_cost;
+          PolicyRun batch_run;
+          batch_run.policy = PolicyKind::kBatch;
+          batch_run.budget_per_prompt = cap;
+          absl::StatusOr<RunResult> batch = RunPolicy(p, *batches, batch_run, c.config.sim);
+          if (!batch.ok()) return batch.status();
+          const double batch_total = batch->predicted_cost * static_cast<double>(batch->prompts);
+          absl::StatusOr<LambdaTuning> matched =
+              TuneLambdaToSpend(p, *batches, batch_total, c.config.sim);
+          if (!matched.ok()) return matched.status();
+          absl::StatusOr<LambdaTuning> safe = TuneLambdaUnderCap(p, *batches, cap, c.config.sim);
+          if (!safe.ok()) return safe.status();
+          struct Arm {
+            std::string name;
+            double lambda;
+            RunResult result;
+          };
+          std::vector<Arm> arms;
+          arms.push_back({"batch", kNaN, *batch});
+          for (const auto& [name, lambda, guarded] :
+               {std::tuple{"per_query_matched", matched->lambda, false},
+                std::tuple{"per_query_safe", safe->lambda, false},
+                std::tuple{"per_query_guarded", matched->lambda, true}}) {
+            PolicyRun run;
+            run.policy = PolicyKind::kPerQuery;
+            run.params.lambda = lambda;
+            if (guarded) run.budget_per_prompt = cap;
+            absl::StatusOr<RunResult> r = RunPolicy(p, *batches, run, c.config.sim);
+            if (!r.ok()) return r.status();
+            arms.push_back({name, lambda, *std::move(r)});
           }
+          // The inline router: one decision per arrival, windows = these batches.
+          InlineRun inline_run;
+          inline_run.budget_per_prompt = cap;
+          absl::StatusOr<InlineReplay> inline_replay = RunInline(p, *batches, inline_run);
+          if (!inline_replay.ok()) return inline_replay.status();
+          arms.push_back({"inline", kNaN, inline_replay->result});
+          const std::string key =
+              absl::StrCat(est, "/N=", size, "/", OrderingName(ordering), "/cap=", Num(f));
+          config_json[key] = {{"estimator", est},
+                              {"batch_size", size},
+                              {"ordering", OrderingName(ordering)},
+                              {"cap_fraction", f}};
+          for (const Arm& arm : arms) {
+            std::vector<double> over_cap;
+            for (size_t b = 0; b < arm.result.batch_spend.size(); ++b) {
+              over_cap.push_back(arm.result.batch_spend[b] / (cap * arm.result.batch_size[b]));
+            }
+            const Spread spread = Summarize(over_cap);
+            const int broken = BatchesOverCap(arm.result, cap);
+            runs.rows.push_back(
+                {Num(static_cast<double>(seed)), est, Num(size), OrderingName(ordering), Num(f),
+                 arm.name, Num(arm.lambda), Num(arm.result.accuracy),
+                 Num(arm.result.accuracy / ref->accuracy),
+                 Num(arm.result.realized_cost / ref->realized_cost),
+                 Num(arm.result.predicted_cost / ref->predicted_cost), Num(spread.sd),
+                 Num(spread.max), Num(static_cast<double>(over_cap.size())), Num(broken)});
+            if (k == 0) {
+              for (size_t b = 0; b < over_cap.size(); ++b) {
+                per_batch.rows.push_back({Num(static_cast<double>(seed)), est, Num(size),
+                                          OrderingName(ordering), Num(f), arm.name,
+                                          Num(static_cast<double>(b)), Num(over_cap[b])});
+              }
+            }
+            diffs[key][absl::StrCat(arm.name, "_accuracy")].push_back(arm.result.accuracy);
+            diffs[key][absl::StrCat(arm.name, "_batches_over_cap")].push_back(broken);
+            diffs[key][absl::StrCat(arm.name, "_spend_sd_over_cap")].push_back(spread.sd);
+            if (arm.name == "inline") {
+              // The candidate replacing the batch arm: its gap to it, not batch's gain over it.
+              diffs[key]["inline_minus_batch_points"].push_back(
+                  100.0 * (arm.result.accuracy - arms[0].result.accuracy));
+            } else if (arm.name != "batch") {
+              diffs[key][absl::StrCat("batch_minus_", arm.name, "_points")].push_back(
+                  100.0 * (arms[0].result.accuracy - arm.result.accuracy));
+            }
+          }
+          diffs[key]["inline_decision_us_p99"].push_back(
+              Percentile(inline_replay->decision_us, 0.99));
+          diffs[key]["inline_guarded_share"].push_back(
+              static_cast<double>(inline_replay->guarded) /
+              static_cast<double>(inline_replay->result.prompts));
         }
       }
     }
-  }
+    return absl::OkStatus();
+  };
+  if (absl::Status s = ForEachSeedAndEstimator(c, run); !s.ok()) return s;
   nlohmann::json& out = c.summary["exp2_batching"];
   for (auto& [key, figures] : diffs) {
     nlohmann::json entry = config_json[key];
@@ -714,76 +730,74 @@ absl::Status Experiment5(Context& c) {
   std::map<std::string, std::map<std::string, std::map<std::string, std::vector<double>>>> figs;
   // Threshold arm: the default acceptable quality of PolicyParams (no tuning in hindsight).
   const double tau = PolicyParams().tau;
-  for (size_t k = 0; k < c.seeds.size(); ++k) {
-    for (const std::string& est : kEstimators) {
-      const uint64_t seed = c.seeds[k].seed;
-      const HeldOutPredictions& priced = c.predictions[k].at(est);
-      absl::StatusOr<Reference> ref = BestSingleModel(priced);
-      if (!ref.ok()) return ref.status();
-      const std::vector<int> hosted = SelfHostedModels(c.data, c.seeds[k]);
-      const HeldOutPredictions p = ZeroCost(priced, hosted);
-      absl::StatusOr<Batches> batches = MakeBatches(p, Ordering::kRandom, kSweepBatch, seed);
-      if (!batches.ok()) return batches.status();
-      const double cap = kCapacityCap * ref->predicted_cost;
-      // Binding: one instance each (2 + 4 + 8 + 16 = 30 slots for a batch of 100). Not binding:
-      // enough instances that every self-hosted model alone could take a whole batch.
-      std::vector<int64_t> one(hosted.size(), 1), many(hosted.size());
-      for (size_t h = 0; h < hosted.size(); ++h) {
-        many[h] = (kSweepBatch + kShapeSlots[h] - 1) / kShapeSlots[h];
-      }
-      for (const auto& [scenario, instances] :
-           {std::pair{std::string("slots_binding"), one},
-            std::pair{std::string("slots_not_binding"), many}}) {
-        c.progress(absl::StrCat("exp5: seed ", seed, " ", est, " ", scenario));
-        const auto slots = SlotsFor(p.models.size(), hosted, instances);
-        int64_t total_slots = 0;
-        for (size_t h = 0; h < hosted.size(); ++h) total_slots += instances[h] * kShapeSlots[h];
-        PolicyRun batch_run;
-        batch_run.policy = PolicyKind::kBatch;
-        batch_run.budget_per_prompt = cap;
-        batch_run.slots = slots;
-        absl::StatusOr<RunResult> batch = RunPolicy(p, *batches, batch_run, c.config.sim);
-        if (!batch.ok()) return batch.status();
-        // The per-query router knows prices but not slots: its lambda is tuned (without slots) to
-        // the batch arm's total predicted spend, then the feasibility guard enforces slots and cap.
-        absl::StatusOr<LambdaTuning> matched = TuneLambdaToSpend(
-            p, *batches, batch->predicted_cost * static_cast<double>(batch->prompts), c.config.sim);
-        if (!matched.ok()) return matched.status();
-        PolicyRun guarded;
-        guarded.policy = PolicyKind::kPerQuery;
-        guarded.params.lambda = matched->lambda;
-        guarded.budget_per_prompt = cap;
-        guarded.slots = slots;
-        absl::StatusOr<RunResult> per_query = RunPolicy(p, *batches, guarded, c.config.sim);
-        if (!per_query.ok()) return per_query.status();
-        PolicyRun threshold = guarded;
-        threshold.policy = PolicyKind::kThreshold;
-        threshold.params.tau = tau;
-        absl::StatusOr<RunResult> thr = RunPolicy(p, *batches, threshold, c.config.sim);
-        if (!thr.ok()) return thr.status();
-        for (const auto& [arm, lambda, r] :
-             {std::tuple{std::string("batch"), kNaN, &*batch},
-              std::tuple{std::string("per_query_guarded"), matched->lambda, &*per_query},
-              std::tuple{std::string("threshold_guarded"), kNaN, &*thr}}) {
-          rows.rows.push_back({Num(static_cast<double>(seed)), est, scenario,
-                               Num(static_cast<double>(total_slots)), arm, Num(lambda),
-                               Num(r->accuracy), Num(r->accuracy / ref->accuracy),
-                               Num(r->realized_cost), Num(r->realized_cost / ref->realized_cost),
-                               Num(static_cast<double>(r->unserved)),
-                               Num(static_cast<double>(r->batch_spend.size())),
-                               Num(r->batches_over_slots), Num(BatchesOverCap(*r, cap))});
-          auto& fig = figs[est][scenario];
-          fig[arm + "_accuracy"].push_back(r->accuracy);
-          fig[arm + "_cost_rel"].push_back(r->realized_cost / ref->realized_cost);
-          fig[arm + "_batches_over_slots"].push_back(r->batches_over_slots);
-          if (arm != "batch") {
-            fig["batch_minus_" + arm + "_points"].push_back(100.0 *
-                                                            (batch->accuracy - r->accuracy));
-          }
+  auto run = [&](size_t k, const std::string& est, const HeldOutPredictions& priced,
+                 const Reference* ref) -> absl::Status {
+    const uint64_t seed = c.seeds[k].seed;
+    const std::vector<int> hosted = SelfHostedModels(c.data, c.seeds[k]);
+    const HeldOutPredictions p = ZeroCost(priced, hosted);
+    absl::StatusOr<Batches> batches = MakeBatches(p, Ordering::kRandom, kSweepBatch, seed);
+    if (!batches.ok()) return batches.status();
+    const double cap = kCapacityCap * ref->predicted_cost;
+    // Binding: one instance each (2 + 4 + 8 + 16 = 30 slots for a batch of 100). Not binding:
+    // enough instances that every self-hosted model alone could take a whole batch.
+    std::vector<int64_t> one(hosted.size(), 1), many(hosted.size());
+    for (size_t h = 0; h < hosted.size(); ++h) {
+      many[h] = (kSweepBatch + kShapeSlots[h] - 1) / kShapeSlots[h];
+    }
+    for (const auto& [scenario, instances] :
+         {std::pair{std::string("slots_binding"), one},
+          std::pair{std::string("slots_not_binding"), many}}) {
+      c.progress(absl::StrCat("exp5: seed ", seed, " ", est, " ", scenario));
+      const auto slots = SlotsFor(p.models.size(), hosted, instances);
+      int64_t total_slots = 0;
+      for (size_t h = 0; h < hosted.size(); ++h) total_slots += instances[h] * kShapeSlots[h];
+      PolicyRun batch_run;
+      batch_run.policy = PolicyKind::kBatch;
+      batch_run.budget_per_prompt = cap;
+      batch_run.slots = slots;
+      absl::StatusOr<RunResult> batch = RunPolicy(p, *batches, batch_run, c.config.sim);
+      if (!batch.ok()) return batch.status();
+      // The per-query router knows prices but not slots: its lambda is tuned (without slots) to
+      // the batch arm's total predicted spend, then the feasibility guard enforces slots and cap.
+      absl::StatusOr<LambdaTuning> matched = TuneLambdaToSpend(
+          p, *batches, batch->predicted_cost * static_cast<double>(batch->prompts), c.config.sim);
+      if (!matched.ok()) return matched.status();
+      PolicyRun guarded;
+      guarded.policy = PolicyKind::kPerQuery;
+      guarded.params.lambda = matched->lambda;
+      guarded.budget_per_prompt = cap;
+      guarded.slots = slots;
+      absl::StatusOr<RunResult> per_query = RunPolicy(p, *batches, guarded, c.config.sim);
+      if (!per_query.ok()) return per_query.status();
+      PolicyRun threshold = guarded;
+      threshold.policy = PolicyKind::kThreshold;
+      threshold.params.tau = tau;
+      absl::StatusOr<RunResult> thr = RunPolicy(p, *batches, threshold, c.config.sim);
+      if (!thr.ok()) return thr.status();
+      for (const auto& [arm, lambda, r] :
+           {std::tuple{std::string("batch"), kNaN, &*batch},
+            std::tuple{std::string("per_query_guarded"), matched->lambda, &*per_query},
+            std::tuple{std::string("threshold_guarded"), kNaN, &*thr}}) {
+        rows.rows.push_back({Num(static_cast<double>(seed)), est, scenario,
+                             Num(static_cast<double>(total_slots)), arm, Num(lambda),
+                             Num(r->accuracy), Num(r->accuracy / ref->accuracy),
+                             Num(r->realized_cost), Num(r->realized_cost / ref->realized_cost),
+                             Num(static_cast<double>(r->unserved)),
+                             Num(static_cast<double>(r->batch_spend.size())),
+                             Num(r->batches_over_slots), Num(BatchesOverCap(*r, cap))});
+        auto& fig = figs[est][scenario];
+        fig[arm + "_accuracy"].push_back(r->accuracy);
+        fig[arm + "_cost_rel"].push_back(r->realized_cost / ref->realized_cost);
+        fig[arm + "_batches_over_slots"].push_back(r->batches_over_slots);
+        if (arm != "batch") {
+          fig["batch_minus_" + arm + "_points"].push_back(100.0 *
+                                                          (batch->accuracy - r->accuracy));
         }
       }
     }
-  }
+    return absl::OkStatus();
+  };
+  if (absl::Status s = ForEachSeedAndEstimator(c, run); !s.ok()) return s;
   nlohmann::json& out = c.summary["exp5_capacity"];
   out["cap_fraction"] = kCapacityCap;
   out["threshold_tau"] = tau;
