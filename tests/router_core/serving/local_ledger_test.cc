@@ -24,6 +24,14 @@ std::unique_ptr<Ledger> Make(const LedgerOptions& o, const FakeClock& clock) {
   return *std::move(l);
 }
 
+// Options that pace spend: a bucket of `burst_usd` refilled at `rate_usd_per_second`.
+LedgerOptions Paced(double rate_usd_per_second, double burst_usd) {
+  LedgerOptions o;
+  o.spend_rate_usd_per_second = rate_usd_per_second;
+  o.spend_burst_usd = burst_usd;
+  return o;
+}
+
 // Commits `reservations` without a hold; the leases' ids.
 absl::StatusOr<std::vector<std::string>> CommitIds(Ledger& ledger,
                                                    const std::vector<Reservation>& reservations) {
@@ -169,10 +177,7 @@ TEST(LocalLedgerTest, IdsAreNotGuessableFromTheirNumbering) {
 
 TEST(LocalLedgerTest, PacingRefillsAndReconcilesActualCost) {
   FakeClock clock;
-  LedgerOptions o;
-  o.spend_rate_usd_per_second = 0.5;
-  o.spend_burst_usd = 1.0;
-  auto ledger = Make(o, clock);
+  auto ledger = Make(Paced(0.5, 1.0), clock);
   EXPECT_DOUBLE_EQ(ledger->Snapshot()->spend_allowance_usd, 1.0);
   auto ids = CommitIds(*ledger, {{"api", 0.8}});
   ASSERT_THAT(ids, IsOk());
@@ -253,9 +258,7 @@ TEST(LocalLedgerTest, ConcurrentCommitsNeverExceedSlots) {
 // lease stays open for a correct Complete.
 TEST(LocalLedgerTest, AnActualCostAboveTheLimitIsRefusedAndChangesNothing) {
   FakeClock clock;
-  LedgerOptions paced;
-  paced.spend_rate_usd_per_second = 0.01;
-  paced.spend_burst_usd = 5.0;
+  LedgerOptions paced = Paced(0.01, 5.0);
   paced.max_actual_cost_usd = 2.0;
   auto ledger = Make(paced, clock);
   auto ids = CommitIds(*ledger, {{"api", 0.5}});
@@ -294,10 +297,7 @@ TEST(LocalLedgerTest, AHoldKeepsWhatItHoldsFromOtherDecisionsUntilItsCommit) {
 
 TEST(LocalLedgerTest, AHoldGrantsAtMostWhatIsFreeAndWhatTheBucketAllows) {
   FakeClock clock;
-  LedgerOptions paced;
-  paced.spend_rate_usd_per_second = 0.001;
-  paced.spend_burst_usd = 1.0;
-  auto ledger = Make(paced, clock);
+  auto ledger = Make(Paced(0.001, 1.0), clock);
   ASSERT_THAT(CommitIds(*ledger, {{"local", 0.6}}), IsOk());
   absl::StatusOr<LedgerHold> first = ledger->Hold(Want(1.0, {{"local", 5}, {"nope", 3}}));
   ASSERT_THAT(first, IsOk());
@@ -318,10 +318,7 @@ TEST(LocalLedgerTest, AHoldGrantsAtMostWhatIsFreeAndWhatTheBucketAllows) {
 
 TEST(LocalLedgerTest, ACommitBeyondItsHoldIsRefusedAndTheHoldGivenBack) {
   FakeClock clock;
-  LedgerOptions paced;
-  paced.spend_rate_usd_per_second = 0.001;
-  paced.spend_burst_usd = 1.0;
-  auto ledger = Make(paced, clock);
+  auto ledger = Make(Paced(0.001, 1.0), clock);
   absl::StatusOr<LedgerHold> hold = ledger->Hold(Want(0.5, {{"local", 1}}));
   ASSERT_THAT(hold, IsOk());
   const std::vector<Reservation> two_local = {{"local", 0.0}, {"local", 0.0}};
@@ -341,10 +338,7 @@ TEST(LocalLedgerTest, ACommitBeyondItsHoldIsRefusedAndTheHoldGivenBack) {
 // bucket falls below it meanwhile.
 TEST(LocalLedgerTest, ACommitMaySpendWhatItsHoldGrantedAfterACompletionChargedMore) {
   FakeClock clock;
-  LedgerOptions paced;
-  paced.spend_rate_usd_per_second = 0.001;
-  paced.spend_burst_usd = 1.0;
-  auto ledger = Make(paced, clock);
+  auto ledger = Make(Paced(0.001, 1.0), clock);
   auto other = CommitIds(*ledger, {{"api", 0.2}});
   ASSERT_THAT(other, IsOk());
   absl::StatusOr<LedgerHold> hold = ledger->Hold(Want(0.5, {}));
