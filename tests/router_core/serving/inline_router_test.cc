@@ -75,6 +75,13 @@ InlineOptions Window(int64_t arrivals) {
   return options;
 }
 
+// Window(arrivals) whose forecast looks one window ahead.
+InlineOptions WindowAndHorizon(int64_t arrivals) {
+  InlineOptions options = Window(arrivals);
+  options.forecast_horizon = arrivals;
+  return options;
+}
+
 BatchPolicy Capped(double avg_cost_cap_usd) {
   BatchPolicy policy;
   policy.avg_cost_cap_usd = avg_cost_cap_usd;
@@ -173,10 +180,7 @@ TEST(InlineRouterTest, NoWindowExceedsItsCapWhateverTheArrivalOrder) {
     for (const int order : {0, 1, 2}) {
       FakeClock clock;
       auto ledger = MakeLedger(clock, kApiPool);
-      InlineOptions o;
-      o.window_arrivals = 20;
-      o.forecast_horizon = 20;
-      auto router = MakeRouter(*ledger, clock, o);
+      auto router = MakeRouter(*ledger, clock, WindowAndHorizon(20));
       std::mt19937_64 rng(100 + order);
       WindowSpend windows;
       for (int w = 0; w < 10; ++w) {
@@ -218,10 +222,7 @@ TEST(InlineRouterTest, AWindowWhoseBudgetIsExactlyTheCheapestTotalServesEveryone
 TEST(InlineRouterTest, ExpensiveArrivalsAtTheEndAreServedOnceTheForecastHasSeenThem) {
   FakeClock clock;
   auto ledger = MakeLedger(clock, kApiPool);
-  InlineOptions o;
-  o.window_arrivals = 10;
-  o.forecast_horizon = 10;
-  auto router = MakeRouter(*ledger, clock, o);
+  auto router = MakeRouter(*ledger, clock, WindowAndHorizon(10));
   std::mt19937_64 rng(5);
   // Each window: 5 short prompts (cheapest 0.001), then 5 long ones (cheapest 0.01); the cap is
   // the cheapest total, 0.055 per window. The second window's forecast (the first window) knows
