@@ -100,11 +100,16 @@ absl::Status Schedule(Scheduler& s, int id, absl::Time due = absl::InfiniteFutur
   return status;
 }
 
-TEST(BatchSchedulerTest, FullBatchesCloseAtOnceAndTheRestAfterTheDelay) {
+// Each test's fake clock, the recorder its scheduler hands batches to, and the clock's start.
+class BatchSchedulerTest : public ::testing::Test {
+ protected:
   FakeClock clock;
   Recorder r;
-  auto s = Make(clock, r, 3, absl::Seconds(1));
   const absl::Time t0 = clock.Now();
+};
+
+TEST_F(BatchSchedulerTest, FullBatchesCloseAtOnceAndTheRestAfterTheDelay) {
+  auto s = Make(clock, r, 3, absl::Seconds(1));
   for (int id = 0; id < 7; ++id) ASSERT_THAT(Schedule(*s, id), IsOk());
   r.AwaitBatches(2);
   // Task 6 waits for company until its arrival plus the delay.
@@ -119,11 +124,8 @@ TEST(BatchSchedulerTest, FullBatchesCloseAtOnceAndTheRestAfterTheDelay) {
   EXPECT_THAT(r.rejected(), IsEmpty());
 }
 
-TEST(BatchSchedulerTest, ABatchClosesBeforeItsEarliestDeadlineByTheMargin) {
-  FakeClock clock;
-  Recorder r;
+TEST_F(BatchSchedulerTest, ABatchClosesBeforeItsEarliestDeadlineByTheMargin) {
   auto s = Make(clock, r, 10, absl::Seconds(1));
-  const absl::Time t0 = clock.Now();
   ASSERT_THAT(Schedule(*s, 1), IsOk());
   ASSERT_THAT(Schedule(*s, 2, t0 + absl::Milliseconds(50)), IsOk());
   clock.BlockUntilWaitingUntil(t0 + absl::Milliseconds(45));
@@ -132,11 +134,8 @@ TEST(BatchSchedulerTest, ABatchClosesBeforeItsEarliestDeadlineByTheMargin) {
   EXPECT_THAT(r.batches(), ElementsAre(ElementsAre(1, 2)));
 }
 
-TEST(BatchSchedulerTest, ANearerDeadlineWakesTheSleepingThread) {
-  FakeClock clock;
-  Recorder r;
+TEST_F(BatchSchedulerTest, ANearerDeadlineWakesTheSleepingThread) {
   auto s = Make(clock, r, 10, absl::Seconds(1));
-  const absl::Time t0 = clock.Now();
   ASSERT_THAT(Schedule(*s, 1), IsOk());
   clock.BlockUntilWaitingUntil(t0 + absl::Seconds(1));
   // Arrives while the thread sleeps until t0 + 1 s; its deadline needs the batch at t0 + 15 ms.
@@ -148,11 +147,8 @@ TEST(BatchSchedulerTest, ANearerDeadlineWakesTheSleepingThread) {
   EXPECT_THAT(r.batches(), ElementsAre(ElementsAre(1, 2)));
 }
 
-TEST(BatchSchedulerTest, CallerFormedBatchesGoWholeAndFirst) {
-  FakeClock clock;
-  Recorder r;
+TEST_F(BatchSchedulerTest, CallerFormedBatchesGoWholeAndFirst) {
   auto s = Make(clock, r, 2, absl::Seconds(1));
-  const absl::Time t0 = clock.Now();
   ASSERT_THAT(Schedule(*s, 1), IsOk());
   clock.BlockUntilWaitingUntil(t0 + absl::Seconds(1));
   std::vector<TaskPtr> batch;
@@ -166,9 +162,7 @@ TEST(BatchSchedulerTest, CallerFormedBatchesGoWholeAndFirst) {
   EXPECT_THAT(r.batches().back(), ElementsAre(1));
 }
 
-TEST(BatchSchedulerTest, AFullQueueRefusesAndLeavesTheTaskWithTheCaller) {
-  FakeClock clock;
-  Recorder r;
+TEST_F(BatchSchedulerTest, AFullQueueRefusesAndLeavesTheTaskWithTheCaller) {
   absl::Notification release;
   r.HoldBatchesUntil(&release);
   auto s = Make(clock, r, 2, absl::Seconds(1), /*max_queued=*/3);
@@ -191,9 +185,7 @@ TEST(BatchSchedulerTest, AFullQueueRefusesAndLeavesTheTaskWithTheCaller) {
   EXPECT_THAT(r.rejected(), IsEmpty());
 }
 
-TEST(BatchSchedulerTest, StopAcceptingRefusesNewTasksAndDecidesTheQueuedAtOnce) {
-  FakeClock clock;
-  Recorder r;
+TEST_F(BatchSchedulerTest, StopAcceptingRefusesNewTasksAndDecidesTheQueuedAtOnce) {
   auto s = Make(clock, r, 10, absl::Seconds(1));
   ASSERT_THAT(Schedule(*s, 1), IsOk());
   ASSERT_THAT(Schedule(*s, 2), IsOk());
@@ -204,9 +196,7 @@ TEST(BatchSchedulerTest, StopAcceptingRefusesNewTasksAndDecidesTheQueuedAtOnce) 
   EXPECT_THAT(r.batches(), ElementsAre(ElementsAre(1, 2)));
 }
 
-TEST(BatchSchedulerTest, StopRejectsWhatItCannotProcessByItsDeadline) {
-  FakeClock clock;
-  Recorder r;
+TEST_F(BatchSchedulerTest, StopRejectsWhatItCannotProcessByItsDeadline) {
   auto s = Make(clock, r, 10, absl::Seconds(1));
   for (int id = 0; id < 5; ++id) ASSERT_THAT(Schedule(*s, id), IsOk());
   clock.BlockUntilWaiters(1);
@@ -221,9 +211,7 @@ TEST(BatchSchedulerTest, StopRejectsWhatItCannotProcessByItsDeadline) {
   EXPECT_EQ(s->NumQueued(), 0);
 }
 
-TEST(BatchSchedulerTest, EveryTaskIsHandedBackExactlyOnceUnderConcurrency) {
-  FakeClock clock;
-  Recorder r;
+TEST_F(BatchSchedulerTest, EveryTaskIsHandedBackExactlyOnceUnderConcurrency) {
   auto s = Make(clock, r, 8, absl::Milliseconds(1), /*max_queued=*/10000);
   constexpr int kThreads = 4, kPerThread = 300;
   std::vector<std::thread> producers;
@@ -248,7 +236,7 @@ TEST(BatchSchedulerTest, EveryTaskIsHandedBackExactlyOnceUnderConcurrency) {
   for (int id = 0; id < kThreads * kPerThread; ++id) EXPECT_EQ(seen[id], 1) << "task " << id;
 }
 
-TEST(BatchSchedulerTest, RefusesBadOptions) {
+TEST_F(BatchSchedulerTest, RefusesBadOptions) {
   Scheduler::Options o;
   EXPECT_THAT(Scheduler::Create(o), StatusIs(absl::StatusCode::kInvalidArgument, "process: required"));
   o.process = [](std::vector<TaskPtr>) {};
