@@ -192,9 +192,14 @@ Instance ThreeTiers(double budget) {
   return Uniform(3, {0.5, 0.7, 0.9}, {1.0, 2.0, 5.0}, {kUnlimited, kUnlimited, kUnlimited}, budget);
 }
 
-TEST(HeuristicPoliciesTest, PerQueryLambdaZeroPicksTheBestModelWhenTheBudgetAllows) {
+// ThreeTiers(100.0), a budget that never binds, and its admission.
+class HeuristicPoliciesOnThreeTiersTest : public ::testing::Test {
+ protected:
   const Instance inst = ThreeTiers(100.0);
   const Admission adm = AdmitQueries(inst);
+};
+
+TEST_F(HeuristicPoliciesOnThreeTiersTest, PerQueryLambdaZeroPicksTheBestModelWhenTheBudgetAllows) {
   EXPECT_THAT(SolvePerQuery(inst, adm, 0.0).model_of_query, ElementsAre(2, 2, 2));
   // A moderate lambda: 0.7 - 0.1*2 = 0.5 > 0.9 - 0.1*5 = 0.4 > 0.5 - 0.1 = 0.4 (tie: lower cost).
   EXPECT_THAT(SolvePerQuery(inst, adm, 0.1).model_of_query, ElementsAre(1, 1, 1));
@@ -220,18 +225,14 @@ TEST(HeuristicPoliciesTest, PerQueryLambdaZeroIsHeldBackByATightBudget) {
   EXPECT_DOUBLE_EQ(s.total_cost, 8.0);
 }
 
-TEST(HeuristicPoliciesTest, ThresholdPicksTheCheapestModelAboveTau) {
-  const Instance inst = ThreeTiers(100.0);
-  const Admission adm = AdmitQueries(inst);
+TEST_F(HeuristicPoliciesOnThreeTiersTest, ThresholdPicksTheCheapestModelAboveTau) {
   EXPECT_THAT(SolveThreshold(inst, adm, 0.6).model_of_query, ElementsAre(1, 1, 1));
   EXPECT_THAT(SolveThreshold(inst, adm, 0.7).model_of_query, ElementsAre(1, 1, 1));
   EXPECT_THAT(SolveThreshold(inst, adm, 0.8).model_of_query, ElementsAre(2, 2, 2));
   EXPECT_THAT(SolveThreshold(inst, adm, 0.0).model_of_query, ElementsAre(0, 0, 0));
 }
 
-TEST(HeuristicPoliciesTest, ThresholdFallsBackToTheBestValueWhenNoneReachesTau) {
-  const Instance inst = ThreeTiers(100.0);
-  const Admission adm = AdmitQueries(inst);
+TEST_F(HeuristicPoliciesOnThreeTiersTest, ThresholdFallsBackToTheBestValueWhenNoneReachesTau) {
   EXPECT_THAT(SolveThreshold(inst, adm, 0.95).model_of_query, ElementsAre(2, 2, 2));
   // Per query: query 1 has a model above tau, query 0 does not.
   const Instance mixed = MakeInstance({{0.5, 0.6, 0.4}, {0.5, 0.96, 0.97}}, {{1, 2, 5}, {1, 2, 5}},
