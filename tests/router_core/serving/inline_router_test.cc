@@ -75,6 +75,13 @@ InlineOptions Window(int64_t arrivals) {
   return options;
 }
 
+// A fake clock and a ledger of the API-only pool.
+class InlineRouterApiPoolTest : public ::testing::Test {
+ protected:
+  FakeClock clock;
+  std::unique_ptr<Ledger> ledger = MakeLedger(clock, kApiPool);
+};
+
 // Window(arrivals) whose forecast looks one window ahead.
 InlineOptions WindowAndHorizon(int64_t arrivals) {
   InlineOptions options = Window(arrivals);
@@ -121,9 +128,7 @@ TEST(InlineRouterTest, OptionsAreValidatedNamingTheField) {
               StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("ledger")));
 }
 
-TEST(InlineRouterTest, WithoutACapTakesTheBestModelAtZeroPrice) {
-  FakeClock clock;
-  auto ledger = MakeLedger(clock, kApiPool);
+TEST_F(InlineRouterApiPoolTest, WithoutACapTakesTheBestModelAtZeroPrice) {
   auto router = MakeRouter(*ledger, clock);
   InlineDecision d =
       router->Route(Pending({0.5, 0.6, 0.7, 0.9}, {0, 0.001, 0.004, 0.02}), kApiPool, BatchPolicy());
@@ -138,9 +143,7 @@ TEST(InlineRouterTest, WithoutACapTakesTheBestModelAtZeroPrice) {
   EXPECT_DOUBLE_EQ(ledger->Totals()->reserved_usd, 0.02);
 }
 
-TEST(InlineRouterTest, AllowedModelsAreHonouredAndBadListsNamed) {
-  FakeClock clock;
-  auto ledger = MakeLedger(clock, kApiPool);
+TEST_F(InlineRouterApiPoolTest, AllowedModelsAreHonouredAndBadListsNamed) {
   auto router = MakeRouter(*ledger, clock);
   PendingQuery q = Pending({0.5, 0.6, 0.7, 0.9}, {0, 0.001, 0.004, 0.02});
   q.allowed = {"cheap", "mid"};
@@ -156,9 +159,7 @@ TEST(InlineRouterTest, AllowedModelsAreHonouredAndBadListsNamed) {
               StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("query.allowed_models[0]")));
 }
 
-TEST(InlineRouterTest, ATightCapRaisesTheSpendPrice) {
-  FakeClock clock;
-  auto ledger = MakeLedger(clock, kApiPool);
+TEST_F(InlineRouterApiPoolTest, ATightCapRaisesTheSpendPrice) {
   auto router = MakeRouter(*ledger, clock, Window(10));
   std::mt19937_64 rng(7);
   std::vector<InlineDecision> decisions;
@@ -202,9 +203,7 @@ TEST(InlineRouterTest, NoWindowExceedsItsCapWhateverTheArrivalOrder) {
   }
 }
 
-TEST(InlineRouterTest, AWindowWhoseBudgetIsExactlyTheCheapestTotalServesEveryone) {
-  FakeClock clock;
-  auto ledger = MakeLedger(clock, kApiPool);
+TEST_F(InlineRouterApiPoolTest, AWindowWhoseBudgetIsExactlyTheCheapestTotalServesEveryone) {
   auto router = MakeRouter(*ledger, clock, Window(25));
   std::mt19937_64 rng(3);
   WindowSpend windows;
@@ -219,9 +218,7 @@ TEST(InlineRouterTest, AWindowWhoseBudgetIsExactlyTheCheapestTotalServesEveryone
   for (const auto& [id, spend] : windows.spend) EXPECT_NEAR(spend, 0.025, 1e-12) << id;
 }
 
-TEST(InlineRouterTest, ExpensiveArrivalsAtTheEndAreServedOnceTheForecastHasSeenThem) {
-  FakeClock clock;
-  auto ledger = MakeLedger(clock, kApiPool);
+TEST_F(InlineRouterApiPoolTest, ExpensiveArrivalsAtTheEndAreServedOnceTheForecastHasSeenThem) {
   auto router = MakeRouter(*ledger, clock, WindowAndHorizon(10));
   std::mt19937_64 rng(5);
   // Each window: 5 short prompts (cheapest 0.001), then 5 long ones (cheapest 0.01); the cap is
@@ -241,9 +238,7 @@ TEST(InlineRouterTest, ExpensiveArrivalsAtTheEndAreServedOnceTheForecastHasSeenT
   for (const InlineDecision& d : decisions) EXPECT_LE(d.window_spent_usd, 0.055 + 1e-12);
 }
 
-TEST(InlineRouterTest, RefusesWhenTheWindowCannotPayTheCheapestModel) {
-  FakeClock clock;
-  auto ledger = MakeLedger(clock, kApiPool);
+TEST_F(InlineRouterApiPoolTest, RefusesWhenTheWindowCannotPayTheCheapestModel) {
   auto router = MakeRouter(*ledger, clock, Window(2));
   PendingQuery q = Pending({0.5, 0.6, 0.7, 0.9}, {0, 0.004, 0.01, 0.02});
   q.allowed = {"mid", "strong"};
@@ -321,9 +316,7 @@ TEST(InlineRouterTest, AModelThatFreesUpIsBackInTheForecast) {
   EXPECT_EQ(e.outcome.model, "strong");
 }
 
-TEST(InlineRouterTest, TimeWindowsCloseOnTheClock) {
-  FakeClock clock;
-  auto ledger = MakeLedger(clock, kApiPool);
+TEST_F(InlineRouterApiPoolTest, TimeWindowsCloseOnTheClock) {
   InlineOptions o;
   o.window_arrivals = 1000;
   o.window_duration = absl::Seconds(1);
@@ -343,9 +336,7 @@ TEST(InlineRouterTest, TimeWindowsCloseOnTheClock) {
   EXPECT_EQ(third.window_spent_usd, third.outcome.cost_usd);
 }
 
-TEST(InlineRouterTest, OptionsApplyFromTheNextWindow) {
-  FakeClock clock;
-  auto ledger = MakeLedger(clock, kApiPool);
+TEST_F(InlineRouterApiPoolTest, OptionsApplyFromTheNextWindow) {
   auto router = MakeRouter(*ledger, clock, Window(3));
   const PendingQuery q = Pending({0.5, 0.6, 0.7, 0.9}, {0, 0.001, 0.004, 0.02});
   std::vector<InlineDecision> d;
