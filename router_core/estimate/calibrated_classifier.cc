@@ -26,7 +26,7 @@ using estimate_internal::Element;
 using estimate_internal::Invalid;
 
 constexpr estimate_internal::StateLayout kLayout = {
-    .kind = "classifier", .version = 1, .models_key = "outputs"};
+    .kind = CalibratedClassifier::kKind, .version = 1, .models_key = "outputs"};
 // Bucket prior centres are kept this far inside (0, 1) so that the Beta shapes stay > 0.
 constexpr double kProbabilityFloor = 1e-6;
 
@@ -218,7 +218,7 @@ absl::Status ValidateClassifierOptions(const ClassifierOptions& options) {
                    absl::StrCat("must be finite and >= 0, got ", options.weight_decay));
   }
   return estimate_internal::ValidatePosteriorOptions(options.prior_strength,
-                                                    options.lower_quantile);
+                                                     options.lower_quantile);
 }
 
 std::vector<double> CalibratedClassifier::Hidden(absl::Span<const float> features) const {
@@ -318,10 +318,6 @@ nlohmann::json CalibratedClassifier::Save() const {
   state["hidden_weights"] = hidden_weights_;
   state["hidden_bias"] = hidden_bias_;
   return state;
-}
-
-std::unique_ptr<QualityEstimator> CalibratedClassifier::Clone() const {
-  return std::unique_ptr<QualityEstimator>(new CalibratedClassifier(*this));
 }
 
 absl::StatusOr<std::unique_ptr<CalibratedClassifier>> FitCalibratedClassifier(

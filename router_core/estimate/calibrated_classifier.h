@@ -49,6 +49,7 @@
 #include "absl/strings/string_view.h"
 #include "absl/types/span.h"
 #include "nlohmann/json.hpp"
+#include "router_core/estimate/estimator_base.h"
 #include "router_core/estimate/quality_estimator.h"
 
 namespace router::core {
@@ -80,11 +81,9 @@ struct ClassifierOptions {
 // OK or INVALID_ARGUMENT naming the first out-of-range option.
 absl::Status ValidateClassifierOptions(const ClassifierOptions& options);
 
-class CalibratedClassifier : public QualityEstimator {
+class CalibratedClassifier : public EstimatorBase<CalibratedClassifier> {
  public:
-  absl::string_view kind() const override { return "classifier"; }
-  int feature_dim() const override { return dim_; }
-  const std::vector<std::string>& models() const override { return models_; }
+  static constexpr absl::string_view kKind = "classifier";
 
   absl::Status Predict(absl::Span<const float> features,
                        absl::Span<QualityEstimate> out) const override;
@@ -92,7 +91,6 @@ class CalibratedClassifier : public QualityEstimator {
   absl::Status AddModel(absl::string_view name, const ModelValidation& validation) override;
   absl::Status RemoveModel(absl::string_view name) override;
   nlohmann::json Save() const override;
-  std::unique_ptr<QualityEstimator> Clone() const override;
 
  private:
   // One model's output unit and its calibration.
@@ -114,7 +112,8 @@ class CalibratedClassifier : public QualityEstimator {
   friend absl::StatusOr<std::unique_ptr<QualityEstimator>> LoadCalibratedClassifier(
       const nlohmann::json&);
 
-  CalibratedClassifier(int dim, ClassifierOptions options) : dim_(dim), options_(options) {}
+  CalibratedClassifier(int dim, ClassifierOptions options)
+      : EstimatorBase(dim), options_(options) {}
 
   // The body of LoadCalibratedClassifier, with access to the private state.
   static absl::StatusOr<std::unique_ptr<CalibratedClassifier>> FromState(
@@ -125,14 +124,12 @@ class CalibratedClassifier : public QualityEstimator {
   // Fills quality and lower from the bucket statistics.
   absl::Status ComputeBuckets(Output& output) const;
 
-  int dim_;
   ClassifierOptions options_;
   std::vector<double> input_mean_;      // dim
   std::vector<double> input_scale_;     // dim, > 0
   std::vector<double> hidden_weights_;  // hidden_units x dim, row-major
   std::vector<double> hidden_bias_;     // hidden_units
-  std::vector<std::string> models_;
-  std::vector<Output> outputs_;  // parallel to models_
+  std::vector<Output> outputs_;         // parallel to models_
 };
 
 // Trains on `train` and calibrates on `calibration` (same models in the same order, same

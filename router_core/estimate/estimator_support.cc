@@ -54,8 +54,8 @@ absl::Status CheckPredictArguments(absl::Span<const float> features, int dim, si
                                    size_t num_models) {
   if (absl::Status s = CheckFeatureVector(features, dim); !s.ok()) return s;
   if (out_size != num_models) {
-    return Invalid("out", absl::StrCat("expected ", num_models, " entries (one per model), got ",
-                                       out_size));
+    return Invalid(
+        "out", absl::StrCat("expected ", num_models, " entries (one per model), got ", out_size));
   }
   return absl::OkStatus();
 }

@@ -26,7 +26,7 @@ constexpr int kMaxK = 65535;
 
 // The saved state: no version, the dimension under "dim" (up to 2^20), at least one model.
 constexpr estimate_internal::StateLayout kLayout = {
-    .kind = "knn", .dim_key = "dim", .max_dim = 1 << 20, .models_required = true};
+    .kind = KnnEstimator::kKind, .dim_key = "dim", .max_dim = 1 << 20, .models_required = true};
 
 absl::Status ValidateOptions(const KnnOptions& o) {
   if (o.k < 1 || o.k > kMaxK) {
@@ -181,7 +181,7 @@ PredictScratch& ThreadScratch() {
 }  // namespace
 
 KnnEstimator::KnnEstimator(int dim, const KnnOptions& options)
-    : dim_(dim), options_(options), full_patterns_(Patterns(options.k)) {}
+    : EstimatorBase(dim), options_(options), full_patterns_(Patterns(options.k)) {}
 
 std::vector<double> KnnEstimator::Patterns(int n) const {
   const size_t size = static_cast<size_t>(n);
@@ -242,8 +242,8 @@ absl::StatusOr<std::unique_ptr<KnnEstimator>> KnnEstimator::Fit(const TrainingSe
   for (size_t m = 0; m < training.models.size(); ++m) {
     const std::string& name = training.models[m];
     if (name.empty()) return absl::InvalidArgumentError(absl::StrCat("models[", m, "]: empty"));
-    if (std::find(estimator->names_.begin(), estimator->names_.end(), name) !=
-        estimator->names_.end()) {
+    if (std::find(estimator->models_.begin(), estimator->models_.end(), name) !=
+        estimator->models_.end()) {
       return absl::InvalidArgumentError(absl::StrCat("models[", m, "]: duplicate '", name, "'"));
     }
     ModelPoints mp;
@@ -261,7 +261,7 @@ absl::StatusOr<std::unique_ptr<KnnEstimator>> KnnEstimator::Fit(const TrainingSe
       return absl::InvalidArgumentError(absl::StrCat("labels: model '", name, "' has no labels"));
     }
     mp.mean = MeanOf(mp.scores);
-    estimator->names_.push_back(name);
+    estimator->models_.push_back(name);
     estimator->model_points_.push_back(std::move(mp));
   }
   estimator->Reindex();
@@ -330,9 +330,9 @@ absl::Status KnnEstimator::Predict(absl::Span<const float> features,
     return absl::InvalidArgumentError(
         absl::StrCat("features: expected ", dim_, " values, got ", features.size()));
   }
-  if (out.size() != names_.size()) {
+  if (out.size() != models_.size()) {
     return absl::InvalidArgumentError(
-        absl::StrCat("out: expected ", names_.size(), " entries, got ", out.size()));
+        absl::StrCat("out: expected ", models_.size(), " entries, got ", out.size()));
   }
   if (absl::Status s = CheckFinite(features, "features"); !s.ok()) return s;
   PredictScratch& scratch = ThreadScratch();
@@ -340,7 +340,7 @@ absl::Status KnnEstimator::Predict(absl::Span<const float> features,
   query.assign(features.begin(), features.end());
   Normalize(absl::MakeSpan(query));
   if (std::all_of(query.begin(), query.end(), [](float v) { return v == 0.0f; })) {
-    for (size_t j = 0; j < names_.size(); ++j) {
+    for (size_t j = 0; j < models_.size(); ++j) {
       const double q = std::clamp(model_points_[j].mean, 0.0, 1.0);
       out[j] = QualityEstimate{q, q};
     }
@@ -369,7 +369,7 @@ absl::Status KnnEstimator::Predict(absl::Span<const float> features,
   std::vector<double>& boot = scratch.boot;
   boot.resize(samples);
   scratch.plain.resize(samples);
-  for (size_t j = 0; j < names_.size(); ++j) {
+  for (size_t j = 0; j < models_.size(); ++j) {
     const ModelPoints& mp = model_points_[j];
     const size_t n = std::min(mp.points.size(), k);
     const float* score_at = score_at_.data() + j * num;
@@ -416,7 +416,7 @@ absl::Status KnnEstimator::Predict(absl::Span<const float> features,
 
 absl::Status KnnEstimator::AddModel(absl::string_view name, const ModelValidation& validation) {
   if (name.empty()) return absl::InvalidArgumentError("name: empty");
-  if (absl::Status s = estimate_internal::CheckNotInPool(name, names_); !s.ok()) return s;
+  if (absl::Status s = estimate_internal::CheckNotInPool(name, models_); !s.ok()) return s;
   const FeatureMatrix& f = validation.features;
   if (f.dim != dim_) {
     return absl::InvalidArgumentError(
@@ -452,14 +452,14 @@ absl::Status KnnEstimator::AddModel(absl::string_view name, const ModelValidatio
                              static_cast<size_t>(dim_)));
   }
   mp.mean = MeanOf(mp.scores);
-  names_.emplace_back(name);
+  models_.emplace_back(name);
   model_points_.push_back(std::move(mp));
   Reindex();
   return absl::OkStatus();
 }
 
 absl::Status KnnEstimator::RemoveModel(absl::string_view name) {
-  if (absl::Status s = estimate_internal::RemoveFromPool(name, names_, model_points_); !s.ok()) {
+  if (absl::Status s = estimate_internal::RemoveFromPool(name, models_, model_points_); !s.ok()) {
     return s;
   }
 
@@ -487,8 +487,8 @@ absl::Status KnnEstimator::RemoveModel(absl::string_view name) {
 
 nlohmann::json KnnEstimator::Save() const {
   nlohmann::json models = nlohmann::json::array();
-  for (size_t j = 0; j < names_.size(); ++j) {
-    models.push_back({{"name", names_[j]},
+  for (size_t j = 0; j < models_.size(); ++j) {
+    models.push_back({{"name", models_[j]},
                       {"mean", model_points_[j].mean},
                       {"points", Uint32sToBlob(model_points_[j].points)},
                       {"scores", FloatsToBlob(model_points_[j].scores)}});
@@ -504,10 +504,6 @@ nlohmann::json KnnEstimator::Save() const {
                                        std::move(models));
   state["points"] = FloatsToBlob(points_);
   return state;
-}
-
-std::unique_ptr<QualityEstimator> KnnEstimator::Clone() const {
-  return std::unique_ptr<QualityEstimator>(new KnnEstimator(*this));
 }
 
 absl::StatusOr<std::unique_ptr<QualityEstimator>> LoadKnnEstimator(const nlohmann::json& state) {
@@ -563,7 +559,7 @@ absl::StatusOr<std::unique_ptr<QualityEstimator>> LoadKnnEstimator(const nlohman
         return s->Error("a score is outside [0, 1]");
       }
     }
-    estimator->names_.push_back(std::move(name));
+    estimator->models_.push_back(std::move(name));
     estimator->model_points_.push_back(
         KnnEstimator::ModelPoints{*std::move(idx), *std::move(scores), *mean});
     return absl::OkStatus();

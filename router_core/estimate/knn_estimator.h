@@ -49,6 +49,7 @@
 #include "absl/strings/string_view.h"
 #include "absl/types/span.h"
 #include "nlohmann/json.hpp"
+#include "router_core/estimate/estimator_base.h"
 #include "router_core/estimate/quality_estimator.h"
 
 namespace router::core {
@@ -69,16 +70,15 @@ struct KnnOptions {
   uint64_t seed = 1;
 };
 
-class KnnEstimator final : public QualityEstimator {
+class KnnEstimator final : public EstimatorBase<KnnEstimator> {
  public:
+  static constexpr absl::string_view kKind = "knn";
+
   // Fits on `training` (its rows are normalized; rows of zeros are kept and never match). Every
   // model needs at least one non-NaN label; labels must be in [0, 1].
   static absl::StatusOr<std::unique_ptr<KnnEstimator>> Fit(const TrainingSet& training,
                                                            const KnnOptions& options);
 
-  absl::string_view kind() const override { return "knn"; }
-  int feature_dim() const override { return dim_; }
-  const std::vector<std::string>& models() const override { return names_; }
   const KnnOptions& options() const { return options_; }
   int64_t num_points() const { return static_cast<int64_t>(points_.size()) / dim_; }
 
@@ -91,7 +91,6 @@ class KnnEstimator final : public QualityEstimator {
   // {"kind":"knn","dim","options":{...},"points": float blob (P x dim),
   //  "models":[{"name","mean","points": uint32 blob,"scores": float blob}]}
   nlohmann::json Save() const override;
-  std::unique_ptr<QualityEstimator> Clone() const override;
 
  private:
   struct ModelPoints {
@@ -123,11 +122,9 @@ class KnnEstimator final : public QualityEstimator {
   // every change to them.
   void Reindex();
 
-  int dim_;
   KnnOptions options_;
   std::vector<float> points_;  // row-major, normalized
-  std::vector<std::string> names_;
-  std::vector<ModelPoints> model_points_;  // parallel to names_
+  std::vector<ModelPoints> model_points_;  // parallel to models_
   std::vector<double> full_patterns_;      // Patterns(k), the usual case, precomputed
   // Derived lookup state (Reindex), not saved:
   std::vector<float> score_at_;  // M x P: score of model j on point p, NaN where j lacks p

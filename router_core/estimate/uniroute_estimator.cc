@@ -24,7 +24,7 @@ using Json = nlohmann::json;
 using estimate_internal::Element;
 using estimate_internal::Invalid;
 
-constexpr estimate_internal::StateLayout kLayout = {.kind = "uniroute", .version = 1};
+constexpr estimate_internal::StateLayout kLayout = {.kind = UniRouteEstimator::kKind, .version = 1};
 
 // Dot products and distances keep kLanes independent partial sums: a single running sum may not be
 // reassociated without -ffast-math, so it runs at one add latency per dimension, while the lanes
@@ -258,7 +258,7 @@ absl::Status ValidateUniRouteOptions(const UniRouteOptions& options) {
                    absl::StrCat("must be finite and >= 0, got ", options.temperature));
   }
   return estimate_internal::ValidatePosteriorOptions(options.prior_strength,
-                                                    options.lower_quantile);
+                                                     options.lower_quantile);
 }
 
 std::vector<double> UniRouteEstimator::Similarities(const std::vector<double>& unit) const {
@@ -391,10 +391,6 @@ nlohmann::json UniRouteEstimator::Save() const {
                                                 std::move(models));
   state["centroids"] = centroids_;
   return state;
-}
-
-std::unique_ptr<QualityEstimator> UniRouteEstimator::Clone() const {
-  return std::unique_ptr<QualityEstimator>(new UniRouteEstimator(*this));
 }
 
 absl::StatusOr<std::unique_ptr<UniRouteEstimator>> FitUniRoute(const FeatureMatrix& cluster_train,

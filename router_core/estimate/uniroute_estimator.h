@@ -54,6 +54,7 @@
 #include "absl/strings/string_view.h"
 #include "absl/types/span.h"
 #include "nlohmann/json.hpp"
+#include "router_core/estimate/estimator_base.h"
 #include "router_core/estimate/quality_estimator.h"
 
 namespace router::core {
@@ -85,11 +86,9 @@ struct UniRouteOptions {
 // OK or INVALID_ARGUMENT naming the first out-of-range option.
 absl::Status ValidateUniRouteOptions(const UniRouteOptions& options);
 
-class UniRouteEstimator : public QualityEstimator {
+class UniRouteEstimator : public EstimatorBase<UniRouteEstimator> {
  public:
-  absl::string_view kind() const override { return "uniroute"; }
-  int feature_dim() const override { return dim_; }
-  const std::vector<std::string>& models() const override { return models_; }
+  static constexpr absl::string_view kKind = "uniroute";
 
   absl::Status Predict(absl::Span<const float> features,
                        absl::Span<QualityEstimate> out) const override;
@@ -97,7 +96,6 @@ class UniRouteEstimator : public QualityEstimator {
   absl::Status AddModel(absl::string_view name, const ModelValidation& validation) override;
   absl::Status RemoveModel(absl::string_view name) override;
   nlohmann::json Save() const override;
-  std::unique_ptr<QualityEstimator> Clone() const override;
 
   int num_clusters() const { return static_cast<int>(centroids_.size()); }
   const UniRouteOptions& options() const { return options_; }
@@ -123,7 +121,7 @@ class UniRouteEstimator : public QualityEstimator {
   static absl::StatusOr<std::unique_ptr<UniRouteEstimator>> FromState(const nlohmann::json& state);
 
   UniRouteEstimator(int dim, UniRouteOptions options, std::vector<std::vector<double>> centroids)
-      : dim_(dim), options_(options), centroids_(std::move(centroids)) {}
+      : EstimatorBase(dim), options_(options), centroids_(std::move(centroids)) {}
 
   // Similarity of a unit-normalised vector to every centroid (larger = nearer).
   std::vector<double> Similarities(const std::vector<double>& unit) const;
@@ -134,10 +132,8 @@ class UniRouteEstimator : public QualityEstimator {
   // Appends a model whose count and success are set; computes its posterior.
   absl::Status AppendModel(std::string name, ModelStats stats);
 
-  int dim_;
   UniRouteOptions options_;
   std::vector<std::vector<double>> centroids_;  // K x dim
-  std::vector<std::string> models_;
   std::vector<ModelStats> stats_;  // parallel to models_
 };
 
