@@ -3,9 +3,13 @@
 // What the benchmarks that run routerd in their own process (load_bench, overload_bench) share:
 //   - ForInProcessBenchmark: routerd's configuration for them: a free loopback port, plaintext,
 //     no tokens, RouterAdmin open to the benchmark (on loopback, where routerd allows that);
+//   - kDefaultConfig, kDefaultPrompts: their default routerd configuration and prompts file, in
+//     the source tree (ROUTER_SOURCE_DIR, which bench/CMakeLists.txt defines for them);
 //   - LoadPromptTexts: the prompt texts of a JSON-lines file (routerbench's prompts.jsonl);
-//   - ParseNumber, ParseList: their flags' numbers and comma-separated lists.
-// Header-only, bench-only. Thread-safety: pure functions (LoadPromptTexts reads a file).
+//   - ParseFlagPairs, ParseNumber, ParseList: their "--flag value" loop, and their flags' numbers
+//     and comma-separated lists.
+// Header-only, bench-only. Thread-safety: pure functions (LoadPromptTexts reads a file;
+// ParseFlagPairs calls back).
 // Errors: LoadPromptTexts: NOT_FOUND for a file it cannot read, INVALID_ARGUMENT naming the line
 // without a string "text", or a file without prompts. Cost: linear in the file or the list.
 
@@ -14,10 +18,12 @@
 
 #include <cstdint>
 #include <fstream>
+#include <optional>
 #include <string>
 #include <type_traits>
 #include <vector>
 
+#include "absl/functional/function_ref.h"
 #include "absl/status/statusor.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
@@ -27,6 +33,10 @@
 #include "server/config.h"
 
 namespace router::bench {
+
+inline constexpr char kDefaultConfig[] = ROUTER_SOURCE_DIR "/deploy/routerd.yaml";
+inline constexpr char kDefaultPrompts[] =
+    ROUTER_SOURCE_DIR "/../shared/data/routerbench_subset/derived/prompts.jsonl";
 
 // `metrics_listen`: "" = no /metrics endpoint.
 inline void ForInProcessBenchmark(server::RouterConfig& config, const std::string& metrics_listen) {
@@ -81,6 +91,30 @@ bool ParseList(absl::string_view text, std::vector<T>* out) {
     out->push_back(v);
   }
   return !out->empty();
+}
+
+// argv as "--flag value" pairs, in order. "--help" or "-h": usage("help") and exit code 0. A flag
+// without a value: usage("<flag> needs a value"). Otherwise apply(flag, value): true when taken,
+// false for a bad value (usage("<flag>: bad value '<value>'")), nullopt for a flag it does not know
+// (usage("unknown flag '<flag>'")). Returns the code for main to return, or nullopt once every
+// flag was taken.
+inline std::optional<int> ParseFlagPairs(
+    int argc, char** argv, absl::FunctionRef<int(const std::string& problem)> usage,
+    absl::FunctionRef<std::optional<bool>(const std::string& flag, const std::string& value)>
+        apply) {
+  for (int k = 1; k < argc; ++k) {
+    const std::string arg = argv[k];
+    if (arg == "--help" || arg == "-h") {
+      usage("help");
+      return 0;
+    }
+    if (k + 1 >= argc) return usage(absl::StrCat(arg, " needs a value"));
+    const std::string value = argv[++k];
+    const std::optional<bool> ok = apply(arg, value);
+    if (!ok.has_value()) return usage(absl::StrCat("unknown flag '", arg, "'"));
+    if (!*ok) return usage(absl::StrCat(arg, ": bad value '", value, "'"));
+  }
+  return std::nullopt;
 }
 
 }  // namespace router::bench

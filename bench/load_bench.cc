@@ -52,6 +52,7 @@
 #include <functional>
 #include <iostream>
 #include <memory>
+#include <optional>
 #include <string>
 #include <utility>
 #include <vector>
@@ -450,10 +451,9 @@ class StreamClient final : public grpc::ClientBidiReactor<Request, Response> {
 
 struct Options {
   std::string routerd;  // external address; empty = in-process
-  std::string config = std::string(ROUTER_SOURCE_DIR) + "/deploy/routerd.yaml";
+  std::string config = router::bench::kDefaultConfig;
   std::string estimator;
-  std::string prompts =
-      std::string(ROUTER_SOURCE_DIR) + "/../shared/data/routerbench_subset/derived/prompts.jsonl";
+  std::string prompts = router::bench::kDefaultPrompts;
   std::vector<int> clients = {64, 256};
   std::vector<int64_t> batch_sizes = {64, 256};
   std::vector<double> delays_ms = {1, 5};
@@ -610,14 +610,7 @@ void PrintRow(const RunResult& r) {
 int main(int argc, char** argv) {
   router::server::ApplyProcessSettings();
   Options o;
-  for (int k = 1; k < argc; ++k) {
-    const std::string arg = argv[k];
-    if (arg == "--help" || arg == "-h") {
-      Usage("help");
-      return 0;
-    }
-    if (k + 1 >= argc) return Usage(absl::StrCat(arg, " needs a value"));
-    const std::string value = argv[++k];
+  const auto apply = [&o](const std::string& arg, const std::string& value) -> std::optional<bool> {
     bool ok = true;
     if (arg == "--routerd") {
       o.routerd = value;
@@ -653,9 +646,12 @@ int main(int argc, char** argv) {
       }
       ok = ok && !o.services.empty();
     } else {
-      return Usage(absl::StrCat("unknown flag '", arg, "'"));
+      return std::nullopt;
     }
-    if (!ok) return Usage(absl::StrCat(arg, ": bad value '", value, "'"));
+    return ok;
+  };
+  if (std::optional<int> exit_code = router::bench::ParseFlagPairs(argc, argv, Usage, apply)) {
+    return *exit_code;
   }
 
   absl::StatusOr<Workload> workload = LoadPrompts(o.prompts);

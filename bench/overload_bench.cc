@@ -57,9 +57,8 @@ namespace {
 namespace v1 = router::v1;
 
 struct Options {
-  std::string config = std::string(ROUTER_SOURCE_DIR) + "/deploy/routerd.yaml";
-  std::string prompts =
-      std::string(ROUTER_SOURCE_DIR) + "/../shared/data/routerbench_subset/derived/prompts.jsonl";
+  std::string config = router::bench::kDefaultConfig;
+  std::string prompts = router::bench::kDefaultPrompts;
   std::vector<double> factors = {1, 5};
   int capacity_clients = 64;
   double duration_s = 5;
@@ -227,14 +226,7 @@ void OpenLoop(double factor, double capacity,
 int main(int argc, char** argv) {
   router::server::ApplyProcessSettings();
   Options o;
-  for (int k = 1; k < argc; ++k) {
-    const std::string arg = argv[k];
-    if (arg == "--help" || arg == "-h") {
-      Usage("help");
-      return 0;
-    }
-    if (k + 1 >= argc) return Usage(absl::StrCat(arg, " needs a value"));
-    const std::string value = argv[++k];
+  const auto apply = [&o](const std::string& arg, const std::string& value) -> std::optional<bool> {
     bool ok = true;
     const auto positive = [&value](auto* out) {
       return router::bench::ParseNumber(value, out) && *out > 0;
@@ -269,9 +261,12 @@ int main(int argc, char** argv) {
       ok = router::bench::ParseNumber(value, &o.small_batch_max_queries.emplace()) &&
            *o.small_batch_max_queries >= 0;
     } else {
-      return Usage(absl::StrCat("unknown flag '", arg, "'"));
+      return std::nullopt;
     }
-    if (!ok) return Usage(absl::StrCat(arg, ": bad value '", value, "'"));
+    return ok;
+  };
+  if (std::optional<int> exit_code = router::bench::ParseFlagPairs(argc, argv, Usage, apply)) {
+    return *exit_code;
   }
   absl::StatusOr<std::vector<std::string>> texts = router::bench::LoadPromptTexts(o.prompts);
   if (!texts.ok()) {
