@@ -40,9 +40,7 @@ namespace router::server {
 namespace {
 
 namespace ep = envoy::service::ext_proc::v3;
-using core::testing::IsOk;
 using Mode = envoy::extensions::filters::http::ext_proc::v3::ProcessingMode;
-using ::testing::HasSubstr;
 
 constexpr char kPriced[] = "priced-model";
 constexpr double kInputPrice = 3.0;    // USD per million prompt tokens

@@ -8,9 +8,6 @@
 namespace router::server {
 namespace {
 
-using core::testing::IsOkAndHolds;
-using core::testing::StatusIs;
-using ::testing::HasSubstr;
 
 TEST(LogTest, TextLinesAreTheMessage) {
   EXPECT_EQ(FormatLogLine(LogFormat::kText, "2026-12-06T01:02:03.000004Z", "info", "reload",

@@ -32,9 +32,6 @@
 namespace router::server {
 namespace {
 
-using core::testing::IsOk;
-using core::testing::StatusIs;
-using ::testing::HasSubstr;
 
 TEST(AdmissionTest, BoundsCountTicketsUntilTheyAreDestroyed) {
   Admission admission;

@@ -10,9 +10,6 @@
 namespace router::server {
 namespace {
 
-using ::testing::HasSubstr;
-using core::testing::IsOk;
-using core::testing::StatusIs;
 
 constexpr absl::Duration kNoDeadline = absl::InfiniteDuration();
 const absl::Duration kBatchLatency = BatchLatency(absl::Milliseconds(5), absl::Milliseconds(20));

@@ -26,10 +26,7 @@
 namespace router::server {
 namespace {
 
-using core::testing::IsOk;
-using core::testing::StatusIs;
 using ::testing::AllOf;
-using ::testing::HasSubstr;
 using ::testing::Not;
 using testing::HttpGet;
 using testing::IssuedCertificate;

@@ -2,8 +2,9 @@
 //
 // gMock matchers for absl::Status (Debian's Abseil 20220623 ships none): IsOk(),
 // StatusIs(code, message_matcher), IsOkAndHolds(value_matcher) and InvalidNaming(text).
-// Tests in namespace router::core name them, and HasSubstr (StatusIs's usual message matcher),
-// unqualified: the using-declarations at the end of this header stand for every test file's.
+// Tests in namespaces router::core and router::server name them, and HasSubstr (StatusIs's usual
+// message matcher), unqualified: the using-declarations at the end of this header stand for every
+// test file's.
 
 #ifndef ROUTER_TESTS_ROUTER_CORE_TESTING_STATUS_MATCHERS_H_
 #define ROUTER_TESTS_ROUTER_CORE_TESTING_STATUS_MATCHERS_H_
@@ -62,5 +63,15 @@ using ::router::core::testing::StatusIs;
 using ::testing::HasSubstr;
 
 }  // namespace router::core
+
+namespace router::server {
+
+using ::router::core::testing::InvalidNaming;
+using ::router::core::testing::IsOk;
+using ::router::core::testing::IsOkAndHolds;
+using ::router::core::testing::StatusIs;
+using ::testing::HasSubstr;
+
+}  // namespace router::server
 
 #endif  // ROUTER_TESTS_ROUTER_CORE_TESTING_STATUS_MATCHERS_H_

@@ -10,9 +10,6 @@
 namespace router::server::gateway {
 namespace {
 
-using ::router::core::testing::IsOkAndHolds;
-using ::router::core::testing::StatusIs;
-using ::testing::HasSubstr;
 using Json = nlohmann::json;
 
 TEST(BodyErrorTest, CarriesKindAndParam) {

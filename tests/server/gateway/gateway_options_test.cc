@@ -9,8 +9,6 @@
 namespace router::server::gateway {
 namespace {
 
-using ::router::core::testing::IsOk;
-using ::router::core::testing::StatusIs;
 
 TEST(GatewayOptionsTest, DefaultsAreValidAndDocumented) {
   const GatewayOptions o;

@@ -13,10 +13,6 @@
 namespace router::server::gateway {
 namespace {
 
-using ::router::core::testing::IsOk;
-using ::router::core::testing::IsOkAndHolds;
-using ::router::core::testing::StatusIs;
-using ::testing::HasSubstr;
 using ::testing::Optional;
 using Json = nlohmann::json;
 

@@ -14,10 +14,6 @@
 namespace router::server::gateway {
 namespace {
 
-using ::router::core::testing::IsOk;
-using ::router::core::testing::IsOkAndHolds;
-using ::router::core::testing::StatusIs;
-using ::testing::HasSubstr;
 
 constexpr ResponseFormat kJson = ResponseFormat::kJson;
 constexpr ResponseFormat kSse = ResponseFormat::kServerSentEvents;
