@@ -43,6 +43,66 @@ absl::Status Invalid(absl::string_view what) {
   return absl::InvalidArgumentError(absl::StrCat("artifact: ", what));
 }
 
+// INVALID_ARGUMENT if the CBOR item at byte `pos` of `cbor` nests arrays, maps or indefinite-length
+// strings more than kMaxArtifactDepth deep: nlohmann's CBOR reader (and the copies and
+// comparisons of the document) recurse once per level, so a deep item would overflow the stack.
+// A walk with an explicit stack of open containers, O(bytes) time and O(kMaxArtifactDepth)
+// memory. Malformed or truncated bytes end the walk with OK: the reader reports them precisely.
+absl::Status CheckCborDepth(absl::string_view cbor, size_t pos) {
+  struct Open {
+    uint64_t remaining;  // items still to come; unused when indefinite
+    bool indefinite;     // ends with the break byte 0xff
+  };
+  std::vector<Open> open;
+  while (pos < cbor.size()) {
+    const uint8_t initial = static_cast<uint8_t>(cbor[pos++]);
+    const int major = initial >> 5;
+    const int info = initial & 31;
+    bool item_done = true;
+    if (initial == 0xff) {
+      if (open.empty() || !open.back().indefinite) return absl::OkStatus();
+      open.pop_back();
+    } else {
+      uint64_t argument = static_cast<uint64_t>(info);
+      const bool indefinite = info == 31;
+      if (info >= 24 && info <= 27) {
+        const size_t width = size_t{1} << (info - 24);
+        if (cbor.size() - pos < width) return absl::OkStatus();
+        argument = 0;
+        for (size_t k = 0; k < width; ++k) {
+          argument = (argument << 8) | static_cast<uint8_t>(cbor[pos++]);
+        }
+      } else if (info >= 28 && info <= 30) {
+        return absl::OkStatus();
+      }
+      if (indefinite && (major == 2 || major == 3 || major == 4 || major == 5)) {
+        open.push_back({0, true});
+        item_done = false;
+      } else if (major == 2 || major == 3) {
+        if (argument > cbor.size() - pos) return absl::OkStatus();
+        pos += static_cast<size_t>(argument);
+      } else if ((major == 4 || major == 5) && argument > 0) {
+        if (argument > cbor.size()) return absl::OkStatus();  // cannot hold that many items
+        open.push_back({major == 5 ? 2 * argument : argument, false});
+        item_done = false;
+      } else if (major == 6) {
+        item_done = false;  // a tag prefixes the next item
+      }
+      if (open.size() > static_cast<size_t>(kMaxArtifactDepth)) {
+        return Invalid(absl::StrCat("nested more than ", kMaxArtifactDepth,
+                                    " levels deep (byte ", pos - 1, ")"));
+      }
+    }
+    // A finished item counts toward its container; a finished container toward its own.
+    while (item_done && !open.empty() && !open.back().indefinite) {
+      if (--open.back().remaining > 0) break;
+      open.pop_back();
+    }
+    if (item_done && open.empty()) return absl::OkStatus();
+  }
+  return absl::OkStatus();
+}
+
 absl::StatusOr<Artifact> FromDocument(const Json& doc) {
   if (!doc.is_object()) return Invalid("not a router estimator artifact (not a map)");
   const auto format = doc.find("format");
@@ -156,6 +216,7 @@ absl::StatusOr<Artifact> ParseArtifact(absl::string_view bytes) {
   if (bytes.size() < 3 || bytes.substr(0, 3) != absl::string_view(kSelfDescribe, 3)) {
     return Invalid("not a router estimator artifact (no CBOR self-describe tag)");
   }
+  if (absl::Status depth = CheckCborDepth(bytes, /*pos=*/3); !depth.ok()) return depth;
   Json doc;
   try {
     doc = Json::from_cbor(bytes.begin() + 3, bytes.end(), /*strict=*/true,

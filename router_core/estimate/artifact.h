@@ -21,9 +21,10 @@
 // Errors: SerializeArtifact: INVALID_ARGUMENT for a provenance that is not an object or a
 // featurizer whose dimension differs from the estimator's. ParseArtifact / ReadArtifactFile:
 // NOT_FOUND for a missing file; INVALID_ARGUMENT for anything malformed, with the problem named
-// ("not a router estimator artifact", "truncated or corrupt CBOR: ...", "unsupported artifact
-// version 2 (this build reads 1)", "unknown estimator kind 'x'", or the field the estimator,
-// featurizer or cost-model loader rejects). Parser exceptions are caught; none escapes.
+// ("not a router estimator artifact", "truncated or corrupt CBOR: ...", "nested more than 64
+// levels deep (byte N)", "unsupported artifact version 2 (this build reads 1)", "unknown
+// estimator kind 'x'", or the field the estimator, featurizer or cost-model loader rejects).
+// Parser exceptions are caught; none escapes. Cost: O(bytes) to decode, plus the loaders'.
 
 #ifndef ROUTER_CORE_ESTIMATE_ARTIFACT_H_
 #define ROUTER_CORE_ESTIMATE_ARTIFACT_H_
@@ -45,6 +46,9 @@ namespace router::core {
 
 inline constexpr char kArtifactFormat[] = "router-estimator";
 inline constexpr int kArtifactVersion = 1;
+// Deepest nesting of arrays and maps an artifact may have (the writer's is under 10): the reader
+// refuses deeper ones before decoding, since decoding recurses once per level.
+inline constexpr int kMaxArtifactDepth = 64;
 
 struct Artifact {
   std::optional<Featurizer> featurizer;

@@ -18,6 +18,8 @@ namespace router::core {
 namespace {
 
 using ::router::core::testing::Real;
+using ::testing::AllOf;
+using namespace std::string_literals;
 
 const nlohmann::json kProvenance = {{"dataset", "routerbench_subset"}, {"seed", 7}};
 
@@ -157,6 +159,38 @@ TEST(ArtifactTest, TruncatedOrCorruptFilesAreErrorsNamingTheProblem) {
       EXPECT_EQ(a.status().code(), absl::StatusCode::kInvalidArgument) << a.status();
     }
   }
+}
+
+// Decoding recurses once per level: 100,000 nested arrays (one byte each) overflowed the stack.
+// Deep definite and indefinite arrays and maps are refused before decoding, naming the byte; a
+// document just under the limit still decodes (and is then refused for its content).
+TEST(ArtifactTest, DeeplyNestedDocumentsAreRefusedWithoutCrashing) {
+  const std::string tag("\xd9\xd9\xf7");
+  // Each level: an array of one item, an indefinite array, a map of one pair (key 0) or an
+  // indefinite map (key 0), whose item or value is the next level. The 65th level opens at byte
+  // 3 + 64 x (bytes per level).
+  const struct {
+    std::string level;
+    const char* byte;
+  } cases[] = {{"\x81"s, "(byte 67)"}, {"\x9f"s, "(byte 67)"}, {"\xa1\x00"s, "(byte 131)"},
+               {"\xbf\x00"s, "(byte 131)"}};
+  for (const auto& c : cases) {
+    std::string deep = tag;
+    for (int k = 0; k < 100000; ++k) deep += c.level;
+    EXPECT_THAT(ParseArtifact(deep),
+                StatusIs(absl::StatusCode::kInvalidArgument,
+                         AllOf(HasSubstr("artifact: nested more than 64 levels deep"),
+                               HasSubstr(c.byte))))
+        << c.byte;
+  }
+  std::string shallow = tag + std::string(kMaxArtifactDepth, '\x81') + '\x00';
+  EXPECT_THAT(ParseArtifact(shallow), StatusIs(absl::StatusCode::kInvalidArgument,
+                                               HasSubstr("not a router estimator artifact")));
+  // Containers that close count as such: 1000 siblings at depth 2 are not deep.
+  std::string wide = tag + "\x99\x03\xe8";  // an array of 1000 items
+  for (int k = 0; k < 1000; ++k) wide += "\x81\x00"s;
+  EXPECT_THAT(ParseArtifact(wide), StatusIs(absl::StatusCode::kInvalidArgument,
+                                            HasSubstr("not a router estimator artifact")));
 }
 
 // Re-encodes the artifact with `edit` applied to its document.
