@@ -28,11 +28,12 @@ ROUTERD_RUNTIME=(
   libprometheus-cpp-pull1.0 libprometheus-cpp-core1.0 libcivetweb1
   coinor-libcbc3 coinor-libcgl1 coinor-libclp1 coinor-libosi1v5 coinor-libcoinutils3v5
 )
-# Tests, sanitizer and thread-safety builds, benchmarks and their plots, the clients' end-to-end
-# test (Python), the systemd unit's check, promtool and Prometheus (tests/deploy/), the openssl
-# command (deploy/README.md, "Transport security", makes certificates and tokens with it).
+# Tests, sanitizer, thread-safety and libFuzzer builds (libclang-rt-14-dev: clang's sanitizer and
+# libFuzzer runtimes, only recommended by clang), benchmarks and their plots, the clients'
+# end-to-end test (Python), the systemd unit's check, promtool and Prometheus (tests/deploy/), the
+# openssl command (deploy/README.md, "Transport security", makes certificates and tokens with it).
 TEST_TOOLS=(
-  clang openssl libgtest-dev libgmock-dev googletest libbenchmark-dev
+  clang libclang-rt-14-dev openssl libgtest-dev libgmock-dev googletest libbenchmark-dev
   python3 python3-grpcio python3-protobuf python3-yaml curl ca-certificates systemd gnuplot-nox
   prometheus
 )

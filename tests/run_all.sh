@@ -2,8 +2,10 @@
 # Runs every test the project has, the way CI does:
 #   1. gcc, Release, -Wall -Wextra -Werror: build everything, run all tests;
 #   2. gcc, Debug, ASan + UBSan: build the tests, run them;
-#   3. clang, -Wthread-safety -Werror: build everything but the benchmarks (stage 1 builds those);
-#      the thread-safety analysis is the check;
+#   3. clang, -Wthread-safety -Werror, ROUTER_FUZZ=ON: build everything but the benchmarks (stage 1
+#      builds those) with libFuzzer instrumentation, ASan and UBSan; the thread-safety analysis is
+#      the build's check. Then each libFuzzer target (ctest label `fuzz`, docs/fuzzing.md) runs for
+#      ROUTER_FUZZ_SECONDS (20) on a temporary copy of its seed corpus;
 #   4. the container image: deploy/Dockerfile built by podman and run (ctest label `container`,
 #      left out of stages 1 and 2; skipped where podman cannot run containers). Minutes: the first
 #      time it makes the base images and compiles routerd inside the image.
@@ -28,10 +30,11 @@ cmake --build build-asan -j "$JOBS"
 ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=print_stacktrace=1 \
   ctest --test-dir build-asan --output-on-failure -j "$JOBS" -LE container
 
-step "clang -Wthread-safety -Werror: build"
+step "clang -Wthread-safety -Werror, libFuzzer + ASan + UBSan: build, run the fuzz targets"
 cmake -S . -B build-clang "${GEN[@]}" -DCMAKE_BUILD_TYPE=Debug -DCMAKE_CXX_COMPILER=clang++ \
-  -DROUTER_THREAD_SAFETY=ON -DROUTER_BUILD_BENCH=OFF >/dev/null
+  -DROUTER_THREAD_SAFETY=ON -DROUTER_BUILD_BENCH=OFF -DROUTER_FUZZ=ON >/dev/null
 cmake --build build-clang -j "$JOBS"
+ctest --test-dir build-clang --output-on-failure -j "$JOBS" -L fuzz
 
 step "container image: podman build and run"
 ctest --test-dir build --output-on-failure -L container
