@@ -179,6 +179,9 @@ absl::StatusOr<OpenAiRequest> ParseOpenAiRequest(OpenAiEndpoint endpoint, absl::
   } catch (const Json::parse_error& e) {
     return BodyError(BodyErrorKind::kNotJson, "",
                      absl::StrCat("not JSON: ", ParseErrorReason(e), " (at byte ", e.byte, ")"));
+  } catch (const Json::out_of_range&) {
+    // nlohmann's parser throws out_of_range, not parse_error, for a number beyond a double.
+    return BodyError(BodyErrorKind::kNotJson, "", "not JSON: a number too large for a double");
   }
   if (!root.is_object()) return WrongType("", "a JSON object", root);
 

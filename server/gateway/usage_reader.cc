@@ -180,7 +180,7 @@ void UsageReader::DispatchEvent() {
       bool parsed = true;
       try {
         event = Json::parse(data_);
-      } catch (const Json::parse_error&) {
+      } catch (const Json::exception&) {  // parse_error, or out_of_range for a huge number
         parsed = false;
       }
       if (!parsed) {
@@ -213,6 +213,9 @@ absl::StatusOr<Usage> UsageReader::Finish() {
     } catch (const Json::parse_error& e) {
       return absl::InvalidArgumentError(
           absl::StrCat("response body: not JSON (error at byte ", e.byte, ")"));
+    } catch (const Json::out_of_range&) {
+      // nlohmann's parser throws out_of_range, not parse_error, for a number beyond a double.
+      return absl::InvalidArgumentError("response body: not JSON (a number too large for a double)");
     }
     std::string().swap(buffer_);
     return UsageOf(body, "response body: ");

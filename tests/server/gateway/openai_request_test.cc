@@ -236,6 +236,22 @@ TEST(ParseOpenAiRequestTest, RefusesBadBodiesNamingTheField) {
   }
 }
 
+// nlohmann's parser throws out_of_range, not parse_error, for a number beyond a double: it escaped
+// ParseOpenAiRequest and terminated routerd (found by openai_request_fuzz; its input is the last
+// case, after its first byte, which the fuzz target reads as options).
+TEST(ParseOpenAiRequestTest, NumberTooLargeForADoubleIsNotJsonAndNoCrash) {
+  for (const std::string& body :
+       {std::string(R"({"model":"auto","messages":[{"content":"x"}],"max_tokens":1e999})"),
+        std::string(R"({"model":"auto","messages":[{"content":"x"}],"temperature":-1e400})"),
+        std::string("666000000000088e30000074832520925666666666;832520666000000000000000700000"
+                    "0007660000\x82\"YYYYY\xd9YYYYYYYYYYYA{666666666666000000000088e30")}) {
+    EXPECT_THAT(Parse(kChat, body),
+                StatusIs(absl::StatusCode::kInvalidArgument,
+                         HasSubstr("not JSON: a number too large for a double")))
+        << body;
+  }
+}
+
 TEST(ParseOpenAiRequestTest, DeepNestingElsewhereIsNoProblem) {
   // The parser and the scanner are iterative: 200k levels in a field the router does not read.
   const int depth = 200'000;

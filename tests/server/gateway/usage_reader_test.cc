@@ -84,6 +84,17 @@ TEST(UsageReaderTest, JsonBodiesWithoutUsableUsage) {
               StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("response body: not JSON")));
 }
 
+// nlohmann's parser throws out_of_range, not parse_error, for a number beyond a double; it must
+// not escape the reader (it would terminate routerd).
+TEST(UsageReaderTest, NumberTooLargeForADoubleIsNotJsonAndNoCrash) {
+  EXPECT_THAT(Read(kJson, {R"({"usage":{"prompt_tokens":1e999,"completion_tokens":1}})"}),
+              StatusIs(absl::StatusCode::kInvalidArgument,
+                       "response body: not JSON (a number too large for a double)"));
+  EXPECT_THAT(Read(kSse, {"data: {\"usage\":{\"prompt_tokens\":1e999}}\n\n"}),
+              StatusIs(absl::StatusCode::kInvalidArgument,
+                       "event 1: data has a usage key but is not JSON"));
+}
+
 TEST(UsageReaderTest, JsonBodyPastTheLimitIsDropped) {
   UsageReaderOptions options;
   options.max_json_body_bytes = 100;
