@@ -33,10 +33,6 @@ namespace {
 using ::testing::AllOf;
 using ::testing::Not;
 using testing::HttpGet;
-using testing::IssuedCertificate;
-using testing::MetricValue;
-using testing::TestPki;
-using testing::WriteFileAtomically;
 
 constexpr char kAdminToken[] = "admin-token-0123456789abcdef";
 constexpr char kApiToken[] = "api-token-0123456789abcdef";

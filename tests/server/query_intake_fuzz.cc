@@ -19,7 +19,6 @@
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/time/time.h"
-#include "google/protobuf/stubs/logging.h"
 #include "grpcpp/support/byte_buffer.h"
 #include "grpcpp/support/slice.h"
 #include "router/v1/router.pb.h"
@@ -91,13 +90,7 @@ void TakeInOne(const v1::Query& query, const std::string& field, absl::Time now,
 }  // namespace
 }  // namespace router::server
 
-// protobuf logs every string field with invalid UTF-8 it meets; routerd rate-limits those lines
-// (log_limiter.h), the fuzzer drops them.
-extern "C" int LLVMFuzzerInitialize(int*, char***) {
-  google::protobuf::SetLogHandler(nullptr);
-  return 0;
-}
-
+// LLVMFuzzerInitialize: tests/server/testing/fuzz_silent_protobuf.cc.
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   using namespace router::server;
   if (size < 1) return 0;

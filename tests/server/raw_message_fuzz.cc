@@ -11,7 +11,6 @@
 #include <cstdint>
 #include <memory>
 
-#include "google/protobuf/stubs/logging.h"
 #include "grpcpp/support/byte_buffer.h"
 #include "grpcpp/support/slice.h"
 #include "router/v1/router.pb.h"
@@ -41,13 +40,7 @@ std::unique_ptr<google::protobuf::Message> NewRequest(int pick) {
 }  // namespace
 }  // namespace router::server
 
-// protobuf logs every string field with invalid UTF-8 it meets; routerd rate-limits those lines
-// (log_limiter.h), the fuzzer drops them.
-extern "C" int LLVMFuzzerInitialize(int*, char***) {
-  google::protobuf::SetLogHandler(nullptr);
-  return 0;
-}
-
+// LLVMFuzzerInitialize: tests/server/testing/fuzz_silent_protobuf.cc.
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   using namespace router::server;
   namespace testing = router::core::testing;

@@ -29,10 +29,6 @@ namespace {
 using ::testing::AllOf;
 using ::testing::Not;
 using testing::HttpGet;
-using testing::IssuedCertificate;
-using testing::MetricValue;
-using testing::TestPki;
-using testing::WriteFileAtomically;
 
 constexpr char kFailures[] = "router_credential_reload_failures_total{credential=\"tls\"}";
 

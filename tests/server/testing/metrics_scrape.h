@@ -19,4 +19,11 @@ double MetricValue(const std::string& text, const std::string& series);
 
 }  // namespace router::server::testing
 
+// Server tests name it unqualified.
+namespace router::server {
+
+using ::router::server::testing::MetricValue;
+
+}  // namespace router::server
+
 #endif  // ROUTER_TESTS_SERVER_TESTING_METRICS_SCRAPE_H_

@@ -56,4 +56,13 @@ void WriteFileAtomically(const std::string& path, const std::string& contents);
 
 }  // namespace router::server::testing
 
+// Server tests name these unqualified.
+namespace router::server {
+
+using ::router::server::testing::IssuedCertificate;
+using ::router::server::testing::TestPki;
+using ::router::server::testing::WriteFileAtomically;
+
+}  // namespace router::server
+
 #endif  // ROUTER_TESTS_SERVER_TESTING_TEST_PKI_H_
