@@ -28,6 +28,7 @@ cmake -S . -B build-asan "${GEN[@]}" -DCMAKE_BUILD_TYPE=Debug -DROUTER_SANITIZE=
   -DROUTER_BUILD_BENCH=OFF >/dev/null
 cmake --build build-asan -j "$JOBS"
 ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=print_stacktrace=1 \
+  LSAN_OPTIONS="suppressions=$PWD/tests/lsan_suppressions.txt" \
   ctest --test-dir build-asan --output-on-failure -j "$JOBS" -LE container
 
 step "clang -Wthread-safety -Werror, libFuzzer + ASan + UBSan: build, run the fuzz targets"
