@@ -20,13 +20,9 @@ constexpr int kDecisionAttempts = 3;
 }  // namespace
 
 absl::Status ValidateInlineOptions(const InlineOptions& options) {
-  if (options.window_arrivals < 1) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("inline.window_arrivals: must be >= 1, got ", options.window_arrivals));
-  }
-  if (options.window_duration <= absl::ZeroDuration()) {
-    return absl::InvalidArgumentError(absl::StrCat("inline.window_duration: must be > 0, got ",
-                                                   absl::FormatDuration(options.window_duration)));
+  if (absl::Status s = ValidateInlineWindowSpec({options.window_arrivals, options.window_duration});
+      !s.ok()) {
+    return s;
   }
   if (options.forecast_horizon < 1 || options.forecast_horizon > 10000) {
     return absl::InvalidArgumentError(absl::StrCat(
@@ -90,26 +86,31 @@ InlineDecision InlineRouter::Route(const PendingQuery& query, absl::Span<const D
     for (const DeployedModel& model : pool) pool_names_.push_back(model.name);
     recent_.clear();  // forecasts in another pool order are meaningless
   }
-  if (!window_open_ || window_.seen >= window_.arrivals ||
-      now - window_.opened >= window_.duration) {
-    window_ = Window{window_.number + 1, now, options_.window_arrivals, options_.window_duration,
-                     0, 0.0};
-    window_open_ = true;
+  // The ledger counts the arrival in its window (fleet-wide with a shared ledger) and says what
+  // may be used.
+  const absl::StatusOr<InlineArrival> arrival =
+      ledger_->ArriveInline({options_.window_arrivals, options_.window_duration});
+  if (!arrival.ok()) {
+    d.outcome.status = absl::UnavailableError(
+        absl::StrCat("the ledger could not be reached (", arrival.status().message(), "); retry"));
+    d.decision_time = clock_->Now() - start;
+    return d;
   }
-  d.window_id = absl::StrCat(id_prefix_, window_.number);
-  d.position_in_window = window_.seen;
+  d.window_id = absl::StrCat(id_prefix_, arrival->window);
+  d.position_in_window = arrival->position;
   const double cap = policy.avg_cost_cap_usd.has_value()
-                         ? *policy.avg_cost_cap_usd * static_cast<double>(window_.arrivals)
+                         ? *policy.avg_cost_cap_usd * static_cast<double>(arrival->window_arrivals)
                          : kInf;
   d.window_cap_usd = std::isfinite(cap) ? cap : -1.0;
+  d.window_spent_usd = arrival->spent_usd;
 
   // Arrivals the window still expects after this one.
-  int64_t expected = window_.arrivals - window_.seen - 1;
-  if (window_.duration != absl::InfiniteDuration() && !recent_.empty()) {
+  int64_t expected = arrival->window_arrivals - arrival->position - 1;
+  if (arrival->time_left != absl::InfiniteDuration() && !recent_.empty()) {
     const double span = absl::ToDoubleSeconds(now - recent_.front().arrival);
     if (span > 0) {
       const double rate = static_cast<double>(recent_.size()) / span;
-      const double time_left = absl::ToDoubleSeconds(window_.opened + window_.duration - now);
+      const double time_left = absl::ToDoubleSeconds(arrival->time_left);
       expected = std::min<int64_t>(
           expected, static_cast<int64_t>(std::ceil(rate * std::max(0.0, time_left))));
     }
@@ -131,19 +132,20 @@ InlineDecision InlineRouter::Route(const PendingQuery& query, absl::Span<const D
     }
     return r.has_full_model ? r.without_full.get() : &r.priced;
   };
-  // Decide on a snapshot of the ledger, then commit. What the snapshot showed free can be taken
-  // before the commit (a batch's hold, a Complete charging more than predicted, another replica
-  // of a fleet): the commit then fails, and the query is decided again on a fresh snapshot.
+  // Decide on a snapshot of the ledger (the arrival's, then a fresh one), then commit. What the
+  // snapshot showed free can be taken before the commit (a batch's hold, a Complete charging more
+  // than predicted, another replica of a fleet): the commit then fails, and the query is decided
+  // again on a fresh snapshot (the arrival is counted once).
   int chosen = -1, priced = -1;
   double left = 0.0;
   Prices prices;
-  absl::StatusOr<std::vector<Lease>> leases = absl::UnknownError("not committed");
+  absl::StatusOr<InlineCommit> commit = absl::UnknownError("not committed");
   for (int attempt = 1;; ++attempt) {
-    const absl::StatusOr<LedgerSnapshot> snapshot = ledger_->Snapshot();
+    const absl::StatusOr<LedgerSnapshot> snapshot =
+        attempt == 1 ? absl::StatusOr<LedgerSnapshot>(arrival->snapshot) : ledger_->Snapshot();
     if (!snapshot.ok()) {
       d.outcome.status = absl::UnavailableError(absl::StrCat(
           "the ledger could not be reached (", snapshot.status().message(), "); retry"));
-      d.window_spent_usd = window_.spent_usd;
       d.decision_time = clock_->Now() - start;
       return d;
     }
@@ -162,7 +164,7 @@ InlineDecision InlineRouter::Route(const PendingQuery& query, absl::Span<const D
     full_version_ += full_changed;
     // What the window may still spend, with CheckFeasible's slack for the rounding of the running
     // sum (a window whose cap is exactly its cheapest total must not lose its last query to it).
-    left = std::max(0.0, std::min(cap - window_.spent_usd, snapshot->spend_allowance_usd)) +
+    left = std::max(0.0, std::min(cap - arrival->spent_usd, snapshot->spend_allowance_usd)) +
            (std::isfinite(cap) ? kBudgetTolerance * std::max(1.0, cap) : 0.0);
 
     // The forecast LP and its prices.
@@ -210,14 +212,12 @@ InlineDecision InlineRouter::Route(const PendingQuery& query, absl::Span<const D
     chosen = guarded >= 0 ? guarded : cheapest;
     d.guarded = chosen != priced;
     if (chosen < 0) break;
-    const std::vector<Reservation> reservation = {{pool[chosen].name, cost[chosen]}};
-    leases = ledger_->Commit(nullptr, reservation);
-    if (leases.ok() || !absl::IsFailedPrecondition(leases.status()) ||
+    commit = ledger_->CommitInline(arrival->window, cap, {pool[chosen].name, cost[chosen]});
+    if (commit.ok() || !absl::IsFailedPrecondition(commit.status()) ||
         attempt == kDecisionAttempts) {
       break;
     }
   }
-  ++window_.seen;
   recent_.push_back(std::move(current));
   while (static_cast<int64_t>(recent_.size()) > options_.forecast_horizon) recent_.pop_front();
 
@@ -227,27 +227,24 @@ InlineDecision InlineRouter::Route(const PendingQuery& query, absl::Span<const D
                    : absl::StrCat("the inline window ", d.window_id, " has ", left,
                                   " USD left, less than this query's cheapest allowed model (",
                                   cost[priced], " USD and up)"));
-    d.window_spent_usd = window_.spent_usd;
     d.decision_time = clock_->Now() - start;
     return d;
   }
-  if (!leases.ok()) {
+  if (!commit.ok()) {
     d.outcome.status = absl::UnavailableError(absl::StrCat(
-        "the ledger refused the inline decision (", leases.status().message(), "); retry"));
-    d.window_spent_usd = window_.spent_usd;
+        "the ledger refused the inline decision (", commit.status().message(), "); retry"));
     d.decision_time = clock_->Now() - start;
     return d;
   }
-  window_.spent_usd += cost[chosen];
-  d.window_spent_usd = window_.spent_usd;
+  d.window_spent_usd = commit->window_spent_usd;
   d.slot_price = prices.mu[chosen];
   QueryOutcome& o = d.outcome;
   o.model = pool[chosen].name;
   o.quality = q->quality(chosen);
   o.quality_lower = q->quality_lower(chosen);
   o.cost_usd = cost[chosen];
-  o.assignment_id = std::move((*leases)[0].assignment_id);
-  o.lease_timeout = (*leases)[0].lease_timeout;
+  o.assignment_id = std::move(commit->lease.assignment_id);
+  o.lease_timeout = commit->lease.lease_timeout;
   o.fallbacks = FallbackModels(*q, allowed, chosen, policy.max_fallbacks, pool);
   d.decision_time = clock_->Now() - start;
   return d;

@@ -6,7 +6,9 @@
 // the duals of the batch LP over the current query plus a forecast of the rest of its window.
 //
 // Windows. Arrivals are grouped into windows of `window_arrivals` decisions, also closed
-// `window_duration` after they opened (whichever comes first). A window's cap is
+// `window_duration` after they opened (whichever comes first). The ledger keeps the windows
+// (ledger.h, ArriveInline and CommitInline), so with a shared ledger a window counts the arrivals
+// of every replica and its cap holds for the fleet. A window's cap is
 //     cap = avg_cost_cap_usd x window_arrivals            (BatchPolicy; none = no window cap)
 // exactly as a batch of that many queries would get; every decision may also spend at most the
 // ledger's paced allowance (ledger.h), like a batch.
@@ -27,12 +29,14 @@
 // otherwise the best-priced model that passes that test; if none does, the query's cheapest
 // allowed model with a free slot when it fits `left` (a query that is here is served before
 // arrivals that are only expected); otherwise RESOURCE_EXHAUSTED. Each decision is committed to
-// the ledger before the next one is made (one mutex), so
-//     spend of a window <= cap  and  in_use(model) <= slots(model)   always.
+// the ledger, which charges the window and re-checks its cap and the free slots in the same atomic
+// step (CommitInline), so
+//     spend of a window <= cap  and  in_use(model) <= slots(model)   always,
+// also when several replicas share the ledger (a decision that lost the race is refused, retryable).
 //
 // Cost of a decision: inline_pricing.h's bound with H = forecast_horizon + 1, plus O(M) for the
-// choice and one ledger snapshot and commit. Decisions are serialized by the router's mutex. A
-// model without a free slot is taken out of each forecast query once per change of the set of
+// choice and two ledger calls (the arrival and the commit; a snapshot and a commit more per retry).
+// Decisions are serialized by the router's mutex. A model without a free slot is taken out of each forecast query once per change of the set of
 // full models (WithoutModels), not at every decision, so self-hosted models that stay full do not
 // make every decision rebuild all H hulls. Figures in bench/README.md, "Inline decisions".
 //
@@ -43,9 +47,9 @@
 // allowed list (pool_view.h); RESOURCE_EXHAUSTED when no allowed model has a free slot, or the
 // window's budget (or the paced allowance) cannot pay the cheapest one (the message says which);
 // UNAVAILABLE (retryable) when the ledger cannot be reached, or refused the commit because what
-// the snapshot showed free was taken meanwhile (by another replica of a fleet: in one process,
-// inline decisions are serialized and batches decide within their ledger holds, which the
-// snapshot excludes). Create: INVALID_ARGUMENT naming the option.
+// the arrival's snapshot showed free, or the window's budget, was taken meanwhile (by another
+// replica of a fleet: in one process, inline decisions are serialized and batches decide within
+// their ledger holds, which the snapshot excludes). Create: INVALID_ARGUMENT naming the option.
 
 #ifndef ROUTER_CORE_SERVING_INLINE_ROUTER_H_
 #define ROUTER_CORE_SERVING_INLINE_ROUTER_H_
@@ -124,15 +128,6 @@ class InlineRouter {
     uint64_t checked_for = 0;                   // 0 = never
     absl::Time arrival;
   };
-  struct Window {
-    uint64_t number = 0;
-    absl::Time opened;
-    int64_t arrivals = 0;  // capacity, fixed when the window opens
-    absl::Duration duration;
-    int64_t seen = 0;
-    double spent_usd = 0.0;
-  };
-
   InlineRouter(const InlineOptions& options, Ledger* ledger, const Clock* clock)
       : ledger_(ledger), clock_(clock), options_(options) {}
 
@@ -140,8 +135,6 @@ class InlineRouter {
   const Clock* const clock_;
   absl::Mutex mu_;
   InlineOptions options_ ABSL_GUARDED_BY(mu_);
-  Window window_ ABSL_GUARDED_BY(mu_);
-  bool window_open_ ABSL_GUARDED_BY(mu_) = false;
   std::vector<std::string> pool_names_ ABSL_GUARDED_BY(mu_);
   std::deque<Recent> recent_ ABSL_GUARDED_BY(mu_);
   // Pool models without a free slot at the last decision (1 = full), and a version bumped each

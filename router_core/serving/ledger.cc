@@ -46,4 +46,16 @@ absl::Status ValidateLedgerModels(const std::vector<LedgerModel>& models) {
   return absl::OkStatus();
 }
 
+absl::Status ValidateInlineWindowSpec(const InlineWindowSpec& spec) {
+  if (spec.arrivals < 1) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("inline.window_arrivals: must be >= 1, got ", spec.arrivals));
+  }
+  if (spec.duration <= absl::ZeroDuration()) {
+    return absl::InvalidArgumentError(absl::StrCat("inline.window_duration: must be > 0, got ",
+                                                   absl::FormatDuration(spec.duration)));
+  }
+  return absl::OkStatus();
+}
+
 }  // namespace router::core

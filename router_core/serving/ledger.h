@@ -30,6 +30,15 @@
 //     in_use(model) + held(model) <= slots(model)  and  committed spend <= the bucket's allowance,
 // because every check and update of a hold or a commit is one atomic step.
 //
+// Inline windows (inline_router.h). Inline decisions are grouped into windows of `arrivals`
+// arrivals, also closed `duration` after they opened, and each window has a spend cap. The ledger
+// keeps the current window (its number, arrivals so far and spend), so that with a shared ledger a
+// window counts the arrivals of every replica and its cap holds for all of them: ArriveInline
+// counts one arrival (opening the next window when the current one is full or past its duration)
+// and reports what may be used; CommitInline commits like Commit without a hold and also charges
+// the window, refusing what would pass its cap, in the same atomic step. So
+//     spend committed in a window <= its cap   always.
+//
 // Assignment ids are unguessable (they carry a random tag checked by Complete), so a client
 // cannot complete another caller's lease.
 //
@@ -134,12 +143,39 @@ struct CompletionRecord {
   bool lease_was_active = false;
 };
 
+// How inline windows are sized; both fixed for a window when it opens.
+struct InlineWindowSpec {
+  int64_t arrivals = 100;                              // >= 1
+  absl::Duration duration = absl::InfiniteDuration();  // > 0
+};
+
+// OK, or INVALID_ARGUMENT naming the field (inline.window_arrivals, inline.window_duration).
+absl::Status ValidateInlineWindowSpec(const InlineWindowSpec& spec);
+
+// One inline arrival, counted in its window.
+struct InlineArrival {
+  uint64_t window = 0;         // the window's number, from 1
+  int64_t position = 0;        // arrivals before this one in the window (0-based)
+  int64_t window_arrivals = 0; // the window's size, fixed when it opened
+  // What is left of the window's duration by the ledger's clock; InfiniteDuration() without one.
+  absl::Duration time_left = absl::InfiniteDuration();
+  double spent_usd = 0.0;      // committed in the window before this arrival
+  LedgerSnapshot snapshot;     // what may be used now
+};
+
+// One committed inline decision.
+struct InlineCommit {
+  Lease lease;
+  double window_spent_usd = 0.0;  // the window's spend after this commit
+};
+
 struct LedgerTotals {
   double reserved_usd = 0.0;   // predicted cost of assignments still open
   double recorded_usd = 0.0;   // spend of completed and expired assignments (actual where known)
   double bucket_level_usd = std::numeric_limits<double>::infinity();
   int64_t open_assignments = 0;
   int64_t open_holds = 0;
+  int64_t expired_assignments = 0;  // leases that expired without a Complete, since the start
 };
 
 class Ledger {
@@ -174,6 +210,17 @@ class Ledger {
   // Complete of the same id is NOT_FOUND and changes nothing.
   virtual absl::StatusOr<CompletionRecord> Complete(absl::string_view assignment_id,
                                                     std::optional<double> actual_cost_usd) = 0;
+
+  // Counts one inline arrival in the current window, opening the next one first when the current
+  // one has `spec.arrivals` arrivals or is `spec.duration` old (or none is open), and reports the
+  // window and a snapshot. INVALID_ARGUMENT for a bad spec.
+  virtual absl::StatusOr<InlineArrival> ArriveInline(const InlineWindowSpec& spec) = 0;
+  // Commits `reservation` without a hold (as Commit(nullptr, ...)) and charges it to `window`,
+  // all or nothing. FAILED_PRECONDITION when it does not fit what is free, when the window's spend
+  // would pass `cap_usd` (+inf = no cap; within the solver's rounding tolerance,
+  // kBudgetTolerance x max(1, cap)), or when `window` is no longer known (only recent windows are).
+  virtual absl::StatusOr<InlineCommit> CommitInline(uint64_t window, double cap_usd,
+                                                    const Reservation& reservation) = 0;
 
   // Slots in use per model name (committed leases; holds not included).
   virtual absl::StatusOr<int64_t> InUse(absl::string_view model) = 0;

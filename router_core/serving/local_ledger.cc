@@ -9,6 +9,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/strip.h"
 #include "router_core/secure_random.h"
+#include "router_core/solve/solution.h"
 
 namespace router::core {
 namespace {
@@ -146,6 +147,7 @@ void LocalLedger::ExpireLocked(absl::Time now) {
     --in_use_[it->second.model];
     reserved_usd_ -= it->second.predicted_cost_usd;
     recorded_usd_ += it->second.predicted_cost_usd;
+    ++expired_count_;
     if (options_.max_expired_remembered > 0) {
       expired_[sequence] = Expired{it->second.predicted_cost_usd, it->second.tag};
       expired_order_.push_back(sequence);
@@ -166,6 +168,10 @@ void LocalLedger::ExpireLocked(absl::Time now) {
 absl::StatusOr<LedgerSnapshot> LocalLedger::Snapshot() {
   absl::MutexLock lock(&mu_);
   AdvanceLocked(clock_->Now());
+  return SnapshotLocked();
+}
+
+LedgerSnapshot LocalLedger::SnapshotLocked() const {
   LedgerSnapshot snap;
   snap.models.reserve(models_.size());
   snap.free_slots.reserve(models_.size());
@@ -252,6 +258,11 @@ absl::StatusOr<std::vector<Lease>> LocalLedger::Commit(
     held = it->second;
     DropHoldLocked(it);
   }
+  return CommitLocked(now, held, reservations);
+}
+
+absl::StatusOr<std::vector<Lease>> LocalLedger::CommitLocked(
+    absl::Time now, const std::optional<Held>& held, absl::Span<const Reservation> reservations) {
   // Distinct models wanted, in first-seen order, and which of them each reservation is.
   struct Wanted {
     absl::string_view name;
@@ -391,6 +402,51 @@ absl::StatusOr<CompletionRecord> LocalLedger::Complete(absl::string_view assignm
   return record;
 }
 
+absl::StatusOr<InlineArrival> LocalLedger::ArriveInline(const InlineWindowSpec& spec) {
+  if (absl::Status s = ValidateInlineWindowSpec(spec); !s.ok()) return s;
+  absl::MutexLock lock(&mu_);
+  const absl::Time now = clock_->Now();
+  AdvanceLocked(now);
+  if (window_.number == 0 || window_.seen >= window_.arrivals ||
+      now - window_.opened >= window_.duration) {
+    window_ = Window{window_.number + 1, now, spec.arrivals, spec.duration, 0, 0.0};
+  }
+  InlineArrival out;
+  out.window = window_.number;
+  out.position = window_.seen++;
+  out.window_arrivals = window_.arrivals;
+  out.time_left = window_.duration == absl::InfiniteDuration()
+                      ? absl::InfiniteDuration()
+                      : std::max(absl::ZeroDuration(), window_.opened + window_.duration - now);
+  out.spent_usd = window_.spent_usd;
+  out.snapshot = SnapshotLocked();
+  return out;
+}
+
+absl::StatusOr<InlineCommit> LocalLedger::CommitInline(uint64_t window, double cap_usd,
+                                                       const Reservation& reservation) {
+  if (!(cap_usd >= 0)) return absl::InvalidArgumentError("cap_usd: must be >= 0");
+  absl::MutexLock lock(&mu_);
+  const absl::Time now = clock_->Now();
+  AdvanceLocked(now);
+  if (window == 0 || window != window_.number) {
+    return absl::FailedPreconditionError(
+        absl::StrCat("inline window w", window, " is closed (the current one is w",
+                     window_.number, ")"));
+  }
+  const double spent = window_.spent_usd + reservation.predicted_cost_usd;
+  if (std::isfinite(cap_usd) && spent > cap_usd + kBudgetTolerance * std::max(1.0, cap_usd)) {
+    return absl::FailedPreconditionError(
+        absl::StrCat("inline window w", window, ": ", reservation.predicted_cost_usd,
+                     " USD wanted, ", std::max(0.0, cap_usd - window_.spent_usd), " USD left of its cap"));
+  }
+  absl::StatusOr<std::vector<Lease>> leases =
+      CommitLocked(now, std::nullopt, absl::MakeConstSpan(&reservation, 1));
+  if (!leases.ok()) return leases.status();
+  window_.spent_usd = spent;
+  return InlineCommit{std::move((*leases)[0]), spent};
+}
+
 absl::StatusOr<int64_t> LocalLedger::InUse(absl::string_view model) {
   absl::MutexLock lock(&mu_);
   ExpireLocked(clock_->Now());
@@ -407,6 +463,7 @@ absl::StatusOr<LedgerTotals> LocalLedger::Totals() {
   if (Paced()) t.bucket_level_usd = bucket_level_;
   t.open_assignments = static_cast<int64_t>(open_.size());
   t.open_holds = static_cast<int64_t>(holds_.size());
+  t.expired_assignments = expired_count_;
   return t;
 }
 

@@ -62,6 +62,9 @@ class LocalLedger final : public Ledger {
   void Release(const LedgerHold& hold) override;
   absl::StatusOr<CompletionRecord> Complete(absl::string_view assignment_id,
                                             std::optional<double> actual_cost_usd) override;
+  absl::StatusOr<InlineArrival> ArriveInline(const InlineWindowSpec& spec) override;
+  absl::StatusOr<InlineCommit> CommitInline(uint64_t window, double cap_usd,
+                                            const Reservation& reservation) override;
   absl::StatusOr<int64_t> InUse(absl::string_view model) override;
   absl::StatusOr<LedgerTotals> Totals() override;
 
@@ -82,9 +85,25 @@ class LocalLedger final : public Ledger {
     absl::Time expires;
   };
 
+  // The current inline window (ledger.h).
+  struct Window {
+    uint64_t number = 0;  // 0 = none opened yet
+    absl::Time opened;
+    int64_t arrivals = 0;
+    absl::Duration duration;
+    int64_t seen = 0;
+    double spent_usd = 0.0;
+  };
+
   LocalLedger(const LedgerOptions& options, const Clock* clock, std::string id_prefix)
       : clock_(clock), id_prefix_(std::move(id_prefix)), options_(options) {}
 
+  // Commit's checks and leases once the hold (if any) is given back: `held` is what it held.
+  absl::StatusOr<std::vector<Lease>> CommitLocked(absl::Time now, const std::optional<Held>& held,
+                                                  absl::Span<const Reservation> reservations)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // The snapshot of what may be used now (after AdvanceLocked).
+  LedgerSnapshot SnapshotLocked() const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // Refills the bucket and expires overdue leases and holds.
   void AdvanceLocked(absl::Time now) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void RefillLocked(absl::Time now) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
@@ -147,6 +166,8 @@ class LocalLedger final : public Ledger {
   double recorded_usd_ ABSL_GUARDED_BY(mu_) = 0.0;
   uint64_t next_id_ ABSL_GUARDED_BY(mu_) = 0;
   uint64_t next_hold_ ABSL_GUARDED_BY(mu_) = 0;
+  int64_t expired_count_ ABSL_GUARDED_BY(mu_) = 0;
+  Window window_ ABSL_GUARDED_BY(mu_);
 };
 
 }  // namespace router::core

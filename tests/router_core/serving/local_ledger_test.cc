@@ -408,5 +408,56 @@ TEST(LocalLedgerTest, ConcurrentHoldsAndCommitsNeverExceedSlots) {
   EXPECT_EQ(ledger->Snapshot()->free_slots[0], 2);
 }
 
+// The ledger keeps inline windows: it counts arrivals, opens the next window when one is full or
+// too old, and refuses a commit that would pass the window's cap.
+TEST(LocalLedgerTest, InlineWindowsCountArrivalsAndHoldTheirCap) {
+  FakeClock clock;
+  auto ledger = Make(LedgerOptions{}, clock);
+  InlineWindowSpec spec;
+  spec.arrivals = 3;
+  spec.duration = absl::Seconds(10);
+  EXPECT_THAT(ledger->ArriveInline({0, absl::Seconds(1)}),
+              StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("inline.window_arrivals")));
+  absl::StatusOr<InlineArrival> a = ledger->ArriveInline(spec);
+  ASSERT_THAT(a, IsOk());
+  EXPECT_EQ(a->window, 1u);
+  EXPECT_EQ(a->position, 0);
+  EXPECT_EQ(a->window_arrivals, 3);
+  EXPECT_EQ(a->time_left, absl::Seconds(10));
+  EXPECT_EQ(a->snapshot.free_slots[0], 2);
+  absl::StatusOr<InlineCommit> c = ledger->CommitInline(1, 0.05, {"api", 0.03});
+  ASSERT_THAT(c, IsOk());
+  EXPECT_DOUBLE_EQ(c->window_spent_usd, 0.03);
+  EXPECT_THAT(ledger->CommitInline(1, 0.05, {"api", 0.03}),
+              StatusIs(absl::StatusCode::kFailedPrecondition, HasSubstr("cap")));
+  EXPECT_EQ(ledger->Totals()->open_assignments, 1);  // the refused commit left nothing
+  a = ledger->ArriveInline(spec);
+  EXPECT_EQ(a->position, 1);
+  EXPECT_DOUBLE_EQ(a->spent_usd, 0.03);
+  ASSERT_THAT(ledger->CommitInline(1, 0.05, {"local", 0.02}), IsOk());
+  // A commit that does not fit the slots charges nothing to the window.
+  ASSERT_THAT(ledger->CommitInline(1, 1.0, {"local", 0.0}), IsOk());
+  EXPECT_THAT(ledger->CommitInline(1, 1.0, {"local", 0.01}),
+              StatusIs(absl::StatusCode::kFailedPrecondition, HasSubstr("free")));
+  a = ledger->ArriveInline(spec);
+  EXPECT_EQ(a->position, 2);
+  EXPECT_NEAR(a->spent_usd, 0.05, 1e-12);
+  a = ledger->ArriveInline(spec);  // the fourth arrival opens window 2
+  EXPECT_EQ(a->window, 2u);
+  EXPECT_EQ(a->position, 0);
+  EXPECT_EQ(a->spent_usd, 0.0);
+  EXPECT_THAT(ledger->CommitInline(1, 1.0, {"api", 0.01}),
+              StatusIs(absl::StatusCode::kFailedPrecondition, HasSubstr("closed")));
+  clock.Advance(absl::Seconds(4));
+  a = ledger->ArriveInline(spec);
+  EXPECT_EQ(a->window, 2u);
+  EXPECT_EQ(a->time_left, absl::Seconds(6));
+  clock.Advance(absl::Seconds(6));  // window 2 is 10 s old: the next arrival opens window 3
+  spec.arrivals = 5;
+  a = ledger->ArriveInline(spec);
+  EXPECT_EQ(a->window, 3u);
+  EXPECT_EQ(a->window_arrivals, 5);
+}
+
 }  // namespace
 }  // namespace router::core
