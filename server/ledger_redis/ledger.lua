@@ -1,0 +1,573 @@
+#!lua name=router_ledger_v1
+--
+-- The Redis Functions of the shared ledger (redis_ledger.h). Loaded with FUNCTION LOAD REPLACE by
+-- every replica at start and again whenever Redis answers "Function not found" (a restart without
+-- persistence). Embedded in routerd at build time (ledger_lua.h is generated from this file).
+--
+-- Every function is one atomic step: it reads the Redis server's clock (TIME), checks the
+-- incarnation, detects a rollback, expires a bounded number of overdue holds and leases, validates
+-- everything it was given, and only then writes. Money is integer micro-USD; time is integer
+-- microseconds of the Redis clock.
+--
+-- Keys: KEYS[1..10] are the fixed keys of one budget domain D, all under the hash tag {rt:D}, in
+-- the order of KEY_NAMES below; a model's lease set is <prefix>m:<model>, with the same tag, so
+-- every key a call touches is in one hash slot (Redis Cluster-legal).
+--   meta    hash: inc (incarnation), seq (bumped by every call), guard (conservative until, us),
+--           nlease, nhold (id counters), expired (leases expired without a Complete), rollbacks
+--   bucket  hash: level (micro-USD, may be negative), t (us of the last refill), held (micro-USD)
+--   holds   hash: hold number -> "expiry|spend|model|count|model|count..."
+--   hexp    zset: hold number by expiry
+--   leases  hash: lease number -> "model|micros|expiry|tag"
+--   lexp    zset: lease number by expiry
+--   gone    hash: lease number -> "micros|tag" (expired, not completed: for a late Complete)
+--   gexp    zset: gone lease number by when it expired
+--   held    hash: model -> slots held by open holds
+--   win     hash: n (current inline window), opened, arrivals, dur, seen, s<n> (spend of window n)
+--   totals  (in meta): reserved, recorded
+--
+-- Arguments common to every function: ARGV[1] the incarnation the caller knows ("" = none yet),
+-- ARGV[2] the highest seq the caller has seen, ARGV[3] the caller's lease timeout (us; the length
+-- of the conservative period after a detected loss).
+--
+-- Errors (error replies, first word): LOST (no state, or another incarnation), FENCED (an expired
+-- or unknown hold), NOFIT (not enough free slots, spend or window budget), INVALID (bad input),
+-- NOTFOUND (unknown model or lease).
+
+local REAP_LEASES = 128 -- most leases expired per call
+local REAP_HOLDS = 64 -- most holds expired per call
+local WINDOWS_KEPT = 8 -- inline windows whose spend is remembered
+
+local function now_us()
+  local t = redis.call('TIME')
+  return tonumber(t[1]) * 1000000 + tonumber(t[2])
+end
+
+local function split(s)
+  local out = {}
+  for part in string.gmatch(s, '([^|]*)|?') do
+    out[#out + 1] = part
+  end
+  -- gmatch yields one empty match at the end of the string
+  if out[#out] == '' then out[#out] = nil end
+  return out
+end
+
+local function int_arg(v, what)
+  local n = tonumber(v)
+  if n == nil or n ~= math.floor(n) then
+    error({err = 'INVALID ' .. what .. ': not an integer'})
+  end
+  return n
+end
+
+local K = {}
+
+local function bind(keys)
+  K.meta, K.bucket, K.holds, K.hexp, K.leases = keys[1], keys[2], keys[3], keys[4], keys[5]
+  K.lexp, K.gone, K.gexp, K.held, K.win = keys[6], keys[7], keys[8], keys[9], keys[10]
+  K.prefix = string.sub(keys[1], 1, -5) -- "<tag>:" of "<tag>:meta"
+end
+
+-- HINCRBY that skips a zero delta (Lua formats -0 as "-0", which Redis refuses as an integer).
+local function incr(key, field, delta)
+  if delta ~= 0 then redis.call('HINCRBY', key, field, delta) end
+end
+
+local function model_key(model)
+  return K.prefix .. 'm:' .. model
+end
+
+local function bump()
+  return redis.call('HINCRBY', K.meta, 'seq', 1)
+end
+
+-- Checks the incarnation and the sequence; a caller that saw a higher sequence than Redis holds
+-- means Redis rolled back (an older append-only file, a failover): the ledger goes conservative.
+local function check(args, now)
+  local inc = redis.call('HGET', K.meta, 'inc')
+  if not inc then
+    error({err = 'LOST no ledger state for this domain (Redis restarted empty or was flushed)'})
+  end
+  if args[1] ~= '' and args[1] ~= inc then
+    error({err = 'LOST the ledger state was replaced (another incarnation)'})
+  end
+  local seen = int_arg(args[2], 'seen')
+  local seq = tonumber(redis.call('HGET', K.meta, 'seq') or '0')
+  if seen > seq then
+    local lease_us = int_arg(args[3], 'lease_us')
+    local guard = tonumber(redis.call('HGET', K.meta, 'guard') or '0')
+    if now + lease_us > guard then guard = now + lease_us end
+    local level = tonumber(redis.call('HGET', K.bucket, 'level') or '0')
+    if level > 0 then redis.call('HSET', K.bucket, 'level', 0) end
+    redis.call('HSET', K.meta, 'guard', guard, 'seq', seen)
+    incr(K.meta, 'rollbacks', 1)
+  end
+  return inc
+end
+
+local function guarded(now)
+  return now < tonumber(redis.call('HGET', K.meta, 'guard') or '0')
+end
+
+-- Gives back what a hold holds and forgets it.
+local function drop_hold(number, rec)
+  local f = split(rec)
+  local spend = tonumber(f[2])
+  if spend > 0 then incr(K.bucket, 'held', -spend) end
+  local i = 3
+  while i < #f do
+    incr(K.held, f[i], -tonumber(f[i + 1]))
+    i = i + 2
+  end
+  redis.call('HDEL', K.holds, number)
+  redis.call('ZREM', K.hexp, number)
+end
+
+-- Expires overdue holds and leases, a bounded number per call; the rest wait for the next call
+-- (slots stay taken meanwhile: conservative).
+local function reap(now, max_gone)
+  local hs = redis.call('ZRANGEBYSCORE', K.hexp, '-inf', now, 'LIMIT', 0, REAP_HOLDS)
+  for _, number in ipairs(hs) do
+    local rec = redis.call('HGET', K.holds, number)
+    if rec then drop_hold(number, rec) else redis.call('ZREM', K.hexp, number) end
+  end
+  local ls = redis.call('ZRANGEBYSCORE', K.lexp, '-inf', now, 'LIMIT', 0, REAP_LEASES)
+  local expired = 0
+  for _, number in ipairs(ls) do
+    local rec = redis.call('HGET', K.leases, number)
+    redis.call('ZREM', K.lexp, number)
+    if rec then
+      local f = split(rec)
+      local micros = tonumber(f[2])
+      redis.call('ZREM', model_key(f[1]), number)
+      redis.call('HDEL', K.leases, number)
+      incr(K.meta, 'reserved', -micros)
+      incr(K.meta, 'recorded', micros)
+      if max_gone > 0 then
+        redis.call('HSET', K.gone, number, micros .. '|' .. f[4])
+        redis.call('ZADD', K.gexp, now, number)
+      end
+      expired = expired + 1
+    end
+  end
+  if expired > 0 then
+    incr(K.meta, 'expired', expired)
+    local excess = redis.call('ZCARD', K.gexp) - max_gone
+    if excess > 0 then
+      local old = redis.call('ZPOPMIN', K.gexp, math.min(excess, 2 * REAP_LEASES))
+      for i = 1, #old, 2 do redis.call('HDEL', K.gone, old[i]) end
+    end
+  end
+end
+
+-- Refills the paced bucket to `now`; returns its level. rate: micro-USD per second (0 = no
+-- pacing), burst: micro-USD.
+local function refill(now, rate, burst)
+  local b = redis.call('HMGET', K.bucket, 'level', 't')
+  local level = tonumber(b[1] or burst)
+  local t = tonumber(b[2] or now)
+  if rate > 0 and now > t then
+    local need = burst - level
+    if need <= 0 then
+      t = now
+    else
+      local dt = now - t
+      local full_after = math.ceil(need * 1000000 / rate)
+      if dt >= full_after then
+        level = burst
+        t = now
+      else
+        local add = math.floor(dt * rate / 1000000)
+        if add > 0 then
+          level = level + add
+          t = t + math.ceil(add * 1000000 / rate)
+        end
+      end
+    end
+  elseif now > t then
+    t = now
+  end
+  if level > burst then level = burst end
+  redis.call('HSET', K.bucket, 'level', level, 't', t)
+  return level
+end
+
+local function allowance(level)
+  local held = tonumber(redis.call('HGET', K.bucket, 'held') or '0')
+  local a = level - held
+  if a < 0 then a = 0 end
+  return a
+end
+
+-- The caller's model list: ARGV[i] = count, then (name, slots) pairs, slots -1 = unlimited.
+local function read_models(args, i)
+  local n = int_arg(args[i], 'models')
+  local models, slots = {}, {}
+  for k = 1, n do
+    local name = args[i + 2 * k - 1]
+    if name == nil or name == '' then error({err = 'INVALID models: missing name'}) end
+    models[k] = name
+    slots[name] = int_arg(args[i + 2 * k], 'slots')
+  end
+  return models, slots, i + 2 * n + 1
+end
+
+-- Slots of a limited model neither in use nor held (0 while guarded).
+local function free_slots(model, slots, is_guarded)
+  if is_guarded then return 0 end
+  local taken = redis.call('ZCARD', model_key(model)) +
+                  tonumber(redis.call('HGET', K.held, model) or '0')
+  local f = slots - taken
+  if f < 0 then f = 0 end
+  return f
+end
+
+-- Common prologue: bind keys, clock, incarnation and rollback check, reap, refill.
+-- Layout of every function's ARGV: inc, seen, lease_us, rate, burst, max_gone, then its own.
+local function begin(keys, args)
+  bind(keys)
+  local now = now_us()
+  check(args, now)
+  local max_gone = int_arg(args[6], 'max_gone')
+  reap(now, max_gone)
+  local rate = tonumber(args[4])
+  if rate == nil or rate < 0 then error({err = 'INVALID rate: must be a number >= 0'}) end
+  local burst = int_arg(args[5], 'burst')
+  local level = refill(now, rate, burst)
+  return now, rate, burst, level
+end
+
+local function snapshot_reply(out, now, rate, level, models, slots)
+  local g = guarded(now)
+  out[#out + 1] = g and 1 or 0
+  out[#out + 1] = rate > 0 and allowance(level) or -1
+  for _, m in ipairs(models) do
+    local s = slots[m]
+    out[#out + 1] = s < 0 and -1 or free_slots(m, s, g)
+  end
+  return out
+end
+
+-- Creates the domain's state if missing. ARGV: new incarnation, incarnation the caller knew ("" =
+-- none), lease_us, burst. A caller that knew another incarnation starts (or puts) the domain in its
+-- conservative period: no free slot and an empty bucket until leases issued before the loss have
+-- expired. Returns {inc, seq, guard}.
+local function init(keys, args)
+  bind(keys)
+  local now = now_us()
+  local new_inc, known = args[1], args[2]
+  local lease_us = int_arg(args[3], 'lease_us')
+  local burst = int_arg(args[4], 'burst')
+  if new_inc == nil or new_inc == '' then error({err = 'INVALID incarnation: empty'}) end
+  local inc = redis.call('HGET', K.meta, 'inc')
+  local lost = known ~= '' and known ~= inc
+  if not inc then
+    inc = new_inc
+    redis.call('HSET', K.meta, 'inc', inc, 'seq', 1, 'guard', 0, 'nlease', 0, 'nhold', 0,
+               'expired', 0, 'rollbacks', 0, 'reserved', 0, 'recorded', 0, 'created', now)
+    redis.call('HSET', K.bucket, 'level', lost and 0 or burst, 't', now, 'held', 0)
+  end
+  if lost then
+    local guard = tonumber(redis.call('HGET', K.meta, 'guard') or '0')
+    if now + lease_us > guard then redis.call('HSET', K.meta, 'guard', now + lease_us) end
+    local level = tonumber(redis.call('HGET', K.bucket, 'level') or '0')
+    if level > 0 then redis.call('HSET', K.bucket, 'level', 0) end
+    incr(K.meta, 'losses', 1)
+  end
+  local seq = bump()
+  return {inc, seq, tonumber(redis.call('HGET', K.meta, 'guard'))}
+end
+
+-- ARGV[7..]: models. Returns {seq, guarded, allowance, free per model}.
+local function snapshot(keys, args)
+  local now, rate, _, level = begin(keys, args)
+  local models, slots = read_models(args, 7)
+  return snapshot_reply({bump()}, now, rate, level, models, slots)
+end
+
+-- ARGV[7] hold_for_us, [8] spend wanted (micro-USD, -1 = as much as allowed), [9..] models, then
+-- the count of wanted (model, count) pairs and the pairs. Returns {seq, number, expiry, spend
+-- granted (-1 = unlimited), slots granted per wanted pair}.
+local function hold(keys, args)
+  local now, rate, _, level = begin(keys, args)
+  local hold_for = int_arg(args[7], 'hold_for_us')
+  local want_spend = int_arg(args[8], 'spend')
+  if hold_for <= 0 then error({err = 'INVALID hold_for: must be > 0'}) end
+  local models, slots, i = read_models(args, 9)
+  local n = int_arg(args[i], 'wanted')
+  local wanted = {}
+  for k = 1, n do
+    wanted[k] = {args[i + 2 * k - 1], int_arg(args[i + 2 * k], 'count')}
+    if wanted[k][2] < 0 then error({err = 'INVALID slots[' .. (k - 1) .. '].count: must be >= 0'}) end
+  end
+  local g = guarded(now)
+  local number = redis.call('HINCRBY', K.meta, 'nhold', 1)
+  local expiry = now + hold_for
+  local spend = -1
+  local held_spend = 0
+  if rate > 0 then
+    local a = allowance(level)
+    spend = (want_spend < 0 or want_spend > a) and a or want_spend
+    held_spend = spend
+  end
+  local rec = {expiry, held_spend}
+  local out = {0, number, expiry, spend}
+  for k = 1, n do
+    local m, count = wanted[k][1], wanted[k][2]
+    local s = slots[m]
+    local granted = 0
+    if s == nil then
+      granted = 0
+    elseif s < 0 then
+      granted = count
+    else
+      local f = free_slots(m, s, g)
+      granted = count < f and count or f
+      if granted > 0 then
+        redis.call('HINCRBY', K.held, m, granted)
+        rec[#rec + 1] = m
+        rec[#rec + 1] = granted
+      end
+    end
+    out[#out + 1] = granted
+  end
+  if held_spend > 0 then incr(K.bucket, 'held', held_spend) end
+  redis.call('HSET', K.holds, number, table.concat(rec, '|'))
+  redis.call('ZADD', K.hexp, expiry, number)
+  out[1] = bump()
+  return out
+end
+
+-- ARGV[7] hold number. Returns {seq}.
+local function release(keys, args)
+  begin(keys, args)
+  local number = args[7]
+  local rec = redis.call('HGET', K.holds, number)
+  if rec then drop_hold(number, rec) end
+  return {bump()}
+end
+
+-- ARGV[7] hold number ("" = none), [8] inline window (0 = none), [9] window cap (micro-USD, -1 =
+-- none), [10..] models, then the count of reservations and (model, micros, tag) triples. Returns
+-- {seq, window spend after (or -1), lease number per reservation}.
+local function commit(keys, args)
+  local now, rate, burst, level = begin(keys, args)
+  local lease_us = int_arg(args[3], 'lease_us')
+  local hold_number = args[7]
+  local window = int_arg(args[8], 'window')
+  local cap = int_arg(args[9], 'cap')
+  local models, slots, i = read_models(args, 10)
+  local n = int_arg(args[i], 'reservations')
+  local res = {}
+  local total = 0
+  local count = {}
+  local order = {}
+  for k = 1, n do
+    local m = args[i + 3 * k - 2]
+    local micros = int_arg(args[i + 3 * k - 1], 'micros')
+    local tag = args[i + 3 * k]
+    if m == nil or tag == nil then error({err = 'INVALID reservations: truncated'}) end
+    if micros < 0 then
+      error({err = 'INVALID reservations[' .. (k - 1) .. '].predicted_cost_usd: must be >= 0'})
+    end
+    res[k] = {m, micros, tag}
+    total = total + micros
+    if count[m] == nil then
+      count[m] = 0
+      order[#order + 1] = m
+    end
+    count[m] = count[m] + 1
+  end
+  -- The hold is given back whatever happens below: committed, refused or fenced.
+  local granted = nil
+  local granted_spend = 0
+  if hold_number ~= '' then
+    local rec = redis.call('HGET', K.holds, hold_number)
+    if not rec then
+      bump()
+      error({err = 'FENCED hold ' .. hold_number .. ' expired or was used before this commit (fenced)'})
+    end
+    local f = split(rec)
+    if tonumber(f[1]) <= now then
+      drop_hold(hold_number, rec)
+      bump()
+      error({err = 'FENCED hold ' .. hold_number .. ' expired before this commit (fenced)'})
+    end
+    granted = {}
+    granted_spend = tonumber(f[2])
+    local j = 3
+    while j < #f do
+      granted[f[j]] = tonumber(f[j + 1])
+      j = j + 2
+    end
+    drop_hold(hold_number, rec)
+    bump()
+  end
+  local g = guarded(now)
+  for _, m in ipairs(order) do
+    local s = slots[m]
+    if s == nil then error({err = "NOTFOUND unknown model '" .. m .. "'"}) end
+    if s >= 0 then
+      if granted ~= nil and count[m] > (granted[m] or 0) then
+        error({err = "INVALID model '" .. m .. "': " .. count[m] .. ' slots committed, the hold granted ' ..
+                (granted[m] or 0)})
+      end
+      local f = free_slots(m, s, g)
+      if count[m] > f then
+        error({err = "NOFIT model '" .. m .. "': " .. count[m] .. ' slots wanted, ' .. f .. ' free'})
+      end
+    end
+  end
+  if rate > 0 then
+    -- One micro-USD per reservation of rounding: the caller rounds each cost up.
+    if granted ~= nil and total > granted_spend + n then
+      error({err = 'INVALID spend: ' .. total .. ' micro-USD committed, the hold granted ' .. granted_spend})
+    end
+    local a = allowance(level)
+    if total > a + n then
+      error({err = 'NOFIT spend: ' .. total .. ' micro-USD wanted, ' .. a .. ' available'})
+    end
+  end
+  local spent = -1
+  if window > 0 then
+    local cur = tonumber(redis.call('HGET', K.win, 'n') or '0')
+    local s = redis.call('HGET', K.win, 's' .. window)
+    if s == false or s == nil or window > cur then
+      error({err = 'NOFIT inline window w' .. window .. ' is closed (the current one is w' .. cur .. ')'})
+    end
+    spent = tonumber(s) + total
+    if cap >= 0 and spent > cap + n then
+      local left = cap - tonumber(s)
+      if left < 0 then left = 0 end
+      error({err = 'NOFIT inline window w' .. window .. ': ' .. total .. ' micro-USD wanted, ' .. left ..
+              ' micro-USD left of its cap'})
+    end
+  end
+  -- Everything is checked: write.
+  local expiry = now + lease_us
+  local out = {0, spent}
+  for k = 1, n do
+    local r = res[k]
+    local number = redis.call('HINCRBY', K.meta, 'nlease', 1)
+    redis.call('HSET', K.leases, number, r[1] .. '|' .. r[2] .. '|' .. expiry .. '|' .. r[3])
+    redis.call('ZADD', K.lexp, expiry, number)
+    redis.call('ZADD', model_key(r[1]), expiry, number)
+    out[#out + 1] = number
+  end
+  if total > 0 then
+    incr(K.meta, 'reserved', total)
+    if rate > 0 then redis.call('HSET', K.bucket, 'level', level - total) end
+  end
+  if window > 0 then redis.call('HSET', K.win, 's' .. window, spent) end
+  out[1] = bump()
+  return out
+end
+
+-- ARGV[7] lease number, [8] tag, [9] actual micro-USD (-1 = as predicted). Returns {seq, predicted,
+-- recorded, 1 if the lease was active else 0}.
+local function complete(keys, args)
+  local _, rate, burst, level = begin(keys, args)
+  local number, tag = args[7], args[8]
+  local actual = int_arg(args[9], 'actual')
+  local rec = redis.call('HGET', K.leases, number)
+  local predicted, active
+  if rec then
+    local f = split(rec)
+    if f[4] ~= tag then error({err = 'NOTFOUND lease'}) end
+    predicted = tonumber(f[2])
+    redis.call('HDEL', K.leases, number)
+    redis.call('ZREM', K.lexp, number)
+    redis.call('ZREM', model_key(f[1]), number)
+    incr(K.meta, 'reserved', -predicted)
+    active = 1
+  else
+    local g = redis.call('HGET', K.gone, number)
+    if not g then error({err = 'NOTFOUND lease'}) end
+    local f = split(g)
+    if f[2] ~= tag then error({err = 'NOTFOUND lease'}) end
+    predicted = tonumber(f[1])
+    redis.call('HDEL', K.gone, number)
+    redis.call('ZREM', K.gexp, number)
+    -- Expiry already recorded the predicted cost.
+    incr(K.meta, 'recorded', -predicted)
+    active = 0
+  end
+  local recorded = actual >= 0 and actual or predicted
+  incr(K.meta, 'recorded', recorded)
+  if rate > 0 then
+    local l = level + predicted - recorded
+    if l > burst then l = burst end
+    redis.call('HSET', K.bucket, 'level', l)
+  end
+  return {bump(), predicted, recorded, active}
+end
+
+-- ARGV[7] window arrivals, [8] window duration us (-1 = none), [9..] models. Returns {seq, window,
+-- position, window arrivals, time left us (-1 = none), spent, guarded, allowance, free per model}.
+local function arrive(keys, args)
+  local now, rate, _, level = begin(keys, args)
+  local arrivals = int_arg(args[7], 'window_arrivals')
+  local dur = int_arg(args[8], 'window_duration')
+  if arrivals < 1 then error({err = 'INVALID inline.window_arrivals: must be >= 1'}) end
+  local models, slots = read_models(args, 9)
+  local w = redis.call('HMGET', K.win, 'n', 'opened', 'arrivals', 'dur', 'seen')
+  local n = tonumber(w[1] or '0')
+  local opened = tonumber(w[2] or '0')
+  local cap_n = tonumber(w[3] or '0')
+  local wdur = tonumber(w[4] or '-1')
+  local seen = tonumber(w[5] or '0')
+  if n == 0 or seen >= cap_n or (wdur >= 0 and now - opened >= wdur) then
+    n = n + 1
+    opened, cap_n, wdur, seen = now, arrivals, dur, 0
+    redis.call('HSET', K.win, 'n', n, 'opened', now, 'arrivals', arrivals, 'dur', dur,
+               's' .. n, 0)
+    redis.call('HDEL', K.win, 's' .. (n - WINDOWS_KEPT))
+  end
+  redis.call('HSET', K.win, 'seen', seen + 1)
+  local left = -1
+  if wdur >= 0 then
+    left = opened + wdur - now
+    if left < 0 then left = 0 end
+  end
+  local spent = tonumber(redis.call('HGET', K.win, 's' .. n) or '0')
+  local out = {0, n, seen, cap_n, left, spent}
+  snapshot_reply(out, now, rate, level, models, slots)
+  out[1] = bump()
+  return out
+end
+
+-- ARGV[7] model. Returns {seq, leases of the model}.
+local function in_use(keys, args)
+  begin(keys, args)
+  return {bump(), redis.call('ZCARD', model_key(args[7]))}
+end
+
+-- Returns {seq, reserved, recorded, paced (1/0), level, open leases, open holds, expired,
+-- guarded}.
+local function totals(keys, args)
+  local now, rate, _, level = begin(keys, args)
+  local m = redis.call('HMGET', K.meta, 'reserved', 'recorded', 'expired')
+  return {bump(), tonumber(m[1] or '0'), tonumber(m[2] or '0'), rate > 0 and 1 or 0, level,
+          redis.call('HLEN', K.leases), redis.call('HLEN', K.holds), tonumber(m[3] or '0'),
+          guarded(now) and 1 or 0}
+end
+
+-- Functions return their errors as error replies whose first word is the kind.
+local function wrap(f)
+  return function(keys, args)
+    local ok, result = pcall(f, keys, args)
+    if ok then return result end
+    if type(result) == 'table' and result.err then return redis.error_reply(result.err) end
+    return redis.error_reply('ERR ' .. tostring(result))
+  end
+end
+
+redis.register_function('rl1_init', wrap(init))
+redis.register_function('rl1_snapshot', wrap(snapshot))
+redis.register_function('rl1_hold', wrap(hold))
+redis.register_function('rl1_release', wrap(release))
+redis.register_function('rl1_commit', wrap(commit))
+redis.register_function('rl1_complete', wrap(complete))
+redis.register_function('rl1_arrive', wrap(arrive))
+redis.register_function('rl1_in_use', wrap(in_use))
+redis.register_function('rl1_totals', wrap(totals))

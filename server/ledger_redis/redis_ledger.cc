@@ -1,0 +1,753 @@
+#include "server/ledger_redis/redis_ledger.h"
+
+#include <hiredis/hiredis.h>
+#include <sys/time.h>
+
+#include <algorithm>
+#include <cmath>
+#include <cstdio>
+#include <cstdlib>
+#include <limits>
+#include <utility>
+
+#include "absl/strings/ascii.h"
+#include "absl/strings/match.h"
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/strip.h"
+#include "absl/time/clock.h"
+#include "router_core/secure_random.h"
+#include "server/ledger_redis/ledger_lua.h"
+
+namespace router::server {
+namespace {
+
+constexpr double kInf = std::numeric_limits<double>::infinity();
+constexpr int kFixedKeys = 10;
+
+// The decimal digits at the front of `s`, consumed; nullopt unless canonical (no sign, no leading
+// zero), so that one number has one spelling.
+std::optional<uint64_t> ConsumeNumber(absl::string_view& s) {
+  size_t n = 0;
+  while (n < s.size() && s[n] >= '0' && s[n] <= '9') ++n;
+  if (n == 0 || (n > 1 && s[0] == '0')) return std::nullopt;
+  uint64_t value = 0;
+  if (!absl::SimpleAtoi(s.substr(0, n), &value)) return std::nullopt;
+  s.remove_prefix(n);
+  return value;
+}
+
+bool IsLowerHex(absl::string_view s) {
+  return std::all_of(s.begin(), s.end(),
+                     [](char c) { return (c >= '0' && c <= '9') || (c >= 'a' && c <= 'f'); });
+}
+
+std::string Hex16(uint64_t v) {
+  char buf[17];
+  std::snprintf(buf, sizeof(buf), "%016llx", static_cast<unsigned long long>(v));
+  return buf;
+}
+
+// "HOST:PORT" or "[V6]:PORT" into its parts.
+bool SplitAddress(absl::string_view address, std::string& host, int& port) {
+  const size_t colon = address.rfind(':');
+  if (colon == absl::string_view::npos || colon == 0) return false;
+  absl::string_view h = address.substr(0, colon);
+  if (absl::StartsWith(h, "[") && absl::EndsWith(h, "]")) h = h.substr(1, h.size() - 2);
+  const absl::string_view p = address.substr(colon + 1);
+  if (h.empty() || p.empty() || p.find_first_not_of("0123456789") != absl::string_view::npos ||
+      !absl::SimpleAtoi(p, &port) || port < 1 || port > 65535) {
+    return false;
+  }
+  host = std::string(h);
+  return true;
+}
+
+}  // namespace
+
+int64_t MicrosUp(double usd) {
+  if (std::isinf(usd)) return -1;
+  return static_cast<int64_t>(std::ceil(usd * 1e6 - 1e-3));
+}
+
+int64_t MicrosDown(double usd) {
+  if (std::isinf(usd)) return -1;
+  return static_cast<int64_t>(std::floor(usd * 1e6 + 1e-3));
+}
+
+absl::Status ValidateRedisLedgerOptions(const RedisLedgerOptions& o) {
+  std::string host;
+  int port = 0;
+  if (!SplitAddress(o.address, host, port)) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("redis.address: expected HOST:PORT with a port in 1..65535, got '", o.address,
+                     "'"));
+  }
+  if (o.domain.empty() || o.domain.size() > 64 ||
+      !std::all_of(o.domain.begin(), o.domain.end(), [](char c) {
+        return absl::ascii_isalnum(static_cast<unsigned char>(c)) || c == '_' || c == '.' ||
+               c == '-';
+      })) {
+    return absl::InvalidArgumentError(
+        "redis.domain: 1-64 characters of letters, digits, '_', '.' and '-'");
+  }
+  if (o.connect_timeout <= absl::ZeroDuration()) {
+    return absl::InvalidArgumentError("redis.connect_timeout_ms: must be > 0");
+  }
+  if (o.call_timeout <= absl::ZeroDuration()) {
+    return absl::InvalidArgumentError("redis.call_timeout_ms: must be > 0");
+  }
+  if (o.retry_after <= absl::ZeroDuration()) {
+    return absl::InvalidArgumentError("redis.retry_after_ms: must be > 0");
+  }
+  if (o.max_connections < 1 || o.max_connections > 256) {
+    return absl::InvalidArgumentError("redis.max_connections: must be in [1, 256]");
+  }
+  return absl::OkStatus();
+}
+
+// An owned hiredis reply.
+struct RedisLedger::Reply {
+  explicit Reply(redisReply* r) : reply(r) {}
+  ~Reply() {
+    if (reply != nullptr) freeReplyObject(reply);
+  }
+  bool IsError() const { return reply->type == REDIS_REPLY_ERROR; }
+  std::string Text() const { return std::string(reply->str, reply->len); }
+  size_t size() const { return reply->type == REDIS_REPLY_ARRAY ? reply->elements : 0; }
+  // Element k as an integer (integer or decimal string), or 0.
+  int64_t Int(size_t k) const {
+    if (k >= size()) return 0;
+    const redisReply* e = reply->element[k];
+    if (e->type == REDIS_REPLY_INTEGER) return e->integer;
+    int64_t v = 0;
+    if (e->type == REDIS_REPLY_STRING && absl::SimpleAtoi(absl::string_view(e->str, e->len), &v)) {
+      return v;
+    }
+    return 0;
+  }
+  std::string Str(size_t k) const {
+    if (k >= size()) return "";
+    const redisReply* e = reply->element[k];
+    if (e->type == REDIS_REPLY_STRING) return std::string(e->str, e->len);
+    if (e->type == REDIS_REPLY_INTEGER) return absl::StrCat(e->integer);
+    return "";
+  }
+  redisReply* reply;
+};
+
+// Connections to Redis, at most `max` open, each used by one call at a time.
+class RedisLedger::Pool {
+ public:
+  explicit Pool(const RedisLedgerOptions& o) : options_(o) { SplitAddress(o.address, host_, port_); }
+  ~Pool() {
+    absl::MutexLock lock(&mu_);
+    for (redisContext* c : idle_) redisFree(c);
+  }
+
+  // A connection, `fresh` if it was just opened; or the reason none could be opened.
+  absl::StatusOr<redisContext*> Acquire(bool& fresh) {
+    {
+      absl::MutexLock lock(&mu_);
+      mu_.Await(absl::Condition(
+          +[](Pool* p) ABSL_EXCLUSIVE_LOCKS_REQUIRED(p->mu_) {
+            return !p->idle_.empty() || p->open_ < p->options_.max_connections;
+          },
+          this));
+      if (!idle_.empty()) {
+        redisContext* c = idle_.back();
+        idle_.pop_back();
+        fresh = false;
+        return c;
+      }
+      ++open_;
+    }
+    fresh = true;
+    redisContext* c = redisConnectWithTimeout(host_.c_str(), port_, absl::ToTimeval(options_.connect_timeout));
+    std::string error;
+    if (c == nullptr) {
+      error = "cannot allocate a connection";
+    } else if (c->err != 0) {
+      error = c->errstr;
+    } else if (redisSetTimeout(c, absl::ToTimeval(options_.call_timeout)) != REDIS_OK) {
+      error = "cannot set the call timeout";
+    } else if (!options_.password.empty()) {
+      const char* argv[] = {"AUTH", options_.password.data()};
+      const size_t len[] = {4, options_.password.size()};
+      redisReply* r = static_cast<redisReply*>(redisCommandArgv(c, 2, argv, len));
+      if (r == nullptr) {
+        error = c->errstr;
+      } else if (r->type == REDIS_REPLY_ERROR) {
+        // The reply names the failure (WRONGPASS, ...), never the password.
+        error = std::string(r->str, r->len);
+      }
+      if (r != nullptr) freeReplyObject(r);
+    }
+    if (!error.empty()) {
+      if (c != nullptr) redisFree(c);
+      absl::MutexLock lock(&mu_);
+      --open_;
+      return absl::UnavailableError(error);
+    }
+    return c;
+  }
+  void Return(redisContext* c) {
+    absl::MutexLock lock(&mu_);
+    idle_.push_back(c);
+  }
+  // Closes `c` (broken) and every idle connection (probably broken by the same cause).
+  void Discard(redisContext* c) {
+    std::vector<redisContext*> idle;
+    {
+      absl::MutexLock lock(&mu_);
+      idle.swap(idle_);
+      open_ -= 1 + static_cast<int>(idle.size());
+    }
+    redisFree(c);
+    for (redisContext* i : idle) redisFree(i);
+  }
+
+ private:
+  const RedisLedgerOptions options_;
+  std::string host_;
+  int port_ = 0;
+  absl::Mutex mu_;
+  std::vector<redisContext*> idle_ ABSL_GUARDED_BY(mu_);
+  int open_ ABSL_GUARDED_BY(mu_) = 0;
+};
+
+RedisLedger::RedisLedger(const RedisLedgerOptions& redis, RedisLedgerObserver* observer)
+    : redis_(redis),
+      observer_(observer),
+      keys_([&] {
+        const std::string tag = absl::StrCat("{rt:", redis.domain, "}:");
+        std::vector<std::string> keys;
+        for (const char* name :
+             {"meta", "bucket", "holds", "hexp", "leases", "lexp", "gone", "gexp", "held", "win"}) {
+          keys.push_back(tag + name);
+        }
+        return keys;
+      }()),
+      pool_(std::make_unique<Pool>(redis)) {}
+
+RedisLedger::~RedisLedger() = default;
+
+absl::StatusOr<std::unique_ptr<RedisLedger>> RedisLedger::Create(
+    const RedisLedgerOptions& redis, const core::LedgerOptions& options,
+    std::vector<core::LedgerModel> models, RedisLedgerObserver* observer) {
+  if (absl::Status s = ValidateRedisLedgerOptions(redis); !s.ok()) return s;
+  if (absl::Status s = core::ValidateLedgerOptions(options); !s.ok()) return s;
+  std::unique_ptr<RedisLedger> ledger(new RedisLedger(redis, observer));
+  if (absl::Status s = ledger->SetOptions(options); !s.ok()) return s;
+  if (absl::Status s = ledger->SetModels(std::move(models)); !s.ok()) return s;
+  // Unreachable Redis is not fatal: the ledger starts degraded and loads at the next call.
+  if (ledger->LoadFunctions().ok()) ledger->Init("").IgnoreError();
+  return ledger;
+}
+
+absl::Status RedisLedger::SetModels(std::vector<core::LedgerModel> models) {
+  if (absl::Status s = core::ValidateLedgerModels(models); !s.ok()) return s;
+  std::vector<std::string> args;
+  args.push_back(absl::StrCat(models.size()));
+  for (const core::LedgerModel& m : models) {
+    args.push_back(m.name);
+    args.push_back(m.slots.has_value() ? absl::StrCat(*m.slots) : "-1");
+  }
+  absl::MutexLock lock(&mu_);
+  models_ = std::move(models);
+  model_args_ = std::move(args);
+  return absl::OkStatus();
+}
+
+absl::Status RedisLedger::SetOptions(const core::LedgerOptions& options) {
+  if (absl::Status s = core::ValidateLedgerOptions(options); !s.ok()) return s;
+  absl::MutexLock lock(&mu_);
+  options_ = options;
+  return absl::OkStatus();
+}
+
+bool RedisLedger::degraded() const {
+  absl::MutexLock lock(&mu_);
+  return degraded_;
+}
+
+bool RedisLedger::guarded() const {
+  absl::MutexLock lock(&mu_);
+  return guarded_;
+}
+
+std::string RedisLedger::Prefix() const {
+  absl::MutexLock lock(&mu_);
+  return incarnation_.substr(0, 12);
+}
+
+absl::Status RedisLedger::Unavailable(const std::string& why) const {
+  return absl::UnavailableError(absl::StrCat(
+      "ledger unavailable (redis ", redis_.address, ": ", why, "); retry after ",
+      absl::ToInt64Milliseconds(redis_.retry_after), " ms"));
+}
+
+void RedisLedger::Fail(absl::string_view op, absl::Duration elapsed, absl::string_view kind,
+                       const std::string& why) {
+  bool became = false;
+  {
+    absl::MutexLock lock(&mu_);
+    became = !degraded_;
+    degraded_ = true;
+    open_until_ = absl::Now() + redis_.retry_after;
+    last_error_ = why;
+  }
+  if (observer_ != nullptr) {
+    observer_->OnLedgerCall(op, elapsed, kind);
+    if (became) observer_->OnLedgerDegraded(true);
+  }
+}
+
+void RedisLedger::Succeed(absl::string_view op, absl::Duration elapsed) {
+  bool recovered = false;
+  {
+    absl::MutexLock lock(&mu_);
+    recovered = degraded_;
+    degraded_ = false;
+    open_until_ = absl::InfinitePast();
+  }
+  if (observer_ != nullptr) {
+    observer_->OnLedgerCall(op, elapsed, "");
+    if (recovered) observer_->OnLedgerDegraded(false);
+  }
+}
+
+absl::StatusOr<std::unique_ptr<RedisLedger::Reply>> RedisLedger::Send(
+    absl::string_view op, const std::vector<std::string>& argv) {
+  const absl::Time start = absl::Now();
+  bool fresh = false;
+  absl::StatusOr<redisContext*> c = pool_->Acquire(fresh);
+  if (!c.ok()) {
+    const std::string why(c.status().message());
+    const bool timeout = absl::StrContains(why, "timed out") ||
+                         absl::StrContains(why, "temporarily unavailable");
+    Fail(op, absl::Now() - start, timeout ? "timeout" : "connection", why);
+    return Unavailable(why);
+  }
+  std::vector<const char*> ptrs;
+  std::vector<size_t> lens;
+  ptrs.reserve(argv.size());
+  lens.reserve(argv.size());
+  for (const std::string& a : argv) {
+    ptrs.push_back(a.data());
+    lens.push_back(a.size());
+  }
+  redisReply* r = static_cast<redisReply*>(
+      redisCommandArgv(*c, static_cast<int>(argv.size()), ptrs.data(), lens.data()));
+  if (r == nullptr) {
+    const std::string why = (*c)->errstr;
+    const bool timeout = absl::StrContains(why, "temporarily unavailable") ||
+                         absl::StrContains(why, "timed out");
+    pool_->Discard(*c);
+    if (!fresh && !timeout) {
+      // A pooled connection broken while idle (Redis restarted): not yet a reason to refuse every
+      // call; the next call opens a fresh one.
+      if (observer_ != nullptr) observer_->OnLedgerCall(op, absl::Now() - start, "connection");
+      return Unavailable(why);
+    }
+    Fail(op, absl::Now() - start, timeout ? "timeout" : "connection", why);
+    return Unavailable(timeout ? absl::StrCat("timed out after ",
+                                              absl::ToInt64Milliseconds(redis_.call_timeout), " ms")
+                               : why);
+  }
+  pool_->Return(*c);
+  return std::make_unique<Reply>(r);
+}
+
+absl::Status RedisLedger::LoadFunctions() {
+  const absl::Time start = absl::Now();
+  absl::StatusOr<std::unique_ptr<Reply>> r =
+      Send("load", {"FUNCTION", "LOAD", "REPLACE", std::string(kLedgerLua)});
+  if (!r.ok()) return r.status();
+  if ((*r)->IsError()) {
+    const std::string why = (*r)->Text();
+    Fail("load", absl::Now() - start, "server", why);
+    return Unavailable(why);
+  }
+  return absl::OkStatus();
+}
+
+absl::Status RedisLedger::Init(const std::string& known) {
+  const absl::Time start = absl::Now();
+  int64_t lease_us = 0, burst = 0;
+  {
+    absl::MutexLock lock(&mu_);
+    lease_us = absl::ToInt64Microseconds(options_.lease_timeout);
+    burst = MicrosDown(options_.spend_burst_usd);
+  }
+  std::vector<std::string> argv = {"FCALL", "rl1_init", absl::StrCat(kFixedKeys)};
+  argv.insert(argv.end(), keys_.begin(), keys_.end());
+  argv.push_back(absl::StrCat(Hex16(core::SecureRandom64()), Hex16(core::SecureRandom64())));
+  argv.push_back(known);
+  argv.push_back(absl::StrCat(lease_us));
+  argv.push_back(absl::StrCat(burst));
+  absl::StatusOr<std::unique_ptr<Reply>> r = Send("init", argv);
+  if (!r.ok()) return r.status();
+  if ((*r)->IsError()) {
+    const std::string why = (*r)->Text();
+    if (absl::StrContains(why, "Function not found")) {
+      if (absl::Status s = LoadFunctions(); !s.ok()) return s;
+      return Init(known);
+    }
+    Fail("init", absl::Now() - start, "server", why);
+    return Unavailable(why);
+  }
+  {
+    absl::MutexLock lock(&mu_);
+    const std::string inc = (*r)->Str(0);
+    if (inc != incarnation_) {
+      incarnation_ = inc;
+      seen_ = 0;
+    }
+    seen_ = std::max(seen_, (*r)->Int(1));
+  }
+  Succeed("init", absl::Now() - start);
+  return absl::OkStatus();
+}
+
+absl::StatusOr<std::unique_ptr<RedisLedger::Reply>> RedisLedger::Attempt(
+    absl::string_view op, const char* function, const std::vector<std::string>& args,
+    bool& retry) {
+  retry = false;
+  std::vector<std::string> argv = {"FCALL", function, absl::StrCat(kFixedKeys)};
+  argv.insert(argv.end(), keys_.begin(), keys_.end());
+  std::string known, circuit_error;
+  bool circuit_open = false;
+  {
+    absl::MutexLock lock(&mu_);
+    circuit_open = absl::Now() < open_until_;
+    circuit_error = last_error_;
+    known = incarnation_;
+  }
+  if (circuit_open) {
+    if (observer_ != nullptr) observer_->OnLedgerCall(op, absl::ZeroDuration(), "circuit_open");
+    return Unavailable(circuit_error);
+  }
+  if (known.empty()) {
+    if (absl::Status s = Init(""); !s.ok()) return s;
+  }
+  {
+    absl::MutexLock lock(&mu_);
+    known = incarnation_;
+    argv.push_back(incarnation_);
+    argv.push_back(absl::StrCat(seen_));
+    argv.push_back(absl::StrCat(absl::ToInt64Microseconds(options_.lease_timeout)));
+    char rate[64];
+    std::snprintf(rate, sizeof(rate), "%.6f", options_.spend_rate_usd_per_second * 1e6);
+    argv.push_back(rate);
+    argv.push_back(absl::StrCat(MicrosDown(options_.spend_burst_usd)));
+    argv.push_back(absl::StrCat(options_.max_expired_remembered));
+  }
+  argv.insert(argv.end(), args.begin(), args.end());
+  const absl::Time start = absl::Now();
+  absl::StatusOr<std::unique_ptr<Reply>> r = Send(op, argv);
+  if (!r.ok()) return r.status();
+  const absl::Duration elapsed = absl::Now() - start;
+  if ((*r)->IsError()) {
+    std::string text = (*r)->Text();
+    absl::string_view msg = text;
+    absl::ConsumePrefix(&msg, "ERR ");
+    if (absl::StrContains(msg, "Function not found")) {
+      if (absl::Status s = LoadFunctions(); !s.ok()) return s;
+      retry = true;
+      return Unavailable("the ledger's functions were missing; reloaded");
+    }
+    auto rest = [&](absl::string_view kind) {
+      absl::string_view m = msg;
+      absl::ConsumePrefix(&m, kind);
+      absl::ConsumePrefix(&m, " ");
+      return std::string(m);
+    };
+    if (absl::StartsWith(msg, "LOST")) {
+      if (observer_ != nullptr) observer_->OnLedgerCall(op, elapsed, "lost_state");
+      if (absl::Status s = Init(known); !s.ok()) return s;
+      retry = true;
+      return Unavailable(rest("LOST"));
+    }
+    // The ledger's own refusals: the call went through, Redis is healthy.
+    if (absl::StartsWith(msg, "FENCED")) {
+      Succeed(op, elapsed);
+      if (observer_ != nullptr) observer_->OnLedgerCall(op, absl::ZeroDuration(), "fenced");
+      return absl::FailedPreconditionError(rest("FENCED"));
+    }
+    if (absl::StartsWith(msg, "NOFIT")) {
+      Succeed(op, elapsed);
+      return absl::FailedPreconditionError(rest("NOFIT"));
+    }
+    if (absl::StartsWith(msg, "INVALID")) {
+      Succeed(op, elapsed);
+      return absl::InvalidArgumentError(rest("INVALID"));
+    }
+    if (absl::StartsWith(msg, "NOTFOUND")) {
+      Succeed(op, elapsed);
+      return absl::NotFoundError(rest("NOTFOUND"));
+    }
+    // Redis' own errors (OOM, BUSY, LOADING, NOAUTH, READONLY, ...).
+    Fail(op, elapsed, "server", text);
+    return Unavailable(text);
+  }
+  if ((*r)->size() == 0) {
+    Fail(op, elapsed, "server", "unexpected reply");
+    return Unavailable("unexpected reply");
+  }
+  {
+    absl::MutexLock lock(&mu_);
+    if (known == incarnation_) seen_ = std::max(seen_, (*r)->Int(0));
+  }
+  Succeed(op, elapsed);
+  return r;
+}
+
+absl::StatusOr<std::unique_ptr<RedisLedger::Reply>> RedisLedger::Call(
+    absl::string_view op, const char* function, const std::vector<std::string>& args) {
+  absl::StatusOr<std::unique_ptr<Reply>> r;
+  for (int attempt = 0; attempt < 3; ++attempt) {
+    bool retry = false;
+    r = Attempt(op, function, args, retry);
+    if (r.ok() || !retry) return r;
+  }
+  return r;
+}
+
+absl::StatusOr<core::LedgerSnapshot> RedisLedger::Snapshot() {
+  std::vector<std::string> args;
+  core::LedgerSnapshot snap;
+  {
+    absl::MutexLock lock(&mu_);
+    args = model_args_;
+    for (const core::LedgerModel& m : models_) snap.models.push_back(m.name);
+  }
+  absl::StatusOr<std::unique_ptr<Reply>> r = Call("snapshot", "rl1_snapshot", args);
+  if (!r.ok()) return r.status();
+  {
+    absl::MutexLock lock(&mu_);
+    guarded_ = (*r)->Int(1) != 0;
+  }
+  const int64_t allowance = (*r)->Int(2);
+  snap.spend_allowance_usd = allowance < 0 ? kInf : static_cast<double>(allowance) / 1e6;
+  for (size_t k = 0; k < snap.models.size(); ++k) {
+    const int64_t free = (*r)->Int(3 + k);
+    snap.free_slots.push_back(free < 0 ? std::nullopt : std::optional<int64_t>(free));
+  }
+  return snap;
+}
+
+absl::StatusOr<core::LedgerHold> RedisLedger::Hold(const core::HoldRequest& request) {
+  if (!(request.spend_usd >= 0)) return absl::InvalidArgumentError("spend_usd: must be >= 0");
+  if (request.hold_for <= absl::ZeroDuration()) {
+    return absl::InvalidArgumentError("hold_for: must be > 0");
+  }
+  std::vector<std::string> args = {absl::StrCat(absl::ToInt64Microseconds(request.hold_for)),
+                                   absl::StrCat(MicrosDown(request.spend_usd))};
+  {
+    absl::MutexLock lock(&mu_);
+    args.insert(args.end(), model_args_.begin(), model_args_.end());
+  }
+  args.push_back(absl::StrCat(request.slots.size()));
+  for (size_t k = 0; k < request.slots.size(); ++k) {
+    if (request.slots[k].count < 0) {
+      return absl::InvalidArgumentError(absl::StrCat("slots[", k, "].count: must be >= 0"));
+    }
+    args.push_back(request.slots[k].model);
+    args.push_back(absl::StrCat(request.slots[k].count));
+  }
+  absl::StatusOr<std::unique_ptr<Reply>> r = Call("hold", "rl1_hold", args);
+  if (!r.ok()) return r.status();
+  core::LedgerHold hold;
+  hold.id = absl::StrCat(Prefix(), "-h", (*r)->Int(1));
+  hold.expires = absl::FromUnixMicros((*r)->Int(2));
+  const int64_t spend = (*r)->Int(3);
+  hold.spend_usd = spend < 0 ? request.spend_usd : static_cast<double>(spend) / 1e6;
+  for (size_t k = 0; k < request.slots.size(); ++k) hold.slots.push_back((*r)->Int(4 + k));
+  return hold;
+}
+
+namespace {
+
+// The number of a hold id "<prefix>-h<number>" issued under `prefix`.
+std::optional<uint64_t> ParseHoldNumber(absl::string_view id, const std::string& prefix) {
+  if (prefix.empty() || !absl::ConsumePrefix(&id, prefix) || !absl::ConsumePrefix(&id, "-h")) {
+    return std::nullopt;
+  }
+  const std::optional<uint64_t> n = ConsumeNumber(id);
+  if (!n.has_value() || !id.empty()) return std::nullopt;
+  return n;
+}
+
+}  // namespace
+
+void RedisLedger::Release(const core::LedgerHold& hold) {
+  const std::optional<uint64_t> number = ParseHoldNumber(hold.id, Prefix());
+  if (!number.has_value()) return;
+  Call("release", "rl1_release", {absl::StrCat(*number)}).IgnoreError();
+}
+
+absl::StatusOr<std::vector<core::Lease>> RedisLedger::Commit(
+    const core::LedgerHold* hold, absl::Span<const core::Reservation> reservations) {
+  std::string hold_number;
+  const std::string prefix = Prefix();
+  if (hold != nullptr) {
+    const std::optional<uint64_t> number = ParseHoldNumber(hold->id, prefix);
+    if (!number.has_value()) {
+      return absl::FailedPreconditionError(
+          absl::StrCat("hold '", hold->id, "' expired or was used before this commit (fenced)"));
+    }
+    hold_number = absl::StrCat(*number);
+  }
+  std::vector<std::string> args = {hold_number, "0", "-1"};
+  absl::Duration lease_timeout;
+  {
+    absl::MutexLock lock(&mu_);
+    args.insert(args.end(), model_args_.begin(), model_args_.end());
+    lease_timeout = options_.lease_timeout;
+  }
+  args.push_back(absl::StrCat(reservations.size()));
+  std::vector<std::string> tags;
+  tags.reserve(reservations.size());
+  for (size_t k = 0; k < reservations.size(); ++k) {
+    const core::Reservation& res = reservations[k];
+    if (!std::isfinite(res.predicted_cost_usd) || res.predicted_cost_usd < 0) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("reservations[", k, "].predicted_cost_usd: must be finite and >= 0"));
+    }
+    tags.push_back(Hex16(core::SecureRandom64()));
+    args.push_back(std::string(res.model));
+    args.push_back(absl::StrCat(MicrosUp(res.predicted_cost_usd)));
+    args.push_back(tags.back());
+  }
+  absl::StatusOr<std::unique_ptr<Reply>> r = Call("commit", "rl1_commit", args);
+  if (!r.ok()) return r.status();
+  // The prefix of the incarnation that answered (a re-created state may have changed it).
+  const std::string issued = Prefix();
+  std::vector<core::Lease> leases;
+  leases.reserve(reservations.size());
+  for (size_t k = 0; k < reservations.size(); ++k) {
+    leases.push_back(
+        core::Lease{absl::StrCat(issued, "-", (*r)->Int(2 + k), ".", tags[k]), lease_timeout});
+  }
+  return leases;
+}
+
+absl::StatusOr<core::CompletionRecord> RedisLedger::Complete(
+    absl::string_view assignment_id, std::optional<double> actual_cost_usd) {
+  if (actual_cost_usd.has_value() && (!std::isfinite(*actual_cost_usd) || *actual_cost_usd < 0)) {
+    return absl::InvalidArgumentError("actual_cost_usd: must be a finite number >= 0");
+  }
+  const absl::Status unknown = absl::NotFoundError(
+      absl::StrCat("assignment_id: '", assignment_id, "' is unknown or already completed"));
+  absl::string_view id = assignment_id;
+  const std::string prefix = Prefix();
+  if (prefix.empty() || !absl::ConsumePrefix(&id, prefix) || !absl::ConsumePrefix(&id, "-")) {
+    return unknown;
+  }
+  const std::optional<uint64_t> number = ConsumeNumber(id);
+  if (!number.has_value() || !absl::ConsumePrefix(&id, ".") || id.size() != 16 || !IsLowerHex(id)) {
+    return unknown;
+  }
+  absl::StatusOr<std::unique_ptr<Reply>> r =
+      Call("complete", "rl1_complete",
+           {absl::StrCat(*number), std::string(id),
+            absl::StrCat(actual_cost_usd.has_value() ? MicrosUp(*actual_cost_usd) : -1)});
+  if (!r.ok()) return absl::IsNotFound(r.status()) ? unknown : r.status();
+  core::CompletionRecord record;
+  record.predicted_cost_usd = static_cast<double>((*r)->Int(1)) / 1e6;
+  record.recorded_cost_usd = static_cast<double>((*r)->Int(2)) / 1e6;
+  record.lease_was_active = (*r)->Int(3) != 0;
+  return record;
+}
+
+absl::StatusOr<core::InlineArrival> RedisLedger::ArriveInline(const core::InlineWindowSpec& spec) {
+  if (absl::Status s = core::ValidateInlineWindowSpec(spec); !s.ok()) return s;
+  std::vector<std::string> args = {
+      absl::StrCat(spec.arrivals),
+      spec.duration == absl::InfiniteDuration()
+          ? "-1"
+          : absl::StrCat(absl::ToInt64Microseconds(spec.duration))};
+  core::InlineArrival out;
+  {
+    absl::MutexLock lock(&mu_);
+    args.insert(args.end(), model_args_.begin(), model_args_.end());
+    for (const core::LedgerModel& m : models_) out.snapshot.models.push_back(m.name);
+  }
+  absl::StatusOr<std::unique_ptr<Reply>> r = Call("arrive", "rl1_arrive", args);
+  if (!r.ok()) return r.status();
+  const Reply& reply = **r;
+  out.window = static_cast<uint64_t>(reply.Int(1));
+  out.position = reply.Int(2);
+  out.window_arrivals = reply.Int(3);
+  const int64_t left = reply.Int(4);
+  out.time_left = left < 0 ? absl::InfiniteDuration() : absl::Microseconds(left);
+  out.spent_usd = static_cast<double>(reply.Int(5)) / 1e6;
+  {
+    absl::MutexLock lock(&mu_);
+    guarded_ = reply.Int(6) != 0;
+  }
+  const int64_t allowance = reply.Int(7);
+  out.snapshot.spend_allowance_usd = allowance < 0 ? kInf : static_cast<double>(allowance) / 1e6;
+  for (size_t k = 0; k < out.snapshot.models.size(); ++k) {
+    const int64_t free = reply.Int(8 + k);
+    out.snapshot.free_slots.push_back(free < 0 ? std::nullopt : std::optional<int64_t>(free));
+  }
+  return out;
+}
+
+absl::StatusOr<core::InlineCommit> RedisLedger::CommitInline(uint64_t window, double cap_usd,
+                                                             const core::Reservation& reservation) {
+  if (!(cap_usd >= 0)) return absl::InvalidArgumentError("cap_usd: must be >= 0");
+  if (!std::isfinite(reservation.predicted_cost_usd) || reservation.predicted_cost_usd < 0) {
+    return absl::InvalidArgumentError(
+        "reservations[0].predicted_cost_usd: must be finite and >= 0");
+  }
+  if (window == 0) {
+    return absl::FailedPreconditionError("inline window w0 is closed");
+  }
+  std::vector<std::string> args = {"", absl::StrCat(window), absl::StrCat(MicrosDown(cap_usd))};
+  absl::Duration lease_timeout;
+  {
+    absl::MutexLock lock(&mu_);
+    args.insert(args.end(), model_args_.begin(), model_args_.end());
+    lease_timeout = options_.lease_timeout;
+  }
+  const std::string tag = Hex16(core::SecureRandom64());
+  args.push_back("1");
+  args.push_back(std::string(reservation.model));
+  args.push_back(absl::StrCat(MicrosUp(reservation.predicted_cost_usd)));
+  args.push_back(tag);
+  absl::StatusOr<std::unique_ptr<Reply>> r = Call("commit", "rl1_commit", args);
+  if (!r.ok()) return r.status();
+  core::InlineCommit out;
+  out.lease = core::Lease{absl::StrCat(Prefix(), "-", (*r)->Int(2), ".", tag), lease_timeout};
+  out.window_spent_usd = static_cast<double>((*r)->Int(1)) / 1e6;
+  return out;
+}
+
+absl::StatusOr<int64_t> RedisLedger::InUse(absl::string_view model) {
+  absl::StatusOr<std::unique_ptr<Reply>> r = Call("in_use", "rl1_in_use", {std::string(model)});
+  if (!r.ok()) return r.status();
+  return (*r)->Int(1);
+}
+
+absl::StatusOr<core::LedgerTotals> RedisLedger::Totals() {
+  absl::StatusOr<std::unique_ptr<Reply>> r = Call("totals", "rl1_totals", {});
+  if (!r.ok()) return r.status();
+  const Reply& reply = **r;
+  core::LedgerTotals t;
+  t.reserved_usd = static_cast<double>(reply.Int(1)) / 1e6;
+  t.recorded_usd = static_cast<double>(reply.Int(2)) / 1e6;
+  t.bucket_level_usd = reply.Int(3) != 0 ? static_cast<double>(reply.Int(4)) / 1e6 : kInf;
+  t.open_assignments = reply.Int(5);
+  t.open_holds = reply.Int(6);
+  t.expired_assignments = reply.Int(7);
+  {
+    absl::MutexLock lock(&mu_);
+    guarded_ = reply.Int(8) != 0;
+  }
+  return t;
+}
+
+}  // namespace router::server

@@ -1,0 +1,183 @@
+// File: redis_ledger.h
+//
+// The Ledger (router_core/serving/ledger.h) of a fleet of routerd replicas, kept in Redis: every
+// replica of one budget domain shares one spend bucket, one set of slots per self-hosted model, one
+// set of leases and one sequence of inline windows, so the fleet as a whole never exceeds the pacing
+// budget, a window's cap or a model's slots, and any replica can complete any lease.
+//
+// Protocol. Each method is one FCALL of a Redis Function (ledger.lua, embedded at build time and
+// loaded with FUNCTION LOAD REPLACE at start and again when Redis answers "Function not found"),
+// which checks and updates in one atomic step, with the time of the Redis server's clock only and
+// money in integer micro-USD: predicted costs are rounded up to the micro-USD, caps and the burst
+// down, and each commit may pass a hold's grant, the bucket or a window's cap by at most one
+// micro-USD per reservation (that rounding). Every key of a domain D is under the hash tag {rt:D}
+// (one Redis Cluster slot). Each call expires a bounded number of overdue holds and leases (128
+// leases, 64 holds); what it leaves stays counted until a later call (conservative).
+//
+// Incarnation and loss. The domain's state carries an incarnation id, set once when the state is
+// created, and a sequence number bumped by every call. The client remembers both. A call that finds
+// no state (Redis restarted empty, flushed or evicted) or another incarnation fails with LOST; the
+// client then re-creates the state (or adopts the one another replica re-created) and marks it
+// conservative: for `lease_timeout` no self-hosted model has a free slot and the spend bucket starts
+// empty, so leases issued before the loss (unknown now) are never overbooked. A Redis whose sequence
+// is below what a replica has seen (an older append-only file, a failover that lost writes) is a
+// rollback: the Function puts the state in the same conservative period. Assignment ids carry the
+// incarnation's first 12 hex digits; a Complete of an id from a lost incarnation is NOT_FOUND.
+//
+// Ids: "<incarnation prefix>-<lease number>.<16 hex random tag>" (the tag from secure_random.h,
+// checked by the Function); holds "<incarnation prefix>-h<number>".
+//
+// Failure. Every call has a connect and a call timeout. A failed call (timeout, refused connection,
+// I/O error, an error reply from Redis other than the ledger's own) answers UNAVAILABLE with a retry
+// hint and opens a circuit breaker: for `retry_after` every call fails at once without touching
+// Redis (the ledger is degraded), then calls go through again. There is no local fallback: a
+// degraded ledger refuses (fail closed).
+//
+// Thread-safety: all methods may be called concurrently; each call takes one connection of a small
+// pool (at most `max_connections`, more callers wait). The observer is called outside the locks.
+//
+// Errors: as ledger.h. INVALID_ARGUMENT from Create naming the field (redis.address,
+// redis.domain, ...). UNAVAILABLE when Redis cannot be reached or answers an error of its own (the
+// message names the address, never the password).
+//
+// Cost: one round trip per call; the Function's work is O(models + reservations + what it expires,
+// bounded) Redis operations.
+
+#ifndef ROUTER_SERVER_LEDGER_REDIS_REDIS_LEDGER_H_
+#define ROUTER_SERVER_LEDGER_REDIS_REDIS_LEDGER_H_
+
+#include <cstdint>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "absl/base/thread_annotations.h"
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "absl/strings/string_view.h"
+#include "absl/synchronization/mutex.h"
+#include "absl/time/time.h"
+#include "absl/types/span.h"
+#include "router_core/serving/ledger.h"
+
+struct redisContext;
+
+namespace router::server {
+
+struct RedisLedgerOptions {
+  // Redis server, "HOST:PORT" (a name, an IPv4 address, or "[IPv6]").
+  std::string address = "127.0.0.1:6379";
+  // Budget domain: replicas with the same domain share one budget and one set of slots.
+  // 1-64 characters of [A-Za-z0-9_.-].
+  std::string domain = "default";
+  // Sent with AUTH on every new connection; empty = no AUTH. Never logged.
+  std::string password;
+  // Connection attempt and whole-call timeouts, > 0.
+  absl::Duration connect_timeout = absl::Milliseconds(200);
+  absl::Duration call_timeout = absl::Milliseconds(100);
+  // How long a failed call keeps the ledger degraded (every call refused at once), > 0.
+  absl::Duration retry_after = absl::Milliseconds(500);
+  // Connections kept to Redis, in [1, 256].
+  int max_connections = 8;
+};
+// OK, or INVALID_ARGUMENT naming the field (redis.<field>).
+absl::Status ValidateRedisLedgerOptions(const RedisLedgerOptions& options);
+
+// What the ledger reports about its calls (metrics). Implementations must accept concurrent calls.
+class RedisLedgerObserver {
+ public:
+  virtual ~RedisLedgerObserver() = default;
+  // One call: its operation (snapshot, hold, commit, release, complete, arrive, in_use, totals,
+  // init, load) and how long it took; `error` is "" on success, else its kind: timeout,
+  // connection, circuit_open, fenced, lost_state, rollback, server.
+  virtual void OnLedgerCall(absl::string_view op, absl::Duration elapsed, absl::string_view error) = 0;
+  // The ledger became degraded (true) or healthy again (false).
+  virtual void OnLedgerDegraded(bool degraded) = 0;
+};
+
+class RedisLedger final : public core::Ledger {
+ public:
+  // Validates the options and connects; Redis being unreachable is not an error here (the ledger
+  // starts degraded and retries), so a replica starts without Redis. `observer` (may be null)
+  // must outlive the ledger.
+  static absl::StatusOr<std::unique_ptr<RedisLedger>> Create(
+      const RedisLedgerOptions& redis, const core::LedgerOptions& options,
+      std::vector<core::LedgerModel> models, RedisLedgerObserver* observer = nullptr);
+  ~RedisLedger() override;
+
+  absl::Status SetModels(std::vector<core::LedgerModel> models) override;
+  absl::Status SetOptions(const core::LedgerOptions& options) override;
+  absl::StatusOr<core::LedgerSnapshot> Snapshot() override;
+  absl::StatusOr<core::LedgerHold> Hold(const core::HoldRequest& request) override;
+  absl::StatusOr<std::vector<core::Lease>> Commit(
+      const core::LedgerHold* hold, absl::Span<const core::Reservation> reservations) override;
+  void Release(const core::LedgerHold& hold) override;
+  absl::StatusOr<core::CompletionRecord> Complete(absl::string_view assignment_id,
+                                                  std::optional<double> actual_cost_usd) override;
+  absl::StatusOr<core::InlineArrival> ArriveInline(const core::InlineWindowSpec& spec) override;
+  absl::StatusOr<core::InlineCommit> CommitInline(uint64_t window, double cap_usd,
+                                                  const core::Reservation& reservation) override;
+  absl::StatusOr<int64_t> InUse(absl::string_view model) override;
+  absl::StatusOr<core::LedgerTotals> Totals() override;
+
+  // Whether the last call failed (the circuit is open or was until the next success).
+  bool degraded() const;
+  // Whether the domain is in its conservative period after a detected loss, as of the last call.
+  bool guarded() const;
+
+ private:
+  struct Reply;
+  struct Connection;
+  class Pool;
+
+  RedisLedger(const RedisLedgerOptions& redis, RedisLedgerObserver* observer);
+
+  // FCALL `function` with the domain's keys, the common arguments and `args`; handles reloading
+  // the Functions and re-creating lost state (one retry each). The reply is an array whose first
+  // element is the sequence number.
+  absl::StatusOr<std::unique_ptr<Reply>> Call(absl::string_view op, const char* function,
+                                              const std::vector<std::string>& args);
+  // One attempt; `retry` is set when the caller may retry after a reload or a re-creation.
+  absl::StatusOr<std::unique_ptr<Reply>> Attempt(absl::string_view op, const char* function,
+                                                 const std::vector<std::string>& args,
+                                                 bool& retry);
+  // Sends one command on a pooled connection; UNAVAILABLE on any transport failure.
+  absl::StatusOr<std::unique_ptr<Reply>> Send(absl::string_view op,
+                                              const std::vector<std::string>& argv);
+  absl::Status LoadFunctions();
+  // Creates the domain's state, or adopts the current one; `known` is the incarnation this client
+  // knew ("" = none), which marks the state conservative when it differs.
+  absl::Status Init(const std::string& known);
+  void Fail(absl::string_view op, absl::Duration elapsed, absl::string_view kind,
+            const std::string& why);
+  void Succeed(absl::string_view op, absl::Duration elapsed);
+  absl::Status Unavailable(const std::string& why) const;
+  // The incarnation prefix of ids, and the lease or hold number of `id`; nullopt if not ours.
+  std::string Prefix() const;
+
+  const RedisLedgerOptions redis_;
+  RedisLedgerObserver* const observer_;
+  const std::vector<std::string> keys_;  // the fixed keys of the domain
+  std::unique_ptr<Pool> pool_;
+
+  mutable absl::Mutex mu_;
+  core::LedgerOptions options_ ABSL_GUARDED_BY(mu_);
+  std::vector<core::LedgerModel> models_ ABSL_GUARDED_BY(mu_);
+  std::vector<std::string> model_args_ ABSL_GUARDED_BY(mu_);  // count, then (name, slots) pairs
+  std::string incarnation_ ABSL_GUARDED_BY(mu_);
+  int64_t seen_ ABSL_GUARDED_BY(mu_) = 0;
+  bool degraded_ ABSL_GUARDED_BY(mu_) = false;
+  bool guarded_ ABSL_GUARDED_BY(mu_) = false;
+  absl::Time open_until_ ABSL_GUARDED_BY(mu_) = absl::InfinitePast();
+  std::string last_error_ ABSL_GUARDED_BY(mu_);
+};
+
+// Micro-USD of `usd` rounded up (a charge) or down (a limit), absorbing a thousandth of a micro-USD
+// of floating-point noise; -1 for +inf.
+int64_t MicrosUp(double usd);
+int64_t MicrosDown(double usd);
+
+}  // namespace router::server
+
+#endif  // ROUTER_SERVER_LEDGER_REDIS_REDIS_LEDGER_H_
