@@ -95,6 +95,13 @@ class MapReader {
   std::set<std::string, std::less<>> seen_;
 };
 
+// The defaults: what ParseConfigYaml starts from. A lasting instance: a temporary makes gcc 12 -O3
+// warn (maybe-uninitialized) about the destruction of its map.
+const RouterConfig& Defaults() {
+  static const RouterConfig* const defaults = new RouterConfig();
+  return *defaults;
+}
+
 #define ROUTER_RETURN_IF_ERROR(expr)        \
   do {                                      \
     if (absl::Status _s = (expr); !_s.ok()) \
@@ -446,6 +453,41 @@ absl::Status ReadGateway(const YAML::Node& node, GatewayConfig& g) {
   return absl::OkStatus();
 }
 
+absl::Status ReadLedger(const YAML::Node& node, LedgerBackendConfig& l) {
+  MapReader r(node, "ledger");
+  ROUTER_RETURN_IF_ERROR(r.CheckIsMap());
+  std::string backend = l.redis ? "redis" : "local";
+  ROUTER_RETURN_IF_ERROR(r.Read("backend", backend));
+  if (backend != "local" && backend != "redis") {
+    return Invalid("ledger.backend", absl::StrCat("expected local or redis, got '", backend, "'"));
+  }
+  l.redis = backend == "redis";
+  ROUTER_RETURN_IF_ERROR(r.Read("health_requires_ledger", l.health_requires_ledger));
+  const YAML::Node redis = r.Get("redis");
+  if (redis.IsDefined() && !redis.IsNull()) {
+    if (!l.redis) return Invalid("ledger.redis", "only with backend: redis");
+    MapReader rr(redis, "ledger.redis");
+    ROUTER_RETURN_IF_ERROR(rr.CheckIsMap());
+    RedisLedgerOptions& o = l.redis_options;
+    ROUTER_RETURN_IF_ERROR(rr.Read("address", o.address));
+    ROUTER_RETURN_IF_ERROR(rr.Read("domain", o.domain));
+    ROUTER_RETURN_IF_ERROR(rr.Read("password_file", l.password_file));
+    ROUTER_RETURN_IF_ERROR(rr.ReadMs("connect_timeout_ms", o.connect_timeout));
+    ROUTER_RETURN_IF_ERROR(rr.ReadMs("call_timeout_ms", o.call_timeout));
+    ROUTER_RETURN_IF_ERROR(rr.ReadMs("retry_after_ms", o.retry_after));
+    ROUTER_RETURN_IF_ERROR(rr.Read("max_connections", o.max_connections));
+    ROUTER_RETURN_IF_ERROR(rr.CheckNoUnknownKeys());
+  }
+  if (l.health_requires_ledger && !l.redis) {
+    return Invalid("ledger.health_requires_ledger", "only with backend: redis");
+  }
+  ROUTER_RETURN_IF_ERROR(r.CheckNoUnknownKeys());
+  if (absl::Status s = ValidateRedisLedgerOptions(l.redis_options); !s.ok()) {
+    return absl::InvalidArgumentError(absl::StrCat("ledger.", s.message()));
+  }
+  return absl::OkStatus();
+}
+
 void Emit(YAML::Emitter& out, absl::string_view key, absl::Duration d) {
   out << YAML::Key << std::string(key) << YAML::Value << absl::ToDoubleMilliseconds(d);
 }
@@ -453,10 +495,7 @@ void Emit(YAML::Emitter& out, absl::string_view key, absl::Duration d) {
 }  // namespace
 
 absl::StatusOr<RouterConfig> ParseConfigYaml(absl::string_view yaml) {
-  // A lasting default instance: a temporary here makes gcc 12 -O3 warn (maybe-uninitialized)
-  // about the destruction of its map.
-  static const RouterConfig* const defaults = new RouterConfig();
-  return ParseConfigUpdateYaml(yaml, *defaults);
+  return ParseConfigUpdateYaml(yaml, Defaults());
 }
 
 absl::Status ValidateDeployment(const ModelDeploymentConfig& m, absl::string_view path) {
@@ -517,6 +556,10 @@ absl::StatusOr<RouterConfig> ParseConfigUpdateYaml(absl::string_view yaml,
     ROUTER_RETURN_IF_ERROR(api.Read("token_file", c.api_token_file));
     ROUTER_RETURN_IF_ERROR(api.CheckNoUnknownKeys());
     ROUTER_RETURN_IF_ERROR(ReadGrpc(r.Get("grpc"), c.grpc));
+    if (const YAML::Node ledger = r.Get("ledger"); ledger.IsDefined() || &current == &Defaults()) {
+      c.ledger_backend = LedgerBackendConfig{};
+      ROUTER_RETURN_IF_ERROR(ReadLedger(ledger, c.ledger_backend));
+    }
     ROUTER_RETURN_IF_ERROR(ReadBatching(r.Get("batching"), c.batching));
     ROUTER_RETURN_IF_ERROR(ReadPolicy(r.Get("policy"), c.policy));
     ROUTER_RETURN_IF_ERROR(ReadBudget(r.Get("budget"), c));
@@ -666,6 +709,23 @@ std::string ConfigToYaml(const RouterConfig& c) {
   out << YAML::Key << "max_connection_age_s" << YAML::Value
       << absl::ToDoubleSeconds(c.grpc.max_connection_age);
   out << YAML::EndMap;
+  out << YAML::Key << "ledger" << YAML::Value << YAML::BeginMap;
+  out << YAML::Key << "backend" << YAML::Value << (c.ledger_backend.redis ? "redis" : "local");
+  if (c.ledger_backend.redis) {
+    const RedisLedgerOptions& o = c.ledger_backend.redis_options;
+    out << YAML::Key << "health_requires_ledger" << YAML::Value
+        << c.ledger_backend.health_requires_ledger;
+    out << YAML::Key << "redis" << YAML::Value << YAML::BeginMap;
+    out << YAML::Key << "address" << YAML::Value << o.address;
+    out << YAML::Key << "domain" << YAML::Value << o.domain;
+    out << YAML::Key << "password_file" << YAML::Value << c.ledger_backend.password_file;
+    Emit(out, "connect_timeout_ms", o.connect_timeout);
+    Emit(out, "call_timeout_ms", o.call_timeout);
+    Emit(out, "retry_after_ms", o.retry_after);
+    out << YAML::Key << "max_connections" << YAML::Value << o.max_connections;
+    out << YAML::EndMap;
+  }
+  out << YAML::EndMap;
   out << YAML::Key << "batching" << YAML::Value << YAML::BeginMap;
   out << YAML::Key << "max_batch_size" << YAML::Value << c.batching.max_batch_size;
   Emit(out, "max_batch_delay_ms", c.batching.max_batch_delay);
@@ -793,6 +853,10 @@ absl::Status CheckRuntimeChange(const RouterConfig& current, const RouterConfig&
 std::optional<std::string> ChangedStartupKey(const RouterConfig& a, const RouterConfig& b) {
   const GrpcServerConfig& ga = a.grpc;
   const GrpcServerConfig& gb = b.grpc;
+  const LedgerBackendConfig& la = a.ledger_backend;
+  const LedgerBackendConfig& lb = b.ledger_backend;
+  const RedisLedgerOptions& ra = la.redis_options;
+  const RedisLedgerOptions& rb = lb.redis_options;
   for (const auto& [key, changed] : {
            std::pair{"listen", a.listen != b.listen},
            std::pair{"metrics_listen", a.metrics_listen != b.metrics_listen},
@@ -821,6 +885,16 @@ std::optional<std::string> ChangedStartupKey(const RouterConfig& a, const Router
            std::pair{"grpc.max_connection_idle_s",
                      ga.max_connection_idle != gb.max_connection_idle},
            std::pair{"grpc.max_connection_age_s", ga.max_connection_age != gb.max_connection_age},
+           std::pair{"ledger.backend", la.redis != lb.redis},
+           std::pair{"ledger.health_requires_ledger",
+                     la.health_requires_ledger != lb.health_requires_ledger},
+           std::pair{"ledger.redis.address", ra.address != rb.address},
+           std::pair{"ledger.redis.domain", ra.domain != rb.domain},
+           std::pair{"ledger.redis.password_file", la.password_file != lb.password_file},
+           std::pair{"ledger.redis.connect_timeout_ms", ra.connect_timeout != rb.connect_timeout},
+           std::pair{"ledger.redis.call_timeout_ms", ra.call_timeout != rb.call_timeout},
+           std::pair{"ledger.redis.retry_after_ms", ra.retry_after != rb.retry_after},
+           std::pair{"ledger.redis.max_connections", ra.max_connections != rb.max_connections},
        }) {
     if (changed) return std::string(key);
   }
@@ -838,6 +912,7 @@ void CopyStartupKeys(const RouterConfig& from, RouterConfig& to) {
   to.admin = from.admin;
   to.api_token_file = from.api_token_file;
   to.grpc = from.grpc;
+  to.ledger_backend = from.ledger_backend;
 }
 
 }  // namespace router::server

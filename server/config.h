@@ -6,10 +6,10 @@
 // applied, and applied atomically between batches.
 //
 // Startup-only fields (listen, metrics_listen, estimator, reflection, gateway.listen,
-// credentials_reload_s and the tls, admin, api and grpc sections) cannot change at runtime; an
-// update that changes one is refused with FAILED_PRECONDITION naming it. The files the tls, admin
-// and api sections name are re-read without a restart (routerd.h): their paths are startup-only,
-// their contents are not.
+// credentials_reload_s and the tls, admin, api, grpc and ledger sections) cannot change at runtime;
+// an update that changes one is refused with FAILED_PRECONDITION naming it. The files the tls,
+// admin and api sections name are re-read without a restart (routerd.h): their paths are
+// startup-only, their contents are not.
 //
 // Thread-safety: plain values.
 //
@@ -34,6 +34,7 @@
 #include "router_core/serving/inline_router.h"
 #include "router_core/serving/ledger.h"
 #include "server/gateway/gateway_options.h"
+#include "server/ledger_redis/redis_ledger.h"
 #include "server/log.h"
 #include "server/routing_mode.h"
 
@@ -119,6 +120,18 @@ struct GrpcServerConfig {
   absl::Duration max_connection_age = absl::ZeroDuration();   // zero = no limit
 };
 
+// Where the spend and slot ledger lives (the `ledger:` section; docs/configuration.md, "Fleet"):
+// in this process (`backend: local`, one routerd), or in Redis, shared by every replica of a
+// fleet with the same `redis.domain` (`backend: redis`, redis_ledger.h). Startup-only.
+struct LedgerBackendConfig {
+  bool redis = false;                 // backend: local (false) | redis (true)
+  RedisLedgerOptions redis_options;   // its `password` stays empty: read from password_file
+  std::string password_file;          // first line = the Redis password; empty = no AUTH
+  // The health of router.v1.Router and of the ext_proc service is NOT_SERVING while the shared
+  // ledger is degraded (Redis unreachable). Liveness (the whole server, "") never depends on Redis.
+  bool health_requires_ledger = false;
+};
+
 struct RouterConfig {
   // Startup-only.
   std::string listen = "127.0.0.1:50051";
@@ -132,6 +145,7 @@ struct RouterConfig {
   // How often the tls, admin and api files are checked for new contents (key
   // credentials_reload_s); zero = only on SIGHUP.
   absl::Duration credentials_reload = absl::Seconds(10);
+  LedgerBackendConfig ledger_backend;  // local by default
 
   // Runtime-changeable.
   core::BatchQueueOptions batching;  // batch_queue.h's defaults

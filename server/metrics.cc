@@ -18,6 +18,9 @@ void Metrics::OnExtProcStreamEnded(absl::string_view) {}
 void Metrics::OnExtProcImmediateResponse(int) {}
 void Metrics::OnCredentialReloadFailure(absl::string_view) {}
 void Metrics::OnServedCertificateExpiry(absl::Time) {}
+void Metrics::OnLedgerCall(absl::string_view, absl::Duration, absl::string_view) {}
+void Metrics::OnLedgerDegraded(bool) {}
+void Metrics::OnLedgerTotals(const core::LedgerTotals&, const core::LedgerOptions&) {}
 
 const char* RejectReason(const absl::Status& status) {
   switch (status.code()) {

@@ -18,6 +18,7 @@
 #include "grpcpp/support/status.h"
 #include "router_core/serving/batch_engine.h"
 #include "router_core/serving/inline_router.h"
+#include "router_core/serving/ledger.h"
 
 namespace router::server {
 
@@ -54,6 +55,13 @@ class Metrics {
   virtual void OnCredentialReloadFailure(absl::string_view credential);
   // The notAfter of the TLS certificate served to new connections.
   virtual void OnServedCertificateExpiry(absl::Time not_after);
+  // One call to a shared ledger: its operation, duration, and "" or the kind of its failure
+  // (redis_ledger.h: timeout, connection, circuit_open, fenced, lost_state, server).
+  virtual void OnLedgerCall(absl::string_view op, absl::Duration elapsed, absl::string_view error);
+  // The shared ledger became degraded (unreachable or in doubt) or healthy again.
+  virtual void OnLedgerDegraded(bool degraded);
+  // The ledger's totals (fleet-wide with a shared ledger) and the pacing limits in force.
+  virtual void OnLedgerTotals(const core::LedgerTotals& totals, const core::LedgerOptions& limits);
 };
 
 // The metrics that record nothing; a process-wide singleton, never destroyed.

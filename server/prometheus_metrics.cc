@@ -39,6 +39,9 @@ const prometheus::Histogram::BucketBoundaries kSecondsBuckets = {
 const prometheus::Histogram::BucketBoundaries kDecisionSecondsBuckets = {
     0.000001, 0.0000025, 0.000005, 0.00001, 0.000025, 0.00005, 0.0001, 0.00025, 0.0005, 0.001,
     0.0025, 0.01};
+// Ledger calls are a loopback round trip or a timeout.
+const prometheus::Histogram::BucketBoundaries kLedgerSecondsBuckets = {
+    0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1};
 const prometheus::Histogram::BucketBoundaries kSizeBuckets = {1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024};
 const prometheus::Histogram::BucketBoundaries kGapBuckets = {0, 1e-6, 1e-5, 1e-4, 1e-3, 1e-2, 0.05, 0.1};
 const prometheus::Histogram::BucketBoundaries kRatioBuckets = {0.25, 0.5, 0.75, 0.9, 1.0, 1.1, 1.25, 1.5, 2, 4};
@@ -133,17 +136,44 @@ PrometheusMetrics::PrometheusMetrics(absl::string_view version)
       certificate_expiry_(
           prometheus::BuildGauge().Name("router_tls_certificate_expiry_timestamp_seconds")
               .Help("notAfter of the TLS certificate served to new connections, Unix seconds.")
-              .Register(*registry_)) {
+              .Register(*registry_)),
+      ledger_call_duration_(prometheus::BuildHistogram().Name("router_ledger_call_duration_seconds")
+                                .Help("Time of one call to the shared ledger (Redis), by operation.")
+                                .Register(*registry_)),
+      ledger_errors_(prometheus::BuildCounter().Name("router_ledger_errors_total")
+                         .Help("Failed or refused calls to the shared ledger, by kind: timeout, "
+                               "connection, circuit_open, fenced, lost_state, server.")
+                         .Register(*registry_)),
+      // Exported from startup on, so alerts and dashboards can rely on it; the in-process ledger
+      // is never degraded.
+      ledger_degraded_(prometheus::BuildGauge().Name("router_ledger_degraded")
+                           .Help("1 while the ledger's shared state is unreachable or in doubt, "
+                                 "else 0.")
+                           .Register(*registry_).Add({})),
+      ledger_spent_(prometheus::BuildGauge().Name("router_ledger_spent_usd")
+                        .Help("Spend recorded by the ledger (completed and expired leases, actual "
+                              "where known), USD; fleet-wide with a shared ledger.")
+                        .Register(*registry_).Add({})),
+      ledger_reserved_(prometheus::BuildGauge().Name("router_ledger_reserved_usd")
+                           .Help("Predicted cost of open leases, USD; fleet-wide with a shared "
+                                 "ledger.")
+                           .Register(*registry_).Add({})),
+      ledger_expired_(prometheus::BuildGauge().Name("router_ledger_leases_expired")
+                          .Help("Leases that expired without a Complete since the ledger's state "
+                                "was created; fleet-wide with a shared ledger.")
+                          .Register(*registry_).Add({})),
+      ledger_rate_limit_(prometheus::BuildGauge().Name("router_ledger_spend_limit_usd_per_second")
+                             .Help("Pacing rate of the spend budget, USD per second (0 = no "
+                                   "pacing).")
+                             .Register(*registry_).Add({})),
+      ledger_burst_limit_(prometheus::BuildGauge().Name("router_ledger_spend_burst_usd")
+                              .Help("Pacing burst (bucket capacity) of the spend budget, USD.")
+                              .Register(*registry_).Add({})) {
   for (const char* credential : {"tls", "admin_token", "api_token"}) {
     credential_reload_failures_.Add({{"credential", credential}});
   }
   prometheus::BuildGauge().Name("router_build_info").Help("Build of this routerd.")
       .Register(*registry_).Add({{"version", std::string(version)}}).Set(1);
-  // Exported from startup on, so alerts and dashboards can rely on it. Only a shared ledger can be
-  // degraded; the in-process ledger never is, so nothing sets it yet and it stays 0.
-  prometheus::BuildGauge().Name("router_ledger_degraded")
-      .Help("1 while the ledger's shared state is unreachable or in doubt, else 0.")
-      .Register(*registry_).Add({});
 }
 
 void PrometheusMetrics::OnRequest(absl::string_view method, grpc::StatusCode code,
@@ -244,6 +274,26 @@ void PrometheusMetrics::OnCredentialReloadFailure(absl::string_view credential) 
 
 void PrometheusMetrics::OnServedCertificateExpiry(absl::Time not_after) {
   certificate_expiry_.Add({}).Set(absl::ToDoubleSeconds(not_after - absl::UnixEpoch()));
+}
+
+void PrometheusMetrics::OnLedgerCall(absl::string_view op, absl::Duration elapsed,
+                                     absl::string_view error) {
+  if (elapsed > absl::ZeroDuration()) {
+    ledger_call_duration_.Add({{"op", std::string(op)}}, kLedgerSecondsBuckets)
+        .Observe(absl::ToDoubleSeconds(elapsed));
+  }
+  if (!error.empty()) ledger_errors_.Add({{"kind", std::string(error)}}).Increment();
+}
+
+void PrometheusMetrics::OnLedgerDegraded(bool degraded) { ledger_degraded_.Set(degraded ? 1 : 0); }
+
+void PrometheusMetrics::OnLedgerTotals(const core::LedgerTotals& totals,
+                                       const core::LedgerOptions& limits) {
+  ledger_spent_.Set(totals.recorded_usd);
+  ledger_reserved_.Set(totals.reserved_usd);
+  ledger_expired_.Set(static_cast<double>(totals.expired_assignments));
+  ledger_rate_limit_.Set(limits.spend_rate_usd_per_second);
+  ledger_burst_limit_.Set(limits.spend_rate_usd_per_second > 0 ? limits.spend_burst_usd : 0.0);
 }
 
 }  // namespace router::server

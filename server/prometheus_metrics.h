@@ -49,6 +49,11 @@ class PrometheusMetrics final : public Metrics {
   void OnExtProcImmediateResponse(int http_status) override;
   void OnCredentialReloadFailure(absl::string_view credential) override;
   void OnServedCertificateExpiry(absl::Time not_after) override;
+  void OnLedgerCall(absl::string_view op, absl::Duration elapsed,
+                    absl::string_view error) override;
+  void OnLedgerDegraded(bool degraded) override;
+  void OnLedgerTotals(const core::LedgerTotals& totals,
+                      const core::LedgerOptions& limits) override;
 
  private:
   // A routed query (assignment and predicted spend) or a query its decision refused (rejected).
@@ -84,6 +89,14 @@ class PrometheusMetrics final : public Metrics {
   prometheus::Family<prometheus::Counter>& credential_reload_failures_;
   // Its one series appears with the first certificate served (routerd without TLS has none).
   prometheus::Family<prometheus::Gauge>& certificate_expiry_;
+  prometheus::Family<prometheus::Histogram>& ledger_call_duration_;
+  prometheus::Family<prometheus::Counter>& ledger_errors_;
+  prometheus::Gauge& ledger_degraded_;
+  prometheus::Gauge& ledger_spent_;
+  prometheus::Gauge& ledger_reserved_;
+  prometheus::Gauge& ledger_expired_;
+  prometheus::Gauge& ledger_rate_limit_;
+  prometheus::Gauge& ledger_burst_limit_;
 };
 
 }  // namespace router::server

@@ -2,6 +2,8 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstdlib>
+#include <fstream>
 #include <utility>
 
 #include "absl/strings/str_cat.h"
@@ -30,8 +32,7 @@ absl::StatusOr<std::unique_ptr<RouterRuntime>> RouterRuntime::Create(
   if (!state.ok()) return state.status();
   std::unique_ptr<RouterRuntime> runtime(new RouterRuntime(metrics, clock));
   RouterRuntime* rt = runtime.get();
-  absl::StatusOr<std::unique_ptr<core::LocalLedger>> ledger =
-      core::LocalLedger::Create((*state)->config.ledger, (*state)->LedgerModels(), clock);
+  absl::StatusOr<std::unique_ptr<core::Ledger>> ledger = runtime->MakeLedger(**state);
   if (!ledger.ok()) return ledger.status();
   runtime->ledger_ = *std::move(ledger);
   absl::StatusOr<std::unique_ptr<core::InlineRouter>> inline_router =
@@ -56,6 +57,42 @@ absl::StatusOr<std::unique_ptr<RouterRuntime>> RouterRuntime::Create(
   metrics->OnConfigGeneration(1);
   runtime->PublishLedgerGauges();
   return runtime;
+}
+
+absl::StatusOr<std::unique_ptr<core::Ledger>> RouterRuntime::MakeLedger(const RuntimeState& state) {
+  const LedgerBackendConfig& backend = state.config.ledger_backend;
+  if (!backend.redis) {
+    absl::StatusOr<std::unique_ptr<core::LocalLedger>> local =
+        core::LocalLedger::Create(state.config.ledger, state.LedgerModels(), clock_);
+    if (!local.ok()) return local.status();
+    return std::unique_ptr<core::Ledger>(*std::move(local));
+  }
+  RedisLedgerOptions redis = backend.redis_options;
+  if (!backend.password_file.empty()) {
+    // A relative path names a systemd credential (LoadCredential) when routerd runs with one.
+    std::string path = backend.password_file;
+    if (const char* creds = std::getenv("CREDENTIALS_DIRECTORY");
+        creds != nullptr && !path.empty() && path[0] != '/') {
+      path = absl::StrCat(creds, "/", path);
+    }
+    std::ifstream in(path);
+    std::string line;
+    if (!in || !std::getline(in, line)) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "ledger.redis.password_file: cannot read a line from '", path, "'"));
+    }
+    while (!line.empty() && (line.back() == '\r' || line.back() == ' ')) line.pop_back();
+    if (line.empty()) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("ledger.redis.password_file: '", path, "' is empty"));
+    }
+    redis.password = std::move(line);
+  }
+  shared_ledger_ = true;
+  absl::StatusOr<std::unique_ptr<RedisLedger>> shared =
+      RedisLedger::Create(redis, state.config.ledger, state.LedgerModels(), &ledger_reports_);
+  if (!shared.ok()) return shared.status();
+  return std::unique_ptr<core::Ledger>(*std::move(shared));
 }
 
 std::shared_ptr<const RuntimeState> RouterRuntime::state() const {
@@ -277,7 +314,7 @@ void RouterRuntime::DecideInline(TaskPtr task, const RuntimeState& state) {
   const core::InlineDecision decision =
       inline_router_->Route(task->query(), state.pool, state.config.policy);
   metrics_->OnInlineDecision(decision);
-  PublishLedgerGauges();
+  AfterLedgerChange();
   const QueryAnswer answer = QueryAnswer::Inline(decision);
   if (state.config.log_decisions) LogDecision(*task, answer);
   AnswerSink& sink = task->sink();
@@ -310,7 +347,7 @@ void RouterRuntime::ProcessBatch(std::vector<TaskPtr> tasks) {
       core::RouteBatch(queries, current->pool, current->config.policy, *ledger_, *clock_,
                        absl::StrCat(batch_prefix_, next_batch_.fetch_add(1)));
   metrics_->OnBatch(outcome, now - oldest);
-  PublishLedgerGauges();
+  AfterLedgerChange();
   // Sinks that hold their answers (a stream) send them once the whole batch is delivered.
   std::vector<AnswerSink*> to_flush;
   for (size_t k = 0; k < live.size(); ++k) {
@@ -333,7 +370,7 @@ void RouterRuntime::ReleaseUndelivered(absl::string_view assignment_id, absl::st
   // NOT_FOUND only for an id already completed: its client did get it after all (Complete).
   if (!ledger_->Complete(assignment_id, 0.0).ok()) return;
   metrics_->OnUndelivered(model);
-  PublishLedgerGauges();
+  AfterLedgerChange();
 }
 
 void RouterRuntime::PublishLedgerGauges() {
@@ -346,6 +383,9 @@ void RouterRuntime::PublishLedgerGauges() {
   }
   if (absl::StatusOr<core::LedgerSnapshot> snapshot = ledger_->Snapshot(); snapshot.ok()) {
     metrics_->OnBudgetRemaining(snapshot->spend_allowance_usd);
+  }
+  if (absl::StatusOr<core::LedgerTotals> totals = ledger_->Totals(); totals.ok()) {
+    metrics_->OnLedgerTotals(*totals, current->config.ledger);
   }
 }
 

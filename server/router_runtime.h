@@ -18,7 +18,11 @@
 // configuration.
 //
 // One ledger: batch commits and inline commits go through the same core::Ledger, so spend and
-// slots are never counted twice, and Complete releases either kind the same way.
+// slots are never counted twice, and Complete releases either kind the same way. It is the
+// in-process LocalLedger, or with `ledger.backend: redis` the fleet's RedisLedger (its calls and
+// degraded state reported to the metrics). The gauges that describe the ledger are refreshed
+// after every decision with the local ledger, and by PublishLedgerGauges' caller (routerd's
+// ledger ticker) with the shared one, whose reads are round trips to Redis.
 //
 // Thread-safety: all methods may be called concurrently; admin changes are serialized; inline
 // decisions are serialized by the inline router.
@@ -49,6 +53,7 @@
 #include "router_core/serving/local_ledger.h"
 #include "server/admission.h"
 #include "server/config.h"
+#include "server/ledger_redis/redis_ledger.h"
 #include "server/metrics.h"
 #include "server/query_task.h"
 #include "server/routing_mode.h"
@@ -127,8 +132,15 @@ class RouterRuntime {
   void NoteArrival() { last_arrival_ns_.store(absl::ToUnixNanos(clock_->Now())); }
   absl::Time last_arrival() const { return absl::FromUnixNanos(last_arrival_ns_.load()); }
 
-  // Refreshes the gauges that describe the ledger (slots in use, remaining budget).
+  // Refreshes the gauges that describe the ledger (slots in use, remaining budget, totals).
   void PublishLedgerGauges();
+  // PublishLedgerGauges with the in-process ledger; nothing with a shared one (see above).
+  void AfterLedgerChange() {
+    if (!shared_ledger_) PublishLedgerGauges();
+  }
+  // Whether the ledger is shared (Redis), and degraded now (always false for the local ledger).
+  bool shared_ledger() const { return shared_ledger_; }
+  bool ledger_degraded() const { return ledger_degraded_.load(); }
 
   // Releases an assignment whose answer never reached the client (the call was cancelled, or its
   // deadline passed, while it was being answered; or its stream broke): its slot and reserved cost
@@ -140,7 +152,26 @@ class RouterRuntime {
  private:
   using Scheduler = core::BatchScheduler<QueryTask>;
 
+  // Forwards the shared ledger's reports to the metrics and keeps its degraded state.
+  class LedgerReports final : public RedisLedgerObserver {
+   public:
+    explicit LedgerReports(RouterRuntime* rt) : rt_(rt) {}
+    void OnLedgerCall(absl::string_view op, absl::Duration elapsed,
+                      absl::string_view error) override {
+      rt_->metrics_->OnLedgerCall(op, elapsed, error);
+    }
+    void OnLedgerDegraded(bool degraded) override {
+      rt_->ledger_degraded_.store(degraded);
+      rt_->metrics_->OnLedgerDegraded(degraded);
+    }
+
+   private:
+    RouterRuntime* const rt_;
+  };
+
   RouterRuntime(Metrics* metrics, const core::Clock* clock);
+  // The ledger `config` asks for.
+  absl::StatusOr<std::unique_ptr<core::Ledger>> MakeLedger(const RuntimeState& state);
   // Validates `config` with `predictor` and applies both. Caller holds admin_mu_.
   absl::StatusOr<uint64_t> ApplyLocked(RouterConfig config,
                                        std::shared_ptr<const core::Predictor> predictor,
@@ -155,6 +186,9 @@ class RouterRuntime {
   const std::string batch_prefix_;
   std::atomic<uint64_t> next_batch_{0};
   std::atomic<int64_t> last_arrival_ns_{0};
+  LedgerReports ledger_reports_{this};
+  bool shared_ledger_ = false;
+  std::atomic<bool> ledger_degraded_{false};
   std::unique_ptr<core::Ledger> ledger_;
   std::unique_ptr<core::InlineRouter> inline_router_;
   std::atomic<bool> accepting_inline_{true};

@@ -63,7 +63,7 @@ grpc::ServerUnaryReactor* RouterService::Complete(grpc::CallbackServerContext* c
       response.set_recorded_cost_usd(record->recorded_cost_usd);
       response.set_lease_was_active(record->lease_was_active);
       runtime_->metrics().OnCompletion(record->predicted_cost_usd, record->recorded_cost_usd);
-      runtime_->PublishLedgerGauges();
+      runtime_->AfterLedgerChange();
       SerializeAnswer(response, *raw_response);
     }
     status = record.status();

@@ -3,6 +3,7 @@
 #include <exception>
 #include <memory>
 #include <tuple>
+#include <iostream>
 #include <utility>
 #include <vector>
 
@@ -138,6 +139,8 @@ absl::StatusOr<std::unique_ptr<Routerd>> Routerd::Start(RouterConfig config,
   d->metrics_ = std::make_unique<PrometheusMetrics>(RouterdVersion());
   if (absl::Status s = d->LoadCredentials(config); !s.ok()) return s;
   const RouterConfig startup = config;  // the startup-only keys, for the servers below
+  const bool shared_ledger = startup.ledger_backend.redis;
+  const bool health_follows = startup.ledger_backend.health_requires_ledger;
   absl::StatusOr<std::unique_ptr<RouterRuntime>> runtime = RouterRuntime::Create(
       std::move(config), std::make_shared<const core::Predictor>(*std::move(predictor)),
       d->metrics_.get());
@@ -168,7 +171,10 @@ absl::StatusOr<std::unique_ptr<Routerd>> Routerd::Start(RouterConfig config,
     d->runtime_->StopBatches(absl::Now());
     return absl::UnavailableError(absl::StrCat("listen: cannot listen on '", startup.listen, "'"));
   }
-  d->server_->GetHealthCheckService()->SetServingStatus(kRouterService, true);
+  // The whole server ("") is SERVING whatever the ledger: liveness never depends on Redis. The
+  // Router and ext_proc services may follow the shared ledger's health (readiness).
+  const bool ready = !(health_follows && d->runtime_->ledger_degraded());
+  d->server_->GetHealthCheckService()->SetServingStatus(kRouterService, ready);
   d->server_->GetHealthCheckService()->SetServingStatus("", true);
   if (separate_admin) {
     grpc::ServerBuilder builder;
@@ -208,10 +214,14 @@ absl::StatusOr<std::unique_ptr<Routerd>> Routerd::Start(RouterConfig config,
       return absl::UnavailableError(
           absl::StrCat("gateway.listen: cannot listen on '", startup.gateway.listen, "'"));
     }
-    d->gateway_server_->GetHealthCheckService()->SetServingStatus(kExtProcService, true);
+    d->gateway_server_->GetHealthCheckService()->SetServingStatus(kExtProcService, ready);
     d->gateway_server_->GetHealthCheckService()->SetServingStatus("", true);
   }
-  d->server_->GetHealthCheckService()->SetServingStatus(kExtProcService, true);
+  d->server_->GetHealthCheckService()->SetServingStatus(kExtProcService, ready);
+  if (shared_ledger) {  // after both servers exist: the ticker sets their readiness
+    Routerd* raw = d.get();
+    d->ticker_ = std::thread([raw, health_follows] { raw->TickLedger(health_follows); });
+  }
 
   const std::string& metrics_listen = startup.metrics_listen;
   if (!metrics_listen.empty()) {
@@ -315,6 +325,31 @@ void Routerd::WatchCredentials(absl::Duration interval) {
   }
 }
 
+void Routerd::TickLedger(bool health_follows) {
+  bool serving = !(health_follows && runtime_->ledger_degraded());
+  for (;;) {
+    {
+      absl::MutexLock lock(&ticker_mu_);
+      if (ticker_mu_.AwaitWithTimeout(absl::Condition(&ticker_stop_), absl::Seconds(1))) return;
+      // Reads through the ledger (and, failing, keep it degraded until Redis answers again).
+      runtime_->PublishLedgerGauges();
+      const bool now_serving = !(health_follows && runtime_->ledger_degraded());
+      // Under ticker_mu_, so a shutdown that stopped the ticker is never overridden.
+      if (health_follows && now_serving != serving && server_ != nullptr) {
+        server_->GetHealthCheckService()->SetServingStatus(kRouterService, now_serving);
+        server_->GetHealthCheckService()->SetServingStatus(kExtProcService, now_serving);
+        if (gateway_server_ != nullptr) {
+          gateway_server_->GetHealthCheckService()->SetServingStatus(kExtProcService, now_serving);
+        }
+        std::cerr << "routerd: shared ledger " << (now_serving ? "healthy again: SERVING"
+                                                               : "degraded: NOT_SERVING")
+                  << std::endl;
+      }
+      serving = now_serving;
+    }
+  }
+}
+
 absl::Status Routerd::Reload() {
   if (config_path_.empty()) {
     return absl::FailedPreconditionError("routerd was started without --config; nothing to reload");
@@ -348,6 +383,13 @@ void Routerd::Shutdown(absl::Duration drain, absl::Duration grace) {
   shut_down_ = true;
   stop_watching_.Notify();
   if (watcher_.joinable()) watcher_.join();
+  if (ticker_.joinable()) {
+    {
+      absl::MutexLock lock(&ticker_mu_);
+      ticker_stop_ = true;
+    }
+    ticker_.join();
+  }
   if (server_ != nullptr) server_->GetHealthCheckService()->SetServingStatus(kRouterService, false);
   for (grpc::Server* server : {server_.get(), gateway_server_.get()}) {
     if (server == nullptr) continue;

@@ -24,6 +24,13 @@
 // refused (logged, counted in router_credential_reload_failures_total) and the old ones stay.
 // The gRPC server limits of the `grpc` section apply to every listener.
 //
+// With a shared ledger (`ledger.backend: redis`), a ledger ticker thread refreshes the ledger's
+// gauges every second (fleet-wide slots in use, budget, totals; each a round trip to Redis, so not
+// after every decision) and, with `ledger.health_requires_ledger`, sets the health of
+// router.v1.Router and of the ext_proc service NOT_SERVING while the ledger is degraded and
+// SERVING again once it recovers (readiness); the whole server's health ("", liveness) never
+// depends on Redis. It stops when the shutdown starts.
+//
 // Thread-safety: after Start, any thread may call Reload, ReloadCredentials and Shutdown;
 // concurrent Shutdown calls wait for the first one, later ones return at once.
 //
@@ -128,6 +135,11 @@ class Routerd {
   std::thread watcher_;
   absl::Mutex shutdown_mu_;
   bool shut_down_ ABSL_GUARDED_BY(shutdown_mu_) = false;
+  // The ledger ticker (shared ledger only).
+  void TickLedger(bool health_follows);
+  absl::Mutex ticker_mu_;
+  bool ticker_stop_ ABSL_GUARDED_BY(ticker_mu_) = false;
+  std::thread ticker_;
 };
 
 }  // namespace router::server

@@ -479,5 +479,64 @@ credentials_reload_s: 1
   }
 }
 
+TEST(ConfigTest, TheLedgerSectionChoosesTheBackendAndRoundTrips) {
+  EXPECT_FALSE(ParseConfigYaml("")->ledger_backend.redis);
+  absl::StatusOr<RouterConfig> c = ParseConfigYaml(R"(
+ledger:
+  backend: redis
+  health_requires_ledger: true
+  redis:
+    address: "10.0.0.7:6380"
+    domain: prod-eu.1
+    password_file: /etc/routerd/redis.pass
+    connect_timeout_ms: 300
+    call_timeout_ms: 40
+    retry_after_ms: 750
+    max_connections: 4
+)");
+  ASSERT_THAT(c, IsOk());
+  const LedgerBackendConfig& l = c->ledger_backend;
+  EXPECT_TRUE(l.redis);
+  EXPECT_TRUE(l.health_requires_ledger);
+  EXPECT_EQ(l.redis_options.address, "10.0.0.7:6380");
+  EXPECT_EQ(l.redis_options.domain, "prod-eu.1");
+  EXPECT_EQ(l.password_file, "/etc/routerd/redis.pass");
+  EXPECT_EQ(l.redis_options.connect_timeout, absl::Milliseconds(300));
+  EXPECT_EQ(l.redis_options.call_timeout, absl::Milliseconds(40));
+  EXPECT_EQ(l.redis_options.retry_after, absl::Milliseconds(750));
+  EXPECT_EQ(l.redis_options.max_connections, 4);
+  EXPECT_TRUE(l.redis_options.password.empty());  // read from the file at start, never stored
+  absl::StatusOr<RouterConfig> again = ParseConfigYaml(ConfigToYaml(*c));
+  ASSERT_THAT(again, IsOk()) << ConfigToYaml(*c);
+  EXPECT_EQ(ConfigToYaml(*again), ConfigToYaml(*c));
+
+  // Startup-only: an update without the section keeps it; one that changes it is refused.
+  absl::StatusOr<RouterConfig> update = ParseConfigUpdateYaml("batching: {max_batch_size: 8}", *c);
+  ASSERT_THAT(update, IsOk());
+  EXPECT_THAT(CheckRuntimeChange(*c, *update), IsOk());
+  update = ParseConfigUpdateYaml("ledger: {backend: local}", *c);
+  ASSERT_THAT(update, IsOk());
+  EXPECT_THAT(CheckRuntimeChange(*c, *update),
+              StatusIs(absl::StatusCode::kFailedPrecondition, HasSubstr("ledger.backend:")));
+  update = ParseConfigUpdateYaml(
+      "ledger: {backend: redis, redis: {address: '10.0.0.8:6380', domain: prod-eu.1}}", *c);
+  ASSERT_THAT(update, IsOk());
+  EXPECT_EQ(ChangedStartupKey(*c, *update), "ledger.health_requires_ledger");
+
+  for (const auto& [yaml, field] : std::vector<std::pair<std::string, std::string>>{
+           {"ledger: {backend: etcd}", "ledger.backend"},
+           {"ledger: {redis: {address: 'a:1'}}", "ledger.redis: only with backend: redis"},
+           {"ledger: {health_requires_ledger: true}", "ledger.health_requires_ledger"},
+           {"ledger: {backend: redis, redis: {address: nohost}}", "ledger.redis.address"},
+           {"ledger: {backend: redis, redis: {domain: 'a{b'}}", "ledger.redis.domain"},
+           {"ledger: {backend: redis, redis: {call_timeout_ms: 0}}", "ledger.redis.call_timeout_ms"},
+           {"ledger: {backend: redis, redis: {max_connections: 0}}", "ledger.redis.max_connections"},
+           {"ledger: {backend: redis, redis: {pasword_file: x}}", "ledger.redis.pasword_file"},
+       }) {
+    EXPECT_THAT(ParseConfigYaml(yaml), StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr(field)))
+        << yaml;
+  }
+}
+
 }  // namespace
 }  // namespace router::server
