@@ -13,29 +13,35 @@ set -euo pipefail
 
 # Compilers and the -dev packages routerd and routerctl build against. protobuf-compiler-grpc also
 # brings grpc_python_plugin, which configuring the project needs (clients/CMakeLists.txt).
+# libhiredis-dev is the Redis ledger's client (server/ledger_redis/).
 ROUTERD_BUILD=(
   cmake ninja-build g++ make pkg-config
   libgrpc++-dev libgrpc-dev protobuf-compiler-grpc libprotobuf-dev protobuf-compiler grpc-proto
   libabsl-dev coinor-libcbc-dev prometheus-cpp-dev nlohmann-json3-dev libyaml-cpp-dev libjemalloc-dev
-  libssl-dev
+  libssl-dev libhiredis-dev
 )
 # The runtime halves of those -dev packages: `ldd routerd routerctl | dpkg -S` (apt brings their
 # own dependencies: libgrpc29, libre2-9, libc-ares2, zlib). routerd links OpenSSL itself (certificate
 # checks, token hashing), hence libssl3. The image's build fails if one is missing (deploy/Dockerfile
-# checks ldd).
+# checks ldd). libhiredis0.14 for the Redis ledger.
 ROUTERD_RUNTIME=(
   libgrpc++1.51 libprotobuf32 libabsl20220623 libyaml-cpp0.7 libjemalloc2 libssl3
   libprometheus-cpp-pull1.0 libprometheus-cpp-core1.0 libcivetweb1
   coinor-libcbc3 coinor-libcgl1 coinor-libclp1 coinor-libosi1v5 coinor-libcoinutils3v5
+  libhiredis0.14
 )
 # Tests, sanitizer, thread-safety and libFuzzer builds (libclang-rt-14-dev: clang's sanitizer and
 # libFuzzer runtimes, only recommended by clang), benchmarks and their plots, the clients'
 # end-to-end test (Python), the systemd unit's check, promtool and Prometheus (tests/deploy/), the
 # openssl command (deploy/README.md, "Transport security", makes certificates and tokens with it).
+# redis-server for the Redis ledger's tests and the fleet chaos test (each starts its own on a free
+# port), with redis-tools, python3-redis and faketime (one replica's skewed clock); yamllint for
+# the Kubernetes manifests (tests/deploy/k8s_manifests_test.py).
 TEST_TOOLS=(
   clang libclang-rt-14-dev openssl libgtest-dev libgmock-dev googletest libbenchmark-dev
   python3 python3-grpcio python3-protobuf python3-yaml curl ca-certificates systemd gnuplot-nox
   prometheus
+  redis-server redis-tools python3-redis faketime yamllint
 )
 # The container test (tests/deploy/container_test.sh): podman with runc (crun refuses these
 # machines' hybrid cgroup layout), catatonit for `podman run --init`, slirp4netns for
@@ -70,17 +76,34 @@ if [ ! -e "$POLICY" ]; then
   trap '$SUDO rm -f "$POLICY"' EXIT
 fi
 prometheus_was_installed=0
+redis_was_installed=0
+if dpkg-query -W -f='${Status}' redis-server 2>/dev/null | grep -q 'install ok installed'; then
+  redis_was_installed=1
+fi
 if dpkg-query -W -f='${Status}' prometheus 2>/dev/null | grep -q 'install ok installed'; then
   prometheus_was_installed=1
 fi
 
 $SUDO apt-get update -qq
 $SUDO apt-get install -y -qq --no-install-recommends "${packages[@]}" >/dev/null
+if [ "${1:-all}" = all ]; then
+  # kubectl renders the Kubernetes manifests offline (`kubectl kustomize`): Debian's
+  # kubernetes-client (1.20, its kustomize renders deploy/kustomization.yaml) unless the machine
+  # already has a kubectl (another package owns /usr/bin/kubectl then).
+  if ! command -v kubectl >/dev/null; then
+    $SUDO apt-get install -y -qq --no-install-recommends kubernetes-client >/dev/null
+  fi
+fi
 
 # On a systemd machine the package also enabled prometheus.service for the next boot (a server on
 # port 9090). Disabled here when this run installed it; a Prometheus installed before is not touched.
 if [ "${1:-all}" = all ] && [ "$prometheus_was_installed" -eq 0 ] && [ -d /run/systemd/system ]; then
   $SUDO systemctl disable --now prometheus.service >/dev/null 2>&1 ||
     echo "install-deps: could not disable prometheus.service (the tests use their own ports)" >&2
+fi
+# Likewise redis-server.service (port 6379): the tests start their own redis-server on free ports.
+if [ "${1:-all}" = all ] && [ "$redis_was_installed" -eq 0 ] && [ -d /run/systemd/system ]; then
+  $SUDO systemctl disable --now redis-server.service >/dev/null 2>&1 ||
+    echo "install-deps: could not disable redis-server.service (the tests use their own ports)" >&2
 fi
 echo "install-deps: ${1:-all}: done"
