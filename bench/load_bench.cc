@@ -451,6 +451,10 @@ class StreamClient final : public grpc::ClientBidiReactor<Request, Response> {
 
 struct Options {
   std::string routerd;  // external address; empty = in-process
+  // Redis "HOST:PORT": also start a second in-process routerd on the same config with the Redis
+  // ledger (ledger.backend: redis, domain load_bench), and run every Route and Route (inline) row
+  // against both in the same run.
+  std::string redis;
   std::string config = router::bench::kDefaultConfig;
   std::string estimator;
   std::string prompts = router::bench::kDefaultPrompts;
@@ -586,7 +590,8 @@ int Usage(const std::string& problem) {
                "                  [--clients 64,256] [--batch_sizes 64,256] [--delays_ms 1,5]\n"
                "                  [--stream_window 8] [--channels 2] [--warmup_s 1] [--duration_s 4]\n"
                "                  [--lease_timeout_s 2] [--pairs 3]\n"
-               "                  [--services Echo,EchoStream,RouteInline,Route,RouteStream]\n";
+               "                  [--services Echo,EchoStream,RouteInline,Route,RouteStream]\n"
+               "                  [--redis HOST:PORT]\n";
   return 2;
 }
 
@@ -614,6 +619,8 @@ int main(int argc, char** argv) {
     bool ok = true;
     if (arg == "--routerd") {
       o.routerd = value;
+    } else if (arg == "--redis") {
+      o.redis = value;
     } else if (arg == "--config") {
       o.config = value;
     } else if (arg == "--estimator") {
@@ -682,6 +689,44 @@ int main(int argc, char** argv) {
     routerd = *std::move(started);
     routerd_address = absl::StrCat("127.0.0.1:", routerd->port());
   }
+
+  // The same routerd with the Redis ledger, for the ledger comparison rows.
+  std::unique_ptr<router::server::Routerd> redis_routerd;
+  std::vector<std::unique_ptr<v1::Router::Stub>> redis_stubs;
+  std::unique_ptr<v1::RouterAdmin::Stub> redis_admin;
+  if (!o.redis.empty()) {
+    if (routerd == nullptr) {
+      std::cerr << "load_bench: --redis needs the in-process routerd (no --routerd)\n";
+      return 1;
+    }
+    absl::StatusOr<router::server::RouterConfig> config = router::server::LoadConfigFile(o.config);
+    if (!config.ok()) {
+      std::cerr << "load_bench: " << config.status().message() << "\n";
+      return 1;
+    }
+    config->listen = "127.0.0.1:0";
+    config->metrics_listen = "127.0.0.1:0";
+    if (!o.estimator.empty()) config->estimator = o.estimator;
+    config->ledger_backend.redis = true;
+    config->ledger_backend.redis_options.address = o.redis;
+    config->ledger_backend.redis_options.domain = "load_bench";
+    absl::StatusOr<std::unique_ptr<router::server::Routerd>> started =
+        router::server::Routerd::Start(*std::move(config), "");
+    if (!started.ok()) {
+      std::cerr << "load_bench: routerd (redis ledger): " << started.status().message() << "\n";
+      return 1;
+    }
+    redis_routerd = *std::move(started);
+    for (const auto& c : MakeChannels(absl::StrCat("127.0.0.1:", redis_routerd->port()), o.channels)) {
+      redis_stubs.push_back(v1::Router::NewStub(c));
+      if (redis_admin == nullptr) redis_admin = v1::RouterAdmin::NewStub(c);
+    }
+  }
+  struct LedgerPair {
+    std::string row;
+    RunResult local, redis;
+  };
+  std::vector<LedgerPair> ledger_pairs;
 
   EchoService echo_service;
   grpc::ServerBuilder builder;
@@ -758,6 +803,29 @@ int main(int argc, char** argv) {
     stub->async()->Echo(ctx, req, resp, std::move(done));
   };
   auto judge_route = [](const grpc::Status& s, const v1::RouteResponse&) { return s.ok(); };
+  // The Route (or inline Route) row against the routerd with the Redis ledger, right after the same
+  // row against the in-process ledger (`local`), with the same batch settings.
+  auto redis_row = [&](bool inline_mode, int clients, int64_t batch_size, double delay_ms,
+                       const RunResult& local, std::string label) -> absl::Status {
+    if (absl::Status s = ApplyBatching(*redis_admin, batch_size, delay_ms, o.lease_timeout_s);
+        !s.ok()) {
+      return s;
+    }
+    RunResult r = inline_mode
+                      ? RunUnary<v1::Router::Stub, v1::RouteRequest, v1::RouteResponse>(
+                            o, clients, redis_stubs, send_route, fill_route_inline, judge_route)
+                      : RunUnary<v1::Router::Stub, v1::RouteRequest, v1::RouteResponse>(
+                            o, clients, redis_stubs, send_route, fill_route, judge_route);
+    r.service = inline_mode ? "Route (inline, redis ledger)" : "Route (redis ledger)";
+    r.clients = clients;
+    if (!inline_mode) {
+      r.batch_size = batch_size;
+      r.delay_ms = delay_ms;
+    }
+    PrintRow(r);
+    ledger_pairs.push_back({std::move(label), local, r});
+    return absl::OkStatus();
+  };
   auto judge_echo = [](const grpc::Status& s, const echo::EchoResponse&) { return s.ok(); };
   auto judge_route_stream = [](const v1::RouteStreamResponse& r,
                                std::vector<std::pair<std::string, bool>>* out) {
@@ -860,6 +928,15 @@ int main(int argc, char** argv) {
       route_inline.service = "Route (inline)";
       route_inline.clients = clients;
       PrintRow(route_inline);
+      if (redis_admin != nullptr) {
+        if (absl::Status s = redis_row(true, clients, o.batch_sizes.front(), o.delays_ms.front(),
+                                       route_inline, absl::StrCat("Route (inline), ", clients,
+                                                                  " clients"));
+            !s.ok()) {
+          std::cerr << "load_bench: " << s.message() << "\n";
+          return 1;
+        }
+      }
       if (o.Runs("Echo")) inline_vs_echo.push_back({clients, echo_unary, route_inline});
     }
 
@@ -878,6 +955,15 @@ int main(int argc, char** argv) {
           route.batch_size = batch_size;
           route.delay_ms = delay_ms;
           PrintRow(route);
+          if (redis_admin != nullptr) {
+            if (absl::Status s = redis_row(false, clients, batch_size, delay_ms, route,
+                                           absl::StrCat("Route, ", clients, " clients, batch ",
+                                                        batch_size, ", delay ", delay_ms, " ms"));
+                !s.ok()) {
+              std::cerr << "load_bench: " << s.message() << "\n";
+              return 1;
+            }
+          }
         }
         if (!o.Runs("RouteStream")) continue;
         absl::StatusOr<RunResult> stream = run_route_stream(clients, batch_size, delay_ms);
@@ -969,6 +1055,15 @@ int main(int argc, char** argv) {
                 r.clients, r.route_inline.p50_ms, r.echo.p50_ms, r.route_inline.p99_ms,
                 r.echo.p99_ms, r.route_inline.p99_ms - r.echo.p99_ms);
   }
+
+  for (const LedgerPair& p : ledger_pairs) {
+    std::printf("%s: redis vs local ledger: p50 %.2f vs %.2f ms, p99 %.2f vs %.2f ms; p99 "
+                "difference %.2f ms (target <= 2 ms); errors %lld vs %lld\n",
+                p.row.c_str(), p.redis.p50_ms, p.local.p50_ms, p.redis.p99_ms, p.local.p99_ms,
+                p.redis.p99_ms - p.local.p99_ms, static_cast<long long>(p.redis.errors),
+                static_cast<long long>(p.local.errors));
+  }
+  if (redis_routerd != nullptr) redis_routerd->Shutdown(absl::ZeroDuration(), absl::Seconds(1));
 
   if (absl::Status s = SetConfigYaml(*admin, *original_yaml); !s.ok()) {
     std::cerr << "load_bench: restoring routerd's configuration: " << s.message() << "\n";

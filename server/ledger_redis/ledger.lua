@@ -9,18 +9,21 @@
 -- everything it was given, and only then writes. Money is integer micro-USD; time is integer
 -- microseconds of the Redis clock.
 --
--- Keys: KEYS[1..10] are the fixed keys of one budget domain D, all under the hash tag {rt:D}, in
--- the order of KEY_NAMES below; a model's lease set is <prefix>m:<model>, with the same tag, so
+-- Keys: KEYS[1..9] are the fixed keys of one budget domain D, all under the hash tag {rt:D}, in
+-- the order below; a self-hosted model's lease set is <prefix>m:<model>, with the same tag, so
 -- every key a call touches is in one hash slot (Redis Cluster-legal).
 --   meta    hash: inc (incarnation), seq (bumped by every call), guard (conservative until, us),
 --           nlease, nhold (id counters), expired (leases expired without a Complete), rollbacks
 --   bucket  hash: level (micro-USD, may be negative), t (us of the last refill), held (micro-USD)
 --   holds   hash: hold number -> "expiry|spend|model|count|model|count..."
 --   hexp    zset: hold number by expiry
---   leases  hash: lease number -> "model|micros|expiry|tag"
---   lexp    zset: lease number by expiry
---   gone    hash: lease number -> "micros|tag" (expired, not completed: for a late Complete)
---   gexp    zset: gone lease number by when it expired
+--   leases  hash: lease number -> "model|micros|expiry|tag|tracked" (tracked = 1 when the lease
+--           is in its model's lease set: models with a slot limit); open leases, and expired ones
+--           not completed (for a late Complete) until forgotten
+--   lexp    zset: open lease number by expiry (its size is the open leases)
+--   m:<model> zset: open lease number by expiry, per model with a slot limit (its size is the
+--           slots in use)
+--   gexp    zset: expired, not completed lease number by when it expired (oldest forgotten first)
 --   held    hash: model -> slots held by open holds
 --   win     hash: n (current inline window), opened, arrivals, dur, seen, s<n> (spend of window n)
 --   totals  (in meta): reserved, recorded
@@ -36,6 +39,7 @@
 local REAP_LEASES = 128 -- most leases expired per call
 local REAP_HOLDS = 64 -- most holds expired per call
 local WINDOWS_KEPT = 8 -- inline windows whose spend is remembered
+local TRIM_STEP = 512 -- expired leases forgotten at once
 
 local function now_us()
   local t = redis.call('TIME')
@@ -44,12 +48,16 @@ end
 
 local function split(s)
   local out = {}
-  for part in string.gmatch(s, '([^|]*)|?') do
-    out[#out + 1] = part
+  local start = 1
+  while true do
+    local bar = string.find(s, '|', start, true)
+    if bar == nil then
+      out[#out + 1] = string.sub(s, start)
+      return out
+    end
+    out[#out + 1] = string.sub(s, start, bar - 1)
+    start = bar + 1
   end
-  -- gmatch yields one empty match at the end of the string
-  if out[#out] == '' then out[#out] = nil end
-  return out
 end
 
 local function int_arg(v, what)
@@ -64,7 +72,7 @@ local K = {}
 
 local function bind(keys)
   K.meta, K.bucket, K.holds, K.hexp, K.leases = keys[1], keys[2], keys[3], keys[4], keys[5]
-  K.lexp, K.gone, K.gexp, K.held, K.win = keys[6], keys[7], keys[8], keys[9], keys[10]
+  K.lexp, K.gexp, K.held, K.win = keys[6], keys[7], keys[8], keys[9]
   K.prefix = string.sub(keys[1], 1, -5) -- "<tag>:" of "<tag>:meta"
 end
 
@@ -132,31 +140,51 @@ local function reap(now, max_gone)
     if rec then drop_hold(number, rec) else redis.call('ZREM', K.hexp, number) end
   end
   local ls = redis.call('ZRANGEBYSCORE', K.lexp, '-inf', now, 'LIMIT', 0, REAP_LEASES)
-  local expired = 0
-  for _, number in ipairs(ls) do
-    local rec = redis.call('HGET', K.leases, number)
-    redis.call('ZREM', K.lexp, number)
+  if #ls == 0 then return end
+  -- One command per key for all of them; the records stay for a late Complete.
+  redis.call('ZREM', K.lexp, unpack(ls))
+  local recs = redis.call('HMGET', K.leases, unpack(ls))
+  local gone_at, by_model, order = {}, {}, {}
+  local expired, micros_total = 0, 0
+  for i, number in ipairs(ls) do
+    local rec = recs[i]
     if rec then
       local f = split(rec)
-      local micros = tonumber(f[2])
-      redis.call('ZREM', model_key(f[1]), number)
-      redis.call('HDEL', K.leases, number)
-      incr(K.meta, 'reserved', -micros)
-      incr(K.meta, 'recorded', micros)
-      if max_gone > 0 then
-        redis.call('HSET', K.gone, number, micros .. '|' .. f[4])
-        redis.call('ZADD', K.gexp, now, number)
-      end
       expired = expired + 1
+      micros_total = micros_total + tonumber(f[2])
+      if f[5] == '1' then
+        local m = by_model[f[1]]
+        if m == nil then
+          m = {}
+          by_model[f[1]] = m
+          order[#order + 1] = f[1]
+        end
+        m[#m + 1] = number
+      end
+      gone_at[#gone_at + 1] = now
+      gone_at[#gone_at + 1] = number
     end
   end
-  if expired > 0 then
-    incr(K.meta, 'expired', expired)
-    local excess = redis.call('ZCARD', K.gexp) - max_gone
-    if excess > 0 then
-      local old = redis.call('ZPOPMIN', K.gexp, math.min(excess, 2 * REAP_LEASES))
-      for i = 1, #old, 2 do redis.call('HDEL', K.gone, old[i]) end
-    end
+  if expired == 0 then return end
+  for _, m in ipairs(order) do redis.call('ZREM', model_key(m), unpack(by_model[m])) end
+  incr(K.meta, 'reserved', -micros_total)
+  incr(K.meta, 'recorded', micros_total)
+  incr(K.meta, 'expired', expired)
+  if max_gone > 0 then
+    redis.call('ZADD', K.gexp, unpack(gone_at))
+  else
+    local drop = {}
+    for i = 2, #gone_at, 2 do drop[#drop + 1] = gone_at[i] end
+    redis.call('HDEL', K.leases, unpack(drop))
+  end
+  -- Forgets the oldest beyond max_gone, in steps of at least TRIM_STEP (amortized), at most
+  -- 8 x REAP_LEASES per call.
+  local excess = redis.call('ZCARD', K.gexp) - max_gone
+  if excess >= TRIM_STEP or (excess > 0 and max_gone < TRIM_STEP) then
+    local old = redis.call('ZPOPMIN', K.gexp, math.min(excess, 8 * REAP_LEASES))
+    local drop = {}
+    for i = 1, #old, 2 do drop[#drop + 1] = old[i] end
+    if #drop > 0 then redis.call('HDEL', K.leases, unpack(drop)) end
   end
 end
 
@@ -446,13 +474,35 @@ local function commit(keys, args)
   -- Everything is checked: write.
   local expiry = now + lease_us
   local out = {0, spent}
-  for k = 1, n do
-    local r = res[k]
-    local number = redis.call('HINCRBY', K.meta, 'nlease', 1)
-    redis.call('HSET', K.leases, number, r[1] .. '|' .. r[2] .. '|' .. expiry .. '|' .. r[3])
-    redis.call('ZADD', K.lexp, expiry, number)
-    redis.call('ZADD', model_key(r[1]), expiry, number)
-    out[#out + 1] = number
+  if n > 0 then
+    -- One command per key, with every lease of the commit in it.
+    local base = redis.call('HINCRBY', K.meta, 'nlease', n) - n
+    local records, expiries, by_model = {}, {}, {}
+    for k = 1, n do
+      local r = res[k]
+      local number = base + k
+      local tracked = slots[r[1]] >= 0
+      records[#records + 1] = number
+      records[#records + 1] = r[1] .. '|' .. r[2] .. '|' .. expiry .. '|' .. r[3] .. '|' ..
+                                (tracked and '1' or '0')
+      expiries[#expiries + 1] = expiry
+      expiries[#expiries + 1] = number
+      if tracked then
+        local m = by_model[r[1]]
+        if m == nil then
+          m = {}
+          by_model[r[1]] = m
+        end
+        m[#m + 1] = expiry
+        m[#m + 1] = number
+      end
+      out[#out + 1] = number
+    end
+    redis.call('HSET', K.leases, unpack(records))
+    redis.call('ZADD', K.lexp, unpack(expiries))
+    for _, m in ipairs(order) do
+      if by_model[m] then redis.call('ZADD', model_key(m), unpack(by_model[m])) end
+    end
   end
   if total > 0 then
     incr(K.meta, 'reserved', total)
@@ -466,32 +516,32 @@ end
 -- ARGV[7] lease number, [8] tag, [9] actual micro-USD (-1 = as predicted). Returns {seq, predicted,
 -- recorded, 1 if the lease was active else 0}.
 local function complete(keys, args)
-  local _, rate, burst, level = begin(keys, args)
+  local now, rate, burst, level = begin(keys, args)
   local number, tag = args[7], args[8]
   local actual = int_arg(args[9], 'actual')
   local rec = redis.call('HGET', K.leases, number)
-  local predicted, active
-  if rec then
-    local f = split(rec)
-    if f[4] ~= tag then error({err = 'NOTFOUND lease'}) end
-    predicted = tonumber(f[2])
-    redis.call('HDEL', K.leases, number)
+  if not rec then error({err = 'NOTFOUND lease'}) end
+  local f = split(rec)
+  if f[4] ~= tag then error({err = 'NOTFOUND lease'}) end
+  local predicted = tonumber(f[2])
+  local active = 0
+  if redis.call('ZSCORE', K.lexp, number) then
     redis.call('ZREM', K.lexp, number)
-    redis.call('ZREM', model_key(f[1]), number)
+    if f[5] == '1' then redis.call('ZREM', model_key(f[1]), number) end
     incr(K.meta, 'reserved', -predicted)
-    active = 1
+    if tonumber(f[3]) > now then
+      active = 1
+    else
+      -- Overdue, not yet expired by a bounded reap: expire it first (the estimate is charged).
+      incr(K.meta, 'recorded', predicted)
+      incr(K.meta, 'expired', 1)
+    end
   else
-    local g = redis.call('HGET', K.gone, number)
-    if not g then error({err = 'NOTFOUND lease'}) end
-    local f = split(g)
-    if f[2] ~= tag then error({err = 'NOTFOUND lease'}) end
-    predicted = tonumber(f[1])
-    redis.call('HDEL', K.gone, number)
     redis.call('ZREM', K.gexp, number)
-    -- Expiry already recorded the predicted cost.
-    incr(K.meta, 'recorded', -predicted)
-    active = 0
   end
+  redis.call('HDEL', K.leases, number)
+  -- An expired lease had its predicted cost recorded: the actual one replaces it.
+  if active == 0 then incr(K.meta, 'recorded', -predicted) end
   local recorded = actual >= 0 and actual or predicted
   incr(K.meta, 'recorded', recorded)
   if rate > 0 then
@@ -548,7 +598,7 @@ local function totals(keys, args)
   local now, rate, _, level = begin(keys, args)
   local m = redis.call('HMGET', K.meta, 'reserved', 'recorded', 'expired')
   return {bump(), tonumber(m[1] or '0'), tonumber(m[2] or '0'), rate > 0 and 1 or 0, level,
-          redis.call('HLEN', K.leases), redis.call('HLEN', K.holds), tonumber(m[3] or '0'),
+          redis.call('ZCARD', K.lexp), redis.call('HLEN', K.holds), tonumber(m[3] or '0'),
           guarded(now) and 1 or 0}
 end
 

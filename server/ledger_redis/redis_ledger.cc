@@ -23,7 +23,7 @@ namespace router::server {
 namespace {
 
 constexpr double kInf = std::numeric_limits<double>::infinity();
-constexpr int kFixedKeys = 10;
+constexpr int kFixedKeys = 9;
 
 // The decimal digits at the front of `s`, consumed; nullopt unless canonical (no sign, no leading
 // zero), so that one number has one spelling.
@@ -223,7 +223,7 @@ RedisLedger::RedisLedger(const RedisLedgerOptions& redis, RedisLedgerObserver* o
         const std::string tag = absl::StrCat("{rt:", redis.domain, "}:");
         std::vector<std::string> keys;
         for (const char* name :
-             {"meta", "bucket", "holds", "hexp", "leases", "lexp", "gone", "gexp", "held", "win"}) {
+             {"meta", "bucket", "holds", "hexp", "leases", "lexp", "gexp", "held", "win"}) {
           keys.push_back(tag + name);
         }
         return keys;
@@ -543,7 +543,7 @@ absl::StatusOr<core::LedgerHold> RedisLedger::Hold(const core::HoldRequest& requ
     return absl::InvalidArgumentError("hold_for: must be > 0");
   }
   std::vector<std::string> args = {absl::StrCat(absl::ToInt64Microseconds(request.hold_for)),
-                                   absl::StrCat(MicrosDown(request.spend_usd))};
+                                   absl::StrCat(MicrosUp(request.spend_usd))};
   {
     absl::MutexLock lock(&mu_);
     args.insert(args.end(), model_args_.begin(), model_args_.end());
@@ -561,8 +561,12 @@ absl::StatusOr<core::LedgerHold> RedisLedger::Hold(const core::HoldRequest& requ
   core::LedgerHold hold;
   hold.id = absl::StrCat(Prefix(), "-h", (*r)->Int(1));
   hold.expires = absl::FromUnixMicros((*r)->Int(2));
+  // Granted all that was asked (rounded up to the micro-USD): the ask itself, so that a decision
+  // does not see a rounding shortfall as the paced allowance binding.
   const int64_t spend = (*r)->Int(3);
-  hold.spend_usd = spend < 0 ? request.spend_usd : static_cast<double>(spend) / 1e6;
+  const bool all = spend < 0 || (std::isfinite(request.spend_usd) &&
+                                 spend >= MicrosUp(request.spend_usd));
+  hold.spend_usd = all ? request.spend_usd : static_cast<double>(spend) / 1e6;
   for (size_t k = 0; k < request.slots.size(); ++k) hold.slots.push_back((*r)->Int(4 + k));
   return hold;
 }

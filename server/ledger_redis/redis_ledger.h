@@ -12,7 +12,10 @@
 // down, and each commit may pass a hold's grant, the bucket or a window's cap by at most one
 // micro-USD per reservation (that rounding). Every key of a domain D is under the hash tag {rt:D}
 // (one Redis Cluster slot). Each call expires a bounded number of overdue holds and leases (128
-// leases, 64 holds); what it leaves stays counted until a later call (conservative).
+// leases, 64 holds); what it leaves stays counted until a later call (conservative). Expired leases
+// are remembered for a late Complete up to max_expired_remembered (forgotten oldest first, in
+// steps of 512, so up to 511 more may be remembered meanwhile). Slots in use are counted for models
+// with a slot limit only: InUse of an API model is 0 (the local ledger counts its open leases).
 //
 // Incarnation and loss. The domain's state carries an incarnation id, set once when the state is
 // created, and a sequence number bumped by every call. The client remembers both. A call that finds
@@ -41,7 +44,8 @@
 // message names the address, never the password).
 //
 // Cost: one round trip per call; the Function's work is O(models + reservations + what it expires,
-// bounded) Redis operations.
+// bounded) Redis operations, one command per key for all the leases of a commit or of an expiry.
+// Figures in bench/README.md, "Shared ledger".
 
 #ifndef ROUTER_SERVER_LEDGER_REDIS_REDIS_LEDGER_H_
 #define ROUTER_SERVER_LEDGER_REDIS_REDIS_LEDGER_H_

@@ -8,6 +8,7 @@
 
 #include <atomic>
 #include <cmath>
+#include <limits>
 #include <set>
 #include <string>
 #include <thread>
@@ -340,6 +341,24 @@ TEST_F(RedisLedgerTest, ACommitBeyondItsHoldIsRefusedAndTheHoldGivenBack) {
               StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("the hold granted")));
   EXPECT_EQ(ledger->Totals()->open_assignments, 0);
   EXPECT_NEAR(ledger->Snapshot()->spend_allowance_usd, 1.0, 1e-4);
+}
+
+// Money is integer micro-USD in Redis: a hold granted all it asked reports the ask itself (not the
+// ask rounded), and a commit of costs with fractions of a micro-USD fits the hold that granted them.
+TEST_F(RedisLedgerTest, FractionsOfAMicroUsdNeverLookLikeABindingBudget) {
+  LedgerOptions paced;
+  paced.spend_rate_usd_per_second = 1e-6;
+  paced.spend_burst_usd = 1.0;
+  auto ledger = Make(paced);
+  absl::StatusOr<LedgerHold> hold = ledger->Hold(Want(0.0003775, {}));
+  ASSERT_THAT(hold, IsOk());
+  EXPECT_EQ(hold->spend_usd, 0.0003775);
+  const std::vector<Reservation> two = {{"api", 0.00018875}, {"api", 0.00018875}};
+  EXPECT_THAT(ledger->Commit(&*hold, two), IsOk());
+  absl::StatusOr<LedgerHold> all = ledger->Hold(Want(std::numeric_limits<double>::infinity(), {}));
+  ASSERT_THAT(all, IsOk());
+  EXPECT_LT(all->spend_usd, 1.0);  // what the bucket allows, not the infinite ask
+  EXPECT_GT(all->spend_usd, 0.99);
 }
 
 // A replica that stalls past its hold (by Redis' clock) cannot commit on it.
