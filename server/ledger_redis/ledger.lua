@@ -1,4 +1,4 @@
-#!lua name=router_ledger_v1
+#!lua name=router_ledger_v2
 --
 -- The Redis Functions of the shared ledger (redis_ledger.h). Loaded with FUNCTION LOAD REPLACE by
 -- every replica at start and again whenever Redis answers "Function not found" (a restart without
@@ -36,6 +36,10 @@
 -- or unknown hold), NOFIT (not enough free slots, spend or window budget), INVALID (bad input),
 -- NOTFOUND (unknown model or lease).
 
+-- The layout of the keys below. Each version has its own library and function names (so a replica
+-- of another version loading its library replaces nothing of this one), and a state created by one
+-- version is refused by the others (LAYOUT), so two versions never write the same keys.
+local LAYOUT = '2'
 local REAP_LEASES = 128 -- most leases expired per call
 local REAP_HOLDS = 64 -- most holds expired per call
 local WINDOWS_KEPT = 8 -- inline windows whose spend is remembered
@@ -98,6 +102,11 @@ local function check(args, now)
   end
   if args[1] ~= '' and args[1] ~= inc then
     error({err = 'LOST the ledger state was replaced (another incarnation)'})
+  end
+  local layout = redis.call('HGET', K.meta, 'layout')
+  if layout ~= LAYOUT then
+    error({err = 'ERR the ledger state has layout ' .. tostring(layout) .. '; this routerd writes layout ' ..
+            LAYOUT .. ' (upgrade or downgrade every replica of the domain together)'})
   end
   local seen = int_arg(args[2], 'seen')
   local seq = tonumber(redis.call('HGET', K.meta, 'seq') or '0')
@@ -291,7 +300,8 @@ local function init(keys, args)
   local lost = known ~= '' and known ~= inc
   if not inc then
     inc = new_inc
-    redis.call('HSET', K.meta, 'inc', inc, 'seq', 1, 'guard', 0, 'nlease', 0, 'nhold', 0,
+    redis.call('HSET', K.meta, 'inc', inc, 'layout', LAYOUT, 'seq', 1, 'guard', 0, 'nlease', 0,
+               'nhold', 0,
                'expired', 0, 'rollbacks', 0, 'reserved', 0, 'recorded', 0, 'created', now)
     redis.call('HSET', K.bucket, 'level', lost and 0 or burst, 't', now, 'held', 0)
   end
@@ -612,12 +622,12 @@ local function wrap(f)
   end
 end
 
-redis.register_function('rl1_init', wrap(init))
-redis.register_function('rl1_snapshot', wrap(snapshot))
-redis.register_function('rl1_hold', wrap(hold))
-redis.register_function('rl1_release', wrap(release))
-redis.register_function('rl1_commit', wrap(commit))
-redis.register_function('rl1_complete', wrap(complete))
-redis.register_function('rl1_arrive', wrap(arrive))
-redis.register_function('rl1_in_use', wrap(in_use))
-redis.register_function('rl1_totals', wrap(totals))
+redis.register_function('rl2_init', wrap(init))
+redis.register_function('rl2_snapshot', wrap(snapshot))
+redis.register_function('rl2_hold', wrap(hold))
+redis.register_function('rl2_release', wrap(release))
+redis.register_function('rl2_commit', wrap(commit))
+redis.register_function('rl2_complete', wrap(complete))
+redis.register_function('rl2_arrive', wrap(arrive))
+redis.register_function('rl2_in_use', wrap(in_use))
+redis.register_function('rl2_totals', wrap(totals))

@@ -380,7 +380,7 @@ absl::Status RedisLedger::Init(const std::string& known) {
     lease_us = absl::ToInt64Microseconds(options_.lease_timeout);
     burst = MicrosDown(options_.spend_burst_usd);
   }
-  std::vector<std::string> argv = {"FCALL", "rl1_init", absl::StrCat(kFixedKeys)};
+  std::vector<std::string> argv = {"FCALL", "rl2_init", absl::StrCat(kFixedKeys)};
   argv.insert(argv.end(), keys_.begin(), keys_.end());
   argv.push_back(absl::StrCat(Hex16(core::SecureRandom64()), Hex16(core::SecureRandom64())));
   argv.push_back(known);
@@ -522,7 +522,7 @@ absl::StatusOr<core::LedgerSnapshot> RedisLedger::Snapshot() {
     args = model_args_;
     for (const core::LedgerModel& m : models_) snap.models.push_back(m.name);
   }
-  absl::StatusOr<std::unique_ptr<Reply>> r = Call("snapshot", "rl1_snapshot", args);
+  absl::StatusOr<std::unique_ptr<Reply>> r = Call("snapshot", "rl2_snapshot", args);
   if (!r.ok()) return r.status();
   {
     absl::MutexLock lock(&mu_);
@@ -556,7 +556,7 @@ absl::StatusOr<core::LedgerHold> RedisLedger::Hold(const core::HoldRequest& requ
     args.push_back(request.slots[k].model);
     args.push_back(absl::StrCat(request.slots[k].count));
   }
-  absl::StatusOr<std::unique_ptr<Reply>> r = Call("hold", "rl1_hold", args);
+  absl::StatusOr<std::unique_ptr<Reply>> r = Call("hold", "rl2_hold", args);
   if (!r.ok()) return r.status();
   core::LedgerHold hold;
   hold.id = absl::StrCat(Prefix(), "-h", (*r)->Int(1));
@@ -588,7 +588,7 @@ std::optional<uint64_t> ParseHoldNumber(absl::string_view id, const std::string&
 void RedisLedger::Release(const core::LedgerHold& hold) {
   const std::optional<uint64_t> number = ParseHoldNumber(hold.id, Prefix());
   if (!number.has_value()) return;
-  Call("release", "rl1_release", {absl::StrCat(*number)}).IgnoreError();
+  Call("release", "rl2_release", {absl::StrCat(*number)}).IgnoreError();
 }
 
 absl::StatusOr<std::vector<core::Lease>> RedisLedger::Commit(
@@ -624,7 +624,7 @@ absl::StatusOr<std::vector<core::Lease>> RedisLedger::Commit(
     args.push_back(absl::StrCat(MicrosUp(res.predicted_cost_usd)));
     args.push_back(tags.back());
   }
-  absl::StatusOr<std::unique_ptr<Reply>> r = Call("commit", "rl1_commit", args);
+  absl::StatusOr<std::unique_ptr<Reply>> r = Call("commit", "rl2_commit", args);
   if (!r.ok()) return r.status();
   // The prefix of the incarnation that answered (a re-created state may have changed it).
   const std::string issued = Prefix();
@@ -654,7 +654,7 @@ absl::StatusOr<core::CompletionRecord> RedisLedger::Complete(
     return unknown;
   }
   absl::StatusOr<std::unique_ptr<Reply>> r =
-      Call("complete", "rl1_complete",
+      Call("complete", "rl2_complete",
            {absl::StrCat(*number), std::string(id),
             absl::StrCat(actual_cost_usd.has_value() ? MicrosUp(*actual_cost_usd) : -1)});
   if (!r.ok()) return absl::IsNotFound(r.status()) ? unknown : r.status();
@@ -678,7 +678,7 @@ absl::StatusOr<core::InlineArrival> RedisLedger::ArriveInline(const core::Inline
     args.insert(args.end(), model_args_.begin(), model_args_.end());
     for (const core::LedgerModel& m : models_) out.snapshot.models.push_back(m.name);
   }
-  absl::StatusOr<std::unique_ptr<Reply>> r = Call("arrive", "rl1_arrive", args);
+  absl::StatusOr<std::unique_ptr<Reply>> r = Call("arrive", "rl2_arrive", args);
   if (!r.ok()) return r.status();
   const Reply& reply = **r;
   out.window = static_cast<uint64_t>(reply.Int(1));
@@ -722,7 +722,7 @@ absl::StatusOr<core::InlineCommit> RedisLedger::CommitInline(uint64_t window, do
   args.push_back(std::string(reservation.model));
   args.push_back(absl::StrCat(MicrosUp(reservation.predicted_cost_usd)));
   args.push_back(tag);
-  absl::StatusOr<std::unique_ptr<Reply>> r = Call("commit", "rl1_commit", args);
+  absl::StatusOr<std::unique_ptr<Reply>> r = Call("commit", "rl2_commit", args);
   if (!r.ok()) return r.status();
   core::InlineCommit out;
   out.lease = core::Lease{absl::StrCat(Prefix(), "-", (*r)->Int(2), ".", tag), lease_timeout};
@@ -731,13 +731,13 @@ absl::StatusOr<core::InlineCommit> RedisLedger::CommitInline(uint64_t window, do
 }
 
 absl::StatusOr<int64_t> RedisLedger::InUse(absl::string_view model) {
-  absl::StatusOr<std::unique_ptr<Reply>> r = Call("in_use", "rl1_in_use", {std::string(model)});
+  absl::StatusOr<std::unique_ptr<Reply>> r = Call("in_use", "rl2_in_use", {std::string(model)});
   if (!r.ok()) return r.status();
   return (*r)->Int(1);
 }
 
 absl::StatusOr<core::LedgerTotals> RedisLedger::Totals() {
-  absl::StatusOr<std::unique_ptr<Reply>> r = Call("totals", "rl1_totals", {});
+  absl::StatusOr<std::unique_ptr<Reply>> r = Call("totals", "rl2_totals", {});
   if (!r.ok()) return r.status();
   const Reply& reply = **r;
   core::LedgerTotals t;

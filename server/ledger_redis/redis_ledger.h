@@ -27,6 +27,10 @@
 // rollback: the Function puts the state in the same conservative period. Assignment ids carry the
 // incarnation's first 12 hex digits; a Complete of an id from a lost incarnation is NOT_FOUND.
 //
+// Versions. The keys' layout has a version: each has its own Function library and names
+// (router_ledger_v2, rl2_*), and a state created by one version is refused by the others
+// (UNAVAILABLE naming both layouts), so a fleet is upgraded across a layout change as a whole.
+//
 // Ids: "<incarnation prefix>-<lease number>.<16 hex random tag>" (the tag from secure_random.h,
 // checked by the Function); holds "<incarnation prefix>-h<number>".
 //

@@ -507,6 +507,15 @@ TEST_F(RedisLedgerTest, ARollbackIsDetectedAndTheFleetStaysConservative) {
   EXPECT_EQ(ledger->Snapshot()->free_slots[0], 2);
 }
 
+// Replicas of another ledger layout never write the same keys: the state's layout is checked.
+TEST_F(RedisLedgerTest, AStateOfAnotherLayoutIsRefused) {
+  auto ledger = Make();
+  ASSERT_THAT(CommitIds(*ledger, {{"local", 0.0}}), IsOk());
+  ASSERT_THAT(server_->Cli("HSET '{rt:" + domain_ + "}:meta' layout 1"), IsOk());
+  EXPECT_THAT(ledger->Snapshot(), StatusIs(absl::StatusCode::kUnavailable, HasSubstr("layout 1")));
+  EXPECT_TRUE(ledger->degraded());
+}
+
 TEST_F(RedisLedgerTest, FunctionsLostByRedisAreReloaded) {
   auto ledger = Make();
   ASSERT_THAT(CommitIds(*ledger, {{"local", 0.0}}), IsOk());
