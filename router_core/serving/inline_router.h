@@ -32,13 +32,15 @@
 // the ledger, which charges the window and re-checks its cap and the free slots in the same atomic
 // step (CommitInline), so
 //     spend of a window <= cap  and  in_use(model) <= slots(model)   always,
-// also when several replicas share the ledger (a decision that lost the race is refused, retryable).
+// also when several replicas share the ledger (a decision that lost the race is decided again on a
+// fresh snapshot, up to three times, then refused, retryable).
 //
 // Cost of a decision: inline_pricing.h's bound with H = forecast_horizon + 1, plus O(M) for the
 // choice and two ledger calls (the arrival and the commit; a snapshot and a commit more per retry).
-// Decisions are serialized by the router's mutex. A model without a free slot is taken out of each forecast query once per change of the set of
-// full models (WithoutModels), not at every decision, so self-hosted models that stay full do not
-// make every decision rebuild all H hulls. Figures in bench/README.md, "Inline decisions".
+// Decisions are serialized by the router's mutex. A model without a free slot is taken out of each
+// forecast query once per change of the set of full models (WithoutModels), not at every decision,
+// so self-hosted models that stay full do not make every decision rebuild all H hulls. Figures in
+// bench/README.md, "Inline decisions".
 //
 // Thread-safety: Route and SetOptions may be called from any thread; decisions are serialized.
 // The ledger and the clock are not owned and must outlive the router.

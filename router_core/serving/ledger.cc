@@ -29,6 +29,20 @@ absl::Status ValidateLedgerOptions(const LedgerOptions& o) {
   return absl::OkStatus();
 }
 
+absl::Status ValidateActualCost(std::optional<double> actual_cost_usd,
+                                const LedgerOptions& options) {
+  if (!actual_cost_usd.has_value()) return absl::OkStatus();
+  if (!std::isfinite(*actual_cost_usd) || *actual_cost_usd < 0) {
+    return absl::InvalidArgumentError("actual_cost_usd: must be a finite number >= 0");
+  }
+  if (*actual_cost_usd > options.max_actual_cost_usd) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("actual_cost_usd: ", *actual_cost_usd, " USD is above the limit of ",
+                     options.max_actual_cost_usd, " USD per call (budget.max_actual_cost_usd)"));
+  }
+  return absl::OkStatus();
+}
+
 absl::Status ValidateLedgerModels(const std::vector<LedgerModel>& models) {
   absl::flat_hash_set<absl::string_view> names;
   for (size_t j = 0; j < models.size(); ++j) {

@@ -84,6 +84,11 @@ struct LedgerOptions {
 };
 // OK, or INVALID_ARGUMENT naming the first bad field.
 absl::Status ValidateLedgerOptions(const LedgerOptions& options);
+// OK when `actual_cost_usd` is nullopt or finite in [0, options.max_actual_cost_usd]; otherwise
+// INVALID_ARGUMENT naming actual_cost_usd (and budget.max_actual_cost_usd when above the limit).
+// What every Ledger::Complete checks before it changes anything.
+absl::Status ValidateActualCost(std::optional<double> actual_cost_usd,
+                                const LedgerOptions& options);
 
 struct LedgerModel {
   std::string name;

@@ -349,16 +349,10 @@ absl::StatusOr<std::vector<Lease>> LocalLedger::CommitLocked(
 
 absl::StatusOr<CompletionRecord> LocalLedger::Complete(absl::string_view assignment_id,
                                                        std::optional<double> actual_cost_usd) {
-  if (actual_cost_usd.has_value() && (!std::isfinite(*actual_cost_usd) || *actual_cost_usd < 0)) {
-    return absl::InvalidArgumentError("actual_cost_usd: must be a finite number >= 0");
-  }
   {
     absl::MutexLock lock(&mu_);
-    if (actual_cost_usd.has_value() && *actual_cost_usd > options_.max_actual_cost_usd) {
-      return absl::InvalidArgumentError(
-          absl::StrCat("actual_cost_usd: ", *actual_cost_usd, " USD is above the limit of ",
-                       options_.max_actual_cost_usd, " USD per call (budget.max_actual_cost_usd)"));
-    }
+    const absl::Status bad = ValidateActualCost(actual_cost_usd, options_);
+    if (!bad.ok()) return bad;
   }
   const absl::Status unknown = absl::NotFoundError(
       absl::StrCat("assignment_id: '", assignment_id, "' is unknown or already completed"));
@@ -438,7 +432,8 @@ absl::StatusOr<InlineCommit> LocalLedger::CommitInline(uint64_t window, double c
   if (std::isfinite(cap_usd) && spent > cap_usd + kBudgetTolerance * std::max(1.0, cap_usd)) {
     return absl::FailedPreconditionError(
         absl::StrCat("inline window w", window, ": ", reservation.predicted_cost_usd,
-                     " USD wanted, ", std::max(0.0, cap_usd - window_.spent_usd), " USD left of its cap"));
+                     " USD wanted, ", std::max(0.0, cap_usd - window_.spent_usd),
+                     " USD left of its cap"));
   }
   absl::StatusOr<std::vector<Lease>> leases =
       CommitLocked(now, std::nullopt, absl::MakeConstSpan(&reservation, 1));

@@ -461,8 +461,10 @@ local function commit(keys, args)
     if granted ~= nil and total > granted_spend + n then
       error({err = 'INVALID spend: ' .. total .. ' micro-USD committed, the hold granted ' .. granted_spend})
     end
+    -- Spend a hold granted is the decision's, even if completions charged more than predicted
+    -- meanwhile and took the bucket below what holds hold (as the local ledger).
     local a = allowance(level)
-    if total > a + n then
+    if granted == nil and total > a + n then
       error({err = 'NOFIT spend: ' .. total .. ' micro-USD wanted, ' .. a .. ' available'})
     end
   end

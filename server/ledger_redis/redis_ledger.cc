@@ -139,7 +139,9 @@ struct RedisLedger::Reply {
 // Connections to Redis, at most `max` open, each used by one call at a time.
 class RedisLedger::Pool {
  public:
-  explicit Pool(const RedisLedgerOptions& o) : options_(o) { SplitAddress(o.address, host_, port_); }
+  explicit Pool(const RedisLedgerOptions& o) : options_(o) {
+    SplitAddress(o.address, host_, port_);
+  }
   ~Pool() {
     absl::MutexLock lock(&mu_);
     for (redisContext* c : idle_) redisFree(c);
@@ -163,7 +165,8 @@ class RedisLedger::Pool {
       ++open_;
     }
     fresh = true;
-    redisContext* c = redisConnectWithTimeout(host_.c_str(), port_, absl::ToTimeval(options_.connect_timeout));
+    redisContext* c =
+        redisConnectWithTimeout(host_.c_str(), port_, absl::ToTimeval(options_.connect_timeout));
     std::string error;
     if (c == nullptr) {
       error = "cannot allocate a connection";
@@ -639,8 +642,10 @@ absl::StatusOr<std::vector<core::Lease>> RedisLedger::Commit(
 
 absl::StatusOr<core::CompletionRecord> RedisLedger::Complete(
     absl::string_view assignment_id, std::optional<double> actual_cost_usd) {
-  if (actual_cost_usd.has_value() && (!std::isfinite(*actual_cost_usd) || *actual_cost_usd < 0)) {
-    return absl::InvalidArgumentError("actual_cost_usd: must be a finite number >= 0");
+  {
+    absl::MutexLock lock(&mu_);
+    const absl::Status bad = core::ValidateActualCost(actual_cost_usd, options_);
+    if (!bad.ok()) return bad;
   }
   const absl::Status unknown = absl::NotFoundError(
       absl::StrCat("assignment_id: '", assignment_id, "' is unknown or already completed"));

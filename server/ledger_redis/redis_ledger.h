@@ -2,8 +2,8 @@
 //
 // The Ledger (router_core/serving/ledger.h) of a fleet of routerd replicas, kept in Redis: every
 // replica of one budget domain shares one spend bucket, one set of slots per self-hosted model, one
-// set of leases and one sequence of inline windows, so the fleet as a whole never exceeds the pacing
-// budget, a window's cap or a model's slots, and any replica can complete any lease.
+// set of leases and one sequence of inline windows, so the fleet as a whole never exceeds the
+// pacing budget, a window's cap or a model's slots, and any replica can complete any lease.
 //
 // Protocol. Each method is one FCALL of a Redis Function (ledger.lua, embedded at build time and
 // loaded with FUNCTION LOAD REPLACE at start and again when Redis answers "Function not found"),
@@ -21,11 +21,12 @@
 // created, and a sequence number bumped by every call. The client remembers both. A call that finds
 // no state (Redis restarted empty, flushed or evicted) or another incarnation fails with LOST; the
 // client then re-creates the state (or adopts the one another replica re-created) and marks it
-// conservative: for `lease_timeout` no self-hosted model has a free slot and the spend bucket starts
-// empty, so leases issued before the loss (unknown now) are never overbooked. A Redis whose sequence
-// is below what a replica has seen (an older append-only file, a failover that lost writes) is a
-// rollback: the Function puts the state in the same conservative period. Assignment ids carry the
-// incarnation's first 12 hex digits; a Complete of an id from a lost incarnation is NOT_FOUND.
+// conservative: for `lease_timeout` no self-hosted model has a free slot and the spend bucket
+// starts empty, so leases issued before the loss (unknown now) are never overbooked. A Redis whose
+// sequence is below what a replica has seen (an older append-only file, a failover that lost
+// writes) is a rollback: the Function puts the state in the same conservative period. Assignment
+// ids carry the incarnation's first 12 hex digits; a Complete of an id from a lost incarnation is
+// NOT_FOUND.
 //
 // Versions. The keys' layout has a version: each has its own Function library and names
 // (router_ledger_v2, rl2_*), and a state created by one version is refused by the others
@@ -35,10 +36,10 @@
 // checked by the Function); holds "<incarnation prefix>-h<number>".
 //
 // Failure. Every call has a connect and a call timeout. A failed call (timeout, refused connection,
-// I/O error, an error reply from Redis other than the ledger's own) answers UNAVAILABLE with a retry
-// hint and opens a circuit breaker: for `retry_after` every call fails at once without touching
-// Redis (the ledger is degraded), then calls go through again. There is no local fallback: a
-// degraded ledger refuses (fail closed).
+// I/O error, an error reply from Redis other than the ledger's own) answers UNAVAILABLE with a
+// retry hint and opens a circuit breaker: for `retry_after` every call fails at once without
+// touching Redis (the ledger is degraded), then calls go through again. There is no local fallback:
+// a degraded ledger refuses (fail closed).
 //
 // Thread-safety: all methods may be called concurrently; each call takes one connection of a small
 // pool (at most `max_connections`, more callers wait). The observer is called outside the locks.
@@ -99,7 +100,8 @@ class RedisLedgerObserver {
   // One call: its operation (snapshot, hold, commit, release, complete, arrive, in_use, totals,
   // init, load) and how long it took; `error` is "" on success, else its kind: timeout,
   // connection, circuit_open, fenced, lost_state, rollback, server.
-  virtual void OnLedgerCall(absl::string_view op, absl::Duration elapsed, absl::string_view error) = 0;
+  virtual void OnLedgerCall(absl::string_view op, absl::Duration elapsed,
+                            absl::string_view error) = 0;
   // The ledger became degraded (true) or healthy again (false).
   virtual void OnLedgerDegraded(bool degraded) = 0;
 };

@@ -361,6 +361,42 @@ TEST_F(RedisLedgerTest, FractionsOfAMicroUsdNeverLookLikeABindingBudget) {
   EXPECT_GT(all->spend_usd, 0.99);
 }
 
+TEST_F(RedisLedgerTest, AnActualCostAboveTheLimitIsRefusedAndChangesNothing) {
+  LedgerOptions paced;
+  paced.spend_rate_usd_per_second = 1e-6;
+  paced.spend_burst_usd = 5.0;
+  paced.max_actual_cost_usd = 2.0;
+  auto ledger = Make(paced);
+  auto ids = CommitIds(*ledger, {{"api", 0.5}});
+  ASSERT_THAT(ids, IsOk());
+  for (const double absurd : {2.000001, 1e300}) {
+    EXPECT_THAT(ledger->Complete((*ids)[0], absurd),
+                StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("max_actual_cost_usd")));
+  }
+  EXPECT_EQ(ledger->Totals()->open_assignments, 1);
+  EXPECT_NEAR(ledger->Snapshot()->spend_allowance_usd, 4.5, 1e-4);
+  ASSERT_THAT(ledger->Complete((*ids)[0], 2.0), IsOk());
+  EXPECT_NEAR(ledger->Snapshot()->spend_allowance_usd, 3.0, 1e-4);
+}
+
+TEST_F(RedisLedgerTest, ACommitMaySpendWhatItsHoldGrantedAfterACompletionChargedMore) {
+  LedgerOptions paced;
+  paced.spend_rate_usd_per_second = 1e-6;
+  paced.spend_burst_usd = 1.0;
+  auto ledger = Make(paced);
+  auto other = CommitIds(*ledger, {{"api", 0.2}});
+  ASSERT_THAT(other, IsOk());
+  absl::StatusOr<LedgerHold> hold = ledger->Hold(Want(0.5, {}));
+  ASSERT_THAT(hold, IsOk());
+  EXPECT_DOUBLE_EQ(hold->spend_usd, 0.5);
+  ASSERT_THAT(ledger->Complete((*other)[0], 0.9), IsOk());  // level 0.8 - 0.7 = 0.1, below 0.5
+  EXPECT_NEAR(ledger->Snapshot()->spend_allowance_usd, 0.0, 1e-4);
+  const std::vector<Reservation> spend = {{"api", 0.5}};
+  EXPECT_THAT(ledger->Commit(&*hold, spend), IsOk());
+  EXPECT_THAT(CommitIds(*ledger, {{"api", 0.01}}),
+              StatusIs(absl::StatusCode::kFailedPrecondition, HasSubstr("spend")));
+}
+
 // A replica that stalls past its hold (by Redis' clock) cannot commit on it.
 TEST_F(RedisLedgerTest, AnExpiredHoldIsFencedAndWhatItHeldIsFreeAgain) {
   auto ledger = Make();
