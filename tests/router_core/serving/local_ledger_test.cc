@@ -9,46 +9,23 @@
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "tests/router_core/testing/fake_clock.h"
+#include "tests/router_core/testing/ledger_testing.h"
 #include "tests/router_core/testing/status_matchers.h"
 
 namespace router::core {
 namespace {
 
+using testing::CommitIds;
 using testing::FakeClock;
-
-std::vector<LedgerModel> Pool() { return {{"local", 2}, {"api", std::nullopt}}; }
+using testing::LedgerTestPool;
+using testing::Paced;
+using testing::Want;
 
 std::unique_ptr<Ledger> Make(const LedgerOptions& o, const FakeClock& clock) {
-  absl::StatusOr<std::unique_ptr<LocalLedger>> l = LocalLedger::Create(o, Pool(), &clock);
+  absl::StatusOr<std::unique_ptr<LocalLedger>> l =
+      LocalLedger::Create(o, LedgerTestPool(), &clock);
   EXPECT_THAT(l, IsOk());
   return *std::move(l);
-}
-
-// Options that pace spend: a bucket of `burst_usd` refilled at `rate_usd_per_second`.
-LedgerOptions Paced(double rate_usd_per_second, double burst_usd) {
-  LedgerOptions o;
-  o.spend_rate_usd_per_second = rate_usd_per_second;
-  o.spend_burst_usd = burst_usd;
-  return o;
-}
-
-// Commits `reservations` without a hold; the leases' ids.
-absl::StatusOr<std::vector<std::string>> CommitIds(Ledger& ledger,
-                                                   const std::vector<Reservation>& reservations) {
-  absl::StatusOr<std::vector<Lease>> leases = ledger.Commit(nullptr, reservations);
-  if (!leases.ok()) return leases.status();
-  std::vector<std::string> ids;
-  for (const Lease& l : *leases) ids.push_back(l.assignment_id);
-  return ids;
-}
-
-HoldRequest Want(double spend_usd, std::vector<HoldRequest::Slots> slots,
-                 absl::Duration hold_for = absl::Seconds(1)) {
-  HoldRequest r;
-  r.spend_usd = spend_usd;
-  r.slots = std::move(slots);
-  r.hold_for = hold_for;
-  return r;
 }
 
 TEST(LocalLedgerTest, SlotsAreHeldUntilCompleteOrLeaseExpiry) {
@@ -220,11 +197,11 @@ TEST(LocalLedgerTest, RejectsBadInput) {
   FakeClock clock;
   LedgerOptions o;
   o.lease_timeout = absl::ZeroDuration();
-  EXPECT_THAT(LocalLedger::Create(o, Pool(), &clock),
+  EXPECT_THAT(LocalLedger::Create(o, LedgerTestPool(), &clock),
               StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("lease_timeout")));
   LedgerOptions negative;
   negative.spend_burst_usd = -1;  // refused whether or not pacing is on
-  EXPECT_THAT(LocalLedger::Create(negative, Pool(), &clock),
+  EXPECT_THAT(LocalLedger::Create(negative, LedgerTestPool(), &clock),
               StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("spend_burst_usd")));
   EXPECT_THAT(LocalLedger::Create(LedgerOptions{}, {{"a", 1}, {"a", 2}}, &clock),
               StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("models[1].name: duplicate")));

@@ -19,6 +19,7 @@
 #include "absl/time/clock.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
+#include "tests/router_core/testing/ledger_testing.h"
 #include "tests/router_core/testing/status_matchers.h"
 #include "tests/server/ledger_redis/redis_server.h"
 
@@ -34,12 +35,14 @@ using ::router::core::LedgerHold;
 using ::router::core::LedgerModel;
 using ::router::core::LedgerOptions;
 using ::router::core::Reservation;
+using ::router::core::testing::CommitIds;
 using ::router::core::testing::IsOk;
+using ::router::core::testing::LedgerTestPool;
+using ::router::core::testing::Paced;
 using ::router::testing::RedisServer;
 using ::router::core::testing::StatusIs;
+using ::router::core::testing::Want;
 using ::testing::HasSubstr;
-
-std::vector<LedgerModel> Pool() { return {{"local", 2}, {"api", std::nullopt}}; }
 
 class RedisLedgerTest : public ::testing::Test {
  protected:
@@ -62,7 +65,7 @@ class RedisLedgerTest : public ::testing::Test {
   }
   // A replica of this test's domain (each test has its own).
   std::unique_ptr<RedisLedger> Make(const LedgerOptions& o = LedgerOptions{},
-                                    std::vector<LedgerModel> models = Pool()) {
+                                    std::vector<LedgerModel> models = LedgerTestPool()) {
     absl::StatusOr<std::unique_ptr<RedisLedger>> l = RedisLedger::Create(Redis(), o, models);
     EXPECT_THAT(l, IsOk());
     return *std::move(l);
@@ -74,24 +77,6 @@ class RedisLedgerTest : public ::testing::Test {
 };
 
 RedisServer* RedisLedgerTest::server_ = nullptr;
-
-absl::StatusOr<std::vector<std::string>> CommitIds(Ledger& ledger,
-                                                   const std::vector<Reservation>& reservations) {
-  absl::StatusOr<std::vector<Lease>> leases = ledger.Commit(nullptr, reservations);
-  if (!leases.ok()) return leases.status();
-  std::vector<std::string> ids;
-  for (const Lease& l : *leases) ids.push_back(l.assignment_id);
-  return ids;
-}
-
-HoldRequest Want(double spend_usd, std::vector<HoldRequest::Slots> slots,
-                 absl::Duration hold_for = absl::Seconds(5)) {
-  HoldRequest r;
-  r.spend_usd = spend_usd;
-  r.slots = std::move(slots);
-  r.hold_for = hold_for;
-  return r;
-}
 
 TEST_F(RedisLedgerTest, SlotsAreHeldUntilCompleteOrLeaseExpiry) {
   LedgerOptions o;
@@ -169,7 +154,7 @@ TEST_F(RedisLedgerTest, IdsOfAnotherDomainAreUnknown) {
   auto a = Make();
   RedisLedgerOptions other = Redis();
   other.domain = domain_ + "-other";
-  auto b = RedisLedger::Create(other, LedgerOptions{}, Pool());
+  auto b = RedisLedger::Create(other, LedgerOptions{}, LedgerTestPool());
   ASSERT_THAT(b, IsOk());
   auto ids_a = CommitIds(*a, std::vector<Reservation>(20, {"api", 0.0}));
   auto ids_b = CommitIds(**b, std::vector<Reservation>(20, {"api", 0.0}));
@@ -232,19 +217,19 @@ TEST_F(RedisLedgerTest, ShrinkingAModelKeepsOpenLeasesAndGivesNoFreeSlot) {
 TEST_F(RedisLedgerTest, RejectsBadInput) {
   RedisLedgerOptions bad = Redis();
   bad.address = "localhost";
-  EXPECT_THAT(RedisLedger::Create(bad, LedgerOptions{}, Pool()),
+  EXPECT_THAT(RedisLedger::Create(bad, LedgerOptions{}, LedgerTestPool()),
               StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("redis.address")));
   bad = Redis();
   bad.domain = "a}b";
-  EXPECT_THAT(RedisLedger::Create(bad, LedgerOptions{}, Pool()),
+  EXPECT_THAT(RedisLedger::Create(bad, LedgerOptions{}, LedgerTestPool()),
               StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("redis.domain")));
   bad = Redis();
   bad.call_timeout = absl::ZeroDuration();
-  EXPECT_THAT(RedisLedger::Create(bad, LedgerOptions{}, Pool()),
+  EXPECT_THAT(RedisLedger::Create(bad, LedgerOptions{}, LedgerTestPool()),
               StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("redis.call_timeout_ms")));
   LedgerOptions o;
   o.lease_timeout = absl::ZeroDuration();
-  EXPECT_THAT(RedisLedger::Create(Redis(), o, Pool()),
+  EXPECT_THAT(RedisLedger::Create(Redis(), o, LedgerTestPool()),
               StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("lease_timeout")));
   EXPECT_THAT(RedisLedger::Create(Redis(), LedgerOptions{}, {{"a", 1}, {"a", 2}}),
               StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("models[1].name: duplicate")));
@@ -302,9 +287,7 @@ TEST_F(RedisLedgerTest, AHoldKeepsWhatItHoldsFromOtherReplicasUntilItsCommit) {
 }
 
 TEST_F(RedisLedgerTest, AHoldGrantsAtMostWhatIsFreeAndWhatTheBucketAllows) {
-  LedgerOptions paced;
-  paced.spend_rate_usd_per_second = 1e-6;
-  paced.spend_burst_usd = 1.0;
+  LedgerOptions paced = Paced(1e-6, 1.0);
   auto ledger = Make(paced);
   ASSERT_THAT(CommitIds(*ledger, {{"local", 0.6}}), IsOk());
   absl::StatusOr<LedgerHold> first = ledger->Hold(Want(1.0, {{"local", 5}, {"nope", 3}}));
@@ -324,9 +307,7 @@ TEST_F(RedisLedgerTest, AHoldGrantsAtMostWhatIsFreeAndWhatTheBucketAllows) {
 }
 
 TEST_F(RedisLedgerTest, ACommitBeyondItsHoldIsRefusedAndTheHoldGivenBack) {
-  LedgerOptions paced;
-  paced.spend_rate_usd_per_second = 1e-6;
-  paced.spend_burst_usd = 1.0;
+  LedgerOptions paced = Paced(1e-6, 1.0);
   auto ledger = Make(paced);
   absl::StatusOr<LedgerHold> hold = ledger->Hold(Want(0.5, {{"local", 1}}));
   ASSERT_THAT(hold, IsOk());
@@ -346,9 +327,7 @@ TEST_F(RedisLedgerTest, ACommitBeyondItsHoldIsRefusedAndTheHoldGivenBack) {
 // Money is integer micro-USD in Redis: a hold granted all it asked reports the ask itself (not the
 // ask rounded), and a commit of costs with fractions of a micro-USD fits the hold that granted them.
 TEST_F(RedisLedgerTest, FractionsOfAMicroUsdNeverLookLikeABindingBudget) {
-  LedgerOptions paced;
-  paced.spend_rate_usd_per_second = 1e-6;
-  paced.spend_burst_usd = 1.0;
+  LedgerOptions paced = Paced(1e-6, 1.0);
   auto ledger = Make(paced);
   absl::StatusOr<LedgerHold> hold = ledger->Hold(Want(0.0003775, {}));
   ASSERT_THAT(hold, IsOk());
@@ -362,9 +341,7 @@ TEST_F(RedisLedgerTest, FractionsOfAMicroUsdNeverLookLikeABindingBudget) {
 }
 
 TEST_F(RedisLedgerTest, AnActualCostAboveTheLimitIsRefusedAndChangesNothing) {
-  LedgerOptions paced;
-  paced.spend_rate_usd_per_second = 1e-6;
-  paced.spend_burst_usd = 5.0;
+  LedgerOptions paced = Paced(1e-6, 5.0);
   paced.max_actual_cost_usd = 2.0;
   auto ledger = Make(paced);
   auto ids = CommitIds(*ledger, {{"api", 0.5}});
@@ -380,9 +357,7 @@ TEST_F(RedisLedgerTest, AnActualCostAboveTheLimitIsRefusedAndChangesNothing) {
 }
 
 TEST_F(RedisLedgerTest, ACommitMaySpendWhatItsHoldGrantedAfterACompletionChargedMore) {
-  LedgerOptions paced;
-  paced.spend_rate_usd_per_second = 1e-6;
-  paced.spend_burst_usd = 1.0;
+  LedgerOptions paced = Paced(1e-6, 1.0);
   auto ledger = Make(paced);
   auto other = CommitIds(*ledger, {{"api", 0.2}});
   ASSERT_THAT(other, IsOk());
@@ -500,8 +475,8 @@ TEST_F(RedisLedgerTest, AStateLostWithRedisIsDetectedAndTheFleetStaysConservativ
   o.lease_timeout = absl::Milliseconds(1500);
   o.spend_rate_usd_per_second = 1e-6;
   o.spend_burst_usd = 1.0;
-  auto a = RedisLedger::Create(r, o, Pool());
-  auto b = RedisLedger::Create(r, o, Pool());
+  auto a = RedisLedger::Create(r, o, LedgerTestPool());
+  auto b = RedisLedger::Create(r, o, LedgerTestPool());
   ASSERT_THAT(a, IsOk());
   ASSERT_THAT(b, IsOk());
   auto ids = CommitIds(**a, {{"local", 0.1}});
@@ -566,7 +541,7 @@ TEST_F(RedisLedgerTest, ARestartFromTheAppendOnlyFileKeepsTheState) {
   ASSERT_THAT(own, IsOk());
   RedisLedgerOptions r = Redis();
   r.address = (*own)->address();
-  auto ledger = RedisLedger::Create(r, LedgerOptions{}, Pool());
+  auto ledger = RedisLedger::Create(r, LedgerOptions{}, LedgerTestPool());
   ASSERT_THAT(ledger, IsOk());
   auto ids = CommitIds(**ledger, {{"local", 0.0}});
   ASSERT_THAT(ids, IsOk());
@@ -588,7 +563,7 @@ TEST_F(RedisLedgerTest, AStalledRedisFailsClosedAndRecovers) {
   r.address = (*own)->address();
   r.call_timeout = absl::Milliseconds(50);
   r.retry_after = absl::Milliseconds(300);
-  auto ledger = RedisLedger::Create(r, LedgerOptions{}, Pool());
+  auto ledger = RedisLedger::Create(r, LedgerOptions{}, LedgerTestPool());
   ASSERT_THAT(ledger, IsOk());
   ASSERT_THAT((*ledger)->Snapshot(), IsOk());
   (*own)->Stall();
@@ -609,7 +584,7 @@ TEST_F(RedisLedgerTest, AStalledRedisFailsClosedAndRecovers) {
 TEST_F(RedisLedgerTest, AnUnreachableRedisIsNotFatalAtStart) {
   RedisLedgerOptions r = Redis();
   r.address = "127.0.0.1:1";
-  auto ledger = RedisLedger::Create(r, LedgerOptions{}, Pool());
+  auto ledger = RedisLedger::Create(r, LedgerOptions{}, LedgerTestPool());
   ASSERT_THAT(ledger, IsOk());
   EXPECT_TRUE((*ledger)->degraded());
   EXPECT_THAT((*ledger)->Snapshot(), StatusIs(absl::StatusCode::kUnavailable, ::testing::_));
@@ -623,11 +598,11 @@ TEST_F(RedisLedgerTest, APasswordIsSentAndNeverShown) {
   RedisLedgerOptions r = Redis();
   r.address = (*own)->address();
   r.password = "s3cret-pass";
-  auto ledger = RedisLedger::Create(r, LedgerOptions{}, Pool());
+  auto ledger = RedisLedger::Create(r, LedgerOptions{}, LedgerTestPool());
   ASSERT_THAT(ledger, IsOk());
   EXPECT_THAT(CommitIds(**ledger, {{"local", 0.0}}), IsOk());
   r.password = "wrong-pass";
-  auto wrong = RedisLedger::Create(r, LedgerOptions{}, Pool());
+  auto wrong = RedisLedger::Create(r, LedgerOptions{}, LedgerTestPool());
   ASSERT_THAT(wrong, IsOk());
   absl::StatusOr<core::LedgerSnapshot> snap = (*wrong)->Snapshot();
   EXPECT_THAT(snap, StatusIs(absl::StatusCode::kUnavailable, ::testing::_));
