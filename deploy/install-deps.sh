@@ -43,6 +43,10 @@ TEST_TOOLS=(
   prometheus
   redis-server redis-tools python3-redis faketime yamllint
 )
+# The Kubernetes manifests' offline validator (tests/deploy/k8s_manifests_test.py): the npm package
+# kubernetes-models, the JSON schemas of the Kubernetes 1.27 API (types, required fields, formats),
+# installed globally with npm. 4.5.1 is the newest that runs on Node.js 20 (5.x needs 22).
+K8S_VALIDATOR=kubernetes-models@4.5.1
 # The container test (tests/deploy/container_test.sh): podman with runc (crun refuses these
 # machines' hybrid cgroup layout), catatonit for `podman run --init`, slirp4netns for
 # `--network slirp4netns`, debootstrap for the base image (deploy/make-base-image.sh). uidmap and
@@ -92,6 +96,14 @@ if [ "${1:-all}" = all ]; then
   # already has a kubectl (another package owns /usr/bin/kubectl then).
   if ! command -v kubectl >/dev/null; then
     $SUDO apt-get install -y -qq --no-install-recommends kubernetes-client >/dev/null
+  fi
+  # Node.js and npm: the machine's own if it has them (a Node.js from elsewhere brings its own npm,
+  # which Debian's npm package would conflict with), else Debian's.
+  if ! command -v npm >/dev/null; then
+    $SUDO apt-get install -y -qq --no-install-recommends nodejs npm >/dev/null
+  fi
+  if ! npm ls -g --depth=0 "$K8S_VALIDATOR" >/dev/null 2>&1; then
+    $SUDO npm install -g --no-audit --no-fund --loglevel=error "$K8S_VALIDATOR" >/dev/null
   fi
 fi
 

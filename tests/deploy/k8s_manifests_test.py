@@ -4,6 +4,9 @@ together (ctest deploy_k8s_manifests), offline: no API server.
 
 * `kubectl kustomize DEPLOY_DIR` renders (kubectl: Debian's kubernetes-client, or any on PATH);
 * Debian's yamllint passes on the sources (line length 110, as the repository's YAML);
+* every rendered object validates against the Kubernetes API's JSON schemas (k8s_validate.js, the
+  npm package kubernetes-models: types, required fields, enums, formats), and a copy with a wrong
+  type is refused, so the validator is known to check;
 * the rendered objects: a Deployment of 3 routerd with a gRPC readiness probe on router.v1.Router and
   a gRPC liveness probe on the whole server (never on Redis), a PodDisruptionBudget whose selector
   matches the pods, a Redis StatefulSet that mounts the redis.conf ConfigMap; the redis.conf data is
@@ -11,9 +14,11 @@ together (ctest deploy_k8s_manifests), offline: no API server.
   selects the Redis ledger at the StatefulSet's stable name.
 
 usage: k8s_manifests_test.py DEPLOY_DIR
-Exits 77 (skipped) when kubectl or yamllint is missing.
+Exits 77 (skipped) when kubectl, yamllint, node or kubernetes-models is missing, saying which.
 """
 
+import copy
+import json
 import os
 import shutil
 import subprocess
@@ -29,7 +34,7 @@ def fail(message):
 
 def main():
     deploy = sys.argv[1]
-    for tool in ("kubectl", "yamllint"):
+    for tool in ("kubectl", "yamllint", "node", "npm"):
         if shutil.which(tool) is None:
             print(f"SKIP: {tool} not installed (deploy/install-deps.sh)")
             return 77
@@ -46,6 +51,30 @@ def main():
     if lint.returncode != 0:
         fail(f"yamllint:\n{lint.stdout}{lint.stderr}")
     print(f"PASS: yamllint on {len(sources)} files")
+
+    npm_root = subprocess.run(["npm", "root", "-g"], capture_output=True, text=True, timeout=60)
+    env = dict(os.environ, NODE_PATH=npm_root.stdout.strip())
+    validator = os.path.join(os.path.dirname(os.path.abspath(__file__)), "k8s_validate.js")
+
+    def validate(objects):
+        return subprocess.run(["node", validator], input=json.dumps(objects), env=env,
+                              capture_output=True, text=True, timeout=120)
+
+    v = validate(docs)
+    if v.returncode == 77:
+        print(f"SKIP: {v.stdout.strip()}")
+        return 77
+    if v.returncode != 0:
+        fail(f"the rendered objects do not validate:\n{v.stdout}{v.stderr}")
+    print(f"PASS: {len(docs)} objects validate against the Kubernetes API schemas")
+    broken = copy.deepcopy(docs)
+    for d in broken:
+        if d["kind"] == "Deployment":
+            d["spec"]["replicas"] = "3"
+    v = validate(broken)
+    if v.returncode != 1 or "spec/replicas must be integer" not in v.stdout:
+        fail(f"the validator accepts a Deployment whose replicas is a string:\n{v.stdout}{v.stderr}")
+    print("PASS: the validator refuses a Deployment whose replicas is a string")
 
     by_kind = {}
     for d in docs:
