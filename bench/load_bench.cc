@@ -668,20 +668,26 @@ int main(int argc, char** argv) {
   }
 
   // routerd: in-process unless an address is given. Metrics stay on (an ephemeral port), since a
-  // deployed routerd records them on every query too.
-  std::unique_ptr<router::server::Routerd> routerd;
-  std::string routerd_address = o.routerd;
-  if (routerd_address.empty()) {
+  // deployed routerd records them on every query too. start_routerd starts one on --config, with
+  // the Redis ledger at `redis` unless it is empty.
+  auto start_routerd =
+      [&o](const std::string& redis) -> absl::StatusOr<std::unique_ptr<router::server::Routerd>> {
     absl::StatusOr<router::server::RouterConfig> config = router::server::LoadConfigFile(o.config);
-    if (!config.ok()) {
-      std::cerr << "load_bench: " << config.status().message() << "\n";
-      return 1;
-    }
+    if (!config.ok()) return config.status();
     // Loopback and plaintext, RouterAdmin open to this process for the batch settings.
     router::bench::ForInProcessBenchmark(*config, "127.0.0.1:0");
     if (!o.estimator.empty()) config->estimator = o.estimator;
-    absl::StatusOr<std::unique_ptr<router::server::Routerd>> started =
-        router::server::Routerd::Start(*std::move(config), "");
+    if (!redis.empty()) {
+      config->ledger_backend.redis = true;
+      config->ledger_backend.redis_options.address = redis;
+      config->ledger_backend.redis_options.domain = "load_bench";
+    }
+    return router::server::Routerd::Start(*std::move(config), "");
+  };
+  std::unique_ptr<router::server::Routerd> routerd;
+  std::string routerd_address = o.routerd;
+  if (routerd_address.empty()) {
+    absl::StatusOr<std::unique_ptr<router::server::Routerd>> started = start_routerd("");
     if (!started.ok()) {
       std::cerr << "load_bench: routerd: " << started.status().message() << "\n";
       return 1;
@@ -699,25 +705,14 @@ int main(int argc, char** argv) {
       std::cerr << "load_bench: --redis needs the in-process routerd (no --routerd)\n";
       return 1;
     }
-    absl::StatusOr<router::server::RouterConfig> config = router::server::LoadConfigFile(o.config);
-    if (!config.ok()) {
-      std::cerr << "load_bench: " << config.status().message() << "\n";
-      return 1;
-    }
-    config->listen = "127.0.0.1:0";
-    config->metrics_listen = "127.0.0.1:0";
-    if (!o.estimator.empty()) config->estimator = o.estimator;
-    config->ledger_backend.redis = true;
-    config->ledger_backend.redis_options.address = o.redis;
-    config->ledger_backend.redis_options.domain = "load_bench";
-    absl::StatusOr<std::unique_ptr<router::server::Routerd>> started =
-        router::server::Routerd::Start(*std::move(config), "");
+    absl::StatusOr<std::unique_ptr<router::server::Routerd>> started = start_routerd(o.redis);
     if (!started.ok()) {
       std::cerr << "load_bench: routerd (redis ledger): " << started.status().message() << "\n";
       return 1;
     }
     redis_routerd = *std::move(started);
-    for (const auto& c : MakeChannels(absl::StrCat("127.0.0.1:", redis_routerd->port()), o.channels)) {
+    const std::string redis_address = absl::StrCat("127.0.0.1:", redis_routerd->port());
+    for (const auto& c : MakeChannels(redis_address, o.channels)) {
       redis_stubs.push_back(v1::Router::NewStub(c));
       if (redis_admin == nullptr) redis_admin = v1::RouterAdmin::NewStub(c);
     }
