@@ -40,7 +40,8 @@ listen: 127.0.0.1:0
 metrics_listen: ""
 batching: {max_batch_size: 1, max_batch_delay_ms: 1}
 budget: {lease_timeout_s: 600}
-ledger: {backend: redis, redis: {address: ")", redis_->address(), R"(", domain: fleet}}
+ledger: {backend: redis, redis: {address: ")", redis_->address(), R"(", domain: fleet,
+                                 connect_timeout_ms: 5000, call_timeout_ms: 5000}}
 models:
   - {name: ")", kLocal, R"(", instances: 1, slots_per_instance: 3}
 )"));
