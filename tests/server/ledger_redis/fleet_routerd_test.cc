@@ -1,14 +1,18 @@
 // Two routerd replicas in process on one Redis ledger (redis_server.h): what one replica assigns
-// holds a slot that the other's ListModels shows and that the other's Complete frees, once.
+// holds a slot that the other's ListModels shows and that the other's Complete frees, once; and
+// while Redis does not answer, a replica with ledger.health_requires_ledger reports its Router and
+// ext_proc services NOT_SERVING (the whole server stays SERVING), one without it stays SERVING.
 
 #include <memory>
 #include <string>
 #include <vector>
 
 #include "absl/strings/str_cat.h"
+#include "absl/time/clock.h"
 #include "gmock/gmock.h"
 #include "grpcpp/create_channel.h"
 #include "gtest/gtest.h"
+#include "health.grpc.pb.h"
 #include "router/v1/router.grpc.pb.h"
 #include "server/routerd.h"
 #include "tests/router_core/testing/status_matchers.h"
@@ -21,11 +25,14 @@ using core::testing::IsOk;
 using ::router::testing::RedisServer;
 
 constexpr char kLocal[] = "mistralai/mixtral-8x7b-chat";
+constexpr char kRouterService[] = "router.v1.Router";
+constexpr char kExtProcService[] = "envoy.service.ext_proc.v3.ExternalProcessor";
 
 struct Replica {
   std::unique_ptr<Routerd> routerd;
   std::unique_ptr<v1::Router::Stub> router;
   std::unique_ptr<v1::RouterAdmin::Stub> admin;
+  std::unique_ptr<grpc::health::v1::Health::Stub> health;
 };
 
 class FleetRouterdTest : public ::testing::Test {
@@ -34,14 +41,16 @@ class FleetRouterdTest : public ::testing::Test {
     absl::StatusOr<std::unique_ptr<RedisServer>> s = RedisServer::Start();
     ASSERT_THAT(s, IsOk());
     redis_ = *std::move(s);
+    // Replica 0 reports NOT_SERVING while the ledger is degraded; replica 1 does not.
     for (int k = 0; k < 2; ++k) {
       absl::StatusOr<RouterConfig> config = ParseConfigYaml(absl::StrCat(R"(
 listen: 127.0.0.1:0
 metrics_listen: ""
 batching: {max_batch_size: 1, max_batch_delay_ms: 1}
 budget: {lease_timeout_s: 600}
-ledger: {backend: redis, redis: {address: ")", redis_->address(), R"(", domain: fleet,
-                                 connect_timeout_ms: 5000, call_timeout_ms: 5000}}
+ledger: {backend: redis, health_requires_ledger: )", k == 0 ? "true" : "false", R"(,
+         redis: {address: ")", redis_->address(), R"(", domain: fleet,
+                 connect_timeout_ms: 5000, call_timeout_ms: 5000, retry_after_ms: 200}}
 models:
   - {name: ")", kLocal, R"(", instances: 1, slots_per_instance: 3}
 )"));
@@ -54,6 +63,7 @@ models:
                                          grpc::InsecureChannelCredentials());
       r.router = v1::Router::NewStub(channel);
       r.admin = v1::RouterAdmin::NewStub(channel);
+      r.health = grpc::health::v1::Health::NewStub(channel);
       replicas_.push_back(std::move(r));
     }
   }
@@ -99,6 +109,26 @@ models:
     return -1;
   }
 
+  // Replica `k`'s health of `service` ("" = the whole server).
+  grpc::health::v1::HealthCheckResponse::ServingStatus Health(int k, const std::string& service) {
+    grpc::ClientContext ctx;
+    ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(10));
+    grpc::health::v1::HealthCheckRequest request;
+    request.set_service(service);
+    grpc::health::v1::HealthCheckResponse response;
+    const grpc::Status s = replicas_[k].health->Check(&ctx, request, &response);
+    EXPECT_TRUE(s.ok()) << s.error_message();
+    return response.status();
+  }
+  // Waits (at most 60 s) until replica `k`'s Router service reports `want`; whether it did.
+  bool AwaitRouterHealth(int k, grpc::health::v1::HealthCheckResponse::ServingStatus want) {
+    for (int tries = 0; tries < 600; ++tries) {
+      if (Health(k, kRouterService) == want) return true;
+      absl::SleepFor(absl::Milliseconds(100));
+    }
+    return false;
+  }
+
   std::unique_ptr<RedisServer> redis_;
   std::vector<Replica> replicas_;
 };
@@ -122,6 +152,26 @@ TEST_F(FleetRouterdTest, ListModelsShowsTheFleetsSlotsAndAnyReplicaCompletes) {
   ASSERT_TRUE(Complete(1, b).ok());
   EXPECT_EQ(SlotsInUse(0), 0);
   EXPECT_EQ(SlotsInUse(1), 0);
+}
+
+TEST_F(FleetRouterdTest, ReadinessFollowsTheLedgerOnlyWhereConfigured) {
+  using Status = grpc::health::v1::HealthCheckResponse;
+  ASSERT_TRUE(AwaitRouterHealth(0, Status::SERVING));
+  EXPECT_EQ(Health(0, kExtProcService), Status::SERVING);
+  redis_->Stall();
+  // The ledger turns degraded at the next call that times out (the replica's ticker calls it
+  // every second).
+  const bool not_serving = AwaitRouterHealth(0, Status::NOT_SERVING);
+  const Status::ServingStatus ext_proc = Health(0, kExtProcService);
+  const Status::ServingStatus whole = Health(0, "");
+  const Status::ServingStatus other = Health(1, kRouterService);
+  redis_->Resume();
+  EXPECT_TRUE(not_serving);
+  EXPECT_EQ(ext_proc, Status::NOT_SERVING);
+  EXPECT_EQ(whole, Status::SERVING);  // liveness never depends on Redis
+  EXPECT_EQ(other, Status::SERVING);  // health_requires_ledger: false
+  EXPECT_TRUE(AwaitRouterHealth(0, Status::SERVING));
+  EXPECT_EQ(Health(0, kExtProcService), Status::SERVING);
 }
 
 }  // namespace
