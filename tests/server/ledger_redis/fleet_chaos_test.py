@@ -82,6 +82,7 @@ ledger:
   redis: {{address: "127.0.0.1:{redis_port}", domain: chaos, call_timeout_ms: 100,
           connect_timeout_ms: 100, retry_after_ms: 300}}
 shutdown: {{drain_s: 0, grace_s: 2}}
+admin: {{allow_unauthenticated: true}}
 models:
   - {{name: mistralai/mixtral-8x7b-chat, instances: 1, slots_per_instance: 4}}
   - {{name: meta/llama-2-70b-chat, instances: 1, slots_per_instance: 2}}

@@ -48,6 +48,7 @@ listen: 127.0.0.1:0
 metrics_listen: ""
 batching: {max_batch_size: 1, max_batch_delay_ms: 1}
 budget: {lease_timeout_s: 600}
+admin: {allow_unauthenticated: true}
 ledger: {backend: redis, health_requires_ledger: )", k == 0 ? "true" : "false", R"(,
          redis: {address: ")", redis_->address(), R"(", domain: fleet,
                  connect_timeout_ms: 5000, call_timeout_ms: 5000, retry_after_ms: 200}}
