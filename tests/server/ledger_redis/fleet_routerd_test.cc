@@ -21,7 +21,6 @@
 namespace router::server {
 namespace {
 
-using core::testing::IsOk;
 using ::router::testing::RedisServer;
 
 constexpr char kLocal[] = "mistralai/mixtral-8x7b-chat";

@@ -36,13 +36,10 @@ using ::router::core::LedgerModel;
 using ::router::core::LedgerOptions;
 using ::router::core::Reservation;
 using ::router::core::testing::CommitIds;
-using ::router::core::testing::IsOk;
 using ::router::core::testing::LedgerTestPool;
 using ::router::core::testing::Paced;
 using ::router::testing::RedisServer;
-using ::router::core::testing::StatusIs;
 using ::router::core::testing::Want;
-using ::testing::HasSubstr;
 
 class RedisLedgerTest : public ::testing::Test {
  protected:
