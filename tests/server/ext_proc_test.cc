@@ -909,8 +909,10 @@ class ScriptedStream final
         on_done_(std::move(on_done)) {
     ctx_.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(120));
     stub->async()->Process(&ctx_, this);
-    StartCall();
+    // The first operations go before StartCall: once the call is started a quick refusal can end
+    // it, and gRPC frees its stream, before a StartWrite made after StartCall.
     Next();
+    StartCall();
   }
 
   void OnWriteDone(bool ok) override {
