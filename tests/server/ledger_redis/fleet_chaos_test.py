@@ -60,6 +60,8 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(HERE, "..", "..", "deploy"))
 from monitoring_support import Processes, fail, free_port, poll  # noqa: E402
 
+LIBFAKETIME = "/usr/lib/x86_64-linux-gnu/faketime/libfaketime.so.1"
+
 LEASE_S = 3.0
 SLOTS = {"mistralai/mixtral-8x7b-chat": 4, "meta/llama-2-70b-chat": 2}
 RATE_USD_PER_MIN = 0.6   # 0.01 USD/s
@@ -155,7 +157,10 @@ class Replica:
         import grpc
         argv = [self.routerd, "--config", self.config]
         if self.faketime:
-            argv = ["faketime", "-f", self.faketime] + argv
+            # libfaketime preloaded through env, which execs routerd in place: the faketime
+            # wrapper would fork routerd as its own child, which outlives the test when the
+            # wrapper is stopped (the parent-death signal is not inherited across fork).
+            argv = ["env", f"LD_PRELOAD={LIBFAKETIME}", f"FAKETIME={self.faketime}"] + argv
         self.proc = self.procs.start(argv, os.path.join(self.tmp, f"routerd{self.index}.log"))
         self.channel = grpc.insecure_channel(f"127.0.0.1:{self.port}")
         grpc.channel_ready_future(self.channel).result(timeout=30)
