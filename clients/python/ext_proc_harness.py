@@ -16,7 +16,7 @@ after clear_route_cache, buffer limits and timeouts (message_timeout, failure_mo
 need Envoy itself (deploy/envoy/README.md).
 
 Requirements: Debian's python3-grpcio and python3-protobuf (run with /usr/bin/python3) and the
-stubs the build generates into <build>/python (CMake target envoy_python_stubs):
+stubs the build generates into <build>/python (CMake target clients_python_envoy_stubs):
 
     PYTHONPATH=<build>/python /usr/bin/python3 clients/python/ext_proc_harness.py \\
         --address 127.0.0.1:50051 --prompt "Which gas do plants absorb?" --model auto
@@ -43,7 +43,7 @@ try:
 except ImportError as e:  # the stubs are generated at build time, not checked in
     raise ImportError(
         "envoy ext_proc stubs not found: put <build>/python on PYTHONPATH "
-        "(built by the CMake target envoy_python_stubs)") from e
+        "(built by the CMake target clients_python_envoy_stubs)") from e
 
 Mode = processing_mode_pb2.ProcessingMode
 BODY_MODES = {"none": Mode.NONE, "streamed": Mode.STREAMED, "buffered": Mode.BUFFERED}

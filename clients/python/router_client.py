@@ -7,7 +7,7 @@ room for a batch); unset, routerd uses the tenant's mode or its default. Each As
 mode decided it (`decision_mode`) and, for inline, its prices (`inline_decision`).
 
 Requirements: Debian's python3-grpcio and python3-protobuf (run with /usr/bin/python3), and the
-stubs the build generates into <build>/python (the CMake target router_python_stubs), so:
+stubs the build generates into <build>/python (the CMake target clients_python_router_stubs), so:
 
     PYTHONPATH=<build>/python:clients/python /usr/bin/python3 clients/python/example.py
 
@@ -32,7 +32,7 @@ try:
 except ImportError as e:  # the stubs are generated at build time, not checked in
     raise ImportError(
         "router.v1 stubs not found: put <build>/python on PYTHONPATH "
-        "(built by the CMake target router_python_stubs)") from e
+        "(built by the CMake target clients_python_router_stubs)") from e
 
 # routerd refuses keepalive pings more frequent than every 10 s (GOAWAY "too_many_pings").
 MIN_KEEPALIVE_TIME_MS = 10000
