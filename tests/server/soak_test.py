@@ -8,7 +8,9 @@ actual cost, the rest left to expire); the config file is re-read with SIGHUP ev
 It checks, and reports as JSON on stdout:
   - every call answered exactly once: each unary call resolves within its deadline; each stream
     and RouteBatch that was not cancelled answers every query it sent, once, by id;
-  - errors by code (only retryable or expected codes are allowed: see ALLOWED);
+  - errors by code (only retryable or expected codes are allowed: see ALLOWED); a Complete sent
+    after its lease expired may be NOT_FOUND (routerd remembers a bounded number of expired
+    leases) and is reported apart, with the oldest assignment a Complete was sent for;
   - routerd's RSS every --rss-every seconds, and whether its growth flattened (the second half of
     the run grows by less than --rss-slack of the RSS at half time);
   - slots in use once every lease has expired (must be 0 for every self-hosted model);
@@ -80,7 +82,9 @@ class Tally:
         self.codes = collections.Counter()
         self.calls = collections.Counter()
         self.violations = []
-        self.assignments = []  # (assignment id, predicted cost) to complete
+        self.assignments = collections.deque()  # (id, predicted cost, monotonic time assigned)
+        self.late_not_found = 0  # Completes refused after the lease expired and was forgotten
+        self.max_complete_age_s = 0.0
         self.messages = collections.Counter()  # UNAVAILABLE messages, for the report
 
     def code(self, method, code_name, message=""):
@@ -97,12 +101,22 @@ class Tally:
 
     def assigned(self, a):
         with self.lock:
-            self.assignments.append((a.assignment_id, a.predicted_cost_usd))
+            self.assignments.append((a.assignment_id, a.predicted_cost_usd, time.monotonic()))
 
-    def take_assignments(self):
+    def take_assignment(self):
         with self.lock:
-            out, self.assignments = self.assignments, []
-            return out
+            return self.assignments.popleft() if self.assignments else None
+
+    def completed(self, code_name, age_s, lease_s):
+        # routerd remembers an expired lease for a bounded number of later expiries, so a Complete
+        # sent after its lease expired may be NOT_FOUND; one sent within the lease may not.
+        with self.lock:
+            self.max_complete_age_s = max(self.max_complete_age_s, age_s)
+            if code_name == "NOT_FOUND" and age_s > lease_s:
+                self.late_not_found += 1
+                self.calls["Complete"] += 1
+                return
+        self.code("Complete", code_name)
 
 
 def query(pb, rng, k, mode=None):
@@ -189,24 +203,27 @@ def worker(stub, pb, grpc, tally, stop, seed):
             tally.violation(f"worker error: {e!r}")
 
 
-def completer(stub, pb, grpc, tally, stop, seed):
+def completer(stub, pb, grpc, tally, stop, seed, lease_s):
     rng = random.Random(seed)
-    while not stop.is_set() or tally.assignments:
-        batch = tally.take_assignments()
-        if not batch:
+    while True:
+        taken = tally.take_assignment()
+        if taken is None:
+            if stop.is_set():
+                return
             time.sleep(0.01)
             continue
-        for assignment_id, predicted in batch:
-            if rng.random() < 0.15:
-                continue  # left to expire at its lease timeout
-            req = pb.CompleteRequest(assignment_id=assignment_id, success=True)
-            if rng.random() < 0.5:
-                req.actual_cost_usd = predicted * rng.uniform(0.5, 1.5)
-            try:
-                stub.Complete(req, timeout=5)
-                tally.code("Complete", "OK")
-            except grpc.RpcError as e:
-                tally.code("Complete", e.code().name)
+        assignment_id, predicted, assigned_at = taken
+        if rng.random() < 0.15:
+            continue  # left to expire at its lease timeout
+        req = pb.CompleteRequest(assignment_id=assignment_id, success=True)
+        if rng.random() < 0.5:
+            req.actual_cost_usd = predicted * rng.uniform(0.5, 1.5)
+        sent_age = time.monotonic() - assigned_at
+        try:
+            stub.Complete(req, timeout=5)
+            tally.completed("OK", sent_age, lease_s)
+        except grpc.RpcError as e:
+            tally.completed(e.code().name, sent_age, lease_s)
 
 
 def main():
@@ -220,6 +237,8 @@ def main():
     ap.add_argument("--rss-every", type=float, default=30)
     ap.add_argument("--rss-slack", type=float, default=0.10)
     ap.add_argument("--lease-timeout-s", type=float, default=5)
+    ap.add_argument("--completers", type=int, default=4,
+                    help="threads sending Complete (a gateway completes within seconds)")
     args = ap.parse_args()
     sys.path.insert(0, args.stubs)
     import grpc
@@ -252,8 +271,10 @@ def main():
         threads = [threading.Thread(target=worker, args=(stub, pb, grpc, tally, stop, s))
                    for s in range(args.clients)]
         done_completing = threading.Event()
-        comp = threading.Thread(target=completer, args=(stub, pb, grpc, tally, done_completing, 99))
-        for t in threads + [comp]:
+        completers = [threading.Thread(target=completer, args=(stub, pb, grpc, tally, done_completing,
+                                                               99 + c, args.lease_timeout_s))
+                      for c in range(args.completers)]
+        for t in threads + completers:
             t.start()
         start = time.monotonic()
         next_hup, next_update, next_rss = args.sighup_every, args.update_every, 0.0
@@ -279,11 +300,14 @@ def main():
         for t in threads:
             t.join()
         done_completing.set()
-        comp.join()
+        for t in completers:
+            t.join()
         rss.append([round(time.monotonic() - start), rss_kb(proc.pid)])
         report.update(calls=dict(tally.calls), codes=dict(tally.codes),
                       unavailable=dict(tally.messages.most_common(5)), reloads=reloads,
-                      config_updates=updates, rss_kb=rss)
+                      config_updates=updates, rss_kb=rss,
+                      completes_late_not_found=tally.late_not_found,
+                      max_complete_age_s=round(tally.max_complete_age_s, 2))
         # Every lease left open expires at its timeout; then nothing is held.
         time.sleep(args.lease_timeout_s + 1)
         models = admin.ListModels(pb.ListModelsRequest(), timeout=10).models
