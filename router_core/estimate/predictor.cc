@@ -65,7 +65,11 @@ absl::StatusOr<Predictions> Predictor::Predict(
 
   const size_t m = models().size();
   absl::InlinedVector<QualityEstimate, 16> quality(m);
-  if (absl::Status s = estimator_->Predict(input, absl::MakeSpan(quality)); !s.ok()) return s;
+  int cluster = 0;
+  if (absl::Status s = estimator_->PredictWithCluster(input, absl::MakeSpan(quality), &cluster);
+      !s.ok()) {
+    return s;
+  }
 
   CostQuery query;
   query.text_bytes = static_cast<int64_t>(request.text.size());
@@ -76,6 +80,7 @@ absl::StatusOr<Predictions> Predictor::Predict(
   out.quality.resize(m);
   out.quality_lower.resize(m);
   out.cost_usd.resize(m);
+  out.cluster = cluster;
   for (size_t j = 0; j < m; ++j) {
     absl::StatusOr<double> cost = cost_model_.Expected(cost_index_[j], query);
     if (!cost.ok()) return cost.status();

@@ -1,8 +1,8 @@
 // File: predictor.h
 //
 // What the service calls per query: text (or the caller's own embedding) in, per pool model
-// {quality, quality_lower, cost_usd} out, in the estimator's pool order. It holds the featurizer,
-// one quality estimator and the cost model.
+// {quality, quality_lower, cost_usd} out, in the estimator's pool order, with the query's cluster
+// (the outcome learner's cell). It holds the featurizer, one quality estimator and the cost model.
 //
 // Ownership: the estimator is shared (shared_ptr<const>) so the service can swap a new pool in
 // between batches while old predictors finish; featurizer and cost model are owned copies.
@@ -53,6 +53,10 @@ struct Predictions {
   std::vector<double> quality;        // in [0, 1]
   std::vector<double> quality_lower;  // in [0, quality]
   std::vector<double> cost_usd;       // >= 0
+  // The query's cluster (QualityEstimator::PredictWithCluster): UniRoute's nearest centroid; 0 for
+  // the kNN and the classifier, which have no clusters (the outcome learner then keeps one cell
+  // per model). The outcome learner's cell for this query (learn/outcome_learner.h).
+  int cluster = 0;
 };
 
 class Predictor {

@@ -82,6 +82,18 @@ class QualityEstimator {
   virtual absl::Status Predict(absl::Span<const float> features,
                                absl::Span<QualityEstimate> out) const = 0;
 
+  // Predict, plus the query's cluster in *cluster, in [0, num_clusters()): the cell the outcome
+  // learner (learn/outcome_learner.h) keeps per model. UniRoute: the nearest centroid, found by
+  // the prediction itself at no extra cost. Estimators without clusters (kNN, the classifier):
+  // this default, cluster 0, one cell per model.
+  virtual absl::Status PredictWithCluster(absl::Span<const float> features,
+                                          absl::Span<QualityEstimate> out, int* cluster) const {
+    *cluster = 0;
+    return Predict(features, out);
+  }
+  // How many clusters PredictWithCluster can return; 1 without clusters.
+  virtual int num_clusters() const { return 1; }
+
   // Adds `name` to the pool from its validation results alone, without retraining anything else.
   virtual absl::Status AddModel(absl::string_view name, const ModelValidation& validation) = 0;
   // Removes `name`; it is never returned again. NOT_FOUND if absent.

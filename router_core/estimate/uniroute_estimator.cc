@@ -315,6 +315,13 @@ absl::Status UniRouteEstimator::AppendModel(std::string name, ModelStats stats) 
 
 absl::Status UniRouteEstimator::Predict(absl::Span<const float> features,
                                         absl::Span<QualityEstimate> out) const {
+  int cluster = 0;
+  return PredictWithCluster(features, out, &cluster);
+}
+
+absl::Status UniRouteEstimator::PredictWithCluster(absl::Span<const float> features,
+                                                   absl::Span<QualityEstimate> out,
+                                                   int* cluster) const {
   if (absl::Status s =
           estimate_internal::CheckPredictArguments(features, dim_, out.size(), models_.size());
       !s.ok()) {
@@ -327,10 +334,12 @@ absl::Status UniRouteEstimator::Predict(absl::Span<const float> features,
   absl::InlinedVector<double, 32> sims(centroids_.size());
   SimilaritiesInto(unit.data(), sims.data());
   absl::InlinedVector<double, 32> weight(sims.size(), 0.0);
+  const int nearest = ArgMax(sims);
+  *cluster = nearest;
   if (options_.temperature == 0.0) {
-    weight[ArgMax(sims)] = 1.0;
+    weight[nearest] = 1.0;
   } else {
-    const double best = sims[ArgMax(sims)];
+    const double best = sims[nearest];
     double total = 0.0;
     for (size_t c = 0; c < sims.size(); ++c) {
       weight[c] = std::exp((sims[c] - best) / options_.temperature);

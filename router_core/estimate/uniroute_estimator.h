@@ -92,12 +92,15 @@ class UniRouteEstimator : public EstimatorBase<UniRouteEstimator> {
 
   absl::Status Predict(absl::Span<const float> features,
                        absl::Span<QualityEstimate> out) const override;
+  // *cluster = the nearest centroid (the hard assignment), whatever the temperature.
+  absl::Status PredictWithCluster(absl::Span<const float> features,
+                                  absl::Span<QualityEstimate> out, int* cluster) const override;
   // `validation` rows are the prompts the model was evaluated on (no missing scores).
   absl::Status AddModel(absl::string_view name, const ModelValidation& validation) override;
   absl::Status RemoveModel(absl::string_view name) override;
   nlohmann::json Save() const override;
 
-  int num_clusters() const { return static_cast<int>(centroids_.size()); }
+  int num_clusters() const override { return static_cast<int>(centroids_.size()); }
   const UniRouteOptions& options() const { return options_; }
   // Index of the nearest centroid of `features` (same checks as Predict).
   absl::StatusOr<int> NearestCluster(absl::Span<const float> features) const;

@@ -1,12 +1,14 @@
 #include "router_core/estimate/predictor.h"
 
 #include <memory>
+#include <set>
 #include <string>
 #include <vector>
 
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "router_core/estimate/knn_estimator.h"
+#include "router_core/estimate/uniroute_estimator.h"
 #include "tests/router_core/estimate/real_data.h"
 #include "tests/router_core/testing/status_matchers.h"
 
@@ -73,6 +75,41 @@ TEST(PredictorTest, WrongEmbeddingIsInvalidArgumentNamingTheField) {
   hint.output_tokens = -1;
   EXPECT_THAT(p.Predict(hint),
               StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("output_tokens")));
+}
+
+TEST(PredictorTest, ClusterIsUniRoutesNearestCentroidAndZeroForTheKnn) {
+  UniRouteOptions options;
+  options.num_clusters = 8;
+  absl::StatusOr<std::unique_ptr<UniRouteEstimator>> fitted =
+      FitUniRoute(Real().train.features, Real().train, options);
+  ASSERT_THAT(fitted, IsOk());
+  std::shared_ptr<const UniRouteEstimator> uniroute = *std::move(fitted);
+  absl::StatusOr<CostModel> cost =
+      CostModel::Fit(Real().dataset, Real().split.train, CostModelOptions());
+  ASSERT_THAT(cost, IsOk());
+  absl::StatusOr<Predictor> clustered = Predictor::Create(Real().featurizer, uniroute, *cost);
+  ASSERT_THAT(clustered, IsOk());
+  EXPECT_EQ(clustered->estimator().num_clusters(), 8);
+  const Predictor knn = Make();
+  EXPECT_EQ(knn.estimator().num_clusters(), 1);
+  std::set<int> seen;
+  for (int i = 0; i < 40; ++i) {
+    PredictRequest r;
+    r.text = Real().dataset.prompts[Real().test_rows[i]].text;
+    absl::StatusOr<Predictions> a = clustered->Predict(r);
+    ASSERT_THAT(a, IsOk());
+    const std::vector<float> features = Real().featurizer.Featurize(r.text);
+    EXPECT_THAT(uniroute->NearestCluster(features), IsOkAndHolds(a->cluster));
+    seen.insert(a->cluster);
+    // The cluster comes with the same qualities as Predict's.
+    std::vector<QualityEstimate> plain(uniroute->models().size());
+    ASSERT_THAT(uniroute->Predict(features, absl::MakeSpan(plain)), IsOk());
+    for (size_t j = 0; j < plain.size(); ++j) EXPECT_EQ(a->quality[j], plain[j].quality);
+    absl::StatusOr<Predictions> b = knn.Predict(r);
+    ASSERT_THAT(b, IsOk());
+    EXPECT_EQ(b->cluster, 0);
+  }
+  EXPECT_GT(seen.size(), 1u);  // the prompts do not all fall in one cluster
 }
 
 TEST(PredictorTest, CreateChecksDimensionsAndCostEntries) {
