@@ -95,6 +95,19 @@ void OutcomeLearner::MarkColdStart(absl::string_view model, bool cold) {
   }
 }
 
+double OutcomeLearner::ColdStartBaseline(absl::Span<const std::string> models,
+                                         absl::Span<const double> quality) const {
+  absl::ReaderMutexLock lock(&mu_);
+  double sum = 0.0;
+  int count = 0;
+  for (size_t j = 0; j < models.size() && j < quality.size(); ++j) {
+    if (cold_.contains(models[j])) continue;
+    sum += std::clamp(quality[j], 0.0, 1.0);
+    ++count;
+  }
+  return count == 0 ? options_.cold_start_quality : sum / count;
+}
+
 bool OutcomeLearner::IsColdStart(absl::string_view model) const {
   absl::ReaderMutexLock lock(&mu_);
   return cold_.contains(model);
@@ -107,7 +120,6 @@ absl::Status OutcomeLearner::Record(absl::string_view model, int cluster, double
   if (absl::Status s = CheckUnit("score", score); !s.ok()) return s;
   if (absl::Status s = CheckUnit("prior_quality", prior_quality); !s.ok()) return s;
   absl::MutexLock lock(&mu_);
-  if (cold_.contains(model)) prior_quality = options_.cold_start_quality;
   auto model_it = models_.find(model);
   Cell* cell = nullptr;
   if (model_it != models_.end()) {
@@ -123,23 +135,54 @@ absl::Status OutcomeLearner::Record(absl::string_view model, int cluster, double
     cell = &model_it->second.cells[cluster];
     ++num_cells_;
   }
+  const double old_weight = cell->weight, old_score = cell->score_sum, old_prior = cell->prior_sum;
   cell->weight = decay_ * cell->weight + 1.0;
   cell->score_sum = decay_ * cell->score_sum + score;
   cell->prior_sum = decay_ * cell->prior_sum + prior_quality;
   ++cell->outcomes;
+  model_it->second.weight_total += cell->weight - old_weight;
+  model_it->second.score_total += cell->score_sum - old_score;
+  model_it->second.prior_total += cell->prior_sum - old_prior;
   return absl::OkStatus();
 }
 
-bool OutcomeLearner::Posterior(const Cell* cell, bool cold, double prior, double* q,
-                               double* n) const {
-  if (cell == nullptr && !cold) return false;
-  const double m = cold ? options_.cold_start_strength : options_.prior_strength;
-  if (cell == nullptr) {
-    *q = prior;
-    *n = m;
+void OutcomeLearner::ModelCells::Resum() {
+  weight_total = 0.0;
+  score_total = 0.0;
+  prior_total = 0.0;
+  for (const auto& [cluster, cell] : cells) {
+    weight_total += cell.weight;
+    score_total += cell.score_sum;
+    prior_total += cell.prior_sum;
+  }
+}
+
+bool OutcomeLearner::Posterior(const ModelCells* model, const Cell* cell, bool cold,
+                               double prior, double* q, double* n) const {
+  if (cold) {
+    // `prior` is the query's baseline b. Evidence E = S + W b - P (the outcomes, each moved by how
+    // much easier or harder this query is than theirs) against the cold-start level c, first
+    // pooled over the model's cells, g = (m c + E_model) / (m + W_model), then in the cell,
+    // q = (m g + E_cell) / (m + W_cell).
+    const double m = options_.cold_start_strength;
+    const double c = options_.cold_start_quality;
+    const double pooled =
+        model == nullptr ? c
+                         : (m * c + model->score_total + model->weight_total * prior -
+                            model->prior_total) /
+                               (m + model->weight_total);
+    if (cell == nullptr) {
+      *n = m;
+      *q = std::clamp(pooled, 0.0, 1.0);
+    } else {
+      *n = m + cell->weight;
+      *q = std::clamp(
+          (m * pooled + cell->score_sum + cell->weight * prior - cell->prior_sum) / *n, 0.0, 1.0);
+    }
     return true;
   }
-  *n = m + cell->weight;
+  if (cell == nullptr) return false;
+  *n = options_.prior_strength + cell->weight;
   *q = std::clamp(prior + (cell->score_sum - cell->prior_sum) / *n, 0.0, 1.0);
   return true;
 }
@@ -152,14 +195,16 @@ bool OutcomeLearner::Adjust(absl::Span<const std::string> models, int cluster,
   absl::ReaderMutexLock lock(&mu_);
   const bool any_cold = !cold_.empty();
   for (size_t j = 0; j < models.size(); ++j) {
+    const ModelCells* model = nullptr;
     const Cell* cell = nullptr;
     if (auto it = models_.find(models[j]); it != models_.end()) {
-      if (auto c = it->second.cells.find(cluster); c != it->second.cells.end()) cell = &c->second;
+      model = &it->second;
+      if (auto c = model->cells.find(cluster); c != model->cells.end()) cell = &c->second;
     }
     const bool cold = any_cold && cold_.contains(models[j]);
-    const double prior = cold ? options_.cold_start_quality : std::clamp(quality[j], 0.0, 1.0);
+    const double prior = std::clamp(quality[j], 0.0, 1.0);
     double q = 0.0, n = 0.0;
-    if (!Posterior(cell, cold, prior, &q, &n)) {
+    if (!Posterior(model, cell, cold, prior, &q, &n)) {
       if (explore) {
         q = prior;
         n = options_.prior_strength;
@@ -180,7 +225,7 @@ std::vector<OutcomeCell> OutcomeLearner::Cells() const {
   std::vector<OutcomeCell> out;
   out.reserve(static_cast<size_t>(num_cells_));
   for (const auto& [name, model] : models_) {
-    const double m = cold_.contains(name) ? options_.cold_start_strength : options_.prior_strength;
+    const bool cold = cold_.contains(name);
     for (const auto& [cluster, cell] : model.cells) {
       OutcomeCell c;
       c.model = name;
@@ -188,7 +233,14 @@ std::vector<OutcomeCell> OutcomeLearner::Cells() const {
       c.weight = cell.weight;
       c.observed_mean = cell.weight > 0 ? cell.score_sum / cell.weight : 0.0;
       c.prior_mean = cell.weight > 0 ? cell.prior_sum / cell.weight : 0.0;
-      c.learned_shift = (cell.score_sum - cell.prior_sum) / (m + cell.weight);
+      if (cold) {
+        // At the cell's mean baseline.
+        double q = 0.0, n = 0.0;
+        Posterior(&model, &cell, true, c.prior_mean, &q, &n);
+        c.learned_shift = q - c.prior_mean;
+      } else {
+        c.learned_shift = (cell.score_sum - cell.prior_sum) / (options_.prior_strength + cell.weight);
+      }
       c.outcomes = cell.outcomes;
       out.push_back(std::move(c));
     }
@@ -217,6 +269,7 @@ int64_t OutcomeLearner::Reset(std::optional<std::string> model, std::optional<in
     if (cells.empty()) {
       models_.erase(it++);
     } else {
+      it->second.Resum();
       ++it;
     }
   }
@@ -367,6 +420,7 @@ absl::Status OutcomeLearner::Restore(const Json& snapshot) {
     }
     model_cells[c.cluster] = Cell{c.weight, c.score_sum, c.prior_sum, c.outcomes};
   }
+  for (auto& [name, model] : models) model.Resum();
   absl::MutexLock lock(&mu_);
   models_ = std::move(models);
   cold_ = std::move(cold);

@@ -24,12 +24,21 @@
 //   Cells with no outcome leave the estimator's own quality and quality_lower untouched (its
 // posterior is the prior), except on an explored query, where quality is drawn from
 // Beta(p m, (1 - p) m).
-//   Cold start: a model marked MarkColdStart(model, true) has no prior from the estimator; its
-// prior is cold_start_quality worth cold_start_strength pseudo-outcomes (so m above is
-// cold_start_strength and p is cold_start_quality, whatever the caller passes), so its lower bound
-// is low and Thompson samples are wide until its own outcomes arrive; exploration is how it gets
-// its first traffic. Changing a model's mark removes its cells (their residuals were measured
-// against the other prior).
+//   Cold start: a model marked MarkColdStart(model, true) has no prediction from the estimator.
+// Its column then carries the query's baseline b instead: how hard the query is for the pool,
+// ColdStartBaseline (the mean of the other models' predictions; a constant is allowed), and
+// Record's prior_quality for it must be that same b. The model is learned as the baseline plus
+// its own offset: each outcome counts as score + (b_now - b_then), so a new model that is only
+// tried on the queries the others find hard is not judged by their difficulty (without this, a
+// cold model chosen where the incumbents' predictions are lowest would look worse than it is).
+// Its cells share a model-level prior: with c = cold_start_quality and m0 = cold_start_strength,
+// the model's pooled estimate g = (m0 c + S + W b - P) / (m0 + W) summed over all its cells,
+// then per cell q = (m0 g + S + W b - P) / (m0 + W) with the cell's sums, n = m0 + W. With no
+// outcome q = c; a model that does well in the clusters where it was tried is tried in the others
+// (as UniRoute's estimator shrinks a sparse cluster toward the model's global rate). Its lower
+// bound is low and its Thompson samples wide until its own outcomes arrive; exploration (and a
+// cold_start_quality the pool finds worth a try) is how it gets its first traffic. Changing a
+// model's mark removes its cells (their residuals were measured against the other prior).
 //   Clusters: what Predictions::cluster says (estimate/predictor.h): UniRoute's nearest centroid;
 // 0 for the kNN and the classifier, which have no clusters, so there a model has one cell and the
 // learner corrects its quality uniformly over all queries.
@@ -40,8 +49,8 @@
 // slot limits as any other query (the learner never touches costs or limits).
 //
 // Memory: at most max_cells cells (about 100 bytes each plus the model name once per model). An
-// outcome that would create a cell beyond it is counted (dropped_outcomes) and dropped; so are
-// none else: Record never refuses an outcome for an unknown model or cluster.
+// outcome that would create a cell beyond it is counted (dropped_outcomes) and dropped, and no
+// other: Record never refuses an outcome for an unknown model or cluster.
 //
 // Snapshot: Snapshot() is a JSON object {format: "router.outcome_learner", version: 1, options,
 // cold_start_models, dropped_outcomes, cells: [{model, cluster, weight, score_sum, prior_sum,
@@ -54,7 +63,7 @@
 //
 // Cost: Record is O(1) (a hash look-up of the model and of the cluster, and three multiply-adds);
 // Adjust O(M) for M models (two look-ups and one table interpolation per model; an explored query
-// adds M Beta samples); Cells and Snapshot O(cells); Reset O(cells removed + models).
+// adds M Beta samples); Cells, Snapshot, Restore and Reset O(cells).
 // Figures: bench/README.md, "Learning from outcomes".
 //
 // Errors: Create and ValidateOutcomeLearnerOptions return INVALID_ARGUMENT naming the option;
@@ -87,17 +96,20 @@ namespace router::core {
 struct OutcomeLearnerOptions {
   // Evidence of a (model, cluster) cell halves after this many newer outcomes in that cell, > 0
   // (finite). A cell's weight W then saturates at about 1.44 x this, so it also caps how sure the
-  // learner gets. Default 200 (bench/README.md, "Learning from outcomes", says how the defaults
-  // were chosen).
-  double half_life_outcomes = 200.0;
+  // learner gets, and how long evidence from before a change holds the cell back. Default 100.
+  // (The defaults were chosen on router_eval's experiment 7 with tuning seeds 101-110, apart from
+  // the reported ones: bench/README.md, "Learning from outcomes".)
+  double half_life_outcomes = 100.0;
   // Weight of the trained estimator's prediction, in pseudo-outcomes, > 0 (finite). With m = 10,
-  // ten outcomes in a cell move its shift halfway to their mean residual.
+  // ten outcomes in a cell move its shift halfway to their mean residual. Default 10.
   double prior_strength = 10.0;
-  // Prior mean of a model with no validation results (MarkColdStart), in [0, 1]. Default 0.5.
-  double cold_start_quality = 0.5;
-  // Its weight in pseudo-outcomes, > 0 (finite). Default 2: wide, so exploration samples it often
-  // enough and a few of its own outcomes dominate.
-  double cold_start_strength = 2.0;
+  // Prior mean of a model with no validation results (MarkColdStart), in [0, 1]. Default 0.7:
+  // optimistic on purpose (above most models' accuracy on our datasets), so that a new model is
+  // tried in a cluster until its own outcomes there say otherwise.
+  double cold_start_quality = 0.7;
+  // Its weight in pseudo-outcomes, > 0 (finite). Default 5: a few unlucky first outcomes do not
+  // bury a new model, and some twenty of its own outcomes dominate.
+  double cold_start_strength = 5.0;
   // Level of quality_lower, in (0, 0.5]: 0.1 = the posterior's 10th percentile, as the UniRoute
   // estimator's own bound (uniroute_estimator.h).
   double lower_quantile = 0.1;
@@ -118,7 +130,9 @@ struct OutcomeCell {
   double weight = 0.0;         // decayed outcome count W
   double observed_mean = 0.0;  // S / W: decayed mean observed score
   double prior_mean = 0.0;     // P / W: decayed mean of the prior's predictions for those queries
-  double learned_shift = 0.0;  // (S - P) / (m + W): what Adjust adds to the prior's prediction
+  // (S - P) / (m + W): what Adjust adds to the prior's prediction; for a cold-start model, what
+  // it adds to a baseline equal to prior_mean.
+  double learned_shift = 0.0;
   int64_t outcomes = 0;        // outcomes recorded in the cell since it was created (not decayed)
 };
 
@@ -132,16 +146,21 @@ class OutcomeLearner {
   // one. Changing the mark removes the model's cells.
   void MarkColdStart(absl::string_view model, bool cold);
   bool IsColdStart(absl::string_view model) const;
+  // The baseline to put in a cold-start model's column of a query (and to record with its
+  // outcome): the mean of the other models' qualities, as the estimator predicted them (before
+  // Adjust); cold_start_quality when every model is cold. O(M).
+  double ColdStartBaseline(absl::Span<const std::string> models,
+                           absl::Span<const double> quality) const;
 
   // One outcome: `score` in [0, 1] (success = 1 / 0, or the gateway's score), `prior_quality` what
-  // the prior predicted for this query and model at decision time (ignored for a cold-start
-  // model), `cluster` >= 0 the query's cluster. Unknown models and clusters are fine (cells are
+  // the prior predicted for this query and model at decision time (for a cold-start model, the
+  // baseline its column carried), `cluster` >= 0 the query's cluster. Unknown models and clusters are fine (cells are
   // created); beyond max_cells the outcome is counted in dropped_outcomes() and dropped (OK).
   absl::Status Record(absl::string_view model, int cluster, double prior_quality, double score);
 
   // Adjusts one query's predictions in place: quality[j] and quality_lower[j] for models[j] become
   // the posterior's mean and lower quantile (untouched for a model without outcomes in `cluster`
-  // that is not cold-start); with probability `exploration` (one draw from `rng`, none when the
+  // that is not cold-start; a cold-start model's quality[j] is read as the query's baseline); with probability `exploration` (one draw from `rng`, none when the
   // option is 0) every quality is a posterior sample instead. Returns true when this query was
   // explored. The three spans must have the same size (else nothing is adjusted and false is
   // returned). O(M).
@@ -174,15 +193,22 @@ class OutcomeLearner {
   };
   struct ModelCells {
     absl::flat_hash_map<int, Cell> cells;
+    // Sums of the cells' sums (a cold-start model's pooled record).
+    double weight_total = 0.0;
+    double score_total = 0.0;
+    double prior_total = 0.0;
+    // Recomputes the sums from the cells.
+    void Resum();
   };
   using CellMap = absl::flat_hash_map<std::string, ModelCells>;
 
   OutcomeLearner(OutcomeLearnerOptions options, const BetaLowerTable* table);
 
-  // The posterior of one (model, cluster) for a query whose prior predicts `prior` (already the
-  // cold-start prior when cold): quality q and pseudo-count n; false when there is nothing to
-  // adjust (no cell, not cold).
-  bool Posterior(const Cell* cell, bool cold, double prior, double* q, double* n) const;
+  // The posterior of one (model, cluster) for a query whose prior predicts `prior` (the baseline
+  // when cold): quality q and pseudo-count n; false when there is nothing to adjust (no cell, not
+  // cold). `model` and `cell` may be null (none yet).
+  bool Posterior(const ModelCells* model, const Cell* cell, bool cold, double prior, double* q,
+                 double* n) const;
 
   const OutcomeLearnerOptions options_;
   const double decay_;  // 2^(-1 / half_life_outcomes)

@@ -182,9 +182,9 @@ TEST(OutcomeLearnerTest, ColdStartModelStartsFromTheStatedPriorAndLearns) {
   absl::StatusOr<double> exact = BetaQuantile(0.1, 0.8, 1.2);
   ASSERT_THAT(exact, IsOk());
   EXPECT_NEAR(a.lower[1], *exact, 2e-3);
-  // Its outcomes are residuals against the cold prior (the prior_quality passed is ignored).
+  // Its outcomes count against the baseline its column carried (0.99 here, then as now).
   for (int i = 0; i < 30; ++i) ASSERT_THAT(learner->Record("new", 5, 0.99, 1.0), IsOk());
-  a = AdjustOne(*learner, {"old", "new"}, 5, {0.7, 0.0}, {0.6, 0.0}, rng);
+  a = AdjustOne(*learner, {"old", "new"}, 5, {0.7, 0.99}, {0.6, 0.0}, rng);
   EXPECT_GT(a.quality[1], 0.9);
   EXPECT_GT(a.lower[1], 0.8);
   // Clearing the mark drops its cells: they were measured against the cold prior.
@@ -194,6 +194,56 @@ TEST(OutcomeLearnerTest, ColdStartModelStartsFromTheStatedPriorAndLearns) {
   learner->MarkColdStart("new", false);
   EXPECT_FALSE(learner->IsColdStart("new"));
   EXPECT_EQ(learner->num_cells(), 0);
+}
+
+TEST(OutcomeLearnerTest, ColdStartCellsShareTheModelsPooledRecord) {
+  OutcomeLearnerOptions o = NoExploration();
+  o.cold_start_quality = 0.5;
+  o.cold_start_strength = 2;
+  auto learner = Make(o);
+  learner->MarkColdStart("new", true);
+  // Twenty successes in cluster 1: the model's pooled record says it is good.
+  for (int i = 0; i < 20; ++i) ASSERT_THAT(learner->Record("new", 1, 0.5, 1.0), IsOk());
+  const double w = learner->Cells()[0].weight;
+  const double pooled = (w + 2 * 0.5) / (w + 2);
+  std::mt19937_64 rng(1);
+  // Cluster 7 has no outcome of its own: its prior is the pooled rate (at the same baseline).
+  Adjusted a = AdjustOne(*learner, {"new"}, 7, {0.5}, {0.0}, rng);
+  EXPECT_NEAR(a.quality[0], pooled, 1e-12);
+  EXPECT_GT(a.quality[0], 0.9);
+  // Cluster 1's own record is added to it.
+  a = AdjustOne(*learner, {"new"}, 1, {0.5}, {0.0}, rng);
+  EXPECT_NEAR(a.quality[0], (2 * pooled + w) / (2 + w), 1e-12);
+  EXPECT_NEAR(learner->Cells()[0].learned_shift, a.quality[0] - 0.5, 1e-12);
+  // Two failures in cluster 3 pull that cell down, not the others much.
+  for (int i = 0; i < 2; ++i) ASSERT_THAT(learner->Record("new", 3, 0.5, 0.0), IsOk());
+  const double c3 = AdjustOne(*learner, {"new"}, 3, {0.5}, {0.0}, rng).quality[0];
+  const double c7 = AdjustOne(*learner, {"new"}, 7, {0.5}, {0.0}, rng).quality[0];
+  EXPECT_LT(c3, c7);
+  EXPECT_GT(c7, 0.85);
+  // A reset cell leaves the pooled record of the others.
+  EXPECT_EQ(learner->Reset("new", 1), 1);
+  EXPECT_LT(AdjustOne(*learner, {"new"}, 7, {0.5}, {0.0}, rng).quality[0], 0.5);
+}
+
+TEST(OutcomeLearnerTest, ColdStartModelIsJudgedAgainstTheDifficultyOfItsQueries) {
+  OutcomeLearnerOptions o = NoExploration();
+  o.cold_start_strength = 1;
+  auto learner = Make(o);
+  learner->MarkColdStart("new", true);
+  // The baseline skips cold-start models.
+  const std::vector<std::string> pool = {"a", "new", "b"};
+  EXPECT_DOUBLE_EQ(learner->ColdStartBaseline(pool, std::vector<double>{0.2, 0.9, 0.4}), 0.3);
+  // Tried only on hard queries (the pool's baseline 0.2), it succeeds 40% of the time: 0.2 better
+  // than the pool there.
+  for (int i = 0; i < 200; ++i) {
+    ASSERT_THAT(learner->Record("new", 0, 0.2, i % 5 < 2 ? 1.0 : 0.0), IsOk());
+  }
+  std::mt19937_64 rng(1);
+  const double hard = AdjustOne(*learner, {"new"}, 0, {0.2}, {0.0}, rng).quality[0];
+  const double easy = AdjustOne(*learner, {"new"}, 0, {0.6}, {0.0}, rng).quality[0];
+  EXPECT_NEAR(hard, 0.4, 0.01);
+  EXPECT_NEAR(easy, 0.8, 0.01);
 }
 
 TEST(OutcomeLearnerTest, BoundsHoldForEveryAdjustedAndExploredPrediction) {
