@@ -26,6 +26,22 @@
 //   6 allocation        the capacity planner on predicted quality of calibration-part batches vs
 //                       uniform and proportional plans at equal GPU budget (16, 32), each scored by
 //                       routing the test part with its slots, for each estimator
+//   7 learning          learning from outcomes (learning.h): a stream of 4,000 test prompts
+//                       (the test part in seeded shuffles, one after another) decided in batches
+//                       of 100 by the batch engine with a cap (0.5 x the best model's predicted
+//                       cost per query) and 40 slots per model per batch, under bandit feedback,
+//                       with the UniRoute estimator and the outcome learner (EvalConfig::learner)
+//                       against the static router. No drift: the whole stream
+//                       (online_minus_static_pts_nodrift). Drift: from query 2,000 the model most
+//                       accurate on the train part loses 40% of its correct answers on the tasks
+//                       covering half its static traffic before; static vs online vs an oracle
+//                       refitted on the drifted calibration part, accuracy over the 2,000 queries
+//                       after and over the last 500 of them (drift_gap_closed_fraction: that
+//                       window's (online - static) / (oracle - static), means over seeds). New
+//                       model: a model truly best on a task (and given most of that task by the
+//                       full-knowledge router) joins cold; the first window of 200 queries in
+//                       which it serves most of the task (new_model_queries_to_majority).
+//                       --quick: 400 queries, switch at 200.
 // Per seed: SplitDataset(seed) (0.6 / 0.2 / 0.2), the featurizer's IDF fitted on the train part,
 // kNN fitted on the train part, UniRoute's clusters on the train part and its model statistics on
 // the calibration part, the classifier trained on the train part and calibrated on the calibration
@@ -59,6 +75,7 @@
 #include "router_core/estimate/featurizer.h"
 #include "router_core/estimate/knn_estimator.h"
 #include "router_core/estimate/uniroute_estimator.h"
+#include "router_core/learn/outcome_learner.h"
 #include "bench/eval/simulate.h"
 
 namespace router::core::eval {
@@ -66,7 +83,7 @@ namespace router::core::eval {
 struct EvalConfig {
   // Split seeds, at least one, distinct. Every reported figure is summarized over them.
   std::vector<uint64_t> seeds = {1, 2, 3, 4, 5};
-  // Experiment numbers to run, each in [1, 6].
+  // Experiment numbers to run, each in [1, 7].
   std::set<int> experiments = {1, 2, 3, 4};
   // Fewer grid points, batch size 100 only, one cap, for tests and smoke runs.
   bool quick = false;
@@ -75,6 +92,8 @@ struct EvalConfig {
   KnnOptions knn;
   UniRouteOptions uniroute;
   ClassifierOptions classifier;
+  // Experiment 7's outcome learner (its defaults unless router_eval's --learner says otherwise).
+  OutcomeLearnerOptions learner;
 };
 absl::Status ValidateEvalConfig(const EvalConfig& config);
 

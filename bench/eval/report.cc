@@ -83,6 +83,17 @@ std::string InlineClaim(const json& s, const std::string& est) {
                       capped ? "met" : "**not met**");
 }
 
+// "a (3 seeds), b (1 seed)" from an object of counts.
+std::string Counted(const json& counts) {
+  if (!counts.is_object()) return "n/a";
+  std::vector<std::string> parts;
+  for (const auto& [name, n] : counts.items()) {
+    const int count = n.is_number() ? n.get<int>() : 0;
+    parts.push_back(absl::StrCat(name, " (", count, count == 1 ? " seed)" : " seeds)"));
+  }
+  return absl::StrJoin(parts, ", ");
+}
+
 }  // namespace
 
 std::string RenderReport(const json& s) {
@@ -300,6 +311,99 @@ std::string RenderReport(const json& s) {
       }
     }
     absl::StrAppend(&md, "\n", verdicts, "\n![allocation](exp6_allocation.png)\n\n");
+  }
+
+  if (s.contains("exp7_learning")) {
+    const json& e = s["exp7_learning"];
+    const json& l = e["learner"];
+    absl::StrAppend(
+        &md,
+        "### 7. Learning from outcomes (UniRoute, bandit feedback)\n\n"
+        "A stream of ",
+        e.value("stream_length", 0),
+        " test prompts (the test part in seeded shuffles, one after another) decided in batches "
+        "of ",
+        e.value("batch_size", 0), " by the batch engine (`RouteBatch`, local ledger) with a cap of ",
+        e.value("cap_fraction", 0.0), " x the best model's predicted cost per query and ",
+        e.value("slots_per_model_per_batch", 0),
+        " slots per model per batch (solver: ", At(e, {"solve", "time_limit_ms"}).dump(),
+        " ms, relative gap ", At(e, {"solve", "relative_gap"}).dump(),
+        "). Only the chosen model's outcome is revealed, after the "
+        "batch; the online router records it in the outcome learner and adjusts the next "
+        "batches' predictions (learner: half-life ",
+        l.value("half_life_outcomes", 0.0), " outcomes, prior strength ",
+        l.value("prior_strength", 0.0), ", cold start ", l.value("cold_start_quality", 0.0), " x ",
+        l.value("cold_start_strength", 0.0), ", exploration ", l.value("exploration", 0.0),
+        "). Every batch's spend and slots are re-counted against its limits (the replay fails "
+        "otherwise): none was exceeded. Drift: from query ",
+        e.value("switch_at", 0), ", the model most accurate on the train part (",
+        Counted(At(e, {"degraded_models"})), ") loses ", e.value("drift_flip", 0.0) * 100.0,
+        "% of its correct answers on the tasks that carried half its static traffic before (",
+        Ms(At(e, {"drift_tasks"}), 1), " tasks, ",
+        Ms(At(e, {"drift_tasks_share_of_stream"}), 2, 100.0),
+        "% of the queries); the oracle is UniRoute refitted on the calibration part under the "
+        "same drift. \"end\" = the last ",
+        e.value("end_window", 0), " of the ", e.value("switch_at", 0),
+        " queries after the switch.\n\n"
+        "| scenario | arm | accuracy (all) | after switch | end window | predicted cost/query "
+        "| explored | budget-binding batches | slots-binding batches |\n"
+        "|---|---|---|---|---|---|---|---|---|\n");
+    for (const auto& [scenario, arms] :
+         {std::pair{std::string("no_drift"), std::vector<std::string>{"static", "online"}},
+          std::pair{std::string("drift"), std::vector<std::string>{"static", "online", "oracle"}},
+          std::pair{std::string("new_model"),
+                    std::vector<std::string>{"static_without", "online", "static_full"}}}) {
+      for (const std::string& arm : arms) {
+        const std::string key = scenario + "/" + arm;
+        if (!e.contains(key + "/accuracy_all")) continue;
+        absl::StrAppend(&md, "| ", scenario, " | ", arm, " | ",
+                        Ms(At(e, {key + "/accuracy_all"}), 3), " | ",
+                        Ms(At(e, {key + "/accuracy_after_switch"}), 3), " | ",
+                        Ms(At(e, {key + "/accuracy_end_window"}), 3), " | $",
+                        Ms(At(e, {key + "/predicted_cost_per_query"}), 6), " | ",
+                        Ms(At(e, {key + "/explored_share"}), 3), " | ",
+                        Ms(At(e, {key + "/budget_binding_batches"}), 1), " | ",
+                        Ms(At(e, {key + "/slots_binding_batches"}), 1), " |\n");
+      }
+    }
+    const json& nodrift = At(s, {"online_minus_static_pts_nodrift"});
+    const json& closed = At(s, {"drift_gap_closed_fraction"});
+    const json& majority = At(s, {"new_model_queries_to_majority"});
+    const bool nodrift_met =
+        At(nodrift, {"mean"}).is_number() && At(nodrift, {"mean"}).get<double>() >= -0.3;
+    const bool closed_met = closed.is_number() && closed.get<double>() >= 0.8;
+    auto fraction = [](const json& f) {
+      return f.is_number() ? absl::StrFormat("%.2f", f.get<double>()) : std::string("n/a");
+    };
+    absl::StrAppend(
+        &md, "\n- No drift: online minus static ", Ms(nodrift, 2), " pts (", Verdict(nodrift),
+        ") under the same cap and slots (predicted spend, online relative to static: ",
+        Ms(At(e, {"nodrift_online_minus_static_spend_pct"}), 1),
+        "%); target: costs at most 0.3 pts: ",
+        nodrift_met ? "met" : "**not met**", ".\n",
+        "- Drift, end window: static ", Ms(At(e, {"drift/static/accuracy_end_window"}), 3),
+        ", online ", Ms(At(e, {"drift/online/accuracy_end_window"}), 3), ", oracle ",
+        Ms(At(e, {"drift/oracle/accuracy_end_window"}), 3), "; static-to-oracle gap ",
+        Ms(At(e, {"drift_static_oracle_gap_pts_end_window"}), 2),
+        " pts, online closes ", fraction(closed),
+        " of it (target >= 0.8: ", closed_met ? "met" : "**not met**",
+        "); over all the queries after the switch: gap ",
+        Ms(At(e, {"drift_static_oracle_gap_pts_after_switch"}), 2), " pts, closed ",
+        fraction(At(e, {"drift_gap_closed_fraction_after_switch"})), ".\n",
+        "- New model (", Counted(At(e, {"new_models"})),
+        "): the full-knowledge router gives it ",
+        Ms(At(e, {"new_model_full_knowledge_share"}), 2),
+        " of its task; cold-started, it serves most of the task from stream query ",
+        Ms(majority, 0),
+        " on (the end of the first window of 200 with a majority; mean over the ",
+        majority.value("reached", 0), " of ", majority.value("seeds", 0),
+        " seeds in which it happened), and ",
+        Ms(At(e, {"new_model_online_share_last_quarter"}), 2),
+        " of the task in the stream's last quarter. The learner's cells are UniRoute's clusters: "
+        "the share of the task's queries in its most frequent cluster is ",
+        Ms(At(e, {"new_model_task_top_cluster_share"}), 2),
+        " (the lower, the less the cells can single the task out).\n\n"
+        "![drift](exp7_learning.png)\n\n![new model](exp7_new_model.png)\n\n");
   }
 
   // Claims side by side.

@@ -1,6 +1,7 @@
 // File: router_eval_main.cc
 //
 // router_eval --dataset DIR --out DIR [--seed N] [--seeds K] [--experiments LIST] [--quick]
+//             [--learner K=V,...]
 //
 // Runs the evaluation harness (bench/eval/experiments.h) on one `derived/` dataset folder
 // and writes into --out: one CSV per experiment table, summary.json (headline numbers with their
@@ -8,8 +9,8 @@
 // from the CSVs (skipped with a warning when gnuplot is not installed).
 //
 // --merge: experiments can be run separately (5 and 6 are slow to add to a finished 1-4 run); the
-// summary keys of this run replace the old ones, every other key is kept, and the report, which
-// is rendered from the summary alone, covers both. CSVs are per experiment and never collide; the
+// summary keys of this run replace the old ones (but "sim", the solver settings of the first run),
+// every other key is kept, and the report, which is rendered from the summary alone, covers both. CSVs are per experiment and never collide; the
 // plot script draws from the kept CSVs as well.
 //
 // Seeds: --seed N --seeds K uses the split seeds N, N+1, ..., N+K-1 (default 1 and 5).
@@ -22,6 +23,7 @@
 #include <iostream>
 #include <set>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "absl/status/status.h"
@@ -49,7 +51,10 @@ constexpr char kUsage[] =
     "  --out DIR            output folder (created if missing)\n"
     "  --seed N             first split seed (default 1)\n"
     "  --seeds K            number of seeds N..N+K-1 (default 5)\n"
-    "  --experiments LIST   comma-separated experiment numbers 1-6 (default 1,2,3,4)\n"
+    "  --experiments LIST   comma-separated experiment numbers 1-7 (default 1,2,3,4)\n"
+    "  --learner K=V,...    experiment 7's outcome learner options (outcome_learner.h):\n"
+    "                       half_life_outcomes, prior_strength, cold_start_quality,\n"
+    "                       cold_start_strength, lower_quantile, exploration\n"
     "  --merge              keep the experiments of an existing --out/summary.json that this\n"
     "                       run does not redo, and render report.md from the merged summary\n"
     "  --quick              coarse grids, batch size 100 only (smoke runs and tests)\n"
@@ -66,6 +71,36 @@ struct Flags {
   bool merge = false;
   router::core::eval::EvalConfig config;
 };
+
+// --learner "half_life_outcomes=50,exploration=0.02": options of experiment 7's learner.
+absl::Status ParseLearner(absl::string_view value, router::core::OutcomeLearnerOptions& options) {
+  for (absl::string_view part : absl::StrSplit(value, ',', absl::SkipEmpty())) {
+    const std::pair<absl::string_view, absl::string_view> kv = absl::StrSplit(part, '=');
+    double v = 0.0;
+    if (!absl::SimpleAtod(kv.second, &v)) {
+      return absl::InvalidArgumentError(absl::StrCat("--learner: bad number in '", part, "'"));
+    }
+    if (kv.first == "half_life_outcomes") {
+      options.half_life_outcomes = v;
+    } else if (kv.first == "prior_strength") {
+      options.prior_strength = v;
+    } else if (kv.first == "cold_start_quality") {
+      options.cold_start_quality = v;
+    } else if (kv.first == "cold_start_strength") {
+      options.cold_start_strength = v;
+    } else if (kv.first == "lower_quantile") {
+      options.lower_quantile = v;
+    } else if (kv.first == "exploration") {
+      options.exploration = v;
+    } else {
+      return absl::InvalidArgumentError(absl::StrCat("--learner: unknown option '", kv.first, "'"));
+    }
+  }
+  if (absl::Status s = router::core::ValidateOutcomeLearnerOptions(options); !s.ok()) {
+    return absl::InvalidArgumentError(absl::StrCat("--learner: ", s.message()));
+  }
+  return absl::OkStatus();
+}
 
 absl::StatusOr<Flags> ParseFlags(int argc, char** argv) {
   Flags f;
@@ -97,6 +132,8 @@ absl::StatusOr<Flags> ParseFlags(int argc, char** argv) {
         return absl::InvalidArgumentError(
             absl::StrCat("--seeds: expected >= 1, got '", value, "'"));
       }
+    } else if (arg == "--learner") {
+      if (absl::Status s = ParseLearner(value, f.config.learner); !s.ok()) return s;
     } else if (arg == "--experiments") {
       f.config.experiments.clear();
       for (absl::string_view part : absl::StrSplit(value, ',', absl::SkipEmpty())) {
@@ -149,7 +186,8 @@ std::string MeansBy(absl::string_view file, absl::string_view filter, absl::stri
 // Gnuplot script drawing the PNGs from the CSVs in the output folder (run with it as the working
 // directory), for the experiments whose CSV is in `csvs`. Curves and per-batch spends: the first
 // seed; the other plots: means over seeds. kNN estimator. `has_cost`: the dataset has costs.
-std::string PlotScript(uint64_t seed, const std::set<std::string>& csvs, bool has_cost) {
+std::string PlotScript(uint64_t seed, const std::set<std::string>& csvs, bool has_cost,
+                       int64_t learning_switch) {
   std::string gp =
       "set datafile separator ','\nset terminal pngcairo size 900,600 noenhanced\nset key "
       "bottom right\nset grid\n";
@@ -226,6 +264,33 @@ std::string PlotScript(uint64_t seed, const std::set<std::string>& csvs, bool ha
                 "\\\"GPUs \\\" $3", {9}),
         "\", plan) using 2:xtic(1) title plan\nunset yrange\n");
   }
+  if (csvs.count("exp7_learning_curve")) {
+    absl::StrAppend(
+        &gp, "set output 'exp7_learning.png'\nset style data linespoints\n",
+        "set title 'Drift at query ", learning_switch,
+        ": accuracy per window of 200 queries (UniRoute, mean over seeds)'\n",
+        "set xlabel 'stream position (queries)'\nset ylabel 'accuracy'\nset key bottom left\n",
+        "set arrow 1 from ", learning_switch, ", graph 0 to ", learning_switch,
+        ", graph 1 nohead dt 2 lc 'black'\n",
+        "plot for [a in 'static online oracle'] sprintf(\"",
+        MeansBy("exp7_learning_curve.csv",
+                "$2 == \\\"drift\\\" && $3 == \\\"%s\\\" && $4 == \\\"accuracy\\\"",
+                "$5", {7}),
+        " | sort -g\", a) using ($1 + 100):2 with linespoints title a\n", "unset arrow 1\n");
+    absl::StrAppend(
+        &gp, "set output 'exp7_new_model.png'\n",
+        "set title 'New model (cold start): its share of the task it is best at, per window of "
+        "200 queries (mean over seeds)'\n",
+        "set xlabel 'stream position (queries)'\nset ylabel 'share of the task'\n",
+        "set key bottom right\nset yrange [0:1]\n",
+        "plot for [a in 'online static_full'] sprintf(\"",
+        MeansBy("exp7_learning_curve.csv",
+                "$2 == \\\"new_model\\\" && $3 == \\\"%s\\\" && $4 == "
+                "\\\"new_model_task_share\\\"",
+                "$5", {7}),
+        " | sort -g\", a) using ($1 + 100):2 with linespoints title a, 0.5 with lines dt 2 lc "
+        "'black' title 'majority'\nunset yrange\n");
+  }
   return gp;
 }
 
@@ -273,7 +338,12 @@ int Run(const Flags& flags) {
       for (const auto& e : out->summary.value("skipped", nlohmann::json::array())) {
         skipped.push_back(e);
       }
-      for (const auto& [key, value] : out->summary.items()) old[key] = value;
+      // The solver settings stay those of the run that made the summary: a later pass with other
+      // defaults records its own in its section (experiment 7's "solve").
+      for (const auto& [key, value] : out->summary.items()) {
+        if (key == "sim" && old.contains("sim")) continue;
+        old[key] = value;
+      }
       if (skipped.empty()) {
         old.erase("skipped");
       } else {
@@ -282,8 +352,9 @@ int Run(const Flags& flags) {
       out->summary = std::move(old);
       out->report_markdown = router::core::eval::RenderReport(out->summary);
       // The plot script covers the kept experiments' CSVs too.
-      for (const std::string name : {"exp1_budget_sweep", "exp2_batches", "exp3_robustness",
-                                     "exp4_unseen_models", "exp5_capacity", "exp6_allocation"}) {
+      for (const std::string name :
+           {"exp1_budget_sweep", "exp2_batches", "exp3_robustness", "exp4_unseen_models",
+            "exp5_capacity", "exp6_allocation", "exp7_learning_curve"}) {
         if (std::ifstream(absl::StrCat(flags.out, "/", name, ".csv")).good()) csvs.insert(name);
       }
     }
@@ -297,8 +368,13 @@ int Run(const Flags& flags) {
   }
   if (!csvs.empty()) {
     const std::string script = absl::StrCat(flags.out, "/plots.gp");
+    const int64_t learning_switch =
+        out->summary.contains("exp7_learning")
+            ? out->summary["exp7_learning"].value("switch_at", int64_t{0})
+            : int64_t{0};
     if (absl::Status s = WriteFile(script, PlotScript(flags.config.seeds.front(), csvs,
-                                                      out->summary.value("has_cost", true)));
+                                                      out->summary.value("has_cost", true),
+                                                      learning_switch));
         !s.ok()) {
       return ToolError(kTool, kExitFailure, s.ToString());
     }

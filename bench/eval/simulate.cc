@@ -20,20 +20,6 @@
 namespace router::core::eval {
 namespace {
 
-// The clock of a replay's solves: it does not move, so no solve is cut short by its deadline. A
-// replay judges decisions, not the machine's load at the time: on the real clock a busy machine
-// would stop the fast solver early, and the figures would change from run to run. (CBC, when it
-// runs, still stops on its own wall-clock limit.) Solve times are measured on the wall clock.
-class ReplayClock final : public Clock {
- public:
-  absl::Time Now() const override { return absl::UnixEpoch(); }
-  bool AwaitWithDeadline(absl::Mutex& mu, const absl::Condition& condition,
-                         absl::Time) const override ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu) {
-    mu.Await(condition);
-    return true;
-  }
-};
-
 constexpr double kNaN = std::numeric_limits<double>::quiet_NaN();
 // Bisection steps on log(lambda): the bracket spans at most 1e20, so 60 halvings leave a relative
 // step of about 1e-16 per lambda, finer than any change of the piecewise-constant spend.

@@ -59,12 +59,27 @@
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "absl/time/time.h"
+#include "router_core/clock.h"
 #include "router_core/estimate/estimator_eval.h"
 #include "router_core/solve/problem.h"
 #include "router_core/solve/solve_options.h"
 #include "router_core/serving/inline_router.h"
 
 namespace router::core::eval {
+
+// The clock of a replay's solves: it does not move, so no solve is cut short by its deadline. A
+// replay judges decisions, not the machine's load at the time: on the real clock a busy machine
+// would stop the fast solver early, and the figures would change from run to run. (CBC, when it
+// runs, still stops on its own wall-clock limit.) Solve times are measured on the wall clock.
+class ReplayClock final : public Clock {
+ public:
+  absl::Time Now() const override { return absl::UnixEpoch(); }
+  bool AwaitWithDeadline(absl::Mutex& mu, const absl::Condition& condition,
+                         absl::Time) const override ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu) {
+    mu.Await(condition);
+    return true;
+  }
+};
 
 struct SimOptions {
   // How every batch is solved: routerd's defaults (solve_options.h), so that what the harness

@@ -59,3 +59,20 @@ set yrange [0.6:1.05]
 set ylabel 'accuracy / best single model accuracy'
 plot for [plan in 'optimized uniform proportional'] sprintf("< awk -F, 'NR > 1 && $2 == \"knn\" && $4 == \"%s\" {g = \"GPUs \" $3; if (!(g in seen)) {seen[g] = 1; order[++k] = g} if ($9 != \"nan\") {s0[g] += $9; n0[g]++} } END {for (i = 1; i <= k; i++) {g = order[i]; print g \",\" (n0[g] ? s0[g] / n0[g] : \"nan\")}}' exp6_allocation.csv", plan) using 2:xtic(1) title plan
 unset yrange
+set output 'exp7_learning.png'
+set style data linespoints
+set title 'Drift at query 2000: accuracy per window of 200 queries (UniRoute, mean over seeds)'
+set xlabel 'stream position (queries)'
+set ylabel 'accuracy'
+set key bottom left
+set arrow 1 from 2000, graph 0 to 2000, graph 1 nohead dt 2 lc 'black'
+plot for [a in 'static online oracle'] sprintf("< awk -F, 'NR > 1 && $2 == \"drift\" && $3 == \"%s\" && $4 == \"accuracy\" {g = $5; if (!(g in seen)) {seen[g] = 1; order[++k] = g} if ($7 != \"nan\") {s0[g] += $7; n0[g]++} } END {for (i = 1; i <= k; i++) {g = order[i]; print g \",\" (n0[g] ? s0[g] / n0[g] : \"nan\")}}' exp7_learning_curve.csv | sort -g", a) using ($1 + 100):2 with linespoints title a
+unset arrow 1
+set output 'exp7_new_model.png'
+set title 'New model (cold start): its share of the task it is best at, per window of 200 queries (mean over seeds)'
+set xlabel 'stream position (queries)'
+set ylabel 'share of the task'
+set key bottom right
+set yrange [0:1]
+plot for [a in 'online static_full'] sprintf("< awk -F, 'NR > 1 && $2 == \"new_model\" && $3 == \"%s\" && $4 == \"new_model_task_share\" {g = $5; if (!(g in seen)) {seen[g] = 1; order[++k] = g} if ($7 != \"nan\") {s0[g] += $7; n0[g]++} } END {for (i = 1; i <= k; i++) {g = order[i]; print g \",\" (n0[g] ? s0[g] / n0[g] : \"nan\")}}' exp7_learning_curve.csv | sort -g", a) using ($1 + 100):2 with linespoints title a, 0.5 with lines dt 2 lc 'black' title 'majority'
+unset yrange

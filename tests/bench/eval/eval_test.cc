@@ -447,13 +447,52 @@ TEST(RunEvaluationTest, CapacityAndAllocationRespectSlotsAndGpuBudget) {
   std::filesystem::remove_all(dir);
 }
 
+TEST(RunEvaluationTest, LearningFromOutcomesOnATinyStream) {
+  const std::string dir = WriteDataset();
+  absl::StatusOr<Dataset> data = ReadDataset(dir);
+  ASSERT_TRUE(data.ok()) << data.status();
+  absl::StatusOr<EvalOutput> out = RunQuick(*data, {1, 2}, {7});
+  ASSERT_TRUE(out.ok()) << out.status();
+  std::set<std::string> names;
+  for (const Table& t : out->tables) {
+    names.insert(t.name);
+    ASSERT_FALSE(t.rows.empty()) << t.name;
+    for (const auto& row : t.rows) ASSERT_EQ(row.size(), t.header.size()) << t.name;
+  }
+  EXPECT_THAT(names, testing::UnorderedElementsAre("exp7_learning", "exp7_learning_curve",
+                                                   "exp7_new_model"));
+  const Table& rows = out->tables.front();
+  ASSERT_EQ(rows.name, "exp7_learning");
+  std::set<std::string> arms;
+  for (const auto& row : rows.rows) arms.insert(row[1] + "/" + row[2]);
+  EXPECT_THAT(arms, testing::UnorderedElementsAre(
+                        "no_drift/static", "no_drift/online", "drift/static", "drift/online",
+                        "drift/oracle", "new_model/online", "new_model/static_without",
+                        "new_model/static_full"));
+  const nlohmann::json& s = out->summary;
+  EXPECT_EQ(s["online_minus_static_pts_nodrift"].value("n", 0), 2);
+  EXPECT_TRUE(s["online_minus_static_pts_nodrift"].contains("verdict"));
+  EXPECT_TRUE(s.contains("drift_gap_closed_fraction"));
+  EXPECT_EQ(s["new_model_queries_to_majority"].value("seeds", 0), 2);
+  EXPECT_EQ(s["exp7_learning"].value("stream_length", 0), 400);
+  // Only the online arms explore.
+  EXPECT_EQ(s["exp7_learning"]["no_drift/static/explored_share"].value("max", 1.0), 0.0);
+  EXPECT_GT(s["exp7_learning"]["no_drift/online/explored_share"].value("mean", 0.0), 0.0);
+  EXPECT_THAT(out->report_markdown, testing::HasSubstr("### 7. Learning from outcomes"));
+  std::filesystem::remove_all(dir);
+}
+
 TEST(RunEvaluationTest, RejectsBadConfig) {
   EvalConfig config;
-  config.experiments = {7};
+  config.experiments = {8};
   EXPECT_FALSE(ValidateEvalConfig(config).ok());
   config.experiments = {1};
   config.seeds = {1, 1};
   EXPECT_FALSE(ValidateEvalConfig(config).ok());
+  config.seeds = {1};
+  config.learner.half_life_outcomes = 0;
+  EXPECT_THAT(ValidateEvalConfig(config).message(),
+              testing::HasSubstr("learner.half_life_outcomes"));
 }
 
 }  // namespace
