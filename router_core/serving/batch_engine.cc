@@ -177,6 +177,9 @@ BatchOutcome RouteBatch(absl::Span<const PendingQuery> queries,
     o.model = pool[j].name;
     o.quality = q.quality(j);
     o.quality_lower = q.quality_lower(j);
+    o.prior_quality = q.prior_quality(j);
+    o.cluster = q.cluster();
+    o.explored = q.explored();
     o.cost_usd = q.cost(j);
     o.assignment_id = std::move((*leases)[r].assignment_id);
     o.lease_timeout = (*leases)[r].lease_timeout;

@@ -68,6 +68,12 @@ struct QueryOutcome {
   // How long the assignment holds its slot without a Complete (the ledger's at the commit).
   absl::Duration lease_timeout;
   std::vector<std::string> fallbacks;
+  // What an outcome of this assignment is learned against (PendingQuery): the chosen model's
+  // quality before learning adjusted it, the query's cluster, and whether its predictions were a
+  // posterior sample.
+  double prior_quality = 0.0;
+  int cluster = 0;
+  bool explored = false;
 };
 
 struct BatchOutcome {

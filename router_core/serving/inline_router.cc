@@ -242,6 +242,9 @@ InlineDecision InlineRouter::Route(const PendingQuery& query, absl::Span<const D
   o.model = pool[chosen].name;
   o.quality = q->quality(chosen);
   o.quality_lower = q->quality_lower(chosen);
+  o.prior_quality = q->prior_quality(chosen);
+  o.cluster = q->cluster();
+  o.explored = q->explored();
   o.cost_usd = cost[chosen];
   o.assignment_id = std::move(commit->lease.assignment_id);
   o.lease_timeout = commit->lease.lease_timeout;

@@ -49,8 +49,15 @@ struct PendingQuery {
   std::vector<std::string> allowed;
   // The models the predictions are for (the estimator's pool at arrival); shared by many queries.
   std::shared_ptr<const std::vector<std::string>> predicted_models;
-  // Aligned with *predicted_models.
+  // Aligned with *predicted_models. With learning from outcomes (learn/outcome_learner.h), the
+  // quality and its lower bound include what was learned (or a posterior sample, `explored`).
   Predictions predictions;
+  // The estimator's quality before learning adjusted `predictions`, aligned with
+  // *predicted_models; empty when nothing adjusted them (then it is predictions.quality). An
+  // outcome is recorded against this prior (the assignment carries the chosen model's).
+  std::vector<double> prior_quality;
+  // True when learning sampled these predictions from its posterior (exploration).
+  bool explored = false;
   absl::Time arrival;
   // The caller's deadline; InfiniteFuture = none. A batch is solved by its earliest.
   absl::Time deadline = absl::InfiniteFuture();
@@ -70,6 +77,13 @@ class PoolQuery {
   double quality(int j) const { return query_->predictions.quality[(*columns_)[j]]; }
   double quality_lower(int j) const { return query_->predictions.quality_lower[(*columns_)[j]]; }
   double cost(int j) const { return query_->predictions.cost_usd[(*columns_)[j]]; }
+  // Model j's quality before learning adjusted it (quality(j) when nothing did).
+  double prior_quality(int j) const {
+    return query_->prior_quality.empty() ? quality(j) : query_->prior_quality[(*columns_)[j]];
+  }
+  bool explored() const { return query_->explored; }
+  // The query's cluster in the estimator (Predictions::cluster).
+  int cluster() const { return query_->predictions.cluster; }
   // The objective coefficient of model j under `source` (instance.h).
   double value(int j, ValueSource source) const {
     return source == ValueSource::kQuality ? quality(j) : quality_lower(j);

@@ -109,6 +109,30 @@ TEST(BatchEngineTest, WithEveryModelAllowedTheFallbacksComeFromTheWholePool) {
   EXPECT_THAT(out.queries[0].fallbacks, ElementsAre("local", "cheap"));
 }
 
+// What an outcome is learned against: the chosen model's prior quality (not the adjusted one the
+// decision used), the query's cluster, and whether it was explored.
+TEST(BatchEngineTest, AnswersCarryWhatTheirOutcomeIsLearnedAgainst) {
+  FakeClock clock;
+  auto ledger = MakeLedger(clock);
+  PendingQuery adjusted = Pending(0.6, 0.5, 0.7);
+  adjusted.prior_quality = {0.6, 0.5, 0.95};
+  adjusted.predictions.cluster = 3;
+  adjusted.explored = true;
+  BatchOutcome out =
+      RouteBatch({adjusted, Pending(0.6, 0.5, 0.7)}, kPool, BatchPolicy{}, *ledger, clock, "b");
+  ASSERT_THAT(out.queries[0].status, IsOk());
+  EXPECT_EQ(out.queries[0].model, "strong");
+  EXPECT_EQ(out.queries[0].quality, 0.7);
+  EXPECT_EQ(out.queries[0].prior_quality, 0.95);
+  EXPECT_EQ(out.queries[0].cluster, 3);
+  EXPECT_TRUE(out.queries[0].explored);
+  // Without an adjustment the prior is the prediction.
+  ASSERT_THAT(out.queries[1].status, IsOk());
+  EXPECT_EQ(out.queries[1].prior_quality, out.queries[1].quality);
+  EXPECT_EQ(out.queries[1].cluster, 0);
+  EXPECT_FALSE(out.queries[1].explored);
+}
+
 TEST(BatchEngineTest, AnswersCarryTheLeaseTimeoutTheirCommitApplied) {
   FakeClock clock;
   LedgerOptions o;

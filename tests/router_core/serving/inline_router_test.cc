@@ -143,6 +143,21 @@ TEST_F(InlineRouterApiPoolTest, WithoutACapTakesTheBestModelAtZeroPrice) {
   EXPECT_DOUBLE_EQ(ledger->Totals()->reserved_usd, 0.02);
 }
 
+TEST_F(InlineRouterApiPoolTest, DecisionsCarryWhatTheirOutcomeIsLearnedAgainst) {
+  auto router = MakeRouter(*ledger, clock);
+  PendingQuery q = Pending({0.5, 0.6, 0.7, 0.9}, {0, 0.001, 0.004, 0.02});
+  q.prior_quality = {0.5, 0.6, 0.7, 0.4};
+  q.predictions.cluster = 7;
+  q.explored = true;
+  InlineDecision d = router->Route(q, kApiPool, BatchPolicy());
+  ASSERT_THAT(d.outcome.status, IsOk());
+  EXPECT_EQ(d.outcome.model, "strong");
+  EXPECT_EQ(d.outcome.quality, 0.9);
+  EXPECT_EQ(d.outcome.prior_quality, 0.4);
+  EXPECT_EQ(d.outcome.cluster, 7);
+  EXPECT_TRUE(d.outcome.explored);
+}
+
 TEST_F(InlineRouterApiPoolTest, AllowedModelsAreHonouredAndBadListsNamed) {
   auto router = MakeRouter(*ledger, clock);
   PendingQuery q = Pending({0.5, 0.6, 0.7, 0.9}, {0, 0.001, 0.004, 0.02});
