@@ -159,6 +159,77 @@ absl::Status AdminService::DoUpdateConfig(const v1::UpdateConfigRequest& request
   return absl::OkStatus();
 }
 
+grpc::ServerUnaryReactor* AdminService::GetLearnedStats(grpc::CallbackServerContext* ctx,
+                                                        const grpc::ByteBuffer* request,
+                                                        grpc::ByteBuffer* response) {
+  return Serve(ctx, "GetLearnedStats", request, response, &AdminService::DoGetLearnedStats);
+}
+
+grpc::ServerUnaryReactor* AdminService::ResetLearnedStats(grpc::CallbackServerContext* ctx,
+                                                          const grpc::ByteBuffer* request,
+                                                          grpc::ByteBuffer* response) {
+  return Serve(ctx, "ResetLearnedStats", request, response, &AdminService::DoResetLearnedStats);
+}
+
+namespace {
+
+// The optional model and cluster filters of a learned-stats request.
+template <typename Request>
+absl::Status ReadFilter(const Request& request, std::optional<std::string>& model,
+                        std::optional<int>& cluster) {
+  if (request.has_model()) {
+    if (request.model().empty()) return absl::InvalidArgumentError("model: empty (omit it for all)");
+    model = request.model();
+  }
+  if (request.has_cluster()) {
+    if (request.cluster() < 0) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("cluster: must be >= 0, got ", request.cluster()));
+    }
+    cluster = request.cluster();
+  }
+  return absl::OkStatus();
+}
+
+}  // namespace
+
+absl::Status AdminService::DoGetLearnedStats(const v1::GetLearnedStatsRequest& request,
+                                             v1::GetLearnedStatsResponse& response) {
+  std::optional<std::string> model;
+  std::optional<int> cluster;
+  if (absl::Status s = ReadFilter(request, model, cluster); !s.ok()) return s;
+  OutcomeLearning& learning = runtime_->learning();
+  response.set_enabled(runtime_->state()->config.learning.enabled);
+  for (const core::OutcomeCell& c : learning.Cells(model, cluster)) {
+    v1::LearnedCell* out = response.add_cells();
+    out->set_model(c.model);
+    out->set_cluster(c.cluster);
+    out->set_weight(c.weight);
+    out->set_observed_mean(c.observed_mean);
+    out->set_prior_mean(c.prior_mean);
+    out->set_learned_shift(c.learned_shift);
+    out->set_outcomes(c.outcomes);
+  }
+  response.set_dropped_outcomes(learning.dropped_outcomes());
+  return absl::OkStatus();
+}
+
+absl::Status AdminService::DoResetLearnedStats(const v1::ResetLearnedStatsRequest& request,
+                                               v1::ResetLearnedStatsResponse& response) {
+  std::optional<std::string> model;
+  std::optional<int> cluster;
+  if (absl::Status s = ReadFilter(request, model, cluster); !s.ok()) return s;
+  const int64_t removed = runtime_->learning().Reset(model, cluster);
+  response.set_cells_removed(removed);
+  Log("info", "learning_reset",
+      absl::StrCat("learning: reset ", removed, " cells (model ", model.value_or("*"),
+                   ", cluster ", cluster.has_value() ? absl::StrCat(*cluster) : "*", ")"),
+      {{"model", model.value_or("*")},
+       {"cluster", cluster.has_value() ? absl::StrCat(*cluster) : std::string("*")},
+       {"cells_removed", removed}});
+  return absl::OkStatus();
+}
+
 grpc::ServerUnaryReactor* AdminService::PlanInstances(grpc::CallbackServerContext* ctx,
                                                       const grpc::ByteBuffer* raw_request,
                                                       grpc::ByteBuffer* raw_response) {

@@ -1,7 +1,7 @@
 // File: admin_service.h
 //
-// router.v1.RouterAdmin: the model pool and the runtime configuration (router_runtime.h does the
-// work; this adapts protos). Each call is answered inline (admin changes are small and
+// router.v1.RouterAdmin: the model pool, the runtime configuration and what was learned from
+// outcomes (router_runtime.h and outcome_learning.h do the work; this adapts protos). Each call is answered inline (admin changes are small and
 // serialized), except PlanInstances, which plans on a thread of its own and answers from there.
 // Every call is first authorized (call_auth.h): refused calls get UNAUTHENTICATED or
 // PERMISSION_DENIED and change nothing.
@@ -19,7 +19,7 @@
 
 namespace router::server {
 
-// The six methods of router.v1.RouterAdmin, each taking and giving raw bytes (raw_message.h: a
+// The eight methods of router.v1.RouterAdmin, each taking and giving raw bytes (raw_message.h: a
 // request that does not parse gets INVALID_ARGUMENT naming the field).
 using RawRouterAdminService = v1::RouterAdmin::WithRawCallbackMethod_ListModels<
     v1::RouterAdmin::WithRawCallbackMethod_UpsertModel<
@@ -27,7 +27,9 @@ using RawRouterAdminService = v1::RouterAdmin::WithRawCallbackMethod_ListModels<
             v1::RouterAdmin::WithRawCallbackMethod_GetConfig<
                 v1::RouterAdmin::WithRawCallbackMethod_UpdateConfig<
                     v1::RouterAdmin::WithRawCallbackMethod_PlanInstances<
-                        v1::RouterAdmin::Service>>>>>>;
+                        v1::RouterAdmin::WithRawCallbackMethod_GetLearnedStats<
+                            v1::RouterAdmin::WithRawCallbackMethod_ResetLearnedStats<
+                                v1::RouterAdmin::Service>>>>>>>>;
 
 class AdminService final : public RawRouterAdminService {
  public:
@@ -53,6 +55,12 @@ class AdminService final : public RawRouterAdminService {
   grpc::ServerUnaryReactor* PlanInstances(grpc::CallbackServerContext* ctx,
                                           const grpc::ByteBuffer* request,
                                           grpc::ByteBuffer* response) override;
+  grpc::ServerUnaryReactor* GetLearnedStats(grpc::CallbackServerContext* ctx,
+                                            const grpc::ByteBuffer* request,
+                                            grpc::ByteBuffer* response) override;
+  grpc::ServerUnaryReactor* ResetLearnedStats(grpc::CallbackServerContext* ctx,
+                                              const grpc::ByteBuffer* request,
+                                              grpc::ByteBuffer* response) override;
 
  private:
   // Parses the request, runs `handle` on it, serializes its response when OK, and answers.
@@ -74,6 +82,10 @@ class AdminService final : public RawRouterAdminService {
   absl::Status DoGetConfig(const v1::GetConfigRequest& request, v1::GetConfigResponse& response);
   absl::Status DoUpdateConfig(const v1::UpdateConfigRequest& request,
                               v1::UpdateConfigResponse& response);
+  absl::Status DoGetLearnedStats(const v1::GetLearnedStatsRequest& request,
+                                 v1::GetLearnedStatsResponse& response);
+  absl::Status DoResetLearnedStats(const v1::ResetLearnedStatsRequest& request,
+                                   v1::ResetLearnedStatsResponse& response);
 
   RouterRuntime* const runtime_;
   const CallAuthorizer* const authorizer_;

@@ -488,6 +488,33 @@ absl::Status ReadLedger(const YAML::Node& node, LedgerBackendConfig& l) {
   return absl::OkStatus();
 }
 
+absl::Status ReadLearning(const YAML::Node& node, LearningConfig& l) {
+  MapReader r(node, "learning");
+  ROUTER_RETURN_IF_ERROR(r.CheckIsMap());
+  ROUTER_RETURN_IF_ERROR(r.Read("enabled", l.enabled));
+  ROUTER_RETURN_IF_ERROR(r.Read("snapshot_file", l.snapshot_file));
+  double interval_s = absl::ToDoubleSeconds(l.snapshot_interval);
+  ROUTER_RETURN_IF_ERROR(r.Read("snapshot_interval_s", interval_s));
+  if (!(interval_s >= 1 && interval_s <= 86400)) {
+    return Invalid("learning.snapshot_interval_s", "must be in [1, 86400]");
+  }
+  l.snapshot_interval = absl::Milliseconds(std::llround(interval_s * 1000.0));
+  core::OutcomeLearnerOptions& o = l.options;
+  ROUTER_RETURN_IF_ERROR(r.Read("half_life_outcomes", o.half_life_outcomes));
+  ROUTER_RETURN_IF_ERROR(r.Read("prior_strength", o.prior_strength));
+  ROUTER_RETURN_IF_ERROR(r.Read("cold_start_quality", o.cold_start_quality));
+  ROUTER_RETURN_IF_ERROR(r.Read("cold_start_strength", o.cold_start_strength));
+  ROUTER_RETURN_IF_ERROR(r.Read("lower_quantile", o.lower_quantile));
+  ROUTER_RETURN_IF_ERROR(r.Read("exploration", o.exploration));
+  ROUTER_RETURN_IF_ERROR(r.Read("max_cells", o.max_cells));
+  ROUTER_RETURN_IF_ERROR(r.CheckNoUnknownKeys());
+  // The learner's own checks name the option as its key under learning:.
+  if (absl::Status s = core::ValidateOutcomeLearnerOptions(o); !s.ok()) {
+    return absl::InvalidArgumentError(absl::StrCat("learning.", s.message()));
+  }
+  return absl::OkStatus();
+}
+
 void Emit(YAML::Emitter& out, absl::string_view key, absl::Duration d) {
   out << YAML::Key << std::string(key) << YAML::Value << absl::ToDoubleMilliseconds(d);
 }
@@ -595,6 +622,7 @@ absl::StatusOr<RouterConfig> ParseConfigUpdateYaml(absl::string_view yaml,
     c.shutdown_drain = absl::Milliseconds(std::llround(drain_s * 1000.0));
     ROUTER_RETURN_IF_ERROR(ReadModels(r.Get("models"), c.models));
     ROUTER_RETURN_IF_ERROR(ReadGateway(r.Get("gateway"), c.gateway));
+    ROUTER_RETURN_IF_ERROR(ReadLearning(r.Get("learning"), c.learning));
     ROUTER_RETURN_IF_ERROR(r.CheckNoUnknownKeys());
   } catch (const YAML::Exception& e) {
     return absl::InvalidArgumentError(absl::StrCat("config: ", e.what()));
@@ -815,6 +843,20 @@ std::string ConfigToYaml(const RouterConfig& c) {
   out << YAML::Key << "max_sse_event_bytes" << YAML::Value << g.options.usage.max_sse_event_bytes;
   out << YAML::EndMap;
   out << YAML::EndMap;
+  const LearningConfig& l = c.learning;
+  out << YAML::Key << "learning" << YAML::Value << YAML::BeginMap;
+  out << YAML::Key << "enabled" << YAML::Value << l.enabled;
+  out << YAML::Key << "snapshot_file" << YAML::Value << l.snapshot_file;
+  out << YAML::Key << "snapshot_interval_s" << YAML::Value
+      << absl::ToDoubleSeconds(l.snapshot_interval);
+  out << YAML::Key << "half_life_outcomes" << YAML::Value << l.options.half_life_outcomes;
+  out << YAML::Key << "prior_strength" << YAML::Value << l.options.prior_strength;
+  out << YAML::Key << "cold_start_quality" << YAML::Value << l.options.cold_start_quality;
+  out << YAML::Key << "cold_start_strength" << YAML::Value << l.options.cold_start_strength;
+  out << YAML::Key << "lower_quantile" << YAML::Value << l.options.lower_quantile;
+  out << YAML::Key << "exploration" << YAML::Value << l.options.exploration;
+  out << YAML::Key << "max_cells" << YAML::Value << l.options.max_cells;
+  out << YAML::EndMap;
   out << YAML::EndMap;
   return std::string(out.c_str()) + "\n";
 }
@@ -857,6 +899,8 @@ std::optional<std::string> ChangedStartupKey(const RouterConfig& a, const Router
   const LedgerBackendConfig& lb = b.ledger_backend;
   const RedisLedgerOptions& ra = la.redis_options;
   const RedisLedgerOptions& rb = lb.redis_options;
+  const core::OutcomeLearnerOptions& oa = a.learning.options;
+  const core::OutcomeLearnerOptions& ob = b.learning.options;
   for (const auto& [key, changed] : {
            std::pair{"listen", a.listen != b.listen},
            std::pair{"metrics_listen", a.metrics_listen != b.metrics_listen},
@@ -895,6 +939,17 @@ std::optional<std::string> ChangedStartupKey(const RouterConfig& a, const Router
            std::pair{"ledger.redis.call_timeout_ms", ra.call_timeout != rb.call_timeout},
            std::pair{"ledger.redis.retry_after_ms", ra.retry_after != rb.retry_after},
            std::pair{"ledger.redis.max_connections", ra.max_connections != rb.max_connections},
+           std::pair{"learning.snapshot_file", a.learning.snapshot_file != b.learning.snapshot_file},
+           std::pair{"learning.half_life_outcomes",
+                     oa.half_life_outcomes != ob.half_life_outcomes},
+           std::pair{"learning.prior_strength", oa.prior_strength != ob.prior_strength},
+           std::pair{"learning.cold_start_quality",
+                     oa.cold_start_quality != ob.cold_start_quality},
+           std::pair{"learning.cold_start_strength",
+                     oa.cold_start_strength != ob.cold_start_strength},
+           std::pair{"learning.lower_quantile", oa.lower_quantile != ob.lower_quantile},
+           std::pair{"learning.exploration", oa.exploration != ob.exploration},
+           std::pair{"learning.max_cells", oa.max_cells != ob.max_cells},
        }) {
     if (changed) return std::string(key);
   }
@@ -913,6 +968,8 @@ void CopyStartupKeys(const RouterConfig& from, RouterConfig& to) {
   to.api_token_file = from.api_token_file;
   to.grpc = from.grpc;
   to.ledger_backend = from.ledger_backend;
+  to.learning.options = from.learning.options;
+  to.learning.snapshot_file = from.learning.snapshot_file;
 }
 
 }  // namespace router::server

@@ -6,7 +6,8 @@
 // applied, and applied atomically between batches.
 //
 // Startup-only fields (listen, metrics_listen, estimator, reflection, gateway.listen,
-// credentials_reload_s and the tls, admin, api, grpc and ledger sections) cannot change at runtime;
+// credentials_reload_s, the tls, admin, api, grpc and ledger sections, and every learning key but
+// learning.enabled and learning.snapshot_interval_s) cannot change at runtime;
 // an update that changes one is refused with FAILED_PRECONDITION naming it. The files the tls,
 // admin and api sections name are re-read without a restart (routerd.h): their paths are
 // startup-only, their contents are not.
@@ -28,6 +29,7 @@
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
 #include "absl/time/time.h"
+#include "router_core/learn/outcome_learner.h"
 #include "router_core/solve/problem.h"
 #include "router_core/serving/batch_engine.h"
 #include "router_core/serving/batch_queue.h"
@@ -132,6 +134,23 @@ struct LedgerBackendConfig {
   bool health_requires_ledger = false;
 };
 
+// Learning from outcomes (the `learning:` section; docs/configuration.md, "Learning from
+// outcomes"): Complete's success and score correct the estimator's predicted quality per model and
+// cluster (outcome_learning.h).
+struct LearningConfig {
+  // Runtime-changeable. Off by default: turning it on changes decisions, so an upgrade never does
+  // it behind the operator's back. Off, no prediction is adjusted and no outcome is learned from
+  // (they are counted as dropped); what was learned is kept and shown, and used again once on.
+  bool enabled = false;
+  // Runtime-changeable. How often the statistics are written to snapshot_file (also at shutdown).
+  absl::Duration snapshot_interval = absl::Seconds(60);
+  // Startup-only: the learner's options, with the core's documented defaults.
+  core::OutcomeLearnerOptions options;
+  // Startup-only. Where the statistics are kept across restarts (written atomically, restored at
+  // start); empty = nowhere (a restart forgets them).
+  std::string snapshot_file;
+};
+
 struct RouterConfig {
   // Startup-only.
   std::string listen = "127.0.0.1:50051";
@@ -182,6 +201,9 @@ struct RouterConfig {
   std::vector<ModelDeploymentConfig> models;
   // The Envoy external processor (`gateway:`); all but gateway.listen runtime-changeable.
   GatewayConfig gateway;
+  // Learning from outcomes: enabled and snapshot_interval_s runtime-changeable, the rest
+  // startup-only.
+  LearningConfig learning;
 };
 
 // Largest config text accepted (a file, or RouterAdmin.UpdateConfig's yaml), bytes.

@@ -21,6 +21,12 @@ void Metrics::OnServedCertificateExpiry(absl::Time) {}
 void Metrics::OnLedgerCall(absl::string_view, absl::Duration, absl::string_view) {}
 void Metrics::OnLedgerDegraded(bool) {}
 void Metrics::OnLedgerTotals(const core::LedgerTotals&, const core::LedgerOptions&) {}
+void Metrics::OnOutcome(absl::string_view, absl::string_view) {}
+void Metrics::OnOutcomeDropped(absl::string_view, int64_t) {}
+void Metrics::OnLearnedQuality(const std::vector<std::pair<std::string, double>>&) {}
+void Metrics::OnLearningEnabled(bool) {}
+void Metrics::OnLearningSnapshotError() {}
+void Metrics::OnLearningSnapshotRejected() {}
 
 const char* RejectReason(const absl::Status& status) {
   switch (status.code()) {

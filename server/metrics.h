@@ -11,6 +11,9 @@
 #define ROUTER_SERVER_METRICS_H_
 
 #include <cstdint>
+#include <string>
+#include <utility>
+#include <vector>
 
 #include "absl/status/status.h"
 #include "absl/strings/string_view.h"
@@ -62,6 +65,20 @@ class Metrics {
   virtual void OnLedgerDegraded(bool degraded);
   // The ledger's totals (fleet-wide with a shared ledger) and the pacing limits in force.
   virtual void OnLedgerTotals(const core::LedgerTotals& totals, const core::LedgerOptions& limits);
+
+  // Learning from outcomes (outcome_learning.h). A Complete's outcome for `model`, of `kind`
+  // "success" or "score", learned from or not.
+  virtual void OnOutcome(absl::string_view model, absl::string_view kind);
+  // `count` outcomes not learned from, by reason (outcome_learning.h).
+  virtual void OnOutcomeDropped(absl::string_view reason, int64_t count);
+  // The learned quality of every model that has learned cells (the others have none).
+  virtual void OnLearnedQuality(const std::vector<std::pair<std::string, double>>& per_model);
+  // Whether decisions use what was learned (learning.enabled).
+  virtual void OnLearningEnabled(bool enabled);
+  // A write of the snapshot file failed.
+  virtual void OnLearningSnapshotError();
+  // The snapshot file found at start could not be restored (moved aside).
+  virtual void OnLearningSnapshotRejected();
 };
 
 // The metrics that record nothing; a process-wide singleton, never destroyed.

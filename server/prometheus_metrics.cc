@@ -168,9 +168,43 @@ PrometheusMetrics::PrometheusMetrics(absl::string_view version)
                              .Register(*registry_).Add({})),
       ledger_burst_limit_(prometheus::BuildGauge().Name("router_ledger_spend_burst_usd")
                               .Help("Pacing burst (bucket capacity) of the spend budget, USD.")
-                              .Register(*registry_).Add({})) {
+                              .Register(*registry_).Add({})),
+      outcomes_(prometheus::BuildCounter().Name("router_outcomes_total")
+                    .Help("Outcomes reported by Complete (success or score), by model and kind, "
+                          "learned from or not.")
+                    .Register(*registry_)),
+      outcomes_dropped_(prometheus::BuildCounter().Name("router_learning_outcomes_dropped_total")
+                            .Help("Outcomes not learned from, by reason: learning_off, no_context, "
+                                  "unknown_model, unknown_cluster, invalid, memory_full.")
+                            .Register(*registry_)),
+      explored_(prometheus::BuildCounter().Name("router_learning_explored_decisions_total")
+                    .Help("Queries routed on predictions sampled from the learned posterior "
+                          "(exploration); over router_decisions_total, the exploration share.")
+                    .Register(*registry_).Add({})),
+      learned_quality_(prometheus::BuildGauge().Name("router_learning_quality")
+                           .Help("Learned quality per model: the mean over its learned cells, "
+                                 "weighted by their evidence, of the estimator's prediction plus "
+                                 "the learned shift; absent for a model without outcomes.")
+                           .Register(*registry_)),
+      learning_enabled_(prometheus::BuildGauge().Name("router_learning_enabled")
+                            .Help("1 while decisions use what was learned from outcomes "
+                                  "(learning.enabled), else 0.")
+                            .Register(*registry_).Add({})),
+      learning_snapshot_errors_(
+          prometheus::BuildCounter().Name("router_learning_snapshot_errors_total")
+              .Help("Writes of learning.snapshot_file that failed (retried at the next interval).")
+              .Register(*registry_).Add({})),
+      learning_snapshot_rejected_(
+          prometheus::BuildGauge().Name("router_learning_snapshot_rejected")
+              .Help("1 when the learning snapshot found at start could not be restored (moved "
+                    "aside; learning started empty), else 0.")
+              .Register(*registry_).Add({})) {
   for (const char* credential : {"tls", "admin_token", "api_token"}) {
     credential_reload_failures_.Add({{"credential", credential}});
+  }
+  for (const char* reason : {"learning_off", "no_context", "unknown_model", "unknown_cluster",
+                             "invalid", "memory_full"}) {
+    outcomes_dropped_.Add({{"reason", reason}});
   }
   prometheus::BuildGauge().Name("router_build_info").Help("Build of this routerd.")
       .Register(*registry_).Add({{"version", std::string(version)}}).Set(1);
@@ -219,6 +253,7 @@ void PrometheusMetrics::CountOutcome(const core::QueryOutcome& q) {
   if (q.status.ok()) {
     assignments_.Add({{"model", q.model}}).Increment();
     predicted_spend_.Increment(q.cost_usd);
+    if (q.explored) explored_.Increment();
   } else if (absl::IsResourceExhausted(q.status)) {
     OnRejected("budget_or_slots");
   } else if (absl::IsInvalidArgument(q.status)) {
@@ -241,10 +276,12 @@ void PrometheusMetrics::OnBatch(const core::BatchOutcome& outcome, absl::Duratio
   // it and takes the family's mutex, which once per model per batch does instead of once per query.
   absl::flat_hash_map<absl::string_view, int64_t> routed;
   double predicted_usd = 0.0;
+  int64_t explored = 0;
   for (const core::QueryOutcome& q : outcome.queries) {
     if (q.status.ok()) {
       ++routed[q.model];
       predicted_usd += q.cost_usd;
+      explored += q.explored;
     } else {
       CountOutcome(q);
     }
@@ -253,6 +290,7 @@ void PrometheusMetrics::OnBatch(const core::BatchOutcome& outcome, absl::Duratio
     assignments_.Add({{"model", std::string(model)}}).Increment(static_cast<double>(count));
   }
   if (predicted_usd > 0.0) predicted_spend_.Increment(predicted_usd);
+  if (explored > 0) explored_.Increment(static_cast<double>(explored));
 }
 
 void PrometheusMetrics::OnQueueDepth(int64_t depth) { queue_depth_.Set(static_cast<double>(depth)); }
@@ -295,5 +333,38 @@ void PrometheusMetrics::OnLedgerTotals(const core::LedgerTotals& totals,
   ledger_rate_limit_.Set(limits.spend_rate_usd_per_second);
   ledger_burst_limit_.Set(limits.spend_rate_usd_per_second > 0 ? limits.spend_burst_usd : 0.0);
 }
+
+void PrometheusMetrics::OnOutcome(absl::string_view model, absl::string_view kind) {
+  outcomes_.Add({{"model", std::string(model)}, {"kind", std::string(kind)}}).Increment();
+}
+
+void PrometheusMetrics::OnOutcomeDropped(absl::string_view reason, int64_t count) {
+  outcomes_dropped_.Add({{"reason", std::string(reason)}}).Increment(static_cast<double>(count));
+}
+
+void PrometheusMetrics::OnLearnedQuality(
+    const std::vector<std::pair<std::string, double>>& per_model) {
+  absl::MutexLock lock(&learned_mu_);
+  absl::flat_hash_map<std::string, prometheus::Gauge*> now;
+  for (const auto& [model, quality] : per_model) {
+    auto it = learned_series_.find(model);
+    prometheus::Gauge* gauge = it != learned_series_.end()
+                                   ? it->second
+                                   : &learned_quality_.Add({{"model", model}});
+    gauge->Set(quality);
+    now.emplace(model, gauge);
+  }
+  // A model whose cells were reset (or that left the learner) has no learned quality any more.
+  for (const auto& [model, gauge] : learned_series_) {
+    if (!now.contains(model)) learned_quality_.Remove(gauge);
+  }
+  learned_series_ = std::move(now);
+}
+
+void PrometheusMetrics::OnLearningEnabled(bool enabled) { learning_enabled_.Set(enabled ? 1 : 0); }
+
+void PrometheusMetrics::OnLearningSnapshotError() { learning_snapshot_errors_.Increment(); }
+
+void PrometheusMetrics::OnLearningSnapshotRejected() { learning_snapshot_rejected_.Set(1); }
 
 }  // namespace router::server

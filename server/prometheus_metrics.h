@@ -1,9 +1,10 @@
 // File: prometheus_metrics.h
 //
 // The Metrics (metrics.h) that routerd exports on /metrics, in Prometheus' conventions: prefix
-// `router_`, base units, counters ending in _total, bounded labels only (method, code, model,
+// `router_`, base units, counters ending in _total, bounded labels only (method, code, model, kind,
 // status, reason, mode; never query ids or tenants). References into the registry are cached at
-// construction; recording is lock-free apart from prometheus-cpp's own per-metric atomics. The
+// construction; recording is lock-free apart from prometheus-cpp's own per-metric atomics (and the
+// learned-quality gauges, replaced once a second under a mutex of their own). The
 // names are documented in deploy/README.md and checked by promtool (tests/deploy).
 //
 // Thread-safety: all methods may be called concurrently.
@@ -13,8 +14,13 @@
 
 #include <memory>
 #include <string>
+#include <utility>
+#include <vector>
 
+#include "absl/base/thread_annotations.h"
+#include "absl/container/flat_hash_map.h"
 #include "absl/strings/string_view.h"
+#include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
 #include "grpcpp/support/status.h"
 #include "prometheus/counter.h"
@@ -54,6 +60,13 @@ class PrometheusMetrics final : public Metrics {
   void OnLedgerDegraded(bool degraded) override;
   void OnLedgerTotals(const core::LedgerTotals& totals,
                       const core::LedgerOptions& limits) override;
+  void OnOutcome(absl::string_view model, absl::string_view kind) override;
+  void OnOutcomeDropped(absl::string_view reason, int64_t count) override;
+  // Sets the gauge of each model given and removes the series of models no longer given.
+  void OnLearnedQuality(const std::vector<std::pair<std::string, double>>& per_model) override;
+  void OnLearningEnabled(bool enabled) override;
+  void OnLearningSnapshotError() override;
+  void OnLearningSnapshotRejected() override;
 
  private:
   // A routed query (assignment and predicted spend) or a query its decision refused (rejected).
@@ -97,6 +110,16 @@ class PrometheusMetrics final : public Metrics {
   prometheus::Gauge& ledger_expired_;
   prometheus::Gauge& ledger_rate_limit_;
   prometheus::Gauge& ledger_burst_limit_;
+  prometheus::Family<prometheus::Counter>& outcomes_;
+  prometheus::Family<prometheus::Counter>& outcomes_dropped_;
+  prometheus::Counter& explored_;
+  prometheus::Family<prometheus::Gauge>& learned_quality_;
+  prometheus::Gauge& learning_enabled_;
+  prometheus::Counter& learning_snapshot_errors_;
+  prometheus::Gauge& learning_snapshot_rejected_;
+  // The router_learning_quality series now exported, by model (OnLearnedQuality).
+  absl::Mutex learned_mu_;
+  absl::flat_hash_map<std::string, prometheus::Gauge*> learned_series_ ABSL_GUARDED_BY(learned_mu_);
 };
 
 }  // namespace router::server

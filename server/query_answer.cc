@@ -5,9 +5,16 @@
 
 #include "absl/strings/str_cat.h"
 #include "server/log.h"
+#include "server/outcome_context.h"
 
 namespace router::server {
 namespace {
+
+// The id the client gets: the ledger's, with what its outcome is learned against.
+std::string AssignmentIdOf(const core::QueryOutcome& outcome) {
+  return PublicAssignmentId(outcome.assignment_id,
+                            {outcome.model, outcome.cluster, outcome.prior_quality});
+}
 
 void SetDuration(absl::Duration d, google::protobuf::Duration* out) {
   const int64_t nanos = absl::ToInt64Nanoseconds(d);
@@ -66,7 +73,7 @@ void FillAssignment(const QueryTask& task, const QueryAnswer& answer, v1::Assign
   out->set_predicted_quality(outcome.quality);
   out->set_predicted_quality_lower(outcome.quality_lower);
   out->set_predicted_cost_usd(outcome.cost_usd);
-  out->set_assignment_id(outcome.assignment_id);
+  out->set_assignment_id(AssignmentIdOf(outcome));
   SetDuration(outcome.lease_timeout, out->mutable_lease_timeout());
   for (const std::string& f : outcome.fallbacks) out->add_fallback_models(f);
   if (answer.batch != nullptr) {
@@ -111,7 +118,7 @@ void LogDecision(const QueryTask& task, const QueryAnswer& answer) {
          {"model", outcome.model},
          {"cost_usd", outcome.cost_usd},
          {"quality", outcome.quality},
-         {"assignment_id", outcome.assignment_id},
+         {"assignment_id", AssignmentIdOf(outcome)},
          {"code", std::string("OK")}});
   } else {
     Log("info", "decision",

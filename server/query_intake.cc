@@ -5,6 +5,7 @@
 #include <optional>
 #include <utility>
 
+#include "absl/random/random.h"
 #include "absl/strings/str_cat.h"
 #include "server/trace_context.h"
 
@@ -95,6 +96,15 @@ absl::StatusOr<Intake> TakeIn(const v1::Query& query, absl::string_view field,
   if (!predictions.ok()) {
     return absl::Status(predictions.status().code(),
                         absl::StrCat(field, ".", predictions.status().message()));
+  }
+  if (state.learner != nullptr) {
+    // What was learned from outcomes (outcome_learner.h), before any pool view or solve reads the
+    // predictions, whichever mode decides the query; the prior stays for the assignment.
+    thread_local absl::BitGen rng;
+    pending.prior_quality = predictions->quality;
+    pending.explored = state.learner->Adjust(*state.predicted_models, predictions->cluster,
+                                             absl::MakeSpan(predictions->quality),
+                                             absl::MakeSpan(predictions->quality_lower), rng);
   }
   pending.predicted_models = state.predicted_models;
   pending.predictions = *std::move(predictions);

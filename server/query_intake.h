@@ -2,8 +2,13 @@
 //
 // The one intake step of a query, whichever RPC brought it: validates a router.v1.Query once,
 // resolves the mode that decides it (routing_mode.h), admits it (admission.h: the caller's
-// check, made before the prediction so that a refusal costs little), and predicts it with the
-// current snapshot's predictor (on the handler's thread, so the batch thread only solves).
+// check, made before the prediction so that a refusal costs little), predicts it with the
+// current snapshot's predictor (on the handler's thread, so the batch thread only solves), and,
+// while learning from outcomes is on (RuntimeState::learner), adjusts the predicted quality and
+// its lower bound by what was learned (or samples them: exploration), keeping the estimator's own
+// quality in PendingQuery::prior_quality. Batch, inline and ext_proc queries all come through
+// here, so every decision sees the same adjusted numbers; the budget cap and the slot limits are
+// the solver's and the ledger's, whatever the numbers.
 //
 // Errors (INVALID_ARGUMENT, naming the field under `field`, e.g. `query.embedding[3]: not
 // finite`): missing or oversized id; neither text nor embedding; text over the size limit; an

@@ -8,6 +8,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "server/log.h"
+#include "server/outcome_context.h"
 #include "server/query_answer.h"
 #include "server/status_util.h"
 
@@ -26,11 +27,15 @@ RouterRuntime::RouterRuntime(Metrics* metrics, const core::Clock* clock)
 
 absl::StatusOr<std::unique_ptr<RouterRuntime>> RouterRuntime::Create(
     RouterConfig config, std::shared_ptr<const core::Predictor> predictor, Metrics* metrics,
-    const core::Clock* clock) {
-  absl::StatusOr<std::shared_ptr<const RuntimeState>> state =
-      BuildRuntimeState(std::move(config), std::move(predictor), /*generation=*/1);
+    const core::Clock* clock, std::string estimator_sha256) {
+  absl::StatusOr<std::unique_ptr<OutcomeLearning>> learning =
+      OutcomeLearning::Create(config.learning, std::move(estimator_sha256), metrics);
+  if (!learning.ok()) return learning.status();
+  absl::StatusOr<std::shared_ptr<const RuntimeState>> state = BuildRuntimeState(
+      std::move(config), std::move(predictor), /*generation=*/1, &(*learning)->learner());
   if (!state.ok()) return state.status();
   std::unique_ptr<RouterRuntime> runtime(new RouterRuntime(metrics, clock));
+  runtime->learning_ = *std::move(learning);
   RouterRuntime* rt = runtime.get();
   absl::StatusOr<std::unique_ptr<core::Ledger>> ledger = runtime->MakeLedger(**state);
   if (!ledger.ok()) return ledger.status();
@@ -55,7 +60,9 @@ absl::StatusOr<std::unique_ptr<RouterRuntime>> RouterRuntime::Create(
   runtime->scheduler_ = *std::move(scheduler);
   SetLogFormat((*state)->config.log_format);
   metrics->OnConfigGeneration(1);
+  metrics->OnLearningEnabled((*state)->config.learning.enabled);
   runtime->PublishLedgerGauges();
+  runtime->learning_->Start();
   return runtime;
 }
 
@@ -105,7 +112,8 @@ absl::StatusOr<uint64_t> RouterRuntime::ApplyLocked(
   const std::shared_ptr<const RuntimeState> current = state();
   if (absl::Status s = CheckRuntimeChange(current->config, config); !s.ok()) return s;
   absl::StatusOr<std::shared_ptr<const RuntimeState>> next =
-      BuildRuntimeState(std::move(config), std::move(predictor), current->generation + 1);
+      BuildRuntimeState(std::move(config), std::move(predictor), current->generation + 1,
+                        &learning_->learner());
   if (!next.ok()) return next.status();
   if (absl::Status s = core::ValidateBatchQueueOptions((*next)->config.batching); !s.ok()) return s;
   // Its messages name the field (inline.<option>).
@@ -121,6 +129,8 @@ absl::StatusOr<uint64_t> RouterRuntime::ApplyLocked(
     state_ = *next;
   }
   SetLogFormat((*next)->config.log_format);
+  learning_->SetSnapshotInterval((*next)->config.learning.snapshot_interval);
+  metrics_->OnLearningEnabled((*next)->config.learning.enabled);
   metrics_->OnConfigGeneration((*next)->generation);
   PublishLedgerGauges();
   return (*next)->generation;
@@ -368,9 +378,23 @@ void RouterRuntime::StopBatches(absl::Time deadline) { scheduler_->Stop(deadline
 
 void RouterRuntime::ReleaseUndelivered(absl::string_view assignment_id, absl::string_view model) {
   // NOT_FOUND only for an id already completed: its client did get it after all (Complete).
-  if (!ledger_->Complete(assignment_id, 0.0).ok()) return;
+  if (!ledger_->Complete(ParseAssignmentId(assignment_id).ledger_id, 0.0).ok()) return;
   metrics_->OnUndelivered(model);
   AfterLedgerChange();
+}
+
+void RouterRuntime::RecordOutcome(const std::optional<OutcomeContext>& context,
+                                  absl::string_view kind, double score) {
+  learning_->Record(*state(), context, kind, score);
+}
+
+void RouterRuntime::FinishLearning() {
+  learning_->Stop();
+  if (absl::Status s = learning_->WriteSnapshot(); !s.ok()) {
+    Log("error", "learning_snapshot_failed",
+        absl::StrCat("error: the last learning snapshot was not written: ", s.message()),
+        {{"reason", std::string(s.message())}});
+  }
 }
 
 void RouterRuntime::PublishLedgerGauges() {

@@ -17,6 +17,10 @@
 // snapshot they are handed (its pool and policy), so each one is also made entirely under one
 // configuration.
 //
+// Learning from outcomes (outcome_learning.h): the runtime owns the learner for its whole life
+// (learning.enabled only decides whether snapshots point to it), so turning learning off and on
+// again keeps what was learned.
+//
 // One ledger: batch commits and inline commits go through the same core::Ledger, so spend and
 // slots are never counted twice, and Complete releases either kind the same way. It is the
 // in-process LocalLedger, or with `ledger.backend: redis` the fleet's RedisLedger (its calls and
@@ -55,6 +59,8 @@
 #include "server/config.h"
 #include "server/ledger_redis/redis_ledger.h"
 #include "server/metrics.h"
+#include "server/outcome_context.h"
+#include "server/outcome_learning.h"
 #include "server/query_task.h"
 #include "server/routing_mode.h"
 #include "server/runtime_state.h"
@@ -75,14 +81,18 @@ class RouterRuntime {
  public:
   using TaskPtr = std::unique_ptr<QueryTask>;
 
-  // `metrics` and `clock` (not owned) must outlive the runtime.
+  // `metrics` and `clock` (not owned) must outlive the runtime. `estimator_sha256` fingerprints
+  // the estimator artifact for the learning snapshot (outcome_learning.h; empty = none). Starts
+  // the learning's background thread (snapshots, gauges).
   static absl::StatusOr<std::unique_ptr<RouterRuntime>> Create(
       RouterConfig config, std::shared_ptr<const core::Predictor> predictor,
-      Metrics* metrics = &NoMetrics(), const core::Clock* clock = &core::Clock::Real());
+      Metrics* metrics = &NoMetrics(), const core::Clock* clock = &core::Clock::Real(),
+      std::string estimator_sha256 = "");
 
   std::shared_ptr<const RuntimeState> state() const;
   core::Ledger& ledger() { return *ledger_; }
   Metrics& metrics() { return *metrics_; }
+  OutcomeLearning& learning() { return *learning_; }
   const core::Clock& clock() const { return *clock_; }
 
   // Admits one query of `tenant` from `connection` (its peer address; may be empty when
@@ -149,6 +159,15 @@ class RouterRuntime {
   // longer holds open.
   void ReleaseUndelivered(absl::string_view assignment_id, absl::string_view model);
 
+  // One completed assignment's outcome, `score` in [0, 1] of `kind` ("success" or "score"), with
+  // the context its id carried (nullopt: none): learned from, or counted and dropped
+  // (outcome_learning.h). Never fails.
+  void RecordOutcome(const std::optional<OutcomeContext>& context, absl::string_view kind,
+                     double score);
+  // Shutdown, once no Complete can arrive any more: stops the learning's thread and writes its
+  // last snapshot (a failure is logged).
+  void FinishLearning();
+
  private:
   using Scheduler = core::BatchScheduler<QueryTask>;
 
@@ -191,6 +210,7 @@ class RouterRuntime {
   std::atomic<bool> ledger_degraded_{false};
   std::unique_ptr<core::Ledger> ledger_;
   std::unique_ptr<core::InlineRouter> inline_router_;
+  std::unique_ptr<OutcomeLearning> learning_;
   std::atomic<bool> accepting_inline_{true};
   Admission admission_;
   absl::Mutex admin_mu_;

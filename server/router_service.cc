@@ -2,6 +2,9 @@
 
 #include <optional>
 
+#include "absl/strings/str_cat.h"
+#include "server/outcome_context.h"
+
 #include "server/raw_message.h"
 #include "server/refused_call.h"
 #include "server/route_batch_call.h"
@@ -54,16 +57,31 @@ grpc::ServerUnaryReactor* RouterService::Complete(grpc::CallbackServerContext* c
   if (status.ok() && request.assignment_id().empty()) {
     status = absl::InvalidArgumentError("assignment_id: required");
   }
+  // Checked before anything changes: a refused Complete leaves the lease as it was.
+  if (status.ok() && request.has_score() && !(request.score() >= 0 && request.score() <= 1)) {
+    status = absl::InvalidArgumentError(
+        absl::StrCat("score: must be in [0, 1], got ", request.score()));
+  }
   if (status.ok()) {
     std::optional<double> actual;
     if (request.has_actual_cost_usd()) actual = request.actual_cost_usd();
-    absl::StatusOr<core::CompletionRecord> record =
-        runtime_->ledger().Complete(request.assignment_id(), actual);
+    const ParsedAssignmentId id = ParseAssignmentId(request.assignment_id());
+    absl::StatusOr<core::CompletionRecord> record = runtime_->ledger().Complete(id.ledger_id, actual);
     if (record.ok()) {
       response.set_recorded_cost_usd(record->recorded_cost_usd);
       response.set_lease_was_active(record->lease_was_active);
       runtime_->metrics().OnCompletion(record->predicted_cost_usd, record->recorded_cost_usd);
       runtime_->AfterLedgerChange();
+      // Only an outcome whose Complete the ledger accepted is learned from: each assignment's once.
+      std::optional<double> score;
+      if (request.has_score()) {
+        score = request.score();
+      } else if (request.has_success()) {
+        score = request.success() ? 1.0 : 0.0;
+      }
+      if (score.has_value()) {
+        runtime_->RecordOutcome(id.context, request.has_score() ? "score" : "success", *score);
+      }
       SerializeAnswer(response, *raw_response);
     }
     status = record.status();

@@ -132,6 +132,12 @@ absl::StatusOr<std::unique_ptr<Routerd>> Routerd::Start(RouterConfig config,
                         absl::StrCat("estimator: ", artifact.status().message()));
   }
   absl::StatusOr<core::Predictor> predictor = core::MakePredictor(*std::move(artifact));
+  // What a learning snapshot was learned with (outcome_learning.h).
+  absl::StatusOr<std::string> artifact_sha256 = FileSha256(artifact_path);
+  if (!artifact_sha256.ok()) {
+    return absl::Status(artifact_sha256.status().code(),
+                        absl::StrCat("estimator: ", artifact_sha256.status().message()));
+  }
   if (!predictor.ok()) {
     return absl::Status(predictor.status().code(),
                         absl::StrCat("estimator '", artifact_path, "': ", predictor.status().message()));
@@ -143,7 +149,7 @@ absl::StatusOr<std::unique_ptr<Routerd>> Routerd::Start(RouterConfig config,
   const bool health_follows = startup.ledger_backend.health_requires_ledger;
   absl::StatusOr<std::unique_ptr<RouterRuntime>> runtime = RouterRuntime::Create(
       std::move(config), std::make_shared<const core::Predictor>(*std::move(predictor)),
-      d->metrics_.get());
+      d->metrics_.get(), &core::Clock::Real(), *std::move(artifact_sha256));
   if (!runtime.ok()) return runtime.status();
   d->runtime_ = *std::move(runtime);
   d->router_service_ =
@@ -422,6 +428,8 @@ void Routerd::Shutdown(absl::Duration drain, absl::Duration grace) {
     admin_server_->Shutdown(absl::ToChronoTime(absl::Now() + absl::Milliseconds(200)));
     admin_server_->Wait();
   }
+  // No Complete (and no reset) can arrive any more: the last snapshot has every outcome.
+  runtime_->FinishLearning();
   exposer_.reset();
 }
 

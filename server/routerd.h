@@ -13,7 +13,8 @@
 //   3. once no call has arrived for 200 ms (or at the grace deadline), the gRPC servers shut down
 //      (gRPC 1.51 waits for every reactor to finish, which step 2 guarantees for queries; Envoy
 //      ext_proc streams still open at the grace deadline are cancelled, which releases their
-//      assignments), then the admin server, then the metrics endpoint.
+//      assignments), then the admin server; then the learning snapshot is written (every
+//      Complete received is in it; outcome_learning.h), then the metrics endpoint stops.
 // So a shutdown takes at most drain + grace + the solve of one batch + gRPC's own teardown.
 //
 // Transport security and authorization (docs/configuration.md, "Transport security"): with `tls`,

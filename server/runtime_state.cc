@@ -13,7 +13,8 @@ std::vector<core::LedgerModel> RuntimeState::LedgerModels() const {
 }
 
 absl::StatusOr<std::shared_ptr<const RuntimeState>> BuildRuntimeState(
-    RouterConfig config, std::shared_ptr<const core::Predictor> predictor, uint64_t generation) {
+    RouterConfig config, std::shared_ptr<const core::Predictor> predictor, uint64_t generation,
+    const core::OutcomeLearner* learner) {
   auto state = std::make_shared<RuntimeState>();
   const std::vector<std::string>& known = predictor->models();
   if (config.models.empty()) {
@@ -39,6 +40,7 @@ absl::StatusOr<std::shared_ptr<const RuntimeState>> BuildRuntimeState(
                                                      gateway_models[k], "' is not in the pool"));
     }
   }
+  if (config.learning.enabled) state->learner = learner;
   state->config = std::move(config);
   state->generation = generation;
   state->predictor = std::move(predictor);

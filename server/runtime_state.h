@@ -20,6 +20,7 @@
 
 #include "absl/status/statusor.h"
 #include "router_core/estimate/predictor.h"
+#include "router_core/learn/outcome_learner.h"
 #include "router_core/serving/ledger.h"
 #include "router_core/serving/pool_view.h"
 #include "server/config.h"
@@ -34,13 +35,19 @@ struct RuntimeState {
   std::shared_ptr<const std::vector<std::string>> predicted_models;
   // The deployed pool: config.models resolved (or every estimator model, as API models).
   std::vector<core::DeployedModel> pool;
+  // What was learned from outcomes, while config.learning.enabled (else null): intake adjusts each
+  // query's predictions with it (query_intake.h). Not owned; thread-safe; outlives the snapshot
+  // (the runtime owns it, outcome_learning.h).
+  const core::OutcomeLearner* learner = nullptr;
 
   // The ledger's view of the pool.
   std::vector<core::LedgerModel> LedgerModels() const;
 };
 
+// `learner` is used only when config.learning.enabled.
 absl::StatusOr<std::shared_ptr<const RuntimeState>> BuildRuntimeState(
-    RouterConfig config, std::shared_ptr<const core::Predictor> predictor, uint64_t generation);
+    RouterConfig config, std::shared_ptr<const core::Predictor> predictor, uint64_t generation,
+    const core::OutcomeLearner* learner = nullptr);
 
 }  // namespace router::server
 

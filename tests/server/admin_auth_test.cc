@@ -204,6 +204,62 @@ TEST_F(AdminAuthTest, AdminCallsNeedTheRightBearerToken) {
   EXPECT_TRUE(Health(Channel(routerd_->port())).ok());
 }
 
+// The learned-statistics calls are RouterAdmin calls like the others: a reset without the token
+// forgets nothing.
+TEST_F(AdminAuthTest, LearnedStatisticsCallsNeedTheAdminToken) {
+  Start(absl::StrCat("admin: {token_file: '", admin_token_file_, "'}\n",
+                     "routing: {default_mode: inline}\nlearning: {enabled: true, exploration: 0}\n"));
+  auto router = v1::Router::NewStub(Channel(routerd_->port()));
+  {
+    grpc::ClientContext ctx;
+    v1::RouteRequest request;
+    request.mutable_query()->set_id("q");
+    request.mutable_query()->set_text("Which gas do plants absorb?");
+    v1::RouteResponse routed;
+    ASSERT_TRUE(router->Route(&ctx, request, &routed).ok());
+    grpc::ClientContext complete_ctx;
+    v1::CompleteRequest complete;
+    complete.set_assignment_id(routed.assignment().assignment_id());
+    complete.set_success(false);
+    v1::CompleteResponse completed;
+    ASSERT_TRUE(router->Complete(&complete_ctx, complete, &completed).ok());
+  }
+  ASSERT_EQ(routerd_->runtime().learning().Cells(std::nullopt, std::nullopt).size(), 1u);
+  auto admin = v1::RouterAdmin::NewStub(Channel(routerd_->port()));
+  for (const std::string& authorization :
+       {std::string(), std::string("Bearer wrong-token-0123456789abcdef")}) {
+    const grpc::StatusCode expected = authorization.empty() ? grpc::StatusCode::UNAUTHENTICATED
+                                                            : grpc::StatusCode::PERMISSION_DENIED;
+    grpc::ClientContext get_ctx;
+    if (!authorization.empty()) get_ctx.AddMetadata("authorization", authorization);
+    v1::GetLearnedStatsResponse stats;
+    EXPECT_EQ(admin->GetLearnedStats(&get_ctx, v1::GetLearnedStatsRequest(), &stats).error_code(),
+              expected);
+    EXPECT_EQ(stats.cells_size(), 0);
+    grpc::ClientContext reset_ctx;
+    if (!authorization.empty()) reset_ctx.AddMetadata("authorization", authorization);
+    v1::ResetLearnedStatsResponse reset;
+    EXPECT_EQ(
+        admin->ResetLearnedStats(&reset_ctx, v1::ResetLearnedStatsRequest(), &reset).error_code(),
+        expected);
+    EXPECT_EQ(routerd_->runtime().learning().Cells(std::nullopt, std::nullopt).size(), 1u);
+  }
+  grpc::ClientContext get_ctx;
+  get_ctx.AddMetadata("authorization", absl::StrCat("Bearer ", kAdminToken));
+  v1::GetLearnedStatsResponse stats;
+  ASSERT_TRUE(admin->GetLearnedStats(&get_ctx, v1::GetLearnedStatsRequest(), &stats).ok());
+  EXPECT_EQ(stats.cells_size(), 1);
+  grpc::ClientContext reset_ctx;
+  reset_ctx.AddMetadata("authorization", absl::StrCat("Bearer ", kAdminToken));
+  v1::ResetLearnedStatsResponse reset;
+  ASSERT_TRUE(admin->ResetLearnedStats(&reset_ctx, v1::ResetLearnedStatsRequest(), &reset).ok());
+  EXPECT_EQ(reset.cells_removed(), 1);
+  EXPECT_TRUE(routerd_->runtime().learning().Cells(std::nullopt, std::nullopt).empty());
+  // Refusals are counted under their method, like every RouterAdmin call.
+  const std::string metrics = HttpGet(routerd_->metrics_port(), "/metrics");
+  EXPECT_EQ(MetricValue(metrics, "router_requests_total{code=\"UNAUTHENTICATED\",method=\"ResetLearnedStats\"}"), 1);
+}
+
 TEST_F(AdminAuthTest, WithNoAdminCredentialsConfiguredRouterAdminIsClosedUnlessOpenedExplicitly) {
   Start("");
   const grpc::Status s = ListModels(absl::StrCat("Bearer ", kAdminToken));

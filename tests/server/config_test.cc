@@ -4,8 +4,17 @@
 
 #include <cstdio>
 #include <fstream>
+#include <map>
+#include <string>
+#include <utility>
+#include <vector>
 
+#include "absl/strings/ascii.h"
+#include "absl/strings/match.h"
+#include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_replace.h"
+#include "absl/strings/str_split.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "tests/router_core/testing/status_matchers.h"
@@ -535,6 +544,142 @@ ledger:
        }) {
     EXPECT_THAT(ParseConfigYaml(yaml), StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr(field)))
         << yaml;
+  }
+}
+
+TEST(ConfigTest, TheLearningSectionIsOffByDefaultWithTheLearnersDefaults) {
+  absl::StatusOr<RouterConfig> c = ParseConfigYaml("");
+  ASSERT_THAT(c, IsOk());
+  const core::OutcomeLearnerOptions defaults;
+  const LearningConfig& l = c->learning;
+  EXPECT_FALSE(l.enabled);
+  EXPECT_EQ(l.snapshot_file, "");
+  EXPECT_EQ(l.snapshot_interval, absl::Seconds(60));
+  EXPECT_EQ(l.options.half_life_outcomes, defaults.half_life_outcomes);
+  EXPECT_EQ(l.options.prior_strength, defaults.prior_strength);
+  EXPECT_EQ(l.options.cold_start_quality, defaults.cold_start_quality);
+  EXPECT_EQ(l.options.cold_start_strength, defaults.cold_start_strength);
+  EXPECT_EQ(l.options.lower_quantile, defaults.lower_quantile);
+  EXPECT_EQ(l.options.exploration, defaults.exploration);
+  EXPECT_EQ(l.options.max_cells, defaults.max_cells);
+}
+
+// docs/configuration.md states the learner's defaults as numbers: they must be the core's.
+TEST(ConfigTest, TheDocumentedLearningDefaultsAreTheLearners) {
+  std::ifstream in(std::string(ROUTER_SOURCE_DIR) + "/docs/configuration.md");
+  ASSERT_TRUE(in) << "docs/configuration.md";
+  std::map<std::string, std::string> documented;
+  for (std::string line; std::getline(in, line);) {
+    // | `learning.key` | default | meaning |
+    if (!absl::StartsWith(line, "| `learning.")) continue;
+    const std::vector<std::string> cells = absl::StrSplit(line, '|');
+    ASSERT_GE(cells.size(), 4u) << line;
+    std::string key(absl::StripAsciiWhitespace(cells[1]));
+    key = key.substr(1, key.size() - 2);  // the backquotes
+    documented[key] = std::string(absl::StripAsciiWhitespace(cells[2]));
+  }
+  const core::OutcomeLearnerOptions d;
+  for (const auto& [key, value] :
+       std::vector<std::pair<std::string, double>>{
+           {"learning.half_life_outcomes", d.half_life_outcomes},
+           {"learning.prior_strength", d.prior_strength},
+           {"learning.cold_start_quality", d.cold_start_quality},
+           {"learning.cold_start_strength", d.cold_start_strength},
+           {"learning.lower_quantile", d.lower_quantile},
+           {"learning.exploration", d.exploration},
+           {"learning.max_cells", static_cast<double>(d.max_cells)},
+           {"learning.snapshot_interval_s", 60.0}}) {
+    ASSERT_TRUE(documented.contains(key)) << key << " is not in docs/configuration.md's table";
+    double number = 0;
+    ASSERT_TRUE(absl::SimpleAtod(absl::StrReplaceAll(documented[key], {{",", ""}}), &number))
+        << key << ": '" << documented[key] << "'";
+    EXPECT_EQ(number, value) << key;
+  }
+  EXPECT_THAT(documented["learning.enabled"], HasSubstr("false"));
+}
+
+TEST(ConfigTest, ParsesTheLearningSectionAndRoundTrips) {
+  const char* yaml = R"(
+learning:
+  enabled: true
+  snapshot_file: /var/lib/routerd/learning.json
+  snapshot_interval_s: 30
+  half_life_outcomes: 50
+  prior_strength: 4
+  cold_start_quality: 0.4
+  cold_start_strength: 3
+  lower_quantile: 0.2
+  exploration: 0.1
+  max_cells: 1000
+)";
+  absl::StatusOr<RouterConfig> c = ParseConfigYaml(yaml);
+  ASSERT_THAT(c, IsOk());
+  const LearningConfig& l = c->learning;
+  EXPECT_TRUE(l.enabled);
+  EXPECT_EQ(l.snapshot_file, "/var/lib/routerd/learning.json");
+  EXPECT_EQ(l.snapshot_interval, absl::Seconds(30));
+  EXPECT_EQ(l.options.half_life_outcomes, 50);
+  EXPECT_EQ(l.options.prior_strength, 4);
+  EXPECT_EQ(l.options.cold_start_quality, 0.4);
+  EXPECT_EQ(l.options.cold_start_strength, 3);
+  EXPECT_EQ(l.options.lower_quantile, 0.2);
+  EXPECT_EQ(l.options.exploration, 0.1);
+  EXPECT_EQ(l.options.max_cells, 1000);
+  absl::StatusOr<RouterConfig> again = ParseConfigYaml(ConfigToYaml(*c));
+  ASSERT_THAT(again, IsOk()) << ConfigToYaml(*c);
+  EXPECT_EQ(ConfigToYaml(*again), ConfigToYaml(*c));
+  EXPECT_EQ(again->learning.options.exploration, 0.1);
+  EXPECT_TRUE(again->learning.enabled);
+}
+
+TEST(ConfigTest, LearningErrorsNameTheKey) {
+  for (const auto& [yaml, key] : std::vector<std::pair<std::string, std::string>>{
+           {"learning: {exploration: 1.5}", "learning.exploration"},
+           {"learning: {half_life_outcomes: 0}", "learning.half_life_outcomes"},
+           {"learning: {prior_strength: -1}", "learning.prior_strength"},
+           {"learning: {lower_quantile: 0.7}", "learning.lower_quantile"},
+           {"learning: {max_cells: 0}", "learning.max_cells"},
+           {"learning: {cold_start_quality: 2}", "learning.cold_start_quality"},
+           {"learning: {snapshot_interval_s: 0}", "learning.snapshot_interval_s"},
+           {"learning: {enabled: maybe}", "learning.enabled"},
+           {"learning: {explore: 0.1}", "learning.explore"},
+           {"learning: [1]", "learning"},
+       }) {
+    EXPECT_THAT(ParseConfigYaml(yaml),
+                StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr(key)))
+        << yaml;
+  }
+}
+
+TEST(ConfigTest, LearningEnabledAndIntervalReloadTheLearnersOptionsAndFileDoNot) {
+  RouterConfig current =
+      *ParseConfigYaml("learning: {enabled: true, snapshot_file: /tmp/l.json, exploration: 0.2}");
+  // An update without the section turns learning off (a runtime key's default) and keeps the
+  // startup-only keys.
+  absl::StatusOr<RouterConfig> next = ParseConfigUpdateYaml("batching: {max_queued: 500}", current);
+  ASSERT_THAT(next, IsOk());
+  EXPECT_FALSE(next->learning.enabled);
+  EXPECT_EQ(next->learning.snapshot_file, "/tmp/l.json");
+  EXPECT_EQ(next->learning.options.exploration, 0.2);
+  EXPECT_THAT(CheckRuntimeChange(current, *next), IsOk());
+  // A section with only runtime keys keeps the startup-only ones too.
+  next = ParseConfigUpdateYaml("learning: {enabled: true, snapshot_interval_s: 5}", current);
+  ASSERT_THAT(next, IsOk());
+  EXPECT_EQ(next->learning.snapshot_interval, absl::Seconds(5));
+  EXPECT_EQ(next->learning.options.exploration, 0.2);
+  EXPECT_THAT(CheckRuntimeChange(current, *next), IsOk());
+  for (const auto& [yaml, key] : std::vector<std::pair<std::string, std::string>>{
+           {"learning: {exploration: 0.3}", "learning.exploration"},
+           {"learning: {snapshot_file: /tmp/other.json}", "learning.snapshot_file"},
+           {"learning: {half_life_outcomes: 7}", "learning.half_life_outcomes"},
+           {"learning: {max_cells: 7}", "learning.max_cells"},
+       }) {
+    next = ParseConfigUpdateYaml(yaml, current);
+    ASSERT_THAT(next, IsOk()) << yaml;
+    EXPECT_THAT(CheckRuntimeChange(current, *next),
+                StatusIs(absl::StatusCode::kFailedPrecondition, HasSubstr(key)))
+        << yaml;
+    EXPECT_EQ(ChangedStartupKey(current, *next), key);
   }
 }
 
