@@ -318,12 +318,22 @@ absl::Status RouterClient::RouteStream(absl::Span<const v1::Query> queries,
 absl::StatusOr<v1::CompleteResponse> RouterClient::Complete(
     const std::string& assignment_id, std::optional<double> actual_cost_usd,
     std::optional<bool> success, std::optional<absl::Duration> timeout) const {
+  CompleteOutcome outcome;
+  outcome.actual_cost_usd = actual_cost_usd;
+  outcome.success = success;
+  return Complete(assignment_id, outcome, timeout);
+}
+
+absl::StatusOr<v1::CompleteResponse> RouterClient::Complete(
+    const std::string& assignment_id, const CompleteOutcome& outcome,
+    std::optional<absl::Duration> timeout) const {
   grpc::ClientContext ctx;
   SetDeadline(ctx, timeout);
   v1::CompleteRequest request;
   request.set_assignment_id(assignment_id);
-  if (actual_cost_usd.has_value()) request.set_actual_cost_usd(*actual_cost_usd);
-  if (success.has_value()) request.set_success(*success);
+  if (outcome.actual_cost_usd.has_value()) request.set_actual_cost_usd(*outcome.actual_cost_usd);
+  if (outcome.success.has_value()) request.set_success(*outcome.success);
+  if (outcome.score.has_value()) request.set_score(*outcome.score);
   v1::CompleteResponse response;
   if (grpc::Status s = router_->Complete(&ctx, request, &response); !s.ok()) {
     return FromGrpcStatus(s);
@@ -406,6 +416,42 @@ absl::StatusOr<uint64_t> RouterClient::UpdateConfig(const std::string& yaml,
     return FromGrpcStatus(s);
   }
   return response.config_generation();
+}
+
+namespace {
+
+template <typename Request>
+void SetFilter(const LearnedStatsFilter& filter, Request& request) {
+  if (filter.model.has_value()) request.set_model(*filter.model);
+  if (filter.cluster.has_value()) request.set_cluster(*filter.cluster);
+}
+
+}  // namespace
+
+absl::StatusOr<v1::GetLearnedStatsResponse> RouterClient::GetLearnedStats(
+    const LearnedStatsFilter& filter, std::optional<absl::Duration> timeout) const {
+  grpc::ClientContext ctx;
+  SetDeadline(ctx, timeout);
+  v1::GetLearnedStatsRequest request;
+  SetFilter(filter, request);
+  v1::GetLearnedStatsResponse response;
+  if (grpc::Status s = admin_->GetLearnedStats(&ctx, request, &response); !s.ok()) {
+    return FromGrpcStatus(s);
+  }
+  return response;
+}
+
+absl::StatusOr<int64_t> RouterClient::ResetLearnedStats(
+    const LearnedStatsFilter& filter, std::optional<absl::Duration> timeout) const {
+  grpc::ClientContext ctx;
+  SetDeadline(ctx, timeout);
+  v1::ResetLearnedStatsRequest request;
+  SetFilter(filter, request);
+  v1::ResetLearnedStatsResponse response;
+  if (grpc::Status s = admin_->ResetLearnedStats(&ctx, request, &response); !s.ok()) {
+    return FromGrpcStatus(s);
+  }
+  return response.cells_removed();
 }
 
 }  // namespace router::client

@@ -141,6 +141,23 @@ struct UpdateConfigOptions {
   std::optional<uint64_t> expected_generation;
 };
 
+// What a Complete reports about the finished request (router.proto, CompleteRequest).
+struct CompleteOutcome {
+  // Actual cost in USD (>= 0); absent: the predicted cost is recorded.
+  std::optional<double> actual_cost_usd;
+  // true = the answer was good.
+  std::optional<bool> success;
+  // The answer's score in [0, 1] (a rating, an evaluator's grade); learned instead of `success`
+  // when both are given.
+  std::optional<double> score;
+};
+
+// Filters of the learned statistics (GetLearnedStats, ResetLearnedStats): absent = all.
+struct LearnedStatsFilter {
+  std::optional<std::string> model;
+  std::optional<int32_t> cluster;
+};
+
 class RouterClient {
  public:
   // Opens a channel to `address` (host:port, or any gRPC target such as unix:PATH) and, unless
@@ -188,6 +205,11 @@ class RouterClient {
       const std::string& assignment_id, std::optional<double> actual_cost_usd = std::nullopt,
       std::optional<bool> success = std::nullopt,
       std::optional<absl::Duration> timeout = std::nullopt) const;
+  // The same with the whole outcome, its score included. INVALID_ARGUMENT naming `score` when the
+  // score is outside [0, 1] or NaN.
+  absl::StatusOr<v1::CompleteResponse> Complete(
+      const std::string& assignment_id, const CompleteOutcome& outcome,
+      std::optional<absl::Duration> timeout = std::nullopt) const;
 
   // grpc.health.v1.Health.Check for `service` ("" = the whole server, or "router.v1.Router").
   // NOT_FOUND for a service the server does not know.
@@ -210,6 +232,14 @@ class RouterClient {
   // generation (the current one on a dry run).
   absl::StatusOr<uint64_t> UpdateConfig(const std::string& yaml, const UpdateConfigOptions& update,
                                         std::optional<absl::Duration> timeout = std::nullopt) const;
+  // What routerd learned from outcomes, per model and cluster (filtered), and its reset; the
+  // reset returns the number of cells removed.
+  absl::StatusOr<v1::GetLearnedStatsResponse> GetLearnedStats(
+      const LearnedStatsFilter& filter = {},
+      std::optional<absl::Duration> timeout = std::nullopt) const;
+  absl::StatusOr<int64_t> ResetLearnedStats(
+      const LearnedStatsFilter& filter,
+      std::optional<absl::Duration> timeout = std::nullopt) const;
 
  private:
   RouterClient(std::shared_ptr<grpc::Channel> channel, const RouterClientOptions& options);

@@ -12,7 +12,9 @@
 //                                                   max_in_flight unanswered; progress on stderr,
 //                                                   a JSON summary on stdout (answers per decision
 //                                                   mode, inline prices)
-//     complete --id ASSIGNMENT_ID [--cost USD] [--success true|false]
+//     complete --id ASSIGNMENT_ID [--cost USD] [--success true|false] [--score S]
+//                                                   S in [0, 1]: the answer's score, learned
+//                                                   from instead of --success when both are given
 //     health [--service S]                          prints the serving status
 //     models                                        lists the model pool
 //     config get                                    prints the runtime configuration (YAML)
@@ -21,6 +23,11 @@
 //                                                   only if still at generation N)
 //     model upsert --name N [--instances I --slots S]
 //     model remove --name N
+//     learned show [--model M] [--cluster C]        what routerd learned from outcomes, per model
+//                                                   and cluster (GetLearnedStats), as JSON
+//     learned reset (--model M | --cluster C | --all)
+//                                                   forgets it: of a model, a cluster, a model in
+//                                                   a cluster (both), or everything (--all)
 //
 // Connection flags (every command): --tls (TLS with the system's roots), --ca_file PEM (TLS,
 // verifying routerd with these roots), --cert_file PEM --key_file PEM (a client certificate, for
@@ -76,13 +83,15 @@ constexpr char kUsage[] =
     "  batch --file F [--text-field text] [--id-field prompt_id]\n"
     "  stream --file F [--text-field text] [--id-field prompt_id] [--max_in_flight N]\n"
     "         [--mode batch|inline|auto]\n"
-    "  complete --id ASSIGNMENT_ID [--cost USD] [--success true|false]\n"
+    "  complete --id ASSIGNMENT_ID [--cost USD] [--success true|false] [--score S]\n"
     "  health [--service S]\n"
     "  models\n"
     "  config get\n"
     "  config set --file YAML [--dry-run] [--expected-generation N]\n"
     "  model upsert --name N [--instances I --slots S]\n"
-    "  model remove --name N\n";
+    "  model remove --name N\n"
+    "  learned show [--model M] [--cluster C]\n"
+    "  learned reset (--model M | --cluster C | --all)\n";
 
 // Prints the problem and the usage; the exit code for bad usage.
 int Usage(absl::string_view problem) {
@@ -262,26 +271,29 @@ int StreamCommand(const Context& c) {
 }
 
 int CompleteCommand(const Context& c) {
-  if (absl::Status s = CheckCommandFlags(c.line, {"id", "cost", "success"}); !s.ok()) {
+  if (absl::Status s = CheckCommandFlags(c.line, {"id", "cost", "success", "score"}); !s.ok()) {
     return Usage(s.message());
   }
   absl::StatusOr<std::string> id = Required(c.line, "id");
   if (!id.ok()) return Usage(id.status().message());
-  std::optional<double> cost;
-  if (auto v = c.line.Get("cost")) {
-    double parsed = 0;
-    if (!absl::SimpleAtod(*v, &parsed)) return Usage(absl::StrCat("--cost: not a number: ", *v));
-    cost = parsed;
+  CompleteOutcome outcome;
+  for (const char* flag : {"cost", "score"}) {
+    if (auto v = c.line.Get(flag)) {
+      double parsed = 0;
+      if (!absl::SimpleAtod(*v, &parsed)) {
+        return Usage(absl::StrCat("--", flag, ": not a number: ", *v));
+      }
+      (std::string(flag) == "cost" ? outcome.actual_cost_usd : outcome.score) = parsed;
+    }
   }
-  std::optional<bool> success;
   if (auto v = c.line.Get("success")) {
     bool parsed = false;
     if (!absl::SimpleAtob(*v, &parsed)) return Usage(absl::StrCat("--success: not a boolean: ", *v));
-    success = parsed;
+    outcome.success = parsed;
   }
   absl::StatusOr<std::unique_ptr<RouterClient>> client = c.Connect();
   if (!client.ok()) return CallFailed(client.status());
-  absl::StatusOr<v1::CompleteResponse> response = (*client)->Complete(*id, cost, success);
+  absl::StatusOr<v1::CompleteResponse> response = (*client)->Complete(*id, outcome);
   if (!response.ok()) return CallFailed(response.status());
   std::cout << ToJson(*response) << "\n";
   return kExitOk;
@@ -395,8 +407,57 @@ int ModelRemoveCommand(const Context& c) {
   return kExitOk;
 }
 
+// --model and --cluster of the learned commands.
+absl::StatusOr<LearnedStatsFilter> FilterOf(const ctl::CommandLine& line) {
+  LearnedStatsFilter filter;
+  filter.model = line.Get("model");
+  if (auto v = line.Get("cluster")) {
+    int32_t parsed = 0;
+    if (!absl::SimpleAtoi(*v, &parsed) || parsed < 0) {
+      return absl::InvalidArgumentError(absl::StrCat("--cluster: not a cluster number >= 0: ", *v));
+    }
+    filter.cluster = parsed;
+  }
+  return filter;
+}
+
+int LearnedShowCommand(const Context& c) {
+  if (absl::Status s = CheckCommandFlags(c.line, {"model", "cluster"}); !s.ok()) {
+    return Usage(s.message());
+  }
+  absl::StatusOr<LearnedStatsFilter> filter = FilterOf(c.line);
+  if (!filter.ok()) return Usage(filter.status().message());
+  absl::StatusOr<std::unique_ptr<RouterClient>> client = c.Connect();
+  if (!client.ok()) return CallFailed(client.status());
+  absl::StatusOr<v1::GetLearnedStatsResponse> response = (*client)->GetLearnedStats(*filter);
+  if (!response.ok()) return CallFailed(response.status());
+  std::cout << ToJson(*response) << "\n";
+  return kExitOk;
+}
+
+int LearnedResetCommand(const Context& c) {
+  if (absl::Status s = CheckCommandFlags(c.line, {"model", "cluster", "all"}); !s.ok()) {
+    return Usage(s.message());
+  }
+  absl::StatusOr<LearnedStatsFilter> filter = FilterOf(c.line);
+  if (!filter.ok()) return Usage(filter.status().message());
+  const bool all = c.line.Get("all").has_value();
+  const bool filtered = filter->model.has_value() || filter->cluster.has_value();
+  // Forgetting everything is never the default of a mistyped command.
+  if (all == filtered) {
+    return Usage("learned reset: give --model and/or --cluster, or --all (not both)");
+  }
+  absl::StatusOr<std::unique_ptr<RouterClient>> client = c.Connect();
+  if (!client.ok()) return CallFailed(client.status());
+  absl::StatusOr<int64_t> removed = (*client)->ResetLearnedStats(*filter);
+  if (!removed.ok()) return CallFailed(removed.status());
+  std::cout << nlohmann::json{{"cells_removed", *removed}}.dump() << "\n";
+  return kExitOk;
+}
+
 int Run(const std::vector<std::string>& args) {
-  absl::StatusOr<ctl::CommandLine> line = ctl::ParseCommandLine(args, {"dry-run", "help", "tls"});
+  absl::StatusOr<ctl::CommandLine> line =
+      ctl::ParseCommandLine(args, {"all", "dry-run", "help", "tls"});
   if (!line.ok()) return Usage(line.status().message());
   if (line->Get("help").has_value()) {
     std::cout << kUsage;
@@ -423,6 +484,8 @@ int Run(const std::vector<std::string>& args) {
   if (command == "config set") return ConfigSetCommand(c);
   if (command == "model upsert") return ModelUpsertCommand(c);
   if (command == "model remove") return ModelRemoveCommand(c);
+  if (command == "learned show") return LearnedShowCommand(c);
+  if (command == "learned reset") return LearnedResetCommand(c);
   return Usage(w.empty() ? std::string("no command given")
                          : absl::StrCat("unknown command '", command, "'"));
 }

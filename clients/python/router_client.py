@@ -203,16 +203,42 @@ class RouterClient:
         except grpc.RpcError as e:
             raise _error(e) from None
 
-    def complete(self, assignment_id, actual_cost_usd=None, success=None, timeout=None):
-        """Reports that the routed request finished; returns the CompleteResponse."""
+    def complete(self, assignment_id, actual_cost_usd=None, success=None, timeout=None, *,
+                 score=None):
+        """Reports that the routed request finished; returns the CompleteResponse. `success`
+        (a bool) and `score` (in [0, 1]; learned instead of `success` when both are given) are
+        the optional outcome; a score outside [0, 1] raises INVALID_ARGUMENT naming `score`."""
         request = router_pb2.CompleteRequest(assignment_id=assignment_id)
         if actual_cost_usd is not None:
             request.actual_cost_usd = actual_cost_usd
         if success is not None:
             request.success = success
+        if score is not None:
+            request.score = score
         return self._call(self._router.Complete, request, timeout)
+
+    def learned_stats(self, model=None, cluster=None, timeout=None):
+        """What routerd learned from outcomes: a GetLearnedStatsResponse (`enabled`, `cells`
+        per model and cluster, `dropped_outcomes`), only of `model` and/or `cluster` if given."""
+        request = _learned_filter(router_pb2.GetLearnedStatsRequest(), model, cluster)
+        return self._call(self._admin.GetLearnedStats, request, timeout)
+
+    def reset_learned_stats(self, model=None, cluster=None, timeout=None):
+        """Forgets what was learned of `model`, of `cluster`, of both together, or everything
+        (neither); returns the number of cells removed."""
+        request = _learned_filter(router_pb2.ResetLearnedStatsRequest(), model, cluster)
+        return self._call(self._admin.ResetLearnedStats, request, timeout).cells_removed
 
     def list_models(self, timeout=None):
         """The model pool: a list of ModelStatus."""
         return list(self._call(self._admin.ListModels, router_pb2.ListModelsRequest(),
                                timeout).models)
+
+
+def _learned_filter(request, model, cluster):
+    """Sets the optional model and cluster filters of a learned-statistics request."""
+    if model is not None:
+        request.model = model
+    if cluster is not None:
+        request.cluster = cluster
+    return request

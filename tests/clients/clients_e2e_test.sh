@@ -238,7 +238,8 @@ else fail "route: unknown allowed model is INVALID_ARGUMENT naming query.allowed
 usage_ok=1
 for args in "" "route" "route --text" "route --text x --bogus 1" "frobnicate" "--timeout_ms abc models" \
             "stream" "complete" "config" "config set" "model upsert" "model upsert --name m --slots x" \
-            "route --text x --mode fast" "stream --file x --mode INLINE"; do
+            "route --text x --mode fast" "stream --file x --mode INLINE" "learned" "learned reset" \
+            "learned reset --all --model m" "learned show --cluster -1" "complete --id x --score y"; do
   # shellcheck disable=SC2086  # word splitting of the argument list is intended
   ctl ${args}
   if [[ ${rc} -ne 2 ]] || ! grep -q "usage:" "${TMP}/err"; then
@@ -391,6 +392,29 @@ EOF
 then pass "complete: without --cost records the predicted cost"
 else fail "complete: without --cost records the predicted cost"; fi
 
+# ---- outcomes and learned statistics -----------------------------------------------------------
+ctl route --text "Name a prime above 100." --id o1
+ASSIGNMENT_ID="$("${PY}" -c 'import json, sys; print(json.load(open(sys.argv[1]))["assignment_id"])' "${TMP}/out")"
+ctl complete --id "${ASSIGNMENT_ID}" --score 1.5
+if [[ ${rc} -eq 1 ]] && grep -q "INVALID_ARGUMENT" "${TMP}/err" && grep -q "score" "${TMP}/err"; then
+  pass "complete: a score outside [0, 1] is INVALID_ARGUMENT naming score, exit 1"
+else fail "complete: a score outside [0, 1] is INVALID_ARGUMENT naming score, exit 1"; fi
+ctl complete --id "${ASSIGNMENT_ID}" --score 0.75 --success false
+complete_rc=${rc}
+ctl learned show
+# Learning is off by default: the outcome was counted and dropped, nothing learned.
+if [[ ${complete_rc} -eq 0 && ${rc} -eq 0 ]] && check_py "${TMP}/out" <<'EOF'
+import json, sys
+d = json.loads(open(sys.argv[1]).read())
+assert d["enabled"] is False and d["cells"] == [] and int(d["dropped_outcomes"]) >= 1, d
+EOF
+then pass "complete --score, learned show: with learning off the outcome is counted, not learned"
+else fail "complete --score, learned show: with learning off the outcome is counted, not learned"; fi
+ctl learned reset --all
+if [[ ${rc} -eq 0 ]] && grep -qF '{"cells_removed":0}' "${TMP}/out"; then
+  pass "learned reset --all: answers the cells removed"
+else fail "learned reset --all: answers the cells removed"; fi
+
 # ---- config ---------------------------------------------------------------------------------
 ctl config get
 cp "${TMP}/out" "${TMP}/config.yaml"
@@ -508,11 +532,22 @@ with RouterClient(sys.argv[1], ca_file=f"{pki}/ca.pem", cert_file=f"{pki}/client
         raise SystemExit("an unknown mode was accepted")
     except ValueError as e:
         assert "mode" in str(e), e
+    try:
+        c.complete(answers[0].assignment.assignment_id, score=1.5)
+        raise SystemExit("a score of 1.5 was accepted")
+    except RouterError as e:
+        assert e.code.name == "INVALID_ARGUMENT" and "score" in e.message, e
     for a in answers + [items[0]]:
-        c.complete(a.assignment.assignment_id)
+        c.complete(a.assignment.assignment_id, success=True, score=0.5)
+with RouterClient(sys.argv[1], ca_file=f"{pki}/ca.pem", cert_file=f"{pki}/client.pem",
+                  key_file=f"{pki}/client.key", server_name="localhost",
+                  token_file=f"{pki}/admin.token") as admin:
+    stats = admin.learned_stats(model="no-such-model")
+    assert not stats.enabled and len(stats.cells) == 0 and stats.dropped_outcomes >= 1, stats
+    assert admin.reset_learned_stats(cluster=0) == 0
 EOF
-if [[ ${rc} -eq 0 ]]; then pass "python: errors, batch items, stream answers and a prompt that is not UTF-8"
-else fail "python: errors, batch items, stream answers and a prompt that is not UTF-8"; fi
+if [[ ${rc} -eq 0 ]]; then pass "python: errors, batch items, stream answers, a prompt that is not UTF-8, scores"
+else fail "python: errors, batch items, stream answers, a prompt that is not UTF-8, scores"; fi
 
 # ---- Transport security and authorization ---------------------------------------------------
 ctl_as --token_file "${PKI}/admin.token" --timeout_ms 2000 health

@@ -25,6 +25,7 @@ namespace router::client {
 namespace {
 
 using ::router::core::testing::IsOk;
+using ::router::core::testing::IsOkAndHolds;
 using ::router::core::testing::StatusIs;
 using ::testing::_;
 using ::testing::HasSubstr;
@@ -97,10 +98,13 @@ class FakeRouter final : public v1::Router::Service {
   std::atomic<bool> answer_as_read{false};
 
   // Records the actual cost when given, -1 otherwise.
+  // Records the actual cost when given, -1 otherwise; the score in the lease flag's stead: active
+  // when a score of at least 0.5 (else the success) was sent.
   grpc::Status Complete(grpc::ServerContext*, const v1::CompleteRequest* request,
                         v1::CompleteResponse* response) override {
     response->set_recorded_cost_usd(request->has_actual_cost_usd() ? request->actual_cost_usd() : -1);
-    response->set_lease_was_active(request->has_success() && request->success());
+    response->set_lease_was_active(request->has_score() ? request->score() >= 0.5
+                                                        : request->has_success() && request->success());
     return grpc::Status::OK;
   }
 };
@@ -112,6 +116,21 @@ class FakeAdmin final : public v1::RouterAdmin::Service {
                             v1::UpdateConfigResponse* response) override {
     const uint64_t base = request->has_expected_generation() ? request->expected_generation() : 100;
     response->set_config_generation(request->dry_run() ? base : base + 1);
+    return grpc::Status::OK;
+  }
+  // One cell naming the filters it was asked for ("*" / -1 for none).
+  grpc::Status GetLearnedStats(grpc::ServerContext*, const v1::GetLearnedStatsRequest* request,
+                               v1::GetLearnedStatsResponse* response) override {
+    v1::LearnedCell* cell = response->add_cells();
+    cell->set_model(request->has_model() ? request->model() : "*");
+    cell->set_cluster(request->has_cluster() ? request->cluster() : -1);
+    return grpc::Status::OK;
+  }
+  // Removes 1 cell per filter given, 10 for a reset of everything.
+  grpc::Status ResetLearnedStats(grpc::ServerContext*, const v1::ResetLearnedStatsRequest* request,
+                                 v1::ResetLearnedStatsResponse* response) override {
+    const int64_t given = (request->has_model() ? 1 : 0) + (request->has_cluster() ? 1 : 0);
+    response->set_cells_removed(given == 0 ? 10 : given);
     return grpc::Status::OK;
   }
 };
@@ -404,6 +423,28 @@ TEST_F(RouterClientTest, CompleteSendsOnlyWhatIsGiven) {
   ASSERT_THAT(r, IsOk());
   EXPECT_EQ(r->recorded_cost_usd(), 0.5);
   EXPECT_TRUE(r->lease_was_active());
+}
+
+TEST_F(RouterClientTest, CompleteSendsTheScoreAndTheLearnedStatsCallsTheirFilters) {
+  absl::StatusOr<v1::CompleteResponse> r = client_->Complete(
+      "a1", CompleteOutcome{.actual_cost_usd = std::nullopt, .success = false, .score = 0.75});
+  ASSERT_THAT(r, IsOk());
+  EXPECT_TRUE(r->lease_was_active());  // the score was sent
+  r = client_->Complete(
+      "a1", CompleteOutcome{.actual_cost_usd = std::nullopt, .success = true, .score = 0.25});
+  ASSERT_THAT(r, IsOk());
+  EXPECT_FALSE(r->lease_was_active());
+  absl::StatusOr<v1::GetLearnedStatsResponse> stats = client_->GetLearnedStats();
+  ASSERT_THAT(stats, IsOk());
+  EXPECT_EQ(stats->cells(0).model(), "*");
+  EXPECT_EQ(stats->cells(0).cluster(), -1);
+  stats = client_->GetLearnedStats({.model = "m", .cluster = 3});
+  ASSERT_THAT(stats, IsOk());
+  EXPECT_EQ(stats->cells(0).model(), "m");
+  EXPECT_EQ(stats->cells(0).cluster(), 3);
+  EXPECT_THAT(client_->ResetLearnedStats({}), IsOkAndHolds(10));
+  EXPECT_THAT(client_->ResetLearnedStats({.model = "m", .cluster = std::nullopt}), IsOkAndHolds(1));
+  EXPECT_THAT(client_->ResetLearnedStats({.model = "m", .cluster = 0}), IsOkAndHolds(2));
 }
 
 TEST_F(RouterClientTest, HealthReportsServingAndUnknownServices) {
