@@ -8,7 +8,7 @@ dashboard and of deploy/prometheus/alerts.yml names only series a live routerd e
     under rows; unique panel ids; every panel has queries with an expression;
   * the concerns the dashboard is for are there: traffic and errors by method, decisions by mode,
     latency quantiles, solver status and gap, spend against budget, slots per model, queue depth,
-    ledger;
+    ledger, learning from outcomes;
   * every expression (panel queries, template variable queries, alert rules) parses (promtool
     check rules on them as recording rules, Grafana's variables replaced) and names only series
     of routerd's /metrics after traffic (histograms as _bucket, _sum, _count). The one exception
@@ -49,6 +49,10 @@ CONCERNS = {
     "slots per model": "router_model_capacity_utilization_ratio",
     "queue depth": "router_queue_depth",
     "ledger": "router_ledger_degraded",
+    "outcomes reported": "router_outcomes_total",
+    "learned quality": "router_learning_quality",
+    "exploration share": "router_learning_explored_decisions_total",
+    "outcomes not learned from": "router_learning_outcomes_dropped_total",
 }
 
 passed = 0
@@ -172,7 +176,7 @@ def main():
         ok(f"promtool parses all {len(all_exprs)} expressions (dashboard and alerts)")
         try:
             r = Routerd(procs, routerd, config, artifact, tmp)
-            send_traffic(ctl, r.address, tmp, "names")
+            send_traffic(ctl, r.address, tmp, "names", r.scrape)
             exported = exported_names(r.scrape())
         finally:
             procs.stop_all()

@@ -17,6 +17,8 @@ import sys
 import time
 import urllib.request
 
+import yaml
+
 _PR_SET_PDEATHSIG = 1
 _libc = ctypes.CDLL("libc.so.6", use_errno=True)
 
@@ -129,10 +131,11 @@ def routerctl(ctl, address, *args, ok_codes=(0,)):
     return r.stdout
 
 
-def send_traffic(ctl, address, tmp, tag):
+def send_traffic(ctl, address, tmp, tag, scrape):
     """Sends every kind of call the dashboard and the alerts look at: Route in batch and inline
-    mode, an invalid Route (refused: invalid), RouteBatch, RouteStream in both modes, and Complete
-    with and without an actual cost. Returns the number of Route calls made."""
+    mode, an invalid Route (refused: invalid), RouteBatch, RouteStream in both modes, Complete
+    with and without an actual cost, and an outcome learned from (learn_from_an_outcome; `scrape`
+    returns routerd's /metrics text). Returns the number of Route calls made."""
     routes = 0
     assignment_ids = []
     for k, mode in enumerate(["batch", "inline", "batch", "inline"]):
@@ -155,7 +158,28 @@ def send_traffic(ctl, address, tmp, tag):
     routerctl(ctl, address, "stream", "--file", stream, "--mode", "inline")
     routerctl(ctl, address, "complete", "--id", assignment_ids[0], "--cost", "0.002", "--success", "true")
     routerctl(ctl, address, "complete", "--id", assignment_ids[1])
-    return routes
+    learn_from_an_outcome(ctl, address, tmp, tag, scrape)
+    return routes + 1
+
+
+def learn_from_an_outcome(ctl, address, tmp, tag, scrape):
+    """Turns learning from outcomes on at runtime (the shipped configuration has it off, as
+    routerd's default), routes a query and completes it with a score, and waits (bounded) until
+    the learned quality is exported: it is refreshed every second."""
+    config = yaml.safe_load(routerctl(ctl, address, "config", "get"))
+    config["learning"]["enabled"] = True
+    path = os.path.join(tmp, f"{tag}-learning.yaml")
+    with open(path, "w") as f:
+        yaml.safe_dump(config, f)
+    routerctl(ctl, address, "config", "set", "--file", path)
+    out = routerctl(ctl, address, "route", "--text", f"A question of {tag} to learn from.",
+                    "--id", f"{tag}-learn", "--mode", "inline")
+    routerctl(ctl, address, "complete", "--id", json.loads(out)["assignment_id"], "--score", "0.5")
+    cells = json.loads(routerctl(ctl, address, "learned", "show")).get("cells", [])
+    if not cells:
+        fail("learned show: no learned cell after a scored outcome")
+    poll("router_learning_quality exported", 30,
+         lambda: re.search(r"^router_learning_quality\{", scrape(), re.M))
 
 
 def exported_names(metrics_text):
