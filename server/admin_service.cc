@@ -89,7 +89,8 @@ absl::Status AdminService::DoUpsertModel(const v1::UpsertModelRequest& request,
   deployment.instances = request.deployment().instances();
   deployment.slots_per_instance = request.deployment().slots_per_instance();
   std::optional<NewModel> new_model;
-  if (request.validation_size() > 0) {
+  if (request.validation_size() > 0 || request.has_input_usd_per_mtok() ||
+      request.has_output_usd_per_mtok() || request.has_mean_cost_usd()) {
     NewModel nm;
     for (const v1::ValidationResult& v : request.validation()) {
       nm.texts.push_back(v.text());

@@ -234,6 +234,11 @@ std::vector<core::OutcomeCell> OutcomeLearning::Cells(const std::optional<std::s
   return cells;
 }
 
+void OutcomeLearning::MarkColdStart(const std::string& model) {
+  learner_->MarkColdStart(model, true);
+  version_.fetch_add(1);
+}
+
 int64_t OutcomeLearning::Reset(std::optional<std::string> model, std::optional<int> cluster) {
   const int64_t removed = learner_->Reset(std::move(model), cluster);
   version_.fetch_add(1);

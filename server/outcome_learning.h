@@ -86,6 +86,8 @@ class OutcomeLearning {
   // The learner's cells, only those of `model` and/or `cluster` when given.
   std::vector<core::OutcomeCell> Cells(const std::optional<std::string>& model,
                                        std::optional<int> cluster) const;
+  // Marks `model` as a cold start (a model added without validation results).
+  void MarkColdStart(const std::string& model);
   // Forgets cells (OutcomeLearner::Reset) and republishes the gauges; returns how many.
   int64_t Reset(std::optional<std::string> model, std::optional<int> cluster);
   // Outcomes dropped since the start: by routerd (the reasons above) and by the learner.

@@ -158,13 +158,16 @@ absl::StatusOr<uint64_t> RouterRuntime::UpsertModel(const ModelDeploymentConfig&
   std::shared_ptr<const core::Predictor> predictor = current->predictor;
   const std::vector<std::string>& known = predictor->models();
   const bool is_known = std::find(known.begin(), known.end(), deployment.name) != known.end();
+  const NewModel nm = new_model.value_or(NewModel{});
+  // A model without validation results joins as a cold start while learning is on.
+  const bool cold_start = !is_known && nm.scores.empty() && current->config.learning.enabled;
   if (!is_known) {
-    if (!new_model.has_value() || new_model->scores.empty()) {
+    if (nm.scores.empty() && !cold_start) {
       return absl::InvalidArgumentError(absl::StrCat(
           "validation: model '", deployment.name,
-          "' is unknown to the estimator; send its validation results to add it"));
+          "' is unknown to the estimator; send its validation results to add it (or turn "
+          "learning.enabled on: it then joins as a cold start)"));
     }
-    const NewModel& nm = *new_model;
     if (!deployment.self_hosted() && !nm.mean_cost_usd.has_value() &&
         !nm.input_usd_per_mtok.has_value()) {
       return absl::InvalidArgumentError(
@@ -172,6 +175,13 @@ absl::StatusOr<uint64_t> RouterRuntime::UpsertModel(const ModelDeploymentConfig&
     }
     core::ModelValidation validation;
     validation.features.dim = predictor->feature_dim();
+    if (cold_start) {
+      // The estimator needs one result to hold the model: a single prompt (a unit vector) at the
+      // cold-start prior. The learner predicts a cold-start model from that prior, not from it.
+      validation.features.values.assign(static_cast<size_t>(predictor->feature_dim()), 0.0f);
+      validation.features.values[0] = 1.0f;
+      validation.scores.push_back(current->config.learning.options.cold_start_quality);
+    }
     for (size_t k = 0; k < nm.scores.size(); ++k) {
       const std::string field = absl::StrCat("validation[", k, "]");
       if (!(nm.scores[k] >= 0 && nm.scores[k] <= 1)) {
@@ -226,7 +236,10 @@ absl::StatusOr<uint64_t> RouterRuntime::UpsertModel(const ModelDeploymentConfig&
   } else {
     *it = deployment;
   }
-  return ApplyLocked(std::move(config), std::move(predictor), /*dry_run=*/false);
+  absl::StatusOr<uint64_t> generation =
+      ApplyLocked(std::move(config), std::move(predictor), /*dry_run=*/false);
+  if (generation.ok() && cold_start) learning_->MarkColdStart(deployment.name);
+  return generation;
 }
 
 absl::StatusOr<uint64_t> RouterRuntime::RemoveModel(const std::string& name) {

@@ -123,7 +123,11 @@ class RouterRuntime {
   absl::StatusOr<uint64_t> UpdateConfig(const RouterConfig& next,
                                         std::optional<uint64_t> expected_generation,
                                         bool dry_run);
-  // Adds or updates a model's deployment; `new_model` is required when the estimator lacks it.
+  // Adds or updates a model's deployment; `new_model` with validation results is required when
+  // the estimator lacks it, unless learning is on: the model then joins as a cold start (the
+  // estimator holds it with one result at learning.cold_start_quality, and the learner predicts it
+  // from its cold-start prior until its own outcomes arrive; outcome_learner.h). A new API model
+  // needs a cost either way.
   absl::StatusOr<uint64_t> UpsertModel(const ModelDeploymentConfig& deployment,
                                        const std::optional<NewModel>& new_model);
   absl::StatusOr<uint64_t> RemoveModel(const std::string& name);

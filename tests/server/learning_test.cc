@@ -27,6 +27,7 @@
 #include "gtest/gtest.h"
 #include "nlohmann/json.hpp"
 #include "router/v1/router.grpc.pb.h"
+#include "router_core/learn/outcome_learner.h"
 #include "server/outcome_context.h"
 #include "tests/server/routerd_fixture.h"
 #include "tests/server/testing/metrics_scrape.h"
@@ -192,6 +193,7 @@ TEST_F(LearningTest, FailuresOfOneModelMoveTrafficAwayAndAResetBringsItBack) {
   // Same query, same prediction: the learned quality alone moves the decision.
   const int failures = FailUntilTrafficMoves(best, 200) + 1;
   ASSERT_LT(failures, 200) << "traffic never moved away from " << best;
+  RecordProperty("failures_until_traffic_moved", failures);
 
   const v1::GetLearnedStatsResponse stats = Stats(best);
   EXPECT_TRUE(stats.enabled());
@@ -383,6 +385,46 @@ TEST_F(LearningTest, LearningIsOffByDefaultAndThenLeavesDecisionsAlone) {
   EXPECT_FALSE(Stats().enabled());
   EXPECT_EQ(Stats().cells_size(), 0);
   EXPECT_EQ(MetricValue(Metrics(), "router_learning_explored_decisions_total"), 0);
+}
+
+// A model without validation results joins as a cold start while learning is on: predicted at the
+// cold-start prior, then from its own outcomes.
+TEST_F(LearningTest, AModelWithoutValidationResultsJoinsAsAColdStartOnlyWhileLearning) {
+  // LearningYaml's startup-only keys, learning off.
+  Start(Yaml(absl::StrCat("enabled: false, exploration: 0, snapshot_file: '", snapshot_, "'")));
+  ASSERT_FALSE(HasFatalFailure());
+  v1::UpsertModelRequest upsert;
+  upsert.mutable_deployment()->set_name("newcomer");
+  upsert.set_mean_cost_usd(0.0001);
+  {
+    grpc::ClientContext ctx;
+    v1::UpsertModelResponse response;
+    const grpc::Status s = admin_->UpsertModel(&ctx, upsert, &response);
+    EXPECT_EQ(s.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+    EXPECT_THAT(s.error_message(), HasSubstr("validation"));
+  }
+  ASSERT_TRUE(UpdateConfig(LearningYaml()).ok());
+  {
+    grpc::ClientContext ctx;
+    v1::UpsertModelResponse response;
+    const grpc::Status s = admin_->UpsertModel(&ctx, upsert, &response);
+    ASSERT_TRUE(s.ok()) << s.error_message();
+    EXPECT_TRUE(response.model().in_estimator());
+  }
+  const double cold_start_quality = core::OutcomeLearnerOptions().cold_start_quality;
+  const v1::Assignment first = Route({"newcomer"});
+  EXPECT_EQ(first.model(), "newcomer");
+  EXPECT_DOUBLE_EQ(first.predicted_quality(), cold_start_quality);
+  EXPECT_LT(first.predicted_quality_lower(), cold_start_quality);
+  ASSERT_TRUE(Complete(first.assignment_id(), true).ok());
+  for (int k = 0; k < 4; ++k) ASSERT_TRUE(Complete(Route({"newcomer"}).assignment_id(), true).ok());
+  const v1::Assignment learned = Route({"newcomer"});
+  EXPECT_GT(learned.predicted_quality(), cold_start_quality);
+  EXPECT_GT(learned.predicted_quality_lower(), first.predicted_quality_lower());
+  const v1::GetLearnedStatsResponse stats = Stats("newcomer");
+  ASSERT_EQ(stats.cells_size(), 1);
+  EXPECT_EQ(stats.cells(0).outcomes(), 5);
+  EXPECT_DOUBLE_EQ(stats.cells(0).prior_mean(), cold_start_quality);
 }
 
 // Every query explored (its qualities sampled from the posterior), under a tight budget cap and a
