@@ -179,7 +179,9 @@ template <typename Request>
 absl::Status ReadFilter(const Request& request, std::optional<std::string>& model,
                         std::optional<int>& cluster) {
   if (request.has_model()) {
-    if (request.model().empty()) return absl::InvalidArgumentError("model: empty (omit it for all)");
+    if (request.model().empty()) {
+      return absl::InvalidArgumentError("model: empty (omit it for every model)");
+    }
     model = request.model();
   }
   if (request.has_cluster()) {

@@ -71,7 +71,8 @@ absl::Status WriteFileAtomically(const std::string& path, const std::string& tex
   }
   // The rename is durable once the directory is.
   const size_t slash = path.rfind('/');
-  const std::string dir = slash == std::string::npos ? "." : (slash == 0 ? "/" : path.substr(0, slash));
+  const std::string dir =
+      slash == std::string::npos ? "." : (slash == 0 ? "/" : path.substr(0, slash));
   const int dir_fd = ::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
   if (dir_fd >= 0) {
     (void)::fsync(dir_fd);
@@ -152,7 +153,8 @@ void OutcomeLearning::RestoreOrReject() {
   } else {
     std::stringstream text;
     text << in.rdbuf();
-    const nlohmann::json doc = nlohmann::json::parse(text.str(), nullptr, /*allow_exceptions=*/false);
+    const nlohmann::json doc =
+        nlohmann::json::parse(text.str(), nullptr, /*allow_exceptions=*/false);
     if (doc.is_discarded() || !doc.is_object()) {
       why = absl::InvalidArgumentError("not a JSON object (truncated or corrupt)");
     } else if (doc.value("format", "") != kFormat || !doc.contains("version") ||
@@ -188,7 +190,9 @@ void OutcomeLearning::RestoreOrReject() {
   Log("error", "learning_snapshot_rejected",
       absl::StrCat("error: learning.snapshot_file '", snapshot_file_, "' not restored: ",
                    why.message(), "; learning starts empty; the file was ", where),
-      {{"path", snapshot_file_}, {"reason", std::string(why.message())}, {"moved_to", moved ? aside : ""}});
+      {{"path", snapshot_file_},
+       {"reason", std::string(why.message())},
+       {"moved_to", moved ? aside : ""}});
   metrics_->OnLearningSnapshotRejected();
 }
 
@@ -229,7 +233,8 @@ std::vector<core::OutcomeCell> OutcomeLearning::Cells(const std::optional<std::s
                                                       std::optional<int> cluster) const {
   std::vector<core::OutcomeCell> cells = learner_->Cells();
   std::erase_if(cells, [&](const core::OutcomeCell& c) {
-    return (model.has_value() && c.model != *model) || (cluster.has_value() && c.cluster != *cluster);
+    return (model.has_value() && c.model != *model) ||
+           (cluster.has_value() && c.cluster != *cluster);
   });
   return cells;
 }

@@ -15,9 +15,10 @@
 // context is also counted in router_outcomes_total{model, kind}, learning on or off.
 //
 // Snapshot file. A relative learning.snapshot_file is taken in $STATE_DIRECTORY (systemd's
-// StateDirectory=) when routerd runs with one, else in the working directory. A JSON object {format: "routerd.learning", version: 1, estimator_sha256, learner:
-// OutcomeLearner::Snapshot()}, written by writing `<file>.tmp`, fsync, rename over `<file>`, and
-// fsync of the directory, so a crash leaves the old file or the new one, never a mix. The estimator
+// StateDirectory=) when routerd runs with one, else in the working directory. A JSON object
+// {format: "routerd.learning", version: 1, estimator_sha256, learner: OutcomeLearner::Snapshot()},
+// written by writing `<file>.tmp`, fsync, rename over `<file>`, and fsync of the directory, so a
+// crash leaves the old file or the new one, never a mix. The estimator
 // fingerprint ties the statistics to the artifact whose clusters and predictions they correct.
 // At start (Create) an existing file is restored. A file that cannot be used (unreadable, not
 // JSON, another format or version, written for another estimator artifact, or refused by the

@@ -4,7 +4,6 @@
 
 #include "absl/strings/str_cat.h"
 #include "server/outcome_context.h"
-
 #include "server/raw_message.h"
 #include "server/refused_call.h"
 #include "server/route_batch_call.h"
@@ -66,7 +65,8 @@ grpc::ServerUnaryReactor* RouterService::Complete(grpc::CallbackServerContext* c
     std::optional<double> actual;
     if (request.has_actual_cost_usd()) actual = request.actual_cost_usd();
     const ParsedAssignmentId id = ParseAssignmentId(request.assignment_id());
-    absl::StatusOr<core::CompletionRecord> record = runtime_->ledger().Complete(id.ledger_id, actual);
+    absl::StatusOr<core::CompletionRecord> record =
+        runtime_->ledger().Complete(id.ledger_id, actual);
     if (record.ok()) {
       response.set_recorded_cost_usd(record->recorded_cost_usd);
       response.set_lease_was_active(record->lease_was_active);

@@ -176,7 +176,7 @@ def main():
         ok(f"promtool parses all {len(all_exprs)} expressions (dashboard and alerts)")
         try:
             r = Routerd(procs, routerd, config, artifact, tmp)
-            send_traffic(ctl, r.address, tmp, "names", r.scrape)
+            send_traffic(ctl, r, tmp, "names")
             exported = exported_names(r.scrape())
         finally:
             procs.stop_all()

@@ -35,7 +35,7 @@ def main():
     with tempfile.TemporaryDirectory() as tmp:
         try:
             r = Routerd(procs, routerd, config, artifact, tmp)
-            send_traffic(ctl, r.address, tmp, "lint", r.scrape)
+            send_traffic(ctl, r, tmp, "lint")
             text = r.scrape()
         finally:
             procs.stop_all()

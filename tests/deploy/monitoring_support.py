@@ -93,7 +93,8 @@ class Processes:
 class Routerd:
     """routerd on the shipped configuration, gRPC and /metrics on ports the kernel picks."""
 
-    _READY = re.compile(r"serving on port (\d+), metrics on port (\d+)")
+    _READY = re.compile(
+        r"serving on port (\d+), metrics on port (\d+)(?:, RouterAdmin on port (\d+))?")
 
     def __init__(self, procs, routerd, config, artifact, tmp):
         self.log_path = os.path.join(tmp, "routerd.log")
@@ -105,10 +106,10 @@ class Routerd:
             if self.proc.poll() is not None:
                 fail(f"routerd exited with {self.proc.returncode}:\n{self.log()}")
             m = self._READY.search(self.log())
-            return m and (int(m.group(1)), int(m.group(2)))
+            return m and (int(m.group(1)), int(m.group(2)), int(m.group(3) or m.group(1)))
 
         # ASan builds load the artifact several times slower: a generous bound.
-        self.port, self.metrics_port = poll("routerd serving", 120, ready)
+        self.port, self.metrics_port, self.admin_port = poll("routerd serving", 120, ready)
 
     def log(self):
         with open(self.log_path, encoding="utf-8", errors="replace") as f:
@@ -117,6 +118,11 @@ class Routerd:
     @property
     def address(self):
         return f"127.0.0.1:{self.port}"
+
+    @property
+    def admin_address(self):
+        """RouterAdmin's: admin.listen's port, else the API's."""
+        return f"127.0.0.1:{self.admin_port}"
 
     def scrape(self):
         return http_get(f"http://127.0.0.1:{self.metrics_port}/metrics")
@@ -131,11 +137,12 @@ def routerctl(ctl, address, *args, ok_codes=(0,)):
     return r.stdout
 
 
-def send_traffic(ctl, address, tmp, tag, scrape):
-    """Sends every kind of call the dashboard and the alerts look at: Route in batch and inline
-    mode, an invalid Route (refused: invalid), RouteBatch, RouteStream in both modes, Complete
-    with and without an actual cost, and an outcome learned from (learn_from_an_outcome; `scrape`
-    returns routerd's /metrics text). Returns the number of Route calls made."""
+def send_traffic(ctl, routerd, tmp, tag):
+    """Sends every kind of call the dashboard and the alerts look at to `routerd` (a Routerd):
+    Route in batch and inline mode, an invalid Route (refused: invalid), RouteBatch, RouteStream in
+    both modes, Complete with and without an actual cost, and an outcome learned from
+    (learn_from_an_outcome). Returns the number of Route calls made."""
+    address = routerd.address
     routes = 0
     assignment_ids = []
     for k, mode in enumerate(["batch", "inline", "batch", "inline"]):
@@ -158,28 +165,30 @@ def send_traffic(ctl, address, tmp, tag, scrape):
     routerctl(ctl, address, "stream", "--file", stream, "--mode", "inline")
     routerctl(ctl, address, "complete", "--id", assignment_ids[0], "--cost", "0.002", "--success", "true")
     routerctl(ctl, address, "complete", "--id", assignment_ids[1])
-    learn_from_an_outcome(ctl, address, tmp, tag, scrape)
+    learn_from_an_outcome(ctl, routerd, tmp, tag)
     return routes + 1
 
 
-def learn_from_an_outcome(ctl, address, tmp, tag, scrape):
+def learn_from_an_outcome(ctl, routerd, tmp, tag):
     """Turns learning from outcomes on at runtime (the shipped configuration has it off, as
     routerd's default), routes a query and completes it with a score, and waits (bounded) until
     the learned quality is exported: it is refreshed every second."""
-    config = yaml.safe_load(routerctl(ctl, address, "config", "get"))
+    admin = routerd.admin_address
+    config = yaml.safe_load(routerctl(ctl, admin, "config", "get"))
     config["learning"]["enabled"] = True
     path = os.path.join(tmp, f"{tag}-learning.yaml")
     with open(path, "w") as f:
         yaml.safe_dump(config, f)
-    routerctl(ctl, address, "config", "set", "--file", path)
-    out = routerctl(ctl, address, "route", "--text", f"A question of {tag} to learn from.",
+    routerctl(ctl, admin, "config", "set", "--file", path)
+    out = routerctl(ctl, routerd.address, "route", "--text", f"A question of {tag} to learn from.",
                     "--id", f"{tag}-learn", "--mode", "inline")
-    routerctl(ctl, address, "complete", "--id", json.loads(out)["assignment_id"], "--score", "0.5")
-    cells = json.loads(routerctl(ctl, address, "learned", "show")).get("cells", [])
+    routerctl(ctl, routerd.address, "complete", "--id", json.loads(out)["assignment_id"],
+              "--score", "0.5")
+    cells = json.loads(routerctl(ctl, admin, "learned", "show")).get("cells", [])
     if not cells:
         fail("learned show: no learned cell after a scored outcome")
     poll("router_learning_quality exported", 30,
-         lambda: re.search(r"^router_learning_quality\{", scrape(), re.M))
+         lambda: re.search(r"^router_learning_quality\{", routerd.scrape(), re.M))
 
 
 def exported_names(metrics_text):

@@ -115,7 +115,7 @@ def main():
     with tempfile.TemporaryDirectory() as tmp:
         try:
             r = Routerd(procs, routerd, config, artifact, tmp)
-            send_traffic(ctl, r.address, tmp, "warmup", r.scrape)
+            send_traffic(ctl, r, tmp, "warmup")
             prom = Prometheus(procs, tmp, r.metrics_port, alerts)
             ok(f"prometheus ready on 127.0.0.1:{prom.port}, scraping routerd's 127.0.0.1:{r.metrics_port}")
 
@@ -136,7 +136,7 @@ def main():
                      f"{sorted(stored - exported)}, only in /metrics {sorted(exported - stored)}")
             ok(f"Prometheus holds the {len(stored)} router_ series names routerd exports")
 
-            sent = send_traffic(ctl, r.address, tmp, "moved", r.scrape)
+            sent = send_traffic(ctl, r, tmp, "moved")
 
             def moved():
                 value = prom.scalar(route_sum)

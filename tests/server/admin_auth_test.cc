@@ -257,7 +257,9 @@ TEST_F(AdminAuthTest, LearnedStatisticsCallsNeedTheAdminToken) {
   EXPECT_TRUE(routerd_->runtime().learning().Cells(std::nullopt, std::nullopt).empty());
   // Refusals are counted under their method, like every RouterAdmin call.
   const std::string metrics = HttpGet(routerd_->metrics_port(), "/metrics");
-  EXPECT_EQ(MetricValue(metrics, "router_requests_total{code=\"UNAUTHENTICATED\",method=\"ResetLearnedStats\"}"), 1);
+  EXPECT_EQ(MetricValue(metrics, "router_requests_total{code=\"UNAUTHENTICATED\","
+                                 "method=\"ResetLearnedStats\"}"),
+            1);
 }
 
 TEST_F(AdminAuthTest, WithNoAdminCredentialsConfiguredRouterAdminIsClosedUnlessOpenedExplicitly) {

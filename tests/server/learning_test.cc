@@ -433,7 +433,8 @@ TEST_F(LearningTest, AModelWithoutValidationResultsJoinsAsAColdStartOnlyWhileLea
 // model than its slots.
 TEST_F(LearningTest, ExplorationNeverBreaksABudgetCapOrASlotLimit) {
   constexpr double kCap = 0.002;
-  Start(Yaml("enabled: true, exploration: 1", "policy: {name: batch}\ninline: {window_arrivals: 20}\n",
+  Start(Yaml("enabled: true, exploration: 1",
+             "policy: {name: batch}\ninline: {window_arrivals: 20}\n",
              absl::StrCat("avg_cost_cap_usd: ", kCap, ", lease_timeout_s: 600")));
   ASSERT_FALSE(HasFatalFailure());
   const char* texts[] = {kText, "Write a python function that returns the n-th Fibonacci number.",

@@ -22,10 +22,10 @@ TEST(OutcomeContextTest, RoundTripsThroughTheAssignmentId) {
 }
 
 TEST(OutcomeContextTest, AnIdWithoutAWellFormedContextKeepsItsLedgerPartOnly) {
-  for (const char* id : {"b1-2.00ff", "b1-2.00ff~", "b1-2.00ff~3", "b1-2.00ff~3~5", "b1-2.00ff~3~5~",
-                         "b1-2.00ff~x~5~m", "b1-2.00ff~-1~5~m", "b1-2.00ff~3~1000001~m",
-                         "b1-2.00ff~3~0.5~m", "b1-2.00ff~~5~m", "b1-2.00ff~3~ 5~m",
-                         "b1-2.00ff~9999999999~5~m"}) {
+  for (const char* id :
+       {"b1-2.00ff", "b1-2.00ff~", "b1-2.00ff~3", "b1-2.00ff~3~5", "b1-2.00ff~3~5~",
+        "b1-2.00ff~x~5~m", "b1-2.00ff~-1~5~m", "b1-2.00ff~3~1000001~m", "b1-2.00ff~3~0.5~m",
+        "b1-2.00ff~~5~m", "b1-2.00ff~3~ 5~m", "b1-2.00ff~9999999999~5~m"}) {
     const ParsedAssignmentId parsed = ParseAssignmentId(id);
     EXPECT_EQ(parsed.ledger_id, "b1-2.00ff") << id;
     EXPECT_FALSE(parsed.context.has_value()) << id;
