@@ -239,8 +239,9 @@ std::vector<core::OutcomeCell> OutcomeLearning::Cells(const std::optional<std::s
   return cells;
 }
 
-void OutcomeLearning::MarkColdStart(const std::string& model) {
-  learner_->MarkColdStart(model, true);
+void OutcomeLearning::SetColdStart(const std::string& model, bool cold) {
+  if (learner_->IsColdStart(model) == cold) return;
+  learner_->MarkColdStart(model, cold);
   version_.fetch_add(1);
 }
 

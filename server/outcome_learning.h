@@ -87,8 +87,9 @@ class OutcomeLearning {
   // The learner's cells, only those of `model` and/or `cluster` when given.
   std::vector<core::OutcomeCell> Cells(const std::optional<std::string>& model,
                                        std::optional<int> cluster) const;
-  // Marks `model` as a cold start (a model added without validation results).
-  void MarkColdStart(const std::string& model);
+  // Marks `model` as a cold start (a model added without validation results), or not. Changing
+  // the mark forgets the model's cells (OutcomeLearner::MarkColdStart).
+  void SetColdStart(const std::string& model, bool cold);
   // Forgets cells (OutcomeLearner::Reset) and republishes the gauges; returns how many.
   int64_t Reset(std::optional<std::string> model, std::optional<int> cluster);
   // Outcomes dropped since the start: by routerd (the reasons above) and by the learner.

@@ -101,6 +101,16 @@ absl::StatusOr<Intake> TakeIn(const v1::Query& query, absl::string_view field,
     // What was learned from outcomes (outcome_learner.h), before any pool view or solve reads the
     // predictions, whichever mode decides the query; the prior stays for the assignment.
     thread_local absl::BitGen rng;
+    if (!state.cold_columns.empty()) {
+      // A cold-start model has no prediction of its own: its column is the query's baseline (how
+      // hard the query is for the others), which its outcomes are then recorded against.
+      const double baseline =
+          state.learner->ColdStartBaseline(*state.predicted_models, predictions->quality);
+      for (const int j : state.cold_columns) {
+        predictions->quality[j] = baseline;
+        predictions->quality_lower[j] = baseline;
+      }
+    }
     pending.prior_quality = predictions->quality;
     pending.explored = state.learner->Adjust(*state.predicted_models, predictions->cluster,
                                              absl::MakeSpan(predictions->quality),

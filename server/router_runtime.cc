@@ -236,9 +236,13 @@ absl::StatusOr<uint64_t> RouterRuntime::UpsertModel(const ModelDeploymentConfig&
   } else {
     *it = deployment;
   }
+  // Marked before the snapshot that adds it is built, which reads the marks (its cold columns); a
+  // model added from validation results is not (or no longer, after a restart) a cold start.
+  const bool was_cold = learning_->learner().IsColdStart(deployment.name);
+  if (!is_known) learning_->SetColdStart(deployment.name, cold_start);
   absl::StatusOr<uint64_t> generation =
       ApplyLocked(std::move(config), std::move(predictor), /*dry_run=*/false);
-  if (generation.ok() && cold_start) learning_->MarkColdStart(deployment.name);
+  if (!generation.ok() && !is_known) learning_->SetColdStart(deployment.name, was_cold);
   return generation;
 }
 

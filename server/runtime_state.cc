@@ -40,7 +40,12 @@ absl::StatusOr<std::shared_ptr<const RuntimeState>> BuildRuntimeState(
                                                      gateway_models[k], "' is not in the pool"));
     }
   }
-  if (config.learning.enabled) state->learner = learner;
+  if (config.learning.enabled && learner != nullptr) {
+    state->learner = learner;
+    for (size_t j = 0; j < known.size(); ++j) {
+      if (learner->IsColdStart(known[j])) state->cold_columns.push_back(static_cast<int>(j));
+    }
+  }
   state->config = std::move(config);
   state->generation = generation;
   state->predictor = std::move(predictor);

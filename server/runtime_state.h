@@ -39,6 +39,10 @@ struct RuntimeState {
   // query's predictions with it (query_intake.h). Not owned; thread-safe; outlives the snapshot
   // (the runtime owns it, outcome_learning.h).
   const core::OutcomeLearner* learner = nullptr;
+  // With `learner`: the predicted models it holds as cold starts (added without validation
+  // results), by index into *predicted_models. Their columns carry the query's baseline
+  // (OutcomeLearner::ColdStartBaseline) instead of the estimator's placeholder prediction.
+  std::vector<int> cold_columns;
 
   // The ledger's view of the pool.
   std::vector<core::LedgerModel> LedgerModels() const;

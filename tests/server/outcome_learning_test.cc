@@ -42,10 +42,10 @@ constexpr char kLocal[] = "mistralai/mixtral-8x7b-chat";
 constexpr int kLocalSlots = 6;
 constexpr char kText[] = "Which gas do plants absorb from the air?\nA) oxygen\nB) carbon dioxide";
 
-class LearningTest : public testing::RouterdFixture {
+class OutcomeLearningTest : public testing::RouterdFixture {
  protected:
   void SetUp() override {
-    char pattern[] = "/tmp/learning_test.XXXXXX";
+    char pattern[] = "/tmp/outcome_learning_test.XXXXXX";
     ASSERT_NE(mkdtemp(pattern), nullptr);
     dir_ = pattern;
     snapshot_ = dir_ + "/learning.json";
@@ -179,7 +179,7 @@ learning: {)",
   std::unique_ptr<v1::RouterAdmin::Stub> admin_;
 };
 
-TEST_F(LearningTest, FailuresOfOneModelMoveTrafficAwayAndAResetBringsItBack) {
+TEST_F(OutcomeLearningTest, FailuresOfOneModelMoveTrafficAwayAndAResetBringsItBack) {
   Start(LearningYaml());
   ASSERT_FALSE(HasFatalFailure());
   const v1::Assignment first = Route();
@@ -238,7 +238,7 @@ TEST_F(LearningTest, FailuresOfOneModelMoveTrafficAwayAndAResetBringsItBack) {
   EXPECT_EQ(Reset(std::nullopt, -1, &removed).error_code(), grpc::StatusCode::INVALID_ARGUMENT);
 }
 
-TEST_F(LearningTest, TheStatisticsSurviveARestartAndAnUnusableSnapshotIsSetAside) {
+TEST_F(OutcomeLearningTest, TheStatisticsSurviveARestartAndAnUnusableSnapshotIsSetAside) {
   Start(LearningYaml());
   ASSERT_FALSE(HasFatalFailure());
   const v1::Assignment first = Route();
@@ -292,7 +292,7 @@ TEST_F(LearningTest, TheStatisticsSurviveARestartAndAnUnusableSnapshotIsSetAside
   EXPECT_DOUBLE_EQ(Route({best}).predicted_quality(), first.predicted_quality());
 }
 
-TEST_F(LearningTest, ScoreIsValidatedAndWinsOverSuccess) {
+TEST_F(OutcomeLearningTest, ScoreIsValidatedAndWinsOverSuccess) {
   Start(LearningYaml());
   ASSERT_FALSE(HasFatalFailure());
   const v1::Assignment a = Route();
@@ -319,7 +319,7 @@ TEST_F(LearningTest, ScoreIsValidatedAndWinsOverSuccess) {
   EXPECT_EQ(Stats().cells(0).outcomes(), 1);
 }
 
-TEST_F(LearningTest, OutcomesThatCannotBeLearnedFromAreCountedAndDroppedNeverRefused) {
+TEST_F(OutcomeLearningTest, OutcomesThatCannotBeLearnedFromAreCountedAndDroppedNeverRefused) {
   Start(LearningYaml());
   ASSERT_FALSE(HasFatalFailure());
   // A model that left the pool.
@@ -373,7 +373,7 @@ TEST_F(LearningTest, OutcomesThatCannotBeLearnedFromAreCountedAndDroppedNeverRef
   EXPECT_DOUBLE_EQ(Route({"gpt-4-1106-preview"}).predicted_quality(), learned);
 }
 
-TEST_F(LearningTest, LearningIsOffByDefaultAndThenLeavesDecisionsAlone) {
+TEST_F(OutcomeLearningTest, LearningIsOffByDefaultAndThenLeavesDecisionsAlone) {
   Start(Yaml("snapshot_file: ''"));
   ASSERT_FALSE(HasFatalFailure());
   const v1::Assignment a = Route();
@@ -389,7 +389,7 @@ TEST_F(LearningTest, LearningIsOffByDefaultAndThenLeavesDecisionsAlone) {
 
 // A model without validation results joins as a cold start while learning is on: predicted at the
 // cold-start prior, then from its own outcomes.
-TEST_F(LearningTest, AModelWithoutValidationResultsJoinsAsAColdStartOnlyWhileLearning) {
+TEST_F(OutcomeLearningTest, AModelWithoutValidationResultsJoinsAsAColdStartOnlyWhileLearning) {
   // LearningYaml's startup-only keys, learning off.
   Start(Yaml(absl::StrCat("enabled: false, exploration: 0, snapshot_file: '", snapshot_, "'")));
   ASSERT_FALSE(HasFatalFailure());
@@ -424,14 +424,21 @@ TEST_F(LearningTest, AModelWithoutValidationResultsJoinsAsAColdStartOnlyWhileLea
   const v1::GetLearnedStatsResponse stats = Stats("newcomer");
   ASSERT_EQ(stats.cells_size(), 1);
   EXPECT_EQ(stats.cells(0).outcomes(), 5);
-  EXPECT_DOUBLE_EQ(stats.cells(0).prior_mean(), cold_start_quality);
+  // Its outcomes were recorded against the query's baseline (the other models' mean prediction),
+  // which its assignments carried.
+  const double baseline = ParseAssignmentId(first.assignment_id()).context->prior_quality;
+  EXPECT_NEAR(stats.cells(0).prior_mean(), baseline, 1e-6);
+  // The baseline is the query's, not a constant: another query (another cluster) carries another.
+  const v1::Assignment other =
+      Route({"newcomer"}, "Prove that the square root of two is irrational.");
+  EXPECT_NE(ParseAssignmentId(other.assignment_id()).context->prior_quality, baseline);
 }
 
 // Every query explored (its qualities sampled from the posterior), under a tight budget cap and a
 // self-hosted model's slots, in batch and inline mode, without a single Complete: every batch
 // within its cap, every inline window within its cap, never more assignments of the self-hosted
 // model than its slots.
-TEST_F(LearningTest, ExplorationNeverBreaksABudgetCapOrASlotLimit) {
+TEST_F(OutcomeLearningTest, ExplorationNeverBreaksABudgetCapOrASlotLimit) {
   constexpr double kCap = 0.002;
   Start(Yaml("enabled: true, exploration: 1",
              "policy: {name: batch}\ninline: {window_arrivals: 20}\n",
