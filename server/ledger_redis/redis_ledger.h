@@ -97,8 +97,8 @@ absl::Status ValidateRedisLedgerOptions(const RedisLedgerOptions& options);
 class RedisLedgerObserver {
  public:
   virtual ~RedisLedgerObserver() = default;
-  // One call: its operation (snapshot, hold, commit, release, complete, arrive, in_use, totals,
-  // init, load) and how long it took; `error` is "" on success, else its kind: timeout,
+  // One call: its operation (snapshot, hold, commit, release, complete, inline_step, in_use,
+  // totals, init, load) and how long it took; `error` is "" on success, else its kind: timeout,
   // connection, circuit_open, fenced, lost_state, rollback, server.
   virtual void OnLedgerCall(absl::string_view op, absl::Duration elapsed,
                             absl::string_view error) = 0;
@@ -125,9 +125,9 @@ class RedisLedger final : public core::Ledger {
   void Release(const core::LedgerHold& hold) override;
   absl::StatusOr<core::CompletionRecord> Complete(absl::string_view assignment_id,
                                                   std::optional<double> actual_cost_usd) override;
-  absl::StatusOr<core::InlineArrival> ArriveInline(const core::InlineWindowSpec& spec) override;
-  absl::StatusOr<core::InlineCommit> CommitInline(uint64_t window, double cap_usd,
-                                                  const core::Reservation& reservation) override;
+  absl::StatusOr<core::InlineStep> StepInline(absl::Span<const core::InlineCommitRequest> commits,
+                                              const core::InlineWindowSpec& spec,
+                                              int64_t arrivals) override;
   absl::StatusOr<int64_t> InUse(absl::string_view model) override;
   absl::StatusOr<core::LedgerTotals> Totals() override;
 
