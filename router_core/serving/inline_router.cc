@@ -211,8 +211,9 @@ void InlineRouter::Run() {
           continue;
         }
         if (!p->commit.ok()) {
-          p->d.outcome.status = absl::UnavailableError(absl::StrCat(
-              "the ledger refused the inline decision (", p->commit.status().message(), "); retry"));
+          p->d.outcome.status = absl::UnavailableError(
+              absl::StrCat("the ledger refused the inline decision (",
+                           p->commit.status().message(), "); retry"));
         }
         answered.push_back(p);
       }

@@ -36,15 +36,15 @@
 // fresh snapshot, up to three times, then refused, retryable).
 //
 // Steps (a group commit). Decisions are made one at a time, in arrival order, by the router's own
-// thread, which calls the ledger once per step, never while a decision is being made: Route calls
-// queue their query (Decide returns at once; Route waits for the answer). A step sends the ledger, in one StepInline, the
-// commits of the decisions made in the previous step and the arrivals queued since (at most kMaxInlineStep and 2 x window_arrivals,
-// so that a step's arrivals span at most 3 windows and their windows are still remembered at their
-// commit); then decides those arrivals (and the decisions the ledger refused, again) in order, on
-// the step's snapshot less what the step's earlier decisions take, so one step never plans to use
-// a slot or budget twice. With an in-process ledger a step costs microseconds; with a shared one,
-// one round trip is paid per step, not per decision, and a query waits for at most the current
-// step and its own two.
+// thread, which calls the ledger once per step, never while a decision is being made: queries wait
+// in its queue (Decide returns at once; Route waits for the answer). A step sends the ledger, in
+// one StepInline, the commits of the decisions made in the previous step and the arrivals queued
+// since (at most kMaxInlineStep and 2 x window_arrivals, so that a step's arrivals span at most 3
+// windows and their windows are still remembered at their commit); then decides those arrivals (and
+// the decisions the ledger refused, again) in order, on the step's snapshot less what the step's
+// earlier decisions take, so one step never plans to use a slot or budget twice. With an in-process
+// ledger a step costs microseconds; with a shared one, one round trip is paid per step, not per
+// decision, and a query waits for at most the current step and its own two.
 //
 // Cost of a decision: inline_pricing.h's bound with H = forecast_horizon + 1, plus O(M) for the
 // choice, plus its share of two steps (one ledger call each). A model without a free slot is taken
@@ -55,8 +55,8 @@
 // Thread-safety: Decide, Route and SetOptions may be called from any thread. Decisions are
 // serialized (made by the router's thread, under its mutex); that thread calls the ledger, and
 // `done`, with no lock held. Every query is answered exactly once. The destructor answers what is
-// queued, then joins the thread; no Decide may start once it has begun. The ledger and the clock are not owned and
-// must outlive the router.
+// queued, then joins the thread; no Decide may start once it has begun. The ledger and the clock
+// are not owned and must outlive the router.
 //
 // Errors (per decision, in InlineDecision::outcome.status): INVALID_ARGUMENT for the query's
 // allowed list (pool_view.h); RESOURCE_EXHAUSTED when no allowed model has a free slot, or the

@@ -43,7 +43,6 @@ local LAYOUT = '2'
 local REAP_LEASES = 128 -- most leases expired per call
 local REAP_HOLDS = 64 -- most holds expired per call
 local WINDOWS_KEPT = 8 -- inline windows whose spend is remembered
-local TRIM_STEP = 512 -- expired leases forgotten at once
 local MAX_STEP = 1024 -- most commits, and most arrivals, of one inline step (ledger.h)
 
 local function now_us()
@@ -159,15 +158,16 @@ local function reap(now, max_gone)
   for i, number in ipairs(ls) do
     local rec = recs[i]
     if rec then
-      local f = split(rec)
+      -- "model|micros|expiry|tag|tracked", read from the end (one match, not a split).
+      local model, micros, tracked = string.match(rec, '^(.*)|(%d+)|[^|]*|%x+|([01])$')
       expired = expired + 1
-      micros_total = micros_total + tonumber(f[2])
-      if f[5] == '1' then
-        local m = by_model[f[1]]
+      micros_total = micros_total + tonumber(micros)
+      if tracked == '1' then
+        local m = by_model[model]
         if m == nil then
           m = {}
-          by_model[f[1]] = m
-          order[#order + 1] = f[1]
+          by_model[model] = m
+          order[#order + 1] = model
         end
         m[#m + 1] = number
       end
@@ -187,11 +187,11 @@ local function reap(now, max_gone)
     for i = 2, #gone_at, 2 do drop[#drop + 1] = gone_at[i] end
     redis.call('HDEL', K.leases, unpack(drop))
   end
-  -- Forgets the oldest beyond max_gone, in steps of at least TRIM_STEP (amortized), at most
-  -- 8 x REAP_LEASES per call.
+  -- Forgets the oldest beyond max_gone, at most 2 x REAP_LEASES per call: as many as the call
+  -- added, and the excess left by earlier calls (so no call pays for a large backlog at once).
   local excess = redis.call('ZCARD', K.gexp) - max_gone
-  if excess >= TRIM_STEP or (excess > 0 and max_gone < TRIM_STEP) then
-    local old = redis.call('ZPOPMIN', K.gexp, math.min(excess, 8 * REAP_LEASES))
+  if excess > 0 then
+    local old = redis.call('ZPOPMIN', K.gexp, math.min(excess, 2 * REAP_LEASES))
     local drop = {}
     for i = 1, #old, 2 do drop[#drop + 1] = old[i] end
     if #drop > 0 then redis.call('HDEL', K.leases, unpack(drop)) end

@@ -13,9 +13,10 @@
 // micro-USD per reservation (that rounding). Every key of a domain D is under the hash tag {rt:D}
 // (one Redis Cluster slot). Each call expires a bounded number of overdue holds and leases (128
 // leases, 64 holds); what it leaves stays counted until a later call (conservative). Expired leases
-// are remembered for a late Complete up to max_expired_remembered (forgotten oldest first, in
-// steps of 512, so up to 511 more may be remembered meanwhile). Slots in use are counted for models
-// with a slot limit only: InUse of an API model is 0 (the local ledger counts its open leases).
+// are remembered for a late Complete up to max_expired_remembered (forgotten oldest first, as
+// later calls expire more: up to 128 more may be remembered meanwhile). Slots in use are counted
+// for models with a slot limit only: InUse of an API model is 0 (the local ledger counts its open
+// leases).
 //
 // Incarnation and loss. The domain's state carries an incarnation id, set once when the state is
 // created, and a sequence number bumped by every call. The client remembers both. A call that finds

@@ -74,6 +74,33 @@ TEST_P(LedgerConformanceTest, SlotsAreHeldUntilCompleteOrLeaseExpiry) {
               StatusIs(absl::StatusCode::kNotFound, HasSubstr("assignment_id")));
 }
 
+// Leases that expired without a Complete are remembered for a late one, up to
+// max_expired_remembered: beyond it, the oldest are forgotten first.
+TEST_P(LedgerConformanceTest, ExpiredLeasesBeyondWhatIsRememberedAreForgottenOldestFirst) {
+  LedgerOptions o;
+  o.lease_timeout = absl::Milliseconds(300);
+  o.max_expired_remembered = 3;
+  Ledger& ledger = Start(o);
+  auto older = CommitIds(ledger, {{"api", 0.01}, {"api", 0.01}});
+  ASSERT_THAT(older, IsOk());
+  Wait(absl::Milliseconds(500));
+  EXPECT_EQ(ledger.Totals()->expired_assignments, 2);
+  auto newer = CommitIds(ledger, {{"api", 0.01}, {"api", 0.01}, {"api", 0.01}});
+  ASSERT_THAT(newer, IsOk());
+  Wait(absl::Milliseconds(500));
+  EXPECT_EQ(ledger.Totals()->expired_assignments, 5);
+  for (const std::string& id : *older) {
+    EXPECT_THAT(ledger.Complete(id, std::nullopt),
+                StatusIs(absl::StatusCode::kNotFound, HasSubstr("assignment_id")));
+  }
+  for (const std::string& id : *newer) {
+    absl::StatusOr<CompletionRecord> late = ledger.Complete(id, 0.02);
+    ASSERT_THAT(late, IsOk());
+    EXPECT_FALSE(late->lease_was_active);
+  }
+  EXPECT_NEAR(ledger.Totals()->recorded_usd, 0.02 + 3 * 0.02, kUsd);
+}
+
 TEST_P(LedgerConformanceTest, AcceptsOnlyTheIdsItIssued) {
   Ledger& ledger = Start();
   std::vector<Reservation> eight(8, {"api", 0.001});
@@ -447,7 +474,8 @@ TEST_P(LedgerConformanceTest, AnInlineStepCommitsEachDecisionOnItsOwnThenCountsI
   }
   EXPECT_EQ(step->snapshot.free_slots[0], 2);
   EXPECT_NEAR(step->snapshot.spend_allowance_usd, 1.0, kUsd);
-  EXPECT_THAT(step->window_spent, UnorderedElementsAre(Pair(1u, 0.0), Pair(2u, 0.0), Pair(3u, 0.0)));
+  EXPECT_THAT(step->window_spent,
+              UnorderedElementsAre(Pair(1u, 0.0), Pair(2u, 0.0), Pair(3u, 0.0)));
 
   const std::vector<InlineCommitRequest> commits = {
       {1, 0.5, {"local", 0.2}},

@@ -324,8 +324,8 @@ TEST_F(RedisLedgerTest, ArrivalsOfThePreviousBuildShareTheWindows) {
   // ARGV: incarnation ("" = any), seen, lease us, rate, burst, max remembered, window arrivals,
   // window duration (-1 = none), then the models.
   absl::StatusOr<std::string> reply =
-      server_->Cli(absl::StrCat("--raw FCALL rl2_arrive 9", keys, " '' 0 300000000 0 1000000 100 3 -1 ",
-                                "2 local 2 api -1"));
+      server_->Cli(absl::StrCat("--raw FCALL rl2_arrive 9", keys,
+                                " '' 0 300000000 0 1000000 100 3 -1 2 local 2 api -1"));
   ASSERT_THAT(reply, IsOk());
   const std::vector<std::string> fields = absl::StrSplit(*reply, '\n', absl::SkipEmpty());
   ASSERT_GE(fields.size(), 3u) << *reply;
