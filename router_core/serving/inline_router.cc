@@ -46,7 +46,7 @@ absl::StatusOr<std::unique_ptr<InlineRouter>> InlineRouter::Create(const InlineO
   if (ledger == nullptr) return absl::InvalidArgumentError("ledger: must not be null");
   if (clock == nullptr) return absl::InvalidArgumentError("clock: must not be null");
   std::unique_ptr<InlineRouter> router(new InlineRouter(options, ledger, clock));
-  router->thread_ = std::thread([r = router.get()] { r->Run(); });
+  if (ledger->remote()) router->thread_ = std::thread([r = router.get()] { r->Run(); });
   return router;
 }
 
@@ -56,7 +56,7 @@ InlineRouter::~InlineRouter() {
     stop_ = true;
     work_.Signal();
   }
-  thread_.join();
+  if (thread_.joinable()) thread_.join();
 }
 
 int64_t InlineRouter::queued() const {
@@ -121,9 +121,49 @@ void InlineRouter::Decide(const PendingQuery& query, absl::Span<const DeployedMo
     p->cost[j] = q->cost(static_cast<int>(j));
   }
   p->current.priced = MakePricedQuery(p->quality, p->cost, p->allowed);
+  if (!thread_.joinable()) {
+    DecideNow(p.release());
+    return;
+  }
   absl::MutexLock lock(&queue_mu_);
   arriving_.push_back(p.release());
   work_.Signal();
+}
+
+void InlineRouter::Unreachable(Pending& p, const absl::Status& status) {
+  p.d.outcome.status = absl::UnavailableError(
+      absl::StrCat("the ledger could not be reached (", status.message(), "); retry"));
+}
+
+bool InlineRouter::Committed(Pending& p, absl::StatusOr<InlineCommit> commit) {
+  p.commit = std::move(commit);
+  // What the decision's snapshot showed free was taken meanwhile (a batch's hold, a completion
+  // charged above its prediction, another replica): decide again.
+  if (absl::IsFailedPrecondition(p.commit.status()) && p.attempts < kDecisionAttempts) return true;
+  if (!p.commit.ok()) {
+    p.d.outcome.status = absl::UnavailableError(absl::StrCat(
+        "the ledger refused the inline decision (", p.commit.status().message(), "); retry"));
+  }
+  return false;
+}
+
+void InlineRouter::DecideNow(Pending* p) {
+  {
+    absl::MutexLock lock(&mu_);
+    const InlineWindowSpec spec{options_.window_arrivals, options_.window_duration};
+    absl::StatusOr<InlineStep> step = ledger_->StepInline({}, spec, 1);
+    if (step.ok()) p->arrival = std::move(step->arrivals.at(0));
+    while (step.ok()) {
+      StepState state{std::move(step->snapshot), std::move(step->window_spent)};
+      if (!DecideLocked(*p, state)) break;
+      const InlineCommitRequest request{p->arrival.window, p->cap,
+                                        {p->pool[p->chosen].name, p->cost[p->chosen]}};
+      step = ledger_->StepInline(absl::MakeConstSpan(&request, 1), spec, 0);
+      if (step.ok() && !Committed(*p, std::move(step->commits.at(0)))) break;
+    }
+    if (!step.ok()) Unreachable(*p, step.status());
+  }
+  Answer(p);
 }
 
 InlineDecision InlineRouter::Route(const PendingQuery& query, absl::Span<const DeployedModel> pool,
@@ -195,27 +235,14 @@ void InlineRouter::Run() {
     if (!step.ok()) {
       for (std::vector<Pending*>* group : {&committing, &arriving}) {
         for (Pending* p : *group) {
-          p->d.outcome.status = absl::UnavailableError(absl::StrCat(
-              "the ledger could not be reached (", step.status().message(), "); retry"));
+          Unreachable(*p, step.status());
           answered.push_back(p);
         }
       }
     } else {
       for (size_t k = 0; k < committing.size(); ++k) {
         Pending* p = committing[k];
-        p->commit = std::move(step->commits[k]);
-        // What the decision's snapshot showed free was taken meanwhile (a batch's hold, a
-        // completion charged above its prediction, another replica): decide again.
-        if (absl::IsFailedPrecondition(p->commit.status()) && p->attempts < kDecisionAttempts) {
-          deciding.push_back(p);
-          continue;
-        }
-        if (!p->commit.ok()) {
-          p->d.outcome.status = absl::UnavailableError(
-              absl::StrCat("the ledger refused the inline decision (",
-                           p->commit.status().message(), "); retry"));
-        }
-        answered.push_back(p);
+        (Committed(*p, std::move(step->commits[k])) ? deciding : answered).push_back(p);
       }
       for (size_t k = 0; k < arriving.size(); ++k) {
         arriving[k]->arrival = std::move(step->arrivals[k]);

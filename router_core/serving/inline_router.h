@@ -35,9 +35,10 @@
 // also when several replicas share the ledger (a decision that lost the race is decided again on a
 // fresh snapshot, up to three times, then refused, retryable).
 //
-// Steps (a group commit). Decisions are made one at a time, in arrival order, by the router's own
-// thread, which calls the ledger once per step, never while a decision is being made: queries wait
-// in its queue (Decide returns at once; Route waits for the answer). A step sends the ledger, in
+// Steps (a group commit), with a remote ledger (Ledger::remote(): a shared one). Decisions are made
+// one at a time, in arrival order, by the router's own thread, which calls the ledger once per
+// step, never while a decision is being made: queries wait in its queue (Decide returns at once;
+// Route waits for the answer). A step sends the ledger, in
 // one StepInline, the commits of the decisions made in the previous step and the arrivals queued
 // since (at most kMaxInlineStep and 2 x window_arrivals, so that a step's arrivals span at most 3
 // windows and their windows are still remembered at their commit); then decides those arrivals (and
@@ -45,6 +46,9 @@
 // earlier decisions take, so one step never plans to use a slot or budget twice. With an in-process
 // ledger a step costs microseconds; with a shared one, one round trip is paid per step, not per
 // decision, and a query waits for at most the current step and its own two.
+//   With an in-process ledger, a query is decided on the calling thread, under the router's mutex,
+// its arrival and its commit each a step of their own (microseconds; Decide calls `done` before
+// it returns).
 //
 // Cost of a decision: inline_pricing.h's bound with H = forecast_horizon + 1, plus O(M) for the
 // choice, plus its share of two steps (one ledger call each). A model without a free slot is taken
@@ -53,7 +57,7 @@
 // hulls. Figures in bench/README.md, "Inline decisions" and "Shared ledger".
 //
 // Thread-safety: Decide, Route and SetOptions may be called from any thread. Decisions are
-// serialized (made by the router's thread, under its mutex); that thread calls the ledger, and
+// serialized (made under the router's mutex); the router's thread calls a remote ledger, and
 // `done`, with no lock held. Every query is answered exactly once. The destructor answers what is
 // queued, then joins the thread; no Decide may start once it has begun. The ledger and the clock
 // are not owned and must outlive the router.
@@ -126,13 +130,13 @@ class InlineRouter {
   static absl::StatusOr<std::unique_ptr<InlineRouter>> Create(const InlineOptions& options,
                                                               Ledger* ledger, const Clock* clock);
 
-  // Called once with a decision. Runs on the router's thread, which makes no decision meanwhile:
-  // it should only hand the decision on (answer a call, record metrics).
+  // Called once with a decision. Runs on the router's thread (with a remote ledger), which makes no
+  // decision meanwhile: it should only hand the decision on (answer a call, record metrics).
   using Done = absl::AnyInvocable<void(InlineDecision) &&>;
 
-  // Decides `query` against `pool` in its turn and commits it to the ledger, without waiting:
-  // `done` is called with the decision, on the router's thread (or on the calling thread before
-  // Decide returns, when the query's allowed list is refused). `policy` gives the window cap
+  // Decides `query` against `pool` in its turn and commits it to the ledger: with a remote ledger
+  // without waiting (`done` is called with the decision on the router's thread), else at once
+  // (`done` is called before Decide returns; so too when the query's allowed list is refused). `policy` gives the window cap
   // (avg_cost_cap_usd) and max_fallbacks; its solver fields are not used. `query`, `pool` and
   // `policy` must stay valid until `done` is called.
   void Decide(const PendingQuery& query, absl::Span<const DeployedModel> pool,
@@ -174,8 +178,16 @@ class InlineRouter {
   InlineRouter(const InlineOptions& options, Ledger* ledger, const Clock* clock)
       : ledger_(ledger), clock_(clock), options_(options) {}
 
-  // The router's thread: runs steps while queries wait, until stopped and nothing waits.
+  // The router's thread (remote ledger): runs steps while queries wait, until stopped and nothing
+  // waits.
   void Run() ABSL_LOCKS_EXCLUDED(mu_, queue_mu_);
+  // Decides `p` on the calling thread (in-process ledger), then answers it.
+  void DecideNow(Pending* p) ABSL_LOCKS_EXCLUDED(mu_, queue_mu_);
+  // Sets `p`'s answer to UNAVAILABLE: the ledger could not be reached.
+  static void Unreachable(Pending& p, const absl::Status& status);
+  // Takes the ledger's answer to `p`'s commit; true when `p` is to be decided again (the ledger
+  // refused it as no longer fitting, and attempts are left).
+  static bool Committed(Pending& p, absl::StatusOr<InlineCommit> commit);
   // Fills `p`'s decision from its commit and calls its `done`; deletes `p`.
   void Answer(Pending* p) ABSL_LOCKS_EXCLUDED(mu_, queue_mu_);
   // Decides `p` on `step` (updated with what it takes); true when a model was chosen (to commit).
@@ -189,7 +201,7 @@ class InlineRouter {
   std::deque<Pending*> arriving_ ABSL_GUARDED_BY(queue_mu_);
   std::vector<Pending*> decided_ ABSL_GUARDED_BY(queue_mu_);
   bool stop_ ABSL_GUARDED_BY(queue_mu_) = false;
-  std::thread thread_;
+  std::thread thread_;  // only with a remote ledger
   absl::Mutex mu_;
   InlineOptions options_ ABSL_GUARDED_BY(mu_);
   std::vector<std::string> pool_names_ ABSL_GUARDED_BY(mu_);

@@ -272,6 +272,11 @@ class Ledger {
   absl::StatusOr<InlineCommit> CommitInline(uint64_t window, double cap_usd,
                                             const Reservation& reservation);
 
+  // True when each call is a round trip to a server (a shared ledger): a caller that makes many
+  // calls should group them (StepInline) and never wait for one while holding a lock others need.
+  // False for an in-process ledger, whose calls take microseconds.
+  virtual bool remote() const { return false; }
+
   // Slots in use per model name (committed leases; holds not included).
   virtual absl::StatusOr<int64_t> InUse(absl::string_view model) = 0;
   virtual absl::StatusOr<LedgerTotals> Totals() = 0;

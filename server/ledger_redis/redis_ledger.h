@@ -129,6 +129,7 @@ class RedisLedger final : public core::Ledger {
   absl::StatusOr<core::InlineStep> StepInline(absl::Span<const core::InlineCommitRequest> commits,
                                               const core::InlineWindowSpec& spec,
                                               int64_t arrivals) override;
+  bool remote() const override { return true; }
   absl::StatusOr<int64_t> InUse(absl::string_view model) override;
   absl::StatusOr<core::LedgerTotals> Totals() override;
 

@@ -5,6 +5,7 @@
 #include <cstdint>
 #include <functional>
 #include <map>
+#include <optional>
 #include <memory>
 #include <random>
 #include <set>
@@ -431,11 +432,14 @@ TEST(InlineRouterTest, ConcurrentDecisionsKeepTheCapsAndSlots) {
 }
 
 
-// A ledger that passes every call to `inner`, records each StepInline (its commits and arrivals),
-// and can hold the next one until the test opens it, or run a test's action right after a step.
+// A ledger that passes every call to `inner` and says it is remote (as a shared ledger), so the
+// router decides on its own thread in steps; it records each StepInline (its commits and
+// arrivals), and can hold the next one until the test opens it, or run a test's action right
+// after a step.
 class SteppedLedger final : public Ledger {
  public:
   explicit SteppedLedger(Ledger& inner) : inner_(inner) {}
+  bool remote() const override { return true; }
 
   struct Step {
     size_t commits = 0;
@@ -526,6 +530,27 @@ class SteppedLedger final : public Ledger {
   absl::Status fail_ ABSL_GUARDED_BY(mu_);
   std::vector<Step> steps_ ABSL_GUARDED_BY(mu_);
 };
+
+// With an in-process ledger, a query is decided on the calling thread: Decide answers before it
+// returns, with one arrival and one commit.
+TEST(InlineRouterTest, WithAnInProcessLedgerDecideAnswersBeforeItReturns) {
+  FakeClock clock;
+  auto ledger = MakeLedger(clock);
+  auto router = MakeRouter(*ledger, clock);
+  std::optional<InlineDecision> decision;
+  const std::thread::id caller = std::this_thread::get_id();
+  std::thread::id answered_on;
+  router->Decide(Pending({0.95, 0.6, 0.7, 0.8}, {0, 0.001, 0.004, 0.02}), kPool, BatchPolicy(),
+                 [&](InlineDecision d) {
+                   decision = std::move(d);
+                   answered_on = std::this_thread::get_id();
+                 });
+  ASSERT_TRUE(decision.has_value());
+  EXPECT_EQ(answered_on, caller);
+  ASSERT_THAT(decision->outcome.status, IsOk());
+  EXPECT_EQ(decision->window_id, "w1");
+  EXPECT_EQ(ledger->Totals()->open_assignments, 1);
+}
 
 // Queries that arrive while the ledger is busy with a step wait for the next one, all together:
 // one ledger call counts their arrivals (with the commit of the decision before them), and one
