@@ -300,7 +300,7 @@ absl::Duration RouterRuntime::RetryAfter(const RuntimeState& state, int64_t queu
 
 void RouterRuntime::Dispatch(TaskPtr task, RoutingMode mode, const RuntimeState& state) {
   if (mode == RoutingMode::kInline) {
-    DecideInline(std::move(task), state);
+    DecideInline(std::move(task));
     return;
   }
   // Schedule takes the task only on success; a refused one is answered here.
@@ -324,7 +324,7 @@ void RouterRuntime::Refuse(TaskPtr task, const absl::Status& status) {
   if (sink.Deliver(*task, QueryAnswer::Refused(status))) sink.Flush();
 }
 
-void RouterRuntime::DecideInline(TaskPtr task, const RuntimeState& state) {
+void RouterRuntime::DecideInline(TaskPtr task) {
   if (task->sink().Cancelled()) {
     Refuse(std::move(task), absl::CancelledError("the client cancelled the call"));
     return;
@@ -338,14 +338,21 @@ void RouterRuntime::DecideInline(TaskPtr task, const RuntimeState& state) {
     Refuse(std::move(task), absl::UnavailableError(kShuttingDown));
     return;
   }
-  const core::InlineDecision decision =
-      inline_router_->Route(task->query(), state.pool, state.config.policy);
-  metrics_->OnInlineDecision(decision);
-  AfterLedgerChange();
-  const QueryAnswer answer = QueryAnswer::Inline(decision);
-  if (state.config.log_decisions) LogDecision(*task, answer);
-  AnswerSink& sink = task->sink();
-  if (sink.Deliver(*task, answer)) sink.Flush();
+  // Decided on the inline router's thread, which calls the ledger once per step for all the
+  // queries waiting (inline_router.h): this thread (gRPC's) does not wait for the ledger.
+  std::shared_ptr<const RuntimeState> current = state();
+  const core::PendingQuery& query = task->query();
+  const RuntimeState& s = *current;
+  inline_router_->Decide(
+      query, s.pool, s.config.policy,
+      [this, task = std::move(task), current = std::move(current)](core::InlineDecision decision) {
+        metrics_->OnInlineDecision(decision);
+        AfterLedgerChange();
+        const QueryAnswer answer = QueryAnswer::Inline(decision);
+        if (current->config.log_decisions) LogDecision(*task, answer);
+        AnswerSink& sink = task->sink();
+        if (sink.Deliver(*task, answer)) sink.Flush();
+      });
 }
 
 void RouterRuntime::ProcessBatch(std::vector<TaskPtr> tasks) {

@@ -201,8 +201,9 @@ class RouterRuntime {
                                        bool dry_run) ABSL_EXCLUSIVE_LOCKS_REQUIRED(admin_mu_);
   // The scheduler's callback: decides one batch and delivers every answer.
   void ProcessBatch(std::vector<TaskPtr> tasks);
-  // Decides `task` inline now and delivers its answer.
-  void DecideInline(TaskPtr task, const RuntimeState& state);
+  // Queues `task` for an inline decision under the current state; its answer is delivered once
+  // decided.
+  void DecideInline(TaskPtr task);
 
   Metrics* const metrics_;
   const core::Clock* const clock_;
@@ -213,14 +214,14 @@ class RouterRuntime {
   bool shared_ledger_ = false;
   std::atomic<bool> ledger_degraded_{false};
   std::unique_ptr<core::Ledger> ledger_;
-  std::unique_ptr<core::InlineRouter> inline_router_;
   std::unique_ptr<OutcomeLearning> learning_;
   std::atomic<bool> accepting_inline_{true};
   Admission admission_;
   absl::Mutex admin_mu_;
   mutable absl::Mutex state_mu_;
   std::shared_ptr<const RuntimeState> state_ ABSL_GUARDED_BY(state_mu_);
-  // Last: its thread calls back into the members above until it is destroyed.
+  // Last: their threads call back into the members above until they are destroyed.
+  std::unique_ptr<core::InlineRouter> inline_router_;
   std::unique_ptr<Scheduler> scheduler_;
 };
 

@@ -30,28 +30,45 @@
 // allowed model with a free slot when it fits `left` (a query that is here is served before
 // arrivals that are only expected); otherwise RESOURCE_EXHAUSTED. Each decision is committed to
 // the ledger, which charges the window and re-checks its cap and the free slots in the same atomic
-// step (CommitInline), so
+// step (ledger.h, StepInline), so
 //     spend of a window <= cap  and  in_use(model) <= slots(model)   always,
 // also when several replicas share the ledger (a decision that lost the race is decided again on a
 // fresh snapshot, up to three times, then refused, retryable).
 //
-// Cost of a decision: inline_pricing.h's bound with H = forecast_horizon + 1, plus O(M) for the
-// choice and two ledger calls (the arrival and the commit; a snapshot and a commit more per retry).
-// Decisions are serialized by the router's mutex. A model without a free slot is taken out of each
-// forecast query once per change of the set of full models (WithoutModels), not at every decision,
-// so self-hosted models that stay full do not make every decision rebuild all H hulls. Figures in
-// bench/README.md, "Inline decisions".
+// Steps (a group commit), with a remote ledger (Ledger::remote(): a shared one). Decisions are made
+// one at a time, in arrival order, by the router's own thread, which calls the ledger once per
+// step, never while a decision is being made: queries wait in its queue (Decide returns at once;
+// Route waits for the answer). A step sends the ledger, in
+// one StepInline, the commits of the decisions made in the previous step and the arrivals queued
+// since (at most kMaxInlineStep and 2 x window_arrivals, so that a step's arrivals span at most 3
+// windows and their windows are still remembered at their commit); then decides those arrivals (and
+// the decisions the ledger refused, again) in order, on the step's snapshot less what the step's
+// earlier decisions take, so one step never plans to use a slot or budget twice. With an in-process
+// ledger a step costs microseconds; with a shared one, one round trip is paid per step, not per
+// decision, and a query waits for at most the current step and its own two.
+//   With an in-process ledger, a query is decided on the calling thread, under the router's mutex,
+// its arrival and its commit each a step of their own (microseconds; Decide calls `done` before
+// it returns).
 //
-// Thread-safety: Route and SetOptions may be called from any thread; decisions are serialized.
-// The ledger and the clock are not owned and must outlive the router.
+// Cost of a decision: inline_pricing.h's bound with H = forecast_horizon + 1, plus O(M) for the
+// choice, plus its share of two steps (one ledger call each). A model without a free slot is taken
+// out of each forecast query once per change of the set of full models (WithoutModels), not at
+// every decision, so self-hosted models that stay full do not make every decision rebuild all H
+// hulls. Figures in bench/README.md, "Inline decisions" and "Shared ledger".
+//
+// Thread-safety: Decide, Route and SetOptions may be called from any thread. Decisions are
+// serialized (made under the router's mutex); the router's thread calls a remote ledger, and
+// `done`, with no lock held. Every query is answered exactly once. The destructor answers what is
+// queued, then joins the thread; no Decide may start once it has begun. The ledger and the clock
+// are not owned and must outlive the router.
 //
 // Errors (per decision, in InlineDecision::outcome.status): INVALID_ARGUMENT for the query's
 // allowed list (pool_view.h); RESOURCE_EXHAUSTED when no allowed model has a free slot, or the
 // window's budget (or the paced allowance) cannot pay the cheapest one (the message says which);
-// UNAVAILABLE (retryable) when the ledger cannot be reached, or refused the commit because what
-// the arrival's snapshot showed free, or the window's budget, was taken meanwhile (by another
-// replica of a fleet: in one process, inline decisions are serialized and batches decide within
-// their ledger holds, which the snapshot excludes). Create: INVALID_ARGUMENT naming the option.
+// UNAVAILABLE (retryable) when the ledger cannot be reached, or refused the commit three times
+// because what the step's snapshot showed free, or the window's budget, was taken before the
+// commit (by a batch's hold, a completion charged above its prediction, or another replica of a
+// fleet). Create: INVALID_ARGUMENT naming the option.
 
 #ifndef ROUTER_CORE_SERVING_INLINE_ROUTER_H_
 #define ROUTER_CORE_SERVING_INLINE_ROUTER_H_
@@ -60,9 +77,12 @@
 #include <deque>
 #include <memory>
 #include <string>
+#include <thread>
+#include <utility>
 #include <vector>
 
 #include "absl/base/thread_annotations.h"
+#include "absl/functional/any_invocable.h"
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "absl/synchronization/mutex.h"
@@ -102,7 +122,7 @@ struct InlineDecision {
   double window_spent_usd = 0.0;   // after this decision
   // True when the guard replaced the priced choice (by a cheaper one, or by a refusal).
   bool guarded = false;
-  absl::Duration decision_time;  // by the injected clock, from the lock to the commit
+  absl::Duration decision_time;  // by the injected clock, from Route's call to its answer
 };
 
 class InlineRouter {
@@ -110,13 +130,28 @@ class InlineRouter {
   static absl::StatusOr<std::unique_ptr<InlineRouter>> Create(const InlineOptions& options,
                                                               Ledger* ledger, const Clock* clock);
 
-  // Decides `query` against `pool` now and commits it to the ledger. `policy` gives the window
-  // cap (avg_cost_cap_usd) and max_fallbacks; its solver fields are not used.
+  // Called once with a decision. Runs on the router's thread (with a remote ledger), which makes no
+  // decision meanwhile: it should only hand the decision on (answer a call, record metrics).
+  using Done = absl::AnyInvocable<void(InlineDecision) &&>;
+
+  // Decides `query` against `pool` in its turn and commits it to the ledger: with a remote ledger
+  // without waiting (`done` is called with the decision on the router's thread), else at once
+  // (`done` is called before Decide returns; so too when the query's allowed list is refused). `policy` gives the window cap
+  // (avg_cost_cap_usd) and max_fallbacks; its solver fields are not used. `query`, `pool` and
+  // `policy` must stay valid until `done` is called.
+  void Decide(const PendingQuery& query, absl::Span<const DeployedModel> pool,
+              const BatchPolicy& policy, Done done);
+  // Decide, waiting for the decision.
   InlineDecision Route(const PendingQuery& query, absl::Span<const DeployedModel> pool,
                        const BatchPolicy& policy);
 
   // Applies from the next window on (the current window keeps its size and cap).
   absl::Status SetOptions(const InlineOptions& options);
+
+  // Decisions waiting for their arrival to be counted (for tests and metrics).
+  int64_t queued() const;
+
+  ~InlineRouter();
 
  private:
   // A recent arrival in pool order: what the forecast is built from.
@@ -130,11 +165,43 @@ class InlineRouter {
     uint64_t checked_for = 0;                   // 0 = never
     absl::Time arrival;
   };
+  // One query, and its decision as the steps make it. Owned by the router from Decide until its
+  // `done` is called; only the router's thread writes it meanwhile.
+  struct Pending;
+  // What one step's decisions may still use: the ledger's snapshot less what the step's earlier
+  // decisions take, and the spend of the windows the step knows.
+  struct StepState {
+    LedgerSnapshot snapshot;
+    std::vector<std::pair<uint64_t, double>> window_spent;
+  };
+
   InlineRouter(const InlineOptions& options, Ledger* ledger, const Clock* clock)
       : ledger_(ledger), clock_(clock), options_(options) {}
 
+  // The router's thread (remote ledger): runs steps while queries wait, until stopped and nothing
+  // waits.
+  void Run() ABSL_LOCKS_EXCLUDED(mu_, queue_mu_);
+  // Decides `p` on the calling thread (in-process ledger), then answers it.
+  void DecideNow(Pending* p) ABSL_LOCKS_EXCLUDED(mu_, queue_mu_);
+  // Sets `p`'s answer to UNAVAILABLE: the ledger could not be reached.
+  static void Unreachable(Pending& p, const absl::Status& status);
+  // Takes the ledger's answer to `p`'s commit; true when `p` is to be decided again (the ledger
+  // refused it as no longer fitting, and attempts are left).
+  static bool Committed(Pending& p, absl::StatusOr<InlineCommit> commit);
+  // Fills `p`'s decision from its commit and calls its `done`; deletes `p`.
+  void Answer(Pending* p) ABSL_LOCKS_EXCLUDED(mu_, queue_mu_);
+  // Decides `p` on `step` (updated with what it takes); true when a model was chosen (to commit).
+  bool DecideLocked(Pending& p, StepState& step) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+
   Ledger* const ledger_;
   const Clock* const clock_;
+  // Queries waiting: not yet counted by the ledger, and decided but not yet committed.
+  mutable absl::Mutex queue_mu_;
+  absl::CondVar work_;  // signalled when a call queues, and to stop
+  std::deque<Pending*> arriving_ ABSL_GUARDED_BY(queue_mu_);
+  std::vector<Pending*> decided_ ABSL_GUARDED_BY(queue_mu_);
+  bool stop_ ABSL_GUARDED_BY(queue_mu_) = false;
+  std::thread thread_;  // only with a remote ledger
   absl::Mutex mu_;
   InlineOptions options_ ABSL_GUARDED_BY(mu_);
   std::vector<std::string> pool_names_ ABSL_GUARDED_BY(mu_);

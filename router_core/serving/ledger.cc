@@ -72,4 +72,20 @@ absl::Status ValidateInlineWindowSpec(const InlineWindowSpec& spec) {
   return absl::OkStatus();
 }
 
+absl::StatusOr<InlineArrival> Ledger::ArriveInline(const InlineWindowSpec& spec) {
+  absl::StatusOr<InlineStep> step = StepInline({}, spec, 1);
+  if (!step.ok()) return step.status();
+  InlineArrival out = std::move(step->arrivals.at(0));
+  out.snapshot = std::move(step->snapshot);
+  return out;
+}
+
+absl::StatusOr<InlineCommit> Ledger::CommitInline(uint64_t window, double cap_usd,
+                                                  const Reservation& reservation) {
+  const InlineCommitRequest request{window, cap_usd, reservation};
+  absl::StatusOr<InlineStep> step = StepInline(absl::MakeConstSpan(&request, 1), {}, 0);
+  if (!step.ok()) return step.status();
+  return std::move(step->commits.at(0));
+}
+
 }  // namespace router::core

@@ -32,12 +32,17 @@
 //
 // Inline windows (inline_router.h). Inline decisions are grouped into windows of `arrivals`
 // arrivals, also closed `duration` after they opened, and each window has a spend cap. The ledger
-// keeps the current window (its number, arrivals so far and spend), so that with a shared ledger a
-// window counts the arrivals of every replica and its cap holds for all of them: ArriveInline
-// counts one arrival (opening the next window when the current one is full or past its duration)
-// and reports what may be used; CommitInline commits like Commit without a hold and also charges
-// the window, refusing what would pass its cap, in the same atomic step. So
+// keeps the current window (its number and arrivals so far) and the spend of the last
+// kInlineWindowsKept windows, so that with a shared ledger a window counts the arrivals of every
+// replica and its cap holds for all of them: an arrival is counted in the current window (the next
+// one is opened first when it is full or past its duration), and an inline commit commits like
+// Commit without a hold and also charges the window its decision arrived in (closed to arrivals or
+// not), refusing what would pass its cap, in the same atomic step. So
 //     spend committed in a window <= its cap   always.
+// StepInline does both for many decisions in one atomic step (one round trip with a shared
+// ledger): it commits the decisions made since the previous step, each on its own, then counts the
+// arrivals since, and reports what may be used after both. ArriveInline and CommitInline are its
+// one-decision forms.
 //
 // Assignment ids are unguessable (they carry a random tag checked by Complete), so a client
 // cannot complete another caller's lease.
@@ -57,6 +62,7 @@
 #include <limits>
 #include <optional>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "absl/status/status.h"
@@ -174,6 +180,33 @@ struct InlineCommit {
   double window_spent_usd = 0.0;  // the window's spend after this commit
 };
 
+// Inline windows whose spend a ledger remembers (the current one and the ones before it): a commit
+// to an older window is refused (FAILED_PRECONDITION, "closed").
+inline constexpr uint64_t kInlineWindowsKept = 8;
+// Most commits, and most arrivals, one StepInline takes (bounded work per call).
+inline constexpr int64_t kMaxInlineStep = 1024;
+
+// One inline decision to commit in a StepInline.
+struct InlineCommitRequest {
+  uint64_t window = 0;  // the window its arrival was counted in
+  double cap_usd = std::numeric_limits<double>::infinity();  // that window's cap; +inf = none
+  Reservation reservation;
+};
+
+// One step of inline decisions (StepInline).
+struct InlineStep {
+  // Per commit request, in order: its commit, or why it was refused (as CommitInline).
+  std::vector<absl::StatusOr<InlineCommit>> commits;
+  // Per arrival, in order (their `snapshot` is left empty: see below). `spent_usd` is the spend of
+  // the arrival's window after the step's commits.
+  std::vector<InlineArrival> arrivals;
+  // What may be used after the commits and the arrivals.
+  LedgerSnapshot snapshot;
+  // (window, spend after the step) of each window that a commit or an arrival of the step names
+  // and that is still remembered, in no particular order.
+  std::vector<std::pair<uint64_t, double>> window_spent;
+};
+
 struct LedgerTotals {
   double reserved_usd = 0.0;   // predicted cost of assignments still open
   double recorded_usd = 0.0;   // spend of completed and expired assignments (actual where known)
@@ -216,16 +249,33 @@ class Ledger {
   virtual absl::StatusOr<CompletionRecord> Complete(absl::string_view assignment_id,
                                                     std::optional<double> actual_cost_usd) = 0;
 
-  // Counts one inline arrival in the current window, opening the next one first when the current
-  // one has `spec.arrivals` arrivals or is `spec.duration` old (or none is open), and reports the
-  // window and a snapshot. INVALID_ARGUMENT for a bad spec.
-  virtual absl::StatusOr<InlineArrival> ArriveInline(const InlineWindowSpec& spec) = 0;
-  // Commits `reservation` without a hold (as Commit(nullptr, ...)) and charges it to `window`,
-  // all or nothing. FAILED_PRECONDITION when it does not fit what is free, when the window's spend
-  // would pass `cap_usd` (+inf = no cap; within the solver's rounding tolerance,
-  // kBudgetTolerance x max(1, cap)), or when `window` is no longer known (only recent windows are).
-  virtual absl::StatusOr<InlineCommit> CommitInline(uint64_t window, double cap_usd,
-                                                    const Reservation& reservation) = 0;
+  // One atomic step of inline decisions: first commits each of `commits` in order, each all or
+  // nothing on its own (a refused one changes nothing and the next ones are still tried), then
+  // counts `arrivals` arrivals in order (each in the current window, opening the next one first
+  // when the current one has its arrivals or is its duration old, or none is open; a new window
+  // takes its size and duration from `spec`), then reports what may be used.
+  //   A commit: as Commit(nullptr, {reservation}) and charged to `window`. Refused with
+  // FAILED_PRECONDITION when it does not fit what is free, when the window's spend would pass
+  // `cap_usd` (within the solver's rounding tolerance, kBudgetTolerance x max(1, cap)), or when the
+  // window is not one of the last kInlineWindowsKept; NOT_FOUND for an unknown model;
+  // INVALID_ARGUMENT for a cost that is negative or not finite, or a cap that is negative or NaN.
+  // The step fails as a whole (nothing changes) with INVALID_ARGUMENT for a bad spec (when
+  // arrivals > 0) or more than kMaxInlineStep commits or arrivals, and with UNAVAILABLE when a
+  // shared ledger cannot be reached (then whether the commits were applied is unknown: their
+  // leases, if any, expire unused).
+  virtual absl::StatusOr<InlineStep> StepInline(absl::Span<const InlineCommitRequest> commits,
+                                                const InlineWindowSpec& spec,
+                                                int64_t arrivals) = 0;
+  // One arrival (StepInline without commits), with the snapshot after it.
+  absl::StatusOr<InlineArrival> ArriveInline(const InlineWindowSpec& spec);
+  // One commit (StepInline without arrivals): its result, or why it was refused.
+  absl::StatusOr<InlineCommit> CommitInline(uint64_t window, double cap_usd,
+                                            const Reservation& reservation);
+
+  // True when each call is a round trip to a server (a shared ledger): a caller that makes many
+  // calls should group them (StepInline) and never wait for one while holding a lock others need.
+  // False for an in-process ledger, whose calls take microseconds.
+  virtual bool remote() const { return false; }
 
   // Slots in use per model name (committed leases; holds not included).
   virtual absl::StatusOr<int64_t> InUse(absl::string_view model) = 0;

@@ -396,49 +396,79 @@ absl::StatusOr<CompletionRecord> LocalLedger::Complete(absl::string_view assignm
   return record;
 }
 
-absl::StatusOr<InlineArrival> LocalLedger::ArriveInline(const InlineWindowSpec& spec) {
-  if (absl::Status s = ValidateInlineWindowSpec(spec); !s.ok()) return s;
+absl::StatusOr<InlineStep> LocalLedger::StepInline(absl::Span<const InlineCommitRequest> commits,
+                                                   const InlineWindowSpec& spec,
+                                                   int64_t arrivals) {
+  if (arrivals < 0 || arrivals > kMaxInlineStep) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("arrivals: must be in [0, ", kMaxInlineStep, "], got ", arrivals));
+  }
+  if (static_cast<int64_t>(commits.size()) > kMaxInlineStep) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("commits: at most ", kMaxInlineStep, ", got ", commits.size()));
+  }
+  if (arrivals > 0) {
+    if (absl::Status s = ValidateInlineWindowSpec(spec); !s.ok()) return s;
+  }
   absl::MutexLock lock(&mu_);
   const absl::Time now = clock_->Now();
   AdvanceLocked(now);
-  if (window_.number == 0 || window_.seen >= window_.arrivals ||
-      now - window_.opened >= window_.duration) {
-    window_ = Window{window_.number + 1, now, spec.arrivals, spec.duration, 0, 0.0};
-  }
-  InlineArrival out;
-  out.window = window_.number;
-  out.position = window_.seen++;
-  out.window_arrivals = window_.arrivals;
-  out.time_left = window_.duration == absl::InfiniteDuration()
+  InlineStep out;
+  out.commits.reserve(commits.size());
+  for (const InlineCommitRequest& c : commits) out.commits.push_back(CommitInlineLocked(now, c));
+  out.arrivals.reserve(static_cast<size_t>(arrivals));
+  for (int64_t k = 0; k < arrivals; ++k) {
+    if (window_.number == 0 || window_.seen >= window_.arrivals ||
+        now - window_.opened >= window_.duration) {
+      window_ = Window{window_.number + 1, now, spec.arrivals, spec.duration, 0};
+      window_spend_.emplace_back(window_.number, 0.0);
+      while (window_spend_.size() > kInlineWindowsKept) window_spend_.pop_front();
+    }
+    InlineArrival& a = out.arrivals.emplace_back();
+    a.window = window_.number;
+    a.position = window_.seen++;
+    a.window_arrivals = window_.arrivals;
+    a.time_left = window_.duration == absl::InfiniteDuration()
                       ? absl::InfiniteDuration()
                       : std::max(absl::ZeroDuration(), window_.opened + window_.duration - now);
-  out.spent_usd = window_.spent_usd;
+    a.spent_usd = window_spend_.back().second;
+  }
   out.snapshot = SnapshotLocked();
+  const auto named = [&](uint64_t window) {
+    return std::any_of(commits.begin(), commits.end(),
+                       [&](const InlineCommitRequest& c) { return c.window == window; }) ||
+           std::any_of(out.arrivals.begin(), out.arrivals.end(),
+                       [&](const InlineArrival& a) { return a.window == window; });
+  };
+  for (const auto& [window, spent] : window_spend_) {
+    if (named(window)) out.window_spent.emplace_back(window, spent);
+  }
   return out;
 }
 
-absl::StatusOr<InlineCommit> LocalLedger::CommitInline(uint64_t window, double cap_usd,
-                                                       const Reservation& reservation) {
-  if (!(cap_usd >= 0)) return absl::InvalidArgumentError("cap_usd: must be >= 0");
-  absl::MutexLock lock(&mu_);
-  const absl::Time now = clock_->Now();
-  AdvanceLocked(now);
-  if (window == 0 || window != window_.number) {
+absl::StatusOr<InlineCommit> LocalLedger::CommitInlineLocked(absl::Time now,
+                                                             const InlineCommitRequest& request) {
+  const double cap = request.cap_usd;
+  if (!(cap >= 0)) return absl::InvalidArgumentError("cap_usd: must be >= 0");
+  auto w = std::find_if(window_spend_.begin(), window_spend_.end(),
+                        [&](const auto& e) { return e.first == request.window; });
+  if (w == window_spend_.end()) {
     return absl::FailedPreconditionError(
-        absl::StrCat("inline window w", window, " is closed (the current one is w",
+        absl::StrCat("inline window w", request.window, " is closed (the current one is w",
                      window_.number, ")"));
   }
-  const double spent = window_.spent_usd + reservation.predicted_cost_usd;
-  if (std::isfinite(cap_usd) && spent > cap_usd + kBudgetTolerance * std::max(1.0, cap_usd)) {
-    return absl::FailedPreconditionError(
-        absl::StrCat("inline window w", window, ": ", reservation.predicted_cost_usd,
-                     " USD wanted, ", std::max(0.0, cap_usd - window_.spent_usd),
-                     " USD left of its cap"));
+  const double cost = request.reservation.predicted_cost_usd;
+  const double spent = w->second + cost;
+  if (std::isfinite(cap) && spent > cap + kBudgetTolerance * std::max(1.0, cap)) {
+    return absl::FailedPreconditionError(absl::StrCat("inline window w", request.window, ": ",
+                                                      cost, " USD wanted, ",
+                                                      std::max(0.0, cap - w->second),
+                                                      " USD left of its cap"));
   }
   absl::StatusOr<std::vector<Lease>> leases =
-      CommitLocked(now, std::nullopt, absl::MakeConstSpan(&reservation, 1));
+      CommitLocked(now, std::nullopt, absl::MakeConstSpan(&request.reservation, 1));
   if (!leases.ok()) return leases.status();
-  window_.spent_usd = spent;
+  w->second = spent;
   return InlineCommit{std::move((*leases)[0]), spent};
 }
 

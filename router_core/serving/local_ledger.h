@@ -62,9 +62,8 @@ class LocalLedger final : public Ledger {
   void Release(const LedgerHold& hold) override;
   absl::StatusOr<CompletionRecord> Complete(absl::string_view assignment_id,
                                             std::optional<double> actual_cost_usd) override;
-  absl::StatusOr<InlineArrival> ArriveInline(const InlineWindowSpec& spec) override;
-  absl::StatusOr<InlineCommit> CommitInline(uint64_t window, double cap_usd,
-                                            const Reservation& reservation) override;
+  absl::StatusOr<InlineStep> StepInline(absl::Span<const InlineCommitRequest> commits,
+                                        const InlineWindowSpec& spec, int64_t arrivals) override;
   absl::StatusOr<int64_t> InUse(absl::string_view model) override;
   absl::StatusOr<LedgerTotals> Totals() override;
 
@@ -92,7 +91,6 @@ class LocalLedger final : public Ledger {
     int64_t arrivals = 0;
     absl::Duration duration;
     int64_t seen = 0;
-    double spent_usd = 0.0;
   };
 
   LocalLedger(const LedgerOptions& options, const Clock* clock, std::string id_prefix)
@@ -101,6 +99,10 @@ class LocalLedger final : public Ledger {
   // Commit's checks and leases once the hold (if any) is given back: `held` is what it held.
   absl::StatusOr<std::vector<Lease>> CommitLocked(absl::Time now, const std::optional<Held>& held,
                                                   absl::Span<const Reservation> reservations)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // One commit of StepInline.
+  absl::StatusOr<InlineCommit> CommitInlineLocked(absl::Time now,
+                                                  const InlineCommitRequest& request)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // The snapshot of what may be used now (after AdvanceLocked).
   LedgerSnapshot SnapshotLocked() const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
@@ -168,6 +170,8 @@ class LocalLedger final : public Ledger {
   uint64_t next_hold_ ABSL_GUARDED_BY(mu_) = 0;
   int64_t expired_count_ ABSL_GUARDED_BY(mu_) = 0;
   Window window_ ABSL_GUARDED_BY(mu_);
+  // (window number, spend) of the last kInlineWindowsKept windows, oldest first.
+  std::deque<std::pair<uint64_t, double>> window_spend_ ABSL_GUARDED_BY(mu_);
 };
 
 }  // namespace router::core

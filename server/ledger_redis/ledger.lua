@@ -43,7 +43,7 @@ local LAYOUT = '2'
 local REAP_LEASES = 128 -- most leases expired per call
 local REAP_HOLDS = 64 -- most holds expired per call
 local WINDOWS_KEPT = 8 -- inline windows whose spend is remembered
-local TRIM_STEP = 512 -- expired leases forgotten at once
+local MAX_STEP = 1024 -- most commits, and most arrivals, of one inline step (ledger.h)
 
 local function now_us()
   local t = redis.call('TIME')
@@ -158,15 +158,16 @@ local function reap(now, max_gone)
   for i, number in ipairs(ls) do
     local rec = recs[i]
     if rec then
-      local f = split(rec)
+      -- "model|micros|expiry|tag|tracked", read from the end (one match, not a split).
+      local model, micros, tracked = string.match(rec, '^(.*)|(%d+)|[^|]*|%x+|([01])$')
       expired = expired + 1
-      micros_total = micros_total + tonumber(f[2])
-      if f[5] == '1' then
-        local m = by_model[f[1]]
+      micros_total = micros_total + tonumber(micros)
+      if tracked == '1' then
+        local m = by_model[model]
         if m == nil then
           m = {}
-          by_model[f[1]] = m
-          order[#order + 1] = f[1]
+          by_model[model] = m
+          order[#order + 1] = model
         end
         m[#m + 1] = number
       end
@@ -186,11 +187,11 @@ local function reap(now, max_gone)
     for i = 2, #gone_at, 2 do drop[#drop + 1] = gone_at[i] end
     redis.call('HDEL', K.leases, unpack(drop))
   end
-  -- Forgets the oldest beyond max_gone, in steps of at least TRIM_STEP (amortized), at most
-  -- 8 x REAP_LEASES per call.
+  -- Forgets the oldest beyond max_gone, at most 2 x REAP_LEASES per call: as many as the call
+  -- added, and the excess left by earlier calls (so no call pays for a large backlog at once).
   local excess = redis.call('ZCARD', K.gexp) - max_gone
-  if excess >= TRIM_STEP or (excess > 0 and max_gone < TRIM_STEP) then
-    local old = redis.call('ZPOPMIN', K.gexp, math.min(excess, 8 * REAP_LEASES))
+  if excess > 0 then
+    local old = redis.call('ZPOPMIN', K.gexp, math.min(excess, 2 * REAP_LEASES))
     local drop = {}
     for i = 1, #old, 2 do drop[#drop + 1] = old[i] end
     if #drop > 0 then redis.call('HDEL', K.leases, unpack(drop)) end
@@ -564,36 +565,203 @@ local function complete(keys, args)
   return {bump(), predicted, recorded, active}
 end
 
--- ARGV[7] window arrivals, [8] window duration us (-1 = none), [9..] models. Returns {seq, window,
--- position, window arrivals, time left us (-1 = none), spent, guarded, allowance, free per model}.
+-- Opens the next inline window when the current one (w: its fields) is full or past its duration,
+-- or none is open; counts one arrival. Returns the arrival's {window, position, window arrivals,
+-- time left us (-1 = none)}. `w` is updated; the caller writes it.
+local function arrive_one(w, now, arrivals, dur)
+  if w.n == 0 or w.seen >= w.cap_n or (w.dur >= 0 and now - w.opened >= w.dur) then
+    w.n = w.n + 1
+    w.opened, w.cap_n, w.dur, w.seen = now, arrivals, dur, 0
+    redis.call('HSET', K.win, 's' .. w.n, 0)
+    redis.call('HDEL', K.win, 's' .. (w.n - WINDOWS_KEPT))
+  end
+  local position = w.seen
+  w.seen = w.seen + 1
+  local left = -1
+  if w.dur >= 0 then
+    left = w.opened + w.dur - now
+    if left < 0 then left = 0 end
+  end
+  return w.n, position, w.cap_n, left
+end
+
+local function read_window()
+  local f = redis.call('HMGET', K.win, 'n', 'opened', 'arrivals', 'dur', 'seen')
+  return {n = tonumber(f[1] or '0'), opened = tonumber(f[2] or '0'), cap_n = tonumber(f[3] or '0'),
+          dur = tonumber(f[4] or '-1'), seen = tonumber(f[5] or '0')}
+end
+
+-- One arrival without commits: what replicas of the previous release call (a fleet is upgraded
+-- one replica at a time). ARGV[7] window arrivals, [8] window duration us (-1 = none), [9..]
+-- models. Returns {seq, window, position, window arrivals, time left us (-1 = none), spent,
+-- guarded, allowance, free per model}.
 local function arrive(keys, args)
   local now, rate, _, level = begin(keys, args)
   local arrivals = int_arg(args[7], 'window_arrivals')
   local dur = int_arg(args[8], 'window_duration')
   if arrivals < 1 then error({err = 'INVALID inline.window_arrivals: must be >= 1'}) end
   local models, slots = read_models(args, 9)
-  local w = redis.call('HMGET', K.win, 'n', 'opened', 'arrivals', 'dur', 'seen')
-  local n = tonumber(w[1] or '0')
-  local opened = tonumber(w[2] or '0')
-  local cap_n = tonumber(w[3] or '0')
-  local wdur = tonumber(w[4] or '-1')
-  local seen = tonumber(w[5] or '0')
-  if n == 0 or seen >= cap_n or (wdur >= 0 and now - opened >= wdur) then
-    n = n + 1
-    opened, cap_n, wdur, seen = now, arrivals, dur, 0
-    redis.call('HSET', K.win, 'n', n, 'opened', now, 'arrivals', arrivals, 'dur', dur,
-               's' .. n, 0)
-    redis.call('HDEL', K.win, 's' .. (n - WINDOWS_KEPT))
-  end
-  redis.call('HSET', K.win, 'seen', seen + 1)
-  local left = -1
-  if wdur >= 0 then
-    left = opened + wdur - now
-    if left < 0 then left = 0 end
-  end
+  local w = read_window()
+  local n, position, cap_n, left = arrive_one(w, now, arrivals, dur)
+  redis.call('HSET', K.win, 'n', w.n, 'opened', w.opened, 'arrivals', w.cap_n, 'dur', w.dur,
+             'seen', w.seen)
   local spent = tonumber(redis.call('HGET', K.win, 's' .. n) or '0')
-  local out = {0, n, seen, cap_n, left, spent}
+  local out = {0, n, position, cap_n, left, spent}
   snapshot_reply(out, now, rate, level, models, slots)
+  out[1] = bump()
+  return out
+end
+
+-- A step of inline decisions (ledger.h, StepInline): commits first, each on its own (a refused one
+-- writes nothing), then arrivals, then what may be used. ARGV[7] window arrivals, [8] window
+-- duration us (-1 = none), [9] arrivals, [10..] models, then the count of commits and (window,
+-- cap micro-USD (-1 = none), model, micros, tag) 5-tuples. Returns {seq, guarded, allowance, free
+-- per model, the count of commits, per commit ('OK', lease number, window spend after) or (kind,
+-- message, 0), per arrival (window, position, window arrivals, time left us (-1 = none)), the count
+-- of windows, then (window, spend) per window named by a commit or an arrival and remembered}.
+local function step(keys, args)
+  local now, rate, _, level = begin(keys, args)
+  local lease_us = int_arg(args[3], 'lease_us')
+  local win_arrivals = int_arg(args[7], 'window_arrivals')
+  local win_dur = int_arg(args[8], 'window_duration')
+  local arrivals = int_arg(args[9], 'arrivals')
+  if arrivals < 0 or arrivals > MAX_STEP then
+    error({err = 'INVALID arrivals: must be in [0, ' .. MAX_STEP .. ']'})
+  end
+  if arrivals > 0 and win_arrivals < 1 then
+    error({err = 'INVALID inline.window_arrivals: must be >= 1'})
+  end
+  local models, slots, i = read_models(args, 10)
+  local n = int_arg(args[i], 'commits')
+  if n < 0 or n > MAX_STEP then error({err = 'INVALID commits: at most ' .. MAX_STEP}) end
+  local res = {}
+  for k = 1, n do
+    local b = i + 5 * (k - 1)
+    local window, cap = int_arg(args[b + 1], 'window'), int_arg(args[b + 2], 'cap')
+    local m, micros, tag = args[b + 3], int_arg(args[b + 4], 'micros'), args[b + 5]
+    if m == nil or tag == nil then error({err = 'INVALID commits: truncated'}) end
+    res[k] = {window, cap, m, micros, tag}
+  end
+  local w = read_window()
+  local g = guarded(now)
+  local spend = {}  -- window number -> its spend, as read or updated in this step
+  local function window_spend(number)
+    if spend[number] == nil then
+      local s = redis.call('HGET', K.win, 's' .. number)
+      spend[number] = (s and number <= w.n) and tonumber(s) or false
+    end
+    return spend[number]
+  end
+  local taken = {}  -- model -> slots taken by this step's commits
+  local out = {0}
+  local results = {}
+  local records, expiries, by_model, order = {}, {}, {}, {}
+  local expiry = now + lease_us
+  local total = 0
+  local number = tonumber(redis.call('HGET', K.meta, 'nlease') or '0')
+  for k = 1, n do
+    local window, cap, m, micros, tag = res[k][1], res[k][2], res[k][3], res[k][4], res[k][5]
+    local s = slots[m]
+    local kind, why
+    local spent = window > 0 and window_spend(window) or false
+    if micros < 0 then
+      kind, why = 'INVALID', 'reservations[0].predicted_cost_usd: must be >= 0'
+    elseif spent == false then
+      kind, why = 'NOFIT', 'inline window w' .. window .. ' is closed (the current one is w' .. w.n .. ')'
+    elseif cap >= 0 and spent + micros > cap + 1 then
+      local left = cap - spent
+      if left < 0 then left = 0 end
+      kind, why = 'NOFIT', 'inline window w' .. window .. ': ' .. micros .. ' micro-USD wanted, ' .. left ..
+                    ' micro-USD left of its cap'
+    elseif s == nil then
+      kind, why = 'NOTFOUND', "unknown model '" .. m .. "'"
+    else
+      if s >= 0 then
+        local f = free_slots(m, s, g) - (taken[m] or 0)
+        if f < 1 then
+          kind, why = 'NOFIT', "model '" .. m .. "': 1 slots wanted, " .. (f < 0 and 0 or f) .. ' free'
+        end
+      end
+      if kind == nil and rate > 0 then
+        local a = level - tonumber(redis.call('HGET', K.bucket, 'held') or '0')
+        if a < 0 then a = 0 end
+        if micros > a + 1 then
+          kind, why = 'NOFIT', 'spend: ' .. micros .. ' micro-USD wanted, ' .. a .. ' available'
+        end
+      end
+    end
+    if kind ~= nil then
+      results[#results + 1] = kind
+      results[#results + 1] = why
+      results[#results + 1] = 0
+    else
+      number = number + 1
+      local tracked = s >= 0
+      records[#records + 1] = number
+      records[#records + 1] = m .. '|' .. micros .. '|' .. expiry .. '|' .. tag .. '|' .. (tracked and '1' or '0')
+      expiries[#expiries + 1] = expiry
+      expiries[#expiries + 1] = number
+      if tracked then
+        taken[m] = (taken[m] or 0) + 1
+        if by_model[m] == nil then
+          by_model[m] = {}
+          order[#order + 1] = m
+        end
+        local z = by_model[m]
+        z[#z + 1] = expiry
+        z[#z + 1] = number
+      end
+      total = total + micros
+      if rate > 0 then level = level - micros end
+      spend[window] = spent + micros
+      results[#results + 1] = 'OK'
+      results[#results + 1] = number
+      results[#results + 1] = spent + micros
+    end
+  end
+  -- Everything of the commits is decided: write it, one command per key.
+  if #records > 0 then
+    redis.call('HSET', K.meta, 'nlease', number)
+    redis.call('HSET', K.leases, unpack(records))
+    redis.call('ZADD', K.lexp, unpack(expiries))
+    for _, m in ipairs(order) do redis.call('ZADD', model_key(m), unpack(by_model[m])) end
+    if total > 0 then
+      incr(K.meta, 'reserved', total)
+      if rate > 0 then redis.call('HSET', K.bucket, 'level', level) end
+    end
+    for number_w, s in pairs(spend) do
+      if s ~= false then redis.call('HSET', K.win, 's' .. number_w, s) end
+    end
+  end
+  -- The arrivals.
+  local arrived = {}
+  for _ = 1, arrivals do
+    local wn, position, cap_n, left = arrive_one(w, now, win_arrivals, win_dur)
+    arrived[#arrived + 1] = wn
+    arrived[#arrived + 1] = position
+    arrived[#arrived + 1] = cap_n
+    arrived[#arrived + 1] = left
+    if window_spend(wn) == false then spend[wn] = 0 end  -- opened here
+  end
+  if arrivals > 0 then
+    redis.call('HSET', K.win, 'n', w.n, 'opened', w.opened, 'arrivals', w.cap_n, 'dur', w.dur,
+               'seen', w.seen)
+  end
+  snapshot_reply(out, now, rate, level, models, slots)
+  out[#out + 1] = n
+  for _, v in ipairs(results) do out[#out + 1] = v end
+  for _, v in ipairs(arrived) do out[#out + 1] = v end
+  -- The spend of every window named above that is still remembered (an arrival's window opened
+  -- here spends 0; one forgotten meanwhile is left out).
+  local windows = {}
+  for number_w, s in pairs(spend) do
+    if s ~= false and number_w > w.n - WINDOWS_KEPT then
+      windows[#windows + 1] = number_w
+      windows[#windows + 1] = s
+    end
+  end
+  out[#out + 1] = #windows / 2
+  for _, v in ipairs(windows) do out[#out + 1] = v end
   out[1] = bump()
   return out
 end
@@ -631,5 +799,6 @@ redis.register_function('rl2_release', wrap(release))
 redis.register_function('rl2_commit', wrap(commit))
 redis.register_function('rl2_complete', wrap(complete))
 redis.register_function('rl2_arrive', wrap(arrive))
+redis.register_function('rl2_step', wrap(step))
 redis.register_function('rl2_in_use', wrap(in_use))
 redis.register_function('rl2_totals', wrap(totals))

@@ -670,68 +670,121 @@ absl::StatusOr<core::CompletionRecord> RedisLedger::Complete(
   return record;
 }
 
-absl::StatusOr<core::InlineArrival> RedisLedger::ArriveInline(const core::InlineWindowSpec& spec) {
-  if (absl::Status s = core::ValidateInlineWindowSpec(spec); !s.ok()) return s;
+absl::StatusOr<core::InlineStep> RedisLedger::StepInline(
+    absl::Span<const core::InlineCommitRequest> commits, const core::InlineWindowSpec& spec,
+    int64_t arrivals) {
+  if (arrivals < 0 || arrivals > core::kMaxInlineStep) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("arrivals: must be in [0, ", core::kMaxInlineStep, "], got ", arrivals));
+  }
+  if (static_cast<int64_t>(commits.size()) > core::kMaxInlineStep) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("commits: at most ", core::kMaxInlineStep, ", got ", commits.size()));
+  }
+  if (arrivals > 0) {
+    if (absl::Status s = core::ValidateInlineWindowSpec(spec); !s.ok()) return s;
+  }
   std::vector<std::string> args = {
       absl::StrCat(spec.arrivals),
       spec.duration == absl::InfiniteDuration()
           ? "-1"
-          : absl::StrCat(absl::ToInt64Microseconds(spec.duration))};
-  core::InlineArrival out;
-  {
-    absl::MutexLock lock(&mu_);
-    args.insert(args.end(), model_args_.begin(), model_args_.end());
-    for (const core::LedgerModel& m : models_) out.snapshot.models.push_back(m.name);
-  }
-  absl::StatusOr<std::unique_ptr<Reply>> r = Call("arrive", "rl2_arrive", args);
-  if (!r.ok()) return r.status();
-  const Reply& reply = **r;
-  out.window = static_cast<uint64_t>(reply.Int(1));
-  out.position = reply.Int(2);
-  out.window_arrivals = reply.Int(3);
-  const int64_t left = reply.Int(4);
-  out.time_left = left < 0 ? absl::InfiniteDuration() : absl::Microseconds(left);
-  out.spent_usd = static_cast<double>(reply.Int(5)) / 1e6;
-  {
-    absl::MutexLock lock(&mu_);
-    guarded_ = reply.Int(6) != 0;
-  }
-  const int64_t allowance = reply.Int(7);
-  out.snapshot.spend_allowance_usd = allowance < 0 ? kInf : static_cast<double>(allowance) / 1e6;
-  for (size_t k = 0; k < out.snapshot.models.size(); ++k) {
-    const int64_t free = reply.Int(8 + k);
-    out.snapshot.free_slots.push_back(free < 0 ? std::nullopt : std::optional<int64_t>(free));
-  }
-  return out;
-}
-
-absl::StatusOr<core::InlineCommit> RedisLedger::CommitInline(uint64_t window, double cap_usd,
-                                                             const core::Reservation& reservation) {
-  if (!(cap_usd >= 0)) return absl::InvalidArgumentError("cap_usd: must be >= 0");
-  if (!std::isfinite(reservation.predicted_cost_usd) || reservation.predicted_cost_usd < 0) {
-    return absl::InvalidArgumentError(
-        "reservations[0].predicted_cost_usd: must be finite and >= 0");
-  }
-  if (window == 0) {
-    return absl::FailedPreconditionError("inline window w0 is closed");
-  }
-  std::vector<std::string> args = {"", absl::StrCat(window), absl::StrCat(MicrosDown(cap_usd))};
+          : absl::StrCat(absl::ToInt64Microseconds(spec.duration)),
+      absl::StrCat(arrivals)};
+  core::InlineStep out;
   absl::Duration lease_timeout;
   {
     absl::MutexLock lock(&mu_);
     args.insert(args.end(), model_args_.begin(), model_args_.end());
+    for (const core::LedgerModel& m : models_) out.snapshot.models.push_back(m.name);
     lease_timeout = options_.lease_timeout;
   }
-  const std::string tag = Hex16(core::SecureRandom64());
-  args.push_back("1");
-  args.push_back(std::string(reservation.model));
-  args.push_back(absl::StrCat(MicrosUp(reservation.predicted_cost_usd)));
-  args.push_back(tag);
-  absl::StatusOr<std::unique_ptr<Reply>> r = Call("commit", "rl2_commit", args);
+  // Commits refused before the call (bad input) keep their place in the answer.
+  std::vector<std::optional<absl::Status>> refused(commits.size());
+  std::vector<std::string> tags(commits.size());
+  size_t sent = 0;
+  const size_t count_at = args.size();
+  args.push_back("");
+  for (size_t k = 0; k < commits.size(); ++k) {
+    const core::InlineCommitRequest& c = commits[k];
+    const double cost = c.reservation.predicted_cost_usd;
+    if (!(c.cap_usd >= 0)) {
+      refused[k] = absl::InvalidArgumentError("cap_usd: must be >= 0");
+    } else if (!std::isfinite(cost) || cost < 0) {
+      refused[k] = absl::InvalidArgumentError(
+          "reservations[0].predicted_cost_usd: must be finite and >= 0");
+    } else if (c.window == 0) {
+      refused[k] = absl::FailedPreconditionError("inline window w0 is closed");
+    }
+    if (refused[k].has_value()) continue;
+    tags[k] = Hex16(core::SecureRandom64());
+    args.push_back(absl::StrCat(c.window));
+    args.push_back(absl::StrCat(MicrosDown(c.cap_usd)));
+    args.push_back(std::string(c.reservation.model));
+    args.push_back(absl::StrCat(MicrosUp(cost)));
+    args.push_back(tags[k]);
+    ++sent;
+  }
+  args[count_at] = absl::StrCat(sent);
+  absl::StatusOr<std::unique_ptr<Reply>> r = Call("inline_step", "rl2_step", args);
   if (!r.ok()) return r.status();
-  core::InlineCommit out;
-  out.lease = core::Lease{absl::StrCat(Prefix(), "-", (*r)->Int(2), ".", tag), lease_timeout};
-  out.window_spent_usd = static_cast<double>((*r)->Int(1)) / 1e6;
+  const Reply& reply = **r;
+  {
+    absl::MutexLock lock(&mu_);
+    guarded_ = reply.Int(1) != 0;
+  }
+  const int64_t allowance = reply.Int(2);
+  out.snapshot.spend_allowance_usd = allowance < 0 ? kInf : static_cast<double>(allowance) / 1e6;
+  size_t at = 3;
+  for (size_t k = 0; k < out.snapshot.models.size(); ++k) {
+    const int64_t free = reply.Int(at++);
+    out.snapshot.free_slots.push_back(free < 0 ? std::nullopt : std::optional<int64_t>(free));
+  }
+  if (reply.Int(at++) != static_cast<int64_t>(sent)) {
+    return Unavailable("unexpected reply to an inline step");
+  }
+  // The prefix of the incarnation that answered (a re-created state may have changed it).
+  const std::string issued = Prefix();
+  out.commits.reserve(commits.size());
+  for (size_t k = 0; k < commits.size(); ++k) {
+    if (refused[k].has_value()) {
+      out.commits.push_back(*refused[k]);
+      continue;
+    }
+    const std::string kind = reply.Str(at);
+    if (kind == "OK") {
+      out.commits.push_back(core::InlineCommit{
+          core::Lease{absl::StrCat(issued, "-", reply.Int(at + 1), ".", tags[k]), lease_timeout},
+          static_cast<double>(reply.Int(at + 2)) / 1e6});
+    } else {
+      const std::string why = reply.Str(at + 1);
+      out.commits.push_back(kind == "NOTFOUND"  ? absl::NotFoundError(why)
+                            : kind == "INVALID" ? absl::InvalidArgumentError(why)
+                                                : absl::FailedPreconditionError(why));
+    }
+    at += 3;
+  }
+  out.arrivals.reserve(static_cast<size_t>(arrivals));
+  for (int64_t k = 0; k < arrivals; ++k, at += 4) {
+    core::InlineArrival& a = out.arrivals.emplace_back();
+    a.window = static_cast<uint64_t>(reply.Int(at));
+    a.position = reply.Int(at + 1);
+    a.window_arrivals = reply.Int(at + 2);
+    const int64_t left = reply.Int(at + 3);
+    a.time_left = left < 0 ? absl::InfiniteDuration() : absl::Microseconds(left);
+  }
+  const int64_t windows = reply.Int(at++);
+  if (windows < 0 || at + 2 * static_cast<size_t>(windows) != reply.size()) {
+    return Unavailable("unexpected reply to an inline step");
+  }
+  for (int64_t k = 0; k < windows; ++k, at += 2) {
+    out.window_spent.emplace_back(static_cast<uint64_t>(reply.Int(at)),
+                                  static_cast<double>(reply.Int(at + 1)) / 1e6);
+  }
+  for (core::InlineArrival& a : out.arrivals) {
+    for (const auto& [window, spent] : out.window_spent) {
+      if (window == a.window) a.spent_usd = spent;
+    }
+  }
   return out;
 }
 

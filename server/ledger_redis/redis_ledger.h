@@ -13,9 +13,10 @@
 // micro-USD per reservation (that rounding). Every key of a domain D is under the hash tag {rt:D}
 // (one Redis Cluster slot). Each call expires a bounded number of overdue holds and leases (128
 // leases, 64 holds); what it leaves stays counted until a later call (conservative). Expired leases
-// are remembered for a late Complete up to max_expired_remembered (forgotten oldest first, in
-// steps of 512, so up to 511 more may be remembered meanwhile). Slots in use are counted for models
-// with a slot limit only: InUse of an API model is 0 (the local ledger counts its open leases).
+// are remembered for a late Complete up to max_expired_remembered (forgotten oldest first, as
+// later calls expire more: up to 128 more may be remembered meanwhile). Slots in use are counted
+// for models with a slot limit only: InUse of an API model is 0 (the local ledger counts its open
+// leases).
 //
 // Incarnation and loss. The domain's state carries an incarnation id, set once when the state is
 // created, and a sequence number bumped by every call. The client remembers both. A call that finds
@@ -97,8 +98,8 @@ absl::Status ValidateRedisLedgerOptions(const RedisLedgerOptions& options);
 class RedisLedgerObserver {
  public:
   virtual ~RedisLedgerObserver() = default;
-  // One call: its operation (snapshot, hold, commit, release, complete, arrive, in_use, totals,
-  // init, load) and how long it took; `error` is "" on success, else its kind: timeout,
+  // One call: its operation (snapshot, hold, commit, release, complete, inline_step, in_use,
+  // totals, init, load) and how long it took; `error` is "" on success, else its kind: timeout,
   // connection, circuit_open, fenced, lost_state, rollback, server.
   virtual void OnLedgerCall(absl::string_view op, absl::Duration elapsed,
                             absl::string_view error) = 0;
@@ -125,9 +126,10 @@ class RedisLedger final : public core::Ledger {
   void Release(const core::LedgerHold& hold) override;
   absl::StatusOr<core::CompletionRecord> Complete(absl::string_view assignment_id,
                                                   std::optional<double> actual_cost_usd) override;
-  absl::StatusOr<core::InlineArrival> ArriveInline(const core::InlineWindowSpec& spec) override;
-  absl::StatusOr<core::InlineCommit> CommitInline(uint64_t window, double cap_usd,
-                                                  const core::Reservation& reservation) override;
+  absl::StatusOr<core::InlineStep> StepInline(absl::Span<const core::InlineCommitRequest> commits,
+                                              const core::InlineWindowSpec& spec,
+                                              int64_t arrivals) override;
+  bool remote() const override { return true; }
   absl::StatusOr<int64_t> InUse(absl::string_view model) override;
   absl::StatusOr<core::LedgerTotals> Totals() override;
 

@@ -2,15 +2,21 @@
 #include "router_core/serving/local_ledger.h"
 
 #include <algorithm>
+#include <cstdint>
+#include <functional>
 #include <map>
+#include <optional>
 #include <memory>
 #include <random>
+#include <set>
 #include <string>
 #include <thread>
 #include <vector>
 
 #include "absl/strings/str_cat.h"
+#include "absl/synchronization/blocking_counter.h"
 #include "absl/synchronization/mutex.h"
+#include "absl/synchronization/notification.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "tests/router_core/testing/fake_clock.h"
@@ -438,6 +444,234 @@ TEST(InlineRouterTest, ConcurrentDecisionsKeepTheCapsAndSlots) {
   for (const auto& [id, spend] : windows.spend) EXPECT_LE(spend, 0.032 + 1e-12) << id;
   EXPECT_LE(ledger->InUse("local").value(), 2);
   EXPECT_EQ(ledger->Totals()->open_assignments, served);
+}
+
+
+// A ledger that passes every call to `inner` and says it is remote (as a shared ledger), so the
+// router decides on its own thread in steps; it records each StepInline (its commits and
+// arrivals), and can hold the next one until the test opens it, or run a test's action right
+// after a step.
+class SteppedLedger final : public Ledger {
+ public:
+  explicit SteppedLedger(Ledger& inner) : inner_(inner) {}
+  bool remote() const override { return true; }
+
+  struct Step {
+    size_t commits = 0;
+    int64_t arrivals = 0;
+  };
+  // The next StepInline waits, once it has started (Started), until Open.
+  void HoldNextStep() {
+    absl::MutexLock lock(&mu_);
+    hold_ = true;
+    open_ = false;
+  }
+  void AwaitStarted() {
+    absl::MutexLock lock(&mu_);
+    mu_.Await(absl::Condition(&waiting_));
+  }
+  void Open() {
+    absl::MutexLock lock(&mu_);
+    open_ = true;
+  }
+  // StepInline number `index` (from 0) answers `status` without reaching the inner ledger.
+  void FailStep(size_t index, absl::Status status) {
+    absl::MutexLock lock(&mu_);
+    fail_index_ = index;
+    fail_ = std::move(status);
+  }
+  // Runs `action` on the inner ledger after the next StepInline, before its answer is read.
+  void AfterNextStep(std::function<void(Ledger&)> action) {
+    absl::MutexLock lock(&mu_);
+    after_ = std::move(action);
+  }
+  std::vector<Step> steps() {
+    absl::MutexLock lock(&mu_);
+    return steps_;
+  }
+
+  absl::StatusOr<InlineStep> StepInline(absl::Span<const InlineCommitRequest> commits,
+                                        const InlineWindowSpec& spec, int64_t arrivals) override {
+    std::function<void(Ledger&)> after;
+    {
+      absl::MutexLock lock(&mu_);
+      if (steps_.size() == fail_index_) {
+        steps_.push_back({commits.size(), arrivals});
+        return fail_;
+      }
+      steps_.push_back({commits.size(), arrivals});
+      if (hold_) {
+        hold_ = false;
+        waiting_ = true;
+        mu_.Await(absl::Condition(&open_));
+        waiting_ = false;
+      }
+      after.swap(after_);
+    }
+    absl::StatusOr<InlineStep> step = inner_.StepInline(commits, spec, arrivals);
+    if (after) after(inner_);
+    return step;
+  }
+  absl::Status SetModels(std::vector<LedgerModel> models) override {
+    return inner_.SetModels(std::move(models));
+  }
+  absl::Status SetOptions(const LedgerOptions& options) override {
+    return inner_.SetOptions(options);
+  }
+  absl::StatusOr<LedgerSnapshot> Snapshot() override { return inner_.Snapshot(); }
+  absl::StatusOr<LedgerHold> Hold(const HoldRequest& request) override {
+    return inner_.Hold(request);
+  }
+  absl::StatusOr<std::vector<Lease>> Commit(const LedgerHold* hold,
+                                            absl::Span<const Reservation> reservations) override {
+    return inner_.Commit(hold, reservations);
+  }
+  void Release(const LedgerHold& hold) override { inner_.Release(hold); }
+  absl::StatusOr<CompletionRecord> Complete(absl::string_view id,
+                                            std::optional<double> actual_cost_usd) override {
+    return inner_.Complete(id, actual_cost_usd);
+  }
+  absl::StatusOr<int64_t> InUse(absl::string_view model) override { return inner_.InUse(model); }
+  absl::StatusOr<LedgerTotals> Totals() override { return inner_.Totals(); }
+
+ private:
+  Ledger& inner_;
+  absl::Mutex mu_;
+  bool hold_ ABSL_GUARDED_BY(mu_) = false;
+  bool open_ ABSL_GUARDED_BY(mu_) = true;
+  bool waiting_ ABSL_GUARDED_BY(mu_) = false;
+  std::function<void(Ledger&)> after_ ABSL_GUARDED_BY(mu_);
+  size_t fail_index_ ABSL_GUARDED_BY(mu_) = SIZE_MAX;
+  absl::Status fail_ ABSL_GUARDED_BY(mu_);
+  std::vector<Step> steps_ ABSL_GUARDED_BY(mu_);
+};
+
+// With an in-process ledger, a query is decided on the calling thread: Decide answers before it
+// returns, with one arrival and one commit.
+TEST(InlineRouterTest, WithAnInProcessLedgerDecideAnswersBeforeItReturns) {
+  FakeClock clock;
+  auto ledger = MakeLedger(clock);
+  auto router = MakeRouter(*ledger, clock);
+  std::optional<InlineDecision> decision;
+  const std::thread::id caller = std::this_thread::get_id();
+  std::thread::id answered_on;
+  router->Decide(Pending({0.95, 0.6, 0.7, 0.8}, {0, 0.001, 0.004, 0.02}), kPool, BatchPolicy(),
+                 [&](InlineDecision d) {
+                   decision = std::move(d);
+                   answered_on = std::this_thread::get_id();
+                 });
+  ASSERT_TRUE(decision.has_value());
+  EXPECT_EQ(answered_on, caller);
+  ASSERT_THAT(decision->outcome.status, IsOk());
+  EXPECT_EQ(decision->window_id, "w1");
+  EXPECT_EQ(ledger->Totals()->open_assignments, 1);
+}
+
+// Queries that arrive while the ledger is busy with a step wait for the next one, all together:
+// one ledger call counts their arrivals (with the commit of the decision before them), and one
+// more commits all their decisions. Each is answered once.
+TEST(InlineRouterTest, QueriesWaitingForTheLedgerShareItsCalls) {
+  FakeClock clock;
+  auto inner = MakeLedger(clock);
+  SteppedLedger ledger(*inner);
+  auto router = MakeRouter(ledger, clock, Window(100));
+  constexpr int kQueries = 20;
+  std::vector<PendingQuery> queries;
+  std::mt19937_64 rng(7);
+  for (int k = 0; k < kQueries; ++k) queries.push_back(Random(rng, 1.0));
+  absl::Mutex mu;
+  std::vector<InlineDecision> decisions;
+  absl::BlockingCounter answered(kQueries);
+  const auto done = [&](InlineDecision d) {
+    absl::MutexLock lock(&mu);
+    decisions.push_back(std::move(d));
+    answered.DecrementCount();
+  };
+  ledger.HoldNextStep();
+  router->Decide(queries[0], kPool, BatchPolicy(), done);
+  ledger.AwaitStarted();  // the first query's arrival is with the ledger
+  for (int k = 1; k < kQueries; ++k) router->Decide(queries[k], kPool, BatchPolicy(), done);
+  EXPECT_EQ(router->queued(), kQueries - 1);
+  ledger.Open();
+  answered.Wait();
+  EXPECT_EQ(router->queued(), 0);
+  const std::vector<SteppedLedger::Step> steps = ledger.steps();
+  ASSERT_EQ(steps.size(), 3u);
+  EXPECT_EQ(steps[0].commits, 0u);
+  EXPECT_EQ(steps[0].arrivals, 1);
+  EXPECT_EQ(steps[1].commits, 1u);
+  EXPECT_EQ(steps[1].arrivals, kQueries - 1);
+  EXPECT_EQ(steps[2].commits, static_cast<size_t>(kQueries - 1));
+  EXPECT_EQ(steps[2].arrivals, 0);
+  ASSERT_EQ(decisions.size(), static_cast<size_t>(kQueries));
+  std::set<std::string> ids;
+  std::set<int64_t> positions;
+  for (const InlineDecision& d : decisions) {
+    ASSERT_THAT(d.outcome.status, IsOk());
+    ids.insert(d.outcome.assignment_id);
+    positions.insert(d.position_in_window);
+    EXPECT_EQ(d.window_id, "w1");
+  }
+  EXPECT_EQ(ids.size(), static_cast<size_t>(kQueries));
+  EXPECT_EQ(positions.size(), static_cast<size_t>(kQueries));
+  EXPECT_EQ(inner->Totals()->open_assignments, kQueries);
+  EXPECT_LE(inner->InUse("local").value(), 2);  // one step never plans a slot twice
+}
+
+// A decision whose model was taken between its step and its commit (by a batch, or another
+// replica) is refused by the ledger and made again on the next step's snapshot.
+TEST(InlineRouterTest, ADecisionRefusedAtItsCommitIsMadeAgain) {
+  FakeClock clock;
+  auto inner = MakeLedger(clock);
+  SteppedLedger ledger(*inner);
+  auto router = MakeRouter(ledger, clock, Window(1));
+  // "local" is free and best, and no arrival is expected after it: the decision takes it.
+  const PendingQuery query = Pending({0.95, 0.6, 0.7, 0.8}, {0, 0.001, 0.004, 0.02});
+  ledger.AfterNextStep([](Ledger& l) {
+    ASSERT_THAT(l.Commit(nullptr, std::vector<Reservation>{{"local", 0.0}, {"local", 0.0}}),
+                IsOk());
+  });
+  const InlineDecision d = router->Route(query, kPool, BatchPolicy());
+  ASSERT_THAT(d.outcome.status, IsOk());
+  EXPECT_NE(d.outcome.model, "local");
+  const std::vector<SteppedLedger::Step> steps = ledger.steps();
+  ASSERT_EQ(steps.size(), 3u);  // the arrival, the refused commit, the second commit
+  EXPECT_EQ(steps[1].commits, 1u);
+  EXPECT_EQ(steps[2].commits, 1u);
+  EXPECT_EQ(inner->Totals()->open_assignments, 3);
+  EXPECT_EQ(inner->InUse("local").value(), 2);
+}
+
+// A ledger that cannot be reached answers every query of the step, decided or not, retryable;
+// the next step reaches it again.
+TEST(InlineRouterTest, AnUnreachableLedgerAnswersEveryQueryOfTheStepRetryable) {
+  FakeClock clock;
+  auto inner = MakeLedger(clock);
+  SteppedLedger ledger(*inner);
+  auto router = MakeRouter(ledger, clock);
+  ledger.HoldNextStep();
+  ledger.FailStep(1, absl::UnavailableError("redis 127.0.0.1:1: timed out"));
+  absl::Mutex mu;
+  std::vector<absl::Status> statuses;
+  absl::BlockingCounter answered(3);
+  const auto done = [&](InlineDecision d) {
+    absl::MutexLock lock(&mu);
+    statuses.push_back(d.outcome.status);
+    answered.DecrementCount();
+  };
+  const PendingQuery query = Pending({0.95, 0.6, 0.7, 0.8}, {0, 0.001, 0.004, 0.02});
+  router->Decide(query, kPool, BatchPolicy(), done);  // decided in step 0, committed in step 1
+  ledger.AwaitStarted();
+  router->Decide(query, kPool, BatchPolicy(), done);  // arrive in step 1
+  router->Decide(query, kPool, BatchPolicy(), done);
+  ledger.Open();
+  answered.Wait();
+  ASSERT_EQ(statuses.size(), 3u);
+  for (const absl::Status& st : statuses) {
+    EXPECT_THAT(st, StatusIs(absl::StatusCode::kUnavailable, HasSubstr("timed out")));
+  }
+  EXPECT_EQ(inner->Totals()->open_assignments, 0);
+  EXPECT_THAT(router->Route(query, kPool, BatchPolicy()).outcome.status, IsOk());
 }
 
 }  // namespace
