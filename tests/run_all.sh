@@ -2,14 +2,20 @@
 # Runs every test the project has, the way CI does:
 #   1. gcc, Release, -Wall -Wextra -Werror: build everything, run all tests;
 #   2. gcc, Debug, ASan + UBSan: build the tests, run them;
-#   3. clang, -Wthread-safety -Werror, ROUTER_FUZZ=ON: build everything but the benchmarks (stage 1
+#   3. clang, ThreadSanitizer (-O1): build the core's concurrency tests and routerd's end-to-end
+#      tests (target `tsan_tests`, listed in tests/CMakeLists.txt) and run them (ctest label
+#      `tsan`). Debian's Abseil and gRPC are not built with TSan: tests/tsan_annotations.cc
+#      annotates Abseil's mutexes and gRPC's batches; tests/tsan_suppressions.txt names what is
+#      left in uninstrumented code;
+#   4. clang, -Wthread-safety -Werror, ROUTER_FUZZ=ON: build everything but the benchmarks (stage 1
 #      builds those) with libFuzzer instrumentation, ASan and UBSan; the thread-safety analysis is
 #      the build's check. Then each libFuzzer target (ctest label `fuzz`, docs/fuzzing.md) runs for
 #      ROUTER_FUZZ_SECONDS (20) on a temporary copy of its seed corpus;
-#   4. the container image: deploy/Dockerfile built by podman and run (ctest label `container`,
+#   5. the container image: deploy/Dockerfile built by podman and run (ctest label `container`,
 #      left out of stages 1 and 2; skipped where podman cannot run containers). Minutes: the first
 #      time it makes the base images and compiles routerd inside the image.
-# Build trees: build/ (the README's build), build-asan/, build-clang/. Needs deploy/install-deps.sh.
+# Build trees: build/ (the README's build), build-asan/, build-tsan/, build-clang/.
+# Needs deploy/install-deps.sh.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 JOBS="${JOBS:-$(nproc)}"
@@ -30,6 +36,13 @@ cmake --build build-asan -j "$JOBS"
 ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=print_stacktrace=1 \
   LSAN_OPTIONS="suppressions=$PWD/tests/lsan_suppressions.txt" \
   ctest --test-dir build-asan --output-on-failure -j "$JOBS" -LE container
+
+step "clang ThreadSanitizer: build and run the concurrency and end-to-end tests"
+cmake -S . -B build-tsan "${GEN[@]}" -DCMAKE_BUILD_TYPE=RelWithDebInfo \
+  -DCMAKE_CXX_FLAGS_RELWITHDEBINFO="-O1 -gline-tables-only" -DCMAKE_CXX_COMPILER=clang++ \
+  -DROUTER_TSAN=ON -DROUTER_BUILD_BENCH=OFF >/dev/null
+cmake --build build-tsan -j "$JOBS" --target tsan_tests
+ctest --test-dir build-tsan --output-on-failure -j "$JOBS" -L tsan
 
 step "clang -Wthread-safety -Werror, libFuzzer + ASan + UBSan: build, run the fuzz targets"
 cmake -S . -B build-clang "${GEN[@]}" -DCMAKE_BUILD_TYPE=Debug -DCMAKE_CXX_COMPILER=clang++ \

@@ -13,7 +13,9 @@
 #include "absl/status/status.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
+#include "absl/strings/str_format.h"
 #include "router_core/estimate/calibrated_classifier.h"
+#include "router_core/estimate/crc32c.h"
 #include "router_core/estimate/knn_estimator.h"
 #include "router_core/estimate/uniroute_estimator.h"
 #include "router_core/json/json_reader.h"
@@ -26,6 +28,12 @@ using Json = nlohmann::json;
 
 // CBOR tag 55799, "self-described CBOR" (RFC 8949 section 3.4.6).
 constexpr char kSelfDescribe[] = "\xd9\xd9\xf7";
+// After the tag and the map's header (one byte: a map of fewer than 24 pairs), the first key,
+// "checksum" (a text string of 8 bytes), and the head of its value, a byte string of 4 bytes.
+constexpr char kChecksumKeyAndHead[] = "\x68" "checksum" "\x44";
+constexpr size_t kChecksumKeyAt = 4;
+constexpr size_t kChecksumAt = kChecksumKeyAt + sizeof(kChecksumKeyAndHead) - 1;  // 14
+constexpr size_t kChecksumSize = 4;
 
 using EstimatorLoader = absl::StatusOr<std::unique_ptr<QualityEstimator>> (*)(const Json&);
 struct KindLoader {
@@ -41,6 +49,34 @@ constexpr KindLoader kLoaders[] = {
 
 absl::Status Invalid(absl::string_view what) {
   return absl::InvalidArgumentError(absl::StrCat("artifact: ", what));
+}
+
+bool HasSelfDescribeTag(absl::string_view bytes) {
+  return bytes.size() >= 3 && bytes.substr(0, 3) == absl::string_view(kSelfDescribe, 3);
+}
+
+// Whether the checksum field is where version 2 puts it (artifact.h).
+bool HasChecksumField(absl::string_view bytes) {
+  if (!HasSelfDescribeTag(bytes) || bytes.size() < kChecksumAt + kChecksumSize) return false;
+  const uint8_t map_header = static_cast<uint8_t>(bytes[3]);
+  return map_header >= 0xa0 && map_header <= 0xb7 &&
+         bytes.substr(kChecksumKeyAt, kChecksumAt - kChecksumKeyAt) ==
+             absl::string_view(kChecksumKeyAndHead, sizeof(kChecksumKeyAndHead) - 1);
+}
+
+// The CRC-32C of `bytes` with the checksum's 4 bytes read as zero (needs HasChecksumField).
+uint32_t ComputedChecksum(absl::string_view bytes) {
+  const uint32_t head = Crc32c(bytes.substr(0, kChecksumAt));
+  const uint32_t zeroed = Crc32cExtend(head, absl::string_view("\0\0\0\0", kChecksumSize));
+  return Crc32cExtend(zeroed, bytes.substr(kChecksumAt + kChecksumSize));
+}
+
+uint32_t StoredChecksum(absl::string_view bytes) {
+  uint32_t stored = 0;
+  for (size_t k = 0; k < kChecksumSize; ++k) {
+    stored = (stored << 8) | static_cast<uint8_t>(bytes[kChecksumAt + k]);
+  }
+  return stored;
 }
 
 // INVALID_ARGUMENT if the CBOR item at byte `pos` of `cbor` nests arrays, maps or indefinite-length
@@ -103,13 +139,46 @@ absl::Status CheckCborDepth(absl::string_view cbor, size_t pos) {
   return absl::OkStatus();
 }
 
-absl::StatusOr<Artifact> FromDocument(const Json& doc) {
+// The CBOR document after the tag, refused when nested too deep or malformed.
+absl::StatusOr<Json> DecodeDocument(absl::string_view bytes) {
+  if (absl::Status depth = CheckCborDepth(bytes, /*pos=*/3); !depth.ok()) return depth;
+  try {
+    return Json::from_cbor(bytes.begin() + 3, bytes.end(), /*strict=*/true,
+                           /*allow_exceptions=*/true, Json::cbor_tag_handler_t::error);
+  } catch (const std::exception& e) {
+    return Invalid(absl::StrCat("truncated or corrupt CBOR: ", e.what()));
+  }
+}
+
+absl::Status CheckFormat(const Json& doc) {
   if (!doc.is_object()) return Invalid("not a router estimator artifact (not a map)");
   const auto format = doc.find("format");
   if (format == doc.end() || *format != kArtifactFormat) {
     return Invalid(
         absl::StrCat("not a router estimator artifact (format is not \"", kArtifactFormat, "\")"));
   }
+  return absl::OkStatus();
+}
+
+// Why bytes with the tag but without the checksum field are refused: a version-1 artifact, or a
+// damaged or foreign file.
+absl::Status WithoutChecksum(absl::string_view bytes) {
+  absl::StatusOr<Json> doc = DecodeDocument(bytes);
+  if (!doc.ok()) return doc.status();
+  if (absl::Status format = CheckFormat(*doc); !format.ok()) return format;
+  const auto version = doc->find("version");
+  if (version != doc->end() && *version == 1) {
+    return Invalid(absl::StrCat(
+        "version 1 artifact has no checksum; this build reads version ", kArtifactVersion,
+        " (`router_train --upgrade OLD --out NEW` rewrites it with the same content)"));
+  }
+  return Invalid(
+      "no checksum where it belongs (the map's first key, \"checksum\", a 4-byte string): the "
+      "file is damaged");
+}
+
+absl::StatusOr<Artifact> FromDocument(const Json& doc) {
+  if (absl::Status format = CheckFormat(doc); !format.ok()) return format;
   const JsonReader root(doc, "artifact");
   absl::StatusOr<int64_t> version =
       root.Get(&JsonReader::Integer, "version", IntegerSpec{.integral_floats = false});
@@ -195,7 +264,8 @@ absl::StatusOr<std::string> SerializeArtifact(const std::optional<Featurizer>& f
       return Invalid(absl::StrCat("cost_model: no entry for pool model '", name, "'"));
     }
   }
-  const Json doc = {{"format", kArtifactFormat},
+  const Json doc = {{"checksum", Json::binary(std::vector<uint8_t>(kChecksumSize, 0))},
+                    {"format", kArtifactFormat},
                     {"version", kArtifactVersion},
                     {"models", estimator.models()},
                     {"featurizer", featurizer.has_value() ? featurizer->ToJson() : Json(nullptr)},
@@ -209,28 +279,71 @@ absl::StatusOr<std::string> SerializeArtifact(const std::optional<Featurizer>& f
     // Only invalid UTF-8 in a string can make the encoder throw.
     return Invalid(absl::StrCat("cannot encode: ", e.what()));
   }
+  if (absl::Status stamped = StampArtifactChecksum(&bytes); !stamped.ok()) {
+    return absl::InternalError(absl::StrCat("artifact: ", stamped.message()));
+  }
   return bytes;
 }
 
 absl::StatusOr<Artifact> ParseArtifact(absl::string_view bytes) {
-  if (bytes.size() < 3 || bytes.substr(0, 3) != absl::string_view(kSelfDescribe, 3)) {
+  if (!HasSelfDescribeTag(bytes)) {
     return Invalid("not a router estimator artifact (no CBOR self-describe tag)");
   }
-  if (absl::Status depth = CheckCborDepth(bytes, /*pos=*/3); !depth.ok()) return depth;
-  Json doc;
-  try {
-    doc = Json::from_cbor(bytes.begin() + 3, bytes.end(), /*strict=*/true,
-                          /*allow_exceptions=*/true, Json::cbor_tag_handler_t::error);
-  } catch (const std::exception& e) {
-    return Invalid(absl::StrCat("truncated or corrupt CBOR: ", e.what()));
+  if (!HasChecksumField(bytes)) return WithoutChecksum(bytes);
+  if (const uint32_t stored = StoredChecksum(bytes), computed = ComputedChecksum(bytes);
+      stored != computed) {
+    return Invalid(absl::StrFormat(
+        "checksum mismatch (stored 0x%08x, computed 0x%08x over %d bytes): the file is damaged "
+        "or was edited",
+        stored, computed, bytes.size()));
   }
+  absl::StatusOr<Json> doc = DecodeDocument(bytes);
+  if (!doc.ok()) return doc.status();
   // The loaders report through absl::Status; this guard only keeps a bug in one of them (an
   // unchecked json access) from escaping as an exception.
   try {
-    return FromDocument(doc);
+    return FromDocument(*doc);
   } catch (const std::exception& e) {
     return Invalid(absl::StrCat("malformed content: ", e.what()));
   }
+}
+
+absl::Status StampArtifactChecksum(std::string* bytes) {
+  if (!HasChecksumField(*bytes)) {
+    return Invalid("no checksum field to stamp (the map's first key, \"checksum\", a 4-byte string)");
+  }
+  const uint32_t crc = ComputedChecksum(*bytes);
+  for (size_t k = 0; k < kChecksumSize; ++k) {
+    (*bytes)[kChecksumAt + k] = static_cast<char>((crc >> (8 * (kChecksumSize - 1 - k))) & 0xff);
+  }
+  return absl::OkStatus();
+}
+
+absl::StatusOr<std::string> UpgradeArtifact(absl::string_view bytes) {
+  if (!HasSelfDescribeTag(bytes)) {
+    return Invalid("not a router estimator artifact (no CBOR self-describe tag)");
+  }
+  absl::StatusOr<Json> doc = DecodeDocument(bytes);
+  if (!doc.ok()) return doc.status();
+  if (absl::Status format = CheckFormat(*doc); !format.ok()) return format;
+  const auto version = doc->find("version");
+  if (version == doc->end() || *version != 1 || doc->contains("checksum")) {
+    return Invalid(absl::StrCat("only a version 1 artifact is upgraded; this one is version ",
+                                version == doc->end() ? "(none)" : version->dump()));
+  }
+  (*doc)["version"] = kArtifactVersion;
+  (*doc)["checksum"] = Json::binary(std::vector<uint8_t>(kChecksumSize, 0));
+  std::string upgraded(kSelfDescribe);
+  try {
+    Json::to_cbor(*doc, upgraded);
+  } catch (const std::exception& e) {
+    return Invalid(absl::StrCat("cannot encode: ", e.what()));
+  }
+  if (absl::Status stamped = StampArtifactChecksum(&upgraded); !stamped.ok()) return stamped;
+  if (absl::StatusOr<Artifact> loaded = ParseArtifact(upgraded); !loaded.ok()) {
+    return loaded.status();
+  }
+  return upgraded;
 }
 
 absl::Status WriteArtifactFile(const std::string& path, absl::string_view bytes) {

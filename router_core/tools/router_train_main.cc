@@ -2,6 +2,7 @@
 //
 // router_train --dataset DIR --out FILE [--estimator knn|uniroute|classifier] [options]
 // router_train --dataset DIR --evaluate [--estimator ...] [options]
+// router_train --upgrade OLD --out NEW
 //
 // Reads a `derived/` dataset folder (dataset.h), splits it by prompt (seeded, identical texts kept
 // together), fits the featurizer's IDF on the train part, fits the estimator, and measures it on
@@ -28,6 +29,9 @@
 // Output: progress on stderr; the last stdout line is one JSON object with the held-out metrics.
 // Exit status: 0 done; 1 bad data or failure; 2 usage error. Errors are one line on stderr.
 // The artifact's creation time is SOURCE_DATE_EPOCH when set (reproducible builds), else now.
+//
+// --upgrade rewrites a version-1 artifact (no checksum) as the current version with the same
+// content (UpgradeArtifact, artifact.h) and needs no dataset.
 
 #include <cerrno>
 #include <cmath>
@@ -63,6 +67,7 @@
 #include "router_core/estimate/training_data.h"
 #include "router_core/estimate/uniroute_estimator.h"
 #include "router_core/tools/cli_flags.h"
+#include "router_core/tools/cli_input.h"
 
 namespace {
 
@@ -74,6 +79,7 @@ constexpr int kExitUsage = 2;
 
 constexpr char kUsage[] =
     "usage: router_train --dataset DIR (--out FILE | --evaluate) [options]\n"
+    "       router_train --upgrade OLD --out NEW\n"
     "\n"
     "Trains a quality estimator on a derived/ dataset folder and writes the artifact.\n"
     "\n"
@@ -94,6 +100,8 @@ constexpr char kUsage[] =
     "  --prior-strength A       kNN pull toward the model mean (default 2)\n"
     "  --bootstrap B            kNN bootstrap resamples (default 50)\n"
     "  --clusters K             UniRoute clusters (default 20)\n"
+    "  --upgrade OLD            rewrite the version-1 artifact OLD (no checksum) as the current\n"
+    "                           version into --out, content unchanged; no training\n"
     "  --help                   this text\n"
     "\n"
     "Exit status: 0 done, 1 bad data or failure, 2 usage error.\n";
@@ -106,6 +114,7 @@ void Progress(absl::string_view message) { router::core::ToolMessage(kTool, mess
 struct Flags {
   std::string dataset;
   std::string out;
+  std::string upgrade;  // --upgrade: the version-1 artifact to rewrite
   bool evaluate = false;
   std::string estimator = "knn";
   router::core::SplitOptions split;
@@ -162,6 +171,8 @@ absl::StatusOr<Flags> ParseFlags(int argc, char** argv) {
       f.dataset = value;
     } else if (arg == "--out") {
       f.out = value;
+    } else if (arg == "--upgrade") {
+      f.upgrade = value;
     } else if (arg == "--estimator") {
       f.estimator = value;
     } else if (arg == "--seed") {
@@ -201,6 +212,13 @@ absl::StatusOr<Flags> ParseFlags(int argc, char** argv) {
       return absl::InvalidArgumentError(absl::StrCat("unknown flag '", arg, "'"));
     }
     if (!s.ok()) return s;
+  }
+  if (!f.upgrade.empty()) {
+    if (f.out.empty()) return absl::InvalidArgumentError("--upgrade needs --out NEW");
+    if (!f.dataset.empty() || f.evaluate) {
+      return absl::InvalidArgumentError("--upgrade takes no --dataset or --evaluate");
+    }
+    return f;
   }
   if (f.dataset.empty()) return absl::InvalidArgumentError("missing --dataset DIR");
   if (f.out.empty() && !f.evaluate) {
@@ -243,8 +261,26 @@ std::string CreatedTime() {
   return absl::FormatTime("%Y-%m-%dT%H:%M:%SZ", now, absl::UTCTimeZone());
 }
 
+// --upgrade OLD --out NEW.
+int Upgrade(const Flags& flags) {
+  absl::StatusOr<std::string> old = router::core::ReadInputFile(flags.upgrade);
+  if (!old.ok()) return ToolError(kTool, kExitFailure, old.status().ToString());
+  absl::StatusOr<std::string> upgraded = router::core::UpgradeArtifact(*old);
+  if (!upgraded.ok()) {
+    return ToolError(kTool, kExitFailure,
+                     absl::StrCat(flags.upgrade, ": ", upgraded.status().message()));
+  }
+  if (absl::Status s = router::core::WriteArtifactFile(flags.out, *upgraded); !s.ok()) {
+    return ToolError(kTool, kExitFailure, s.ToString());
+  }
+  Progress(absl::StrCat("wrote ", flags.out, " (", upgraded->size(), " bytes, version ",
+                        router::core::kArtifactVersion, ")"));
+  return 0;
+}
+
 // The tool once its flags are parsed.
 int Run(const Flags& flags) {
+  if (!flags.upgrade.empty()) return Upgrade(flags);
   // Validate every option before the slow steps, so a typo fails at once.
   if (absl::Status s = router::core::Featurizer::Create(flags.featurizer).status(); !s.ok()) {
     return ToolError(kTool, kExitUsage, absl::StrCat("featurizer ", s.message()));

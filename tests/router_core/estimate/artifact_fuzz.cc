@@ -2,12 +2,15 @@
 // through RouterAdmin (CBOR, then each estimator kind's state loader, the featurizer and the cost
 // model): any bytes give an Artifact or INVALID_ARGUMENT, never a crash, a hang or unbounded
 // memory. An accepted artifact must make a predictor whose estimates for a short query are finite
-// with 0 <= lower <= quality <= 1, or refuse it with an error.
+// with 0 <= lower <= quality <= 1, or refuse it with an error. Each input is parsed as it is (a
+// mutated artifact mostly fails its checksum) and again with its checksum recomputed
+// (StampArtifactChecksum), so the decoder and the loaders see the mutations too.
 // Seeds: artifact_fuzz_corpus/ (small artifacts of every kind). Run: build/bin/artifact_fuzz DIR.
 
 #include <cmath>
 #include <cstddef>
 #include <cstdint>
+#include <string>
 #include <utility>
 #include <vector>
 
@@ -50,14 +53,26 @@ void PredictOnce(const Predictor& predictor) {
 }  // namespace
 }  // namespace router::core
 
-extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
-  using namespace router::core;
-  absl::StatusOr<Artifact> artifact = ParseArtifact(testing::FuzzText(data, size));
+namespace router::core {
+namespace {
+
+void ParseAndPredict(const std::string& bytes) {
+  absl::StatusOr<Artifact> artifact = ParseArtifact(bytes);
   if (!artifact.ok()) {
     testing::CheckRefusal("ParseArtifact", artifact.status());
-    return 0;
+    return;
   }
   absl::StatusOr<Predictor> predictor = MakePredictor(*std::move(artifact));
   if (predictor.ok()) PredictOnce(*predictor);
+}
+
+}  // namespace
+}  // namespace router::core
+
+extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
+  using namespace router::core;
+  std::string bytes(testing::FuzzText(data, size));
+  ParseAndPredict(bytes);
+  if (StampArtifactChecksum(&bytes).ok()) ParseAndPredict(bytes);
   return 0;
 }

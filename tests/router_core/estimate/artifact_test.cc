@@ -9,6 +9,7 @@
 
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
+#include "router_core/estimate/crc32c.h"
 #include "router_core/estimate/knn_estimator.h"
 #include "router_core/estimate/uniroute_estimator.h"
 #include "tests/router_core/estimate/real_data.h"
@@ -146,7 +147,7 @@ TEST(ArtifactTest, TruncatedOrCorruptFilesAreErrorsNamingTheProblem) {
         << "truncated to " << size;
   }
   EXPECT_THAT(ParseArtifact(good.substr(0, good.size() / 2)),
-              StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("truncated or corrupt CBOR")));
+              StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("checksum mismatch")));
   EXPECT_THAT(
       ParseArtifact("{\"format\": \"router-estimator\"}"),
       StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("not a router estimator artifact")));
@@ -193,20 +194,105 @@ TEST(ArtifactTest, DeeplyNestedDocumentsAreRefusedWithoutCrashing) {
                                             HasSubstr("not a router estimator artifact")));
 }
 
-// Re-encodes the artifact with `edit` applied to its document.
+// Re-encodes the artifact with `edit` applied to its document, with a matching checksum where the
+// edited document keeps its checksum field.
 template <typename Edit>
-std::string Edited(Edit edit) {
-  nlohmann::json doc = nlohmann::json::from_cbor(Bytes().begin() + 3, Bytes().end());
+std::string Edited(Edit edit, const std::string& bytes = Bytes()) {
+  nlohmann::json doc = nlohmann::json::from_cbor(bytes.begin() + 3, bytes.end());
   edit(doc);
   std::string out("\xd9\xd9\xf7");
   nlohmann::json::to_cbor(doc, out);
+  (void)StampArtifactChecksum(&out);
   return out;
 }
 
-TEST(ArtifactTest, WrongVersionFormatKindOrStateAreNamed) {
-  EXPECT_THAT(ParseArtifact(Edited([](nlohmann::json& d) { d["version"] = 2; })),
+std::string ReadSourceFile(const std::string& relative) {
+  const std::string path = std::string(ROUTER_SOURCE_DIR) + "/" + relative;
+  std::ifstream in(path, std::ios::binary);
+  EXPECT_TRUE(in.good()) << path;
+  return std::string((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+}
+
+// The checksum covers every byte, so no change of one byte to any other value loads, and each is
+// refused as damage: a checksum mismatch, or a checksum field that is not where it belongs (a
+// change in the first 14 bytes).
+TEST(ArtifactTest, EverySingleByteMutationOfASmallArtifactIsRefused) {
+  std::string bytes = ReadSourceFile("tests/router_core/estimate/artifact_fuzz_corpus/knn.cbor");
+  ASSERT_THAT(ParseArtifact(bytes), IsOk());
+  int refused = 0;
+  for (size_t pos = 0; pos < bytes.size(); ++pos) {
+    const char original = bytes[pos];
+    for (int delta = 1; delta < 256; ++delta) {
+      bytes[pos] = static_cast<char>(static_cast<uint8_t>(original) ^ delta);
+      const absl::StatusOr<Artifact> a = ParseArtifact(bytes);
+      if (a.ok()) {
+        ADD_FAILURE() << "byte " << pos << " xor " << delta << " loads";
+      } else if (a.status().code() == absl::StatusCode::kInvalidArgument) {
+        ++refused;
+      } else {
+        ADD_FAILURE() << "byte " << pos << " xor " << delta << ": " << a.status();
+      }
+    }
+    bytes[pos] = original;
+  }
+  EXPECT_EQ(refused, static_cast<int>(bytes.size()) * 255);
+  // Past the tag and the checksum field's place, the checksum is what refuses them.
+  bytes[100] = static_cast<char>(bytes[100] ^ 1);
+  EXPECT_THAT(ParseArtifact(bytes), StatusIs(absl::StatusCode::kInvalidArgument,
+                                             HasSubstr("artifact: checksum mismatch (stored 0x")));
+}
+
+// The checksum is the map's first key, bytes 14-17 (artifact.h), over the file with those zeroed.
+TEST(ArtifactTest, TheChecksumIsTheFirstKeyOverTheWholeFile) {
+  const std::string& bytes = Bytes();
+  EXPECT_EQ(bytes.substr(4, 10), "\x68" "checksum" "\x44");
+  std::string zeroed = bytes;
+  zeroed.replace(14, 4, std::string(4, '\0'));
+  const uint32_t crc = Crc32c(zeroed);
+  const std::string stored = bytes.substr(14, 4);
+  EXPECT_EQ(stored, std::string({static_cast<char>(crc >> 24), static_cast<char>(crc >> 16),
+                                 static_cast<char>(crc >> 8), static_cast<char>(crc)}));
+}
+
+// Version 1 had no checksum: refused, naming the upgrade, which keeps the content and gives the
+// bytes the current writer writes.
+TEST(ArtifactTest, AVersionOneArtifactIsRefusedAndUpgradedToTheSameContent) {
+  const std::string v1 = Edited([](nlohmann::json& d) {
+    d.erase("checksum");
+    d["version"] = 1;
+  });
+  EXPECT_THAT(ParseArtifact(v1),
               StatusIs(absl::StatusCode::kInvalidArgument,
-                       HasSubstr("unsupported artifact version 2 (this build reads 1)")));
+                       AllOf(HasSubstr("version 1 artifact has no checksum"),
+                             HasSubstr("router_train --upgrade OLD --out NEW"))));
+  absl::StatusOr<std::string> upgraded = UpgradeArtifact(v1);
+  ASSERT_THAT(upgraded, IsOk());
+  EXPECT_TRUE(*upgraded == Bytes());
+  EXPECT_THAT(UpgradeArtifact(Bytes()),
+              StatusIs(absl::StatusCode::kInvalidArgument,
+                       HasSubstr("only a version 1 artifact is upgraded; this one is version 2")));
+  // A damaged version-1 artifact is not made loadable by the upgrade.
+  const std::string bad_v1 = Edited(
+      [](nlohmann::json& d) {
+        d["models"][0] = "someone";
+      },
+      v1);
+  EXPECT_THAT(UpgradeArtifact(bad_v1),
+              StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("models")));
+  // A file whose checksum field was damaged, not a version-1 one, is named as damaged.
+  std::string moved = Bytes();
+  moved[5] = 'C';
+  EXPECT_THAT(ParseArtifact(moved),
+              StatusIs(absl::StatusCode::kInvalidArgument,
+                       HasSubstr("no checksum where it belongs")));
+  EXPECT_THAT(StampArtifactChecksum(&moved),
+              StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("no checksum field")));
+}
+
+TEST(ArtifactTest, WrongVersionFormatKindOrStateAreNamed) {
+  EXPECT_THAT(ParseArtifact(Edited([](nlohmann::json& d) { d["version"] = 3; })),
+              StatusIs(absl::StatusCode::kInvalidArgument,
+                       HasSubstr("unsupported artifact version 3 (this build reads 2)")));
   EXPECT_THAT(
       ParseArtifact(Edited([](nlohmann::json& d) { d["format"] = "other"; })),
       StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("not a router estimator artifact")));

@@ -69,6 +69,12 @@ tail -n 1 "$tmp/out" | grep -q '"estimator":"classifier"' || fail "classifier me
 # CBOR of {"kind": "classifier"}: the key, then the 10-byte text header 0x6a ('j'), then the value.
 # (A bare "classifier" would also match the command line in the provenance.)
 grep -aq 'kindjclassifier' "$tmp/cls.cbor" || fail "classifier artifact does not have kind classifier"
+# --upgrade rewrites version-1 artifacts only (artifact_test covers the rewrite itself).
+expect_exit 2 "--upgrade needs --out NEW" --upgrade "$tmp/a.cbor"
+expect_exit 2 "--upgrade takes no --dataset" --upgrade "$tmp/a.cbor" --out "$tmp/u.cbor" --dataset "$data"
+expect_exit 1 "only a version 1 artifact is upgraded; this one is version 2" --upgrade "$tmp/a.cbor" \
+    --out "$tmp/u.cbor"
+[ ! -e "$tmp/u.cbor" ] || fail "a refused upgrade wrote its output"
 expect_exit 2 "classifier needs a calibration part" --dataset "$data" --out "$tmp/a.cbor" \
     --estimator classifier --train 0.8 --calibration 0 --test 0.2
 echo "router_train CLI: OK"
