@@ -7,7 +7,7 @@
 //
 // Windows. Arrivals are grouped into windows of `window_arrivals` decisions, also closed
 // `window_duration` after they opened (whichever comes first). The ledger keeps the windows
-// (ledger.h, ArriveInline and CommitInline), so with a shared ledger a window counts the arrivals
+// (ledger.h, StepInline), so with a shared ledger a window counts the arrivals
 // of every replica and its cap holds for the fleet. A window's cap is
 //     cap = avg_cost_cap_usd x window_arrivals            (BatchPolicy; none = no window cap)
 // exactly as a batch of that many queries would get; every decision may also spend at most the

@@ -8,17 +8,23 @@
 
 #include <atomic>
 #include <cmath>
+#include <map>
 #include <memory>
+#include <random>
 #include <set>
 #include <string>
+#include <thread>
 #include <utility>
 #include <vector>
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
+#include "absl/synchronization/mutex.h"
 #include "absl/time/clock.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
+#include "router_core/clock.h"
+#include "router_core/serving/inline_router.h"
 #include "tests/router_core/testing/ledger_conformance.h"
 #include "tests/router_core/testing/ledger_testing.h"
 #include "tests/router_core/testing/status_matchers.h"
@@ -335,6 +341,70 @@ TEST_F(RedisLedgerTest, ArrivalsOfThePreviousBuildShareTheWindows) {
   ASSERT_THAT(next, IsOk());
   EXPECT_EQ(next->window, 1u);
   EXPECT_EQ(next->position, 2);
+}
+
+// Two replicas' inline routers on one domain, deciding concurrently in steps: a window (numbered
+// by Redis, so the same for both) never spends more than its cap nor counts more than its
+// arrivals, the self-hosted model never has more leases than slots, and every query gets one
+// answer (the routers' Route returns once per query; answers are counted).
+TEST_F(RedisLedgerTest, InlineRoutersOfTwoReplicasKeepTheFleetsCapsAndSlots) {
+  const std::vector<core::DeployedModel> pool = {
+      {"local", 2}, {"cheap", std::nullopt}, {"dear", std::nullopt}};
+  std::vector<LedgerModel> models;
+  for (const core::DeployedModel& d : pool) models.push_back({d.name, d.slots});
+  auto predicted = std::make_shared<const std::vector<std::string>>(
+      std::vector<std::string>{"local", "cheap", "dear"});
+  core::BatchPolicy policy;
+  policy.avg_cost_cap_usd = 0.002;
+  core::InlineOptions options;
+  options.window_arrivals = 10;
+  std::vector<std::unique_ptr<RedisLedger>> ledgers;
+  std::vector<std::unique_ptr<core::InlineRouter>> routers;
+  for (int r = 0; r < 2; ++r) {
+    ledgers.push_back(Make(LedgerOptions{}, models));
+    auto router = core::InlineRouter::Create(options, ledgers.back().get(), &core::Clock::Real());
+    ASSERT_THAT(router, IsOk());
+    routers.push_back(*std::move(router));
+  }
+  absl::Mutex mu;
+  std::map<std::string, double> spend;
+  std::map<std::string, int> arrivals;
+  int answers = 0, served = 0;
+  std::vector<std::thread> threads;
+  for (int t = 0; t < 6; ++t) {
+    threads.emplace_back([&, t] {
+      std::mt19937_64 rng(t);
+      std::uniform_real_distribution<double> u(0.0, 1.0);
+      for (int k = 0; k < 40; ++k) {
+        core::PendingQuery q;
+        q.predicted_models = predicted;
+        const double hard = u(rng);
+        q.predictions.quality = {0.5 - 0.3 * hard, 0.6 - 0.3 * hard, 0.9 - 0.05 * hard};
+        for (double v : q.predictions.quality) q.predictions.quality_lower.push_back(0.9 * v);
+        q.predictions.cost_usd = {0.0, 0.001, 0.01};
+        const core::InlineDecision d = routers[t % 2]->Route(q, pool, policy);
+        absl::MutexLock lock(&mu);
+        ++answers;
+        ++arrivals[d.window_id];
+        if (d.outcome.status.ok()) {
+          ++served;
+          spend[d.window_id] += d.outcome.cost_usd;
+        } else {
+          // Out of budget or slots, or (retryable) refused three times by a ledger that another
+          // replica's decisions kept changing.
+          EXPECT_TRUE(absl::IsResourceExhausted(d.outcome.status) ||
+                      absl::IsUnavailable(d.outcome.status))
+              << d.outcome.status;
+        }
+      }
+    });
+  }
+  for (std::thread& t : threads) t.join();
+  EXPECT_EQ(answers, 240);
+  for (const auto& [window, n] : arrivals) EXPECT_LE(n, 10) << window;
+  for (const auto& [window, usd] : spend) EXPECT_LE(usd, 0.02 + 1e-9) << window;
+  EXPECT_LE(ledgers[0]->InUse("local").value(), 2);
+  EXPECT_EQ(ledgers[0]->Totals()->open_assignments, served);
 }
 
 // CRC16 (XMODEM) of Redis Cluster's key slots, over the hash tag when the key has one.
