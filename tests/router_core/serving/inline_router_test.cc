@@ -587,10 +587,11 @@ TEST(InlineRouterTest, QueriesWaitingForTheLedgerShareItsCalls) {
     decisions.push_back(std::move(d));
     answered.DecrementCount();
   };
+  const BatchPolicy policy;  // outlives the decisions, as Decide requires
   ledger.HoldNextStep();
-  router->Decide(queries[0], kPool, BatchPolicy(), done);
+  router->Decide(queries[0], kPool, policy, done);
   ledger.AwaitStarted();  // the first query's arrival is with the ledger
-  for (int k = 1; k < kQueries; ++k) router->Decide(queries[k], kPool, BatchPolicy(), done);
+  for (int k = 1; k < kQueries; ++k) router->Decide(queries[k], kPool, policy, done);
   EXPECT_EQ(router->queued(), kQueries - 1);
   ledger.Open();
   answered.Wait();
@@ -660,10 +661,11 @@ TEST(InlineRouterTest, AnUnreachableLedgerAnswersEveryQueryOfTheStepRetryable) {
     answered.DecrementCount();
   };
   const PendingQuery query = Pending({0.95, 0.6, 0.7, 0.8}, {0, 0.001, 0.004, 0.02});
-  router->Decide(query, kPool, BatchPolicy(), done);  // decided in step 0, committed in step 1
+  const BatchPolicy policy;  // outlives the decisions, as Decide requires
+  router->Decide(query, kPool, policy, done);  // decided in step 0, committed in step 1
   ledger.AwaitStarted();
-  router->Decide(query, kPool, BatchPolicy(), done);  // arrive in step 1
-  router->Decide(query, kPool, BatchPolicy(), done);
+  router->Decide(query, kPool, policy, done);  // arrive in step 1
+  router->Decide(query, kPool, policy, done);
   ledger.Open();
   answered.Wait();
   ASSERT_EQ(statuses.size(), 3u);
