@@ -6,7 +6,8 @@
 // current snapshot's predictor (on the handler's thread, so the batch thread only solves), and,
 // while learning from outcomes is on (RuntimeState::learner), adjusts the predicted quality and
 // its lower bound by what was learned (or samples them: exploration), keeping the estimator's own
-// quality in PendingQuery::prior_quality. Batch, inline and ext_proc queries all come through
+// quality in PendingQuery::prior_quality (for a cold-start model, the query's baseline its column
+// carries instead of the estimator's placeholder). Batch, inline and ext_proc queries all come through
 // here, so every decision sees the same adjusted numbers; the budget cap and the slot limits are
 // the solver's and the ledger's, whatever the numbers.
 //
