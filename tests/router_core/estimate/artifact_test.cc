@@ -217,7 +217,8 @@ std::string ReadSourceFile(const std::string& relative) {
 // refused as damage: a checksum mismatch, or a checksum field that is not where it belongs (a
 // change in the first 14 bytes).
 TEST(ArtifactTest, EverySingleByteMutationOfASmallArtifactIsRefused) {
-  std::string bytes = ReadSourceFile("tests/router_core/estimate/artifact_fuzz_corpus/knn.cbor");
+  std::string bytes = ReadSourceFile(
+      "tests/router_core/estimate/artifact_fuzz_corpus/classifier_embeddings.cbor");
   ASSERT_THAT(ParseArtifact(bytes), IsOk());
   int refused = 0;
   for (size_t pos = 0; pos < bytes.size(); ++pos) {
