@@ -209,6 +209,30 @@ void BM_Deadline(benchmark::State& state) {
                     [&](double t) { return t > absl::ToDoubleMilliseconds(limit) + 1.0; }));
 }
 
+// The floor under BM_Deadline's tail: how long this thread goes without running although it never
+// blocks. A busy loop reads the clock for 20 s (about as long as all BM_Deadline rows) and counts
+// the gaps between consecutive readings longer than 1 ms (the thread was descheduled: other
+// threads, the kernel, or the hypervisor taking the virtual CPU away). Run it with BM_Deadline, at
+// the same priority, so that both see the same machine.
+void BM_PlatformStalls(benchmark::State& state) {
+  const absl::Duration run = absl::Seconds(state.range(0));
+  int gaps_over_1ms = 0;
+  double worst_ms = 0.0;
+  for (auto _ : state) {
+    auto previous = std::chrono::steady_clock::now();
+    const auto end = previous + absl::ToChronoNanoseconds(run);
+    while (previous < end) {
+      const auto now = std::chrono::steady_clock::now();
+      const double gap_ms = std::chrono::duration<double, std::milli>(now - previous).count();
+      if (gap_ms > 1.0) ++gaps_over_1ms;
+      worst_ms = std::max(worst_ms, gap_ms);
+      previous = now;
+    }
+  }
+  state.counters["gaps_over_1ms"] = gaps_over_1ms;
+  state.counters["max_gap_ms"] = worst_ms;
+}
+
 void Sizes(benchmark::internal::Benchmark* b) {
   for (int n : {100, 256, 1024}) {
     for (int m : {11, 20, 32}) b->Args({n, m});
@@ -231,6 +255,7 @@ BENCHMARK(BM_Deadline)
     ->ArgsProduct({{1024}, {32}, {10, 20}, {0, 5000}, {0, 1}, {0, 1}})
     ->Iterations(50)
     ->Unit(benchmark::kMillisecond);
+BENCHMARK(BM_PlatformStalls)->Arg(20)->Iterations(1)->Unit(benchmark::kMillisecond);
 BENCHMARK(BM_PlainCbc)->Apply(Sizes)->Iterations(10)->Unit(benchmark::kMillisecond);
 
 }  // namespace

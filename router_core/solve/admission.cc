@@ -10,7 +10,8 @@ Admission AdmitQueries(const Instance& instance) {
   const int n = instance.num_queries;
   std::vector<double> negative_cost(instance.cost.size());
   for (size_t k = 0; k < negative_cost.size(); ++k) negative_cost[k] = -instance.cost[k];
-  TransportResult cheapest = SolveTransport(instance, negative_cost);
+  // No deadline: the fallback is what every later stage starts from.
+  TransportResult cheapest = *SolveTransport(instance, negative_cost);
 
   Admission admission;
   admission.fallback = std::move(cheapest.model_of_query);

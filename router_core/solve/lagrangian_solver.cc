@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <cmath>
 #include <limits>
+#include <optional>
 
 #include "router_core/solve/solution.h"
 #include "router_core/solve/transport.h"
@@ -23,15 +24,18 @@ struct Probe {
   std::vector<double> slot_price;
 };
 
-Probe Evaluate(const Instance& inst, double lambda, std::vector<double>& weight) {
+// nullopt when the deadline passed before the transportation solve finished.
+std::optional<Probe> Evaluate(const Instance& inst, double lambda, std::vector<double>& weight,
+                              const Deadline& deadline) {
   for (size_t k = 0; k < weight.size(); ++k) weight[k] = inst.value[k] - lambda * inst.cost[k];
-  TransportResult t = SolveTransport(inst, weight);
+  std::optional<TransportResult> t = SolveTransport(inst, weight, deadline);
+  if (!t.has_value()) return std::nullopt;
   Probe p;
   p.lambda = lambda;
-  p.cost = AssignmentCost(inst, t.model_of_query);
-  p.bound = (inst.has_budget() ? lambda * inst.budget : 0.0) + t.value;
-  p.model_of_query = std::move(t.model_of_query);
-  p.slot_price = std::move(t.slot_price);
+  p.cost = AssignmentCost(inst, t->model_of_query);
+  p.bound = (inst.has_budget() ? lambda * inst.budget : 0.0) + t->value;
+  p.model_of_query = std::move(t->model_of_query);
+  p.slot_price = std::move(t->slot_price);
   return p;
 }
 
@@ -41,8 +45,10 @@ bool Fits(const Instance& inst, const Probe& p) {
 
 // Spends leftover budget on upgrades: moves (i -> j) that raise the value, fit a free slot and the
 // remaining budget, best value per extra cost first (free upgrades before paid ones). Repeats while
-// a pass changes something, at most three passes.
-void GreedyUpgrade(const Instance& inst, std::vector<int>& x) {
+// a pass changes something, at most three passes. The first pass always runs, whatever the time
+// (O(N*M log(N*M)): it turns the cheap assignment a high budget price leaves into a good one); the
+// later ones only before `deadline`.
+void GreedyUpgrade(const Instance& inst, std::vector<int>& x, const Deadline& deadline) {
   const int n = inst.num_queries, m = inst.num_models;
   std::vector<int64_t> used(m, 0);
   for (int i = 0; i < n; ++i) ++used[x[i]];
@@ -51,7 +57,7 @@ void GreedyUpgrade(const Instance& inst, std::vector<int>& x) {
     double key;
     int query, model;
   };
-  for (int pass = 0; pass < 3; ++pass) {
+  for (int pass = 0; pass < 3 && (pass == 0 || !deadline.Passed()); ++pass) {
     const double left = inst.has_budget() ? inst.budget - spent : kInf;
     std::vector<Move> moves;
     for (int i = 0; i < n; ++i) {
@@ -119,10 +125,6 @@ LagrangianResult SolveLagrangian(const Instance& inst, const std::vector<int>& f
                                  double bound_tolerance, const Deadline& deadline) {
   LagrangianResult result;
   std::vector<double> weight(inst.value.size());
-
-  Probe lo = Evaluate(inst, 0.0, weight);
-  ++result.iterations;
-  Probe best_bound = lo;
   std::vector<int> best_x = feasible_start;
   double best_value = AssignmentValue(inst, feasible_start);
   auto consider_primal = [&](const Probe& p) {
@@ -133,62 +135,74 @@ LagrangianResult SolveLagrangian(const Instance& inst, const std::vector<int>& f
       best_x = p.model_of_query;
     }
   };
-  consider_primal(lo);
+  // Prices (0, 0) give a valid bound too: the answer's bound when not even lambda = 0 finished.
+  Probe best_bound;
+  best_bound.slot_price.assign(inst.num_models, 0.0);
 
-  if (!Fits(inst, lo)) {
-    // Find a lambda whose transportation optimum fits the budget.
-    double mean_cost = 0.0;
-    int positive = 0;
-    for (size_t k = 0; k < inst.cost.size(); ++k) {
-      if (inst.allowed[k] && inst.cost[k] > 0) {
-        mean_cost += inst.cost[k];
-        ++positive;
-      }
-    }
-    double lambda = positive > 0 ? positive / mean_cost : 1.0;
-    Probe hi = Evaluate(inst, lambda, weight);
+  std::optional<Probe> first = Evaluate(inst, 0.0, weight, deadline);
+  if (first.has_value()) {
     ++result.iterations;
-    for (int d = 0; d < kMaxDoublings && !Fits(inst, hi) && !deadline.Passed(); ++d) {
-      lo = std::move(hi);
-      lambda *= 2.0;
-      hi = Evaluate(inst, lambda, weight);
-      ++result.iterations;
-    }
-    if (lo.bound < best_bound.bound) best_bound = lo;
-    if (hi.bound < best_bound.bound) best_bound = hi;
-    consider_primal(hi);
-    if (Fits(inst, hi)) {
-      for (int step = 0; step < kMaxSearchSteps && !deadline.Passed(); ++step) {
+    Probe lo = *std::move(first);
+    best_bound = lo;
+    consider_primal(lo);
+    if (!Fits(inst, lo)) {
+      // Find a lambda whose transportation optimum fits the budget.
+      double mean_cost = 0.0;
+      int positive = 0;
+      for (size_t k = 0; k < inst.cost.size(); ++k) {
+        if (inst.allowed[k] && inst.cost[k] > 0) {
+          mean_cost += inst.cost[k];
+          ++positive;
+        }
+      }
+      double lambda = positive > 0 ? positive / mean_cost : 1.0;
+      std::optional<Probe> hi = Evaluate(inst, lambda, weight, deadline);
+      for (int d = 0; d < kMaxDoublings && hi.has_value() && !Fits(inst, *hi); ++d) {
+        ++result.iterations;
+        if (hi->bound < best_bound.bound) best_bound = *hi;
+        lo = *std::move(hi);
+        lambda *= 2.0;
+        hi = Evaluate(inst, lambda, weight, deadline);
+      }
+      if (hi.has_value()) {
+        ++result.iterations;
+        if (hi->bound < best_bound.bound) best_bound = *hi;
+        consider_primal(*hi);
+      }
+      for (int step = 0; step < kMaxSearchSteps && hi.has_value() && Fits(inst, *hi); ++step) {
         // h is convex with slope B - cost; the two supporting lines meet at lambda_x.
-        const double slope_lo = inst.budget - lo.cost;  // < 0
-        const double slope_hi = inst.budget - hi.cost;  // >= 0
-        double lambda_x = 0.5 * (lo.lambda + hi.lambda);
+        const double slope_lo = inst.budget - lo.cost;   // < 0
+        const double slope_hi = inst.budget - hi->cost;  // >= 0
+        double lambda_x = 0.5 * (lo.lambda + hi->lambda);
         double line_min = -kInf;
         if (slope_hi - slope_lo > 0) {
-          const double candidate = (hi.bound - lo.bound + slope_lo * lo.lambda - slope_hi * hi.lambda) /
-                                   (slope_lo - slope_hi);
-          if (candidate > lo.lambda && candidate < hi.lambda) {
+          const double candidate =
+              (hi->bound - lo.bound + slope_lo * lo.lambda - slope_hi * hi->lambda) /
+              (slope_lo - slope_hi);
+          if (candidate > lo.lambda && candidate < hi->lambda) {
             lambda_x = candidate;
             line_min = lo.bound + slope_lo * (candidate - lo.lambda);
           }
         }
-        if (best_bound.bound - line_min <= bound_tolerance * std::max(1.0, std::abs(best_bound.bound)) ||
-            hi.lambda - lo.lambda <= 1e-12 * hi.lambda) {
+        if (best_bound.bound - line_min <=
+                bound_tolerance * std::max(1.0, std::abs(best_bound.bound)) ||
+            hi->lambda - lo.lambda <= 1e-12 * hi->lambda) {
           break;
         }
-        Probe mid = Evaluate(inst, lambda_x, weight);
+        std::optional<Probe> mid = Evaluate(inst, lambda_x, weight, deadline);
+        if (!mid.has_value()) break;
         ++result.iterations;
-        if (mid.bound < best_bound.bound) best_bound = mid;
-        if (Fits(inst, mid)) {
-          consider_primal(mid);
+        if (mid->bound < best_bound.bound) best_bound = *mid;
+        if (Fits(inst, *mid)) {
+          consider_primal(*mid);
           hi = std::move(mid);
         } else {
-          lo = std::move(mid);
+          lo = *std::move(mid);
         }
       }
     }
   }
-  GreedyUpgrade(inst, best_x);
+  GreedyUpgrade(inst, best_x, deadline);
   result.objective = AssignmentValue(inst, best_x);
   result.model_of_query = std::move(best_x);
   result.budget_price = best_bound.lambda;

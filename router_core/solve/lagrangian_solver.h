@@ -28,8 +28,10 @@
 // Cost: O(I * T) with I <= 60 search steps (typically 10-20) and T the transportation cost
 // (transport.h), plus O(N*M log(N*M)) for the greedy pass.
 //
-// Stopping: once `deadline` has passed, the search ends after the current transportation solve
-// and returns what it has, still feasible, with the bound of the prices found.
+// Stopping: once `deadline` has passed, the transportation solve in progress is dropped (it checks
+// the deadline between units of excess), and the search returns what it has after one greedy pass:
+// still feasible, with the bound of the prices found (lambda = 0, mu = 0 if not even the first
+// solve finished). What follows the deadline is that pass, O(N*M log(N*M)), and the bound, O(N*M).
 //
 // Thread-safety: a pure function.
 

@@ -1,6 +1,13 @@
 #include "router_core/solve/solve_batch.h"
 
+#include <pthread.h>
+#include <sched.h>
+#include <sys/resource.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+
 #include <algorithm>
+#include <cerrno>
 #include <atomic>
 #include <cmath>
 #include <limits>
@@ -59,6 +66,20 @@ struct CbcRunInBackground {
 // never pile up and take the cores from the decisions that follow.
 std::atomic<int> abandoned_cbc_runs{0};
 
+// CBC only improves an answer the caller already has, so its thread yields the cores to the
+// decisions and to the caller waking at its deadline: it leaves any real-time policy the process
+// was given for SCHED_BATCH (no wake-up preemption) and runs kCbcNiceIncrement nice levels below
+// the process. Lowering one's own priority needs no privilege; failing to is harmless.
+constexpr int kCbcNiceIncrement = 10;
+void LowerThisThreadsPriority() {
+  const sched_param batch = {.sched_priority = 0};
+  pthread_setschedparam(pthread_self(), SCHED_BATCH, &batch);
+  const id_t tid = static_cast<id_t>(syscall(SYS_gettid));
+  errno = 0;
+  const int nice = getpriority(PRIO_PROCESS, tid);
+  if (errno == 0) setpriority(PRIO_PROCESS, tid, std::min(nice + kCbcNiceIncrement, 19));
+}
+
 // CBC's result if it finished by `end`; nullopt if it did not (or its thread could not start).
 absl::StatusOr<std::optional<CbcResult>> RunCbcUntil(const Instance& served, CbcOptions options,
                                                      absl::Time end, const Clock& clock) {
@@ -69,6 +90,7 @@ absl::StatusOr<std::optional<CbcResult>> RunCbcUntil(const Instance& served, Cbc
   options.stop = &run->stop;
   try {
     std::thread([run, instance, incumbent, options] {
+      LowerThisThreadsPriority();
       absl::StatusOr<CbcResult> result = SolveWithCbc(*instance, options);
       absl::MutexLock lock(&run->mu);
       run->result = std::move(result);
@@ -250,9 +272,12 @@ absl::StatusOr<Solution> SolveInstance(const Instance& instance, PolicyKind poli
 }
 
 absl::StatusOr<Solution> SolveBatch(const BatchProblem& problem, const Clock& clock) {
+  // The time limit counts from here: checking and building the instance are part of the decision.
+  SolveOptions options = problem.solve;
+  options.deadline = std::min(options.deadline, clock.Now() + options.time_limit);
   if (absl::Status s = ValidateBatchProblem(problem); !s.ok()) return s;
   return SolveInstance(BuildInstance(problem, ValueSourceFor(problem.policy)), problem.policy,
-                       problem.params, problem.solve, clock);
+                       problem.params, options, clock);
 }
 
 }  // namespace router::core

@@ -8,9 +8,12 @@
 // validates the description, builds its instance, and calls SolveInstance.
 //
 // Exact policies (batch, batch_robust, batch_gamma) are orchestrated until the solve's end,
-//     end = min(start + options.time_limit, options.deadline):
+//     end = min(start + options.time_limit, options.deadline),
+// where start is the call (SolveBatch's checking and building of the instance count):
+//   0. the admission (admission.h) finds the cheapest feasible assignment, whatever the time: it
+//      is the answer every later stage improves on;
 //   1. the structure-aware fast solver (lagrangian_solver.h; robust_gamma.h for batch_gamma)
-//      yields a feasible assignment with a proven upper bound; it checks `end` between its
+//      yields a feasible assignment with a proven upper bound; it checks `end` inside its
 //      transportation solves and hands back what it has once `end` has passed;
 //   2. on a batch of at most `small_batch_max_queries` served queries whose gap exceeds
 //      `relative_gap`, the small-batch branch and bound (small_batch_solver.h; for batch_gamma,
@@ -18,12 +21,15 @@
 //      prices), within its node budget and `end`;
 //   3. if the gap still exceeds `relative_gap` and at least `min_cbc_time` remains before `end`,
 //      CBC (cbc_solver.h) starts from the best assignment so far, on a thread of its own with its
-//      own copy of the served queries; the caller waits for it on `clock` until `end` only, then
-//      goes on without it and tells it to stop (CBC ends at its next event). CBC does not start
-//      while an abandoned run is still ending anywhere in the process;
+//      own copy of the served queries, at a lower priority than the caller (SCHED_BATCH, 10 nice
+//      levels down, so the caller gets a core back at `end`); the caller waits for it on `clock`
+//      until `end` only, then goes on without it and tells it to stop (CBC ends at its next
+//      event). CBC does not start while an abandoned run is still ending anywhere in the process;
 //   4. the best assignment is returned with the tightest of the bounds.
-// So an exact decision leaves by `end` plus one transportation solve or 256 search nodes (figures
-// in bench/README.md, "Deadlines"), and the gap is always reported. When no time is left at the
+// So an exact decision leaves by `end` plus at most 16 units of a transportation solve or 256
+// search nodes, one greedy pass (O(N*M log(N*M))), the bound and the final feasibility check
+// (O(N*M)), and the time its thread takes to get a core back (figures in bench/README.md,
+// "Deadlines"); the gap is always reported. When no time is left at the
 // start (`end` <= start), every policy answers at once with the admission's cheapest feasible
 // assignment (method "admission"; for exact policies with the trivial bound, every query at its
 // best value). Heuristic policies (per_query, threshold, ndch, ndch_p) return status HEURISTIC
@@ -64,7 +70,8 @@ absl::StatusOr<Solution> SolveInstance(const Instance& instance, PolicyKind poli
                                        const PolicyParams& params, const SolveOptions& options,
                                        const Clock& clock = Clock::Real());
 
-// Validates `problem`, then SolveInstance on its instance with problem.solve.
+// Validates `problem`, then SolveInstance on its instance with problem.solve, the time limit
+// counted from this call.
 absl::StatusOr<Solution> SolveBatch(const BatchProblem& problem,
                                     const Clock& clock = Clock::Real());
 

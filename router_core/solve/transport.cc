@@ -4,6 +4,7 @@
 #include <cmath>
 #include <functional>
 #include <limits>
+#include <optional>
 
 #include "router_core/solve/solution.h"
 
@@ -67,7 +68,7 @@ class TransportState {
     row_dirty_.assign(num_nodes_, 1);
   }
 
-  TransportResult Solve() {
+  std::optional<TransportResult> Solve(const Deadline& deadline) {
     const int n = inst_.num_queries;
     for (int i = 0; i < n; ++i) {
       int best_node = kOutside;
@@ -83,8 +84,12 @@ class TransportState {
       ++count_[best_node];
     }
     BuildHeaps();
+    int units = 0;
     for (int k = 1; k < num_nodes_; ++k) {
-      while (count_[k] > capacity_[k]) EvictOne(k);
+      while (count_[k] > capacity_[k]) {
+        if (units++ % kTransportDeadlineStride == 0 && deadline.Passed()) return std::nullopt;
+        EvictOne(k);
+      }
     }
     return Result();
   }
@@ -284,9 +289,12 @@ class TransportState {
 
 }  // namespace
 
-TransportResult SolveTransport(const Instance& instance, const std::vector<double>& weight) {
+std::optional<TransportResult> SolveTransport(const Instance& instance,
+                                              const std::vector<double>& weight,
+                                              const Deadline& deadline) {
+  if (deadline.Passed()) return std::nullopt;
   TransportState state(instance, weight);
-  return state.Solve();
+  return state.Solve(deadline);
 }
 
 }  // namespace router::core

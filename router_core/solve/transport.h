@@ -26,13 +26,20 @@
 // happens when no slot-feasible assignment serves every query, and then the number left unserved
 // is the minimum possible.
 //
+// Stopping: the solve checks `deadline` between units of excess (every kTransportDeadlineStride
+// units) and gives up once it has passed: an unfinished flow is no optimum and its prices no bound,
+// so the caller gets nothing (nullopt) and keeps what it had. With the default Deadline it always
+// finishes.
+//
 // Thread-safety: a pure function.
 
 #ifndef ROUTER_CORE_SOLVE_TRANSPORT_H_
 #define ROUTER_CORE_SOLVE_TRANSPORT_H_
 
+#include <optional>
 #include <vector>
 
+#include "router_core/solve/deadline.h"
 #include "router_core/solve/instance.h"
 
 namespace router::core {
@@ -47,9 +54,15 @@ struct TransportResult {
   int num_unserved = 0;
 };
 
+// Units of excess moved between two readings of the deadline's clock (a unit costs O(K^3)).
+inline constexpr int kTransportDeadlineStride = 16;
+
 // `weight` is N x M row-major like Instance::value; only allowed cells are read. Slots and the
-// allowed mask come from `instance`; its budget, value and cost are ignored.
-TransportResult SolveTransport(const Instance& instance, const std::vector<double>& weight);
+// allowed mask come from `instance`; its budget, value and cost are ignored. nullopt only when
+// `deadline` passed before the solve finished.
+std::optional<TransportResult> SolveTransport(const Instance& instance,
+                                              const std::vector<double>& weight,
+                                              const Deadline& deadline = Deadline());
 
 }  // namespace router::core
 

@@ -4,6 +4,7 @@
 #include "router_core/solve/admission.h"
 #include "router_core/solve/solution.h"
 #include "tests/router_core/testing/brute_force.h"
+#include "tests/router_core/testing/fake_clock.h"
 #include "tests/router_core/testing/random_instance.h"
 
 namespace router::core {
@@ -75,6 +76,28 @@ TEST(LagrangianSolverTest, GapIsSmallOnRealisticBatches) {
     // Half a percent: the documented target of the fast path (bench/README.md).
     EXPECT_LE((r.upper_bound - r.objective) / r.upper_bound, 5e-3) << "seed " << seed;
   }
+}
+
+// Past its deadline the search starts no transportation solve: the answer is the feasible start
+// after one greedy pass, with a bound that is still valid (prices 0).
+TEST(LagrangianSolverTest, PastItsDeadlineItSolvesNothingAndKeepsAValidBound) {
+  const testing::FakeClock clock;
+  const Deadline passed(clock.Now(), clock);
+  int checked = 0;
+  for (uint64_t seed = 1; seed <= 300; ++seed) {
+    const Instance inst = BuildInstance(RandomProblem(Small(seed)), ValueSource::kQuality);
+    const auto best = BruteForce(inst);
+    if (!best.has_value()) continue;
+    const Admission admission = AdmitQueries(inst);
+    const LagrangianResult r =
+        SolveLagrangian(inst, admission.fallback, kDefaultBoundTolerance, passed);
+    ++checked;
+    EXPECT_EQ(r.iterations, 0) << "seed " << seed;
+    ASSERT_TRUE(CheckFeasible(inst, r.model_of_query).ok()) << "seed " << seed;
+    EXPECT_GE(r.objective, AssignmentValue(inst, admission.fallback)) << "seed " << seed;
+    EXPECT_GE(r.upper_bound, best->objective - 1e-9) << "seed " << seed;
+  }
+  EXPECT_GT(checked, 100);
 }
 
 }  // namespace

@@ -8,6 +8,7 @@
 #include "router_core/solve/admission.h"
 #include "router_core/solve/solution.h"
 #include "tests/router_core/testing/brute_force.h"
+#include "tests/router_core/testing/fake_clock.h"
 #include "tests/router_core/testing/random_instance.h"
 
 namespace router::core {
@@ -50,7 +51,7 @@ TEST(TransportTest, MatchesBruteForceAndDualCertifiesIt) {
     o.disallow_probability = seed % 2 == 0 ? 0.3 : 0.0;
     o.budget_fraction = -1;
     const Instance inst = NoBudget(BuildInstance(RandomProblem(o), ValueSource::kQuality));
-    const TransportResult result = SolveTransport(inst, inst.value);
+    const TransportResult result = *SolveTransport(inst, inst.value);
     const auto best = BruteForce(inst);
     if (!best.has_value()) {
       EXPECT_GT(result.num_unserved, 0) << "seed " << seed;
@@ -76,7 +77,7 @@ TEST(TransportTest, LargeInstanceIsFeasibleAndDualIsTight) {
                                      .disallow_probability = 0.2,
                                      .seed = seed};
     const Instance inst = NoBudget(BuildInstance(RandomProblem(o), ValueSource::kQuality));
-    const TransportResult result = SolveTransport(inst, inst.value);
+    const TransportResult result = *SolveTransport(inst, inst.value);
     ASSERT_TRUE(CheckFeasible(inst, result.model_of_query).ok());
     EXPECT_NEAR(DualValue(inst, result.slot_price), result.value, 1e-7 * result.value);
   }
@@ -92,7 +93,7 @@ TEST(TransportTest, LeavesTheMinimumNumberUnserved) {
   inst.cost.assign(6, 0.0);
   inst.allowed = {1, 1, 1, 0, 1, 0};
   inst.slots = {1, kUnlimited};
-  const TransportResult result = SolveTransport(inst, inst.value);
+  const TransportResult result = *SolveTransport(inst, inst.value);
   EXPECT_EQ(result.num_unserved, 1);
   EXPECT_EQ(result.model_of_query[0], 1);  // the flexible query yields the slot
   EXPECT_EQ(result.model_of_query[1], 0);  // the best of the other two takes it
@@ -133,12 +134,6 @@ TEST(AdmissionTest, FallbackIsAlwaysFeasible) {
   }
 }
 
-}  // namespace
-}  // namespace router::core
-
-namespace router::core {
-namespace {
-
 // Regression: more slot-only queries than slots, with the large unserved penalty, once made the
 // eviction path loop forever (found by the heuristic policies' stress run).
 TEST(TransportTest, OversubscribedSlotOnlyQueriesTerminate) {
@@ -165,6 +160,28 @@ TEST(TransportTest, OversubscribedSlotOnlyQueriesTerminate) {
                                    .seed = 756};
   const Instance inst = BuildInstance(RandomProblem(o), ValueSource::kQuality);
   EXPECT_TRUE(CheckFeasible(inst, AdmitQueries(inst).fallback).ok());
+}
+
+// A flow stopped half-way is no optimum and has no valid prices: past its deadline the solve gives
+// nothing back; before it, the same answer as without one.
+TEST(TransportTest, GivesUpOnceItsDeadlineHasPassed) {
+  const RandomInstanceOptions o = {.num_queries = 256,
+                                   .num_models = 20,
+                                   .num_limited = 6,
+                                   .slot_fraction = 0.04,
+                                   .adversarial = true,
+                                   .seed = 7};
+  const Instance inst = BuildInstance(RandomProblem(o), ValueSource::kQuality);
+  const testing::FakeClock clock;
+  EXPECT_FALSE(SolveTransport(inst, inst.value, Deadline(clock.Now(), clock)).has_value());
+
+  const std::optional<TransportResult> unbounded = SolveTransport(inst, inst.value);
+  const std::optional<TransportResult> in_time =
+      SolveTransport(inst, inst.value, Deadline(clock.Now() + absl::Seconds(1), clock));
+  ASSERT_TRUE(unbounded.has_value());
+  ASSERT_TRUE(in_time.has_value());
+  EXPECT_EQ(in_time->model_of_query, unbounded->model_of_query);
+  EXPECT_EQ(in_time->slot_price, unbounded->slot_price);
 }
 
 }  // namespace
