@@ -785,7 +785,7 @@ grpc::ServerBidiReactor<grpc::ByteBuffer, grpc::ByteBuffer>* ExtProcService::Pro
       return RefusedStream(s);
     }
   }
-  runtime_->NoteArrival();
+  runtime_->NoteActivity();
   return new ExtProcCall(runtime_, ctx->peer());
 }
 

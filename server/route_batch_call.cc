@@ -105,6 +105,7 @@ class RouteBatchCall final : public grpc::ServerUnaryReactor, public AnswerSink 
         }
       }
     }
+    rt_->UnaryCallDone();
     delete this;
   }
 
@@ -157,7 +158,7 @@ grpc::ServerUnaryReactor* StartRouteBatchCall(RouterRuntime* runtime,
                                               grpc::CallbackServerContext* ctx,
                                               const grpc::ByteBuffer* request,
                                               grpc::ByteBuffer* response) {
-  runtime->NoteArrival();
+  runtime->UnaryCallOpened();
   auto* call = new RouteBatchCall(runtime, ctx, response);
   call->Start(*request);
   return call;

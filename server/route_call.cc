@@ -59,6 +59,7 @@ class RouteCall final : public grpc::ServerUnaryReactor, public AnswerSink {
       rt_->ReleaseUndelivered(response_.assignment().assignment_id(),
                               response_.assignment().model());
     }
+    rt_->UnaryCallDone();
     delete this;
   }
 
@@ -93,7 +94,7 @@ class RouteCall final : public grpc::ServerUnaryReactor, public AnswerSink {
 grpc::ServerUnaryReactor* StartRouteCall(RouterRuntime* runtime, grpc::CallbackServerContext* ctx,
                                          const grpc::ByteBuffer* request,
                                          grpc::ByteBuffer* response) {
-  runtime->NoteArrival();
+  runtime->UnaryCallOpened();
   auto* call = new RouteCall(runtime, ctx, response);
   call->Start(*request);
   return call;

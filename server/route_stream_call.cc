@@ -315,7 +315,7 @@ class RouteStreamCall final : public grpc::ServerBidiReactor<grpc::ByteBuffer, g
 
 grpc::ServerBidiReactor<grpc::ByteBuffer, grpc::ByteBuffer>* StartRouteStreamCall(
     RouterRuntime* runtime, grpc::CallbackServerContext* ctx) {
-  runtime->NoteArrival();
+  runtime->NoteActivity();
   return new RouteStreamCall(runtime, ctx);
 }
 

@@ -142,9 +142,22 @@ class RouterRuntime {
   // Queries waiting for a batch (queued, or in caller-formed batches not yet decided).
   int64_t NumQueued() { return scheduler_->NumQueued(); }
 
-  // Handlers call this for every call they receive; shutdown waits for a quiet period (routerd.h).
-  void NoteArrival() { last_arrival_ns_.store(absl::ToUnixNanos(clock_->Now())); }
-  absl::Time last_arrival() const { return absl::FromUnixNanos(last_arrival_ns_.load()); }
+  // Shutdown waits for quiet (routerd.h, step 3): for a while no call arrived, none of Route and
+  // RouteBatch is open and none closed. Handlers call NoteActivity for every call they receive;
+  // Route and RouteBatch call UnaryCallOpened instead, and UnaryCallDone once their reactor is done
+  // (their answer sent: that frees the call's HTTP/2 stream, which a client held at
+  // grpc.max_concurrent_streams uses for a call it held back).
+  void NoteActivity() { last_activity_ns_.store(absl::ToUnixNanos(clock_->Now())); }
+  void UnaryCallOpened() {
+    open_unary_calls_.fetch_add(1);
+    NoteActivity();
+  }
+  void UnaryCallDone() {
+    open_unary_calls_.fetch_sub(1);
+    NoteActivity();
+  }
+  int64_t open_unary_calls() const { return open_unary_calls_.load(); }
+  absl::Time last_activity() const { return absl::FromUnixNanos(last_activity_ns_.load()); }
 
   // Refreshes the gauges that describe the ledger (slots in use, remaining budget, totals).
   void PublishLedgerGauges();
@@ -209,7 +222,8 @@ class RouterRuntime {
   const core::Clock* const clock_;
   const std::string batch_prefix_;
   std::atomic<uint64_t> next_batch_{0};
-  std::atomic<int64_t> last_arrival_ns_{0};
+  std::atomic<int64_t> last_activity_ns_{0};
+  std::atomic<int64_t> open_unary_calls_{0};
   LedgerReports ledger_reports_{this};
   bool shared_ledger_ = false;
   std::atomic<bool> ledger_degraded_{false};

@@ -48,7 +48,7 @@ grpc::ServerUnaryReactor* RouterService::Complete(grpc::CallbackServerContext* c
                                                   grpc::ByteBuffer* raw_response) {
   if (absl::Status s = Authorize(ctx, "Complete"); !s.ok()) return RefusedUnary(ctx, s);
   grpc::ServerUnaryReactor* reactor = ctx->DefaultReactor();
-  runtime_->NoteArrival();
+  runtime_->NoteActivity();
   const absl::Time start = runtime_->clock().Now();
   v1::CompleteRequest request;
   v1::CompleteResponse response;

@@ -406,17 +406,22 @@ void Routerd::Shutdown(absl::Duration drain, absl::Duration grace) {
   runtime_->StopAccepting();  // batch and inline work alike
   const absl::Time deadline = absl::Now() + grace;
   runtime_->StopBatches(deadline);
-  // Linger while calls keep arriving (each is answered UNAVAILABLE at once): gRPC's Shutdown kills
-  // the calls it has received but not yet dispatched to a handler with CANCELLED, a status a
-  // gateway does not retry. So the server closes only after a quiet period, or at the deadline.
-  constexpr absl::Duration kQuietPeriod = absl::Milliseconds(200);
-  while (absl::Now() < deadline && absl::Now() - runtime_->last_arrival() < kQuietPeriod) {
+  // Linger while calls keep arriving (each is answered UNAVAILABLE at once) or being answered: gRPC
+  // 1.51's Server::Shutdown ends with CANCELLED, a status a gateway does not retry, every call
+  // whose request it has not handed to a handler yet and every call that reaches it afterwards.
+  // An answer sent counts because it frees a stream: a client at the stream limit
+  // (grpc.max_concurrent_streams) holds further calls back while routerd's queued queries fill its
+  // streams, so none arrives while they wait, and they arrive once those answers reach it. So the
+  // server closes once no Route or RouteBatch call is open and none arrived or closed for a quiet
+  // period, or at the deadline.
+  while (absl::Now() < deadline &&
+         (runtime_->open_unary_calls() > 0 ||
+          absl::Now() - runtime_->last_activity() < kShutdownQuietPeriod)) {
     absl::SleepFor(absl::Milliseconds(10));
   }
   if (server_ != nullptr) {
-    // Calls received but not yet dispatched to a handler (an overloaded server has many) are still
-    // dispatched until the deadline and answered UNAVAILABLE by the stopped scheduler; only calls
-    // open past the deadline (idle streams) are cancelled by gRPC.
+    // Calls already in a handler are answered (the stopped scheduler refuses them UNAVAILABLE);
+    // only calls open past the deadline (idle streams) are cancelled by gRPC.
     const absl::Time stop = std::max(deadline, absl::Now() + absl::Milliseconds(200));
     server_->Shutdown(absl::ToChronoTime(stop));
     if (gateway_server_ != nullptr) gateway_server_->Shutdown(absl::ToChronoTime(stop));

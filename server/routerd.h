@@ -10,7 +10,10 @@
 //   2. new work is refused (UNAVAILABLE, retryable; inline queries too) and the scheduler decides
 //      what is queued, batch after batch, until everything is answered or `grace` has passed (the
 //      rest: UNAVAILABLE); inline queries are answered on their handler thread, so none is left;
-//   3. once no call has arrived for 200 ms (or at the grace deadline), the gRPC servers shut down
+//   3. once no Route or RouteBatch call is open and none arrived or closed for 200 ms (an answer
+//      sent frees a stream, which a client held at grpc.max_concurrent_streams uses for a call it
+//      held back), or at the grace deadline, the gRPC servers shut down, which ends every call
+//      reaching them later CANCELLED
 //      (gRPC 1.51 waits for every reactor to finish, which step 2 guarantees for queries; Envoy
 //      ext_proc streams still open at the grace deadline are cancelled, which releases their
 //      assignments), then the admin server; then the learning snapshot is written (every
@@ -96,6 +99,8 @@ class Routerd {
   absl::Status ReloadCredentials(bool log_repeats);
   // `drain` and `grace` as in the config's shutdown section.
   void Shutdown(absl::Duration drain, absl::Duration grace);
+  // How long no call may have arrived or closed before the gRPC servers shut down (step 3 above).
+  static constexpr absl::Duration kShutdownQuietPeriod = absl::Milliseconds(200);
 
  private:
   Routerd() = default;

@@ -630,6 +630,57 @@ TEST_F(RouterdTest, ShutdownUnderLoadLosesNothing) {
   EXPECT_GT(ok, 0);
 }
 
+// Calls a client holds back at the stream limit (grpc.max_concurrent_streams) while routerd's own
+// queued queries fill every stream: no call arrives for as long as those queries wait (here the
+// whole drain, the batch waiting for company), and each answer sent frees a stream for one held
+// back, which then arrives. Those calls get routerd's UNAVAILABLE, not CANCELLED from a gRPC server
+// already shut down: the quiet period waits for the answers to be sent and counts from the last.
+TEST_F(RouterdTest, ShutdownAnswersCallsHeldBackAtTheStreamLimit) {
+  routerd_->Shutdown(absl::ZeroDuration(), absl::Seconds(5));
+  routerd_.reset();
+  constexpr int kStreams = 4;
+  constexpr int kCalls = 3 * kStreams;
+  Start(TestConfigYaml(/*max_batch_size=*/100,
+                       absl::StrCat("grpc: {max_concurrent_streams: ", kStreams, "}"), kCap,
+                       /*max_batch_delay_ms=*/60000));
+  ASSERT_FALSE(HasFatalFailure());
+  std::vector<std::unique_ptr<AsyncCall>> calls;
+  std::atomic<int> done{0};
+  absl::Notification all_done;
+  for (int k = 0; k < kCalls; ++k) {
+    auto call = std::make_unique<AsyncCall>();
+    *call->request.mutable_query() = MakeQuery(absl::StrCat("s", k), k);
+    call->ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(120));
+    AsyncCall* raw = call.get();
+    stub_->async()->Route(&raw->ctx, &raw->request, &raw->response,
+                          [raw, &done, &all_done](grpc::Status s) {
+                            raw->status = std::move(s);
+                            raw->callbacks.fetch_add(1);
+                            if (done.fetch_add(1) + 1 == kCalls) all_done.Notify();
+                          });
+    calls.push_back(std::move(call));
+  }
+  // The first kStreams calls wait for a batch (60 s delay); the others wait in the client.
+  const absl::Time wait_until = absl::Now() + absl::Seconds(60);
+  while (routerd_->runtime().NumQueued() < kStreams && absl::Now() < wait_until) {
+    absl::SleepFor(absl::Milliseconds(1));
+  }
+  EXPECT_EQ(routerd_->runtime().NumQueued(), kStreams);
+  // A drain longer than the quiet period: by its end, no call has arrived for longer than that.
+  routerd_->Shutdown(2 * Routerd::kShutdownQuietPeriod, absl::Seconds(60));
+  ASSERT_TRUE(all_done.WaitForNotificationWithTimeout(absl::Seconds(60)));
+  int ok = 0;
+  for (const auto& c : calls) {
+    EXPECT_EQ(c->callbacks.load(), 1);
+    if (c->status.ok()) {
+      ++ok;
+      continue;
+    }
+    EXPECT_EQ(c->status.error_code(), grpc::StatusCode::UNAVAILABLE) << c->status.error_message();
+    EXPECT_THAT(c->status.error_message(), HasSubstr("shutting down; retry on another replica"));
+  }
+  EXPECT_EQ(ok, kStreams);  // the queued batch is decided when the drain ends
+}
 
 // ---- Inline routing ----------------------------------------------------------------
 
