@@ -5,23 +5,29 @@
 //                  [--duration_s 5] [--channels 8] [--deadline_ms 10000]
 //                  [--max_batch_size 64] [--max_batch_delay_ms 2] [--max_queued 1024]
 //                  [--time_limit_ms T] [--relative_gap G] [--small_batch_max_queries N]
-//                  [--avg_cost_cap_usd C]
+//                  [--avg_cost_cap_usd C] [--routerd ADDR] [--capacity C]
 //
 // routerd runs in this process on the --config file (listening on 127.0.0.1:0, plaintext, no
 // metrics endpoint, with the batching flags above and the policy and budget flags given), as
-// load_bench runs it. The policy flags make the decisions the bottleneck (a binding budget and a
-// tight gap make CBC use its whole time limit per batch), the overload the queue bounds are for;
-// without them, on a small machine, gRPC's own per-call work saturates the CPU first.
+// load_bench runs it; or, with --routerd, it is a routerd started apart (plaintext; its own
+// config, so the config, batching and policy flags are refused with --routerd), which can then
+// be given priority over this process (`nice -n -10 routerd ...`, bench/README.md "Overload").
+// The policy flags make the decisions the bottleneck (a binding budget and a tight gap make CBC
+// use its whole time limit per batch), the overload the queue bounds are for; without them, on a
+// small machine, gRPC's own per-call work saturates the CPU first.
 //
 // 1. Capacity: a closed loop of --capacity_clients clients, each with one batch-mode Route in
 //    flight, for --duration_s: the answers per second it gets (OK or refused by a decision) are
-//    the capacity C.
+//    the capacity C. --capacity C skips this and takes C (calls per second) as given.
 // 2. For each factor f: an open loop offering f x C Route calls per second, evenly spaced, for
 //    --duration_s, over --channels connections, each call with a --deadline_ms deadline. A call's
 //    latency runs from the moment it was due (not when the sender got to it), so a late sender
 //    shows as latency. Calls are admitted (answered OK, or RESOURCE_EXHAUSTED by their batch's
 //    budget) or refused (UNAVAILABLE: queue full); the table gives each group's share and
-//    latency percentiles, and how many refusals carried the retry hint (grpc-retry-pushback-ms).
+//    latency percentiles (admitted calls' p99 also from when the sender started the call, which
+//    leaves out its own lateness), how many refusals carried the retry hint
+//    (grpc-retry-pushback-ms), how late the sender started its calls (send lag p99), and how many
+//    it started at or after their deadline (they end DEADLINE_EXCEEDED in the client, unsent).
 //
 // Output: a Markdown table on stdout, one row per factor. Exit status: 0 after printing it; 2 for
 // a bad flag; 1 if routerd cannot start.
@@ -69,6 +75,9 @@ struct Options {
   int64_t max_queued = 1024;
   std::optional<double> time_limit_ms, relative_gap, avg_cost_cap_usd;
   std::optional<int> small_batch_max_queries;
+  std::string target;               // --routerd; "": routerd in this process
+  std::optional<double> capacity;   // calls/s; none: measured
+  bool routerd_flags = false;       // a flag that configures the in-process routerd was given
 };
 
 int Usage(const std::string& problem) {
@@ -78,7 +87,7 @@ int Usage(const std::string& problem) {
                "[--deadline_ms 10000]\n"
                "       [--max_batch_size 64] [--max_batch_delay_ms 2] [--max_queued 1024]\n"
                "       [--time_limit_ms T] [--relative_gap G] [--small_batch_max_queries N]\n"
-               "       [--avg_cost_cap_usd C]\n";
+               "       [--avg_cost_cap_usd C] [--routerd ADDR] [--capacity C]\n";
   return 2;
 }
 
@@ -88,6 +97,7 @@ struct Call {
   v1::RouteRequest request;
   v1::RouteResponse response;
   absl::Time due;
+  absl::Duration send_lag;  // from `due` to the sender's start of the call
   absl::Duration latency;
   grpc::StatusCode code = grpc::StatusCode::OK;
   bool hinted = false;
@@ -107,6 +117,7 @@ class Calls {
     c->request.mutable_query()->set_text(texts_[seq % texts_.size()]);
     c->request.mutable_query()->set_mode(v1::ROUTING_MODE_BATCH);
     c->due = due;
+    c->send_lag = absl::Now() - due;
     c->ctx.set_deadline(absl::ToChronoTime(due + deadline));
     {
       absl::MutexLock lock(&mu_);
@@ -191,12 +202,16 @@ void OpenLoop(double factor, double capacity,
     calls.Start(*stubs[k % stubs.size()], due, deadline);
   }
   calls.AwaitAll();
-  std::vector<double> admitted_ms, refused_ms;
+  std::vector<double> admitted_ms, admitted_sent_ms, refused_ms, lag_ms;
+  int64_t sent_expired = 0;  // sent at or after their deadline: never reached routerd
   std::map<grpc::StatusCode, int64_t> other;
   int64_t hinted = 0;
   for (const Call* c : calls.Since(start)) {
+    lag_ms.push_back(Ms(c->send_lag));
+    sent_expired += c->send_lag >= deadline;
     if (Admitted(c->code)) {
       admitted_ms.push_back(Ms(c->latency));
+      admitted_sent_ms.push_back(Ms(c->latency - c->send_lag));
     } else if (c->code == grpc::StatusCode::UNAVAILABLE) {
       refused_ms.push_back(Ms(c->latency));
       hinted += c->hinted;
@@ -212,13 +227,36 @@ void OpenLoop(double factor, double capacity,
   for (const auto& [code, count] : other) absl::StrAppend(&others, code, ":", count, " ");
   std::cout << absl::StrFormat(
                    "| %.0f | %.0f | %d | %.1f%% | %.1f | %.1f | %.1f | %.1f%% | %.2f | %.2f | "
-                   "%d/%d | %s |",
+                   "%d/%d | %s | %.1f | %d |",
                    factor, rate, n, 100.0 * admitted_ms.size() / total, pct(admitted_ms, 0.5),
-                   pct(admitted_ms, 0.9), pct(admitted_ms, 0.99),
+                   pct(admitted_ms, 0.99), pct(admitted_sent_ms, 0.99),
                    100.0 * refused_ms.size() / total, pct(refused_ms, 0.5),
                    pct(refused_ms, 0.99), hinted, refused_ms.size(),
-                   others.empty() ? "-" : others)
+                   others.empty() ? "-" : others, pct(lag_ms, 0.99), sent_expired)
             << std::endl;
+}
+
+// routerd in this process on o.config with the batching and policy flags.
+absl::StatusOr<std::unique_ptr<router::server::Routerd>> StartInProcess(const Options& o) {
+  absl::StatusOr<router::server::RouterConfig> config = router::server::LoadConfigFile(o.config);
+  if (!config.ok()) return config.status();
+  router::bench::ForInProcessBenchmark(*config, /*metrics_listen=*/"");
+  config->batching.max_batch_size = o.max_batch_size;
+  config->batching.max_batch_delay = absl::Microseconds(std::llround(o.max_batch_delay_ms * 1000));
+  config->batching.max_queued = o.max_queued;
+  if (o.time_limit_ms) config->policy.solve.time_limit = absl::Milliseconds(*o.time_limit_ms);
+  if (o.relative_gap) config->policy.solve.relative_gap = *o.relative_gap;
+  if (o.small_batch_max_queries) {
+    config->policy.solve.small_batch_max_queries = *o.small_batch_max_queries;
+  }
+  if (o.avg_cost_cap_usd) config->policy.avg_cost_cap_usd = *o.avg_cost_cap_usd;
+  absl::StatusOr<std::unique_ptr<router::server::Routerd>> routerd =
+      router::server::Routerd::Start(*std::move(config), "");
+  if (!routerd.ok()) {
+    return absl::Status(routerd.status().code(),
+                        absl::StrCat("routerd: ", routerd.status().message()));
+  }
+  return routerd;
 }
 
 }  // namespace
@@ -231,7 +269,16 @@ int main(int argc, char** argv) {
     const auto positive = [&value](auto* out) {
       return router::bench::ParseNumber(value, out) && *out > 0;
     };
-    if (arg == "--config") {
+    o.routerd_flags |= arg == "--config" || arg == "--max_batch_size" ||
+                       arg == "--max_batch_delay_ms" || arg == "--max_queued" ||
+                       arg == "--time_limit_ms" || arg == "--relative_gap" ||
+                       arg == "--avg_cost_cap_usd" || arg == "--small_batch_max_queries";
+    if (arg == "--capacity") {
+      ok = positive(&o.capacity.emplace());
+    } else if (arg == "--routerd") {
+      o.target = value;
+      ok = !value.empty();
+    } else if (arg == "--config") {
       o.config = value;
     } else if (arg == "--prompts") {
       o.prompts = value;
@@ -273,45 +320,42 @@ int main(int argc, char** argv) {
     std::cerr << "overload_bench: " << texts.status().message() << "\n";
     return 1;
   }
-  absl::StatusOr<router::server::RouterConfig> config = router::server::LoadConfigFile(o.config);
-  if (!config.ok()) {
-    std::cerr << "overload_bench: " << config.status().message() << "\n";
-    return 1;
+  if (!o.target.empty() && o.routerd_flags) {
+    return Usage("--routerd: the routerd's own config sets batching and policy; drop those flags");
   }
-  router::bench::ForInProcessBenchmark(*config, /*metrics_listen=*/"");
-  config->batching.max_batch_size = o.max_batch_size;
-  config->batching.max_batch_delay = absl::Microseconds(std::llround(o.max_batch_delay_ms * 1000));
-  config->batching.max_queued = o.max_queued;
-  if (o.time_limit_ms) config->policy.solve.time_limit = absl::Milliseconds(*o.time_limit_ms);
-  if (o.relative_gap) config->policy.solve.relative_gap = *o.relative_gap;
-  if (o.small_batch_max_queries) {
-    config->policy.solve.small_batch_max_queries = *o.small_batch_max_queries;
-  }
-  if (o.avg_cost_cap_usd) config->policy.avg_cost_cap_usd = *o.avg_cost_cap_usd;
-  absl::StatusOr<std::unique_ptr<router::server::Routerd>> routerd =
-      router::server::Routerd::Start(*std::move(config), "");
-  if (!routerd.ok()) {
-    std::cerr << "overload_bench: routerd: " << routerd.status().message() << "\n";
-    return 1;
+  std::unique_ptr<router::server::Routerd> in_process;
+  std::string address = o.target;
+  if (address.empty()) {
+    absl::StatusOr<std::unique_ptr<router::server::Routerd>> routerd = StartInProcess(o);
+    if (!routerd.ok()) {
+      std::cerr << "overload_bench: " << routerd.status().message() << "\n";
+      return 1;
+    }
+    in_process = *std::move(routerd);
+    address = absl::StrCat("127.0.0.1:", in_process->port());
   }
   std::vector<std::unique_ptr<v1::Router::Stub>> stubs;
   for (int c = 0; c < o.channels; ++c) {
     grpc::ChannelArguments args;
     args.SetInt("grpc.use_local_subchannel_pool", 1);  // a connection per channel
     stubs.push_back(v1::Router::NewStub(grpc::CreateCustomChannel(
-        absl::StrCat("127.0.0.1:", (*routerd)->port()), grpc::InsecureChannelCredentials(),
-        args)));
+        address, grpc::InsecureChannelCredentials(), args)));
   }
-  const double capacity = MeasureCapacity(stubs, *texts, o);
-  std::cout << absl::StrFormat(
-                   "capacity: %.0f admitted Route calls/s (closed loop, %d clients, %.0f s); "
-                   "max_batch_size %d, max_batch_delay_ms %.1f, max_queued %d\n\n",
-                   capacity, o.capacity_clients, o.duration_s, o.max_batch_size,
-                   o.max_batch_delay_ms, o.max_queued)
-            << "| factor | offered/s | calls | admitted | admitted p50 ms | p90 ms | p99 ms | "
-               "refused | refused p50 ms | p99 ms | with hint | other |\n"
-            << "|---|---|---|---|---|---|---|---|---|---|---|---|" << std::endl;
+  const double capacity = o.capacity ? *o.capacity : MeasureCapacity(stubs, *texts, o);
+  std::cout << (o.capacity ? absl::StrFormat("capacity: %.0f Route calls/s (given); ", capacity)
+                           : absl::StrFormat("capacity: %.0f admitted Route calls/s (closed loop, "
+                                             "%d clients, %.0f s); ",
+                                             capacity, o.capacity_clients, o.duration_s))
+            << (o.target.empty()
+                    ? absl::StrFormat("max_batch_size %d, max_batch_delay_ms %.1f, max_queued %d",
+                                      o.max_batch_size, o.max_batch_delay_ms, o.max_queued)
+                    : absl::StrCat("routerd at ", o.target))
+            << "\n\n"
+            << "| factor | offered/s | calls | admitted | admitted p50 ms | p99 ms | "
+               "p99 from send ms | refused | refused p50 ms | p99 ms | with hint | other | "
+               "send lag p99 ms | sent past deadline |\n"
+            << "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|" << std::endl;
   for (double factor : o.factors) OpenLoop(factor, capacity, stubs, *texts, o);
-  (*routerd)->Shutdown(absl::ZeroDuration(), absl::Seconds(10));
+  if (in_process != nullptr) in_process->Shutdown(absl::ZeroDuration(), absl::Seconds(10));
   return 0;
 }
