@@ -39,6 +39,13 @@ const char* RejectReason(const absl::Status& status) {
   }
 }
 
+void CountCallWithoutRequest(Metrics& metrics, absl::string_view method, bool cancelled,
+                             absl::Duration latency) {
+  const absl::Status status = cancelled ? absl::CancelledError("") : absl::InvalidArgumentError("");
+  metrics.OnRejected(RejectReason(status));
+  metrics.OnRequest(method, static_cast<grpc::StatusCode>(status.code()), latency);
+}
+
 Metrics& NoMetrics() {
   static Metrics* const none = new Metrics();
   return *none;

@@ -87,6 +87,13 @@ Metrics& NoMetrics();
 // The `reason` OnRejected reports for a query refused with `status` before any decision.
 const char* RejectReason(const absl::Status& status);
 
+// Counts, from its OnDone, a unary call whose request message never arrived (gRPC 1.51 can run a
+// unary handler with no message when the client reset the call before sending one, before gRPC
+// has seen the reset): CANCELLED when the client reset it (`cancelled`, known by OnDone), else
+// INVALID_ARGUMENT (it half-closed without a message), with the matching OnRejected reason.
+void CountCallWithoutRequest(Metrics& metrics, absl::string_view method, bool cancelled,
+                             absl::Duration latency);
+
 }  // namespace router::server
 
 #endif  // ROUTER_SERVER_METRICS_H_

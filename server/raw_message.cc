@@ -54,6 +54,10 @@ std::optional<std::string> FindInvalidUtf8(absl::string_view wire, const Descrip
 
 }  // namespace
 
+absl::Status NoRequestMessage() {
+  return absl::InvalidArgumentError("request: the call carried no request message");
+}
+
 absl::Status ParseRequest(const grpc::ByteBuffer& raw, google::protobuf::Message& out) {
   grpc::ByteBuffer buffer(raw);  // shares the slices; the reader needs a non-const buffer
   {

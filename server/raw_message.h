@@ -31,6 +31,11 @@ namespace router::server {
 // <message type> message".
 absl::Status ParseRequest(const grpc::ByteBuffer& raw, google::protobuf::Message& out);
 
+// What a unary call is answered when its request message never arrived (`raw` holds no buffer at
+// all, not even an empty message's): INVALID_ARGUMENT "request: the call carried no request
+// message". A client that reset the call does not see it.
+absl::Status NoRequestMessage();
+
 // Serializes `message` into `raw`, replacing what it held.
 void SerializeAnswer(const google::protobuf::Message& message, grpc::ByteBuffer& raw);
 

@@ -25,9 +25,11 @@ class RouteBatchCall final : public grpc::ServerUnaryReactor, public AnswerSink 
       : rt_(rt), ctx_(ctx), raw_response_(raw_response), start_(rt->clock().Now()) {}
 
   void Start(const grpc::ByteBuffer& raw_request) {
-    // A call cancelled before its request arrived has nothing to read (its buffer is empty).
-    if (ctx_->IsCancelled()) {
-      FailAll(absl::CancelledError("the client cancelled the call"));
+    // No request message (no buffer at all): the client reset the call before sending one, or
+    // half-closed without one. Counted in OnDone, when gRPC knows which.
+    if (ctx_->IsCancelled() || !raw_request.Valid()) {
+      request_absent_ = true;
+      Finish(ToGrpcStatus(NoRequestMessage()));
       return;
     }
     if (absl::Status s = ParseRequest(raw_request, request_); !s.ok()) {
@@ -98,6 +100,10 @@ class RouteBatchCall final : public grpc::ServerUnaryReactor, public AnswerSink 
   bool Cancelled() const override { return ctx_->IsCancelled(); }
 
   void OnDone() override {
+    if (request_absent_) {
+      CountCallWithoutRequest(rt_->metrics(), "RouteBatch", ctx_->IsCancelled(),
+                              rt_->clock().Now() - start_);
+    }
     if (ctx_->IsCancelled()) {
       for (const v1::RouteBatchItem& item : response_.items()) {
         if (item.has_assignment()) {
@@ -144,6 +150,7 @@ class RouteBatchCall final : public grpc::ServerUnaryReactor, public AnswerSink 
   grpc::CallbackServerContext* const ctx_;
   grpc::ByteBuffer* const raw_response_;  // gRPC's, alive until OnDone
   const absl::Time start_;
+  bool request_absent_ = false;
   v1::RouteBatchRequest request_;
   // Items are written under mu_ until finished_; read by FinishCall and OnDone after.
   v1::RouteBatchResponse response_;

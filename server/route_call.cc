@@ -18,9 +18,11 @@ class RouteCall final : public grpc::ServerUnaryReactor, public AnswerSink {
       : rt_(rt), ctx_(ctx), raw_response_(raw_response), start_(rt->clock().Now()) {}
 
   void Start(const grpc::ByteBuffer& raw_request) {
-    // A call cancelled before its request arrived has nothing to read (its buffer is empty).
-    if (ctx_->IsCancelled()) {
-      Refuse(absl::CancelledError("the client cancelled the call"));
+    // No request message (no buffer at all): the client reset the call before sending one, or
+    // half-closed without one. Counted in OnDone, when gRPC knows which.
+    if (ctx_->IsCancelled() || !raw_request.Valid()) {
+      request_absent_ = true;
+      Finish(ToGrpcStatus(NoRequestMessage()));
       return;
     }
     if (absl::Status s = ParseRequest(raw_request, request_); !s.ok()) {
@@ -55,6 +57,10 @@ class RouteCall final : public grpc::ServerUnaryReactor, public AnswerSink {
   bool Cancelled() const override { return ctx_->IsCancelled(); }
 
   void OnDone() override {
+    if (request_absent_) {
+      CountCallWithoutRequest(rt_->metrics(), "Route", ctx_->IsCancelled(),
+                              rt_->clock().Now() - start_);
+    }
     if (ctx_->IsCancelled() && response_.has_assignment()) {
       rt_->ReleaseUndelivered(response_.assignment().assignment_id(),
                               response_.assignment().model());
@@ -85,6 +91,7 @@ class RouteCall final : public grpc::ServerUnaryReactor, public AnswerSink {
   grpc::CallbackServerContext* const ctx_;
   grpc::ByteBuffer* const raw_response_;  // gRPC's, alive until OnDone
   const absl::Time start_;
+  bool request_absent_ = false;
   v1::RouteRequest request_;
   v1::RouteResponse response_;
 };

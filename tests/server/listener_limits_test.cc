@@ -5,9 +5,11 @@
 //     connection is served; a client that ignores the setting loses the connection;
 //   - a client that pings (without data) sooner than `min_ping_interval_ms` after its last ping
 //     collects strikes; past `max_ping_strikes` it is sent GOAWAY ENHANCE_YOUR_CALM with
-//     "too_many_pings" and its connection is closed; pings spaced out are answered.
+//     "too_many_pings" and its connection is closed; pings spaced out are answered;
+//   - a unary call whose client resets it before sending its request is counted as cancelled,
+//     never as an invalid request.
 // The raw HTTP/2 client below (RawHttp2) speaks just enough of RFC 9113 for that: the preface,
-// SETTINGS, PING, HEADERS with literal HPACK fields, and reading frames.
+// SETTINGS, PING, HEADERS with literal HPACK fields, DATA, RST_STREAM, and reading frames.
 
 #include <arpa/inet.h>
 #include <netinet/in.h>
@@ -31,7 +33,9 @@
 #include "grpcpp/create_channel.h"
 #include "gtest/gtest.h"
 #include "health.grpc.pb.h"
+#include "tests/server/http_get.h"
 #include "tests/server/routerd_fixture.h"
+#include "tests/server/testing/metrics_scrape.h"
 
 namespace router::server {
 namespace {
@@ -39,10 +43,12 @@ namespace {
 using ::testing::HasSubstr;
 
 // HTTP/2 frame types, flags, settings and error codes used here (RFC 9113).
-constexpr uint8_t kHeaders = 0x1, kRstStream = 0x3, kSettings = 0x4, kPing = 0x6, kGoaway = 0x7;
+constexpr uint8_t kData = 0x0, kHeaders = 0x1, kRstStream = 0x3, kSettings = 0x4, kPing = 0x6,
+                  kGoaway = 0x7;
 constexpr uint8_t kAck = 0x1, kEndStream = 0x1, kEndHeaders = 0x4;
 constexpr uint16_t kSettingsMaxConcurrentStreams = 0x3;
 constexpr uint32_t kEnhanceYourCalm = 0xb;
+const std::string kCancelCode("\0\0\0\x8", 4);  // RST_STREAM's payload: error code CANCEL
 
 struct Frame {
   uint8_t type = 0;
@@ -370,6 +376,50 @@ TEST_F(ListenerLimitsTest, PingsSpacedByTheMinimumIntervalAreAnswered) {
   std::optional<Frame> goaway = h2.ReadUntil([](const Frame& f) { return f.type == kGoaway; });
   ASSERT_TRUE(goaway.has_value());
   EXPECT_THAT(goaway->payload.substr(8), HasSubstr("too_many_pings"));
+}
+
+// gRPC 1.51 can run a unary method's handler with no request message when the client reset the
+// call before sending one, before it has seen the reset itself. Such calls are counted as
+// cancelled, never as invalid requests; a call half-closed without a message is the invalid one.
+TEST_F(ListenerLimitsTest, AUnaryCallResetBeforeItsRequestIsCountedCancelled) {
+  StartRouterd("listen: 127.0.0.1:0\nmetrics_listen: 127.0.0.1:0\n"
+               "shutdown: {grace_s: 5, drain_s: 0}\n");
+  ASSERT_FALSE(HasFatalFailure());
+  RawHttp2 h2;
+  h2.Open(routerd_->port());
+  ASSERT_FALSE(HasFatalFailure());
+  uint32_t id = 1;
+  std::vector<uint32_t> half_closed;
+  for (const std::string method : {"Route", "RouteBatch"}) {
+    const std::string path = absl::StrCat("/router.v1.Router/", method);
+    for (int k = 0; k < 20; ++k, id += 2) {
+      ASSERT_TRUE(h2.OpenStream(id, path));
+      ASSERT_TRUE(h2.Send(kRstStream, 0, id, kCancelCode));
+    }
+    ASSERT_TRUE(h2.OpenStream(id, path));
+    ASSERT_TRUE(h2.Send(kData, kEndStream, id, ""));
+    half_closed.push_back(id);
+    id += 2;
+  }
+  // The half-closed calls are answered (their trailers end their streams) after the resets
+  // before them were read; then every call the server started has ended.
+  for (const uint32_t stream : half_closed) {
+    ASSERT_TRUE(h2.ReadUntil([&](const Frame& f) {
+      return f.stream == stream && f.type == kHeaders && (f.flags & kEndStream) != 0;
+    })) << "no answer on stream " << stream;
+  }
+  for (int polls = 0; polls < 100000 && routerd_->runtime().open_unary_calls() > 0; ++polls) {
+    absl::SleepFor(absl::Milliseconds(1));
+  }
+  ASSERT_EQ(routerd_->runtime().open_unary_calls(), 0);
+  const std::string metrics = testing::HttpGet(routerd_->metrics_port(), "/metrics");
+  for (const std::string method : {"Route", "RouteBatch"}) {
+    EXPECT_EQ(testing::MetricValue(metrics, absl::StrCat(R"(router_requests_total{)",
+                                                         R"(code="INVALID_ARGUMENT",method=")",
+                                                         method, R"("})")),
+              1)
+        << method << ": only the half-closed call is invalid\n" << metrics;
+  }
 }
 
 }  // namespace
