@@ -255,7 +255,7 @@ void OutcomeLearning::Record(const RuntimeState& state,
     record.score = score;
     {
       absl::MutexLock lock(&queue_mu_);
-      if (static_cast<int64_t>(queue_.size()) < queue_max_) {
+      if (static_cast<int64_t>(queue_.size()) + in_flight_ < queue_max_) {
         queue_.push_back(std::move(record));
         return;
       }
@@ -327,7 +327,7 @@ absl::StatusOr<int64_t> OutcomeLearning::Reset(std::optional<std::string> model,
 
 int64_t OutcomeLearning::queued() const {
   absl::MutexLock lock(&queue_mu_);
-  return static_cast<int64_t>(queue_.size());
+  return static_cast<int64_t>(queue_.size()) + in_flight_;
 }
 
 std::string OutcomeLearning::position() const {
@@ -354,28 +354,33 @@ absl::Status OutcomeLearning::SyncLocked(int64_t* removed) {
 }
 
 absl::Status OutcomeLearning::FlushLocked() {
-  // Only rounds (serialised by sync_mu_) take from the front, so what was copied is still there.
   constexpr size_t kBatch = 2048;  // records per Append
-  for (;;) {
-    std::vector<core::OutcomeLogRecord> batch;
+  {
+    // O(1) under the lock Record takes: the queue is swapped out, then moved behind what is
+    // still in flight from a failed round (older, so written first).
+    std::deque<core::OutcomeLogRecord> taken;
     {
       absl::MutexLock lock(&queue_mu_);
-      const size_t n = std::min(queue_.size(), kBatch);
-      batch.assign(queue_.begin(), queue_.begin() + static_cast<std::ptrdiff_t>(n));
+      taken.swap(queue_);
+      in_flight_ += static_cast<int64_t>(taken.size());
     }
-    if (batch.empty()) break;
-    if (absl::Status s = log_->Append(batch); !s.ok()) {
-      metrics_->OnLearningSharedQueue(queued());
-      return s;
-    }
-    {
-      absl::MutexLock lock(&queue_mu_);
-      queue_.erase(queue_.begin(), queue_.begin() + static_cast<std::ptrdiff_t>(batch.size()));
-    }
-    if (batch.size() < kBatch) break;
+    for (core::OutcomeLogRecord& r : taken) pending_.push_back(std::move(r));
+  }
+  size_t sent = 0;
+  absl::Status status;
+  while (sent < pending_.size()) {
+    const size_t n = std::min(pending_.size() - sent, kBatch);
+    status = log_->Append(absl::MakeConstSpan(pending_).subspan(sent, n));
+    if (!status.ok()) break;
+    sent += n;
+  }
+  pending_.erase(pending_.begin(), pending_.begin() + static_cast<std::ptrdiff_t>(sent));
+  {
+    absl::MutexLock lock(&queue_mu_);
+    in_flight_ -= static_cast<int64_t>(sent);
   }
   metrics_->OnLearningSharedQueue(queued());
-  return absl::OkStatus();
+  return status;
 }
 
 absl::Status OutcomeLearning::ApplyLocked(int64_t* removed) {

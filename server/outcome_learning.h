@@ -198,9 +198,13 @@ class OutcomeLearning {
   const int64_t queue_max_;
   mutable absl::Mutex queue_mu_;
   std::deque<core::OutcomeLogRecord> queue_ ABSL_GUARDED_BY(queue_mu_);
+  // Taken from the queue by a round and not yet written (pending_.size(), kept for the bound).
+  int64_t in_flight_ ABSL_GUARDED_BY(queue_mu_) = 0;
   // Held for a whole round (network calls included): one round at a time.
   absl::Mutex sync_mu_ ABSL_ACQUIRED_BEFORE(apply_mu_);
   bool shared_degraded_ ABSL_GUARDED_BY(sync_mu_) = false;
+  // What rounds took from the queue and have not written yet, oldest first.
+  std::vector<core::OutcomeLogRecord> pending_ ABSL_GUARDED_BY(sync_mu_);
   // Held while applying entries and while a snapshot reads the learner with the position.
   mutable absl::Mutex apply_mu_;
   std::string position_ ABSL_GUARDED_BY(apply_mu_);
