@@ -222,7 +222,9 @@ absl::Status AdminService::DoResetLearnedStats(const v1::ResetLearnedStatsReques
   std::optional<std::string> model;
   std::optional<int> cluster;
   if (absl::Status s = ReadFilter(request, model, cluster); !s.ok()) return s;
-  const int64_t removed = runtime_->learning().Reset(model, cluster);
+  absl::StatusOr<int64_t> reset = runtime_->learning().Reset(model, cluster);
+  if (!reset.ok()) return reset.status();
+  const int64_t removed = *reset;
   response.set_cells_removed(removed);
   Log("info", "learning_reset",
       absl::StrCat("learning: reset ", removed, " cells (model ", model.value_or("*"),

@@ -488,7 +488,7 @@ absl::Status ReadLedger(const YAML::Node& node, LedgerBackendConfig& l) {
   return absl::OkStatus();
 }
 
-absl::Status ReadLearning(const YAML::Node& node, LearningConfig& l) {
+absl::Status ReadLearning(const YAML::Node& node, bool redis_backend, LearningConfig& l) {
   MapReader r(node, "learning");
   ROUTER_RETURN_IF_ERROR(r.CheckIsMap());
   ROUTER_RETURN_IF_ERROR(r.Read("enabled", l.enabled));
@@ -507,6 +507,24 @@ absl::Status ReadLearning(const YAML::Node& node, LearningConfig& l) {
   ROUTER_RETURN_IF_ERROR(r.Read("lower_quantile", o.lower_quantile));
   ROUTER_RETURN_IF_ERROR(r.Read("exploration", o.exploration));
   ROUTER_RETURN_IF_ERROR(r.Read("max_cells", o.max_cells));
+  ROUTER_RETURN_IF_ERROR(r.Read("shared", l.shared));
+  if (l.shared && r.Get("shared").IsDefined() && !r.Get("shared").IsNull() && !redis_backend) {
+    return Invalid("learning.shared", "true only with ledger.backend: redis");
+  }
+  if (!redis_backend) l.shared = false;
+  ROUTER_RETURN_IF_ERROR(r.ReadMs("shared_poll_interval_ms", l.shared_poll_interval));
+  if (l.shared_poll_interval < absl::Milliseconds(10) ||
+      l.shared_poll_interval > absl::Seconds(60)) {
+    return Invalid("learning.shared_poll_interval_ms", "must be in [10, 60000]");
+  }
+  ROUTER_RETURN_IF_ERROR(r.Read("shared_queue_max", l.shared_queue_max));
+  if (l.shared_queue_max < 1 || l.shared_queue_max > 10000000) {
+    return Invalid("learning.shared_queue_max", "must be in [1, 10000000]");
+  }
+  ROUTER_RETURN_IF_ERROR(r.Read("shared_stream_max_entries", l.shared_stream_max_entries));
+  if (l.shared_stream_max_entries < 100 || l.shared_stream_max_entries > 100000000) {
+    return Invalid("learning.shared_stream_max_entries", "must be in [100, 100000000]");
+  }
   ROUTER_RETURN_IF_ERROR(r.CheckNoUnknownKeys());
   // The learner's own checks name the option as its key under learning:.
   if (absl::Status s = core::ValidateOutcomeLearnerOptions(o); !s.ok()) {
@@ -622,7 +640,7 @@ absl::StatusOr<RouterConfig> ParseConfigUpdateYaml(absl::string_view yaml,
     c.shutdown_drain = absl::Milliseconds(std::llround(drain_s * 1000.0));
     ROUTER_RETURN_IF_ERROR(ReadModels(r.Get("models"), c.models));
     ROUTER_RETURN_IF_ERROR(ReadGateway(r.Get("gateway"), c.gateway));
-    ROUTER_RETURN_IF_ERROR(ReadLearning(r.Get("learning"), c.learning));
+    ROUTER_RETURN_IF_ERROR(ReadLearning(r.Get("learning"), c.ledger_backend.redis, c.learning));
     ROUTER_RETURN_IF_ERROR(r.CheckNoUnknownKeys());
   } catch (const YAML::Exception& e) {
     return absl::InvalidArgumentError(absl::StrCat("config: ", e.what()));
@@ -856,6 +874,11 @@ std::string ConfigToYaml(const RouterConfig& c) {
   out << YAML::Key << "lower_quantile" << YAML::Value << l.options.lower_quantile;
   out << YAML::Key << "exploration" << YAML::Value << l.options.exploration;
   out << YAML::Key << "max_cells" << YAML::Value << l.options.max_cells;
+  out << YAML::Key << "shared" << YAML::Value << l.shared;
+  out << YAML::Key << "shared_poll_interval_ms" << YAML::Value
+      << absl::ToDoubleMilliseconds(l.shared_poll_interval);
+  out << YAML::Key << "shared_queue_max" << YAML::Value << l.shared_queue_max;
+  out << YAML::Key << "shared_stream_max_entries" << YAML::Value << l.shared_stream_max_entries;
   out << YAML::EndMap;
   out << YAML::EndMap;
   return std::string(out.c_str()) + "\n";
@@ -950,6 +973,13 @@ std::optional<std::string> ChangedStartupKey(const RouterConfig& a, const Router
            std::pair{"learning.lower_quantile", oa.lower_quantile != ob.lower_quantile},
            std::pair{"learning.exploration", oa.exploration != ob.exploration},
            std::pair{"learning.max_cells", oa.max_cells != ob.max_cells},
+           std::pair{"learning.shared", a.learning.shared != b.learning.shared},
+           std::pair{"learning.shared_poll_interval_ms",
+                     a.learning.shared_poll_interval != b.learning.shared_poll_interval},
+           std::pair{"learning.shared_queue_max",
+                     a.learning.shared_queue_max != b.learning.shared_queue_max},
+           std::pair{"learning.shared_stream_max_entries",
+                     a.learning.shared_stream_max_entries != b.learning.shared_stream_max_entries},
        }) {
     if (changed) return std::string(key);
   }
@@ -970,6 +1000,10 @@ void CopyStartupKeys(const RouterConfig& from, RouterConfig& to) {
   to.ledger_backend = from.ledger_backend;
   to.learning.options = from.learning.options;
   to.learning.snapshot_file = from.learning.snapshot_file;
+  to.learning.shared = from.learning.shared;
+  to.learning.shared_poll_interval = from.learning.shared_poll_interval;
+  to.learning.shared_queue_max = from.learning.shared_queue_max;
+  to.learning.shared_stream_max_entries = from.learning.shared_stream_max_entries;
 }
 
 }  // namespace router::server

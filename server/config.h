@@ -149,6 +149,18 @@ struct LearningConfig {
   // Startup-only. Where the statistics are kept across restarts (written atomically, restored at
   // start); empty = nowhere (a restart forgets them).
   std::string snapshot_file;
+  // Startup-only. With ledger.backend: redis, the replicas learn together: outcomes go through
+  // the fleet's learning log in Redis, and every replica applies everyone's (outcome_learning.h).
+  // On by default with the redis backend; `shared: true` with the local backend is an error.
+  bool shared = true;
+  // Startup-only, shared learning only. How often the log is written and read, in [10 ms, 60 s].
+  absl::Duration shared_poll_interval = absl::Milliseconds(200);
+  // Startup-only, shared learning only. Outcomes waiting to be written to the log, in
+  // [1, 10,000,000]; beyond it an outcome is dropped (counted, reason queue_full).
+  int64_t shared_queue_max = 100000;
+  // Startup-only, shared learning only. Approximate bound on the log's entries (one entry per
+  // replica per poll with outcomes, up to 512 outcomes each), in [100, 100,000,000].
+  int64_t shared_stream_max_entries = 100000;
 };
 
 struct RouterConfig {

@@ -27,6 +27,9 @@ void Metrics::OnLearnedQuality(const std::vector<std::pair<std::string, double>>
 void Metrics::OnLearningEnabled(bool) {}
 void Metrics::OnLearningSnapshotError() {}
 void Metrics::OnLearningSnapshotRejected() {}
+void Metrics::OnLearningSharedDegraded(bool) {}
+void Metrics::OnLearningSharedGap() {}
+void Metrics::OnLearningSharedQueue(int64_t) {}
 
 const char* RejectReason(const absl::Status& status) {
   switch (status.code()) {

@@ -79,6 +79,14 @@ class Metrics {
   virtual void OnLearningSnapshotError();
   // The snapshot file found at start could not be restored (moved aside).
   virtual void OnLearningSnapshotRejected();
+  // Shared learning (a fleet): the learning log in Redis could not be written or read (true),
+  // or could again (false).
+  virtual void OnLearningSharedDegraded(bool degraded);
+  // Shared learning: entries of the log were lost (trimmed, Redis emptied) before this replica
+  // applied them.
+  virtual void OnLearningSharedGap();
+  // Shared learning: outcomes waiting to be written to the log.
+  virtual void OnLearningSharedQueue(int64_t depth);
 };
 
 // The metrics that record nothing; a process-wide singleton, never destroyed.

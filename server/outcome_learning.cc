@@ -106,7 +106,8 @@ absl::StatusOr<std::string> FileSha256(const std::string& path) {
 }
 
 absl::StatusOr<std::unique_ptr<OutcomeLearning>> OutcomeLearning::Create(
-    const LearningConfig& config, std::string estimator_sha256, Metrics* metrics) {
+    const LearningConfig& config, std::string estimator_sha256, Metrics* metrics,
+    std::unique_ptr<core::OutcomeLog> log) {
   absl::StatusOr<std::unique_ptr<core::OutcomeLearner>> learner =
       core::OutcomeLearner::Create(config.options);
   if (!learner.ok()) {
@@ -123,9 +124,17 @@ absl::StatusOr<std::unique_ptr<OutcomeLearning>> OutcomeLearning::Create(
         0, absl::string_view(state_dir).find(':')));
     path = absl::StrCat(first, "/", path);
   }
-  std::unique_ptr<OutcomeLearning> learning(
-      new OutcomeLearning(*std::move(learner), std::move(path), std::move(estimator_sha256),
-                          config.snapshot_interval, metrics));
+  if (log != nullptr) {
+    if (config.shared_poll_interval <= absl::ZeroDuration()) {
+      return absl::InvalidArgumentError("learning.shared_poll_interval_ms: must be > 0");
+    }
+    if (config.shared_queue_max < 1) {
+      return absl::InvalidArgumentError("learning.shared_queue_max: must be >= 1");
+    }
+  }
+  std::unique_ptr<OutcomeLearning> learning(new OutcomeLearning(
+      *std::move(learner), std::move(path), std::move(estimator_sha256), config.snapshot_interval,
+      metrics, std::move(log), config));
   learning->RestoreOrReject();
   learning->learner_dropped_seen_.store(learning->learner_->dropped_outcomes());
   learning->PublishGauges();
@@ -134,12 +143,17 @@ absl::StatusOr<std::unique_ptr<OutcomeLearning>> OutcomeLearning::Create(
 
 OutcomeLearning::OutcomeLearning(std::unique_ptr<core::OutcomeLearner> learner,
                                  std::string snapshot_file, std::string estimator_sha256,
-                                 absl::Duration interval, Metrics* metrics)
+                                 absl::Duration interval, Metrics* metrics,
+                                 std::unique_ptr<core::OutcomeLog> log,
+                                 const LearningConfig& config)
     : learner_(std::move(learner)),
       snapshot_file_(std::move(snapshot_file)),
       estimator_sha256_(std::move(estimator_sha256)),
       metrics_(metrics),
-      interval_ms_(absl::ToInt64Milliseconds(interval)) {}
+      interval_ms_(absl::ToInt64Milliseconds(interval)),
+      log_(std::move(log)),
+      poll_interval_(config.shared_poll_interval),
+      queue_max_(config.shared_queue_max) {}
 
 OutcomeLearning::~OutcomeLearning() { Stop(); }
 
@@ -148,6 +162,7 @@ void OutcomeLearning::RestoreOrReject() {
   if (::access(snapshot_file_.c_str(), F_OK) != 0 && errno == ENOENT) return;  // a first start
   std::ifstream in(snapshot_file_, std::ios::binary);
   absl::Status why;
+  nlohmann::json shared_log;  // the snapshot's `shared_log`, if any
   if (!in) {
     why = absl::UnavailableError("cannot be read");
   } else {
@@ -171,10 +186,21 @@ void OutcomeLearning::RestoreOrReject() {
       why = absl::InvalidArgumentError("learner: missing");
     } else {
       why = learner_->Restore(doc["learner"]);
+      if (doc.contains("shared_log")) shared_log = doc["shared_log"];
       if (!why.ok()) why = absl::InvalidArgumentError(absl::StrCat("learner.", why.message()));
     }
   }
   if (why.ok()) {
+    if (log_ != nullptr) {
+      // The position applied, when the snapshot was written with this same log.
+      std::string position;
+      if (shared_log.is_object() && shared_log.value("name", "") == log_->Name() &&
+          shared_log.contains("position") && shared_log["position"].is_string()) {
+        position = shared_log["position"].get<std::string>();
+      }
+      absl::MutexLock lock(&apply_mu_);
+      position_ = position;
+    }
     const int64_t cells = static_cast<int64_t>(learner_->Cells().size());
     Log("info", "learning_snapshot_restored",
         absl::StrCat("learning: restored ", cells, " learned cells from ", snapshot_file_),
@@ -220,6 +246,22 @@ void OutcomeLearning::Record(const RuntimeState& state,
   if (context->cluster >= state.predictor->estimator().num_clusters()) {
     return Drop("unknown_cluster");
   }
+  if (log_ != nullptr) {
+    // Shared: learned when the log brings it back, in the fleet's order.
+    core::OutcomeLogRecord record;
+    record.model = context->model;
+    record.cluster = context->cluster;
+    record.prior_quality = context->prior_quality;
+    record.score = score;
+    {
+      absl::MutexLock lock(&queue_mu_);
+      if (static_cast<int64_t>(queue_.size()) + in_flight_ < queue_max_) {
+        queue_.push_back(std::move(record));
+        return;
+      }
+    }
+    return Drop("queue_full");
+  }
   // The context was checked when parsed (cluster >= 0, prior in [0, 1]) and the score by the
   // caller, so the learner accepts it.
   if (!learner_->Record(context->model, context->cluster, context->prior_quality, score).ok()) {
@@ -245,11 +287,162 @@ void OutcomeLearning::SetColdStart(const std::string& model, bool cold) {
   version_.fetch_add(1);
 }
 
-int64_t OutcomeLearning::Reset(std::optional<std::string> model, std::optional<int> cluster) {
-  const int64_t removed = learner_->Reset(std::move(model), cluster);
-  version_.fetch_add(1);
+absl::StatusOr<int64_t> OutcomeLearning::Reset(std::optional<std::string> model,
+                                               std::optional<int> cluster) {
+  if (log_ == nullptr) {
+    const int64_t removed = learner_->Reset(std::move(model), cluster);
+    version_.fetch_add(1);
+    PublishGauges();
+    return removed;
+  }
+  core::OutcomeLogRecord reset;
+  reset.kind = core::OutcomeLogRecord::Kind::kReset;
+  reset.model = model.value_or("");
+  reset.cluster = cluster.value_or(-1);
+  int64_t removed = 0;
+  {
+    absl::MutexLock round(&sync_mu_);
+    // What was queued before the reset goes to the log before it (and is reset with the rest).
+    absl::Status s = FlushLocked();
+    if (s.ok()) s = log_->Append({reset});
+    if (!s.ok()) {
+      SharedFailed(s);
+      return absl::UnavailableError(absl::StrCat(
+          "the reset was not confirmed by the fleet's learning log (", s.message(),
+          "); if it reached the log every replica applies it, else nothing was reset: check "
+          "GetLearnedStats and retry"));
+    }
+    s = ApplyLocked(&removed);
+    if (!s.ok()) {
+      // Written: every replica applies it, this one at its next round.
+      SharedFailed(s);
+      return absl::UnavailableError(absl::StrCat(
+          "the reset was written to the fleet's log but not yet applied here: ", s.message()));
+    }
+    SharedSucceeded();
+  }
   PublishGauges();
   return removed;
+}
+
+int64_t OutcomeLearning::queued() const {
+  absl::MutexLock lock(&queue_mu_);
+  return static_cast<int64_t>(queue_.size()) + in_flight_;
+}
+
+std::string OutcomeLearning::position() const {
+  absl::MutexLock lock(&apply_mu_);
+  return position_;
+}
+
+absl::Status OutcomeLearning::SyncOnce() {
+  if (log_ == nullptr) return absl::OkStatus();
+  absl::MutexLock round(&sync_mu_);
+  return SyncLocked(nullptr);
+}
+
+absl::Status OutcomeLearning::SyncLocked(int64_t* removed) {
+  absl::Status s = FlushLocked();
+  if (s.ok()) s = ApplyLocked(removed);
+  if (s.ok()) {
+    SharedSucceeded();
+  } else {
+    SharedFailed(s);
+  }
+  CountLearnerDrops();
+  return s;
+}
+
+absl::Status OutcomeLearning::FlushLocked() {
+  constexpr size_t kBatch = 2048;  // records per Append
+  {
+    // O(1) under the lock Record takes: the queue is swapped out, then moved behind what is
+    // still in flight from a failed round (older, so written first).
+    std::deque<core::OutcomeLogRecord> taken;
+    {
+      absl::MutexLock lock(&queue_mu_);
+      taken.swap(queue_);
+      in_flight_ += static_cast<int64_t>(taken.size());
+    }
+    for (core::OutcomeLogRecord& r : taken) pending_.push_back(std::move(r));
+  }
+  size_t sent = 0;
+  absl::Status status;
+  while (sent < pending_.size()) {
+    const size_t n = std::min(pending_.size() - sent, kBatch);
+    status = log_->Append(absl::MakeConstSpan(pending_).subspan(sent, n));
+    if (!status.ok()) break;
+    sent += n;
+  }
+  pending_.erase(pending_.begin(), pending_.begin() + static_cast<std::ptrdiff_t>(sent));
+  {
+    absl::MutexLock lock(&queue_mu_);
+    in_flight_ -= static_cast<int64_t>(sent);
+  }
+  metrics_->OnLearningSharedQueue(queued());
+  return status;
+}
+
+absl::Status OutcomeLearning::ApplyLocked(int64_t* removed) {
+  constexpr int kEntriesPerRead = 256;
+  for (;;) {
+    const std::string after = position();
+    absl::StatusOr<core::OutcomeLogRead> read = log_->Read(after, kEntriesPerRead);
+    if (!read.ok()) return read.status();
+    if (read->gap) {
+      metrics_->OnLearningSharedGap();
+      Log("warning", "learning_shared_gap",
+          absl::StrCat("learning: entries of the shared learning log ", log_->Name(),
+                       " were lost before this replica applied them (trimmed past "
+                       "learning.shared_stream_max_entries, or Redis lost its data); going on "
+                       "from the oldest entry kept"),
+          {{"log", log_->Name()}, {"position", after}});
+    }
+    if (read->invalid_entries > 0) {
+      Log("warning", "learning_shared_invalid",
+          absl::StrCat("learning: skipped ", read->invalid_entries,
+                       " entries of the shared learning log that are not of this version's "
+                       "format"),
+          {{"log", log_->Name()}, {"entries", read->invalid_entries}});
+    }
+    int64_t invalid = 0;
+    {
+      absl::MutexLock lock(&apply_mu_);
+      for (const core::OutcomeLogRecord& r : read->records) {
+        int64_t n = 0;
+        if (!core::ApplyOutcomeLogRecord(r, *learner_, &n).ok()) ++invalid;
+        if (removed != nullptr) *removed += n;
+      }
+      position_ = read->position;
+    }
+    if (invalid > 0) metrics_->OnOutcomeDropped("invalid", invalid);
+    if (!read->records.empty()) version_.fetch_add(1);
+    if (read->entries < kEntriesPerRead) return absl::OkStatus();
+  }
+}
+
+void OutcomeLearning::SharedFailed(const absl::Status& why) {
+  if (!shared_degraded_) {
+    shared_degraded_ = true;
+    metrics_->OnLearningSharedDegraded(true);
+  }
+  const std::string text = absl::StrCat(
+      "error: learning: ", why.message(), "; ", queued(),
+      " outcomes wait in the queue (at most learning.shared_queue_max), learning is paused and "
+      "decisions use what was learned");
+  if (std::optional<std::string> line = unavailable_lines_.Admit(text); line.has_value()) {
+    Log("error", "learning_shared_unavailable", *line,
+        {{"log", log_->Name()}, {"reason", std::string(why.message())}});
+  }
+}
+
+void OutcomeLearning::SharedSucceeded() {
+  if (!shared_degraded_) return;
+  shared_degraded_ = false;
+  metrics_->OnLearningSharedDegraded(false);
+  Log("info", "learning_shared_recovered",
+      absl::StrCat("learning: the shared learning log ", log_->Name(), " is reachable again"),
+      {{"log", log_->Name()}});
 }
 
 int64_t OutcomeLearning::dropped_outcomes() const {
@@ -267,8 +460,13 @@ absl::Status OutcomeLearning::WriteSnapshot() {
   nlohmann::json doc = {{"format", kFormat},
                         {"version", kVersion},
                         {"estimator_sha256", estimator_sha256_},
-                        {"written_at", absl::FormatTime(absl::Now(), absl::UTCTimeZone())},
-                        {"learner", learner_->Snapshot()}};
+                        {"written_at", absl::FormatTime(absl::Now(), absl::UTCTimeZone())}};
+  {
+    // The statistics and the log position they include, together.
+    absl::MutexLock lock(&apply_mu_);
+    doc["learner"] = learner_->Snapshot();
+    if (log_ != nullptr) doc["shared_log"] = {{"name", log_->Name()}, {"position", position_}};
+  }
   absl::Status s = WriteFileAtomically(snapshot_file_, doc.dump());
   if (s.ok()) {
     written_version_ = version;
@@ -297,6 +495,7 @@ void OutcomeLearning::Start() {
   absl::MutexLock lock(&run_mu_);
   if (thread_.joinable() || stop_) return;
   thread_ = std::thread([this] { Run(); });
+  if (log_ != nullptr) sync_thread_ = std::thread([this] { SyncLoop(); });
 }
 
 void OutcomeLearning::Stop() {
@@ -305,6 +504,21 @@ void OutcomeLearning::Stop() {
     stop_ = true;
   }
   if (thread_.joinable()) thread_.join();
+  if (sync_thread_.joinable()) {
+    sync_thread_.join();
+    // One last round, so that what was queued reaches the fleet (its failure is logged).
+    SyncOnce().IgnoreError();
+  }
+}
+
+void OutcomeLearning::SyncLoop() {
+  for (;;) {
+    {
+      absl::MutexLock lock(&run_mu_);
+      if (run_mu_.AwaitWithTimeout(absl::Condition(&stop_), poll_interval_)) return;
+    }
+    SyncOnce().IgnoreError();  // a failure is counted and logged by the round
+  }
 }
 
 void OutcomeLearning::Run() {

@@ -175,7 +175,8 @@ PrometheusMetrics::PrometheusMetrics(absl::string_view version)
                     .Register(*registry_)),
       outcomes_dropped_(prometheus::BuildCounter().Name("router_learning_outcomes_dropped_total")
                             .Help("Outcomes not learned from, by reason: learning_off, no_context, "
-                                  "unknown_model, unknown_cluster, invalid, memory_full.")
+                                  "unknown_model, unknown_cluster, invalid, memory_full, "
+                                  "queue_full.")
                             .Register(*registry_)),
       explored_(prometheus::BuildCounter().Name("router_learning_explored_decisions_total")
                     .Help("Queries routed on predictions sampled from the learned posterior "
@@ -198,12 +199,26 @@ PrometheusMetrics::PrometheusMetrics(absl::string_view version)
           prometheus::BuildGauge().Name("router_learning_snapshot_rejected")
               .Help("1 when the learning snapshot found at start could not be restored (moved "
                     "aside; learning started empty), else 0.")
+              .Register(*registry_).Add({})),
+      learning_shared_degraded_(
+          prometheus::BuildGauge().Name("router_learning_shared_degraded")
+              .Help("1 while the fleet's shared learning log in Redis cannot be written or read "
+                    "(outcomes wait in the queue, learning pauses; decisions go on), else 0.")
+              .Register(*registry_).Add({})),
+      learning_shared_gaps_(
+          prometheus::BuildCounter().Name("router_learning_shared_gaps_total")
+              .Help("Times entries of the shared learning log were lost (trimmed or Redis "
+                    "emptied) before this replica applied them.")
+              .Register(*registry_).Add({})),
+      learning_shared_queue_(
+          prometheus::BuildGauge().Name("router_learning_shared_queue")
+              .Help("Outcomes waiting to be written to the shared learning log.")
               .Register(*registry_).Add({})) {
   for (const char* credential : {"tls", "admin_token", "api_token"}) {
     credential_reload_failures_.Add({{"credential", credential}});
   }
   for (const char* reason : {"learning_off", "no_context", "unknown_model", "unknown_cluster",
-                             "invalid", "memory_full"}) {
+                             "invalid", "memory_full", "queue_full"}) {
     outcomes_dropped_.Add({{"reason", reason}});
   }
   prometheus::BuildGauge().Name("router_build_info").Help("Build of this routerd.")
@@ -366,5 +381,15 @@ void PrometheusMetrics::OnLearningEnabled(bool enabled) { learning_enabled_.Set(
 void PrometheusMetrics::OnLearningSnapshotError() { learning_snapshot_errors_.Increment(); }
 
 void PrometheusMetrics::OnLearningSnapshotRejected() { learning_snapshot_rejected_.Set(1); }
+
+void PrometheusMetrics::OnLearningSharedDegraded(bool degraded) {
+  learning_shared_degraded_.Set(degraded ? 1 : 0);
+}
+
+void PrometheusMetrics::OnLearningSharedGap() { learning_shared_gaps_.Increment(); }
+
+void PrometheusMetrics::OnLearningSharedQueue(int64_t depth) {
+  learning_shared_queue_.Set(static_cast<double>(depth));
+}
 
 }  // namespace router::server

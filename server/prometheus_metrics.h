@@ -67,6 +67,9 @@ class PrometheusMetrics final : public Metrics {
   void OnLearningEnabled(bool enabled) override;
   void OnLearningSnapshotError() override;
   void OnLearningSnapshotRejected() override;
+  void OnLearningSharedDegraded(bool degraded) override;
+  void OnLearningSharedGap() override;
+  void OnLearningSharedQueue(int64_t depth) override;
 
  private:
   // A routed query (assignment and predicted spend) or a query its decision refused (rejected).
@@ -117,6 +120,9 @@ class PrometheusMetrics final : public Metrics {
   prometheus::Gauge& learning_enabled_;
   prometheus::Counter& learning_snapshot_errors_;
   prometheus::Gauge& learning_snapshot_rejected_;
+  prometheus::Gauge& learning_shared_degraded_;
+  prometheus::Counter& learning_shared_gaps_;
+  prometheus::Gauge& learning_shared_queue_;
   // The router_learning_quality series now exported, by model (OnLearnedQuality).
   absl::Mutex learned_mu_;
   absl::flat_hash_map<std::string, prometheus::Gauge*> learned_series_ ABSL_GUARDED_BY(learned_mu_);

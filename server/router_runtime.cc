@@ -7,6 +7,7 @@
 #include <utility>
 
 #include "absl/strings/str_cat.h"
+#include "server/ledger_redis/redis_outcome_log.h"
 #include "server/log.h"
 #include "server/outcome_context.h"
 #include "server/query_answer.h"
@@ -18,6 +19,31 @@ namespace {
 
 constexpr char kShuttingDown[] = "routerd is shutting down; retry on another replica";
 
+// The Redis options of `backend`, with the password read from its password_file.
+absl::StatusOr<RedisLedgerOptions> RedisOptions(const LedgerBackendConfig& backend) {
+  RedisLedgerOptions redis = backend.redis_options;
+  if (backend.password_file.empty()) return redis;
+  // A relative path names a systemd credential (LoadCredential) when routerd runs with one.
+  std::string path = backend.password_file;
+  if (const char* creds = std::getenv("CREDENTIALS_DIRECTORY");
+      creds != nullptr && !path.empty() && path[0] != '/') {
+    path = absl::StrCat(creds, "/", path);
+  }
+  std::ifstream in(path);
+  std::string line;
+  if (!in || !std::getline(in, line)) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("ledger.redis.password_file: cannot read a line from '", path, "'"));
+  }
+  while (!line.empty() && (line.back() == '\r' || line.back() == ' ')) line.pop_back();
+  if (line.empty()) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("ledger.redis.password_file: '", path, "' is empty"));
+  }
+  redis.password = std::move(line);
+  return redis;
+}
+
 }  // namespace
 
 RouterRuntime::RouterRuntime(Metrics* metrics, const core::Clock* clock)
@@ -28,8 +54,18 @@ RouterRuntime::RouterRuntime(Metrics* metrics, const core::Clock* clock)
 absl::StatusOr<std::unique_ptr<RouterRuntime>> RouterRuntime::Create(
     RouterConfig config, std::shared_ptr<const core::Predictor> predictor, Metrics* metrics,
     const core::Clock* clock, std::string estimator_sha256) {
-  absl::StatusOr<std::unique_ptr<OutcomeLearning>> learning =
-      OutcomeLearning::Create(config.learning, std::move(estimator_sha256), metrics);
+  // Shared learning: the fleet's learning log, next to its ledger (outcome_learning.h).
+  std::unique_ptr<core::OutcomeLog> log;
+  if (config.ledger_backend.redis && config.learning.shared) {
+    absl::StatusOr<RedisLedgerOptions> redis = RedisOptions(config.ledger_backend);
+    if (!redis.ok()) return redis.status();
+    absl::StatusOr<std::unique_ptr<RedisOutcomeLog>> shared =
+        RedisOutcomeLog::Create(*redis, config.learning.shared_stream_max_entries);
+    if (!shared.ok()) return shared.status();
+    log = *std::move(shared);
+  }
+  absl::StatusOr<std::unique_ptr<OutcomeLearning>> learning = OutcomeLearning::Create(
+      config.learning, std::move(estimator_sha256), metrics, std::move(log));
   if (!learning.ok()) return learning.status();
   absl::StatusOr<std::shared_ptr<const RuntimeState>> state = BuildRuntimeState(
       std::move(config), std::move(predictor), /*generation=*/1, &(*learning)->learner());
@@ -74,30 +110,11 @@ absl::StatusOr<std::unique_ptr<core::Ledger>> RouterRuntime::MakeLedger(const Ru
     if (!local.ok()) return local.status();
     return std::unique_ptr<core::Ledger>(*std::move(local));
   }
-  RedisLedgerOptions redis = backend.redis_options;
-  if (!backend.password_file.empty()) {
-    // A relative path names a systemd credential (LoadCredential) when routerd runs with one.
-    std::string path = backend.password_file;
-    if (const char* creds = std::getenv("CREDENTIALS_DIRECTORY");
-        creds != nullptr && !path.empty() && path[0] != '/') {
-      path = absl::StrCat(creds, "/", path);
-    }
-    std::ifstream in(path);
-    std::string line;
-    if (!in || !std::getline(in, line)) {
-      return absl::InvalidArgumentError(absl::StrCat(
-          "ledger.redis.password_file: cannot read a line from '", path, "'"));
-    }
-    while (!line.empty() && (line.back() == '\r' || line.back() == ' ')) line.pop_back();
-    if (line.empty()) {
-      return absl::InvalidArgumentError(
-          absl::StrCat("ledger.redis.password_file: '", path, "' is empty"));
-    }
-    redis.password = std::move(line);
-  }
+  absl::StatusOr<RedisLedgerOptions> redis = RedisOptions(backend);
+  if (!redis.ok()) return redis.status();
   shared_ledger_ = true;
   absl::StatusOr<std::unique_ptr<RedisLedger>> shared =
-      RedisLedger::Create(redis, state.config.ledger, state.LedgerModels(), &ledger_reports_);
+      RedisLedger::Create(*redis, state.config.ledger, state.LedgerModels(), &ledger_reports_);
   if (!shared.ok()) return shared.status();
   return std::unique_ptr<core::Ledger>(*std::move(shared));
 }

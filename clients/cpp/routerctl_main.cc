@@ -21,7 +21,11 @@
 //     config set --file YAML [--dry-run] [--expected-generation N]
 //                                                   replaces it (validates only with --dry-run;
 //                                                   only if still at generation N)
-//     model upsert --name N [--instances I --slots S]
+//     model upsert --name N [--instances I --slots S] [--input_usd_per_mtok USD]
+//                  [--output_usd_per_mtok USD] [--mean_cost_usd USD]
+//                                                   the costs (finite, >= 0) of a model the
+//                                                   estimator does not know yet (a new API model
+//                                                   needs input_usd_per_mtok or mean_cost_usd)
 //     model remove --name N
 //     learned show [--model M] [--cluster C]        what routerd learned from outcomes, per model
 //                                                   and cluster (GetLearnedStats), as JSON
@@ -47,6 +51,7 @@
 
 #include <unistd.h>
 
+#include <cmath>
 #include <cstdio>
 #include <iostream>
 #include <optional>
@@ -88,7 +93,8 @@ constexpr char kUsage[] =
     "  models\n"
     "  config get\n"
     "  config set --file YAML [--dry-run] [--expected-generation N]\n"
-    "  model upsert --name N [--instances I --slots S]\n"
+    "  model upsert --name N [--instances I --slots S] [--input_usd_per_mtok USD]\n"
+    "               [--output_usd_per_mtok USD] [--mean_cost_usd USD]\n"
     "  model remove --name N\n"
     "  learned show [--model M] [--cluster C]\n"
     "  learned reset (--model M | --cluster C | --all)\n";
@@ -366,7 +372,10 @@ int ConfigSetCommand(const Context& c) {
 }
 
 int ModelUpsertCommand(const Context& c) {
-  if (absl::Status s = CheckCommandFlags(c.line, {"name", "instances", "slots"}); !s.ok()) {
+  if (absl::Status s = CheckCommandFlags(c.line, {"name", "instances", "slots",
+                                                  "input_usd_per_mtok", "output_usd_per_mtok",
+                                                  "mean_cost_usd"});
+      !s.ok()) {
     return Usage(s.message());
   }
   absl::StatusOr<std::string> name = Required(c.line, "name");
@@ -385,6 +394,23 @@ int ModelUpsertCommand(const Context& c) {
       deployment->set_instances(parsed);
     } else {
       deployment->set_slots_per_instance(parsed);
+    }
+  }
+  // UpsertModelRequest's cost fields, by the same names.
+  for (const char* flag : {"input_usd_per_mtok", "output_usd_per_mtok", "mean_cost_usd"}) {
+    std::optional<std::string> v = c.line.Get(flag);
+    if (!v.has_value()) continue;
+    double parsed = 0;
+    if (!absl::SimpleAtod(*v, &parsed) || !std::isfinite(parsed) || parsed < 0) {
+      return Usage(absl::StrCat("--", flag, ": not a finite number >= 0: ", *v));
+    }
+    const std::string name(flag);
+    if (name == "input_usd_per_mtok") {
+      request.set_input_usd_per_mtok(parsed);
+    } else if (name == "output_usd_per_mtok") {
+      request.set_output_usd_per_mtok(parsed);
+    } else {
+      request.set_mean_cost_usd(parsed);
     }
   }
   absl::StatusOr<std::unique_ptr<RouterClient>> client = c.Connect();

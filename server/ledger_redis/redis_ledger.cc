@@ -1,8 +1,5 @@
 #include "server/ledger_redis/redis_ledger.h"
 
-#include <hiredis/hiredis.h>
-#include <sys/time.h>
-
 #include <algorithm>
 #include <cmath>
 #include <cstdio>
@@ -48,21 +45,6 @@ std::string Hex16(uint64_t v) {
   return buf;
 }
 
-// "HOST:PORT" or "[V6]:PORT" into its parts.
-bool SplitAddress(absl::string_view address, std::string& host, int& port) {
-  const size_t colon = address.rfind(':');
-  if (colon == absl::string_view::npos || colon == 0) return false;
-  absl::string_view h = address.substr(0, colon);
-  if (absl::StartsWith(h, "[") && absl::EndsWith(h, "]")) h = h.substr(1, h.size() - 2);
-  const absl::string_view p = address.substr(colon + 1);
-  if (h.empty() || p.empty() || p.find_first_not_of("0123456789") != absl::string_view::npos ||
-      !absl::SimpleAtoi(p, &port) || port < 1 || port > 65535) {
-    return false;
-  }
-  host = std::string(h);
-  return true;
-}
-
 }  // namespace
 
 int64_t MicrosUp(double usd) {
@@ -78,7 +60,7 @@ int64_t MicrosDown(double usd) {
 absl::Status ValidateRedisLedgerOptions(const RedisLedgerOptions& o) {
   std::string host;
   int port = 0;
-  if (!SplitAddress(o.address, host, port)) {
+  if (!SplitRedisAddress(o.address, host, port)) {
     return absl::InvalidArgumentError(
         absl::StrCat("redis.address: expected HOST:PORT with a port in 1..65535, got '", o.address,
                      "'"));
@@ -106,119 +88,6 @@ absl::Status ValidateRedisLedgerOptions(const RedisLedgerOptions& o) {
   return absl::OkStatus();
 }
 
-// An owned hiredis reply.
-struct RedisLedger::Reply {
-  explicit Reply(redisReply* r) : reply(r) {}
-  ~Reply() {
-    if (reply != nullptr) freeReplyObject(reply);
-  }
-  bool IsError() const { return reply->type == REDIS_REPLY_ERROR; }
-  std::string Text() const { return std::string(reply->str, reply->len); }
-  size_t size() const { return reply->type == REDIS_REPLY_ARRAY ? reply->elements : 0; }
-  // Element k as an integer (integer or decimal string), or 0.
-  int64_t Int(size_t k) const {
-    if (k >= size()) return 0;
-    const redisReply* e = reply->element[k];
-    if (e->type == REDIS_REPLY_INTEGER) return e->integer;
-    int64_t v = 0;
-    if (e->type == REDIS_REPLY_STRING && absl::SimpleAtoi(absl::string_view(e->str, e->len), &v)) {
-      return v;
-    }
-    return 0;
-  }
-  std::string Str(size_t k) const {
-    if (k >= size()) return "";
-    const redisReply* e = reply->element[k];
-    if (e->type == REDIS_REPLY_STRING) return std::string(e->str, e->len);
-    if (e->type == REDIS_REPLY_INTEGER) return absl::StrCat(e->integer);
-    return "";
-  }
-  redisReply* reply;
-};
-
-// Connections to Redis, at most `max` open, each used by one call at a time.
-class RedisLedger::Pool {
- public:
-  explicit Pool(const RedisLedgerOptions& o) : options_(o) {
-    SplitAddress(o.address, host_, port_);
-  }
-  ~Pool() {
-    absl::MutexLock lock(&mu_);
-    for (redisContext* c : idle_) redisFree(c);
-  }
-
-  // A connection, `fresh` if it was just opened; or the reason none could be opened.
-  absl::StatusOr<redisContext*> Acquire(bool& fresh) {
-    {
-      absl::MutexLock lock(&mu_);
-      mu_.Await(absl::Condition(
-          +[](Pool* p) ABSL_EXCLUSIVE_LOCKS_REQUIRED(p->mu_) {
-            return !p->idle_.empty() || p->open_ < p->options_.max_connections;
-          },
-          this));
-      if (!idle_.empty()) {
-        redisContext* c = idle_.back();
-        idle_.pop_back();
-        fresh = false;
-        return c;
-      }
-      ++open_;
-    }
-    fresh = true;
-    redisContext* c =
-        redisConnectWithTimeout(host_.c_str(), port_, absl::ToTimeval(options_.connect_timeout));
-    std::string error;
-    if (c == nullptr) {
-      error = "cannot allocate a connection";
-    } else if (c->err != 0) {
-      error = c->errstr;
-    } else if (redisSetTimeout(c, absl::ToTimeval(options_.call_timeout)) != REDIS_OK) {
-      error = "cannot set the call timeout";
-    } else if (!options_.password.empty()) {
-      const char* argv[] = {"AUTH", options_.password.data()};
-      const size_t len[] = {4, options_.password.size()};
-      redisReply* r = static_cast<redisReply*>(redisCommandArgv(c, 2, argv, len));
-      if (r == nullptr) {
-        error = c->errstr;
-      } else if (r->type == REDIS_REPLY_ERROR) {
-        // The reply names the failure (WRONGPASS, ...), never the password.
-        error = std::string(r->str, r->len);
-      }
-      if (r != nullptr) freeReplyObject(r);
-    }
-    if (!error.empty()) {
-      if (c != nullptr) redisFree(c);
-      absl::MutexLock lock(&mu_);
-      --open_;
-      return absl::UnavailableError(error);
-    }
-    return c;
-  }
-  void Return(redisContext* c) {
-    absl::MutexLock lock(&mu_);
-    idle_.push_back(c);
-  }
-  // Closes `c` (broken) and every idle connection (probably broken by the same cause).
-  void Discard(redisContext* c) {
-    std::vector<redisContext*> idle;
-    {
-      absl::MutexLock lock(&mu_);
-      idle.swap(idle_);
-      open_ -= 1 + static_cast<int>(idle.size());
-    }
-    redisFree(c);
-    for (redisContext* i : idle) redisFree(i);
-  }
-
- private:
-  const RedisLedgerOptions options_;
-  std::string host_;
-  int port_ = 0;
-  absl::Mutex mu_;
-  std::vector<redisContext*> idle_ ABSL_GUARDED_BY(mu_);
-  int open_ ABSL_GUARDED_BY(mu_) = 0;
-};
-
 RedisLedger::RedisLedger(const RedisLedgerOptions& redis, RedisLedgerObserver* observer)
     : redis_(redis),
       observer_(observer),
@@ -231,7 +100,15 @@ RedisLedger::RedisLedger(const RedisLedgerOptions& redis, RedisLedgerObserver* o
         }
         return keys;
       }()),
-      pool_(std::make_unique<Pool>(redis)) {}
+      pool_(std::make_unique<RedisConnectionPool>([&] {
+        RedisConnectionOptions o;
+        SplitRedisAddress(redis.address, o.host, o.port);
+        o.password = redis.password;
+        o.connect_timeout = redis.connect_timeout;
+        o.call_timeout = redis.call_timeout;
+        o.max_connections = redis.max_connections;
+        return o;
+      }())) {}
 
 RedisLedger::~RedisLedger() = default;
 
@@ -323,43 +200,20 @@ void RedisLedger::Succeed(absl::string_view op, absl::Duration elapsed) {
 absl::StatusOr<std::unique_ptr<RedisLedger::Reply>> RedisLedger::Send(
     absl::string_view op, const std::vector<std::string>& argv) {
   const absl::Time start = absl::Now();
-  bool fresh = false;
-  absl::StatusOr<redisContext*> c = pool_->Acquire(fresh);
-  if (!c.ok()) {
-    const std::string why(c.status().message());
-    const bool timeout = absl::StrContains(why, "timed out") ||
-                         absl::StrContains(why, "temporarily unavailable");
-    Fail(op, absl::Now() - start, timeout ? "timeout" : "connection", why);
-    return Unavailable(why);
+  RedisTransportFailure failure;
+  absl::StatusOr<std::unique_ptr<Reply>> r = pool_->Command(argv, failure);
+  if (r.ok()) return r;
+  if (failure.stale) {
+    // A pooled connection broken while idle (Redis restarted): not yet a reason to refuse every
+    // call; the next call opens a fresh one.
+    if (observer_ != nullptr) observer_->OnLedgerCall(op, absl::Now() - start, "connection");
+    return Unavailable(failure.why);
   }
-  std::vector<const char*> ptrs;
-  std::vector<size_t> lens;
-  ptrs.reserve(argv.size());
-  lens.reserve(argv.size());
-  for (const std::string& a : argv) {
-    ptrs.push_back(a.data());
-    lens.push_back(a.size());
-  }
-  redisReply* r = static_cast<redisReply*>(
-      redisCommandArgv(*c, static_cast<int>(argv.size()), ptrs.data(), lens.data()));
-  if (r == nullptr) {
-    const std::string why = (*c)->errstr;
-    const bool timeout = absl::StrContains(why, "temporarily unavailable") ||
-                         absl::StrContains(why, "timed out");
-    pool_->Discard(*c);
-    if (!fresh && !timeout) {
-      // A pooled connection broken while idle (Redis restarted): not yet a reason to refuse every
-      // call; the next call opens a fresh one.
-      if (observer_ != nullptr) observer_->OnLedgerCall(op, absl::Now() - start, "connection");
-      return Unavailable(why);
-    }
-    Fail(op, absl::Now() - start, timeout ? "timeout" : "connection", why);
-    return Unavailable(timeout ? absl::StrCat("timed out after ",
-                                              absl::ToInt64Milliseconds(redis_.call_timeout), " ms")
-                               : why);
-  }
-  pool_->Return(*c);
-  return std::make_unique<Reply>(r);
+  Fail(op, absl::Now() - start, failure.timeout ? "timeout" : "connection", failure.why);
+  return Unavailable(failure.timeout && !failure.connecting
+                         ? absl::StrCat("timed out after ",
+                                        absl::ToInt64Milliseconds(redis_.call_timeout), " ms")
+                         : failure.why);
 }
 
 absl::Status RedisLedger::LoadFunctions() {

@@ -70,8 +70,7 @@
 #include "absl/time/time.h"
 #include "absl/types/span.h"
 #include "router_core/serving/ledger.h"
-
-struct redisContext;
+#include "server/ledger_redis/redis_connection.h"
 
 namespace router::server {
 
@@ -139,9 +138,7 @@ class RedisLedger final : public core::Ledger {
   bool guarded() const;
 
  private:
-  struct Reply;
-  struct Connection;
-  class Pool;
+  using Reply = RedisReply;
 
   RedisLedger(const RedisLedgerOptions& redis, RedisLedgerObserver* observer);
 
@@ -171,7 +168,7 @@ class RedisLedger final : public core::Ledger {
   const RedisLedgerOptions redis_;
   RedisLedgerObserver* const observer_;
   const std::vector<std::string> keys_;  // the fixed keys of the domain
-  std::unique_ptr<Pool> pool_;
+  std::unique_ptr<RedisConnectionPool> pool_;
 
   mutable absl::Mutex mu_;
   core::LedgerOptions options_ ABSL_GUARDED_BY(mu_);

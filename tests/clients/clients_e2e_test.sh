@@ -458,6 +458,36 @@ assert int(m["slots_total"]) == 6, m
 EOF
 then pass "model upsert: sets a model's slots"; else fail "model upsert: sets a model's slots"; fi
 
+# A model the estimator does not know: with learning on it joins as a cold start; an API model
+# then needs a cost, which routerctl sends from --mean_cost_usd / --input_usd_per_mtok /
+# --output_usd_per_mtok.
+ctl config get
+sed 's/^  enabled: false/  enabled: true/' "${TMP}/out" >"${TMP}/learning_on.yaml"
+ctl config set --file "${TMP}/learning_on.yaml"
+learning_on_rc=${rc}
+ctl model upsert --name new-api-model
+no_cost_rc=${rc}
+no_cost_err="$(cat "${TMP}/err")"
+ctl model upsert --name new-api-model --mean_cost_usd 0.002 --input_usd_per_mtok 1.5 \
+    --output_usd_per_mtok 4
+if [[ ${learning_on_rc} -eq 0 && ${no_cost_rc} -eq 1 && ${rc} -eq 0 ]] &&
+   grep -q "mean_cost_usd" <<<"${no_cost_err}" && check_py "${TMP}/out" <<'EOF'
+import json, sys
+m = json.loads(open(sys.argv[1]).read())["model"]
+assert m["deployment"]["name"] == "new-api-model", m
+assert int(m["slots_total"]) == -1, m
+EOF
+then pass "model upsert --mean_cost_usd: a new API model is added with its cost (refused without)"
+else fail "model upsert --mean_cost_usd: a new API model is added with its cost (refused without)"; fi
+ctl model upsert --name other-model --mean_cost_usd -1
+if [[ ${rc} -eq 2 ]] && grep -q -- "--mean_cost_usd" "${TMP}/err"; then
+  pass "model upsert: a negative cost is bad usage naming the flag, exit 2"
+else fail "model upsert: a negative cost is bad usage naming the flag, exit 2"; fi
+ctl model remove --name new-api-model
+ctl config get
+sed 's/^  enabled: true/  enabled: false/' "${TMP}/out" >"${TMP}/learning_off.yaml"
+ctl config set --file "${TMP}/learning_off.yaml"
+
 ctl model remove --name "${MODEL_B}"
 remove_rc=${rc}
 ctl models

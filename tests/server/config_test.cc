@@ -562,6 +562,25 @@ TEST(ConfigTest, TheLearningSectionIsOffByDefaultWithTheLearnersDefaults) {
   EXPECT_EQ(l.options.lower_quantile, defaults.lower_quantile);
   EXPECT_EQ(l.options.exploration, defaults.exploration);
   EXPECT_EQ(l.options.max_cells, defaults.max_cells);
+  EXPECT_FALSE(l.shared);  // the local ledger: nothing to share through
+  // With the fleet's ledger, the replicas learn together by default.
+  absl::StatusOr<RouterConfig> fleet = ParseConfigYaml("ledger: {backend: redis}");
+  ASSERT_THAT(fleet, IsOk());
+  EXPECT_TRUE(fleet->learning.shared);
+  EXPECT_EQ(fleet->learning.shared_poll_interval, absl::Milliseconds(200));
+  EXPECT_EQ(fleet->learning.shared_queue_max, 100000);
+  EXPECT_EQ(fleet->learning.shared_stream_max_entries, 100000);
+  absl::StatusOr<RouterConfig> alone = ParseConfigYaml(
+      "ledger: {backend: redis}\nlearning: {shared: false, shared_poll_interval_ms: 50, "
+      "shared_queue_max: 10, shared_stream_max_entries: 1000}");
+  ASSERT_THAT(alone, IsOk());
+  EXPECT_FALSE(alone->learning.shared);
+  EXPECT_EQ(alone->learning.shared_poll_interval, absl::Milliseconds(50));
+  EXPECT_EQ(alone->learning.shared_queue_max, 10);
+  EXPECT_EQ(alone->learning.shared_stream_max_entries, 1000);
+  absl::StatusOr<RouterConfig> again = ParseConfigYaml(ConfigToYaml(*alone));
+  ASSERT_THAT(again, IsOk()) << ConfigToYaml(*alone);
+  EXPECT_EQ(ConfigToYaml(*again), ConfigToYaml(*alone));
 }
 
 // docs/configuration.md states the learner's defaults as numbers: they must be the core's.
@@ -588,7 +607,12 @@ TEST(ConfigTest, TheDocumentedLearningDefaultsAreTheLearners) {
            {"learning.lower_quantile", d.lower_quantile},
            {"learning.exploration", d.exploration},
            {"learning.max_cells", static_cast<double>(d.max_cells)},
-           {"learning.snapshot_interval_s", 60.0}}) {
+           {"learning.snapshot_interval_s", 60.0},
+           {"learning.shared_poll_interval_ms",
+            absl::ToDoubleMilliseconds(LearningConfig().shared_poll_interval)},
+           {"learning.shared_queue_max", static_cast<double>(LearningConfig().shared_queue_max)},
+           {"learning.shared_stream_max_entries",
+            static_cast<double>(LearningConfig().shared_stream_max_entries)}}) {
     ASSERT_TRUE(documented.contains(key)) << key << " is not in docs/configuration.md's table";
     double number = 0;
     ASSERT_TRUE(absl::SimpleAtod(absl::StrReplaceAll(documented[key], {{",", ""}}), &number))
@@ -643,6 +667,12 @@ TEST(ConfigTest, LearningErrorsNameTheKey) {
            {"learning: {snapshot_interval_s: 0}", "learning.snapshot_interval_s"},
            {"learning: {enabled: maybe}", "learning.enabled"},
            {"learning: {explore: 0.1}", "learning.explore"},
+           {"learning: {shared: true}", "learning.shared"},  // with the local ledger
+           {"learning: {shared_poll_interval_ms: 5}", "learning.shared_poll_interval_ms"},
+           {"learning: {shared_queue_max: 0}", "learning.shared_queue_max"},
+           {"learning: {shared_stream_max_entries: 10}", "learning.shared_stream_max_entries"},
+           {"ledger: {backend: redis}\nlearning: {shared_queue_max: 20000000}",
+            "learning.shared_queue_max"},
            {"learning: [1]", "learning"},
        }) {
     EXPECT_THAT(ParseConfigYaml(yaml),
@@ -673,6 +703,9 @@ TEST(ConfigTest, LearningEnabledAndIntervalReloadTheLearnersOptionsAndFileDoNot)
            {"learning: {snapshot_file: /tmp/other.json}", "learning.snapshot_file"},
            {"learning: {half_life_outcomes: 7}", "learning.half_life_outcomes"},
            {"learning: {max_cells: 7}", "learning.max_cells"},
+           {"learning: {shared_poll_interval_ms: 70}", "learning.shared_poll_interval_ms"},
+           {"learning: {shared_queue_max: 7}", "learning.shared_queue_max"},
+           {"learning: {shared_stream_max_entries: 700}", "learning.shared_stream_max_entries"},
        }) {
     next = ParseConfigUpdateYaml(yaml, current);
     ASSERT_THAT(next, IsOk()) << yaml;

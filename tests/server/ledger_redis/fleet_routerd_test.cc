@@ -2,12 +2,18 @@
 // holds a slot that the other's ListModels shows and that the other's Complete frees, once; and
 // while Redis does not answer, a replica with ledger.health_requires_ledger reports its Router and
 // ext_proc services NOT_SERVING (the whole server stays SERVING), one without it stays SERVING.
+// Shared learning: outcomes Completed at one replica are learned by the other, both hold the same
+// cells, a reset at one resets both; while the learning log refuses (Redis' ACL denies streams,
+// the ledger still works) Completes answer OK, the bounded queue drops and counts, and what it
+// held reaches the other replica once the log is back.
 
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
 #include "absl/time/clock.h"
 #include "gmock/gmock.h"
 #include "grpcpp/create_channel.h"
@@ -36,6 +42,11 @@ struct Replica {
 
 class FleetRouterdTest : public ::testing::Test {
  protected:
+  // More sections of replica `k`'s configuration.
+  virtual std::string ExtraYaml(int k) const {
+    (void)k;
+    return "";
+  }
   void SetUp() override {
     absl::StatusOr<std::unique_ptr<RedisServer>> s = RedisServer::Start();
     ASSERT_THAT(s, IsOk());
@@ -53,7 +64,7 @@ ledger: {backend: redis, health_requires_ledger: )", k == 0 ? "true" : "false", 
                  connect_timeout_ms: 5000, call_timeout_ms: 5000, retry_after_ms: 200}}
 models:
   - {name: ")", kLocal, R"(", instances: 1, slots_per_instance: 3}
-)"));
+)", ExtraYaml(k)));
       ASSERT_THAT(config, IsOk());
       absl::StatusOr<std::unique_ptr<Routerd>> d = Routerd::Start(*std::move(config), "");
       ASSERT_THAT(d, IsOk());
@@ -84,11 +95,13 @@ models:
     EXPECT_EQ(response.assignment().model(), kLocal);
     return response.assignment().assignment_id();
   }
-  grpc::Status Complete(int k, const std::string& assignment_id) {
+  grpc::Status Complete(int k, const std::string& assignment_id,
+                        std::optional<bool> success = std::nullopt) {
     grpc::ClientContext ctx;
     ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(10));
     v1::CompleteRequest request;
     request.set_assignment_id(assignment_id);
+    if (success.has_value()) request.set_success(*success);
     v1::CompleteResponse response;
     return replicas_[k].router->Complete(&ctx, request, &response);
   }
@@ -172,6 +185,103 @@ TEST_F(FleetRouterdTest, ReadinessFollowsTheLedgerOnlyWhereConfigured) {
   EXPECT_EQ(other, Status::SERVING);  // health_requires_ledger: false
   EXPECT_TRUE(AwaitRouterHealth(0, Status::SERVING));
   EXPECT_EQ(Health(0, kExtProcService), Status::SERVING);
+}
+
+// Both replicas learn, sharing the fleet's learning log, polled every 20 ms.
+class FleetLearningTest : public FleetRouterdTest {
+ protected:
+  std::string ExtraYaml(int k) const override {
+    return absl::StrCat("learning: {enabled: true, exploration: 0, shared_poll_interval_ms: 20",
+                        k == 0 ? queue_max_0_ : "", "}\n");
+  }
+  // Replica 0's queue bound, as a key of its learning section.
+  std::string queue_max_0_;
+  v1::GetLearnedStatsResponse Stats(int k) {
+    grpc::ClientContext ctx;
+    ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(10));
+    v1::GetLearnedStatsResponse response;
+    const grpc::Status s =
+        replicas_[k].admin->GetLearnedStats(&ctx, v1::GetLearnedStatsRequest(), &response);
+    EXPECT_TRUE(s.ok()) << s.error_message();
+    return response;
+  }
+  // Outcomes in replica `k`'s cells.
+  int64_t Outcomes(int k) {
+    int64_t n = 0;
+    const v1::GetLearnedStatsResponse stats = Stats(k);
+    for (const v1::LearnedCell& c : stats.cells()) n += c.outcomes();
+    return n;
+  }
+  // Replica `k`'s cells, every field, exactly.
+  std::vector<std::string> Cells(int k) {
+    std::vector<std::string> out;
+    const v1::GetLearnedStatsResponse stats = Stats(k);
+    for (const v1::LearnedCell& c : stats.cells()) {
+      out.push_back(absl::StrFormat("%s/%d w=%.17g o=%.17g p=%.17g s=%.17g n=%d", c.model(),
+                                    c.cluster(), c.weight(), c.observed_mean(), c.prior_mean(),
+                                    c.learned_shift(), c.outcomes()));
+    }
+    return out;
+  }
+  // Waits (at most 60 s) until `done` holds; whether it did.
+  template <typename F>
+  bool Await(F done) {
+    for (int tries = 0; tries < 600; ++tries) {
+      if (done()) return true;
+      absl::SleepFor(absl::Milliseconds(100));
+    }
+    return false;
+  }
+  // Routes a query at replica `at` and completes it at replica `by` with `success`.
+  void RouteAndComplete(int at, int by, const std::string& id, bool success) {
+    const std::string assignment = Route(at, id);
+    ASSERT_FALSE(assignment.empty());
+    const grpc::Status s = Complete(by, assignment, success);
+    EXPECT_TRUE(s.ok()) << s.error_message();
+  }
+};
+
+TEST_F(FleetLearningTest, OutcomesAtOneReplicaAreLearnedByBothAndAResetResetsBoth) {
+  for (int k = 0; k < 6; ++k) RouteAndComplete(0, 0, absl::StrCat("a", k), k % 3 == 0);
+  EXPECT_TRUE(Await([&] { return Outcomes(1) == 6; }))
+      << Outcomes(1);
+  EXPECT_TRUE(Await([&] { return Outcomes(0) == 6; })) << Outcomes(0);
+  for (int k = 0; k < 4; ++k) RouteAndComplete(0, 1, absl::StrCat("b", k), k % 2 == 0);
+  ASSERT_TRUE(Await([&] { return Outcomes(0) == 10 && Outcomes(1) == 10; }));
+  const std::vector<std::string> cells = Cells(0);
+  ASSERT_FALSE(cells.empty());
+  EXPECT_EQ(Cells(1), cells);  // the same sequence, the same state, to the last bit
+
+  grpc::ClientContext ctx;
+  ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(10));
+  v1::ResetLearnedStatsResponse reset;
+  const grpc::Status s =
+      replicas_[1].admin->ResetLearnedStats(&ctx, v1::ResetLearnedStatsRequest(), &reset);
+  ASSERT_TRUE(s.ok()) << s.error_message();
+  EXPECT_EQ(reset.cells_removed(), static_cast<int64_t>(cells.size()));
+  EXPECT_EQ(Outcomes(1), 0);  // applied before the answer
+  EXPECT_TRUE(Await([&] { return Stats(0).cells().empty(); }));
+}
+
+// Replica 0 queues at most 2 outcomes.
+class FleetLearningQueueTest : public FleetLearningTest {
+ protected:
+  FleetLearningQueueTest() { queue_max_0_ = ", shared_queue_max: 2"; }
+};
+
+TEST_F(FleetLearningQueueTest, WhileTheLogRefusesCompletesAnswerAndTheBoundedQueueDropsAndCounts) {
+  // The ledger's Functions still run; the learning log's stream commands are refused.
+  ASSERT_TRUE(redis_->Cli("ACL SETUSER default -@stream").ok());
+  for (int k = 0; k < 5; ++k) RouteAndComplete(0, 0, absl::StrCat("q", k), false);
+  const int64_t dropped = Stats(0).dropped_outcomes();
+  const int64_t seen_meanwhile = Outcomes(1);
+  ASSERT_TRUE(redis_->Cli("ACL SETUSER default +@all").ok());
+  EXPECT_EQ(dropped, 3);  // shared_queue_max 2
+  EXPECT_EQ(seen_meanwhile, 0);
+  // The two queued outcomes reach the fleet once the log answers again.
+  EXPECT_TRUE(Await([&] { return Outcomes(1) == 2 && Outcomes(0) == 2; }))
+      << Outcomes(0) << " " << Outcomes(1);
+  EXPECT_EQ(Stats(1).dropped_outcomes(), 0);
 }
 
 }  // namespace
