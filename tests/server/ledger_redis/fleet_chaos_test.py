@@ -36,7 +36,8 @@ Checks, per scenario:
 usage: fleet_chaos_test.py ROUTERD ARTIFACT PYTHON_STUBS_DIR [--skew_routerd ROUTERD_GLIBC_MALLOC]
                            [--seconds S] [--scenarios a,b]
 The skewed replica runs --skew_routerd (routerd_glibc_malloc: libfaketime cannot preload into a
-routerd linked with jemalloc).
+routerd linked with jemalloc; in a sanitizer build, routerd itself, with the ASan runtime preloaded
+ahead of libfaketime). Every replica must exit 0 when stopped and log no sanitizer report.
 Exits 77 (skipped) when redis-server, faketime or the artifact is missing. Bounded: each scenario
 runs S seconds of load (default 6) plus at most lease timeout + 5 s of draining.
 """
@@ -140,7 +141,25 @@ class Redis:
         shutil.rmtree(os.path.join(self.dir, "appendonlydir"), ignore_errors=True)
 
 
+# A sanitizer's report in a replica's log (ASan, LSan, UBSan): the replica is broken even if the
+# load's checks pass (a replica that aborts only shows as retryable errors to the drivers).
+SANITIZER_REPORT = re.compile(r"ERROR: (Address|Leak)Sanitizer|runtime error: ")
+
+
+def sanitizer_runtime(routerd):
+    """The ASan runtime `routerd` links (gcc's -fsanitize=address), or None. libfaketime must be
+    preloaded after it: ASan refuses to start unless its runtime comes first."""
+    try:
+        out = subprocess.run(["ldd", routerd], capture_output=True, text=True, check=True).stdout
+    except (OSError, subprocess.CalledProcessError):
+        return None
+    m = re.search(r"libasan\.so[.\d]* => (\S+)", out)
+    return m.group(1) if m else None
+
+
 class Replica:
+    runs = 0  # numbers each replica process's log, so that a restart keeps the earlier log
+
     def __init__(self, procs, routerd, tmp, index, config_text, faketime=None):
         self.procs, self.index, self.routerd, self.tmp = procs, index, routerd, tmp
         self.port, self.metrics_port = free_port(), free_port()
@@ -149,6 +168,7 @@ class Replica:
             f.write(config_text.replace("@PORT@", str(self.port))
                     .replace("@METRICS_PORT@", str(self.metrics_port)))
         self.faketime = faketime
+        self.history = []  # every process of this replica: its log, and whether the test killed it
         self.proc = None
         self.channel = None
         self.start()
@@ -160,13 +180,35 @@ class Replica:
             # libfaketime preloaded through env, which execs routerd in place: the faketime
             # wrapper would fork routerd as its own child, which outlives the test when the
             # wrapper is stopped (the parent-death signal is not inherited across fork).
-            argv = ["env", f"LD_PRELOAD={LIBFAKETIME}", f"FAKETIME={self.faketime}"] + argv
-        self.proc = self.procs.start(argv, os.path.join(self.tmp, f"routerd{self.index}.log"))
+            preload = " ".join(filter(None, [sanitizer_runtime(self.routerd), LIBFAKETIME]))
+            argv = ["env", f"LD_PRELOAD={preload}", f"FAKETIME={self.faketime}"] + argv
+        Replica.runs += 1
+        self.log = os.path.join(self.tmp, f"routerd{self.index}.{Replica.runs}.log")
+        self.proc = self.procs.start(argv, self.log)
+        self.history.append({"log": self.log, "proc": self.proc, "killed": False})
         self.channel = grpc.insecure_channel(f"127.0.0.1:{self.port}")
-        grpc.channel_ready_future(self.channel).result(timeout=30)
+        # Sanitizer builds load the estimator several times slower: a generous bound.
+        grpc.channel_ready_future(self.channel).result(timeout=120)
 
     def alive(self):
         return self.proc.poll() is None
+
+    def problems(self):
+        """After the replica was stopped: each of its processes exited 0 on SIGTERM (unless the
+        test killed it) and logged no sanitizer report."""
+        out = []
+        for run in self.history:
+            with open(run["log"], encoding="utf-8", errors="replace") as f:
+                log = f.read()
+            m = SANITIZER_REPORT.search(log)
+            if m:
+                out.append(f"replica {self.index}: sanitizer report in {run['log']}:\n"
+                           f"{log[max(0, m.start() - 200):m.start() + 3000]}")
+            rc = run["proc"].returncode
+            if not m and not run["killed"] and rc != 0:
+                out.append(f"replica {self.index}: exited with {rc} when stopped; log "
+                           f"{run['log']} ends:\n{log[-2000:]}")
+        return out
 
 
 class Record:
@@ -422,6 +464,7 @@ def run_scenario(name, args, procs, tmp, redis, replicas, pb, pb_grpc):
     if name == "kill9":
         victim.proc.send_signal(signal.SIGKILL)
         victim.proc.wait()
+        victim.history[-1]["killed"] = True
         time.sleep(args.seconds / 3)
         victim.start()
         notes.append("replica 1 killed (SIGKILL) and started again")
@@ -531,6 +574,10 @@ def main():
                 ok = run_scenario(name, args, procs, tmp, redis, replicas, pb, pb_grpc) and ok
                 for r in replicas:
                     procs.stop(r.proc)
+                for r in replicas:
+                    for p in r.problems():
+                        print(f"  FAIL {name}: {p}", flush=True)
+                        ok = False
         finally:
             procs.stop_all()
     print(f"fleet chaos: {'PASS' if ok else 'FAIL'} in {time.monotonic() - begin:.0f} s")
