@@ -14,6 +14,9 @@ timeout. Each scenario runs its disruption under that load, then stops the load:
   redis_aof    Redis killed with SIGKILL and restarted from its append-only file
   redis_empty  Redis killed and restarted empty (its state lost)
   redis_stall  Redis stopped (SIGSTOP) for 3 s, then continued
+  escrow_stall as redis_stall, with replicas that have an escrow (ledger.redis.escrow): they go on
+               deciding batches within it while Redis is stopped (checked: some batch queries are
+               answered then), and settle it when Redis answers again
   skew         one replica runs 90 s ahead (faketime -f +90s) for the whole scenario; it takes the
                inline Routes sent its way and Completes (under libfaketime its batch waits, which
                are absolute kernel futex timeouts, would last 90 s longer)
@@ -93,6 +96,8 @@ models:
   - {{name: claude-instant-v1}}
   - {{name: mistralai/mistral-7b-chat}}
 """
+ESCROW = ("escrow: {spend_usd: 0.01, slots: 1, validity_ms: 10000, renew_every_ms: 2000, "
+          "skew_margin_ms: 1000}")
 # Read-only: by the Redis clock, per model the unexpired leases plus held slots.
 SNAPSHOT_LUA = """
 local t = redis.call('TIME')
@@ -483,9 +488,11 @@ def run_scenario(name, args, procs, tmp, redis, replicas, pb, pb_grpc):
         redis.wipe()
         redis.start()
         notes.append("redis killed and restarted empty")
-    elif name == "redis_stall":
+    elif name in ("redis_stall", "escrow_stall"):
+        stall = [time.monotonic()]
         redis.proc.send_signal(signal.SIGSTOP)
         time.sleep(3.0)
+        stall.append(time.monotonic())
         redis.proc.send_signal(signal.SIGCONT)
         notes.append("redis stopped 3 s")
     elif name == "skew":
@@ -523,6 +530,13 @@ def run_scenario(name, args, procs, tmp, redis, replicas, pb, pb_grpc):
     problems, peak, worst, nwin = check(name, rec, latency_max, LEASE_S)
     if checker.violations:
         problems.append(f"Redis snapshots over the slots: {checker.violations[:3]}")
+    if name == "escrow_stall":
+        # Leases of an escrow ("<incarnation>-e<n>.<tag>") answered while Redis was stopped.
+        during = [a for a in rec.assignments if re.match(r"^[0-9a-f]+-e\d+\.", a["id"])
+                  and stall[0] < a["t_answer"] < stall[1]]
+        notes.append(f"{len(during)} assignments decided on escrows while Redis was stopped")
+        if not during:
+            problems.append("no query was answered from an escrow while Redis was stopped")
     if idle_after > LEASE_S + 1.0:
         problems.append(f"slots still held {idle_after:.1f} s after the load stopped")
     routed = len(rec.assignments)
@@ -545,7 +559,7 @@ def main():
     ap.add_argument("--skew_routerd", default=None)
     ap.add_argument("--seconds", type=float, default=6.0)
     ap.add_argument("--scenarios", default="baseline,kill9,sigstop,redis_aof,redis_empty,"
-                                           "redis_stall,skew")
+                                           "redis_stall,escrow_stall,skew")
     args = ap.parse_args()
     for tool in ("redis-server", "faketime"):
         if shutil.which(tool) is None:
@@ -567,8 +581,10 @@ def main():
                                  redis_port=redis.port)
             for name in args.scenarios.split(","):
                 skewed = name == "skew"
+                config = text.replace("retry_after_ms: 300}", "retry_after_ms: 300,\n          " +
+                                      ESCROW + "}") if name == "escrow_stall" else text
                 replicas = [Replica(procs, (args.skew_routerd or args.routerd) if skewed and k == 2
-                                    else args.routerd, tmp, k, text,
+                                    else args.routerd, tmp, k, config,
                                     faketime="+90s" if skewed and k == 2 else None)
                             for k in range(3)]
                 ok = run_scenario(name, args, procs, tmp, redis, replicas, pb, pb_grpc) and ok
