@@ -363,6 +363,17 @@ bool RedisLedger::degraded() const {
   return degraded_;
 }
 
+void RedisLedger::SetGuarded(bool guarded) {
+  bool became = false;
+  {
+    absl::MutexLock lock(&mu_);
+    became = guarded && !guarded_;
+    guarded_ = guarded;
+  }
+  // A loss or a rollback: Redis may no longer hold the escrow this replica knows.
+  if (became) VoidEscrow();
+}
+
 bool RedisLedger::guarded() const {
   absl::MutexLock lock(&mu_);
   return guarded_;
@@ -618,10 +629,7 @@ absl::StatusOr<core::LedgerSnapshot> RedisLedger::Snapshot() {
   }
   absl::StatusOr<std::unique_ptr<Reply>> r = Call("snapshot", "rl2_snapshot", args);
   if (!r.ok()) return r.status();
-  {
-    absl::MutexLock lock(&mu_);
-    guarded_ = (*r)->Int(1) != 0;
-  }
+  SetGuarded((*r)->Int(1) != 0);
   const int64_t allowance = (*r)->Int(2);
   snap.spend_allowance_usd = allowance < 0 ? kInf : static_cast<double>(allowance) / 1e6;
   for (size_t k = 0; k < snap.models.size(); ++k) {
@@ -860,10 +868,7 @@ absl::StatusOr<core::InlineStep> RedisLedger::StepInline(
   absl::StatusOr<std::unique_ptr<Reply>> r = Call("inline_step", "rl2_step", args);
   if (!r.ok()) return r.status();
   const Reply& reply = **r;
-  {
-    absl::MutexLock lock(&mu_);
-    guarded_ = reply.Int(1) != 0;
-  }
+  SetGuarded(reply.Int(1) != 0);
   const int64_t allowance = reply.Int(2);
   out.snapshot.spend_allowance_usd = allowance < 0 ? kInf : static_cast<double>(allowance) / 1e6;
   size_t at = 3;
@@ -937,10 +942,7 @@ absl::StatusOr<core::LedgerTotals> RedisLedger::Totals() {
   t.open_assignments = reply.Int(5);
   t.open_holds = reply.Int(6);
   t.expired_assignments = reply.Int(7);
-  {
-    absl::MutexLock lock(&mu_);
-    guarded_ = reply.Int(8) != 0;
-  }
+  SetGuarded(reply.Int(8) != 0);
   return t;
 }
 

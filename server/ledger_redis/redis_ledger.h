@@ -61,8 +61,9 @@
 // and the slots: what a replica decides alone was held for it first. Inline steps (StepInline),
 // Snapshot, InUse and Totals never use the escrow (UNAVAILABLE); an escrow lease's Complete is
 // taken by its own replica only, before the lease ends (otherwise NOT_FOUND: its slot stays held
-// with the escrow until the lease ends, its predicted cost stands). A lost
-// or replaced state voids the escrow (the new state's conservative period covers its leases).
+// with the escrow until the lease ends, its predicted cost stands). A lost or replaced state voids
+// the escrow, and so does a rollback once a reply shows the domain guarded (Snapshot, StepInline,
+// Totals); the conservative period covers the leases issued before.
 //
 // Thread-safety: all methods may be called concurrently; each call takes one connection of a small
 // pool (at most `max_connections`, more callers wait). The observer is called outside the locks.
@@ -212,8 +213,10 @@ class RedisLedger final : public core::Ledger {
   // Settles the escrow and draws the next when one is due (see the file comment); a failure
   // keeps the escrow as it was.
   void MaybeRenewEscrow() ABSL_LOCKS_EXCLUDED(mu_, escrow_mu_);
-  // Forgets the escrow (its state was lost or replaced).
+  // Forgets the escrow (its state was lost, replaced or rolled back).
   void VoidEscrow() ABSL_LOCKS_EXCLUDED(escrow_mu_);
+  // Records whether the domain is guarded, as a reply said; voids the escrow when it became so.
+  void SetGuarded(bool guarded) ABSL_LOCKS_EXCLUDED(mu_, escrow_mu_);
   // Decisions within the escrow while Redis cannot be reached; `unavailable` (the failed call's
   // status) when there is no escrow or it has ended.
   absl::StatusOr<core::LedgerHold> EscrowHold(const core::HoldRequest& request,

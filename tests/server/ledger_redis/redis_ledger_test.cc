@@ -650,6 +650,24 @@ TEST_F(RedisEscrowTest, AnEscrowThatExpiredIsChargedUntilReported) {
   EXPECT_NEAR(a->EscrowLeft()->spend_allowance_usd, 0.3, 1e-6);
 }
 
+// A rollback (Redis older than what the replica saw) voids the escrow: Redis may no longer hold it.
+TEST_F(RedisEscrowTest, ARollbackVoidsTheEscrow) {
+  LedgerOptions o = core::testing::Paced(1e-6, 1.0);
+  o.lease_timeout = absl::Seconds(30);
+  auto a = Replica(o, Escrow(0.3, 1));
+  ASSERT_THAT(Healthy(*a), IsOk());
+  ASSERT_THAT(a->Snapshot(), IsOk());
+  ASSERT_TRUE(a->EscrowLeft().has_value());
+  ASSERT_THAT(own_->Cli("HSET '{rt:" + domain_ + "}:meta' seq 1"), IsOk());
+  ASSERT_THAT(a->Snapshot(), IsOk());
+  EXPECT_TRUE(a->guarded());
+  EXPECT_FALSE(a->EscrowLeft().has_value());
+  ASSERT_THAT(a->Snapshot(), IsOk());  // the next one, drawn while guarded, holds nothing
+  ASSERT_TRUE(a->EscrowLeft().has_value());
+  EXPECT_EQ(a->EscrowLeft()->free_slots[0], 0);
+  EXPECT_NEAR(a->EscrowLeft()->spend_allowance_usd, 0.0, 1e-4);
+}
+
 // Three replicas with escrows of 1 slot of a model with 2: the third gets none, and with Redis
 // stalled the fleet holds at most 2 leases of it.
 TEST_F(RedisEscrowTest, TheFleetNeverOverReserves) {
