@@ -476,6 +476,18 @@ absl::Status ReadLedger(const YAML::Node& node, LedgerBackendConfig& l) {
     ROUTER_RETURN_IF_ERROR(rr.ReadMs("call_timeout_ms", o.call_timeout));
     ROUTER_RETURN_IF_ERROR(rr.ReadMs("retry_after_ms", o.retry_after));
     ROUTER_RETURN_IF_ERROR(rr.Read("max_connections", o.max_connections));
+    const YAML::Node escrow = rr.Get("escrow");
+    if (escrow.IsDefined() && !escrow.IsNull()) {
+      MapReader er(escrow, "ledger.redis.escrow");
+      ROUTER_RETURN_IF_ERROR(er.CheckIsMap());
+      RedisLedgerOptions::Escrow& e = o.escrow;
+      ROUTER_RETURN_IF_ERROR(er.Read("spend_usd", e.spend_usd));
+      ROUTER_RETURN_IF_ERROR(er.Read("slots", e.slots));
+      ROUTER_RETURN_IF_ERROR(er.ReadMs("validity_ms", e.validity));
+      ROUTER_RETURN_IF_ERROR(er.ReadMs("renew_every_ms", e.renew_every));
+      ROUTER_RETURN_IF_ERROR(er.ReadMs("skew_margin_ms", e.skew_margin));
+      ROUTER_RETURN_IF_ERROR(er.CheckNoUnknownKeys());
+    }
     ROUTER_RETURN_IF_ERROR(rr.CheckNoUnknownKeys());
   }
   if (l.health_requires_ledger && !l.redis) {
@@ -769,6 +781,13 @@ std::string ConfigToYaml(const RouterConfig& c) {
     Emit(out, "call_timeout_ms", o.call_timeout);
     Emit(out, "retry_after_ms", o.retry_after);
     out << YAML::Key << "max_connections" << YAML::Value << o.max_connections;
+    out << YAML::Key << "escrow" << YAML::Value << YAML::BeginMap;
+    out << YAML::Key << "spend_usd" << YAML::Value << o.escrow.spend_usd;
+    out << YAML::Key << "slots" << YAML::Value << o.escrow.slots;
+    Emit(out, "validity_ms", o.escrow.validity);
+    Emit(out, "renew_every_ms", o.escrow.renew_every);
+    Emit(out, "skew_margin_ms", o.escrow.skew_margin);
+    out << YAML::EndMap;
     out << YAML::EndMap;
   }
   out << YAML::EndMap;
@@ -962,6 +981,13 @@ std::optional<std::string> ChangedStartupKey(const RouterConfig& a, const Router
            std::pair{"ledger.redis.call_timeout_ms", ra.call_timeout != rb.call_timeout},
            std::pair{"ledger.redis.retry_after_ms", ra.retry_after != rb.retry_after},
            std::pair{"ledger.redis.max_connections", ra.max_connections != rb.max_connections},
+           std::pair{"ledger.redis.escrow.spend_usd", ra.escrow.spend_usd != rb.escrow.spend_usd},
+           std::pair{"ledger.redis.escrow.slots", ra.escrow.slots != rb.escrow.slots},
+           std::pair{"ledger.redis.escrow.validity_ms", ra.escrow.validity != rb.escrow.validity},
+           std::pair{"ledger.redis.escrow.renew_every_ms",
+                     ra.escrow.renew_every != rb.escrow.renew_every},
+           std::pair{"ledger.redis.escrow.skew_margin_ms",
+                     ra.escrow.skew_margin != rb.escrow.skew_margin},
            std::pair{"learning.snapshot_file", a.learning.snapshot_file != b.learning.snapshot_file},
            std::pair{"learning.half_life_outcomes",
                      oa.half_life_outcomes != ob.half_life_outcomes},

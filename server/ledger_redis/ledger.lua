@@ -126,6 +126,17 @@ local function guarded(now)
   return now < tonumber(redis.call('HGET', K.meta, 'guard') or '0')
 end
 
+-- The slots of a hold's record split at '|' ("expiry|spend|model|count|..."), by model.
+local function hold_slots(f)
+  local out = {}
+  local j = 3
+  while j < #f do
+    out[f[j]] = tonumber(f[j + 1])
+    j = j + 2
+  end
+  return out
+end
+
 -- Gives back what a hold holds and forgets it.
 local function drop_hold(number, rec)
   local f = split(rec)
@@ -146,7 +157,19 @@ local function reap(now, max_gone)
   local hs = redis.call('ZRANGEBYSCORE', K.hexp, '-inf', now, 'LIMIT', 0, REAP_HOLDS)
   for _, number in ipairs(hs) do
     local rec = redis.call('HGET', K.holds, number)
-    if rec then drop_hold(number, rec) else redis.call('ZREM', K.hexp, number) end
+    if rec then
+      -- An escrow's held spend is charged when it expires: its replica may have spent it.
+      local e = redis.call('HGET', K.meta, 'e' .. number)
+      if e then
+        local held = tonumber(string.match(rec, '^[^|]*|(%d+)'))
+        if held > 0 then incr(K.bucket, 'level', -held) end
+        local f = split(e)
+        redis.call('HSET', K.meta, 'e' .. number, f[1] .. '|' .. f[2] .. '|1')
+      end
+      drop_hold(number, rec)
+    else
+      redis.call('ZREM', K.hexp, number)
+    end
   end
   local ls = redis.call('ZRANGEBYSCORE', K.lexp, '-inf', now, 'LIMIT', 0, REAP_LEASES)
   if #ls == 0 then return end
@@ -432,13 +455,8 @@ local function commit(keys, args)
       bump()
       error({err = 'FENCED hold ' .. hold_number .. ' expired before this commit (fenced)'})
     end
-    granted = {}
+    granted = hold_slots(f)
     granted_spend = tonumber(f[2])
-    local j = 3
-    while j < #f do
-      granted[f[j]] = tonumber(f[j + 1])
-      j = j + 2
-    end
     drop_hold(hold_number, rec)
     bump()
   end
@@ -766,6 +784,122 @@ local function step(keys, args)
   return out
 end
 
+-- A replica's escrow (redis_ledger.h, "Escrow"): a hold (in holds and hexp, so it expires like one)
+-- whose spend the replica may use alone, and meta field e<number> = "reported|granted|expired":
+-- the micro-USD the replica reported spent, the micro-USD the escrow was granted in all, and 1
+-- once it expired. One call reports what the escrow spent so far (cumulative, so a call whose
+-- outcome the replica did not learn can be followed by another), turning that much of its held
+-- spend into a charge; extends it to `validity` from now; and tops its held spend and slots up to
+-- their targets, from what is free. An escrow that expired had its held spend charged (as if spent:
+-- its replica may have spent it); a later report gives back what it did not spend, and a new escrow
+-- is drawn. ARGV[7] escrow number ("" = none), [8] the incarnation it was drawn from (another one:
+-- none), [9] micro-USD spent so far, [10..] models, then validity us, the spend target (micro-USD),
+-- the count of (model, slots target) pairs and the pairs. Returns {seq, number, expiry, spend held
+-- (-1 = unlimited), spend granted in all, slots held per pair}.
+local function escrow(keys, args)
+  local now, rate, burst, level = begin(keys, args)
+  local inc = redis.call('HGET', K.meta, 'inc')
+  local number = args[8] == inc and args[7] or ''
+  local spent = int_arg(args[9], 'spent')
+  if spent < 0 then error({err = 'INVALID escrow spent: must be >= 0'}) end
+  local models, slots, j = read_models(args, 10)
+  local valid_us = int_arg(args[j], 'validity_us')
+  local target = int_arg(args[j + 1], 'spend')
+  local n = int_arg(args[j + 2], 'wanted')
+  if valid_us <= 0 or target < 0 then error({err = 'INVALID escrow: validity and spend'}) end
+  local wanted = {}
+  for k = 1, n do
+    wanted[k] = {args[j + 2 + 2 * k - 1], int_arg(args[j + 2 + 2 * k], 'count')}
+    if wanted[k][1] == nil or wanted[k][2] < 0 then
+      error({err = 'INVALID escrow slots[' .. (k - 1) .. ']: missing model or negative count'})
+    end
+  end
+  local e = number ~= '' and redis.call('HGET', K.meta, 'e' .. number) or nil
+  local held, granted, rec_slots = 0, 0, {}
+  if e then
+    local f = split(e)
+    local reported, expired = tonumber(f[1]), f[3] == '1'
+    granted = tonumber(f[2])
+    local delta = spent - reported
+    if delta < 0 then delta = 0 end
+    incr(K.meta, 'recorded', delta)
+    local rec = redis.call('HGET', K.holds, number)
+    if rec and not expired then
+      local h = split(rec)
+      held = tonumber(h[2])
+      rec_slots = hold_slots(h)
+      -- What was spent leaves the hold for the bucket (beyond the hold: charged as well).
+      local from_held = delta < held and delta or held
+      held = held - from_held
+      incr(K.bucket, 'held', -from_held)
+      if rate > 0 then
+        level = level - delta
+        redis.call('HSET', K.bucket, 'level', level)
+      end
+      redis.call('HSET', K.meta, 'e' .. number, math.max(reported, spent) .. '|' .. granted .. '|0')
+    else
+      -- Expired: all it held was charged then; give back what it did not spend.
+      if expired and rate > 0 then
+        level = level + granted - math.max(reported, spent)
+        if level > burst then level = burst end
+        redis.call('HSET', K.bucket, 'level', level)
+      end
+      redis.call('HDEL', K.meta, 'e' .. number)
+      e = nil
+    end
+  end
+  if not e then
+    number = tostring(redis.call('HINCRBY', K.meta, 'nhold', 1))
+    held, granted, rec_slots = 0, 0, {}
+  end
+  -- Top up to the targets, from what is free.
+  local g = guarded(now)
+  if rate > 0 and target > held then
+    local a = allowance(level)
+    local add = target - held
+    if add > a then add = a end
+    if add > 0 then
+      held = held + add
+      granted = granted + add
+      incr(K.bucket, 'held', add)
+    end
+  end
+  local expiry = now + valid_us
+  local out = {0, number, expiry, rate > 0 and held or -1, granted}
+  local rec = {expiry, held}
+  for k = 1, n do
+    local m, want = wanted[k][1], wanted[k][2]
+    local s = slots[m]
+    local have = rec_slots[m] or 0
+    if s ~= nil and s >= 0 and want > have then
+      local add = free_slots(m, s, g)
+      if add > want - have then add = want - have end
+      if add > 0 then
+        redis.call('HINCRBY', K.held, m, add)
+        have = have + add
+      end
+    end
+    rec_slots[m] = nil
+    if have > 0 then
+      rec[#rec + 1] = m
+      rec[#rec + 1] = have
+    end
+    out[#out + 1] = have
+  end
+  -- Slots of models no longer wanted stay held until the escrow ends.
+  for m, have in pairs(rec_slots) do
+    rec[#rec + 1] = m
+    rec[#rec + 1] = have
+  end
+  redis.call('HSET', K.holds, number, table.concat(rec, '|'))
+  redis.call('ZADD', K.hexp, expiry, number)
+  local reported = 0
+  if e then reported = math.max(tonumber(split(e)[1]), spent) end
+  redis.call('HSET', K.meta, 'e' .. number, reported .. '|' .. granted .. '|0')
+  out[1] = bump()
+  return out
+end
+
 -- ARGV[7] model. Returns {seq, leases of the model}.
 local function in_use(keys, args)
   begin(keys, args)
@@ -802,3 +936,4 @@ redis.register_function('rl2_arrive', wrap(arrive))
 redis.register_function('rl2_step', wrap(step))
 redis.register_function('rl2_in_use', wrap(in_use))
 redis.register_function('rl2_totals', wrap(totals))
+redis.register_function('rl2_escrow', wrap(escrow))

@@ -1,12 +1,15 @@
 #include "server/ledger_redis/redis_ledger.h"
 
 #include <algorithm>
+#include <chrono>
 #include <cmath>
+#include <map>
 #include <cstdio>
 #include <cstdlib>
 #include <limits>
 #include <utility>
 
+#include "absl/container/flat_hash_map.h"
 #include "absl/strings/ascii.h"
 #include "absl/strings/match.h"
 #include "absl/strings/numbers.h"
@@ -85,8 +88,93 @@ absl::Status ValidateRedisLedgerOptions(const RedisLedgerOptions& o) {
   if (o.max_connections < 1 || o.max_connections > 256) {
     return absl::InvalidArgumentError("redis.max_connections: must be in [1, 256]");
   }
+  const RedisLedgerOptions::Escrow& e = o.escrow;
+  if (!std::isfinite(e.spend_usd) || e.spend_usd < 0) {
+    return absl::InvalidArgumentError("redis.escrow.spend_usd: must be finite and >= 0");
+  }
+  if (e.slots < 0 || e.slots > 1'000'000) {
+    return absl::InvalidArgumentError("redis.escrow.slots: must be in [0, 1000000]");
+  }
+  if (e.skew_margin <= absl::ZeroDuration()) {
+    return absl::InvalidArgumentError("redis.escrow.skew_margin_ms: must be > 0");
+  }
+  if (e.validity <= e.skew_margin) {
+    return absl::InvalidArgumentError(
+        "redis.escrow.validity_ms: must be > redis.escrow.skew_margin_ms");
+  }
+  if (e.renew_every <= absl::ZeroDuration() || e.renew_every >= e.validity - e.skew_margin) {
+    return absl::InvalidArgumentError(
+        "redis.escrow.renew_every_ms: must be > 0 and < redis.escrow.validity_ms - "
+        "redis.escrow.skew_margin_ms");
+  }
   return absl::OkStatus();
 }
+
+namespace {
+using Steady = std::chrono::steady_clock;
+
+absl::Duration FromSteady(Steady::duration d) {
+  return absl::FromChrono(std::chrono::duration_cast<std::chrono::microseconds>(d));
+}
+Steady::duration ToSteady(absl::Duration d) {
+  return std::chrono::microseconds(absl::ToInt64Microseconds(d));
+}
+}  // namespace
+
+// What this replica drew from Redis and decides on alone while Redis cannot be reached.
+struct RedisLedger::Escrow {
+  struct LocalLease {
+    std::string model;
+    int64_t micros = 0;
+    std::string tag;
+    Steady::time_point ends;
+  };
+  struct LocalHold {
+    int64_t spend = -1;  // micro-USD; -1 = unlimited
+    absl::flat_hash_map<std::string, int64_t> slots;
+    Steady::time_point ends;
+  };
+
+  std::string incarnation;
+  uint64_t number = 0;
+  Steady::time_point drawn;  // when the call that drew it was sent
+  Steady::time_point ends;   // drawn + validity - skew_margin
+  int64_t spend = -1;        // micro-USD granted in all; -1 = unlimited (no pacing)
+  int64_t spent = 0;         // micro-USD: predicted costs, corrected by Completes
+  int64_t reported = 0;      // `spent` as Redis last acknowledged it
+  absl::flat_hash_map<std::string, int64_t> slots;  // held per self-hosted model
+  std::map<uint64_t, LocalLease> leases;          // its leases not completed, by number
+  absl::flat_hash_map<uint64_t, LocalHold> holds;  // its open holds
+
+  // Forgets holds and leases that have ended (a lease's predicted cost stays in `spent`).
+  void Prune(Steady::time_point now) {
+    absl::erase_if(holds, [&](const auto& h) { return h.second.ends <= now; });
+    for (auto it = leases.begin(); it != leases.end();) {
+      it = it->second.ends <= now ? leases.erase(it) : std::next(it);
+    }
+  }
+  // Spend left (-1 = unlimited).
+  int64_t SpendLeft(Steady::time_point now) const {
+    if (spend < 0) return -1;
+    int64_t left = spend - spent;
+    for (const auto& [n, h] : holds) {
+      if (h.ends > now && h.spend > 0) left -= h.spend;
+    }
+    return std::max<int64_t>(0, left);
+  }
+  int64_t SlotsLeft(const std::string& model, Steady::time_point now) const {
+    auto it = slots.find(model);
+    int64_t left = it == slots.end() ? 0 : it->second;
+    for (const auto& [n, l] : leases) {
+      if (l.ends > now && l.model == model) --left;
+    }
+    for (const auto& [n, h] : holds) {
+      auto s = h.slots.find(model);
+      if (h.ends > now && s != h.slots.end()) left -= s->second;
+    }
+    return std::max<int64_t>(0, left);
+  }
+};
 
 RedisLedger::RedisLedger(const RedisLedgerOptions& redis, RedisLedgerObserver* observer)
     : redis_(redis),
@@ -108,7 +196,8 @@ RedisLedger::RedisLedger(const RedisLedgerOptions& redis, RedisLedgerObserver* o
         o.call_timeout = redis.call_timeout;
         o.max_connections = redis.max_connections;
         return o;
-      }())) {}
+      }())),
+      escrow_on_(redis.escrow.spend_usd > 0 || redis.escrow.slots > 0) {}
 
 RedisLedger::~RedisLedger() = default;
 
@@ -149,6 +238,17 @@ absl::Status RedisLedger::SetOptions(const core::LedgerOptions& options) {
 bool RedisLedger::degraded() const {
   absl::MutexLock lock(&mu_);
   return degraded_;
+}
+
+void RedisLedger::SetGuarded(bool guarded) {
+  bool became = false;
+  {
+    absl::MutexLock lock(&mu_);
+    became = guarded && !guarded_;
+    guarded_ = guarded;
+  }
+  // A loss or a rollback: Redis may no longer hold the escrow this replica knows.
+  if (became) VoidEscrow();
 }
 
 bool RedisLedger::guarded() const {
@@ -322,6 +422,7 @@ absl::StatusOr<std::unique_ptr<RedisLedger::Reply>> RedisLedger::Attempt(
     };
     if (absl::StartsWith(msg, "LOST")) {
       if (observer_ != nullptr) observer_->OnLedgerCall(op, elapsed, "lost_state");
+      VoidEscrow();
       if (absl::Status s = Init(known); !s.ok()) return s;
       retry = true;
       return Unavailable(rest("LOST"));
@@ -362,6 +463,7 @@ absl::StatusOr<std::unique_ptr<RedisLedger::Reply>> RedisLedger::Attempt(
 
 absl::StatusOr<std::unique_ptr<RedisLedger::Reply>> RedisLedger::Call(
     absl::string_view op, const char* function, const std::vector<std::string>& args) {
+  if (op != "escrow") MaybeRenewEscrow();
   absl::StatusOr<std::unique_ptr<Reply>> r;
   for (int attempt = 0; attempt < 3; ++attempt) {
     bool retry = false;
@@ -381,10 +483,7 @@ absl::StatusOr<core::LedgerSnapshot> RedisLedger::Snapshot() {
   }
   absl::StatusOr<std::unique_ptr<Reply>> r = Call("snapshot", "rl2_snapshot", args);
   if (!r.ok()) return r.status();
-  {
-    absl::MutexLock lock(&mu_);
-    guarded_ = (*r)->Int(1) != 0;
-  }
+  SetGuarded((*r)->Int(1) != 0);
   const int64_t allowance = (*r)->Int(2);
   snap.spend_allowance_usd = allowance < 0 ? kInf : static_cast<double>(allowance) / 1e6;
   for (size_t k = 0; k < snap.models.size(); ++k) {
@@ -414,6 +513,7 @@ absl::StatusOr<core::LedgerHold> RedisLedger::Hold(const core::HoldRequest& requ
     args.push_back(absl::StrCat(request.slots[k].count));
   }
   absl::StatusOr<std::unique_ptr<Reply>> r = Call("hold", "rl2_hold", args);
+  if (absl::IsUnavailable(r.status()) && escrow_on_) return EscrowHold(request, r.status());
   if (!r.ok()) return r.status();
   core::LedgerHold hold;
   hold.id = absl::StrCat(Prefix(), "-h", (*r)->Int(1));
@@ -443,6 +543,17 @@ std::optional<uint64_t> ParseHoldNumber(absl::string_view id, const std::string&
 }  // namespace
 
 void RedisLedger::Release(const core::LedgerHold& hold) {
+  if (escrow_on_) {
+    absl::string_view id = hold.id;
+    if (absl::ConsumePrefix(&id, Prefix()) && absl::ConsumePrefix(&id, "-x")) {
+      uint64_t n = 0;
+      if (absl::SimpleAtoi(id, &n)) {
+        absl::MutexLock lock(&escrow_mu_);
+        if (escrow_ != nullptr) escrow_->holds.erase(n);
+      }
+      return;
+    }
+  }
   const std::optional<uint64_t> number = ParseHoldNumber(hold.id, Prefix());
   if (!number.has_value()) return;
   Call("release", "rl2_release", {absl::StrCat(*number)}).IgnoreError();
@@ -452,6 +563,9 @@ absl::StatusOr<std::vector<core::Lease>> RedisLedger::Commit(
     const core::LedgerHold* hold, absl::Span<const core::Reservation> reservations) {
   std::string hold_number;
   const std::string prefix = Prefix();
+  if (escrow_on_ && hold != nullptr && absl::StartsWith(hold->id, absl::StrCat(prefix, "-x"))) {
+    return EscrowCommit(hold, reservations, absl::UnavailableError("the ledger is degraded"));
+  }
   if (hold != nullptr) {
     const std::optional<uint64_t> number = ParseHoldNumber(hold->id, prefix);
     if (!number.has_value()) {
@@ -482,6 +596,10 @@ absl::StatusOr<std::vector<core::Lease>> RedisLedger::Commit(
     args.push_back(tags.back());
   }
   absl::StatusOr<std::unique_ptr<Reply>> r = Call("commit", "rl2_commit", args);
+  // A Redis hold's grant stays held in Redis until it expires: the escrow decides on its own.
+  if (absl::IsUnavailable(r.status()) && escrow_on_) {
+    return EscrowCommit(nullptr, reservations, r.status());
+  }
   if (!r.ok()) return r.status();
   // The prefix of the incarnation that answered (a re-created state may have changed it).
   const std::string issued = Prefix();
@@ -507,6 +625,28 @@ absl::StatusOr<core::CompletionRecord> RedisLedger::Complete(
   const std::string prefix = Prefix();
   if (prefix.empty() || !absl::ConsumePrefix(&id, prefix) || !absl::ConsumePrefix(&id, "-")) {
     return unknown;
+  }
+  if (escrow_on_ && absl::ConsumePrefix(&id, "e")) {
+    const std::optional<uint64_t> n = ConsumeNumber(id);
+    if (!n.has_value() || !absl::ConsumePrefix(&id, ".")) return unknown;
+    absl::MutexLock lock(&escrow_mu_);
+    if (escrow_ != nullptr) escrow_->Prune(Steady::now());
+    if (escrow_ == nullptr || !escrow_->leases.contains(*n) || escrow_->leases[*n].tag != id) {
+      return absl::NotFoundError(absl::StrCat(
+          "assignment_id: '", assignment_id,
+          "' is unknown, already completed, or its escrow lease ended (its predicted cost "
+          "stands)"));
+    }
+    auto it = escrow_->leases.find(*n);
+    core::CompletionRecord record;
+    const int64_t predicted = it->second.micros;
+    const int64_t recorded = actual_cost_usd.has_value() ? MicrosUp(*actual_cost_usd) : predicted;
+    record.predicted_cost_usd = static_cast<double>(predicted) / 1e6;
+    record.recorded_cost_usd = static_cast<double>(recorded) / 1e6;
+    record.lease_was_active = true;
+    escrow_->spent += recorded - predicted;
+    escrow_->leases.erase(it);  // its slot is free again; its spend is in `spent`
+    return record;
   }
   const std::optional<uint64_t> number = ConsumeNumber(id);
   if (!number.has_value() || !absl::ConsumePrefix(&id, ".") || id.size() != 16 || !IsLowerHex(id)) {
@@ -582,10 +722,7 @@ absl::StatusOr<core::InlineStep> RedisLedger::StepInline(
   absl::StatusOr<std::unique_ptr<Reply>> r = Call("inline_step", "rl2_step", args);
   if (!r.ok()) return r.status();
   const Reply& reply = **r;
-  {
-    absl::MutexLock lock(&mu_);
-    guarded_ = reply.Int(1) != 0;
-  }
+  SetGuarded(reply.Int(1) != 0);
   const int64_t allowance = reply.Int(2);
   out.snapshot.spend_allowance_usd = allowance < 0 ? kInf : static_cast<double>(allowance) / 1e6;
   size_t at = 3;
@@ -659,11 +796,253 @@ absl::StatusOr<core::LedgerTotals> RedisLedger::Totals() {
   t.open_assignments = reply.Int(5);
   t.open_holds = reply.Int(6);
   t.expired_assignments = reply.Int(7);
+  SetGuarded(reply.Int(8) != 0);
+  return t;
+}
+
+std::optional<core::LedgerSnapshot> RedisLedger::EscrowLeft() const {
+  core::LedgerSnapshot out;
+  std::vector<core::LedgerModel> models;
   {
     absl::MutexLock lock(&mu_);
-    guarded_ = reply.Int(8) != 0;
+    models = models_;
   }
-  return t;
+  absl::MutexLock lock(&escrow_mu_);
+  const Steady::time_point now = Steady::now();
+  if (escrow_ == nullptr || now >= escrow_->ends) return std::nullopt;
+  const int64_t spend = escrow_->SpendLeft(now);
+  out.spend_allowance_usd = spend < 0 ? kInf : static_cast<double>(spend) / 1e6;
+  for (const core::LedgerModel& m : models) {
+    out.models.push_back(m.name);
+    out.free_slots.push_back(m.slots.has_value()
+                                 ? std::optional<int64_t>(escrow_->SlotsLeft(m.name, now))
+                                 : std::nullopt);
+  }
+  return out;
+}
+
+void RedisLedger::VoidEscrow() {
+  absl::MutexLock lock(&escrow_mu_);
+  escrow_.reset();
+}
+
+void RedisLedger::MaybeRenewEscrow() {
+  if (!escrow_on_) return;
+  std::vector<std::string> args;
+  std::vector<std::string> limited;
+  std::string incarnation;
+  {
+    absl::MutexLock lock(&mu_);
+    // Only on a healthy ledger: a call that times out may still be run by Redis later (harmless:
+    // reports are cumulative, and what it tops up is only held longer), but would cost every call
+    // of a degraded ledger a timeout.
+    if (degraded_ || absl::Now() < open_until_) return;
+    incarnation = incarnation_;
+    for (const core::LedgerModel& m : models_) {
+      if (m.slots.has_value()) limited.push_back(m.name);
+    }
+    args = model_args_;
+  }
+  int64_t spent = 0;
+  {
+    absl::MutexLock lock(&escrow_mu_);
+    if (renewing_ || absl::Now() < next_escrow_try_) return;
+    const bool due = escrow_ == nullptr || escrow_->spent != escrow_->reported ||
+                     Steady::now() >= escrow_->drawn + ToSteady(redis_.escrow.renew_every);
+    if (!due) return;
+    renewing_ = true;
+    std::vector<std::string> head = {"", "", "0"};
+    if (escrow_ != nullptr) {
+      spent = std::max<int64_t>(0, escrow_->spent);
+      head = {absl::StrCat(escrow_->number), escrow_->incarnation, absl::StrCat(spent)};
+    }
+    args.insert(args.begin(), head.begin(), head.end());
+  }
+  args.push_back(absl::StrCat(absl::ToInt64Microseconds(redis_.escrow.validity)));
+  args.push_back(absl::StrCat(MicrosDown(redis_.escrow.spend_usd)));
+  const int64_t slots = redis_.escrow.slots;
+  args.push_back(absl::StrCat(slots > 0 ? limited.size() : 0));
+  if (slots > 0) {
+    for (const std::string& m : limited) {
+      args.push_back(m);
+      args.push_back(absl::StrCat(slots));
+    }
+  }
+  const Steady::time_point sent = Steady::now();
+  absl::StatusOr<std::unique_ptr<Reply>> r = Call("escrow", "rl2_escrow", args);
+  std::string answered;  // the incarnation that answered (a LOST state was re-created meanwhile)
+  {
+    absl::MutexLock lock(&mu_);
+    answered = incarnation_;
+  }
+  absl::MutexLock lock(&escrow_mu_);
+  renewing_ = false;
+  if (!r.ok()) {
+    // Redis may still run it: the escrow stays as this replica knows it, which is never more than
+    // Redis holds for it.
+    next_escrow_try_ = absl::Now() + redis_.retry_after;
+    return;
+  }
+  const Reply& reply = **r;
+  const uint64_t number = static_cast<uint64_t>(reply.Int(1));
+  if (escrow_ == nullptr || escrow_->number != number || escrow_->incarnation != answered) {
+    // A new escrow: the one before expired (its leases have ended), or its state was lost.
+    escrow_ = std::make_unique<Escrow>();
+    escrow_->number = number;
+    escrow_->incarnation = answered;
+  } else {
+    // Spent since the report that was just sent: still to report.
+    escrow_->reported = spent;
+  }
+  Escrow& e = *escrow_;
+  e.drawn = sent;
+  e.ends = sent + ToSteady(redis_.escrow.validity - redis_.escrow.skew_margin);
+  e.spend = reply.Int(3) < 0 ? -1 : reply.Int(4);
+  if (slots > 0) {
+    for (size_t k = 0; k < limited.size(); ++k) e.slots[limited[k]] = reply.Int(5 + k);
+  }
+}
+
+absl::StatusOr<core::LedgerHold> RedisLedger::EscrowHold(const core::HoldRequest& request,
+                                                        const absl::Status& unavailable) {
+  const std::string prefix = Prefix();
+  absl::flat_hash_map<std::string, bool> limited;  // known models: whether they have slots
+  {
+    absl::MutexLock lock(&mu_);
+    for (const core::LedgerModel& m : models_) limited[m.name] = m.slots.has_value();
+  }
+  absl::MutexLock lock(&escrow_mu_);
+  const Steady::time_point now = Steady::now();
+  if (escrow_ == nullptr || now >= escrow_->ends) return unavailable;
+  Escrow& e = *escrow_;
+  e.Prune(now);
+  Escrow::LocalHold h;
+  h.ends = std::min(e.ends, now + ToSteady(request.hold_for));
+  core::LedgerHold hold;
+  const int64_t left = e.SpendLeft(now);
+  const int64_t want = MicrosUp(request.spend_usd);
+  if (left < 0) {
+    h.spend = -1;
+    hold.spend_usd = request.spend_usd;
+  } else {
+    h.spend = (want < 0 || want > left) ? left : want;
+    hold.spend_usd = (want >= 0 && h.spend >= want) ? request.spend_usd
+                                                      : static_cast<double>(h.spend) / 1e6;
+  }
+  for (const core::HoldRequest::Slots& w : request.slots) {
+    int64_t granted = 0;
+    if (e.slots.contains(w.model)) {
+      granted = std::min(w.count, e.SlotsLeft(w.model, now) - h.slots[w.model]);
+      granted = std::max<int64_t>(0, granted);
+      h.slots[w.model] += granted;
+    } else {
+      // A model without a slot limit needs none; any other gets none from the escrow.
+      auto known = limited.find(w.model);
+      granted = known != limited.end() && !known->second ? w.count : 0;
+    }
+    hold.slots.push_back(granted);
+  }
+  const uint64_t n = ++escrow_ids_;
+  hold.id = absl::StrCat(prefix, "-x", n);
+  hold.expires = absl::Now() + FromSteady(h.ends - now);
+  e.holds.emplace(n, std::move(h));
+  return hold;
+}
+
+absl::StatusOr<std::vector<core::Lease>> RedisLedger::EscrowCommit(
+    const core::LedgerHold* hold, absl::Span<const core::Reservation> reservations,
+    const absl::Status& unavailable) {
+  const std::string prefix = Prefix();
+  absl::flat_hash_map<std::string, bool> limited;  // known models: whether they have slots
+  absl::Duration lease_timeout;
+  {
+    absl::MutexLock lock(&mu_);
+    for (const core::LedgerModel& m : models_) limited[m.name] = m.slots.has_value();
+    lease_timeout = options_.lease_timeout;
+  }
+  absl::MutexLock lock(&escrow_mu_);
+  const Steady::time_point now = Steady::now();
+  std::optional<Escrow::LocalHold> h;
+  if (hold != nullptr) {
+    absl::string_view id = hold->id;
+    uint64_t n = 0;
+    const bool ours = absl::ConsumePrefix(&id, prefix) && absl::ConsumePrefix(&id, "-x") &&
+                      absl::SimpleAtoi(id, &n);
+    if (escrow_ != nullptr && ours) {
+      auto it = escrow_->holds.find(n);
+      if (it != escrow_->holds.end()) {
+        if (it->second.ends > now) h = std::move(it->second);
+        escrow_->holds.erase(it);  // given back whatever happens below
+      }
+    }
+    if (!h.has_value()) {
+      return absl::FailedPreconditionError(
+          absl::StrCat("hold '", hold->id, "' expired or was used before this commit (fenced)"));
+    }
+  }
+  if (escrow_ == nullptr || now >= escrow_->ends) return unavailable;
+  Escrow& e = *escrow_;
+  e.Prune(now);
+  absl::flat_hash_map<std::string, int64_t> count;
+  int64_t total = 0;
+  std::vector<int64_t> micros;
+  for (size_t k = 0; k < reservations.size(); ++k) {
+    const core::Reservation& res = reservations[k];
+    if (!std::isfinite(res.predicted_cost_usd) || res.predicted_cost_usd < 0) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("reservations[", k, "].predicted_cost_usd: must be finite and >= 0"));
+    }
+    const std::string model(res.model);
+    auto known = limited.find(model);
+    if (known == limited.end()) {
+      return absl::NotFoundError(absl::StrCat("unknown model '", model, "'"));
+    }
+    if (known->second) ++count[model];
+    micros.push_back(MicrosUp(res.predicted_cost_usd));
+    total += micros.back();
+  }
+  const int64_t n_res = static_cast<int64_t>(reservations.size());
+  for (const auto& [model, c] : count) {
+    if (h.has_value()) {
+      auto g = h->slots.find(model);
+      const int64_t granted = g == h->slots.end() ? 0 : g->second;
+      if (c > granted) {
+        return absl::InvalidArgumentError(absl::StrCat("model '", model, "': ", c,
+                                                       " slots committed, the hold granted ",
+                                                       granted));
+      }
+    } else if (c > e.SlotsLeft(model, now)) {
+      return absl::FailedPreconditionError(absl::StrCat(
+          "model '", model, "': ", c, " slots wanted, ", e.SlotsLeft(model, now),
+          " left in this replica's escrow (the shared ledger cannot be reached)"));
+    }
+  }
+  if (h.has_value()) {
+    if (h->spend >= 0 && total > h->spend + n_res) {
+      return absl::InvalidArgumentError(absl::StrCat("spend: ", total,
+                                                     " micro-USD committed, the hold granted ",
+                                                     h->spend));
+    }
+  } else {
+    const int64_t left = e.SpendLeft(now);
+    if (left >= 0 && total > left + n_res) {
+      return absl::FailedPreconditionError(absl::StrCat(
+          "spend: ", total, " micro-USD wanted, ", left,
+          " left in this replica's escrow (the shared ledger cannot be reached)"));
+    }
+  }
+  const Steady::time_point ends = std::min(e.ends, now + ToSteady(lease_timeout));
+  std::vector<core::Lease> leases;
+  leases.reserve(reservations.size());
+  for (size_t k = 0; k < reservations.size(); ++k) {
+    const uint64_t n = ++escrow_ids_;
+    Escrow::LocalLease l{std::string(reservations[k].model), micros[k],
+                         Hex16(core::SecureRandom64()), ends};
+    leases.push_back(core::Lease{absl::StrCat(prefix, "-e", n, ".", l.tag), FromSteady(ends - now)});
+    e.leases.emplace(n, std::move(l));
+  }
+  e.spent += total;
+  return leases;
 }
 
 }  // namespace router::server

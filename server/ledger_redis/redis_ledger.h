@@ -40,7 +40,30 @@
 // I/O error, an error reply from Redis other than the ledger's own) answers UNAVAILABLE with a
 // retry hint and opens a circuit breaker: for `retry_after` every call fails at once without
 // touching Redis (the ledger is degraded), then calls go through again. There is no local fallback:
-// a degraded ledger refuses (fail closed).
+// a degraded ledger refuses (fail closed), unless it has an escrow.
+//
+// Escrow (optional, off by default: RedisLedgerOptions::escrow). While the ledger is healthy, the
+// replica keeps an escrow in Redis: a hold of up to escrow.spend_usd of the paced spend and
+// escrow.slots slots of each self-hosted model (topped up from what is free; nothing while the
+// domain is guarded), which the fleet counts as taken, and which lasts escrow.validity by Redis'
+// clock unless renewed. One FCALL (rl2_escrow), at the replica's next call every
+// escrow.renew_every and at once after it decided on its escrow, renews it: reports what the
+// escrow spent so far (cumulative: a call whose outcome was not learned is simply followed by
+// another), which moves that much from the hold to the bucket, extends it, and tops it up. When a
+// call fails UNAVAILABLE (Redis unreachable or stalled, the circuit open), Hold, Commit and
+// Complete decide within the escrow alone: holds ("<prefix>-x<n>") and commits take what is left
+// of it (its grants less what it spent), leases ("<prefix>-e<n>.<tag>") last at most until the
+// escrow ends, and it ends, by the replica's monotonic clock, escrow.skew_margin before
+// escrow.validity after the call that last renewed it was sent (Redis ends it escrow.validity after
+// it ran that call: the margin is for the two clocks' rates). An escrow that expires in Redis has
+// all it held charged (its replica may have spent it); the replica's next report gives back what
+// it did not spend, and it draws a new one. So the fleet's spend and slots never exceed the budget
+// and the slots: what a replica decides alone was held for it first. Inline steps (StepInline),
+// Snapshot, InUse and Totals never use the escrow (UNAVAILABLE); an escrow lease's Complete is
+// taken by its own replica only, before the lease ends (otherwise NOT_FOUND: its slot stays held
+// with the escrow until the lease ends, its predicted cost stands). A lost or replaced state voids
+// the escrow, and so does a rollback once a reply shows the domain guarded (Snapshot, StepInline,
+// Totals); the conservative period covers the leases issued before.
 //
 // Thread-safety: all methods may be called concurrently; each call takes one connection of a small
 // pool (at most `max_connections`, more callers wait). The observer is called outside the locks.
@@ -89,6 +112,21 @@ struct RedisLedgerOptions {
   absl::Duration retry_after = absl::Milliseconds(500);
   // Connections kept to Redis, in [1, 256].
   int max_connections = 8;
+  // The escrow (see the file comment); on when spend_usd > 0 or slots > 0.
+  struct Escrow {
+    // Paced spend drawn, USD; >= 0, finite; 0 = none. Without pacing (rate 0) spend is not
+    // limited, in escrow as in Redis.
+    double spend_usd = 0.0;
+    // Slots drawn per self-hosted model (at most what is free), in [0, 1000000]; 0 = none.
+    int64_t slots = 0;
+    // How long a drawn escrow lasts, > skew_margin.
+    absl::Duration validity = absl::Seconds(30);
+    // A healthy replica draws its next escrow this long after the last one, in (0, validity -
+    // skew_margin).
+    absl::Duration renew_every = absl::Seconds(10);
+    // The replica stops deciding on an escrow this long before its validity ends, > 0.
+    absl::Duration skew_margin = absl::Seconds(2);
+  } escrow;
 };
 // OK, or INVALID_ARGUMENT naming the field (redis.<field>).
 absl::Status ValidateRedisLedgerOptions(const RedisLedgerOptions& options);
@@ -136,9 +174,13 @@ class RedisLedger final : public core::Ledger {
   bool degraded() const;
   // Whether the domain is in its conservative period after a detected loss, as of the last call.
   bool guarded() const;
+  // What the escrow has left (nullopt when there is none, or it has ended): free slots per self-hosted
+  // model in the order of the model list (API models: nullopt), and spend. For tests and metrics.
+  std::optional<core::LedgerSnapshot> EscrowLeft() const;
 
  private:
   using Reply = RedisReply;
+  struct Escrow;
 
   RedisLedger(const RedisLedgerOptions& redis, RedisLedgerObserver* observer);
 
@@ -165,6 +207,22 @@ class RedisLedger final : public core::Ledger {
   // The incarnation prefix of ids, and the lease or hold number of `id`; nullopt if not ours.
   std::string Prefix() const;
 
+  // Settles the escrow and draws the next when one is due (see the file comment); a failure
+  // keeps the escrow as it was.
+  void MaybeRenewEscrow() ABSL_LOCKS_EXCLUDED(mu_, escrow_mu_);
+  // Forgets the escrow (its state was lost, replaced or rolled back).
+  void VoidEscrow() ABSL_LOCKS_EXCLUDED(escrow_mu_);
+  // Records whether the domain is guarded, as a reply said; voids the escrow when it became so.
+  void SetGuarded(bool guarded) ABSL_LOCKS_EXCLUDED(mu_, escrow_mu_);
+  // Decisions within the escrow while Redis cannot be reached; `unavailable` (the failed call's
+  // status) when there is no escrow or it has ended.
+  absl::StatusOr<core::LedgerHold> EscrowHold(const core::HoldRequest& request,
+                                              const absl::Status& unavailable)
+      ABSL_LOCKS_EXCLUDED(mu_, escrow_mu_);
+  absl::StatusOr<std::vector<core::Lease>> EscrowCommit(
+      const core::LedgerHold* hold, absl::Span<const core::Reservation> reservations,
+      const absl::Status& unavailable) ABSL_LOCKS_EXCLUDED(mu_, escrow_mu_);
+
   const RedisLedgerOptions redis_;
   RedisLedgerObserver* const observer_;
   const std::vector<std::string> keys_;  // the fixed keys of the domain
@@ -180,6 +238,14 @@ class RedisLedger final : public core::Ledger {
   bool guarded_ ABSL_GUARDED_BY(mu_) = false;
   absl::Time open_until_ ABSL_GUARDED_BY(mu_) = absl::InfinitePast();
   std::string last_error_ ABSL_GUARDED_BY(mu_);
+
+  const bool escrow_on_;
+  // Never held together with mu_.
+  mutable absl::Mutex escrow_mu_;
+  std::unique_ptr<Escrow> escrow_ ABSL_GUARDED_BY(escrow_mu_);  // null = none
+  bool renewing_ ABSL_GUARDED_BY(escrow_mu_) = false;
+  absl::Time next_escrow_try_ ABSL_GUARDED_BY(escrow_mu_) = absl::InfinitePast();
+  uint64_t escrow_ids_ ABSL_GUARDED_BY(escrow_mu_) = 0;  // numbers of local holds and leases
 };
 
 // Micro-USD of `usd` rounded up (a charge) or down (a limit), absorbing a thousandth of a micro-USD

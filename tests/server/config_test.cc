@@ -502,9 +502,22 @@ ledger:
     call_timeout_ms: 40
     retry_after_ms: 750
     max_connections: 4
+    escrow: {spend_usd: 0.25, slots: 2, validity_ms: 20000, renew_every_ms: 5000,
+             skew_margin_ms: 1500}
 )");
   ASSERT_THAT(c, IsOk());
   const LedgerBackendConfig& l = c->ledger_backend;
+  EXPECT_EQ(l.redis_options.escrow.spend_usd, 0.25);
+  EXPECT_EQ(l.redis_options.escrow.slots, 2);
+  EXPECT_EQ(l.redis_options.escrow.validity, absl::Seconds(20));
+  EXPECT_EQ(l.redis_options.escrow.renew_every, absl::Seconds(5));
+  EXPECT_EQ(l.redis_options.escrow.skew_margin, absl::Milliseconds(1500));
+  // Off by default.
+  EXPECT_EQ(ParseConfigYaml("ledger: {backend: redis}")->ledger_backend.redis_options.escrow.slots,
+            0);
+  EXPECT_EQ(
+      ParseConfigYaml("ledger: {backend: redis}")->ledger_backend.redis_options.escrow.spend_usd,
+      0.0);
   EXPECT_TRUE(l.redis);
   EXPECT_TRUE(l.health_requires_ledger);
   EXPECT_EQ(l.redis_options.address, "10.0.0.7:6380");
@@ -541,6 +554,14 @@ ledger:
            {"ledger: {backend: redis, redis: {call_timeout_ms: 0}}", "ledger.redis.call_timeout_ms"},
            {"ledger: {backend: redis, redis: {max_connections: 0}}", "ledger.redis.max_connections"},
            {"ledger: {backend: redis, redis: {pasword_file: x}}", "ledger.redis.pasword_file"},
+           {"ledger: {backend: redis, redis: {escrow: {spend_usd: -1}}}",
+            "ledger.redis.escrow.spend_usd"},
+           {"ledger: {backend: redis, redis: {escrow: {slots: -2}}}", "ledger.redis.escrow.slots"},
+           {"ledger: {backend: redis, redis: {escrow: {validity_ms: 1000}}}",
+            "ledger.redis.escrow.validity_ms"},
+           {"ledger: {backend: redis, redis: {escrow: {renew_every_ms: 0}}}",
+            "ledger.redis.escrow.renew_every_ms"},
+           {"ledger: {backend: redis, redis: {escrow: {slot: 1}}}", "ledger.redis.escrow.slot"},
        }) {
     EXPECT_THAT(ParseConfigYaml(yaml), StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr(field)))
         << yaml;

@@ -14,6 +14,9 @@ timeout. Each scenario runs its disruption under that load, then stops the load:
   redis_aof    Redis killed with SIGKILL and restarted from its append-only file
   redis_empty  Redis killed and restarted empty (its state lost)
   redis_stall  Redis stopped (SIGSTOP) for 3 s, then continued
+  escrow_stall as redis_stall, with replicas that have an escrow (ledger.redis.escrow): they go on
+               deciding batches within it while Redis is stopped (checked: some batch queries are
+               answered then), and settle it when Redis answers again
   skew         one replica runs 90 s ahead (faketime -f +90s) for the whole scenario; it takes the
                inline Routes sent its way and Completes (under libfaketime its batch waits, which
                are absolute kernel futex timeouts, would last 90 s longer)
@@ -36,7 +39,8 @@ Checks, per scenario:
 usage: fleet_chaos_test.py ROUTERD ARTIFACT PYTHON_STUBS_DIR [--skew_routerd ROUTERD_GLIBC_MALLOC]
                            [--seconds S] [--scenarios a,b]
 The skewed replica runs --skew_routerd (routerd_glibc_malloc: libfaketime cannot preload into a
-routerd linked with jemalloc).
+routerd linked with jemalloc; in a sanitizer build, routerd itself, with the ASan runtime preloaded
+ahead of libfaketime). Every replica must exit 0 when stopped and log no sanitizer report.
 Exits 77 (skipped) when redis-server, faketime or the artifact is missing. Bounded: each scenario
 runs S seconds of load (default 6) plus at most lease timeout + 5 s of draining.
 """
@@ -92,6 +96,8 @@ models:
   - {{name: claude-instant-v1}}
   - {{name: mistralai/mistral-7b-chat}}
 """
+ESCROW = ("escrow: {spend_usd: 0.01, slots: 1, validity_ms: 10000, renew_every_ms: 2000, "
+          "skew_margin_ms: 1000}")
 # Read-only: by the Redis clock, per model the unexpired leases plus held slots.
 SNAPSHOT_LUA = """
 local t = redis.call('TIME')
@@ -140,7 +146,25 @@ class Redis:
         shutil.rmtree(os.path.join(self.dir, "appendonlydir"), ignore_errors=True)
 
 
+# A sanitizer's report in a replica's log (ASan, LSan, UBSan): the replica is broken even if the
+# load's checks pass (a replica that aborts only shows as retryable errors to the drivers).
+SANITIZER_REPORT = re.compile(r"ERROR: (Address|Leak)Sanitizer|runtime error: ")
+
+
+def sanitizer_runtime(routerd):
+    """The ASan runtime `routerd` links (gcc's -fsanitize=address), or None. libfaketime must be
+    preloaded after it: ASan refuses to start unless its runtime comes first."""
+    try:
+        out = subprocess.run(["ldd", routerd], capture_output=True, text=True, check=True).stdout
+    except (OSError, subprocess.CalledProcessError):
+        return None
+    m = re.search(r"libasan\.so[.\d]* => (\S+)", out)
+    return m.group(1) if m else None
+
+
 class Replica:
+    runs = 0  # numbers each replica process's log, so that a restart keeps the earlier log
+
     def __init__(self, procs, routerd, tmp, index, config_text, faketime=None):
         self.procs, self.index, self.routerd, self.tmp = procs, index, routerd, tmp
         self.port, self.metrics_port = free_port(), free_port()
@@ -149,6 +173,7 @@ class Replica:
             f.write(config_text.replace("@PORT@", str(self.port))
                     .replace("@METRICS_PORT@", str(self.metrics_port)))
         self.faketime = faketime
+        self.history = []  # every process of this replica: its log, and whether the test killed it
         self.proc = None
         self.channel = None
         self.start()
@@ -160,13 +185,35 @@ class Replica:
             # libfaketime preloaded through env, which execs routerd in place: the faketime
             # wrapper would fork routerd as its own child, which outlives the test when the
             # wrapper is stopped (the parent-death signal is not inherited across fork).
-            argv = ["env", f"LD_PRELOAD={LIBFAKETIME}", f"FAKETIME={self.faketime}"] + argv
-        self.proc = self.procs.start(argv, os.path.join(self.tmp, f"routerd{self.index}.log"))
+            preload = " ".join(filter(None, [sanitizer_runtime(self.routerd), LIBFAKETIME]))
+            argv = ["env", f"LD_PRELOAD={preload}", f"FAKETIME={self.faketime}"] + argv
+        Replica.runs += 1
+        self.log = os.path.join(self.tmp, f"routerd{self.index}.{Replica.runs}.log")
+        self.proc = self.procs.start(argv, self.log)
+        self.history.append({"log": self.log, "proc": self.proc, "killed": False})
         self.channel = grpc.insecure_channel(f"127.0.0.1:{self.port}")
-        grpc.channel_ready_future(self.channel).result(timeout=30)
+        # Sanitizer builds load the estimator several times slower: a generous bound.
+        grpc.channel_ready_future(self.channel).result(timeout=120)
 
     def alive(self):
         return self.proc.poll() is None
+
+    def problems(self):
+        """After the replica was stopped: each of its processes exited 0 on SIGTERM (unless the
+        test killed it) and logged no sanitizer report."""
+        out = []
+        for run in self.history:
+            with open(run["log"], encoding="utf-8", errors="replace") as f:
+                log = f.read()
+            m = SANITIZER_REPORT.search(log)
+            if m:
+                out.append(f"replica {self.index}: sanitizer report in {run['log']}:\n"
+                           f"{log[max(0, m.start() - 200):m.start() + 3000]}")
+            rc = run["proc"].returncode
+            if not m and not run["killed"] and rc != 0:
+                out.append(f"replica {self.index}: exited with {rc} when stopped; log "
+                           f"{run['log']} ends:\n{log[-2000:]}")
+        return out
 
 
 class Record:
@@ -422,6 +469,7 @@ def run_scenario(name, args, procs, tmp, redis, replicas, pb, pb_grpc):
     if name == "kill9":
         victim.proc.send_signal(signal.SIGKILL)
         victim.proc.wait()
+        victim.history[-1]["killed"] = True
         time.sleep(args.seconds / 3)
         victim.start()
         notes.append("replica 1 killed (SIGKILL) and started again")
@@ -440,9 +488,11 @@ def run_scenario(name, args, procs, tmp, redis, replicas, pb, pb_grpc):
         redis.wipe()
         redis.start()
         notes.append("redis killed and restarted empty")
-    elif name == "redis_stall":
+    elif name in ("redis_stall", "escrow_stall"):
+        stall = [time.monotonic()]
         redis.proc.send_signal(signal.SIGSTOP)
         time.sleep(3.0)
+        stall.append(time.monotonic())
         redis.proc.send_signal(signal.SIGCONT)
         notes.append("redis stopped 3 s")
     elif name == "skew":
@@ -461,8 +511,15 @@ def run_scenario(name, args, procs, tmp, redis, replicas, pb, pb_grpc):
         for r in replicas:
             if not r.alive():
                 continue
-            models = pb_grpc.RouterAdminStub(r.channel).ListModels(pb.ListModelsRequest(),
-                                                                    timeout=2).models
+            try:
+                models = pb_grpc.RouterAdminStub(r.channel).ListModels(pb.ListModelsRequest(),
+                                                                        timeout=2).models
+            except grpc.RpcError as e:
+                # A ledger call that timed out (a loaded machine, a sanitizer build) leaves the
+                # ledger degraded for retry_after: ask again.
+                if e.code() in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED):
+                    return False
+                raise
             if any(m.slots_in_use != 0 for m in models if m.deployment.name in SLOTS):
                 return False
         return True
@@ -480,6 +537,13 @@ def run_scenario(name, args, procs, tmp, redis, replicas, pb, pb_grpc):
     problems, peak, worst, nwin = check(name, rec, latency_max, LEASE_S)
     if checker.violations:
         problems.append(f"Redis snapshots over the slots: {checker.violations[:3]}")
+    if name == "escrow_stall":
+        # Leases of an escrow ("<incarnation>-e<n>.<tag>") answered while Redis was stopped.
+        during = [a for a in rec.assignments if re.match(r"^[0-9a-f]+-e\d+\.", a["id"])
+                  and stall[0] < a["t_answer"] < stall[1]]
+        notes.append(f"{len(during)} assignments decided on escrows while Redis was stopped")
+        if not during:
+            problems.append("no query was answered from an escrow while Redis was stopped")
     if idle_after > LEASE_S + 1.0:
         problems.append(f"slots still held {idle_after:.1f} s after the load stopped")
     routed = len(rec.assignments)
@@ -502,7 +566,7 @@ def main():
     ap.add_argument("--skew_routerd", default=None)
     ap.add_argument("--seconds", type=float, default=6.0)
     ap.add_argument("--scenarios", default="baseline,kill9,sigstop,redis_aof,redis_empty,"
-                                           "redis_stall,skew")
+                                           "redis_stall,escrow_stall,skew")
     args = ap.parse_args()
     for tool in ("redis-server", "faketime"):
         if shutil.which(tool) is None:
@@ -524,13 +588,19 @@ def main():
                                  redis_port=redis.port)
             for name in args.scenarios.split(","):
                 skewed = name == "skew"
+                config = text.replace("retry_after_ms: 300}", "retry_after_ms: 300,\n          " +
+                                      ESCROW + "}") if name == "escrow_stall" else text
                 replicas = [Replica(procs, (args.skew_routerd or args.routerd) if skewed and k == 2
-                                    else args.routerd, tmp, k, text,
+                                    else args.routerd, tmp, k, config,
                                     faketime="+90s" if skewed and k == 2 else None)
                             for k in range(3)]
                 ok = run_scenario(name, args, procs, tmp, redis, replicas, pb, pb_grpc) and ok
                 for r in replicas:
                     procs.stop(r.proc)
+                for r in replicas:
+                    for p in r.problems():
+                        print(f"  FAIL {name}: {p}", flush=True)
+                        ok = False
         finally:
             procs.stop_all()
     print(f"fleet chaos: {'PASS' if ok else 'FAIL'} in {time.monotonic() - begin:.0f} s")

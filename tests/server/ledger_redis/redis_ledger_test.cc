@@ -8,8 +8,10 @@
 
 #include <atomic>
 #include <cmath>
+#include <limits>
 #include <map>
 #include <memory>
+#include <optional>
 #include <random>
 #include <set>
 #include <string>
@@ -450,6 +452,279 @@ TEST_F(RedisLedgerTest, EveryKeyOfADomainSharesOneHashSlot) {
   }
   EXPECT_GE(count, 6);  // meta, bucket, lease sets, windows, remembered expiries
   EXPECT_EQ(slots.size(), 1u) << *keys;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Escrow (redis_ledger.h): a bounded share drawn from Redis while it answers, decided on alone
+// while it does not.
+
+class RedisEscrowTest : public RedisLedgerTest {
+ protected:
+  void SetUp() override {
+    absl::StatusOr<std::unique_ptr<RedisServer>> s = RedisServer::Start();
+    ASSERT_THAT(s, IsOk());
+    own_ = *std::move(s);
+  }
+  // A replica on this test's own redis-server; `escrow` empty = none. Short calls, so that a
+  // stalled Redis fails fast.
+  std::unique_ptr<RedisLedger> Replica(const LedgerOptions& o,
+                                       std::optional<RedisLedgerOptions::Escrow> escrow,
+                                       std::vector<LedgerModel> models = LedgerTestPool()) {
+    RedisLedgerOptions r = Redis();
+    r.address = own_->address();
+    if (escrow.has_value()) {
+      r.call_timeout = absl::Milliseconds(100);
+      r.retry_after = absl::Milliseconds(200);
+      r.escrow = *escrow;
+    }
+    absl::StatusOr<std::unique_ptr<RedisLedger>> l = RedisLedger::Create(r, o, models);
+    EXPECT_THAT(l, IsOk());
+    return *std::move(l);
+  }
+  // A call that went through (a connection broken by a restart, or a loaded machine's slow call,
+  // may fail a bounded number of times first).
+  static absl::StatusOr<core::LedgerSnapshot> Healthy(RedisLedger& l) {
+    absl::StatusOr<core::LedgerSnapshot> snap = l.Snapshot();
+    for (int k = 0; k < 40 && !snap.ok(); ++k) {
+      absl::SleepFor(absl::Milliseconds(250));
+      snap = l.Snapshot();
+    }
+    return snap;
+  }
+  static RedisLedgerOptions::Escrow Escrow(double spend_usd, int64_t slots) {
+    RedisLedgerOptions::Escrow e;
+    e.spend_usd = spend_usd;
+    e.slots = slots;
+    return e;
+  }
+
+  std::unique_ptr<RedisServer> own_;
+};
+
+TEST_F(RedisLedgerTest, EscrowOptionsAreValidated) {
+  RedisLedgerOptions r = Redis();
+  r.escrow.spend_usd = -1;
+  EXPECT_THAT(ValidateRedisLedgerOptions(r),
+              StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("redis.escrow.spend_usd")));
+  r = Redis();
+  r.escrow.slots = -1;
+  EXPECT_THAT(ValidateRedisLedgerOptions(r),
+              StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("redis.escrow.slots")));
+  r = Redis();
+  r.escrow.validity = absl::Seconds(2);
+  EXPECT_THAT(ValidateRedisLedgerOptions(r),
+              StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("redis.escrow.validity_ms")));
+  r = Redis();
+  r.escrow.renew_every = absl::Seconds(28);
+  EXPECT_THAT(ValidateRedisLedgerOptions(r), StatusIs(absl::StatusCode::kInvalidArgument,
+                                                      HasSubstr("redis.escrow.renew_every_ms")));
+  EXPECT_THAT(ValidateRedisLedgerOptions(Redis()), IsOk());
+  // Off by default: nothing drawn.
+  auto ledger = Make();
+  ASSERT_THAT(ledger->Snapshot(), IsOk());
+  EXPECT_FALSE(ledger->EscrowLeft().has_value());
+}
+
+// The escrow is taken from the fleet while Redis answers; while Redis is stalled, the replica
+// decides within it and never beyond; once Redis answers again, what it spent is settled and the
+// slot of its lease still open stays held.
+TEST_F(RedisEscrowTest, TheFleetSeesTheEscrowAndTheReplicaDecidesWithinItAlone) {
+  LedgerOptions o = core::testing::Paced(1e-6, 1.0);
+  o.lease_timeout = absl::Seconds(60);
+  auto a = Replica(o, Escrow(0.3, 1));
+  auto b = Replica(o, std::nullopt);
+  ASSERT_THAT(Healthy(*a), IsOk());  // draws the escrow
+  ASSERT_TRUE(a->EscrowLeft().has_value());
+  EXPECT_EQ(a->EscrowLeft()->free_slots[0], 1);
+  EXPECT_NEAR(a->EscrowLeft()->spend_allowance_usd, 0.3, 1e-6);
+  absl::StatusOr<core::LedgerSnapshot> seen = b->Snapshot();
+  ASSERT_THAT(seen, IsOk());
+  EXPECT_EQ(seen->free_slots[0], 1);  // 2 slots, 1 in a's escrow
+  EXPECT_NEAR(seen->spend_allowance_usd, 0.7, 1e-4);
+
+  own_->Stall();
+  auto first = CommitIds(*a, {{"local", 0.1}});
+  ASSERT_THAT(first, IsOk());
+  EXPECT_THAT((*first)[0], HasSubstr("-e"));
+  EXPECT_TRUE(a->degraded());
+  // Never beyond: no second slot, no spend past 0.3 USD.
+  EXPECT_THAT(CommitIds(*a, {{"local", 0.0}}),
+              StatusIs(absl::StatusCode::kFailedPrecondition, HasSubstr("escrow")));
+  ASSERT_THAT(CommitIds(*a, {{"api", 0.15}}), IsOk());
+  EXPECT_THAT(CommitIds(*a, {{"api", 0.1}}),
+              StatusIs(absl::StatusCode::kFailedPrecondition, HasSubstr("escrow")));
+  // A hold gets what is left: spend only.
+  auto hold = a->Hold(Want(std::numeric_limits<double>::infinity(), {{"local", 2}}));
+  ASSERT_THAT(hold, IsOk());
+  EXPECT_EQ(hold->slots[0], 0);
+  EXPECT_NEAR(hold->spend_usd, 0.05, 1e-6);
+  EXPECT_THAT(a->Commit(&*hold, std::vector<Reservation>{{"api", 0.06}}),
+              StatusIs(absl::StatusCode::kInvalidArgument, ::testing::_));
+  // A Complete at this replica frees the slot and corrects the spend (0.1 -> 0.05).
+  auto done = a->Complete((*first)[0], 0.05);
+  ASSERT_THAT(done, IsOk());
+  EXPECT_TRUE(done->lease_was_active);
+  EXPECT_THAT(a->Complete((*first)[0], std::nullopt),
+              StatusIs(absl::StatusCode::kNotFound, ::testing::_));
+  auto second = CommitIds(*a, {{"local", 0.1}});
+  ASSERT_THAT(second, IsOk());
+  EXPECT_NEAR(a->EscrowLeft()->spend_allowance_usd, 0.0, 1e-6);  // 0.05 + 0.15 + 0.1 spent
+
+  own_->Resume();
+  ASSERT_THAT(Healthy(*a), IsOk());
+  EXPECT_FALSE(a->degraded());
+  ASSERT_THAT(a->Snapshot(), IsOk());  // healthy: reports what the escrow spent, tops it up
+  EXPECT_NEAR(a->EscrowLeft()->spend_allowance_usd, 0.3, 1e-6);
+  EXPECT_EQ(a->EscrowLeft()->free_slots[0], 0);  // its slot is the open lease's
+  seen = b->Snapshot();
+  ASSERT_THAT(seen, IsOk());
+  // 1.0 - 0.3 spent - 0.3 held again by the escrow; 1 slot held by the escrow. The commit that
+  // timed out when the stall began may have been run by Redis once it resumed (then it counts
+  // twice, conservatively, until its lease ends): 0.1 USD and 1 slot less.
+  EXPECT_LE(seen->spend_allowance_usd, 0.4 + 1e-4);
+  EXPECT_GE(seen->spend_allowance_usd, 0.3 - 1e-4);
+  EXPECT_EQ(seen->free_slots[0], seen->spend_allowance_usd > 0.35 ? 1 : 0);
+  auto totals = b->Totals();
+  ASSERT_THAT(totals, IsOk());
+  EXPECT_NEAR(totals->recorded_usd, 0.3, 1e-6);
+  // Its replica still takes the Complete of an escrow lease; another one does not.
+  EXPECT_THAT(b->Complete((*second)[0], std::nullopt),
+              StatusIs(absl::StatusCode::kNotFound, ::testing::_));
+  EXPECT_THAT(a->Complete((*second)[0], std::nullopt), IsOk());
+  EXPECT_EQ(a->EscrowLeft()->free_slots[0], 1);
+}
+
+// An escrow ends, by the replica's clock, skew_margin before its validity; its leases end with
+// it.
+TEST_F(RedisEscrowTest, AnEscrowEndsBeforeItsValidity) {
+  LedgerOptions o = core::testing::Paced(1e-6, 1.0);
+  o.lease_timeout = absl::Seconds(60);
+  RedisLedgerOptions::Escrow e = Escrow(0.5, 2);
+  e.validity = absl::Milliseconds(2000);
+  e.skew_margin = absl::Milliseconds(800);
+  e.renew_every = absl::Milliseconds(500);
+  auto a = Replica(o, e);
+  const absl::Time before = absl::Now();
+  ASSERT_THAT(Healthy(*a), IsOk());
+  own_->Stall();
+  auto leases = a->Commit(nullptr, std::vector<Reservation>{{"local", 0.1}});
+  if (leases.ok()) {
+    EXPECT_LE(leases->front().lease_timeout, absl::Milliseconds(1200));
+  } else {
+    // Only if the machine was so slow that the escrow had already ended.
+    EXPECT_GE(absl::Now() - before, absl::Milliseconds(1200));
+  }
+  absl::SleepFor(before + absl::Milliseconds(2300) - absl::Now());
+  EXPECT_FALSE(a->EscrowLeft().has_value());
+  EXPECT_THAT(CommitIds(*a, {{"api", 0.01}}),
+              StatusIs(absl::StatusCode::kUnavailable, ::testing::_));
+  own_->Resume();
+}
+
+// An escrow that expires in Redis before its replica reported what it spent has all it held
+// charged; the replica's next report gives back what it did not spend.
+TEST_F(RedisEscrowTest, AnEscrowThatExpiredIsChargedUntilReported) {
+  LedgerOptions o = core::testing::Paced(1e-6, 1.0);
+  RedisLedgerOptions::Escrow e = Escrow(0.3, 0);
+  e.validity = absl::Milliseconds(1500);
+  e.skew_margin = absl::Milliseconds(500);
+  e.renew_every = absl::Milliseconds(400);
+  auto a = Replica(o, e);
+  ASSERT_THAT(Healthy(*a), IsOk());
+  ASSERT_TRUE(a->EscrowLeft().has_value());
+  own_->Stall();
+  EXPECT_THAT(a->Snapshot(), StatusIs(absl::StatusCode::kUnavailable, ::testing::_));
+  ASSERT_THAT(CommitIds(*a, {{"api", 0.1}}), IsOk());
+  absl::SleepFor(absl::Milliseconds(2500));  // past the escrow's validity in Redis
+  own_->Resume();
+  auto b = Replica(o, std::nullopt);
+  absl::StatusOr<core::LedgerSnapshot> seen = b->Snapshot();
+  ASSERT_THAT(seen, IsOk());
+  EXPECT_NEAR(seen->spend_allowance_usd, 0.7, 1e-4);  // all 0.3 charged
+  ASSERT_THAT(Healthy(*a), IsOk());
+  ASSERT_THAT(a->Snapshot(), IsOk());  // reports 0.1 spent: 0.2 back; a new escrow of 0.3
+  seen = b->Snapshot();
+  ASSERT_THAT(seen, IsOk());
+  EXPECT_NEAR(seen->spend_allowance_usd, 0.6, 1e-4);
+  EXPECT_NEAR(b->Totals()->recorded_usd, 0.1, 1e-6);
+  EXPECT_NEAR(a->EscrowLeft()->spend_allowance_usd, 0.3, 1e-6);
+}
+
+// A rollback (Redis older than what the replica saw) voids the escrow: Redis may no longer hold it.
+TEST_F(RedisEscrowTest, ARollbackVoidsTheEscrow) {
+  LedgerOptions o = core::testing::Paced(1e-6, 1.0);
+  o.lease_timeout = absl::Seconds(30);
+  auto a = Replica(o, Escrow(0.3, 1));
+  ASSERT_THAT(Healthy(*a), IsOk());
+  ASSERT_THAT(a->Snapshot(), IsOk());
+  ASSERT_TRUE(a->EscrowLeft().has_value());
+  ASSERT_THAT(own_->Cli("HSET '{rt:" + domain_ + "}:meta' seq 1"), IsOk());
+  ASSERT_THAT(a->Snapshot(), IsOk());
+  EXPECT_TRUE(a->guarded());
+  EXPECT_FALSE(a->EscrowLeft().has_value());
+  ASSERT_THAT(a->Snapshot(), IsOk());  // the next one, drawn while guarded, holds nothing
+  ASSERT_TRUE(a->EscrowLeft().has_value());
+  EXPECT_EQ(a->EscrowLeft()->free_slots[0], 0);
+  EXPECT_NEAR(a->EscrowLeft()->spend_allowance_usd, 0.0, 1e-4);
+}
+
+// Three replicas with escrows of 1 slot of a model with 2: the third gets none, and with Redis
+// stalled the fleet holds at most 2 leases of it.
+TEST_F(RedisEscrowTest, TheFleetNeverOverReserves) {
+  LedgerOptions o = core::testing::Paced(1e-6, 1.0);
+  o.lease_timeout = absl::Seconds(60);
+  std::vector<std::unique_ptr<RedisLedger>> fleet;
+  for (int k = 0; k < 3; ++k) {
+    fleet.push_back(Replica(o, Escrow(0.4, 1)));
+    ASSERT_THAT(Healthy(*fleet.back()), IsOk());
+  }
+  int64_t drawn_slots = 0;
+  double drawn_spend = 0;
+  for (auto& r : fleet) {
+    ASSERT_TRUE(r->EscrowLeft().has_value());
+    drawn_slots += *r->EscrowLeft()->free_slots[0];
+    drawn_spend += r->EscrowLeft()->spend_allowance_usd;
+  }
+  EXPECT_EQ(drawn_slots, 2);
+  EXPECT_NEAR(drawn_spend, 1.0, 1e-4);  // 0.4 + 0.4 + what was left
+  own_->Stall();
+  std::atomic<int> slots_taken{0};
+  std::vector<std::thread> threads;
+  for (auto& r : fleet) {
+    threads.emplace_back([&slots_taken, l = r.get()] {
+      for (int k = 0; k < 3; ++k) {
+        if (CommitIds(*l, {{"local", 0.01}}).ok()) ++slots_taken;
+      }
+    });
+  }
+  for (std::thread& t : threads) t.join();
+  EXPECT_EQ(slots_taken.load(), 2);
+  own_->Resume();
+  for (auto& r : fleet) ASSERT_THAT(Healthy(*r), IsOk());
+  auto b = Replica(o, std::nullopt);
+  EXPECT_EQ(b->InUse("local").value(), 0);  // escrow leases are held, not leases
+  EXPECT_EQ(b->Snapshot()->free_slots[0], 0);
+}
+
+// Redis restarted empty: the escrow is void and the new state is conservative, so the next escrow
+// holds nothing until the conservative period ends.
+TEST_F(RedisEscrowTest, ARedisRestartedEmptyVoidsTheEscrow) {
+  LedgerOptions o = core::testing::Paced(1e-6, 1.0);
+  o.lease_timeout = absl::Seconds(30);
+  auto a = Replica(o, Escrow(0.3, 1));
+  ASSERT_THAT(Healthy(*a), IsOk());
+  ASSERT_THAT(CommitIds(*a, {{"local", 0.1}}), IsOk());  // a lease in Redis
+  ASSERT_THAT(own_->RestartEmpty(), IsOk());
+  ASSERT_THAT(Healthy(*a), IsOk());  // finds the state lost: voids the escrow
+  ASSERT_THAT(Healthy(*a), IsOk());  // draws the next one
+  EXPECT_TRUE(a->guarded());
+  ASSERT_TRUE(a->EscrowLeft().has_value());
+  EXPECT_EQ(a->EscrowLeft()->free_slots[0], 0);
+  EXPECT_NEAR(a->EscrowLeft()->spend_allowance_usd, 0.0, 1e-4);
+  own_->Stall();
+  EXPECT_THAT(CommitIds(*a, {{"local", 0.0}}), StatusIs(absl::StatusCode::kFailedPrecondition, ::testing::_));
+  EXPECT_THAT(CommitIds(*a, {{"api", 0.01}}), StatusIs(absl::StatusCode::kFailedPrecondition, ::testing::_));
+  own_->Resume();
 }
 
 }  // namespace
