@@ -5,7 +5,7 @@
 //   load_bench [--routerd ADDR | --config FILE [--estimator FILE]] [--prompts FILE]
 //              [--clients 64,256] [--batch_sizes 64,256] [--delays_ms 1,5] [--stream_window 8]
 //              [--channels 2] [--warmup_s 1] [--duration_s 4] [--lease_timeout_s 2] [--pairs 3]
-//              [--services Echo,EchoStream,RouteInline,Route,RouteStream]
+//              [--services Echo,EchoStream,RouteInline,Route,RouteStream] [--think_ms 0]
 //
 // Without --routerd, routerd runs in this process (router::server::Routerd::Start on the --config
 // file, listening on 127.0.0.1:0): the same code as the binary, with the same process settings
@@ -20,7 +20,9 @@
 // Stream (RouteStream, EchoStream): one stream per client with --stream_window queries in flight on
 // it. Every query carries a real prompt from routerbench_subset. Latency runs from the moment a
 // client wants to send a query to its answer. Only answers that arrive in the measured window
-// (after the warm-up) count.
+// (after the warm-up) count. With --think_ms T > 0, a unary client waits T ms after each answer
+// before its next call (a closed loop with think time): the offered load is then at most C / T per
+// second, so the rows can compare latencies below saturation instead of at it.
 //
 // Route in inline mode (Query.mode = ROUTING_MODE_INLINE: decided on arrival, no batch wait) runs
 // once per client count, right after the echo rows, since batch settings do not apply to it.
@@ -50,6 +52,8 @@
 #include <ctime>
 #include <deque>
 #include <functional>
+#include <map>
+#include <thread>
 #include <iostream>
 #include <memory>
 #include <optional>
@@ -266,6 +270,60 @@ absl::StatusOr<Workload> LoadPrompts(const std::string& path) {
 std::string QueryId(int client, uint64_t seq) { return absl::StrCat(client, "-", seq); }
 
 // ---------------------------------------------------------------------------------------------
+// Runs each callback at (or soon after) its time on a thread of its own: the pause of --think_ms
+// between a unary client's answer and its next call, without holding one of gRPC's threads.
+// Thread-safe; the destructor waits for the callback in progress and drops the ones not yet due.
+
+class Pacer {
+ public:
+  Pacer() : thread_([this] { Loop(); }) {}
+  ~Pacer() {
+    {
+      absl::MutexLock lock(&mu_);
+      stop_ = true;
+    }
+    thread_.join();
+  }
+
+  void At(absl::Time when, std::function<void()> callback) {
+    absl::MutexLock lock(&mu_);
+    due_.emplace(when, std::move(callback));
+    ++added_;
+  }
+
+ private:
+  void Loop() {
+    absl::MutexLock lock(&mu_);
+    while (!stop_) {
+      if (!due_.empty() && due_.begin()->first <= absl::Now()) {
+        std::function<void()> callback = std::move(due_.begin()->second);
+        due_.erase(due_.begin());
+        mu_.Unlock();
+        callback();
+        mu_.Lock();
+        continue;
+      }
+      // Until the earliest callback is due, or At() or the destructor changes what is due.
+      seen_ = added_;
+      const absl::Time next = due_.empty() ? absl::InfiniteFuture() : due_.begin()->first;
+      mu_.AwaitWithDeadline(absl::Condition(
+                                +[](Pacer* p) ABSL_EXCLUSIVE_LOCKS_REQUIRED(p->mu_) {
+                                  return p->stop_ || p->added_ != p->seen_;
+                                },
+                                this),
+                            next);
+    }
+  }
+
+  absl::Mutex mu_;
+  std::multimap<absl::Time, std::function<void()>> due_ ABSL_GUARDED_BY(mu_);
+  uint64_t added_ ABSL_GUARDED_BY(mu_) = 0;
+  uint64_t seen_ ABSL_GUARDED_BY(mu_) = 0;
+  bool stop_ ABSL_GUARDED_BY(mu_) = false;
+  std::thread thread_;
+};
+
+// ---------------------------------------------------------------------------------------------
 // Closed-loop unary client: one call in flight; the answer's callback records it and starts the
 // next call until the window ends. Done() is counted down after the last answer.
 
@@ -277,10 +335,11 @@ class UnaryClient {
   using Fill = std::function<void(int client, uint64_t seq, Request*)>;
   using Judge = std::function<bool(const grpc::Status&, const Response&)>;
 
+  // With a `pacer`, each next call waits `think` after the answer before it.
   UnaryClient(int id, Stub* stub, Send send, Fill fill, Judge judge, const Window* window,
-              absl::BlockingCounter* done)
+              absl::BlockingCounter* done, Pacer* pacer, absl::Duration think)
       : id_(id), stub_(stub), send_(std::move(send)), fill_(std::move(fill)), judge_(std::move(judge)),
-        window_(window), done_(done) {}
+        window_(window), done_(done), pacer_(pacer), think_(think) {}
 
   void Start() { Next(); }
   ClientStats& stats() { return stats_; }
@@ -302,7 +361,9 @@ class UnaryClient {
       const absl::Time now = absl::Now();
       stats_.Record(*window_, call->sent, now, judge_(status, call->response));
       delete call;
-      if (now < window_->end) {
+      if (now < window_->end && pacer_ != nullptr) {
+        pacer_->At(now + think_, [this] { Next(); });
+      } else if (now < window_->end) {
         Next();
       } else {
         done_->DecrementCount();
@@ -317,6 +378,8 @@ class UnaryClient {
   const Judge judge_;
   const Window* const window_;
   absl::BlockingCounter* const done_;
+  Pacer* const pacer_;
+  const absl::Duration think_;
   uint64_t seq_ = 0;  // touched by one call chain at a time
   ClientStats stats_;
 };
@@ -470,6 +533,9 @@ struct Options {
   // between two EchoStream runs: the headline ratio is their median, since on a shared VM the
   // speed of the machine drifts between rows measured seconds apart. 0 = no pairs.
   int pairs = 3;
+  // A unary client's pause between an answer and its next call, in ms (0: none, a closed loop at
+  // saturation).
+  double think_ms = 0;
   // Which rows to run: Echo, EchoStream, RouteInline, Route, RouteStream.
   std::vector<std::string> services = {"Echo", "EchoStream", "RouteInline", "Route", "RouteStream"};
 
@@ -504,10 +570,13 @@ RunResult RunUnary(const Options& o, int clients,
                    typename UnaryClient<Stub, Request, Response>::Judge judge) {
   const Window window = NextWindow(o);
   absl::BlockingCounter done(clients);
+  std::optional<Pacer> pacer;
+  if (o.think_ms > 0) pacer.emplace();
   std::vector<std::unique_ptr<UnaryClient<Stub, Request, Response>>> all;
   for (int c = 0; c < clients; ++c) {
     all.push_back(std::make_unique<UnaryClient<Stub, Request, Response>>(
-        c, stubs[c % stubs.size()].get(), send, fill, judge, &window, &done));
+        c, stubs[c % stubs.size()].get(), send, fill, judge, &window, &done,
+        pacer.has_value() ? &*pacer : nullptr, absl::Milliseconds(o.think_ms)));
   }
   for (auto& client : all) client->Start();
   const double cpu_seconds = CpuSecondsOverWindow(window);
@@ -591,7 +660,7 @@ int Usage(const std::string& problem) {
                "                  [--stream_window 8] [--channels 2] [--warmup_s 1] [--duration_s 4]\n"
                "                  [--lease_timeout_s 2] [--pairs 3]\n"
                "                  [--services Echo,EchoStream,RouteInline,Route,RouteStream]\n"
-               "                  [--redis HOST:PORT]\n";
+               "                  [--redis HOST:PORT] [--think_ms 0]\n";
   return 2;
 }
 
@@ -645,6 +714,8 @@ int main(int argc, char** argv) {
       ok = router::bench::ParseNumber(value, &o.pairs) && o.pairs >= 0;
     } else if (arg == "--lease_timeout_s") {
       ok = router::bench::ParseNumber(value, &o.lease_timeout_s) && o.lease_timeout_s > 0;
+    } else if (arg == "--think_ms") {
+      ok = router::bench::ParseNumber(value, &o.think_ms) && o.think_ms >= 0;
     } else if (arg == "--services") {
       o.services = absl::StrSplit(value, ',', absl::SkipEmpty());
       for (const std::string& service : o.services) {
