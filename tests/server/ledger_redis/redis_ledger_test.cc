@@ -30,7 +30,7 @@
 #include "tests/router_core/testing/ledger_conformance.h"
 #include "tests/router_core/testing/ledger_testing.h"
 #include "tests/router_core/testing/status_matchers.h"
-#include "tests/server/ledger_redis/redis_server.h"
+#include "tests/server/ledger_redis/shared_redis_server.h"
 
 namespace router::server {
 namespace {
@@ -44,32 +44,19 @@ using ::router::core::testing::CommitIds;
 using ::router::core::testing::LedgerFleet;
 using ::router::core::testing::LedgerTestPool;
 using ::router::core::testing::Want;
+using ::router::testing::AddSharedRedisServer;
 using ::router::testing::RedisServer;
+using ::router::testing::SharedRedisServer;
 
 // The redis-server of this test process, started before its first test (each test uses its own
 // domain).
-RedisServer* g_server = nullptr;
-
-class RedisEnvironment : public ::testing::Environment {
- public:
-  void SetUp() override {
-    absl::StatusOr<std::unique_ptr<RedisServer>> s = RedisServer::Start();
-    ASSERT_THAT(s, IsOk());
-    g_server = s->release();
-  }
-  void TearDown() override {
-    delete g_server;
-    g_server = nullptr;
-  }
-};
-::testing::Environment* const kRedisEnvironment =
-    ::testing::AddGlobalTestEnvironment(new RedisEnvironment);
+::testing::Environment* const kRedisEnvironment = AddSharedRedisServer({});
 
 // Timeouts far above any call's time on a loaded machine (tests run in parallel, under
 // sanitizers, on 2 shared cores): only the stall test relies on a call timing out.
 RedisLedgerOptions TestRedis(const std::string& domain) {
   RedisLedgerOptions r;
-  r.address = g_server->address();
+  r.address = SharedRedisServer().address();
   r.domain = domain;
   r.connect_timeout = absl::Seconds(5);
   r.call_timeout = absl::Seconds(5);
@@ -123,7 +110,7 @@ class RedisLedgerTest : public ::testing::Test {
     return *std::move(l);
   }
 
-  RedisServer* const server_ = g_server;
+  RedisServer* const server_ = &SharedRedisServer();
   const std::string domain_ =
       ::testing::UnitTest::GetInstance()->current_test_info()->name();
 };

@@ -27,7 +27,7 @@
 #include "server/metrics.h"
 #include "server/outcome_learning.h"
 #include "tests/router_core/testing/status_matchers.h"
-#include "tests/server/ledger_redis/redis_server.h"
+#include "tests/server/ledger_redis/shared_redis_server.h"
 
 namespace router::server {
 namespace {
@@ -35,26 +35,16 @@ namespace {
 using ::router::core::OutcomeCell;
 using ::router::core::OutcomeLogRead;
 using ::router::core::OutcomeLogRecord;
+using ::router::testing::AddSharedRedisServer;
 using ::router::testing::RedisServer;
+using ::router::testing::SharedRedisServer;
 using ::testing::ElementsAreArray;
 using ::testing::HasSubstr;
 
-RedisServer* g_server = nullptr;
-
-class RedisEnvironment : public ::testing::Environment {
- public:
-  void SetUp() override {
-    absl::StatusOr<std::unique_ptr<RedisServer>> s = RedisServer::Start({.append_only = false, .password = ""});
-    ASSERT_THAT(s, IsOk());
-    g_server = s->release();
-  }
-  void TearDown() override {
-    delete g_server;
-    g_server = nullptr;
-  }
-};
+// The redis-server of this test process, started before its first test (each test uses its own
+// domain).
 ::testing::Environment* const kRedisEnvironment =
-    ::testing::AddGlobalTestEnvironment(new RedisEnvironment);
+    AddSharedRedisServer({.append_only = false, .password = ""});
 
 // Timeouts far above any call's time on a loaded machine.
 RedisLedgerOptions TestRedis(const std::string& address, const std::string& domain) {
@@ -69,7 +59,7 @@ RedisLedgerOptions TestRedis(const std::string& address, const std::string& doma
 std::unique_ptr<RedisOutcomeLog> MakeLog(const std::string& domain, int64_t max_entries = 100000,
                                          const std::string& address = "") {
   absl::StatusOr<std::unique_ptr<RedisOutcomeLog>> log = RedisOutcomeLog::Create(
-      TestRedis(address.empty() ? g_server->address() : address, domain), max_entries);
+      TestRedis(address.empty() ? SharedRedisServer().address() : address, domain), max_entries);
   EXPECT_THAT(log, IsOk());
   return log.ok() ? *std::move(log) : nullptr;
 }
@@ -146,7 +136,7 @@ TEST(RedisOutcomeLogTest, ALargeBatchIsSplitIntoEntriesOfBoundedSize) {
     records.push_back(Outcome(absl::StrCat("m", k % 5), k % 11, (k % 100) / 100.0, k % 2));
   }
   ASSERT_THAT(log->Append(records), IsOk());
-  absl::StatusOr<std::string> len = g_server->Cli("XLEN {rt:large}:learn");
+  absl::StatusOr<std::string> len = SharedRedisServer().Cli("XLEN {rt:large}:learn");
   ASSERT_THAT(len, IsOk());
   EXPECT_EQ(*len, "3\n");
   EXPECT_THAT(ReadAll(*log, "", 2), ElementsAreArray(records));
@@ -190,9 +180,9 @@ TEST(RedisOutcomeLogTest, EntriesOfAnotherFormatAreSkippedAndCounted) {
   std::unique_ptr<RedisOutcomeLog> log = MakeLog("format");
   ASSERT_NE(log, nullptr);
   ASSERT_THAT(log->Append({Outcome("m", 0, 0.5, 1)}), IsOk());
-  ASSERT_THAT(g_server->Cli("XADD {rt:format}:learn '*' v 2 o x"), IsOk());
-  ASSERT_THAT(g_server->Cli("XADD {rt:format}:learn '*' v 1 o '0 1.5 1 m'"), IsOk());
-  ASSERT_THAT(g_server->Cli("XADD {rt:format}:learn '*' v 1 q '0 1 1 m'"), IsOk());
+  ASSERT_THAT(SharedRedisServer().Cli("XADD {rt:format}:learn '*' v 2 o x"), IsOk());
+  ASSERT_THAT(SharedRedisServer().Cli("XADD {rt:format}:learn '*' v 1 o '0 1.5 1 m'"), IsOk());
+  ASSERT_THAT(SharedRedisServer().Cli("XADD {rt:format}:learn '*' v 1 q '0 1 1 m'"), IsOk());
   ASSERT_THAT(log->Append({Outcome("n", 2, 0.5, 0)}), IsOk());
   absl::StatusOr<OutcomeLogRead> read = log->Read("", 100);
   ASSERT_THAT(read, IsOk());
@@ -267,7 +257,7 @@ class SharedLearningTest : public ::testing::Test {
     config.enabled = true;
     if (!snapshot.empty()) config.snapshot_file = dir_ + "/" + snapshot;
     RedisLedgerOptions redis =
-        TestRedis(address.empty() ? g_server->address() : address, domain);
+        TestRedis(address.empty() ? SharedRedisServer().address() : address, domain);
     redis.connect_timeout = timeout;
     redis.call_timeout = timeout;
     absl::StatusOr<std::unique_ptr<RedisOutcomeLog>> log =
