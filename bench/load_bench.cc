@@ -6,7 +6,6 @@
 //              [--clients 64,256] [--batch_sizes 64,256] [--delays_ms 1,5] [--stream_window 8]
 //              [--channels 2] [--warmup_s 1] [--duration_s 4] [--lease_timeout_s 2] [--pairs 3]
 //              [--services Echo,EchoStream,RouteInline,Route,RouteStream] [--think_ms 0]
-//              [--redis HOST:PORT] [--max_in_flight N]
 //
 // Without --routerd, routerd runs in this process (router::server::Routerd::Start on the --config
 // file, listening on 127.0.0.1:0): the same code as the binary, with the same process settings
@@ -15,7 +14,6 @@
 // its original configuration back at the end. The in-process routerd runs without TLS or tokens,
 // with RouterAdmin open to the benchmark; an external one (--routerd) must serve plaintext and
 // let this process call RouterAdmin (admin.allow_unauthenticated, on a test machine).
-// --max_in_flight sets batching.max_in_flight of the in-process routerds (both alike with --redis).
 //
 // Closed loop: each of C clients keeps a fixed number of queries in flight and sends the next one
 // when an answer arrives. Unary (Route, Route in inline mode, Echo): one call in flight per client.
@@ -538,8 +536,6 @@ struct Options {
   // A unary client's pause between an answer and its next call, in ms (0: none, a closed loop at
   // saturation).
   double think_ms = 0;
-  // batching.max_in_flight of the in-process routerds (both alike); 0 = the config's.
-  int max_in_flight = 0;
   // Which rows to run: Echo, EchoStream, RouteInline, Route, RouteStream.
   std::vector<std::string> services = {"Echo", "EchoStream", "RouteInline", "Route", "RouteStream"};
 
@@ -664,7 +660,7 @@ int Usage(const std::string& problem) {
                "                  [--stream_window 8] [--channels 2] [--warmup_s 1] [--duration_s 4]\n"
                "                  [--lease_timeout_s 2] [--pairs 3]\n"
                "                  [--services Echo,EchoStream,RouteInline,Route,RouteStream]\n"
-               "                  [--redis HOST:PORT] [--think_ms 0] [--max_in_flight N]\n";
+               "                  [--redis HOST:PORT] [--think_ms 0]\n";
   return 2;
 }
 
@@ -718,8 +714,6 @@ int main(int argc, char** argv) {
       ok = router::bench::ParseNumber(value, &o.pairs) && o.pairs >= 0;
     } else if (arg == "--lease_timeout_s") {
       ok = router::bench::ParseNumber(value, &o.lease_timeout_s) && o.lease_timeout_s > 0;
-    } else if (arg == "--max_in_flight") {
-      ok = router::bench::ParseNumber(value, &o.max_in_flight) && o.max_in_flight >= 1;
     } else if (arg == "--think_ms") {
       ok = router::bench::ParseNumber(value, &o.think_ms) && o.think_ms >= 0;
     } else if (arg == "--services") {
@@ -754,7 +748,6 @@ int main(int argc, char** argv) {
     // Loopback and plaintext, RouterAdmin open to this process for the batch settings.
     router::bench::ForInProcessBenchmark(*config, "127.0.0.1:0");
     if (!o.estimator.empty()) config->estimator = o.estimator;
-    if (o.max_in_flight > 0) config->max_batches_in_flight = o.max_in_flight;
     if (!redis.empty()) {
       config->ledger_backend.redis = true;
       config->ledger_backend.redis_options.address = redis;

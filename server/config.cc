@@ -108,14 +108,9 @@ const RouterConfig& Defaults() {
       return _s;                            \
   } while (0)
 
-absl::Status ReadBatching(const YAML::Node& node, core::BatchQueueOptions& b,
-                          int& max_in_flight) {
+absl::Status ReadBatching(const YAML::Node& node, core::BatchQueueOptions& b) {
   MapReader r(node, "batching");
   ROUTER_RETURN_IF_ERROR(r.CheckIsMap());
-  ROUTER_RETURN_IF_ERROR(r.Read("max_in_flight", max_in_flight));
-  if (max_in_flight < 1 || max_in_flight > 16) {
-    return Invalid("batching.max_in_flight", "must be in [1, 16]");
-  }
   ROUTER_RETURN_IF_ERROR(r.Read("max_batch_size", b.max_batch_size));
   ROUTER_RETURN_IF_ERROR(r.ReadMs("max_batch_delay_ms", b.max_batch_delay));
   ROUTER_RETURN_IF_ERROR(r.Read("max_queued", b.max_queued));
@@ -622,7 +617,7 @@ absl::StatusOr<RouterConfig> ParseConfigUpdateYaml(absl::string_view yaml,
       c.ledger_backend = LedgerBackendConfig{};
       ROUTER_RETURN_IF_ERROR(ReadLedger(ledger, c.ledger_backend));
     }
-    ROUTER_RETURN_IF_ERROR(ReadBatching(r.Get("batching"), c.batching, c.max_batches_in_flight));
+    ROUTER_RETURN_IF_ERROR(ReadBatching(r.Get("batching"), c.batching));
     ROUTER_RETURN_IF_ERROR(ReadPolicy(r.Get("policy"), c.policy));
     ROUTER_RETURN_IF_ERROR(ReadBudget(r.Get("budget"), c));
     ROUTER_RETURN_IF_ERROR(ReadRouting(r.Get("routing"), c.routing));
@@ -798,7 +793,6 @@ std::string ConfigToYaml(const RouterConfig& c) {
   out << YAML::EndMap;
   out << YAML::Key << "batching" << YAML::Value << YAML::BeginMap;
   out << YAML::Key << "max_batch_size" << YAML::Value << c.batching.max_batch_size;
-  out << YAML::Key << "max_in_flight" << YAML::Value << c.max_batches_in_flight;
   Emit(out, "max_batch_delay_ms", c.batching.max_batch_delay);
   out << YAML::Key << "max_queued" << YAML::Value << c.batching.max_queued;
   Emit(out, "solve_margin_ms", c.batching.solve_margin);
@@ -977,7 +971,6 @@ std::optional<std::string> ChangedStartupKey(const RouterConfig& a, const Router
            std::pair{"grpc.max_connection_idle_s",
                      ga.max_connection_idle != gb.max_connection_idle},
            std::pair{"grpc.max_connection_age_s", ga.max_connection_age != gb.max_connection_age},
-           std::pair{"batching.max_in_flight", a.max_batches_in_flight != b.max_batches_in_flight},
            std::pair{"ledger.backend", la.redis != lb.redis},
            std::pair{"ledger.health_requires_ledger",
                      la.health_requires_ledger != lb.health_requires_ledger},
@@ -1031,7 +1024,6 @@ void CopyStartupKeys(const RouterConfig& from, RouterConfig& to) {
   to.api_token_file = from.api_token_file;
   to.grpc = from.grpc;
   to.ledger_backend = from.ledger_backend;
-  to.max_batches_in_flight = from.max_batches_in_flight;
   to.learning.options = from.learning.options;
   to.learning.snapshot_file = from.learning.snapshot_file;
   to.learning.shared = from.learning.shared;

@@ -177,9 +177,6 @@ struct RouterConfig {
   // credentials_reload_s); zero = only on SIGHUP.
   absl::Duration credentials_reload = absl::Seconds(10);
   LedgerBackendConfig ledger_backend;  // local by default
-  // Batches decided at once (key batching.max_in_flight, 1 to 16; batch_scheduler.h): with more
-  // than 1, the next batch closes and is decided while earlier ones wait for the ledger.
-  int max_batches_in_flight = 1;
 
   // Runtime-changeable.
   core::BatchQueueOptions batching;  // batch_queue.h's defaults

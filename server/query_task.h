@@ -10,8 +10,8 @@
 // why it got none; a sink answers its RPC from what it was delivered.
 //
 // Thread-safety: a task is used by one thread at a time (it moves from the handler to the
-// thread that decides its batch, or to the inline router's); sinks are called from the handler and
-// from those threads, several at once, and synchronize themselves.
+// scheduler thread); sinks are called from the handler or the scheduler thread and synchronize
+// themselves.
 
 #ifndef ROUTER_SERVER_QUERY_TASK_H_
 #define ROUTER_SERVER_QUERY_TASK_H_

@@ -86,7 +86,6 @@ absl::StatusOr<std::unique_ptr<RouterRuntime>> RouterRuntime::Create(
   }
   Scheduler::Options options;
   options.queue = (*state)->config.batching;
-  options.max_in_flight = (*state)->config.max_batches_in_flight;
   options.process = [rt](std::vector<TaskPtr> batch) { rt->ProcessBatch(std::move(batch)); };
   options.reject = [rt](TaskPtr task, const absl::Status& s) { rt->Refuse(std::move(task), s); };
   options.on_queue_depth = [rt](int64_t depth) { rt->metrics_->OnQueueDepth(depth); };

@@ -6,9 +6,8 @@
 //
 // The decision path: a call takes its queries in (query_intake.h) and hands each as a QueryTask
 // (query_task.h) to Dispatch, which decides it inline at once or queues it for a batch; RouteBatch
-// hands its caller-formed batch to DispatchBatch. The scheduler thread (or, with
-// batching.max_in_flight above 1, one of its workers) decides each batch with the batch engine
-// (ProcessBatch). Either way the task's answer is delivered to its call's sink
+// hands its caller-formed batch to DispatchBatch. The scheduler thread decides each batch with the
+// batch engine (ProcessBatch). Either way the task's answer is delivered to its call's sink
 // exactly once: routed, refused by its decision, or refused before one (cancelled, deadline
 // passed, queue full, shutting down).
 //
@@ -213,8 +212,7 @@ class RouterRuntime {
   absl::StatusOr<uint64_t> ApplyLocked(RouterConfig config,
                                        std::shared_ptr<const core::Predictor> predictor,
                                        bool dry_run) ABSL_EXCLUSIVE_LOCKS_REQUIRED(admin_mu_);
-  // The scheduler's callback: decides one batch and delivers every answer. Thread-safe: batches in
-  // flight call it at once.
+  // The scheduler's callback: decides one batch and delivers every answer.
   void ProcessBatch(std::vector<TaskPtr> tasks);
   // Queues `task` for an inline decision under the current state; its answer is delivered once
   // decided.

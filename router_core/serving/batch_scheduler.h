@@ -1,7 +1,7 @@
 // File: batch_scheduler.h
 //
-// Forms batches from tasks that arrive one at a time and hands each batch to a callback, on the
-// scheduler's own thread or on one of its workers, as TF Serving's BasicBatchScheduler does. It knows nothing about the
+// Forms batches from tasks that arrive one at a time and hands each batch to a callback on the
+// scheduler's own thread, as TF Serving's BasicBatchScheduler does. It knows nothing about the
 // work: a task is any type with `absl::Time deadline() const` (InfiniteFuture = none), and what
 // happens to a batch is the `process` callback.
 //
@@ -10,13 +10,8 @@
 //   tasks, when its oldest task has waited max_batch_delay, or at its earliest task deadline minus
 //   solve_margin, whichever comes first; a task whose deadline is nearer than the one the thread
 //   sleeps until wakes it. Caller-formed batches (ScheduleBatch) skip the queue: each is processed
-//   whole, before queued tasks, in the order they came. Batches start in the order they closed.
-//   With max_in_flight = 1 (the default) they are processed one at a time on the scheduler thread.
-//   With max_in_flight = K > 1 the scheduler thread only forms batches and hands each to one of K
-//   worker threads, so up to K batches are processed at once: the next batch closes and starts
-//   while earlier ones are still being processed (for work that waits, such as a remote ledger's
-//   round trips). While K batches are in flight, no batch closes: tasks keep queuing (the next
-//   batch grows, up to max_batch_size) until one finishes.
+//   whole, before queued tasks, in the order they came. Batches are processed one at a time, in
+//   order.
 //
 // OWNERSHIP AND EXACTLY ONCE
 //   Schedule and ScheduleBatch take the tasks if and only if they return OK; otherwise the tasks
@@ -32,13 +27,11 @@
 //
 // LATENCY
 //   A task not refused waits at most min(max_batch_delay, deadline - solve_margin - arrival) plus
-//   the processing of the batches ahead of its own (with K in flight, until one of them ends).
+//   the processing of the batches ahead of its own.
 //
-// Thread-safety: all public methods may be called from any thread. `reject` and `on_queue_depth`
-// run on the scheduler thread, `process` on it too with max_in_flight = 1, else on the workers, up
-// to max_in_flight calls at once (it must then be thread-safe). `process` and `reject` run without
-// the scheduler's lock held, so they may call Schedule; `on_queue_depth` runs with it held and must
-// not call the scheduler.
+// Thread-safety: all public methods may be called from any thread. The callbacks run on the
+// scheduler thread, one at a time; `process` and `reject` run without the scheduler's lock held,
+// so they may call Schedule; `on_queue_depth` runs with it held and must not call the scheduler.
 // Time comes from the clock in the options (not owned), including the thread's sleeps, so tests
 // drive the scheduler with a fake clock.
 //
@@ -80,10 +73,8 @@ class BatchScheduler {
     // How batches form (batch_queue.h); max_queued also bounds the tasks of queued caller-formed
     // batches.
     BatchQueueOptions queue;
-    // Required. Called with each batch, on the scheduler thread or a worker (above).
+    // Required. Called with each batch, on the scheduler thread.
     std::function<void(std::vector<TaskPtr>)> process;
-    // Batches processed at once, >= 1. 1 = on the scheduler thread, one after the other.
-    int max_in_flight = 1;
     // Required. Called with each task given back unprocessed, and why.
     std::function<void(TaskPtr, const absl::Status&)> reject;
     // Optional. Called with the number of queued tasks each time the thread goes to sleep.
@@ -94,8 +85,7 @@ class BatchScheduler {
     const Clock* clock = &Clock::Real();
   };
 
-  // Starts the scheduler thread (and max_in_flight workers when above 1). INVALID_ARGUMENT for
-  // bad queue options, a missing callback or max_in_flight < 1.
+  // Starts the scheduler thread. INVALID_ARGUMENT for bad queue options or a missing callback.
   static absl::StatusOr<std::unique_ptr<BatchScheduler>> Create(Options options);
   ~BatchScheduler() { Stop(options_.clock->Now()); }
 
@@ -112,8 +102,7 @@ class BatchScheduler {
   absl::Status SetQueueOptions(const BatchQueueOptions& options);
 
   void StopAccepting();
-  // Processes what is queued until `deadline`, rejects the rest, waits for the batches in flight
-  // and joins the threads. Idempotent.
+  // Processes what is queued until `deadline`, rejects the rest, joins the thread. Idempotent.
   void Stop(absl::Time deadline);
 
   // Tasks queued and not yet handed to a callback.
@@ -122,17 +111,9 @@ class BatchScheduler {
  private:
   BatchScheduler(Options options, BatchQueue<TaskPtr> queue)
       : options_(std::move(options)), queue_(std::move(queue)) {
-    if (options_.max_in_flight > 1) {
-      for (int k = 0; k < options_.max_in_flight; ++k) workers_.emplace_back([this] { Work(); });
-    }
     thread_ = std::thread([this] { Run(); });
   }
   void Run();
-  // A worker: processes the batches handed to it until told to finish.
-  void Work();
-  bool HandOffReady() const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
-    return !handed_off_.empty() || workers_done_;
-  }
   absl::Status Stopping() const { return absl::UnavailableError(options_.stopping_message); }
 
   const Options options_;
@@ -148,12 +129,6 @@ class BatchScheduler {
   // What the thread sleeps until; InfinitePast while it is awake (it looks at the queue before
   // sleeping again, so an arrival then needs no wake-up).
   absl::Time sleeping_until_ ABSL_GUARDED_BY(mu_) = absl::InfinitePast();
-  // Batches handed to a worker and not yet finished (max_in_flight > 1).
-  int in_flight_ ABSL_GUARDED_BY(mu_) = 0;
-  // Batches handed off and not yet picked up by a worker.
-  std::deque<std::vector<TaskPtr>> handed_off_ ABSL_GUARDED_BY(mu_);
-  bool workers_done_ ABSL_GUARDED_BY(mu_) = false;
-  std::vector<std::thread> workers_;
   std::thread thread_;
 };
 
@@ -166,10 +141,6 @@ absl::StatusOr<std::unique_ptr<BatchScheduler<Task>>> BatchScheduler<Task>::Crea
   if (!options.process) return absl::InvalidArgumentError("process: required");
   if (!options.reject) return absl::InvalidArgumentError("reject: required");
   if (options.clock == nullptr) return absl::InvalidArgumentError("clock: required");
-  if (options.max_in_flight < 1) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("max_in_flight: must be >= 1, got ", options.max_in_flight));
-  }
   absl::StatusOr<BatchQueue<TaskPtr>> queue = BatchQueue<TaskPtr>::Create(options.queue);
   if (!queue.ok()) return queue.status();
   return std::unique_ptr<BatchScheduler>(
@@ -234,13 +205,6 @@ void BatchScheduler<Task>::Stop(absl::Time deadline) {
     wake_ = true;
   }
   if (thread_.joinable()) thread_.join();
-  {
-    absl::MutexLock lock(&mu_);
-    workers_done_ = true;
-  }
-  for (std::thread& worker : workers_) {
-    if (worker.joinable()) worker.join();
-  }
 }
 
 template <typename Task>
@@ -252,16 +216,9 @@ int64_t BatchScheduler<Task>::NumQueued() {
 template <typename Task>
 void BatchScheduler<Task>::Run() {
   const Clock& clock = *options_.clock;
-  const bool hand_off = !workers_.empty();
   mu_.Lock();
   while (clock.Now() < hard_deadline_) {
     std::vector<TaskPtr> batch;
-    if (in_flight_ >= options_.max_in_flight) {
-      // Every worker is busy: the queue waits (and grows) until one finishes and wakes us.
-      wake_ = false;
-      clock.AwaitWithDeadline(mu_, absl::Condition(&wake_), hard_deadline_);
-      continue;
-    }
     if (!caller_batches_.empty()) {
       batch = std::move(caller_batches_.front());
       caller_batches_.pop_front();
@@ -270,18 +227,13 @@ void BatchScheduler<Task>::Run() {
       // Once no new task can arrive, waiting for company only delays the answers.
       batch = queue_.TakeBatch(clock.Now(), /*force=*/!accepting_);
     }
-    if (!batch.empty() && hand_off) {
-      ++in_flight_;
-      handed_off_.push_back(std::move(batch));
-      continue;
-    }
     if (!batch.empty()) {
       mu_.Unlock();
       options_.process(std::move(batch));
       mu_.Lock();
       continue;
     }
-    if (stop_) break;  // drained (the batches in flight finish before Stop returns)
+    if (stop_) break;  // drained
     if (options_.on_queue_depth) options_.on_queue_depth(queue_.size());
     wake_ = false;
     sleeping_until_ = std::min(queue_.NextClose(), hard_deadline_);
@@ -302,22 +254,6 @@ void BatchScheduler<Task>::Run() {
   mu_.Unlock();
   const absl::Status stopping = Stopping();
   for (TaskPtr& t : rest) options_.reject(std::move(t), stopping);
-}
-
-template <typename Task>
-void BatchScheduler<Task>::Work() {
-  absl::MutexLock lock(&mu_);
-  while (true) {
-    mu_.Await(absl::Condition(this, &BatchScheduler::HandOffReady));
-    if (handed_off_.empty()) return;  // done, and nothing left: every handed batch was picked up
-    std::vector<TaskPtr> batch = std::move(handed_off_.front());
-    handed_off_.pop_front();
-    mu_.Unlock();
-    options_.process(std::move(batch));
-    mu_.Lock();
-    --in_flight_;
-    wake_ = true;
-  }
 }
 
 }  // namespace router::core

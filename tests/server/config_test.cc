@@ -33,7 +33,6 @@ TEST(ConfigTest, EmptyDocumentGivesTheDocumentedDefaults) {
   EXPECT_EQ(c->listen, "127.0.0.1:50051");
   EXPECT_EQ(c->batching.max_batch_size, 64);
   EXPECT_EQ(c->batching.max_batch_delay, absl::Milliseconds(5));
-  EXPECT_EQ(c->max_batches_in_flight, 1);
   EXPECT_EQ(c->policy.policy, core::PolicyKind::kBatch);
   EXPECT_FALSE(c->policy.avg_cost_cap_usd.has_value());
   EXPECT_EQ(c->ledger.spend_rate_usd_per_second, 0.0);
@@ -93,7 +92,7 @@ listen: 0.0.0.0:7000
 metrics_listen: ""
 estimator: /tmp/e.cbor
 reflection: false
-batching: {max_batch_size: 128, max_batch_delay_ms: 2.5, max_queued: 500, solve_margin_ms: 1, max_in_flight: 2}
+batching: {max_batch_size: 128, max_batch_delay_ms: 2.5, max_queued: 500, solve_margin_ms: 1}
 policy: {name: batch_gamma, gamma: 3, time_limit_ms: 40, relative_gap: 0.01, small_batch_max_queries: 8, max_fallbacks: 1}
 budget: {avg_cost_cap_usd: 0.002, spend_usd_per_minute: 6, spend_burst_usd: 2, lease_timeout_s: 30}
 limits: {max_text_bytes: 1000, max_batch_request_queries: 10}
@@ -105,7 +104,6 @@ models:
   absl::StatusOr<RouterConfig> c = ParseConfigYaml(yaml);
   ASSERT_THAT(c, IsOk());
   EXPECT_EQ(c->batching.max_batch_delay, absl::Microseconds(2500));
-  EXPECT_EQ(c->max_batches_in_flight, 2);
   EXPECT_EQ(c->policy.policy, core::PolicyKind::kBatchGamma);
   EXPECT_EQ(c->policy.solve.small_batch_max_queries, 8);
   EXPECT_DOUBLE_EQ(c->ledger.spend_rate_usd_per_second, 0.1);
@@ -126,8 +124,6 @@ TEST(ConfigTest, ErrorsNameTheField) {
   } cases[] = {
       {"batching: {max_batch_size: 0}", "batching.max_batch_size"},
       {"batching: {max_batch_size: many}", "batching.max_batch_size: cannot read 'many'"},
-      {"batching: {max_in_flight: 0}", "batching.max_in_flight: must be in [1, 16]"},
-      {"batching: {max_in_flight: 17}", "batching.max_in_flight: must be in [1, 16]"},
       {"policy: {name: best}", "policy.name"},
       {"policy: {tau: 2}", "policy.tau"},
       {"policy: {small_batch_max_queries: 65}",
@@ -247,19 +243,13 @@ models: [{name: a, instances: 2, slots_per_instance: 3}, {name: b, instances: 1,
 }
 
 TEST(ConfigTest, AnUpdateKeepsAbsentStartupFieldsAndResetsAbsentRuntimeFields) {
-  RouterConfig current = *ParseConfigYaml(
-      "listen: 0.0.0.0:7000\nbatching: {max_batch_size: 8, max_in_flight: 2}");
+  RouterConfig current = *ParseConfigYaml("listen: 0.0.0.0:7000\nbatching: {max_batch_size: 8}");
   absl::StatusOr<RouterConfig> next = ParseConfigUpdateYaml("batching: {max_queued: 500}", current);
   ASSERT_THAT(next, IsOk());
   EXPECT_EQ(next->listen, "0.0.0.0:7000");
   EXPECT_EQ(next->batching.max_queued, 500);
   EXPECT_EQ(next->batching.max_batch_size, 64);
-  EXPECT_EQ(next->max_batches_in_flight, 2);
   EXPECT_THAT(CheckRuntimeChange(current, *next), IsOk());
-  next = ParseConfigUpdateYaml("batching: {max_in_flight: 3}", current);
-  ASSERT_THAT(next, IsOk());
-  EXPECT_THAT(CheckRuntimeChange(current, *next),
-              StatusIs(absl::StatusCode::kFailedPrecondition, HasSubstr("batching.max_in_flight:")));
 }
 
 TEST(ConfigTest, ReplacePortKeepsTheHostAndNamesTheFlagOnErrors) {

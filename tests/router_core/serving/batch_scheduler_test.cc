@@ -18,7 +18,6 @@ namespace {
 
 using ::testing::ElementsAre;
 using ::testing::IsEmpty;
-using ::testing::UnorderedElementsAre;
 using testing::FakeClock;
 
 struct FakeTask {
@@ -42,13 +41,6 @@ class Recorder {
       gate = gate_;
     }
     if (gate != nullptr) gate->WaitForNotification();
-    absl::MutexLock lock(&mu_);
-    ++finished_;
-  }
-  // Batches whose Process returned.
-  int finished() {
-    absl::MutexLock lock(&mu_);
-    return finished_;
   }
   // Makes Process block, once it recorded its batch, until `gate` is notified.
   void HoldBatchesUntil(absl::Notification* gate) {
@@ -82,14 +74,11 @@ class Recorder {
   std::vector<std::vector<int>> batches_ ABSL_GUARDED_BY(mu_);
   std::vector<std::pair<int, absl::Status>> rejected_ ABSL_GUARDED_BY(mu_);
   absl::Notification* gate_ ABSL_GUARDED_BY(mu_) = nullptr;
-  int finished_ ABSL_GUARDED_BY(mu_) = 0;
 };
 
 std::unique_ptr<Scheduler> Make(const FakeClock& clock, Recorder& recorder, int64_t max_batch_size,
-                                absl::Duration delay, int64_t max_queued = 100,
-                                int max_in_flight = 1) {
+                                absl::Duration delay, int64_t max_queued = 100) {
   Scheduler::Options o;
-  o.max_in_flight = max_in_flight;
   o.queue.max_batch_size = max_batch_size;
   o.queue.max_batch_delay = delay;
   o.queue.max_queued = max_queued;
@@ -222,58 +211,8 @@ TEST_F(BatchSchedulerTest, StopRejectsWhatItCannotProcessByItsDeadline) {
   EXPECT_EQ(s->NumQueued(), 0);
 }
 
-TEST_F(BatchSchedulerTest, WithTwoInFlightTheNextBatchStartsBeforeTheFirstEnds) {
-  absl::Notification release;
-  r.HoldBatchesUntil(&release);
-  auto s = Make(clock, r, 2, absl::Seconds(1), /*max_queued=*/100, /*max_in_flight=*/2);
-  ASSERT_THAT(Schedule(*s, 0), IsOk());
-  ASSERT_THAT(Schedule(*s, 1), IsOk());
-  r.AwaitBatches(1);  // {0, 1} is being processed and does not end
-  ASSERT_THAT(Schedule(*s, 2), IsOk());
-  ASSERT_THAT(Schedule(*s, 3), IsOk());
-  r.AwaitBatches(2);  // {2, 3} started meanwhile
-  for (int id = 4; id < 7; ++id) ASSERT_THAT(Schedule(*s, id), IsOk());
-  // Both workers are busy: the scheduler waits for one, and {4, 5} stays queued although full.
-  clock.BlockUntilWaitingUntil(absl::InfiniteFuture());
-  EXPECT_EQ(s->NumQueued(), 3);
-  EXPECT_EQ(r.batches().size(), 2u);
-  release.Notify();
-  r.AwaitBatches(3);  // a worker is free again: the full batch goes at once
-  s->Stop(absl::InfiniteFuture());
-  EXPECT_THAT(r.batches(), ElementsAre(ElementsAre(0, 1), ElementsAre(2, 3), ElementsAre(4, 5),
-                                       ElementsAre(6)));
-  EXPECT_THAT(r.rejected(), IsEmpty());
-}
-
-TEST_F(BatchSchedulerTest, StopWaitsForTheBatchesInFlight) {
-  absl::Notification release;
-  r.HoldBatchesUntil(&release);
-  auto s = Make(clock, r, 1, absl::Seconds(1), /*max_queued=*/100, /*max_in_flight=*/2);
-  ASSERT_THAT(Schedule(*s, 0), IsOk());
-  ASSERT_THAT(Schedule(*s, 1), IsOk());
-  ASSERT_THAT(Schedule(*s, 2), IsOk());
-  r.AwaitBatches(2);
-  int finished_when_stop_returned = -1;
-  std::thread stopper([&] {
-    s->Stop(clock.Now());  // its deadline has come: task 2 is rejected, not processed
-    finished_when_stop_returned = r.finished();
-  });
-  // Stop has begun once task 2 is rejected; the two batches in flight have not ended yet.
-  while (r.rejected().empty()) std::this_thread::yield();
-  release.Notify();
-  stopper.join();
-  EXPECT_EQ(finished_when_stop_returned, 2);
-  EXPECT_THAT(r.batches(), UnorderedElementsAre(ElementsAre(0), ElementsAre(1)));
-  const auto rejected = r.rejected();
-  ASSERT_EQ(rejected.size(), 1u);
-  EXPECT_EQ(rejected[0].first, 2);
-}
-
-class BatchSchedulerInFlightTest : public BatchSchedulerTest,
-                                   public ::testing::WithParamInterface<int> {};
-
-TEST_P(BatchSchedulerInFlightTest, EveryTaskIsHandedBackExactlyOnceUnderConcurrency) {
-  auto s = Make(clock, r, 8, absl::Milliseconds(1), /*max_queued=*/10000, GetParam());
+TEST_F(BatchSchedulerTest, EveryTaskIsHandedBackExactlyOnceUnderConcurrency) {
+  auto s = Make(clock, r, 8, absl::Milliseconds(1), /*max_queued=*/10000);
   constexpr int kThreads = 4, kPerThread = 300;
   std::vector<std::thread> producers;
   for (int t = 0; t < kThreads; ++t) {
@@ -297,18 +236,12 @@ TEST_P(BatchSchedulerInFlightTest, EveryTaskIsHandedBackExactlyOnceUnderConcurre
   for (int id = 0; id < kThreads * kPerThread; ++id) EXPECT_EQ(seen[id], 1) << "task " << id;
 }
 
-INSTANTIATE_TEST_SUITE_P(OneAndThree, BatchSchedulerInFlightTest, ::testing::Values(1, 3));
-
 TEST_F(BatchSchedulerTest, RefusesBadOptions) {
   Scheduler::Options o;
   EXPECT_THAT(Scheduler::Create(o), StatusIs(absl::StatusCode::kInvalidArgument, "process: required"));
   o.process = [](std::vector<TaskPtr>) {};
   EXPECT_THAT(Scheduler::Create(o), StatusIs(absl::StatusCode::kInvalidArgument, "reject: required"));
   o.reject = [](TaskPtr, const absl::Status&) {};
-  o.max_in_flight = 0;
-  EXPECT_THAT(Scheduler::Create(o), StatusIs(absl::StatusCode::kInvalidArgument,
-                                             "max_in_flight: must be >= 1, got 0"));
-  o.max_in_flight = 1;
   o.queue.max_batch_size = 0;
   EXPECT_THAT(Scheduler::Create(o),
               StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("max_batch_size")));
