@@ -3,6 +3,8 @@
 #include <memory>
 #include <utility>
 
+#include "absl/base/thread_annotations.h"
+#include "absl/synchronization/mutex.h"
 #include "router/v1/router.pb.h"
 #include "server/query_answer.h"
 #include "server/query_intake.h"
@@ -21,7 +23,10 @@ class RouteCall final : public grpc::ServerUnaryReactor, public AnswerSink {
     // No request message (no buffer at all): the client reset the call before sending one, or
     // half-closed without one. Counted in OnDone, when gRPC knows which.
     if (ctx_->IsCancelled() || !raw_request.Valid()) {
-      request_absent_ = true;
+      {
+        absl::MutexLock lock(&mu_);
+        request_absent_ = true;
+      }
       Finish(ToGrpcStatus(NoRequestMessage()));
       return;
     }
@@ -50,20 +55,25 @@ class RouteCall final : public grpc::ServerUnaryReactor, public AnswerSink {
   }
 
   bool Deliver(const QueryTask& task, const QueryAnswer& answer) override {
-    if (answer.status.ok()) FillAssignment(task, answer, response_.mutable_assignment());
-    FinishCall(answer.status);
+    FinishCall(answer.status, [&] {
+      mu_.AssertHeld();
+      if (answer.status.ok()) FillAssignment(task, answer, response_.mutable_assignment());
+    });
     return false;
   }
   bool Cancelled() const override { return ctx_->IsCancelled(); }
 
   void OnDone() override {
-    if (request_absent_) {
-      CountCallWithoutRequest(rt_->metrics(), "Route", ctx_->IsCancelled(),
-                              rt_->clock().Now() - start_);
-    }
-    if (ctx_->IsCancelled() && response_.has_assignment()) {
-      rt_->ReleaseUndelivered(response_.assignment().assignment_id(),
-                              response_.assignment().model());
+    {
+      absl::MutexLock lock(&mu_);
+      if (request_absent_) {
+        CountCallWithoutRequest(rt_->metrics(), "Route", ctx_->IsCancelled(),
+                                rt_->clock().Now() - start_);
+      }
+      if (ctx_->IsCancelled() && response_.has_assignment()) {
+        rt_->ReleaseUndelivered(response_.assignment().assignment_id(),
+                                response_.assignment().model());
+      }
     }
     rt_->UnaryCallDone();
     delete this;
@@ -76,14 +86,21 @@ class RouteCall final : public grpc::ServerUnaryReactor, public AnswerSink {
     const absl::Status refusal =
         ctx_->IsCancelled() ? absl::CancelledError("the client cancelled the call") : status;
     rt_->metrics().OnRejected(RejectReason(refusal));
-    FinishCall(refusal);
+    FinishCall(refusal, [] {});
   }
   // The last touch of this reactor by its caller: gRPC may run OnDone before this returns.
-  void FinishCall(const absl::Status& status) {
-    rt_->metrics().OnRequest("Route", static_cast<grpc::StatusCode>(status.code()),
-                             rt_->clock().Now() - start_);
-    if (status.ok()) SerializeAnswer(response_, *raw_response_);
-    AddRetryHint(*ctx_, status);
+  // `fill` writes the answer under mu_, which also covers everything else done here before
+  // Finish (mu_ says why).
+  template <typename Fill>
+  void FinishCall(const absl::Status& status, Fill fill) {
+    {
+      absl::MutexLock lock(&mu_);
+      fill();
+      rt_->metrics().OnRequest("Route", static_cast<grpc::StatusCode>(status.code()),
+                               rt_->clock().Now() - start_);
+      if (status.ok()) SerializeAnswer(response_, *raw_response_);
+      AddRetryHint(*ctx_, status);
+    }
     Finish(ToGrpcStatus(status));
   }
 
@@ -91,9 +108,14 @@ class RouteCall final : public grpc::ServerUnaryReactor, public AnswerSink {
   grpc::CallbackServerContext* const ctx_;
   grpc::ByteBuffer* const raw_response_;  // gRPC's, alive until OnDone
   const absl::Time start_;
-  bool request_absent_ = false;
   v1::RouteRequest request_;
-  v1::RouteResponse response_;
+  // Orders what the thread that finishes the call wrote before OnDone, which gRPC may run on
+  // another thread. gRPC core orders the two with atomics of its own; they are not visible to
+  // ThreadSanitizer (Debian's gRPC is not built with it), a mutex is. Never held across Finish,
+  // which may run OnDone before it returns.
+  absl::Mutex mu_;
+  bool request_absent_ ABSL_GUARDED_BY(mu_) = false;
+  v1::RouteResponse response_ ABSL_GUARDED_BY(mu_);
 };
 
 }  // namespace
