@@ -125,7 +125,13 @@ class RouteStreamCall final : public grpc::ServerBidiReactor<grpc::ByteBuffer, g
     }
     Run(a);
   }
-  void OnDone() override { delete this; }
+  void OnDone() override {
+    // gRPC may run OnDone on another thread than the one that finished the stream, ordered after
+    // it by gRPC core's own atomics, which ThreadSanitizer cannot see (Debian's gRPC is not built
+    // with it). Taking mu_ once orders everything done under it before the delete.
+    { absl::MutexLock lock(&mu_); }
+    delete this;
+  }
 
   // A batch's answers are staged without starting a write, and released by Flush once the whole
   // batch is delivered, so that a stream with several queries in the batch sends them as one
