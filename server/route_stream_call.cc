@@ -176,16 +176,22 @@ class RouteStreamCall final : public grpc::ServerBidiReactor<grpc::ByteBuffer, g
     // Messages (wire bytes) that will never be written (the stream broke): their assignments are
     // released.
     std::vector<std::string> undelivered;
+    // Who releases them: read under mu_, since another thread may finish the stream (and OnDone
+    // delete this reactor) as soon as mu_ is released.
+    RouterRuntime* runtime = nullptr;
     const std::string* write = nullptr;
     bool resume_reading = false;
     std::optional<grpc::Status> finish;
   };
   void Run(const Actions& a) {
-    // Before StartWrite and Finish, which may end in OnDone (and delete this) before they return.
+    // Touches nothing of this reactor: unless this thread decided to write or finish, another
+    // may finish the stream meanwhile. Before StartWrite and Finish, which may end in OnDone (and
+    // delete this) before they return.
     for (const std::string& wire : a.undelivered) {
-      ForEachStagedAssignment(wire, [this](absl::string_view id, absl::string_view model) {
-        rt_->ReleaseUndelivered(id, model);
-      });
+      ForEachStagedAssignment(wire,
+                              [rt = a.runtime](absl::string_view id, absl::string_view model) {
+                                rt->ReleaseUndelivered(id, model);
+                              });
     }
     if (a.resume_reading) StartRead(&raw_request_);
     if (a.write != nullptr) {
@@ -263,6 +269,7 @@ class RouteStreamCall final : public grpc::ServerBidiReactor<grpc::ByteBuffer, g
     Actions a;
     a.undelivered = std::move(undelivered_);
     undelivered_.clear();
+    a.runtime = rt_;
     if (reading_paused_) {
       if (Cancelled() || broken_) {
         reads_done_ = true;  // nothing more will be read
