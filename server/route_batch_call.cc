@@ -131,7 +131,7 @@ class RouteBatchCall final : public grpc::ServerUnaryReactor, public AnswerSink 
       if (--remaining_ > 0) return;
       finished_ = true;
     }
-    FinishCall(absl::OkStatus(), grpc::Status::OK);
+    FinishCall(absl::OkStatus());
   }
 
   // Ends the call with an error instead of the items (the batch was refused as a whole).
@@ -141,19 +141,20 @@ class RouteBatchCall final : public grpc::ServerUnaryReactor, public AnswerSink 
       if (finished_) return;
       finished_ = true;
     }
-    FinishCall(s, ToGrpcStatus(s));
+    FinishCall(s);
   }
 
   // The last touch of this reactor by its caller: gRPC may run OnDone before this returns.
   // Everything before Finish is done under mu_ (mu_ says why).
-  void FinishCall(const absl::Status& s, const grpc::Status& status) {
+  void FinishCall(const absl::Status& status) {
     {
       absl::MutexLock lock(&mu_);
-      AddRetryHint(*ctx_, s);
-      rt_->metrics().OnRequest("RouteBatch", status.error_code(), rt_->clock().Now() - start_);
+      AddRetryHint(*ctx_, status);
+      rt_->metrics().OnRequest("RouteBatch", static_cast<grpc::StatusCode>(status.code()),
+                               rt_->clock().Now() - start_);
       if (status.ok()) SerializeAnswer(response_, *raw_response_);
     }
-    Finish(status);
+    Finish(ToGrpcStatus(status));
   }
 
   RouterRuntime* const rt_;

@@ -55,10 +55,11 @@ class RouteCall final : public grpc::ServerUnaryReactor, public AnswerSink {
   }
 
   bool Deliver(const QueryTask& task, const QueryAnswer& answer) override {
-    FinishCall(answer.status, [&] {
-      mu_.AssertHeld();
-      if (answer.status.ok()) FillAssignment(task, answer, response_.mutable_assignment());
-    });
+    if (answer.status.ok()) {
+      absl::MutexLock lock(&mu_);
+      FillAssignment(task, answer, response_.mutable_assignment());
+    }
+    FinishCall(answer.status);
     return false;
   }
   bool Cancelled() const override { return ctx_->IsCancelled(); }
@@ -86,16 +87,13 @@ class RouteCall final : public grpc::ServerUnaryReactor, public AnswerSink {
     const absl::Status refusal =
         ctx_->IsCancelled() ? absl::CancelledError("the client cancelled the call") : status;
     rt_->metrics().OnRejected(RejectReason(refusal));
-    FinishCall(refusal, [] {});
+    FinishCall(refusal);
   }
   // The last touch of this reactor by its caller: gRPC may run OnDone before this returns.
-  // `fill` writes the answer under mu_, which also covers everything else done here before
-  // Finish (mu_ says why).
-  template <typename Fill>
-  void FinishCall(const absl::Status& status, Fill fill) {
+  // Everything before Finish is done under mu_ (mu_ says why).
+  void FinishCall(const absl::Status& status) {
     {
       absl::MutexLock lock(&mu_);
-      fill();
       rt_->metrics().OnRequest("Route", static_cast<grpc::StatusCode>(status.code()),
                                rt_->clock().Now() - start_);
       if (status.ok()) SerializeAnswer(response_, *raw_response_);
