@@ -202,7 +202,7 @@ class ExtProcCall final : public grpc::ServerBidiReactor<grpc::ByteBuffer, grpc:
         gone_.store(true);
         NextActionsLocked(a);
       }
-      Run(a);
+      Run(this, a);
       return;
     }
     absl::Status parsed = ParseRequest(raw_in_, request_);
@@ -221,7 +221,8 @@ class ExtProcCall final : public grpc::ServerBidiReactor<grpc::ByteBuffer, grpc:
       }
       NextActionsLocked(a);
     }
-    Run(a);  // may dispatch the query, whose decision may be delivered before Dispatch returns
+    // May dispatch the query, whose decision may be delivered before Dispatch returns.
+    Run(this, a);
     Actions next;
     {
       absl::MutexLock lock(&mu_);
@@ -232,7 +233,7 @@ class ExtProcCall final : public grpc::ServerBidiReactor<grpc::ByteBuffer, grpc:
       }
       NextActionsLocked(next);
     }
-    Run(next);
+    Run(this, next);
   }
 
   void OnWriteDone(bool ok) override {
@@ -250,7 +251,7 @@ class ExtProcCall final : public grpc::ServerBidiReactor<grpc::ByteBuffer, grpc:
       }
       NextActionsLocked(a);
     }
-    Run(a);
+    Run(this, a);
   }
 
   void OnCancel() override { gone_.store(true); }
@@ -290,7 +291,7 @@ class ExtProcCall final : public grpc::ServerBidiReactor<grpc::ByteBuffer, grpc:
       }
       NextActionsLocked(a);
     }
-    Run(a);  // may end in OnDone: nothing of this reactor is touched after it
+    Run(this, a);  // may end in OnDone: nothing of this reactor is touched after it
     return false;
   }
 
@@ -320,14 +321,16 @@ class ExtProcCall final : public grpc::ServerBidiReactor<grpc::ByteBuffer, grpc:
     std::optional<grpc::Status> finish;
   };
 
-  // Order matters: the dispatch and the read happen inside a reaction (this reactor is alive);
-  // the write and the finish are owned by this thread (writing_ or finished_ was set for them),
-  // and may end in OnDone.
-  void Run(Actions& a) {
-    if (a.task != nullptr) rt_->Dispatch(std::move(a.task), a.mode, *state_);
-    if (a.read) StartRead(&raw_in_);
-    if (a.write != nullptr) StartWrite(a.write);
-    if (a.finish.has_value()) Finish(*a.finish);
+  // Static, and `call` is touched only for what this thread owns: the dispatch and the read
+  // happen inside a reaction (the reactor is alive); the write and the finish are owned by this
+  // thread (writing_ or finished_ was set for them) and may end in OnDone, so they come last.
+  // Otherwise another thread may finish the stream (and OnDone delete it) as soon as mu_ is
+  // released, and even a member call on a deleted reactor is undefined.
+  static void Run(ExtProcCall* call, Actions& a) {
+    if (a.task != nullptr) call->rt_->Dispatch(std::move(a.task), a.mode, *call->state_);
+    if (a.read) call->StartRead(&call->raw_in_);
+    if (a.write != nullptr) call->StartWrite(a.write);
+    if (a.finish.has_value()) call->Finish(*a.finish);
   }
 
   // Starts the next write when none is in flight; finishes the stream when it is over and nothing

@@ -66,7 +66,7 @@ class RouteStreamCall final : public grpc::ServerBidiReactor<grpc::ByteBuffer, g
         reads_done_ = true;
         a = NextActionsLocked();
       }
-      Run(a);
+      Run(this, a);
       return;
     }
     ++messages_read_;
@@ -113,7 +113,7 @@ class RouteStreamCall final : public grpc::ServerBidiReactor<grpc::ByteBuffer, g
       writing_ = false;
       a = NextActionsLocked();
     }
-    Run(a);
+    Run(this, a);
   }
 
   void OnCancel() override {
@@ -123,7 +123,7 @@ class RouteStreamCall final : public grpc::ServerBidiReactor<grpc::ByteBuffer, g
       absl::MutexLock lock(&mu_);
       a = NextActionsLocked();  // a stream paused on its backlog reads no more
     }
-    Run(a);
+    Run(this, a);
   }
   void OnDone() override {
     // gRPC may run OnDone on another thread than the one that finished the stream, ordered after
@@ -153,7 +153,7 @@ class RouteStreamCall final : public grpc::ServerBidiReactor<grpc::ByteBuffer, g
       --outstanding_;
       a = DeliverLocked(*item);
     }
-    Run(a);  // may end in OnDone: nothing of this reactor is touched after it
+    Run(this, a);  // may end in OnDone: nothing of this reactor is touched after it
     return false;
   }
 
@@ -164,7 +164,7 @@ class RouteStreamCall final : public grpc::ServerBidiReactor<grpc::ByteBuffer, g
       --outstanding_;
       a = NextActionsLocked();
     }
-    Run(a);
+    Run(this, a);
   }
 
   bool Cancelled() const override { return cancelled_.load(); }
@@ -183,23 +183,24 @@ class RouteStreamCall final : public grpc::ServerBidiReactor<grpc::ByteBuffer, g
     bool resume_reading = false;
     std::optional<grpc::Status> finish;
   };
-  void Run(const Actions& a) {
-    // Touches nothing of this reactor: unless this thread decided to write or finish, another
-    // may finish the stream meanwhile. Before StartWrite and Finish, which may end in OnDone (and
-    // delete this) before they return.
+  // Static, and `call` is touched only for what this thread owns: unless this thread decided to
+  // resume reading, write or finish, another may finish the stream (and OnDone delete it) as soon
+  // as mu_ is released, and even a member call on a deleted reactor is undefined. StartWrite and
+  // Finish may end in OnDone before they return, so they come last.
+  static void Run(RouteStreamCall* call, const Actions& a) {
     for (const std::string& wire : a.undelivered) {
       ForEachStagedAssignment(wire,
                               [rt = a.runtime](absl::string_view id, absl::string_view model) {
                                 rt->ReleaseUndelivered(id, model);
                               });
     }
-    if (a.resume_reading) StartRead(&raw_request_);
+    if (a.resume_reading) call->StartRead(&call->raw_request_);
     if (a.write != nullptr) {
       // Only the one write in flight uses raw_answer_ (a.write is set only when none is).
-      WireToBuffer(*a.write, raw_answer_);
-      StartWrite(&raw_answer_);
+      WireToBuffer(*a.write, call->raw_answer_);
+      call->StartWrite(&call->raw_answer_);
     }
-    if (a.finish.has_value()) Finish(*a.finish);
+    if (a.finish.has_value()) call->Finish(*a.finish);
   }
 
   // Answers a query refused before it became a task with its error item.
@@ -212,7 +213,7 @@ class RouteStreamCall final : public grpc::ServerBidiReactor<grpc::ByteBuffer, g
       absl::MutexLock lock(&mu_);
       a = DeliverLocked(item);
     }
-    Run(a);
+    Run(this, a);
   }
 
   void Handle(const v1::Query& query) {
