@@ -66,6 +66,12 @@ PrometheusMetrics::PrometheusMetrics(absl::string_view version)
                        .Register(*registry_)),
       solves_(prometheus::BuildCounter().Name("router_solves_total")
                   .Help("Batches decided, by solver status.").Register(*registry_)),
+      ledger_paths_(prometheus::BuildCounter().Name("router_batch_ledger_paths_total")
+                        .Help("Batches decided, by how they read what they may use: hold (a "
+                              "hold, then the commit), recent (the ledger's recent snapshot, "
+                              "committed without a hold), recent_then_hold (the snapshot, then "
+                              "a hold because it limited the batch or no longer fitted).")
+                        .Register(*registry_)),
       utilization_(prometheus::BuildGauge().Name("router_model_capacity_utilization_ratio")
                        .Help("Slots in use over slots deployed, per self-hosted model.")
                        .Register(*registry_)),
@@ -284,6 +290,7 @@ void PrometheusMetrics::OnBatch(const core::BatchOutcome& outcome, absl::Duratio
   batch_wait_.Observe(absl::ToDoubleSeconds(oldest_wait));
   solve_duration_.Observe(absl::ToDoubleSeconds(outcome.solve_time));
   solves_.Add({{"status", core::SolveStatusName(outcome.status)}}).Increment();
+  ledger_paths_.Add({{"path", core::LedgerPathName(outcome.ledger_path)}}).Increment();
   if (outcome.status != core::SolveStatus::kHeuristic && std::isfinite(outcome.relative_gap)) {
     solve_gap_.Observe(outcome.relative_gap);
   }

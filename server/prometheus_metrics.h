@@ -82,6 +82,7 @@ class PrometheusMetrics final : public Metrics {
   prometheus::Family<prometheus::Counter>& assignments_;
   prometheus::Family<prometheus::Counter>& undelivered_;
   prometheus::Family<prometheus::Counter>& solves_;
+  prometheus::Family<prometheus::Counter>& ledger_paths_;
   prometheus::Family<prometheus::Gauge>& utilization_;
   prometheus::Family<prometheus::Counter>& decisions_;
   prometheus::Counter& batch_decisions_;

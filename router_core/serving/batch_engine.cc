@@ -43,12 +43,13 @@ HoldRequest MostTheBatchCanUse(const Instance& instance, absl::Span<const Deploy
 }
 
 // The constraints that kept some query from its highest-quality allowed model: the budget when the
-// upgrade would not fit the leftover budget, a model's slots when it is full.
-std::vector<std::string> BindingConstraints(const Instance& instance,
-                                            const std::vector<PoolQuery>& rows,
-                                            absl::Span<const DeployedModel> pool,
-                                            const std::vector<int>& model_of_query,
-                                            double total_cost) {
+// upgrade would not fit the leftover budget, a model's slots (per pool model) when it is full.
+struct Binding {
+  bool budget = false;
+  std::vector<char> slots;
+};
+Binding BindingConstraints(const Instance& instance, const std::vector<PoolQuery>& rows,
+                           const std::vector<int>& model_of_query, double total_cost) {
   const int m = instance.num_models;
   std::vector<int64_t> used(m, 0);
   for (int j : model_of_query) {
@@ -72,15 +73,92 @@ std::vector<std::string> BindingConstraints(const Instance& instance,
       }
     }
   }
+  return Binding{budget, std::move(slots)};
+}
+
+// "budget", then "slots:<model>" of each binding model.
+std::vector<std::string> BindingNames(const Binding& binding,
+                                      absl::Span<const DeployedModel> pool) {
   std::vector<std::string> out;
-  if (budget) out.push_back("budget");
-  for (int j = 0; j < m; ++j) {
-    if (slots[j]) out.push_back(absl::StrCat("slots:", pool[j].name));
+  if (binding.budget) out.push_back("budget");
+  for (size_t j = 0; j < pool.size(); ++j) {
+    if (binding.slots[j]) out.push_back(absl::StrCat("slots:", pool[j].name));
   }
   return out;
 }
 
+// What the batch may use, per pool model and in spend, and where the ledger (rather than the
+// batch's own queries or cap) set it lower.
+struct BatchLimits {
+  std::vector<int64_t> slots;  // per pool model; kUnlimited for API models
+  double budget = kInf;
+  std::vector<char> ledger_limits_slots;  // per pool model
+  bool ledger_limits_spend = false;
+};
+
+// The limits a hold granted (`want` asked for them).
+BatchLimits LimitsOfHold(const LedgerHold& hold, const HoldRequest& want,
+                         absl::Span<const DeployedModel> pool, double cap) {
+  BatchLimits limits;
+  size_t k = 0;  // the self-hosted models', in pool order, as `want` lists them
+  for (const DeployedModel& d : pool) {
+    if (!d.slots.has_value()) {
+      limits.slots.push_back(kUnlimited);
+      limits.ledger_limits_slots.push_back(0);
+      continue;
+    }
+    limits.slots.push_back(hold.slots[k]);
+    limits.ledger_limits_slots.push_back(hold.slots[k] < want.slots[k].count);
+    ++k;
+  }
+  // A hold short of what was wanted is the paced allowance binding; otherwise only the cap can.
+  limits.ledger_limits_spend = hold.spend_usd < want.spend_usd;
+  limits.budget = limits.ledger_limits_spend ? hold.spend_usd : cap;
+  return limits;
+}
+
+// The limits the ledger's recent snapshot allows, as a hold of `want` would grant them; nullopt
+// when it does not know a self-hosted model of the pool.
+std::optional<BatchLimits> LimitsOfSnapshot(const LedgerSnapshot& seen, const HoldRequest& want,
+                                            absl::Span<const DeployedModel> pool, double cap) {
+  LedgerHold as_held;
+  as_held.spend_usd = std::min(want.spend_usd, seen.spend_allowance_usd);
+  for (const HoldRequest::Slots& w : want.slots) {
+    const auto it = std::find(seen.models.begin(), seen.models.end(), w.model);
+    if (it == seen.models.end()) return std::nullopt;
+    const std::optional<int64_t>& free = seen.free_slots[it - seen.models.begin()];
+    as_held.slots.push_back(free.has_value() ? std::min(*free, w.count) : w.count);
+  }
+  return LimitsOfHold(as_held, want, pool, cap);
+}
+
+// Every query of a batch the ledger failed: `what` it did and why.
+absl::Status Unavailable(absl::string_view what, const absl::Status& why) {
+  return absl::UnavailableError(absl::StrCat("the ledger ", what, " (", why.message(), "); retry"));
+}
+
+// Whether the ledger's limits, not the batch's own, kept a query from a better model.
+bool LedgerBound(const BatchLimits& limits, const Binding& binding) {
+  if (limits.ledger_limits_spend && binding.budget) return true;
+  for (size_t j = 0; j < binding.slots.size(); ++j) {
+    if (limits.ledger_limits_slots[j] && binding.slots[j]) return true;
+  }
+  return false;
+}
+
 }  // namespace
+
+const char* LedgerPathName(LedgerPath path) {
+  switch (path) {
+    case LedgerPath::kHold:
+      return "hold";
+    case LedgerPath::kRecent:
+      return "recent";
+    case LedgerPath::kRecentThenHold:
+      return "recent_then_hold";
+  }
+  return "hold";
+}
 
 BatchOutcome RouteBatch(absl::Span<const PendingQuery> queries,
                         absl::Span<const DeployedModel> pool, const BatchPolicy& policy,
@@ -116,62 +194,94 @@ BatchOutcome RouteBatch(absl::Span<const PendingQuery> queries,
                         ? *policy.avg_cost_cap_usd * static_cast<double>(rows.size())
                         : kInf;
   const HoldRequest want = MostTheBatchCanUse(instance, pool, cap, options.time_limit + kHoldSlack);
-  absl::StatusOr<LedgerHold> hold = ledger.Hold(want);
-  if (!hold.ok()) {
-    for (size_t i : slot_of) {
-      out.queries[i].status = absl::UnavailableError(
-          absl::StrCat("the ledger could not be reached (", hold.status().message(), "); retry"));
-    }
-    return out;
-  }
-  for (size_t j = 0, k = 0; j < pool.size(); ++j) {
-    instance.slots.push_back(pool[j].slots.has_value() ? hold->slots[k++] : kUnlimited);
-  }
-  // A hold short of what was wanted is the paced allowance binding; otherwise only the cap can.
-  const double budget = hold->spend_usd < want.spend_usd ? hold->spend_usd : cap;
-  instance.budget = budget;
-  out.budget_usd = std::isfinite(budget) ? budget : -1.0;
   // Gamma counts queries, so it is capped by the number that entered.
   PolicyParams params = policy.params;
   params.gamma = std::min(params.gamma, static_cast<double>(rows.size()));
 
-  absl::StatusOr<Solution> solution =
-      SolveInstance(instance, policy.policy, params, options, clock);
-  if (!solution.ok()) {
-    ledger.Release(*hold);
-    for (size_t i : slot_of) out.queries[i].status = solution.status();
-    return out;
-  }
-  out.status = solution->status;
-  out.relative_gap = solution->status == SolveStatus::kHeuristic ? 0.0 : RelativeGap(*solution);
-  out.method = solution->method;
-  out.solve_time = solution->solve_time;
-  out.total_cost_usd = solution->total_cost;
-  out.binding_constraints =
-      BindingConstraints(instance, rows, pool, solution->model_of_query, solution->total_cost);
-
-  std::vector<Reservation> reservations;
-  std::vector<int> reserved_for;  // instance row of each reservation
-  for (int k = 0; k < instance.num_queries; ++k) {
-    const int j = solution->model_of_query[k];
-    if (j == kUnserved) continue;
-    reservations.push_back({pool[j].name, rows[k].cost(j)});
-    reserved_for.push_back(k);
-  }
-  absl::StatusOr<std::vector<Lease>> leases = ledger.Commit(&*hold, reservations);
-  // A batch that outlived its hold commits only if its assignment still fits what is free.
-  if (absl::IsFailedPrecondition(leases.status())) leases = ledger.Commit(nullptr, reservations);
-  if (!leases.ok()) {
-    for (size_t i : slot_of) {
-      out.queries[i].status = absl::UnavailableError(absl::StrCat(
-          "the ledger refused the batch's assignment (", leases.status().message(), "); retry"));
+  // Solves within `limits`; the reservations of the solution's assignments, in row order.
+  struct Decision {
+    absl::StatusOr<Solution> solution;
+    Binding binding;
+    std::vector<Reservation> reservations;
+    std::vector<int> reserved_for;  // instance row of each reservation
+  };
+  auto decide = [&](const BatchLimits& limits) {
+    instance.slots = limits.slots;
+    instance.budget = limits.budget;
+    Decision d{SolveInstance(instance, policy.policy, params, options, clock), {}, {}, {}};
+    if (!d.solution.ok()) return d;
+    d.binding = BindingConstraints(instance, rows, d.solution->model_of_query,
+                                   d.solution->total_cost);
+    for (int k = 0; k < instance.num_queries; ++k) {
+      const int j = d.solution->model_of_query[k];
+      if (j == kUnserved) continue;
+      d.reservations.push_back({pool[j].name, rows[k].cost(j)});
+      d.reserved_for.push_back(k);
     }
+    return d;
+  };
+  // Every query that entered gets `status`.
+  auto fail_all = [&](const absl::Status& status) {
+    for (size_t i : slot_of) out.queries[i].status = status;
     return out;
+  };
+
+  // First on the ledger's recent snapshot, committed without a hold (one round trip); when that
+  // view limited the decision, or the commit no longer fits, on a hold (ledger.h: RecentSnapshot).
+  std::optional<BatchLimits> limits;
+  std::optional<Decision> decision;
+  std::optional<std::vector<Lease>> leases;
+  if (std::optional<LedgerSnapshot> seen = ledger.RecentSnapshot(); seen.has_value()) {
+    limits = LimitsOfSnapshot(*seen, want, pool, cap);
   }
+  if (limits.has_value()) {
+    decision = decide(*limits);
+    if (!decision->solution.ok()) return fail_all(decision->solution.status());
+    out.ledger_path = LedgerPath::kRecentThenHold;
+    if (!LedgerBound(*limits, decision->binding)) {
+      absl::StatusOr<std::vector<Lease>> committed = ledger.Commit(nullptr, decision->reservations);
+      if (committed.ok()) {
+        leases = *std::move(committed);
+        out.ledger_path = LedgerPath::kRecent;
+      } else if (!absl::IsFailedPrecondition(committed.status())) {
+        return fail_all(Unavailable("refused the batch's assignment", committed.status()));
+      }
+    }
+    // The decision on a hold has what is left of the time limit.
+    options.deadline = std::min(options.deadline, out.started + options.time_limit);
+  }
+  if (!leases.has_value()) {
+    absl::StatusOr<LedgerHold> hold = ledger.Hold(want);
+    if (!hold.ok()) return fail_all(Unavailable("could not be reached", hold.status()));
+    limits = LimitsOfHold(*hold, want, pool, cap);
+    decision = decide(*limits);
+    if (!decision->solution.ok()) {
+      ledger.Release(*hold);
+      return fail_all(decision->solution.status());
+    }
+    absl::StatusOr<std::vector<Lease>> committed = ledger.Commit(&*hold, decision->reservations);
+    // A batch that outlived its hold commits only if its assignment still fits what is free.
+    if (absl::IsFailedPrecondition(committed.status())) {
+      committed = ledger.Commit(nullptr, decision->reservations);
+    }
+    if (!committed.ok()) {
+      return fail_all(Unavailable("refused the batch's assignment", committed.status()));
+    }
+    leases = *std::move(committed);
+  }
+  const Solution& solution = *decision->solution;
+  out.budget_usd = std::isfinite(limits->budget) ? limits->budget : -1.0;
+  out.status = solution.status;
+  out.relative_gap = solution.status == SolveStatus::kHeuristic ? 0.0 : RelativeGap(solution);
+  out.method = solution.method;
+  out.solve_time = solution.solve_time;
+  out.total_cost_usd = solution.total_cost;
+  out.binding_constraints = BindingNames(decision->binding, pool);
+  const std::vector<int>& reserved_for = decision->reserved_for;
   const size_t m = pool.size();
   for (size_t r = 0; r < reserved_for.size(); ++r) {
     const int k = reserved_for[r];
-    const int j = solution->model_of_query[k];
+    const int j = solution.model_of_query[k];
     const PoolQuery& q = rows[k];
     QueryOutcome& o = out.queries[slot_of[k]];
     o.model = pool[j].name;
@@ -188,11 +298,11 @@ BatchOutcome RouteBatch(absl::Span<const PendingQuery> queries,
         policy.max_fallbacks, pool);
   }
   for (int k = 0; k < instance.num_queries; ++k) {
-    if (solution->model_of_query[k] != kUnserved) continue;
-    const bool no_slot = solution->unserved_reason[k] == UnservedReason::kNoSlot;
+    if (solution.model_of_query[k] != kUnserved) continue;
+    const bool no_slot = solution.unserved_reason[k] == UnservedReason::kNoSlot;
     out.queries[slot_of[k]].status = absl::ResourceExhaustedError(
         no_slot ? "every allowed model is out of free slots in this batch"
-                : absl::StrCat("the batch budget (", budget,
+                : absl::StrCat("the batch budget (", limits->budget,
                                " USD) cannot pay for this query with the rest of its batch"));
   }
   return out;

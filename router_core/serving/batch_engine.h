@@ -13,6 +13,14 @@
 // its cap and the free slots (the solver guarantees it; the ledger re-checks it), and decisions
 // made meanwhile (inline ones, other batches) cannot take what the batch is deciding with.
 //
+// With a ledger that knows a recent snapshot (Ledger::RecentSnapshot: a shared ledger, whose every
+// call is a round trip), the batch is first decided on it, granted as a hold would grant it, and
+// committed without a hold, which re-checks it atomically: one round trip instead of two. When the
+// snapshot's free slots or spend kept a query from a better model (it may be staler than a hold),
+// or the commit no longer fits, the batch holds and is decided again within what is left of its
+// time limit (LedgerPath says which way each batch went). Either way nothing is committed that
+// does not fit what is free at the commit.
+//
 // Per-query outcomes: OK with a model; INVALID_ARGUMENT when the query's allowed list names a model
 // outside the pool or leaves it none; RESOURCE_EXHAUSTED when the batch's budget or free slots
 // could not serve it (admission.h's rule; the message says which); UNAVAILABLE (retryable) for
@@ -76,6 +84,14 @@ struct QueryOutcome {
   bool explored = false;
 };
 
+// How a batch read what it may use: kHold, on a hold (two ledger calls: hold, commit); kRecent, on
+// the ledger's recent snapshot, committed without a hold (one call); kRecentThenHold, on the
+// snapshot first, which limited the decision or no longer fitted at the commit, then on a hold
+// (three calls at most).
+enum class LedgerPath { kHold, kRecent, kRecentThenHold };
+// "hold", "recent", "recent_then_hold".
+const char* LedgerPathName(LedgerPath path);
+
 struct BatchOutcome {
   std::string batch_id;
   absl::Time started;  // when the batch closed and its decision began
@@ -88,6 +104,7 @@ struct BatchOutcome {
   double budget_usd = -1.0;  // the batch budget; < 0 = unlimited
   double total_cost_usd = 0.0;
   std::vector<std::string> binding_constraints;  // "budget", "slots:<model>"
+  LedgerPath ledger_path = LedgerPath::kHold;
   std::vector<QueryOutcome> queries;             // aligned with the input
 };
 

@@ -23,8 +23,9 @@
 // the hold may spend what it granted even if completions charged the bucket below it meanwhile. The decision
 // then commits its assignments against its hold, and the rest of the hold is returned. A commit
 // after the hold expired is refused (fenced): a decision that stalled past its hold cannot spend
-// what the ledger may already have given to others. A quick decision (an inline one) commits
-// without a hold: the commit checks and updates in one step against what is free.
+// what the ledger may already have given to others. A quick decision (an inline one, or a batch
+// decided on RecentSnapshot) commits without a hold: the commit checks and updates in one step
+// against what is free.
 //
 // Guarantee: whatever the interleaving of holds, commits, completions and expiries,
 //     in_use(model) + held(model) <= slots(model)  and  committed spend <= the bucket's allowance,
@@ -271,6 +272,14 @@ class Ledger {
   // One commit (StepInline without arrivals): its result, or why it was refused.
   absl::StatusOr<InlineCommit> CommitInline(uint64_t window, double cap_usd,
                                             const Reservation& reservation);
+
+  // What may be used as of the ledger's last answer, known without a call: nullopt when the ledger
+  // keeps none (an in-process ledger, whose Hold costs microseconds) or when that answer is too
+  // old to decide on (a shared ledger's own limit). It may be stale either way (others committed,
+  // completed or refilled since): a decision made on it commits without a hold
+  // (Commit(nullptr, ...)), which checks it again in one atomic step, and one that it limited
+  // (short of slots or of spend) holds and decides again rather than trust it.
+  virtual std::optional<LedgerSnapshot> RecentSnapshot() { return std::nullopt; }
 
   // True when each call is a round trip to a server (a shared ledger): a caller that makes many
   // calls should group them (StepInline) and never wait for one while holding a lock others need.

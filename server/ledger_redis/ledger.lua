@@ -411,7 +411,8 @@ end
 
 -- ARGV[7] hold number ("" = none), [8] inline window (0 = none), [9] window cap (micro-USD, -1 =
 -- none), [10..] models, then the count of reservations and (model, micros, tag) triples. Returns
--- {seq, window spend after (or -1), lease number per reservation}.
+-- {seq, window spend after (or -1), lease number per reservation, then as snapshot after the
+-- commit: guarded, allowance, free per model}.
 local function commit(keys, args)
   local now, rate, burst, level = begin(keys, args)
   local lease_us = int_arg(args[3], 'lease_us')
@@ -537,11 +538,14 @@ local function commit(keys, args)
   end
   if total > 0 then
     incr(K.meta, 'reserved', total)
-    if rate > 0 then redis.call('HSET', K.bucket, 'level', level - total) end
+    if rate > 0 then
+      level = level - total
+      redis.call('HSET', K.bucket, 'level', level)
+    end
   end
   if window > 0 then redis.call('HSET', K.win, 's' .. window, spent) end
   out[1] = bump()
-  return out
+  return snapshot_reply(out, now, rate, level, models, slots)
 end
 
 -- ARGV[7] lease number, [8] tag, [9] actual micro-USD (-1 = as predicted). Returns {seq, predicted,

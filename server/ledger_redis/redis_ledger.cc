@@ -88,6 +88,9 @@ absl::Status ValidateRedisLedgerOptions(const RedisLedgerOptions& o) {
   if (o.max_connections < 1 || o.max_connections > 256) {
     return absl::InvalidArgumentError("redis.max_connections: must be in [1, 256]");
   }
+  if (o.recent_snapshot_for < absl::ZeroDuration()) {
+    return absl::InvalidArgumentError("redis.recent_snapshot_ms: must be >= 0");
+  }
   const RedisLedgerOptions::Escrow& e = o.escrow;
   if (!std::isfinite(e.spend_usd) || e.spend_usd < 0) {
     return absl::InvalidArgumentError("redis.escrow.spend_usd: must be finite and >= 0");
@@ -225,6 +228,7 @@ absl::Status RedisLedger::SetModels(std::vector<core::LedgerModel> models) {
   absl::MutexLock lock(&mu_);
   models_ = std::move(models);
   model_args_ = std::move(args);
+  recent_.reset();
   return absl::OkStatus();
 }
 
@@ -232,7 +236,44 @@ absl::Status RedisLedger::SetOptions(const core::LedgerOptions& options) {
   if (absl::Status s = core::ValidateLedgerOptions(options); !s.ok()) return s;
   absl::MutexLock lock(&mu_);
   options_ = options;
+  recent_.reset();
   return absl::OkStatus();
+}
+
+std::vector<std::string> RedisLedger::ModelNamesLocked() const {
+  std::vector<std::string> names;
+  names.reserve(models_.size());
+  for (const core::LedgerModel& m : models_) names.push_back(m.name);
+  return names;
+}
+
+core::LedgerSnapshot RedisLedger::ReadSnapshot(const Reply& reply, size_t at,
+                                               std::vector<std::string> models) {
+  core::LedgerSnapshot snap;
+  const int64_t allowance = reply.Int(at + 1);
+  snap.spend_allowance_usd = allowance < 0 ? kInf : static_cast<double>(allowance) / 1e6;
+  for (size_t k = 0; k < models.size(); ++k) {
+    const int64_t free = reply.Int(at + 2 + k);
+    snap.free_slots.push_back(free < 0 ? std::nullopt : std::optional<int64_t>(free));
+  }
+  snap.models = std::move(models);
+  const int64_t seq = reply.Int(0);
+  absl::MutexLock lock(&mu_);
+  if (seq >= recent_seq_) {
+    recent_ = snap;
+    recent_seq_ = seq;
+    recent_at_ = Steady::now();
+  }
+  return snap;
+}
+
+std::optional<core::LedgerSnapshot> RedisLedger::RecentSnapshot() {
+  absl::MutexLock lock(&mu_);
+  if (!recent_.has_value() || degraded_ ||
+      Steady::now() - recent_at_ > ToSteady(redis_.recent_snapshot_for)) {
+    return std::nullopt;
+  }
+  return recent_;
 }
 
 bool RedisLedger::degraded() const {
@@ -360,6 +401,8 @@ absl::Status RedisLedger::Init(const std::string& known) {
     if (inc != incarnation_) {
       incarnation_ = inc;
       seen_ = 0;
+      recent_.reset();
+      recent_seq_ = 0;
     }
     seen_ = std::max(seen_, (*r)->Int(1));
   }
@@ -475,22 +518,16 @@ absl::StatusOr<std::unique_ptr<RedisLedger::Reply>> RedisLedger::Call(
 
 absl::StatusOr<core::LedgerSnapshot> RedisLedger::Snapshot() {
   std::vector<std::string> args;
-  core::LedgerSnapshot snap;
+  std::vector<std::string> names;
   {
     absl::MutexLock lock(&mu_);
     args = model_args_;
-    for (const core::LedgerModel& m : models_) snap.models.push_back(m.name);
+    names = ModelNamesLocked();
   }
   absl::StatusOr<std::unique_ptr<Reply>> r = Call("snapshot", "rl2_snapshot", args);
   if (!r.ok()) return r.status();
   SetGuarded((*r)->Int(1) != 0);
-  const int64_t allowance = (*r)->Int(2);
-  snap.spend_allowance_usd = allowance < 0 ? kInf : static_cast<double>(allowance) / 1e6;
-  for (size_t k = 0; k < snap.models.size(); ++k) {
-    const int64_t free = (*r)->Int(3 + k);
-    snap.free_slots.push_back(free < 0 ? std::nullopt : std::optional<int64_t>(free));
-  }
-  return snap;
+  return ReadSnapshot(**r, 1, std::move(names));
 }
 
 absl::StatusOr<core::LedgerHold> RedisLedger::Hold(const core::HoldRequest& request) {
@@ -576,10 +613,12 @@ absl::StatusOr<std::vector<core::Lease>> RedisLedger::Commit(
   }
   std::vector<std::string> args = {hold_number, "0", "-1"};
   absl::Duration lease_timeout;
+  std::vector<std::string> names;
   {
     absl::MutexLock lock(&mu_);
     args.insert(args.end(), model_args_.begin(), model_args_.end());
     lease_timeout = options_.lease_timeout;
+    names = ModelNamesLocked();
   }
   args.push_back(absl::StrCat(reservations.size()));
   std::vector<std::string> tags;
@@ -608,6 +647,10 @@ absl::StatusOr<std::vector<core::Lease>> RedisLedger::Commit(
   for (size_t k = 0; k < reservations.size(); ++k) {
     leases.push_back(
         core::Lease{absl::StrCat(issued, "-", (*r)->Int(2 + k), ".", tags[k]), lease_timeout});
+  }
+  // What may be used after the commit (a Function library older than this one sends none).
+  if ((*r)->size() >= 2 + reservations.size() + 2 + names.size()) {
+    ReadSnapshot(**r, 2 + reservations.size(), std::move(names));
   }
   return leases;
 }
@@ -686,10 +729,11 @@ absl::StatusOr<core::InlineStep> RedisLedger::StepInline(
       absl::StrCat(arrivals)};
   core::InlineStep out;
   absl::Duration lease_timeout;
+  std::vector<std::string> names;
   {
     absl::MutexLock lock(&mu_);
     args.insert(args.end(), model_args_.begin(), model_args_.end());
-    for (const core::LedgerModel& m : models_) out.snapshot.models.push_back(m.name);
+    names = ModelNamesLocked();
     lease_timeout = options_.lease_timeout;
   }
   // Commits refused before the call (bad input) keep their place in the answer.
@@ -723,13 +767,8 @@ absl::StatusOr<core::InlineStep> RedisLedger::StepInline(
   if (!r.ok()) return r.status();
   const Reply& reply = **r;
   SetGuarded(reply.Int(1) != 0);
-  const int64_t allowance = reply.Int(2);
-  out.snapshot.spend_allowance_usd = allowance < 0 ? kInf : static_cast<double>(allowance) / 1e6;
-  size_t at = 3;
-  for (size_t k = 0; k < out.snapshot.models.size(); ++k) {
-    const int64_t free = reply.Int(at++);
-    out.snapshot.free_slots.push_back(free < 0 ? std::nullopt : std::optional<int64_t>(free));
-  }
+  size_t at = 3 + names.size();
+  out.snapshot = ReadSnapshot(reply, 1, std::move(names));
   if (reply.Int(at++) != static_cast<int64_t>(sent)) {
     return Unavailable("unexpected reply to an inline step");
   }

@@ -33,6 +33,11 @@
 // (router_ledger_v2, rl2_*), and a state created by one version is refused by the others
 // (UNAVAILABLE naming both layouts), so a fleet is upgraded across a layout change as a whole.
 //
+// Recent snapshot. A commit's reply also carries what may be used after it, as Snapshot's and
+// StepInline's do; the newest (by sequence number) is kept, for RecentSnapshot (ledger.h) while it
+// is at most redis.recent_snapshot_for old, the ledger is not degraded, and the models, the options
+// and the incarnation are those it was read under.
+//
 // Ids: "<incarnation prefix>-<lease number>.<16 hex random tag>" (the tag from secure_random.h,
 // checked by the Function); holds "<incarnation prefix>-h<number>".
 //
@@ -79,6 +84,7 @@
 #ifndef ROUTER_SERVER_LEDGER_REDIS_REDIS_LEDGER_H_
 #define ROUTER_SERVER_LEDGER_REDIS_REDIS_LEDGER_H_
 
+#include <chrono>
 #include <cstdint>
 #include <memory>
 #include <optional>
@@ -112,6 +118,9 @@ struct RedisLedgerOptions {
   absl::Duration retry_after = absl::Milliseconds(500);
   // Connections kept to Redis, in [1, 256].
   int max_connections = 8;
+  // How long what a reply said was free may be decided on without a hold (RecentSnapshot; a batch
+  // then takes one round trip instead of two), >= 0; 0 = every batch holds first.
+  absl::Duration recent_snapshot_for = absl::Seconds(1);
   // The escrow (see the file comment); on when spend_usd > 0 or slots > 0.
   struct Escrow {
     // Paced spend drawn, USD; >= 0, finite; 0 = none. Without pacing (rate 0) spend is not
@@ -167,6 +176,9 @@ class RedisLedger final : public core::Ledger {
                                               const core::InlineWindowSpec& spec,
                                               int64_t arrivals) override;
   bool remote() const override { return true; }
+  // What the newest reply that carried one said may be used (a commit's, a snapshot's or an inline
+  // step's), while it is at most redis.recent_snapshot_for old and the ledger is not degraded.
+  std::optional<core::LedgerSnapshot> RecentSnapshot() override;
   absl::StatusOr<int64_t> InUse(absl::string_view model) override;
   absl::StatusOr<core::LedgerTotals> Totals() override;
 
@@ -206,6 +218,11 @@ class RedisLedger final : public core::Ledger {
   absl::Status Unavailable(const std::string& why) const;
   // The incarnation prefix of ids, and the lease or hold number of `id`; nullopt if not ours.
   std::string Prefix() const;
+  std::vector<std::string> ModelNamesLocked() const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // The snapshot a Function's reply carries from `at` (guarded, allowance, then free slots of each
+  // of `models`, the list the call sent), kept as the recent one unless a newer reply's was.
+  core::LedgerSnapshot ReadSnapshot(const Reply& reply, size_t at, std::vector<std::string> models)
+      ABSL_LOCKS_EXCLUDED(mu_);
 
   // Settles the escrow and draws the next when one is due (see the file comment); a failure
   // keeps the escrow as it was.
@@ -238,6 +255,10 @@ class RedisLedger final : public core::Ledger {
   bool guarded_ ABSL_GUARDED_BY(mu_) = false;
   absl::Time open_until_ ABSL_GUARDED_BY(mu_) = absl::InfinitePast();
   std::string last_error_ ABSL_GUARDED_BY(mu_);
+  // The newest snapshot a reply carried, the sequence number of that reply and when it came.
+  std::optional<core::LedgerSnapshot> recent_ ABSL_GUARDED_BY(mu_);
+  int64_t recent_seq_ ABSL_GUARDED_BY(mu_) = 0;
+  std::chrono::steady_clock::time_point recent_at_ ABSL_GUARDED_BY(mu_);
 
   const bool escrow_on_;
   // Never held together with mu_.

@@ -45,6 +45,104 @@ std::unique_ptr<Ledger> MakeLedger(const FakeClock& clock, LedgerOptions o = {})
   return *std::move(l);
 }
 
+// An in-process ledger that also offers a recent snapshot, as a shared ledger does (`recent`, or
+// none), and counts the holds and commits it is asked for.
+class RecentSnapshotLedger final : public Ledger {
+ public:
+  explicit RecentSnapshotLedger(std::unique_ptr<Ledger> inner) : inner_(std::move(inner)) {}
+
+  std::optional<LedgerSnapshot> recent;
+  int holds = 0;
+  int commits = 0;
+
+  std::optional<LedgerSnapshot> RecentSnapshot() override { return recent; }
+  absl::StatusOr<LedgerHold> Hold(const HoldRequest& request) override {
+    ++holds;
+    return inner_->Hold(request);
+  }
+  absl::StatusOr<std::vector<Lease>> Commit(const LedgerHold* hold,
+                                            absl::Span<const Reservation> reservations) override {
+    ++commits;
+    return inner_->Commit(hold, reservations);
+  }
+  absl::Status SetModels(std::vector<LedgerModel> models) override {
+    return inner_->SetModels(std::move(models));
+  }
+  absl::Status SetOptions(const LedgerOptions& options) override {
+    return inner_->SetOptions(options);
+  }
+  absl::StatusOr<LedgerSnapshot> Snapshot() override { return inner_->Snapshot(); }
+  void Release(const LedgerHold& hold) override { inner_->Release(hold); }
+  absl::StatusOr<CompletionRecord> Complete(absl::string_view id,
+                                            std::optional<double> actual_cost_usd) override {
+    return inner_->Complete(id, actual_cost_usd);
+  }
+  absl::StatusOr<InlineStep> StepInline(absl::Span<const InlineCommitRequest> commits,
+                                        const InlineWindowSpec& spec, int64_t arrivals) override {
+    return inner_->StepInline(commits, spec, arrivals);
+  }
+  absl::StatusOr<int64_t> InUse(absl::string_view model) override { return inner_->InUse(model); }
+  absl::StatusOr<LedgerTotals> Totals() override { return inner_->Totals(); }
+
+ private:
+  std::unique_ptr<Ledger> inner_;
+};
+
+TEST(BatchEngineTest, OnAnUpToDateRecentSnapshotABatchCommitsWithoutAHold) {
+  FakeClock clock;
+  RecentSnapshotLedger ledger(MakeLedger(clock));
+  ledger.recent = *ledger.Snapshot();
+  BatchOutcome out = RouteBatch({Pending(0.9, 0.5, 0.6), Pending(0.2, 0.5, 0.9)}, kPool,
+                                BatchPolicy{}, ledger, clock, "b");
+  ASSERT_THAT(out.queries[0].status, IsOk());
+  ASSERT_THAT(out.queries[1].status, IsOk());
+  EXPECT_EQ(out.queries[0].model, "local");
+  EXPECT_EQ(out.queries[1].model, "strong");
+  EXPECT_EQ(out.ledger_path, LedgerPath::kRecent);
+  EXPECT_EQ(ledger.holds, 0);
+  EXPECT_EQ(ledger.commits, 1);
+  EXPECT_EQ(ledger.InUse("local").value(), 1);
+}
+
+// A snapshot staler than the ledger (a slot freed since) that kept queries from "local" is not
+// trusted: the batch is decided again on a hold, which sees the free slots.
+TEST(BatchEngineTest, ARecentSnapshotThatLimitsTheBatchIsCheckedOnAHold) {
+  FakeClock clock;
+  RecentSnapshotLedger ledger(MakeLedger(clock));
+  ledger.recent = *ledger.Snapshot();
+  ledger.recent->free_slots[0] = 0;
+  BatchOutcome out = RouteBatch({Pending(0.9, 0.5, 0.6), Pending(0.9, 0.2, 0.5)}, kPool,
+                                BatchPolicy{}, ledger, clock, "b");
+  for (const QueryOutcome& o : out.queries) {
+    ASSERT_THAT(o.status, IsOk());
+    EXPECT_EQ(o.model, "local");
+  }
+  EXPECT_EQ(out.ledger_path, LedgerPath::kRecentThenHold);
+  EXPECT_EQ(ledger.holds, 1);
+  EXPECT_EQ(ledger.commits, 1);
+}
+
+// A snapshot that promised slots others took since: its commit is refused, and the batch is
+// decided again on a hold within what is really free.
+TEST(BatchEngineTest, ABatchWhoseSnapshotNoLongerFitsIsDecidedAgainOnAHold) {
+  FakeClock clock;
+  RecentSnapshotLedger ledger(MakeLedger(clock));
+  ledger.recent = *ledger.Snapshot();
+  const Reservation local{"local", 0.0};
+  ASSERT_THAT(ledger.Commit(nullptr, {local, local}), IsOk());  // another replica's, say
+  ledger.commits = 0;
+  BatchOutcome out = RouteBatch({Pending(0.9, 0.5, 0.6), Pending(0.8, 0.2, 0.5)}, kPool,
+                                BatchPolicy{}, ledger, clock, "b");
+  for (const QueryOutcome& o : out.queries) {
+    ASSERT_THAT(o.status, IsOk());
+    EXPECT_NE(o.model, "local");
+  }
+  EXPECT_EQ(out.ledger_path, LedgerPath::kRecentThenHold);
+  EXPECT_EQ(ledger.holds, 1);
+  EXPECT_EQ(ledger.commits, 2);
+  EXPECT_EQ(ledger.InUse("local").value(), 2);
+}
+
 TEST(BatchEngineTest, RespectsTheCapAndTheFreeSlotsAcrossBatches) {
   FakeClock clock;
   auto ledger = MakeLedger(clock);
@@ -187,14 +285,16 @@ TEST(BatchEngineTest, AModelAddedAfterPredictionIsNotUsedForThatQuery) {
 }
 
 // Random batches against a paced ledger with a per-batch cap: no batch ever exceeds its budget or
-// the free slots, whatever the policy.
+// the free slots, whatever the policy, and whatever a recent snapshot says (none, up to date, or
+// wrong either way).
 TEST(BatchEngineTest, RandomBatchesNeverBreakCapsOrSlots) {
   FakeClock clock;
   LedgerOptions paced;
   paced.spend_rate_usd_per_second = 0.01;
   paced.spend_burst_usd = 0.05;
   paced.lease_timeout = absl::Seconds(3);
-  auto ledger = MakeLedger(clock, paced);
+  RecentSnapshotLedger recent_ledger(MakeLedger(clock, paced));
+  Ledger* ledger = &recent_ledger;
   std::mt19937_64 rng(7);
   std::uniform_real_distribution<double> u(0.0, 1.0);
   const PolicyKind policies[] = {PolicyKind::kBatch, PolicyKind::kBatchRobust, PolicyKind::kPerQuery,
@@ -207,6 +307,14 @@ TEST(BatchEngineTest, RandomBatchesNeverBreakCapsOrSlots) {
     const int n = 1 + static_cast<int>(u(rng) * 12);
     for (int i = 0; i < n; ++i) batch.push_back(Pending(u(rng), u(rng), u(rng)));
     const LedgerSnapshot before = *ledger->Snapshot();
+    recent_ledger.recent.reset();
+    if (round % 3 != 0) {
+      recent_ledger.recent = before;
+      if (round % 3 == 2) {
+        recent_ledger.recent->free_slots[0] = static_cast<int64_t>(u(rng) * 4);
+        recent_ledger.recent->spend_allowance_usd = 0.1 * u(rng);
+      }
+    }
     BatchOutcome out = RouteBatch(batch, kPool, policy, *ledger, clock, "r");
     double spent = 0;
     int local = 0;

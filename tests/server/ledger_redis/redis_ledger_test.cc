@@ -47,6 +47,7 @@ using ::router::core::testing::Want;
 using ::router::testing::AddSharedRedisServer;
 using ::router::testing::RedisServer;
 using ::router::testing::SharedRedisServer;
+using ::testing::ElementsAre;
 
 // The redis-server of this test process, started before its first test (each test uses its own
 // domain).
@@ -134,6 +135,37 @@ TEST_F(RedisLedgerTest, RejectsBadOptions) {
               StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("lease_timeout")));
   EXPECT_THAT(RedisLedger::Create(Redis(), LedgerOptions{}, {{"a", 1}, {"a", 2}}),
               StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("models[1].name: duplicate")));
+}
+
+// A commit's reply carries what may be used after it: the recent snapshot, equal to what Snapshot
+// then reads, with no call of its own; it is not kept across a model change, nor decided on with
+// redis.recent_snapshot_ms 0.
+TEST_F(RedisLedgerTest, ACommitsReplyIsTheRecentSnapshot) {
+  const LedgerOptions paced = core::testing::Paced(1e-9, 1.0);
+  auto replica = Make(paced);
+  auto other = Make(paced);
+  ASSERT_THAT(other->Commit(nullptr, {{"local", 0.0}}), IsOk());
+  ASSERT_THAT(replica->Commit(nullptr, {{"local", 0.25}, {"api", 0.5}}), IsOk());
+  const std::optional<core::LedgerSnapshot> recent = replica->RecentSnapshot();
+  ASSERT_TRUE(recent.has_value());
+  EXPECT_THAT(recent->models, ElementsAre("local", "api"));
+  EXPECT_THAT(recent->free_slots, ElementsAre(std::optional<int64_t>(0), std::nullopt));
+  EXPECT_NEAR(recent->spend_allowance_usd, 0.25, 1e-6);
+  const absl::StatusOr<core::LedgerSnapshot> now = other->Snapshot();
+  ASSERT_THAT(now, IsOk());
+  EXPECT_EQ(now->free_slots, recent->free_slots);
+  EXPECT_NEAR(now->spend_allowance_usd, recent->spend_allowance_usd, 1e-6);
+
+  ASSERT_THAT(replica->SetModels({{"local", 3}, {"api", std::nullopt}}), IsOk());
+  EXPECT_FALSE(replica->RecentSnapshot().has_value());
+
+  RedisLedgerOptions never = Redis();
+  never.recent_snapshot_for = absl::ZeroDuration();
+  absl::StatusOr<std::unique_ptr<RedisLedger>> holding =
+      RedisLedger::Create(never, paced, LedgerTestPool());
+  ASSERT_THAT(holding, IsOk());
+  ASSERT_THAT((*holding)->Commit(nullptr, {{"api", 0.1}}), IsOk());
+  EXPECT_FALSE((*holding)->RecentSnapshot().has_value());
 }
 
 TEST_F(RedisLedgerTest, IdsOfAnotherDomainAreUnknown) {
