@@ -70,7 +70,7 @@ PrometheusMetrics::PrometheusMetrics(absl::string_view version)
                         .Help("Batches decided, by how they read what they may use: hold (a "
                               "hold, then the commit), recent (the ledger's recent snapshot, "
                               "committed without a hold), recent_then_hold (the snapshot, then "
-                              "a hold because it limited the batch or no longer fitted).")
+                              "a hold because it would have refused a query or no longer fitted).")
                         .Register(*registry_)),
       utilization_(prometheus::BuildGauge().Name("router_model_capacity_utilization_ratio")
                        .Help("Slots in use over slots deployed, per self-hosted model.")

@@ -43,13 +43,12 @@ HoldRequest MostTheBatchCanUse(const Instance& instance, absl::Span<const Deploy
 }
 
 // The constraints that kept some query from its highest-quality allowed model: the budget when the
-// upgrade would not fit the leftover budget, a model's slots (per pool model) when it is full.
-struct Binding {
-  bool budget = false;
-  std::vector<char> slots;
-};
-Binding BindingConstraints(const Instance& instance, const std::vector<PoolQuery>& rows,
-                           const std::vector<int>& model_of_query, double total_cost) {
+// upgrade would not fit the leftover budget, a model's slots when it is full.
+std::vector<std::string> BindingConstraints(const Instance& instance,
+                                            const std::vector<PoolQuery>& rows,
+                                            absl::Span<const DeployedModel> pool,
+                                            const std::vector<int>& model_of_query,
+                                            double total_cost) {
   const int m = instance.num_models;
   std::vector<int64_t> used(m, 0);
   for (int j : model_of_query) {
@@ -73,16 +72,10 @@ Binding BindingConstraints(const Instance& instance, const std::vector<PoolQuery
       }
     }
   }
-  return Binding{budget, std::move(slots)};
-}
-
-// "budget", then "slots:<model>" of each binding model.
-std::vector<std::string> BindingNames(const Binding& binding,
-                                      absl::Span<const DeployedModel> pool) {
   std::vector<std::string> out;
-  if (binding.budget) out.push_back("budget");
-  for (size_t j = 0; j < pool.size(); ++j) {
-    if (binding.slots[j]) out.push_back(absl::StrCat("slots:", pool[j].name));
+  if (budget) out.push_back("budget");
+  for (int j = 0; j < m; ++j) {
+    if (slots[j]) out.push_back(absl::StrCat("slots:", pool[j].name));
   }
   return out;
 }
@@ -137,13 +130,15 @@ absl::Status Unavailable(absl::string_view what, const absl::Status& why) {
   return absl::UnavailableError(absl::StrCat("the ledger ", what, " (", why.message(), "); retry"));
 }
 
-// Whether the ledger's limits, not the batch's own, kept a query from a better model.
-bool LedgerBound(const BatchLimits& limits, const Binding& binding) {
-  if (limits.ledger_limits_spend && binding.budget) return true;
-  for (size_t j = 0; j < binding.slots.size(); ++j) {
-    if (limits.ledger_limits_slots[j] && binding.slots[j]) return true;
-  }
-  return false;
+// Whether the solution leaves a query unserved while the ledger's limits, not only the batch's own,
+// bounded the batch: a stale snapshot may then refuse what a hold would serve.
+bool RefusesUnderTheLedgersLimits(const BatchLimits& limits, const Solution& solution) {
+  const bool ledger_limited =
+      limits.ledger_limits_spend ||
+      std::find(limits.ledger_limits_slots.begin(), limits.ledger_limits_slots.end(), 1) !=
+          limits.ledger_limits_slots.end();
+  return ledger_limited && std::find(solution.model_of_query.begin(), solution.model_of_query.end(),
+                                     kUnserved) != solution.model_of_query.end();
 }
 
 }  // namespace
@@ -201,17 +196,14 @@ BatchOutcome RouteBatch(absl::Span<const PendingQuery> queries,
   // Solves within `limits`; the reservations of the solution's assignments, in row order.
   struct Decision {
     absl::StatusOr<Solution> solution;
-    Binding binding;
     std::vector<Reservation> reservations;
     std::vector<int> reserved_for;  // instance row of each reservation
   };
   auto decide = [&](const BatchLimits& limits) {
     instance.slots = limits.slots;
     instance.budget = limits.budget;
-    Decision d{SolveInstance(instance, policy.policy, params, options, clock), {}, {}, {}};
+    Decision d{SolveInstance(instance, policy.policy, params, options, clock), {}, {}};
     if (!d.solution.ok()) return d;
-    d.binding = BindingConstraints(instance, rows, d.solution->model_of_query,
-                                   d.solution->total_cost);
     for (int k = 0; k < instance.num_queries; ++k) {
       const int j = d.solution->model_of_query[k];
       if (j == kUnserved) continue;
@@ -227,7 +219,7 @@ BatchOutcome RouteBatch(absl::Span<const PendingQuery> queries,
   };
 
   // First on the ledger's recent snapshot, committed without a hold (one round trip); when that
-  // view limited the decision, or the commit no longer fits, on a hold (ledger.h: RecentSnapshot).
+  // view would refuse a query, or the commit no longer fits, on a hold (ledger.h: RecentSnapshot).
   std::optional<BatchLimits> limits;
   std::optional<Decision> decision;
   std::optional<std::vector<Lease>> leases;
@@ -238,7 +230,7 @@ BatchOutcome RouteBatch(absl::Span<const PendingQuery> queries,
     decision = decide(*limits);
     if (!decision->solution.ok()) return fail_all(decision->solution.status());
     out.ledger_path = LedgerPath::kRecentThenHold;
-    if (!LedgerBound(*limits, decision->binding)) {
+    if (!RefusesUnderTheLedgersLimits(*limits, *decision->solution)) {
       absl::StatusOr<std::vector<Lease>> committed = ledger.Commit(nullptr, decision->reservations);
       if (committed.ok()) {
         leases = *std::move(committed);
@@ -276,7 +268,9 @@ BatchOutcome RouteBatch(absl::Span<const PendingQuery> queries,
   out.method = solution.method;
   out.solve_time = solution.solve_time;
   out.total_cost_usd = solution.total_cost;
-  out.binding_constraints = BindingNames(decision->binding, pool);
+  // The instance has the limits of the decision kept.
+  out.binding_constraints =
+      BindingConstraints(instance, rows, pool, solution.model_of_query, solution.total_cost);
   const std::vector<int>& reserved_for = decision->reserved_for;
   const size_t m = pool.size();
   for (size_t r = 0; r < reserved_for.size(); ++r) {

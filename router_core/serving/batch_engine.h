@@ -15,11 +15,13 @@
 //
 // With a ledger that knows a recent snapshot (Ledger::RecentSnapshot: a shared ledger, whose every
 // call is a round trip), the batch is first decided on it, granted as a hold would grant it, and
-// committed without a hold, which re-checks it atomically: one round trip instead of two. When the
-// snapshot's free slots or spend kept a query from a better model (it may be staler than a hold),
-// or the commit no longer fits, the batch holds and is decided again within what is left of its
-// time limit (LedgerPath says which way each batch went). Either way nothing is committed that
-// does not fit what is free at the commit.
+// committed without a hold, which re-checks it atomically: one round trip instead of two. The
+// decision is then as if the batch had closed when the snapshot was read (what completed or
+// refilled since is left to the next batch), except that no query is refused on it: when it would
+// leave a query unserved while the ledger limited the batch, or the commit no longer fits, the
+// batch holds and is decided again within what is left of its time limit (LedgerPath says which
+// way each batch went). Either way nothing is committed that does not fit what is free at the
+// commit.
 //
 // Per-query outcomes: OK with a model; INVALID_ARGUMENT when the query's allowed list names a model
 // outside the pool or leaves it none; RESOURCE_EXHAUSTED when the batch's budget or free slots
@@ -86,8 +88,8 @@ struct QueryOutcome {
 
 // How a batch read what it may use: kHold, on a hold (two ledger calls: hold, commit); kRecent, on
 // the ledger's recent snapshot, committed without a hold (one call); kRecentThenHold, on the
-// snapshot first, which limited the decision or no longer fitted at the commit, then on a hold
-// (three calls at most).
+// snapshot first, which would have refused a query or no longer fitted at the commit, then on a
+// hold (three calls at most).
 enum class LedgerPath { kHold, kRecent, kRecentThenHold };
 // "hold", "recent", "recent_then_hold".
 const char* LedgerPathName(LedgerPath path);

@@ -274,11 +274,10 @@ class Ledger {
                                             const Reservation& reservation);
 
   // What may be used as of the ledger's last answer, known without a call: nullopt when the ledger
-  // keeps none (an in-process ledger, whose Hold costs microseconds) or when that answer is too
-  // old to decide on (a shared ledger's own limit). It may be stale either way (others committed,
-  // completed or refilled since): a decision made on it commits without a hold
-  // (Commit(nullptr, ...)), which checks it again in one atomic step, and one that it limited
-  // (short of slots or of spend) holds and decides again rather than trust it.
+  // keeps none (an in-process ledger, whose Hold costs microseconds) or when that answer is older
+  // than the staleness a decision accepts (a shared ledger's own limit). It may be stale either
+  // way (others committed, completed or refilled since): a decision made on it commits without a
+  // hold (Commit(nullptr, ...)), which checks it again in one atomic step (batch_engine.h).
   virtual std::optional<LedgerSnapshot> RecentSnapshot() { return std::nullopt; }
 
   // True when each call is a round trip to a server (a shared ledger): a caller that makes many

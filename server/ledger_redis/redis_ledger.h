@@ -119,8 +119,9 @@ struct RedisLedgerOptions {
   // Connections kept to Redis, in [1, 256].
   int max_connections = 8;
   // How long what a reply said was free may be decided on without a hold (RecentSnapshot; a batch
-  // then takes one round trip instead of two), >= 0; 0 = every batch holds first.
-  absl::Duration recent_snapshot_for = absl::Seconds(1);
+  // then takes one round trip instead of two, decided as if it had closed up to this long
+  // earlier), >= 0; 0 = every batch holds first.
+  absl::Duration recent_snapshot_for = absl::Milliseconds(10);
   // The escrow (see the file comment); on when spend_usd > 0 or slots > 0.
   struct Escrow {
     // Paced spend drawn, USD; >= 0, finite; 0 = none. Without pacing (rate 0) spend is not

@@ -104,15 +104,25 @@ TEST(BatchEngineTest, OnAnUpToDateRecentSnapshotABatchCommitsWithoutAHold) {
   EXPECT_EQ(ledger.InUse("local").value(), 1);
 }
 
-// A snapshot staler than the ledger (a slot freed since) that kept queries from "local" is not
-// trusted: the batch is decided again on a hold, which sees the free slots.
-TEST(BatchEngineTest, ARecentSnapshotThatLimitsTheBatchIsCheckedOnAHold) {
+// A snapshot staler than the ledger (slots freed since) may choose a worse model, as if the batch
+// had closed when it was read, but refuses no query: the batch is decided again on a hold, which
+// sees the free slots.
+TEST(BatchEngineTest, ARecentSnapshotChoosesOnItsOwnButRefusesNothing) {
   FakeClock clock;
   RecentSnapshotLedger ledger(MakeLedger(clock));
   ledger.recent = *ledger.Snapshot();
   ledger.recent->free_slots[0] = 0;
-  BatchOutcome out = RouteBatch({Pending(0.9, 0.5, 0.6), Pending(0.9, 0.2, 0.5)}, kPool,
-                                BatchPolicy{}, ledger, clock, "b");
+  BatchOutcome chosen = RouteBatch({Pending(0.9, 0.5, 0.6)}, kPool, BatchPolicy{}, ledger, clock,
+                                   "chosen");
+  ASSERT_THAT(chosen.queries[0].status, IsOk());
+  EXPECT_EQ(chosen.queries[0].model, "strong");
+  EXPECT_EQ(chosen.ledger_path, LedgerPath::kRecent);
+  EXPECT_EQ(ledger.holds, 0);
+
+  PendingQuery a = Pending(0.9, 0.5, 0.6), b = Pending(0.9, 0.2, 0.5);
+  a.allowed = b.allowed = {"local"};
+  ledger.commits = 0;
+  BatchOutcome out = RouteBatch({a, b}, kPool, BatchPolicy{}, ledger, clock, "b");
   for (const QueryOutcome& o : out.queries) {
     ASSERT_THAT(o.status, IsOk());
     EXPECT_EQ(o.model, "local");

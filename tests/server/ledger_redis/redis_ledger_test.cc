@@ -138,11 +138,16 @@ TEST_F(RedisLedgerTest, RejectsBadOptions) {
 }
 
 // A commit's reply carries what may be used after it: the recent snapshot, equal to what Snapshot
-// then reads, with no call of its own; it is not kept across a model change, nor decided on with
-// redis.recent_snapshot_ms 0.
+// then reads, with no call of its own; it is not kept across a model change, nor decided on past
+// redis.recent_snapshot_ms (at 0, never).
 TEST_F(RedisLedgerTest, ACommitsReplyIsTheRecentSnapshot) {
   const LedgerOptions paced = core::testing::Paced(1e-9, 1.0);
-  auto replica = Make(paced);
+  RedisLedgerOptions patient = Redis();
+  patient.recent_snapshot_for = absl::Hours(1);  // however slow the machine between two lines
+  absl::StatusOr<std::unique_ptr<RedisLedger>> created =
+      RedisLedger::Create(patient, paced, LedgerTestPool());
+  ASSERT_THAT(created, IsOk());
+  RedisLedger* const replica = created->get();
   auto other = Make(paced);
   ASSERT_THAT(other->Commit(nullptr, {{"local", 0.0}}), IsOk());
   ASSERT_THAT(replica->Commit(nullptr, {{"local", 0.25}, {"api", 0.5}}), IsOk());
