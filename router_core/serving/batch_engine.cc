@@ -167,7 +167,7 @@ BatchOutcome RouteBatch(absl::Span<const PendingQuery> queries,
 
   PoolView view(pool);
   const ValueSource source = ValueSourceFor(policy.policy);
-  // Slots and budget are set once the ledger's hold says what the batch may use.
+  // Slots and budget are set once the ledger says what the batch may use (a snapshot or a hold).
   Instance instance = view.EmptyInstance({}, kInf, static_cast<int>(queries.size()));
   // The queries that enter the instance, in its row order, and where their answers go.
   std::vector<PoolQuery> rows;
