@@ -80,13 +80,12 @@ std::vector<std::string> BindingConstraints(const Instance& instance,
   return out;
 }
 
-// What the batch may use, per pool model and in spend, and where the ledger (rather than the
-// batch's own queries or cap) set it lower.
+// What the batch may use, per pool model and in spend, and whether the ledger (rather than the
+// batch's own queries or cap) set any of it lower.
 struct BatchLimits {
   std::vector<int64_t> slots;  // per pool model; kUnlimited for API models
   double budget = kInf;
-  std::vector<char> ledger_limits_slots;  // per pool model
-  bool ledger_limits_spend = false;
+  bool ledger_limited = false;
 };
 
 // The limits a hold granted (`want` asked for them).
@@ -97,16 +96,16 @@ BatchLimits LimitsOfHold(const LedgerHold& hold, const HoldRequest& want,
   for (const DeployedModel& d : pool) {
     if (!d.slots.has_value()) {
       limits.slots.push_back(kUnlimited);
-      limits.ledger_limits_slots.push_back(0);
       continue;
     }
     limits.slots.push_back(hold.slots[k]);
-    limits.ledger_limits_slots.push_back(hold.slots[k] < want.slots[k].count);
+    if (hold.slots[k] < want.slots[k].count) limits.ledger_limited = true;
     ++k;
   }
   // A hold short of what was wanted is the paced allowance binding; otherwise only the cap can.
-  limits.ledger_limits_spend = hold.spend_usd < want.spend_usd;
-  limits.budget = limits.ledger_limits_spend ? hold.spend_usd : cap;
+  const bool spend_limited = hold.spend_usd < want.spend_usd;
+  if (spend_limited) limits.ledger_limited = true;
+  limits.budget = spend_limited ? hold.spend_usd : cap;
   return limits;
 }
 
@@ -133,12 +132,8 @@ absl::Status Unavailable(absl::string_view what, const absl::Status& why) {
 // Whether the solution leaves a query unserved while the ledger's limits, not only the batch's own,
 // bounded the batch: a stale snapshot may then refuse what a hold would serve.
 bool RefusesUnderTheLedgersLimits(const BatchLimits& limits, const Solution& solution) {
-  const bool ledger_limited =
-      limits.ledger_limits_spend ||
-      std::find(limits.ledger_limits_slots.begin(), limits.ledger_limits_slots.end(), 1) !=
-          limits.ledger_limits_slots.end();
-  return ledger_limited && std::find(solution.model_of_query.begin(), solution.model_of_query.end(),
-                                     kUnserved) != solution.model_of_query.end();
+  const std::vector<int>& chosen = solution.model_of_query;
+  return limits.ledger_limited && std::find(chosen.begin(), chosen.end(), kUnserved) != chosen.end();
 }
 
 }  // namespace
