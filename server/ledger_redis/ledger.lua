@@ -64,6 +64,14 @@ local function split(s)
   end
 end
 
+-- An integer as a string, exactly: Lua's own conversion keeps 14 significant digits (a time in
+-- microseconds has 16), and Redis formats every number argument of a command again ("%.17g", the
+-- costliest part of a command with many). Every integer written into a record or passed in bulk
+-- goes through here.
+local function int_str(n)
+  return string.format('%d', n)
+end
+
 local function int_arg(v, what)
   local n = tonumber(v)
   if n == nil or n ~= math.floor(n) then
@@ -178,6 +186,7 @@ local function reap(now, max_gone)
   local recs = redis.call('HMGET', K.leases, unpack(ls))
   local gone_at, by_model, order = {}, {}, {}
   local expired, micros_total = 0, 0
+  local now_s = int_str(now)
   for i, number in ipairs(ls) do
     local rec = recs[i]
     if rec then
@@ -194,7 +203,7 @@ local function reap(now, max_gone)
         end
         m[#m + 1] = number
       end
-      gone_at[#gone_at + 1] = now
+      gone_at[#gone_at + 1] = now_s
       gone_at[#gone_at + 1] = number
     end
   end
@@ -372,7 +381,7 @@ local function hold(keys, args)
     spend = (want_spend < 0 or want_spend > a) and a or want_spend
     held_spend = spend
   end
-  local rec = {expiry, held_spend}
+  local rec = {int_str(expiry), int_str(held_spend)}
   local out = {0, number, expiry, spend}
   for k = 1, n do
     local m, count = wanted[k][1], wanted[k][2]
@@ -395,7 +404,7 @@ local function hold(keys, args)
   end
   if held_spend > 0 then incr(K.bucket, 'held', held_spend) end
   redis.call('HSET', K.holds, number, table.concat(rec, '|'))
-  redis.call('ZADD', K.hexp, expiry, number)
+  redis.call('ZADD', K.hexp, rec[1], number)
   out[1] = bump()
   return out
 end
@@ -509,26 +518,27 @@ local function commit(keys, args)
   if n > 0 then
     -- One command per key, with every lease of the commit in it.
     local base = redis.call('HINCRBY', K.meta, 'nlease', n) - n
+    local expiry_s = int_str(expiry)
     local records, expiries, by_model = {}, {}, {}
     for k = 1, n do
       local r = res[k]
-      local number = base + k
+      local number = int_str(base + k)
       local tracked = slots[r[1]] >= 0
-      records[#records + 1] = number
-      records[#records + 1] = r[1] .. '|' .. r[2] .. '|' .. expiry .. '|' .. r[3] .. '|' ..
-                                (tracked and '1' or '0')
-      expiries[#expiries + 1] = expiry
-      expiries[#expiries + 1] = number
+      records[2 * k - 1] = number
+      records[2 * k] = r[1] .. '|' .. int_str(r[2]) .. '|' .. expiry_s .. '|' .. r[3] .. '|' ..
+                         (tracked and '1' or '0')
+      expiries[2 * k - 1] = expiry_s
+      expiries[2 * k] = number
       if tracked then
         local m = by_model[r[1]]
         if m == nil then
           m = {}
           by_model[r[1]] = m
         end
-        m[#m + 1] = expiry
+        m[#m + 1] = expiry_s
         m[#m + 1] = number
       end
-      out[#out + 1] = number
+      out[k + 2] = base + k
     end
     redis.call('HSET', K.leases, unpack(records))
     redis.call('ZADD', K.lexp, unpack(expiries))
@@ -679,6 +689,7 @@ local function step(keys, args)
   local results = {}
   local records, expiries, by_model, order = {}, {}, {}, {}
   local expiry = now + lease_us
+  local expiry_s = int_str(expiry)
   local total = 0
   local number = tonumber(redis.call('HGET', K.meta, 'nlease') or '0')
   for k = 1, n do
@@ -718,11 +729,13 @@ local function step(keys, args)
       results[#results + 1] = 0
     else
       number = number + 1
+      local number_s = int_str(number)
       local tracked = s >= 0
-      records[#records + 1] = number
-      records[#records + 1] = m .. '|' .. micros .. '|' .. expiry .. '|' .. tag .. '|' .. (tracked and '1' or '0')
-      expiries[#expiries + 1] = expiry
-      expiries[#expiries + 1] = number
+      records[#records + 1] = number_s
+      records[#records + 1] = m .. '|' .. int_str(micros) .. '|' .. expiry_s .. '|' .. tag .. '|' ..
+                                (tracked and '1' or '0')
+      expiries[#expiries + 1] = expiry_s
+      expiries[#expiries + 1] = number_s
       if tracked then
         taken[m] = (taken[m] or 0) + 1
         if by_model[m] == nil then
@@ -730,8 +743,8 @@ local function step(keys, args)
           order[#order + 1] = m
         end
         local z = by_model[m]
-        z[#z + 1] = expiry
-        z[#z + 1] = number
+        z[#z + 1] = expiry_s
+        z[#z + 1] = number_s
       end
       total = total + micros
       if rate > 0 then level = level - micros end
@@ -743,7 +756,7 @@ local function step(keys, args)
   end
   -- Everything of the commits is decided: write it, one command per key.
   if #records > 0 then
-    redis.call('HSET', K.meta, 'nlease', number)
+    redis.call('HSET', K.meta, 'nlease', int_str(number))
     redis.call('HSET', K.leases, unpack(records))
     redis.call('ZADD', K.lexp, unpack(expiries))
     for _, m in ipairs(order) do redis.call('ZADD', model_key(m), unpack(by_model[m])) end
@@ -840,7 +853,8 @@ local function escrow(keys, args)
         level = level - delta
         redis.call('HSET', K.bucket, 'level', level)
       end
-      redis.call('HSET', K.meta, 'e' .. number, math.max(reported, spent) .. '|' .. granted .. '|0')
+      redis.call('HSET', K.meta, 'e' .. number,
+                 int_str(math.max(reported, spent)) .. '|' .. int_str(granted) .. '|0')
     else
       -- Expired: all it held was charged then; give back what it did not spend.
       if expired and rate > 0 then
@@ -870,7 +884,7 @@ local function escrow(keys, args)
   end
   local expiry = now + valid_us
   local out = {0, number, expiry, rate > 0 and held or -1, granted}
-  local rec = {expiry, held}
+  local rec = {int_str(expiry), int_str(held)}
   for k = 1, n do
     local m, want = wanted[k][1], wanted[k][2]
     local s = slots[m]
@@ -896,10 +910,10 @@ local function escrow(keys, args)
     rec[#rec + 1] = have
   end
   redis.call('HSET', K.holds, number, table.concat(rec, '|'))
-  redis.call('ZADD', K.hexp, expiry, number)
+  redis.call('ZADD', K.hexp, rec[1], number)
   local reported = 0
   if e then reported = math.max(tonumber(split(e)[1]), spent) end
-  redis.call('HSET', K.meta, 'e' .. number, reported .. '|' .. granted .. '|0')
+  redis.call('HSET', K.meta, 'e' .. number, int_str(reported) .. '|' .. int_str(granted) .. '|0')
   out[1] = bump()
   return out
 end

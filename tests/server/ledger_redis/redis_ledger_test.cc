@@ -21,6 +21,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
+#include "absl/strings/strip.h"
 #include "absl/synchronization/mutex.h"
 #include "absl/time/clock.h"
 #include "gmock/gmock.h"
@@ -476,6 +477,41 @@ TEST_F(RedisLedgerTest, EveryKeyOfADomainSharesOneHashSlot) {
   }
   EXPECT_GE(count, 6);  // meta, bucket, lease sets, windows, remembered expiries
   EXPECT_EQ(slots.size(), 1u) << *keys;
+}
+
+// A hold's end fences its commit and a lease's end decides whether a Complete came in time: both
+// are stored to the microsecond of Redis' clock, as their expiry sets score them (Lua's own
+// conversion of a number keeps 14 digits, and a time in microseconds has 16).
+TEST_F(RedisLedgerTest, RecordsKeepTheirTimesToTheMicrosecond) {
+  auto ledger = Make(core::testing::Paced(1.0, 10.0));
+  const std::string key = "'{rt:" + domain_ + "}:";
+  // The first field of the only member of hash `records`, and the score of the only member of
+  // sorted set `expiries`.
+  auto first_field_and_score = [&](const std::string& records, const std::string& expiries) {
+    absl::StatusOr<std::string> rec = server_->Cli("--raw HVALS " + key + records + "'");
+    absl::StatusOr<std::string> scored =
+        server_->Cli("--raw ZRANGE " + key + expiries + "' 0 -1 WITHSCORES");
+    EXPECT_THAT(rec, IsOk());
+    EXPECT_THAT(scored, IsOk());
+    const std::vector<std::string> fields = absl::StrSplit(absl::StripAsciiWhitespace(*rec), '|');
+    const std::vector<std::string> member_score =
+        absl::StrSplit(absl::StripAsciiWhitespace(*scored), '\n');
+    EXPECT_EQ(member_score.size(), 2u) << *scored;
+    return std::make_pair(fields, member_score.back());
+  };
+
+  auto hold = ledger->Hold(Want(1.0, {{"local", 1}}));
+  ASSERT_THAT(hold, IsOk());
+  const auto [hold_fields, hold_score] = first_field_and_score("holds", "hexp");
+  ASSERT_GE(hold_fields.size(), 2u);
+  EXPECT_EQ(hold_fields[0], hold_score);  // "expiry|spend|model|count"
+  EXPECT_EQ(hold_score.size(), 16u) << hold_score;  // microseconds since 1970, not 1.7e+15
+
+  ASSERT_THAT(ledger->Commit(&*hold, std::vector<Reservation>{{"local", 0.1}}), IsOk());
+  const auto [lease_fields, lease_score] = first_field_and_score("leases", "lexp");
+  ASSERT_EQ(lease_fields.size(), 5u);
+  EXPECT_EQ(lease_fields[1], "100000");     // "model|micros|expiry|tag|tracked"
+  EXPECT_EQ(lease_fields[2], lease_score);
 }
 
 // ---------------------------------------------------------------------------------------------
