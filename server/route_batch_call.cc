@@ -13,28 +13,19 @@
 #include "server/query_answer.h"
 #include "server/query_intake.h"
 #include "server/raw_message.h"
-#include "server/status_util.h"
+#include "server/unary_route_call.h"
 
 namespace router::server {
 namespace {
 
-class RouteBatchCall final : public grpc::ServerUnaryReactor, public AnswerSink {
+class RouteBatchCall final : public UnaryRouteCall<v1::RouteBatchRequest, v1::RouteBatchResponse> {
  public:
   RouteBatchCall(RouterRuntime* rt, grpc::CallbackServerContext* ctx,
                  grpc::ByteBuffer* raw_response)
-      : rt_(rt), ctx_(ctx), raw_response_(raw_response), start_(rt->clock().Now()) {}
+      : UnaryRouteCall("RouteBatch", rt, ctx, raw_response) {}
 
   void Start(const grpc::ByteBuffer& raw_request) {
-    // No request message (no buffer at all): the client reset the call before sending one, or
-    // half-closed without one. Counted in OnDone, when gRPC knows which.
-    if (ctx_->IsCancelled() || !raw_request.Valid()) {
-      {
-        absl::MutexLock lock(&mu_);
-        request_absent_ = true;
-      }
-      Finish(ToGrpcStatus(NoRequestMessage()));
-      return;
-    }
+    if (FinishedWithoutRequest(raw_request)) return;
     if (absl::Status s = ParseRequest(raw_request, request_); !s.ok()) {
       rt_->metrics().OnRejected(RejectReason(s));
       FailAll(s);
@@ -100,27 +91,6 @@ class RouteBatchCall final : public grpc::ServerUnaryReactor, public AnswerSink 
     Done(static_cast<int>(task.item()), std::move(item));
     return false;
   }
-  bool Cancelled() const override { return ctx_->IsCancelled(); }
-
-  void OnDone() override {
-    {
-      absl::MutexLock lock(&mu_);
-      if (request_absent_) {
-        CountCallWithoutRequest(rt_->metrics(), "RouteBatch", ctx_->IsCancelled(),
-                                rt_->clock().Now() - start_);
-      }
-      if (ctx_->IsCancelled()) {
-        for (const v1::RouteBatchItem& item : response_.items()) {
-          if (item.has_assignment()) {
-            rt_->ReleaseUndelivered(item.assignment().assignment_id(), item.assignment().model());
-          }
-        }
-      }
-    }
-    rt_->UnaryCallDone();
-    delete this;
-  }
-
  private:
   // Puts item `k` in place; the last one finishes the call.
   void Done(int k, v1::RouteBatchItem item) {
@@ -144,31 +114,15 @@ class RouteBatchCall final : public grpc::ServerUnaryReactor, public AnswerSink 
     FinishCall(s);
   }
 
-  // The last touch of this reactor by its caller: gRPC may run OnDone before this returns.
-  // Everything before Finish is done under mu_ (mu_ says why).
-  void FinishCall(const absl::Status& status) {
-    {
-      absl::MutexLock lock(&mu_);
-      AddRetryHint(*ctx_, status);
-      rt_->metrics().OnRequest("RouteBatch", static_cast<grpc::StatusCode>(status.code()),
-                               rt_->clock().Now() - start_);
-      if (status.ok()) SerializeAnswer(response_, *raw_response_);
+  void ReleaseUndelivered() override ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    for (const v1::RouteBatchItem& item : response_.items()) {
+      if (item.has_assignment()) {
+        rt_->ReleaseUndelivered(item.assignment().assignment_id(), item.assignment().model());
+      }
     }
-    Finish(ToGrpcStatus(status));
   }
 
-  RouterRuntime* const rt_;
-  grpc::CallbackServerContext* const ctx_;
-  grpc::ByteBuffer* const raw_response_;  // gRPC's, alive until OnDone
-  const absl::Time start_;
-  v1::RouteBatchRequest request_;
-  // Guards the items as they arrive from several threads, and orders what the thread that
-  // finishes the call wrote before OnDone, which gRPC may run on another thread: gRPC core orders
-  // the two with atomics of its own, not visible to ThreadSanitizer (Debian's gRPC is not built
-  // with it); a mutex is. Never held across Finish, which may run OnDone before it returns.
-  absl::Mutex mu_;
-  bool request_absent_ ABSL_GUARDED_BY(mu_) = false;
-  v1::RouteBatchResponse response_ ABSL_GUARDED_BY(mu_);
+  // The items still to come, and whether the call was finished (the last item, or FailAll).
   int remaining_ ABSL_GUARDED_BY(mu_) = 0;
   bool finished_ ABSL_GUARDED_BY(mu_) = false;
 };

@@ -9,27 +9,18 @@
 #include "server/query_answer.h"
 #include "server/query_intake.h"
 #include "server/raw_message.h"
-#include "server/status_util.h"
+#include "server/unary_route_call.h"
 
 namespace router::server {
 namespace {
 
-class RouteCall final : public grpc::ServerUnaryReactor, public AnswerSink {
+class RouteCall final : public UnaryRouteCall<v1::RouteRequest, v1::RouteResponse> {
  public:
   RouteCall(RouterRuntime* rt, grpc::CallbackServerContext* ctx, grpc::ByteBuffer* raw_response)
-      : rt_(rt), ctx_(ctx), raw_response_(raw_response), start_(rt->clock().Now()) {}
+      : UnaryRouteCall("Route", rt, ctx, raw_response) {}
 
   void Start(const grpc::ByteBuffer& raw_request) {
-    // No request message (no buffer at all): the client reset the call before sending one, or
-    // half-closed without one. Counted in OnDone, when gRPC knows which.
-    if (ctx_->IsCancelled() || !raw_request.Valid()) {
-      {
-        absl::MutexLock lock(&mu_);
-        request_absent_ = true;
-      }
-      Finish(ToGrpcStatus(NoRequestMessage()));
-      return;
-    }
+    if (FinishedWithoutRequest(raw_request)) return;
     if (absl::Status s = ParseRequest(raw_request, request_); !s.ok()) {
       Refuse(s);
       return;
@@ -62,23 +53,6 @@ class RouteCall final : public grpc::ServerUnaryReactor, public AnswerSink {
     FinishCall(answer.status);
     return false;
   }
-  bool Cancelled() const override { return ctx_->IsCancelled(); }
-
-  void OnDone() override {
-    {
-      absl::MutexLock lock(&mu_);
-      if (request_absent_) {
-        CountCallWithoutRequest(rt_->metrics(), "Route", ctx_->IsCancelled(),
-                                rt_->clock().Now() - start_);
-      }
-      if (ctx_->IsCancelled() && response_.has_assignment()) {
-        rt_->ReleaseUndelivered(response_.assignment().assignment_id(),
-                                response_.assignment().model());
-      }
-    }
-    rt_->UnaryCallDone();
-    delete this;
-  }
 
  private:
   // Answers a query refused before it became a task; a call whose client has gone is cancelled,
@@ -89,31 +63,13 @@ class RouteCall final : public grpc::ServerUnaryReactor, public AnswerSink {
     rt_->metrics().OnRejected(RejectReason(refusal));
     FinishCall(refusal);
   }
-  // The last touch of this reactor by its caller: gRPC may run OnDone before this returns.
-  // Everything before Finish is done under mu_ (mu_ says why).
-  void FinishCall(const absl::Status& status) {
-    {
-      absl::MutexLock lock(&mu_);
-      rt_->metrics().OnRequest("Route", static_cast<grpc::StatusCode>(status.code()),
-                               rt_->clock().Now() - start_);
-      if (status.ok()) SerializeAnswer(response_, *raw_response_);
-      AddRetryHint(*ctx_, status);
-    }
-    Finish(ToGrpcStatus(status));
-  }
 
-  RouterRuntime* const rt_;
-  grpc::CallbackServerContext* const ctx_;
-  grpc::ByteBuffer* const raw_response_;  // gRPC's, alive until OnDone
-  const absl::Time start_;
-  v1::RouteRequest request_;
-  // Orders what the thread that finishes the call wrote before OnDone, which gRPC may run on
-  // another thread. gRPC core orders the two with atomics of its own; they are not visible to
-  // ThreadSanitizer (Debian's gRPC is not built with it), a mutex is. Never held across Finish,
-  // which may run OnDone before it returns.
-  absl::Mutex mu_;
-  bool request_absent_ ABSL_GUARDED_BY(mu_) = false;
-  v1::RouteResponse response_ ABSL_GUARDED_BY(mu_);
+  void ReleaseUndelivered() override ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    if (response_.has_assignment()) {
+      rt_->ReleaseUndelivered(response_.assignment().assignment_id(),
+                              response_.assignment().model());
+    }
+  }
 };
 
 }  // namespace
