@@ -2,11 +2,11 @@
 //
 // UnaryRouteCall: what the two unary Router calls (route_call.h, route_batch_call.h) share. One
 // request message comes in and one response message goes out, finished by whichever thread
-// delivers the last answer. The base reads the request's absence (a call without a request
-// message, because the client reset it or half-closed without one, is finished at once and
-// counted in OnDone, when gRPC knows which), finishes the call with its status, metric and retry
-// hint, and in OnDone has the subclass release what a cancelled call's response had assigned, so
-// that the slots are free at once instead of at the lease timeout.
+// delivers the last answer. The base finishes at once a call that has no request message (the
+// client reset it, or half-closed without one; counted in OnDone, when gRPC knows which),
+// finishes the others with their status, metric and retry hint, and in OnDone has the subclass
+// release what a cancelled call's response had assigned, so that the slots are free at once
+// instead of at the lease timeout.
 //
 // Thread-safety: as gRPC's callback API requires. `mu_` guards the response and orders what the
 // thread that finishes the call wrote before OnDone, which gRPC may run on another thread: gRPC
