@@ -133,7 +133,6 @@ grpc::ServerUnaryReactor* StartRouteBatchCall(RouterRuntime* runtime,
                                               grpc::CallbackServerContext* ctx,
                                               const grpc::ByteBuffer* request,
                                               grpc::ByteBuffer* response) {
-  runtime->UnaryCallOpened();
   auto* call = new RouteBatchCall(runtime, ctx, response);
   call->Start(*request);
   return call;

@@ -77,7 +77,6 @@ class RouteCall final : public UnaryRouteCall<v1::RouteRequest, v1::RouteRespons
 grpc::ServerUnaryReactor* StartRouteCall(RouterRuntime* runtime, grpc::CallbackServerContext* ctx,
                                          const grpc::ByteBuffer* request,
                                          grpc::ByteBuffer* response) {
-  runtime->UnaryCallOpened();
   auto* call = new RouteCall(runtime, ctx, response);
   call->Start(*request);
   return call;

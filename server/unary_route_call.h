@@ -57,7 +57,9 @@ class UnaryRouteCall : public grpc::ServerUnaryReactor, public AnswerSink {
         rt_(rt),
         ctx_(ctx),
         raw_response_(raw_response),
-        start_(rt->clock().Now()) {}
+        start_(rt->clock().Now()) {
+    rt_->UnaryCallOpened();  // paired with UnaryCallDone in OnDone
+  }
 
   // True when the call has no request message: it is then finished, and must not be touched.
   bool FinishedWithoutRequest(const grpc::ByteBuffer& raw_request) {

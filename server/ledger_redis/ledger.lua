@@ -1,32 +1,35 @@
-#!lua name=router_ledger_v2
+#!lua name=router_ledger_v3
 --
 -- The Redis Functions of the shared ledger (redis_ledger.h). Loaded with FUNCTION LOAD REPLACE by
 -- every replica at start and again whenever Redis answers "Function not found" (a restart without
 -- persistence). Embedded in routerd at build time (ledger_lua.h is generated from this file).
 --
 -- Every function is one atomic step: it reads the Redis server's clock (TIME), checks the
--- incarnation, detects a rollback, expires a bounded number of overdue holds and leases, validates
+-- incarnation, detects a rollback, expires a bounded number of overdue holds and commits, validates
 -- everything it was given, and only then writes. Money is integer micro-USD; time is integer
 -- microseconds of the Redis clock.
 --
--- Keys: KEYS[1..9] are the fixed keys of one budget domain D, all under the hash tag {rt:D}, in
--- the order below; a self-hosted model's lease set is <prefix>m:<model>, with the same tag, so
--- every key a call touches is in one hash slot (Redis Cluster-legal).
---   meta    hash: inc (incarnation), seq (bumped by every call), guard (conservative until, us),
---           nlease, nhold (id counters), expired (leases expired without a Complete), rollbacks
+-- Keys: KEYS[1..10] are the keys of one budget domain D, all under the hash tag {rt:D}, in the
+-- order below, so every key a call touches is in one hash slot (Redis Cluster-legal).
+--   meta    hash: inc (incarnation), layout, seq (bumped by every call), guard (conservative until,
+--           us), ncommit, nhold (id counters), open (open leases), gone (leases expired without a
+--           Complete and remembered), expired (leases expired without a Complete, in all),
+--           rollbacks, losses, reserved, recorded (totals, micro-USD), e<hold> (escrows)
 --   bucket  hash: level (micro-USD, may be negative), t (us of the last refill), held (micro-USD)
 --   holds   hash: hold number -> "expiry|spend|model|count|model|count..."
 --   hexp    zset: hold number by expiry
---   leases  hash: lease number -> "model|micros|expiry|tag|tracked" (tracked = 1 when the lease
---           is in its model's lease set: models with a slot limit); open leases, and expired ones
---           not completed (for a late Complete) until forgotten
---   lexp    zset: open lease number by expiry (its size is the open leases)
---   m:<model> zset: open lease number by expiry, per model with a slot limit (its size is the
---           slots in use)
---   gexp    zset: expired, not completed lease number by when it expired (oldest forgotten first)
+--   commits hash: the leases of one commit c, in two fields (a commit's leases share one expiry):
+--           r<c> = "expiry|models|len|name|len|name...|" followed by one fixed-width entry per
+--           lease (ENTRY characters: model index 4 digits, micro-USD 16 digits, tag 16 hex digits,
+--           tracked 1 digit: 1 when the model has a slot limit); d<c> = one character per lease:
+--           0 open (or, once the commit expired, expired without a Complete), 1 completed, 2
+--           completed late. Lease k of commit c is number c * PER_COMMIT + k (k from 1).
+--   cexp    zset: commit number by expiry, while it has open leases
+--   gexp    zset: expired commit number by when it expired, while remembered for a late Complete
+--           (oldest forgotten first)
 --   held    hash: model -> slots held by open holds
+--   used    hash: model -> open leases of the model (models with a slot limit)
 --   win     hash: n (current inline window), opened, arrivals, dur, seen, s<n> (spend of window n)
---   totals  (in meta): reserved, recorded
 --
 -- Arguments common to every function: ARGV[1] the incarnation the caller knows ("" = none yet),
 -- ARGV[2] the highest seq the caller has seen, ARGV[3] the caller's lease timeout (us; the length
@@ -39,9 +42,14 @@
 -- The layout of the keys below. Each version has its own library and function names (so a replica
 -- of another version loading its library replaces nothing of this one), and a state created by one
 -- version is refused by the others (LAYOUT), so two versions never write the same keys.
-local LAYOUT = '2'
-local REAP_LEASES = 128 -- most leases expired per call
+local LAYOUT = '3'
+local REAP_COMMITS = 16 -- most commits expired per call
+local REAP_LEASES = 256 -- a call expires no further commit once it expired this many leases
 local REAP_HOLDS = 64 -- most holds expired per call
+local FORGET_COMMITS = 32 -- most expired commits forgotten per call
+local PER_COMMIT = 4096 -- lease numbers per commit number: at most PER_COMMIT - 1 leases a record
+local ENTRY = 37 -- characters of a lease's entry in its commit's record
+local MAX_MICROS = 1000000000000000 -- largest predicted cost of a lease (micro-USD: 1e9 USD)
 local WINDOWS_KEPT = 8 -- inline windows whose spend is remembered
 local MAX_STEP = 1024 -- most commits, and most arrivals, of one inline step (ledger.h)
 
@@ -83,18 +91,13 @@ end
 local K = {}
 
 local function bind(keys)
-  K.meta, K.bucket, K.holds, K.hexp, K.leases = keys[1], keys[2], keys[3], keys[4], keys[5]
-  K.lexp, K.gexp, K.held, K.win = keys[6], keys[7], keys[8], keys[9]
-  K.prefix = string.sub(keys[1], 1, -5) -- "<tag>:" of "<tag>:meta"
+  K.meta, K.bucket, K.holds, K.hexp, K.commits = keys[1], keys[2], keys[3], keys[4], keys[5]
+  K.cexp, K.gexp, K.held, K.used, K.win = keys[6], keys[7], keys[8], keys[9], keys[10]
 end
 
 -- HINCRBY that skips a zero delta (Lua formats -0 as "-0", which Redis refuses as an integer).
 local function incr(key, field, delta)
   if delta ~= 0 then redis.call('HINCRBY', key, field, delta) end
-end
-
-local function model_key(model)
-  return K.prefix .. 'm:' .. model
 end
 
 local function bump()
@@ -159,7 +162,152 @@ local function drop_hold(number, rec)
   redis.call('ZREM', K.hexp, number)
 end
 
--- Expires overdue holds and leases, a bounded number per call; the rest wait for the next call
+-- A commit's record (r<c> of `commits`) read: its expiry, its models by index, and where its
+-- entries start.
+local function parse_record(rec)
+  local expiry, count, at = string.match(rec, '^(%d+)|(%d+)|()')
+  local models = {}
+  for i = 1, tonumber(count) do
+    local len, name_at = string.match(rec, '^(%d+)|()', at)
+    at = name_at + tonumber(len)
+    models[i] = string.sub(rec, name_at, at - 1)
+  end
+  return tonumber(expiry), models, at
+end
+
+-- Lease k's entry of a parsed record: model, micro-USD, tag, tracked.
+local function entry(rec, models, at, k)
+  local e = at + (k - 1) * ENTRY
+  return models[tonumber(string.sub(rec, e, e + 3))], tonumber(string.sub(rec, e + 4, e + 19)),
+         string.sub(rec, e + 20, e + 35), string.byte(rec, e + 36) == 49
+end
+
+-- Writes leases (each {model, micro-USD, tag, tracked}) expiring at `expiry_s`, one record per
+-- PER_COMMIT - 1 of them, and counts them open and in use. Returns their lease numbers.
+local function write_leases(leases, expiry_s)
+  local numbers, used, order = {}, {}, {}
+  local first = 1
+  while first <= #leases do
+    local last = math.min(#leases, first + PER_COMMIT - 2)
+    local c = redis.call('HINCRBY', K.meta, 'ncommit', 1)
+    local index, head, body = {}, {}, {}
+    for k = first, last do
+      local l = leases[k]
+      local i = index[l[1]]
+      if i == nil then
+        head[#head + 1] = #l[1] .. '|' .. l[1]
+        i = #head
+        index[l[1]] = i
+      end
+      body[#body + 1] = string.format('%04d%016d', i, l[2]) .. l[3] .. (l[4] and '1' or '0')
+      numbers[k] = c * PER_COMMIT + k - first + 1
+      if l[4] then
+        if used[l[1]] == nil then
+          used[l[1]] = 0
+          order[#order + 1] = l[1]
+        end
+        used[l[1]] = used[l[1]] + 1
+      end
+    end
+    local c_s = int_str(c)
+    redis.call('HSET', K.commits, 'r' .. c_s,
+               expiry_s .. '|' .. #head .. '|' .. table.concat(head) .. table.concat(body),
+               'd' .. c_s, string.rep('0', last - first + 1))
+    redis.call('ZADD', K.cexp, expiry_s, c_s)
+    first = last + 1
+  end
+  for _, m in ipairs(order) do redis.call('HINCRBY', K.used, m, used[m]) end
+  incr(K.meta, 'open', #leases)
+  return numbers
+end
+
+-- Checks what a lease's entry holds in fixed width: its tag (16 characters; replicas make 16
+-- lowercase hex digits) and its predicted cost.
+local function check_lease(tag, micros, where)
+  if #tag ~= 16 then error({err = 'INVALID ' .. where .. '.tag: 16 characters'}) end
+  if micros < 0 or micros > MAX_MICROS then
+    error({err = 'INVALID ' .. where .. '.predicted_cost_usd: must be in [0, 1e9]'})
+  end
+end
+
+-- Expires the commits `cs` (numbers, overdue): their open leases are charged their predicted cost
+-- and give back their slots; a commit is remembered for a late Complete (in gexp) while it has
+-- such leases and max_gone > 0. Stops once `most` leases were expired (at least one commit).
+local function expire_commits(cs, now, max_gone, most)
+  if #cs == 0 then return end
+  local fields = {}
+  for _, c in ipairs(cs) do
+    fields[#fields + 1] = 'r' .. c
+    fields[#fields + 1] = 'd' .. c
+  end
+  local recs = redis.call('HMGET', K.commits, unpack(fields))
+  local done_cs, drop, gone_at = {}, {}, {}
+  local used, order = {}, {}
+  local expired, micros_total = 0, 0
+  local now_s = int_str(now)
+  for i, c in ipairs(cs) do
+    local rec, d = recs[2 * i - 1], recs[2 * i]
+    done_cs[#done_cs + 1] = c
+    local open = 0
+    if rec and d then
+      local _, models, at = parse_record(rec)
+      local k = string.find(d, '0', 1, true)
+      while k do
+        local model, micros, _, tracked = entry(rec, models, at, k)
+        open = open + 1
+        micros_total = micros_total + micros
+        if tracked then
+          if used[model] == nil then
+            used[model] = 0
+            order[#order + 1] = model
+          end
+          used[model] = used[model] + 1
+        end
+        k = string.find(d, '0', k + 1, true)
+      end
+    end
+    expired = expired + open
+    if open > 0 and max_gone > 0 then
+      gone_at[#gone_at + 1] = now_s
+      gone_at[#gone_at + 1] = c
+    else
+      drop[#drop + 1] = 'r' .. c
+      drop[#drop + 1] = 'd' .. c
+    end
+    if expired >= most then break end
+  end
+  redis.call('ZREM', K.cexp, unpack(done_cs))
+  for _, m in ipairs(order) do redis.call('HINCRBY', K.used, m, -used[m]) end
+  if #drop > 0 then redis.call('HDEL', K.commits, unpack(drop)) end
+  if #gone_at > 0 then
+    redis.call('ZADD', K.gexp, unpack(gone_at))
+    incr(K.meta, 'gone', expired)
+  end
+  incr(K.meta, 'open', -expired)
+  incr(K.meta, 'reserved', -micros_total)
+  incr(K.meta, 'recorded', micros_total)
+  incr(K.meta, 'expired', expired)
+end
+
+-- Forgets the oldest expired commits while more than max_gone leases are remembered, at most
+-- FORGET_COMMITS per call (so no call pays for a large backlog at once). A commit at a time: a call
+-- may forget more than the excess.
+local function forget(max_gone)
+  for _ = 1, FORGET_COMMITS do
+    if tonumber(redis.call('HGET', K.meta, 'gone') or '0') <= max_gone then return end
+    local old = redis.call('ZPOPMIN', K.gexp)
+    if #old == 0 then return end
+    local c = old[1]
+    local d = redis.call('HGET', K.commits, 'd' .. c)
+    if d then
+      local _, left = string.gsub(d, '0', '')
+      incr(K.meta, 'gone', -left)
+    end
+    redis.call('HDEL', K.commits, 'r' .. c, 'd' .. c)
+  end
+end
+
+-- Expires overdue holds and commits, a bounded number per call; the rest wait for the next call
 -- (slots stay taken meanwhile: conservative).
 local function reap(now, max_gone)
   local hs = redis.call('ZRANGEBYSCORE', K.hexp, '-inf', now, 'LIMIT', 0, REAP_HOLDS)
@@ -179,55 +327,9 @@ local function reap(now, max_gone)
       redis.call('ZREM', K.hexp, number)
     end
   end
-  local ls = redis.call('ZRANGEBYSCORE', K.lexp, '-inf', now, 'LIMIT', 0, REAP_LEASES)
-  if #ls == 0 then return end
-  -- One command per key for all of them; the records stay for a late Complete.
-  redis.call('ZREM', K.lexp, unpack(ls))
-  local recs = redis.call('HMGET', K.leases, unpack(ls))
-  local gone_at, by_model, order = {}, {}, {}
-  local expired, micros_total = 0, 0
-  local now_s = int_str(now)
-  for i, number in ipairs(ls) do
-    local rec = recs[i]
-    if rec then
-      -- "model|micros|expiry|tag|tracked", read from the end (one match, not a split).
-      local model, micros, tracked = string.match(rec, '^(.*)|(%d+)|[^|]*|%x+|([01])$')
-      expired = expired + 1
-      micros_total = micros_total + tonumber(micros)
-      if tracked == '1' then
-        local m = by_model[model]
-        if m == nil then
-          m = {}
-          by_model[model] = m
-          order[#order + 1] = model
-        end
-        m[#m + 1] = number
-      end
-      gone_at[#gone_at + 1] = now_s
-      gone_at[#gone_at + 1] = number
-    end
-  end
-  if expired == 0 then return end
-  for _, m in ipairs(order) do redis.call('ZREM', model_key(m), unpack(by_model[m])) end
-  incr(K.meta, 'reserved', -micros_total)
-  incr(K.meta, 'recorded', micros_total)
-  incr(K.meta, 'expired', expired)
-  if max_gone > 0 then
-    redis.call('ZADD', K.gexp, unpack(gone_at))
-  else
-    local drop = {}
-    for i = 2, #gone_at, 2 do drop[#drop + 1] = gone_at[i] end
-    redis.call('HDEL', K.leases, unpack(drop))
-  end
-  -- Forgets the oldest beyond max_gone, at most 2 x REAP_LEASES per call: as many as the call
-  -- added, and the excess left by earlier calls (so no call pays for a large backlog at once).
-  local excess = redis.call('ZCARD', K.gexp) - max_gone
-  if excess > 0 then
-    local old = redis.call('ZPOPMIN', K.gexp, math.min(excess, 2 * REAP_LEASES))
-    local drop = {}
-    for i = 1, #old, 2 do drop[#drop + 1] = old[i] end
-    if #drop > 0 then redis.call('HDEL', K.leases, unpack(drop)) end
-  end
+  expire_commits(redis.call('ZRANGEBYSCORE', K.cexp, '-inf', now, 'LIMIT', 0, REAP_COMMITS), now,
+                 max_gone, REAP_LEASES)
+  forget(max_gone)
 end
 
 -- Refills the paced bucket to `now`; returns its level. rate: micro-USD per second (0 = no
@@ -285,7 +387,7 @@ end
 -- Slots of a limited model neither in use nor held (0 while guarded).
 local function free_slots(model, slots, is_guarded)
   if is_guarded then return 0 end
-  local taken = redis.call('ZCARD', model_key(model)) +
+  local taken = tonumber(redis.call('HGET', K.used, model) or '0') +
                   tonumber(redis.call('HGET', K.held, model) or '0')
   local f = slots - taken
   if f < 0 then f = 0 end
@@ -333,9 +435,9 @@ local function init(keys, args)
   local lost = known ~= '' and known ~= inc
   if not inc then
     inc = new_inc
-    redis.call('HSET', K.meta, 'inc', inc, 'layout', LAYOUT, 'seq', 1, 'guard', 0, 'nlease', 0,
-               'nhold', 0,
-               'expired', 0, 'rollbacks', 0, 'reserved', 0, 'recorded', 0, 'created', now)
+    redis.call('HSET', K.meta, 'inc', inc, 'layout', LAYOUT, 'seq', 1, 'guard', 0, 'ncommit', 0,
+               'nhold', 0, 'open', 0, 'gone', 0, 'expired', 0, 'rollbacks', 0, 'reserved', 0,
+               'recorded', 0, 'created', now)
     redis.call('HSET', K.bucket, 'level', lost and 0 or burst, 't', now, 'held', 0)
   end
   if lost then
@@ -439,9 +541,7 @@ local function commit(keys, args)
     local micros = int_arg(args[i + 3 * k - 1], 'micros')
     local tag = args[i + 3 * k]
     if m == nil or tag == nil then error({err = 'INVALID reservations: truncated'}) end
-    if micros < 0 then
-      error({err = 'INVALID reservations[' .. (k - 1) .. '].predicted_cost_usd: must be >= 0'})
-    end
+    check_lease(tag, micros, 'reservations[' .. (k - 1) .. ']')
     res[k] = {m, micros, tag}
     total = total + micros
     if count[m] == nil then
@@ -516,35 +616,8 @@ local function commit(keys, args)
   local expiry = now + lease_us
   local out = {0, spent}
   if n > 0 then
-    -- One command per key, with every lease of the commit in it.
-    local base = redis.call('HINCRBY', K.meta, 'nlease', n) - n
-    local expiry_s = int_str(expiry)
-    local records, expiries, by_model = {}, {}, {}
-    for k = 1, n do
-      local r = res[k]
-      local number = int_str(base + k)
-      local tracked = slots[r[1]] >= 0
-      records[2 * k - 1] = number
-      records[2 * k] = r[1] .. '|' .. int_str(r[2]) .. '|' .. expiry_s .. '|' .. r[3] .. '|' ..
-                         (tracked and '1' or '0')
-      expiries[2 * k - 1] = expiry_s
-      expiries[2 * k] = number
-      if tracked then
-        local m = by_model[r[1]]
-        if m == nil then
-          m = {}
-          by_model[r[1]] = m
-        end
-        m[#m + 1] = expiry_s
-        m[#m + 1] = number
-      end
-      out[k + 2] = base + k
-    end
-    redis.call('HSET', K.leases, unpack(records))
-    redis.call('ZADD', K.lexp, unpack(expiries))
-    for _, m in ipairs(order) do
-      if by_model[m] then redis.call('ZADD', model_key(m), unpack(by_model[m])) end
-    end
+    for k = 1, n do res[k][4] = slots[res[k][1]] >= 0 end
+    for k, number in ipairs(write_leases(res, int_str(expiry))) do out[k + 2] = number end
   end
   if total > 0 then
     incr(K.meta, 'reserved', total)
@@ -562,31 +635,48 @@ end
 -- recorded, 1 if the lease was active else 0}.
 local function complete(keys, args)
   local now, rate, burst, level = begin(keys, args)
-  local number, tag = args[7], args[8]
+  local number, tag = int_arg(args[7], 'lease'), args[8]
   local actual = int_arg(args[9], 'actual')
-  local rec = redis.call('HGET', K.leases, number)
-  if not rec then error({err = 'NOTFOUND lease'}) end
-  local f = split(rec)
-  if f[4] ~= tag then error({err = 'NOTFOUND lease'}) end
-  local predicted = tonumber(f[2])
-  local active = 0
-  if redis.call('ZSCORE', K.lexp, number) then
-    redis.call('ZREM', K.lexp, number)
-    if f[5] == '1' then redis.call('ZREM', model_key(f[1]), number) end
-    incr(K.meta, 'reserved', -predicted)
-    if tonumber(f[3]) > now then
-      active = 1
-    else
-      -- Overdue, not yet expired by a bounded reap: expire it first (the estimate is charged).
-      incr(K.meta, 'recorded', predicted)
-      incr(K.meta, 'expired', 1)
-    end
-  else
-    redis.call('ZREM', K.gexp, number)
+  local c = int_str(math.floor(number / PER_COMMIT))
+  local k = number % PER_COMMIT
+  local f = redis.call('HMGET', K.commits, 'r' .. c, 'd' .. c)
+  local rec, d = f[1], f[2]
+  if not rec or not d or k < 1 or k > #d or string.byte(d, k) ~= 48 then
+    error({err = 'NOTFOUND lease'})
   end
-  redis.call('HDEL', K.leases, number)
-  -- An expired lease had its predicted cost recorded: the actual one replaces it.
-  if active == 0 then incr(K.meta, 'recorded', -predicted) end
+  local expiry, models, at = parse_record(rec)
+  local model, predicted, etag, tracked = entry(rec, models, at, k)
+  if etag ~= tag then error({err = 'NOTFOUND lease'}) end
+  local active = 0
+  if expiry > now then
+    active = 1
+    if tracked then redis.call('HINCRBY', K.used, model, -1) end
+    incr(K.meta, 'reserved', -predicted)
+    incr(K.meta, 'open', -1)
+    d = string.sub(d, 1, k - 1) .. '1' .. string.sub(d, k + 1)
+  else
+    -- Overdue, maybe not yet expired by a bounded reap: expire its commit first (its estimate is
+    -- charged); the actual cost then replaces the estimate.
+    if redis.call('ZSCORE', K.cexp, c) then
+      expire_commits({c}, now, int_arg(args[6], 'max_gone'), 1)
+    end
+    incr(K.meta, 'recorded', -predicted)
+    if redis.call('HEXISTS', K.commits, 'd' .. c) == 1 then
+      incr(K.meta, 'gone', -1)
+      d = string.sub(d, 1, k - 1) .. '2' .. string.sub(d, k + 1)
+    else
+      d = nil -- forgotten at once (max_gone 0)
+    end
+  end
+  if d then
+    if string.find(d, '0', 1, true) then
+      redis.call('HSET', K.commits, 'd' .. c, d)
+    else
+      -- Every lease of the commit is completed: nothing of it is left to expire or remember.
+      redis.call('ZREM', active == 1 and K.cexp or K.gexp, c)
+      redis.call('HDEL', K.commits, 'r' .. c, 'd' .. c)
+    end
+  end
   local recorded = actual >= 0 and actual or predicted
   incr(K.meta, 'recorded', recorded)
   if rate > 0 then
@@ -621,27 +711,6 @@ local function read_window()
   local f = redis.call('HMGET', K.win, 'n', 'opened', 'arrivals', 'dur', 'seen')
   return {n = tonumber(f[1] or '0'), opened = tonumber(f[2] or '0'), cap_n = tonumber(f[3] or '0'),
           dur = tonumber(f[4] or '-1'), seen = tonumber(f[5] or '0')}
-end
-
--- One arrival without commits: what replicas of the previous release call (a fleet is upgraded
--- one replica at a time). ARGV[7] window arrivals, [8] window duration us (-1 = none), [9..]
--- models. Returns {seq, window, position, window arrivals, time left us (-1 = none), spent,
--- guarded, allowance, free per model}.
-local function arrive(keys, args)
-  local now, rate, _, level = begin(keys, args)
-  local arrivals = int_arg(args[7], 'window_arrivals')
-  local dur = int_arg(args[8], 'window_duration')
-  if arrivals < 1 then error({err = 'INVALID inline.window_arrivals: must be >= 1'}) end
-  local models, slots = read_models(args, 9)
-  local w = read_window()
-  local n, position, cap_n, left = arrive_one(w, now, arrivals, dur)
-  redis.call('HSET', K.win, 'n', w.n, 'opened', w.opened, 'arrivals', w.cap_n, 'dur', w.dur,
-             'seen', w.seen)
-  local spent = tonumber(redis.call('HGET', K.win, 's' .. n) or '0')
-  local out = {0, n, position, cap_n, left, spent}
-  snapshot_reply(out, now, rate, level, models, slots)
-  out[1] = bump()
-  return out
 end
 
 -- A step of inline decisions (ledger.h, StepInline): commits first, each on its own (a refused one
@@ -687,18 +756,17 @@ local function step(keys, args)
   local taken = {}  -- model -> slots taken by this step's commits
   local out = {0}
   local results = {}
-  local records, expiries, by_model, order = {}, {}, {}, {}
-  local expiry = now + lease_us
-  local expiry_s = int_str(expiry)
+  local leases = {}  -- the commits that fit, to write
   local total = 0
-  local number = tonumber(redis.call('HGET', K.meta, 'nlease') or '0')
   for k = 1, n do
     local window, cap, m, micros, tag = res[k][1], res[k][2], res[k][3], res[k][4], res[k][5]
     local s = slots[m]
     local kind, why
     local spent = window > 0 and window_spend(window) or false
-    if micros < 0 then
-      kind, why = 'INVALID', 'reservations[0].predicted_cost_usd: must be >= 0'
+    if micros < 0 or micros > MAX_MICROS then
+      kind, why = 'INVALID', 'reservations[0].predicted_cost_usd: must be in [0, 1e9]'
+    elseif #tag ~= 16 then
+      kind, why = 'INVALID', 'reservations[0].tag: 16 characters'
     elseif spent == false then
       kind, why = 'NOFIT', 'inline window w' .. window .. ' is closed (the current one is w' .. w.n .. ')'
     elseif cap >= 0 and spent + micros > cap + 1 then
@@ -728,38 +796,23 @@ local function step(keys, args)
       results[#results + 1] = why
       results[#results + 1] = 0
     else
-      number = number + 1
-      local number_s = int_str(number)
       local tracked = s >= 0
-      records[#records + 1] = number_s
-      records[#records + 1] = m .. '|' .. int_str(micros) .. '|' .. expiry_s .. '|' .. tag .. '|' ..
-                                (tracked and '1' or '0')
-      expiries[#expiries + 1] = expiry_s
-      expiries[#expiries + 1] = number_s
-      if tracked then
-        taken[m] = (taken[m] or 0) + 1
-        if by_model[m] == nil then
-          by_model[m] = {}
-          order[#order + 1] = m
-        end
-        local z = by_model[m]
-        z[#z + 1] = expiry_s
-        z[#z + 1] = number_s
-      end
+      if tracked then taken[m] = (taken[m] or 0) + 1 end
+      leases[#leases + 1] = {m, micros, tag, tracked}
       total = total + micros
       if rate > 0 then level = level - micros end
       spend[window] = spent + micros
       results[#results + 1] = 'OK'
-      results[#results + 1] = number
+      results[#results + 1] = #leases -- its lease number once written
       results[#results + 1] = spent + micros
     end
   end
-  -- Everything of the commits is decided: write it, one command per key.
-  if #records > 0 then
-    redis.call('HSET', K.meta, 'nlease', int_str(number))
-    redis.call('HSET', K.leases, unpack(records))
-    redis.call('ZADD', K.lexp, unpack(expiries))
-    for _, m in ipairs(order) do redis.call('ZADD', model_key(m), unpack(by_model[m])) end
+  -- Everything of the commits is decided: write it, one record for all.
+  if #leases > 0 then
+    local numbers = write_leases(leases, int_str(now + lease_us))
+    for r = 1, #results, 3 do
+      if results[r] == 'OK' then results[r + 1] = numbers[results[r + 1]] end
+    end
     if total > 0 then
       incr(K.meta, 'reserved', total)
       if rate > 0 then redis.call('HSET', K.bucket, 'level', level) end
@@ -921,16 +974,16 @@ end
 -- ARGV[7] model. Returns {seq, leases of the model}.
 local function in_use(keys, args)
   begin(keys, args)
-  return {bump(), redis.call('ZCARD', model_key(args[7]))}
+  return {bump(), tonumber(redis.call('HGET', K.used, args[7]) or '0')}
 end
 
 -- Returns {seq, reserved, recorded, paced (1/0), level, open leases, open holds, expired,
 -- guarded}.
 local function totals(keys, args)
   local now, rate, _, level = begin(keys, args)
-  local m = redis.call('HMGET', K.meta, 'reserved', 'recorded', 'expired')
+  local m = redis.call('HMGET', K.meta, 'reserved', 'recorded', 'expired', 'open')
   return {bump(), tonumber(m[1] or '0'), tonumber(m[2] or '0'), rate > 0 and 1 or 0, level,
-          redis.call('ZCARD', K.lexp), redis.call('HLEN', K.holds), tonumber(m[3] or '0'),
+          tonumber(m[4] or '0'), redis.call('HLEN', K.holds), tonumber(m[3] or '0'),
           guarded(now) and 1 or 0}
 end
 
@@ -944,14 +997,13 @@ local function wrap(f)
   end
 end
 
-redis.register_function('rl2_init', wrap(init))
-redis.register_function('rl2_snapshot', wrap(snapshot))
-redis.register_function('rl2_hold', wrap(hold))
-redis.register_function('rl2_release', wrap(release))
-redis.register_function('rl2_commit', wrap(commit))
-redis.register_function('rl2_complete', wrap(complete))
-redis.register_function('rl2_arrive', wrap(arrive))
-redis.register_function('rl2_step', wrap(step))
-redis.register_function('rl2_in_use', wrap(in_use))
-redis.register_function('rl2_totals', wrap(totals))
-redis.register_function('rl2_escrow', wrap(escrow))
+redis.register_function('rl3_init', wrap(init))
+redis.register_function('rl3_snapshot', wrap(snapshot))
+redis.register_function('rl3_hold', wrap(hold))
+redis.register_function('rl3_release', wrap(release))
+redis.register_function('rl3_commit', wrap(commit))
+redis.register_function('rl3_complete', wrap(complete))
+redis.register_function('rl3_step', wrap(step))
+redis.register_function('rl3_in_use', wrap(in_use))
+redis.register_function('rl3_totals', wrap(totals))
+redis.register_function('rl3_escrow', wrap(escrow))

@@ -23,7 +23,7 @@ namespace router::server {
 namespace {
 
 constexpr double kInf = std::numeric_limits<double>::infinity();
-constexpr int kFixedKeys = 9;
+constexpr int kFixedKeys = 10;
 
 // The decimal digits at the front of `s`, consumed; nullopt unless canonical (no sign, no leading
 // zero), so that one number has one spelling.
@@ -186,7 +186,7 @@ RedisLedger::RedisLedger(const RedisLedgerOptions& redis, RedisLedgerObserver* o
         const std::string tag = absl::StrCat("{rt:", redis.domain, "}:");
         std::vector<std::string> keys;
         for (const char* name :
-             {"meta", "bucket", "holds", "hexp", "leases", "lexp", "gexp", "held", "win"}) {
+             {"meta", "bucket", "holds", "hexp", "commits", "cexp", "gexp", "held", "used", "win"}) {
           keys.push_back(tag + name);
         }
         return keys;
@@ -378,7 +378,7 @@ absl::Status RedisLedger::Init(const std::string& known) {
     lease_us = absl::ToInt64Microseconds(options_.lease_timeout);
     burst = MicrosDown(options_.spend_burst_usd);
   }
-  std::vector<std::string> argv = {"FCALL", "rl2_init", absl::StrCat(kFixedKeys)};
+  std::vector<std::string> argv = {"FCALL", "rl3_init", absl::StrCat(kFixedKeys)};
   argv.insert(argv.end(), keys_.begin(), keys_.end());
   argv.push_back(absl::StrCat(Hex16(core::SecureRandom64()), Hex16(core::SecureRandom64())));
   argv.push_back(known);
@@ -524,7 +524,7 @@ absl::StatusOr<core::LedgerSnapshot> RedisLedger::Snapshot() {
     args = model_args_;
     names = ModelNamesLocked();
   }
-  absl::StatusOr<std::unique_ptr<Reply>> r = Call("snapshot", "rl2_snapshot", args);
+  absl::StatusOr<std::unique_ptr<Reply>> r = Call("snapshot", "rl3_snapshot", args);
   if (!r.ok()) return r.status();
   SetGuarded((*r)->Int(1) != 0);
   return ReadSnapshot(**r, 1, std::move(names));
@@ -549,7 +549,7 @@ absl::StatusOr<core::LedgerHold> RedisLedger::Hold(const core::HoldRequest& requ
     args.push_back(request.slots[k].model);
     args.push_back(absl::StrCat(request.slots[k].count));
   }
-  absl::StatusOr<std::unique_ptr<Reply>> r = Call("hold", "rl2_hold", args);
+  absl::StatusOr<std::unique_ptr<Reply>> r = Call("hold", "rl3_hold", args);
   if (absl::IsUnavailable(r.status()) && escrow_on_) return EscrowHold(request, r.status());
   if (!r.ok()) return r.status();
   core::LedgerHold hold;
@@ -593,7 +593,7 @@ void RedisLedger::Release(const core::LedgerHold& hold) {
   }
   const std::optional<uint64_t> number = ParseHoldNumber(hold.id, Prefix());
   if (!number.has_value()) return;
-  Call("release", "rl2_release", {absl::StrCat(*number)}).IgnoreError();
+  Call("release", "rl3_release", {absl::StrCat(*number)}).IgnoreError();
 }
 
 absl::StatusOr<std::vector<core::Lease>> RedisLedger::Commit(
@@ -634,7 +634,7 @@ absl::StatusOr<std::vector<core::Lease>> RedisLedger::Commit(
     args.push_back(absl::StrCat(MicrosUp(res.predicted_cost_usd)));
     args.push_back(tags.back());
   }
-  absl::StatusOr<std::unique_ptr<Reply>> r = Call("commit", "rl2_commit", args);
+  absl::StatusOr<std::unique_ptr<Reply>> r = Call("commit", "rl3_commit", args);
   // A Redis hold's grant stays held in Redis until it expires: the escrow decides on its own.
   if (absl::IsUnavailable(r.status()) && escrow_on_) {
     return EscrowCommit(nullptr, reservations, r.status());
@@ -696,7 +696,7 @@ absl::StatusOr<core::CompletionRecord> RedisLedger::Complete(
     return unknown;
   }
   absl::StatusOr<std::unique_ptr<Reply>> r =
-      Call("complete", "rl2_complete",
+      Call("complete", "rl3_complete",
            {absl::StrCat(*number), std::string(id),
             absl::StrCat(actual_cost_usd.has_value() ? MicrosUp(*actual_cost_usd) : -1)});
   if (!r.ok()) return absl::IsNotFound(r.status()) ? unknown : r.status();
@@ -763,7 +763,7 @@ absl::StatusOr<core::InlineStep> RedisLedger::StepInline(
     ++sent;
   }
   args[count_at] = absl::StrCat(sent);
-  absl::StatusOr<std::unique_ptr<Reply>> r = Call("inline_step", "rl2_step", args);
+  absl::StatusOr<std::unique_ptr<Reply>> r = Call("inline_step", "rl3_step", args);
   if (!r.ok()) return r.status();
   const Reply& reply = **r;
   SetGuarded(reply.Int(1) != 0);
@@ -819,13 +819,13 @@ absl::StatusOr<core::InlineStep> RedisLedger::StepInline(
 }
 
 absl::StatusOr<int64_t> RedisLedger::InUse(absl::string_view model) {
-  absl::StatusOr<std::unique_ptr<Reply>> r = Call("in_use", "rl2_in_use", {std::string(model)});
+  absl::StatusOr<std::unique_ptr<Reply>> r = Call("in_use", "rl3_in_use", {std::string(model)});
   if (!r.ok()) return r.status();
   return (*r)->Int(1);
 }
 
 absl::StatusOr<core::LedgerTotals> RedisLedger::Totals() {
-  absl::StatusOr<std::unique_ptr<Reply>> r = Call("totals", "rl2_totals", {});
+  absl::StatusOr<std::unique_ptr<Reply>> r = Call("totals", "rl3_totals", {});
   if (!r.ok()) return r.status();
   const Reply& reply = **r;
   core::LedgerTotals t;
@@ -908,7 +908,7 @@ void RedisLedger::MaybeRenewEscrow() {
     }
   }
   const Steady::time_point sent = Steady::now();
-  absl::StatusOr<std::unique_ptr<Reply>> r = Call("escrow", "rl2_escrow", args);
+  absl::StatusOr<std::unique_ptr<Reply>> r = Call("escrow", "rl3_escrow", args);
   std::string answered;  // the incarnation that answered (a LOST state was re-created meanwhile)
   {
     absl::MutexLock lock(&mu_);

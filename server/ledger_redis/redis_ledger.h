@@ -11,12 +11,15 @@
 // money in integer micro-USD: predicted costs are rounded up to the micro-USD, caps and the burst
 // down, and each commit may pass a hold's grant, the bucket or a window's cap by at most one
 // micro-USD per reservation (that rounding). Every key of a domain D is under the hash tag {rt:D}
-// (one Redis Cluster slot). Each call expires a bounded number of overdue holds and leases (128
-// leases, 64 holds); what it leaves stays counted until a later call (conservative). Expired leases
-// are remembered for a late Complete up to max_expired_remembered (forgotten oldest first, as
-// later calls expire more: up to 128 more may be remembered meanwhile). Slots in use are counted
-// for models with a slot limit only: InUse of an API model is 0 (the local ledger counts its open
-// leases).
+// (one Redis Cluster slot). A commit's leases are one record in Redis (they share one expiry), so
+// committing and expiring cost O(1) Redis commands and O(leases) Lua work per commit. Each call
+// expires a bounded number of overdue holds and commits (64 holds; 16 commits, and no further
+// commit once it expired 256 leases); what it leaves stays counted until a later call
+// (conservative). Expired leases are remembered for a late Complete up to max_expired_remembered,
+// a commit at a time: the oldest commits are forgotten first, up to 32 per call, until at most
+// max_expired_remembered leases are remembered. Slots in use are counted for models with a slot
+// limit only: InUse of an API model is 0 (the local ledger counts its open leases). A lease's
+// predicted cost is at most 1e9 USD (INVALID_ARGUMENT beyond).
 //
 // Incarnation and loss. The domain's state carries an incarnation id, set once when the state is
 // created, and a sequence number bumped by every call. The client remembers both. A call that finds
@@ -30,7 +33,7 @@
 // NOT_FOUND.
 //
 // Versions. The keys' layout has a version: each has its own Function library and names
-// (router_ledger_v2, rl2_*), and a state created by one version is refused by the others
+// (router_ledger_v3, rl3_*), and a state created by one version is refused by the others
 // (UNAVAILABLE naming both layouts), so a fleet is upgraded across a layout change as a whole.
 //
 // Recent snapshot. A commit's reply also carries what may be used after it, as Snapshot's and
@@ -51,7 +54,7 @@
 // replica keeps an escrow in Redis: a hold of up to escrow.spend_usd of the paced spend and
 // escrow.slots slots of each self-hosted model (topped up from what is free; nothing while the
 // domain is guarded), which the fleet counts as taken, and which lasts escrow.validity by Redis'
-// clock unless renewed. One FCALL (rl2_escrow), at the replica's next call every
+// clock unless renewed. One FCALL (rl3_escrow), at the replica's next call every
 // escrow.renew_every and at once after it decided on its escrow, renews it: reports what the
 // escrow spent so far (cumulative: a call whose outcome was not learned is simply followed by
 // another), which moves that much from the hold to the bucket, extends it, and tops it up. When a
@@ -78,7 +81,8 @@
 // message names the address, never the password).
 //
 // Cost: one round trip per call; the Function's work is O(models + reservations + what it expires,
-// bounded) Redis operations, one command per key for all the leases of a commit or of an expiry.
+// bounded): a commit writes one record and one expiry entry per 4,095 leases, a Complete reads
+// its lease's record and rewrites the record's one-character-per-lease state.
 // Figures in bench/README.md, "Shared ledger".
 
 #ifndef ROUTER_SERVER_LEDGER_REDIS_REDIS_LEDGER_H_

@@ -343,33 +343,6 @@ TEST_F(RedisLedgerTest, APasswordIsSentAndNeverShown) {
   EXPECT_THAT(std::string(snap.status().message()), ::testing::Not(HasSubstr("wrong-pass")));
 }
 
-// Replicas of the previous build (one rl2_arrive call per arrival) and of this one (rl2_step) count
-// their arrivals in the same windows while a fleet is upgraded one replica at a time.
-TEST_F(RedisLedgerTest, ArrivalsOfThePreviousBuildShareTheWindows) {
-  auto ledger = Make();
-  const InlineWindowSpec spec{3, absl::InfiniteDuration()};
-  ASSERT_EQ(ledger->ArriveInline(spec)->position, 0);
-  std::string keys;
-  for (const char* name :
-       {"meta", "bucket", "holds", "hexp", "leases", "lexp", "gexp", "held", "win"}) {
-    absl::StrAppend(&keys, " '{rt:", domain_, "}:", name, "'");
-  }
-  // ARGV: incarnation ("" = any), seen, lease us, rate, burst, max remembered, window arrivals,
-  // window duration (-1 = none), then the models.
-  absl::StatusOr<std::string> reply =
-      server_->Cli(absl::StrCat("--raw FCALL rl2_arrive 9", keys,
-                                " '' 0 300000000 0 1000000 100 3 -1 2 local 2 api -1"));
-  ASSERT_THAT(reply, IsOk());
-  const std::vector<std::string> fields = absl::StrSplit(*reply, '\n', absl::SkipEmpty());
-  ASSERT_GE(fields.size(), 3u) << *reply;
-  EXPECT_EQ(fields[1], "1") << *reply;  // window 1
-  EXPECT_EQ(fields[2], "1") << *reply;  // position 1
-  absl::StatusOr<core::InlineArrival> next = ledger->ArriveInline(spec);
-  ASSERT_THAT(next, IsOk());
-  EXPECT_EQ(next->window, 1u);
-  EXPECT_EQ(next->position, 2);
-}
-
 // Two replicas' inline routers on one domain, deciding concurrently in steps: a window (numbered
 // by Redis, so the same for both) never spends more than its cap nor counts more than its
 // arrivals, the self-hosted model never has more leases than slots, and every query gets one
@@ -479,6 +452,31 @@ TEST_F(RedisLedgerTest, EveryKeyOfADomainSharesOneHashSlot) {
   EXPECT_EQ(slots.size(), 1u) << *keys;
 }
 
+// A commit's leases are kept in records of at most 4,095 leases each; a model's name may hold any
+// character, the record's separators included.
+TEST_F(RedisLedgerTest, LeasesOfLargeCommitsAndOddModelNamesComplete) {
+  auto ledger = Make(LedgerOptions{}, {{"a|b;c", 3}, {"api", std::nullopt}});
+  std::vector<Reservation> many(5000, {"api", 0.000001});
+  many[0] = {"a|b;c", 0.25};
+  many[4999] = {"a|b;c", 0.5};
+  auto ids = CommitIds(*ledger, many);
+  ASSERT_THAT(ids, IsOk());
+  ASSERT_EQ(ids->size(), 5000u);
+  EXPECT_EQ(std::set<std::string>(ids->begin(), ids->end()).size(), 5000u);
+  EXPECT_EQ(ledger->InUse("a|b;c").value(), 2);
+  EXPECT_EQ(ledger->Totals()->open_assignments, 5000);
+  for (size_t k : {size_t{0}, size_t{4094}, size_t{4095}, size_t{4999}}) {
+    absl::StatusOr<core::CompletionRecord> done = ledger->Complete((*ids)[k], std::nullopt);
+    ASSERT_THAT(done, IsOk()) << k;
+    EXPECT_TRUE(done->lease_was_active);
+    EXPECT_NEAR(done->predicted_cost_usd, many[k].predicted_cost_usd, 1e-9) << k;
+    EXPECT_THAT(ledger->Complete((*ids)[k], std::nullopt),
+                StatusIs(absl::StatusCode::kNotFound, HasSubstr("assignment_id")));
+  }
+  EXPECT_EQ(ledger->InUse("a|b;c").value(), 0);
+  EXPECT_EQ(ledger->Totals()->open_assignments, 4996);
+}
+
 // A hold's end fences its commit and a lease's end decides whether a Complete came in time: both
 // are stored to the microsecond of Redis' clock, as their expiry sets score them (Lua's own
 // conversion of a number keeps 14 digits, and a time in microseconds has 16).
@@ -508,10 +506,18 @@ TEST_F(RedisLedgerTest, RecordsKeepTheirTimesToTheMicrosecond) {
   EXPECT_EQ(hold_score.size(), 16u) << hold_score;  // microseconds since 1970, not 1.7e+15
 
   ASSERT_THAT(ledger->Commit(&*hold, std::vector<Reservation>{{"local", 0.1}}), IsOk());
-  const auto [lease_fields, lease_score] = first_field_and_score("leases", "lexp");
-  ASSERT_EQ(lease_fields.size(), 5u);
-  EXPECT_EQ(lease_fields[1], "100000");     // "model|micros|expiry|tag|tracked"
-  EXPECT_EQ(lease_fields[2], lease_score);
+  // The commit's record: "expiry|models|" then each model's "length|name", then one entry per
+  // lease (model index, micro-USD in 16 digits, tag, tracked).
+  absl::StatusOr<std::string> rec = server_->Cli("--raw HGET " + key + "commits' r1");
+  const std::string commit_score = first_field_and_score("commits", "cexp").second;
+  ASSERT_THAT(rec, IsOk());
+  const std::vector<std::string> fields = absl::StrSplit(absl::StripAsciiWhitespace(*rec), '|');
+  ASSERT_EQ(fields.size(), 4u) << *rec;
+  EXPECT_EQ(fields[0], commit_score);
+  EXPECT_EQ(commit_score.size(), 16u) << commit_score;
+  EXPECT_EQ(fields[1], "1");  // one model
+  EXPECT_EQ(fields[2], "5");  // of 5 characters
+  EXPECT_EQ(fields[3].substr(0, 25), "local00010000000000100000") << fields[3];
 }
 
 // ---------------------------------------------------------------------------------------------
