@@ -4,6 +4,7 @@
 #include <chrono>
 #include <cmath>
 #include <map>
+#include <set>
 #include <cstdio>
 #include <cstdlib>
 #include <limits>
@@ -179,6 +180,47 @@ struct RedisLedger::Escrow {
   }
 };
 
+// The inline windows this replica numbers alone while it decides inline queries within its escrow
+// (StepInline while Redis cannot be reached): above kEscrowWindowBase, which Redis' own numbers
+// (one per window of the whole fleet) never reach, from a random point, so that two replicas'
+// windows have different numbers.
+struct RedisLedger::EscrowWindows {
+  static constexpr uint64_t kEscrowWindowBase = uint64_t{1} << 62;
+
+  const uint64_t first = kEscrowWindowBase + ((core::SecureRandom64() >> 24) << 20) + 1;
+  uint64_t current = 0;  // 0 = none opened yet
+  Steady::time_point opened;
+  int64_t arrivals = 0;  // the current window's size
+  std::optional<Steady::duration> duration;  // nullopt = none
+  int64_t seen = 0;
+  std::map<uint64_t, int64_t> spent;  // micro-USD, of the last kInlineWindowsKept windows
+
+  static bool Numbered(uint64_t window) { return window > kEscrowWindowBase; }
+  // Counts one arrival, opening the next window first when the current one is full or past its
+  // duration (or none is open).
+  core::InlineArrival Arrive(const core::InlineWindowSpec& spec, Steady::time_point now) {
+    if (current == 0 || seen >= arrivals || (duration.has_value() && now - opened >= *duration)) {
+      current = current == 0 ? first : current + 1;
+      opened = now;
+      arrivals = spec.arrivals;
+      duration = spec.duration == absl::InfiniteDuration()
+                     ? std::nullopt
+                     : std::optional<Steady::duration>(ToSteady(spec.duration));
+      seen = 0;
+      spent[current] = 0;
+      while (spent.size() > core::kInlineWindowsKept) spent.erase(spent.begin());
+    }
+    core::InlineArrival a;
+    a.window = current;
+    a.position = seen++;
+    a.window_arrivals = arrivals;
+    if (duration.has_value()) {
+      a.time_left = FromSteady(std::max(Steady::duration::zero(), opened + *duration - now));
+    }
+    return a;
+  }
+};
+
 RedisLedger::RedisLedger(const RedisLedgerOptions& redis, RedisLedgerObserver* observer)
     : redis_(redis),
       observer_(observer),
@@ -200,7 +242,8 @@ RedisLedger::RedisLedger(const RedisLedgerOptions& redis, RedisLedgerObserver* o
         o.max_connections = redis.max_connections;
         return o;
       }())),
-      escrow_on_(redis.escrow.spend_usd > 0 || redis.escrow.slots > 0) {}
+      escrow_on_(redis.escrow.spend_usd > 0 || redis.escrow.slots > 0),
+      escrow_windows_(std::make_unique<EscrowWindows>()) {}
 
 RedisLedger::~RedisLedger() = default;
 
@@ -736,8 +779,9 @@ absl::StatusOr<core::InlineStep> RedisLedger::StepInline(
     names = ModelNamesLocked();
     lease_timeout = options_.lease_timeout;
   }
-  // Commits refused before the call (bad input) keep their place in the answer.
-  std::vector<std::optional<absl::Status>> refused(commits.size());
+  // Commits decided before the call (bad input, or a window the escrow numbered: the escrow's
+  // alone) keep their place in the answer.
+  std::vector<std::optional<absl::StatusOr<core::InlineCommit>>> decided(commits.size());
   std::vector<std::string> tags(commits.size());
   size_t sent = 0;
   const size_t count_at = args.size();
@@ -746,14 +790,16 @@ absl::StatusOr<core::InlineStep> RedisLedger::StepInline(
     const core::InlineCommitRequest& c = commits[k];
     const double cost = c.reservation.predicted_cost_usd;
     if (!(c.cap_usd >= 0)) {
-      refused[k] = absl::InvalidArgumentError("cap_usd: must be >= 0");
+      decided[k] = absl::InvalidArgumentError("cap_usd: must be >= 0");
     } else if (!std::isfinite(cost) || cost < 0) {
-      refused[k] = absl::InvalidArgumentError(
+      decided[k] = absl::InvalidArgumentError(
           "reservations[0].predicted_cost_usd: must be finite and >= 0");
     } else if (c.window == 0) {
-      refused[k] = absl::FailedPreconditionError("inline window w0 is closed");
+      decided[k] = absl::FailedPreconditionError("inline window w0 is closed");
+    } else if (EscrowWindows::Numbered(c.window)) {
+      decided[k] = EscrowInlineCommit(c);
     }
-    if (refused[k].has_value()) continue;
+    if (decided[k].has_value()) continue;
     tags[k] = Hex16(core::SecureRandom64());
     args.push_back(absl::StrCat(c.window));
     args.push_back(absl::StrCat(MicrosDown(c.cap_usd)));
@@ -764,6 +810,9 @@ absl::StatusOr<core::InlineStep> RedisLedger::StepInline(
   }
   args[count_at] = absl::StrCat(sent);
   absl::StatusOr<std::unique_ptr<Reply>> r = Call("inline_step", "rl3_step", args);
+  if (absl::IsUnavailable(r.status()) && escrow_on_) {
+    return EscrowStepInline(commits, spec, arrivals, std::move(decided), r.status());
+  }
   if (!r.ok()) return r.status();
   const Reply& reply = **r;
   SetGuarded(reply.Int(1) != 0);
@@ -776,8 +825,8 @@ absl::StatusOr<core::InlineStep> RedisLedger::StepInline(
   const std::string issued = Prefix();
   out.commits.reserve(commits.size());
   for (size_t k = 0; k < commits.size(); ++k) {
-    if (refused[k].has_value()) {
-      out.commits.push_back(*refused[k]);
+    if (decided[k].has_value()) {
+      out.commits.push_back(*std::move(decided[k]));
       continue;
     }
     const std::string kind = reply.Str(at);
@@ -840,7 +889,6 @@ absl::StatusOr<core::LedgerTotals> RedisLedger::Totals() {
 }
 
 std::optional<core::LedgerSnapshot> RedisLedger::EscrowLeft() const {
-  core::LedgerSnapshot out;
   std::vector<core::LedgerModel> models;
   {
     absl::MutexLock lock(&mu_);
@@ -849,6 +897,12 @@ std::optional<core::LedgerSnapshot> RedisLedger::EscrowLeft() const {
   absl::MutexLock lock(&escrow_mu_);
   const Steady::time_point now = Steady::now();
   if (escrow_ == nullptr || now >= escrow_->ends) return std::nullopt;
+  return EscrowSnapshotLocked(models, now);
+}
+
+core::LedgerSnapshot RedisLedger::EscrowSnapshotLocked(const std::vector<core::LedgerModel>& models,
+                                                       Steady::time_point now) const {
+  core::LedgerSnapshot out;
   const int64_t spend = escrow_->SpendLeft(now);
   out.spend_allowance_usd = spend < 0 ? kInf : static_cast<double>(spend) / 1e6;
   for (const core::LedgerModel& m : models) {
@@ -1070,18 +1124,123 @@ absl::StatusOr<std::vector<core::Lease>> RedisLedger::EscrowCommit(
           " left in this replica's escrow (the shared ledger cannot be reached)"));
     }
   }
-  const Steady::time_point ends = std::min(e.ends, now + ToSteady(lease_timeout));
   std::vector<core::Lease> leases;
   leases.reserve(reservations.size());
   for (size_t k = 0; k < reservations.size(); ++k) {
-    const uint64_t n = ++escrow_ids_;
-    Escrow::LocalLease l{std::string(reservations[k].model), micros[k],
-                         Hex16(core::SecureRandom64()), ends};
-    leases.push_back(core::Lease{absl::StrCat(prefix, "-e", n, ".", l.tag), FromSteady(ends - now)});
-    e.leases.emplace(n, std::move(l));
+    leases.push_back(
+        IssueEscrowLeaseLocked(reservations[k].model, micros[k], prefix, lease_timeout, now));
   }
-  e.spent += total;
   return leases;
+}
+
+core::Lease RedisLedger::IssueEscrowLeaseLocked(absl::string_view model, int64_t micros,
+                                                const std::string& prefix,
+                                                absl::Duration lease_timeout,
+                                                Steady::time_point now) {
+  Escrow& e = *escrow_;
+  const Steady::time_point ends = std::min(e.ends, now + ToSteady(lease_timeout));
+  const uint64_t n = ++escrow_ids_;
+  Escrow::LocalLease l{std::string(model), micros, Hex16(core::SecureRandom64()), ends};
+  core::Lease lease{absl::StrCat(prefix, "-e", n, ".", l.tag), FromSteady(ends - now)};
+  e.leases.emplace(n, std::move(l));
+  e.spent += micros;
+  return lease;
+}
+
+absl::StatusOr<core::InlineCommit> RedisLedger::EscrowInlineCommit(
+    const core::InlineCommitRequest& c) {
+  const std::string prefix = Prefix();
+  std::optional<bool> limited;  // whether the model has slots; nullopt = unknown
+  absl::Duration lease_timeout;
+  {
+    absl::MutexLock lock(&mu_);
+    for (const core::LedgerModel& m : models_) {
+      if (m.name == c.reservation.model) limited = m.slots.has_value();
+    }
+    lease_timeout = options_.lease_timeout;
+  }
+  const std::string model(c.reservation.model);
+  const int64_t micros = MicrosUp(c.reservation.predicted_cost_usd);
+  const int64_t cap = MicrosDown(c.cap_usd);  // -1 = none
+  absl::MutexLock lock(&escrow_mu_);
+  const Steady::time_point now = Steady::now();
+  auto window = escrow_windows_->spent.find(c.window);
+  if (window == escrow_windows_->spent.end()) {
+    return absl::FailedPreconditionError(
+        absl::StrCat("inline window w", c.window, " is closed (the current one is w",
+                     escrow_windows_->current, ")"));
+  }
+  if (escrow_ == nullptr || now >= escrow_->ends) {
+    return absl::FailedPreconditionError(absl::StrCat(
+        "inline window w", c.window,
+        " was opened by this replica's escrow, which has ended (the shared ledger could not be "
+        "reached)"));
+  }
+  if (cap >= 0 && window->second + micros > cap + 1) {
+    return absl::FailedPreconditionError(absl::StrCat(
+        "inline window w", c.window, ": ", micros, " micro-USD wanted, ",
+        std::max<int64_t>(0, cap - window->second), " micro-USD left of its cap"));
+  }
+  if (!limited.has_value()) return absl::NotFoundError(absl::StrCat("unknown model '", model, "'"));
+  escrow_->Prune(now);
+  if (*limited && escrow_->SlotsLeft(model, now) < 1) {
+    return absl::FailedPreconditionError(absl::StrCat(
+        "model '", model,
+        "': 1 slots wanted, 0 left in this replica's escrow (the shared ledger cannot be "
+        "reached)"));
+  }
+  const int64_t left = escrow_->SpendLeft(now);
+  if (left >= 0 && micros > left + 1) {
+    return absl::FailedPreconditionError(absl::StrCat(
+        "spend: ", micros, " micro-USD wanted, ", left,
+        " left in this replica's escrow (the shared ledger cannot be reached)"));
+  }
+  window->second += micros;
+  return core::InlineCommit{IssueEscrowLeaseLocked(model, micros, prefix, lease_timeout, now),
+                            static_cast<double>(window->second) / 1e6};
+}
+
+absl::StatusOr<core::InlineStep> RedisLedger::EscrowStepInline(
+    absl::Span<const core::InlineCommitRequest> commits, const core::InlineWindowSpec& spec,
+    int64_t arrivals,
+    std::vector<std::optional<absl::StatusOr<core::InlineCommit>>> decided,
+    const absl::Status& unavailable) {
+  std::vector<core::LedgerModel> models;
+  {
+    absl::MutexLock lock(&mu_);
+    models = models_;
+  }
+  absl::MutexLock lock(&escrow_mu_);
+  const Steady::time_point now = Steady::now();
+  if (escrow_ == nullptr || now >= escrow_->ends) return unavailable;
+  escrow_->Prune(now);
+  core::InlineStep out;
+  std::set<uint64_t> named;  // windows the step's commits and arrivals name
+  for (size_t k = 0; k < commits.size(); ++k) {
+    named.insert(commits[k].window);
+    // A commit to one of the fleet's windows (numbered by Redis): whether the failed call applied
+    // it is unknown, and the escrow cannot charge that window.
+    out.commits.push_back(decided[k].has_value()
+                              ? *std::move(decided[k])
+                              : absl::StatusOr<core::InlineCommit>(absl::FailedPreconditionError(
+                                    absl::StrCat("inline window w", commits[k].window,
+                                                 " cannot be charged: ", unavailable.message()))));
+  }
+  for (int64_t k = 0; k < arrivals; ++k) {
+    out.arrivals.push_back(escrow_windows_->Arrive(spec, now));
+    named.insert(out.arrivals.back().window);
+  }
+  for (uint64_t w : named) {
+    auto it = escrow_windows_->spent.find(w);
+    if (it != escrow_windows_->spent.end()) {
+      out.window_spent.emplace_back(w, static_cast<double>(it->second) / 1e6);
+    }
+  }
+  for (core::InlineArrival& a : out.arrivals) {
+    a.spent_usd = static_cast<double>(escrow_windows_->spent[a.window]) / 1e6;
+  }
+  out.snapshot = EscrowSnapshotLocked(models, now);
+  return out;
 }
 
 }  // namespace router::server

@@ -66,12 +66,16 @@
 // it ran that call: the margin is for the two clocks' rates). An escrow that expires in Redis has
 // all it held charged (its replica may have spent it); the replica's next report gives back what
 // it did not spend, and it draws a new one. So the fleet's spend and slots never exceed the budget
-// and the slots: what a replica decides alone was held for it first. Inline steps (StepInline),
-// Snapshot, InUse and Totals never use the escrow (UNAVAILABLE); an escrow lease's Complete is
-// taken by its own replica only, before the lease ends (otherwise NOT_FOUND: its slot stays held
-// with the escrow until the lease ends, its predicted cost stands). A lost or replaced state voids
-// the escrow, and so does a rollback once a reply shows the domain guarded (Snapshot, StepInline,
-// Totals); the conservative period covers the leases issued before.
+// and the slots: what a replica decides alone was held for it first. StepInline decides within
+// the escrow too: its arrivals are counted in inline windows the replica opens and numbers alone
+// (above 2^62, from a random point: Redis' numbers never get there, and two replicas' differ),
+// whose caps hold as the fleet's do; a commit to such a window is the escrow's even once Redis
+// answers again; a commit to one of the fleet's windows is refused (FAILED_PRECONDITION) while the
+// escrow decides. Snapshot, InUse and Totals never use the escrow (UNAVAILABLE); an escrow lease's
+// Complete is taken by its own replica only, before the lease ends (otherwise NOT_FOUND: its slot
+// stays held with the escrow until the lease ends, its predicted cost stands). A lost or replaced
+// state voids the escrow, and so does a rollback once a reply shows the domain guarded (Snapshot,
+// StepInline, Totals); the conservative period covers the leases issued before.
 //
 // Thread-safety: all methods may be called concurrently; each call takes one connection of a small
 // pool (at most `max_connections`, more callers wait). The observer is called outside the locks.
@@ -198,6 +202,7 @@ class RedisLedger final : public core::Ledger {
  private:
   using Reply = RedisReply;
   struct Escrow;
+  struct EscrowWindows;
 
   RedisLedger(const RedisLedgerOptions& redis, RedisLedgerObserver* observer);
 
@@ -244,6 +249,25 @@ class RedisLedger final : public core::Ledger {
   absl::StatusOr<std::vector<core::Lease>> EscrowCommit(
       const core::LedgerHold* hold, absl::Span<const core::Reservation> reservations,
       const absl::Status& unavailable) ABSL_LOCKS_EXCLUDED(mu_, escrow_mu_);
+  // One inline decision of a window the escrow numbered, committed within the escrow.
+  absl::StatusOr<core::InlineCommit> EscrowInlineCommit(const core::InlineCommitRequest& c)
+      ABSL_LOCKS_EXCLUDED(mu_, escrow_mu_);
+  // The rest of a StepInline whose call failed with `unavailable`: `decided` holds the commits
+  // decided before the call; the others (the fleet's windows) are refused; arrivals are counted in
+  // the escrow's windows. `unavailable` when there is no escrow or it has ended.
+  absl::StatusOr<core::InlineStep> EscrowStepInline(
+      absl::Span<const core::InlineCommitRequest> commits, const core::InlineWindowSpec& spec,
+      int64_t arrivals, std::vector<std::optional<absl::StatusOr<core::InlineCommit>>> decided,
+      const absl::Status& unavailable) ABSL_LOCKS_EXCLUDED(mu_, escrow_mu_);
+  // A lease of `micros` on `model` from the escrow (which must exist), charged to it.
+  core::Lease IssueEscrowLeaseLocked(absl::string_view model, int64_t micros,
+                                     const std::string& prefix, absl::Duration lease_timeout,
+                                     std::chrono::steady_clock::time_point now)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(escrow_mu_);
+  // What the escrow (which must exist) has left, for `models`.
+  core::LedgerSnapshot EscrowSnapshotLocked(const std::vector<core::LedgerModel>& models,
+                                            std::chrono::steady_clock::time_point now) const
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(escrow_mu_);
 
   const RedisLedgerOptions redis_;
   RedisLedgerObserver* const observer_;
@@ -272,6 +296,7 @@ class RedisLedger final : public core::Ledger {
   bool renewing_ ABSL_GUARDED_BY(escrow_mu_) = false;
   absl::Time next_escrow_try_ ABSL_GUARDED_BY(escrow_mu_) = absl::InfinitePast();
   uint64_t escrow_ids_ ABSL_GUARDED_BY(escrow_mu_) = 0;  // numbers of local holds and leases
+  const std::unique_ptr<EscrowWindows> escrow_windows_ ABSL_PT_GUARDED_BY(escrow_mu_);
 };
 
 // Micro-USD of `usd` rounded up (a charge) or down (a limit), absorbing a thousandth of a micro-USD

@@ -15,8 +15,9 @@ timeout. Each scenario runs its disruption under that load, then stops the load:
   redis_empty  Redis killed and restarted empty (its state lost)
   redis_stall  Redis stopped (SIGSTOP) for 3 s, then continued
   escrow_stall as redis_stall, with replicas that have an escrow (ledger.redis.escrow): they go on
-               deciding batches within it while Redis is stopped (checked: some batch queries are
-               answered then), and settle it when Redis answers again
+               deciding batches and inline queries within it while Redis is stopped (checked: some
+               queries are answered then; the inline ones are counted), and settle it when Redis
+               answers again
   skew         one replica runs 90 s ahead (faketime -f +90s) for the whole scenario; it takes the
                inline Routes sent its way and Completes (under libfaketime its batch waits, which
                are absolute kernel futex timeouts, would last 90 s longer)
@@ -541,7 +542,9 @@ def run_scenario(name, args, procs, tmp, redis, replicas, pb, pb_grpc):
         # Leases of an escrow ("<incarnation>-e<n>.<tag>") answered while Redis was stopped.
         during = [a for a in rec.assignments if re.match(r"^[0-9a-f]+-e\d+\.", a["id"])
                   and stall[0] < a["t_answer"] < stall[1]]
-        notes.append(f"{len(during)} assignments decided on escrows while Redis was stopped")
+        inline = sum(1 for a in during if a["inline"])
+        notes.append(f"{len(during)} assignments decided on escrows while Redis was stopped "
+                     f"({inline} inline)")
         if not during:
             problems.append("no query was answered from an escrow while Redis was stopped")
     if idle_after > LEASE_S + 1.0:

@@ -660,6 +660,76 @@ TEST_F(RedisEscrowTest, TheFleetSeesTheEscrowAndTheReplicaDecidesWithinItAlone) 
   EXPECT_EQ(a->EscrowLeft()->free_slots[0], 1);
 }
 
+// While Redis is stalled, inline steps are decided within the escrow too: arrivals are counted in
+// windows the replica numbers alone, whose caps hold; a commit to one of the fleet's windows is
+// refused; nothing passes the escrow's slots or spend. Commits to the escrow's windows stay the
+// escrow's once Redis answers again.
+TEST_F(RedisEscrowTest, InlineStepsDecideWithinTheEscrowWhileRedisIsStalled) {
+  LedgerOptions o = core::testing::Paced(1e-6, 1.0);
+  o.lease_timeout = absl::Seconds(60);
+  auto a = Replica(o, Escrow(0.3, 1));
+  ASSERT_THAT(Healthy(*a), IsOk());  // draws the escrow
+  const InlineWindowSpec spec{4, absl::InfiniteDuration()};
+  absl::StatusOr<core::InlineStep> fleet = a->StepInline({}, spec, 1);
+  ASSERT_THAT(fleet, IsOk());
+  const uint64_t fleet_window = fleet->arrivals[0].window;
+
+  own_->Stall();
+  absl::StatusOr<core::InlineStep> first = a->StepInline({}, spec, 2);
+  ASSERT_THAT(first, IsOk());
+  ASSERT_EQ(first->arrivals.size(), 2u);
+  const uint64_t w = first->arrivals[0].window;
+  EXPECT_NE(w, fleet_window);
+  EXPECT_EQ(first->arrivals[1].window, w);
+  EXPECT_EQ(first->arrivals[0].position, 0);
+  EXPECT_EQ(first->arrivals[1].position, 1);
+  EXPECT_EQ(first->arrivals[0].window_arrivals, 4);
+  EXPECT_EQ(first->snapshot.free_slots[0], 1);
+  EXPECT_NEAR(first->snapshot.spend_allowance_usd, 0.3, 1e-6);
+
+  const std::vector<core::InlineCommitRequest> commits = {
+      {w, 0.25, {"local", 0.1}},             // fits
+      {fleet_window, 1.0, {"api", 0.01}},    // the fleet's window: Redis cannot be reached
+      {w, 0.25, {"api", 0.2}},               // past the window's cap
+      {w, 0.25, {"local", 0.0}}};            // the escrow's only slot is taken
+  absl::StatusOr<core::InlineStep> second = a->StepInline(commits, spec, 3);
+  ASSERT_THAT(second, IsOk());
+  ASSERT_EQ(second->commits.size(), 4u);
+  ASSERT_THAT(second->commits[0], IsOk());
+  EXPECT_THAT(second->commits[0]->lease.assignment_id, HasSubstr("-e"));
+  EXPECT_NEAR(second->commits[0]->window_spent_usd, 0.1, 1e-6);
+  EXPECT_THAT(second->commits[1], StatusIs(absl::StatusCode::kFailedPrecondition,
+                                           HasSubstr(absl::StrCat("w", fleet_window))));
+  EXPECT_THAT(second->commits[2],
+              StatusIs(absl::StatusCode::kFailedPrecondition, HasSubstr("left of its cap")));
+  EXPECT_THAT(second->commits[3],
+              StatusIs(absl::StatusCode::kFailedPrecondition, HasSubstr("escrow")));
+  ASSERT_EQ(second->arrivals.size(), 3u);
+  EXPECT_EQ(second->arrivals[0].window, w);
+  EXPECT_EQ(second->arrivals[1].position, 3);
+  EXPECT_EQ(second->arrivals[2].window, w + 1);  // w was full
+  EXPECT_EQ(second->arrivals[2].position, 0);
+  EXPECT_NEAR(second->arrivals[0].spent_usd, 0.1, 1e-6);
+  EXPECT_EQ(second->snapshot.free_slots[0], 0);
+  EXPECT_NEAR(second->snapshot.spend_allowance_usd, 0.2, 1e-6);
+
+  // Never past the escrow's spend, whatever the window's cap.
+  absl::StatusOr<core::InlineStep> third = a->StepInline({{w + 1, 1.0, {"api", 0.25}}}, spec, 0);
+  ASSERT_THAT(third, IsOk());
+  EXPECT_THAT(third->commits[0],
+              StatusIs(absl::StatusCode::kFailedPrecondition, HasSubstr("escrow")));
+  ASSERT_THAT(a->Complete(second->commits[0]->lease.assignment_id, std::nullopt), IsOk());
+
+  own_->Resume();
+  ASSERT_THAT(Healthy(*a), IsOk());
+  absl::StatusOr<core::InlineStep> after = a->StepInline({{w + 1, 1.0, {"local", 0.05}}}, spec, 1);
+  ASSERT_THAT(after, IsOk());
+  ASSERT_THAT(after->commits[0], IsOk());
+  EXPECT_THAT(after->commits[0]->lease.assignment_id, HasSubstr("-e"));
+  EXPECT_NEAR(after->commits[0]->window_spent_usd, 0.05, 1e-6);
+  EXPECT_LT(after->arrivals[0].window, w);  // counted in the fleet's windows again
+}
+
 // An escrow ends, by the replica's clock, skew_margin before its validity; its leases end with
 // it.
 TEST_F(RedisEscrowTest, AnEscrowEndsBeforeItsValidity) {
