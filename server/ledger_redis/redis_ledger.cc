@@ -227,8 +227,8 @@ RedisLedger::RedisLedger(const RedisLedgerOptions& redis, RedisLedgerObserver* o
       keys_([&] {
         const std::string tag = absl::StrCat("{rt:", redis.domain, "}:");
         std::vector<std::string> keys;
-        for (const char* name :
-             {"meta", "bucket", "holds", "hexp", "commits", "cexp", "gexp", "held", "used", "win"}) {
+        for (const char* name : {"meta", "bucket", "holds", "hexp", "commits", "cexp", "gexp",
+                                 "held", "used", "win"}) {
           keys.push_back(tag + name);
         }
         return keys;
