@@ -19,11 +19,12 @@
 --   holds   hash: hold number -> "expiry|spend|model|count|model|count..."
 --   hexp    zset: hold number by expiry
 --   commits hash: the leases of one commit c, in two fields (a commit's leases share one expiry):
---           r<c> = "expiry|models|len|name|len|name...|" followed by one fixed-width entry per
---           lease (ENTRY characters: model index 4 digits, micro-USD 16 digits, tag 16 hex digits,
---           tracked 1 digit: 1 when the model has a slot limit); d<c> = one character per lease:
---           0 open (or, once the commit expired, expired without a Complete), 1 completed, 2
---           completed late. Lease k of commit c is number c * PER_COMMIT + k (k from 1).
+--           r<c> = "<expiry>|<model count>|", then "<length>|<name>" per model, then one
+--           fixed-width entry per lease (ENTRY characters: the model's index from 1 in 4 digits,
+--           micro-USD in 16, the tag's 16 characters, and 1 when the model has a slot limit, else
+--           0); d<c> = one character per lease: 0 open (or, once the commit expired, expired
+--           without a Complete), 1 completed, 2 completed late. Lease k of commit c is number
+--           c * PER_COMMIT + k (k from 1; exact in Lua's numbers for 2^41 commits).
 --   cexp    zset: commit number by expiry, while it has open leases
 --   gexp    zset: expired commit number by when it expired, while remembered for a late Complete
 --           (oldest forgotten first)
