@@ -183,6 +183,16 @@ local function entry(rec, models, at, k)
          string.sub(rec, e + 20, e + 35), string.byte(rec, e + 36) == 49
 end
 
+-- Adds one to t[key]; `order` lists the keys in the order they were first seen, so that the writes
+-- made from t follow the input's order (deterministic, as Redis replicates a Function's writes).
+local function tally(t, order, key)
+  if t[key] == nil then
+    t[key] = 0
+    order[#order + 1] = key
+  end
+  t[key] = t[key] + 1
+end
+
 -- Writes leases (each {model, micro-USD, tag, tracked}) expiring at `expiry_s`, one record per
 -- PER_COMMIT - 1 of them, and counts them open and in use. Returns their lease numbers.
 local function write_leases(leases, expiry_s)
@@ -202,13 +212,7 @@ local function write_leases(leases, expiry_s)
       end
       body[#body + 1] = string.format('%04d%016d', i, l[2]) .. l[3] .. (l[4] and '1' or '0')
       numbers[k] = c * PER_COMMIT + k - first + 1
-      if l[4] then
-        if used[l[1]] == nil then
-          used[l[1]] = 0
-          order[#order + 1] = l[1]
-        end
-        used[l[1]] = used[l[1]] + 1
-      end
+      if l[4] then tally(used, order, l[1]) end
     end
     local c_s = int_str(c)
     redis.call('HSET', K.commits, 'r' .. c_s,
@@ -222,13 +226,14 @@ local function write_leases(leases, expiry_s)
   return numbers
 end
 
--- Checks what a lease's entry holds in fixed width: its tag (16 characters; replicas make 16
--- lowercase hex digits) and its predicted cost.
-local function check_lease(tag, micros, where)
-  if #tag ~= 16 then error({err = 'INVALID ' .. where .. '.tag: 16 characters'}) end
+-- What is wrong with what a lease's entry holds in fixed width, or nil: its tag (16 characters;
+-- replicas make 16 lowercase hex digits) and its predicted cost. `where` names the lease.
+local function lease_problem(tag, micros, where)
+  if #tag ~= 16 then return where .. '.tag: 16 characters' end
   if micros < 0 or micros > MAX_MICROS then
-    error({err = 'INVALID ' .. where .. '.predicted_cost_usd: must be in [0, 1e9]'})
+    return where .. '.predicted_cost_usd: must be in [0, 1e9]'
   end
+  return nil
 end
 
 -- Expires the commits `cs` (numbers, overdue): their open leases are charged their predicted cost
@@ -257,13 +262,7 @@ local function expire_commits(cs, now, max_gone, most)
         local model, micros, _, tracked = entry(rec, models, at, k)
         open = open + 1
         micros_total = micros_total + micros
-        if tracked then
-          if used[model] == nil then
-            used[model] = 0
-            order[#order + 1] = model
-          end
-          used[model] = used[model] + 1
-        end
+        if tracked then tally(used, order, model) end
         k = string.find(d, '0', k + 1, true)
       end
     end
@@ -542,14 +541,11 @@ local function commit(keys, args)
     local micros = int_arg(args[i + 3 * k - 1], 'micros')
     local tag = args[i + 3 * k]
     if m == nil or tag == nil then error({err = 'INVALID reservations: truncated'}) end
-    check_lease(tag, micros, 'reservations[' .. (k - 1) .. ']')
+    local problem = lease_problem(tag, micros, 'reservations[' .. (k - 1) .. ']')
+    if problem then error({err = 'INVALID ' .. problem}) end
     res[k] = {m, micros, tag}
     total = total + micros
-    if count[m] == nil then
-      count[m] = 0
-      order[#order + 1] = m
-    end
-    count[m] = count[m] + 1
+    tally(count, order, m)
   end
   -- The hold is given back whatever happens below: committed, refused or fenced.
   local granted = nil
@@ -764,10 +760,9 @@ local function step(keys, args)
     local s = slots[m]
     local kind, why
     local spent = window > 0 and window_spend(window) or false
-    if micros < 0 or micros > MAX_MICROS then
-      kind, why = 'INVALID', 'reservations[0].predicted_cost_usd: must be in [0, 1e9]'
-    elseif #tag ~= 16 then
-      kind, why = 'INVALID', 'reservations[0].tag: 16 characters'
+    local problem = lease_problem(tag, micros, 'reservations[0]')
+    if problem then
+      kind, why = 'INVALID', problem
     elseif spent == false then
       kind, why = 'NOFIT', 'inline window w' .. window .. ' is closed (the current one is w' .. w.n .. ')'
     elseif cap >= 0 and spent + micros > cap + 1 then
