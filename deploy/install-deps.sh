@@ -31,14 +31,15 @@ ROUTERD_RUNTIME=(
   libhiredis0.14
 )
 # Tests, sanitizer, thread-safety and libFuzzer builds (libclang-rt-14-dev: clang's sanitizer and
-# libFuzzer runtimes, only recommended by clang), benchmarks and their plots, the clients'
+# libFuzzer runtimes, only recommended by clang; lld, the linker every build uses where it is
+# installed: CMake option ROUTER_LLD), benchmarks and their plots, the clients'
 # end-to-end test (Python), the systemd unit's check, promtool and Prometheus (tests/deploy/), the
 # openssl command (deploy/README.md, "Transport security", makes certificates and tokens with it).
 # redis-server for the Redis ledger's tests and the fleet chaos test (each starts its own on a free
 # port), with redis-tools, python3-redis and faketime (one replica's skewed clock); yamllint for
 # the Kubernetes manifests (tests/deploy/k8s_manifests_test.py).
 TEST_TOOLS=(
-  clang libclang-rt-14-dev openssl libgtest-dev libgmock-dev googletest libbenchmark-dev
+  clang libclang-rt-14-dev lld openssl libgtest-dev libgmock-dev googletest libbenchmark-dev
   python3 python3-grpcio python3-protobuf python3-yaml curl ca-certificates systemd gnuplot-nox
   prometheus
   redis-server redis-tools python3-redis faketime yamllint

@@ -3,7 +3,7 @@
 // top of the defaults). Any text gives a RouterConfig or INVALID_ARGUMENT, never a crash, a hang or
 // unbounded memory. An accepted config must round-trip through ConfigToYaml, and a config compared
 // with itself is a valid runtime change.
-// Seeds: config_fuzz_corpus/. Run: build/bin/config_fuzz DIR (docs/fuzzing.md).
+// Seeds: config_fuzz_corpus/. Run: build-fuzz/bin/config_fuzz DIR (docs/fuzzing.md).
 
 #include <cstddef>
 #include <cstdint>

@@ -6,7 +6,7 @@
 // bytes
 // give an intake or INVALID_ARGUMENT naming the field under "query" or "queries[k]", never a crash,
 // a hang or unbounded memory; an intake carries one prediction per estimator model, each finite.
-// Seeds: query_intake_fuzz_corpus/. Run: build/bin/query_intake_fuzz DIR (docs/fuzzing.md).
+// Seeds: query_intake_fuzz_corpus/. Run: build-fuzz/bin/query_intake_fuzz DIR (docs/fuzzing.md).
 
 #include <cmath>
 #include <cstddef>

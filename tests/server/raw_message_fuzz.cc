@@ -5,7 +5,7 @@
 // the request type and where the bytes are cut into two slices (gRPC hands messages over in
 // slices); the rest is the message. Any bytes give a message or INVALID_ARGUMENT naming the field
 // or the type, never a crash, a hang or unbounded memory; the walk never reads outside the bytes.
-// Seeds: raw_message_fuzz_corpus/. Run: build/bin/raw_message_fuzz DIR (docs/fuzzing.md).
+// Seeds: raw_message_fuzz_corpus/. Run: build-fuzz/bin/raw_message_fuzz DIR (docs/fuzzing.md).
 
 #include <cstddef>
 #include <cstdint>

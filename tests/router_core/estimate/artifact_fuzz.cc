@@ -5,7 +5,8 @@
 // with 0 <= lower <= quality <= 1, or refuse it with an error. Each input is parsed as it is (a
 // mutated artifact mostly fails its checksum) and again with its checksum recomputed
 // (StampArtifactChecksum), so the decoder and the loaders see the mutations too.
-// Seeds: artifact_fuzz_corpus/ (small artifacts of every kind). Run: build/bin/artifact_fuzz DIR.
+// Seeds: artifact_fuzz_corpus/ (small artifacts of every kind).
+// Run: build-fuzz/bin/artifact_fuzz DIR.
 
 #include <cmath>
 #include <cstddef>

@@ -5,7 +5,7 @@
 // the default SplitOptions. Any files give a Dataset or INVALID_ARGUMENT, never a crash, a hang or
 // unbounded memory. A dataset read must have matrices of prompts x models and split into parts
 // that hold every prompt once.
-// Seeds: dataset_fuzz_corpus/. Run: build/bin/dataset_fuzz DIR.
+// Seeds: dataset_fuzz_corpus/. Run: build-fuzz/bin/dataset_fuzz DIR.
 
 #include <cstddef>
 #include <cstdint>

@@ -5,7 +5,7 @@
 // parse is skipped (the artifact target covers malformed encodings). Any state gives a loaded
 // object or INVALID_ARGUMENT, never a crash, a hang or unbounded memory; a loaded estimator's
 // estimates for one row are finite with 0 <= lower <= quality <= 1, or an error.
-// Seeds: estimator_state_fuzz_corpus/. Run: build/bin/estimator_state_fuzz DIR.
+// Seeds: estimator_state_fuzz_corpus/. Run: build-fuzz/bin/estimator_state_fuzz DIR.
 
 #include <cmath>
 #include <cstddef>

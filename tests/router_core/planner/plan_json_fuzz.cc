@@ -2,7 +2,7 @@
 // RouterAdmin.PlanInstances: any bytes give a valid Scenario or INVALID_ARGUMENT, never a crash,
 // a hang or unbounded memory. An accepted scenario must pass ValidatePlanProblem. (Planning itself
 // is not fuzzed: its cost is bounded by the scenario's time limit, not by the parser.)
-// Seeds: plan_json_fuzz_corpus/. Run: build/bin/plan_json_fuzz DIR (docs/fuzzing.md).
+// Seeds: plan_json_fuzz_corpus/. Run: build-fuzz/bin/plan_json_fuzz DIR (docs/fuzzing.md).
 
 #include <cstddef>
 #include <cstdint>

@@ -1,7 +1,7 @@
 // libFuzzer target of ParseBatchProblemJson, the batch reader of router_solve and of the
 // captured-batch replay: any bytes give a valid BatchProblem or INVALID_ARGUMENT, never a crash,
 // a hang or unbounded memory. An accepted batch must pass ValidateBatchProblem and render.
-// Seeds: batch_json_fuzz_corpus/. Run: build/bin/batch_json_fuzz DIR (docs/fuzzing.md).
+// Seeds: batch_json_fuzz_corpus/. Run: build-fuzz/bin/batch_json_fuzz DIR (docs/fuzzing.md).
 
 #include <cstddef>
 #include <cstdint>

@@ -6,7 +6,7 @@
 // (INVALID_ARGUMENT, with a message), never a crash, a hang or unbounded memory. A request to
 // route must have a non-empty prompt, and its body rewritten for another model must parse again
 // to the same request with that model.
-// Seeds: openai_request_fuzz_corpus/. Run: build-clang/bin/openai_request_fuzz DIR.
+// Seeds: openai_request_fuzz_corpus/. Run: build-fuzz/bin/openai_request_fuzz DIR.
 
 #include <cstddef>
 #include <cstdint>

@@ -40,8 +40,8 @@ Checks, per scenario:
 usage: fleet_chaos_test.py ROUTERD ARTIFACT PYTHON_STUBS_DIR [--skew_routerd ROUTERD_GLIBC_MALLOC]
                            [--seconds S] [--scenarios a,b]
 The skewed replica runs --skew_routerd (routerd_glibc_malloc: libfaketime cannot preload into a
-routerd linked with jemalloc; in a sanitizer build, routerd itself, with the ASan runtime preloaded
-ahead of libfaketime). Every replica must exit 0 when stopped and log no sanitizer report.
+routerd linked with jemalloc; in a sanitizer build, routerd itself, with gcc's shared ASan runtime
+preloaded ahead of libfaketime, or clang's told not to read the clock in its allocator). Every replica must exit 0 when stopped and log no sanitizer report.
 Exits 77 (skipped) when redis-server, faketime or the artifact is missing. Bounded: each scenario
 runs S seconds of load (default 6) plus at most lease timeout + 5 s of draining.
 """
@@ -153,8 +153,9 @@ SANITIZER_REPORT = re.compile(r"ERROR: (Address|Leak)Sanitizer|runtime error: ")
 
 
 def sanitizer_runtime(routerd):
-    """The ASan runtime `routerd` links (gcc's -fsanitize=address), or None. libfaketime must be
-    preloaded after it: ASan refuses to start unless its runtime comes first."""
+    """The shared ASan runtime `routerd` links (gcc's -fsanitize=address), or None (no ASan, or
+    clang's, linked into the program). libfaketime must be preloaded after a shared runtime: ASan
+    refuses to start unless its runtime comes first."""
     try:
         out = subprocess.run(["ldd", routerd], capture_output=True, text=True, check=True).stdout
     except (OSError, subprocess.CalledProcessError):
@@ -187,7 +188,13 @@ class Replica:
             # wrapper would fork routerd as its own child, which outlives the test when the
             # wrapper is stopped (the parent-death signal is not inherited across fork).
             preload = " ".join(filter(None, [sanitizer_runtime(self.routerd), LIBFAKETIME]))
-            argv = ["env", f"LD_PRELOAD={preload}", f"FAKETIME={self.faketime}"] + argv
+            # clang's ASan (linked in) reads the clock while its allocator holds a lock, and
+            # libfaketime's first clock call allocates: without periodic release to the OS the
+            # allocator reads no clock (otherwise the replica hangs at start).
+            asan = ":".join(filter(None, [os.environ.get("ASAN_OPTIONS"),
+                                          "allocator_release_to_os_interval_ms=-1"]))
+            argv = ["env", f"LD_PRELOAD={preload}", f"FAKETIME={self.faketime}",
+                    f"ASAN_OPTIONS={asan}"] + argv
         Replica.runs += 1
         self.log = os.path.join(self.tmp, f"routerd{self.index}.{Replica.runs}.log")
         self.proc = self.procs.start(argv, self.log)
