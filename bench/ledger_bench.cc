@@ -2,9 +2,13 @@
 // solve plus the Commit of the batch's assignments after it (one call each), for a batch of
 // --batch queries over 2 self-hosted models (64 slots each) and 3 API models, paced. Then the
 // Complete of one assignment. Prints p50 and p99 of each, local and Redis, from the same run.
+// Then Completes from --complete_threads threads at once (the Completes of a gateway's many
+// connections), each completing its share of --batch x --iterations / 4 API leases one after
+// another: Completes per second, and p50 and p99 of one Complete, local and Redis.
 //
 //   redis-server --port 6390 --save '' --appendonly yes --dir /tmp &     # any Redis 7
 //   ./build/bin/ledger_bench --redis 127.0.0.1:6390 [--batch 64] [--iterations 2000]
+//       [--complete_threads 16]
 //
 // Figures in bench/README.md, "Shared ledger".
 
@@ -14,6 +18,7 @@
 #include <iostream>
 #include <memory>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "absl/strings/numbers.h"
@@ -78,24 +83,75 @@ Result Run(Ledger& ledger, int batch, int iterations) {
   return r;
 }
 
+struct Throughput {
+  double per_second = 0;
+  Quantiles complete;
+  int failures = 0;
+};
+
+// Commits `leases` API leases in batches of `batch`, then completes them from `threads` threads.
+Throughput RunCompletes(Ledger& ledger, int batch, int leases, int threads) {
+  const char* models[] = {"api-a", "api-b", "api-c"};
+  std::vector<std::string> ids;
+  Throughput t;
+  while (static_cast<int>(ids.size()) < leases) {
+    std::vector<Reservation> reservations;
+    for (int k = 0; k < batch; ++k) reservations.push_back({models[k % 3], 0.0001});
+    absl::StatusOr<std::vector<Lease>> committed = ledger.Commit(nullptr, reservations);
+    if (!committed.ok()) {
+      ++t.failures;
+      return t;
+    }
+    for (const Lease& l : *committed) ids.push_back(l.assignment_id);
+  }
+  std::vector<std::vector<double>> us(threads);
+  std::vector<int> failures(threads, 0);
+  std::vector<std::thread> workers;
+  const absl::Time start = absl::Now();
+  for (int w = 0; w < threads; ++w) {
+    workers.emplace_back([&, w] {
+      for (size_t k = w; k < ids.size(); k += threads) {
+        const absl::Time c = absl::Now();
+        if (!ledger.Complete(ids[k], std::nullopt).ok()) ++failures[w];
+        us[w].push_back(absl::ToDoubleMicroseconds(absl::Now() - c));
+      }
+    });
+  }
+  for (std::thread& w : workers) w.join();
+  t.per_second = static_cast<double>(ids.size()) / absl::ToDoubleSeconds(absl::Now() - start);
+  std::vector<double> all;
+  for (int w = 0; w < threads; ++w) {
+    all.insert(all.end(), us[w].begin(), us[w].end());
+    t.failures += failures[w];
+  }
+  t.complete = Of(std::move(all));
+  return t;
+}
+
 }  // namespace
+
+constexpr char kUsage[] =
+    "usage: ledger_bench --redis HOST:PORT [--batch 64] [--iterations 2000] "
+    "[--complete_threads 16 (1-256)]\n";
 
 int main(int argc, char** argv) {
   std::string redis;
-  int batch = 64, iterations = 2000;
+  int batch = 64, iterations = 2000, complete_threads = 16;
   for (int k = 1; k + 1 < argc; k += 2) {
     const std::string arg = argv[k], value = argv[k + 1];
     if (arg == "--redis") {
       redis = value;
     } else if (arg == "--batch" && absl::SimpleAtoi(value, &batch) && batch > 0) {
     } else if (arg == "--iterations" && absl::SimpleAtoi(value, &iterations) && iterations > 0) {
+    } else if (arg == "--complete_threads" && absl::SimpleAtoi(value, &complete_threads) &&
+               complete_threads > 0 && complete_threads <= 256) {
     } else {
-      std::cerr << "usage: ledger_bench --redis HOST:PORT [--batch 64] [--iterations 2000]\n";
+      std::cerr << kUsage;
       return 2;
     }
   }
   if (redis.empty()) {
-    std::cerr << "usage: ledger_bench --redis HOST:PORT [--batch 64] [--iterations 2000]\n";
+    std::cerr << kUsage;
     return 2;
   }
   const std::vector<LedgerModel> pool = {{"self-a", 64}, {"self-b", 64}, {"api-a", std::nullopt},
@@ -123,5 +179,13 @@ int main(int argc, char** argv) {
               "(local) %d (redis)\n",
               l.complete.p50_us, s.complete.p50_us, l.complete.p99_us, s.complete.p99_us,
               l.failures, s.failures);
-  return l.failures + s.failures == 0 ? 0 : 1;
+  const int leases = std::max(1, batch * iterations / 4);
+  const Throughput lc = RunCompletes(**local, batch, leases, complete_threads);
+  const Throughput sc = RunCompletes(**shared, batch, leases, complete_threads);
+  std::printf("%d Completes from %d threads: %.0f/s (local) vs %.0f/s (redis); one Complete p50 "
+              "%.1f us vs %.1f us, p99 %.1f vs %.1f us; failures %d (local) %d (redis)\n",
+              leases, complete_threads, lc.per_second, sc.per_second, lc.complete.p50_us,
+              sc.complete.p50_us, lc.complete.p99_us, sc.complete.p99_us, lc.failures,
+              sc.failures);
+  return l.failures + s.failures + lc.failures + sc.failures == 0 ? 0 : 1;
 }

@@ -53,6 +53,7 @@ local ENTRY = 37 -- characters of a lease's entry in its commit's record
 local MAX_MICROS = 1000000000000000 -- largest predicted cost of a lease (micro-USD: 1e9 USD)
 local WINDOWS_KEPT = 8 -- inline windows whose spend is remembered
 local MAX_STEP = 1024 -- most commits, and most arrivals, of one inline step (ledger.h)
+local MAX_COMPLETES = 64 -- most Completes of one call (redis_ledger.h)
 
 local function now_us()
   local t = redis.call('TIME')
@@ -628,22 +629,19 @@ local function commit(keys, args)
   return snapshot_reply(out, now, rate, level, models, slots)
 end
 
--- ARGV[7] lease number, [8] tag, [9] actual micro-USD (-1 = as predicted). Returns {seq, predicted,
--- recorded, 1 if the lease was active else 0}.
-local function complete(keys, args)
-  local now, rate, burst, level = begin(keys, args)
-  local number, tag = int_arg(args[7], 'lease'), args[8]
-  local actual = int_arg(args[9], 'actual')
+-- Completes lease `number` whose tag is `tag` at `actual` micro-USD (-1 = as predicted), the
+-- bucket at `level` after a refill at `now`. Returns its predicted and recorded micro-USD, 1 if the
+-- lease was active else 0, and the bucket's level after; nil when the lease is unknown, already
+-- completed or forgotten.
+local function complete_lease(number, tag, actual, now, rate, burst, level, max_gone)
   local c = int_str(math.floor(number / PER_COMMIT))
   local k = number % PER_COMMIT
   local f = redis.call('HMGET', K.commits, 'r' .. c, 'd' .. c)
   local rec, d = f[1], f[2]
-  if not rec or not d or k < 1 or k > #d or string.byte(d, k) ~= 48 then
-    error({err = 'NOTFOUND lease'})
-  end
+  if not rec or not d or k < 1 or k > #d or string.byte(d, k) ~= 48 then return nil end
   local expiry, models, at = parse_record(rec)
   local model, predicted, etag, tracked = entry(rec, models, at, k)
-  if etag ~= tag then error({err = 'NOTFOUND lease'}) end
+  if etag ~= tag then return nil end
   local active = 0
   if expiry > now then
     active = 1
@@ -654,9 +652,7 @@ local function complete(keys, args)
   else
     -- Overdue, maybe not yet expired by a bounded reap: expire its commit first (its estimate is
     -- charged); the actual cost then replaces the estimate.
-    if redis.call('ZSCORE', K.cexp, c) then
-      expire_commits({c}, now, int_arg(args[6], 'max_gone'), 1)
-    end
+    if redis.call('ZSCORE', K.cexp, c) then expire_commits({c}, now, max_gone, 1) end
     incr(K.meta, 'recorded', -predicted)
     if redis.call('HEXISTS', K.commits, 'd' .. c) == 1 then
       incr(K.meta, 'gone', -1)
@@ -677,11 +673,57 @@ local function complete(keys, args)
   local recorded = actual >= 0 and actual or predicted
   incr(K.meta, 'recorded', recorded)
   if rate > 0 then
-    local l = level + predicted - recorded
-    if l > burst then l = burst end
-    redis.call('HSET', K.bucket, 'level', l)
+    level = level + predicted - recorded
+    if level > burst then level = burst end
+    redis.call('HSET', K.bucket, 'level', level)
   end
+  return predicted, recorded, active, level
+end
+
+-- One Complete (what a replica sends for a group of one). ARGV[7] lease number, [8] tag, [9] actual
+-- micro-USD (-1 = as predicted). Returns {seq, predicted, recorded, 1 if the lease was active else
+-- 0}.
+local function complete(keys, args)
+  local now, rate, burst, level = begin(keys, args)
+  local predicted, recorded, active =
+    complete_lease(int_arg(args[7], 'lease'), args[8], int_arg(args[9], 'actual'), now, rate, burst,
+                   level, int_arg(args[6], 'max_gone'))
+  if predicted == nil then error({err = 'NOTFOUND lease'}) end
   return {bump(), predicted, recorded, active}
+end
+
+-- Several Completes in one call, in order, as complete's one at a time (a lease named twice is
+-- completed once; the second is unknown). ARGV[7] their count n (1 to MAX_COMPLETES), then n
+-- triples as complete's ARGV[7..9]. Returns {seq, then per lease: predicted, recorded, 1 if it was
+-- active else 0; -1, -1, 0 for a lease unknown, already completed or forgotten}.
+local function complete_many(keys, args)
+  local now, rate, burst, level = begin(keys, args)
+  local max_gone = int_arg(args[6], 'max_gone')
+  local n = int_arg(args[7], 'completes')
+  if n < 1 or n > MAX_COMPLETES then
+    error({err = 'INVALID completes: must be in [1, ' .. MAX_COMPLETES .. ']'})
+  end
+  local items = {}
+  for k = 1, n do
+    local b = 7 + 3 * (k - 1)
+    if args[b + 2] == nil or args[b + 3] == nil then error({err = 'INVALID completes: truncated'}) end
+    items[k] = {int_arg(args[b + 1], 'lease'), args[b + 2], int_arg(args[b + 3], 'actual')}
+  end
+  local out = {0}
+  for _, item in ipairs(items) do
+    local predicted, recorded, active, after =
+      complete_lease(item[1], item[2], item[3], now, rate, burst, level, max_gone)
+    if predicted == nil then
+      predicted, recorded, active = -1, -1, 0
+    else
+      level = after
+    end
+    out[#out + 1] = predicted
+    out[#out + 1] = recorded
+    out[#out + 1] = active
+  end
+  out[1] = bump()
+  return out
 end
 
 -- Opens the next inline window when the current one (w: its fields) is full or past its duration,
@@ -999,6 +1041,7 @@ redis.register_function('rl3_hold', wrap(hold))
 redis.register_function('rl3_release', wrap(release))
 redis.register_function('rl3_commit', wrap(commit))
 redis.register_function('rl3_complete', wrap(complete))
+redis.register_function('rl3_complete_many', wrap(complete_many))
 redis.register_function('rl3_step', wrap(step))
 redis.register_function('rl3_in_use', wrap(in_use))
 redis.register_function('rl3_totals', wrap(totals))

@@ -698,6 +698,15 @@ absl::StatusOr<std::vector<core::Lease>> RedisLedger::Commit(
   return leases;
 }
 
+struct RedisLedger::PendingComplete {
+  uint64_t number = 0;
+  std::string tag;
+  int64_t actual_micros = -1;  // -1: as predicted
+  // Set by the thread that sent the call, before `done` (under complete_mu_).
+  absl::StatusOr<core::CompletionRecord> result = absl::InternalError("not sent");
+  bool done = false;
+};
+
 absl::StatusOr<core::CompletionRecord> RedisLedger::Complete(
     absl::string_view assignment_id, std::optional<double> actual_cost_usd) {
   {
@@ -738,16 +747,74 @@ absl::StatusOr<core::CompletionRecord> RedisLedger::Complete(
   if (!number.has_value() || !absl::ConsumePrefix(&id, ".") || id.size() != 16 || !IsLowerHex(id)) {
     return unknown;
   }
-  absl::StatusOr<std::unique_ptr<Reply>> r =
-      Call("complete", "rl3_complete",
-           {absl::StrCat(*number), std::string(id),
-            absl::StrCat(actual_cost_usd.has_value() ? MicrosUp(*actual_cost_usd) : -1)});
-  if (!r.ok()) return absl::IsNotFound(r.status()) ? unknown : r.status();
-  core::CompletionRecord record;
-  record.predicted_cost_usd = static_cast<double>((*r)->Int(1)) / 1e6;
-  record.recorded_cost_usd = static_cast<double>((*r)->Int(2)) / 1e6;
-  record.lease_was_active = (*r)->Int(3) != 0;
-  return record;
+  PendingComplete c;
+  c.number = *number;
+  c.tag = std::string(id);
+  c.actual_micros = actual_cost_usd.has_value() ? MicrosUp(*actual_cost_usd) : -1;
+  CompleteInGroup(c);
+  if (!c.result.ok() && absl::IsNotFound(c.result.status())) return unknown;
+  return std::move(c.result);
+}
+
+void RedisLedger::CompleteInGroup(PendingComplete& c) {
+  // Must match MAX_COMPLETES in ledger.lua.
+  constexpr size_t kMaxGroup = 64;
+  complete_mu_.Lock();
+  completes_.push_back(&c);
+  while (!c.done) {
+    if (completing_) {
+      complete_done_.Wait(&complete_mu_);
+      continue;
+    }
+    // No call in flight: this thread sends the oldest waiting ones (its own among them, unless
+    // more than kMaxGroup came before it: then it sends again after).
+    completing_ = true;
+    const size_t n = std::min(completes_.size(), kMaxGroup);
+    const std::vector<PendingComplete*> group(completes_.begin(), completes_.begin() + n);
+    completes_.erase(completes_.begin(), completes_.begin() + n);
+    complete_mu_.Unlock();
+    SendCompletes(group);
+    complete_mu_.Lock();
+    for (PendingComplete* p : group) p->done = true;
+    completing_ = false;
+    complete_done_.SignalAll();
+  }
+  complete_mu_.Unlock();
+}
+
+void RedisLedger::SendCompletes(absl::Span<PendingComplete* const> group) {
+  // A group of one goes as one Complete (rl3_complete: NOTFOUND is its error reply); both answer
+  // {seq, then predicted, recorded, active per lease}.
+  const bool one = group.size() == 1;
+  std::vector<std::string> args;
+  if (!one) args.push_back(absl::StrCat(group.size()));
+  for (const PendingComplete* p : group) {
+    args.push_back(absl::StrCat(p->number));
+    args.push_back(p->tag);
+    args.push_back(absl::StrCat(p->actual_micros));
+  }
+  const char* function = one ? "rl3_complete" : "rl3_complete_many";
+  absl::StatusOr<std::unique_ptr<Reply>> r = Call("complete", function, args);
+  if (r.ok() && (*r)->size() != 1 + 3 * group.size()) {
+    r = Unavailable(absl::StrCat(function, " answered ", (*r)->size(), " elements for ",
+                                 group.size(), " Completes"));
+  }
+  for (size_t i = 0; i < group.size(); ++i) {
+    if (!r.ok()) {
+      group[i]->result = r.status();
+      continue;
+    }
+    const int64_t predicted = (*r)->Int(1 + 3 * i);
+    if (predicted < 0) {
+      group[i]->result = absl::NotFoundError("lease");
+      continue;
+    }
+    core::CompletionRecord record;
+    record.predicted_cost_usd = static_cast<double>(predicted) / 1e6;
+    record.recorded_cost_usd = static_cast<double>((*r)->Int(2 + 3 * i)) / 1e6;
+    record.lease_was_active = (*r)->Int(3 + 3 * i) != 0;
+    group[i]->result = record;
+  }
 }
 
 absl::StatusOr<core::InlineStep> RedisLedger::StepInline(

@@ -77,6 +77,11 @@
 // state voids the escrow, and so does a rollback once a reply shows the domain guarded (Snapshot,
 // StepInline, Totals); the conservative period covers the leases issued before.
 //
+// Completes are grouped: a Complete that finds another Complete's call in flight waits for it,
+// then those waiting go in one call (rl3_complete_many, at most 64, in the order they came; each
+// answered as if alone), so Redis runs a Function's preamble (clock, incarnation, expiry, refill)
+// once per group instead of once per Complete.
+//
 // Thread-safety: all methods may be called concurrently; each call takes one connection of a small
 // pool (at most `max_connections`, more callers wait). The observer is called outside the locks.
 //
@@ -84,9 +89,10 @@
 // redis.domain, ...). UNAVAILABLE when Redis cannot be reached or answers an error of its own (the
 // message names the address, never the password).
 //
-// Cost: one round trip per call; the Function's work is O(models + reservations + what it expires,
-// bounded): a commit writes one record and one expiry entry per 4,095 leases, a Complete reads
-// its lease's record and rewrites the record's one-character-per-lease state.
+// Cost: one round trip per call (a Complete's is shared by its group); the Function's work is
+// O(models + reservations + what it expires, bounded): a commit writes one record and one expiry
+// entry per 4,095 leases, a Complete reads its lease's record and rewrites the record's
+// one-character-per-lease state.
 // Figures in bench/README.md, "Shared ledger".
 
 #ifndef ROUTER_SERVER_LEDGER_REDIS_REDIS_LEDGER_H_
@@ -94,6 +100,7 @@
 
 #include <chrono>
 #include <cstdint>
+#include <deque>
 #include <memory>
 #include <optional>
 #include <string>
@@ -203,6 +210,7 @@ class RedisLedger final : public core::Ledger {
   using Reply = RedisReply;
   struct Escrow;
   struct EscrowWindows;
+  struct PendingComplete;
 
   RedisLedger(const RedisLedgerOptions& redis, RedisLedgerObserver* observer);
 
@@ -233,6 +241,11 @@ class RedisLedger final : public core::Ledger {
   // of `models`, the list the call sent), kept as the recent one unless a newer reply's was.
   core::LedgerSnapshot ReadSnapshot(const Reply& reply, size_t at, std::vector<std::string> models)
       ABSL_LOCKS_EXCLUDED(mu_);
+
+  // Completes `c` in Redis, in one call with the other Completes waiting (see the file comment).
+  void CompleteInGroup(PendingComplete& c) ABSL_LOCKS_EXCLUDED(complete_mu_);
+  // One call for `group`; sets each one's result.
+  void SendCompletes(absl::Span<PendingComplete* const> group) ABSL_LOCKS_EXCLUDED(complete_mu_);
 
   // Settles the escrow and draws the next when one is due (see the file comment); a failure
   // keeps the escrow as it was.
@@ -288,6 +301,13 @@ class RedisLedger final : public core::Ledger {
   std::optional<core::LedgerSnapshot> recent_ ABSL_GUARDED_BY(mu_);
   int64_t recent_seq_ ABSL_GUARDED_BY(mu_) = 0;
   std::chrono::steady_clock::time_point recent_at_ ABSL_GUARDED_BY(mu_);
+
+  // Completes waiting for a call (oldest first), and whether one is in flight. Never held together
+  // with mu_ or escrow_mu_.
+  absl::Mutex complete_mu_;
+  absl::CondVar complete_done_;
+  std::deque<PendingComplete*> completes_ ABSL_GUARDED_BY(complete_mu_);
+  bool completing_ ABSL_GUARDED_BY(complete_mu_) = false;
 
   const bool escrow_on_;
   // Never held together with mu_.

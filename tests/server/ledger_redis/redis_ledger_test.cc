@@ -6,8 +6,10 @@
 
 #include "server/ledger_redis/redis_ledger.h"
 
+#include <algorithm>
 #include <atomic>
 #include <cmath>
+#include <cstdio>
 #include <limits>
 #include <map>
 #include <memory>
@@ -19,6 +21,7 @@
 #include <utility>
 #include <vector>
 
+#include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
 #include "absl/strings/strip.h"
@@ -475,6 +478,106 @@ TEST_F(RedisLedgerTest, LeasesOfLargeCommitsAndOddModelNamesComplete) {
   }
   EXPECT_EQ(ledger->InUse("a|b;c").value(), 0);
   EXPECT_EQ(ledger->Totals()->open_assignments, 4996);
+}
+
+// rl3_complete_many as a replica sends it for a group of Completes: each lease is answered as if
+// completed alone, in order; a lease named twice is completed once, an unknown one is -1.
+TEST_F(RedisLedgerTest, CompletesInOneCallAreAnsweredEachAsIfAlone) {
+  auto ledger = Make(LedgerOptions{}, {{"local", 2}, {"api", std::nullopt}});
+  auto ids = CommitIds(*ledger, {{"local", 0.25}, {"api", 0.5}});
+  ASSERT_THAT(ids, IsOk());
+  // "<incarnation prefix>-<lease number>.<tag>"
+  std::vector<std::pair<std::string, std::string>> leases;
+  for (const std::string& id : *ids) {
+    const std::vector<std::string> parts = absl::StrSplit(id, absl::ByAnyChar("-."));
+    ASSERT_EQ(parts.size(), 3u) << id;
+    leases.emplace_back(parts[1], parts[2]);
+  }
+  std::string fcall = "--raw FCALL rl3_complete_many 10";
+  for (const char* name : {"meta", "bucket", "holds", "hexp", "commits", "cexp", "gexp", "held",
+                           "used", "win"}) {
+    absl::StrAppend(&fcall, " '{rt:", domain_, "}:", name, "'");
+  }
+  // Incarnation (none given), sequence seen, lease timeout us, no pacing, max remembered.
+  absl::StrAppend(&fcall, " '' 0 60000000 0 0 1000");
+  EXPECT_THAT(server_->Cli(fcall + " 0"), IsOkAndHolds(HasSubstr("INVALID completes")));
+  const std::string unknown_tag(16, '0');
+  absl::StatusOr<std::string> out = server_->Cli(absl::StrCat(
+      fcall, " 4 ", leases[0].first, " ", leases[0].second, " -1 ", leases[0].first, " ",
+      leases[0].second, " -1 ", leases[1].first, " ", leases[1].second, " 700000 ",
+      leases[1].first, " ", unknown_tag, " -1"));
+  ASSERT_THAT(out, IsOk());
+  std::vector<std::string> lines = absl::StrSplit(absl::StripAsciiWhitespace(*out), '\n');
+  ASSERT_EQ(lines.size(), 13u) << *out;
+  lines.erase(lines.begin());  // the sequence number
+  EXPECT_THAT(lines, ElementsAre("250000", "250000", "1",   // completed as predicted
+                                 "-1", "-1", "0",           // already completed
+                                 "500000", "700000", "1",   // completed at its actual cost
+                                 "-1", "-1", "0"))          // no such tag
+      << *out;
+  EXPECT_EQ(ledger->InUse("local").value(), 0);
+  EXPECT_EQ(ledger->Totals()->open_assignments, 0);
+  EXPECT_THAT(ledger->Complete((*ids)[1], std::nullopt),
+              StatusIs(absl::StatusCode::kNotFound, HasSubstr("assignment_id")));
+}
+
+// Completes from many threads at once, each lease twice: every Complete is answered once (one
+// of a lease's two completes it, the other is NOT_FOUND), and Redis received each once, alone
+// (rl3_complete) or in a group (rl3_complete_many), as its slow log shows.
+TEST_F(RedisLedgerTest, ConcurrentCompletesAreEachAnsweredOnce) {
+  constexpr int kLeases = 96, kThreads = 16;
+  auto ledger = Make(LedgerOptions{}, {{"local", kLeases / 2}, {"api", std::nullopt}});
+  std::vector<Reservation> reservations;
+  for (int k = 0; k < kLeases; ++k) reservations.push_back({k % 2 == 0 ? "local" : "api", 0.01});
+  auto ids = CommitIds(*ledger, reservations);
+  ASSERT_THAT(ids, IsOk());
+  ASSERT_THAT(server_->Cli("CONFIG SET slowlog-log-slower-than 0"), IsOk());
+  ASSERT_THAT(server_->Cli("CONFIG SET slowlog-max-len 100000"), IsOk());
+  ASSERT_THAT(server_->Cli("SLOWLOG RESET"), IsOk());
+  std::vector<int> order;
+  for (int k = 0; k < 2 * kLeases; ++k) order.push_back(k % kLeases);
+  std::shuffle(order.begin(), order.end(), std::mt19937(7));
+  std::vector<absl::StatusCode> codes(order.size(), absl::StatusCode::kUnknown);
+  std::vector<std::thread> threads;
+  for (int t = 0; t < kThreads; ++t) {
+    threads.emplace_back([&, t] {
+      for (size_t i = t; i < order.size(); i += kThreads) {
+        codes[i] = ledger->Complete((*ids)[order[i]], std::nullopt).status().code();
+      }
+    });
+  }
+  for (std::thread& t : threads) t.join();
+  absl::StatusOr<std::string> slowlog = server_->Cli("--raw SLOWLOG GET 100000");
+  ASSERT_THAT(server_->Cli("CONFIG SET slowlog-log-slower-than 10000"), IsOk());
+  std::map<int, std::vector<absl::StatusCode>> by_lease;
+  for (size_t i = 0; i < order.size(); ++i) by_lease[order[i]].push_back(codes[i]);
+  for (auto& [lease, got] : by_lease) {
+    EXPECT_THAT(got, ::testing::UnorderedElementsAre(absl::StatusCode::kOk,
+                                                     absl::StatusCode::kNotFound))
+        << "lease " << lease;
+  }
+  EXPECT_EQ(ledger->InUse("local").value(), 0);
+  EXPECT_EQ(ledger->Totals()->open_assignments, 0);
+  // Each slow log entry lists the call's arguments one per line: FCALL, the function, 10, the
+  // keys, the 6 common arguments, then (rl3_complete_many) the count of Completes.
+  ASSERT_THAT(slowlog, IsOk());
+  const std::vector<std::string> lines = absl::StrSplit(*slowlog, '\n');
+  int sent = 0, calls = 0;
+  for (size_t i = 1; i < lines.size(); ++i) {
+    if (lines[i - 1] != "FCALL") continue;
+    if (lines[i] == "rl3_complete") {
+      ++sent;
+      ++calls;
+    } else if (lines[i] == "rl3_complete_many") {
+      ASSERT_LT(i + 18, lines.size());
+      int n = 0;
+      ASSERT_TRUE(absl::SimpleAtoi(lines[i + 18], &n)) << lines[i + 18];
+      sent += n;
+      ++calls;
+    }
+  }
+  EXPECT_EQ(sent, 2 * kLeases);
+  std::printf("%d Completes in %d calls\n", sent, calls);
 }
 
 // A hold's end fences its commit and a lease's end decides whether a Complete came in time: both
