@@ -15,7 +15,7 @@
 #      corpus;
 #   5. the container image: deploy/Dockerfile built by podman and run (ctest label `container`,
 #      left out of stages 1 and 2; skipped where podman cannot run containers). Minutes: the first
-#      time it makes the base images and compiles routerd inside the image.
+#      time it compiles routerd inside the image, on base images made while stage 1 compiled.
 # Build trees: build/ (the README's build), build-clang/, build-tsan/, build-fuzz/. Every tree links
 # with lld (CMake option ROUTER_LLD).
 # Needs deploy/install-deps.sh.
@@ -26,6 +26,16 @@ GEN=()
 command -v ninja >/dev/null && GEN=(-G Ninja)
 
 step() { echo; echo "=== $* ==="; }
+
+# The container stage's base images (deploy/make-base-image.sh: mostly downloads, under nice),
+# made in the background while stage 1 compiles; existing ones are kept. If this fails, the
+# container test tries again itself and reports why.
+base_images_pid=""
+base_images_log="$(mktemp)"
+if [[ "$(id -u)" -eq 0 ]] && command -v podman >/dev/null && command -v debootstrap >/dev/null; then
+  bash deploy/make-base-image.sh >"${base_images_log}" 2>&1 &
+  base_images_pid=$!
+fi
 
 step "gcc Release -Werror: build and test"
 cmake -S . -B build "${GEN[@]}" -DCMAKE_BUILD_TYPE=Release >/dev/null
@@ -55,6 +65,10 @@ cmake --build build-fuzz -j "$JOBS" --target fuzz_targets
 ctest --test-dir build-fuzz --output-on-failure -j "$JOBS" -L fuzz
 
 step "container image: podman build and run"
+if [[ -n "${base_images_pid}" ]] && ! wait "${base_images_pid}"; then
+  echo "deploy/make-base-image.sh failed in the background:"; cat "${base_images_log}"
+fi
+rm -f "${base_images_log}"
 ctest --test-dir build --output-on-failure -L container
 
 step "all test stages passed"
