@@ -164,17 +164,28 @@ local function drop_hold(number, rec)
   redis.call('ZREM', K.hexp, number)
 end
 
+-- The models of a record's header, read from `at` ("<count>|", then "<length>|<name>" per model):
+-- the models by index and where the entries start; nil when the header is malformed.
+local function parse_models(s, at)
+  local count, next_at = string.match(s, '^(%d+)|()', at)
+  if count == nil then return nil end
+  local models = {}
+  for i = 1, tonumber(count) do
+    local len, name_at = string.match(s, '^(%d+)|()', next_at)
+    if len == nil then return nil end
+    next_at = name_at + tonumber(len)
+    if next_at - 1 > #s then return nil end
+    models[i] = string.sub(s, name_at, next_at - 1)
+  end
+  return models, next_at
+end
+
 -- A commit's record (r<c> of `commits`) read: its expiry, its models by index, and where its
 -- entries start.
 local function parse_record(rec)
-  local expiry, count, at = string.match(rec, '^(%d+)|(%d+)|()')
-  local models = {}
-  for i = 1, tonumber(count) do
-    local len, name_at = string.match(rec, '^(%d+)|()', at)
-    at = name_at + tonumber(len)
-    models[i] = string.sub(rec, name_at, at - 1)
-  end
-  return tonumber(expiry), models, at
+  local expiry, at = string.match(rec, '^(%d+)|()')
+  local models, entries_at = parse_models(rec, at)
+  return tonumber(expiry), models, entries_at
 end
 
 -- Lease k's entry of a parsed record: model, micro-USD, tag, tracked.
@@ -194,37 +205,44 @@ local function tally(t, order, key)
   t[key] = t[key] + 1
 end
 
--- Writes leases (each {model, micro-USD, tag, tracked}) expiring at `expiry_s`, one record per
--- PER_COMMIT - 1 of them, and counts them open and in use. Returns their lease numbers.
-local function write_leases(leases, expiry_s)
-  local numbers, used, order = {}, {}, {}
+-- Writes n leases expiring at `expiry_s`: `head` is a record's models header ("<count>|", then
+-- "<length>|<name>" per model) and `body` the n leases' entries (ENTRY characters each), one record
+-- per PER_COMMIT - 1 of them, each with the whole header; `used` counts the leases of models with a
+-- slot limit by model, listed in `order`. Counts them open and in use. Returns their lease numbers.
+local function write_leases(head, body, n, expiry_s, used, order)
+  local numbers = {}
   local first = 1
-  while first <= #leases do
-    local last = math.min(#leases, first + PER_COMMIT - 2)
+  while first <= n do
+    local last = math.min(n, first + PER_COMMIT - 2)
     local c = redis.call('HINCRBY', K.meta, 'ncommit', 1)
-    local index, head, body = {}, {}, {}
-    for k = first, last do
-      local l = leases[k]
-      local i = index[l[1]]
-      if i == nil then
-        head[#head + 1] = #l[1] .. '|' .. l[1]
-        i = #head
-        index[l[1]] = i
-      end
-      body[#body + 1] = string.format('%04d%016d', i, l[2]) .. l[3] .. (l[4] and '1' or '0')
-      numbers[k] = c * PER_COMMIT + k - first + 1
-      if l[4] then tally(used, order, l[1]) end
-    end
     local c_s = int_str(c)
     redis.call('HSET', K.commits, 'r' .. c_s,
-               expiry_s .. '|' .. #head .. '|' .. table.concat(head) .. table.concat(body),
+               expiry_s .. '|' .. head .. string.sub(body, (first - 1) * ENTRY + 1, last * ENTRY),
                'd' .. c_s, string.rep('0', last - first + 1))
     redis.call('ZADD', K.cexp, expiry_s, c_s)
+    for k = first, last do numbers[k] = c * PER_COMMIT + k - first + 1 end
     first = last + 1
   end
   for _, m in ipairs(order) do redis.call('HINCRBY', K.used, m, used[m]) end
-  incr(K.meta, 'open', #leases)
+  incr(K.meta, 'open', n)
   return numbers
+end
+
+-- Leases (each {model, micro-USD, tag, tracked}) as write_leases takes them: header, entries, and
+-- the tracked ones counted by model.
+local function pack_leases(leases)
+  local index, head, body, used, order = {}, {}, {}, {}, {}
+  for k, l in ipairs(leases) do
+    local i = index[l[1]]
+    if i == nil then
+      head[#head + 1] = #l[1] .. '|' .. l[1]
+      i = #head
+      index[l[1]] = i
+    end
+    body[k] = string.format('%04d%016d', i, l[2]) .. l[3] .. (l[4] and '1' or '0')
+    if l[4] then tally(used, order, l[1]) end
+  end
+  return #head .. '|' .. table.concat(head), table.concat(body), used, order
 end
 
 -- What is wrong with what a lease's entry holds in fixed width, or nil: its tag (16 characters;
@@ -521,22 +539,10 @@ local function release(keys, args)
   return {bump()}
 end
 
--- ARGV[7] hold number ("" = none), [8] inline window (0 = none), [9] window cap (micro-USD, -1 =
--- none), [10..] models, then the count of reservations and (model, micros, tag) triples. Returns
--- {seq, window spend after (or -1), lease number per reservation, then as snapshot after the
--- commit: guarded, allowance, free per model}.
-local function commit(keys, args)
-  local now, rate, burst, level = begin(keys, args)
-  local lease_us = int_arg(args[3], 'lease_us')
-  local hold_number = args[7]
-  local window = int_arg(args[8], 'window')
-  local cap = int_arg(args[9], 'cap')
-  local models, slots, i = read_models(args, 10)
-  local n = int_arg(args[i], 'reservations')
-  local res = {}
-  local total = 0
-  local count = {}
-  local order = {}
+-- rl3_commit's reservations (ARGV[i + 1..]: n (model, micro-USD, tag) triples, as replicas built
+-- before rl3_commit_packed send them), packed as commit_with takes them.
+local function read_triples(args, i, n, slots)
+  local leases = {}
   for k = 1, n do
     local m = args[i + 3 * k - 2]
     local micros = int_arg(args[i + 3 * k - 1], 'micros')
@@ -544,9 +550,77 @@ local function commit(keys, args)
     if m == nil or tag == nil then error({err = 'INVALID reservations: truncated'}) end
     local problem = lease_problem(tag, micros, 'reservations[' .. (k - 1) .. ']')
     if problem then error({err = 'INVALID ' .. problem}) end
-    res[k] = {m, micros, tag}
+    leases[k] = {m, micros, tag, (slots[m] or -1) >= 0}
+  end
+  local head, body = pack_leases(leases)
+  return head .. body
+end
+
+-- rl3_commit_packed's reservations: ARGV[i + 1], one string.
+local function read_packed(args, i)
+  local packed = args[i + 1]
+  if packed == nil then error({err = 'INVALID reservations: missing'}) end
+  return packed
+end
+
+-- An entry's model index and micro-USD: 20 digits (spelt out: the library's top level, run at
+-- FUNCTION LOAD, cannot reach `string`).
+local ENTRY_DIGITS = '^' .. '%d%d%d%d%d%d%d%d%d%d' .. '%d%d%d%d%d%d%d%d%d%d'
+
+-- A malformed entry k (from 1) of packed reservations.
+local function bad_entry(k, what)
+  error({err = 'INVALID reservations[' .. (k - 1) .. ']: ' .. what})
+end
+
+-- The body of rl3_commit and rl3_commit_packed. ARGV[7] hold number ("" = none), [8] inline
+-- window (0 = none), [9] window cap (micro-USD, -1 = none), [10..] models, then the count n of
+-- reservations and the reservations, which `read(args, i, n, slots)` returns packed: the models
+-- header of a commit's record ("<count>|", then "<length>|<name>" per model, each once), then n
+-- entries as the record keeps them (ENTRY characters: the model's index in the header, micro-USD
+-- at most MAX_MICROS, the tag, and 1 when the model has a slot limit, else 0), so that they are
+-- written as they came. Returns {seq, window spend after (or -1), lease number per reservation,
+-- then as snapshot after the commit: guarded, allowance, free per model}.
+local function commit_with(keys, args, read)
+  local now, rate, burst, level = begin(keys, args)
+  local lease_us = int_arg(args[3], 'lease_us')
+  local hold_number = args[7]
+  local window = int_arg(args[8], 'window')
+  local cap = int_arg(args[9], 'cap')
+  local models, slots, i = read_models(args, 10)
+  local n = int_arg(args[i], 'reservations')
+  if n < 0 then error({err = 'INVALID reservations: count must be >= 0'}) end
+  local packed = read(args, i, n, slots)
+  local names, at = parse_models(packed, 1)
+  if names == nil then error({err = 'INVALID reservations: malformed models header'}) end
+  local seen = {}
+  for _, m in ipairs(names) do
+    if m == '' or seen[m] then
+      error({err = "INVALID reservations: model '" .. m .. "' empty or twice in the header"})
+    end
+    seen[m] = true
+  end
+  if #packed - at + 1 ~= n * ENTRY then
+    error({err = 'INVALID reservations: ' .. n .. ' entries of ' .. ENTRY ..
+            ' characters expected after the header'})
+  end
+  local count, flag = {}, {}
+  local total = 0
+  for k = 1, n do
+    local e = at + (k - 1) * ENTRY
+    if string.find(packed, ENTRY_DIGITS, e) == nil then
+      bad_entry(k, 'model index and micro-USD must be digits')
+    end
+    local m = tonumber(string.sub(packed, e, e + 3))
+    local micros = tonumber(string.sub(packed, e + 4, e + 19))
+    local f = string.byte(packed, e + 36)
+    if names[m] == nil then bad_entry(k, 'model index ' .. m .. ' is not in the header') end
+    if micros > MAX_MICROS then bad_entry(k, 'predicted_cost_usd: must be in [0, 1e9]') end
+    if (f ~= 48 and f ~= 49) or (flag[m] ~= nil and flag[m] ~= f) then
+      bad_entry(k, 'slot-limit mark must be 0 or 1, the same for every lease of a model')
+    end
+    flag[m] = f
+    count[m] = (count[m] or 0) + 1
     total = total + micros
-    tally(count, order, m)
   end
   -- The hold is given back whatever happens below: committed, refused or fenced.
   local granted = nil
@@ -569,18 +643,27 @@ local function commit(keys, args)
     bump()
   end
   local g = guarded(now)
-  for _, m in ipairs(order) do
+  local used, order = {}, {}
+  for j, m in ipairs(names) do
     local s = slots[m]
-    if s == nil then error({err = "NOTFOUND unknown model '" .. m .. "'"}) end
-    if s >= 0 then
-      if granted ~= nil and count[m] > (granted[m] or 0) then
-        error({err = "INVALID model '" .. m .. "': " .. count[m] .. ' slots committed, the hold granted ' ..
+    if count[j] ~= nil then
+      if s == nil then error({err = "NOTFOUND unknown model '" .. m .. "'"}) end
+      if flag[j] ~= (s >= 0 and 49 or 48) then
+        error({err = "INVALID reservations: model '" .. m .. "' marked " .. string.char(flag[j]) ..
+                ', its slot limit is ' .. s})
+      end
+    end
+    if count[j] ~= nil and s >= 0 then
+      if granted ~= nil and count[j] > (granted[m] or 0) then
+        error({err = "INVALID model '" .. m .. "': " .. count[j] .. ' slots committed, the hold granted ' ..
                 (granted[m] or 0)})
       end
       local f = free_slots(m, s, g)
-      if count[m] > f then
-        error({err = "NOFIT model '" .. m .. "': " .. count[m] .. ' slots wanted, ' .. f .. ' free'})
+      if count[j] > f then
+        error({err = "NOFIT model '" .. m .. "': " .. count[j] .. ' slots wanted, ' .. f .. ' free'})
       end
+      used[m] = count[j]
+      order[#order + 1] = m
     end
   end
   if rate > 0 then
@@ -614,8 +697,11 @@ local function commit(keys, args)
   local expiry = now + lease_us
   local out = {0, spent}
   if n > 0 then
-    for k = 1, n do res[k][4] = slots[res[k][1]] >= 0 end
-    for k, number in ipairs(write_leases(res, int_str(expiry))) do out[k + 2] = number end
+    local head = string.sub(packed, 1, at - 1)
+    local body = string.sub(packed, at)
+    for k, number in ipairs(write_leases(head, body, n, int_str(expiry), used, order)) do
+      out[k + 2] = number
+    end
   end
   if total > 0 then
     incr(K.meta, 'reserved', total)
@@ -627,6 +713,14 @@ local function commit(keys, args)
   if window > 0 then redis.call('HSET', K.win, 's' .. window, spent) end
   out[1] = bump()
   return snapshot_reply(out, now, rate, level, models, slots)
+end
+
+local function commit(keys, args)
+  return commit_with(keys, args, read_triples)
+end
+
+local function commit_packed(keys, args)
+  return commit_with(keys, args, read_packed)
 end
 
 -- Completes lease `number` whose tag is `tag` at `actual` micro-USD (-1 = as predicted), the
@@ -847,7 +941,8 @@ local function step(keys, args)
   end
   -- Everything of the commits is decided: write it, one record for all.
   if #leases > 0 then
-    local numbers = write_leases(leases, int_str(now + lease_us))
+    local head, body, used, order = pack_leases(leases)
+    local numbers = write_leases(head, body, #leases, int_str(now + lease_us), used, order)
     for r = 1, #results, 3 do
       if results[r] == 'OK' then results[r + 1] = numbers[results[r + 1]] end
     end
@@ -1040,6 +1135,7 @@ redis.register_function('rl3_snapshot', wrap(snapshot))
 redis.register_function('rl3_hold', wrap(hold))
 redis.register_function('rl3_release', wrap(release))
 redis.register_function('rl3_commit', wrap(commit))
+redis.register_function('rl3_commit_packed', wrap(commit_packed))
 redis.register_function('rl3_complete', wrap(complete))
 redis.register_function('rl3_complete_many', wrap(complete_many))
 redis.register_function('rl3_step', wrap(step))

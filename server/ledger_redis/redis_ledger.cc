@@ -11,10 +11,12 @@
 #include <utility>
 
 #include "absl/container/flat_hash_map.h"
+#include "absl/container/flat_hash_set.h"
 #include "absl/strings/ascii.h"
 #include "absl/strings/match.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
 #include "absl/strings/strip.h"
 #include "absl/time/clock.h"
 #include "router_core/secure_random.h"
@@ -25,6 +27,11 @@ namespace {
 
 constexpr double kInf = std::numeric_limits<double>::infinity();
 constexpr int kFixedKeys = 10;
+// A lease's entry in a commit's record, as ledger.lua writes it (ENTRY, MAX_MICROS): the model's
+// index in 4 digits, micro-USD in 16, the tag's 16 characters, and the slot-limit mark.
+constexpr size_t kEntryChars = 37;
+constexpr int kMaxCommitModels = 9999;
+constexpr double kMaxLeaseCostUsd = 1e9;
 
 // The decimal digits at the front of `s`, consumed; nullopt unless canonical (no sign, no leading
 // zero), so that one number has one spelling.
@@ -620,6 +627,37 @@ std::optional<uint64_t> ParseHoldNumber(absl::string_view id, const std::string&
   return n;
 }
 
+// Reservations as rl3_commit_packed takes them (ledger.lua, commit_with): the models header, in
+// the order first reserved, then one fixed-width entry per reservation (the model's index in the
+// header, micro-USD, a new random tag, appended to `tags`, and whether the model is `limited`).
+absl::StatusOr<std::string> PackReservations(absl::Span<const core::Reservation> reservations,
+                                             const absl::flat_hash_set<std::string>& limited,
+                                             std::vector<std::string>& tags) {
+  absl::flat_hash_map<absl::string_view, int> index;
+  std::string head;
+  std::string body;
+  body.reserve(reservations.size() * kEntryChars);
+  for (size_t k = 0; k < reservations.size(); ++k) {
+    const core::Reservation& res = reservations[k];
+    if (!(res.predicted_cost_usd >= 0 && res.predicted_cost_usd <= kMaxLeaseCostUsd)) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("reservations[", k, "].predicted_cost_usd: must be in [0, 1e9]"));
+    }
+    auto [it, added] = index.try_emplace(res.model, static_cast<int>(index.size()) + 1);
+    if (added) {
+      if (it->second > kMaxCommitModels) {
+        return absl::InvalidArgumentError(
+            absl::StrCat("reservations: more than ", kMaxCommitModels, " models in one commit"));
+      }
+      absl::StrAppend(&head, res.model.size(), "|", res.model);
+    }
+    tags.push_back(Hex16(core::SecureRandom64()));
+    absl::StrAppendFormat(&body, "%04d%016d", it->second, MicrosUp(res.predicted_cost_usd));
+    absl::StrAppend(&body, tags.back(), limited.contains(res.model) ? "1" : "0");
+  }
+  return absl::StrCat(index.size(), "|", head, body);
+}
+
 }  // namespace
 
 void RedisLedger::Release(const core::LedgerHold& hold) {
@@ -657,27 +695,23 @@ absl::StatusOr<std::vector<core::Lease>> RedisLedger::Commit(
   std::vector<std::string> args = {hold_number, "0", "-1"};
   absl::Duration lease_timeout;
   std::vector<std::string> names;
+  absl::flat_hash_set<std::string> limited;  // models with a slot limit
   {
     absl::MutexLock lock(&mu_);
     args.insert(args.end(), model_args_.begin(), model_args_.end());
     lease_timeout = options_.lease_timeout;
     names = ModelNamesLocked();
+    for (const core::LedgerModel& m : models_) {
+      if (m.slots.has_value()) limited.insert(m.name);
+    }
   }
   args.push_back(absl::StrCat(reservations.size()));
   std::vector<std::string> tags;
   tags.reserve(reservations.size());
-  for (size_t k = 0; k < reservations.size(); ++k) {
-    const core::Reservation& res = reservations[k];
-    if (!std::isfinite(res.predicted_cost_usd) || res.predicted_cost_usd < 0) {
-      return absl::InvalidArgumentError(
-          absl::StrCat("reservations[", k, "].predicted_cost_usd: must be finite and >= 0"));
-    }
-    tags.push_back(Hex16(core::SecureRandom64()));
-    args.push_back(std::string(res.model));
-    args.push_back(absl::StrCat(MicrosUp(res.predicted_cost_usd)));
-    args.push_back(tags.back());
-  }
-  absl::StatusOr<std::unique_ptr<Reply>> r = Call("commit", "rl3_commit", args);
+  absl::StatusOr<std::string> packed = PackReservations(reservations, limited, tags);
+  if (!packed.ok()) return packed.status();
+  args.push_back(*std::move(packed));
+  absl::StatusOr<std::unique_ptr<Reply>> r = Call("commit", "rl3_commit_packed", args);
   // A Redis hold's grant stays held in Redis until it expires: the escrow decides on its own.
   if (absl::IsUnavailable(r.status()) && escrow_on_) {
     return EscrowCommit(nullptr, reservations, r.status());

@@ -35,6 +35,10 @@
 // Versions. The keys' layout has a version: each has its own Function library and names
 // (router_ledger_v3, rl3_*), and a state created by one version is refused by the others
 // (UNAVAILABLE naming both layouts), so a fleet is upgraded across a layout change as a whole.
+// Within a layout a build only adds Functions (rl3_complete_many; rl3_commit_packed, a commit's
+// reservations in one argument as its record keeps them, where rl3_commit takes them one by one)
+// and keeps those of the builds before, so replicas of two builds share a domain during a rolling
+// upgrade: the newer library is a superset, loaded by whichever replica misses a Function.
 //
 // Recent snapshot. A commit's reply also carries what may be used after it, as Snapshot's and
 // StepInline's do; the newest (by sequence number) is kept, for RecentSnapshot (ledger.h) while it

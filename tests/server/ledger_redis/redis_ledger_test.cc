@@ -115,6 +115,20 @@ class RedisLedgerTest : public ::testing::Test {
     return *std::move(l);
   }
 
+  // redis-cli arguments calling Function `function` on this test's domain as a replica would,
+  // through the common arguments: no incarnation known, sequence 0, a 60 s lease timeout, no
+  // pacing, 1,000 expired leases remembered. The domain's key names are spelt out again, as
+  // another build would.
+  std::string Fcall(absl::string_view function) const {
+    std::string fcall = absl::StrCat("--raw FCALL ", function, " 10");
+    for (const char* name : {"meta", "bucket", "holds", "hexp", "commits", "cexp", "gexp",
+                             "held", "used", "win"}) {
+      absl::StrAppend(&fcall, " '{rt:", domain_, "}:", name, "'");
+    }
+    absl::StrAppend(&fcall, " '' 0 60000000 0 0 1000");
+    return fcall;
+  }
+
   RedisServer* const server_ = &SharedRedisServer();
   const std::string domain_ =
       ::testing::UnitTest::GetInstance()->current_test_info()->name();
@@ -493,13 +507,7 @@ TEST_F(RedisLedgerTest, CompletesInOneCallAreAnsweredEachAsIfAlone) {
     ASSERT_EQ(parts.size(), 3u) << id;
     leases.emplace_back(parts[1], parts[2]);
   }
-  std::string fcall = "--raw FCALL rl3_complete_many 10";
-  for (const char* name : {"meta", "bucket", "holds", "hexp", "commits", "cexp", "gexp", "held",
-                           "used", "win"}) {
-    absl::StrAppend(&fcall, " '{rt:", domain_, "}:", name, "'");
-  }
-  // Incarnation (none given), sequence seen, lease timeout us, no pacing, max remembered.
-  absl::StrAppend(&fcall, " '' 0 60000000 0 0 1000");
+  const std::string fcall = Fcall("rl3_complete_many");
   EXPECT_THAT(server_->Cli(fcall + " 0"), IsOkAndHolds(HasSubstr("INVALID completes")));
   const std::string unknown_tag(16, '0');
   absl::StatusOr<std::string> out = server_->Cli(absl::StrCat(
@@ -519,6 +527,77 @@ TEST_F(RedisLedgerTest, CompletesInOneCallAreAnsweredEachAsIfAlone) {
   EXPECT_EQ(ledger->Totals()->open_assignments, 0);
   EXPECT_THAT(ledger->Complete((*ids)[1], std::nullopt),
               StatusIs(absl::StatusCode::kNotFound, HasSubstr("assignment_id")));
+}
+
+// A commit's reservations go packed as their record keeps them (rl3_commit_packed); Redis checks
+// every entry before it writes, and replicas built before it still commit with triples
+// (rl3_commit), whose leases any replica completes.
+TEST_F(RedisLedgerTest, PackedReservationsAreCheckedAndTriplesStillCommit) {
+  auto ledger = Make(LedgerOptions{}, {{"local", 2}, {"api", std::nullopt}});
+  ASSERT_THAT(CommitIds(*ledger, {{"api", 0.5}}), IsOk());  // creates the domain's state
+  // No hold, no inline window, no cap, the pool, then the reservations.
+  const std::string commit =
+      absl::StrCat(Fcall("rl3_commit_packed"), " '' 0 -1 2 local 2 api -1");
+  const std::string tag(16, 'a');
+  auto entry = [&](const char* index, const char* micros, const char* mark) {
+    return absl::StrCat(index, micros, tag, mark);
+  };
+  const std::string head = "2|5|local3|api";
+  const struct {
+    std::string reservations;
+    const char* error;
+  } kBad[] = {
+      {absl::StrCat("1 '", head, entry("0001", "0000000000250000", "1"), "x'"),
+       "INVALID reservations: 1 entries of 37 characters"},
+      {absl::StrCat("1 '", head, entry("0003", "0000000000250000", "1"), "'"),
+       "INVALID reservations[0]: model index 3 is not in the header"},
+      {absl::StrCat("1 '", head, entry("0001", "00000000002500x0", "1"), "'"),
+       "INVALID reservations[0]: model index and micro-USD must be digits"},
+      {absl::StrCat("1 '", head, entry("0002", "2000000000000000", "0"), "'"),
+       "INVALID reservations[0]: predicted_cost_usd: must be in [0, 1e9]"},
+      {absl::StrCat("2 '", head, entry("0001", "0000000000250000", "1"),
+                    entry("0001", "0000000000250000", "0"), "'"),
+       "INVALID reservations[1]: slot-limit mark must be 0 or 1"},
+      {absl::StrCat("1 '", head, entry("0001", "0000000000250000", "0"), "'"),
+       "INVALID reservations: model 'local' marked 0, its slot limit is 2"},
+      {absl::StrCat("1 '2|3|api3|api", entry("0001", "0000000000250000", "0"), "'"),
+       "INVALID reservations: model 'api' empty or twice in the header"},
+      {absl::StrCat("1 '1|4|gpt5", entry("0001", "0000000000250000", "0"), "'"),
+       "NOTFOUND unknown model 'gpt5'"},
+      {"1", "INVALID reservations: missing"},
+  };
+  for (const auto& bad : kBad) {
+    EXPECT_THAT(server_->Cli(absl::StrCat(commit, " ", bad.reservations)),
+                IsOkAndHolds(HasSubstr(bad.error)))
+        << bad.reservations;
+  }
+  for (double cost : {2e9, 1e300, std::nan("")}) {
+    const std::vector<Reservation> dear = {{"api", 0.5}, {"api", cost}};
+    EXPECT_THAT(ledger->Commit(nullptr, dear),
+                StatusIs(absl::StatusCode::kInvalidArgument,
+                         HasSubstr("reservations[1].predicted_cost_usd: must be in [0, 1e9]")));
+  }
+  EXPECT_EQ(ledger->InUse("local").value(), 0);
+  EXPECT_EQ(ledger->Totals()->open_assignments, 1);
+
+  // A replica of the previous build commits one lease of each model as triples.
+  absl::StatusOr<std::string> out = server_->Cli(
+      absl::StrCat(Fcall("rl3_commit"), " '' 0 -1 2 local 2 api -1 2 local 250000 ", tag,
+                   " api 500000 ", tag));
+  ASSERT_THAT(out, IsOk());
+  std::vector<std::string> lines = absl::StrSplit(absl::StripAsciiWhitespace(*out), '\n');
+  ASSERT_GE(lines.size(), 4u) << *out;
+  EXPECT_EQ(ledger->InUse("local").value(), 1);
+  EXPECT_EQ(ledger->Totals()->open_assignments, 3);
+  const std::string id = (*CommitIds(*ledger, {{"api", 0.5}}))[0];
+  const std::string prefix = id.substr(0, id.find('-'));
+  for (int k : {2, 3}) {
+    absl::StatusOr<core::CompletionRecord> done =
+        ledger->Complete(absl::StrCat(prefix, "-", lines[k], ".", tag), std::nullopt);
+    ASSERT_THAT(done, IsOk()) << lines[k];
+    EXPECT_NEAR(done->predicted_cost_usd, k == 2 ? 0.25 : 0.5, 1e-9);
+  }
+  EXPECT_EQ(ledger->InUse("local").value(), 0);
 }
 
 // Completes from many threads at once, each lease twice: every Complete is answered once (one
