@@ -293,6 +293,15 @@ Json OutcomeLearner::Snapshot() const {
                      {"prior_sum", cell->prior_sum},
                      {"outcomes", cell->outcomes}});
   }
+  std::map<std::string, const ModelCells*> by_name;
+  for (const auto& [name, model] : models_) by_name[name] = &model;
+  Json totals = Json::array();
+  for (const auto& [name, model] : by_name) {
+    totals.push_back({{"model", name},
+                      {"weight_total", model->weight_total},
+                      {"score_total", model->score_total},
+                      {"prior_total", model->prior_total}});
+  }
   std::vector<std::string> cold(cold_.begin(), cold_.end());
   std::sort(cold.begin(), cold.end());
   return Json{{"format", kSnapshotFormat},
@@ -307,7 +316,8 @@ Json OutcomeLearner::Snapshot() const {
                 {"max_cells", options_.max_cells}}},
               {"cold_start_models", cold},
               {"dropped_outcomes", dropped_},
-              {"cells", std::move(cells)}};
+              {"cells", std::move(cells)},
+              {"models", std::move(totals)}};
 }
 
 namespace {
@@ -364,12 +374,65 @@ absl::StatusOr<RestoredCell> ReadCell(const JsonReader& cell) {
   return c;
 }
 
+// A model's running totals in a snapshot, checked against the sums of its cells (`summed`):
+// equal but for the rounding of summing in another order.
+absl::Status ReadTotal(const JsonReader& entry, absl::string_view key, double summed,
+                       double& total) {
+  absl::StatusOr<double> v = entry.Get(&JsonReader::FiniteNumber, key);
+  if (!v.ok()) return v.status();
+  if (std::abs(*v - summed) > kSumSlack * (1.0 + std::abs(summed))) {
+    return Invalid(entry.ChildPath(key),
+                   absl::StrCat("must be the sum of the model's cells, ", summed, ", got ", *v));
+  }
+  total = *v;
+  return absl::OkStatus();
+}
+
 }  // namespace
+
+absl::Status OutcomeLearner::ReadModelTotals(const JsonReader& root, CellMap& models) {
+  absl::StatusOr<JsonReader> list = root.Member("models");
+  if (!list.ok()) return list.status();
+  if (absl::Status s = list->CheckArray(); !s.ok()) return s;
+  absl::flat_hash_set<std::string> seen;
+  for (size_t i = 0; i < list->size(); ++i) {
+    const JsonReader entry = list->Element(i);
+    if (absl::Status s =
+            entry.CheckKeys({"model", "weight_total", "score_total", "prior_total"});
+        !s.ok()) {
+      return s;
+    }
+    absl::StatusOr<std::string> name = entry.Get(&JsonReader::String, "model");
+    if (!name.ok()) return name.status();
+    auto it = models.find(*name);
+    if (it == models.end()) {
+      return Invalid(entry.ChildPath("model"), absl::StrCat("'", *name, "' has no cells"));
+    }
+    if (!seen.insert(*name).second) {
+      return Invalid(entry.ChildPath("model"), absl::StrCat("duplicate '", *name, "'"));
+    }
+    ModelCells& m = it->second;
+    m.Resum();
+    for (const auto& [key, total] : {std::pair{"weight_total", &ModelCells::weight_total},
+                                     std::pair{"score_total", &ModelCells::score_total},
+                                     std::pair{"prior_total", &ModelCells::prior_total}}) {
+      if (absl::Status s = ReadTotal(entry, key, m.*total, m.*total); !s.ok()) return s;
+    }
+  }
+  if (seen.size() != models.size()) {
+    for (const auto& [name, model] : models) {
+      if (!seen.contains(name)) {
+        return Invalid("models", absl::StrCat("no totals for '", name, "', which has cells"));
+      }
+    }
+  }
+  return absl::OkStatus();
+}
 
 absl::Status OutcomeLearner::Restore(const Json& snapshot) {
   const JsonReader root(snapshot);
   if (absl::Status s = root.CheckKeys({"format", "version", "options", "cold_start_models",
-                                       "dropped_outcomes", "cells"});
+                                       "dropped_outcomes", "cells", "models"});
       !s.ok()) {
     return s;
   }
@@ -382,9 +445,12 @@ absl::Status OutcomeLearner::Restore(const Json& snapshot) {
   absl::StatusOr<int64_t> version =
       root.Get(&JsonReader::Integer, "version", IntegerSpec{.integral_floats = false});
   if (!version.ok()) return version.status();
-  if (*version != kSnapshotVersion) {
+  if (*version != kSnapshotVersion && *version != 1) {
     return Invalid("version", absl::StrCat("unsupported version ", *version,
-                                           " (this build reads ", kSnapshotVersion, ")"));
+                                           " (this build reads 1 and ", kSnapshotVersion, ")"));
+  }
+  if (*version == 1 && root.OptionalMember("models").has_value()) {
+    return Invalid("models", "not in a version 1 snapshot");
   }
   // The writer's options are informational (the learner keeps its own), but must be an object.
   if (std::optional<JsonReader> options = root.OptionalMember("options"); options.has_value()) {
@@ -420,7 +486,12 @@ absl::Status OutcomeLearner::Restore(const Json& snapshot) {
     }
     model_cells[c.cluster] = Cell{c.weight, c.score_sum, c.prior_sum, c.outcomes};
   }
-  for (auto& [name, model] : models) model.Resum();
+  if (*version == 1) {
+    // Written before snapshots kept the totals: summed afresh (equal but for rounding).
+    for (auto& [name, model] : models) model.Resum();
+  } else if (absl::Status s = ReadModelTotals(root, models); !s.ok()) {
+    return s;
+  }
   absl::MutexLock lock(&mu_);
   models_ = std::move(models);
   cold_ = std::move(cold);

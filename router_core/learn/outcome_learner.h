@@ -52,11 +52,14 @@
 // outcome that would create a cell beyond it is counted (dropped_outcomes) and dropped, and no
 // other: Record never refuses an outcome for an unknown model or cluster.
 //
-// Snapshot: Snapshot() is a JSON object {format: "router.outcome_learner", version: 1, options,
+// Snapshot: Snapshot() is a JSON object {format: "router.outcome_learner", version: 2, options,
 // cold_start_models, dropped_outcomes, cells: [{model, cluster, weight, score_sum, prior_sum,
-// outcomes}]}, enough for Restore to rebuild the same state (the options are recorded for the
-// reader; Restore keeps the learner's own). Restore replaces the whole state or, on any error,
-// changes nothing.
+// outcomes}], models: [{model, weight_total, score_total, prior_total}]}, enough for Restore to
+// rebuild the same state to the last bit (the options are recorded for the reader; Restore keeps
+// the learner's own). `models` carries the running totals over each model's cells that Record
+// keeps up one outcome at a time (a cold-start model's pooled record), which summed afresh would
+// differ in the last bits. Restore also reads version 1 (no `models`: the totals summed afresh).
+// Restore replaces the whole state or, on any error, changes nothing.
 //
 // Thread-safety: every method may be called from any thread. Record, Reset, MarkColdStart and
 // Restore take the lock exclusively; Adjust, Cells, Snapshot and dropped_outcomes share it.
@@ -92,6 +95,8 @@
 #include "router_core/learn/beta_lower_table.h"
 
 namespace router::core {
+
+class JsonReader;  // router_core/json/json_reader.h
 
 struct OutcomeLearnerOptions {
   // Evidence of a (model, cluster) cell halves after this many newer outcomes in that cell, > 0
@@ -182,7 +187,7 @@ class OutcomeLearner {
   int64_t num_cells() const;
 
   static constexpr absl::string_view kSnapshotFormat = "router.outcome_learner";
-  static constexpr int kSnapshotVersion = 1;
+  static constexpr int kSnapshotVersion = 2;
 
  private:
   struct Cell {
@@ -203,6 +208,10 @@ class OutcomeLearner {
   using CellMap = absl::flat_hash_map<std::string, ModelCells>;
 
   OutcomeLearner(OutcomeLearnerOptions options, const BetaLowerTable* table);
+
+  // Sets the running totals of `models` (restored cells) from a snapshot's "models", which must
+  // name every one of them once, each total within rounding of its cells' sum.
+  static absl::Status ReadModelTotals(const JsonReader& root, CellMap& models);
 
   // The posterior of one (model, cluster) for a query whose prior predicts `prior` (the baseline
   // when cold): quality q and pseudo-count n; false when there is nothing to adjust (no cell, not

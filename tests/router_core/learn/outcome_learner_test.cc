@@ -377,18 +377,23 @@ TEST(OutcomeLearnerTest, MaxCellsCountsAndDropsOutcomesOfNewCells) {
   EXPECT_EQ(learner->num_cells(), 2);
 }
 
+// What a learner answers and its restored copy answers are the same to the last bit: the cells'
+// sums and, for a cold-start model, the running totals over its cells that Record keeps up one
+// outcome at a time (summed afresh they differ in the last bits).
 TEST(OutcomeLearnerTest, SnapshotRestoresTheSameState) {
   auto learner = Make(NoExploration());
   learner->MarkColdStart("new", true);
   std::mt19937_64 rng(5);
   std::uniform_real_distribution<double> unit(0.0, 1.0);
-  for (int i = 0; i < 300; ++i) {
+  constexpr int kClusters = 16;
+  for (int i = 0; i < 3000; ++i) {
     const std::string model = i % 3 == 0 ? "new" : (i % 3 == 1 ? "a" : "b");
-    ASSERT_THAT(learner->Record(model, static_cast<int>(rng() % 4), unit(rng), unit(rng)), IsOk());
+    ASSERT_THAT(learner->Record(model, static_cast<int>(rng() % kClusters), unit(rng), unit(rng)),
+                IsOk());
   }
   const nlohmann::json snapshot = learner->Snapshot();
   EXPECT_EQ(snapshot["format"], "router.outcome_learner");
-  EXPECT_EQ(snapshot["version"], 1);
+  EXPECT_EQ(snapshot["version"], 2);
   EXPECT_EQ(snapshot["options"]["half_life_outcomes"], learner->options().half_life_outcomes);
 
   // Through text, as a snapshot file would go.
@@ -397,28 +402,46 @@ TEST(OutcomeLearnerTest, SnapshotRestoresTheSameState) {
   ASSERT_THAT(restored->Restore(reread), IsOk());
   EXPECT_EQ(restored->Snapshot(), snapshot);
   EXPECT_TRUE(restored->IsColdStart("new"));
-  // A cold-start model's estimates also read its running totals over its cells, which Record
-  // keeps up one outcome at a time and Restore sums afresh: equal within rounding (clang's build of
-  // this test differs by 1e-16, 8 ulps of a learned shift: a difference of two qualities).
   const std::vector<OutcomeCell> a = learner->Cells(), b = restored->Cells();
   ASSERT_EQ(a.size(), b.size());
   for (size_t i = 0; i < a.size(); ++i) {
     EXPECT_EQ(a[i].model, b[i].model);
     EXPECT_EQ(a[i].cluster, b[i].cluster);
     EXPECT_EQ(a[i].weight, b[i].weight);
-    EXPECT_NEAR(a[i].learned_shift, b[i].learned_shift, 1e-12);
+    EXPECT_EQ(a[i].learned_shift, b[i].learned_shift) << a[i].model << " " << a[i].cluster;
     EXPECT_EQ(a[i].outcomes, b[i].outcomes);
   }
-  for (int c = 0; c < 4; ++c) {
-    std::mt19937_64 r1(9), r2(9);
-    const Adjusted x = AdjustOne(*learner, {"a", "b", "new"}, c, {0.5, 0.6, 0.7}, {0.4, 0.5, 0.6}, r1);
-    const Adjusted y =
-        AdjustOne(*restored, {"a", "b", "new"}, c, {0.5, 0.6, 0.7}, {0.4, 0.5, 0.6}, r2);
-    ASSERT_EQ(x.quality.size(), y.quality.size());
-    for (size_t j = 0; j < x.quality.size(); ++j) {
-      EXPECT_NEAR(x.quality[j], y.quality[j], 1e-12);
-      EXPECT_NEAR(x.lower[j], y.lower[j], 1e-12);
+  for (int c = 0; c <= kClusters; ++c) {  // kClusters: a cell without outcomes
+    for (double baseline : {0.13, 0.5, 0.71}) {
+      std::mt19937_64 r1(9), r2(9);
+      const std::vector<double> quality = {0.5, 0.6, baseline}, lower = {0.4, 0.5, 0.6};
+      const Adjusted x = AdjustOne(*learner, {"a", "b", "new"}, c, quality, lower, r1);
+      const Adjusted y = AdjustOne(*restored, {"a", "b", "new"}, c, quality, lower, r2);
+      EXPECT_EQ(x.quality, y.quality) << c << " " << baseline;
+      EXPECT_EQ(x.lower, y.lower) << c << " " << baseline;
     }
+  }
+}
+
+// Snapshots written before they carried the models' totals (version 1) are still read; the totals
+// are summed afresh from the cells.
+TEST(OutcomeLearnerTest, AVersionOneSnapshotIsRestored) {
+  auto learner = Make(NoExploration());
+  learner->MarkColdStart("new", true);
+  ASSERT_THAT(learner->Record("new", 0, 0.4, 1.0), IsOk());
+  ASSERT_THAT(learner->Record("new", 1, 0.6, 0.0), IsOk());
+  ASSERT_THAT(learner->Record("a", 1, 0.6, 1.0), IsOk());
+  nlohmann::json v1 = learner->Snapshot();
+  v1["version"] = 1;
+  v1.erase("models");
+  auto restored = Make(NoExploration());
+  ASSERT_THAT(restored->Restore(v1), IsOk());
+  EXPECT_EQ(restored->Snapshot(), learner->Snapshot());
+  for (int c = 0; c < 3; ++c) {
+    std::mt19937_64 r1(9), r2(9);
+    const Adjusted x = AdjustOne(*learner, {"a", "new"}, c, {0.5, 0.55}, {0.4, 0.5}, r1);
+    const Adjusted y = AdjustOne(*restored, {"a", "new"}, c, {0.5, 0.55}, {0.4, 0.5}, r2);
+    EXPECT_EQ(x.quality, y.quality) << c;
   }
 }
 
@@ -439,7 +462,7 @@ TEST(OutcomeLearnerTest, RestoreRefusesBadSnapshotsNamingTheFieldAndChangesNothi
   };
   refused([](auto& j) { j = nlohmann::json::array(); }, "top level");
   refused([](auto& j) { j["format"] = "other"; }, "format");
-  refused([](auto& j) { j["version"] = 2; }, "version");
+  refused([](auto& j) { j["version"] = 3; }, "version");
   refused([](auto& j) { j.erase("version"); }, "version");
   refused([](auto& j) { j["extra"] = 1; }, "extra");
   refused([](auto& j) { j["options"] = 3; }, "options");
@@ -455,6 +478,16 @@ TEST(OutcomeLearnerTest, RestoreRefusesBadSnapshotsNamingTheFieldAndChangesNothi
   refused([](auto& j) { j["cells"][0].erase("outcomes"); }, "cells[0].outcomes");
   refused([](auto& j) { j["cells"][0]["typo"] = 1; }, "cells[0].typo");
   refused([](auto& j) { j["cells"][1] = j["cells"][0]; }, "cells[1]");
+  refused([](auto& j) { j.erase("models"); }, "models");
+  refused([](auto& j) { j["version"] = 1; }, "models");  // a version 1 snapshot has none
+  refused([](auto& j) { j["models"] = 5; }, "models");
+  refused([](auto& j) { j["models"].erase(1); }, "models");  // no totals for 'b'
+  refused([](auto& j) { j["models"][1]["model"] = "a"; }, "models[1].model");
+  refused([](auto& j) { j["models"][0]["model"] = "zzz"; }, "models[0].model");
+  refused([](auto& j) { j["models"][0]["weight_total"] = 1.5; }, "models[0].weight_total");
+  refused([](auto& j) { j["models"][1]["score_total"] = "0"; }, "models[1].score_total");
+  refused([](auto& j) { j["models"][1].erase("prior_total"); }, "models[1].prior_total");
+  refused([](auto& j) { j["models"][0]["typo"] = 1; }, "models[0].typo");
 
   OutcomeLearnerOptions tiny = NoExploration();
   tiny.max_cells = 1;
