@@ -592,18 +592,20 @@ local function commit_with(keys, args, read)
   local packed = read(args, i, n, slots)
   local names, at = parse_models(packed, 1)
   if names == nil then error({err = 'INVALID reservations: malformed models header'}) end
-  local seen = {}
-  for _, m in ipairs(names) do
+  -- The slot-limit mark each model's entries must carry (an unknown model is refused below).
+  local seen, mark = {}, {}
+  for j, m in ipairs(names) do
     if m == '' or seen[m] then
       error({err = "INVALID reservations: model '" .. m .. "' empty or twice in the header"})
     end
     seen[m] = true
+    if slots[m] ~= nil then mark[j] = slots[m] >= 0 and 49 or 48 end
   end
   if #packed - at + 1 ~= n * ENTRY then
     error({err = 'INVALID reservations: ' .. n .. ' entries of ' .. ENTRY ..
             ' characters expected after the header'})
   end
-  local count, flag = {}, {}
+  local count = {}
   local total = 0
   for k = 1, n do
     local e = at + (k - 1) * ENTRY
@@ -615,10 +617,9 @@ local function commit_with(keys, args, read)
     local f = string.byte(packed, e + 36)
     if names[m] == nil then bad_entry(k, 'model index ' .. m .. ' is not in the header') end
     if micros > MAX_MICROS then bad_entry(k, 'predicted_cost_usd: must be in [0, 1e9]') end
-    if (f ~= 48 and f ~= 49) or (flag[m] ~= nil and flag[m] ~= f) then
-      bad_entry(k, 'slot-limit mark must be 0 or 1, the same for every lease of a model')
+    if (f ~= 48 and f ~= 49) or (mark[m] ~= nil and f ~= mark[m]) then
+      bad_entry(k, 'slot-limit mark must be 1 for a model with a slot limit, else 0')
     end
-    flag[m] = f
     count[m] = (count[m] or 0) + 1
     total = total + micros
   end
@@ -646,13 +647,7 @@ local function commit_with(keys, args, read)
   local used, order = {}, {}
   for j, m in ipairs(names) do
     local s = slots[m]
-    if count[j] ~= nil then
-      if s == nil then error({err = "NOTFOUND unknown model '" .. m .. "'"}) end
-      if flag[j] ~= (s >= 0 and 49 or 48) then
-        error({err = "INVALID reservations: model '" .. m .. "' marked " .. string.char(flag[j]) ..
-                ', its slot limit is ' .. s})
-      end
-    end
+    if count[j] ~= nil and s == nil then error({err = "NOTFOUND unknown model '" .. m .. "'"}) end
     if count[j] ~= nil and s >= 0 then
       if granted ~= nil and count[j] > (granted[m] or 0) then
         error({err = "INVALID model '" .. m .. "': " .. count[j] .. ' slots committed, the hold granted ' ..

@@ -557,9 +557,11 @@ TEST_F(RedisLedgerTest, PackedReservationsAreCheckedAndTriplesStillCommit) {
        "INVALID reservations[0]: predicted_cost_usd: must be in [0, 1e9]"},
       {absl::StrCat("2 '", head, entry("0001", "0000000000250000", "1"),
                     entry("0001", "0000000000250000", "0"), "'"),
-       "INVALID reservations[1]: slot-limit mark must be 0 or 1"},
-      {absl::StrCat("1 '", head, entry("0001", "0000000000250000", "0"), "'"),
-       "INVALID reservations: model 'local' marked 0, its slot limit is 2"},
+       "INVALID reservations[1]: slot-limit mark must be 1 for a model with a slot limit"},
+      {absl::StrCat("1 '", head, entry("0002", "0000000000250000", "1"), "'"),
+       "INVALID reservations[0]: slot-limit mark must be 1 for a model with a slot limit"},
+      {absl::StrCat("1 '", head, entry("0001", "0000000000250000", "x"), "'"),
+       "INVALID reservations[0]: slot-limit mark must be 1 for a model with a slot limit"},
       {absl::StrCat("1 '2|3|api3|api", entry("0001", "0000000000250000", "0"), "'"),
        "INVALID reservations: model 'api' empty or twice in the header"},
       {absl::StrCat("1 '1|4|gpt5", entry("0001", "0000000000250000", "0"), "'"),
@@ -579,6 +581,21 @@ TEST_F(RedisLedgerTest, PackedReservationsAreCheckedAndTriplesStillCommit) {
   }
   EXPECT_EQ(ledger->InUse("local").value(), 0);
   EXPECT_EQ(ledger->Totals()->open_assignments, 1);
+  // Entries are checked before anything is written: a refused commit leaves its hold usable.
+  core::HoldRequest want;
+  want.slots = {{"local", 1}};
+  want.hold_for = absl::Seconds(30);
+  absl::StatusOr<core::LedgerHold> hold = ledger->Hold(want);
+  ASSERT_THAT(hold, IsOk());
+  const std::string hold_number = hold->id.substr(hold->id.rfind("-h") + 2);
+  EXPECT_THAT(server_->Cli(absl::StrCat(Fcall("rl3_commit_packed"), " ", hold_number,
+                                        " 0 -1 2 local 2 api -1 1 '", head,
+                                        entry("0001", "0000000000250000", "0"), "'")),
+              IsOkAndHolds(HasSubstr("INVALID reservations[0]: slot-limit mark")));
+  const std::vector<Reservation> one_local = {{"local", 0.25}};
+  ASSERT_THAT(ledger->Commit(&*hold, one_local), IsOk());
+  EXPECT_EQ(ledger->InUse("local").value(), 1);
+  EXPECT_EQ(ledger->Totals()->open_assignments, 2);
 
   // A replica of the previous build commits one lease of each model as triples.
   absl::StatusOr<std::string> out = server_->Cli(
@@ -587,8 +604,8 @@ TEST_F(RedisLedgerTest, PackedReservationsAreCheckedAndTriplesStillCommit) {
   ASSERT_THAT(out, IsOk());
   std::vector<std::string> lines = absl::StrSplit(absl::StripAsciiWhitespace(*out), '\n');
   ASSERT_GE(lines.size(), 4u) << *out;
-  EXPECT_EQ(ledger->InUse("local").value(), 1);
-  EXPECT_EQ(ledger->Totals()->open_assignments, 3);
+  EXPECT_EQ(ledger->InUse("local").value(), 2);
+  EXPECT_EQ(ledger->Totals()->open_assignments, 4);
   const std::string id = (*CommitIds(*ledger, {{"api", 0.5}}))[0];
   const std::string prefix = id.substr(0, id.find('-'));
   for (int k : {2, 3}) {
@@ -597,7 +614,7 @@ TEST_F(RedisLedgerTest, PackedReservationsAreCheckedAndTriplesStillCommit) {
     ASSERT_THAT(done, IsOk()) << lines[k];
     EXPECT_NEAR(done->predicted_cost_usd, k == 2 ? 0.25 : 0.5, 1e-9);
   }
-  EXPECT_EQ(ledger->InUse("local").value(), 0);
+  EXPECT_EQ(ledger->InUse("local").value(), 1);  // the lease committed on the hold
 }
 
 // Completes from many threads at once, each lease twice: every Complete is answered once (one
