@@ -6,7 +6,7 @@
 //              [--clients 64,256] [--batch_sizes 64,256] [--delays_ms 1,5] [--stream_window 8]
 //              [--channels 2] [--warmup_s 1] [--duration_s 4] [--lease_timeout_s 2] [--pairs 3]
 //              [--services Echo,EchoStream,RouteInline,Route,RouteStream] [--think_ms 0]
-//              [--redis HOST:PORT [--redis_recent_snapshot_ms MS]]
+//              [--redis HOST:PORT [--redis_recent_snapshot_ms MS] [--redis_refresh_snapshot_ms MS]]
 //
 // Without --routerd, routerd runs in this process (router::server::Routerd::Start on the --config
 // file, listening on 127.0.0.1:0): the same code as the binary, with the same process settings
@@ -521,6 +521,8 @@ struct Options {
   std::string redis;
   // ledger.redis.recent_snapshot_ms of that routerd; nullopt = the config's.
   std::optional<double> redis_recent_snapshot_ms;
+  // ledger.redis.refresh_snapshot_ms of that routerd; nullopt = the config's.
+  std::optional<double> redis_refresh_snapshot_ms;
   std::string config = router::bench::kDefaultConfig;
   std::string estimator;
   std::string prompts = router::bench::kDefaultPrompts;
@@ -663,7 +665,8 @@ int Usage(const std::string& problem) {
                "                  [--stream_window 8] [--channels 2] [--warmup_s 1] [--duration_s 4]\n"
                "                  [--lease_timeout_s 2] [--pairs 3]\n"
                "                  [--services Echo,EchoStream,RouteInline,Route,RouteStream]\n"
-               "                  [--redis HOST:PORT [--redis_recent_snapshot_ms MS]] [--think_ms 0]\n";
+               "                  [--redis HOST:PORT [--redis_recent_snapshot_ms MS]\n"
+               "                  [--redis_refresh_snapshot_ms MS]] [--think_ms 0]\n";
   return 2;
 }
 
@@ -697,6 +700,10 @@ int main(int argc, char** argv) {
       double ms = 0;
       ok = router::bench::ParseNumber(value, &ms) && ms >= 0;
       o.redis_recent_snapshot_ms = ms;
+    } else if (arg == "--redis_refresh_snapshot_ms") {
+      double ms = 0;
+      ok = router::bench::ParseNumber(value, &ms) && ms >= 0;
+      o.redis_refresh_snapshot_ms = ms;
     } else if (arg == "--config") {
       o.config = value;
     } else if (arg == "--estimator") {
@@ -762,6 +769,10 @@ int main(int argc, char** argv) {
       if (o.redis_recent_snapshot_ms.has_value()) {
         config->ledger_backend.redis_options.recent_snapshot_for =
             absl::Microseconds(std::llround(*o.redis_recent_snapshot_ms * 1000.0));
+      }
+      if (o.redis_refresh_snapshot_ms.has_value()) {
+        config->ledger_backend.redis_options.refresh_snapshot_for =
+            absl::Microseconds(std::llround(*o.redis_refresh_snapshot_ms * 1000.0));
       }
     }
     return router::server::Routerd::Start(*std::move(config), "");

@@ -477,6 +477,7 @@ absl::Status ReadLedger(const YAML::Node& node, LedgerBackendConfig& l) {
     ROUTER_RETURN_IF_ERROR(rr.ReadMs("retry_after_ms", o.retry_after));
     ROUTER_RETURN_IF_ERROR(rr.Read("max_connections", o.max_connections));
     ROUTER_RETURN_IF_ERROR(rr.ReadMs("recent_snapshot_ms", o.recent_snapshot_for));
+    ROUTER_RETURN_IF_ERROR(rr.ReadMs("refresh_snapshot_ms", o.refresh_snapshot_for));
     const YAML::Node escrow = rr.Get("escrow");
     if (escrow.IsDefined() && !escrow.IsNull()) {
       MapReader er(escrow, "ledger.redis.escrow");
@@ -783,6 +784,7 @@ std::string ConfigToYaml(const RouterConfig& c) {
     Emit(out, "retry_after_ms", o.retry_after);
     out << YAML::Key << "max_connections" << YAML::Value << o.max_connections;
     Emit(out, "recent_snapshot_ms", o.recent_snapshot_for);
+    Emit(out, "refresh_snapshot_ms", o.refresh_snapshot_for);
     out << YAML::Key << "escrow" << YAML::Value << YAML::BeginMap;
     out << YAML::Key << "spend_usd" << YAML::Value << o.escrow.spend_usd;
     out << YAML::Key << "slots" << YAML::Value << o.escrow.slots;
@@ -985,6 +987,8 @@ std::optional<std::string> ChangedStartupKey(const RouterConfig& a, const Router
            std::pair{"ledger.redis.max_connections", ra.max_connections != rb.max_connections},
            std::pair{"ledger.redis.recent_snapshot_ms",
                      ra.recent_snapshot_for != rb.recent_snapshot_for},
+           std::pair{"ledger.redis.refresh_snapshot_ms",
+                     ra.refresh_snapshot_for != rb.refresh_snapshot_for},
            std::pair{"ledger.redis.escrow.spend_usd", ra.escrow.spend_usd != rb.escrow.spend_usd},
            std::pair{"ledger.redis.escrow.slots", ra.escrow.slots != rb.escrow.slots},
            std::pair{"ledger.redis.escrow.validity_ms", ra.escrow.validity != rb.escrow.validity},

@@ -99,6 +99,9 @@ absl::Status ValidateRedisLedgerOptions(const RedisLedgerOptions& o) {
   if (o.recent_snapshot_for < absl::ZeroDuration()) {
     return absl::InvalidArgumentError("redis.recent_snapshot_ms: must be >= 0");
   }
+  if (o.refresh_snapshot_for < absl::ZeroDuration()) {
+    return absl::InvalidArgumentError("redis.refresh_snapshot_ms: must be >= 0");
+  }
   const RedisLedgerOptions::Escrow& e = o.escrow;
   if (!std::isfinite(e.spend_usd) || e.spend_usd < 0) {
     return absl::InvalidArgumentError("redis.escrow.spend_usd: must be finite and >= 0");
@@ -252,7 +255,14 @@ RedisLedger::RedisLedger(const RedisLedgerOptions& redis, RedisLedgerObserver* o
       escrow_on_(redis.escrow.spend_usd > 0 || redis.escrow.slots > 0),
       escrow_windows_(std::make_unique<EscrowWindows>()) {}
 
-RedisLedger::~RedisLedger() = default;
+RedisLedger::~RedisLedger() {
+  {
+    absl::MutexLock lock(&mu_);
+    stopping_ = true;
+  }
+  recent_wanted_cv_.SignalAll();
+  if (refresher_.joinable()) refresher_.join();
+}
 
 absl::StatusOr<std::unique_ptr<RedisLedger>> RedisLedger::Create(
     const RedisLedgerOptions& redis, const core::LedgerOptions& options,
@@ -264,6 +274,11 @@ absl::StatusOr<std::unique_ptr<RedisLedger>> RedisLedger::Create(
   if (absl::Status s = ledger->SetModels(std::move(models)); !s.ok()) return s;
   // Unreachable Redis is not fatal: the ledger starts degraded and loads at the next call.
   if (ledger->LoadFunctions().ok()) ledger->Init("").IgnoreError();
+  if (redis.recent_snapshot_for > absl::ZeroDuration() &&
+      redis.refresh_snapshot_for > absl::ZeroDuration()) {
+    RedisLedger* l = ledger.get();
+    ledger->refresher_ = std::thread([l] { l->KeepSnapshotFresh(); });
+  }
   return ledger;
 }
 
@@ -319,6 +334,8 @@ core::LedgerSnapshot RedisLedger::ReadSnapshot(const Reply& reply, size_t at,
 
 std::optional<core::LedgerSnapshot> RedisLedger::RecentSnapshot() {
   absl::MutexLock lock(&mu_);
+  recent_wanted_ = Steady::now();
+  if (refresher_idle_) recent_wanted_cv_.Signal();
   if (!recent_.has_value() || degraded_ ||
       Steady::now() - recent_at_ > ToSteady(redis_.recent_snapshot_for)) {
     return std::nullopt;
@@ -564,6 +581,37 @@ absl::StatusOr<std::unique_ptr<RedisLedger::Reply>> RedisLedger::Call(
     if (r.ok() || !retry) return r;
   }
   return r;
+}
+
+void RedisLedger::KeepSnapshotFresh() {
+  const Steady::duration renew_after = ToSteady(redis_.recent_snapshot_for) / 2;
+  const Steady::duration refresh_for = ToSteady(redis_.refresh_snapshot_for);
+  // When this thread last read one: a read that failed, or whose reply was not kept as the newest,
+  // is not tried again before another half period either.
+  Steady::time_point last_read;
+  mu_.Lock();
+  while (!stopping_) {
+    const Steady::time_point now = Steady::now();
+    if (now - recent_wanted_ > refresh_for) {
+      // Idle: wait for a batch to ask again.
+      refresher_idle_ = true;
+      recent_wanted_cv_.Wait(&mu_);
+      refresher_idle_ = false;
+      continue;
+    }
+    const Steady::time_point renewed = recent_.has_value() ? std::max(recent_at_, last_read)
+                                                           : last_read;
+    const Steady::time_point due = renewed + renew_after;
+    if (now < due) {
+      recent_wanted_cv_.WaitWithTimeout(&mu_, absl::FromChrono(due - now));
+      continue;
+    }
+    last_read = now;
+    mu_.Unlock();
+    Snapshot().IgnoreError();  // kept as the recent snapshot; a failure is the observer's
+    mu_.Lock();
+  }
+  mu_.Unlock();
 }
 
 absl::StatusOr<core::LedgerSnapshot> RedisLedger::Snapshot() {

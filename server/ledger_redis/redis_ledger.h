@@ -43,7 +43,12 @@
 // Recent snapshot. A commit's reply also carries what may be used after it, as Snapshot's and
 // StepInline's do; the newest (by sequence number) is kept, for RecentSnapshot (ledger.h) while it
 // is at most redis.recent_snapshot_for old, the ledger is not degraded, and the models, the options
-// and the incarnation are those it was read under.
+// and the incarnation are those it was read under. For redis.refresh_snapshot_for after a batch
+// last asked for it, a thread of the ledger keeps it fresh: when no reply has renewed it for half
+// of recent_snapshot_for, it reads one (a Snapshot call), so that the first batch after a pause in
+// the traffic also decides on it (one round trip) instead of holding first (two). Busy replicas
+// make no such call (their commits' replies renew it), and idle ones stop after
+// refresh_snapshot_for: at most 2 / recent_snapshot_for calls per second, for that long.
 //
 // Ids: "<incarnation prefix>-<lease number>.<16 hex random tag>" (the tag from secure_random.h,
 // checked by the Function); holds "<incarnation prefix>-h<number>".
@@ -108,6 +113,7 @@
 #include <memory>
 #include <optional>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "absl/base/thread_annotations.h"
@@ -141,6 +147,10 @@ struct RedisLedgerOptions {
   // then takes one round trip instead of two, decided as if it had closed up to this long
   // earlier), >= 0; 0 = every batch holds first.
   absl::Duration recent_snapshot_for = absl::Milliseconds(10);
+  // How long after a batch last asked for the recent snapshot the ledger keeps it fresh (see the
+  // file comment), >= 0; 0 = never (the first batch after a pause holds first). Only with
+  // recent_snapshot_for > 0.
+  absl::Duration refresh_snapshot_for = absl::Seconds(1);
   // The escrow (see the file comment); on when spend_usd > 0 or slots > 0.
   struct Escrow {
     // Paced spend drawn, USD; >= 0, finite; 0 = none. Without pacing (rate 0) spend is not
@@ -246,6 +256,9 @@ class RedisLedger final : public core::Ledger {
   core::LedgerSnapshot ReadSnapshot(const Reply& reply, size_t at, std::vector<std::string> models)
       ABSL_LOCKS_EXCLUDED(mu_);
 
+  // The thread that keeps the recent snapshot fresh (see the file comment), until stopping_.
+  void KeepSnapshotFresh() ABSL_LOCKS_EXCLUDED(mu_);
+
   // Completes `c` in Redis, in one call with the other Completes waiting (see the file comment).
   void CompleteInGroup(PendingComplete& c) ABSL_LOCKS_EXCLUDED(complete_mu_);
   // One call for `group`; sets each one's result.
@@ -305,6 +318,13 @@ class RedisLedger final : public core::Ledger {
   std::optional<core::LedgerSnapshot> recent_ ABSL_GUARDED_BY(mu_);
   int64_t recent_seq_ ABSL_GUARDED_BY(mu_) = 0;
   std::chrono::steady_clock::time_point recent_at_ ABSL_GUARDED_BY(mu_);
+  // When a batch last asked for the recent snapshot; a batch that asks wakes the refresher if it
+  // is idle (waiting for one to ask).
+  std::chrono::steady_clock::time_point recent_wanted_ ABSL_GUARDED_BY(mu_);
+  absl::CondVar recent_wanted_cv_;
+  bool refresher_idle_ ABSL_GUARDED_BY(mu_) = false;
+  bool stopping_ ABSL_GUARDED_BY(mu_) = false;
+  std::thread refresher_;  // runs KeepSnapshotFresh; none when refresh_snapshot_for is 0
 
   // Completes waiting for a call (oldest first), and whether one is in flight. Never held together
   // with mu_ or escrow_mu_.

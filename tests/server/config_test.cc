@@ -502,6 +502,7 @@ ledger:
     call_timeout_ms: 40
     retry_after_ms: 750
     max_connections: 4
+    refresh_snapshot_ms: 250
     escrow: {spend_usd: 0.25, slots: 2, validity_ms: 20000, renew_every_ms: 5000,
              skew_margin_ms: 1500}
 )");
@@ -527,6 +528,10 @@ ledger:
   EXPECT_EQ(l.redis_options.call_timeout, absl::Milliseconds(40));
   EXPECT_EQ(l.redis_options.retry_after, absl::Milliseconds(750));
   EXPECT_EQ(l.redis_options.max_connections, 4);
+  EXPECT_EQ(l.redis_options.refresh_snapshot_for, absl::Milliseconds(250));
+  EXPECT_EQ(
+      ParseConfigYaml("ledger: {backend: redis}")->ledger_backend.redis_options.refresh_snapshot_for,
+      absl::Seconds(1));
   EXPECT_TRUE(l.redis_options.password.empty());  // read from the file at start, never stored
   absl::StatusOr<RouterConfig> again = ParseConfigYaml(ConfigToYaml(*c));
   ASSERT_THAT(again, IsOk()) << ConfigToYaml(*c);
@@ -553,6 +558,8 @@ ledger:
            {"ledger: {backend: redis, redis: {domain: 'a{b'}}", "ledger.redis.domain"},
            {"ledger: {backend: redis, redis: {call_timeout_ms: 0}}", "ledger.redis.call_timeout_ms"},
            {"ledger: {backend: redis, redis: {max_connections: 0}}", "ledger.redis.max_connections"},
+           {"ledger: {backend: redis, redis: {refresh_snapshot_ms: -1}}",
+            "ledger.redis.refresh_snapshot_ms"},
            {"ledger: {backend: redis, redis: {pasword_file: x}}", "ledger.redis.pasword_file"},
            {"ledger: {backend: redis, redis: {escrow: {spend_usd: -1}}}",
             "ledger.redis.escrow.spend_usd"},

@@ -162,6 +162,7 @@ TEST_F(RedisLedgerTest, ACommitsReplyIsTheRecentSnapshot) {
   const LedgerOptions paced = core::testing::Paced(1e-9, 1.0);
   RedisLedgerOptions patient = Redis();
   patient.recent_snapshot_for = absl::Hours(1);  // however slow the machine between two lines
+  patient.refresh_snapshot_for = absl::ZeroDuration();  // no snapshot read but the replies'
   absl::StatusOr<std::unique_ptr<RedisLedger>> created =
       RedisLedger::Create(patient, paced, LedgerTestPool());
   ASSERT_THAT(created, IsOk());
@@ -189,6 +190,62 @@ TEST_F(RedisLedgerTest, ACommitsReplyIsTheRecentSnapshot) {
   ASSERT_THAT(holding, IsOk());
   ASSERT_THAT((*holding)->Commit(nullptr, {{"api", 0.1}}), IsOk());
   EXPECT_FALSE((*holding)->RecentSnapshot().has_value());
+}
+
+// Counts a ledger's successful calls by operation, and waits for them.
+class CallCounter : public RedisLedgerObserver {
+ public:
+  void OnLedgerCall(absl::string_view op, absl::Duration, absl::string_view error) override {
+    absl::MutexLock lock(&mu_);
+    if (error.empty()) ++calls_[std::string(op)];
+  }
+  void OnLedgerDegraded(bool) override {}
+  // Waits until `op` has been called `n` times, or for `limit` (real time); returns its count.
+  int64_t AwaitCalls(const std::string& op, int64_t n, absl::Duration limit) {
+    absl::MutexLock lock(&mu_);
+    awaited_op_ = op;
+    awaited_n_ = n;
+    mu_.AwaitWithTimeout(absl::Condition(this, &CallCounter::Reached), limit);
+    return calls_[op];
+  }
+
+ private:
+  bool Reached() const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    const auto it = calls_.find(awaited_op_);
+    return it != calls_.end() && it->second >= awaited_n_;
+  }
+  absl::Mutex mu_;
+  std::map<std::string, int64_t> calls_ ABSL_GUARDED_BY(mu_);
+  std::string awaited_op_ ABSL_GUARDED_BY(mu_);
+  int64_t awaited_n_ ABSL_GUARDED_BY(mu_) = 0;
+};
+
+// For redis.refresh_snapshot_ms after a batch last asked for the recent snapshot, the ledger reads
+// one of its own whenever no reply renewed it for half of redis.recent_snapshot_ms (so the first
+// batch after a pause decides on it), and then stops; at 0, it never does.
+TEST_F(RedisLedgerTest, TheRecentSnapshotIsKeptFreshAfterABatchAsked) {
+  CallCounter counter;
+  RedisLedgerOptions o = Redis();
+  o.recent_snapshot_for = absl::Milliseconds(20);
+  o.refresh_snapshot_for = absl::Milliseconds(500);
+  absl::StatusOr<std::unique_ptr<RedisLedger>> created =
+      RedisLedger::Create(o, LedgerOptions{}, LedgerTestPool(), &counter);
+  ASSERT_THAT(created, IsOk());
+  ASSERT_THAT((*created)->Commit(nullptr, {{"api", 0.1}}), IsOk());
+  (*created)->RecentSnapshot();  // a batch asks
+  // About one read every 10 ms for 500 ms after it asked.
+  EXPECT_GE(counter.AwaitCalls("snapshot", 3, absl::Seconds(60)), 3);
+  // Then none: 2.5 s after it asked, about 50 reads, where reading on would have made 250.
+  EXPECT_LE(counter.AwaitCalls("snapshot", 1'000'000, absl::Milliseconds(2500)), 120);
+
+  CallCounter never_counter;
+  o.refresh_snapshot_for = absl::ZeroDuration();
+  absl::StatusOr<std::unique_ptr<RedisLedger>> never =
+      RedisLedger::Create(o, LedgerOptions{}, LedgerTestPool(), &never_counter);
+  ASSERT_THAT(never, IsOk());
+  ASSERT_THAT((*never)->Commit(nullptr, {{"api", 0.1}}), IsOk());
+  (*never)->RecentSnapshot();
+  EXPECT_EQ(never_counter.AwaitCalls("snapshot", 1, absl::Milliseconds(500)), 0);
 }
 
 TEST_F(RedisLedgerTest, IdsOfAnotherDomainAreUnknown) {
