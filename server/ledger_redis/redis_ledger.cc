@@ -334,10 +334,11 @@ core::LedgerSnapshot RedisLedger::ReadSnapshot(const Reply& reply, size_t at,
 
 std::optional<core::LedgerSnapshot> RedisLedger::RecentSnapshot() {
   absl::MutexLock lock(&mu_);
-  recent_wanted_ = Steady::now();
+  const Steady::time_point now = Steady::now();
+  recent_wanted_ = now;
   if (refresher_idle_) recent_wanted_cv_.Signal();
   if (!recent_.has_value() || degraded_ ||
-      Steady::now() - recent_at_ > ToSteady(redis_.recent_snapshot_for)) {
+      now - recent_at_ > ToSteady(redis_.recent_snapshot_for)) {
     return std::nullopt;
   }
   return recent_;
