@@ -6,7 +6,8 @@
 //              [--clients 64,256] [--batch_sizes 64,256] [--delays_ms 1,5] [--stream_window 8]
 //              [--channels 2] [--warmup_s 1] [--duration_s 4] [--lease_timeout_s 2] [--pairs 3]
 //              [--services Echo,EchoStream,RouteInline,Route,RouteStream] [--think_ms 0]
-//              [--redis HOST:PORT [--redis_recent_snapshot_ms MS] [--redis_refresh_snapshot_ms MS]]
+//              [--redis HOST:PORT [--redis_recent_snapshot_ms MS] [--redis_refresh_snapshot_ms MS]
+//                                 [--ledger_repeats 1]]
 //
 // Without --routerd, routerd runs in this process (router::server::Routerd::Start on the --config
 // file, listening on 127.0.0.1:0): the same code as the binary, with the same process settings
@@ -37,7 +38,13 @@
 // Last, for each client count and delay at batch 256, RouteStream / EchoStream throughput from the
 // main table, and the median and range over the paired runs against the echo run before each and
 // against the mean of the echo runs before and after it; and for each client count the p50/p99 of
-// Route (inline) next to Echo's from the same run.
+// Route (inline) next to Echo's from the same run. With --redis, last, each Route and Route (inline)
+// row against the Redis ledger next to the same row against the in-process one; with
+// --ledger_repeats N, each of those rows is measured N times against each ledger in turn (in
+// process, Redis, Redis, in process, in process, ...: a drift steady over a pair of runs weighs on
+// both ledgers alike), and the comparison pools each ledger's answers over its N runs, since a
+// single run's p99 moves by milliseconds from one run to the next on a shared machine; it also
+// gives the median and range of the N runs' own p99 differences.
 // --services picks the rows (default: all five).
 //
 // Exit status: 0 after printing the table; 2 for a bad flag; 1 if a service cannot start or a run
@@ -210,6 +217,7 @@ struct RunResult {
   int64_t errors = 0;
   // Process CPU time in the window per answer: client + gRPC + (in-process) routerd.
   double cpu_us_per_query = 0;
+  std::vector<double> latency_us;  // every answer's latency in the window, for pooling runs
 };
 
 // CPU time of this whole process (every thread: clients, gRPC, and routerd when in-process).
@@ -242,6 +250,7 @@ RunResult Summarize(std::vector<ClientStats>& stats, const Window& w, double cpu
     r.p99_ms = ::router::bench::Percentile(all, 0.99) / 1000.0;
     r.cpu_us_per_query = cpu_seconds * 1e6 / static_cast<double>(all.size());
   }
+  r.latency_us = std::move(all);
   return r;
 }
 
@@ -523,6 +532,8 @@ struct Options {
   std::optional<double> redis_recent_snapshot_ms;
   // ledger.redis.refresh_snapshot_ms of that routerd; nullopt = the config's.
   std::optional<double> redis_refresh_snapshot_ms;
+  // Runs per ledger of each row compared with --redis, in turn (L R R L L R ...).
+  int ledger_repeats = 1;
   std::string config = router::bench::kDefaultConfig;
   std::string estimator;
   std::string prompts = router::bench::kDefaultPrompts;
@@ -666,7 +677,8 @@ int Usage(const std::string& problem) {
                "                  [--lease_timeout_s 2] [--pairs 3]\n"
                "                  [--services Echo,EchoStream,RouteInline,Route,RouteStream]\n"
                "                  [--redis HOST:PORT [--redis_recent_snapshot_ms MS]\n"
-               "                  [--redis_refresh_snapshot_ms MS]] [--think_ms 0]\n";
+               "                  [--redis_refresh_snapshot_ms MS] [--ledger_repeats 1]]\n"
+               "                  [--think_ms 0]\n";
   return 2;
 }
 
@@ -704,6 +716,8 @@ int main(int argc, char** argv) {
       double ms = 0;
       ok = router::bench::ParseNumber(value, &ms) && ms >= 0;
       o.redis_refresh_snapshot_ms = ms;
+    } else if (arg == "--ledger_repeats") {
+      ok = router::bench::ParseNumber(value, &o.ledger_repeats) && o.ledger_repeats > 0;
     } else if (arg == "--config") {
       o.config = value;
     } else if (arg == "--estimator") {
@@ -745,6 +759,7 @@ int main(int argc, char** argv) {
   if (std::optional<int> exit_code = router::bench::ParseFlagPairs(argc, argv, Usage, apply)) {
     return *exit_code;
   }
+  if (o.ledger_repeats > 1 && o.redis.empty()) return Usage("--ledger_repeats needs --redis");
 
   absl::StatusOr<Workload> workload = LoadPrompts(o.prompts);
   if (!workload.ok()) {
@@ -812,7 +827,7 @@ int main(int argc, char** argv) {
   }
   struct LedgerPair {
     std::string row;
-    RunResult local, redis;
+    std::vector<RunResult> local, redis;  // --ledger_repeats runs each, in the order measured
   };
   std::vector<LedgerPair> ledger_pairs;
 
@@ -892,26 +907,39 @@ int main(int argc, char** argv) {
   };
   auto judge_route = [](const grpc::Status& s, const v1::RouteResponse&) { return s.ok(); };
   // The Route (or inline Route) row against the routerd with the Redis ledger, right after the same
-  // row against the in-process ledger (`local`), with the same batch settings.
-  auto redis_row = [&](bool inline_mode, int clients, int64_t batch_size, double delay_ms,
-                       const RunResult& local, std::string label) -> absl::Status {
+  // row against the in-process ledger (`local`, whose batch settings are applied), with the same
+  // batch settings; then --ledger_repeats - 1 more runs against each, in turn.
+  auto redis_rows = [&](bool inline_mode, int clients, int64_t batch_size, double delay_ms,
+                        RunResult local, std::string label) -> absl::Status {
     if (absl::Status s = ApplyBatching(*redis_admin, batch_size, delay_ms, o.lease_timeout_s);
         !s.ok()) {
       return s;
     }
-    RunResult r = inline_mode
-                      ? RunUnary<v1::Router::Stub, v1::RouteRequest, v1::RouteResponse>(
-                            o, clients, redis_stubs, send_route, fill_route_inline, judge_route)
-                      : RunUnary<v1::Router::Stub, v1::RouteRequest, v1::RouteResponse>(
-                            o, clients, redis_stubs, send_route, fill_route, judge_route);
-    r.service = inline_mode ? "Route (inline, redis ledger)" : "Route (redis ledger)";
-    r.clients = clients;
-    if (!inline_mode) {
-      r.batch_size = batch_size;
-      r.delay_ms = delay_ms;
+    LedgerPair& pair = ledger_pairs.emplace_back(LedgerPair{std::move(label), {}, {}});
+    pair.local.push_back(std::move(local));
+    const auto run = [&](bool redis) {
+      const auto& stubs = redis ? redis_stubs : router_stubs;
+      RunResult r = inline_mode
+                        ? RunUnary<v1::Router::Stub, v1::RouteRequest, v1::RouteResponse>(
+                              o, clients, stubs, send_route, fill_route_inline, judge_route)
+                        : RunUnary<v1::Router::Stub, v1::RouteRequest, v1::RouteResponse>(
+                              o, clients, stubs, send_route, fill_route, judge_route);
+      static constexpr const char* kServices[2][2] = {
+          {"Route", "Route (redis ledger)"}, {"Route (inline)", "Route (inline, redis ledger)"}};
+      r.service = kServices[inline_mode][redis];
+      r.clients = clients;
+      if (!inline_mode) {
+        r.batch_size = batch_size;
+        r.delay_ms = delay_ms;
+      }
+      PrintRow(r);
+      (redis ? pair.redis : pair.local).push_back(std::move(r));
+    };
+    run(/*redis=*/true);
+    for (int k = 1; k < o.ledger_repeats; ++k) {
+      run(/*redis=*/k % 2 == 1);
+      run(/*redis=*/k % 2 == 0);
     }
-    PrintRow(r);
-    ledger_pairs.push_back({std::move(label), local, r});
     return absl::OkStatus();
   };
   auto judge_echo = [](const grpc::Status& s, const echo::EchoResponse&) { return s.ok(); };
@@ -1017,9 +1045,9 @@ int main(int argc, char** argv) {
       route_inline.clients = clients;
       PrintRow(route_inline);
       if (redis_admin != nullptr) {
-        if (absl::Status s = redis_row(true, clients, o.batch_sizes.front(), o.delays_ms.front(),
-                                       route_inline, absl::StrCat("Route (inline), ", clients,
-                                                                  " clients"));
+        if (absl::Status s = redis_rows(true, clients, o.batch_sizes.front(), o.delays_ms.front(),
+                                        route_inline, absl::StrCat("Route (inline), ", clients,
+                                                                   " clients"));
             !s.ok()) {
           std::cerr << "load_bench: " << s.message() << "\n";
           return 1;
@@ -1044,7 +1072,7 @@ int main(int argc, char** argv) {
           route.delay_ms = delay_ms;
           PrintRow(route);
           if (redis_admin != nullptr) {
-            if (absl::Status s = redis_row(false, clients, batch_size, delay_ms, route,
+            if (absl::Status s = redis_rows(false, clients, batch_size, delay_ms, route,
                                            absl::StrCat("Route, ", clients, " clients, batch ",
                                                         batch_size, ", delay ", delay_ms, " ms"));
                 !s.ok()) {
@@ -1144,12 +1172,46 @@ int main(int argc, char** argv) {
                 r.echo.p99_ms, r.route_inline.p99_ms - r.echo.p99_ms);
   }
 
+  // p50 and p99 of every answer of `runs` pooled, and their errors summed; zeros for no answer.
+  struct Pooled {
+    double p50_ms = 0, p99_ms = 0;
+    int64_t errors = 0;
+  };
+  const auto pool = [](const std::vector<RunResult>& runs) {
+    Pooled p;
+    std::vector<double> all;
+    for (const RunResult& r : runs) {
+      all.insert(all.end(), r.latency_us.begin(), r.latency_us.end());
+      p.errors += r.errors;
+    }
+    if (!all.empty()) {
+      p.p50_ms = ::router::bench::Percentile(all, 0.50) / 1000.0;
+      p.p99_ms = ::router::bench::Percentile(all, 0.99) / 1000.0;
+    }
+    return p;
+  };
   for (const LedgerPair& p : ledger_pairs) {
-    std::printf("%s: redis vs local ledger: p50 %.2f vs %.2f ms, p99 %.2f vs %.2f ms; p99 "
-                "difference %.2f ms (target <= 2 ms); errors %lld vs %lld\n",
-                p.row.c_str(), p.redis.p50_ms, p.local.p50_ms, p.redis.p99_ms, p.local.p99_ms,
-                p.redis.p99_ms - p.local.p99_ms, static_cast<long long>(p.redis.errors),
-                static_cast<long long>(p.local.errors));
+    const Pooled redis = pool(p.redis);
+    const Pooled local = pool(p.local);
+    std::string per_run;
+    if (p.local.size() > 1) {
+      std::vector<double> differences;
+      for (size_t k = 0; k < p.local.size(); ++k) {
+        differences.push_back(p.redis[k].p99_ms - p.local[k].p99_ms);
+      }
+      per_run = absl::StrCat("; the ", differences.size(),
+                             " runs' own p99 differences, median (range): ", summary(differences),
+                             " ms");
+    }
+    std::printf("%s: redis vs local ledger%s: p50 %.2f vs %.2f ms, p99 %.2f vs %.2f ms; p99 "
+                "difference %.2f ms (target <= 2 ms)%s; errors %lld vs %lld\n",
+                p.row.c_str(),
+                p.local.size() > 1
+                    ? absl::StrCat(" (", p.local.size(), " runs each, answers pooled)").c_str()
+                    : "",
+                redis.p50_ms, local.p50_ms, redis.p99_ms, local.p99_ms,
+                redis.p99_ms - local.p99_ms, per_run.c_str(),
+                static_cast<long long>(redis.errors), static_cast<long long>(local.errors));
   }
   if (redis_routerd != nullptr) redis_routerd->Shutdown(absl::ZeroDuration(), absl::Seconds(1));
 
