@@ -23,8 +23,13 @@
 --           fixed-width entry per lease (ENTRY characters: the model's index from 1 in 4 digits,
 --           micro-USD in 16, the tag's 16 characters, and 1 when the model has a slot limit, else
 --           0); d<c> = one character per lease: 0 open (or, once the commit expired, expired
---           without a Complete), 1 completed, 2 completed late. Lease k of commit c is number
---           c * PER_COMMIT + k (k from 1; exact in Lua's numbers for 2^41 commits).
+--           without a Complete), 1 completed, 2 completed late. After the entries, a record of a
+--           commit that fits one record ends with the commit's totals, so that it expires without
+--           reading its entries while none completed: "<micro-USD>|", a models header as above of
+--           the models with a slot limit, then "<leases>|" per such model (builds before wrote no
+--           totals and read no further than the entries; a record without them expires entry by
+--           entry). Lease k of commit c is number c * PER_COMMIT + k (k from 1; exact in Lua's
+--           numbers for 2^41 commits).
 --   cexp    zset: commit number by expiry, while it has open leases
 --   gexp    zset: expired commit number by when it expired, while remembered for a late Complete
 --           (oldest forgotten first)
@@ -95,6 +100,7 @@ local K = {}
 local function bind(keys)
   K.meta, K.bucket, K.holds, K.hexp, K.commits = keys[1], keys[2], keys[3], keys[4], keys[5]
   K.cexp, K.gexp, K.held, K.used, K.win = keys[6], keys[7], keys[8], keys[9], keys[10]
+  K.guard = nil -- the domain's guard (us) once `check` read it in this call
 end
 
 -- HINCRBY that skips a zero delta (Lua formats -0 as "-0", which Redis refuses as an integer).
@@ -109,34 +115,38 @@ end
 -- Checks the incarnation and the sequence; a caller that saw a higher sequence than Redis holds
 -- means Redis rolled back (an older append-only file, a failover): the ledger goes conservative.
 local function check(args, now)
-  local inc = redis.call('HGET', K.meta, 'inc')
+  local meta = redis.call('HMGET', K.meta, 'inc', 'layout', 'seq', 'guard')
+  local inc, layout = meta[1], meta[2]
   if not inc then
     error({err = 'LOST no ledger state for this domain (Redis restarted empty or was flushed)'})
   end
   if args[1] ~= '' and args[1] ~= inc then
     error({err = 'LOST the ledger state was replaced (another incarnation)'})
   end
-  local layout = redis.call('HGET', K.meta, 'layout')
   if layout ~= LAYOUT then
     error({err = 'ERR the ledger state has layout ' .. tostring(layout) .. '; this routerd writes layout ' ..
             LAYOUT .. ' (upgrade or downgrade every replica of the domain together)'})
   end
   local seen = int_arg(args[2], 'seen')
-  local seq = tonumber(redis.call('HGET', K.meta, 'seq') or '0')
+  local seq = tonumber(meta[3] or '0')
+  local guard = tonumber(meta[4] or '0')
   if seen > seq then
     local lease_us = int_arg(args[3], 'lease_us')
-    local guard = tonumber(redis.call('HGET', K.meta, 'guard') or '0')
     if now + lease_us > guard then guard = now + lease_us end
     local level = tonumber(redis.call('HGET', K.bucket, 'level') or '0')
     if level > 0 then redis.call('HSET', K.bucket, 'level', 0) end
     redis.call('HSET', K.meta, 'guard', guard, 'seq', seen)
     incr(K.meta, 'rollbacks', 1)
   end
+  K.guard = guard
   return inc
 end
 
+-- Whether the domain is in its conservative period. Only `check` and `init` write the guard, and
+-- every function but `init` checks first, so the value `check` read holds for the whole call.
 local function guarded(now)
-  return now < tonumber(redis.call('HGET', K.meta, 'guard') or '0')
+  if K.guard == nil then K.guard = tonumber(redis.call('HGET', K.meta, 'guard') or '0') end
+  return now < K.guard
 end
 
 -- The slots of a hold's record split at '|' ("expiry|spend|model|count|..."), by model.
@@ -195,30 +205,56 @@ local function entry(rec, models, at, k)
          string.sub(rec, e + 20, e + 35), string.byte(rec, e + 36) == 49
 end
 
--- Adds one to t[key]; `order` lists the keys in the order they were first seen, so that the writes
--- made from t follow the input's order (deterministic, as Redis replicates a Function's writes).
-local function tally(t, order, key)
+-- Adds `count` (default 1) to t[key]; `order` lists the keys in the order they were first seen, so
+-- that the writes made from t follow the input's order (deterministic, as Redis replicates a
+-- Function's writes).
+local function tally(t, order, key, count)
   if t[key] == nil then
     t[key] = 0
     order[#order + 1] = key
   end
-  t[key] = t[key] + 1
+  t[key] = t[key] + (count or 1)
+end
+
+-- A commit's totals as its record ends with them: its `micros` and, of the models in `order`, the
+-- leases counted in `used`.
+local function format_totals(micros, used, order)
+  local parts = {int_str(micros), '|', #order, '|'}
+  for _, m in ipairs(order) do parts[#parts + 1] = #m .. '|' .. m end
+  for _, m in ipairs(order) do parts[#parts + 1] = used[m] .. '|' end
+  return table.concat(parts)
+end
+
+-- The totals a record ends with, from `at`: micro-USD, the models, and the leases of each.
+local function parse_totals(rec, at)
+  local micros, models_at = string.match(rec, '^(%d+)|()', at)
+  local models, counts_at = parse_models(rec, models_at)
+  local counts = {}
+  for count in string.gmatch(string.sub(rec, counts_at), '(%d+)|') do counts[#counts + 1] = tonumber(count) end
+  return tonumber(micros), models, counts
 end
 
 -- Writes n leases expiring at `expiry_s`: `head` is a record's models header ("<count>|", then
 -- "<length>|<name>" per model) and `body` the n leases' entries (ENTRY characters each), one record
 -- per PER_COMMIT - 1 of them, each with the whole header; `used` counts the leases of models with a
--- slot limit by model, listed in `order`. Counts them open and in use. Returns their lease numbers.
-local function write_leases(head, body, n, expiry_s, used, order)
+-- slot limit by model, listed in `order`, and `micros` is the sum of their micro-USD. Counts them
+-- open and in use. Returns their lease numbers.
+local function write_leases(head, body, n, expiry_s, used, order, micros)
   local numbers = {}
   local first = 1
   while first <= n do
     local last = math.min(n, first + PER_COMMIT - 2)
     local c = redis.call('HINCRBY', K.meta, 'ncommit', 1)
     local c_s = int_str(c)
-    redis.call('HSET', K.commits, 'r' .. c_s,
-               expiry_s .. '|' .. head .. string.sub(body, (first - 1) * ENTRY + 1, last * ENTRY),
-               'd' .. c_s, string.rep('0', last - first + 1))
+    if first == 1 and last == n then
+      redis.call('HSET', K.commits,
+                 'r' .. c_s, expiry_s .. '|' .. head .. body .. format_totals(micros, used, order),
+                 'd' .. c_s, string.rep('0', n))
+    else
+      redis.call('HSET', K.commits, 'r' .. c_s,
+                 expiry_s .. '|' .. head .. string.sub(body, (first - 1) * ENTRY + 1, last * ENTRY),
+                 'd' .. c_s, string.rep('0', last - first + 1))
+    end
     redis.call('ZADD', K.cexp, expiry_s, c_s)
     for k = first, last do numbers[k] = c * PER_COMMIT + k - first + 1 end
     first = last + 1
@@ -276,13 +312,22 @@ local function expire_commits(cs, now, max_gone, most)
     local open = 0
     if rec and d then
       local _, models, at = parse_record(rec)
-      local k = string.find(d, '0', 1, true)
-      while k do
-        local model, micros, _, tracked = entry(rec, models, at, k)
-        open = open + 1
+      local totals_at = at + #d * ENTRY
+      if totals_at <= #rec and not string.find(d, '[^0]') then
+        -- No lease of it completed: its totals are what expires.
+        local micros, tracked, counts = parse_totals(rec, totals_at)
+        open = #d
         micros_total = micros_total + micros
-        if tracked then tally(used, order, model) end
-        k = string.find(d, '0', k + 1, true)
+        for j, m in ipairs(tracked) do tally(used, order, m, counts[j]) end
+      else
+        local k = string.find(d, '0', 1, true)
+        while k do
+          local model, micros, _, is_tracked = entry(rec, models, at, k)
+          open = open + 1
+          micros_total = micros_total + micros
+          if is_tracked then tally(used, order, model) end
+          k = string.find(d, '0', k + 1, true)
+        end
       end
     end
     expired = expired + open
@@ -428,13 +473,33 @@ local function begin(keys, args)
   return now, rate, burst, level
 end
 
+-- Appends to `out` whether the domain is guarded, the spend allowance (-1 = unpaced) and the free
+-- slots of each of `models` (-1 = no limit; as free_slots, in one read of each hash).
 local function snapshot_reply(out, now, rate, level, models, slots)
   local g = guarded(now)
   out[#out + 1] = g and 1 or 0
   out[#out + 1] = rate > 0 and allowance(level) or -1
+  local limited = {}
+  for _, m in ipairs(models) do
+    if slots[m] >= 0 then limited[#limited + 1] = m end
+  end
+  local used, held = {}, {}
+  if not g and #limited > 0 then
+    used = redis.call('HMGET', K.used, unpack(limited))
+    held = redis.call('HMGET', K.held, unpack(limited))
+  end
+  local j = 0
   for _, m in ipairs(models) do
     local s = slots[m]
-    out[#out + 1] = s < 0 and -1 or free_slots(m, s, g)
+    if s < 0 then
+      out[#out + 1] = -1
+    elseif g then
+      out[#out + 1] = 0
+    else
+      j = j + 1
+      local f = s - tonumber(used[j] or '0') - tonumber(held[j] or '0')
+      out[#out + 1] = f < 0 and 0 or f
+    end
   end
   return out
 end
@@ -563,10 +628,6 @@ local function read_packed(args, i)
   return packed
 end
 
--- An entry's model index and micro-USD: 20 digits (spelt out: the library's top level, run at
--- FUNCTION LOAD, cannot reach `string`).
-local ENTRY_DIGITS = '^' .. '%d%d%d%d%d%d%d%d%d%d' .. '%d%d%d%d%d%d%d%d%d%d'
-
 -- A malformed entry k (from 1) of packed reservations.
 local function bad_entry(k, what)
   error({err = 'INVALID reservations[' .. (k - 1) .. ']: ' .. what})
@@ -605,18 +666,24 @@ local function commit_with(keys, args, read)
     error({err = 'INVALID reservations: ' .. n .. ' entries of ' .. ENTRY ..
             ' characters expected after the header'})
   end
+  -- Each entry's numbers are read as every later reader of the record reads them (`entry`: Lua's
+  -- tonumber of the same characters), so what is checked here is what they will count. Replicas
+  -- write digits; any other spelling Lua reads as a whole number in range reads the same later.
+  -- The cost per entry is the point of this loop's shape: two substrings, two conversions.
   local count = {}
   local total = 0
+  local sub, byte, number = string.sub, string.byte, tonumber
   for k = 1, n do
     local e = at + (k - 1) * ENTRY
-    if string.find(packed, ENTRY_DIGITS, e) == nil then
-      bad_entry(k, 'model index and micro-USD must be digits')
-    end
-    local m = tonumber(string.sub(packed, e, e + 3))
-    local micros = tonumber(string.sub(packed, e + 4, e + 19))
-    local f = string.byte(packed, e + 36)
+    local m = number(sub(packed, e, e + 3))
+    local micros = number(sub(packed, e + 4, e + 19))
+    local f = byte(packed, e + 36)
+    if m == nil or micros == nil then bad_entry(k, 'model index and micro-USD must be digits') end
     if names[m] == nil then bad_entry(k, 'model index ' .. m .. ' is not in the header') end
-    if micros > MAX_MICROS then bad_entry(k, 'predicted_cost_usd: must be in [0, 1e9]') end
+    if micros % 1 ~= 0 then bad_entry(k, 'micro-USD must be a whole number') end
+    if micros < 0 or micros > MAX_MICROS then
+      bad_entry(k, 'predicted_cost_usd: must be in [0, 1e9]')
+    end
     if (f ~= 48 and f ~= 49) or (mark[m] ~= nil and f ~= mark[m]) then
       bad_entry(k, 'slot-limit mark must be 1 for a model with a slot limit, else 0')
     end
@@ -694,7 +761,7 @@ local function commit_with(keys, args, read)
   if n > 0 then
     local head = string.sub(packed, 1, at - 1)
     local body = string.sub(packed, at)
-    for k, number in ipairs(write_leases(head, body, n, int_str(expiry), used, order)) do
+    for k, number in ipairs(write_leases(head, body, n, int_str(expiry), used, order, total)) do
       out[k + 2] = number
     end
   end
@@ -881,7 +948,10 @@ local function step(keys, args)
     end
     return spend[number]
   end
+  -- Nothing below writes until every commit is decided, so what is free and held is read once.
+  local free = {}  -- model -> its free slots before this step's commits
   local taken = {}  -- model -> slots taken by this step's commits
+  local held = nil  -- micro-USD the bucket holds for holds
   local out = {0}
   local results = {}
   local leases = {}  -- the commits that fit, to write
@@ -905,13 +975,15 @@ local function step(keys, args)
       kind, why = 'NOTFOUND', "unknown model '" .. m .. "'"
     else
       if s >= 0 then
-        local f = free_slots(m, s, g) - (taken[m] or 0)
+        if free[m] == nil then free[m] = free_slots(m, s, g) end
+        local f = free[m] - (taken[m] or 0)
         if f < 1 then
           kind, why = 'NOFIT', "model '" .. m .. "': 1 slots wanted, " .. (f < 0 and 0 or f) .. ' free'
         end
       end
       if kind == nil and rate > 0 then
-        local a = level - tonumber(redis.call('HGET', K.bucket, 'held') or '0')
+        if held == nil then held = tonumber(redis.call('HGET', K.bucket, 'held') or '0') end
+        local a = level - held
         if a < 0 then a = 0 end
         if micros > a + 1 then
           kind, why = 'NOFIT', 'spend: ' .. micros .. ' micro-USD wanted, ' .. a .. ' available'
@@ -937,7 +1009,7 @@ local function step(keys, args)
   -- Everything of the commits is decided: write it, one record for all.
   if #leases > 0 then
     local head, body, used, order = pack_leases(leases)
-    local numbers = write_leases(head, body, #leases, int_str(now + lease_us), used, order)
+    local numbers = write_leases(head, body, #leases, int_str(now + lease_us), used, order, total)
     for r = 1, #results, 3 do
       if results[r] == 'OK' then results[r + 1] = numbers[results[r + 1]] end
     end

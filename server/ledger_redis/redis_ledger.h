@@ -37,8 +37,10 @@
 // (UNAVAILABLE naming both layouts), so a fleet is upgraded across a layout change as a whole.
 // Within a layout a build only adds Functions (rl3_complete_many; rl3_commit_packed, a commit's
 // reservations in one argument as its record keeps them, where rl3_commit takes them one by one)
-// and keeps those of the builds before, so replicas of two builds share a domain during a rolling
-// upgrade: the newer library is a superset, loaded by whichever replica misses a Function.
+// and keeps those of the builds before, and what it adds to the state the builds before neither
+// read nor need (a commit's totals after its record's entries, which let a commit that expires
+// whole skip reading them), so replicas of two builds share a domain during a rolling upgrade: the
+// newer library is a superset, loaded by whichever replica misses a Function.
 //
 // Recent snapshot. A commit's reply also carries what may be used after it, as Snapshot's and
 // StepInline's do; the newest (by sequence number) is kept, for RecentSnapshot (ledger.h) while it

@@ -74,6 +74,39 @@ TEST_P(LedgerConformanceTest, SlotsAreHeldUntilCompleteOrLeaseExpiry) {
               StatusIs(absl::StatusCode::kNotFound, HasSubstr("assignment_id")));
 }
 
+// A commit none of whose leases completed expires whole: every slot comes back, every estimate is
+// charged, and each lease still takes its late Complete. (The Redis ledger keeps such a commit's
+// totals apart from its leases; a commit with a completed lease expires lease by lease.)
+TEST_P(LedgerConformanceTest, ACommitThatExpiresWholeGivesBackItsSlotsAndChargesItsEstimates) {
+  LedgerOptions o;
+  o.lease_timeout = absl::Milliseconds(300);
+  Ledger& ledger = Start(o);
+  auto whole = CommitIds(ledger, {{"local", 0.01}, {"api", 0.03}, {"local", 0.02}});
+  ASSERT_THAT(whole, IsOk());
+  auto partly = CommitIds(ledger, {{"api", 0.04}, {"api", 0.05}});
+  ASSERT_THAT(partly, IsOk());
+  ASSERT_THAT(ledger.Complete((*partly)[0], 0.06), IsOk());
+  EXPECT_EQ(ledger.Snapshot()->free_slots[0], 0);
+  EXPECT_NEAR(ledger.Totals()->reserved_usd, 0.11, kUsd);
+
+  Wait(absl::Milliseconds(500));
+  absl::StatusOr<LedgerTotals> totals = ledger.Totals();
+  ASSERT_THAT(totals, IsOk());
+  EXPECT_EQ(ledger.Snapshot()->free_slots[0], 2);
+  EXPECT_EQ(totals->open_assignments, 0);
+  EXPECT_EQ(totals->expired_assignments, 4);
+  EXPECT_NEAR(totals->reserved_usd, 0.0, kUsd);
+  EXPECT_NEAR(totals->recorded_usd, 0.06 + 0.01 + 0.03 + 0.02 + 0.05, kUsd);
+  absl::StatusOr<CompletionRecord> late = ledger.Complete((*whole)[2], 0.07);
+  ASSERT_THAT(late, IsOk());
+  EXPECT_FALSE(late->lease_was_active);
+  EXPECT_NEAR(ledger.Totals()->recorded_usd, 0.06 + 0.01 + 0.03 + 0.07 + 0.05, kUsd);
+  // The slots of a commit that expired whole are free for new commits, and only those.
+  EXPECT_THAT(CommitIds(ledger, {{"local", 0.0}, {"local", 0.0}}), IsOk());
+  EXPECT_THAT(CommitIds(ledger, {{"local", 0.0}}),
+              StatusIs(absl::StatusCode::kFailedPrecondition, HasSubstr("1 slots wanted, 0 free")));
+}
+
 // Leases that expired without a Complete are remembered for a late one, up to
 // max_expired_remembered: beyond it, the oldest are forgotten first.
 TEST_P(LedgerConformanceTest, ExpiredLeasesBeyondWhatIsRememberedAreForgottenOldestFirst) {

@@ -21,6 +21,7 @@
 #include <utility>
 #include <vector>
 
+#include "absl/strings/match.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
@@ -612,6 +613,15 @@ TEST_F(RedisLedgerTest, PackedReservationsAreCheckedAndTriplesStillCommit) {
        "INVALID reservations[0]: model index and micro-USD must be digits"},
       {absl::StrCat("1 '", head, entry("0002", "2000000000000000", "0"), "'"),
        "INVALID reservations[0]: predicted_cost_usd: must be in [0, 1e9]"},
+      // Spellings Lua reads as numbers, but not as a whole number of micro-USD in range.
+      {absl::StrCat("1 '", head, entry("0002", "-000000000000001", "0"), "'"),
+       "INVALID reservations[0]: predicted_cost_usd: must be in [0, 1e9]"},
+      {absl::StrCat("1 '", head, entry("0002", "0000000000000.50", "0"), "'"),
+       "INVALID reservations[0]: micro-USD must be a whole number"},
+      {absl::StrCat("1 '", head, entry("0002", "             nan", "0"), "'"),
+       "INVALID reservations[0]: micro-USD must be a whole number"},
+      {absl::StrCat("1 '", head, entry("1.50", "0000000000250000", "0"), "'"),
+       "INVALID reservations[0]: model index 1.5 is not in the header"},
       {absl::StrCat("2 '", head, entry("0001", "0000000000250000", "1"),
                     entry("0001", "0000000000250000", "0"), "'"),
        "INVALID reservations[1]: slot-limit mark must be 1 for a model with a slot limit"},
@@ -763,17 +773,49 @@ TEST_F(RedisLedgerTest, RecordsKeepTheirTimesToTheMicrosecond) {
 
   ASSERT_THAT(ledger->Commit(&*hold, std::vector<Reservation>{{"local", 0.1}}), IsOk());
   // The commit's record: "expiry|models|" then each model's "length|name", then one entry per
-  // lease (model index, micro-USD in 16 digits, tag, tracked).
+  // lease (model index, micro-USD in 16 digits, tag, tracked), then the commit's totals
+  // ("micro-USD|", its models with a slot limit as a header, then "leases|" of each).
   absl::StatusOr<std::string> rec = server_->Cli("--raw HGET " + key + "commits' r1");
   const std::string commit_score = first_field_and_score("commits", "cexp").second;
   ASSERT_THAT(rec, IsOk());
   const std::vector<std::string> fields = absl::StrSplit(absl::StripAsciiWhitespace(*rec), '|');
-  ASSERT_EQ(fields.size(), 4u) << *rec;
+  ASSERT_EQ(fields.size(), 8u) << *rec;
   EXPECT_EQ(fields[0], commit_score);
   EXPECT_EQ(commit_score.size(), 16u) << commit_score;
   EXPECT_EQ(fields[1], "1");  // one model
   EXPECT_EQ(fields[2], "5");  // of 5 characters
+  ASSERT_EQ(fields[3].size(), 5u + 37u + 6u) << fields[3];
   EXPECT_EQ(fields[3].substr(0, 25), "local00010000000000100000") << fields[3];
+  EXPECT_EQ(fields[3].substr(41), "1100000") << fields[3];  // tracked; 100000 micro-USD in all
+  EXPECT_THAT(std::vector<std::string>(fields.begin() + 4, fields.end()),
+              ElementsAre("1", "5", "local1", ""));  // one model, "local", 1 lease
+}
+
+// A record that ends with its entries, as builds before the commits' totals wrote them, expires
+// lease by lease: replicas of both builds share a domain during a rolling upgrade.
+TEST_F(RedisLedgerTest, ARecordWithoutTotalsExpiresLeaseByLease) {
+  LedgerOptions o;
+  o.lease_timeout = absl::Milliseconds(300);
+  auto ledger = Make(o);
+  ASSERT_THAT(CommitIds(*ledger, {{"local", 0.25}, {"api", 0.5}}), IsOk());
+  const std::string commits = "'{rt:" + domain_ + "}:commits'";
+  absl::StatusOr<std::string> rec = server_->Cli("--raw HGET " + commits + " r1");
+  ASSERT_THAT(rec, IsOk());
+  const std::string whole(absl::StripAsciiWhitespace(*rec));
+  const std::string totals = "750000|1|5|local1|";  // micro-USD, then "local": 1 lease
+  ASSERT_TRUE(absl::EndsWith(whole, totals)) << whole;
+  const std::string entries_only = whole.substr(0, whole.size() - totals.size());
+  ASSERT_THAT(server_->Cli("HSET " + commits + " r1 '" + entries_only + "'"), IsOk());
+  EXPECT_EQ(ledger->Snapshot()->free_slots[0], 1);
+
+  absl::SleepFor(absl::Milliseconds(500));  // Redis' clock: the commit expires
+  EXPECT_EQ(ledger->Snapshot()->free_slots[0], 2);
+  absl::StatusOr<core::LedgerTotals> after = ledger->Totals();
+  ASSERT_THAT(after, IsOk());
+  EXPECT_EQ(after->open_assignments, 0);
+  EXPECT_EQ(after->expired_assignments, 2);
+  EXPECT_NEAR(after->reserved_usd, 0.0, 1e-6);
+  EXPECT_NEAR(after->recorded_usd, 0.75, 1e-6);
 }
 
 // ---------------------------------------------------------------------------------------------
