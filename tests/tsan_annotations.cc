@@ -9,6 +9,15 @@
 // build compiles against a copy of grpcpp/support/callback_common.h whose callback tags acquire on
 // themselves first in Run (the top-level CMakeLists.txt makes it). So what a thread did before it
 // started an operation happens before the reaction to its completion, as gRPC guarantees.
+// A server reactor's OnCancel runs once the reactor is bound (on the thread that ran the handler,
+// which made the reactor) and the call is cancelled (on a thread of gRPC core), whichever comes
+// last: core counts the two with an uninstrumented atomic, and the last one calls
+// ServerCallbackCall::CallOnCancel (libgrpc++, reached through the PLT from gRPC's headers and from
+// libgrpc++ itself), which runs OnCancel on an executor thread after a hand-off under a gpr_mu (an
+// absl::Mutex, annotated below). Binding releases on the reactor (the TSan build's copy of
+// grpcpp/support/server_callback.h begins MaybeCallOnCancel(reactor) with it) and CallOnCancel is
+// defined here to acquire on it first. So what the reactor's constructor and the handler did
+// happens before its OnCancel, as gRPC guarantees.
 //
 // Abseil:
 // Debian builds libabsl_synchronization.so without -fsanitize=thread, so TSan cannot see that an
@@ -28,7 +37,9 @@
 //     waiter or in another thread's Unlock) run while TSan ignores the thread's accesses, as they
 //     do in an instrumented Abseil's unlock path.
 //   - Notification::Notify releases on the flag that the inline HasBeenNotified() loads with
-//     acquire order in our (instrumented) code; BlockingCounter::DecrementCount releases and
+//     acquire order in our (instrumented) code, and WaitForNotification* acquire on it when they
+//     return notified (their check of the flag is in Abseil's code, where TSan cannot see it);
+//     BlockingCounter::DecrementCount releases and
 //     BlockingCounter::Wait acquires on the counter, whose count is an uninstrumented atomic.
 //   - ~Mutex is left alone: gRPC frees its objects when an uninstrumented reference count drops,
 //     so TSan would see a destruction annotation race with the last unlock. A mutex freed with
@@ -52,6 +63,7 @@
 #include "absl/synchronization/notification.h"
 #include "absl/time/time.h"
 #include "grpc/grpc.h"
+#include "grpcpp/support/server_callback.h"
 
 namespace {
 
@@ -287,6 +299,29 @@ void Notification::Notify() {
   real(this);
 }
 
+void Notification::WaitForNotification() const {
+  ROUTER_REAL(void (*)(const Notification*),
+              "_ZNK4absl7debian312Notification19WaitForNotificationEv");
+  real(this);
+  __tsan_acquire(NotifiedFlag(this));
+}
+
+bool Notification::WaitForNotificationWithTimeout(Duration timeout) const {
+  ROUTER_REAL(bool (*)(const Notification*, Duration),
+              "_ZNK4absl7debian312Notification30WaitForNotificationWithTimeoutENS0_8DurationE");
+  const bool notified = real(this, timeout);
+  if (notified) __tsan_acquire(NotifiedFlag(this));
+  return notified;
+}
+
+bool Notification::WaitForNotificationWithDeadline(Time deadline) const {
+  ROUTER_REAL(bool (*)(const Notification*, Time),
+              "_ZNK4absl7debian312Notification31WaitForNotificationWithDeadlineENS0_4TimeE");
+  const bool notified = real(this, deadline);
+  if (notified) __tsan_acquire(NotifiedFlag(this));
+  return notified;
+}
+
 bool BlockingCounter::DecrementCount() {
   ROUTER_REAL(bool (*)(BlockingCounter*), "_ZN4absl7debian315BlockingCounter14DecrementCountEv");
   __tsan_release(this);
@@ -313,8 +348,13 @@ extern "C" grpc_call_error grpc_call_start_batch(grpc_call* call, const grpc_op*
   return real(call, ops, nops, tag, reserved);
 }
 
-namespace absl {
-ABSL_NAMESPACE_BEGIN
+namespace grpc::internal {
 
-ABSL_NAMESPACE_END
-}  // namespace absl
+void ServerCallbackCall::CallOnCancel(ServerReactor* reactor) {
+  static const auto real = Real<void (*)(ServerCallbackCall*, ServerReactor*)>(
+      "_ZN4grpc8internal18ServerCallbackCall12CallOnCancelEPNS0_13ServerReactorE");
+  __tsan_acquire(reactor);
+  real(this, reactor);
+}
+
+}  // namespace grpc::internal
