@@ -145,7 +145,7 @@ end
 -- Whether the domain is in its conservative period. Only `check` and `init` write the guard, and
 -- every function but `init` checks first, so the value `check` read holds for the whole call.
 local function guarded(now)
-  if K.guard == nil then K.guard = tonumber(redis.call('HGET', K.meta, 'guard') or '0') end
+  if K.guard == nil then error('ledger.lua: guarded() called before check()') end
   return now < K.guard
 end
 
@@ -246,15 +246,10 @@ local function write_leases(head, body, n, expiry_s, used, order, micros)
     local last = math.min(n, first + PER_COMMIT - 2)
     local c = redis.call('HINCRBY', K.meta, 'ncommit', 1)
     local c_s = int_str(c)
-    if first == 1 and last == n then
-      redis.call('HSET', K.commits,
-                 'r' .. c_s, expiry_s .. '|' .. head .. body .. format_totals(micros, used, order),
-                 'd' .. c_s, string.rep('0', n))
-    else
-      redis.call('HSET', K.commits, 'r' .. c_s,
-                 expiry_s .. '|' .. head .. string.sub(body, (first - 1) * ENTRY + 1, last * ENTRY),
-                 'd' .. c_s, string.rep('0', last - first + 1))
-    end
+    local entries = (first == 1 and last == n) and body .. format_totals(micros, used, order) or
+                      string.sub(body, (first - 1) * ENTRY + 1, last * ENTRY)
+    redis.call('HSET', K.commits, 'r' .. c_s, expiry_s .. '|' .. head .. entries,
+               'd' .. c_s, string.rep('0', last - first + 1))
     redis.call('ZADD', K.cexp, expiry_s, c_s)
     for k = first, last do numbers[k] = c * PER_COMMIT + k - first + 1 end
     first = last + 1
@@ -448,14 +443,27 @@ local function read_models(args, i)
   return models, slots, i + 2 * n + 1
 end
 
--- Slots of a limited model neither in use nor held (0 while guarded).
+-- Slots neither in use nor held (0 while guarded) of each of `models`, all with a slot limit
+-- (`slots`: model -> its limit), in one read of each hash; a list in the order of `models`.
+local function free_slots_of(models, slots, is_guarded)
+  local free = {}
+  if #models == 0 then return free end
+  if is_guarded then
+    for k = 1, #models do free[k] = 0 end
+    return free
+  end
+  local used = redis.call('HMGET', K.used, unpack(models))
+  local held = redis.call('HMGET', K.held, unpack(models))
+  for k, m in ipairs(models) do
+    local f = slots[m] - tonumber(used[k] or '0') - tonumber(held[k] or '0')
+    free[k] = f < 0 and 0 or f
+  end
+  return free
+end
+
+-- The free slots of one model whose limit is `slots`.
 local function free_slots(model, slots, is_guarded)
-  if is_guarded then return 0 end
-  local taken = tonumber(redis.call('HGET', K.used, model) or '0') +
-                  tonumber(redis.call('HGET', K.held, model) or '0')
-  local f = slots - taken
-  if f < 0 then f = 0 end
-  return f
+  return free_slots_of({model}, {[model] = slots}, is_guarded)[1]
 end
 
 -- Common prologue: bind keys, clock, incarnation and rollback check, reap, refill.
@@ -474,7 +482,7 @@ local function begin(keys, args)
 end
 
 -- Appends to `out` whether the domain is guarded, the spend allowance (-1 = unpaced) and the free
--- slots of each of `models` (-1 = no limit; as free_slots, in one read of each hash).
+-- slots of each of `models` (-1 = no limit; as free_slots_of).
 local function snapshot_reply(out, now, rate, level, models, slots)
   local g = guarded(now)
   out[#out + 1] = g and 1 or 0
@@ -483,22 +491,14 @@ local function snapshot_reply(out, now, rate, level, models, slots)
   for _, m in ipairs(models) do
     if slots[m] >= 0 then limited[#limited + 1] = m end
   end
-  local used, held = {}, {}
-  if not g and #limited > 0 then
-    used = redis.call('HMGET', K.used, unpack(limited))
-    held = redis.call('HMGET', K.held, unpack(limited))
-  end
+  local free = free_slots_of(limited, slots, g)
   local j = 0
   for _, m in ipairs(models) do
-    local s = slots[m]
-    if s < 0 then
+    if slots[m] < 0 then
       out[#out + 1] = -1
-    elseif g then
-      out[#out + 1] = 0
     else
       j = j + 1
-      local f = s - tonumber(used[j] or '0') - tonumber(held[j] or '0')
-      out[#out + 1] = f < 0 and 0 or f
+      out[#out + 1] = free[j]
     end
   end
   return out
@@ -672,11 +672,11 @@ local function commit_with(keys, args, read)
   -- The cost per entry is the point of this loop's shape: two substrings, two conversions.
   local count = {}
   local total = 0
-  local sub, byte, number = string.sub, string.byte, tonumber
+  local sub, byte, to_number = string.sub, string.byte, tonumber
   for k = 1, n do
     local e = at + (k - 1) * ENTRY
-    local m = number(sub(packed, e, e + 3))
-    local micros = number(sub(packed, e + 4, e + 19))
+    local m = to_number(sub(packed, e, e + 3))
+    local micros = to_number(sub(packed, e + 4, e + 19))
     local f = byte(packed, e + 36)
     if m == nil or micros == nil then bad_entry(k, 'model index and micro-USD must be digits') end
     if names[m] == nil then bad_entry(k, 'model index ' .. m .. ' is not in the header') end
