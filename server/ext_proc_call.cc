@@ -255,8 +255,9 @@ class ExtProcCall final : public grpc::ServerBidiReactor<grpc::ByteBuffer, grpc:
   }
 
   void OnCancel() override {
-    // Under mu_, which OnDone takes first: gRPC runs OnDone after OnCancel returns, ordered by its
-    // core's own atomics, which ThreadSanitizer cannot see (Debian's gRPC is not built with it).
+    // Under mu_, which OnDone takes first: gRPC runs OnDone after OnCancel returns, ordered by
+    // libgrpc++'s own atomics, which ThreadSanitizer cannot see (Debian's gRPC is not built with
+    // it).
     absl::MutexLock lock(&mu_);
     gone_.store(true);
   }

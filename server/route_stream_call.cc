@@ -126,9 +126,9 @@ class RouteStreamCall final : public grpc::ServerBidiReactor<grpc::ByteBuffer, g
     Run(this, a);
   }
   void OnDone() override {
-    // gRPC may run OnDone on another thread than the one that finished the stream, ordered after
-    // it by gRPC core's own atomics, which ThreadSanitizer cannot see (Debian's gRPC is not built
-    // with it). Taking mu_ once orders everything done under it before the delete.
+    // gRPC runs OnDone after OnCancel returns, ordered by libgrpc++'s own atomics, which
+    // ThreadSanitizer cannot see (Debian's gRPC is not built with it). Taking mu_, which OnCancel
+    // takes, makes that ordering visible before the delete.
     { absl::MutexLock lock(&mu_); }
     delete this;
   }

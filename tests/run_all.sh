@@ -7,8 +7,8 @@
 #   3. clang, ThreadSanitizer (-O1): build the core's concurrency tests and routerd's end-to-end
 #      tests (target `tsan_tests`, listed in tests/CMakeLists.txt) and run them (ctest label
 #      `tsan`). Debian's Abseil and gRPC are not built with TSan: tests/tsan_annotations.cc
-#      annotates Abseil's mutexes and gRPC's batches; tests/tsan_suppressions.txt names what is
-#      left in uninstrumented code;
+#      annotates Abseil's mutexes and gRPC's hand-offs (batches, OnCancel, OnDone), and nothing
+#      is suppressed;
 #   4. clang, ROUTER_FUZZ=ON: build the libFuzzer targets (target `fuzz_targets`: libFuzzer
 #      instrumentation, ASan and UBSan on them and the libraries they link), then run each (ctest
 #      label `fuzz`, docs/fuzzing.md) for ROUTER_FUZZ_SECONDS (20) on a temporary copy of its seed

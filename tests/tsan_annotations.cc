@@ -18,6 +18,16 @@
 // grpcpp/support/server_callback.h begins MaybeCallOnCancel(reactor) with it) and CallOnCancel is
 // defined here to acquire on it first. So what the reactor's constructor and the handler did
 // happens before its OnCancel, as gRPC guarantees.
+// A server call's OnDone, and then the call object's destruction, run once every reference to the
+// call is given back: by binding the reactor, by each reaction to a completed operation, by the
+// call's own completion and by OnCancel's hand-off. The thread that gives back the last one calls
+// ServerCallbackCall::ScheduleOnDone (libgrpc++, through the PLT as above), which runs OnDone there
+// or on an executor thread as above. The copy of server_callback.h begins Unref() with a release
+// on the call, so the references that gRPC's headers give back (binding, reactions, the call's
+// completion) release, and ScheduleOnDone is defined here to acquire on the call first. The two
+// that libgrpc++ gives back itself (the call's completion as the server sees it, and the hand-off
+// after OnCancel) release nothing: what a reactor's OnCancel did is ordered before its OnDone by
+// the reactor's own mutex, which both take (server/*_call.cc).
 //
 // Abseil:
 // Debian builds libabsl_synchronization.so without -fsanitize=thread, so TSan cannot see that an
@@ -355,6 +365,13 @@ void ServerCallbackCall::CallOnCancel(ServerReactor* reactor) {
       "_ZN4grpc8internal18ServerCallbackCall12CallOnCancelEPNS0_13ServerReactorE");
   __tsan_acquire(reactor);
   real(this, reactor);
+}
+
+void ServerCallbackCall::ScheduleOnDone(bool inline_ondone) {
+  static const auto real = Real<void (*)(ServerCallbackCall*, bool)>(
+      "_ZN4grpc8internal18ServerCallbackCall14ScheduleOnDoneEb");
+  __tsan_acquire(this);
+  real(this, inline_ondone);
 }
 
 }  // namespace grpc::internal
