@@ -49,8 +49,8 @@
 //   - Notification::Notify releases on the flag that the inline HasBeenNotified() loads with
 //     acquire order in our (instrumented) code, and WaitForNotification* acquire on it when they
 //     return notified (their check of the flag is in Abseil's code, where TSan cannot see it);
-//     BlockingCounter::DecrementCount releases and
-//     BlockingCounter::Wait acquires on the counter, whose count is an uninstrumented atomic.
+//     BlockingCounter::DecrementCount releases and BlockingCounter::Wait acquires on the counter,
+//     whose count is an uninstrumented atomic.
 //   - ~Mutex is left alone: gRPC frees its objects when an uninstrumented reference count drops,
 //     so TSan would see a destruction annotation race with the last unlock. A mutex freed with
 //     its object is forgotten by TSan with the memory.
@@ -344,16 +344,13 @@ void BlockingCounter::Wait() {
   __tsan_acquire(this);
 }
 
-#undef ROUTER_REAL
-
 ABSL_NAMESPACE_END
 }  // namespace absl
 
 extern "C" grpc_call_error grpc_call_start_batch(grpc_call* call, const grpc_op* ops, size_t nops,
                                                  void* tag, void* reserved) {
-  static const auto real =
-      Real<grpc_call_error (*)(grpc_call*, const grpc_op*, size_t, void*, void*)>(
-          "grpc_call_start_batch");
+  ROUTER_REAL(grpc_call_error (*)(grpc_call*, const grpc_op*, size_t, void*, void*),
+              "grpc_call_start_batch");
   __tsan_release(tag);
   return real(call, ops, nops, tag, reserved);
 }
@@ -361,17 +358,20 @@ extern "C" grpc_call_error grpc_call_start_batch(grpc_call* call, const grpc_op*
 namespace grpc::internal {
 
 void ServerCallbackCall::CallOnCancel(ServerReactor* reactor) {
-  static const auto real = Real<void (*)(ServerCallbackCall*, ServerReactor*)>(
-      "_ZN4grpc8internal18ServerCallbackCall12CallOnCancelEPNS0_13ServerReactorE");
+  ROUTER_REAL(void (*)(ServerCallbackCall*, ServerReactor*),
+              "_ZN4grpc8internal18ServerCallbackCall12CallOnCancelEPNS0_13ServerReactorE");
   __tsan_acquire(reactor);
   real(this, reactor);
 }
 
 void ServerCallbackCall::ScheduleOnDone(bool inline_ondone) {
-  static const auto real = Real<void (*)(ServerCallbackCall*, bool)>(
-      "_ZN4grpc8internal18ServerCallbackCall14ScheduleOnDoneEb");
+  ROUTER_REAL(void (*)(ServerCallbackCall*, bool),
+              "_ZN4grpc8internal18ServerCallbackCall14ScheduleOnDoneEb");
   __tsan_acquire(this);
   real(this, inline_ondone);
 }
 
 }  // namespace grpc::internal
+
+#undef ROUTER_REAL_OUTERMOST
+#undef ROUTER_REAL

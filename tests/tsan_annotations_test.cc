@@ -242,6 +242,8 @@ int main(int argc, char** argv) {
       }
     }
   }
-  std::fprintf(stderr, "usage: %s race|mutex|reader|await|condvar|notification|wait|counter|cancel\n", argv[0]);
+  std::fprintf(stderr,
+               "usage: %s race|mutex|reader|await|condvar|notification|wait|counter|cancel\n",
+               argv[0]);
   return 2;
 }

@@ -216,11 +216,17 @@ local function tally(t, order, key, count)
   t[key] = t[key] + (count or 1)
 end
 
+-- A models header as parse_models reads it, of the model names in `names`.
+local function format_models(names)
+  local parts = {#names, '|'}
+  for _, m in ipairs(names) do parts[#parts + 1] = #m .. '|' .. m end
+  return table.concat(parts)
+end
+
 -- A commit's totals as its record ends with them: its `micros` and, of the models in `order`, the
 -- leases counted in `used`.
 local function format_totals(micros, used, order)
-  local parts = {int_str(micros), '|', #order, '|'}
-  for _, m in ipairs(order) do parts[#parts + 1] = #m .. '|' .. m end
+  local parts = {int_str(micros), '|', format_models(order)}
   for _, m in ipairs(order) do parts[#parts + 1] = used[m] .. '|' end
   return table.concat(parts)
 end
@@ -230,7 +236,9 @@ local function parse_totals(rec, at)
   local micros, models_at = string.match(rec, '^(%d+)|()', at)
   local models, counts_at = parse_models(rec, models_at)
   local counts = {}
-  for count in string.gmatch(string.sub(rec, counts_at), '(%d+)|') do counts[#counts + 1] = tonumber(count) end
+  for count in string.gmatch(string.sub(rec, counts_at), '(%d+)|') do
+    counts[#counts + 1] = tonumber(count)
+  end
   return tonumber(micros), models, counts
 end
 
@@ -262,18 +270,18 @@ end
 -- Leases (each {model, micro-USD, tag, tracked}) as write_leases takes them: header, entries, and
 -- the tracked ones counted by model.
 local function pack_leases(leases)
-  local index, head, body, used, order = {}, {}, {}, {}, {}
+  local index, names, body, used, order = {}, {}, {}, {}, {}
   for k, l in ipairs(leases) do
     local i = index[l[1]]
     if i == nil then
-      head[#head + 1] = #l[1] .. '|' .. l[1]
-      i = #head
+      names[#names + 1] = l[1]
+      i = #names
       index[l[1]] = i
     end
     body[k] = string.format('%04d%016d', i, l[2]) .. l[3] .. (l[4] and '1' or '0')
     if l[4] then tally(used, order, l[1]) end
   end
-  return #head .. '|' .. table.concat(head), table.concat(body), used, order
+  return format_models(names), table.concat(body), used, order
 end
 
 -- What is wrong with what a lease's entry holds in fixed width, or nil: its tag (16 characters;
