@@ -8,6 +8,7 @@
 //              [--services Echo,EchoStream,RouteInline,Route,RouteStream] [--think_ms 0]
 //              [--redis HOST:PORT [--redis_recent_snapshot_ms MS] [--redis_refresh_snapshot_ms MS]
 //                                 [--ledger_repeats 1]]
+//              [--second_ledger local [--ledger_repeats 1]]
 //
 // Without --routerd, routerd runs in this process (router::server::Routerd::Start on the --config
 // file, listening on 127.0.0.1:0): the same code as the binary, with the same process settings
@@ -44,7 +45,10 @@
 // process, Redis, Redis, in process, in process, ...: a drift steady over a pair of runs weighs on
 // both ledgers alike), and the comparison pools each ledger's answers over its N runs, since a
 // single run's p99 moves by milliseconds from one run to the next on a shared machine; it also
-// gives the median and range of the N runs' own p99 differences.
+// gives the median and range of the N runs' own p99 differences. --second_ledger local (instead of
+// --redis) runs the same comparison against a second in-process routerd that keeps the in-process
+// ledger too (an A/A run): what the comparison reads when nothing differs, the noise floor of the
+// Redis comparison on the machine at hand.
 // --services picks the rows (default: all five).
 //
 // Exit status: 0 after printing the table; 2 for a bad flag; 1 if a service cannot start or a run
@@ -532,6 +536,9 @@ struct Options {
   std::optional<double> redis_recent_snapshot_ms;
   // ledger.redis.refresh_snapshot_ms of that routerd; nullopt = the config's.
   std::optional<double> redis_refresh_snapshot_ms;
+  // The second routerd keeps the in-process ledger instead (--second_ledger local, without
+  // --redis): an A/A run of the ledger comparison.
+  bool second_local = false;
   // Runs per ledger of each row compared with --redis, in turn (L R R L L R ...).
   int ledger_repeats = 1;
   std::string config = router::bench::kDefaultConfig;
@@ -678,6 +685,7 @@ int Usage(const std::string& problem) {
                "                  [--services Echo,EchoStream,RouteInline,Route,RouteStream]\n"
                "                  [--redis HOST:PORT [--redis_recent_snapshot_ms MS]\n"
                "                  [--redis_refresh_snapshot_ms MS] [--ledger_repeats 1]]\n"
+               "                  [--second_ledger local [--ledger_repeats 1]]\n"
                "                  [--think_ms 0]\n";
   return 2;
 }
@@ -716,6 +724,9 @@ int main(int argc, char** argv) {
       double ms = 0;
       ok = router::bench::ParseNumber(value, &ms) && ms >= 0;
       o.redis_refresh_snapshot_ms = ms;
+    } else if (arg == "--second_ledger") {
+      ok = value == "local";
+      o.second_local = true;
     } else if (arg == "--ledger_repeats") {
       ok = router::bench::ParseNumber(value, &o.ledger_repeats) && o.ledger_repeats > 0;
     } else if (arg == "--config") {
@@ -759,7 +770,13 @@ int main(int argc, char** argv) {
   if (std::optional<int> exit_code = router::bench::ParseFlagPairs(argc, argv, Usage, apply)) {
     return *exit_code;
   }
-  if (o.ledger_repeats > 1 && o.redis.empty()) return Usage("--ledger_repeats needs --redis");
+  if (o.second_local && !o.redis.empty()) {
+    return Usage("--second_ledger local compares two in-process ledgers: no --redis");
+  }
+  const bool compare_ledgers = o.second_local || !o.redis.empty();
+  if (o.ledger_repeats > 1 && !compare_ledgers) {
+    return Usage("--ledger_repeats needs --redis or --second_ledger local");
+  }
 
   absl::StatusOr<Workload> workload = LoadPrompts(o.prompts);
   if (!workload.ok()) {
@@ -804,30 +821,36 @@ int main(int argc, char** argv) {
     routerd_address = absl::StrCat("127.0.0.1:", routerd->port());
   }
 
-  // The same routerd with the Redis ledger, for the ledger comparison rows.
-  std::unique_ptr<router::server::Routerd> redis_routerd;
-  std::vector<std::unique_ptr<v1::Router::Stub>> redis_stubs;
-  std::unique_ptr<v1::RouterAdmin::Stub> redis_admin;
-  if (!o.redis.empty()) {
+  // The same routerd with the Redis ledger (or, for an A/A run, the in-process one), for the
+  // ledger comparison rows.
+  const char* const second_ledger = o.second_local ? "local ledger" : "redis ledger";
+  std::unique_ptr<router::server::Routerd> second_routerd;
+  std::vector<std::unique_ptr<v1::Router::Stub>> second_stubs;
+  std::unique_ptr<v1::RouterAdmin::Stub> second_admin;
+  if (compare_ledgers) {
     if (routerd == nullptr) {
-      std::cerr << "load_bench: --redis needs the in-process routerd (no --routerd)\n";
+      std::cerr << "load_bench: the ledger comparison needs the in-process routerd "
+                   "(no --routerd)\n";
       return 1;
     }
     absl::StatusOr<std::unique_ptr<router::server::Routerd>> started = start_routerd(o.redis);
     if (!started.ok()) {
-      std::cerr << "load_bench: routerd (redis ledger): " << started.status().message() << "\n";
+      std::cerr << "load_bench: routerd (" << second_ledger
+                << "): " << started.status().message() << "\n";
       return 1;
     }
-    redis_routerd = *std::move(started);
-    const std::string redis_address = absl::StrCat("127.0.0.1:", redis_routerd->port());
-    for (const auto& c : MakeChannels(redis_address, o.channels)) {
-      redis_stubs.push_back(v1::Router::NewStub(c));
-      if (redis_admin == nullptr) redis_admin = v1::RouterAdmin::NewStub(c);
+    second_routerd = *std::move(started);
+    const std::string second_address = absl::StrCat("127.0.0.1:", second_routerd->port());
+    for (const auto& c : MakeChannels(second_address, o.channels)) {
+      second_stubs.push_back(v1::Router::NewStub(c));
+      if (second_admin == nullptr) second_admin = v1::RouterAdmin::NewStub(c);
     }
   }
   struct LedgerPair {
     std::string row;
-    std::vector<RunResult> local, redis;  // --ledger_repeats runs each, in the order measured
+    // --ledger_repeats runs each against the first routerd (in-process ledger) and the second
+    // (Redis ledger, or in-process for an A/A run), in the order measured.
+    std::vector<RunResult> first, second;
   };
   std::vector<LedgerPair> ledger_pairs;
 
@@ -906,39 +929,42 @@ int main(int argc, char** argv) {
     stub->async()->Echo(ctx, req, resp, std::move(done));
   };
   auto judge_route = [](const grpc::Status& s, const v1::RouteResponse&) { return s.ok(); };
-  // The Route (or inline Route) row against the routerd with the Redis ledger, right after the same
-  // row against the in-process ledger (`local`, whose batch settings are applied), with the same
-  // batch settings; then --ledger_repeats - 1 more runs against each, in turn.
-  auto redis_rows = [&](bool inline_mode, int clients, int64_t batch_size, double delay_ms,
-                        RunResult local, std::string label) -> absl::Status {
-    if (absl::Status s = ApplyBatching(*redis_admin, batch_size, delay_ms, o.lease_timeout_s);
+  // The Route (or inline Route) row against the second routerd, right after the same row against
+  // the first (`first`, whose batch settings are applied), with the same batch settings; then
+  // --ledger_repeats - 1 more runs against each, in turn.
+  auto second_rows = [&](bool inline_mode, int clients, int64_t batch_size, double delay_ms,
+                         RunResult first, std::string label) -> absl::Status {
+    if (absl::Status s = ApplyBatching(*second_admin, batch_size, delay_ms, o.lease_timeout_s);
         !s.ok()) {
       return s;
     }
     LedgerPair& pair = ledger_pairs.emplace_back(LedgerPair{std::move(label), {}, {}});
-    pair.local.push_back(std::move(local));
-    const auto run = [&](bool redis) {
-      const auto& stubs = redis ? redis_stubs : router_stubs;
+    pair.first.push_back(std::move(first));
+    const auto run = [&](bool second) {
+      const auto& stubs = second ? second_stubs : router_stubs;
       RunResult r = inline_mode
                         ? RunUnary<v1::Router::Stub, v1::RouteRequest, v1::RouteResponse>(
                               o, clients, stubs, send_route, fill_route_inline, judge_route)
                         : RunUnary<v1::Router::Stub, v1::RouteRequest, v1::RouteResponse>(
                               o, clients, stubs, send_route, fill_route, judge_route);
-      static constexpr const char* kServices[2][2] = {
-          {"Route", "Route (redis ledger)"}, {"Route (inline)", "Route (inline, redis ledger)"}};
-      r.service = kServices[inline_mode][redis];
+      r.service = inline_mode ? "Route (inline" : "Route";
+      if (second) {
+        absl::StrAppend(&r.service, inline_mode ? ", " : " (",
+                        o.second_local ? "second routerd, " : "", second_ledger);
+      }
+      if (inline_mode || second) r.service += ")";
       r.clients = clients;
       if (!inline_mode) {
         r.batch_size = batch_size;
         r.delay_ms = delay_ms;
       }
       PrintRow(r);
-      (redis ? pair.redis : pair.local).push_back(std::move(r));
+      (second ? pair.second : pair.first).push_back(std::move(r));
     };
-    run(/*redis=*/true);
+    run(/*second=*/true);
     for (int k = 1; k < o.ledger_repeats; ++k) {
-      run(/*redis=*/k % 2 == 1);
-      run(/*redis=*/k % 2 == 0);
+      run(/*second=*/k % 2 == 1);
+      run(/*second=*/k % 2 == 0);
     }
     return absl::OkStatus();
   };
@@ -1044,8 +1070,8 @@ int main(int argc, char** argv) {
       route_inline.service = "Route (inline)";
       route_inline.clients = clients;
       PrintRow(route_inline);
-      if (redis_admin != nullptr) {
-        if (absl::Status s = redis_rows(true, clients, o.batch_sizes.front(), o.delays_ms.front(),
+      if (second_admin != nullptr) {
+        if (absl::Status s = second_rows(true, clients, o.batch_sizes.front(), o.delays_ms.front(),
                                         route_inline, absl::StrCat("Route (inline), ", clients,
                                                                    " clients"));
             !s.ok()) {
@@ -1071,8 +1097,8 @@ int main(int argc, char** argv) {
           route.batch_size = batch_size;
           route.delay_ms = delay_ms;
           PrintRow(route);
-          if (redis_admin != nullptr) {
-            if (absl::Status s = redis_rows(false, clients, batch_size, delay_ms, route,
+          if (second_admin != nullptr) {
+            if (absl::Status s = second_rows(false, clients, batch_size, delay_ms, route,
                                            absl::StrCat("Route, ", clients, " clients, batch ",
                                                         batch_size, ", delay ", delay_ms, " ms"));
                 !s.ok()) {
@@ -1149,7 +1175,7 @@ int main(int argc, char** argv) {
   // "median (min-max)" of `values`, sorted in place; the upper middle for an even count.
   const auto summary = [](std::vector<double>& values) {
     std::sort(values.begin(), values.end());
-    return absl::StrFormat("%.2f (%.2f-%.2f)", values[values.size() / 2], values.front(),
+    return absl::StrFormat("%.2f (%.2f to %.2f)", values[values.size() / 2], values.front(),
                            values.back());
   };
   for (const Ratio& r : ratios) {
@@ -1191,29 +1217,29 @@ int main(int argc, char** argv) {
     return p;
   };
   for (const LedgerPair& p : ledger_pairs) {
-    const Pooled redis = pool(p.redis);
-    const Pooled local = pool(p.local);
+    const Pooled second = pool(p.second);
+    const Pooled first = pool(p.first);
     std::string per_run;
-    if (p.local.size() > 1) {
+    if (p.first.size() > 1) {
       std::vector<double> differences;
-      for (size_t k = 0; k < p.local.size(); ++k) {
-        differences.push_back(p.redis[k].p99_ms - p.local[k].p99_ms);
+      for (size_t k = 0; k < p.first.size(); ++k) {
+        differences.push_back(p.second[k].p99_ms - p.first[k].p99_ms);
       }
       per_run = absl::StrCat("; the ", differences.size(),
                              " runs' own p99 differences, median (range): ", summary(differences),
                              " ms");
     }
-    std::printf("%s: redis vs local ledger%s: p50 %.2f vs %.2f ms, p99 %.2f vs %.2f ms; p99 "
+    std::printf("%s: %s vs local ledger%s: p50 %.2f vs %.2f ms, p99 %.2f vs %.2f ms; p99 "
                 "difference %.2f ms (target <= 2 ms)%s; errors %lld vs %lld\n",
-                p.row.c_str(),
-                p.local.size() > 1
-                    ? absl::StrCat(" (", p.local.size(), " runs each, answers pooled)").c_str()
+                p.row.c_str(), o.second_local ? "local ledger (second routerd)" : "redis",
+                p.first.size() > 1
+                    ? absl::StrCat(" (", p.first.size(), " runs each, answers pooled)").c_str()
                     : "",
-                redis.p50_ms, local.p50_ms, redis.p99_ms, local.p99_ms,
-                redis.p99_ms - local.p99_ms, per_run.c_str(),
-                static_cast<long long>(redis.errors), static_cast<long long>(local.errors));
+                second.p50_ms, first.p50_ms, second.p99_ms, first.p99_ms,
+                second.p99_ms - first.p99_ms, per_run.c_str(),
+                static_cast<long long>(second.errors), static_cast<long long>(first.errors));
   }
-  if (redis_routerd != nullptr) redis_routerd->Shutdown(absl::ZeroDuration(), absl::Seconds(1));
+  if (second_routerd != nullptr) second_routerd->Shutdown(absl::ZeroDuration(), absl::Seconds(1));
 
   if (absl::Status s = SetConfigYaml(*admin, *original_yaml); !s.ok()) {
     std::cerr << "load_bench: restoring routerd's configuration: " << s.message() << "\n";
