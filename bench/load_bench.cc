@@ -822,8 +822,9 @@ int main(int argc, char** argv) {
   }
 
   // The same routerd with the Redis ledger (or, for an A/A run, the in-process one), for the
-  // ledger comparison rows.
-  const char* const second_ledger = o.second_local ? "local ledger" : "redis ledger";
+  // ledger comparison rows; `second_ledger` names its ledger in the rows and the summary.
+  const char* const second_ledger =
+      o.second_local ? "second routerd, local ledger" : "redis ledger";
   std::unique_ptr<router::server::Routerd> second_routerd;
   std::vector<std::unique_ptr<v1::Router::Stub>> second_stubs;
   std::unique_ptr<v1::RouterAdmin::Stub> second_admin;
@@ -947,12 +948,9 @@ int main(int argc, char** argv) {
                               o, clients, stubs, send_route, fill_route_inline, judge_route)
                         : RunUnary<v1::Router::Stub, v1::RouteRequest, v1::RouteResponse>(
                               o, clients, stubs, send_route, fill_route, judge_route);
-      r.service = inline_mode ? "Route (inline" : "Route";
-      if (second) {
-        absl::StrAppend(&r.service, inline_mode ? ", " : " (",
-                        o.second_local ? "second routerd, " : "", second_ledger);
-      }
-      if (inline_mode || second) r.service += ")";
+      r.service = second ? absl::StrCat(inline_mode ? "Route (inline, " : "Route (", second_ledger,
+                                        ")")
+                         : (inline_mode ? "Route (inline)" : "Route");
       r.clients = clients;
       if (!inline_mode) {
         r.batch_size = batch_size;
@@ -1231,7 +1229,7 @@ int main(int argc, char** argv) {
     }
     std::printf("%s: %s vs local ledger%s: p50 %.2f vs %.2f ms, p99 %.2f vs %.2f ms; p99 "
                 "difference %.2f ms (target <= 2 ms)%s; errors %lld vs %lld\n",
-                p.row.c_str(), o.second_local ? "local ledger (second routerd)" : "redis",
+                p.row.c_str(), second_ledger,
                 p.first.size() > 1
                     ? absl::StrCat(" (", p.first.size(), " runs each, answers pooled)").c_str()
                     : "",
